@@ -1,0 +1,58 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from koan import __version__
+from koan.auth.router import router as auth_router
+from koan.config import Settings
+from koan.handlers import install_error_handlers
+from koan.logging import configure_logging
+from koan.middleware import BodySizeLimit, SecurityHeaders
+from koan.onboarding.router import router as onboarding_router
+from koan.ops.router import router as health_router
+from koan.resources import Resources
+from koan.users.router import router as users_router
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, *, resources: Resources | None = None) -> FastAPI:
+    """Build Koan. Pass `resources` to share an engine/cache (tests, embedding); else they are
+    opened on start-up and closed on shutdown."""
+    settings = settings or (resources.settings if resources else Settings())
+    configure_logging(json=settings.is_production, level=settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = resources is None
+        app.state.resources = resources or Resources.from_settings(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.resources.close()
+
+    app = FastAPI(
+        title="Koan",
+        version=__version__,
+        description="A self-hosted AI coding tutor: exercises graded in a sandbox, a Socratic "
+        "tutor, and adaptive practice.",
+        lifespan=lifespan,
+    )
+    if resources is not None:
+        # Usable without running the lifespan (e.g. ASGI transports in tests).
+        app.state.resources = resources
+    api = APIRouter(prefix="/api/v1")
+    for router in (auth_router, users_router, onboarding_router):
+        api.include_router(router)
+    app.include_router(api)
+    app.include_router(health_router)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(SecurityHeaders, hsts=settings.is_production)
+    return app

@@ -1,0 +1,89 @@
+"""Who is calling: bearer token or cookie (with CSRF), and what they may do."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from koan.auth import repository
+from koan.auth.tokens import decode_access_token
+from koan.deps import ResourcesDep, SessionDep
+from koan.errors import CSRFFailed, EmailNotVerified, Forbidden, InvalidToken, NotAuthenticated
+from koan.models import AuthSession, User
+
+ACCESS_COOKIE = "koan_access"
+REFRESH_COOKIE = "koan_refresh"
+CSRF_COOKIE = "koan_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass
+class Auth:
+    user: User
+    session: AuthSession
+    via_cookie: bool
+
+
+def check_csrf(request: Request) -> None:
+    """Double-submit check: the header must repeat the koan_csrf cookie."""
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    header = request.headers.get(CSRF_HEADER, "")
+    if not cookie or not header or not hmac.compare_digest(cookie, header):
+        raise CSRFFailed(
+            f"This request needs the {CSRF_HEADER} header matching the {CSRF_COOKIE} cookie."
+        )
+
+
+async def current_auth(request: Request, session: SessionDep, res: ResourcesDep) -> Auth:
+    header = request.headers.get("Authorization", "")
+    via_cookie = False
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthenticated("Use 'Authorization: Bearer <access token>'.")
+        token = token.strip()
+    elif ACCESS_COOKIE in request.cookies:
+        token = request.cookies[ACCESS_COOKIE]
+        via_cookie = True
+    else:
+        raise NotAuthenticated("Log in first: this needs an access token.")
+    claims = decode_access_token(token, key=res.settings.signing_key, now=res.clock.now())
+    if via_cookie and request.method not in SAFE_METHODS:
+        check_csrf(request)
+    auth_session = await repository.auth_session(session, claims.session_id)
+    if (
+        auth_session is None
+        or auth_session.revoked_at is not None
+        or auth_session.user_id != claims.user_id
+    ):
+        raise InvalidToken("This session has ended; log in again.")
+    user = await repository.user_by_id(session, claims.user_id)
+    if user is None:
+        raise InvalidToken("This account no longer exists.")
+    return Auth(user=user, session=auth_session, via_cookie=via_cookie)
+
+
+async def current_user(auth: Annotated[Auth, Depends(current_auth)]) -> User:
+    return auth.user
+
+
+async def verified_user(user: Annotated[User, Depends(current_user)]) -> User:
+    if not user.email_verified:
+        raise EmailNotVerified("Verify your email address first: check your inbox for the link.")
+    return user
+
+
+async def admin_user(user: Annotated[User, Depends(verified_user)]) -> User:
+    if not user.is_admin:
+        raise Forbidden("Only administrators may do this.")
+    return user
+
+
+CurrentAuth = Annotated[Auth, Depends(current_auth)]
+CurrentUser = Annotated[User, Depends(current_user)]
+VerifiedUser = Annotated[User, Depends(verified_user)]
+AdminUser = Annotated[User, Depends(admin_user)]

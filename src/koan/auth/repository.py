@@ -1,0 +1,66 @@
+"""Queries for users' sessions and tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import AuthSession, EmailToken, RefreshToken, User
+
+
+async def user_by_email(session: AsyncSession, email: str) -> User | None:
+    return (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+
+
+async def user_by_id(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def auth_session(session: AsyncSession, session_id: uuid.UUID) -> AuthSession | None:
+    return await session.get(AuthSession, session_id)
+
+
+async def refresh_token_by_hash(session: AsyncSession, token_hash: str) -> RefreshToken | None:
+    query = select(RefreshToken).where(RefreshToken.token_hash == token_hash)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def revoke_sessions(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    now: datetime,
+    reason: str,
+    except_session: uuid.UUID | None = None,
+) -> None:
+    query = (
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+    if except_session is not None:
+        query = query.where(AuthSession.id != except_session)
+    await session.execute(query)
+
+
+async def email_token_by_hash(session: AsyncSession, token_hash: str) -> EmailToken | None:
+    query = select(EmailToken).where(EmailToken.token_hash == token_hash)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def retire_email_tokens(
+    session: AsyncSession, user_id: uuid.UUID, purpose: str, *, now: datetime
+) -> None:
+    """Mark every unused token of this purpose as used, so only a newer one works."""
+    await session.execute(
+        update(EmailToken)
+        .where(
+            EmailToken.user_id == user_id,
+            EmailToken.purpose == purpose,
+            EmailToken.used_at.is_(None),
+        )
+        .values(used_at=now)
+    )

@@ -1,0 +1,61 @@
+"""Shared schema pieces: a strict base and validated text types."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from typing import Annotated
+from zoneinfo import available_timezones
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+# Control characters (NUL, escape sequences) and bidi overrides never belong in stored text.
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+class Schema(BaseModel):
+    """Base for response schemas: built from ORM objects."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Input(BaseModel):
+    """Base for request bodies: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+def _has_surrogates(value: str) -> bool:
+    return any(unicodedata.category(ch) == "Cs" for ch in value)
+
+
+def clean_line(value: str) -> str:
+    """One line of text: trimmed, no control or bidi-override characters."""
+    value = value.strip()
+    if _FORBIDDEN.search(value) or "\n" in value or "\r" in value or _has_surrogates(value):
+        raise ValueError("must not contain control characters or line breaks")
+    return value
+
+
+def clean_text(value: str) -> str:
+    """Multi-line text: no control characters other than tab and newlines."""
+    if _FORBIDDEN.search(value) or _has_surrogates(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+@lru_cache(maxsize=1)
+def timezones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def check_timezone(value: str) -> str:
+    if value not in timezones():
+        raise ValueError("must be an IANA time zone name such as 'Europe/Paris' or 'UTC'")
+    return value
+
+
+Line = Annotated[str, AfterValidator(clean_line)]
+Text = Annotated[str, AfterValidator(clean_text)]
+TimeZoneName = Annotated[str, AfterValidator(check_timezone)]

@@ -1,0 +1,112 @@
+"""Settings: every knob Koan has, read from `KOAN_*` environment variables or a `.env` file."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "production", "test"]
+
+_MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """Koan's configuration; see docs/operations.md for what each setting does."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KOAN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Environment = "development"
+    secret_key: SecretStr = SecretStr("")
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    redis_url: str = ""
+    cache_prefix: str = "koan:"
+    base_url: str = "http://127.0.0.1:8000"
+    log_level: str = "INFO"
+
+    # Mail: with no SMTP host, mail goes to the development outbox (`koan mail list`).
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = True
+    smtp_timeout_s: float = 10.0
+    mail_from: str = "Koan <koan@localhost>"
+
+    # Tokens and sessions.
+    access_token_ttl_s: int = Field(default=15 * 60, ge=30)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    verify_token_ttl_s: int = Field(default=24 * 3600, ge=60)
+    reset_token_ttl_s: int = Field(default=3600, ge=60)
+    secure_cookies: bool | None = None  # None: secure in production only
+
+    # Argon2id cost; tests lower these through the environment, never through a code branch.
+    password_time_cost: int = Field(default=3, ge=1)
+    password_memory_kib: int = Field(default=65536, ge=8)
+    password_parallelism: int = Field(default=2, ge=1)
+
+    # Throttling (the `limits` library's rate strings).
+    login_limit_per_account: str = "5/minute;20/hour"
+    login_limit_per_address: str = "20/minute;100/hour"
+    register_limit_per_address: str = "10/hour"
+    resend_verification_limit: str = "3/hour"
+    password_reset_limit: str = "3/hour"
+    login_slowdown_step_s: float = Field(default=0.25, ge=0)
+    login_slowdown_cap_s: float = Field(default=2.0, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_sync_drivers(cls, value: str) -> str:
+        # Users paste the URL their other tools use; Koan needs the async drivers.
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if value.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + value.split(":///", 1)[1]
+        return value
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        if self.env == "production":
+            key = self.secret_key.get_secret_value()
+            if len(key) < _MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"KOAN_SECRET_KEY must be set to at least {_MIN_SECRET_LENGTH} characters "
+                    "in production"
+                )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def cookies_secure(self) -> bool:
+        return self.is_production if self.secure_cookies is None else self.secure_cookies
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'koan.db').as_posix()}"
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The secret key; in development a generated one is kept under the data dir."""
+        key = self.secret_key.get_secret_value()
+        if key:
+            return key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key

@@ -1,0 +1,111 @@
+"""The one error handler: every error leaves as {"error": "<Code>", "detail": "..."}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from koan.errors import KoanError
+
+log = structlog.get_logger(__name__)
+
+_HTTP_CODES = {
+    400: "BadRequest",
+    401: "NotAuthenticated",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    406: "NotAcceptable",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+    429: "RateLimited",
+}
+
+
+def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"error": code, "detail": detail, **extra}
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    return ".".join(parts) or "body"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = _location(error.get("loc", ()))
+    if error.get("type") == "extra_forbidden":
+        return f"'{where}' is not a known field"
+    if error.get("type") == "missing":
+        return f"'{where}' is required"
+    message = str(error.get("msg", "is invalid"))
+    message = message.removeprefix("Value error, ")
+    return f"'{where}': {message}"
+
+
+async def _koan_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, KoanError)
+    return JSONResponse(
+        error_body(exc.code, exc.detail), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return JSONResponse(
+            error_body("MalformedJSON", "The request body is not valid JSON."), status_code=400
+        )
+    fields = [
+        {"field": _location(e.get("loc", ())), "message": _describe(e), "type": e.get("type")}
+        for e in errors
+    ]
+    detail = "; ".join(f["message"] for f in fields[:5]) or "The request is invalid."
+    return JSONResponse(error_body("ValidationError", detail, fields=fields), status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "HTTPError")
+    detail = exc.detail if isinstance(exc.detail, str) else "The request failed."
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "There is nothing at this address."
+    return JSONResponse(
+        error_body(code, detail), status_code=exc.status_code, headers=exc.headers or None
+    )
+
+
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(
+        exc, OperationalError | InterfaceError
+    ):
+        return await _unexpected(request, exc)
+    log.error("database.unavailable", error=type(exc).__name__)
+    return JSONResponse(
+        error_body("ServiceUnavailable", "The database is unavailable; try again shortly."),
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("request.failed", path=request.url.path, error=type(exc).__name__)
+    return JSONResponse(
+        error_body("InternalError", "Something went wrong on our side; it has been logged."),
+        status_code=500,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(KoanError, _koan_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_down)
+    app.add_exception_handler(ConnectionError, _database_down)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,53 @@
+"""Health endpoints for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from koan.deps import ResourcesDep
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+_CHECK_TIMEOUT_S = 2.0
+
+
+@router.get("/live")
+async def live() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", responses={503: {"description": "A dependency is unreachable"}})
+async def ready(res: ResourcesDep) -> JSONResponse:
+    """Database and cache reachable; 503 naming the one that is not."""
+    checks: dict[str, str] = {}
+
+    async def database() -> None:
+        async with res.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def cache() -> None:
+        await res.cache.ping()
+
+    for name, probe in (("database", database), ("cache", cache)):
+        try:
+            await asyncio.wait_for(probe(), _CHECK_TIMEOUT_S)
+            checks[name] = "ok"
+        except Exception as exc:  # any failure means "not ready"; the name says which
+            checks[name] = f"unreachable ({type(exc).__name__})"
+    failed = [name for name, state in checks.items() if state != "ok"]
+    if failed:
+        return JSONResponse(
+            status_code=503,
+            headers={"Retry-After": "5"},
+            content={
+                "error": "ServiceUnavailable",
+                "detail": "Not ready: " + ", ".join(failed) + " unreachable.",
+                "checks": checks,
+            },
+        )
+    return JSONResponse({"status": "ok", "checks": checks})

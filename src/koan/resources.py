@@ -1,0 +1,44 @@
+"""The long-lived things a running Koan holds: engine, cache, limiter, mailer, clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from koan.auth.passwords import Hasher
+from koan.cache import Cache, create_cache
+from koan.clock import Clock
+from koan.config import Settings
+from koan.db import create_engine, create_session_factory
+from koan.mail.sender import Mailer
+from koan.ratelimit import RateLimiter
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    cache: Cache
+    limiter: RateLimiter
+    mailer: Mailer
+    hasher: Hasher
+    clock: Clock = field(default_factory=Clock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, engine: AsyncEngine | None = None) -> Resources:
+        engine = engine or create_engine(settings.effective_database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            session_factory=create_session_factory(engine),
+            cache=create_cache(settings.redis_url, settings.cache_prefix),
+            limiter=RateLimiter.from_url(settings.redis_url, prefix=settings.cache_prefix),
+            mailer=Mailer(settings),
+            hasher=Hasher(settings),
+        )
+
+    async def close(self) -> None:
+        await self.cache.close()
+        await self.engine.dispose()

@@ -1,0 +1,72 @@
+"""The signed-in user's own account and learner profile."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from koan.auth import service as auth_service
+from koan.auth.deps import CurrentAuth, CurrentUser, VerifiedUser
+from koan.auth.router import clear_auth_cookies
+from koan.auth.schemas import Message
+from koan.deps import ResourcesDep, SessionDep
+from koan.onboarding import repository as profiles
+from koan.onboarding import service as onboarding
+from koan.onboarding.schemas import ProfileOut, ProfileUpdate
+from koan.users import service
+from koan.users.schemas import AccountDeletion, PasswordChange, UserOut, UserUpdate
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("/me", response_model=UserOut)
+async def me(user: CurrentUser, session: SessionDep) -> UserOut:
+    """Who is signed in (works before the email is verified)."""
+    return await service.describe(session, user)
+
+
+@router.patch("/me", response_model=UserOut)
+async def update_me(data: UserUpdate, user: CurrentUser, session: SessionDep) -> UserOut:
+    """Change name, time zone or preferences; fields left out stay as they are."""
+    return await service.update(session, user, data)
+
+
+@router.post("/me/password", response_model=Message)
+async def change_password(
+    data: PasswordChange, auth: CurrentAuth, session: SessionDep, res: ResourcesDep
+) -> Message:
+    """Change the password (needs the current one); every other session is ended."""
+    await auth_service.change_password(
+        session,
+        res,
+        auth.user,
+        auth.session,
+        current_password=data.current_password,
+        new_password=data.new_password,
+    )
+    return Message(message="Your password has been changed.")
+
+
+@router.delete("/me", response_model=Message)
+async def delete_me(
+    data: AccountDeletion,
+    user: CurrentUser,
+    response: Response,
+    session: SessionDep,
+    res: ResourcesDep,
+) -> Message:
+    """Delete the account and everything it owns (needs the password)."""
+    await auth_service.delete_account(session, res, user, data.password)
+    clear_auth_cookies(response)
+    return Message(message="Your account and everything in it have been deleted.")
+
+
+@router.get("/me/profile", response_model=ProfileOut)
+async def profile(user: VerifiedUser, session: SessionDep) -> ProfileOut:
+    """The learner profile filled by onboarding."""
+    return ProfileOut.model_validate(await profiles.profile_for(session, user))
+
+
+@router.patch("/me/profile", response_model=ProfileOut)
+async def update_profile(data: ProfileUpdate, user: VerifiedUser, session: SessionDep) -> ProfileOut:
+    """Change the learner profile after onboarding."""
+    return ProfileOut.model_validate(await onboarding.update_profile(session, user, data))

@@ -1,0 +1,44 @@
+"""Bodies of the /users routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from koan.common.schemas import Input, Line, Schema, TimeZoneName
+
+
+class Preferences(Input):
+    theme: Literal["system", "light", "dark"] = "system"
+    editor_font_size: int = Field(default=14, ge=10, le=28)
+    email_reminders: bool = False
+
+
+class UserOut(Schema):
+    id: uuid.UUID
+    email: str
+    name: str
+    role: str
+    email_verified: bool
+    timezone: str
+    preferences: Preferences
+    onboarding_completed: bool
+    created_at: datetime
+
+
+class UserUpdate(Input):
+    name: Line | None = Field(default=None, min_length=1, max_length=100)
+    timezone: TimeZoneName | None = None
+    preferences: Preferences | None = None
+
+
+class PasswordChange(Input):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class AccountDeletion(Input):
+    password: str = Field(min_length=1, max_length=1024)

@@ -1,0 +1,217 @@
+"""Test harness: real databases and caches, one transaction per test, rolled back.
+
+Backends: SQLite + in-process cache always; PostgreSQL + Redis as well when
+KOAN_TEST_DATABASE_URL / KOAN_TEST_REDIS_URL are set (CI sets them, and there a missing
+service fails the run). Each pytest-xdist worker gets its own database and key prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import pytest_asyncio
+import redis.asyncio as redis_asyncio
+from fastapi import FastAPI
+from limits.aio.storage import Storage
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from koan.app import create_app
+from koan.auth.passwords import Hasher
+from koan.cache import Cache, MemoryCache, RedisCache
+from koan.clock import Clock
+from koan.config import Settings
+from koan.db import create_engine, create_session_factory
+from koan.deps import get_session
+from koan.mail.sender import Mailer
+from koan.migrate import upgrade_connection
+from koan.ratelimit import RateLimiter, create_storage
+from koan.resources import Resources
+from tests.fixtures.smtp import SMTPServer
+
+DATABASE_URL = os.environ.get("KOAN_TEST_DATABASE_URL", "")
+REDIS_URL = os.environ.get("KOAN_TEST_REDIS_URL", "")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+BACKENDS = ["sqlite"] + (["postgres"] if DATABASE_URL else [])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if IN_CI and not (DATABASE_URL and REDIS_URL):
+        raise pytest.UsageError(
+            "CI must test PostgreSQL and Redis: set KOAN_TEST_DATABASE_URL and KOAN_TEST_REDIS_URL"
+        )
+    if DATABASE_URL and not REDIS_URL:
+        raise pytest.UsageError("KOAN_TEST_DATABASE_URL needs KOAN_TEST_REDIS_URL as well")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # One event loop for the whole session, so session-scoped engines serve every test.
+    marker = pytest.mark.asyncio(loop_scope="session")
+    for item in items:
+        if pytest_asyncio.is_async_test(item):
+            item.add_marker(marker, append=False)
+
+
+@dataclass
+class Backend:
+    name: str
+    engine: AsyncEngine
+    database_url: str
+    redis_url: str
+    redis: redis_asyncio.Redis | None
+    limits_storage: Storage | None
+    key_prefix: str
+
+
+@pytest.fixture(scope="session")
+def worker_id_safe(worker_id: str) -> str:
+    return worker_id.replace("-", "_")
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SMTPServer]:
+    server = SMTPServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def _create_postgres_database(worker: str) -> str:
+    url = make_url(DATABASE_URL.replace("postgresql://", "postgresql+asyncpg://", 1))
+    name = f"koan_test_{worker}"
+    admin = create_engine(url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest_asyncio.fixture(scope="session", params=BACKENDS)
+async def backend(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    worker_id_safe: str,
+) -> AsyncIterator[Backend]:
+    """A migrated database (and cache backend) for this worker, built once per session."""
+    name = str(request.param)
+    if name == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "koan.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        redis_url = ""
+    else:
+        url = await _create_postgres_database(worker_id_safe)
+        redis_url = REDIS_URL
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(upgrade_connection)
+    client = storage = None
+    prefix = f"koan-test:{worker_id_safe}:{uuid.uuid4().hex[:8]}:"
+    if redis_url:
+        client = redis_asyncio.Redis.from_url(redis_url, decode_responses=True)
+        await client.ping()
+        storage = create_storage(redis_url, prefix=prefix)
+    yield Backend(name, engine, url, redis_url, client, storage, prefix)
+    if client is not None:
+        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            await client.delete(key)
+        await client.aclose()
+    await engine.dispose()
+
+
+@pytest.fixture
+def settings(backend: Backend, smtp_server: SMTPServer) -> Settings:
+    return Settings(
+        env="test",
+        secret_key="test-secret-key-that-is-long-enough-0123456789",
+        database_url=backend.database_url,
+        redis_url=backend.redis_url,
+        base_url="http://testserver",
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server.port,
+        smtp_starttls=False,
+        password_time_cost=1,
+        password_memory_kib=8,
+        password_parallelism=1,
+        login_slowdown_step_s=0,
+        _env_file=None,
+    )
+
+
+@pytest_asyncio.fixture
+async def connection(backend: Backend) -> AsyncIterator[AsyncConnection]:
+    """The test's connection, inside a transaction that is rolled back at the end."""
+    async with backend.engine.connect() as conn:
+        transaction = await conn.begin()
+        yield conn
+        if transaction.is_active:
+            await transaction.rollback()
+
+
+@pytest_asyncio.fixture
+async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    # Commits inside the code under test become SAVEPOINT releases within the outer transaction.
+    session = AsyncSession(
+        bind=connection,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+        autoflush=False,
+    )
+    yield session
+    await session.close()
+
+
+@pytest_asyncio.fixture
+async def resources(
+    settings: Settings, backend: Backend, session: AsyncSession
+) -> AsyncIterator[Resources]:
+    """Koan's resources for one test: shared engine, a cache and limiter namespace of its own."""
+    namespace = uuid.uuid4().hex
+    cache: Cache
+    if backend.redis is not None and backend.limits_storage is not None:
+        cache = RedisCache(backend.redis, f"{backend.key_prefix}{namespace}:")
+        limiter = RateLimiter(backend.limits_storage, namespace=namespace)
+    else:
+        cache = MemoryCache(f"test:{namespace}:")
+        limiter = RateLimiter(create_storage(""), namespace=namespace)
+    res = Resources(
+        settings=settings,
+        engine=backend.engine,
+        session_factory=create_session_factory(backend.engine),
+        cache=cache,
+        limiter=limiter,
+        mailer=Mailer(settings),
+        hasher=Hasher(settings),
+        clock=Clock(),
+    )
+    yield res
+
+
+@pytest.fixture
+def app(resources: Resources, session: AsyncSession) -> FastAPI:
+    application = create_app(resources=resources)
+
+    async def test_session() -> AsyncIterator[AsyncSession]:
+        # Same contract as production: commit on success, roll back on error.
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+    application.dependency_overrides[get_session] = test_session
+    return application
+
+
+@pytest_asyncio.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
