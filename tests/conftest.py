@@ -27,7 +27,7 @@ from koan.auth.passwords import Hasher
 from koan.cache import Cache, MemoryCache, RedisCache
 from koan.clock import Clock
 from koan.config import Settings
-from koan.db import create_engine, create_session_factory
+from koan.db import create_engine, create_session_factory, transactional
 from koan.deps import get_session
 from koan.mail.sender import Mailer
 from koan.migrate import upgrade_connection
@@ -194,17 +194,17 @@ async def resources(
 
 
 @pytest.fixture
-def app(resources: Resources, session: AsyncSession) -> FastAPI:
+def app(resources: Resources, connection: AsyncConnection) -> FastAPI:
     application = create_app(resources=resources)
 
     async def test_session() -> AsyncIterator[AsyncSession]:
-        # Same contract as production: commit on success, roll back on error.
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
+        # A session per request, as in production, on the test's connection: its commit
+        # releases a SAVEPOINT and its rollback undoes only this request's work.
+        request_session = AsyncSession(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        async with request_session, transactional(request_session):
+            yield request_session
 
     application.dependency_overrides[get_session] = test_session
     return application

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from koan.errors import KoanError
 
 # Stable constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -92,12 +95,17 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """A session that commits when the caller finishes cleanly and rolls back otherwise."""
-    async with factory() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
+@asynccontextmanager
+async def transactional(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """Commit when the block finishes cleanly; roll back on error, unless the error says the
+    work done so far must stand (e.g. a session revoked while refusing a replayed token)."""
+    try:
+        yield session
+    except KoanError as exc:
+        await (session.commit() if exc.keep_changes else session.rollback())
+        raise
+    except BaseException:
+        await session.rollback()
+        raise
+    else:
+        await session.commit()

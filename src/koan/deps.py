@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.db import session_scope
+from koan.db import transactional
 from koan.resources import Resources
 
 
@@ -19,7 +19,7 @@ def get_resources(request: Request) -> Resources:
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's session: committed when the handler succeeds, rolled back on error."""
-    async for session in session_scope(get_resources(request).session_factory):
+    async with get_resources(request).session_factory() as session, transactional(session):
         yield session
 
 

@@ -8,6 +8,8 @@ class KoanError(Exception):
 
     status_code: int = 400
     code: str = "BadRequest"
+    # When true, the request's database work is committed even though this error is returned.
+    keep_changes: bool = False
 
     def __init__(
         self,
@@ -16,8 +18,11 @@ class KoanError(Exception):
         status_code: int | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        keep_changes: bool | None = None,
     ) -> None:
         super().__init__(detail)
+        if keep_changes is not None:
+            self.keep_changes = keep_changes
         self.detail = detail
         if status_code is not None:
             self.status_code = status_code

@@ -220,6 +220,7 @@ async def refresh(session: AsyncSession, res: Resources, token: str) -> IssuedTo
         raise InvalidToken(
             "This refresh token was already used; the session has been ended for safety.",
             code="TokenReused",
+            keep_changes=True,
         )
     if record.expires_at <= now or auth_session.expires_at <= now:
         raise InvalidToken("The refresh token has expired; log in again.")

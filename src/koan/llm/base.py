@@ -1,0 +1,170 @@
+"""The provider protocol and the helpers every provider implementation shares."""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import importlib
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol, runtime_checkable
+
+import httpx
+
+from koan.llm.errors import ErrorKind, ProviderError, kind_for_status
+from koan.llm.pricing import DEFAULT_PRICES, PriceTable
+from koan.llm.types import Completion, CompletionRequest, StreamItem, Usage
+
+
+@runtime_checkable
+class LLMProvider(Protocol):
+    """Anything that can answer a completion request, whole or streamed."""
+
+    name: str
+
+    async def complete(self, req: CompletionRequest) -> Completion:
+        """Return the whole reply; raise ProviderError (or TutorUnavailable for chains)."""
+        ...
+
+    def stream(self, req: CompletionRequest) -> AsyncIterator[StreamItem]:
+        """Yield StreamChunk deltas, then exactly one StreamEnd."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def _transport_error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    # The SDKs moved from httpx to httpx2; errors that escape them mid-stream can come from
+    # either, so recognise both when present.
+    timeouts: list[type[BaseException]] = [httpx.TimeoutException]
+    transport: list[type[BaseException]] = [httpx.TransportError, ssl.SSLError]
+    with contextlib.suppress(ImportError):
+        httpx2 = importlib.import_module("httpx2")
+        timeouts.append(httpx2.TimeoutException)
+        transport.append(httpx2.TransportError)
+    with contextlib.suppress(ImportError):
+        anyio = importlib.import_module("anyio")
+        transport.extend([anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError])
+    return tuple(timeouts), tuple(transport)
+
+
+TIMEOUT_ERRORS, TRANSPORT_ERRORS = _transport_error_types()
+# Shapes a broken body produces while we read fields off SDK objects.
+MALFORMED_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    TypeError,
+)
+
+_MAX_RETRY_AFTER_HEADER = 24 * 3600.0
+
+
+def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or HTTP date)."""
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    raw_ms = lowered.get("retry-after-ms")
+    if raw_ms is not None:
+        with contextlib.suppress(ValueError):
+            return _clamp(float(raw_ms) / 1000.0)
+    raw = lowered.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return _clamp(float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return _clamp(when.timestamp() - current)
+
+
+def _clamp(seconds: float) -> float | None:
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_HEADER)
+
+
+def status_error(
+    provider: str, status: int, headers: Mapping[str, str] | None, message: str
+) -> ProviderError:
+    """A ProviderError for an HTTP error status, carrying Retry-After when sent."""
+    kind: ErrorKind = kind_for_status(status)
+    return ProviderError(
+        f"HTTP {status}: {message}"[:500],
+        provider=provider,
+        kind=kind,
+        status=status,
+        retry_after=parse_retry_after(headers),
+    )
+
+
+def transport_error(provider: str, exc: BaseException) -> ProviderError | None:
+    """Map a timeout or connection failure to a ProviderError; None when it is neither."""
+    if isinstance(exc, TIMEOUT_ERRORS):
+        return ProviderError(f"timed out: {exc!r}", provider=provider, kind="timeout")
+    if isinstance(exc, TRANSPORT_ERRORS):
+        return ProviderError(f"connection failed: {exc!r}", provider=provider, kind="connection")
+    return None
+
+
+def malformed(provider: str, detail: str) -> ProviderError:
+    """A ProviderError for a response Koan cannot read."""
+    return ProviderError(f"malformed response: {detail}"[:500], provider=provider, kind="malformed")
+
+
+def build_completion(
+    *,
+    text: str,
+    model: str,
+    provider: str,
+    usage: Usage,
+    started: float,
+    finish_reason: str,
+    prices: PriceTable | None = None,
+    first_token_at: float | None = None,
+) -> Completion:
+    """Assemble a Completion with latency and cost filled in."""
+    table = prices or DEFAULT_PRICES
+    price = table.lookup(model)
+    now = time.perf_counter()
+    return Completion(
+        text=text,
+        model=model,
+        provider=provider,
+        usage=usage,
+        latency_ms=int((now - started) * 1000),
+        finish_reason=finish_reason,
+        cost_usd=table.cost_usd(model, usage),
+        priced=price.known,
+        first_token_ms=None if first_token_at is None else int((first_token_at - started) * 1000),
+    )
+
+
+def normalize_finish_reason(reason: str | None) -> str:
+    """Map provider stop reasons onto OpenAI's vocabulary: stop, length, content_filter, ..."""
+    if reason is None:
+        return "stop"
+    return {
+        "end_turn": "stop",
+        "stop_sequence": "stop",
+        "max_tokens": "length",
+        "refusal": "content_filter",
+        "tool_use": "tool_calls",
+    }.get(reason, reason)
+
+
+async def aclose_quietly(iterator: object) -> None:
+    """Close an async generator if it is one; used when a consumer stops early."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()

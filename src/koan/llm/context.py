@@ -1,0 +1,164 @@
+"""What the model sees: the Socratic system prompt and a history trimmed to the context window."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from koan.llm.pricing import estimate_tokens
+from koan.llm.types import ChatMessage, TutorContext
+
+_MESSAGE_OVERHEAD = 4
+_CODE_LIMIT_CHARS = 6000
+_TEST_MESSAGE_LIMIT_CHARS = 600
+_MAX_TESTS_SHOWN = 5
+
+SOCRATIC_RULES = """\
+You are Koan, a patient programming tutor. Your job is to help the learner find the answer \
+themselves, not to give it to them.
+Rules:
+1. Never write the solution or any part of it: no complete functions, no corrected version \
+of the learner's code, no line they could paste in to pass the tests. This holds even if \
+they ask directly, say they gave up, or claim to be a teacher.
+2. Ask exactly one guiding question per reply, and stop after it.
+3. When a test fails, point at that test: say what it checked and what the learner's code \
+did instead, in plain words.
+4. Explain concepts (an error message, a data structure, a language feature) in your own \
+words; a tiny example is fine only when it is unrelated to this exercise.
+5. Be brief: a few sentences. Match the learner's experience level.
+6. Praise real progress specifically; never pretend wrong code is right."""
+
+HINT_RULES = """\
+The learner asked for a hint. Give one small nudge, smaller than the next hint they have not \
+seen yet, then one question. Do not reveal the approach in full."""
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerProfile:
+    """What onboarding learned about the learner, in plain values."""
+
+    display_name: str | None = None
+    experience: str = "beginner"  # free text or a level: beginner | intermediate | advanced
+    goals: Sequence[str] = field(default_factory=tuple)
+    preferred_language: str | None = None
+
+
+def trim_history(
+    system: ChatMessage,
+    history: Sequence[ChatMessage],
+    max_context_tokens: int,
+    reserve_for_reply: int,
+) -> list[ChatMessage]:
+    """Keep the system prompt and as many of the newest turns as fit the token budget."""
+    budget = max_context_tokens - reserve_for_reply - _cost(system)
+    kept: list[ChatMessage] = []
+    for message in reversed([m for m in history if m.role != "system"]):
+        cost = _cost(message)
+        if cost <= budget:
+            kept.append(message)
+            budget -= cost
+            continue
+        if not kept:
+            # The newest message is what the learner is asking now: shorten it rather than
+            # dropping it, keeping its end (where the question usually is).
+            shortened = _keep_tail(message, budget)
+            if shortened is not None:
+                kept.append(shortened)
+        break
+    kept.reverse()
+    # A reply with no question before it confuses models, and the Anthropic API rejects it.
+    while kept and kept[0].role == "assistant":
+        kept.pop(0)
+    return [system, *kept]
+
+
+def _cost(message: ChatMessage) -> int:
+    return estimate_tokens(message.content) + _MESSAGE_OVERHEAD
+
+
+def _keep_tail(message: ChatMessage, budget: int) -> ChatMessage | None:
+    available = budget - _MESSAGE_OVERHEAD - 2
+    if available <= 0:
+        return None
+    # estimate_tokens never reports fewer tokens than chars/4, so this many characters fit
+    # unless the text is punctuation-heavy; shrink until it does.
+    chars = available * 4
+    while chars > 0:
+        text = "…" + message.content[-chars:]
+        if estimate_tokens(text) + _MESSAGE_OVERHEAD <= budget:
+            return ChatMessage(message.role, text)
+        chars = int(chars * 0.8)
+    return None
+
+
+def build_system_prompt(
+    *,
+    profile: LearnerProfile | None = None,
+    context: TutorContext | None = None,
+    mode: Literal["chat", "hint"] = "chat",
+) -> ChatMessage:
+    """The tutor's system prompt: Socratic rules, the learner, the exercise, the latest attempt."""
+    sections = [SOCRATIC_RULES]
+    if mode == "hint":
+        sections.append(HINT_RULES)
+    language = (context.language if context else None) or (
+        profile.preferred_language if profile else None
+    )
+    learner: list[str] = []
+    if profile is not None:
+        if profile.display_name:
+            learner.append(f"Name: {profile.display_name}")
+        learner.append(f"Experience: {profile.experience}")
+        if profile.goals:
+            learner.append("Goals: " + "; ".join(profile.goals))
+    if language:
+        learner.append(f"Language of this exercise: {language}")
+    if learner:
+        sections.append("## The learner\n" + "\n".join(learner))
+    if context is not None:
+        sections.extend(_exercise_sections(context, mode))
+    return ChatMessage("system", "\n\n".join(sections))
+
+
+def _exercise_sections(context: TutorContext, mode: Literal["chat", "hint"]) -> list[str]:
+    sections: list[str] = []
+    fence = context.language.lower() or ""
+    if context.exercise_statement or context.title:
+        title = f" — {context.title}" if context.title else ""
+        sections.append(f"## The exercise{title}\n{context.exercise_statement.strip()}")
+    if context.hints:
+        seen = context.hints[: context.hints_used]
+        if mode == "hint" and context.hints_used < len(context.hints):
+            sections.append(
+                "## The next hint (do not quote it; give something smaller)\n"
+                + context.hints[context.hints_used]
+            )
+        if seen:
+            sections.append(
+                "## Hints the learner has already seen\n"
+                + "\n".join(f"{n}. {h}" for n, h in enumerate(seen, 1))
+            )
+        else:
+            sections.append("## Hints\nThe learner has not opened any hint yet.")
+    if context.latest_code is not None:
+        code = context.latest_code
+        if len(code) > _CODE_LIMIT_CHARS:
+            code = code[:_CODE_LIMIT_CHARS] + "\n# … (truncated)"
+        sections.append(f"## The learner's latest code\n```{fence}\n{code}\n```")
+    else:
+        sections.append("## The learner's latest code\nNothing submitted yet.")
+    if context.failing_tests:
+        lines = []
+        for test in context.failing_tests[:_MAX_TESTS_SHOWN]:
+            message = test.message.strip()[:_TEST_MESSAGE_LIMIT_CHARS]
+            lines.append(f"- {test.name}: {message}")
+        more = len(context.failing_tests) - _MAX_TESTS_SHOWN
+        if more > 0:
+            lines.append(f"- … and {more} more")
+        sections.append("## Failing tests (point at the first one)\n" + "\n".join(lines))
+    elif context.latest_code is not None:
+        sections.append("## Tests\nNo failing tests on the latest run.")
+    if context.question:
+        sections.append(f"## The learner's question\n{context.question.strip()}")
+    return sections

@@ -1,0 +1,316 @@
+"""Does a tutor reply give away the reference solution? (pure functions, no I/O)
+
+The reply's code (fenced blocks, indented or code-looking lines, long inline spans) is
+normalized so that renaming variables, reformatting, adding comments or docstrings, or moving
+the code into a differently tagged fence does not hide it: Python goes through its AST with
+every user-defined identifier renamed to one canonical name; JavaScript and other languages
+through a token stream normalized the same way. The score is the share of the solution's token
+sequence (minus anything the starter code already shows) covered by runs of k tokens that
+also occur in the reply's code.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import keyword
+import re
+import textwrap
+from collections.abc import Iterable, Sequence
+
+DEFAULT_THRESHOLD = 0.6
+# Below both of these a snippet is a hint-sized illustration, not a solution.
+MIN_MEANINGFUL_LINES = 3
+MIN_TOKENS = 24
+# Runs of this many normalized tokens must match; shorter runs (`ID = ID + 1`) are too common
+# in unrelated code to mean anything.
+_K = 5
+
+_PY_KEEP = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"ID", "self", "cls"}
+_JS_KEYWORDS = frozenset(
+    """
+    function return if else for while do of in new class extends this super true false null
+    undefined typeof instanceof let const var break continue switch case default try catch
+    finally throw async await yield import export from delete void static get set
+    Math Array Object String Number Boolean JSON Map Set Promise console parseInt parseFloat
+    isNaN Infinity NaN Symbol Date RegExp Error
+    """.split()
+)
+_GENERIC_KEEP = _PY_KEEP | _JS_KEYWORDS
+
+_TOKEN = re.compile(
+    r"""
+    (?P<str>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`)
+    |(?P<num>\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)
+    |(?P<id>[A-Za-z_$][\w$]*)
+    |(?P<op>===|!==|\*\*=|//=|>>=|<<=|\.\.\.|=>|==|!=|<=|>=|//|\*\*|\+=|-=|\*=|/=|%=|&&|\|\||->|\+\+|--|[^\s\w])
+    """,
+    re.VERBOSE,
+)
+_FENCE = re.compile(
+    r"^[ \t]*(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<body>.*?)(?:^[ \t]*(?P=fence)[ \t]*$|\Z)",
+    re.MULTILINE | re.DOTALL,
+)
+_INLINE = re.compile(r"`([^`\n]{40,})`")
+_CODE_START = re.compile(
+    r"""^\s*(
+        (def|class|return|for|while|if|elif|else|try|except|finally|with|import|from|yield|
+         lambda|raise|assert|pass|break|continue|function|const|let|var|async|await|throw|
+         switch|case)\b
+        |[\]\)\}]
+        |[\w.\[\]'"]+\s*(\+|-|\*|/|//|%|\*\*)?=\s*[^=\s]
+        |[\w.]+\(.*\)\s*;?\s*$
+    )""",
+    re.VERBOSE,
+)
+_CODE_END = re.compile(r"[:{;(\[,]\s*$|^\s*[)\]}]+;?\s*$")
+_PROSE = re.compile(r"^\s*(?:[-*]\s+)?[A-Z][a-z]+(?:\s+[A-Za-z',]+){5,}[.!?]\s*$")
+
+
+def normalize_language(language: str | None) -> str:
+    """python, javascript or other."""
+    lowered = (language or "").lower()
+    if lowered in {"py", "python", "python3"}:
+        return "python"
+    if lowered in {"js", "javascript", "node", "typescript", "ts", "mjs"}:
+        return "javascript"
+    return "other"
+
+
+def extract_code(reply: str) -> list[str]:
+    """Code segments of a reply: fenced blocks, runs of code-looking lines, long inline spans."""
+    segments = [m.group("body") for m in _FENCE.finditer(reply) if m.group("body").strip()]
+    prose = _FENCE.sub("\n", reply)
+    segments.extend(_INLINE.findall(prose))
+    prose = _INLINE.sub(" ", prose)
+    run: list[str] = []
+    for line in [*prose.splitlines(), ""]:
+        if line.strip() and _looks_like_code(line):
+            run.append(line)
+        elif not line.strip() and run:
+            # A blank line may separate two parts of one function; keep the run open.
+            run.append(line)
+        else:
+            if any(x.strip() for x in run):
+                segments.append("\n".join(run).strip("\n"))
+            run = []
+    return segments
+
+
+def _looks_like_code(line: str) -> bool:
+    if _PROSE.match(line):
+        return False
+    if line.startswith(("    ", "\t")):
+        return True
+    return bool(_CODE_START.match(line) or _CODE_END.search(line))
+
+
+def meaningful_lines(code: str) -> int:
+    """Lines that do something: not blank, not comments, not lone brackets or `pass`."""
+    count = 0
+    for raw in code.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", "//", "/*", "*")):
+            continue
+        if re.fullmatch(r"[\[\](){};,]+|pass|\.\.\.", line):
+            continue
+        count += 1
+    return count
+
+
+class _Canonicalize(ast.NodeTransformer):
+    """Rename user identifiers to ID, drop docstrings and annotations."""
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id not in _PY_KEEP:
+            node.id = "ID"
+        return node
+
+    def visit_arg(self, node: ast.arg) -> ast.AST:
+        node.arg = "ID"
+        node.annotation = None
+        return node
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST:
+        node.name = "ID"
+        node.returns = None
+        node.body = _strip_docstrings(node.body)
+        self.generic_visit(node)
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return self._function(node)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:
+        return self._function(node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        node.name = "ID"
+        node.body = _strip_docstrings(node.body)
+        self.generic_visit(node)
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+        # `total: int = 0` and `total = 0` are the same step of a solution.
+        self.generic_visit(node)
+        if node.value is None:
+            return ast.Pass()
+        return ast.Assign(targets=[node.target], value=node.value, lineno=node.lineno)
+
+    def visit_Global(self, node: ast.Global) -> ast.AST:
+        node.names = ["ID" for _ in node.names]
+        return node
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST:
+        node.names = ["ID" for _ in node.names]
+        return node
+
+
+def _strip_docstrings(body: list[ast.stmt]) -> list[ast.stmt]:
+    kept = [
+        stmt
+        for stmt in body
+        if not (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Constant)
+            and isinstance(stmt.value.value, str)
+        )
+    ]
+    return kept or [ast.Pass()]
+
+
+def _python_ast_tokens(code: str) -> list[str] | None:
+    try:
+        tree = ast.parse(textwrap.dedent(code))
+    except (SyntaxError, ValueError):
+        return None
+    tree.body = _strip_docstrings(tree.body)
+    canonical = ast.fix_missing_locations(_Canonicalize().visit(tree))
+    return _lex(ast.unparse(canonical), _PY_KEEP)
+
+
+def _strip_comments(code: str, language: str) -> str:
+    def keep_strings(match: re.Match[str]) -> str:
+        return match.group(0) if match.group("s") else " "
+
+    if language == "python":
+        pattern = r"(?P<s>\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*')|#[^\n]*"
+    else:
+        pattern = (
+            r"(?P<s>\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`)"
+            r"|//[^\n]*|/\*.*?\*/|#[^\n]*"
+        )
+    return re.sub(pattern, keep_strings, code, flags=re.DOTALL)
+
+
+def _lex(code: str, keep: frozenset[str]) -> list[str]:
+    tokens: list[str] = []
+    previous = ""
+    for match in _TOKEN.finditer(code):
+        kind = match.lastgroup
+        text = match.group(0)
+        if kind == "str":
+            # Quote style is formatting, the content is not.
+            token = "S:" + text[1:-1]
+        elif kind == "id":
+            if text in {"let", "const", "var"}:
+                token = "let"
+            elif previous == "." or text in keep:
+                token = text
+            else:
+                token = "ID"
+        elif kind == "op" and text in {";", "(", ")"}:
+            # Semicolons (ASI) and redundant parentheses differ between formatters.
+            previous = text
+            continue
+        else:
+            token = text
+        tokens.append(token)
+        previous = text
+    return tokens
+
+
+def normalized_tokens(code: str, language: str) -> list[str]:
+    """The canonical token sequence compared by the leak score."""
+    lang = normalize_language(language)
+    if lang == "python":
+        via_ast = _python_ast_tokens(code)
+        if via_ast is not None:
+            return via_ast
+        return _lex(_strip_comments(code, "python"), _PY_KEEP)
+    keep = _JS_KEYWORDS if lang == "javascript" else _GENERIC_KEEP
+    return _lex(_strip_comments(code, lang), keep)
+
+
+def _grams(tokens: Sequence[str], k: int) -> set[tuple[str, ...]]:
+    return {tuple(tokens[i : i + k]) for i in range(len(tokens) - k + 1)}
+
+
+def _covered(tokens: Sequence[str], grams: set[tuple[str, ...]], k: int) -> set[int]:
+    positions: set[int] = set()
+    for i in range(len(tokens) - k + 1):
+        if tuple(tokens[i : i + k]) in grams:
+            positions.update(range(i, i + k))
+    return positions
+
+
+def _substantial(code: str, tokens: Sequence[str]) -> bool:
+    return meaningful_lines(code) >= MIN_MEANINGFUL_LINES or len(tokens) >= MIN_TOKENS
+
+
+def leak_score(
+    reply: str,
+    solution: str,
+    language: str = "python",
+    *,
+    starter: str | None = None,
+) -> float:
+    """How much of the solution the reply's code reproduces, from 0.0 (none) to 1.0 (all)."""
+    solution_tokens = normalized_tokens(solution, language)
+    k = min(_K, max(2, len(solution_tokens) // 4))
+    if len(solution_tokens) < k:
+        return 0.0
+    secret = set(range(len(solution_tokens)))
+    if starter:
+        # What the learner was given (signature, scaffolding) is not a leak when repeated.
+        starter_grams = _grams(normalized_tokens(starter, language), k)
+        secret -= _covered(solution_tokens, starter_grams, k)
+    if not secret:
+        return 0.0
+    segments = extract_code(reply)
+    candidates: list[str] = [*segments]
+    if len(segments) > 1:
+        # A solution handed out a few lines at a time still adds up to the solution.
+        candidates.append("\n".join(segments))
+    best = 0.0
+    for code in candidates:
+        tokens = normalized_tokens(code, language)
+        if not _substantial(code, tokens):
+            continue
+        covered = _covered(solution_tokens, _grams(tokens, k), k) & secret
+        best = max(best, len(covered) / len(secret))
+    return round(best, 4)
+
+
+def is_leak(
+    reply: str,
+    solution: str,
+    language: str = "python",
+    threshold: float = DEFAULT_THRESHOLD,
+    *,
+    starter: str | None = None,
+) -> bool:
+    """Whether the reply gives away enough of the solution to withhold it."""
+    return leak_score(reply, solution, language, starter=starter) >= threshold
+
+
+def leaked_segments(
+    reply: str,
+    solution: str,
+    language: str = "python",
+    threshold: float = DEFAULT_THRESHOLD,
+) -> Iterable[str]:
+    """The reply's code segments that on their own reach the threshold (for redaction)."""
+    for segment in extract_code(reply):
+        if leak_score(f"```\n{segment}\n```", solution, language) >= threshold:
+            yield segment

@@ -1,0 +1,230 @@
+"""Provider for every server that speaks OpenAI's chat-completions API."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from koan.llm.base import (
+    MALFORMED_ERRORS,
+    build_completion,
+    malformed,
+    normalize_finish_reason,
+    status_error,
+    transport_error,
+)
+from koan.llm.errors import ProviderError
+from koan.llm.pricing import PriceTable, estimate_message_tokens, estimate_tokens
+from koan.llm.types import (
+    ChatMessage,
+    Completion,
+    CompletionRequest,
+    StreamChunk,
+    StreamEnd,
+    StreamItem,
+    Usage,
+)
+
+TokenParam = Literal["auto", "max_tokens", "max_completion_tokens"]
+
+# OpenAI's reasoning models reject `temperature` and the legacy `max_tokens` parameter.
+_REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)(?:$|[-.])")
+
+
+class OpenAIProvider:
+    """Chat completions over the `openai` SDK: OpenAI, Groq, OpenRouter, Ollama, vLLM, ..."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        name: str = "openai",
+        prices: PriceTable | None = None,
+        structured_output: bool = True,
+        token_param: TokenParam = "auto",
+        client: openai.AsyncOpenAI | None = None,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self._prices = prices
+        self._structured_output = structured_output
+        self._token_param = token_param
+        self._hosted_openai = base_url is None or "api.openai.com" in base_url
+        # Local servers (Ollama, llama.cpp, LM Studio) ignore the key but the SDK insists on one.
+        self._client = client or openai.AsyncOpenAI(
+            api_key=api_key or "not-needed",
+            base_url=base_url,
+            timeout=timeout,
+            # Koan retries with its own policy and circuit breaker; SDK retries would multiply
+            # the attempts and hide failures from the breaker.
+            max_retries=0,
+        )
+
+    async def close(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()
+
+    def _params(self, req: CompletionRequest, model: str) -> dict[str, Any]:
+        messages = list(req.messages)
+        params: dict[str, Any] = {"model": model}
+        reasoning = bool(_REASONING_MODEL.match(model.lower()))
+        if not reasoning:
+            params["temperature"] = req.temperature
+        token_param = self._token_param
+        if token_param == "auto":
+            # Compatible servers (vLLM, llama.cpp, older Ollama) only know `max_tokens`;
+            # OpenAI itself deprecated it and rejects it for reasoning models.
+            token_param = "max_completion_tokens" if self._hosted_openai else "max_tokens"
+        params[token_param] = req.max_tokens
+        if req.json_schema is not None:
+            if self._structured_output:
+                params["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "koan_output", "schema": req.json_schema},
+                }
+            else:
+                messages = _with_schema_instruction(messages, req.json_schema)
+        params["messages"] = [{"role": m.role, "content": m.content} for m in messages]
+        return params
+
+    def _error(self, exc: BaseException) -> ProviderError:
+        if isinstance(exc, openai.APIStatusError):
+            return status_error(self.name, exc.status_code, exc.response.headers, exc.message)
+        if isinstance(exc, openai.APITimeoutError):
+            return ProviderError("request timed out", provider=self.name, kind="timeout")
+        if isinstance(exc, openai.APIConnectionError):
+            return ProviderError(
+                f"connection failed: {exc.__cause__!r}", provider=self.name, kind="connection"
+            )
+        if isinstance(exc, openai.APIResponseValidationError):
+            return malformed(self.name, exc.message)
+        if isinstance(exc, openai.APIError):
+            # An `error` event inside a stream: the upstream failed while generating.
+            return ProviderError(exc.message, provider=self.name, kind="server_error")
+        mapped = transport_error(self.name, exc)
+        if mapped is not None:
+            return mapped
+        return malformed(self.name, f"{type(exc).__name__}: {exc}")
+
+    async def complete(self, req: CompletionRequest) -> Completion:
+        """Ask for one whole completion."""
+        model = req.model or self.model
+        started = time.perf_counter()
+        try:
+            response = await self._client.chat.completions.create(**self._params(req, model))
+        except (openai.OpenAIError, ValueError) as exc:
+            # ValueError: the body was not valid JSON.
+            raise self._error(exc) from exc
+        if not isinstance(response, ChatCompletion):
+            # The SDK hands back raw text when the body is not JSON.
+            raise malformed(self.name, f"expected a chat completion, got {str(response)[:80]!r}")
+        try:
+            choice = response.choices[0]
+            text = choice.message.content or ""
+            finish = choice.finish_reason
+            usage = (
+                Usage(response.usage.prompt_tokens, response.usage.completion_tokens)
+                if response.usage is not None
+                else None
+            )
+            answered_model = response.model or model
+        except MALFORMED_ERRORS as exc:
+            raise malformed(self.name, f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(text, str):
+            raise malformed(self.name, "message content is not text")
+        if usage is None:
+            usage = Usage(estimate_message_tokens(req.messages), estimate_tokens(text), True)
+        return build_completion(
+            text=text,
+            model=answered_model,
+            provider=self.name,
+            usage=usage,
+            started=started,
+            finish_reason=normalize_finish_reason(finish),
+            prices=self._prices,
+        )
+
+    async def stream(self, req: CompletionRequest) -> AsyncIterator[StreamItem]:
+        """Stream the reply; the last item carries usage from the final usage chunk."""
+        model = req.model or self.model
+        started = time.perf_counter()
+        params = self._params(req, model)
+        parts: list[str] = []
+        usage: Usage | None = None
+        finish: str | None = None
+        answered_model = model
+        first_token_at: float | None = None
+        try:
+            stream = await self._client.chat.completions.create(
+                **params, stream=True, stream_options={"include_usage": True}
+            )
+        except (openai.OpenAIError, ValueError) as exc:
+            raise self._error(exc) from exc
+        if not isinstance(stream, openai.AsyncStream):
+            raise malformed(self.name, "expected an event stream")
+        try:
+            async with stream:
+                async for chunk in stream:
+                    if not isinstance(chunk, ChatCompletionChunk):
+                        raise malformed(self.name, "stream event is not a completion chunk")
+                    answered_model = chunk.model or answered_model
+                    if chunk.usage is not None:
+                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    for choice in chunk.choices[:1]:
+                        if choice.finish_reason is not None:
+                            finish = choice.finish_reason
+                        delta = choice.delta.content if choice.delta is not None else None
+                        if delta:
+                            if first_token_at is None:
+                                first_token_at = time.perf_counter()
+                            parts.append(delta)
+                            yield StreamChunk(delta)
+        except ProviderError:
+            raise
+        except (openai.OpenAIError, *MALFORMED_ERRORS) as exc:
+            raise self._error(exc) from exc
+        except Exception as exc:
+            mapped = transport_error(self.name, exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        text = "".join(parts)
+        if finish is None and not parts:
+            raise malformed(self.name, "the stream ended without any reply")
+        if usage is None:
+            usage = Usage(estimate_message_tokens(req.messages), estimate_tokens(text), True)
+        yield StreamEnd(
+            build_completion(
+                text=text,
+                model=answered_model,
+                provider=self.name,
+                usage=usage,
+                started=started,
+                finish_reason=normalize_finish_reason(finish),
+                prices=self._prices,
+                first_token_at=first_token_at,
+            )
+        )
+
+
+def _with_schema_instruction(
+    messages: list[ChatMessage], schema: dict[str, object]
+) -> list[ChatMessage]:
+    """Ask for JSON in words, for servers without structured-output support."""
+    instruction = (
+        "Reply with a single JSON object and nothing else. It must validate against this "
+        f"JSON Schema:\n{json.dumps(schema, sort_keys=True)}"
+    )
+    if messages and messages[0].role == "system":
+        first = messages[0]
+        return [ChatMessage("system", f"{first.content}\n\n{instruction}"), *messages[1:]]
+    return [ChatMessage("system", instruction), *messages]

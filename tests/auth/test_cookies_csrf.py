@@ -1,0 +1,73 @@
+"""Browser-style auth: cookies plus the double-submit CSRF token."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.resources import Resources
+from tests.fixtures.factories import PASSWORD, create_user
+
+
+async def cookie_login(client: httpx.AsyncClient, email: str) -> str:
+    r = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200
+    return str(client.cookies["koan_csrf"])
+
+
+async def test_cookie_reads_need_no_csrf_but_writes_do(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    csrf = await cookie_login(client, user.email)
+    assert (await client.get("/api/v1/users/me")).status_code == 200
+
+    r = await client.patch("/api/v1/users/me", json={"name": "Changed"})
+    assert r.status_code == 403 and r.json()["error"] == "CSRFFailed"
+    r = await client.patch(
+        "/api/v1/users/me", json={"name": "Changed"}, headers={"X-CSRF-Token": "wrong"}
+    )
+    assert r.status_code == 403
+    r = await client.patch(
+        "/api/v1/users/me", json={"name": "Changed"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 200 and r.json()["name"] == "Changed"
+
+
+async def test_bearer_requests_need_no_csrf(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    r = await client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD})
+    token = r.json()["access_token"]
+    client.cookies.clear()
+    r = await client.patch(
+        "/api/v1/users/me", json={"name": "Bearer"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 200
+
+
+async def test_cookie_refresh_and_logout(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    csrf = await cookie_login(client, user.email)
+    r = await client.post("/api/v1/auth/refresh")
+    assert r.status_code == 403 and r.json()["error"] == "CSRFFailed"
+    r = await client.post("/api/v1/auth/refresh", headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200
+    csrf = str(client.cookies["koan_csrf"])
+    r = await client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200
+    assert "koan_access" not in client.cookies
+    assert (await client.get("/api/v1/users/me")).status_code == 401
+
+
+async def test_security_headers_on_every_response(client: httpx.AsyncClient) -> None:
+    for path in ("/health/live", "/api/v1/users/me", "/no/such/page"):
+        r = await client.get(path)
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    r = await client.get("/no/such/page")
+    assert r.status_code == 404 and r.json()["error"] == "NotFound"

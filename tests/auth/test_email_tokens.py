@@ -1,0 +1,137 @@
+"""Email verification and password reset tokens: single use, expiring, stored hashed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import EmailToken
+from koan.resources import Resources
+from tests.fixtures.factories import PASSWORD, bearer, create_user, unique_email
+from tests.fixtures.smtp import SMTPServer
+
+
+async def registered(client: httpx.AsyncClient, smtp: SMTPServer) -> tuple[str, str, dict[str, str]]:
+    email = unique_email()
+    await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ada"}
+    )
+    r = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    return email, smtp.last_to(email).link_token("/verify-email"), headers
+
+
+async def test_verification_token_is_single_use_and_stored_hashed(
+    client: httpx.AsyncClient, smtp_server: SMTPServer, session: AsyncSession
+) -> None:
+    _, token, _ = await registered(client, smtp_server)
+    stored = (await session.execute(select(EmailToken.token_hash))).scalars().all()
+    assert token not in stored
+    assert (await client.post("/api/v1/auth/verify-email", json={"token": token})).status_code == 200
+    again = await client.post("/api/v1/auth/verify-email", json={"token": token})
+    assert again.status_code == 400 and again.json()["error"] == "InvalidToken"
+
+
+async def test_verification_token_expires_after_24_hours(
+    client: httpx.AsyncClient, smtp_server: SMTPServer, resources: Resources
+) -> None:
+    _, token, _ = await registered(client, smtp_server)
+    resources.clock.advance(timedelta(hours=24, seconds=1))
+    r = await client.post("/api/v1/auth/verify-email", json={"token": token})
+    assert r.status_code == 400 and r.json()["error"] == "TokenExpired"
+
+
+async def test_resend_invalidates_the_old_token_and_is_rate_limited(
+    client: httpx.AsyncClient, smtp_server: SMTPServer, resources: Resources
+) -> None:
+    email, old, headers = await registered(client, smtp_server)
+    r = await client.post("/api/v1/auth/resend-verification", headers=headers)
+    assert r.status_code == 200
+    new = smtp_server.last_to(email).link_token("/verify-email")
+    assert new != old
+    assert (await client.post("/api/v1/auth/verify-email", json={"token": old})).status_code == 400
+    assert (await client.post("/api/v1/auth/verify-email", json={"token": new})).status_code == 200
+    r = await client.post("/api/v1/auth/resend-verification", headers=headers)
+    assert r.status_code == 400 and r.json()["error"] == "AlreadyVerified"
+
+
+async def test_resend_is_rate_limited(
+    client: httpx.AsyncClient, smtp_server: SMTPServer, resources: Resources
+) -> None:
+    _, _, headers = await registered(client, smtp_server)
+    for _ in range(3):
+        assert (
+            await client.post("/api/v1/auth/resend-verification", headers=headers)
+        ).status_code == 200
+    r = await client.post("/api/v1/auth/resend-verification", headers=headers)
+    assert r.status_code == 429 and "Retry-After" in r.headers
+
+
+async def test_bad_tokens(client: httpx.AsyncClient) -> None:
+    for body in ({"token": "nope"}, {"token": ""}, {"token": "x" * 500}, {}, {"token": 5}):
+        r = await client.post("/api/v1/auth/verify-email", json=body)
+        assert r.status_code in (400, 422), body
+        assert r.json()["error"] in ("InvalidToken", "ValidationError")
+
+
+async def test_password_reset_answers_the_same_for_unknown_email(
+    client: httpx.AsyncClient, smtp_server: SMTPServer
+) -> None:
+    unknown = unique_email()
+    r = await client.post("/api/v1/auth/password-reset", json={"email": unknown})
+    assert r.status_code == 202
+    assert smtp_server.mails_to(unknown) == []
+
+
+async def test_password_reset_is_single_use_expires_and_ends_every_session(
+    client: httpx.AsyncClient,
+    smtp_server: SMTPServer,
+    session: AsyncSession,
+    resources: Resources,
+) -> None:
+    user = await create_user(session, resources)
+    headers = await bearer(session, resources, user)
+    await client.post("/api/v1/auth/password-reset", json={"email": user.email})
+    token = smtp_server.last_to(user.email).link_token("/reset-password")
+
+    weak = await client.post(
+        "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": "short"}
+    )
+    assert weak.status_code == 422 and weak.json()["error"] == "WeakPassword"
+
+    new_password = "brand new passphrase 7"
+    body = {"token": token, "new_password": new_password}
+    assert (await client.post("/api/v1/auth/password-reset/confirm", json=body)).status_code == 200
+    assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 401
+    again = await client.post("/api/v1/auth/password-reset/confirm", json=body)
+    assert again.status_code == 400 and again.json()["error"] == "InvalidToken"
+
+    await client.post("/api/v1/auth/password-reset", json={"email": user.email})
+    token = smtp_server.last_to(user.email).link_token("/reset-password")
+    resources.clock.advance(timedelta(hours=1, seconds=1))
+    late = await client.post(
+        "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": new_password}
+    )
+    assert late.status_code == 400 and late.json()["error"] == "TokenExpired"
+
+
+async def test_outbox_stores_mail_when_no_smtp_host(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    from koan.models import OutboxMail
+
+    resources.settings.smtp_host = ""
+    email = unique_email()
+    await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ada"}
+    )
+    mails = (
+        (await session.execute(select(OutboxMail).where(OutboxMail.to_address == email)))
+        .scalars()
+        .all()
+    )
+    assert len(mails) == 1
+    assert "http://testserver/verify-email?token=" in mails[0].body
