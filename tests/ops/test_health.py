@@ -1,0 +1,31 @@
+"""Health endpoints."""
+
+from __future__ import annotations
+
+import httpx
+
+from koan.cache import MemoryCache
+from koan.resources import Resources
+
+
+async def test_live_and_ready(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health/live")).json() == {"status": "ok"}
+    r = await client.get("/health/ready")
+    assert r.status_code == 200
+    assert r.json()["checks"] == {"database": "ok", "cache": "ok"}
+
+
+async def test_ready_names_the_dependency_that_is_down(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    class DownCache(MemoryCache):
+        async def ping(self) -> bool:
+            raise ConnectionError("cache is down")
+
+    resources.cache = DownCache()
+    r = await client.get("/health/ready")
+    assert r.status_code == 503
+    body = r.json()
+    assert body["error"] == "ServiceUnavailable" and "cache" in body["detail"]
+    assert body["checks"]["database"] == "ok"
+    assert r.headers["Retry-After"]

@@ -1,0 +1,151 @@
+"""The signed-in user's account: read, update, change password, delete."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import APIRouter
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.auth.deps import AdminUser
+from koan.models import AuthSession, LearnerProfile, User
+from koan.resources import Resources
+from tests.fixtures.factories import PASSWORD, bearer, create_user
+
+
+async def test_me_works_unverified_and_hides_secrets(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, verified=False)
+    r = await client.get("/api/v1/users/me", headers=await bearer(session, resources, user))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["email"] == user.email and body["email_verified"] is False
+    assert body["role"] == "learner" and body["onboarding_completed"] is False
+    assert "password_hash" not in body and "password" not in r.text
+    assert body["created_at"].endswith("Z") or body["created_at"].endswith("+00:00")
+
+
+async def test_update_name_timezone_preferences(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    headers = await bearer(session, resources, user)
+    r = await client.patch(
+        "/api/v1/users/me",
+        headers=headers,
+        json={
+            "name": "  Grace  ",
+            "timezone": "America/New_York",
+            "preferences": {"theme": "dark", "editor_font_size": 16},
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["name"] == "Grace" and body["timezone"] == "America/New_York"
+    assert body["preferences"] == {"theme": "dark", "editor_font_size": 16, "email_reminders": False}
+    # Fields left out stay as they are.
+    r = await client.patch("/api/v1/users/me", headers=headers, json={"name": "Grace H"})
+    assert r.json()["timezone"] == "America/New_York"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"timezone": "Mars/Olympus_Mons"},
+        {"timezone": "../../etc/passwd"},
+        {"timezone": None},
+        {"name": ""},
+        {"name": None},
+        {"name": "x" * 101},
+        {"preferences": {"theme": "neon"}},
+        {"preferences": {"editor_font_size": 500}},
+        {"preferences": {"unknown": 1}},
+        {"email": "new@example.com"},
+        {"role": "admin"},
+    ],
+)
+async def test_bad_updates_are_refused(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources, body: dict[str, object]
+) -> None:
+    user = await create_user(session, resources)
+    r = await client.patch(
+        "/api/v1/users/me", headers=await bearer(session, resources, user), json=body
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "ValidationError"
+
+
+async def test_change_password_needs_the_current_one_and_ends_other_sessions(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    mine = await bearer(session, resources, user)
+    other = await bearer(session, resources, user)
+    r = await client.post(
+        "/api/v1/users/me/password",
+        headers=mine,
+        json={"current_password": "wrong password!", "new_password": "new passphrase 123"},
+    )
+    assert r.status_code == 400 and r.json()["error"] == "InvalidCredentials"
+    r = await client.post(
+        "/api/v1/users/me/password",
+        headers=mine,
+        json={"current_password": PASSWORD, "new_password": "password1234"},
+    )
+    assert r.status_code == 422 and r.json()["error"] == "WeakPassword"
+    r = await client.post(
+        "/api/v1/users/me/password",
+        headers=mine,
+        json={"current_password": PASSWORD, "new_password": "new passphrase 123"},
+    )
+    assert r.status_code == 200
+    assert (await client.get("/api/v1/users/me", headers=mine)).status_code == 200
+    assert (await client.get("/api/v1/users/me", headers=other)).status_code == 401
+    login = await client.post(
+        "/api/v1/auth/login", json={"email": user.email, "password": "new passphrase 123"}
+    )
+    assert login.status_code == 200
+
+
+async def test_delete_account_removes_everything_it_owns(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    headers = await bearer(session, resources, user)
+    r = await client.request(
+        "DELETE", "/api/v1/users/me", headers=headers, json={"password": "wrong password!"}
+    )
+    assert r.status_code == 400
+    r = await client.request("DELETE", "/api/v1/users/me", headers=headers, json={})
+    assert r.status_code == 422
+    r = await client.request("DELETE", "/api/v1/users/me", headers=headers, json={"password": PASSWORD})
+    assert r.status_code == 200
+    for model, column in ((User, User.id), (LearnerProfile, LearnerProfile.user_id)):
+        count = await session.scalar(select(func.count()).select_from(model).where(column == user.id))
+        assert count == 0, model
+    sessions = await session.scalar(
+        select(func.count()).select_from(AuthSession).where(AuthSession.user_id == user.id)
+    )
+    assert sessions == 0
+    assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 401
+
+
+async def test_admin_dependency(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    # A throwaway route shows the dependency's contract for later admin routes.
+    router = APIRouter()
+
+    @router.get("/admin-only")
+    async def admin_only(user: AdminUser) -> dict[str, str]:
+        return {"hello": user.name}
+
+    client._transport.app.include_router(router)  # type: ignore[attr-defined]
+    learner = await create_user(session, resources)
+    admin = await create_user(session, resources, role="admin", name="Root")
+    r = await client.get("/admin-only", headers=await bearer(session, resources, learner))
+    assert r.status_code == 403 and r.json()["error"] == "Forbidden"
+    r = await client.get("/admin-only", headers=await bearer(session, resources, admin))
+    assert r.status_code == 200 and r.json() == {"hello": "Root"}
