@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anthropic
-from anthropic.types import Message
+from anthropic.types import Message, TextBlock
 
 from koan.llm.base import (
     MALFORMED_ERRORS,
+    AsyncClosing,
+    ErrorTypes,
     build_completion,
     malformed,
     normalize_finish_reason,
@@ -30,8 +32,10 @@ from koan.llm.types import (
     Usage,
 )
 
+_STREAM_ERRORS: ErrorTypes = (anthropic.AnthropicError, *MALFORMED_ERRORS)
 
-class AnthropicProvider:
+
+class AnthropicProvider(AsyncClosing):
     """Claude models over the `anthropic` SDK (base URL configurable for gateways)."""
 
     def __init__(
@@ -116,12 +120,8 @@ class AnthropicProvider:
         if not isinstance(message, Message):
             raise malformed(self.name, f"expected a message, got {str(message)[:80]!r}")
         try:
-            text = "".join(
-                block.text for block in message.content if getattr(block, "type", None) == "text"
-            )
-            usage = Usage(
-                _input_tokens(message.usage), int(message.usage.output_tokens or 0)
-            )
+            text = "".join(block.text for block in message.content if isinstance(block, TextBlock))
+            usage = Usage(_input_tokens(message.usage), int(message.usage.output_tokens or 0))
             stop_reason = message.stop_reason
             answered_model = message.model or model
         except MALFORMED_ERRORS as exc:
@@ -179,7 +179,7 @@ class AnthropicProvider:
                         finished = True
         except ProviderError:
             raise
-        except (anthropic.AnthropicError, *MALFORMED_ERRORS) as exc:
+        except _STREAM_ERRORS as exc:
             raise self._error(exc) from exc
         except Exception as exc:
             mapped = transport_error(self.name, exc)

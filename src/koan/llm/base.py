@@ -8,7 +8,8 @@ import importlib
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
 
 import httpx
 
@@ -36,7 +37,28 @@ class LLMProvider(Protocol):
         ...
 
 
-def _transport_error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+ErrorTypes = tuple[type[BaseException], ...]
+
+
+class AsyncClosing:
+    """Lets a provider be used as `async with provider:` so its connections always close."""
+
+    async def close(self) -> None:
+        """Release resources; subclasses override."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _transport_error_types() -> tuple[ErrorTypes, ErrorTypes]:
     # The SDKs moved from httpx to httpx2; errors that escape them mid-stream can come from
     # either, so recognise both when present.
     timeouts: list[type[BaseException]] = [httpx.TimeoutException]
@@ -64,7 +86,9 @@ MALFORMED_ERRORS: tuple[type[BaseException], ...] = (
 _MAX_RETRY_AFTER_HEADER = 24 * 3600.0
 
 
-def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
+def parse_retry_after(
+    headers: Mapping[str, str] | None, *, now: float | None = None
+) -> float | None:
     """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or HTTP date)."""
     if not headers:
         return None

@@ -19,7 +19,9 @@ ErrorKind: TypeAlias = Literal[
     "unsupported",
 ]
 
-_RETRYABLE: frozenset[ErrorKind] = frozenset({"rate_limited", "server_error", "timeout", "connection"})
+_RETRYABLE: frozenset[ErrorKind] = frozenset(
+    {"rate_limited", "server_error", "timeout", "connection"}
+)
 # A bad request (too long, invalid parameter) says nothing about the provider's health, so it
 # must not open the circuit for every other learner; an open circuit is not a new failure.
 _NOT_HEALTH: frozenset[ErrorKind] = frozenset({"client_error", "circuit_open", "unsupported"})

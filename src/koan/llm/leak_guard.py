@@ -1,12 +1,12 @@
 """Does a tutor reply give away the reference solution? (pure functions, no I/O)
 
 The reply's code (fenced blocks, indented or code-looking lines, long inline spans) is
-normalized so that renaming variables, reformatting, adding comments or docstrings, or moving
-the code into a differently tagged fence does not hide it: Python goes through its AST with
-every user-defined identifier renamed to one canonical name; JavaScript and other languages
-through a token stream normalized the same way. The score is the share of the solution's token
-sequence (minus anything the starter code already shows) covered by runs of k tokens that
-also occur in the reply's code.
+normalized so that renaming variables, reformatting, adding comments or docstrings, or
+moving the code into a differently tagged fence does not hide it: Python goes through its AST
+(docstrings, comments, annotations and formatting dropped), JavaScript and other languages through a
+comment-free token stream; identifiers are then renamed canonically inside every window of k
+tokens. The score is the share of the solution's tokens (minus what the starter code already
+shows) covered by k-token windows that also occur in the reply's code.
 """
 
 from __future__ import annotations
@@ -22,20 +22,28 @@ DEFAULT_THRESHOLD = 0.6
 # Below both of these a snippet is a hint-sized illustration, not a solution.
 MIN_MEANINGFUL_LINES = 3
 MIN_TOKENS = 24
-# Runs of this many normalized tokens must match; shorter runs (`ID = ID + 1`) are too common
-# in unrelated code to mean anything.
-_K = 5
+# Runs of this many normalized tokens must match. Shorter runs (`for x in xs:`, `result = []`)
+# are shared by any accumulator loop; seven tokens tell a solution from a look-alike example.
+_K = 7
 
-_PY_KEEP = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"ID", "self", "cls"}
+_PY_KEEP = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"self", "cls"}
+_IDENT = "@"
+# fmt: off
 _JS_KEYWORDS = frozenset(
-    """
-    function return if else for while do of in new class extends this super true false null
-    undefined typeof instanceof let const var break continue switch case default try catch
-    finally throw async await yield import export from delete void static get set
-    Math Array Object String Number Boolean JSON Map Set Promise console parseInt parseFloat
-    isNaN Infinity NaN Symbol Date RegExp Error
-    """.split()
+    {
+        # keywords
+        "function", "return", "if", "else", "for", "while", "do", "of", "in", "new", "class",
+        "extends", "this", "super", "true", "false", "null", "undefined", "typeof",
+        "instanceof", "let", "const", "var", "break", "continue", "switch", "case", "default",
+        "try", "catch", "finally", "throw", "async", "await", "yield", "import", "export",
+        "from", "delete", "void", "static", "get", "set",
+        # globals a solution uses the same way whatever its variables are called
+        "Math", "Array", "Object", "String", "Number", "Boolean", "JSON", "Map", "Set",
+        "Promise", "console", "parseInt", "parseFloat", "isNaN", "Infinity", "NaN", "Symbol",
+        "Date", "RegExp", "Error",
+    }
 )
+# fmt: on
 _GENERIC_KEEP = _PY_KEEP | _JS_KEYWORDS
 
 _TOKEN = re.compile(
@@ -64,7 +72,7 @@ _CODE_START = re.compile(
     re.VERBOSE,
 )
 _CODE_END = re.compile(r"[:{;(\[,]\s*$|^\s*[)\]}]+;?\s*$")
-_PROSE = re.compile(r"^\s*(?:[-*]\s+)?[A-Z][a-z]+(?:\s+[A-Za-z',]+){5,}[.!?]\s*$")
+_PROSE = re.compile(r"^\s*(?:[-*]\s+)?[A-Z][a-z']*(?:\s+[A-Za-z',]+){3,}[.!?:]\s*$")
 
 
 def normalize_language(language: str | None) -> str:
@@ -119,20 +127,13 @@ def meaningful_lines(code: str) -> int:
 
 
 class _Canonicalize(ast.NodeTransformer):
-    """Rename user identifiers to ID, drop docstrings and annotations."""
-
-    def visit_Name(self, node: ast.Name) -> ast.AST:
-        if node.id not in _PY_KEEP:
-            node.id = "ID"
-        return node
+    """Drop docstrings and annotations: they vary without changing what the code does."""
 
     def visit_arg(self, node: ast.arg) -> ast.AST:
-        node.arg = "ID"
         node.annotation = None
         return node
 
     def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST:
-        node.name = "ID"
         node.returns = None
         node.body = _strip_docstrings(node.body)
         self.generic_visit(node)
@@ -145,7 +146,6 @@ class _Canonicalize(ast.NodeTransformer):
         return self._function(node)
 
     def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
-        node.name = "ID"
         node.body = _strip_docstrings(node.body)
         self.generic_visit(node)
         return node
@@ -156,14 +156,6 @@ class _Canonicalize(ast.NodeTransformer):
         if node.value is None:
             return ast.Pass()
         return ast.Assign(targets=[node.target], value=node.value, lineno=node.lineno)
-
-    def visit_Global(self, node: ast.Global) -> ast.AST:
-        node.names = ["ID" for _ in node.names]
-        return node
-
-    def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST:
-        node.names = ["ID" for _ in node.names]
-        return node
 
 
 def _strip_docstrings(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -218,7 +210,8 @@ def _lex(code: str, keep: frozenset[str]) -> list[str]:
             elif previous == "." or text in keep:
                 token = text
             else:
-                token = "ID"
+                # Marked, not erased: windows are renamed canonically when compared.
+                token = _IDENT + text
         elif kind == "op" and text in {";", "(", ")"}:
             # Semicolons (ASI) and redundant parentheses differ between formatters.
             previous = text
@@ -242,14 +235,29 @@ def normalized_tokens(code: str, language: str) -> list[str]:
     return _lex(_strip_comments(code, lang), keep)
 
 
+def _window(tokens: Sequence[str], start: int, k: int) -> tuple[str, ...]:
+    """k tokens with identifiers renamed by first appearance inside the window.
+
+    Renaming per window rather than per file keeps data flow (`a = b; a.append(b)`) while
+    staying independent of what came before, so an excerpt matches the whole solution.
+    """
+    names: dict[str, str] = {}
+    out = []
+    for token in tokens[start : start + k]:
+        if token.startswith(_IDENT):
+            token = names.setdefault(token, f"v{len(names)}")
+        out.append(token)
+    return tuple(out)
+
+
 def _grams(tokens: Sequence[str], k: int) -> set[tuple[str, ...]]:
-    return {tuple(tokens[i : i + k]) for i in range(len(tokens) - k + 1)}
+    return {_window(tokens, i, k) for i in range(len(tokens) - k + 1)}
 
 
 def _covered(tokens: Sequence[str], grams: set[tuple[str, ...]], k: int) -> set[int]:
     positions: set[int] = set()
     for i in range(len(tokens) - k + 1):
-        if tuple(tokens[i : i + k]) in grams:
+        if _window(tokens, i, k) in grams:
             positions.update(range(i, i + k))
     return positions
 
@@ -267,7 +275,7 @@ def leak_score(
 ) -> float:
     """How much of the solution the reply's code reproduces, from 0.0 (none) to 1.0 (all)."""
     solution_tokens = normalized_tokens(solution, language)
-    k = min(_K, max(2, len(solution_tokens) // 4))
+    k = min(_K, max(3, len(solution_tokens) // 4))
     if len(solution_tokens) < k:
         return 0.0
     secret = set(range(len(solution_tokens)))

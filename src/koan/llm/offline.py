@@ -13,6 +13,7 @@ import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from koan.llm.base import AsyncClosing
 from koan.llm.errors import ProviderError
 from koan.llm.pricing import estimate_message_tokens, estimate_tokens
 from koan.llm.types import (
@@ -85,7 +86,7 @@ _ERROR_RULES: tuple[_ErrorRule, ...] = (
     _rule(
         r"TypeError: (?P<name>[\w$.\[\]()]+) is not a function",
         "javascript",
-        "\"{name} is not a function\" means the value you tried to call with `()` is "
+        '"{name} is not a function" means the value you tried to call with `()` is '
         "something else: undefined, a number, an array, or a property whose name is slightly "
         "different from the method you meant.",
         "What value does `{name}` actually hold just before that call, if you log it?",
@@ -97,15 +98,14 @@ _ERROR_RULES: tuple[_ErrorRule, ...] = (
         "This TypeError means you asked for a property of `{value}`: the object you expected "
         "is not there, often because an index went past the end of an array or a function "
         "returned nothing.",
-        "Which expression right before the `.{name}` evaluates to `{value}`, and why?",
+        "Which value on that line is `{value}` when it runs, and where should it have been set?",
     ),
     _rule(
         r"RangeError: Maximum call stack size exceeded",
         "javascript",
-        "\"Maximum call stack size exceeded\" means a function kept calling itself without "
+        '"Maximum call stack size exceeded" means a function kept calling itself without '
         "ever reaching a case that stops: the recursion has no reachable base case.",
-        "For the smallest possible input, which line returns without calling the function "
-        "again?",
+        "For the smallest possible input, which line returns without calling the function again?",
     ),
     _rule(
         r"RangeError: (?P<detail>.+)",
@@ -231,10 +231,11 @@ _ERROR_RULES: tuple[_ErrorRule, ...] = (
 )
 
 _ASSERTION = re.compile(
-    r"(?:AssertionError:\s*)?(?:assert\s+)?(?P<got>.+?)\s*(?:==|!=)\s*(?P<want>.+)"
+    r"(?:AssertionError:\s*)?(?:assert\s+)?(?P<got>.+?)\s*(?:===|!==|==|!=)\s*(?P<want>.+)"
 )
 _EXPECTED_GOT = re.compile(
-    r"(?i)expected:?\s*(?P<want>.+?)[,;]?\s+(?:but\s+)?(?:got|received|was|actual:?)\s*(?P<got>.+)"
+    r"(?is)expected(?: value)?\s*:?\s*(?P<want>.+?)[,;]?\s+(?:but\s+)?"
+    r"(?:got|received|was|actual)\s*:?\s*(?P<got>\S.*)"
 )
 
 _GENERIC_QUESTIONS: tuple[str, ...] = (
@@ -280,7 +281,7 @@ _CONCEPTS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-class OfflineProvider:
+class OfflineProvider(AsyncClosing):
     """A deterministic, network-free tutor that guides from the exercise context."""
 
     def __init__(self, *, name: str = "offline", words_per_chunk: int = 1) -> None:
@@ -364,7 +365,8 @@ def offline_reply(req: CompletionRequest) -> str:
     return "\n\n".join(part for part in parts if part)
 
 
-_HINT_REQUEST = re.compile(r"(?i)\b(hint|stuck|clue|help|no idea|lost)\b")
+# "help" alone is not here: "help me understand recursion" asks for a concept, not a hint.
+_HINT_REQUEST = re.compile(r"(?i)\b(hints?|stuck|clue|no idea|give up|lost)\b")
 
 
 def _last_user_message(messages: Sequence[ChatMessage]) -> str | None:
@@ -394,7 +396,6 @@ def _explain_failure(test: FailingTest, context: TutorContext) -> tuple[str, str
         if match is None:
             continue
         groups = {k: (v or "").strip() for k, v in match.groupdict().items()}
-        groups.setdefault("name", "")
         for key in ("name", "value", "type", "key", "detail", "op", "a", "b", "func", "what"):
             groups.setdefault(key, "")
         explanation = rule.explanation.format(**groups)
@@ -402,7 +403,8 @@ def _explain_failure(test: FailingTest, context: TutorContext) -> tuple[str, str
         return f"{quoted}\n\n{explanation}", question
     expected = _EXPECTED_GOT.search(message) or _ASSERTION.search(first_line)
     if expected is not None and expected.group("want") and expected.group("got"):
-        want, got = expected.group("want").strip(), expected.group("got").strip()
+        want = expected.group("want").strip().splitlines()[0]
+        got = expected.group("got").strip().splitlines()[0]
         return (
             f"{quoted}\n\nYour code ran without crashing, but it produced {got} where the test "
             f"expected {want}.",
@@ -416,14 +418,14 @@ def _explain_failure(test: FailingTest, context: TutorContext) -> tuple[str, str
 
 
 def _salient_line(message: str) -> str:
-    """The line of a traceback or report that names the error."""
+    """The line of a traceback that names the error, or the start of a plain report."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     if not lines:
         return "(no message)"
     for line in reversed(lines):
         if re.match(r"^[A-Z]\w*(Error|Exception)\b|^AssertionError|^assert ", line):
             return line[:300]
-    return lines[-1][:300]
+    return "\n    ".join(line[:200] for line in lines[:3])
 
 
 def _language(language: str) -> str:
@@ -444,4 +446,3 @@ def _pick(options: Sequence[str], context: TutorContext, question: str) -> str:
     """Choose deterministically, varying with the exercise and the learner's progress."""
     key = f"{context.exercise_statement}|{context.hints_used}|{question}".encode()
     return options[zlib.crc32(key) % len(options)]
-

@@ -13,6 +13,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from koan.llm.base import (
     MALFORMED_ERRORS,
+    AsyncClosing,
+    ErrorTypes,
     build_completion,
     malformed,
     normalize_finish_reason,
@@ -33,11 +35,12 @@ from koan.llm.types import (
 
 TokenParam = Literal["auto", "max_tokens", "max_completion_tokens"]
 
+_STREAM_ERRORS: ErrorTypes = (openai.OpenAIError, *MALFORMED_ERRORS)
 # OpenAI's reasoning models reject `temperature` and the legacy `max_tokens` parameter.
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)(?:$|[-.])")
 
 
-class OpenAIProvider:
+class OpenAIProvider(AsyncClosing):
     """Chat completions over the `openai` SDK: OpenAI, Groq, OpenRouter, Ollama, vLLM, ..."""
 
     def __init__(
@@ -190,7 +193,7 @@ class OpenAIProvider:
                             yield StreamChunk(delta)
         except ProviderError:
             raise
-        except (openai.OpenAIError, *MALFORMED_ERRORS) as exc:
+        except _STREAM_ERRORS as exc:
             raise self._error(exc) from exc
         except Exception as exc:
             mapped = transport_error(self.name, exc)

@@ -51,6 +51,7 @@ _SHIPPED: dict[str, tuple[str, str]] = {
     # Anthropic
     "claude-opus-4": ("15.00", "75.00"),
     "claude-opus-4-1": ("15.00", "75.00"),
+    "claude-opus-4-5": ("5.00", "25.00"),
     "claude-sonnet-4": ("3.00", "15.00"),
     "claude-sonnet-4-5": ("3.00", "15.00"),
     "claude-3-7-sonnet": ("3.00", "15.00"),
@@ -63,6 +64,13 @@ _SHIPPED: dict[str, tuple[str, str]] = {
     "llama-3.3-70b-versatile": ("0.59", "0.79"),
     # Koan's own offline tutor costs nothing.
     "koan-offline": ("0", "0"),
+}
+
+# Names providers give the same priced model.
+_SHIPPED_ALIASES: dict[str, str] = {
+    "claude-opus-4-0": "claude-opus-4",
+    "claude-sonnet-4-0": "claude-sonnet-4",
+    "chatgpt-4o": "gpt-4o",
 }
 
 # Trailing release stamps that name the same priced model: -20241022, -2024-08-06, @20240620,
@@ -104,10 +112,8 @@ class PriceTable:
     def default(cls) -> PriceTable:
         """The table shipped with Koan."""
         return cls(
-            {
-                name: ModelPrice(Decimal(inp), Decimal(out))
-                for name, (inp, out) in _SHIPPED.items()
-            }
+            {name: ModelPrice(Decimal(inp), Decimal(out)) for name, (inp, out) in _SHIPPED.items()},
+            aliases=_SHIPPED_ALIASES,
         )
 
     def models(self) -> list[str]:
@@ -118,15 +124,9 @@ class PriceTable:
         """Price of a model; `UNKNOWN_PRICE` (0, known=False) when the table lacks it."""
         name = normalize_model_name(model)
         name = self._aliases.get(name, name)
-        if name in self._prices:
-            return self._prices[name]
-        # "gpt-4o-mini-search-preview" is priced like "gpt-4o-mini": take the longest table
-        # entry the name extends at a dash boundary, so "gpt-4o" never matches "gpt-4".
-        best: str | None = None
-        for candidate in self._prices:
-            if name.startswith(candidate + "-") and (best is None or len(candidate) > len(best)):
-                best = candidate
-        return self._prices[best] if best is not None else UNKNOWN_PRICE
+        # No guessing from a longer name's prefix: "o3-pro" costs ten times "o3", and a cost
+        # flagged as unknown is more honest than a wrong one. Operators add aliases instead.
+        return self._prices.get(name, UNKNOWN_PRICE)
 
     def merged(self, other: PriceTable) -> PriceTable:
         """A new table where `other`'s entries and aliases win."""

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from koan.errors import TutorUnavailable
-from koan.llm.base import LLMProvider, aclose_quietly
+from koan.llm.base import AsyncClosing, LLMProvider, aclose_quietly
 from koan.llm.errors import ProviderError, TutorStreamInterrupted
-from koan.llm.types import Completion, CompletionRequest, StreamChunk, StreamItem
+from koan.llm.types import Completion, CompletionRequest, StreamChunk, StreamEnd, StreamItem
 
 log = logging.getLogger("koan.llm")
 
@@ -131,7 +131,7 @@ class CircuitBreaker:
         self._probe_in_flight = False
 
 
-class ResilientProvider:
+class ResilientProvider(AsyncClosing):
     """Wraps one provider with retries (before the first token) and a circuit breaker."""
 
     def __init__(
@@ -195,7 +195,10 @@ class ResilientProvider:
                     raise
                 log.warning(
                     "llm retry provider=%s kind=%s status=%s delay=%.2fs",
-                    self.name, error.kind, error.status, delay,
+                    self.name,
+                    error.kind,
+                    error.status,
+                    delay,
                 )
                 await self._clock.sleep(delay)
                 retry_number += 1
@@ -218,6 +221,9 @@ class ResilientProvider:
                 async for item in iterator:
                     if isinstance(item, StreamChunk) and item.delta:
                         started = True
+                    elif isinstance(item, StreamEnd):
+                        # Record before yielding: a consumer may stop reading at StreamEnd.
+                        self.breaker.record_success()
                     yield item
             except ProviderError as error:
                 self._record(error)
@@ -226,7 +232,10 @@ class ResilientProvider:
                     raise
                 log.warning(
                     "llm stream retry provider=%s kind=%s status=%s delay=%.2fs",
-                    self.name, error.kind, error.status, delay,
+                    self.name,
+                    error.kind,
+                    error.status,
+                    delay,
                 )
                 await self._clock.sleep(delay)
                 retry_number += 1
@@ -238,11 +247,10 @@ class ResilientProvider:
                 raise
             finally:
                 await aclose_quietly(iterator)
-            self.breaker.record_success()
             return
 
 
-class FallbackChain:
+class FallbackChain(AsyncClosing):
     """Tries providers in order, skipping open circuits; all failing raises TutorUnavailable."""
 
     def __init__(
@@ -285,7 +293,10 @@ class FallbackChain:
             except ProviderError as error:
                 log.warning(
                     "llm provider failed provider=%s kind=%s status=%s: %s",
-                    error.provider, error.kind, error.status, error.message,
+                    error.provider,
+                    error.kind,
+                    error.status,
+                    error.message,
                 )
                 errors.append(error)
         raise self._unavailable(errors)
@@ -305,14 +316,16 @@ class FallbackChain:
             except ProviderError as error:
                 log.warning(
                     "llm provider stream failed provider=%s kind=%s status=%s: %s",
-                    error.provider, error.kind, error.status, error.message,
+                    error.provider,
+                    error.kind,
+                    error.status,
+                    error.message,
                 )
                 if any(parts):
                     # Half a reply is already on the learner's screen; another model would
                     # start over and contradict it.
                     raise TutorStreamInterrupted(
-                        f"The AI tutor stopped mid-reply ({error.summary()}). "
-                        "Please ask again.",
+                        f"The AI tutor stopped mid-reply ({error.summary()}). Please ask again.",
                         partial_text="".join(parts),
                         retry_after=math.ceil(error.retry_after or self.default_retry_after),
                     ) from error

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 Role: TypeAlias = Literal["system", "user", "assistant"]
 Purpose: TypeAlias = Literal["chat", "hint", "generation"]
@@ -75,7 +75,7 @@ class CompletionRequest:
     temperature: float = 0.2
     max_tokens: int = 512
     purpose: Purpose = "chat"
-    json_schema: dict[str, object] | None = None
+    json_schema: dict[str, Any] | None = None
     context: TutorContext | None = None
 
 

@@ -1,0 +1,117 @@
+"""System prompt building and history trimming."""
+
+from __future__ import annotations
+
+from koan.llm import ChatMessage, LearnerProfile, TutorContext, build_system_prompt, trim_history
+from koan.llm.pricing import estimate_tokens
+
+SYSTEM = ChatMessage("system", "You are Koan.")
+
+
+def turn(n: int, role: str = "user", words: int = 40) -> ChatMessage:
+    return ChatMessage(role, f"turn {n} " + "word " * words)  # type: ignore[arg-type]
+
+
+def tokens(messages: list[ChatMessage]) -> int:
+    return sum(estimate_tokens(m.content) + 4 for m in messages)
+
+
+def test_short_history_is_kept_whole() -> None:
+    history = [turn(1), turn(2, "assistant"), turn(3)]
+
+    assert trim_history(SYSTEM, history, 4000, 500) == [SYSTEM, *history]
+
+
+def test_long_history_keeps_system_and_newest_turns_within_budget() -> None:
+    history = [turn(n, "user" if n % 2 else "assistant") for n in range(1, 41)]
+
+    trimmed = trim_history(SYSTEM, history, max_context_tokens=1000, reserve_for_reply=300)
+
+    assert trimmed[0] == SYSTEM
+    assert trimmed[-1] == history[-1]
+    kept = trimmed[1:]
+    assert kept == history[-len(kept) :]
+    assert 2 < len(kept) < len(history)
+    assert tokens(trimmed) <= 1000 - 300
+
+
+def test_trimmed_history_starts_with_a_user_turn() -> None:
+    history = [turn(n, "user" if n % 2 else "assistant") for n in range(1, 12)]
+
+    for budget in range(150, 700, 25):
+        trimmed = trim_history(SYSTEM, history, budget, 50)
+        if len(trimmed) > 1:
+            assert trimmed[1].role == "user"
+
+
+def test_oversized_latest_message_is_shortened_not_dropped() -> None:
+    question = "x " * 3000 + "so why does my loop never end?"
+    history = [turn(1), turn(2, "assistant"), ChatMessage("user", question)]
+
+    trimmed = trim_history(SYSTEM, history, max_context_tokens=400, reserve_for_reply=100)
+
+    assert len(trimmed) == 2
+    assert trimmed[1].role == "user"
+    assert trimmed[1].content.endswith("so why does my loop never end?")
+    assert tokens(trimmed) <= 300
+
+
+def test_system_messages_in_history_are_not_duplicated() -> None:
+    history = [ChatMessage("system", "old prompt"), turn(1)]
+
+    assert trim_history(SYSTEM, history, 4000, 100) == [SYSTEM, turn(1)]
+
+
+def test_system_prompt_carries_rules_learner_and_exercise() -> None:
+    profile = LearnerProfile(
+        display_name="Ada",
+        experience="beginner, first month of Python",
+        goals=["pass a job interview", "automate spreadsheets"],
+    )
+    context = TutorContext.build(
+        title="Rolling maximum",
+        exercise_statement="Return the running maximum of a list.",
+        hints=["Track the largest so far.", "What is it before the first element?"],
+        hints_used=1,
+        latest_code="def rolling_max(values):\n    return values\n",
+        failing_tests=[("test_basic", "AssertionError: assert [1, 3, 2] == [1, 3, 3]")],
+        language="python",
+        question="Why is the last number wrong?",
+    )
+
+    prompt = build_system_prompt(profile=profile, context=context)
+
+    assert prompt.role == "system"
+    text = prompt.content
+    assert "one guiding question" in text
+    assert "Never write the solution" in text
+    assert "point at that test" in text
+    assert "Explain concepts" in text
+    assert "beginner, first month of Python" in text
+    assert "pass a job interview; automate spreadsheets" in text
+    assert "Language of this exercise: python" in text
+    assert "Return the running maximum of a list." in text
+    assert "```python\ndef rolling_max(values):\n    return values\n\n```" in text
+    assert "test_basic: AssertionError: assert [1, 3, 2] == [1, 3, 3]" in text
+    assert "Why is the last number wrong?" in text
+    # Only hints the learner has seen are shown in chat mode.
+    assert "Track the largest so far." in text
+    assert "What is it before the first element?" not in text
+
+
+def test_hint_mode_shows_the_next_rung_to_stay_below() -> None:
+    context = TutorContext.build(
+        exercise_statement="Sum a list.", hints=["Loop.", "Keep a total."], hints_used=1
+    )
+
+    text = build_system_prompt(context=context, mode="hint").content
+
+    assert "asked for a hint" in text
+    assert "Keep a total." in text
+
+
+def test_system_prompt_without_context_is_just_the_rules() -> None:
+    text = build_system_prompt().content
+
+    assert "Never write the solution" in text
+    assert "## The exercise" not in text
