@@ -29,6 +29,8 @@ from koan.clock import Clock
 from koan.config import Settings
 from koan.db import create_engine, create_session_factory, transactional
 from koan.deps import get_session
+from koan.grading.limits import sandbox_config
+from koan.grading.sandbox import Sandbox
 from koan.mail.sender import Mailer
 from koan.migrate import upgrade_connection
 from koan.ratelimit import RateLimiter, create_storage
@@ -167,9 +169,21 @@ async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
     await session.close()
 
 
+@pytest_asyncio.fixture(scope="session")
+async def sandbox() -> AsyncIterator[Sandbox]:
+    """One grading sandbox per worker; CI demands the full isolation tier."""
+    settings = Settings(
+        env="test", sandbox_slots=2, sandbox_min_tier="full" if IN_CI else None, _env_file=None
+    )
+    grader = Sandbox(sandbox_config(settings))
+    await grader.start()
+    yield grader
+    await grader.close()
+
+
 @pytest_asyncio.fixture
 async def resources(
-    settings: Settings, backend: Backend, session: AsyncSession
+    settings: Settings, backend: Backend, session: AsyncSession, sandbox: Sandbox
 ) -> AsyncIterator[Resources]:
     """Koan's resources for one test: shared engine, a cache and limiter namespace of its own."""
     namespace = uuid.uuid4().hex
@@ -188,6 +202,7 @@ async def resources(
         limiter=limiter,
         mailer=Mailer(settings),
         hasher=Hasher(settings),
+        sandbox=sandbox,
         clock=Clock(),
     )
     yield res

@@ -13,6 +13,7 @@ from koan.config import Settings
 from koan.handlers import install_error_handlers
 from koan.logging import configure_logging
 from koan.middleware import BodySizeLimit, SecurityHeaders
+from koan.exercises.router import router as exercises_router
 from koan.onboarding.router import router as onboarding_router
 from koan.ops.router import router as health_router
 from koan.resources import Resources
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = resources is None
         app.state.resources = resources or Resources.from_settings(settings)
+        if owned:
+            await app.state.resources.start()
         try:
             yield
         finally:
@@ -48,7 +51,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         # Usable without running the lifespan (e.g. ASGI transports in tests).
         app.state.resources = resources
     api = APIRouter(prefix="/api/v1")
-    for router in (auth_router, users_router, onboarding_router):
+    for router in (auth_router, users_router, onboarding_router, exercises_router):
         api.include_router(router)
     app.include_router(api)
     app.include_router(health_router)

@@ -61,6 +61,18 @@ class Settings(BaseSettings):
     login_slowdown_step_s: float = Field(default=0.25, ge=0)
     login_slowdown_cap_s: float = Field(default=2.0, ge=0)
 
+    # Grading sandbox (see docs/sandbox.md). Per-exercise limits may only be lower.
+    sandbox_slots: int = Field(default=0, ge=0, description="Concurrent gradings; 0 = cores.")
+    sandbox_queue_size: int = Field(default=32, ge=0)
+    sandbox_min_tier: Literal["rlimits", "namespaces", "full"] | None = None
+    sandbox_cpu_s: float = Field(default=2.0, gt=0, le=60)
+    sandbox_wall_s: float = Field(default=5.0, gt=0, le=120)
+    sandbox_memory_mb: int = Field(default=256, ge=32, le=8192)
+    sandbox_output_bytes: int = Field(default=64 * 1024, ge=1024)
+    sandbox_disk_mb: int = Field(default=16, ge=1, le=1024)
+    sandbox_python: str = "/usr/bin/python3"
+    sandbox_node: str = "/usr/bin/node"
+
     @field_validator("database_url")
     @classmethod
     def _no_sync_drivers(cls, value: str) -> str:
@@ -81,6 +93,13 @@ class Settings(BaseSettings):
                     "in production"
                 )
         return self
+
+    @property
+    def sandbox_minimum(self) -> str:
+        """The weakest sandbox tier allowed to grade: full in production unless configured."""
+        if self.sandbox_min_tier:
+            return self.sandbox_min_tier
+        return "full" if self.is_production else "rlimits"
 
     @property
     def is_production(self) -> bool:

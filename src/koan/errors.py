@@ -92,8 +92,20 @@ class RateLimited(KoanError):
     status_code = 429
     code = "RateLimited"
 
-    def __init__(self, detail: str, *, retry_after: int, code: str | None = None) -> None:
-        super().__init__(detail, code=code, headers={"Retry-After": str(max(1, int(retry_after)))})
+    def __init__(
+        self,
+        detail: str,
+        *,
+        retry_after: int,
+        code: str | None = None,
+        keep_changes: bool | None = None,
+    ) -> None:
+        super().__init__(
+            detail,
+            code=code,
+            headers={"Retry-After": str(max(1, int(retry_after)))},
+            keep_changes=keep_changes,
+        )
         self.retry_after = max(1, int(retry_after))
 
 
@@ -107,8 +119,20 @@ class ServiceUnavailable(KoanError):
     status_code = 503
     code = "ServiceUnavailable"
 
-    def __init__(self, detail: str, *, retry_after: int = 5, code: str | None = None) -> None:
-        super().__init__(detail, code=code, headers={"Retry-After": str(max(1, int(retry_after)))})
+    def __init__(
+        self,
+        detail: str,
+        *,
+        retry_after: int = 5,
+        code: str | None = None,
+        keep_changes: bool | None = None,
+    ) -> None:
+        super().__init__(
+            detail,
+            code=code,
+            headers={"Retry-After": str(max(1, int(retry_after)))},
+            keep_changes=keep_changes,
+        )
         self.retry_after = max(1, int(retry_after))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -10,9 +11,16 @@ from koan.auth.passwords import Hasher
 from koan.cache import Cache, create_cache
 from koan.clock import Clock
 from koan.config import Settings
-from koan.db import create_engine, create_session_factory
+from koan.db import create_engine, create_session_factory, transactional
+from koan.exercises.repository import mark_stale_submissions
+from koan.grading.limits import sandbox_config
+from koan.grading.sandbox import Sandbox
 from koan.mail.sender import Mailer
 from koan.ratelimit import RateLimiter
+
+
+# Longer than any grading run can take, so only submissions a crash interrupted match.
+STALE_AFTER = timedelta(minutes=10)
 
 
 @dataclass
@@ -24,6 +32,7 @@ class Resources:
     limiter: RateLimiter
     mailer: Mailer
     hasher: Hasher
+    sandbox: Sandbox
     clock: Clock = field(default_factory=Clock)
 
     @classmethod
@@ -37,8 +46,16 @@ class Resources:
             limiter=RateLimiter.from_url(settings.redis_url, prefix=settings.cache_prefix),
             mailer=Mailer(settings),
             hasher=Hasher(settings),
+            sandbox=Sandbox(sandbox_config(settings)),
         )
 
+    async def start(self) -> None:
+        """Probe and warm the sandbox; record submissions a crash left ungraded as errors."""
+        await self.sandbox.start()
+        async with self.session_factory() as session, transactional(session):
+            await mark_stale_submissions(session, before=self.clock.now() - STALE_AFTER)
+
     async def close(self) -> None:
+        await self.sandbox.close()
         await self.cache.close()
         await self.engine.dispose()

@@ -44,6 +44,10 @@ MAIN_SKILL_WEIGHT = 0.6
 # Key of the learner's general ability among their skill ratings; "*" is never a skill tag.
 GENERAL = "*"
 _MIN_VARIANCE = 0.01
+# A learner's general rating counts for calibrating cold starts after this many exercises.
+SETTLED_ATTEMPTS = 10
+# How many settled learners the built-in cold start is worth.
+CALIBRATION_PSEUDO_LEARNERS = 20
 # How many recent outcomes per skill we keep, to explain choices ("you passed the last ones").
 RECENT_OUTCOMES = 3
 
@@ -126,6 +130,34 @@ def cold_start_rating(experience: str) -> SkillRating:
     return SkillRating(rating=_ability_for_level(level), uncertainty=uncertainty)
 
 
+def starting_ratings(
+    experience: str, settled: Sequence[SkillRating] = ()
+) -> dict[str, SkillRating]:
+    """Ratings to store for a new learner: a general ability from their self-reported experience.
+
+    ``settled`` are the ``GENERAL`` ratings of earlier learners who reported the same experience;
+    those with enough attempts calibrate the start (empirical Bayes), so self-reports that run
+    optimistic or modest in this population stop costing every newcomer their first exercises.
+    """
+    prior = cold_start_rating(experience)
+    mean = prior.rating
+    general_var = max(prior.uncertainty**2 - SKILL_SPREAD**2, _MIN_VARIANCE)
+    known = [r for r in settled if r.attempts >= SETTLED_ATTEMPTS]
+    if len(known) >= 2:
+        n = len(known)
+        observed = sum(r.rating for r in known) / n
+        spread = sum((r.rating - observed) ** 2 for r in known) / (n - 1)
+        # What remains of the spread once each learner's own uncertainty is taken out is the
+        # real spread of abilities among people who give this answer.
+        noise = sum(r.uncertainty**2 for r in known) / n
+        population_var = max(spread - noise, _MIN_VARIANCE)
+        # Shrink toward the built-in prior until there are many settled learners.
+        weight = n / (n + CALIBRATION_PSEUDO_LEARNERS)
+        mean = (1.0 - weight) * mean + weight * observed
+        general_var = (1.0 - weight) * general_var + weight * population_var
+    return {GENERAL: SkillRating(rating=mean, uncertainty=math.sqrt(general_var))}
+
+
 def general_rating(known: Mapping[str, SkillRating], experience: str) -> SkillRating:
     """The learner's general ability: the ``GENERAL`` entry, else pooled from start and skills."""
     stored = known.get(GENERAL)
@@ -169,6 +201,16 @@ def predict_success(learner_rating: float, item_rating: float) -> float:
     return _logistic(learner_rating - item_rating)
 
 
+def expected_success(learner_rating: float, learner_variance: float, item: ItemRating) -> float:
+    """Predicted success averaged over what we do not know about the learner and the item.
+
+    Uncertainty pulls the prediction toward 1/2 (the probit approximation of a logistic-normal
+    mean), so the tutor picks gentler items for learners it does not know yet.
+    """
+    variance = max(learner_variance, 0.0) + item.uncertainty**2
+    return _logistic((learner_rating - item.rating) / math.sqrt(1.0 + math.pi * variance / 8.0))
+
+
 def aged(rating: SkillRating, now: datetime) -> SkillRating:
     """The rating as of ``now``: uncertainty grows with the days since it was last practised."""
     if rating.last_practised is None:
@@ -209,6 +251,22 @@ def combined_rating(ratings: Mapping[str, SkillRating], skills: Sequence[str]) -
     """The learner's effective rating on an exercise: a weighted mean over its skills."""
     weights = skill_weights(skills)
     return sum(w * ratings[name].rating for name, w in weights.items())
+
+
+def ability_on(
+    ratings: Mapping[str, SkillRating], skills: Sequence[str], experience: str = "beginner"
+) -> tuple[float, float]:
+    """Mean and variance of the learner's effective ability on an exercise with these skills."""
+    current = ratings_for(ratings, skills, experience)
+    weights = skill_weights(skills)
+    mean = sum(w * current[name].rating for name, w in weights.items())
+    general_var = general_rating(ratings, experience).uncertainty ** 2
+    # Skill ratings share the general ability, so its variance counts once, not per skill.
+    offset_var = sum(
+        w * w * max(current[name].uncertainty ** 2 - general_var, 0.0)
+        for name, w in weights.items()
+    )
+    return mean, general_var + offset_var
 
 
 def _check_score(score: float) -> None:

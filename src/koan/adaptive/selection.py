@@ -11,18 +11,18 @@ from datetime import datetime
 from koan.adaptive.model import (
     ItemRating,
     SkillRating,
+    ability_on,
     aged,
-    combined_rating,
+    expected_success,
+    general_rating,
     mastery,
     new_skill_rating,
-    predict_success,
-    ratings_for,
     skill_weights,
 )
 
 # Width (in success probability) of the fit penalty: 0.12 off target costs as much as a full
 # review bonus, so review may pull a choice toward the edges of the 0.6-0.9 band, not out of it.
-FIT_WIDTH = 0.12
+FIT_WIDTH = 0.08
 # Worth of reviewing a skill that is weak and well overdue.
 REVIEW_WEIGHT = 1.0
 # Worth of opening a skill never practised: breadth, and it teaches us about the learner.
@@ -103,8 +103,8 @@ def predicted_success_for(
     experience: str = "beginner",
 ) -> float:
     """Predicted chance that the learner passes this candidate first time."""
-    current = ratings_for(skills, candidate.skills, experience)
-    return predict_success(combined_rating(current, candidate.skills), candidate.item.rating)
+    ability, variance = ability_on(skills, candidate.skills, experience)
+    return expected_success(ability, variance, candidate.item)
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,7 @@ class _LearnerView:
     def __init__(self, skills: Mapping[str, SkillRating], now: datetime, experience: str) -> None:
         self.ratings = {name: aged(r, now) for name, r in skills.items()}
         self.prior = new_skill_rating(self.ratings, experience)
+        self.general_var = general_rating(self.ratings, experience).uncertainty ** 2
         self.now = now
         self._review: dict[str, float] = {}
 
@@ -135,13 +136,21 @@ class _LearnerView:
 
 def _score(candidate: Candidate, view: _LearnerView, target: float, jitter: float) -> _Scored:
     weights = skill_weights(candidate.skills)
-    ability = sum(w * view.rating(name).rating for name, w in weights.items())
-    p = predict_success(ability, candidate.item.rating)
+    ability = 0.0
+    offset_var = 0.0
+    for name, w in weights.items():
+        rating = view.rating(name)
+        ability += w * rating.rating
+        offset_var += w * w * max(rating.uncertainty**2 - view.general_var, 0.0)
+    p = expected_success(ability, view.general_var + offset_var, candidate.item)
     fit = -(((p - target) / FIT_WIDTH) ** 2)
     review = sum(w * view.review(name) for name, w in weights.items())
     novelty = NEW_SKILL_BONUS if view.rating(candidate.skills[0]).attempts == 0 else 0.0
     repeat = -REPEAT_PENALTY if candidate.last_done is not None else 0.0
-    return _Scored(candidate, p, fit + review + novelty + repeat + jitter, review)
+    # Review and novelty choose among exercises near the target; they fade with distance from
+    # it, so they never buy an exercise at the wrong difficulty.
+    closeness = math.exp(fit)
+    return _Scored(candidate, p, fit + closeness * (review + novelty) + repeat + jitter, review)
 
 
 def _reason(chosen: _Scored, skills: Mapping[str, SkillRating], now: datetime) -> str:

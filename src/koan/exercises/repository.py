@@ -1,0 +1,209 @@
+"""Queries for exercises, assignments and submissions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from koan.models import Assignment, Exercise, ExerciseSkill, Submission
+from koan.models.exercise import OPEN_STATUSES
+
+
+async def exercise_by_id(session: AsyncSession, exercise_id: uuid.UUID) -> Exercise | None:
+    return await session.get(Exercise, exercise_id)
+
+
+async def exercises_by_slug(session: AsyncSession, slugs: Sequence[str]) -> dict[str, Exercise]:
+    if not slugs:
+        return {}
+    rows = await session.execute(
+        select(Exercise).where(Exercise.slug.in_(slugs)).options(selectinload(Exercise.skill_rows))
+    )
+    return {e.slug: e for e in rows.scalars()}
+
+
+async def all_exercises(session: AsyncSession) -> Sequence[Exercise]:
+    query = select(Exercise).order_by(Exercise.language, Exercise.difficulty, Exercise.slug)
+    return (await session.execute(query)).scalars().all()
+
+
+def catalogue_query(
+    *,
+    language: str | None,
+    skill: str | None,
+    difficulty: int | None,
+    after: tuple[int, str] | None,
+    limit: int,
+) -> Select[tuple[Exercise]]:
+    query = select(Exercise).order_by(Exercise.difficulty, Exercise.slug).limit(limit)
+    if language:
+        query = query.where(Exercise.language == language)
+    if difficulty:
+        query = query.where(Exercise.difficulty == difficulty)
+    if skill:
+        query = query.where(
+            Exercise.id.in_(select(ExerciseSkill.exercise_id).where(ExerciseSkill.skill == skill))
+        )
+    if after:
+        level, slug = after
+        query = query.where(
+            or_(Exercise.difficulty > level, and_(Exercise.difficulty == level, Exercise.slug > slug))
+        )
+    return query
+
+
+async def catalogue(session: AsyncSession, **filters: object) -> Sequence[Exercise]:
+    return (await session.execute(catalogue_query(**filters))).scalars().all()  # type: ignore[arg-type]
+
+
+async def candidates(
+    session: AsyncSession, *, language: str, exclude: Sequence[uuid.UUID]
+) -> Sequence[Exercise]:
+    query = select(Exercise).where(Exercise.language == language)
+    if exclude:
+        query = query.where(Exercise.id.not_in(exclude))
+    return (await session.execute(query.order_by(Exercise.slug))).scalars().all()
+
+
+async def open_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | None:
+    query = (
+        select(Assignment)
+        .where(
+            Assignment.user_id == user_id,
+            Assignment.kind == "daily",
+            Assignment.status.in_(OPEN_STATUSES),
+        )
+        .options(selectinload(Assignment.exercise))
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def latest_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | None:
+    query = (
+        select(Assignment)
+        .where(Assignment.user_id == user_id, Assignment.kind == "daily")
+        .order_by(Assignment.assigned_at.desc())
+        .limit(1)
+        .options(selectinload(Assignment.exercise))
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def latest_assignment(
+    session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID
+) -> Assignment | None:
+    query = (
+        select(Assignment)
+        .where(Assignment.user_id == user_id, Assignment.exercise_id == exercise_id)
+        .order_by(Assignment.assigned_at.desc())
+        .limit(1)
+        .options(selectinload(Assignment.exercise))
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def lock_assignment(session: AsyncSession, assignment_id: uuid.UUID) -> Assignment:
+    """Re-read an assignment FOR UPDATE (PostgreSQL), so concurrent submissions queue up."""
+    query = (
+        select(Assignment)
+        .where(Assignment.id == assignment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+        .options(selectinload(Assignment.exercise))
+    )
+    return (await session.execute(query)).scalar_one()
+
+
+async def recently_assigned_exercises(
+    session: AsyncSession, user_id: uuid.UUID, *, since: datetime
+) -> Sequence[uuid.UUID]:
+    query = select(Assignment.exercise_id).where(
+        Assignment.user_id == user_id,
+        or_(Assignment.assigned_at >= since, Assignment.status.in_(("completed",))),
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def assignments(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    status: str | None,
+    skipped_since: datetime,
+    before: datetime | None,
+    limit: int,
+) -> Sequence[Assignment]:
+    query = (
+        select(Assignment)
+        .where(Assignment.user_id == user_id)
+        .order_by(Assignment.assigned_at.desc(), Assignment.id.desc())
+        .limit(limit)
+        .options(selectinload(Assignment.exercise))
+    )
+    if status:
+        query = query.where(Assignment.status == status)
+    if status == "skipped":
+        query = query.where(Assignment.skipped_at >= skipped_since)
+    if before:
+        query = query.where(Assignment.assigned_at < before)
+    return (await session.execute(query)).scalars().all()
+
+
+async def expire_skipped(session: AsyncSession, user_id: uuid.UUID, *, before: datetime) -> None:
+    """Skipped assignments are kept 48 hours; older ones become expired."""
+    await session.execute(
+        update(Assignment)
+        .where(
+            Assignment.user_id == user_id,
+            Assignment.status == "skipped",
+            Assignment.skipped_at < before,
+        )
+        .values(status="expired", closed_at=func.coalesce(Assignment.closed_at, before))
+    )
+
+
+async def submissions(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    exercise_id: uuid.UUID,
+    *,
+    before: datetime | None,
+    limit: int,
+) -> Sequence[Submission]:
+    query = (
+        select(Submission)
+        .where(Submission.user_id == user_id, Submission.exercise_id == exercise_id)
+        .order_by(Submission.created_at.desc(), Submission.id.desc())
+        .limit(limit)
+    )
+    if before:
+        query = query.where(Submission.created_at < before)
+    return (await session.execute(query)).scalars().all()
+
+
+async def latest_submission(
+    session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID
+) -> Submission | None:
+    rows = await submissions(session, user_id, exercise_id, before=None, limit=1)
+    return rows[0] if rows else None
+
+
+async def replace_skills(session: AsyncSession, exercise: Exercise, skills: list[str]) -> None:
+    await session.execute(delete(ExerciseSkill).where(ExerciseSkill.exercise_id == exercise.id))
+    for position, skill in enumerate(skills):
+        session.add(ExerciseSkill(exercise_id=exercise.id, skill=skill, position=position))
+
+
+async def mark_stale_submissions(session: AsyncSession, *, before: datetime) -> int:
+    """Submissions still pending from before a crash are recorded as errors, never lost."""
+    result = await session.execute(
+        update(Submission)
+        .where(Submission.status == "pending", Submission.created_at < before)
+        .values(status="error", stderr="Grading was interrupted; please submit again.")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

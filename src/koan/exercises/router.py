@@ -1,0 +1,148 @@
+"""Exercise routes: catalogue, today's exercise, submissions, hints, skips, assignments."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, status
+
+from koan.auth.deps import VerifiedUser
+from koan.deps import ResourcesDep, SessionDep
+from koan.exercises import service
+from koan.exercises.schemas import (
+    AssignmentOut,
+    AssignmentPage,
+    DailyOut,
+    ExerciseDetail,
+    ExercisePage,
+    HintOut,
+    SubmissionIn,
+    SubmissionOut,
+    SubmissionPage,
+)
+from koan.grading import service as grading
+
+router = APIRouter(tags=["exercises"])
+
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+Cursor = Annotated[str | None, Query(max_length=500, description="From the previous page.")]
+AssignmentStatus = Literal["assigned", "in_progress", "completed", "skipped", "expired"]
+
+
+@router.get("/exercises", response_model=ExercisePage)
+async def catalogue(
+    user: VerifiedUser,
+    session: SessionDep,
+    language: Literal["python", "javascript"] | None = None,
+    skill: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z0-9-]+$")] = None,
+    difficulty: Annotated[int | None, Query(ge=1, le=5)] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> ExercisePage:
+    """Browse the exercise bank, easiest first."""
+    return await service.catalogue(
+        session, language=language, skill=skill, difficulty=difficulty, limit=limit, cursor=cursor
+    )
+
+
+@router.get("/exercises/daily", response_model=DailyOut)
+async def daily(user: VerifiedUser, session: SessionDep, res: ResourcesDep) -> DailyOut:
+    """Today's exercise: the open one, or a new one chosen for this learner."""
+    return await service.daily(session, res, user)
+
+
+@router.get("/exercises/{exercise_id}", response_model=ExerciseDetail)
+async def get_exercise(exercise_id: uuid.UUID, user: VerifiedUser, session: SessionDep) -> ExerciseDetail:
+    """One exercise: statement and starter code (never the solution or the tests)."""
+    return service.detail(await service.get_exercise(session, exercise_id))
+
+
+@router.post("/exercises/{exercise_id}/start", response_model=AssignmentOut)
+async def start(
+    exercise_id: uuid.UUID, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> AssignmentOut:
+    """Practise this exercise (or resume it within 48 hours of skipping it)."""
+    exercise = await service.get_exercise(session, exercise_id)
+    return service.assignment_out(await service.start(session, res, user, exercise))
+
+
+@router.post(
+    "/exercises/{exercise_id}/submissions",
+    response_model=SubmissionOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        409: {"description": "The assignment was skipped or has expired"},
+        413: {"description": "More than 64 KB of code"},
+        503: {"description": "The grader is busy (Retry-After)"},
+    },
+)
+async def submit(
+    exercise_id: uuid.UUID,
+    data: SubmissionIn,
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
+) -> SubmissionOut:
+    """Grade code against the exercise's tests; the submission is stored before grading."""
+    exercise = await service.get_exercise(session, exercise_id)
+    recorded = await service.record_submission(session, res, user, exercise, data.code)
+    # Committed now, so a crash while grading cannot lose what the learner wrote.
+    await session.commit()
+    submission = await grading.grade(session, res, recorded)
+    return grading.submission_out(submission)
+
+
+@router.get("/exercises/{exercise_id}/submissions", response_model=SubmissionPage)
+async def submissions(
+    exercise_id: uuid.UUID,
+    user: VerifiedUser,
+    session: SessionDep,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> SubmissionPage:
+    """The learner's own submissions for this exercise, newest first."""
+    exercise = await service.get_exercise(session, exercise_id)
+    return await service.submissions_page(session, user, exercise, limit=limit, cursor=cursor)
+
+
+@router.post("/exercises/{exercise_id}/hints", response_model=HintOut)
+async def hint(
+    exercise_id: uuid.UUID, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> HintOut:
+    """The next rung of the hint ladder, from a nudge to a near-solution."""
+    exercise = await service.get_exercise(session, exercise_id)
+    return await service.next_hint(session, res, user, exercise)
+
+
+@router.post("/exercises/{exercise_id}/skip", response_model=AssignmentOut)
+async def skip(
+    exercise_id: uuid.UUID, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> AssignmentOut:
+    """Skip this exercise; it can be resumed for 48 hours, and tomorrow brings another."""
+    exercise = await service.get_exercise(session, exercise_id)
+    return service.assignment_out(await service.skip(session, res, user, exercise))
+
+
+@router.get("/assignments", response_model=AssignmentPage)
+async def assignments(
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
+    status: AssignmentStatus | None = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> AssignmentPage:
+    """The learner's assignments, newest first (`status=skipped`: those still resumable)."""
+    items, next_cursor = await service.assignments_page(
+        session, res, user, status=status, limit=limit, cursor=cursor
+    )
+    return AssignmentPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/assignments/{assignment_id}", response_model=AssignmentOut)
+async def assignment(
+    assignment_id: uuid.UUID, user: VerifiedUser, session: SessionDep
+) -> AssignmentOut:
+    """One of the learner's own assignments."""
+    return service.assignment_out(await service.assignment_of(session, user, assignment_id))

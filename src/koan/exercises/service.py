@@ -1,0 +1,344 @@
+"""The rules of practice: catalogue, today's exercise, hints, skips and submissions."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from koan.exercises import repository, selection
+from koan.exercises.schemas import (
+    MAX_CODE_BYTES,
+    AssignmentOut,
+    DailyOut,
+    ExerciseDetail,
+    ExercisePage,
+    ExerciseSummary,
+    HintOut,
+    SubmissionPage,
+    SubmissionSummary,
+)
+from koan.models import Assignment, Exercise, Submission, User
+from koan.models.exercise import OPEN_STATUSES
+from koan.onboarding import repository as profiles
+from koan.resources import Resources
+
+SKIP_KEEP = timedelta(hours=48)
+DAILY_TTL = timedelta(days=7)
+
+
+def detail(exercise: Exercise) -> ExerciseDetail:
+    return ExerciseDetail(
+        id=exercise.id,
+        slug=exercise.slug,
+        title=exercise.title,
+        language=exercise.language,
+        difficulty=exercise.difficulty,
+        skills=list(exercise.skills),
+        statement=exercise.statement,
+        starter_code=exercise.starter_code,
+        hints_total=len(exercise.hints),
+        time_limit_s=exercise.time_limit_s,
+        memory_limit_mb=exercise.memory_limit_mb,
+    )
+
+
+def assignment_out(assignment: Assignment) -> AssignmentOut:
+    return AssignmentOut(
+        id=assignment.id,
+        kind=assignment.kind,
+        status=assignment.status,
+        reason=assignment.reason,
+        hints_used=assignment.hints_used,
+        attempts=assignment.attempts,
+        assigned_at=assignment.assigned_at,
+        completed_at=assignment.completed_at,
+        skipped_at=assignment.skipped_at,
+        available_until=(
+            assignment.skipped_at + SKIP_KEEP
+            if assignment.status == "skipped" and assignment.skipped_at
+            else None
+        ),
+        exercise=ExerciseSummary.model_validate(assignment.exercise),
+    )
+
+
+def encode_cursor(*parts: object) -> str:
+    return base64.urlsafe_b64encode("\x1f".join(str(p) for p in parts).encode()).decode()
+
+
+def decode_cursor(cursor: str, count: int) -> list[str]:
+    try:
+        parts = base64.urlsafe_b64decode(cursor.encode()).decode().split("\x1f")
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest("The cursor is not valid; start again without it.", code="BadCursor") from exc
+    if len(parts) != count:
+        raise BadRequest("The cursor is not valid; start again without it.", code="BadCursor")
+    return parts
+
+
+def decode_time_cursor(cursor: str | None) -> datetime | None:
+    if not cursor:
+        return None
+    (stamp,) = decode_cursor(cursor, 1)
+    try:
+        return datetime.fromisoformat(stamp)
+    except ValueError as exc:
+        raise BadRequest("The cursor is not valid; start again without it.", code="BadCursor") from exc
+
+
+async def catalogue(
+    session: AsyncSession,
+    *,
+    language: str | None,
+    skill: str | None,
+    difficulty: int | None,
+    limit: int,
+    cursor: str | None,
+) -> ExercisePage:
+    after = None
+    if cursor:
+        level, slug = decode_cursor(cursor, 2)
+        if not level.isdigit():
+            raise BadRequest("The cursor is not valid; start again without it.", code="BadCursor")
+        after = (int(level), slug)
+    rows = await repository.catalogue(
+        session, language=language, skill=skill, difficulty=difficulty, after=after, limit=limit + 1
+    )
+    items = [ExerciseSummary.model_validate(e) for e in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor(last.difficulty, last.slug)
+    return ExercisePage(items=items, next_cursor=next_cursor)
+
+
+async def get_exercise(session: AsyncSession, exercise_id: uuid.UUID) -> Exercise:
+    exercise = await repository.exercise_by_id(session, exercise_id)
+    if exercise is None:
+        raise NotFound("There is no exercise with this id.")
+    return exercise
+
+
+async def daily(session: AsyncSession, res: Resources, user: User) -> DailyOut:
+    """The learner's open daily assignment, or a newly chosen one."""
+    now = res.clock.now()
+    profile = await profiles.profile_for(session, user)
+    if not profile.onboarding_completed:
+        raise Conflict(
+            "Finish the onboarding interview first, so Koan knows what to give you.",
+            code="OnboardingRequired",
+        )
+    assignment = await repository.open_daily(session, user.id)
+    if assignment is not None and assignment.assigned_at < now - DAILY_TTL:
+        assignment.status = "expired"
+        assignment.closed_at = now
+        await session.flush()
+        assignment = None
+    if assignment is None:
+        assignment = await _assign_daily(session, res, user, now)
+    return DailyOut(
+        assignment_id=assignment.id,
+        status=assignment.status,
+        hints_used=assignment.hints_used,
+        reason=assignment.reason,
+        exercise=detail(assignment.exercise),
+    )
+
+
+async def _assign_daily(
+    session: AsyncSession, res: Resources, user: User, now: datetime
+) -> Assignment:
+    profile = await profiles.profile_for(session, user)
+    pick = await selection.choose_daily(session, user, profile, now=now)
+    if pick is None:
+        raise NotFound(
+            "There are no exercises for your language yet; ask an administrator to import some.",
+            code="NoExercises",
+        )
+    assignment = Assignment(
+        user_id=user.id,
+        exercise_id=pick.exercise.id,
+        kind="daily",
+        status="assigned",
+        reason=pick.reason[:300],
+        assigned_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(assignment)
+    except IntegrityError:
+        # Another request assigned one first; the database kept exactly one open.
+        existing = await repository.open_daily(session, user.id)
+        if existing is None:
+            raise
+        return existing
+    assignment.exercise = pick.exercise
+    return assignment
+
+
+async def _work_assignment(
+    session: AsyncSession, res: Resources, user: User, exercise: Exercise
+) -> Assignment:
+    """The assignment a submission or hint belongs to; a practice one is opened if none."""
+    latest = await repository.latest_assignment(session, user.id, exercise.id)
+    now = res.clock.now()
+    if latest is not None:
+        if latest.status == "skipped":
+            if latest.skipped_at and latest.skipped_at < now - SKIP_KEEP:
+                latest.status = "expired"
+                latest.closed_at = now
+                await session.flush()
+            else:
+                raise Conflict(
+                    "You skipped this exercise. Resume it with POST "
+                    f"/api/v1/exercises/{exercise.id}/start to keep working on it.",
+                    code="AssignmentSkipped",
+                )
+        if latest.status == "expired":
+            raise Conflict(
+                "This assignment has expired. Start the exercise again with POST "
+                f"/api/v1/exercises/{exercise.id}/start.",
+                code="AssignmentExpired",
+            )
+        return latest
+    return await _new_practice(session, user, exercise, now)
+
+
+async def _new_practice(
+    session: AsyncSession, user: User, exercise: Exercise, now: datetime
+) -> Assignment:
+    assignment = Assignment(
+        user_id=user.id,
+        exercise_id=exercise.id,
+        kind="practice",
+        status="assigned",
+        reason="picked from the catalogue",
+        assigned_at=now,
+    )
+    session.add(assignment)
+    await session.flush()
+    assignment.exercise = exercise
+    return assignment
+
+
+async def start(session: AsyncSession, res: Resources, user: User, exercise: Exercise) -> Assignment:
+    """Open (or resume) practice on an exercise outside the daily pick."""
+    now = res.clock.now()
+    latest = await repository.latest_assignment(session, user.id, exercise.id)
+    if latest is not None and latest.status in OPEN_STATUSES:
+        return latest
+    if (
+        latest is not None
+        and latest.status == "skipped"
+        and latest.skipped_at
+        and latest.skipped_at >= now - SKIP_KEEP
+    ):
+        # A resumed daily becomes practice, so a new daily can still be assigned.
+        latest.kind = "practice"
+        latest.status = "in_progress" if latest.attempts else "assigned"
+        latest.skipped_at = None
+        await session.flush()
+        return latest
+    return await _new_practice(session, user, exercise, now)
+
+
+async def next_hint(
+    session: AsyncSession, res: Resources, user: User, exercise: Exercise
+) -> HintOut:
+    assignment = await _work_assignment(session, res, user, exercise)
+    total = len(exercise.hints)
+    if assignment.hints_used >= total:
+        raise Conflict(
+            "You have seen every hint for this exercise. Ask the tutor, or look again at the "
+            "failing test's message.",
+            code="NoMoreHints",
+        )
+    hint = exercise.hints[assignment.hints_used]
+    assignment.hints_used += 1
+    await session.flush()
+    return HintOut(hint=hint, index=assignment.hints_used, remaining=total - assignment.hints_used)
+
+
+async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exercise) -> Assignment:
+    latest = await repository.latest_assignment(session, user.id, exercise.id)
+    if latest is None or latest.status not in OPEN_STATUSES:
+        raise Conflict("There is no open assignment of this exercise to skip.", code="NothingToSkip")
+    now = res.clock.now()
+    latest.status = "skipped"
+    latest.skipped_at = now
+    latest.closed_at = now
+    await session.flush()
+    return latest
+
+
+@dataclass
+class Recorded:
+    submission: Submission
+    assignment: Assignment
+    exercise: Exercise
+
+
+async def record_submission(
+    session: AsyncSession, res: Resources, user: User, exercise: Exercise, code: str
+) -> Recorded:
+    """Store the submission (status pending) before anything can go wrong while grading."""
+    if len(code.encode("utf-8")) > MAX_CODE_BYTES:
+        raise PayloadTooLarge(f"Code is limited to {MAX_CODE_BYTES // 1024} KB.")
+    assignment = await _work_assignment(session, res, user, exercise)
+    submission = Submission(
+        user_id=user.id,
+        exercise_id=exercise.id,
+        assignment_id=assignment.id,
+        code=code,
+        status="pending",
+        created_at=res.clock.now(),
+    )
+    session.add(submission)
+    await session.flush()
+    return Recorded(submission, assignment, exercise)
+
+
+async def assignments_page(
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    *,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[AssignmentOut], str | None]:
+    now = res.clock.now()
+    await repository.expire_skipped(session, user.id, before=now - SKIP_KEEP)
+    before = decode_time_cursor(cursor)
+    rows = await repository.assignments(
+        session, user.id, status=status, skipped_since=now - SKIP_KEEP, before=before,
+        limit=limit + 1,
+    )  # fmt: skip
+    items = [assignment_out(a) for a in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1].assigned_at.isoformat()) if len(rows) > limit else None
+    return items, next_cursor
+
+
+async def submissions_page(
+    session: AsyncSession, user: User, exercise: Exercise, *, limit: int, cursor: str | None
+) -> SubmissionPage:
+    rows = await repository.submissions(
+        session, user.id, exercise.id, before=decode_time_cursor(cursor), limit=limit + 1
+    )
+    items = [SubmissionSummary.model_validate(s) for s in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1].created_at.isoformat()) if len(rows) > limit else None
+    return SubmissionPage(items=items, next_cursor=next_cursor)
+
+
+async def assignment_of(session: AsyncSession, user: User, assignment_id: uuid.UUID) -> Assignment:
+    found = await session.get(Assignment, assignment_id)
+    if found is None or found.user_id != user.id:
+        raise NotFound("There is no assignment with this id.")
+    return await repository.lock_assignment(session, assignment_id)

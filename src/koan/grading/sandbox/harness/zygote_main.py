@@ -1,0 +1,446 @@
+"""Warm launcher ("zygote") for one sandbox slot; runs under the system python3, stdlib only.
+
+The parent starts one per slot (inside bubblewrap when available) and sends it jobs over a
+SOCK_SEQPACKET socket, each with four descriptors: the job (a memfd holding JSON), the write ends
+of the stdout and stderr pipes, and the write end of the verdict pipe. Per job it forks a child
+that gives itself a private tmpfs, rlimits, the slot's uid, no_new_privs and the run's seccomp
+filter, then runs the Python tests in-process (already warm) or execs node. After the child
+exits it kills everything left running as the slot uid and reports the wait status.
+
+It never sees a job's contents: the child reads the memfd after fork, so no learner's code or
+verdict nonce stays in the zygote's memory for a later run to find.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import fcntl
+import gc
+import json
+import os
+import resource
+import secrets
+import select
+import shutil
+import signal
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run_python
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+SECCOMP_MODE_FILTER = 2
+CLONE_NEWNS = 0x00020000
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+SELF_PID_PLACEHOLDER = 0x5EC0FFEE  # see seccomp_filter.py in the parent package
+WORK = "/work"
+EXIT_SETUP_FAILED = 70
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def prctl(option: int, arg: int = 0) -> None:
+    """prctl() with one argument, raising OSError on failure."""
+    _check(_libc.prctl(option, arg, 0, 0, 0), f"prctl({option})")
+
+
+def load_seccomp(program: bytes) -> None:
+    """Install a classic-BPF seccomp program on the calling thread (no_new_privs first)."""
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))
+    result = _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0)
+    _check(result, "seccomp")
+
+
+def patch_self_pid(program: bytes, pid: int) -> bytes:
+    """Put pid where the filter compares against the self-pid placeholder."""
+    out = bytearray(program)
+    for offset in range(0, len(out), 8):
+        code, jt, jf, k = struct.unpack_from("<HBBI", out, offset)
+        if code & 0x07 == 0x05 and k == SELF_PID_PLACEHOLDER:  # a BPF_JMP comparison
+            struct.pack_into("<HBBI", out, offset, code, jt, jf, pid)
+    return bytes(out)
+
+
+def read_all(fd: int) -> bytes:
+    """Everything from fd to end of file."""
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until all of data is written."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class Zygote:
+    """One slot's launcher: receives jobs, forks a locked-down child per job, cleans up."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.sock = socket.socket(fileno=int(config["control_fd"]))
+        self.sock.setblocking(True)
+        self.uid: int | None = config.get("uid")
+        self.isolate_mounts = bool(config.get("isolate_mounts"))
+        self.workroot: str | None = config.get("workroot")
+        self.node = str(config.get("node", "/usr/bin/node"))
+        filters = config.get("run_filters") or {}
+        self.run_filters = {lang: base64.b64decode(prog) for lang, prog in filters.items()}
+        zygote_filter = config.get("zygote_filter")
+        self.zygote_filter = base64.b64decode(zygote_filter) if zygote_filter else None
+        harness_dir = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(harness_dir, "run_js.js"), encoding="utf-8") as handle:
+            self.js_harness = handle.read()
+
+    # --- messages ------------------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        """One message to the parent (write(), not send(): the filter refuses send*)."""
+        os.write(self.sock.fileno(), json.dumps(message).encode())
+
+    def receive(self) -> tuple[dict[str, Any] | None, list[int]]:
+        """Next message and its descriptors; None when the parent has gone."""
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.sock, 1 << 16, 8)
+        except (ConnectionError, OSError):
+            return None, []
+        if not data:
+            return None, fds
+        message: dict[str, Any] = json.loads(data)
+        return message, fds
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Main loop: one job at a time until the parent closes the socket."""
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # outside bubblewrap nothing else ties us
+        prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of a run come to us, to be reaped
+        if self.zygote_filter is not None:
+            load_seccomp(self.zygote_filter)
+        self.sweep()  # a crashed predecessor on this uid may have left processes behind
+        gc.collect()
+        gc.freeze()  # forked children then share these pages instead of copying them
+        self.send({"op": "ready", "pid": os.getpid()})
+        while True:
+            message, fds = self.receive()
+            if message is None:
+                break
+            if message.get("op") == "run" and len(fds) == 4:
+                self.run(int(message["id"]), fds)
+            else:
+                for fd in fds:
+                    os.close(fd)
+        self.sweep()
+
+    def run(self, run_id: int, fds: list[int]) -> None:
+        """Fork one locked-down child for a job, wait for it, clean up, report."""
+        workdir = WORK
+        if not self.isolate_mounts:
+            assert self.workroot is not None
+            workdir = os.path.join(self.workroot, f"run-{run_id}-{secrets.token_hex(4)}")
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self.sock.close()
+                Launch(self, fds, workdir).start()
+            finally:
+                os._exit(EXIT_SETUP_FAILED)
+        for fd in fds:
+            os.close(fd)
+        started = time.monotonic()
+        pidfd = os.pidfd_open(pid)
+        parent_gone = False
+        try:
+            while True:
+                ready, _, _ = select.select([self.sock.fileno(), pidfd], [], [])
+                if pidfd in ready:
+                    break
+                message, extra = self.receive()
+                for fd in extra:
+                    os.close(fd)
+                if message is None:
+                    parent_gone = True
+                    self.sweep(pid, settle=False)
+                elif message.get("op") == "kill" and message.get("id") == run_id:
+                    self.sweep(pid, settle=False)
+        finally:
+            os.close(pidfd)
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.monotonic() - started
+        self.sweep(pid)
+        if not self.isolate_mounts:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if parent_gone:
+            sys.exit(0)
+        self.send(
+            {
+                "op": "exit",
+                "id": run_id,
+                "status": status,
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+                "maxrss_kb": usage.ru_maxrss,
+                "wall_s": wall,
+            }
+        )
+
+    def sweep(self, child: int | None = None, *, settle: bool = True) -> None:
+        """Kill everything a run started: kill(-1, SIGKILL) as the slot uid.
+
+        One pass is enough: kill(-1) walks the task list under tasklist_lock, and a fork racing
+        with it is aborted because its parent already has SIGKILL pending. (Its return value
+        says nothing: it succeeds whenever any other process exists, permitted or not.) With
+        settle=False nothing is reaped, so the run's own child is left for wait4().
+        """
+        if self.uid is None:
+            # No uid of our own: the run's process group is the best handle there is.
+            if child is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child, signal.SIGKILL)
+        else:
+            helper = os.fork()
+            if helper == 0:
+                code = 1
+                try:
+                    os.setresuid(self.uid, self.uid, self.uid)
+                    for _ in range(2):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(-1, signal.SIGKILL)
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.waitpid(helper, 0)
+        if settle:
+            self.reap()
+
+    def reap(self) -> None:
+        """Collect exited children: orphans of a run are re-parented to us (subreaper).
+
+        With a uid of our own every descendant was just sent SIGKILL, so wait (briefly) until
+        all of them are gone; without one, escaped processes may live on, so only collect.
+        """
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid != 0:
+                continue
+            if self.uid is None or time.monotonic() > deadline:
+                return
+            time.sleep(0.0002)
+
+
+class Launch:
+    """The forked child of one job: lock itself down, then run the tests."""
+
+    def __init__(self, zygote: Zygote, fds: list[int], workdir: str) -> None:
+        self.zygote = zygote
+        self.job_fd, self.out_fd, self.err_fd, self.verdict_fd = fds
+        self.workdir = workdir
+        self.nonce = ""
+
+    def emit(self, record: dict[str, Any]) -> None:
+        """One verdict record for the parent, tagged with the run's nonce."""
+        write_all(self.verdict_fd, f"{self.nonce} {json.dumps(record)}\n".encode())
+
+    def start(self) -> NoReturn:
+        """Set up the run; on any failure report it (if the nonce is known) and exit."""
+        try:
+            os.setsid()
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            job: dict[str, Any] = json.loads(read_all(self.job_fd))
+            self.nonce = str(job["nonce"])
+            language = str(job["language"])
+            limits: dict[str, int] = job["limits"]
+            self.make_workdir(limits)
+            self.set_rlimits(limits)
+            self.drop_uid()
+            os.chdir(self.workdir)
+            self.write_files(job, language)
+            environment = {
+                "PATH": "/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                "HOME": self.workdir,
+                "TMPDIR": self.workdir,
+            }
+            if language == "javascript":
+                self.exec_node(job, limits, environment)
+            self.python(job, environment)
+        except BaseException as exc:  # anything failing here is the sandbox's fault, not the code's
+            if self.nonce:
+                with contextlib.suppress(OSError):
+                    self.emit({"t": "fatal", "message": f"{type(exc).__name__}: {exc}"})
+            os._exit(EXIT_SETUP_FAILED)
+        os._exit(EXIT_SETUP_FAILED)
+
+    def make_workdir(self, limits: dict[str, int]) -> None:
+        """A private, size-limited work directory owned by the slot uid."""
+        uid = self.zygote.uid
+        if self.zygote.isolate_mounts:
+            _check(_libc.unshare(CLONE_NEWNS), "unshare")
+            _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount private")
+            owner = f",uid={uid},gid={uid}" if uid is not None else ""
+            options = f"size={limits['disk_mb']}m,nr_inodes={limits['inodes']},mode=0700{owner}"
+            flags = MS_NOSUID | MS_NODEV
+            _check(_libc.mount(b"tmpfs", WORK.encode(), b"tmpfs", flags, options.encode()), "mount")
+        else:
+            os.mkdir(self.workdir, 0o700)
+            if uid is not None:
+                os.chown(self.workdir, uid, uid)
+
+    def set_rlimits(self, limits: dict[str, int]) -> None:
+        """Apply the job's rlimits (before the uid switch, so hard limits are final too)."""
+        rlimits = [
+            (resource.RLIMIT_CORE, 0, 0),
+            (resource.RLIMIT_CPU, limits["cpu_soft"], limits["cpu_hard"]),
+            (resource.RLIMIT_FSIZE, limits["fsize_bytes"], limits["fsize_bytes"]),
+            (resource.RLIMIT_NOFILE, limits["nofile"], limits["nofile"]),
+            (resource.RLIMIT_AS, limits["as_bytes"], limits["as_bytes"]),
+            (resource.RLIMIT_MSGQUEUE, 0, 0),
+        ]
+        if self.zygote.uid is not None:
+            # Counted per real uid, and never enforced for root: only meaningful after the switch.
+            rlimits.append((resource.RLIMIT_NPROC, limits["nproc"], limits["nproc"]))
+        for which, soft, hard in rlimits:
+            resource.setrlimit(which, (soft, hard))
+
+    def drop_uid(self) -> None:
+        """Become the slot uid for good (clears every capability)."""
+        uid = self.zygote.uid
+        if uid is None:
+            return
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        if os.getuid() != uid or os.geteuid() != uid:
+            raise PermissionError("uid switch did not stick")
+
+    def write_files(self, job: dict[str, Any], language: str) -> None:
+        """The learner's code and the tests, as the conventions name them."""
+        extension = "py" if language == "python" else "js"
+        for stem, key in (("solution", "code"), ("tests", "tests")):
+            path = os.path.join(self.workdir, f"{stem}.{extension}")
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(str(job[key]))
+
+    def arrange_fds(self, keep: dict[int, int]) -> None:
+        """stdin from /dev/null, stdout/stderr to the pipes, keep[src] -> dst, close the rest."""
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        sources = [devnull, self.out_fd, self.err_fd, *keep]
+        # Park every source above all sources and targets first, so no dup2 clobbers another.
+        floor = max([*sources, *keep.values()]) + 1
+        parked = {fcntl.fcntl(src, fcntl.F_DUPFD, floor): dst for src, dst in keep.items()}
+        stdio = [fcntl.fcntl(src, fcntl.F_DUPFD, floor) for src in sources[:3]]
+        for target, temp in enumerate(stdio):
+            os.dup2(temp, target)
+        for temp, dst in parked.items():
+            os.dup2(temp, dst)
+        previous = 2
+        for fd in sorted(parked.values()):
+            os.closerange(previous + 1, fd)
+            previous = fd
+        os.closerange(previous + 1, 1 << 20)  # close_range(2): one call, whatever the limit
+
+    def lock_down(self, language: str) -> None:
+        """no_new_privs, not dumpable, and the run's seccomp filter on top of the zygote's."""
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
+        prctl(PR_SET_DUMPABLE, 0)
+        program = self.zygote.run_filters.get(language)
+        if program is not None:
+            load_seccomp(patch_self_pid(program, os.getpid()))
+
+    def python(self, job: dict[str, Any], environment: dict[str, str]) -> NoReturn:
+        """Run the Python tests in this (warm) interpreter."""
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        # A random descriptor number: finding it takes deliberate probing, and even then the
+        # nonce is needed for a record to count.
+        verdict = 16 + secrets.randbelow(max(1, nofile - 48))
+        self.arrange_fds({self.verdict_fd: verdict})
+        self.verdict_fd = verdict
+        os.environ.clear()
+        os.environ.update(environment)
+        self.lock_down("python")
+        emit = self.make_emit()
+        emit({"t": "ready"})
+        self.nonce = ""
+        del job["nonce"]
+        run_python.run(job, emit, self.workdir)
+        os._exit(EXIT_SETUP_FAILED)  # not reached: run() ends the process itself
+
+    def make_emit(self) -> Callable[[dict[str, Any]], None]:
+        """A closure holding the nonce, the fd and the functions it needs, bound now."""
+        nonce, fd, dumps, write = self.nonce, self.verdict_fd, json.dumps, os.write
+
+        def emit(record: dict[str, Any]) -> None:
+            data = memoryview(f"{nonce} {dumps(record)}\n".encode())
+            while data:
+                data = data[write(fd, data) :]
+
+        return emit
+
+    def exec_node(
+        self, job: dict[str, Any], limits: dict[str, int], environment: dict[str, str]
+    ) -> NoReturn:
+        """Replace this child with node running the JavaScript harness."""
+        os.lseek(self.job_fd, 0, os.SEEK_SET)
+        self.arrange_fds({self.job_fd: 3, self.verdict_fd: 4})
+        self.verdict_fd = 4
+        self.lock_down("javascript")
+        self.emit({"t": "ready"})
+        argv = [
+            self.zygote.node,
+            f"--max-old-space-size={limits['heap_mb']}",
+            "--no-warnings",
+            "-e",
+            self.zygote.js_harness,
+            "3",
+            "4",
+            self.workdir,
+        ]
+        os.execve(self.zygote.node, argv, environment)
+
+
+def main() -> None:
+    """Entry point: the slot's configuration comes as JSON in argv[1]."""
+    Zygote(json.loads(sys.argv[1])).serve()
+
+
+if __name__ == "__main__":
+    main()

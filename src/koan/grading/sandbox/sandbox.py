@@ -1,0 +1,199 @@
+"""The grading sandbox: a warm launcher per slot, a bounded queue, a private verdict channel."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import get_args
+
+import structlog
+
+from koan.errors import PayloadTooLarge
+from koan.grading.sandbox.config import SandboxConfig
+from koan.grading.sandbox.errors import SandboxUnavailable
+from koan.grading.sandbox.features import Features
+from koan.grading.sandbox.jobs import build_job
+from koan.grading.sandbox.limits import Language, Limits
+from koan.grading.sandbox.pool import SlotPool
+from koan.grading.sandbox.report import GradeReport, Tier
+from koan.grading.sandbox.seccomp_filter import FilterSet, build_filters
+from koan.grading.sandbox.tiers import probe_features
+from koan.grading.sandbox.uids import UidClaim, claim_uids, release_all
+from koan.grading.sandbox.verdict import SetupFailed, decide, parse_verdict
+from koan.grading.sandbox.zygote import Zygote, ZygoteLost
+
+log = structlog.get_logger(__name__)
+
+MAX_SOURCE_BYTES = 512 * 1024  # code and tests each; the API layer usually stops far smaller
+
+
+@dataclass
+class _Slot:
+    index: int
+    uid: int | None
+    zygote: Zygote
+
+
+class Sandbox:
+    """Grades submissions in isolated runs, `config.slots` at a time."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.tier = Tier.NONE
+        self.features: Features | None = None
+        self._filters: FilterSet | None = None
+        self._claims: list[UidClaim] = []
+        self._slots: list[_Slot] = []
+        self._pool: SlotPool[_Slot] | None = None
+        self._workroot: str | None = None
+
+    @property
+    def slot_uids(self) -> tuple[int, ...]:
+        """The uids this sandbox's runs use (empty below the uid-switching tiers)."""
+        return tuple(slot.uid for slot in self._slots if slot.uid is not None)
+
+    async def start(self) -> None:
+        """Probe the machine, refuse if below min_tier, warm one launcher per slot."""
+        config = self.config
+        features = await asyncio.to_thread(
+            probe_features, config.python, config.base_uid, config.uid_range
+        )
+        tier = Tier.NONE if features is None else features.tier
+        if features is None or tier < config.min_tier:
+            raise SandboxUnavailable(
+                f"The grader needs isolation tier {config.min_tier.name} but this machine "
+                f"reaches {tier.name}; see docs/sandbox.md.",
+                retry_after=60,
+            )
+        self.features, self.tier = features, tier
+        self._filters = build_filters() if features.seccomp else None
+        if features.uid_switch:
+            try:
+                self._claims = claim_uids(
+                    config.slots, base_uid=config.base_uid, span=config.uid_range
+                )
+            except OSError as exc:
+                raise SandboxUnavailable(f"No sandbox uids free: {exc}", retry_after=60) from exc
+        if features.bubblewrap is None:
+            self._workroot = tempfile.mkdtemp(prefix="koan-sandbox-")
+            os.chmod(self._workroot, 0o711)
+        for index in range(config.slots):
+            uid = self._claims[index].uid if self._claims else None
+            self._slots.append(_Slot(index, uid, self._new_zygote(uid)))
+        try:
+            await asyncio.gather(*(slot.zygote.start() for slot in self._slots))
+        except ZygoteLost as exc:
+            await self.close()
+            raise SandboxUnavailable(f"The grader could not start: {exc}") from exc
+        self._pool = SlotPool(self._slots, queue_size=config.queue_size)
+        log.info(
+            "sandbox.started",
+            tier=tier.name,
+            features=features.describe(),
+            slots=config.slots,
+            uids=self.slot_uids,
+        )
+
+    def _new_zygote(self, uid: int | None) -> Zygote:
+        assert self.features is not None
+        return Zygote(
+            features=self.features,
+            python=self.config.python,
+            node=self.config.node,
+            uid=uid,
+            workroot=self._workroot,
+            filters=self._filters,
+        )
+
+    async def close(self) -> None:
+        """Stop every launcher (and with it every run) and free the slot uids."""
+        self._pool = None
+        await asyncio.gather(*(slot.zygote.close() for slot in self._slots))
+        self._slots = []
+        release_all(self._claims)
+        self._claims = []
+        if self._workroot is not None:
+            shutil.rmtree(self._workroot, ignore_errors=True)
+            self._workroot = None
+
+    async def __aenter__(self) -> Sandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def queue_depth(self) -> int:
+        """Jobs waiting for a free slot right now."""
+        return 0 if self._pool is None else self._pool.queue_depth()
+
+    async def grade(
+        self,
+        *,
+        language: Language,
+        code: str,
+        tests: str,
+        limits: Limits | None = None,
+    ) -> GradeReport:
+        """Run tests against code in an isolated run and report the verdict."""
+        if self._pool is None:
+            raise SandboxUnavailable("The grader is not running.")
+        if language not in get_args(Language):
+            raise ValueError(f"unsupported language: {language!r}")
+        if language == "javascript" and not os.access(self.config.node, os.X_OK):
+            raise SandboxUnavailable(f"JavaScript grading needs node at {self.config.node}.")
+        for name, text in (("code", code), ("tests", tests)):
+            if len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+                raise PayloadTooLarge(f"The {name} is larger than {MAX_SOURCE_BYTES} bytes.")
+        effective = (limits or self.config.default_limits).capped(self.config.max_limits)
+        nonce = secrets.token_hex(16)
+        job = build_job(
+            nonce=nonce,
+            language=language,
+            code=code,
+            tests=tests,
+            limits=effective,
+            js_memory_mb=self.config.js_memory_mb,
+        )
+        async with self._pool.acquire() as slot:
+            if not slot.zygote.alive:
+                await self._restart(slot)
+            started = time.perf_counter()
+            run = await slot.zygote.run(
+                job, wall_s=effective.wall_s, output_bytes=effective.output_bytes
+            )
+            duration_ms = round((time.perf_counter() - started) * 1000)
+            if run.status is None:
+                log.warning("sandbox.launcher_lost", slot=slot.index)
+        try:
+            return decide(
+                run,
+                parse_verdict(run.verdict, nonce),
+                language=language,
+                limits=effective,
+                tier=self.tier,
+                duration_ms=duration_ms,
+            )
+        except SetupFailed as exc:
+            log.error("sandbox.setup_failed", error=str(exc), language=language)
+            raise SandboxUnavailable(f"The grader failed to start the run: {exc}") from exc
+
+    async def _restart(self, slot: _Slot) -> None:
+        await slot.zygote.close()
+        slot.zygote = self._new_zygote(slot.uid)
+        try:
+            await slot.zygote.start()
+        except ZygoteLost as exc:
+            raise SandboxUnavailable(f"The grader could not restart: {exc}") from exc
+        log.info("sandbox.launcher_restarted", slot=slot.index)

@@ -1,0 +1,405 @@
+"""Parent side of a slot's warm launcher: start it, hand it jobs, collect what a run produced.
+
+The launcher (harness/zygote_main.py) runs under the system python3, inside bubblewrap when the
+tier allows. The parent talks to it over a SOCK_SEQPACKET socketpair: a "run" message carries
+four descriptors (job memfd, stdout, stderr and verdict pipes); an "exit" message comes back
+with the wait status once the run and everything it started are gone. The parent enforces the
+wall-clock limit and the output cap itself, by asking the launcher to kill the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from koan.grading.sandbox.features import Features
+from koan.grading.sandbox.seccomp_filter import FilterSet
+
+HARNESS_DIR = Path(__file__).resolve().parent / "harness"
+SANDBOX_HARNESS_DIR = "/koan"  # where bubblewrap shows the harness inside the sandbox
+START_TIMEOUT_S = 15.0
+KILL_GRACE_S = 3.0  # after asking for a kill, how long before the whole launcher is destroyed
+DRAIN_GRACE_S = 1.0  # after the exit report, how long pipes may take to reach end of file
+VERDICT_CAP = 4 << 20  # the harness sends at most a few KB per test
+INTERPRETER_FLAGS = ("-I", "-S", "-B", "-X", "utf8")
+ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+class ZygoteLost(Exception):
+    """The launcher died or stopped answering."""
+
+
+@dataclass
+class RunResult:
+    """Everything the parent observed about one run."""
+
+    status: int | None  # raw wait status; None when the launcher was lost
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    killed: str | None = None  # "wall" or "output" when the parent had the run killed
+    stdout: bytes = b""
+    stderr: bytes = b""
+    verdict: bytes = b""
+    output_overflow: bool = False
+    verdict_overflow: bool = False
+
+
+@dataclass
+class _Budget:
+    """Bytes of learner output still allowed (stdout and stderr share it)."""
+
+    remaining: int
+    exceeded: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Collector(asyncio.Protocol):
+    """Reads one pipe, keeping at most what the budget allows and discarding the rest."""
+
+    def __init__(self, budget: _Budget) -> None:
+        self.budget = budget
+        self.data = bytearray()
+        self.overflowed = False
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        room = self.budget.remaining
+        if len(data) > room:
+            self.data += data[:room]
+            self.budget.remaining = 0
+            self.overflowed = True
+            self.budget.exceeded.set()
+        else:
+            self.data += data
+            self.budget.remaining -= len(data)
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def _factory(collector: _Collector) -> Callable[[], _Collector]:
+    return lambda: collector
+
+
+def bwrap_argv(bwrap: str, python: str, config: str) -> list[str]:
+    """The bubblewrap command that starts a launcher in a fresh, read-only world.
+
+    No user namespace (unlike --unshare-all): the launcher must stay real root inside to switch
+    each run to its slot uid and mount its tmpfs; it keeps only those three capabilities and
+    the runs lose them with the uid switch. Nothing of the host's /etc, /home, /root, /var,
+    /tmp, /work or /proc is visible.
+    """
+    argv = [
+        bwrap,
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--hostname",
+        "koan",
+    ]
+    for name, value in ENVIRONMENT.items():
+        argv += ["--setenv", name, value]
+    argv += ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            argv += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            argv += ["--ro-bind", str(path), str(path)]
+    argv += [
+        # Made by hand so it is world-searchable: bwrap creates parents of binds as 0700.
+        "--perms",
+        "0755",
+        "--dir",
+        "/etc",
+        "--ro-bind-try",
+        "/etc/ld.so.cache",
+        "/etc/ld.so.cache",
+        "--dev",
+        "/dev",
+        "--dir",
+        "/work",
+        "--symlink",
+        "/work",
+        "/tmp",
+        "--ro-bind",
+        str(HARNESS_DIR),
+        SANDBOX_HARNESS_DIR,
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "CAP_SYS_ADMIN",
+        "--cap-add",
+        "CAP_SETUID",
+        "--cap-add",
+        "CAP_SETGID",
+        "--remount-ro",
+        "/",
+        "--chdir",
+        "/",
+        "--",
+        python,
+        *INTERPRETER_FLAGS,
+        f"{SANDBOX_HARNESS_DIR}/zygote_main.py",
+        config,
+    ]
+    return argv
+
+
+class Zygote:
+    """One slot's launcher process."""
+
+    def __init__(
+        self,
+        *,
+        features: Features,
+        python: str,
+        node: str,
+        uid: int | None,
+        workroot: str | None,
+        filters: FilterSet | None,
+    ) -> None:
+        self.features = features
+        # Resolved: a symlink through /etc/alternatives would lead nowhere inside the sandbox.
+        self.python = os.path.realpath(python)
+        self.node = os.path.realpath(node)
+        self.uid = uid
+        self.workroot = workroot
+        self.filters = filters
+        self._process: asyncio.subprocess.Process | None = None
+        self._sock: socket.socket | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._stderr_task: asyncio.Task[None] | None = None
+        self._messages: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._stderr_tail = bytearray()
+        self._next_id = 0
+
+    @property
+    def alive(self) -> bool:
+        """Whether the launcher is running and reachable."""
+        return (
+            self._process is not None
+            and self._process.returncode is None
+            and self._reader is not None
+            and not self._reader.done()
+        )
+
+    def _config(self, fd: int) -> str:
+        config: dict[str, Any] = {
+            "control_fd": fd,
+            "uid": self.uid if self.features.uid_switch else None,
+            "isolate_mounts": self.features.bubblewrap is not None,
+            "workroot": self.workroot,
+            "node": self.node,
+        }
+        if self.features.seccomp and self.filters is not None:
+            config["zygote_filter"] = base64.b64encode(self.filters.zygote).decode()
+            config["run_filters"] = {
+                "python": base64.b64encode(self.filters.python).decode(),
+                "javascript": base64.b64encode(self.filters.javascript).decode(),
+            }
+        return json.dumps(config)
+
+    async def start(self) -> None:
+        """Launch the process and wait until it reports ready."""
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            config = self._config(child_sock.fileno())
+            if self.features.bubblewrap is not None:
+                argv = bwrap_argv(self.features.bubblewrap, self.python, config)
+            else:
+                script = str(HARNESS_DIR / "zygote_main.py")
+                argv = [self.python, *INTERPRETER_FLAGS, script, config]
+            self._process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(child_sock.fileno(),),
+                env=dict(ENVIRONMENT),
+                cwd="/",
+                start_new_session=True,
+            )
+        except BaseException:
+            parent_sock.close()
+            raise
+        finally:
+            child_sock.close()
+        parent_sock.setblocking(False)
+        self._sock = parent_sock
+        self._messages = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read_messages(parent_sock))
+        self._stderr_task = asyncio.create_task(self._read_stderr())
+        try:
+            message = await asyncio.wait_for(self._messages.get(), START_TIMEOUT_S)
+        except TimeoutError:
+            message = None
+        if message is None or message.get("op") != "ready":
+            diagnostics = await self._shutdown()
+            raise ZygoteLost(f"the sandbox launcher did not start: {diagnostics}")
+
+    async def _read_messages(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                data = await loop.sock_recv(sock, 1 << 16)
+                if not data:
+                    break
+                self._messages.put_nowait(json.loads(data))
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._messages.put_nowait(None)
+
+    async def _read_stderr(self) -> None:
+        assert self._process is not None
+        stream = self._process.stderr
+        assert stream is not None
+        while chunk := await stream.read(4096):
+            self._stderr_tail = (self._stderr_tail + chunk)[-4096:]
+
+    def _send(self, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
+        if self._sock is None:
+            raise ZygoteLost("the sandbox launcher is not running")
+        try:
+            socket.send_fds(self._sock, [json.dumps(message).encode()], list(fds))
+        except OSError as exc:
+            raise ZygoteLost(f"the sandbox launcher is unreachable: {exc}") from exc
+
+    async def _exit_report(self, run_id: int) -> dict[str, Any]:
+        while True:
+            message = await self._messages.get()
+            if message is None:
+                raise ZygoteLost("the sandbox launcher stopped during a run")
+            if message.get("op") == "exit" and message.get("id") == run_id:
+                return message
+
+    async def run(self, job: bytes, *, wall_s: float, output_bytes: int) -> RunResult:
+        """Run one job to completion (or to a limit) and return what it produced."""
+        self._next_id += 1
+        run_id = self._next_id
+        loop = asyncio.get_running_loop()
+        job_fd = os.memfd_create("koan-job", os.MFD_CLOEXEC)
+        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
+        budget = _Budget(output_bytes)
+        verdict_budget = _Budget(VERDICT_CAP)
+        collectors: list[_Collector] = []
+        transports: list[asyncio.ReadTransport] = []
+        try:
+            view = memoryview(job)
+            while view:
+                view = view[os.write(job_fd, view) :]
+            os.lseek(job_fd, 0, os.SEEK_SET)
+            self._send({"op": "run", "id": run_id}, [job_fd, *(w for _, w in pipes)])
+        finally:
+            os.close(job_fd)
+            for _, write_end in pipes:
+                os.close(write_end)
+        files = [os.fdopen(read_end, "rb", buffering=0) for read_end, _ in pipes]
+        try:
+            for file, share in zip(files, (budget, budget, verdict_budget), strict=True):
+                collector = _Collector(share)
+                transport, _ = await loop.connect_read_pipe(_factory(collector), file)
+                collectors.append(collector)
+                transports.append(transport)
+            return await self._supervise(run_id, wall_s, budget, verdict_budget, collectors)
+        finally:
+            for transport in transports:
+                transport.close()
+            for file in files[len(transports) :]:
+                file.close()
+
+    async def _supervise(
+        self,
+        run_id: int,
+        wall_s: float,
+        budget: _Budget,
+        verdict_budget: _Budget,
+        collectors: list[_Collector],
+    ) -> RunResult:
+        report_task = asyncio.ensure_future(self._exit_report(run_id))
+        limit_tasks = [
+            asyncio.ensure_future(budget.exceeded.wait()),
+            asyncio.ensure_future(verdict_budget.exceeded.wait()),
+        ]
+        killed: str | None = None
+        report: dict[str, Any] | None = None
+        try:
+            done, _ = await asyncio.wait(
+                {report_task, *limit_tasks}, timeout=wall_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if report_task not in done:
+                killed = "output" if budget.exceeded.is_set() else "wall"
+                if verdict_budget.exceeded.is_set():
+                    killed = "verdict"
+                self._send({"op": "kill", "id": run_id})
+                report = await asyncio.wait_for(report_task, KILL_GRACE_S)
+            else:
+                report = report_task.result()
+        except (ZygoteLost, TimeoutError):
+            await self._shutdown()
+        finally:
+            for task in (report_task, *limit_tasks):
+                task.cancel()
+        if report is not None:
+            # Every writer is dead once the report arrives; end of file follows at once.
+            await asyncio.wait([c.done for c in collectors], timeout=DRAIN_GRACE_S)
+        stdout, stderr, verdict = collectors
+        return RunResult(
+            status=None if report is None else int(report["status"]),
+            cpu_s=0.0 if report is None else float(report["cpu_s"]),
+            wall_s=0.0 if report is None else float(report["wall_s"]),
+            killed=killed,
+            stdout=bytes(stdout.data),
+            stderr=bytes(stderr.data),
+            verdict=bytes(verdict.data),
+            output_overflow=stdout.overflowed or stderr.overflowed,
+            verdict_overflow=verdict.overflowed,
+        )
+
+    async def _shutdown(self) -> str:
+        """Stop the launcher for good (bubblewrap takes the whole sandbox with it)."""
+        process, self._process = self._process, None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        if process is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 5.0)
+        for task in (self._reader, self._stderr_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        tail = bytes(self._stderr_tail).decode("utf-8", "replace").strip()
+        return tail or f"exit status {None if process is None else process.returncode}"
+
+    async def close(self) -> None:
+        """Ask the launcher to leave (it kills its runs first), then make sure it did."""
+        process = self._process
+        if self._sock is not None:
+            self._sock.close()  # end of file on its socket: it sweeps and exits
+            self._sock = None
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 2.0)
+        await self._shutdown()

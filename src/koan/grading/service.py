@@ -1,0 +1,90 @@
+"""Grading a stored submission in the sandbox and recording the verdict."""
+
+from __future__ import annotations
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.errors import GraderBusy, KoanError
+from koan.exercises import repository
+from koan.exercises.schemas import SubmissionOut, TestResult
+from koan.exercises.service import Recorded
+from koan.grading.limits import effective_limits, server_limits
+from koan.grading.sandbox import GradeReport
+from koan.models import Submission
+from koan.resources import Resources
+
+log = structlog.get_logger(__name__)
+
+
+def submission_out(submission: Submission, achievements: list[str] | None = None) -> SubmissionOut:
+    return SubmissionOut(
+        id=submission.id,
+        assignment_id=submission.assignment_id,
+        status=submission.status,
+        passed=submission.passed,
+        total=submission.total,
+        tests=[TestResult.model_validate(t) for t in submission.tests],
+        stdout=submission.stdout,
+        stderr=submission.stderr,
+        duration_ms=submission.duration_ms,
+        created_at=submission.created_at,
+        achievements_unlocked=achievements or [],
+    )
+
+
+def _apply(submission: Submission, report: GradeReport) -> None:
+    submission.status = report.status
+    submission.passed = report.passed
+    submission.total = report.total
+    submission.tests = [
+        {"name": t.name, "status": t.status, "message": t.message} for t in report.tests
+    ]
+    submission.stdout = report.stdout
+    submission.stderr = report.stderr
+    submission.duration_ms = report.duration_ms
+    submission.tier = report.tier.name.lower()
+
+
+async def grade(session: AsyncSession, res: Resources, recorded: Recorded) -> Submission:
+    """Run the tests and record the verdict and the assignment's new state."""
+    submission, exercise = recorded.submission, recorded.exercise
+    try:
+        report = await res.sandbox.grade(
+            language=exercise.language,  # type: ignore[arg-type]
+            code=submission.code,
+            tests=exercise.tests,
+            limits=effective_limits(
+                server_limits(res.settings),
+                time_limit_s=exercise.time_limit_s,
+                memory_limit_mb=exercise.memory_limit_mb,
+            ),
+        )
+    except GraderBusy as exc:
+        submission.status = "error"
+        submission.stderr = "The grader was busy; your code is saved, submit it again shortly."
+        submission.graded_at = res.clock.now()
+        await session.flush()
+        raise GraderBusy(exc.detail, retry_after=exc.retry_after, keep_changes=True) from exc
+    except KoanError:
+        raise
+    except Exception as exc:
+        log.exception("grading.failed", submission_id=str(submission.id))
+        submission.status = "error"
+        submission.stderr = "Grading failed on our side; your code is saved. Please submit again."
+        submission.graded_at = res.clock.now()
+        await session.flush()
+        return submission
+    _apply(submission, report)
+    submission.graded_at = res.clock.now()
+    assignment = await repository.lock_assignment(session, recorded.assignment.id)
+    assignment.attempts += 1
+    if assignment.status == "assigned":
+        assignment.status = "in_progress"
+        assignment.started_at = submission.created_at
+    if report.status == "passed" and assignment.status != "completed":
+        assignment.status = "completed"
+        assignment.completed_at = submission.graded_at
+        assignment.closed_at = submission.graded_at
+    await session.flush()
+    return submission

@@ -1,0 +1,373 @@
+"""Exercise routes through HTTP: catalogue, daily, submissions, hints, skip, assignments."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import Assignment, Exercise, Submission, User
+from koan.resources import Resources
+from tests.fixtures.factories import ADD_SOLUTION, bearer, create_exercise, create_user
+
+WRONG = "def add(a, b):\n    return a - b\n"
+
+
+@pytest.fixture
+async def learner(session: AsyncSession, resources: Resources) -> User:
+    return await create_user(session, resources, onboarded=True)
+
+
+@pytest.fixture
+async def headers(session: AsyncSession, resources: Resources, learner: User) -> dict[str, str]:
+    return await bearer(session, resources, learner)
+
+
+@pytest.fixture
+async def exercise(session: AsyncSession) -> Exercise:
+    return await create_exercise(session)
+
+
+async def submit(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise, code: str
+) -> httpx.Response:
+    return await client.post(
+        f"/api/v1/exercises/{exercise.id}/submissions", headers=headers, json={"code": code}
+    )
+
+
+async def test_catalogue_filters_paginates_and_hides_solutions(
+    client: httpx.AsyncClient, session: AsyncSession, headers: dict[str, str]
+) -> None:
+    skill = "zz-rare-skill"
+    made = [
+        await create_exercise(session, slug=f"cat-{i}-{skill}", difficulty=1 + i % 3, skills=[skill])
+        for i in range(5)
+    ]
+    await create_exercise(session, skills=["strings"])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, str | int] = {"skill": skill, "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await client.get("/api/v1/exercises", headers=headers, params=params)).json()
+        seen += [item["slug"] for item in page["items"]]
+        assert set(page["items"][0]) == {"id", "slug", "title", "language", "difficulty", "skills"}
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(e.slug for e in made) and len(seen) == len(set(seen))
+    levels = (
+        await client.get("/api/v1/exercises", headers=headers, params={"skill": skill, "difficulty": 2})
+    ).json()["items"]
+    assert {i["difficulty"] for i in levels} == {2}
+
+    r = await client.get(f"/api/v1/exercises/{made[0].id}", headers=headers)
+    body = r.json()
+    assert r.status_code == 200 and body["starter_code"] and body["hints_total"] == 3
+    assert "solution" not in body and "tests" not in body
+    assert "return a + b" not in r.text
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"difficulty": 9}, {"language": "cobol"}, {"limit": 0}, {"limit": 1000}, {"skill": "../etc"}],
+)
+async def test_catalogue_rejects_bad_filters(
+    client: httpx.AsyncClient, headers: dict[str, str], params: dict[str, object]
+) -> None:
+    r = await client.get("/api/v1/exercises", headers=headers, params=params)
+    assert r.status_code == 422 and r.json()["error"] == "ValidationError"
+
+
+async def test_bad_cursor_and_unknown_exercise(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    r = await client.get("/api/v1/exercises", headers=headers, params={"cursor": "%%%garbage"})
+    assert r.status_code == 400 and r.json()["error"] == "BadCursor"
+    missing = "00000000-0000-0000-0000-000000000000"
+    for method, path in (
+        ("GET", f"/api/v1/exercises/{missing}"),
+        ("POST", f"/api/v1/exercises/{missing}/hints"),
+        ("POST", f"/api/v1/exercises/{missing}/skip"),
+        ("GET", f"/api/v1/exercises/{missing}/submissions"),
+    ):
+        r = await client.request(method, path, headers=headers)
+        assert r.status_code == 404 and r.json()["error"] == "NotFound", path
+    r = await client.post(
+        f"/api/v1/exercises/{missing}/submissions", headers=headers, json={"code": "x = 1"}
+    )
+    assert r.status_code == 404
+    r = await client.get("/api/v1/exercises/not-a-uuid", headers=headers)
+    assert r.status_code == 422
+
+
+async def test_learning_routes_need_a_verified_email(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources, exercise: Exercise
+) -> None:
+    user = await create_user(session, resources, verified=False)
+    h = await bearer(session, resources, user)
+    for method, path in (
+        ("GET", "/api/v1/exercises"),
+        ("GET", "/api/v1/exercises/daily"),
+        ("POST", f"/api/v1/exercises/{exercise.id}/submissions"),
+        ("POST", f"/api/v1/exercises/{exercise.id}/hints"),
+        ("GET", "/api/v1/assignments"),
+    ):
+        r = await client.request(method, path, headers=h, json={"code": "x"})
+        assert r.status_code == 403 and r.json()["error"] == "EmailNotVerified", path
+
+
+async def test_daily_assignment_is_stable_and_follows_the_profile(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    js = await create_exercise(
+        session, language="javascript", difficulty=1, skills=["strings"], starter_code="//"
+    )
+    user = await create_user(session, resources, onboarded=True, language="javascript")
+    h = await bearer(session, resources, user)
+    first = await client.get("/api/v1/exercises/daily", headers=h)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["exercise"]["language"] == "javascript"
+    assert body["status"] == "assigned" and body["hints_used"] == 0 and body["reason"]
+    assert "solution" not in body["exercise"]
+    again = (await client.get("/api/v1/exercises/daily", headers=h)).json()
+    assert again["assignment_id"] == body["assignment_id"]
+    assert js.id  # the javascript bank has at least this exercise
+
+
+async def test_daily_needs_onboarding(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    r = await client.get("/api/v1/exercises/daily", headers=await bearer(session, resources, user))
+    assert r.status_code == 409 and r.json()["error"] == "OnboardingRequired"
+
+
+async def test_one_open_daily_assignment_is_enforced_by_the_database(
+    session: AsyncSession, learner: User, exercise: Exercise
+) -> None:
+    other = await create_exercise(session)
+    session.add(Assignment(user_id=learner.id, exercise_id=exercise.id, kind="daily"))
+    await session.flush()
+    with pytest.raises(IntegrityError):
+        async with session.begin_nested():
+            session.add(Assignment(user_id=learner.id, exercise_id=other.id, kind="daily"))
+    # Closed ones and practice ones do not count.
+    async with session.begin_nested():
+        session.add(
+            Assignment(user_id=learner.id, exercise_id=other.id, kind="daily", status="completed")
+        )
+        session.add(Assignment(user_id=learner.id, exercise_id=other.id, kind="practice"))
+
+
+async def test_fail_then_pass_moves_the_assignment_along(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise, session: AsyncSession
+) -> None:
+    r = await submit(client, headers, exercise, WRONG)
+    assert r.status_code == 201, r.text
+    failed = r.json()
+    assert failed["status"] == "failed" and failed["total"] == 4 and failed["passed"] == 1
+    assert {t["status"] for t in failed["tests"]} == {"passed", "failed"}
+    assert any("1 + 2 should be 3" in t["message"] for t in failed["tests"])
+    assignment = (
+        await client.get(f"/api/v1/assignments/{failed['assignment_id']}", headers=headers)
+    ).json()
+    assert assignment["status"] == "in_progress" and assignment["attempts"] == 1
+
+    r = await submit(client, headers, exercise, "print('hello')\n" + ADD_SOLUTION)
+    passed = r.json()
+    assert passed["status"] == "passed" and passed["passed"] == passed["total"] == 4
+    assert "hello" in passed["stdout"]
+    assignment = (
+        await client.get(f"/api/v1/assignments/{passed['assignment_id']}", headers=headers)
+    ).json()
+    assert assignment["status"] == "completed" and assignment["completed_at"]
+
+    history = (
+        await client.get(f"/api/v1/exercises/{exercise.id}/submissions", headers=headers)
+    ).json()
+    assert [s["status"] for s in history["items"]] == ["passed", "failed"]
+
+
+async def test_forged_verdict_does_not_pass(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise
+) -> None:
+    forged = (
+        "import sys, json\n"
+        "print(json.dumps({'status': 'passed', 'passed': 4, 'total': 4}))\n"
+        "sys.stderr.write('PASSED 4/4\\n')\n"
+        "def add(a, b):\n    return 0\n"
+    )
+    r = await submit(client, headers, exercise, forged)
+    assert r.json()["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [
+        ("", 422, "ValidationError"),
+        ("   \n\t", 422, "ValidationError"),
+        ("x = '\x00'", 422, "ValidationError"),
+        ("# " + "x" * (64 * 1024), 413, "PayloadTooLarge"),
+    ],
+)
+async def test_bad_code_is_refused_and_nothing_is_stored(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    exercise: Exercise,
+    session: AsyncSession,
+    code: str,
+    status: int,
+    error: str,
+) -> None:
+    r = await submit(client, headers, exercise, code)
+    assert r.status_code == status and r.json()["error"] == error
+    count = await session.scalar(
+        select(func.count()).select_from(Submission).where(Submission.exercise_id == exercise.id)
+    )
+    assert count == 0
+
+
+async def test_binary_garbage_and_wrong_types(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise
+) -> None:
+    url = f"/api/v1/exercises/{exercise.id}/submissions"
+    r = await client.post(
+        url, headers={**headers, "Content-Type": "application/json"}, content=bytes(range(256))
+    )
+    assert r.status_code in (400, 422)
+    r = await client.post(url, headers=headers, json={"code": 42})
+    assert r.status_code == 422
+    r = await client.post(
+        url,
+        headers={**headers, "Content-Type": "application/json"},
+        content=b'{"code": "\\ud800 lone surrogate"}',
+    )
+    assert r.status_code == 422
+    # Syntactically hopeless code is graded, not refused: the learner sees why.
+    r = await submit(client, headers, exercise, "def add(:\n  ]]]")
+    assert r.status_code == 201 and r.json()["status"] == "error"
+    assert "SyntaxError" in (r.json()["stderr"] + str(r.json()["tests"]))
+
+
+async def test_hint_ladder_then_no_more_hints(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise
+) -> None:
+    url = f"/api/v1/exercises/{exercise.id}/hints"
+    rungs = [(await client.post(url, headers=headers)).json() for _ in range(3)]
+    assert [r["index"] for r in rungs] == [1, 2, 3]
+    assert [r["remaining"] for r in rungs] == [2, 1, 0]
+    assert rungs[0]["hint"] == "Which operator adds?"
+    r = await client.post(url, headers=headers)
+    assert r.status_code == 409 and r.json()["error"] == "NoMoreHints"
+    daily = await client.get("/api/v1/assignments", headers=headers)
+    assert daily.json()["items"][0]["hints_used"] == 3
+
+
+async def test_skip_keeps_it_48_hours_then_it_expires(
+    client: httpx.AsyncClient,
+    learner: User,
+    headers: dict[str, str],
+    session: AsyncSession,
+    resources: Resources,
+) -> None:
+    await create_exercise(session)
+    await create_exercise(session)
+    daily = (await client.get("/api/v1/exercises/daily", headers=headers)).json()
+    exercise_id = daily["exercise"]["id"]
+    r = await client.post(f"/api/v1/exercises/{exercise_id}/skip", headers=headers)
+    assert r.status_code == 200 and r.json()["status"] == "skipped"
+    assert r.json()["available_until"]
+    skipped = (await client.get("/api/v1/assignments?status=skipped", headers=headers)).json()
+    assert [a["exercise"]["id"] for a in skipped["items"]] == [exercise_id]
+
+    new_daily = (await client.get("/api/v1/exercises/daily", headers=headers)).json()
+    assert new_daily["assignment_id"] != daily["assignment_id"]
+
+    r = await client.post(
+        f"/api/v1/exercises/{exercise_id}/submissions", headers=headers, json={"code": WRONG}
+    )
+    assert r.status_code == 409 and r.json()["error"] == "AssignmentSkipped"
+    r = await client.post(f"/api/v1/exercises/{exercise_id}/skip", headers=headers)
+    assert r.status_code == 409
+
+    resources.clock.advance(timedelta(hours=49))
+    headers = await bearer(session, resources, learner)
+    r = await client.get("/api/v1/assignments?status=skipped", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["items"] == []
+    r = await client.post(
+        f"/api/v1/exercises/{exercise_id}/submissions", headers=headers, json={"code": WRONG}
+    )
+    assert r.status_code == 409 and r.json()["error"] == "AssignmentExpired"
+    # Starting again opens a fresh practice assignment.
+    r = await client.post(f"/api/v1/exercises/{exercise_id}/start", headers=headers)
+    assert r.status_code == 200 and r.json()["kind"] == "practice"
+    r = await client.post(
+        f"/api/v1/exercises/{exercise_id}/submissions", headers=headers, json={"code": WRONG}
+    )
+    assert r.status_code == 201
+
+
+async def test_resume_a_skipped_exercise(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise
+) -> None:
+    await client.post(f"/api/v1/exercises/{exercise.id}/hints", headers=headers)
+    await client.post(f"/api/v1/exercises/{exercise.id}/skip", headers=headers)
+    r = await client.post(f"/api/v1/exercises/{exercise.id}/start", headers=headers)
+    assert r.json()["status"] == "assigned" and r.json()["hints_used"] == 1
+    r = await submit(client, headers, exercise, ADD_SOLUTION)
+    assert r.json()["status"] == "passed"
+
+
+async def test_nobody_sees_another_learners_work(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    session: AsyncSession,
+    resources: Resources,
+    exercise: Exercise,
+) -> None:
+    mine = (await submit(client, headers, exercise, WRONG)).json()
+    other = await create_user(session, resources, onboarded=True)
+    theirs = await bearer(session, resources, other)
+    r = await client.get(f"/api/v1/assignments/{mine['assignment_id']}", headers=theirs)
+    assert r.status_code == 404
+    history = await client.get(f"/api/v1/exercises/{exercise.id}/submissions", headers=theirs)
+    assert history.json()["items"] == []
+    assert (await client.get("/api/v1/assignments", headers=theirs)).json()["items"] == []
+
+
+async def test_interrupted_gradings_are_recorded_as_errors(
+    session: AsyncSession, resources: Resources, learner: User, exercise: Exercise
+) -> None:
+    from koan.exercises.repository import mark_stale_submissions
+
+    assignment = Assignment(user_id=learner.id, exercise_id=exercise.id, kind="practice")
+    session.add(assignment)
+    await session.flush()
+    old = Submission(
+        user_id=learner.id,
+        exercise_id=exercise.id,
+        assignment_id=assignment.id,
+        code=WRONG,
+        created_at=resources.clock.now() - timedelta(hours=1),
+    )
+    fresh = Submission(
+        user_id=learner.id, exercise_id=exercise.id, assignment_id=assignment.id, code=WRONG,
+        created_at=resources.clock.now(),
+    )  # fmt: skip
+    session.add_all([old, fresh])
+    await session.flush()
+    marked = await mark_stale_submissions(session, before=resources.clock.now() - timedelta(minutes=10))
+    assert marked == 1
+    await session.refresh(old)
+    await session.refresh(fresh)
+    assert old.status == "error" and old.code == WRONG and "submit again" in old.stderr
+    assert fresh.status == "pending"

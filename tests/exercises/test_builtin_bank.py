@@ -1,0 +1,46 @@
+"""The built-in bank: enough exercises, broad skills, every one valid in the sandbox."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from koan.exercises.pack import SKILL_VOCABULARY, builtin_pack_path, check_unique, read_pack
+from koan.exercises.validation import validate_all
+from koan.grading.limits import server_limits
+from koan.grading.sandbox import Sandbox
+from koan.config import Settings
+
+ENTRIES = check_unique(read_pack(builtin_pack_path()))
+SPECS = [e.spec for e in ENTRIES if e.spec is not None]
+
+
+def test_every_builtin_exercise_parses() -> None:
+    assert [e.origin for e in ENTRIES if e.spec is None] == []
+
+
+def test_the_bank_is_broad_enough() -> None:
+    languages = Counter(s.language for s in SPECS)
+    assert languages["python"] >= 60 and languages["javascript"] >= 20
+    skills = {skill for s in SPECS for skill in s.skills if skill in SKILL_VOCABULARY}
+    assert len(skills) >= 12
+    for language in ("python", "javascript"):
+        levels = {s.difficulty for s in SPECS if s.language == language}
+        assert levels == {1, 2, 3, 4, 5}, language
+
+
+def test_each_exercise_has_enough_tests_and_a_three_step_ladder() -> None:
+    for spec in SPECS:
+        if spec.language == "python":
+            tests = re.findall(r"^def test_\w+\(", spec.tests, flags=re.MULTILINE)
+        else:
+            tests = re.findall(r"^\s*test\(", spec.tests, flags=re.MULTILINE)
+        assert len(tests) >= 4, spec.slug
+        assert len(spec.hints) == 3, spec.slug
+
+
+async def test_every_builtin_exercise_validates_in_the_sandbox(sandbox: Sandbox) -> None:
+    limits = server_limits(Settings(_env_file=None))
+    outcomes = await validate_all(sandbox, SPECS, limits)
+    problems = {o.slug: o.problems for o in outcomes if not o.ok}
+    assert problems == {}

@@ -1,0 +1,81 @@
+"""`koan exercises import / validate / export` as an administrator runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from koan.cli import app
+from koan.exercises.pack import read_pack
+from koan.migrate import upgrade
+from tests.fixtures.factories import exercise_spec
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    db = tmp_path / "koan.db"
+    monkeypatch.setenv("KOAN_DATABASE_URL", f"sqlite+aiosqlite:///{db}")
+    monkeypatch.setenv("KOAN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("KOAN_SANDBOX_SLOTS", "2")
+    upgrade(f"sqlite+aiosqlite:///{db}")
+    return tmp_path
+
+
+def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_import_is_idempotent_and_reports_rejects(cli_env: Path) -> None:
+    good = [exercise_spec(slug=f"cli-{i}").model_dump(exclude_none=True) for i in range(3)]
+    pack = write_jsonl(cli_env / "pack.jsonl", good)
+    first = runner.invoke(app, ["exercises", "import", str(pack)])
+    assert first.exit_code == 0, first.output
+    assert "3 created, 0 updated, 0 unchanged, 0 rejected" in first.output
+    again = runner.invoke(app, ["exercises", "import", str(pack)])
+    assert "0 created, 0 updated, 3 unchanged" in again.output
+
+    changed = [{**good[0], "title": "Renamed"}, {**good[1], "slug": "NOT VALID"}]
+    bad = runner.invoke(app, ["exercises", "import", str(write_jsonl(cli_env / "b.jsonl", changed))])
+    assert bad.exit_code == 1
+    assert "1 updated" in bad.output and "1 rejected" in bad.output
+    assert "b.jsonl:2" in bad.output and "slug" in bad.output
+
+    out = cli_env / "export.jsonl"
+    exported = runner.invoke(app, ["exercises", "export", str(out)])
+    assert exported.exit_code == 0 and "Exported 3" in exported.output
+    titles = {e.spec.slug: e.spec.title for e in read_pack(out) if e.spec}
+    assert titles["cli-0"] == "Renamed"
+    folder = cli_env / "exported"
+    runner.invoke(app, ["exercises", "export", str(folder)])
+    assert len(list(folder.rglob("*.yaml"))) == 3
+
+
+def test_validate_flags_broken_exercises(cli_env: Path) -> None:
+    rows = [
+        exercise_spec(slug="fine").model_dump(exclude_none=True),
+        exercise_spec(slug="wrong-solution", solution="def add(a, b):\n    return 0\n").model_dump(
+            exclude_none=True
+        ),
+        exercise_spec(
+            slug="starter-passes", starter_code="def add(a, b):\n    return a + b\n"
+        ).model_dump(exclude_none=True),
+    ]
+    pack = write_jsonl(cli_env / "v.jsonl", rows)
+    result = runner.invoke(app, ["exercises", "validate", str(pack)])
+    assert result.exit_code == 1, result.output
+    assert "1 valid, 2 invalid" in result.output
+    assert "reference solution does not pass" in result.output
+    assert "starter code passes" in result.output
+
+
+def test_missing_path_is_a_clear_error(cli_env: Path) -> None:
+    result = runner.invoke(app, ["exercises", "import", str(cli_env / "nope.jsonl")])
+    assert result.exit_code != 0 and "does not exist" in result.output
+    result = runner.invoke(app, ["exercises", "import"])
+    assert result.exit_code != 0 and "--builtin" in result.output

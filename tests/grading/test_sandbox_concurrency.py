@@ -1,0 +1,66 @@
+"""Many submissions at once: bounded slots, a bounded queue, and nothing mixed up."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from koan.errors import GraderBusy
+from koan.grading.sandbox import Sandbox, SandboxConfig, Tier
+from tests.grading.conftest import ADD_SOLUTION, ADD_TESTS, grade_python
+
+SLOW = "import time\ntime.sleep(0.3)\n" + ADD_SOLUTION
+
+
+async def test_more_jobs_than_slots_and_queue_are_refused_at_once() -> None:
+    box = Sandbox(SandboxConfig(slots=1, queue_size=1, min_tier=Tier.RLIMITS))
+    await box.start()
+    try:
+        running = asyncio.create_task(grade_python(box, SLOW, ADD_TESTS))
+        waiting = asyncio.create_task(grade_python(box, SLOW, ADD_TESTS))
+        for _ in range(1000):
+            if box.queue_depth() == 1:
+                break
+            await asyncio.sleep(0.001)
+        assert box.queue_depth() == 1
+
+        with pytest.raises(GraderBusy) as refused:
+            await grade_python(box, ADD_SOLUTION, ADD_TESTS)
+
+        assert refused.value.status_code == 503
+        assert "Retry-After" in refused.value.headers
+        assert (await running).status == "passed"
+        assert (await waiting).status == "passed"
+        assert box.queue_depth() == 0
+        assert (await grade_python(box, ADD_SOLUTION, ADD_TESTS)).status == "passed"
+    finally:
+        await box.close()
+
+
+async def test_concurrent_results_are_not_mixed_up(sandbox: Sandbox) -> None:
+    def job(n: int) -> tuple[str, str]:
+        code = f"print('run {n}')\ndef ident():\n    return {n}\n"
+        tests = f"from solution import ident\n\ndef test_ident():\n    assert ident() == {n}\n"
+        return code, tests
+
+    reports = await asyncio.gather(*(grade_python(sandbox, *job(n)) for n in range(12)))
+
+    for n, report in enumerate(reports):
+        assert report.status == "passed", (n, report)
+        assert report.stdout == f"run {n}\n"
+
+
+async def test_a_mix_of_languages_and_outcomes_at_once(sandbox: Sandbox) -> None:
+    good = grade_python(sandbox, ADD_SOLUTION, ADD_TESTS)
+    bad = grade_python(sandbox, "def add(a, b):\n    return 0\n", ADD_TESTS)
+    js = sandbox.grade(
+        language="javascript",
+        code="module.exports = { add: (a, b) => a + b };\n",
+        tests="const { add } = require('./solution.js');\n"
+        "test('t', () => { if (add(1, 2) !== 3) throw new Error('bad'); });\n",
+    )
+
+    reports = await asyncio.gather(good, bad, js)
+
+    assert [r.status for r in reports] == ["passed", "failed", "passed"]
