@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import structlog
+
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from koan.auth.passwords import Hasher
@@ -14,10 +16,12 @@ from koan.config import Settings
 from koan.db import create_engine, create_session_factory, transactional
 from koan.exercises.repository import mark_stale_submissions
 from koan.grading.limits import sandbox_config
-from koan.grading.sandbox import Sandbox
+from koan.grading.sandbox import Sandbox, SandboxUnavailable
 from koan.mail.sender import Mailer
 from koan.ratelimit import RateLimiter
 
+
+log = structlog.get_logger(__name__)
 
 # Longer than any grading run can take, so only submissions a crash interrupted match.
 STALE_AFTER = timedelta(minutes=10)
@@ -51,7 +55,11 @@ class Resources:
 
     async def start(self) -> None:
         """Probe and warm the sandbox; record submissions a crash left ungraded as errors."""
-        await self.sandbox.start()
+        try:
+            await self.sandbox.start()
+        except SandboxUnavailable as exc:
+            # Keep serving everything else; grading answers 503 and readiness says why.
+            log.error("sandbox.unavailable", detail=exc.detail)
         async with self.session_factory() as session, transactional(session):
             await mark_stale_submissions(session, before=self.clock.now() - STALE_AFTER)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.errors import GraderBusy, KoanError
+from koan.errors import KoanError, ServiceUnavailable
 from koan.exercises import repository
 from koan.exercises.schemas import SubmissionOut, TestResult
 from koan.exercises.service import Recorded
@@ -60,12 +60,14 @@ async def grade(session: AsyncSession, res: Resources, recorded: Recorded) -> Su
                 memory_limit_mb=exercise.memory_limit_mb,
             ),
         )
-    except GraderBusy as exc:
+    except ServiceUnavailable as exc:
+        # Busy or down: the code stays recorded (as an error the learner can resubmit).
         submission.status = "error"
-        submission.stderr = "The grader was busy; your code is saved, submit it again shortly."
+        submission.stderr = "The grader could not run your code just now; it is saved, submit it again shortly."
         submission.graded_at = res.clock.now()
         await session.flush()
-        raise GraderBusy(exc.detail, retry_after=exc.retry_after, keep_changes=True) from exc
+        exc.keep_changes = True
+        raise
     except KoanError:
         raise
     except Exception as exc:

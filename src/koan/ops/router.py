@@ -23,7 +23,7 @@ async def live() -> dict[str, str]:
 
 @router.get("/ready", responses={503: {"description": "A dependency is unreachable"}})
 async def ready(res: ResourcesDep) -> JSONResponse:
-    """Database and cache reachable; 503 naming the one that is not."""
+    """Database, cache and grading sandbox usable; 503 naming what is not."""
     checks: dict[str, str] = {}
 
     async def database() -> None:
@@ -39,7 +39,9 @@ async def ready(res: ResourcesDep) -> JSONResponse:
             checks[name] = "ok"
         except Exception as exc:  # any failure means "not ready"; the name says which
             checks[name] = f"unreachable ({type(exc).__name__})"
-    failed = [name for name, state in checks.items() if state != "ok"]
+    tier = res.sandbox.tier
+    checks["sandbox"] = f"ok ({tier.name.lower()})" if tier else "unavailable"
+    failed = [name for name, state in checks.items() if not state.startswith("ok")]
     if failed:
         return JSONResponse(
             status_code=503,
