@@ -32,7 +32,7 @@ system-deps: ## Install the sandbox's system packages (bubblewrap) when running 
 
 run: install system-deps ## Migrate, load the built-in exercises and serve on http://$(HOST):$(PORT)
 	$(BIN)/koan db upgrade
-	@if $(BIN)/koan exercises --help >/dev/null 2>&1; then $(BIN)/koan exercises import --builtin; fi
+	$(BIN)/koan exercises import --builtin
 	$(BIN)/koan serve --host $(HOST) --port $(PORT)
 
 test: install system-deps ## Run the whole test suite

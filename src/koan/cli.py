@@ -154,7 +154,8 @@ async def _mail_list(limit: int, to: str | None, full: bool) -> None:
     if full:
         for mail in mails:
             console.rule(f"#{mail.id} {mail.created_at:%Y-%m-%d %H:%M} to {mail.to_address}")
-            console.print(f"Subject: {mail.subject}\n\n{mail.body}", markup=False)
+            # soft_wrap: links must survive intact for copy and paste.
+            console.print(f"Subject: {mail.subject}\n\n{mail.body}", markup=False, soft_wrap=True)
         return
     table = Table("id", "sent (UTC)", "to", "subject")
     for mail in mails:
