@@ -195,7 +195,7 @@ def _read(path: Path) -> tuple[list[ExerciseSpec], list[PackEntry]]:
 
 def _report_rejected(rejected: list[PackEntry]) -> None:
     for entry in rejected:
-        console.print(f"[red]rejected[/red] {entry.origin}: {entry.error}", markup=True)
+        console.print(f"[red]rejected[/red] {entry.origin}: {entry.error}", soft_wrap=True)
 
 
 @exercises_app.command("import")

@@ -22,6 +22,7 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("KOAN_DATABASE_URL", f"sqlite+aiosqlite:///{db}")
     monkeypatch.setenv("KOAN_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("KOAN_SANDBOX_SLOTS", "2")
+    monkeypatch.setenv("COLUMNS", "200")
     upgrade(f"sqlite+aiosqlite:///{db}")
     return tmp_path
 

@@ -28,6 +28,7 @@ async def ready(res: ResourcesDep) -> JSONResponse:
 
     async def database() -> None:
         async with res.engine.connect() as conn:
+            conn = await conn.execution_options(read_only=True)
             await conn.execute(text("SELECT 1"))
 
     async def cache() -> None:
