@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 import redis.asyncio as redis_asyncio
+import structlog
+from redis.exceptions import RedisError
+
+log = structlog.get_logger(__name__)
 
 
 class Cache(Protocol):
@@ -120,7 +125,88 @@ class RedisCache:
         await self.client.aclose()
 
 
+_REDIS_DOWN = (RedisError, OSError, asyncio.TimeoutError)
+
+
+class FallbackCache:
+    """Redis, falling back to a per-process cache while Redis is unreachable.
+
+    Counters kept only in this process while Redis is down (budgets) are re-seeded from the
+    database by their owners when a key is missing, so nothing is lost, only shared less.
+    Redis is tried again after `retry_after_s`, so service returns without a restart.
+    """
+
+    def __init__(
+        self, primary: RedisCache, *, retry_after_s: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.primary = primary
+        self.prefix = primary.prefix
+        self.fallback = MemoryCache(primary.prefix)
+        self.retry_after_s = retry_after_s
+        self._clock = clock
+        self._down_since: float | None = None
+
+    @property
+    def degraded(self) -> bool:
+        return self._down_since is not None
+
+    def _use_primary(self) -> bool:
+        return self._down_since is None or self._clock() - self._down_since >= self.retry_after_s
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            log.warning("cache.redis_down", error=type(exc).__name__)
+        self._down_since = self._clock()
+
+    def _recovered(self) -> None:
+        if self._down_since is not None:
+            log.info("cache.redis_back")
+            self._down_since = None
+            # What was counted locally meanwhile is stale beside Redis; owners re-seed.
+            self.fallback._data.clear()
+
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if self._use_primary():
+            try:
+                result = await getattr(self.primary, name)(*args, **kwargs)
+            except _REDIS_DOWN as exc:
+                self._failed(exc)
+            else:
+                self._recovered()
+                return result
+        return await getattr(self.fallback, name)(*args, **kwargs)
+
+    async def get(self, key: str) -> str | None:
+        return cast("str | None", await self._call("get", key))
+
+    async def set(self, key: str, value: str, *, ttl_s: float | None = None) -> None:
+        await self._call("set", key, value, ttl_s=ttl_s)
+
+    async def set_if_absent(self, key: str, value: str, *, ttl_s: float) -> bool:
+        return bool(await self._call("set_if_absent", key, value, ttl_s=ttl_s))
+
+    async def delete(self, key: str) -> None:
+        await self._call("delete", key)
+
+    async def incr_float(self, key: str, amount: float, *, ttl_s: float | None = None) -> float:
+        return float(await self._call("incr_float", key, amount, ttl_s=ttl_s))
+
+    async def ping(self) -> bool:
+        """True only when Redis itself answers (readiness reports the fallback as degraded)."""
+        try:
+            ok = await self.primary.ping()
+        except _REDIS_DOWN as exc:
+            self._failed(exc)
+            return False
+        self._recovered()
+        return ok
+
+    async def close(self) -> None:
+        await self.primary.close()
+        await self.fallback.close()
+
+
 def create_cache(redis_url: str, prefix: str) -> Cache:
     if redis_url:
-        return RedisCache.from_url(redis_url, prefix)
+        return FallbackCache(RedisCache.from_url(redis_url, prefix))
     return MemoryCache(prefix)
