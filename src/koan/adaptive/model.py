@@ -2,10 +2,13 @@
 
 Every learner × skill has a rating with an uncertainty, every exercise has a difficulty rating,
 and the chance that a learner passes an exercise first time is ``logistic(rating - difficulty)``
-(a one-parameter IRT / Rasch model). After each attempt both sides move by a step that is large
-while they are uncertain and shrinks as evidence accumulates: an extended Kalman filter on the
-logistic model, which is Elo with an uncertainty-scaled K (Pelánek's adaptive practice) and
-behaves like Glicko. All functions are pure; the caller stores the dataclasses.
+(a one-parameter IRT / Rasch model). A learner's skills share a general ability (stored under the
+key ``GENERAL``), so evidence from loops also says something about recursion. After each attempt
+both sides move by a step that is large while they are uncertain and shrinks as evidence
+accumulates: an extended Kalman filter on the logistic model, which is Elo with an
+uncertainty-scaled K (as in Pelánek's adaptive practice) and behaves like Glicko.
+
+All functions are pure; the caller stores the dataclasses. Datetimes are timezone-aware UTC.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ INITIAL_ITEM_UNCERTAINTY = 0.7
 # Exercises never change, but a floor keeps them correctable if the bank's population shifts.
 ITEM_UNCERTAINTY_FLOOR = 0.1
 # Added after every attempt because learners learn: without it the rating freezes once the
-# uncertainty is small and stops following a learner who improves.
+# uncertainty is small and stops following a learner who improves. 0.015 lets a rating follow
+# a learner gaining about a tenth of a logit per exercise.
 PRACTICE_VARIANCE = 0.015
 # Added per idle day because skills fade and we know less about a skill not practised lately.
 IDLE_VARIANCE_PER_DAY = 0.002
@@ -121,17 +125,17 @@ _COLD_START: dict[str, tuple[float, float]] = {
 }
 
 
-def cold_start_rating(experience: str) -> SkillRating:
-    """Starting rating for a skill, from the learner's self-reported experience."""
+def cold_start_rating(experience: str | None) -> SkillRating:
+    """Starting rating for a skill, from self-reported experience (None counts as beginner)."""
     try:
-        level, uncertainty = _COLD_START[experience]
+        level, uncertainty = _COLD_START[experience or "beginner"]
     except KeyError:
         raise ValueError(f"unknown experience {experience!r}; expected {EXPERIENCES}") from None
     return SkillRating(rating=_ability_for_level(level), uncertainty=uncertainty)
 
 
 def starting_ratings(
-    experience: str, settled: Sequence[SkillRating] = ()
+    experience: str | None, settled: Sequence[SkillRating] = ()
 ) -> dict[str, SkillRating]:
     """Ratings to store for a new learner: a general ability from their self-reported experience.
 
@@ -158,7 +162,7 @@ def starting_ratings(
     return {GENERAL: SkillRating(rating=mean, uncertainty=math.sqrt(general_var))}
 
 
-def general_rating(known: Mapping[str, SkillRating], experience: str) -> SkillRating:
+def general_rating(known: Mapping[str, SkillRating], experience: str | None) -> SkillRating:
     """The learner's general ability: the ``GENERAL`` entry, else pooled from start and skills."""
     stored = known.get(GENERAL)
     if stored is not None:
@@ -177,7 +181,7 @@ def general_rating(known: Mapping[str, SkillRating], experience: str) -> SkillRa
     return SkillRating(rating=weighted / precision, uncertainty=math.sqrt(1.0 / precision))
 
 
-def new_skill_rating(known: Mapping[str, SkillRating], experience: str) -> SkillRating:
+def new_skill_rating(known: Mapping[str, SkillRating], experience: str | None) -> SkillRating:
     """Prior for a skill not yet practised: the learner's general ability, less certain."""
     general = general_rating(known, experience)
     return SkillRating(
@@ -237,7 +241,7 @@ def skill_weights(skills: Sequence[str]) -> dict[str, float]:
 
 
 def ratings_for(
-    ratings: Mapping[str, SkillRating], skills: Sequence[str], experience: str = "beginner"
+    ratings: Mapping[str, SkillRating], skills: Sequence[str], experience: str | None = None
 ) -> dict[str, SkillRating]:
     """The learner's ratings for these skills, with a prior for any not yet seen."""
     out: dict[str, SkillRating] = {}
@@ -254,7 +258,7 @@ def combined_rating(ratings: Mapping[str, SkillRating], skills: Sequence[str]) -
 
 
 def ability_on(
-    ratings: Mapping[str, SkillRating], skills: Sequence[str], experience: str = "beginner"
+    ratings: Mapping[str, SkillRating], skills: Sequence[str], experience: str | None = None
 ) -> tuple[float, float]:
     """Mean and variance of the learner's effective ability on an exercise with these skills."""
     current = ratings_for(ratings, skills, experience)
@@ -290,7 +294,7 @@ def update_skills(
     score: float,
     now: datetime,
     *,
-    experience: str = "beginner",
+    experience: str | None = None,
 ) -> tuple[dict[str, SkillRating], ItemRating]:
     """Update a learner from one graded outcome on an exercise, and the exercise itself.
 
@@ -409,4 +413,5 @@ def level(ratings: Mapping[str, SkillRating] | Iterable[SkillRating]) -> int:
         weights = [1.0 / max(r.uncertainty, 1e-6) ** 2 for r in practised]
         mean = sum(w * r.rating for w, r in zip(weights, practised, strict=True)) / sum(weights)
     raw = MIDDLE_LEVEL + (mean - logit(TARGET_SUCCESS)) / LEVEL_SPACING
-    return max(MIN_LEVEL, min(MAX_LEVEL, round(raw)))
+    # Half levels round up (round() would send 2.5 to 2 and 3.5 to 4).
+    return max(MIN_LEVEL, min(MAX_LEVEL, math.floor(raw + 0.5)))

@@ -20,8 +20,9 @@ from koan.adaptive.model import (
     skill_weights,
 )
 
-# Width (in success probability) of the fit penalty: 0.12 off target costs as much as a full
-# review bonus, so review may pull a choice toward the edges of the 0.6-0.9 band, not out of it.
+# Width (in success probability) of the fit penalty: 0.08 off target costs as much as a repeat.
+# Narrow, because an exercise at the wrong difficulty is the costliest mistake a tutor makes;
+# the simulation in bench/adaptive.py measured wider settings keeping fewer learners in band.
 FIT_WIDTH = 0.08
 # Worth of reviewing a skill that is weak and well overdue.
 REVIEW_WEIGHT = 1.0
@@ -75,7 +76,9 @@ def _days_between(earlier: datetime, later: datetime) -> float:
 
 def _ago(days: float) -> str:
     whole = int(days)
-    if whole <= 1:
+    if whole < 1:
+        return "earlier today"
+    if whole == 1:
         return "yesterday"
     if whole < 14:
         return f"{whole} days ago"
@@ -100,9 +103,12 @@ def predicted_success_for(
     candidate: Candidate,
     skills: Mapping[str, SkillRating],
     *,
-    experience: str = "beginner",
+    now: datetime | None = None,
+    experience: str | None = None,
 ) -> float:
-    """Predicted chance that the learner passes this candidate first time."""
+    """Predicted chance that the learner passes this candidate first time (as of ``now``)."""
+    if now is not None:
+        skills = {name: aged(r, now) for name, r in skills.items()}
     ability, variance = ability_on(skills, candidate.skills, experience)
     return expected_success(ability, variance, candidate.item)
 
@@ -118,7 +124,10 @@ class _Scored:
 class _LearnerView:
     """The learner's ratings as of now, with per-skill work done once per choice, not per item."""
 
-    def __init__(self, skills: Mapping[str, SkillRating], now: datetime, experience: str) -> None:
+    def __init__(
+        self, skills: Mapping[str, SkillRating], now: datetime, experience: str | None
+    ) -> None:
+        self.stored = skills
         self.ratings = {name: aged(r, now) for name, r in skills.items()}
         self.prior = new_skill_rating(self.ratings, experience)
         self.general_var = general_rating(self.ratings, experience).uncertainty ** 2
@@ -130,7 +139,9 @@ class _LearnerView:
 
     def review(self, skill: str) -> float:
         if skill not in self._review:
-            self._review[skill] = review_bonus(self.rating(skill), self.now)
+            stored = self.stored.get(skill)
+            # review_bonus ages the stored rating itself; aging it twice would overstate decay.
+            self._review[skill] = 0.0 if stored is None else review_bonus(stored, self.now)
         return self._review[skill]
 
 
@@ -186,7 +197,7 @@ def choose_exercise(
     now: datetime,
     target: float = 0.75,
     rng: random.Random,
-    experience: str = "beginner",
+    experience: str | None = None,
 ) -> Choice:
     """Pick the exercise that best keeps the learner at the edge of what they can do.
 
