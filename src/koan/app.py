@@ -9,14 +9,17 @@ from fastapi import APIRouter, FastAPI
 
 from koan import __version__
 from koan.auth.router import router as auth_router
+from koan.chat.router import router as chat_router
 from koan.config import Settings
+from koan.exercises.router import router as exercises_router
+from koan.generation.router import router as generation_router
 from koan.handlers import install_error_handlers
 from koan.logging import configure_logging
 from koan.middleware import BodySizeLimit, SecurityHeaders
-from koan.exercises.router import router as exercises_router
 from koan.onboarding.router import router as onboarding_router
 from koan.ops.router import router as health_router
 from koan.resources import Resources
+from koan.usage.router import router as usage_router
 from koan.users.router import router as users_router
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -52,6 +55,8 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         app.state.resources = resources
     api = APIRouter(prefix="/api/v1")
     for router in (auth_router, users_router, onboarding_router, exercises_router):
+        api.include_router(router)
+    for router in (chat_router, usage_router, generation_router):
         api.include_router(router)
     app.include_router(api)
     app.include_router(health_router)

@@ -103,7 +103,9 @@ class RedisCache:
         await self.client.set(self.prefix + key, value, px=px)
 
     async def set_if_absent(self, key: str, value: str, *, ttl_s: float) -> bool:
-        done = await self.client.set(self.prefix + key, value, px=max(1, int(ttl_s * 1000)), nx=True)
+        done = await self.client.set(
+            self.prefix + key, value, px=max(1, int(ttl_s * 1000)), nx=True
+        )
         return bool(done)
 
     async def delete(self, key: str) -> None:
@@ -137,7 +139,11 @@ class FallbackCache:
     """
 
     def __init__(
-        self, primary: RedisCache, *, retry_after_s: float = 2.0, clock: Callable[[], float] = time.monotonic
+        self,
+        primary: RedisCache,
+        *,
+        retry_after_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.primary = primary
         self.prefix = primary.prefix

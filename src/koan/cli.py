@@ -159,7 +159,9 @@ async def _mail_list(limit: int, to: str | None, full: bool) -> None:
         return
     table = Table("id", "sent (UTC)", "to", "subject")
     for mail in mails:
-        table.add_row(str(mail.id), f"{mail.created_at:%Y-%m-%d %H:%M}", mail.to_address, mail.subject)
+        table.add_row(
+            str(mail.id), f"{mail.created_at:%Y-%m-%d %H:%M}", mail.to_address, mail.subject
+        )
     console.print(table)
 
 
@@ -318,6 +320,66 @@ async def _export(path: Path) -> int:
     finally:
         await res.close()
     return write_pack(specs, path)
+
+
+usage_app = typer.Typer(help="AI tutor usage and budgets.", no_args_is_help=True)
+app.add_typer(usage_app, name="usage")
+
+
+@usage_app.command("report")
+def usage_report(
+    days: Annotated[int, typer.Option(min=1, max=366, help="How many UTC days, up to today.")] = 7,
+    user: Annotated[str | None, typer.Option(help="Only this learner (email).")] = None,
+) -> None:
+    """Spending on the AI tutor per learner per day (from the llm_calls records)."""
+    asyncio.run(_usage_report(days, user))
+
+
+async def _usage_report(days: int, email: str | None) -> None:
+    from datetime import timedelta
+
+    from koan.resources import Resources
+    from koan.usage import repository
+    from koan.usage.service import utc_day
+
+    res = Resources.from_settings(Settings())
+    try:
+        async with res.session_factory() as session:
+            user_id = None
+            if email:
+                found = await repository.user_by_email(session, email)
+                if found is None:
+                    console.print(f"[red]No account with {email}.[/red]")
+                    raise typer.Exit(1)
+                user_id = found.id
+            until = utc_day(res.clock.now())
+            rows = await repository.report(
+                session, since=until - timedelta(days=days - 1), until=until, user_id=user_id
+            )
+    finally:
+        await res.close()
+    if not rows:
+        console.print(f"No AI tutor calls in the last {days} days.")
+        return
+    table = Table(
+        "day (UTC)", "learner", "calls", "cached", "leaks caught", "tokens in", "tokens out",
+        "cost (USD)", title=f"AI tutor usage, last {days} days",
+    )  # fmt: skip
+    for row in rows:
+        table.add_row(
+            row.day.isoformat(),
+            row.email or "(deleted account)",
+            str(row.calls),
+            str(row.cache_hits),
+            str(row.leaks_caught),
+            str(row.input_tokens),
+            str(row.output_tokens),
+            f"{row.cost_usd:.4f}",
+        )
+    total = sum((row.cost_usd for row in rows), start=rows[0].cost_usd * 0)
+    table.add_section()
+    table.add_row("total", "", str(sum(r.calls for r in rows)), "", "", "", "", f"{total:.4f}")
+    console.print(table)
 
 
 if __name__ == "__main__":

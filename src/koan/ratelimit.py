@@ -7,10 +7,10 @@ from typing import Any
 
 import structlog
 from limits import RateLimitItem, parse_many
-from limits.errors import StorageError
-from redis.exceptions import RedisError
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from redis.exceptions import RedisError
 
 from koan.errors import RateLimited
 
@@ -36,6 +36,11 @@ class RateLimiter:
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._down_since: float | None = None
         self.retry_after_s = retry_after_s
+
+    @classmethod
+    def from_url(cls, redis_url: str, *, prefix: str = "koan:") -> RateLimiter:
+        """Redis-backed when a URL is given (shared by every worker), else in-process."""
+        return cls(create_storage(redis_url, prefix=prefix))
 
     @property
     def degraded(self) -> bool:
@@ -78,7 +83,7 @@ class RateLimiter:
         """Hits counted in the first (shortest) window of `rule`."""
         item = self._items(rule)[0]
         stats = await self._run("get_window_stats", item, self.namespace, *identifiers)
-        return item.amount - stats.remaining
+        return int(item.amount - stats.remaining)
 
     async def clear(self, rule: str, *identifiers: str) -> None:
         for item in self._items(rule):

@@ -23,7 +23,8 @@ async def test_cookie_reads_need_no_csrf_but_writes_do(
     assert (await client.get("/api/v1/users/me")).status_code == 200
 
     r = await client.patch("/api/v1/users/me", json={"name": "Changed"})
-    assert r.status_code == 403 and r.json()["error"] == "CSRFFailed"
+    assert r.status_code == 403
+    assert r.json()["error"] == "CSRFFailed"
     r = await client.patch(
         "/api/v1/users/me", json={"name": "Changed"}, headers={"X-CSRF-Token": "wrong"}
     )
@@ -31,7 +32,8 @@ async def test_cookie_reads_need_no_csrf_but_writes_do(
     r = await client.patch(
         "/api/v1/users/me", json={"name": "Changed"}, headers={"X-CSRF-Token": csrf}
     )
-    assert r.status_code == 200 and r.json()["name"] == "Changed"
+    assert r.status_code == 200
+    assert r.json()["name"] == "Changed"
 
 
 async def test_bearer_requests_need_no_csrf(
@@ -53,7 +55,8 @@ async def test_cookie_refresh_and_logout(
     user = await create_user(session, resources)
     csrf = await cookie_login(client, user.email)
     r = await client.post("/api/v1/auth/refresh")
-    assert r.status_code == 403 and r.json()["error"] == "CSRFFailed"
+    assert r.status_code == 403
+    assert r.json()["error"] == "CSRFFailed"
     r = await client.post("/api/v1/auth/refresh", headers={"X-CSRF-Token": csrf})
     assert r.status_code == 200
     csrf = str(client.cookies["koan_csrf"])
@@ -70,4 +73,5 @@ async def test_security_headers_on_every_response(client: httpx.AsyncClient) -> 
         assert r.headers["x-frame-options"] == "DENY"
         assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
     r = await client.get("/no/such/page")
-    assert r.status_code == 404 and r.json()["error"] == "NotFound"
+    assert r.status_code == 404
+    assert r.json()["error"] == "NotFound"

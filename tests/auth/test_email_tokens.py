@@ -14,7 +14,9 @@ from tests.fixtures.factories import PASSWORD, bearer, create_user, unique_email
 from tests.fixtures.smtp import SMTPServer
 
 
-async def registered(client: httpx.AsyncClient, smtp: SMTPServer) -> tuple[str, str, dict[str, str]]:
+async def registered(
+    client: httpx.AsyncClient, smtp: SMTPServer
+) -> tuple[str, str, dict[str, str]]:
     email = unique_email()
     await client.post(
         "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ada"}
@@ -30,9 +32,12 @@ async def test_verification_token_is_single_use_and_stored_hashed(
     _, token, _ = await registered(client, smtp_server)
     stored = (await session.execute(select(EmailToken.token_hash))).scalars().all()
     assert token not in stored
-    assert (await client.post("/api/v1/auth/verify-email", json={"token": token})).status_code == 200
+    assert (
+        await client.post("/api/v1/auth/verify-email", json={"token": token})
+    ).status_code == 200
     again = await client.post("/api/v1/auth/verify-email", json={"token": token})
-    assert again.status_code == 400 and again.json()["error"] == "InvalidToken"
+    assert again.status_code == 400
+    assert again.json()["error"] == "InvalidToken"
 
 
 async def test_verification_token_expires_after_24_hours(
@@ -41,7 +46,8 @@ async def test_verification_token_expires_after_24_hours(
     _, token, _ = await registered(client, smtp_server)
     resources.clock.advance(timedelta(hours=24, seconds=1))
     r = await client.post("/api/v1/auth/verify-email", json={"token": token})
-    assert r.status_code == 400 and r.json()["error"] == "TokenExpired"
+    assert r.status_code == 400
+    assert r.json()["error"] == "TokenExpired"
 
 
 async def test_resend_invalidates_the_old_token_and_is_rate_limited(
@@ -55,7 +61,8 @@ async def test_resend_invalidates_the_old_token_and_is_rate_limited(
     assert (await client.post("/api/v1/auth/verify-email", json={"token": old})).status_code == 400
     assert (await client.post("/api/v1/auth/verify-email", json={"token": new})).status_code == 200
     r = await client.post("/api/v1/auth/resend-verification", headers=headers)
-    assert r.status_code == 400 and r.json()["error"] == "AlreadyVerified"
+    assert r.status_code == 400
+    assert r.json()["error"] == "AlreadyVerified"
 
 
 async def test_resend_is_rate_limited(
@@ -67,7 +74,8 @@ async def test_resend_is_rate_limited(
             await client.post("/api/v1/auth/resend-verification", headers=headers)
         ).status_code == 200
     r = await client.post("/api/v1/auth/resend-verification", headers=headers)
-    assert r.status_code == 429 and "Retry-After" in r.headers
+    assert r.status_code == 429
+    assert "Retry-After" in r.headers
 
 
 async def test_bad_tokens(client: httpx.AsyncClient) -> None:
@@ -100,14 +108,16 @@ async def test_password_reset_is_single_use_expires_and_ends_every_session(
     weak = await client.post(
         "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": "short"}
     )
-    assert weak.status_code == 422 and weak.json()["error"] == "WeakPassword"
+    assert weak.status_code == 422
+    assert weak.json()["error"] == "WeakPassword"
 
     new_password = "brand new passphrase 7"
     body = {"token": token, "new_password": new_password}
     assert (await client.post("/api/v1/auth/password-reset/confirm", json=body)).status_code == 200
     assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 401
     again = await client.post("/api/v1/auth/password-reset/confirm", json=body)
-    assert again.status_code == 400 and again.json()["error"] == "InvalidToken"
+    assert again.status_code == 400
+    assert again.json()["error"] == "InvalidToken"
 
     await client.post("/api/v1/auth/password-reset", json={"email": user.email})
     token = smtp_server.last_to(user.email).link_token("/reset-password")
@@ -115,7 +125,8 @@ async def test_password_reset_is_single_use_expires_and_ends_every_session(
     late = await client.post(
         "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": new_password}
     )
-    assert late.status_code == 400 and late.json()["error"] == "TokenExpired"
+    assert late.status_code == 400
+    assert late.json()["error"] == "TokenExpired"
 
 
 async def test_outbox_stores_mail_when_no_smtp_host(

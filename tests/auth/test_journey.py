@@ -24,10 +24,12 @@ async def test_register_verify_login_onboard_refresh_logout_reset_delete(
     r = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert r.status_code == 200, r.text
     tokens = r.json()
-    assert tokens["token_type"] == "bearer" and tokens["expires_in"] == 900
+    assert tokens["token_type"] == "bearer"
+    assert tokens["expires_in"] == 900
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     r = await client.get("/api/v1/onboarding/questions", headers=headers)
-    assert r.status_code == 403 and r.json()["error"] == "EmailNotVerified"
+    assert r.status_code == 403
+    assert r.json()["error"] == "EmailNotVerified"
     me = (await client.get("/api/v1/users/me", headers=headers)).json()
     assert me["email_verified"] is False
 
@@ -51,10 +53,14 @@ async def test_register_verify_login_onboard_refresh_logout_reset_delete(
     )
     assert r.json()["missing_required"] == []
     r = await client.post("/api/v1/onboarding/complete", headers=headers)
-    assert r.status_code == 200 and r.json()["completed"] is True
+    assert r.status_code == 200
+    assert r.json()["completed"] is True
     profile = (await client.get("/api/v1/users/me/profile", headers=headers)).json()
-    assert profile["language"] == "python" and profile["minutes_per_day"] == 15
-    assert (await client.get("/api/v1/users/me", headers=headers)).json()["timezone"] == "Asia/Tokyo"
+    assert profile["language"] == "python"
+    assert profile["minutes_per_day"] == 15
+    assert (await client.get("/api/v1/users/me", headers=headers)).json()[
+        "timezone"
+    ] == "Asia/Tokyo"
 
     r = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert r.status_code == 200, r.text

@@ -28,8 +28,10 @@ async def test_login_returns_tokens_and_sets_cookies(
     access = next(c for c in cookies if c.startswith("koan_access="))
     refresh = next(c for c in cookies if c.startswith("koan_refresh="))
     csrf = next(c for c in cookies if c.startswith("koan_csrf="))
-    assert "HttpOnly" in access and "SameSite=lax" in access
-    assert "HttpOnly" in refresh and "Path=/api/v1/auth" in refresh
+    assert "HttpOnly" in access
+    assert "SameSite=lax" in access
+    assert "HttpOnly" in refresh
+    assert "Path=/api/v1/auth" in refresh
     assert "HttpOnly" not in csrf
 
 
@@ -65,7 +67,8 @@ async def test_repeated_failures_from_one_address_are_refused(
     for _ in range(4):
         assert (await login(client, unique_email(), "wrong password!!")).status_code == 401
     r = await login(client, unique_email(), "wrong password!!")
-    assert r.status_code == 429 and r.json()["error"] == "RateLimited"
+    assert r.status_code == 429
+    assert r.json()["error"] == "RateLimited"
 
 
 async def test_success_clears_the_account_failure_count(
@@ -108,7 +111,8 @@ async def test_refresh_rotates_and_replay_revokes_the_family(
     replay = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
     )
-    assert replay.status_code == 401 and replay.json()["error"] == "TokenReused"
+    assert replay.status_code == 401
+    assert replay.json()["error"] == "TokenReused"
     # The whole family is gone: the newest refresh token and its access token too.
     r = await client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
     assert r.status_code == 401
@@ -122,14 +126,16 @@ async def test_refresh_with_garbage_or_expired_token(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
     r = await client.post("/api/v1/auth/refresh", json={"refresh_token": "garbage"})
-    assert r.status_code == 401 and r.json()["error"] == "InvalidToken"
+    assert r.status_code == 401
+    assert r.json()["error"] == "InvalidToken"
     r = await client.post("/api/v1/auth/refresh", json={})
     assert r.status_code == 401
     user = await create_user(session, resources)
     tokens = (await login(client, user.email)).json()
     resources.clock.advance(timedelta(days=31))
     r = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
-    assert r.status_code == 401 and "expired" in r.json()["detail"]
+    assert r.status_code == 401
+    assert "expired" in r.json()["detail"]
 
 
 async def test_access_token_expires_after_its_lifetime(
@@ -142,18 +148,21 @@ async def test_access_token_expires_after_its_lifetime(
     assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
     resources.clock.advance(timedelta(minutes=2))
     r = await client.get("/api/v1/users/me", headers=headers)
-    assert r.status_code == 401 and "expired" in r.json()["detail"]
+    assert r.status_code == 401
+    assert "expired" in r.json()["detail"]
     r = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert r.status_code == 200
 
 
 async def test_bad_authorization_headers(client: httpx.AsyncClient, resources: Resources) -> None:
     r = await client.get("/api/v1/users/me")
-    assert r.status_code == 401 and r.json()["error"] == "NotAuthenticated"
+    assert r.status_code == 401
+    assert r.json()["error"] == "NotAuthenticated"
     r = await client.get("/api/v1/users/me", headers={"Authorization": "Basic abc"})
     assert r.status_code == 401
     r = await client.get("/api/v1/users/me", headers={"Authorization": "Bearer not.a.jwt"})
-    assert r.status_code == 401 and r.json()["error"] == "InvalidToken"
+    assert r.status_code == 401
+    assert r.json()["error"] == "InvalidToken"
     forged = (
         "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIiwic2lkIjoiMSIsInR5cCI6ImFjY2Vzcy"
         "IsImV4cCI6OTk5OTk5OTk5OX0.c2lnbmF0dXJlLWZyb20tYW5vdGhlci1rZXk"

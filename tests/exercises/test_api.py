@@ -45,7 +45,9 @@ async def test_catalogue_filters_paginates_and_hides_solutions(
 ) -> None:
     skill = "zz-rare-skill"
     made = [
-        await create_exercise(session, slug=f"cat-{i}-{skill}", difficulty=1 + i % 3, skills=[skill])
+        await create_exercise(
+            session, slug=f"cat-{i}-{skill}", difficulty=1 + i % 3, skills=[skill]
+        )
         for i in range(5)
     ]
     await create_exercise(session, skills=["strings"])
@@ -61,16 +63,22 @@ async def test_catalogue_filters_paginates_and_hides_solutions(
         cursor = page["next_cursor"]
         if not cursor:
             break
-    assert sorted(seen) == sorted(e.slug for e in made) and len(seen) == len(set(seen))
+    assert sorted(seen) == sorted(e.slug for e in made)
+    assert len(seen) == len(set(seen))
     levels = (
-        await client.get("/api/v1/exercises", headers=headers, params={"skill": skill, "difficulty": 2})
+        await client.get(
+            "/api/v1/exercises", headers=headers, params={"skill": skill, "difficulty": 2}
+        )
     ).json()["items"]
     assert {i["difficulty"] for i in levels} == {2}
 
     r = await client.get(f"/api/v1/exercises/{made[0].id}", headers=headers)
     body = r.json()
-    assert r.status_code == 200 and body["starter_code"] and body["hints_total"] == 3
-    assert "solution" not in body and "tests" not in body
+    assert r.status_code == 200
+    assert body["starter_code"]
+    assert body["hints_total"] == 3
+    assert "solution" not in body
+    assert "tests" not in body
     assert "return a + b" not in r.text
 
 
@@ -82,14 +90,16 @@ async def test_catalogue_rejects_bad_filters(
     client: httpx.AsyncClient, headers: dict[str, str], params: dict[str, object]
 ) -> None:
     r = await client.get("/api/v1/exercises", headers=headers, params=params)
-    assert r.status_code == 422 and r.json()["error"] == "ValidationError"
+    assert r.status_code == 422
+    assert r.json()["error"] == "ValidationError"
 
 
 async def test_bad_cursor_and_unknown_exercise(
     client: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:
     r = await client.get("/api/v1/exercises", headers=headers, params={"cursor": "%%%garbage"})
-    assert r.status_code == 400 and r.json()["error"] == "BadCursor"
+    assert r.status_code == 400
+    assert r.json()["error"] == "BadCursor"
     missing = "00000000-0000-0000-0000-000000000000"
     for method, path in (
         ("GET", f"/api/v1/exercises/{missing}"),
@@ -98,7 +108,8 @@ async def test_bad_cursor_and_unknown_exercise(
         ("GET", f"/api/v1/exercises/{missing}/submissions"),
     ):
         r = await client.request(method, path, headers=headers)
-        assert r.status_code == 404 and r.json()["error"] == "NotFound", path
+        assert r.status_code == 404, path
+        assert r.json()["error"] == "NotFound", path
     r = await client.post(
         f"/api/v1/exercises/{missing}/submissions", headers=headers, json={"code": "x = 1"}
     )
@@ -120,7 +131,8 @@ async def test_learning_routes_need_a_verified_email(
         ("GET", "/api/v1/assignments"),
     ):
         r = await client.request(method, path, headers=h, json={"code": "x"})
-        assert r.status_code == 403 and r.json()["error"] == "EmailNotVerified", path
+        assert r.status_code == 403, path
+        assert r.json()["error"] == "EmailNotVerified", path
 
 
 async def test_daily_assignment_is_stable_and_follows_the_profile(
@@ -135,7 +147,9 @@ async def test_daily_assignment_is_stable_and_follows_the_profile(
     assert first.status_code == 200, first.text
     body = first.json()
     assert body["exercise"]["language"] == "javascript"
-    assert body["status"] == "assigned" and body["hints_used"] == 0 and body["reason"]
+    assert body["status"] == "assigned"
+    assert body["hints_used"] == 0
+    assert body["reason"]
     assert "solution" not in body["exercise"]
     again = (await client.get("/api/v1/exercises/daily", headers=h)).json()
     assert again["assignment_id"] == body["assignment_id"]
@@ -147,7 +161,8 @@ async def test_daily_needs_onboarding(
 ) -> None:
     user = await create_user(session, resources)
     r = await client.get("/api/v1/exercises/daily", headers=await bearer(session, resources, user))
-    assert r.status_code == 409 and r.json()["error"] == "OnboardingRequired"
+    assert r.status_code == 409
+    assert r.json()["error"] == "OnboardingRequired"
 
 
 async def test_one_open_daily_assignment_is_enforced_by_the_database(
@@ -173,22 +188,27 @@ async def test_fail_then_pass_moves_the_assignment_along(
     r = await submit(client, headers, exercise, WRONG)
     assert r.status_code == 201, r.text
     failed = r.json()
-    assert failed["status"] == "failed" and failed["total"] == 4 and failed["passed"] == 1
+    assert failed["status"] == "failed"
+    assert failed["total"] == 4
+    assert failed["passed"] == 1
     assert {t["status"] for t in failed["tests"]} == {"passed", "failed"}
     assert any("1 + 2 should be 3" in t["message"] for t in failed["tests"])
     assignment = (
         await client.get(f"/api/v1/assignments/{failed['assignment_id']}", headers=headers)
     ).json()
-    assert assignment["status"] == "in_progress" and assignment["attempts"] == 1
+    assert assignment["status"] == "in_progress"
+    assert assignment["attempts"] == 1
 
     r = await submit(client, headers, exercise, "print('hello')\n" + ADD_SOLUTION)
     passed = r.json()
-    assert passed["status"] == "passed" and passed["passed"] == passed["total"] == 4
+    assert passed["status"] == "passed"
+    assert passed["passed"] == passed["total"] == 4
     assert "hello" in passed["stdout"]
     assignment = (
         await client.get(f"/api/v1/assignments/{passed['assignment_id']}", headers=headers)
     ).json()
-    assert assignment["status"] == "completed" and assignment["completed_at"]
+    assert assignment["status"] == "completed"
+    assert assignment["completed_at"]
 
     history = (
         await client.get(f"/api/v1/exercises/{exercise.id}/submissions", headers=headers)
@@ -228,7 +248,8 @@ async def test_bad_code_is_refused_and_nothing_is_stored(
     error: str,
 ) -> None:
     r = await submit(client, headers, exercise, code)
-    assert r.status_code == status and r.json()["error"] == error
+    assert r.status_code == status
+    assert r.json()["error"] == error
     count = await session.scalar(
         select(func.count()).select_from(Submission).where(Submission.exercise_id == exercise.id)
     )
@@ -253,7 +274,8 @@ async def test_binary_garbage_and_wrong_types(
     assert r.status_code == 422
     # Syntactically hopeless code is graded, not refused: the learner sees why.
     r = await submit(client, headers, exercise, "def add(:\n  ]]]")
-    assert r.status_code == 201 and r.json()["status"] == "error"
+    assert r.status_code == 201
+    assert r.json()["status"] == "error"
     assert "SyntaxError" in (r.json()["stderr"] + str(r.json()["tests"]))
 
 
@@ -266,7 +288,8 @@ async def test_hint_ladder_then_no_more_hints(
     assert [r["remaining"] for r in rungs] == [2, 1, 0]
     assert rungs[0]["hint"] == "Which operator adds?"
     r = await client.post(url, headers=headers)
-    assert r.status_code == 409 and r.json()["error"] == "NoMoreHints"
+    assert r.status_code == 409
+    assert r.json()["error"] == "NoMoreHints"
     daily = await client.get("/api/v1/assignments", headers=headers)
     assert daily.json()["items"][0]["hints_used"] == 3
 
@@ -283,7 +306,8 @@ async def test_skip_keeps_it_48_hours_then_it_expires(
     daily = (await client.get("/api/v1/exercises/daily", headers=headers)).json()
     exercise_id = daily["exercise"]["id"]
     r = await client.post(f"/api/v1/exercises/{exercise_id}/skip", headers=headers)
-    assert r.status_code == 200 and r.json()["status"] == "skipped"
+    assert r.status_code == 200
+    assert r.json()["status"] == "skipped"
     assert r.json()["available_until"]
     skipped = (await client.get("/api/v1/assignments?status=skipped", headers=headers)).json()
     assert [a["exercise"]["id"] for a in skipped["items"]] == [exercise_id]
@@ -294,7 +318,8 @@ async def test_skip_keeps_it_48_hours_then_it_expires(
     r = await client.post(
         f"/api/v1/exercises/{exercise_id}/submissions", headers=headers, json={"code": WRONG}
     )
-    assert r.status_code == 409 and r.json()["error"] == "AssignmentSkipped"
+    assert r.status_code == 409
+    assert r.json()["error"] == "AssignmentSkipped"
     r = await client.post(f"/api/v1/exercises/{exercise_id}/skip", headers=headers)
     assert r.status_code == 409
 
@@ -306,10 +331,12 @@ async def test_skip_keeps_it_48_hours_then_it_expires(
     r = await client.post(
         f"/api/v1/exercises/{exercise_id}/submissions", headers=headers, json={"code": WRONG}
     )
-    assert r.status_code == 409 and r.json()["error"] == "AssignmentExpired"
+    assert r.status_code == 409
+    assert r.json()["error"] == "AssignmentExpired"
     # Starting again opens a fresh practice assignment.
     r = await client.post(f"/api/v1/exercises/{exercise_id}/start", headers=headers)
-    assert r.status_code == 200 and r.json()["kind"] == "practice"
+    assert r.status_code == 200
+    assert r.json()["kind"] == "practice"
     r = await client.post(
         f"/api/v1/exercises/{exercise_id}/submissions", headers=headers, json={"code": WRONG}
     )
@@ -322,7 +349,8 @@ async def test_resume_a_skipped_exercise(
     await client.post(f"/api/v1/exercises/{exercise.id}/hints", headers=headers)
     await client.post(f"/api/v1/exercises/{exercise.id}/skip", headers=headers)
     r = await client.post(f"/api/v1/exercises/{exercise.id}/start", headers=headers)
-    assert r.json()["status"] == "assigned" and r.json()["hints_used"] == 1
+    assert r.json()["status"] == "assigned"
+    assert r.json()["hints_used"] == 1
     r = await submit(client, headers, exercise, ADD_SOLUTION)
     assert r.json()["status"] == "passed"
 
@@ -365,9 +393,13 @@ async def test_interrupted_gradings_are_recorded_as_errors(
     )  # fmt: skip
     session.add_all([old, fresh])
     await session.flush()
-    marked = await mark_stale_submissions(session, before=resources.clock.now() - timedelta(minutes=10))
+    marked = await mark_stale_submissions(
+        session, before=resources.clock.now() - timedelta(minutes=10)
+    )
     assert marked == 1
     await session.refresh(old)
     await session.refresh(fresh)
-    assert old.status == "error" and old.code == WRONG and "submit again" in old.stderr
+    assert old.status == "error"
+    assert old.code == WRONG
+    assert "submit again" in old.stderr
     assert fresh.status == "pending"

@@ -42,14 +42,19 @@ def test_import_is_idempotent_and_reports_rejects(cli_env: Path) -> None:
     assert "0 created, 0 updated, 3 unchanged" in again.output
 
     changed = [{**good[0], "title": "Renamed"}, {**good[1], "slug": "NOT VALID"}]
-    bad = runner.invoke(app, ["exercises", "import", str(write_jsonl(cli_env / "b.jsonl", changed))])
+    bad = runner.invoke(
+        app, ["exercises", "import", str(write_jsonl(cli_env / "b.jsonl", changed))]
+    )
     assert bad.exit_code == 1
-    assert "1 updated" in bad.output and "1 rejected" in bad.output
-    assert "b.jsonl:2" in bad.output and "slug" in bad.output
+    assert "1 updated" in bad.output
+    assert "1 rejected" in bad.output
+    assert "b.jsonl:2" in bad.output
+    assert "slug" in bad.output
 
     out = cli_env / "export.jsonl"
     exported = runner.invoke(app, ["exercises", "export", str(out)])
-    assert exported.exit_code == 0 and "Exported 3" in exported.output
+    assert exported.exit_code == 0
+    assert "Exported 3" in exported.output
     titles = {e.spec.slug: e.spec.title for e in read_pack(out) if e.spec}
     assert titles["cli-0"] == "Renamed"
     folder = cli_env / "exported"
@@ -77,6 +82,8 @@ def test_validate_flags_broken_exercises(cli_env: Path) -> None:
 
 def test_missing_path_is_a_clear_error(cli_env: Path) -> None:
     result = runner.invoke(app, ["exercises", "import", str(cli_env / "nope.jsonl")])
-    assert result.exit_code != 0 and "does not exist" in result.output
+    assert result.exit_code != 0
+    assert "does not exist" in result.output
     result = runner.invoke(app, ["exercises", "import"])
-    assert result.exit_code != 0 and "--builtin" in result.output
+    assert result.exit_code != 0
+    assert "--builtin" in result.output

@@ -37,7 +37,8 @@ def test_jsonl_pack_reports_each_rejected_line_with_its_reason(tmp_path: Path) -
     assert "tests" in errors[4]
     assert "mapping" in errors[5]
     assert "hints" in errors[6]
-    assert "repeats" in errors[7] and "pack.jsonl:1" in errors[7]
+    assert "repeats" in errors[7]
+    assert "pack.jsonl:1" in errors[7]
     assert entries[1].origin.endswith("pack.jsonl:2")
 
 

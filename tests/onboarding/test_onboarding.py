@@ -29,7 +29,8 @@ async def test_unverified_users_cannot_onboard(
         ("GET", "/api/v1/users/me/profile"),
     ):
         r = await client.request(method, path, headers=h, json={})
-        assert r.status_code == 403 and r.json()["error"] == "EmailNotVerified", path
+        assert r.status_code == 403, path
+        assert r.json()["error"] == "EmailNotVerified", path
 
 
 async def test_questions_describe_the_interview(
@@ -49,13 +50,17 @@ async def test_questions_describe_the_interview(
 async def test_answers_are_saved_partially_and_resumed(
     client: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:
-    r = await client.put("/api/v1/onboarding/answers", headers=headers, json={"language": "javascript"})
+    r = await client.put(
+        "/api/v1/onboarding/answers", headers=headers, json={"language": "javascript"}
+    )
     assert r.status_code == 200
     status = (await client.get("/api/v1/onboarding/status", headers=headers)).json()
     assert status["answers"] == {"language": "javascript"}
-    assert status["completed"] is False and 0 < status["progress"] < 1
+    assert status["completed"] is False
+    assert 0 < status["progress"] < 1
     r = await client.post("/api/v1/onboarding/complete", headers=headers)
-    assert r.status_code == 422 and r.json()["error"] == "OnboardingIncomplete"
+    assert r.status_code == 422
+    assert r.json()["error"] == "OnboardingIncomplete"
     assert "experience" in r.json()["detail"]
 
     rest = {k: v for k, v in ONBOARDING_ANSWERS.items() if k != "language"}
@@ -64,7 +69,8 @@ async def test_answers_are_saved_partially_and_resumed(
     assert r.json()["answers"]["language"] == "javascript"
     assert r.json()["answers"]["interests"] == ["web", "rust lang", "data"]
     r = await client.post("/api/v1/onboarding/complete", headers=headers)
-    assert r.status_code == 200 and r.json()["completed"] is True
+    assert r.status_code == 200
+    assert r.json()["completed"] is True
     profile = (await client.get("/api/v1/users/me/profile", headers=headers)).json()
     assert profile == {
         "onboarding_completed": True,
@@ -76,7 +82,8 @@ async def test_answers_are_saved_partially_and_resumed(
         "minutes_per_day": 20,
     }
     me = (await client.get("/api/v1/users/me", headers=headers)).json()
-    assert me["onboarding_completed"] is True and me["timezone"] == "Europe/Paris"
+    assert me["onboarding_completed"] is True
+    assert me["timezone"] == "Europe/Paris"
     r = await client.put("/api/v1/onboarding/answers", headers=headers, json={"language": "python"})
     assert r.status_code == 409
 
@@ -119,9 +126,12 @@ async def test_profile_can_change_after_onboarding(
     user = await create_user(session, resources, onboarded=True)
     h = await bearer(session, resources, user)
     r = await client.patch(
-        "/api/v1/users/me/profile", headers=h, json={"experience": "advanced", "minutes_per_day": 45}
+        "/api/v1/users/me/profile",
+        headers=h,
+        json={"experience": "advanced", "minutes_per_day": 45},
     )
     assert r.status_code == 200
-    assert r.json()["experience"] == "advanced" and r.json()["language"] == "python"
+    assert r.json()["experience"] == "advanced"
+    assert r.json()["language"] == "python"
     r = await client.patch("/api/v1/users/me/profile", headers=h, json={"language": None})
     assert r.status_code == 422

@@ -13,7 +13,8 @@ async def test_live_and_ready(client: httpx.AsyncClient) -> None:
     r = await client.get("/health/ready")
     assert r.status_code == 200
     checks = r.json()["checks"]
-    assert checks["database"] == "ok" and checks["cache"] == "ok"
+    assert checks["database"] == "ok"
+    assert checks["cache"] == "ok"
     assert checks["sandbox"].startswith("ok (")
 
 
@@ -28,6 +29,7 @@ async def test_ready_names_the_dependency_that_is_down(
     r = await client.get("/health/ready")
     assert r.status_code == 503
     body = r.json()
-    assert body["error"] == "ServiceUnavailable" and "cache" in body["detail"]
+    assert body["error"] == "ServiceUnavailable"
+    assert "cache" in body["detail"]
     assert body["checks"]["database"] == "ok"
     assert r.headers["Retry-After"]

@@ -85,7 +85,9 @@ async def test_requests_survive_redis_going_away_and_coming_back(
     user = await create_user(session, resources)
 
     async def login(password: str = PASSWORD) -> int:
-        r = await client.post("/api/v1/auth/login", json={"email": user.email, "password": password})
+        r = await client.post(
+            "/api/v1/auth/login", json={"email": user.email, "password": password}
+        )
         return r.status_code
 
     assert (await client.get("/health/ready")).json()["checks"]["cache"] == "ok"
@@ -94,18 +96,21 @@ async def test_requests_survive_redis_going_away_and_coming_back(
     private_redis.stop()
     assert await login() == 200
     ready = await client.get("/health/ready")
-    assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "degraded"
     # Limits still hold, counted by this process alone.
     assert [await login("wrong password!") for _ in range(3)] == [401, 401, 401]
     assert await login() == 429
-    assert resources.limiter.degraded and cache.degraded
+    assert resources.limiter.degraded
+    assert cache.degraded
     await cache.set("k", "v")
     assert await cache.get("k") == "v"
 
     private_redis.start()
     assert (await client.get("/health/ready")).json()["status"] == "ok"
     await cache.set("k", "shared")
-    assert await cache.get("k") == "shared" and not cache.degraded
+    assert await cache.get("k") == "shared"
+    assert not cache.degraded
     assert await login() == 200  # a fresh shared window: Redis restarted empty
     assert not resources.limiter.degraded
     await cache.close()

@@ -21,9 +21,12 @@ async def test_me_works_unverified_and_hides_secrets(
     r = await client.get("/api/v1/users/me", headers=await bearer(session, resources, user))
     assert r.status_code == 200
     body = r.json()
-    assert body["email"] == user.email and body["email_verified"] is False
-    assert body["role"] == "learner" and body["onboarding_completed"] is False
-    assert "password_hash" not in body and "password" not in r.text
+    assert body["email"] == user.email
+    assert body["email_verified"] is False
+    assert body["role"] == "learner"
+    assert body["onboarding_completed"] is False
+    assert "password_hash" not in body
+    assert "password" not in r.text
     assert body["created_at"].endswith("Z") or body["created_at"].endswith("+00:00")
 
 
@@ -43,8 +46,13 @@ async def test_update_name_timezone_preferences(
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["name"] == "Grace" and body["timezone"] == "America/New_York"
-    assert body["preferences"] == {"theme": "dark", "editor_font_size": 16, "email_reminders": False}
+    assert body["name"] == "Grace"
+    assert body["timezone"] == "America/New_York"
+    assert body["preferences"] == {
+        "theme": "dark",
+        "editor_font_size": 16,
+        "email_reminders": False,
+    }
     # Fields left out stay as they are.
     r = await client.patch("/api/v1/users/me", headers=headers, json={"name": "Grace H"})
     assert r.json()["timezone"] == "America/New_York"
@@ -88,13 +96,15 @@ async def test_change_password_needs_the_current_one_and_ends_other_sessions(
         headers=mine,
         json={"current_password": "wrong password!", "new_password": "new passphrase 123"},
     )
-    assert r.status_code == 400 and r.json()["error"] == "InvalidCredentials"
+    assert r.status_code == 400
+    assert r.json()["error"] == "InvalidCredentials"
     r = await client.post(
         "/api/v1/users/me/password",
         headers=mine,
         json={"current_password": PASSWORD, "new_password": "password1234"},
     )
-    assert r.status_code == 422 and r.json()["error"] == "WeakPassword"
+    assert r.status_code == 422
+    assert r.json()["error"] == "WeakPassword"
     r = await client.post(
         "/api/v1/users/me/password",
         headers=mine,
@@ -120,10 +130,14 @@ async def test_delete_account_removes_everything_it_owns(
     assert r.status_code == 400
     r = await client.request("DELETE", "/api/v1/users/me", headers=headers, json={})
     assert r.status_code == 422
-    r = await client.request("DELETE", "/api/v1/users/me", headers=headers, json={"password": PASSWORD})
+    r = await client.request(
+        "DELETE", "/api/v1/users/me", headers=headers, json={"password": PASSWORD}
+    )
     assert r.status_code == 200
     for model, column in ((User, User.id), (LearnerProfile, LearnerProfile.user_id)):
-        count = await session.scalar(select(func.count()).select_from(model).where(column == user.id))
+        count = await session.scalar(
+            select(func.count()).select_from(model).where(column == user.id)
+        )
         assert count == 0, model
     sessions = await session.scalar(
         select(func.count()).select_from(AuthSession).where(AuthSession.user_id == user.id)
@@ -146,6 +160,8 @@ async def test_admin_dependency(
     learner = await create_user(session, resources)
     admin = await create_user(session, resources, role="admin", name="Root")
     r = await client.get("/admin-only", headers=await bearer(session, resources, learner))
-    assert r.status_code == 403 and r.json()["error"] == "Forbidden"
+    assert r.status_code == 403
+    assert r.json()["error"] == "Forbidden"
     r = await client.get("/admin-only", headers=await bearer(session, resources, admin))
-    assert r.status_code == 200 and r.json() == {"hello": "Root"}
+    assert r.status_code == 200
+    assert r.json() == {"hello": "Root"}

@@ -39,7 +39,7 @@ def password_problem(password: str, *, email: str | None = None) -> str | None:
 
 
 class Hasher:
-    """Argon2id with costs from settings; hashing runs in a thread so the event loop keeps serving."""
+    """Argon2id with costs from settings; hashing runs in a thread, so the loop keeps serving."""
 
     def __init__(self, settings: Settings) -> None:
         self._hasher = PasswordHasher(

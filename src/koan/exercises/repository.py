@@ -39,7 +39,7 @@ def catalogue_query(
     difficulty: int | None,
     after: tuple[int, str] | None,
     limit: int,
-) -> Select[tuple[Exercise]]:
+) -> Select[Exercise]:
     query = select(Exercise).order_by(Exercise.difficulty, Exercise.slug).limit(limit)
     if language:
         query = query.where(Exercise.language == language)
@@ -52,13 +52,27 @@ def catalogue_query(
     if after:
         level, slug = after
         query = query.where(
-            or_(Exercise.difficulty > level, and_(Exercise.difficulty == level, Exercise.slug > slug))
+            or_(
+                Exercise.difficulty > level,
+                and_(Exercise.difficulty == level, Exercise.slug > slug),
+            )
         )
     return query
 
 
-async def catalogue(session: AsyncSession, **filters: object) -> Sequence[Exercise]:
-    return (await session.execute(catalogue_query(**filters))).scalars().all()  # type: ignore[arg-type]
+async def catalogue(
+    session: AsyncSession,
+    *,
+    language: str | None,
+    skill: str | None,
+    difficulty: int | None,
+    after: tuple[int, str] | None,
+    limit: int,
+) -> Sequence[Exercise]:
+    query = catalogue_query(
+        language=language, skill=skill, difficulty=difficulty, after=after, limit=limit
+    )
+    return (await session.execute(query)).scalars().all()
 
 
 async def candidates(

@@ -53,7 +53,9 @@ async def daily(user: VerifiedUser, session: SessionDep, res: ResourcesDep) -> D
 
 
 @router.get("/exercises/{exercise_id}", response_model=ExerciseDetail)
-async def get_exercise(exercise_id: uuid.UUID, user: VerifiedUser, session: SessionDep) -> ExerciseDetail:
+async def get_exercise(
+    exercise_id: uuid.UUID, user: VerifiedUser, session: SessionDep
+) -> ExerciseDetail:
     """One exercise: statement and starter code (never the solution or the tests)."""
     return service.detail(await service.get_exercise(session, exercise_id))
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.chat.hints import tailored_hint
 from koan.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from koan.exercises import repository, selection
 from koan.exercises.schemas import (
@@ -77,7 +78,9 @@ def decode_cursor(cursor: str, count: int) -> list[str]:
     try:
         parts = base64.urlsafe_b64decode(cursor.encode()).decode().split("\x1f")
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise BadRequest("The cursor is not valid; start again without it.", code="BadCursor") from exc
+        raise BadRequest(
+            "The cursor is not valid; start again without it.", code="BadCursor"
+        ) from exc
     if len(parts) != count:
         raise BadRequest("The cursor is not valid; start again without it.", code="BadCursor")
     return parts
@@ -90,7 +93,9 @@ def decode_time_cursor(cursor: str | None) -> datetime | None:
     try:
         return datetime.fromisoformat(stamp)
     except ValueError as exc:
-        raise BadRequest("The cursor is not valid; start again without it.", code="BadCursor") from exc
+        raise BadRequest(
+            "The cursor is not valid; start again without it.", code="BadCursor"
+        ) from exc
 
 
 async def catalogue(
@@ -228,7 +233,9 @@ async def _new_practice(
     return assignment
 
 
-async def start(session: AsyncSession, res: Resources, user: User, exercise: Exercise) -> Assignment:
+async def start(
+    session: AsyncSession, res: Resources, user: User, exercise: Exercise
+) -> Assignment:
     """Open (or resume) practice on an exercise outside the daily pick."""
     now = res.clock.now()
     latest = await repository.latest_assignment(session, user.id, exercise.id)
@@ -261,6 +268,11 @@ async def next_hint(
             code="NoMoreHints",
         )
     hint = exercise.hints[assignment.hints_used]
+    # LLM hint hook: with a model configured, this rung is rewritten for the learner's latest
+    # code (cached, leak-guarded); the authored rung stays the fallback.
+    hint = await tailored_hint(
+        session, res, user, exercise, rung=assignment.hints_used, authored=hint
+    )
     assignment.hints_used += 1
     await session.flush()
     return HintOut(hint=hint, index=assignment.hints_used, remaining=total - assignment.hints_used)
@@ -269,7 +281,9 @@ async def next_hint(
 async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exercise) -> Assignment:
     latest = await repository.latest_assignment(session, user.id, exercise.id)
     if latest is None or latest.status not in OPEN_STATUSES:
-        raise Conflict("There is no open assignment of this exercise to skip.", code="NothingToSkip")
+        raise Conflict(
+            "There is no open assignment of this exercise to skip.", code="NothingToSkip"
+        )
     now = res.clock.now()
     latest.status = "skipped"
     latest.skipped_at = now
@@ -322,7 +336,9 @@ async def assignments_page(
         limit=limit + 1,
     )  # fmt: skip
     items = [assignment_out(a) for a in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1].assigned_at.isoformat()) if len(rows) > limit else None
+    next_cursor = (
+        encode_cursor(rows[limit - 1].assigned_at.isoformat()) if len(rows) > limit else None
+    )
     return items, next_cursor
 
 
@@ -333,7 +349,9 @@ async def submissions_page(
         session, user.id, exercise.id, before=decode_time_cursor(cursor), limit=limit + 1
     )
     items = [SubmissionSummary.model_validate(s) for s in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1].created_at.isoformat()) if len(rows) > limit else None
+    next_cursor = (
+        encode_cursor(rows[limit - 1].created_at.isoformat()) if len(rows) > limit else None
+    )
     return SubmissionPage(items=items, next_cursor=next_cursor)
 
 

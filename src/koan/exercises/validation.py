@@ -26,7 +26,9 @@ class ValidationOutcome:
 def _failures(report: GradeReport) -> str:
     bad = [t for t in report.tests if t.status != "passed"]
     if not bad:
-        return report.status + (f": {report.stderr.strip()[-300:]}" if report.stderr.strip() else "")
+        return report.status + (
+            f": {report.stderr.strip()[-300:]}" if report.stderr.strip() else ""
+        )
     first = bad[0]
     return f"{len(bad)} of {report.total} failed, e.g. {first.name}: {first.message[:200]}"
 

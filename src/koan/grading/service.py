@@ -63,14 +63,16 @@ async def grade(session: AsyncSession, res: Resources, recorded: Recorded) -> Su
     except ServiceUnavailable as exc:
         # Busy or down: the code stays recorded (as an error the learner can resubmit).
         submission.status = "error"
-        submission.stderr = "The grader could not run your code just now; it is saved, submit it again shortly."
+        submission.stderr = (
+            "The grader could not run your code just now; it is saved, submit it again shortly."
+        )
         submission.graded_at = res.clock.now()
         await session.flush()
         exc.keep_changes = True
         raise
     except KoanError:
         raise
-    except Exception as exc:
+    except Exception:
         log.exception("grading.failed", submission_id=str(submission.id))
         submission.status = "error"
         submission.stderr = "Grading failed on our side; your code is saved. Please submit again."

@@ -13,7 +13,14 @@ from koan.onboarding.questions import QUESTIONS, REQUIRED
 from koan.onboarding.schemas import AnswersInput, OnboardingStatus, ProfileUpdate
 from koan.resources import Resources
 
-PROFILE_FIELDS = ("language", "experience", "goals", "interests", "learning_style", "minutes_per_day")
+PROFILE_FIELDS = (
+    "language",
+    "experience",
+    "goals",
+    "interests",
+    "learning_style",
+    "minutes_per_day",
+)
 
 
 def status_of(profile: LearnerProfile) -> OnboardingStatus:
@@ -29,13 +36,12 @@ def status_of(profile: LearnerProfile) -> OnboardingStatus:
     )
 
 
-async def save_answers(
-    session: AsyncSession, user: User, data: AnswersInput
-) -> OnboardingStatus:
+async def save_answers(session: AsyncSession, user: User, data: AnswersInput) -> OnboardingStatus:
     profile = await repository.profile_for(session, user)
     if profile.onboarding_completed:
         raise Conflict(
-            "Onboarding is already complete; change your answers with PATCH /api/v1/users/me/profile."
+            "Onboarding is already complete; change your answers with "
+            "PATCH /api/v1/users/me/profile."
         )
     answers: dict[str, Any] = dict(profile.answers or {})
     answers.update(data.model_dump(exclude_unset=True))
@@ -67,9 +73,7 @@ async def complete(session: AsyncSession, res: Resources, user: User) -> Onboard
     return status_of(profile)
 
 
-async def update_profile(
-    session: AsyncSession, user: User, data: ProfileUpdate
-) -> LearnerProfile:
+async def update_profile(session: AsyncSession, user: User, data: ProfileUpdate) -> LearnerProfile:
     profile = await repository.profile_for(session, user)
     if not profile.onboarding_completed:
         raise Conflict("Complete onboarding first (POST /api/v1/onboarding/complete).")

@@ -67,6 +67,8 @@ async def profile(user: VerifiedUser, session: SessionDep) -> ProfileOut:
 
 
 @router.patch("/me/profile", response_model=ProfileOut)
-async def update_profile(data: ProfileUpdate, user: VerifiedUser, session: SessionDep) -> ProfileOut:
+async def update_profile(
+    data: ProfileUpdate, user: VerifiedUser, session: SessionDep
+) -> ProfileOut:
     """Change the learner profile after onboarding."""
     return ProfileOut.model_validate(await onboarding.update_profile(session, user, data))
