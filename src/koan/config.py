@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -61,6 +62,9 @@ class Settings(BaseSettings):
     login_slowdown_step_s: float = Field(default=0.25, ge=0)
     login_slowdown_cap_s: float = Field(default=2.0, ge=0)
 
+    # Adaptive practice: the predicted chance of success the daily exercise aims for.
+    adaptive_target_success: float = Field(default=0.75, gt=0.3, lt=0.95)
+
     # Grading sandbox (see docs/sandbox.md). Per-exercise limits may only be lower.
     sandbox_slots: int = Field(default=0, ge=0, description="Concurrent gradings; 0 = cores.")
     sandbox_queue_size: int = Field(default=32, ge=0)
@@ -72,6 +76,37 @@ class Settings(BaseSettings):
     sandbox_disk_mb: int = Field(default=16, ge=1, le=1024)
     sandbox_python: str = "/usr/bin/python3"
     sandbox_node: str = "/usr/bin/node"
+
+    # The AI tutor (docs/llm.md, docs/tutor.md). With the defaults, the offline tutor answers.
+    llm_provider: Literal["openai", "anthropic", "offline"] = "offline"
+    llm_base_url: str = ""
+    llm_api_key: SecretStr = SecretStr("")
+    llm_model: str = ""
+    llm_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # Comma-separated kinds tried in order after the primary, e.g. "offline" or
+    # "anthropic,offline"; a non-offline fallback uses the llm_fallback_* values below.
+    llm_fallback: str = ""
+    llm_fallback_base_url: str = ""
+    llm_fallback_api_key: SecretStr = SecretStr("")
+    llm_fallback_model: str = ""
+    llm_context_tokens: int = Field(default=16_000, ge=1024)
+    llm_reply_max_tokens: int = Field(default=700, ge=16, le=16_000)
+    llm_pricing_file: Path | None = None
+    llm_user_daily_budget_usd: Decimal = Field(default=Decimal("0.50"), ge=0)
+    llm_global_daily_budget_usd: Decimal | None = Field(default=None, ge=0)
+    llm_chat_limit: str = "20/minute;300/day"
+    llm_generation_limit: str = "5/hour;20/day"
+    llm_leak_threshold: float = Field(default=0.6, gt=0, le=1)
+    llm_generation_retries: int = Field(default=2, ge=0, le=5)
+    llm_cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
+    # Longest a reply may hold the learner's one-reply-in-flight lock (crash safety).
+    llm_reply_lock_ttl_s: float = Field(default=180.0, gt=0)
+
+    @field_validator("llm_global_daily_budget_usd", "llm_pricing_file", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `KOAN_LLM_GLOBAL_DAILY_BUDGET_USD=` in a .env file means "no limit", not an error.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url")
     @classmethod

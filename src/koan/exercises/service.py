@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.adaptive import service as adaptive
 from koan.chat.hints import tailored_hint
 from koan.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
-from koan.exercises import repository, selection
+from koan.exercises import repository
 from koan.exercises.schemas import (
     MAX_CODE_BYTES,
     AssignmentOut,
@@ -161,7 +162,9 @@ async def _assign_daily(
     session: AsyncSession, res: Resources, user: User, now: datetime
 ) -> Assignment:
     profile = await profiles.profile_for(session, user)
-    pick = await selection.choose_daily(session, user, profile, now=now)
+    pick = await adaptive.choose_daily(
+        session, user, profile, now=now, target=res.settings.adaptive_target_success
+    )
     if pick is None:
         raise NotFound(
             "There are no exercises for your language yet; ask an administrator to import some.",
@@ -289,6 +292,16 @@ async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exer
     latest.skipped_at = now
     latest.closed_at = now
     await session.flush()
+    await adaptive.record_outcome(
+        session,
+        user=user,
+        profile=await profiles.profile_for(session, user),
+        exercise=exercise,
+        assignment=latest,
+        passed=False,
+        skipped=True,
+        now=now,
+    )
     return latest
 
 

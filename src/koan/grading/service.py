@@ -5,13 +5,15 @@ from __future__ import annotations
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.adaptive import service as adaptive
 from koan.errors import KoanError, ServiceUnavailable
 from koan.exercises import repository
 from koan.exercises.schemas import SubmissionOut, TestResult
 from koan.exercises.service import Recorded
 from koan.grading.limits import effective_limits, server_limits
 from koan.grading.sandbox import GradeReport
-from koan.models import Submission
+from koan.models import Submission, User
+from koan.onboarding import repository as profiles
 from koan.resources import Resources
 
 log = structlog.get_logger(__name__)
@@ -46,7 +48,9 @@ def _apply(submission: Submission, report: GradeReport) -> None:
     submission.tier = report.tier.name.lower()
 
 
-async def grade(session: AsyncSession, res: Resources, recorded: Recorded) -> Submission:
+async def grade(
+    session: AsyncSession, res: Resources, recorded: Recorded, user: User
+) -> Submission:
     """Run the tests and record the verdict and the assignment's new state."""
     submission, exercise = recorded.submission, recorded.exercise
     try:
@@ -80,15 +84,28 @@ async def grade(session: AsyncSession, res: Resources, recorded: Recorded) -> Su
         await session.flush()
         return submission
     _apply(submission, report)
-    submission.graded_at = res.clock.now()
+    now = res.clock.now()
+    submission.graded_at = now
     assignment = await repository.lock_assignment(session, recorded.assignment.id)
     assignment.attempts += 1
     if assignment.status == "assigned":
         assignment.status = "in_progress"
         assignment.started_at = submission.created_at
-    if report.status == "passed" and assignment.status != "completed":
+    completed_now = report.status == "passed" and assignment.status != "completed"
+    if completed_now:
         assignment.status = "completed"
-        assignment.completed_at = submission.graded_at
-        assignment.closed_at = submission.graded_at
+        assignment.completed_at = now
+        assignment.closed_at = now
     await session.flush()
+    if completed_now:
+        await adaptive.record_outcome(
+            session,
+            user=user,
+            profile=await profiles.profile_for(session, user),
+            exercise=exercise,
+            assignment=assignment,
+            passed=True,
+            skipped=False,
+            now=now,
+        )
     return submission

@@ -34,6 +34,7 @@ class Exercise(UUIDPrimaryKey, Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     # Item difficulty on the adaptive engine's scale, learnt from every learner's outcomes.
     rating: Mapped[float] = mapped_column(Float, default=0.0)
+    rating_uncertainty: Mapped[float] = mapped_column(Float, default=0.7)
     rating_attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

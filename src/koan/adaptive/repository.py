@@ -1,0 +1,54 @@
+"""Queries for the adaptive engine: learners' skill ratings and their exercise history."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.adaptive.model import GENERAL, SETTLED_ATTEMPTS
+from koan.models import Assignment, LearnerProfile
+from koan.models.progress import LearnerSkillRating
+
+
+async def skill_ratings(session: AsyncSession, user_id: uuid.UUID) -> Sequence[LearnerSkillRating]:
+    query = select(LearnerSkillRating).where(LearnerSkillRating.user_id == user_id)
+    return (await session.execute(query)).scalars().all()
+
+
+async def settled_general_ratings(
+    session: AsyncSession, experience: str | None, *, limit: int = 200
+) -> Sequence[LearnerSkillRating]:
+    """General ratings of learners with the same self-reported experience and enough history."""
+    query = (
+        select(LearnerSkillRating)
+        .join(LearnerProfile, LearnerProfile.user_id == LearnerSkillRating.user_id)
+        .where(
+            LearnerSkillRating.skill == GENERAL,
+            LearnerSkillRating.attempts >= SETTLED_ATTEMPTS,
+            LearnerProfile.experience == experience,
+        )
+        .order_by(LearnerSkillRating.updated_at.desc())
+        .limit(limit)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def exercise_history(
+    session: AsyncSession, user_id: uuid.UUID
+) -> dict[uuid.UUID, tuple[datetime, bool]]:
+    """For each exercise the learner was given: when last, and whether they ever completed it."""
+    query = (
+        select(
+            Assignment.exercise_id,
+            func.max(Assignment.assigned_at),
+            func.max(Assignment.completed_at),
+        )
+        .where(Assignment.user_id == user_id)
+        .group_by(Assignment.exercise_id)
+    )
+    rows = (await session.execute(query)).all()
+    return {row[0]: (row[1], row[2] is not None) for row in rows}

@@ -1,0 +1,156 @@
+"""The adaptive engine's thin service: ratings between the database and the pure model."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.adaptive import repository
+from koan.adaptive.model import (
+    ItemRating,
+    SkillRating,
+    outcome_score,
+    starting_ratings,
+    update_skills,
+)
+from koan.adaptive.selection import Candidate, choose_exercise
+from koan.exercises import repository as exercises
+from koan.models import Assignment, Exercise, LearnerProfile, User
+from koan.models.progress import LearnerSkillRating
+
+# An exercise given this recently (or ever completed) is not offered again while others remain.
+RECENT = timedelta(days=30)
+# On a cold start, interests narrow the choice only if they leave this many exercises.
+MIN_INTEREST_POOL = 5
+
+
+@dataclass(frozen=True)
+class Pick:
+    exercise: Exercise
+    reason: str
+
+
+def item_of(exercise: Exercise) -> ItemRating:
+    return ItemRating(
+        rating=exercise.rating,
+        uncertainty=exercise.rating_uncertainty,
+        attempts=exercise.rating_attempts,
+    )
+
+
+def _as_model(row: LearnerSkillRating) -> SkillRating:
+    return SkillRating(
+        rating=row.rating,
+        uncertainty=row.uncertainty,
+        attempts=row.attempts,
+        last_practised=row.last_practised,
+        recent=tuple(row.recent or ()),
+    )
+
+
+async def learner_ratings(
+    session: AsyncSession, user: User, profile: LearnerProfile
+) -> dict[str, SkillRating]:
+    """The learner's ratings; a newcomer starts from onboarding's experience answer."""
+    rows = await repository.skill_ratings(session, user.id)
+    if rows:
+        return {row.skill: _as_model(row) for row in rows}
+    settled = await repository.settled_general_ratings(session, profile.experience)
+    return starting_ratings(profile.experience, [_as_model(r) for r in settled])
+
+
+async def save_ratings(
+    session: AsyncSession, user_id: uuid.UUID, ratings: Mapping[str, SkillRating]
+) -> None:
+    existing = {row.skill: row for row in await repository.skill_ratings(session, user_id)}
+    for skill, rating in ratings.items():
+        row = existing.get(skill)
+        if row is None:
+            row = LearnerSkillRating(user_id=user_id, skill=skill)
+            session.add(row)
+        row.rating = rating.rating
+        row.uncertainty = rating.uncertainty
+        row.attempts = rating.attempts
+        row.last_practised = rating.last_practised
+        row.recent = list(rating.recent)
+    await session.flush()
+
+
+async def record_outcome(
+    session: AsyncSession,
+    *,
+    user: User,
+    profile: LearnerProfile,
+    exercise: Exercise,
+    assignment: Assignment,
+    passed: bool,
+    skipped: bool,
+    now: datetime,
+) -> dict[str, SkillRating]:
+    """Update the learner's skills and the exercise's difficulty from one finished assignment."""
+    ratings = await learner_ratings(session, user, profile)
+    score = outcome_score(
+        passed,
+        attempts_before_pass=max(0, assignment.attempts - 1),
+        hints_used=assignment.hints_used,
+        skipped=skipped,
+    )
+    updated, item = update_skills(
+        ratings, exercise.skills, item_of(exercise), score, now, experience=profile.experience
+    )
+    await save_ratings(session, user.id, updated)
+    # Concurrent learners may each apply their step to the same starting value; Elo-style
+    # estimates tolerate the rare lost step, and a row lock here would serialize everyone.
+    exercise.rating = item.rating
+    exercise.rating_uncertainty = item.uncertainty
+    exercise.rating_attempts = item.attempts
+    await session.flush()
+    return updated
+
+
+def _matches(exercise: Exercise, interests: list[str]) -> bool:
+    text = " ".join([exercise.title, exercise.statement[:500], *exercise.skills]).lower()
+    return any(tag in text for tag in interests)
+
+
+async def choose_daily(
+    session: AsyncSession, user: User, profile: LearnerProfile, *, now: datetime, target: float
+) -> Pick | None:
+    """Today's exercise: predicted success nearest `target`, weak and stale skills mixed back in.
+
+    This is the one function the daily route calls to choose.
+    """
+    bank = await exercises.candidates(session, language=profile.language or "python", exclude=())
+    if not bank:
+        return None
+    ratings = await learner_ratings(session, user, profile)
+    history = await repository.exercise_history(session, user.id)
+    interests = [i.lower() for i in profile.interests or []]
+    if not await repository.skill_ratings(session, user.id) and interests:
+        # Cold start: onboarding interests first, as long as they leave a real choice.
+        liked = [e for e in bank if _matches(e, interests)]
+        if len(liked) >= MIN_INTEREST_POOL:
+            bank = liked
+    candidates = []
+    for exercise in bank:
+        last, completed = history.get(exercise.id, (None, False))
+        candidates.append(
+            Candidate(
+                id=str(exercise.id),
+                skills=tuple(exercise.skills),
+                item=item_of(exercise),
+                recently_done=completed or (last is not None and last >= now - RECENT),
+                last_done=last,
+            )
+        )
+    rng = random.Random(f"{user.id}:{now.date().isoformat()}:{len(history)}")
+    choice = choose_exercise(
+        candidates, ratings, now=now, target=target, rng=rng, experience=profile.experience
+    )
+    chosen = next(e for e in bank if str(e.id) == choice.candidate.id)
+    return Pick(chosen, choice.reason)
