@@ -1,16 +1,22 @@
 """Every ORM model, imported here so Alembic and the mappers see them all."""
 
 from koan.models.auth import AuthSession, EmailToken, RefreshToken
+from koan.models.chat import Conversation, ConversationMessage
 from koan.models.exercise import Assignment, Exercise, ExerciseSkill, Submission
 from koan.models.mail import OutboxMail
+from koan.models.usage import LLMBudget, LLMCall
 from koan.models.user import LearnerProfile, User
 
 __all__ = [
     "Assignment",
     "AuthSession",
+    "Conversation",
+    "ConversationMessage",
     "EmailToken",
     "Exercise",
     "ExerciseSkill",
+    "LLMBudget",
+    "LLMCall",
     "LearnerProfile",
     "OutboxMail",
     "RefreshToken",
