@@ -11,7 +11,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from koan.errors import KoanError
+from koan.errors import BudgetExceeded, GraderBusy, KoanError, RateLimited
+from koan.ops import metrics
+from koan.ops.request_log import REQUEST_ID_HEADER, current_request_id
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +52,12 @@ def _describe(error: dict[str, Any]) -> str:
 
 async def _koan_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KoanError)
+    if isinstance(exc, BudgetExceeded):
+        metrics.rejected("budget")
+    elif isinstance(exc, RateLimited):
+        metrics.rejected("rate_limit")
+    elif isinstance(exc, GraderBusy):
+        metrics.rejected("grader_busy")
     return JSONResponse(
         error_body(exc.code, exc.detail), status_code=exc.status_code, headers=exc.headers
     )
@@ -101,6 +109,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         error_body("InternalError", "Something went wrong on our side; it has been logged."),
         status_code=500,
+        # This handler answers outside the request-log middleware, so it echoes the id itself.
+        headers={REQUEST_ID_HEADER: request_id} if (request_id := current_request_id()) else None,
     )
 
 

@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from koan.ops.request_log import redact_secrets
+
 
 def configure_logging(*, json: bool, level: str = "INFO") -> None:
     processors: list[structlog.typing.Processor] = [
@@ -18,7 +20,7 @@ def configure_logging(*, json: bool, level: str = "INFO") -> None:
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
-        processors=[*processors, structlog.processors.format_exc_info, renderer],
+        processors=[*processors, structlog.processors.format_exc_info, redact_secrets, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),

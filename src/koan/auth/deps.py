@@ -13,6 +13,7 @@ from koan.auth.tokens import decode_access_token
 from koan.deps import ResourcesDep, SessionDep
 from koan.errors import CSRFFailed, EmailNotVerified, Forbidden, InvalidToken, NotAuthenticated
 from koan.models import AuthSession, User
+from koan.ops.request_log import bind_user
 
 ACCESS_COOKIE = "koan_access"
 REFRESH_COOKIE = "koan_refresh"
@@ -64,6 +65,7 @@ async def current_auth(request: Request, session: SessionDep, res: ResourcesDep)
     user = await repository.user_by_id(session, claims.user_id)
     if user is None:
         raise InvalidToken("This account no longer exists.")
+    bind_user(user.id)  # names the user on this request's log lines, the access line too
     return Auth(user=user, session=auth_session, via_cookie=via_cookie)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +16,7 @@ from koan.grading.limits import effective_limits, server_limits
 from koan.grading.sandbox import GradeReport
 from koan.models import Submission, User
 from koan.onboarding import repository as profiles
+from koan.ops import metrics
 from koan.resources import Resources
 
 log = structlog.get_logger(__name__)
@@ -53,6 +56,7 @@ async def grade(
 ) -> Submission:
     """Run the tests and record the verdict and the assignment's new state."""
     submission, exercise = recorded.submission, recorded.exercise
+    started = time.perf_counter()
     try:
         report = await res.sandbox.grade(
             language=exercise.language,  # type: ignore[arg-type]
@@ -78,11 +82,13 @@ async def grade(
         raise
     except Exception:
         log.exception("grading.failed", submission_id=str(submission.id))
+        metrics.grading_finished("error", "none", time.perf_counter() - started)
         submission.status = "error"
         submission.stderr = "Grading failed on our side; your code is saved. Please submit again."
         submission.graded_at = res.clock.now()
         await session.flush()
         return submission
+    metrics.grading_finished(report.status, report.tier.name.lower(), time.perf_counter() - started)
     _apply(submission, report)
     now = res.clock.now()
     submission.graded_at = now

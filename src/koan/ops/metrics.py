@@ -9,7 +9,6 @@ so the CLI and unit tests need no metrics set-up.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -148,7 +147,7 @@ class Metrics:
             self.sample()
             # Every worker's files, not just this process's instruments.
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return encoder(registry), content_type
         return encoder(self.registry), content_type
 
@@ -178,9 +177,7 @@ class Metrics:
         outcome = "ok" if ok else "error"
         self.llm_calls.labels(provider=provider, model=model, outcome=outcome).inc()
         if tokens_in > 0:
-            self.llm_tokens.labels(provider=provider, model=model, direction="input").inc(
-                tokens_in
-            )
+            self.llm_tokens.labels(provider=provider, model=model, direction="input").inc(tokens_in)
         if tokens_out > 0:
             self.llm_tokens.labels(provider=provider, model=model, direction="output").inc(
                 tokens_out
@@ -260,10 +257,13 @@ def leak_caught() -> None:
 
 
 def prepare_multiprocess_dir(path: Path) -> None:
-    """Point PROMETHEUS_MULTIPROC_DIR at an emptied `path`; call before starting workers."""
-    # Files left by an earlier run would add its workers' counts to this one's.
-    shutil.rmtree(path, ignore_errors=True)
+    """Point PROMETHEUS_MULTIPROC_DIR at `path`, emptied of earlier runs' files; call before
+    starting the workers."""
     path.mkdir(parents=True, exist_ok=True)
+    # Files left by an earlier run would add its workers' counts to this one's. Only the
+    # client's own *.db files go: an operator may point this at a directory with more in it.
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
     os.environ[MULTIPROCESS_ENV] = str(path)
 
 
@@ -272,4 +272,4 @@ def process_exiting() -> None:
     if multiprocess_enabled() and os.environ.get(MULTIPROCESS_ENV):
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(os.getpid())
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
