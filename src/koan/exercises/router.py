@@ -91,8 +91,8 @@ async def submit(
     recorded = await service.record_submission(session, res, user, exercise, data.code)
     # Committed now, so a crash while grading cannot lose what the learner wrote.
     await session.commit()
-    submission = await grading.grade(session, res, recorded, user)
-    return grading.submission_out(submission)
+    graded = await grading.grade(session, res, recorded, user)
+    return grading.submission_out(graded.submission, graded.achievements_unlocked)
 
 
 @router.get("/exercises/{exercise_id}/submissions", response_model=SubmissionPage)

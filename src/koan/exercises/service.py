@@ -29,6 +29,7 @@ from koan.exercises.schemas import (
 from koan.models import Assignment, Exercise, Submission, User
 from koan.models.exercise import OPEN_STATUSES
 from koan.onboarding import repository as profiles
+from koan.progress import service as progress
 from koan.resources import Resources
 
 SKIP_KEEP = timedelta(hours=48)
@@ -292,6 +293,7 @@ async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exer
     latest.skipped_at = now
     latest.closed_at = now
     await session.flush()
+    await progress.lock_learner(session, user)
     await adaptive.record_outcome(
         session,
         user=user,
@@ -302,6 +304,7 @@ async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exer
         skipped=True,
         now=now,
     )
+    await progress.on_assignment_skipped(session, res, user=user)
     return latest
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +18,7 @@ from koan.grading.sandbox import GradeReport
 from koan.models import Submission, User
 from koan.onboarding import repository as profiles
 from koan.ops import metrics
+from koan.progress import service as progress
 from koan.resources import Resources
 
 log = structlog.get_logger(__name__)
@@ -51,10 +53,16 @@ def _apply(submission: Submission, report: GradeReport) -> None:
     submission.tier = report.tier.name.lower()
 
 
+@dataclass
+class Graded:
+    submission: Submission
+    achievements_unlocked: list[str] = field(default_factory=list)
+
+
 async def grade(
     session: AsyncSession, res: Resources, recorded: Recorded, user: User
-) -> Submission:
-    """Run the tests and record the verdict and the assignment's new state."""
+) -> Graded:
+    """Run the tests and record the verdict, the assignment's state, ratings and progress."""
     submission, exercise = recorded.submission, recorded.exercise
     started = time.perf_counter()
     try:
@@ -87,12 +95,14 @@ async def grade(
         submission.stderr = "Grading failed on our side; your code is saved. Please submit again."
         submission.graded_at = res.clock.now()
         await session.flush()
-        return submission
+        return Graded(submission)
     metrics.grading_finished(report.status, report.tier.name.lower(), time.perf_counter() - started)
     _apply(submission, report)
     now = res.clock.now()
     submission.graded_at = now
     assignment = await repository.lock_assignment(session, recorded.assignment.id)
+    # One learner's submissions are counted one after another (ratings, streaks, awards).
+    await progress.lock_learner(session, user)
     assignment.attempts += 1
     if assignment.status == "assigned":
         assignment.status = "in_progress"
@@ -114,4 +124,8 @@ async def grade(
             skipped=False,
             now=now,
         )
-    return submission
+    # After the adaptive update, so level and mastery include this attempt.
+    unlocked = await progress.on_submission_graded(
+        session, res, user=user, submission=submission, assignment=assignment, exercise=exercise
+    )
+    return Graded(submission, unlocked)

@@ -4,10 +4,24 @@ from koan.models.auth import AuthSession, EmailToken, RefreshToken
 from koan.models.chat import Conversation, ConversationMessage
 from koan.models.exercise import Assignment, Exercise, ExerciseSkill, Submission
 from koan.models.mail import OutboxMail
+from koan.models.progress import (
+    Achievement,
+    LearnerProgress,
+    LearnerSkillRating,
+    LevelEvent,
+    PracticeEntry,
+    UserAchievement,
+)
 from koan.models.usage import LLMBudget, LLMCall
 from koan.models.user import LearnerProfile, User
 
 __all__ = [
+    "Achievement",
+    "LearnerProgress",
+    "LearnerSkillRating",
+    "LevelEvent",
+    "PracticeEntry",
+    "UserAchievement",
     "Assignment",
     "AuthSession",
     "Conversation",

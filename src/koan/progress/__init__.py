@@ -1,0 +1,1 @@
+"""Progress and achievements: totals, streaks, levels, skill mastery, achievements, exports."""

@@ -1,0 +1,296 @@
+"""The achievement catalogue and the pure rules that decide what a learner has earned.
+
+Every rule reads `Facts`, a summary of the learner's whole record, so the grading hook and a
+recompute from scratch reach the same verdict from the same rows. Every value a rule reads only
+grows over time (the longest streak, not the current one), except the number of mastered
+skills; earned achievements are never taken back.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Final
+
+from koan.progress import streaks
+
+
+class Kind(enum.StrEnum):
+    """What an achievement counts."""
+
+    EXERCISES = "exercises"  # different exercises completed
+    STREAK = "streak"  # longest run of consecutive active days
+    FLAWLESS = "flawless"  # exercises passed on the first try without hints
+    MASTERED_SKILLS = "mastered_skills"  # skills whose mastery reaches MASTERY_THRESHOLD
+    COMEBACKS = "comebacks"  # completions after AWAY_DAYS or more days without one
+    HINT_FREE_DAYS = "hint_free_days"  # longest run of active days without any hint
+    LANGUAGES = "languages"  # programming languages with a completed exercise
+    NIGHT = "night"  # completions between midnight and 5 a.m. local time
+    EARLY = "early"  # completions between 5 and 7 a.m. local time
+    PERSISTENCE = "persistence"  # most failed attempts before finally passing
+    HARDEST = "hardest"  # highest authored difficulty completed
+
+
+@dataclass(frozen=True)
+class Achievement:
+    code: str
+    title: str
+    description: str
+    kind: Kind
+    threshold: int
+
+
+# Mastery (0-1, from the adaptive engine) from which a skill counts as mastered: about the
+# chance of passing solid intermediate work, judged cautiously.
+MASTERY_THRESHOLD: Final = 0.8
+# Whole days without a completion before the next completion counts as a comeback.
+AWAY_DAYS: Final = 7
+NIGHT_HOURS: Final = range(0, 5)
+EARLY_HOURS: Final = range(5, 7)
+
+# Order is the display order. Codes are stable identifiers: never rename one (a migration seeds
+# the `achievements` table from this list, and earned rows refer to the code).
+CATALOGUE: Final[tuple[Achievement, ...]] = (
+    Achievement(
+        "first-exercise",
+        "First steps",
+        "Complete your first exercise.",
+        Kind.EXERCISES,
+        1,
+    ),
+    Achievement(
+        "exercises-10",
+        "Getting the hang of it",
+        "Complete 10 different exercises.",
+        Kind.EXERCISES,
+        10,
+    ),
+    Achievement(
+        "exercises-50",
+        "Fifty",
+        "Complete 50 different exercises.",
+        Kind.EXERCISES,
+        50,
+    ),
+    Achievement(
+        "exercises-100",
+        "Centurion",
+        "Complete 100 different exercises.",
+        Kind.EXERCISES,
+        100,
+    ),
+    Achievement(
+        "exercises-500",
+        "Five hundred",
+        "Complete 500 different exercises.",
+        Kind.EXERCISES,
+        500,
+    ),
+    Achievement(
+        "streak-3",
+        "Warming up",
+        "Complete an exercise 3 days in a row.",
+        Kind.STREAK,
+        3,
+    ),
+    Achievement(
+        "streak-7",
+        "A whole week",
+        "Complete an exercise 7 days in a row.",
+        Kind.STREAK,
+        7,
+    ),
+    Achievement(
+        "streak-30",
+        "Habit formed",
+        "Complete an exercise 30 days in a row.",
+        Kind.STREAK,
+        30,
+    ),
+    Achievement(
+        "streak-100",
+        "Unstoppable",
+        "Complete an exercise 100 days in a row.",
+        Kind.STREAK,
+        100,
+    ),
+    Achievement(
+        "first-try",
+        "Clean run",
+        "Pass an exercise on the first try without hints.",
+        Kind.FLAWLESS,
+        1,
+    ),
+    Achievement(
+        "first-try-10",
+        "Sharpshooter",
+        "Pass 10 exercises on the first try without hints.",
+        Kind.FLAWLESS,
+        10,
+    ),
+    Achievement(
+        "skill-mastered",
+        "Master of one",
+        "Master a skill.",
+        Kind.MASTERED_SKILLS,
+        1,
+    ),
+    Achievement(
+        "skills-mastered-5",
+        "Well rounded",
+        "Master 5 skills.",
+        Kind.MASTERED_SKILLS,
+        5,
+    ),
+    Achievement(
+        "comeback",
+        "Welcome back",
+        f"Complete an exercise after {AWAY_DAYS} or more days away.",
+        Kind.COMEBACKS,
+        1,
+    ),
+    Achievement(
+        "hint-free-week",
+        "On my own",
+        "Complete exercises 7 days in a row without taking a hint.",
+        Kind.HINT_FREE_DAYS,
+        7,
+    ),
+    Achievement(
+        "polyglot",
+        "Polyglot",
+        "Complete exercises in both Python and JavaScript.",
+        Kind.LANGUAGES,
+        2,
+    ),
+    Achievement(
+        "night-owl",
+        "Night owl",
+        "Complete an exercise between midnight and 5 a.m.",
+        Kind.NIGHT,
+        1,
+    ),
+    Achievement(
+        "early-bird",
+        "Early bird",
+        "Complete an exercise between 5 and 7 a.m.",
+        Kind.EARLY,
+        1,
+    ),
+    Achievement(
+        "persistence",
+        "Never give up",
+        "Pass an exercise after 5 or more failed attempts.",
+        Kind.PERSISTENCE,
+        5,
+    ),
+    Achievement(
+        "summit",
+        "Summit",
+        "Complete an exercise of the highest difficulty (5).",
+        Kind.HARDEST,
+        5,
+    ),
+)
+
+BY_CODE: Final[dict[str, Achievement]] = {a.code: a for a in CATALOGUE}
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One completed assignment, as recorded when it was graded."""
+
+    exercise_id: str
+    at: datetime
+    timezone: str
+    day: date
+    attempt: int  # the attempt that passed; 1 means the first verdict was a pass
+    hints_used: int
+    language: str
+    difficulty: int
+
+    @property
+    def first_try(self) -> bool:
+        return self.attempt == 1
+
+    @property
+    def flawless(self) -> bool:
+        return self.attempt == 1 and self.hints_used == 0
+
+    @property
+    def local_hour(self) -> int:
+        return streaks.local_time(self.at, self.timezone).hour
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the rules look at."""
+
+    exercises: int = 0
+    streak: int = 0
+    flawless: int = 0
+    mastered_skills: int = 0
+    comebacks: int = 0
+    hint_free_days: int = 0
+    languages: int = 0
+    night: int = 0
+    early: int = 0
+    persistence: int = 0
+    hardest: int = 0
+
+    def value(self, kind: Kind) -> int:
+        return int(getattr(self, kind.value))
+
+
+def _longest_hint_free_run(completions: Sequence[Completion]) -> int:
+    hinted: dict[date, bool] = {}
+    for c in completions:
+        hinted[c.day] = hinted.get(c.day, False) or c.hints_used > 0
+    # A day on which any completion took a hint breaks the run, like a day without one.
+    return streaks.from_days(day for day, used in hinted.items() if not used).longest
+
+
+def _comebacks(days: Iterable[date]) -> int:
+    ordered = sorted(set(days))
+    return sum(
+        1
+        for previous, day in zip(ordered, ordered[1:], strict=False)
+        if (day - previous).days - 1 >= AWAY_DAYS
+    )
+
+
+def facts_from(completions: Sequence[Completion], *, mastered_skills: int = 0) -> Facts:
+    """Summarise a learner's completions (any order) for the rules."""
+    if not completions:
+        return Facts(mastered_skills=mastered_skills)
+    days = [c.day for c in completions]
+    hours = [c.local_hour for c in completions]
+    return Facts(
+        exercises=len({c.exercise_id for c in completions}),
+        streak=streaks.from_days(days).longest,
+        flawless=sum(1 for c in completions if c.flawless),
+        mastered_skills=mastered_skills,
+        comebacks=_comebacks(days),
+        hint_free_days=_longest_hint_free_run(completions),
+        languages=len({c.language for c in completions}),
+        night=sum(1 for h in hours if h in NIGHT_HOURS),
+        early=sum(1 for h in hours if h in EARLY_HOURS),
+        persistence=max(c.attempt - 1 for c in completions),
+        hardest=max(c.difficulty for c in completions),
+    )
+
+
+def earned(facts: Facts) -> list[Achievement]:
+    """Every achievement these facts satisfy, in catalogue order."""
+    return [a for a in CATALOGUE if facts.value(a.kind) >= a.threshold]
+
+
+def progress(achievement: Achievement, facts: Facts) -> tuple[int, int]:
+    """(current, target) toward an achievement; current never exceeds target."""
+    return min(facts.value(achievement.kind), achievement.threshold), achievement.threshold
+
+
+def count_mastered(masteries: Iterable[float]) -> int:
+    return sum(1 for m in masteries if m >= MASTERY_THRESHOLD)

@@ -1,0 +1,178 @@
+"""The learner's own data, assignments and submissions with their code, as JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import Assignment, Submission, User
+from koan.progress import repository, streaks
+from koan.resources import Resources
+
+ExportFormat = Literal["json", "csv"]
+MEDIA_TYPES: dict[str, str] = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
+BATCH = 200
+
+
+CSV_COLUMNS = (
+    "assignment_id",
+    "exercise_slug",
+    "exercise_title",
+    "language",
+    "assignment_kind",
+    "assignment_status",
+    "hints_used",
+    "assigned_at",
+    "completed_at",
+    "skipped_at",
+    "submission_id",
+    "submission_status",
+    "tests_passed",
+    "tests_total",
+    "duration_ms",
+    "submitted_at",
+    "graded_at",
+    "code",
+)
+# A cell starting with one of these is a formula to a spreadsheet (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _assignment_record(assignment: Assignment) -> dict[str, Any]:
+    exercise = assignment.exercise
+    return {
+        "id": str(assignment.id),
+        "exercise": {
+            "id": str(exercise.id),
+            "slug": exercise.slug,
+            "title": exercise.title,
+            "language": exercise.language,
+            "difficulty": exercise.difficulty,
+        },
+        "kind": assignment.kind,
+        "status": assignment.status,
+        "hints_used": assignment.hints_used,
+        "attempts": assignment.attempts,
+        "assigned_at": _iso(assignment.assigned_at),
+        "started_at": _iso(assignment.started_at),
+        "completed_at": _iso(assignment.completed_at),
+        "skipped_at": _iso(assignment.skipped_at),
+        "closed_at": _iso(assignment.closed_at),
+    }
+
+
+def _submission_record(submission: Submission) -> dict[str, Any]:
+    return {
+        "id": str(submission.id),
+        "status": submission.status,
+        "passed": submission.passed,
+        "total": submission.total,
+        "duration_ms": submission.duration_ms,
+        "created_at": _iso(submission.created_at),
+        "graded_at": _iso(submission.graded_at),
+        "code": submission.code,
+    }
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _csv_rows(assignment: Assignment, submissions: Sequence[Submission]) -> list[list[str]]:
+    exercise = assignment.exercise
+    head: list[object] = [
+        assignment.id,
+        exercise.slug,
+        exercise.title,
+        exercise.language,
+        assignment.kind,
+        assignment.status,
+        assignment.hints_used,
+        _iso(assignment.assigned_at),
+        _iso(assignment.completed_at),
+        _iso(assignment.skipped_at),
+    ]
+    tails: list[list[object]] = [
+        [
+            s.id,
+            s.status,
+            s.passed,
+            s.total,
+            s.duration_ms,
+            _iso(s.created_at),
+            _iso(s.graded_at),
+            s.code,
+        ]
+        for s in submissions
+    ] or [[None] * 8]  # an assignment without submissions still gets its row
+    return [[_cell(v) for v in head + tail] for tail in tails]
+
+
+async def _batches(
+    session: AsyncSession, user: User
+) -> AsyncIterator[list[tuple[Assignment, list[Submission]]]]:
+    after: tuple[datetime, uuid.UUID] | None = None
+    while True:
+        page = await repository.assignments_after(session, user.id, after=after, limit=BATCH)
+        if not page:
+            return
+        by_assignment: dict[uuid.UUID, list[Submission]] = {a.id: [] for a in page}
+        for submission in await repository.submissions_of(session, list(by_assignment)):
+            by_assignment[submission.assignment_id].append(submission)
+        yield [(a, by_assignment[a.id]) for a in page]
+        after = (page[-1].assigned_at, page[-1].id)
+
+
+def filename(res: Resources, user: User, fmt: ExportFormat) -> str:
+    today = streaks.local_day(res.clock.now(), user.timezone)
+    return f"koan-export-{today.isoformat()}.{fmt}"
+
+
+async def stream(
+    session: AsyncSession, res: Resources, user: User, fmt: ExportFormat
+) -> AsyncIterator[str]:
+    """The learner's assignments and submissions, streamed in batches so memory stays flat."""
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(CSV_COLUMNS)
+        yield buffer.getvalue()
+        async for batch in _batches(session, user):
+            buffer.seek(0)
+            buffer.truncate()
+            for assignment, submissions in batch:
+                writer.writerows(_csv_rows(assignment, submissions))
+            yield buffer.getvalue()
+        return
+    header = {
+        "exported_at": _iso(res.clock.now()),
+        "user": {
+            "id": str(user.id),
+            "email": user.email,
+            "name": user.name,
+            "timezone": user.timezone,
+        },
+    }
+    yield json.dumps(header)[:-1] + ', "assignments": ['
+    first = True
+    async for batch in _batches(session, user):
+        for assignment, submissions in batch:
+            record = _assignment_record(assignment)
+            record["submissions"] = [_submission_record(s) for s in submissions]
+            yield ("" if first else ",") + json.dumps(record)
+            first = False
+    yield "]}"

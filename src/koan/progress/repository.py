@@ -1,0 +1,236 @@
+"""Queries for progress: the practice log, per-learner totals, ratings, levels and achievements."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from koan.models import Assignment, Exercise, LearnerProfile, Submission
+from koan.models.progress import (
+    Achievement,
+    LearnerProgress,
+    LearnerSkillRating,
+    LevelEvent,
+    PracticeEntry,
+    UserAchievement,
+)
+from koan.progress.achievements import Completion
+
+
+async def lock_progress(session: AsyncSession, user_id: uuid.UUID) -> LearnerProgress | None:
+    """The learner's totals, locked FOR UPDATE (PostgreSQL) so their updates queue up."""
+    query = (
+        select(LearnerProgress)
+        .where(LearnerProgress.user_id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def progress_of(session: AsyncSession, user_id: uuid.UUID) -> LearnerProgress | None:
+    return await session.get(LearnerProgress, user_id)
+
+
+async def entry(session: AsyncSession, submission_id: uuid.UUID) -> PracticeEntry | None:
+    return await session.get(PracticeEntry, submission_id)
+
+
+async def completed_exercise_before(
+    session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID
+) -> bool:
+    query = select(PracticeEntry.submission_id).where(
+        PracticeEntry.user_id == user_id,
+        PracticeEntry.exercise_id == exercise_id,
+        PracticeEntry.completed,
+    )
+    return (await session.execute(query.limit(1))).first() is not None
+
+
+async def active_days(session: AsyncSession, user_id: uuid.UUID) -> Sequence[date]:
+    """Every local day on which the learner completed an exercise."""
+    query = (
+        select(PracticeEntry.day)
+        .where(PracticeEntry.user_id == user_id, PracticeEntry.completed)
+        .distinct()
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def completions(session: AsyncSession, user_id: uuid.UUID) -> list[Completion]:
+    """The learner's completions with what the achievement rules need of their exercises."""
+    query = (
+        select(
+            PracticeEntry.exercise_id,
+            PracticeEntry.at,
+            PracticeEntry.timezone,
+            PracticeEntry.day,
+            PracticeEntry.attempt,
+            PracticeEntry.hints_used,
+            Exercise.language,
+            Exercise.difficulty,
+        )
+        .join(Exercise, Exercise.id == PracticeEntry.exercise_id)
+        .where(PracticeEntry.user_id == user_id, PracticeEntry.completed)
+    )
+    return [
+        Completion(str(exercise_id), at, timezone, day, attempt, hints, language, difficulty)
+        for exercise_id, at, timezone, day, attempt, hints, language, difficulty in (
+            await session.execute(query)
+        ).all()
+    ]
+
+
+@dataclass(frozen=True)
+class DayCounts:
+    day: date
+    attempts: int
+    completed: int
+
+
+async def daily_counts(
+    session: AsyncSession, user_id: uuid.UUID, *, start: date, end: date
+) -> list[DayCounts]:
+    """Verdicts and completions per local day, for days with any, from start to end inclusive."""
+    query = (
+        select(PracticeEntry.day, func.count(), func.count().filter(PracticeEntry.completed))
+        .where(
+            PracticeEntry.user_id == user_id,
+            PracticeEntry.day >= start,
+            PracticeEntry.day <= end,
+        )
+        .group_by(PracticeEntry.day)
+    )
+    rows = (await session.execute(query)).all()
+    return [DayCounts(day, int(attempts), int(done)) for day, attempts, done in rows]
+
+
+async def first_try_passes(session: AsyncSession, user_id: uuid.UUID) -> int:
+    """Completions whose passing verdict was the assignment's first."""
+    query = select(func.count()).where(
+        PracticeEntry.user_id == user_id, PracticeEntry.completed, PracticeEntry.attempt == 1
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
+@dataclass(frozen=True)
+class AssignmentTotals:
+    """What the assignment rows themselves say, independently of the practice log."""
+
+    exercises_completed: int
+    completions: int
+    attempts: int
+    hints_used: int
+
+
+async def assignment_totals(session: AsyncSession, user_id: uuid.UUID) -> AssignmentTotals:
+    is_completed = Assignment.status == "completed"
+    query = select(
+        func.count(func.distinct(Assignment.exercise_id)).filter(is_completed),
+        func.count().filter(is_completed),
+        func.coalesce(func.sum(Assignment.attempts), 0),
+        func.coalesce(func.sum(Assignment.hints_used), 0),
+    ).where(Assignment.user_id == user_id)
+    distinct, done, attempts, hints = (await session.execute(query)).one()
+    return AssignmentTotals(int(distinct), int(done), int(attempts), int(hints))
+
+
+async def hints_used(session: AsyncSession, user_id: uuid.UUID) -> int:
+    query = select(func.coalesce(func.sum(Assignment.hints_used), 0)).where(
+        Assignment.user_id == user_id
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
+async def skill_ratings(session: AsyncSession, user_id: uuid.UUID) -> Sequence[LearnerSkillRating]:
+    query = (
+        select(LearnerSkillRating)
+        .where(LearnerSkillRating.user_id == user_id)
+        .order_by(LearnerSkillRating.skill)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def level_events(
+    session: AsyncSession, user_id: uuid.UUID, *, limit: int
+) -> Sequence[LevelEvent]:
+    query = (
+        select(LevelEvent)
+        .where(LevelEvent.user_id == user_id)
+        .order_by(LevelEvent.at.desc(), LevelEvent.id.desc())
+        .limit(limit)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def catalogue(session: AsyncSession) -> Sequence[Achievement]:
+    query = select(Achievement).order_by(Achievement.position)
+    return (await session.execute(query)).scalars().all()
+
+
+async def earned(session: AsyncSession, user_id: uuid.UUID) -> Sequence[UserAchievement]:
+    query = (
+        select(UserAchievement)
+        .where(UserAchievement.user_id == user_id)
+        .order_by(UserAchievement.earned_at, UserAchievement.achievement_code)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def assignments_after(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[Assignment]:
+    """A page of the learner's assignments, oldest first, with their exercise."""
+    query = (
+        select(Assignment)
+        .where(Assignment.user_id == user_id)
+        .order_by(Assignment.assigned_at, Assignment.id)
+        .limit(limit)
+        .options(selectinload(Assignment.exercise))
+    )
+    if after is not None:
+        at, last_id = after
+        query = query.where(
+            or_(
+                Assignment.assigned_at > at,
+                and_(Assignment.assigned_at == at, Assignment.id > last_id),
+            )
+        )
+    return (await session.execute(query)).scalars().all()
+
+
+async def submissions_of(
+    session: AsyncSession, assignment_ids: Sequence[uuid.UUID]
+) -> Sequence[Submission]:
+    if not assignment_ids:
+        return []
+    query = (
+        select(Submission)
+        .where(Submission.assignment_id.in_(assignment_ids))
+        .order_by(Submission.created_at, Submission.id)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def experience_of(session: AsyncSession, user_id: uuid.UUID) -> str | None:
+    """The experience the learner reported at onboarding, if any."""
+    query = select(LearnerProfile.experience).where(LearnerProfile.user_id == user_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def assignment_completed(session: AsyncSession, assignment_id: uuid.UUID) -> bool:
+    """Whether the practice log already holds this assignment's completion."""
+    query = select(PracticeEntry.submission_id).where(
+        PracticeEntry.assignment_id == assignment_id, PracticeEntry.completed
+    )
+    return (await session.execute(query.limit(1))).first() is not None

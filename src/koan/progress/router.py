@@ -1,0 +1,67 @@
+"""Progress routes: totals and streaks, daily history, achievements, and a data export."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from koan.auth.deps import VerifiedUser
+from koan.deps import ResourcesDep, SessionDep
+from koan.progress import export as exporting
+from koan.progress import service
+from koan.progress.schemas import AchievementsOut, HistoryOut, ProgressOut
+
+router = APIRouter(prefix="/progress", tags=["progress"])
+
+
+@router.get("", response_model=ProgressOut)
+async def progress(user: VerifiedUser, session: SessionDep, res: ResourcesDep) -> ProgressOut:
+    """Totals, streaks, level, skill mastery and activity over the last 90 days."""
+    return await service.overview(session, res, user)
+
+
+@router.get("/history", response_model=HistoryOut, responses={422: {"description": "Bad range"}})
+async def history(
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
+    start: Annotated[
+        date | None, Query(alias="from", description="First day (YYYY-MM-DD).")
+    ] = None,
+    end: Annotated[
+        date | None, Query(alias="to", description="Last day, at most 366 days on.")
+    ] = None,
+) -> HistoryOut:
+    """Exercises completed and submissions graded per day, in the learner's time zone."""
+    return await service.history(session, res, user, start=start, end=end)
+
+
+@router.get("/achievements", response_model=AchievementsOut)
+async def achievements(
+    user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> AchievementsOut:
+    """Achievements earned (with dates) and the rest with progress toward them."""
+    return await service.achievement_list(session, res, user)
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+)
+async def export(
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
+    fmt: Annotated[exporting.ExportFormat, Query(alias="format")] = "json",
+) -> StreamingResponse:
+    """Download your assignments and submissions (with your code) as JSON or CSV."""
+    filename = exporting.filename(res, user, fmt)
+    return StreamingResponse(
+        exporting.stream(session, res, user, fmt),
+        media_type=exporting.MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

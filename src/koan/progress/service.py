@@ -1,0 +1,450 @@
+"""The rules of progress: what a verdict counts for, streaks, levels, achievements, exports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.adaptive import GENERAL, SkillRating, level, mastery, starting_ratings
+from koan.adaptive.model import EXPERIENCES, MIN_LEVEL
+from koan.errors import ValidationFailed
+from koan.models import Assignment, Exercise, Submission, User
+from koan.models.progress import (
+    LearnerProgress,
+    LearnerSkillRating,
+    LevelEvent,
+    PracticeEntry,
+    UserAchievement,
+)
+from koan.progress import achievements, repository, streaks
+from koan.progress.achievements import Kind
+from koan.progress.schemas import (
+    AchievementsOut,
+    DayActivity,
+    EarnedAchievement,
+    HistoryOut,
+    LevelChange,
+    LockedAchievement,
+    ProgressOut,
+    SkillMastery,
+)
+from koan.resources import Resources
+
+ACTIVITY_DAYS = 90
+HISTORY_DEFAULT_DAYS = 30
+MAX_HISTORY_DAYS = 366
+LEVEL_EVENTS_SHOWN = 20
+
+
+# --- the grading hooks ---------------------------------------------------------------------------
+
+
+async def on_submission_graded(
+    session: AsyncSession,
+    res: Resources,
+    *,
+    user: User,
+    submission: Submission,
+    assignment: Assignment,
+    exercise: Exercise,
+) -> list[str]:
+    """Count a recorded verdict toward progress; return the codes of achievements it unlocked.
+
+    Call it in the grading transaction, after the verdict and the assignment's new state are
+    flushed (and after the adaptive ratings are updated, so level and mastery see this
+    attempt). Calling it again for the same submission changes nothing and returns [].
+    """
+    if submission.status == "pending" or not submission.tier:
+        return []  # no verdict (the grader failed or never ran): not an attempt
+    progress = await lock_learner(session, user)
+    if await repository.entry(session, submission.id) is not None:
+        return []
+    now = res.clock.now()
+    at = submission.graded_at or now
+    # grade() stamps completed_at with the graded_at of the verdict that completed the
+    # assignment; the log check guards against counting one completion twice.
+    completed = (
+        submission.status == "passed"
+        and assignment.status == "completed"
+        and assignment.completed_at == submission.graded_at
+        and not await repository.assignment_completed(session, assignment.id)
+    )
+    new_exercise = completed and not await repository.completed_exercise_before(
+        session, user.id, exercise.id
+    )
+    entry = PracticeEntry(
+        submission_id=submission.id,
+        user_id=user.id,
+        assignment_id=assignment.id,
+        exercise_id=exercise.id,
+        at=at,
+        timezone=user.timezone,
+        day=streaks.local_day(at, user.timezone),
+        passed=submission.status == "passed",
+        completed=completed,
+        attempt=assignment.attempts,
+        hints_used=assignment.hints_used,
+    )
+    session.add(entry)
+    await session.flush()
+
+    progress.attempts += 1
+    if completed:
+        progress.exercises_completed += int(new_exercise)
+        progress.first_try_passes += int(entry.attempt == 1)
+        await _count_day(session, progress, entry.day)
+    await _follow_level(session, user, progress, now)
+    await session.flush()
+    if submission.status != "passed":
+        return []  # nothing is earned by a failed attempt
+    return await _award(session, res, user, submission_id=submission.id, now=now)
+
+
+async def on_assignment_skipped(session: AsyncSession, res: Resources, *, user: User) -> None:
+    """Record a level change a skip caused (call it after the adaptive update of the skip)."""
+    progress = await lock_learner(session, user)
+    await _follow_level(session, user, progress, res.clock.now())
+    await session.flush()
+
+
+async def lock_learner(session: AsyncSession, user: User) -> LearnerProgress:
+    """Take the learner's progress row FOR UPDATE, creating it on first use.
+
+    The hooks take it first thing. Grading may take it earlier in its transaction, before other
+    per-learner read-then-write work (the adaptive ratings), so that work queues up too; taking
+    it again in the same transaction is free.
+    """
+    progress = await repository.lock_progress(session, user.id)
+    if progress is not None:
+        return progress
+    try:
+        async with session.begin_nested():
+            session.add(
+                LearnerProgress(
+                    user_id=user.id,
+                    exercises_completed=0,
+                    attempts=0,
+                    first_try_passes=0,
+                    current_streak=0,
+                    longest_streak=0,
+                    # Where the learner started, so a change caused by the very first attempt
+                    # is recorded as an event.
+                    level=await _starting_level(session, user),
+                )
+            )
+    except IntegrityError:
+        pass  # a concurrent submission of the same learner created it first
+    progress = await repository.lock_progress(session, user.id)
+    if progress is None:  # pragma: no cover - the row was just created or found
+        raise RuntimeError("learner_progress row vanished")
+    return progress
+
+
+async def _count_day(session: AsyncSession, progress: LearnerProgress, day: date) -> None:
+    updated = streaks.record(_streak_of(progress), day)
+    if updated is None:
+        updated = streaks.from_days(await repository.active_days(session, progress.user_id))
+    progress.current_streak = updated.run
+    progress.longest_streak = updated.longest
+    progress.last_active_day = updated.last_active_day
+
+
+async def _follow_level(
+    session: AsyncSession, user: User, progress: LearnerProgress, now: datetime
+) -> None:
+    current = await _level(session, user)
+    if current != progress.level:
+        session.add(
+            LevelEvent(user_id=user.id, from_level=progress.level, to_level=current, at=now)
+        )
+        progress.level = current
+
+
+async def _award(
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    *,
+    submission_id: uuid.UUID,
+    now: datetime,
+) -> list[str]:
+    held = {row.achievement_code for row in await repository.earned(session, user.id)}
+    if held.issuperset(achievements.BY_CODE):
+        return []
+    facts = await _facts(session, user, now)
+    unlocked: list[str] = []
+    for achievement in achievements.earned(facts):
+        if achievement.code in held:
+            continue
+        try:
+            # Unique per learner in the database: a second award fails here and is ignored.
+            async with session.begin_nested():
+                session.add(
+                    UserAchievement(
+                        user_id=user.id,
+                        achievement_code=achievement.code,
+                        earned_at=now,
+                        submission_id=submission_id,
+                    )
+                )
+        except IntegrityError:
+            continue
+        unlocked.append(achievement.code)
+    return unlocked
+
+
+# --- derived values ------------------------------------------------------------------------------
+
+
+def _skill_rating(row: LearnerSkillRating) -> SkillRating:
+    return SkillRating(
+        rating=row.rating,
+        uncertainty=row.uncertainty,
+        attempts=row.attempts,
+        last_practised=row.last_practised,
+        recent=tuple(row.recent or ()),
+    )
+
+
+async def _ratings(session: AsyncSession, user: User) -> dict[str, SkillRating]:
+    return {
+        row.skill: _skill_rating(row) for row in await repository.skill_ratings(session, user.id)
+    }
+
+
+async def _starting_level(session: AsyncSession, user: User) -> int:
+    experience = await repository.experience_of(session, user.id)
+    if experience not in EXPERIENCES:
+        return MIN_LEVEL
+    return level(starting_ratings(experience))
+
+
+async def _level(
+    session: AsyncSession, user: User, ratings: dict[str, SkillRating] | None = None
+) -> int:
+    """The overall level from the skill ratings; where the learner started if there are none."""
+    ratings = await _ratings(session, user) if ratings is None else ratings
+    return level(ratings) if ratings else await _starting_level(session, user)
+
+
+def _masteries(ratings: dict[str, SkillRating], now: datetime) -> dict[str, float]:
+    # The general ability is not a skill a learner can master; it is shown as the level.
+    return {skill: mastery(r, now) for skill, r in ratings.items() if skill != GENERAL}
+
+
+async def _facts(
+    session: AsyncSession,
+    user: User,
+    now: datetime,
+    done: Sequence[achievements.Completion] | None = None,
+) -> achievements.Facts:
+    masteries = _masteries(await _ratings(session, user), now)
+    return achievements.facts_from(
+        await repository.completions(session, user.id) if done is None else done,
+        mastered_skills=achievements.count_mastered(masteries.values()),
+    )
+
+
+def _streak_of(progress: LearnerProgress | None) -> streaks.Streak:
+    if progress is None:
+        return streaks.Streak()
+    return streaks.Streak(
+        progress.current_streak, progress.longest_streak, progress.last_active_day
+    )
+
+
+def today_for(res: Resources, user: User) -> date:
+    return streaks.local_day(res.clock.now(), user.timezone)
+
+
+def _series(counts: Sequence[repository.DayCounts], start: date, end: date) -> list[DayActivity]:
+    by_day = {c.day: c for c in counts}
+    days: list[DayActivity] = []
+    day = start
+    while day <= end:
+        found = by_day.get(day)
+        days.append(
+            DayActivity(
+                date=day,
+                completed=found.completed if found else 0,
+                attempts=found.attempts if found else 0,
+            )
+        )
+        day += streaks.ONE_DAY
+    return days
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+async def overview(session: AsyncSession, res: Resources, user: User) -> ProgressOut:
+    now = res.clock.now()
+    today = streaks.local_day(now, user.timezone)
+    progress = await repository.progress_of(session, user.id)
+    streak = _streak_of(progress)
+    ratings = await _ratings(session, user)
+    masteries = _masteries(ratings, now)
+    start = today - timedelta(days=ACTIVITY_DAYS - 1)
+    activity = _series(
+        await repository.daily_counts(session, user.id, start=start, end=today), start, today
+    )
+    return ProgressOut(
+        exercises_completed=progress.exercises_completed if progress else 0,
+        attempts=progress.attempts if progress else 0,
+        first_try_passes=progress.first_try_passes if progress else 0,
+        hints_used=await repository.hints_used(session, user.id),
+        current_streak=streaks.current(streak, today),
+        longest_streak=streak.longest,
+        active_today=streak.last_active_day is not None and streak.last_active_day >= today,
+        level=await _level(session, user, ratings),
+        level_events=[
+            LevelChange(from_level=e.from_level, to_level=e.to_level, at=e.at)
+            for e in await repository.level_events(session, user.id, limit=LEVEL_EVENTS_SHOWN)
+        ],
+        skills=[
+            SkillMastery(
+                skill=skill,
+                mastery=round(masteries[skill], 4),
+                rating=round(r.rating, 4),
+                uncertainty=round(r.uncertainty, 4),
+                attempts=r.attempts,
+                last_practised=r.last_practised,
+                mastered=masteries[skill] >= achievements.MASTERY_THRESHOLD,
+            )
+            for skill, r in ratings.items()
+            if skill in masteries
+        ],
+        timezone=user.timezone,
+        today=today,
+        activity=activity,
+    )
+
+
+async def history(
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    *,
+    start: date | None,
+    end: date | None,
+) -> HistoryOut:
+    """A daily series between two local dates (inclusive); `to` defaults to today and `from`
+    to 30 days before `to`."""
+    end = end or today_for(res, user)
+    start = start or end - timedelta(days=HISTORY_DEFAULT_DAYS - 1)
+    if start > end:
+        raise ValidationFailed("'from' must be on or before 'to'.")
+    if (end - start).days + 1 > MAX_HISTORY_DAYS:
+        raise ValidationFailed(f"Ask for at most {MAX_HISTORY_DAYS} days at a time.")
+    days = _series(
+        await repository.daily_counts(session, user.id, start=start, end=end), start, end
+    )
+    return HistoryOut(
+        start=start,
+        end=end,
+        timezone=user.timezone,
+        days=days,
+        completed=sum(d.completed for d in days),
+        attempts=sum(d.attempts for d in days),
+    )
+
+
+async def achievement_list(session: AsyncSession, res: Resources, user: User) -> AchievementsOut:
+    catalogue = await repository.catalogue(session)
+    earned = {row.achievement_code: row for row in await repository.earned(session, user.id)}
+    facts = await _facts(session, user, res.clock.now())
+    locked: list[LockedAchievement] = []
+    for row in catalogue:
+        if row.code in earned:
+            continue
+        rule = achievements.BY_CODE.get(row.code)
+        current, target = achievements.progress(rule, facts) if rule else (0, row.threshold)
+        locked.append(
+            LockedAchievement(
+                code=row.code,
+                title=row.title,
+                description=row.description,
+                current=current,
+                target=target,
+            )
+        )
+    titles = {row.code: row for row in catalogue}
+    return AchievementsOut(
+        earned=[
+            EarnedAchievement(
+                code=code,
+                title=titles[code].title,
+                description=titles[code].description,
+                earned_at=row.earned_at,
+            )
+            for code, row in earned.items()
+        ],
+        locked=locked,
+    )
+
+
+# --- recompute -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The numbers progress keeps; `stored` and `recompute` must always be equal."""
+
+    exercises_completed: int
+    attempts: int
+    first_try_passes: int
+    current_streak: int
+    longest_streak: int
+    last_active_day: date | None
+    level: int
+    achievements: frozenset[str]
+
+
+async def stored(session: AsyncSession, user: User) -> Snapshot:
+    """The values the grading hook maintained."""
+    progress = await repository.progress_of(session, user.id)
+    held = frozenset(row.achievement_code for row in await repository.earned(session, user.id))
+    if progress is None:
+        return Snapshot(0, 0, 0, 0, 0, None, await _level(session, user), held)
+    return Snapshot(
+        exercises_completed=progress.exercises_completed,
+        attempts=progress.attempts,
+        first_try_passes=progress.first_try_passes,
+        current_streak=progress.current_streak,
+        longest_streak=progress.longest_streak,
+        last_active_day=progress.last_active_day,
+        level=progress.level,
+        achievements=held,
+    )
+
+
+async def recompute(session: AsyncSession, res: Resources, user: User) -> Snapshot:
+    """Rebuild every number from the rows: assignments for totals, the practice log for what
+    only it knows (the local day of each completion, which attempt passed)."""
+    totals = await repository.assignment_totals(session, user.id)
+    done = await repository.completions(session, user.id)
+    streak = streaks.from_days(c.day for c in done)
+    facts = await _facts(session, user, res.clock.now(), done)
+    held = {row.achievement_code for row in await repository.earned(session, user.id)}
+    # Mastery fades, so a mastery achievement earned earlier may not be earned again from
+    # today's ratings; every other rule reads values that only grow.
+    kept = {
+        code
+        for code in held
+        if code in achievements.BY_CODE and achievements.BY_CODE[code].kind is Kind.MASTERED_SKILLS
+    }
+    return Snapshot(
+        exercises_completed=totals.exercises_completed,
+        attempts=totals.attempts,
+        first_try_passes=await repository.first_try_passes(session, user.id),
+        current_streak=streak.run,
+        longest_streak=streak.longest,
+        last_active_day=streak.last_active_day,
+        level=await _level(session, user),
+        achievements=frozenset({a.code for a in achievements.earned(facts)} | kept),
+    )

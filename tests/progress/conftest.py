@@ -1,0 +1,220 @@
+"""Progress fixtures: a learner who solves exercises through the real grading path, and an app
+on real committed sessions for the tests that need requests to run concurrently."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.app import create_app
+from koan.auth.passwords import Hasher
+from koan.cache import Cache, MemoryCache, RedisCache
+from koan.clock import Clock
+from koan.config import Settings
+from koan.db import create_session_factory, transactional
+from koan.exercises import service as exercises
+from koan.grading import service as grading
+from koan.grading.sandbox import Sandbox
+from koan.mail.sender import Mailer
+from koan.models import Assignment, Exercise, Submission, User
+from koan.models.progress import Achievement, UserAchievement
+from koan.progress import repository as progress_repository
+from koan.progress import service as progress
+from koan.progress.router import router as progress_router
+from koan.ratelimit import RateLimiter, create_storage
+from koan.resources import Resources
+from tests.conftest import Backend
+from tests.fixtures.factories import create_exercise, create_user
+
+WRONG = "def add(a, b):\n    return a - b\n"
+JS_SOLUTION = "function add(a, b) {\n  return a + b;\n}\nmodule.exports = { add };\n"
+JS_TESTS = """const assert = require('node:assert');
+const { add } = require('./solution.js');
+
+test('adds', () => {
+  assert.strictEqual(add(1, 2), 3, '1 + 2 should be 3');
+});
+"""
+
+
+async def create_js_exercise(session: AsyncSession, **overrides: Any) -> Exercise:
+    return await create_exercise(
+        session,
+        slug=f"js-add-{uuid.uuid4().hex[:10]}",
+        language="javascript",
+        starter_code="function add(a, b) {}\nmodule.exports = { add };\n",
+        solution=JS_SOLUTION,
+        tests=JS_TESTS,
+        **overrides,
+    )
+
+
+async def count(
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    recorded: exercises.Recorded,
+    submission: Submission,
+) -> list[str]:
+    """Run the progress hook on a graded submission, as grading does; return what it unlocked.
+
+    Once grading calls the hook itself this call must change nothing and return []; until then
+    it must return exactly the achievements recorded for the submission.
+    """
+    counted_by_grading = await progress_repository.entry(session, submission.id) is not None
+    returned = await progress.on_submission_graded(
+        session,
+        res,
+        user=user,
+        submission=submission,
+        assignment=recorded.assignment,
+        exercise=recorded.exercise,
+    )
+    query = (
+        select(UserAchievement.achievement_code)
+        .join(Achievement, Achievement.code == UserAchievement.achievement_code)
+        .where(UserAchievement.submission_id == submission.id)
+        .order_by(Achievement.position)
+    )
+    earned = list((await session.scalars(query)).all())
+    assert returned == ([] if counted_by_grading else earned)
+    return earned
+
+
+@dataclass
+class Attempt:
+    submission: Submission
+    assignment: Assignment
+    unlocked: list[str]
+
+
+@dataclass
+class Learner:
+    """A learner whose submissions go through the production path: record, grade, hook."""
+
+    session: AsyncSession
+    res: Resources
+    user: User
+    unlocked: list[str] = field(default_factory=list)
+
+    def travel(self, when: datetime) -> None:
+        """Move the clock forward to `when` (it never goes back)."""
+        delta = when - self.res.clock.now()
+        assert delta.total_seconds() > 0, f"{when} is in the past"
+        self.res.clock.advance(delta)
+
+    async def submit(self, exercise: Exercise, code: str | None = None) -> Attempt:
+        """Submit `code` (the reference solution by default) and count it."""
+        recorded = await exercises.record_submission(
+            self.session, self.res, self.user, exercise, exercise.solution if code is None else code
+        )
+        graded = await grading.grade(self.session, self.res, recorded, self.user)
+        submission = graded.submission
+        unlocked = await count(self.session, self.res, self.user, recorded, submission)
+        assert graded.achievements_unlocked == unlocked
+        self.unlocked += unlocked
+        return Attempt(submission, recorded.assignment, unlocked)
+
+    async def solve(self, exercise: Exercise | None = None, *, hints: int = 0) -> Attempt:
+        """Complete `exercise` (a new one by default), after taking `hints` hints."""
+        exercise = exercise or await create_exercise(self.session)
+        await exercises.start(self.session, self.res, self.user, exercise)
+        for _ in range(hints):
+            await exercises.next_hint(self.session, self.res, self.user, exercise)
+        attempt = await self.submit(exercise)
+        assert attempt.submission.status == "passed", attempt.submission.tests
+        return attempt
+
+    async def check_consistent(self) -> progress.Snapshot:
+        """The maintained numbers equal a recompute from the rows."""
+        kept = await progress.stored(self.session, self.user)
+        assert kept == await progress.recompute(self.session, self.res, self.user)
+        return kept
+
+
+# Where every learner test starts: a Monday noon in Paris, so nothing depends on when the suite
+# runs (a run at 2 a.m. would otherwise earn "night owl").
+EPOCH = datetime(2027, 1, 4, 11, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def learner(session: AsyncSession, resources: Resources) -> Learner:
+    user = await create_user(session, resources, onboarded=True)  # Europe/Paris, beginner
+    learner = Learner(session, resources, user)
+    learner.travel(EPOCH)
+    return learner
+
+
+def with_progress_routes(app: FastAPI) -> FastAPI:
+    """Mount the progress routes if koan.app does not register them yet (a no-op once it does)."""
+    if not any(getattr(route, "path", "").startswith("/api/v1/progress") for route in app.routes):
+        app.include_router(progress_router, prefix="/api/v1")
+    return app
+
+
+@pytest.fixture
+def app(app: FastAPI) -> FastAPI:
+    return with_progress_routes(app)
+
+
+@dataclass
+class LiveApp:
+    """The app on real sessions that commit, and what to delete afterwards."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    res: Resources
+    users: list[uuid.UUID] = field(default_factory=list)
+    exercises: list[uuid.UUID] = field(default_factory=list)
+
+
+@pytest.fixture
+def live_resources(settings: Settings, backend: Backend, sandbox: Sandbox) -> Resources:
+    """Like the `resources` fixture, without the test's rolled-back connection: on SQLite that
+    connection's transaction holds the write lock, which committed sessions must not wait for."""
+    namespace = uuid.uuid4().hex
+    if backend.redis is not None and backend.limits_storage is not None:
+        cache: Cache = RedisCache(backend.redis, f"{backend.key_prefix}{namespace}:")
+        limiter = RateLimiter(backend.limits_storage, namespace=namespace)
+    else:
+        cache = MemoryCache(f"test:{namespace}:")
+        limiter = RateLimiter(create_storage(""), namespace=namespace)
+    return Resources(
+        settings=settings,
+        engine=backend.engine,
+        session_factory=create_session_factory(backend.engine),
+        cache=cache,
+        limiter=limiter,
+        mailer=Mailer(settings),
+        hasher=Hasher(settings),
+        sandbox=sandbox,
+        clock=Clock(),
+    )
+
+
+@pytest.fixture
+async def live(live_resources: Resources) -> AsyncIterator[LiveApp]:
+    """Requests on their own connections and transactions, as in production, so they can run
+    concurrently; rows are committed, and deleted again at the end (users cascade)."""
+    resources = live_resources
+    app = with_progress_routes(create_app(resources=resources))  # get_session not overridden
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        state = LiveApp(app, client, resources)
+        try:
+            yield state
+        finally:
+            async with resources.session_factory() as session, transactional(session):
+                if state.users:
+                    await session.execute(delete(User).where(User.id.in_(state.users)))
+                if state.exercises:
+                    await session.execute(delete(Exercise).where(Exercise.id.in_(state.exercises)))

@@ -1,0 +1,233 @@
+"""What a graded submission counts for: totals, streaks in the learner's days, levels and
+achievements, each awarded once, and always equal to a recompute from the rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.adaptive import GENERAL
+from koan.models.progress import LearnerSkillRating, LevelEvent, PracticeEntry, UserAchievement
+from koan.progress import service as progress
+from tests.fixtures.factories import create_exercise
+from tests.progress.conftest import WRONG, Learner, create_js_exercise
+
+# A Monday in winter: Paris is UTC+1, New York UTC-5.
+MONDAY = date(2027, 1, 11)
+
+
+def paris(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC) - timedelta(hours=1)
+
+
+def new_york(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC) + timedelta(hours=5)
+
+
+async def level_changes(learner: Learner) -> list[tuple[int, int]]:
+    events = await learner.session.scalars(
+        select(LevelEvent).where(LevelEvent.user_id == learner.user.id).order_by(LevelEvent.at)
+    )
+    return [(e.from_level, e.to_level) for e in events]
+
+
+async def test_first_exercise_on_the_first_try(learner: Learner) -> None:
+    attempt = await learner.solve()
+    assert attempt.unlocked == ["first-exercise", "first-try"]
+    kept = await learner.check_consistent()
+    assert (kept.exercises_completed, kept.attempts, kept.first_try_passes) == (1, 1, 1)
+    assert (kept.current_streak, kept.longest_streak) == (1, 1)
+    assert kept.achievements == {"first-exercise", "first-try"}
+
+
+async def test_a_failed_attempt_counts_but_earns_nothing(learner: Learner) -> None:
+    exercise = await create_exercise(learner.session)
+    failed = await learner.submit(exercise, WRONG)
+    assert failed.submission.status == "failed"
+    assert failed.unlocked == []
+    kept = await learner.check_consistent()
+    assert (kept.attempts, kept.exercises_completed, kept.current_streak) == (1, 0, 0)
+
+    passed = await learner.submit(exercise)
+    assert passed.unlocked == ["first-exercise"]  # not first try: no clean run
+    kept = await learner.check_consistent()
+    assert (kept.attempts, kept.exercises_completed, kept.first_try_passes) == (2, 1, 0)
+
+
+async def test_the_hook_counts_a_submission_once(learner: Learner, session: AsyncSession) -> None:
+    attempt = await learner.solve()
+    again = await progress.on_submission_graded(
+        session,
+        learner.res,
+        user=learner.user,
+        submission=attempt.submission,
+        assignment=attempt.assignment,
+        exercise=attempt.assignment.exercise,
+    )
+    assert again == []
+    kept = await learner.check_consistent()
+    assert (kept.attempts, kept.exercises_completed) == (1, 1)
+    entries = await session.scalar(
+        select(func.count())
+        .select_from(PracticeEntry)
+        .where(PracticeEntry.user_id == learner.user.id)
+    )
+    assert entries == 1
+
+
+async def test_passing_again_counts_attempts_not_exercises(learner: Learner) -> None:
+    exercise = await create_exercise(learner.session)
+    await learner.solve(exercise)
+    extra = await learner.submit(exercise)  # the same, completed, assignment
+    assert extra.submission.status == "passed"
+    assert extra.unlocked == []
+    redo = await learner.solve(exercise)  # a new practice assignment of the same exercise
+    assert redo.assignment.status == "completed"
+    kept = await learner.check_consistent()
+    # Three graded attempts; two completions, but one exercise.
+    assert (kept.attempts, kept.exercises_completed, kept.first_try_passes) == (3, 1, 2)
+
+
+async def test_streak_follows_the_learners_calendar_days(learner: Learner) -> None:
+    # Late on Monday, just after midnight on Tuesday, then Wednesday evening (Paris time).
+    learner.travel(paris(MONDAY, 23, 50))
+    await learner.solve()
+    learner.travel(paris(MONDAY + timedelta(days=1), 0, 10))
+    await learner.solve()
+    kept = await learner.check_consistent()
+    assert (kept.current_streak, kept.last_active_day) == (2, MONDAY + timedelta(days=1))
+    learner.travel(paris(MONDAY + timedelta(days=2), 21, 0))
+    third = await learner.solve()
+    assert "streak-3" in third.unlocked
+    # Two completions on the same day do not lengthen it.
+    await learner.solve()
+    kept = await learner.check_consistent()
+    assert (kept.current_streak, kept.longest_streak) == (3, 3)
+    # Friday: Thursday was missed, a new run starts; the longest stays.
+    learner.travel(paris(MONDAY + timedelta(days=4), 9, 0))
+    await learner.solve()
+    kept = await learner.check_consistent()
+    assert (kept.current_streak, kept.longest_streak) == (1, 3)
+
+
+async def test_moving_east_keeps_each_day_as_it_was_lived(
+    learner: Learner, session: AsyncSession
+) -> None:
+    learner.user.timezone = "America/New_York"
+    await session.flush()
+    learner.travel(new_york(MONDAY, 21, 0))  # already Tuesday 03:00 in Paris
+    await learner.solve()
+    learner.user.timezone = "Europe/Paris"
+    await session.flush()
+    learner.travel(paris(MONDAY + timedelta(days=1), 20, 0))
+    await learner.solve()
+    kept = await learner.check_consistent()
+    assert (kept.current_streak, kept.longest_streak) == (2, 2)
+
+
+async def test_moving_west_can_complete_on_an_earlier_local_date(
+    learner: Learner, session: AsyncSession
+) -> None:
+    learner.travel(paris(MONDAY, 20, 0))
+    await learner.solve()
+    learner.travel(paris(MONDAY + timedelta(days=1), 0, 30))  # Tuesday in Paris
+    await learner.solve()
+    learner.user.timezone = "America/New_York"
+    await session.flush()
+    learner.travel(new_york(MONDAY, 20, 0))  # still Monday evening in New York
+    await learner.solve()
+    kept = await learner.check_consistent()
+    assert (kept.current_streak, kept.longest_streak) == (2, 2)
+    assert kept.last_active_day == MONDAY + timedelta(days=1)
+
+
+async def test_comeback_after_a_week_away(learner: Learner) -> None:
+    learner.travel(paris(MONDAY, 12))
+    await learner.solve()
+    learner.travel(paris(MONDAY + timedelta(days=7), 12))  # six days without
+    assert "comeback" not in (await learner.solve()).unlocked
+    learner.travel(paris(MONDAY + timedelta(days=15), 12))  # seven days without
+    assert "comeback" in (await learner.solve()).unlocked
+    await learner.check_consistent()
+
+
+async def test_hints_persistence_night_and_polyglot(learner: Learner) -> None:
+    learner.travel(paris(MONDAY, 2, 30))
+    helped = await learner.solve(hints=1)
+    assert helped.unlocked == ["first-exercise", "night-owl"]  # a hint: no clean run
+    exercise = await create_exercise(learner.session)
+    for _ in range(5):
+        await learner.submit(exercise, WRONG)
+    assert "persistence" in (await learner.submit(exercise)).unlocked
+    js = await create_js_exercise(learner.session)
+    polyglot = await learner.solve(js)
+    assert {"polyglot", "first-try"} <= set(polyglot.unlocked)
+    kept = await learner.check_consistent()
+    assert kept.achievements == {
+        "first-exercise",
+        "night-owl",
+        "persistence",
+        "polyglot",
+        "first-try",
+    }
+    # Each code was returned exactly once, by the submission that earned it.
+    assert sorted(learner.unlocked) == sorted(kept.achievements)
+
+
+async def test_ten_exercises(learner: Learner) -> None:
+    for _ in range(9):
+        await learner.solve()
+    assert "exercises-10" not in learner.unlocked
+    assert "exercises-10" in (await learner.solve()).unlocked
+    await learner.check_consistent()
+
+
+async def test_mastery_and_level_come_from_the_skill_ratings(
+    learner: Learner, session: AsyncSession
+) -> None:
+    # What the adaptive engine would have stored after a run of strong results.
+    for skill in (GENERAL, "functions", "math"):
+        session.add(
+            LearnerSkillRating(
+                user_id=learner.user.id, skill=skill, rating=3.2, uncertainty=0.2, attempts=30
+            )
+        )
+    await session.flush()
+    attempt = await learner.solve()
+    assert "skill-mastered" in attempt.unlocked
+    assert "skills-mastered-5" not in attempt.unlocked
+    assert await level_changes(learner) == [(1, 5)]  # a beginner starts at level 1
+    kept = await learner.check_consistent()
+    assert kept.level == 5
+
+    # A skip (or anything) that lowers the ratings is followed at the next hook.
+    await session.execute(
+        update(LearnerSkillRating)
+        .where(LearnerSkillRating.user_id == learner.user.id)
+        .values(rating=0.2)
+    )
+    await progress.on_assignment_skipped(session, learner.res, user=learner.user)
+    assert await level_changes(learner) == [(1, 5), (5, 2)]
+    # Mastery faded, the achievement stays; recompute keeps it too.
+    kept = await learner.check_consistent()
+    assert "skill-mastered" in kept.achievements
+    assert kept.level == 2
+
+
+async def test_an_achievement_is_unique_per_learner_in_the_database(
+    learner: Learner, session: AsyncSession
+) -> None:
+    await learner.solve()
+    with pytest.raises(IntegrityError):
+        async with session.begin_nested():
+            session.add(
+                UserAchievement(
+                    user_id=learner.user.id,
+                    achievement_code="first-exercise",
+                    earned_at=learner.res.clock.now(),
+                )
+            )
