@@ -8,7 +8,6 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable
 
-import pytest
 from sqlalchemy import func, select
 
 from koan.db import transactional
