@@ -23,12 +23,12 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(STAMP) ## Create .venv and install Koan with its development tools
 
-system-deps: ## Install the sandbox's system packages (bubblewrap) when running as root
-	@if command -v bwrap >/dev/null 2>&1; then :; \
+system-deps: ## Install system packages (bubblewrap for the sandbox, chromium for browser tests) as root
+	@if command -v bwrap >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
-		{ apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }; \
-	else echo "note: bubblewrap is not installed; the grader will use a weaker sandbox tier"; fi
+		apt-get install -y -q bubblewrap chromium >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q bubblewrap chromium >/dev/null; }; \
+	else echo "note: bubblewrap/chromium missing: weaker sandbox tier, browser tests skipped"; fi
 
 run: install system-deps ## Migrate, load the built-in exercises and serve on http://$(HOST):$(PORT)
 	$(BIN)/koan db upgrade
@@ -46,6 +46,11 @@ typecheck: install ## mypy (strict on src/)
 	$(BIN)/mypy
 
 check: lint typecheck test ## Everything CI checks
+
+bench: install ## Run the benchmarks and write docs/benchmarks.md
+	$(BIN)/python bench/grading.py --write
+	$(BIN)/python bench/adaptive.py --write
+	$(BIN)/python bench/web.py
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

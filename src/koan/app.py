@@ -17,10 +17,14 @@ from koan.handlers import install_error_handlers
 from koan.logging import configure_logging
 from koan.middleware import BodySizeLimit, SecurityHeaders
 from koan.onboarding.router import router as onboarding_router
+from koan.ops.metrics import process_exiting
+from koan.ops.metrics_router import install_observability
 from koan.ops.router import router as health_router
+from koan.progress.router import router as progress_router
 from koan.resources import Resources
 from koan.usage.router import router as usage_router
 from koan.users.router import router as users_router
+from koan.web import mount_web
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -42,6 +46,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         finally:
             if owned:
                 await app.state.resources.close()
+            process_exiting()
 
     app = FastAPI(
         title="Koan",
@@ -54,13 +59,19 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         # Usable without running the lifespan (e.g. ASGI transports in tests).
         app.state.resources = resources
     api = APIRouter(prefix="/api/v1")
-    for router in (auth_router, users_router, onboarding_router, exercises_router):
-        api.include_router(router)
-    for router in (chat_router, usage_router, generation_router):
+    domain_routers = (
+        auth_router, users_router, onboarding_router, exercises_router, progress_router,
+        chat_router, usage_router, generation_router,
+    )  # fmt: skip
+    for router in domain_routers:
         api.include_router(router)
     app.include_router(api)
     app.include_router(health_router)
+    # The learner's web app (pages and /static), after every API router.
+    mount_web(app)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(SecurityHeaders, hsts=settings.is_production)
+    # Last, so its middleware is outermost: it times, counts and ids every response.
+    install_observability(app)
     return app

@@ -1,0 +1,384 @@
+"""The web UI's plumbing: templates, cookie auth for pages, CSRF for forms, friendly errors.
+
+Pages reuse the API's cookies (koan_access, koan_refresh, koan_csrf) and its services; what
+differs is how failures look: a page answers with HTML (a redirect to /login, a form shown
+again with the message beside the field), never with a JSON body or a stack trace.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
+
+import structlog
+from fastapi import Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from koan.auth import repository as auth_repository
+from koan.auth.deps import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, Auth
+from koan.auth.tokens import decode_access_token
+from koan.deps import ResourcesDep, get_session
+from koan.errors import Forbidden, KoanError, NotFound
+from koan.models import User
+from koan.resources import Resources
+from koan.web.markdown import render_markdown
+
+log = structlog.get_logger(__name__)
+
+HERE = Path(__file__).parent
+TEMPLATE_DIR = HERE / "templates"
+STATIC_DIR = HERE / "static"
+CSRF_FIELD = "csrf_token"
+# A page route under the refresh cookie's path (/api/v1/auth), the only place the browser
+# sends it: pages whose access cookie has lapsed pass through it to be renewed.
+RESUME_PATH = "/api/v1/auth/resume"
+
+templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
+templates.env.filters["markdown"] = render_markdown
+templates.env.globals["CSRF_FIELD"] = CSRF_FIELD
+
+
+# ---------------------------------------------------------------------------------------------
+# Control flow: raised anywhere in a page route, turned into a response by WebRoute.
+
+
+class Redirect(Exception):
+    """Send the browser elsewhere (a full navigation, for HTMX requests too)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+class LoginRequired(Redirect):
+    def __init__(self, request: Request, *, resume: bool) -> None:
+        target = local_url(
+            request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        )
+        if request.headers.get("HX-Request") and request.headers.get("HX-Current-URL"):
+            target = local_url(_path_of(request.headers["HX-Current-URL"]))
+        base = RESUME_PATH if resume else "/login"
+        super().__init__(f"{base}?next={quote(target, safe='/')}")
+
+
+def _path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def local_url(value: str | None, default: str = "/dashboard") -> str:
+    """`value` if it is a path on this site, else `default` (no open redirects)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    if any(ch in value for ch in "\r\n\t"):
+        return default
+    return value
+
+
+def redirect(request: Request, url: str) -> Response:
+    if request.headers.get("HX-Request"):
+        # HTMX follows this with a full page load.
+        return Response(status_code=200, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering.
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking at the page, copied from the ORM row so a rollback cannot expire it."""
+
+    id: uuid.UUID
+    name: str
+    email: str
+    is_admin: bool
+    email_verified: bool
+
+    @classmethod
+    def of(cls, user: User) -> Viewer:
+        return cls(user.id, user.name, user.email, user.is_admin, user.email_verified)
+
+
+def csrf_token(request: Request) -> str:
+    """The double-submit token for this browser, created on first use."""
+    token: str | None = getattr(request.state, "csrf_token", None)
+    if token:
+        return token
+    token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    request.state.csrf_token = token
+    return token
+
+
+def _attach_csrf_cookie(request: Request, response: Response, res: Resources | None) -> None:
+    token: str | None = getattr(request.state, "csrf_token", None)
+    if token and request.cookies.get(CSRF_COOKIE) != token and res is not None:
+        response.set_cookie(
+            CSRF_COOKIE, token, max_age=res.settings.refresh_token_ttl_s,
+            httponly=False, secure=res.settings.cookies_secure, samesite="lax", path="/",
+        )  # fmt: skip
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> HTMLResponse:
+    """Render a template with the signed-in user, the CSRF token and the current path."""
+    user: Viewer | None = getattr(request.state, "web_user", None)
+    ctx: dict[str, Any] = {
+        "request": request,
+        "user": user,
+        "csrf_token": csrf_token(request),
+        "path": request.url.path,
+        "is_htmx": bool(request.headers.get("HX-Request")),
+    }
+    ctx.update(context or {})
+    response = templates.TemplateResponse(
+        request, template, ctx, status_code=status_code, headers=dict(headers or {})
+    )
+    res: Resources | None = getattr(request.app.state, "resources", None)
+    _attach_csrf_cookie(request, response, res)
+    return response
+
+
+def error_page(request: Request, status_code: int, title: str, message: str) -> HTMLResponse:
+    if request.headers.get("HX-Request"):
+        # Shown in place by HTMX (koan.js lets 4xx/5xx fragments swap into #flash).
+        return render(
+            request,
+            "partials/error.html",
+            {"title": title, "message": message},
+            status_code=status_code,
+            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+        )
+    return render(
+        request, "error.html", {"title": title, "message": message}, status_code=status_code
+    )
+
+
+_TITLES = {
+    400: "That did not work",
+    401: "Please log in",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Not right now",
+    413: "Too large",
+    422: "Please check what you entered",
+    429: "Slow down a little",
+    503: "Temporarily unavailable",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The route class: every page route's failures become pages.
+
+
+async def _rollback(request: Request) -> None:
+    session: AsyncSession | None = getattr(request.state, "web_session", None)
+    if session is not None:
+        await session.rollback()
+
+
+class WebRoute(APIRoute):
+    """An APIRoute whose errors render as HTML pages (or HTMX fragments), never JSON.
+
+    The session dependency is closed after this handler returns, so on an error the work is
+    rolled back here first (unless the error says it must stand, like the API's handler).
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await original(request)
+            except Redirect as exc:
+                await _rollback(request)
+                return redirect(request, exc.url)
+            except KoanError as exc:
+                if not exc.keep_changes:
+                    await _rollback(request)
+                if exc.code == "OnboardingRequired":
+                    return redirect(request, "/onboarding")
+                if exc.code == "EmailNotVerified":
+                    return redirect(request, "/check-email")
+                response = error_page(
+                    request, exc.status_code, _TITLES.get(exc.status_code, "Error"), exc.detail
+                )
+                for name, value in exc.headers.items():
+                    if name.lower() == "retry-after":
+                        response.headers[name] = value
+                return response
+            except (RequestValidationError, ValidationError):
+                await _rollback(request)
+                return error_page(request, 404, "Not found", "There is nothing at this address.")
+            except StarletteHTTPException as exc:
+                await _rollback(request)
+                detail = exc.detail if isinstance(exc.detail, str) else "The request failed."
+                return error_page(
+                    request, exc.status_code, _TITLES.get(exc.status_code, "Error"), detail
+                )
+            except Exception:
+                await _rollback(request)
+                log.exception("web.page_failed", path=request.url.path)
+                return error_page(
+                    request,
+                    500,
+                    "Something went wrong",
+                    "Something went wrong on our side; it has been logged. Please try again.",
+                )
+
+        return handler
+
+
+# ---------------------------------------------------------------------------------------------
+# Dependencies.
+
+
+async def web_session(
+    request: Request, session: Annotated[AsyncSession, Depends(get_session)]
+) -> AsyncIterator[AsyncSession]:
+    """The request's session (the app's own dependency), remembered for rollback on error."""
+    request.state.web_session = session
+    yield session
+
+
+WebSession = Annotated[AsyncSession, Depends(web_session)]
+
+
+async def _auth_from_cookie(request: Request, session: AsyncSession, res: Resources) -> Auth | None:
+    token = request.cookies.get(ACCESS_COOKIE)
+    if not token:
+        return None
+    try:
+        claims = decode_access_token(token, key=res.settings.signing_key, now=res.clock.now())
+    except KoanError:
+        return None
+    auth_session = await auth_repository.auth_session(session, claims.session_id)
+    if (
+        auth_session is None
+        or auth_session.revoked_at is not None
+        or auth_session.user_id != claims.user_id
+    ):
+        return None
+    user = await auth_repository.user_by_id(session, claims.user_id)
+    if user is None:
+        return None
+    return Auth(user=user, session=auth_session, via_cookie=True)
+
+
+async def maybe_auth(request: Request, session: WebSession, res: ResourcesDep) -> Auth | None:
+    """The signed-in user's session, or None (pages that anyone may see)."""
+    auth = await _auth_from_cookie(request, session, res)
+    request.state.web_user = Viewer.of(auth.user) if auth else None
+    return auth
+
+
+async def page_auth(request: Request, auth: Annotated[Auth | None, Depends(maybe_auth)]) -> Auth:
+    """Signed in (verified or not); otherwise renew the session or go to the login page."""
+    if auth is None:
+        # The CSRF cookie lives as long as the refresh cookie: when it is here, a refresh
+        # token probably is too (the browser drops the access cookie when it expires).
+        raise LoginRequired(request, resume=CSRF_COOKIE in request.cookies)
+    if request.method not in ("GET", "HEAD"):
+        await check_csrf(request)
+    return auth
+
+
+async def page_user(auth: Annotated[Auth, Depends(page_auth)]) -> User:
+    """Signed in with a verified email."""
+    if not auth.user.email_verified:
+        raise Redirect("/check-email")
+    return auth.user
+
+
+async def page_admin(user: Annotated[User, Depends(page_user)]) -> User:
+    if not user.is_admin:
+        raise Forbidden("This page is for administrators.")
+    return user
+
+
+MaybeAuth = Annotated[Auth | None, Depends(maybe_auth)]
+PageAuth = Annotated[Auth, Depends(page_auth)]
+PageUser = Annotated[User, Depends(page_user)]
+PageAdmin = Annotated[User, Depends(page_admin)]
+
+
+class CSRFRejected(KoanError):
+    status_code = 403
+    code = "CSRFFailed"
+
+
+async def check_csrf(request: Request) -> None:
+    """Double submit: the form field or the X-CSRF-Token header must repeat the cookie."""
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not sent and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else ""
+    if not cookie or not sent or not hmac.compare_digest(cookie, sent):
+        raise CSRFRejected(
+            "This form has expired (or cookies are blocked). Reload the page and try again."
+        )
+
+
+async def form_data(request: Request) -> dict[str, str]:
+    """The posted form as plain strings (repeated fields: the last value wins)."""
+    form = await request.form()
+    return {k: v for k, v in form.multi_items() if isinstance(v, str)}
+
+
+async def form_lists(request: Request) -> dict[str, list[str]]:
+    form = await request.form()
+    out: dict[str, list[str]] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, str):
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    """Pydantic errors as {field: friendly message}."""
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        loc = [str(p) for p in error.get("loc", ()) if not isinstance(p, int)]
+        name = loc[0] if loc else "form"
+        message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+        kind = error.get("type", "")
+        if kind == "missing":
+            message = "This is required."
+        elif kind == "string_too_short":
+            message = "This is required." if error.get("input") == "" else message
+        elif name == "email" and kind == "value_error":
+            message = "Enter a valid email address, like name@example.com."
+        elif message and message[0].islower():
+            message = message[0].upper() + message[1:] + ("" if message.endswith(".") else ".")
+        errors.setdefault(name, message)
+    return errors
+
+
+def parse_uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise NotFound("There is nothing at this address.") from exc

@@ -1,0 +1,32 @@
+"""Exercise statements and tutor replies: Markdown rendered safely (raw HTML is escaped)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+_LANG_ALIASES = {"py": "python", "python3": "python", "js": "javascript", "node": "javascript"}
+
+
+@lru_cache(maxsize=1)
+def _parser() -> MarkdownIt:
+    # CommonMark with tables and strikethrough; html=False escapes any raw HTML in the source,
+    # and markdown-it's link validator refuses javascript:, vbscript: and data: URLs.
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.enable(["table", "strikethrough"])
+    return md
+
+
+def render_markdown(source: str | None) -> Markup:
+    """HTML for trusted-structure, untrusted-content Markdown; code blocks get language-* classes
+    that the vendored Prism highlights."""
+    md = _parser()
+    env: dict[str, object] = {}
+    tokens = md.parse(source or "", env)
+    for token in tokens:
+        if token.type == "fence" and token.info:
+            lang = token.info.strip().split(" ")[0].lower()
+            token.info = _LANG_ALIASES.get(lang, lang)
+    return Markup(md.renderer.render(tokens, md.options, env))

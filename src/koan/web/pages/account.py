@@ -1,0 +1,153 @@
+"""Progress and settings pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
+
+from koan.auth import service as auth_service
+from koan.auth.router import clear_auth_cookies
+from koan.common.schemas import timezones
+from koan.deps import ResourcesDep
+from koan.errors import KoanError
+from koan.models import User
+from koan.resources import Resources
+from koan.users import service as users
+from koan.users.schemas import UserUpdate
+from koan.web import integrations
+from koan.web.core import (
+    PageAuth,
+    PageUser,
+    WebRoute,
+    WebSession,
+    field_errors,
+    form_data,
+    redirect,
+    render,
+)
+from koan.web.heatmap import Day, heatmap_svg
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+
+
+@router.get("/progress")
+async def progress_page(
+    request: Request, user: PageUser, session: WebSession, res: ResourcesDep
+) -> Response:
+    """Activity heat-map, skill mastery, streak, level history and achievements."""
+    progress = await integrations.progress_overview(session, res, user)
+    earned = await integrations.achievements(session, res, user)
+    heatmap = None
+    if progress is not None:
+        heatmap = heatmap_svg(
+            [Day(d.date, d.completed, d.attempts) for d in progress.activity], today=progress.today
+        )
+    return render(
+        request,
+        "progress.html",
+        {"progress": progress, "achievements": earned, "heatmap": heatmap},
+    )
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+async def _settings_context(
+    session: WebSession, res: Resources, user: User, **extra: Any
+) -> dict[str, Any]:
+    me = await users.describe(session, user)
+    ctx: dict[str, Any] = {
+        "me": me,
+        "timezones": sorted(timezones()),
+        "errors": {},
+        "values": {"name": me.name, "timezone": me.timezone},
+        "saved": None,
+        "usage": await integrations.my_usage(session, res, user),
+    }
+    ctx.update(extra)
+    return ctx
+
+
+@router.get("/settings")
+async def settings_page(
+    request: Request, user: PageUser, session: WebSession, res: ResourcesDep
+) -> Response:
+    """Profile, time zone, password, data export and account deletion."""
+    return render(request, "settings.html", await _settings_context(session, res, user))
+
+
+@router.post("/settings/profile")
+async def save_profile(
+    request: Request, user: PageUser, session: WebSession, res: ResourcesDep
+) -> Response:
+    form = await form_data(request)
+    values = {"name": form.get("name", ""), "timezone": form.get("timezone", "")}
+    try:
+        data = UserUpdate(name=values["name"], timezone=values["timezone"])
+        await users.update(session, user, data)
+    except ValidationError as exc:
+        ctx = await _settings_context(session, res, user, errors=field_errors(exc), values=values)
+        return render(request, "settings.html", ctx, status_code=422)
+    ctx = await _settings_context(session, res, user, saved="profile")
+    return render(request, "settings.html", ctx)
+
+
+@router.post("/settings/password")
+async def change_password(
+    request: Request, auth: PageAuth, session: WebSession, res: ResourcesDep
+) -> Response:
+    user = auth.user
+    form = await form_data(request)
+    errors: dict[str, str] = {}
+    new = form.get("new_password", "")
+    if not form.get("current_password"):
+        errors["current_password"] = "Enter your current password."
+    if not new:
+        errors["new_password"] = "Choose a new password."
+    elif new != form.get("password_confirm", new):
+        errors["password_confirm"] = "The two passwords are not the same."
+    if not errors:
+        try:
+            async with session.begin_nested():
+                await auth_service.change_password(
+                    session,
+                    res,
+                    user,
+                    auth.session,
+                    current_password=form.get("current_password", ""),
+                    new_password=new,
+                )
+        except KoanError as exc:
+            field = "new_password" if exc.code == "WeakPassword" else "current_password"
+            errors[field] = exc.detail
+    if errors:
+        ctx = await _settings_context(session, res, user, errors=errors)
+        return render(request, "settings.html", ctx, status_code=422)
+    ctx = await _settings_context(session, res, user, saved="password")
+    return render(request, "settings.html", ctx)
+
+
+@router.post("/settings/delete")
+async def delete_account(
+    request: Request, user: PageUser, session: WebSession, res: ResourcesDep
+) -> Response:
+    form = await form_data(request)
+    errors: dict[str, str] = {}
+    if form.get("confirm") != "DELETE":
+        errors["confirm"] = "Type DELETE in capitals to confirm."
+    if not form.get("password"):
+        errors["delete_password"] = "Enter your password."
+    if not errors:
+        try:
+            async with session.begin_nested():
+                await auth_service.delete_account(session, res, user, form.get("password", ""))
+        except KoanError as exc:
+            errors["delete_password"] = exc.detail
+    if errors:
+        ctx = await _settings_context(session, res, user, errors=errors)
+        return render(request, "settings.html", ctx, status_code=422)
+    response = redirect(request, "/?deleted=1")
+    clear_auth_cookies(response)
+    return response

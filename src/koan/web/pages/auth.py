@@ -1,0 +1,312 @@
+"""Landing, sign-up, log-in, email verification and password reset pages."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
+
+from koan.auth import repository as auth_repository
+from koan.auth import service as auth_service
+from koan.auth.deps import REFRESH_COOKIE
+from koan.auth.router import clear_auth_cookies, client_address, set_auth_cookies
+from koan.auth.schemas import EmailInput, LoginInput, RegisterInput
+from koan.deps import ResourcesDep
+from koan.errors import KoanError
+from koan.web.core import (
+    RESUME_PATH,
+    MaybeAuth,
+    PageAuth,
+    WebRoute,
+    WebSession,
+    check_csrf,
+    field_errors,
+    form_data,
+    local_url,
+    redirect,
+    render,
+)
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+
+Next = Annotated[str | None, Query(max_length=500)]
+Token = Annotated[str, Query(max_length=200)]
+
+
+def _after_login(auth_onboarded: bool, next_url: str | None) -> str:
+    return local_url(next_url, "/dashboard" if auth_onboarded else "/onboarding")
+
+
+@router.get("/")
+async def landing(request: Request, auth: MaybeAuth) -> Response:
+    """The front page: what Koan is, and the way in."""
+    return render(request, "landing.html", {"signed_in": auth is not None})
+
+
+# --- register ---------------------------------------------------------------------------------
+
+
+@router.get("/register")
+async def register_form(request: Request, auth: MaybeAuth) -> Response:
+    if auth is not None:
+        return redirect(request, "/dashboard")
+    return render(request, "register.html", {"values": {}, "errors": {}})
+
+
+@router.post("/register")
+async def register(request: Request, session: WebSession, res: ResourcesDep) -> Response:
+    await check_csrf(request)
+    form = await form_data(request)
+    values = {"name": form.get("name", ""), "email": form.get("email", "")}
+    errors: dict[str, str] = {}
+    password = form.get("password", "")
+    if password != form.get("password_confirm", password):
+        errors["password_confirm"] = "The two passwords are not the same."
+    try:
+        data = RegisterInput(name=values["name"], email=values["email"], password=password)
+    except ValidationError as exc:
+        errors = {**field_errors(exc), **errors}
+    if errors:
+        return render(
+            request, "register.html", {"values": values, "errors": errors}, status_code=422
+        )
+    try:
+        await res.limiter.hit(
+            res.settings.register_limit_per_address,
+            "register",
+            client_address(request),
+            detail="Too many sign-ups from this address; try again later.",
+        )
+        await auth_service.register(session, res, data)
+    except KoanError as exc:
+        await session.rollback()
+        field = exc.headers.get("X-Koan-Field", "form") if exc.code == "WeakPassword" else "form"
+        return render(
+            request,
+            "register.html",
+            {"values": values, "errors": {field: exc.detail}},
+            status_code=exc.status_code,
+        )
+    return redirect(request, "/check-email?" + urlencode({"sent": 1, "email": data.email}))
+
+
+@router.get("/check-email")
+async def check_email(
+    request: Request,
+    auth: MaybeAuth,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    sent: bool = False,
+) -> Response:
+    """Where a new account waits for its verification link."""
+    if auth is not None and auth.user.email_verified:
+        return redirect(request, "/dashboard")
+    address = auth.user.email if auth else email
+    return render(request, "check_email.html", {"email": address, "sent": sent})
+
+
+@router.post("/check-email/resend")
+async def resend(
+    request: Request, auth: PageAuth, session: WebSession, res: ResourcesDep
+) -> Response:
+    await auth_service.resend_verification(session, res, auth.user)
+    return render(request, "check_email.html", {"email": auth.user.email, "resent": True})
+
+
+@router.get("/verify-email")
+async def verify_form(request: Request, token: Token = "") -> Response:
+    """The link in the verification mail: one button confirms (mail scanners only GET)."""
+    return render(request, "verify_email.html", {"token": token, "error": None})
+
+
+@router.post("/verify-email")
+async def verify(
+    request: Request, auth: MaybeAuth, session: WebSession, res: ResourcesDep
+) -> Response:
+    await check_csrf(request)
+    form = await form_data(request)
+    token = form.get("token", "")[:200]
+    try:
+        await auth_service.verify_email(session, res, token)
+    except KoanError as exc:
+        await session.rollback()
+        return render(
+            request, "verify_email.html", {"token": "", "error": exc.detail}, status_code=400
+        )
+    if auth is not None:
+        return redirect(request, "/onboarding")
+    return redirect(request, "/login?verified=1")
+
+
+# --- log in and out ---------------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_form(
+    request: Request,
+    auth: MaybeAuth,
+    next: Next = None,
+    verified: bool = False,
+    reset: bool = False,
+) -> Response:
+    if auth is not None:
+        return redirect(request, local_url(next))
+    notice = None
+    if verified:
+        notice = "Your email is verified. Log in to start."
+    elif reset:
+        notice = "Your password has been changed. Log in with the new one."
+    return render(
+        request,
+        "login.html",
+        {"values": {}, "errors": {}, "next": local_url(next, ""), "notice": notice},
+    )
+
+
+@router.post("/login")
+async def login(request: Request, session: WebSession, res: ResourcesDep) -> Response:
+    await check_csrf(request)
+    form = await form_data(request)
+    values = {"email": form.get("email", "")}
+    next_url = local_url(form.get("next"), "")
+    ctx = {"values": values, "next": next_url, "notice": None}
+    try:
+        data = LoginInput(email=values["email"], password=form.get("password", ""))
+    except ValidationError as exc:
+        return render(request, "login.html", {**ctx, "errors": field_errors(exc)}, status_code=422)
+    try:
+        tokens = await auth_service.login(
+            session,
+            res,
+            data,
+            address=client_address(request),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        user = await auth_repository.user_by_email(session, data.email)
+    except KoanError as exc:
+        await session.rollback()
+        failed = render(
+            request,
+            "login.html",
+            {**ctx, "errors": {"form": exc.detail}},
+            status_code=exc.status_code,
+        )
+        if "Retry-After" in exc.headers:
+            failed.headers["Retry-After"] = exc.headers["Retry-After"]
+        return failed
+    onboarded = False
+    if user is not None:
+        from koan.onboarding import repository as profiles
+
+        onboarded = (await profiles.profile_for(session, user)).onboarding_completed
+        if not user.email_verified:
+            next_url = "/check-email"
+    response = redirect(request, _after_login(onboarded, next_url or None))
+    set_auth_cookies(response, res, tokens)
+    return response
+
+
+@router.post("/logout")
+async def logout(
+    request: Request, auth: PageAuth, session: WebSession, res: ResourcesDep
+) -> Response:
+    await auth_service.logout(session, res, auth.session)
+    response = redirect(request, "/")
+    clear_auth_cookies(response)
+    return response
+
+
+@router.get(RESUME_PATH)
+async def resume(
+    request: Request, session: WebSession, res: ResourcesDep, next: Next = None
+) -> Response:
+    """Renew an expired page session with the refresh cookie (sent only under /api/v1/auth).
+
+    A GET, so a plain navigation can pass through it; all it can do is rotate the caller's own
+    refresh token into fresh cookies, which another site can neither trigger usefully nor read.
+    """
+    target = local_url(next)
+    token = request.cookies.get(REFRESH_COOKIE)
+    if token:
+        try:
+            tokens = await auth_service.refresh(session, res, token)
+        except KoanError as exc:
+            if exc.keep_changes:
+                await session.commit()
+            else:
+                await session.rollback()
+        else:
+            response = redirect(request, target)
+            set_auth_cookies(response, res, tokens)
+            return response
+    response = redirect(request, "/login?next=" + quote(target, safe="/"))
+    clear_auth_cookies(response)
+    return response
+
+
+# --- password reset ---------------------------------------------------------------------------
+
+
+@router.get("/forgot-password")
+async def forgot_form(request: Request) -> Response:
+    return render(request, "forgot_password.html", {"values": {}, "errors": {}, "sent": False})
+
+
+@router.post("/forgot-password")
+async def forgot(request: Request, session: WebSession, res: ResourcesDep) -> Response:
+    await check_csrf(request)
+    form = await form_data(request)
+    values = {"email": form.get("email", "")}
+    try:
+        data = EmailInput(email=values["email"])
+    except ValidationError as exc:
+        return render(
+            request,
+            "forgot_password.html",
+            {"values": values, "errors": field_errors(exc), "sent": False},
+            status_code=422,
+        )
+    try:
+        await auth_service.request_password_reset(session, res, data.email)
+    except KoanError as exc:
+        await session.rollback()
+        return render(
+            request,
+            "forgot_password.html",
+            {"values": values, "errors": {"form": exc.detail}, "sent": False},
+            status_code=exc.status_code,
+        )
+    return render(request, "forgot_password.html", {"values": values, "errors": {}, "sent": True})
+
+
+@router.get("/reset-password")
+async def reset_form(request: Request, token: Token = "") -> Response:
+    return render(request, "reset_password.html", {"token": token, "errors": {}})
+
+
+@router.post("/reset-password")
+async def reset(request: Request, session: WebSession, res: ResourcesDep) -> Response:
+    await check_csrf(request)
+    form = await form_data(request)
+    token = form.get("token", "")[:200]
+    password = form.get("new_password", "")
+    errors: dict[str, str] = {}
+    if not password:
+        errors["new_password"] = "Choose a new password."
+    elif password != form.get("password_confirm", password):
+        errors["password_confirm"] = "The two passwords are not the same."
+    if not errors:
+        try:
+            await auth_service.confirm_password_reset(session, res, token, password)
+        except KoanError as exc:
+            await session.rollback()
+            field = "new_password" if exc.code == "WeakPassword" else "form"
+            errors[field] = exc.detail
+    if errors:
+        return render(
+            request, "reset_password.html", {"token": token, "errors": errors}, status_code=400
+        )
+    response = redirect(request, "/login?reset=1")
+    clear_auth_cookies(response)
+    return response

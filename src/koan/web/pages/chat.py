@@ -1,0 +1,43 @@
+"""The tutor chat page: past conversations and a streaming conversation with the tutor."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from koan.web import integrations
+from koan.web.core import PageUser, WebRoute, WebSession, parse_uuid, render
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+
+CONVERSATIONS_SHOWN = 50
+MESSAGES_SHOWN = 200
+
+
+@router.get("/chat")
+async def chat_page(
+    request: Request,
+    user: PageUser,
+    session: WebSession,
+    c: Annotated[str | None, Query(max_length=40)] = None,
+) -> Response:
+    """Talk to the tutor; the reply streams in token by token. `c` opens a past conversation."""
+    chat = integrations.chat_service()
+    conversations: list[Any] = []
+    current = None
+    if chat is not None:
+        page = await chat.conversations_page(session, user, limit=CONVERSATIONS_SHOWN, cursor=None)
+        conversations = list(page.items)
+        if c:
+            conversation = await chat.owned(session, user, parse_uuid(c))
+            current = await chat.detail(session, conversation, limit=MESSAGES_SHOWN, cursor=None)
+    return render(
+        request,
+        "chat.html",
+        {
+            "chat_available": chat is not None,
+            "conversations": conversations,
+            "current": current,
+        },
+    )

@@ -1,0 +1,104 @@
+/* A small code editor over a plain <textarea>: line numbers, Prism highlighting, Tab handling.
+   The textarea stays the real control (labels, forms, screen readers and no-JS all work);
+   a highlighted copy sits underneath it. */
+(function () {
+  "use strict";
+  var INDENT = { python: "    ", javascript: "  " };
+
+  function enhance(box) {
+    var textarea = box.querySelector("textarea");
+    if (!textarea || box.classList.contains("enhanced")) return;
+    var language = box.getAttribute("data-language") || "python";
+    var unit = INDENT[language] || "    ";
+    var gutter = document.createElement("div");
+    gutter.className = "gutter";
+    gutter.setAttribute("aria-hidden", "true");
+    var area = document.createElement("div");
+    area.className = "code-area";
+    var pre = document.createElement("pre");
+    pre.setAttribute("aria-hidden", "true");
+    pre.setAttribute("tabindex", "-1");
+    var code = document.createElement("code");
+    code.className = "language-" + language;
+    pre.appendChild(code);
+    textarea.parentNode.insertBefore(gutter, textarea);
+    textarea.parentNode.insertBefore(area, textarea);
+    area.appendChild(pre);
+    area.appendChild(textarea);
+    box.classList.add("enhanced");
+    var escaped = false;
+    var lines = -1;
+
+    function render() {
+      // The trailing newline keeps the copy as tall as the textarea when it ends in one.
+      code.textContent = textarea.value + "\n";
+      if (window.Prism && window.Prism.languages[language]) window.Prism.highlightElement(code);
+      var count = textarea.value.split("\n").length;
+      if (count !== lines) {
+        lines = count;
+        var numbers = [];
+        for (var i = 1; i <= count; i++) numbers.push(i);
+        gutter.textContent = numbers.join("\n");
+      }
+      sync();
+    }
+    function sync() {
+      pre.scrollTop = textarea.scrollTop;
+      pre.scrollLeft = textarea.scrollLeft;
+      gutter.scrollTop = textarea.scrollTop;
+    }
+    function replace(start, end, text, selStart, selEnd) {
+      textarea.setSelectionRange(start, end);
+      // execCommand keeps the browser's undo history; fall back to setRangeText.
+      if (!document.execCommand || !document.execCommand("insertText", false, text)) {
+        textarea.setRangeText(text, start, end, "end");
+      }
+      textarea.setSelectionRange(selStart, selEnd);
+      render();
+    }
+    function lineStart(pos) { return textarea.value.lastIndexOf("\n", pos - 1) + 1; }
+
+    textarea.addEventListener("input", render);
+    textarea.addEventListener("scroll", sync);
+    textarea.addEventListener("keydown", function (event) {
+      var value = textarea.value, start = textarea.selectionStart, end = textarea.selectionEnd;
+      if (event.key === "Escape") { escaped = true; return; }
+      if (event.key === "Tab" && !escaped && !event.ctrlKey && !event.altKey && !event.metaKey) {
+        event.preventDefault();
+        var from = lineStart(start);
+        if (start === end && !event.shiftKey) {
+          replace(start, end, unit, start + unit.length, start + unit.length);
+          return;
+        }
+        var block = value.slice(from, end);
+        var rows = block.split("\n");
+        var changed = rows.map(function (row) {
+          if (!event.shiftKey) return unit + row;
+          var cut = 0;
+          while (cut < unit.length && row.charAt(cut) === " ") cut++;
+          return row.slice(cut);
+        }).join("\n");
+        var firstDelta = changed.split("\n")[0].length - rows[0].length;
+        replace(from, end, changed, Math.max(from, start + firstDelta), from + changed.length);
+        return;
+      }
+      escaped = false;
+      if (event.key === "Enter" && !event.shiftKey && !event.ctrlKey && !event.metaKey && !event.altKey) {
+        // Keep the indentation of the current line; one more level after a ':' or '{'.
+        var from2 = lineStart(start);
+        var indent = (value.slice(from2, start).match(/^[ \t]*/) || [""])[0];
+        var before = value.slice(from2, start).replace(/\s+$/, "");
+        if (/[:{[(]$/.test(before)) indent += unit;
+        event.preventDefault();
+        var text = "\n" + indent;
+        replace(start, end, text, start + text.length, start + text.length);
+      }
+    });
+    textarea.addEventListener("blur", function () { escaped = false; });
+    render();
+  }
+
+  function enhanceAll(root) { root.querySelectorAll(".editor").forEach(enhance); }
+  document.addEventListener("DOMContentLoaded", function () { enhanceAll(document); });
+  document.addEventListener("htmx:afterSwap", function (e) { if (e.detail.target) enhanceAll(e.detail.target); });
+})();

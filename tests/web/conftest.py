@@ -1,0 +1,42 @@
+"""Web UI fixtures: the app with the pages mounted, and a form-posting helper."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from koan.web import mount_web
+
+
+def with_web(application: FastAPI) -> FastAPI:
+    """Mount the pages unless create_app already does."""
+    if not any(getattr(r, "path", None) == "/dashboard" for r in application.routes):
+        mount_web(application)
+    return application
+
+
+@pytest.fixture
+def web_app(app: FastAPI) -> FastAPI:
+    """The test app with the pages mounted (use it, autouse, in modules that call pages)."""
+    return with_web(app)
+
+
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_from(page: httpx.Response) -> str:
+    match = CSRF_INPUT.search(page.text)
+    assert match, "no CSRF field on the page"
+    return match.group(1)
+
+
+async def post_form(
+    client: httpx.AsyncClient, page_path: str, action: str, data: dict[str, str], **kwargs: object
+) -> httpx.Response:
+    """Load `page_path` (for its CSRF token and cookie), then submit the form to `action`."""
+    page = await client.get(page_path)
+    token = csrf_from(page)
+    return await client.post(action, data={"csrf_token": token, **data}, **kwargs)  # type: ignore[arg-type]

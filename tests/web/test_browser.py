@@ -1,0 +1,400 @@
+"""The web UI in a real browser (Debian's Chromium via Playwright) against a live Koan server.
+
+Covers a new learner's whole journey, keyboard-only use, an axe-core accessibility scan of every
+page, and a phone-sized viewport. Set KOAN_WEB_SCREENSHOTS=1 to refresh docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import Exercise, User
+from koan.resources import Resources
+from tests.fixtures.factories import PASSWORD, create_user
+from tests.fixtures.smtp import SMTPServer
+from tests.web.live import LiveServer
+
+CHROMIUM = os.environ.get("KOAN_CHROMIUM", "/usr/bin/chromium")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+try:
+    from playwright import sync_api as playwright_sync
+except ImportError:
+    if IN_CI:  # CI runs every test: a missing browser driver is a failure there
+        raise
+    pytest.skip("playwright is not installed", allow_module_level=True)
+expect = playwright_sync.expect
+SCREENSHOTS = os.environ.get("KOAN_WEB_SCREENSHOTS", "") == "1"
+SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+AXE = Path(__file__).with_name("axe.min.js")
+CLIENT_ERROR = re.compile(r"status of 4\d\d|Status Error Code 4\d\d")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not IN_CI, reason="Chromium is not installed"
+)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, smtp_server: SMTPServer) -> Iterator[LiveServer]:
+    server = LiveServer(
+        tmp_path_factory.mktemp("live"),
+        smtp_port=smtp_server.port,
+        min_tier="full" if IN_CI else None,
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+class PageProblems:
+    """Console errors (CSP violations, script errors) and failed requests seen by a page."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def attach(self, page: Any) -> None:
+        page.on("console", self._console)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def _console(self, message: Any) -> None:
+        # A 4xx answer (a form shown again with its errors) is expected; the browser logs it.
+        if message.type == "error" and not CLIENT_ERROR.search(message.text):
+            self.errors.append(message.text)
+
+
+@pytest.fixture
+def problems() -> PageProblems:
+    return PageProblems()
+
+
+def _new_page(browser: Any, live: LiveServer, problems: PageProblems, **options: Any) -> Any:
+    context = browser.new_context(base_url=live.url, **options)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    problems.attach(page)
+    return page
+
+
+@pytest.fixture
+def page(browser: Any, live: LiveServer, problems: PageProblems) -> Iterator[Any]:
+    page = _new_page(browser, live, problems, viewport={"width": 1280, "height": 900})
+    yield page
+    page.context.close()
+    assert not problems.errors, f"the browser reported errors: {problems.errors}"
+
+
+def shot(page: Any, name: str) -> None:
+    if SCREENSHOTS:
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True)
+
+
+def new_email() -> str:
+    return f"browser-{uuid.uuid4().hex[:10]}@example.com"
+
+
+def make_user(live: LiveServer, **kwargs: Any) -> User:
+    async def work(session: AsyncSession, res: Resources) -> User:
+        return await create_user(session, res, email=new_email(), **kwargs)
+
+    return live.run(work)
+
+
+def solution_of(live: LiveServer, exercise_id: str) -> str:
+    async def work(session: AsyncSession, res: Resources) -> str:
+        found = await session.get(Exercise, uuid.UUID(exercise_id))
+        assert found is not None
+        return found.solution
+
+    return live.run(work)
+
+
+def any_exercise_id(live: LiveServer) -> str:
+    async def work(session: AsyncSession, res: Resources) -> str:
+        row = await session.execute(select(Exercise.id).order_by(Exercise.slug).limit(1))
+        return str(row.scalar_one())
+
+    return live.run(work)
+
+
+def log_in(page: Any, email: str, password: str = PASSWORD) -> None:
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """Serious and critical WCAG 2.1 A/AA violations on the current page."""
+    if not page.evaluate("() => !!window.axe"):
+        # Evaluated through the DevTools protocol, so the page's CSP does not block it.
+        page.evaluate(AXE.read_text())
+    result = page.evaluate(
+        """async () => {
+            const r = await axe.run(document, {
+                runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}
+            });
+            return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
+        }"""
+    )
+    return [v for v in result if v["impact"] in ("serious", "critical")]
+
+
+# --- the journey ------------------------------------------------------------------------------
+
+
+def test_new_learner_journey(page: Any, live: LiveServer, smtp_server: SMTPServer) -> None:
+    email = new_email()
+    # Landing → sign up.
+    page.goto("/")
+    shot(page, "landing")
+    page.get_by_role("link", name="Create a free account").click()
+    expect(page.get_by_role("heading", name="Create your account")).to_be_visible()
+    page.get_by_label("Your name").fill("Grace Browser")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password", exact=True).fill("too short")
+    page.get_by_label("Repeat the password").fill("too short")
+    page.get_by_role("button", name="Create account").click()
+    # A friendly message next to the field, not a stack trace.
+    expect(page.locator("#f-password-error")).to_contain_text("12")
+    expect(page.get_by_label("Password", exact=True)).to_be_focused()
+    page.get_by_label("Password", exact=True).fill("a long and unusual passphrase 42")
+    page.get_by_label("Repeat the password").fill("a long and unusual passphrase 42")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
+    expect(page.get_by_text(email)).to_be_visible()
+
+    # The mail really went out over SMTP; its link verifies the address.
+    mail = smtp_server.last_to(email)
+    assert "/verify-email?token=" in mail.body
+    assert live.url in mail.body
+    page.goto(f"/verify-email?token={mail.link_token('/verify-email')}")
+    page.get_by_role("button", name="Verify my email").click()
+    expect(page.get_by_text("Your email is verified")).to_be_visible()
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password", exact=True).fill("a long and unusual passphrase 42")
+    page.get_by_role("button", name="Log in").click()
+
+    # Onboarding: one question at a time, with a progress indicator.
+    expect(page).to_have_url(re.compile(r"/onboarding"))
+    expect(page.get_by_text("Question 1 of 7")).to_be_visible()
+    shot(page, "onboarding")
+    page.get_by_label("Python").check()
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_text("Question 2 of 7")).to_be_visible()
+    page.get_by_role("button", name="Continue").click()  # nothing chosen: told why
+    expect(page.get_by_role("alert")).to_contain_text("Please answer")
+    page.get_by_label("Beginner").check()
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("What do you want to be able to do?").fill("Automate boring work.")
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Automation").check()
+    page.get_by_role("button", name="Continue (optional)").click()
+    page.get_by_label("From worked examples").check()
+    page.get_by_role("button", name="Continue (optional)").click()
+    page.get_by_label("How many minutes a day can you practise?").fill("20")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_text("Question 7 of 7")).to_be_visible()
+    page.get_by_label("Which time zone are you in?").select_option("Europe/Paris")
+    page.get_by_role("button", name="Finish").click()
+
+    # Dashboard: today's exercise and why it was chosen.
+    expect(page).to_have_url(re.compile(r"/dashboard"))
+    expect(page.get_by_text("Why this one:")).to_be_visible()
+    shot(page, "dashboard")
+    page.get_by_role("link", name=re.compile(r"Start the exercise")).click()
+    expect(page).to_have_url(re.compile(r"/exercises/[0-9a-f-]{36}$"))
+    exercise_id = page.url.rsplit("/", 1)[1]
+
+    # A failing run (the starter code): per-test results are shown.
+    page.get_by_role("button", name="Run tests").click()
+    result = page.locator("#results .result")
+    expect(result).to_have_attribute("data-status", re.compile(r"failed|error"))
+    expect(page.locator("#results")).to_contain_text("passed")
+
+    # A hint: the next rung of the ladder.
+    page.get_by_role("button", name="Show a hint").click()
+    expect(page.locator(".hint-item")).to_have_count(1)
+    expect(page.locator(".hint-item").first).to_be_focused()
+
+    # The tutor answers, streaming.
+    tutor = page.locator("#tutor")
+    if tutor.get_attribute("data-chat") == "on":
+        page.get_by_label("Your question").fill("Why does my test fail?")
+        page.get_by_role("button", name="Send").click()
+        answer = page.locator(".msg-assistant").last
+        expect(answer).to_have_attribute("data-complete", "true")
+        expect(answer.locator(".msg-body")).to_contain_text("?")  # it ends on a question
+        # Shown as it arrived: token by token, not in one piece.
+        assert int(answer.get_attribute("data-chunks") or 0) > 1
+        chatted = True
+    else:
+        # NOT COVERED YET: the tutor chat API (/api/v1/conversations) is not in this build.
+        expect(tutor).to_contain_text("not available")
+        chatted = False
+
+    # A passing run, and the achievement it earns is celebrated.
+    page.get_by_role("textbox", name="Your code").fill(solution_of(live, exercise_id))
+    page.get_by_role("button", name="Run tests").click()
+    expect(result).to_have_attribute("data-status", "passed")
+    expect(page.locator("#results")).to_contain_text("All tests passed")
+    expect(page.get_by_test_id("celebration")).to_contain_text("First steps")
+    shot(page, "exercise")
+
+    # The conversation is kept on the tutor page.
+    if chatted:
+        page.get_by_role("link", name="Tutor").click()
+        page.locator("#conversation-list a").first.click()
+        expect(page.locator(".msg-user")).to_contain_text("Why does my test fail?")
+
+    # Progress shows a one-day streak.
+    page.get_by_role("link", name="Progress").click()
+    expect(page.get_by_test_id("streak")).to_have_text("1")
+    expect(page.locator("svg.heatmap rect[data-count='1']")).to_have_count(1)
+    shot(page, "progress")
+
+
+# --- keyboard, accessibility, phone -----------------------------------------------------------
+
+
+def test_keyboard_only_login(page: Any, live: LiveServer) -> None:
+    user = make_user(live, onboarded=True)
+    page.goto("/login")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to main content")).to_be_focused()
+    page.keyboard.press("Enter")
+    focused: list[str] = []
+    for _ in range(8):
+        page.keyboard.press("Tab")
+        focused.append(
+            page.evaluate("() => document.activeElement.id || document.activeElement.textContent")
+        )
+        if focused[-1] == "f-email":
+            break
+    assert focused[-1] == "f-email", f"Tab order from the skip link: {focused}"
+    outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none", "the focused field has no visible focus indicator"
+    page.keyboard.type(user.email)
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Password", exact=True)).to_be_focused()
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/dashboard"))
+    expect(page.get_by_role("heading", name="Today", exact=True)).to_be_visible()
+
+    # In the editor Tab indents; Esc then Tab leaves it (no keyboard trap).
+    page.goto(f"/exercises/{any_exercise_id(live)}")
+    editor = page.get_by_role("textbox", name="Your code")
+    editor.focus()
+    page.keyboard.press("Control+End")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    expect(editor).to_be_focused()
+    assert editor.input_value().endswith("\n" + " " * 4) or editor.input_value().endswith("  ")
+    page.keyboard.press("Escape")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Run tests")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#results .result")).to_have_attribute("data-status", re.compile("."))
+
+
+def test_every_page_passes_axe(browser: Any, live: LiveServer, problems: PageProblems) -> None:
+    page = _new_page(browser, live, problems, viewport={"width": 1280, "height": 900})
+    public = [
+        "/",
+        "/register",
+        "/login",
+        "/forgot-password",
+        "/reset-password?token=abc",
+        "/verify-email?token=abc",
+        "/check-email",
+    ]
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in public:
+        page.goto(path)
+        found[path] = axe_violations(page)
+    shot(page, "check-email")
+
+    newcomer = make_user(live, onboarded=False)
+    log_in(page, newcomer.email)
+    expect(page).to_have_url(re.compile(r"/onboarding"))
+    found["/onboarding"] = axe_violations(page)
+    page.context.clear_cookies()
+
+    admin = make_user(live, onboarded=True, role="admin")
+    log_in(page, admin.email)
+    expect(page).to_have_url(re.compile(r"/dashboard"))
+    exercise_id = any_exercise_id(live)
+    for path in ["/dashboard", "/exercises", f"/exercises/{exercise_id}", "/chat", "/progress",
+                 "/settings", "/admin"]:  # fmt: skip
+        page.goto(path)
+        expect(page.locator("main h1").first).to_be_visible()
+        found[path] = axe_violations(page)
+        if path == "/exercises":
+            shot(page, "catalogue")
+        elif path in ("/chat", "/settings", "/admin"):
+            shot(page, path.strip("/"))
+    page.context.close()
+    bad = {path: v for path, v in found.items() if v}
+    assert not bad, json.dumps(bad, indent=1)
+    assert not problems.errors, problems.errors
+
+
+def test_phone_viewport(browser: Any, live: LiveServer, problems: PageProblems) -> None:
+    page = _new_page(
+        browser,
+        live,
+        problems,
+        viewport={"width": 375, "height": 740},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
+    user = make_user(live, onboarded=True)
+    log_in(page, user.email)
+    expect(page).to_have_url(re.compile(r"/dashboard"))
+    exercise_id = any_exercise_id(live)
+    for path in ["/dashboard", f"/exercises/{exercise_id}", "/progress", "/settings"]:
+        page.goto(path)
+        expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{path} scrolls sideways on a phone ({overflow}px)"
+        if path.startswith("/exercises/"):
+            expect(page.get_by_role("textbox", name="Your code")).to_be_visible()
+            box = page.locator(".editor").bounding_box()
+            assert box is not None
+            assert box["width"] <= 375
+            if SCREENSHOTS:
+                SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENSHOT_DIR / "phone-exercise.png"))
+    page.context.close()
+    assert not problems.errors, problems.errors

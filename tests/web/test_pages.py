@@ -1,0 +1,671 @@
+"""The web pages over HTTP (no browser): auth flows, CSRF, redirects, forms, practice."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+from html.parser import HTMLParser
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import LearnerProfile, User
+from koan.resources import Resources
+from tests.fixtures.factories import ADD_SOLUTION, PASSWORD, create_exercise, create_user
+from tests.fixtures.smtp import SMTPServer
+from tests.web.conftest import csrf_from, post_form
+
+NEW_PASSWORD = "another quite long passphrase 7"
+
+
+@pytest.fixture(autouse=True)
+def _pages(web_app: FastAPI) -> FastAPI:
+    return web_app
+
+
+async def log_in(client: httpx.AsyncClient, user: User, password: str = PASSWORD) -> None:
+    response = await post_form(
+        client, "/login", "/login", {"email": user.email, "password": password}
+    )
+    assert response.status_code == 303, response.text
+
+
+def htmx(client: httpx.AsyncClient) -> dict[str, str]:
+    return {"HX-Request": "true", "X-CSRF-Token": client.cookies.get("koan_csrf") or ""}
+
+
+# --- public pages, CSP, landmarks -------------------------------------------------------------
+
+
+class _Audit(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inline_scripts = 0
+        self.handlers: list[str] = []
+        self.landmarks: set[str] = set()
+        self.ids: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = dict(attrs)
+        if tag == "script" and not names.get("src"):
+            self.inline_scripts += 1
+        self.handlers += [name for name, _ in attrs if name.startswith("on")]
+        if tag in ("header", "nav", "main", "footer"):
+            self.landmarks.add(tag)
+        if names.get("id"):
+            self.ids.append(str(names["id"]))
+
+
+def audit(html: str) -> _Audit:
+    parser = _Audit()
+    parser.feed(html)
+    return parser
+
+
+PUBLIC = [
+    "/",
+    "/register",
+    "/login",
+    "/forgot-password",
+    "/reset-password?token=abc",
+    "/verify-email?token=abc",
+    "/check-email",
+]
+
+
+@pytest.mark.parametrize("path", PUBLIC)
+async def test_public_pages_are_html_with_landmarks_and_no_inline_script(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    found = audit(response.text)
+    assert found.inline_scripts == 0
+    assert found.handlers == []
+    assert {"header", "nav", "main", "footer"} <= found.landmarks
+    assert len(found.ids) == len(set(found.ids)), "duplicate ids"
+    assert 'href="#main"' in response.text  # the skip link
+
+
+async def test_static_assets_are_served(client: httpx.AsyncClient) -> None:
+    for path in ("/static/css/koan.css", "/static/js/koan.js", "/static/vendor/htmx.min.js"):
+        response = await client.get(path)
+        assert response.status_code == 200, path
+
+
+# --- signing up, verifying, logging in ---------------------------------------------------------
+
+
+async def test_register_verify_and_log_in(
+    client: httpx.AsyncClient, smtp_server: SMTPServer
+) -> None:
+    email = f"web-{uuid.uuid4().hex[:10]}@example.com"
+    response = await post_form(
+        client,
+        "/register",
+        "/register",
+        {"name": "Ada", "email": email, "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
+    )
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/check-email")
+    token = smtp_server.last_to(email).link_token("/verify-email")
+
+    page = await client.get(f"/verify-email?token={token}")
+    assert "Verify my email" in page.text
+    verified = await client.post(
+        "/verify-email", data={"csrf_token": csrf_from(page), "token": token}
+    )
+    assert verified.headers["location"] == "/login?verified=1"
+    again = await client.post("/verify-email", data={"csrf_token": csrf_from(page), "token": token})
+    assert "already been used" in again.text
+
+    logged_in = await post_form(
+        client, "/login", "/login", {"email": email, "password": NEW_PASSWORD}
+    )
+    assert logged_in.status_code == 303
+    assert logged_in.headers["location"] == "/onboarding"
+    assert {"koan_access", "koan_csrf"} <= set(client.cookies.keys())
+
+
+async def test_register_errors_are_shown_beside_the_fields(client: httpx.AsyncClient) -> None:
+    response = await post_form(
+        client,
+        "/register",
+        "/register",
+        {"name": "", "email": "not-an-email", "password": "short", "password_confirm": "other"},
+    )
+    assert response.status_code == 422
+    assert 'id="f-email-error"' in response.text
+    assert "valid email address" in response.text
+    assert 'id="f-name-error"' in response.text
+    assert 'id="f-password_confirm-error"' in response.text
+    assert 'aria-invalid="true"' in response.text
+    assert "Traceback" not in response.text
+    assert 'value="not-an-email"' in response.text  # what was typed is kept
+
+
+async def test_weak_password_message_is_on_the_password_field(client: httpx.AsyncClient) -> None:
+    response = await post_form(
+        client,
+        "/register",
+        "/register",
+        {
+            "name": "A",
+            "email": "weak@example.com",
+            "password": "short",
+            "password_confirm": "short",
+        },
+    )
+    assert response.status_code == 422
+    assert re.search(r'id="f-password-error".*12', response.text, re.S)
+
+
+async def test_wrong_password_is_a_friendly_message(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    response = await post_form(
+        client, "/login", "/login", {"email": user.email, "password": "wrong password here"}
+    )
+    assert response.status_code == 401
+    assert "The email or password is incorrect." in response.text
+    assert "koan_access" not in client.cookies
+
+
+async def test_a_form_without_its_csrf_token_is_refused(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    await client.get("/login")
+    response = await client.post("/login", data={"email": user.email, "password": PASSWORD})
+    assert response.status_code == 403
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Reload the page" in response.text
+    forged = await client.post(
+        "/login", data={"email": user.email, "password": PASSWORD, "csrf_token": "forged"}
+    )
+    assert forged.status_code == 403
+
+
+async def test_logged_in_forms_need_the_token_too(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    response = await client.post("/settings/profile", data={"name": "Mallory", "timezone": "UTC"})
+    assert response.status_code == 403
+    assert await session.scalar(select(User.name).where(User.id == user.id)) != "Mallory"
+
+
+async def test_login_next_is_followed_only_within_the_site(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    for target, expected in (("/progress", "/progress"), ("//evil.example", "/dashboard")):
+        client.cookies.clear()
+        response = await post_form(
+            client,
+            "/login",
+            "/login",
+            {"email": user.email, "password": PASSWORD, "next": target},
+        )
+        assert response.headers["location"] == expected
+
+
+async def test_an_unverified_user_is_sent_to_check_email(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, verified=False)
+    await log_in(client, user)
+    response = await client.get("/dashboard")
+    assert response.headers["location"] == "/check-email"
+    page = await client.get("/check-email")
+    assert user.email in page.text
+    assert "Send a new link" in page.text
+
+
+async def test_password_reset_by_mail(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources, smtp_server: SMTPServer
+) -> None:
+    user = await create_user(session, resources)
+    sent = await post_form(client, "/forgot-password", "/forgot-password", {"email": user.email})
+    assert "a reset link is on its way" in sent.text
+    token = smtp_server.last_to(user.email).link_token("/reset-password")
+    form = await client.get(f"/reset-password?token={token}")
+    mismatch = await client.post(
+        "/reset-password",
+        data={
+            "csrf_token": csrf_from(form),
+            "token": token,
+            "new_password": NEW_PASSWORD,
+            "password_confirm": "different",
+        },
+    )
+    assert "not the same" in mismatch.text
+    done = await client.post(
+        "/reset-password",
+        data={
+            "csrf_token": csrf_from(form),
+            "token": token,
+            "new_password": NEW_PASSWORD,
+            "password_confirm": NEW_PASSWORD,
+        },
+    )
+    assert done.headers["location"] == "/login?reset=1"
+    await log_in(client, user, NEW_PASSWORD)
+
+
+# --- sessions: login required, transparent refresh, logout --------------------------------------
+
+
+async def test_pages_need_a_login(client: httpx.AsyncClient) -> None:
+    response = await client.get("/dashboard")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=/dashboard"
+
+
+async def test_an_expired_page_session_is_renewed_with_the_refresh_cookie(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    old_access = client.cookies.get("koan_access")
+    resources.clock.advance(timedelta(seconds=resources.settings.access_token_ttl_s + 60))
+
+    response = await client.get("/progress")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/api/v1/auth/resume?next=/progress"
+    renewed = await client.get(response.headers["location"])
+    assert renewed.headers["location"] == "/progress"
+    assert client.cookies.get("koan_access") != old_access
+    page = await client.get("/progress")
+    assert page.status_code == 200
+
+
+async def test_resume_without_a_refresh_token_goes_to_login(client: httpx.AsyncClient) -> None:
+    client.cookies.set("koan_csrf", "left-over")
+    response = await client.get("/dashboard")
+    assert response.headers["location"].startswith("/api/v1/auth/resume")
+    resumed = await client.get(response.headers["location"])
+    assert resumed.headers["location"] == "/login?next=/dashboard"
+
+
+async def test_htmx_requests_are_redirected_with_hx_redirect(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/exercises/00000000-0000-0000-0000-000000000000/hint",
+        headers={"HX-Request": "true", "HX-Current-URL": "http://testserver/exercises/x"},
+    )
+    assert response.status_code == 200
+    assert response.headers["HX-Redirect"] == "/login?next=/exercises/x"
+
+
+async def test_logout_ends_the_session(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    access = client.cookies.get("koan_access")
+    response = await post_form(client, "/dashboard", "/logout", {})
+    assert response.headers["location"] == "/"
+    client.cookies.set("koan_access", access or "")
+    after = await client.get("/dashboard")
+    assert after.status_code == 303
+
+
+# --- onboarding --------------------------------------------------------------------------------
+
+
+async def answer(client: httpx.AsyncClient, question: str, *values: str) -> httpx.Response:
+    page = await client.get(f"/onboarding?step={question}")
+    data: dict[str, str | list[str]] = {"csrf_token": csrf_from(page), "question": question}
+    data["answer"] = list(values)
+    return await client.post("/onboarding", data=data)
+
+
+async def test_onboarding_one_question_at_a_time_resumable(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    await log_in(client, user)
+    first = await client.get("/onboarding")
+    assert "Question 1 of 7" in first.text
+    assert (await answer(client, "language", "python")).headers["location"] == (
+        "/onboarding?step=experience"
+    )
+    await answer(client, "experience", "beginner")
+
+    client.cookies.clear()
+    await log_in(client, user)
+    resumed = await client.get("/onboarding")
+    assert "Question 3 of 7" in resumed.text  # where the learner stopped
+
+    missing = await answer(client, "goals")
+    assert missing.status_code == 422
+    assert "Please answer this question" in missing.text
+    await answer(client, "goals", "Pass interviews")
+    await answer(client, "interests", "algorithms", "web")
+    await answer(client, "learning_style")  # optional: may be left out
+    bad = await answer(client, "minutes_per_day", "1000")
+    assert bad.status_code == 422
+    assert "from 5 to 240" in bad.text
+    await answer(client, "minutes_per_day", "30")
+    bad_zone = await answer(client, "timezone", "Mars/Olympus")
+    assert bad_zone.status_code == 422
+    done = await answer(client, "timezone", "Europe/Paris")
+    assert done.headers["location"] == "/dashboard?welcome=1"
+    row = (
+        await session.execute(
+            select(LearnerProfile.onboarding_completed, LearnerProfile.interests).where(
+                LearnerProfile.user_id == user.id
+            )
+        )
+    ).one()
+    assert tuple(row) == (True, ["algorithms", "web"])
+    assert (await client.get("/onboarding")).headers["location"] == "/dashboard"
+
+
+async def test_pages_send_a_learner_without_onboarding_to_it(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    await log_in(client, user)
+    response = await client.get("/dashboard")
+    assert response.headers["location"] == "/onboarding"
+
+
+# --- practice ----------------------------------------------------------------------------------
+
+
+async def test_dashboard_shows_the_daily_exercise_and_why(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session, title="Add them up")
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get("/dashboard")
+    assert page.status_code == 200
+    assert "Why this one:" in page.text
+    assert f"/exercises/{exercise.id}" in page.text or "Start the exercise" in page.text
+
+
+async def test_run_tests_shows_each_test_and_then_a_pass(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get(f"/exercises/{exercise.id}")
+    assert "def add(a, b):" in page.text  # the starter code is in the editor
+
+    failing = await client.post(
+        f"/exercises/{exercise.id}/run", data={"code": "def add(a, b):\n    return a - b\n"},
+        headers=htmx(client),
+    )  # fmt: skip
+    assert failing.status_code == 200
+    assert 'data-status="failed"' in failing.text
+    assert "test_small" in failing.text
+    assert "1 + 2 should be 3" in failing.text
+    assert "<html" not in failing.text  # a fragment for HTMX
+
+    passing = await client.post(
+        f"/exercises/{exercise.id}/run", data={"code": ADD_SOLUTION}, headers=htmx(client)
+    )
+    assert 'data-status="passed"' in passing.text
+    assert "All tests passed" in passing.text
+    assert "4 of 4 tests passed" in passing.text
+
+    again = await client.get(f"/exercises/{exercise.id}")
+    assert "Completed" in again.text
+    assert "return a + b" in again.text  # the latest code comes back
+
+
+async def test_run_without_javascript_renders_the_whole_page(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get(f"/exercises/{exercise.id}")
+    response = await client.post(
+        f"/exercises/{exercise.id}/run", data={"csrf_token": csrf_from(page), "code": "   "}
+    )
+    assert response.status_code == 422
+    assert "<html" in response.text
+    assert "write some code first" in response.text
+
+
+async def test_hints_climb_the_ladder_then_stop(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    await client.get(f"/exercises/{exercise.id}")
+    texts = []
+    for _ in range(3):
+        response = await client.post(f"/exercises/{exercise.id}/hint", headers=htmx(client))
+        texts.append(response.text)
+    assert "Which operator adds?" in texts[0]
+    assert "2 left" in texts[0]
+    assert texts[2].count('class="hint-item"') == 3
+    assert "That was the last hint" in texts[2]
+    extra = await client.post(f"/exercises/{exercise.id}/hint", headers=htmx(client))
+    assert "seen every hint" in extra.text
+
+
+async def test_skip_then_resume(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get(f"/exercises/{exercise.id}")
+    await client.post(f"/exercises/{exercise.id}/start", data={"csrf_token": csrf_from(page)})
+    skipped = await client.post(
+        f"/exercises/{exercise.id}/skip", data={"csrf_token": csrf_from(page)}
+    )
+    assert skipped.headers["location"] == "/dashboard?skipped=1"
+    blocked = await client.post(
+        f"/exercises/{exercise.id}/run", data={"code": ADD_SOLUTION}, headers=htmx(client)
+    )
+    assert blocked.status_code == 409
+    assert "You skipped this exercise" in blocked.text
+    page = await client.get(f"/exercises/{exercise.id}")
+    assert "Resume this exercise" in page.text
+    resumed = await client.post(
+        f"/exercises/{exercise.id}/start", data={"csrf_token": csrf_from(page)}
+    )
+    assert resumed.headers["location"] == f"/exercises/{exercise.id}"
+
+
+async def test_statement_markdown_is_rendered_and_raw_html_escaped(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(
+        session,
+        statement="Write **add**.\n\n<script>alert(1)</script>\n\n```py\nadd(1, 2)\n```\n"
+        "[click](javascript:alert(1))",
+    )
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get(f"/exercises/{exercise.id}")
+    assert "<strong>add</strong>" in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    assert '<code class="language-python">' in page.text
+    assert 'href="javascript:' not in page.text
+
+
+async def test_unknown_exercise_is_a_friendly_404(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    for path in ("/exercises/00000000-0000-0000-0000-000000000000", "/exercises/not-a-uuid"):
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("text/html")
+        assert "Back to today" in response.text
+
+
+async def test_catalogue_filters(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    await create_exercise(session, title="Python thing")
+    await create_exercise(session, title="Hard thing", difficulty=5)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    everything = await client.get("/exercises?language=python")
+    assert "Python thing" in everything.text
+    hard = await client.get("/exercises?difficulty=5")
+    assert "Hard thing" in hard.text
+    assert "Python thing" not in hard.text
+
+
+# --- settings and admin ------------------------------------------------------------------------
+
+
+async def test_settings_profile_password_and_deletion(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    bad = await post_form(
+        client, "/settings", "/settings/profile", {"name": "Ada", "timezone": "Nowhere/Land"}
+    )
+    assert bad.status_code == 422
+    assert 'id="f-timezone-error"' in bad.text
+    saved = await post_form(
+        client, "/settings", "/settings/profile", {"name": "Ada L.", "timezone": "Asia/Tokyo"}
+    )
+    assert "Your profile is saved." in saved.text
+    row = (await session.execute(select(User.name, User.timezone).where(User.id == user.id))).one()
+    assert tuple(row) == ("Ada L.", "Asia/Tokyo")
+
+    wrong = await post_form(
+        client,
+        "/settings",
+        "/settings/password",
+        {
+            "current_password": "not it",
+            "new_password": NEW_PASSWORD,
+            "password_confirm": NEW_PASSWORD,
+        },
+    )
+    assert "current password is incorrect" in wrong.text
+    changed = await post_form(
+        client,
+        "/settings",
+        "/settings/password",
+        {
+            "current_password": PASSWORD,
+            "new_password": NEW_PASSWORD,
+            "password_confirm": NEW_PASSWORD,
+        },
+    )
+    assert "Your password has been changed" in changed.text
+
+    unconfirmed = await post_form(
+        client, "/settings", "/settings/delete", {"password": NEW_PASSWORD, "confirm": "yes"}
+    )
+    assert "Type DELETE" in unconfirmed.text
+    deleted = await post_form(
+        client, "/settings", "/settings/delete", {"password": NEW_PASSWORD, "confirm": "DELETE"}
+    )
+    assert deleted.headers["location"] == "/?deleted=1"
+    assert await session.scalar(select(User.id).where(User.id == user.id)) is None
+
+
+async def test_admin_page_is_for_admins(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    learner = await create_user(session, resources, onboarded=True)
+    await create_exercise(session, title="Bank entry")
+    await log_in(client, learner)
+    refused = await client.get("/admin")
+    assert refused.status_code == 403
+    assert "for administrators" in refused.text
+    assert "/admin" not in (await client.get("/dashboard")).text
+
+    admin = await create_user(session, resources, onboarded=True, role="admin")
+    client.cookies.clear()
+    await log_in(client, admin)
+    page = await client.get("/admin")
+    assert page.status_code == 200
+    assert "Bank entry" in page.text
+    assert learner.email in page.text
+    assert 'data-testid="sandbox-tier"' in page.text
+
+
+async def test_admin_validates_an_exercise_in_the_sandbox(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    admin = await create_user(session, resources, onboarded=True, role="admin")
+    await log_in(client, admin)
+    await client.get("/admin")
+    response = await client.post(f"/admin/exercises/{exercise.id}/validate", headers=htmx(client))
+    assert response.status_code == 200
+    assert "valid" in response.text
+    assert "problems" not in response.text
+    page = await client.get("/admin")
+    assert "checked" in page.text
+
+
+async def test_chat_page_lists_conversations_and_loads_the_streaming_client(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get("/chat")
+    assert page.status_code == 200
+    assert 'data-chat="on"' in page.text
+    assert 'id="conversation-list"' in page.text
+    assert '<script src="/static/js/chat.js" defer>' in page.text
+    script = await client.get("/static/js/chat.js")
+    assert "text/event-stream" in script.text
+
+
+async def test_settings_show_todays_tutor_budget(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get("/settings")
+    assert "Spent today" in page.text
+    assert "$0.00" in page.text
+    assert "/api/v1/progress/export?format=json" in page.text
+
+
+async def test_chat_page_shows_a_past_conversation(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session, title="Sum it")
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    headers = {"X-CSRF-Token": client.cookies.get("koan_csrf") or ""}
+    created = await client.post(
+        "/api/v1/conversations", json={"exercise_id": str(exercise.id)}, headers=headers
+    )
+    assert created.status_code == 201, created.text
+    conversation = created.json()["id"]
+    asked = await client.post(
+        f"/api/v1/conversations/{conversation}/messages",
+        json={"content": "Where do I start?"},
+        headers=headers,
+    )
+    assert asked.status_code == 201, asked.text
+
+    listing = await client.get("/chat")
+    assert f'href="/chat?c={conversation}"' in listing.text
+    opened = await client.get(f"/chat?c={conversation}")
+    assert "Where do I start?" in opened.text
+    assert opened.text.count('class="msg msg-') == 2
+    assert f'data-conversation-id="{conversation}"' in opened.text
+    stranger = await client.get("/chat?c=00000000-0000-0000-0000-000000000000")
+    assert stranger.status_code == 404
