@@ -64,3 +64,21 @@ async def test_a_mix_of_languages_and_outcomes_at_once(sandbox: Sandbox) -> None
     reports = await asyncio.gather(good, bad, js)
 
     assert [r.status for r in reports] == ["passed", "failed", "passed"]
+
+
+async def test_a_cancelled_grading_frees_its_slot_for_the_next() -> None:
+    box = Sandbox(SandboxConfig(slots=1, queue_size=1, min_tier=Tier.RLIMITS))
+    await box.start()
+    try:
+        sleeper = "import time\ndef add(a, b):\n    time.sleep(60)\n"
+        abandoned = asyncio.create_task(grade_python(box, sleeper, ADD_TESTS))
+        await asyncio.sleep(0.2)  # let it start; the outcome below does not depend on timing
+        abandoned.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await abandoned
+
+        report = await grade_python(box, ADD_SOLUTION, ADD_TESTS)
+
+        assert report.status == "passed"
+    finally:
+        await box.close()

@@ -35,7 +35,10 @@ def attack(body: str) -> str:
 
 
 async def test_infinite_loop_times_out(hostile_sandbox: Sandbox) -> None:
-    report = await grade_python(hostile_sandbox, attack("while True:\n    pass"), RUN_IT, SHORT)
+    # Wall clock far above the CPU limit: on a busy machine the CPU limit must still be the one hit.
+    limits = Limits(cpu_s=1, wall_s=30)
+
+    report = await grade_python(hostile_sandbox, attack("while True:\n    pass"), RUN_IT, limits)
 
     assert report.status == "timeout"
     assert "CPU" in report.tests[0].message
@@ -72,7 +75,7 @@ async def test_memory_bomb_hits_the_memory_limit(hostile_sandbox: Sandbox, body:
     "body",
     [
         "import os\nwhile True:\n    os.fork()",
-        "import subprocess\nfor _ in range(100):\n    subprocess.Popen(['/bin/sh', '-c', 'sleep 60'])",
+        "import subprocess\nfor _ in range(100):\n    subprocess.Popen(['sleep', '60'])",
         "import os\nos.posix_spawn('/bin/sh', ['sh', '-c', 'sleep 60'], {})",
     ],
     ids=["fork-loop", "subprocess", "posix-spawn"],
@@ -199,7 +202,8 @@ async def test_connecting_to_a_loopback_listener_fails(hostile_sandbox: Sandbox)
     port = server.sockets[0].getsockname()[1]
     body = f"""
 import socket
-for family, address in ((socket.AF_INET, ('127.0.0.1', {port})), (socket.AF_INET6, ('::1', {port}))):
+targets = ((socket.AF_INET, ('127.0.0.1', {port})), (socket.AF_INET6, ('::1', {port})))
+for family, address in targets:
     try:
         socket.socket(family, socket.SOCK_STREAM).connect(address)
         print('connected', address)
@@ -281,6 +285,28 @@ def attempts():
 
     assert report.status == "passed", report
     await assert_still_works(hostile_sandbox)
+
+
+async def test_runs_hold_no_capabilities_at_all(hostile_sandbox: Sandbox) -> None:
+    code = """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+PR_CAPBSET_READ = 23
+
+def bounding_set():
+    return [cap for cap in range(41) if libc.prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1]
+"""
+    tests = (
+        "import os\nfrom solution import bounding_set\n\n"
+        "def test_unprivileged():\n"
+        "    assert os.getuid() != 0 and os.geteuid() != 0\n"
+        "    assert os.getgroups() == []\n"
+        "    assert bounding_set() == []\n"
+    )
+
+    report = await grade_python(hostile_sandbox, code, tests)
+
+    assert report.status == "passed", report
 
 
 async def test_a_32_bit_syscall_kills_the_run(hostile_sandbox: Sandbox) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from koan.grading.sandbox import GradeReport, Limits, Sandbox
+from koan.grading.sandbox import GradeReport, Limits, Sandbox, Tier
 
 SOLUTION = "function add(a, b) {\n  return a + b;\n}\nmodule.exports = { add };\n"
 TESTS = """\
@@ -101,11 +101,14 @@ async def test_process_exit_in_a_test_is_not_a_pass(sandbox: Sandbox) -> None:
 
 async def test_printed_fake_verdicts_do_not_pass(sandbox: Sandbox) -> None:
     code = (
-        "const fake = JSON.stringify({ t: 'test', name: 'adds small numbers', status: 'passed' });\n"
+        "const record = { t: 'test', name: 'adds small numbers', status: 'passed' };\n"
+        "const fake = JSON.stringify(record);\n"
         "console.log(fake); console.error(fake);\n"
         "console.log('x'.repeat(32) + ' ' + fake);\n"
         "const fs = require('node:fs');\n"
-        "for (let fd = 3; fd < 64; fd++) { try { fs.writeSync(fd, 'y ' + fake + '\\n'); } catch {} }\n"
+        "for (let fd = 3; fd < 64; fd++) {\n"
+        "  try { fs.writeSync(fd, 'y ' + fake + '\\n'); } catch {}\n"
+        "}\n"
         "module.exports = { add: () => 0 };\n"
     )
 
@@ -127,9 +130,10 @@ async def test_unicode_output_survives(sandbox: Sandbox) -> None:
 async def test_an_endless_loop_times_out(sandbox: Sandbox) -> None:
     code = "module.exports = { add: () => { for (;;) {} } };\n"
 
-    report = await grade_js(sandbox, code, limits=Limits(cpu_s=1, wall_s=3))
+    report = await grade_js(sandbox, code, limits=Limits(cpu_s=1, wall_s=30))
 
     assert report.status == "timeout"
+    assert "CPU" in report.tests[0].message
 
 
 async def test_a_heap_bomb_hits_the_memory_limit(sandbox: Sandbox) -> None:
@@ -148,12 +152,12 @@ async def test_a_heap_bomb_hits_the_memory_limit(sandbox: Sandbox) -> None:
 async def test_network_and_child_processes_are_refused(sandbox: Sandbox) -> None:
     code = (
         "const cp = require('node:child_process');\n"
-        "try { cp.execSync('true'); console.log('spawned'); } catch (e) { console.log('no spawn'); }\n"
-        + SOLUTION
+        "try { cp.execSync('true'); console.log('spawned'); }\n"
+        "catch (e) { console.log('no spawn'); }\n" + SOLUTION
     )
 
     report = await grade_js(sandbox, code)
 
     assert report.status == "passed"
-    if sandbox.tier >= sandbox.tier.FULL:
+    if sandbox.tier == Tier.FULL:
         assert report.stdout == "no spawn\n"

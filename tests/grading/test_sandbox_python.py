@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from koan.errors import BadRequest, PayloadTooLarge
 from koan.grading.sandbox import Limits, Sandbox
 from tests.grading.conftest import ADD_SOLUTION, ADD_TESTS, grade_python
 
@@ -225,3 +228,10 @@ async def test_files_do_not_survive_into_the_next_run(sandbox: Sandbox) -> None:
         await grade_python(sandbox, leave, "def test_nothing():\n    pass\n")
         report = await grade_python(sandbox, "", look)
         assert report.status == "passed", report
+
+
+async def test_unknown_languages_and_oversized_code_are_client_errors(sandbox: Sandbox) -> None:
+    with pytest.raises(BadRequest):
+        await sandbox.grade(language="cobol", code="", tests="")  # type: ignore[arg-type]
+    with pytest.raises(PayloadTooLarge):
+        await grade_python(sandbox, "x = 1\n" * 200_000, ADD_TESTS)

@@ -37,6 +37,8 @@ def sandbox_config(settings: Settings) -> SandboxConfig:
         "python": settings.sandbox_python,
         "node": settings.sandbox_node,
         "default_limits": server_limits(settings),
+        # Per-exercise limits may lower these, never raise them.
+        "max_limits": server_limits(settings),
     }
     if settings.sandbox_slots:
         kwargs["slots"] = settings.sandbox_slots

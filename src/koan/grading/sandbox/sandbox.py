@@ -14,7 +14,7 @@ from typing import get_args
 
 import structlog
 
-from koan.errors import PayloadTooLarge
+from koan.errors import BadRequest, PayloadTooLarge
 from koan.grading.sandbox.config import SandboxConfig
 from koan.grading.sandbox.errors import SandboxUnavailable
 from koan.grading.sandbox.features import Features
@@ -26,7 +26,7 @@ from koan.grading.sandbox.seccomp_filter import FilterSet, build_filters
 from koan.grading.sandbox.tiers import probe_features
 from koan.grading.sandbox.uids import UidClaim, claim_uids, release_all
 from koan.grading.sandbox.verdict import SetupFailed, decide, parse_verdict
-from koan.grading.sandbox.zygote import Zygote, ZygoteLost
+from koan.grading.sandbox.zygote import RunResult, Zygote, ZygoteLost
 
 log = structlog.get_logger(__name__)
 
@@ -43,10 +43,13 @@ class _Slot:
 class Sandbox:
     """Grades submissions in isolated runs, `config.slots` at a time."""
 
-    def __init__(self, config: SandboxConfig | None = None) -> None:
+    def __init__(
+        self, config: SandboxConfig | None = None, *, features: Features | None = None
+    ) -> None:
+        """Configure; `features` skips probing and forces those mechanisms (tests, diagnosis)."""
         self.config = config or SandboxConfig()
         self.tier = Tier.NONE
-        self.features: Features | None = None
+        self.features: Features | None = features
         self._filters: FilterSet | None = None
         self._claims: list[UidClaim] = []
         self._slots: list[_Slot] = []
@@ -61,9 +64,11 @@ class Sandbox:
     async def start(self) -> None:
         """Probe the machine, refuse if below min_tier, warm one launcher per slot."""
         config = self.config
-        features = await asyncio.to_thread(
-            probe_features, config.python, config.base_uid, config.uid_range
-        )
+        features = self.features
+        if features is None:
+            features = await asyncio.to_thread(
+                probe_features, config.python, config.base_uid, config.uid_range
+            )
         tier = Tier.NONE if features is None else features.tier
         if features is None or tier < config.min_tier:
             raise SandboxUnavailable(
@@ -150,7 +155,7 @@ class Sandbox:
         if self._pool is None:
             raise SandboxUnavailable("The grader is not running.")
         if language not in get_args(Language):
-            raise ValueError(f"unsupported language: {language!r}")
+            raise BadRequest(f"Unsupported language: {language!r}.")
         if language == "javascript" and not os.access(self.config.node, os.X_OK):
             raise SandboxUnavailable(f"JavaScript grading needs node at {self.config.node}.")
         for name, text in (("code", code), ("tests", tests)):
@@ -167,15 +172,9 @@ class Sandbox:
             js_memory_mb=self.config.js_memory_mb,
         )
         async with self._pool.acquire() as slot:
-            if not slot.zygote.alive:
-                await self._restart(slot)
             started = time.perf_counter()
-            run = await slot.zygote.run(
-                job, wall_s=effective.wall_s, output_bytes=effective.output_bytes
-            )
+            run = await self._run_in(slot, job, effective, nonce)
             duration_ms = round((time.perf_counter() - started) * 1000)
-            if run.status is None:
-                log.warning("sandbox.launcher_lost", slot=slot.index)
         try:
             return decide(
                 run,
@@ -188,6 +187,31 @@ class Sandbox:
         except SetupFailed as exc:
             log.error("sandbox.setup_failed", error=str(exc), language=language)
             raise SandboxUnavailable(f"The grader failed to start the run: {exc}") from exc
+
+    async def _run_in(self, slot: _Slot, job: bytes, limits: Limits, nonce: str) -> RunResult:
+        """Run a job on the slot's launcher, replacing a launcher that died in between.
+
+        A job is retried once, and only if it never reached the learner's code (the launcher
+        was found dead, or died before the run reported ready), so no code runs twice.
+        """
+        for attempt in range(2):
+            if attempt or not slot.zygote.alive:
+                await self._restart(slot)
+            try:
+                run = await slot.zygote.run(
+                    job,
+                    wall_s=limits.wall_s,
+                    output_bytes=limits.output_bytes,
+                    disk_mb=limits.disk_mb,
+                )
+            except ZygoteLost:
+                continue
+            if run.status is not None:
+                return run
+            log.warning("sandbox.launcher_lost", slot=slot.index)
+            if attempt or parse_verdict(run.verdict, nonce).ready:
+                return run
+        raise SandboxUnavailable("The grader's launcher keeps failing; try again shortly.")
 
     async def _restart(self, slot: _Slot) -> None:
         await slot.zygote.close()

@@ -133,7 +133,9 @@ async def self_check(
             limits=limits,
             js_memory_mb=1024,
         )
-        run = await zygote.run(job, wall_s=10.0, output_bytes=limits.output_bytes)
+        run = await zygote.run(
+            job, wall_s=10.0, output_bytes=limits.output_bytes, disk_mb=limits.disk_mb
+        )
         report = decide(
             run,
             parse_verdict(run.verdict, nonce),

@@ -70,13 +70,20 @@ def parse_verdict(data: bytes, nonce: str) -> Verdict:
             verdict.fatal = str(record.get("message", "unknown failure"))
         elif kind == "plan" and verdict.plan is None:
             verdict.plan = [str(name) for name in record.get("tests", [])]
-        elif kind == "test" and verdict.end_phase is None:
+        elif kind == "test" and verdict.end_phase is None and _expected(verdict, record):
             verdict.results.append(record)
         elif kind == "end" and verdict.end_phase is None:
             verdict.end_phase = str(record.get("phase", "tests"))
         else:
             verdict.tampered = True
     return verdict
+
+
+def _expected(verdict: Verdict, record: dict[str, Any]) -> bool:
+    """Whether a test record is the next one the plan announced."""
+    plan = verdict.plan
+    index = len(verdict.results)
+    return plan is not None and index < len(plan) and record.get("name") == plan[index]
 
 
 def _stop_reason(run: RunResult) -> str:

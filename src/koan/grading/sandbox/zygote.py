@@ -3,8 +3,9 @@
 The launcher (harness/zygote_main.py) runs under the system python3, inside bubblewrap when the
 tier allows. The parent talks to it over a SOCK_SEQPACKET socketpair: a "run" message carries
 four descriptors (job memfd, stdout, stderr and verdict pipes); an "exit" message comes back
-with the wait status once the run and everything it started are gone. The parent enforces the
-wall-clock limit and the output cap itself, by asking the launcher to kill the run.
+with the wait status once the run has exited and (before or right after the report) everything
+of its uid has been killed. The parent enforces the wall-clock limit and the output cap itself,
+by asking the launcher to kill the run.
 """
 
 from __future__ import annotations
@@ -17,20 +18,17 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from koan.grading.sandbox.bubblewrap import ENVIRONMENT, HARNESS_DIR, INTERPRETER_FLAGS, bwrap_argv
 from koan.grading.sandbox.features import Features
+from koan.grading.sandbox.limits import INODES
 from koan.grading.sandbox.seccomp_filter import FilterSet
 
-HARNESS_DIR = Path(__file__).resolve().parent / "harness"
-SANDBOX_HARNESS_DIR = "/koan"  # where bubblewrap shows the harness inside the sandbox
 START_TIMEOUT_S = 15.0
 KILL_GRACE_S = 3.0  # after asking for a kill, how long before the whole launcher is destroyed
 DRAIN_GRACE_S = 1.0  # after the exit report, how long pipes may take to reach end of file
 VERDICT_CAP = 4 << 20  # the harness sends at most a few KB per test
-INTERPRETER_FLAGS = ("-I", "-S", "-B", "-X", "utf8")
-ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
 class ZygoteLost(Exception):
@@ -92,76 +90,6 @@ def _factory(collector: _Collector) -> Callable[[], _Collector]:
     return lambda: collector
 
 
-def bwrap_argv(bwrap: str, python: str, config: str) -> list[str]:
-    """The bubblewrap command that starts a launcher in a fresh, read-only world.
-
-    No user namespace (unlike --unshare-all): the launcher must stay real root inside to switch
-    each run to its slot uid and mount its tmpfs; it keeps only those three capabilities and
-    the runs lose them with the uid switch. Nothing of the host's /etc, /home, /root, /var,
-    /tmp, /work or /proc is visible.
-    """
-    argv = [
-        bwrap,
-        "--unshare-ipc",
-        "--unshare-pid",
-        "--unshare-net",
-        "--unshare-uts",
-        "--unshare-cgroup-try",
-        "--die-with-parent",
-        "--new-session",
-        "--clearenv",
-        "--hostname",
-        "koan",
-    ]
-    for name, value in ENVIRONMENT.items():
-        argv += ["--setenv", name, value]
-    argv += ["--ro-bind", "/usr", "/usr"]
-    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-        path = Path("/") / name
-        if path.is_symlink():
-            argv += ["--symlink", os.readlink(path), str(path)]
-        elif path.is_dir():
-            argv += ["--ro-bind", str(path), str(path)]
-    argv += [
-        # Made by hand so it is world-searchable: bwrap creates parents of binds as 0700.
-        "--perms",
-        "0755",
-        "--dir",
-        "/etc",
-        "--ro-bind-try",
-        "/etc/ld.so.cache",
-        "/etc/ld.so.cache",
-        "--dev",
-        "/dev",
-        "--dir",
-        "/work",
-        "--symlink",
-        "/work",
-        "/tmp",
-        "--ro-bind",
-        str(HARNESS_DIR),
-        SANDBOX_HARNESS_DIR,
-        "--cap-drop",
-        "ALL",
-        "--cap-add",
-        "CAP_SYS_ADMIN",
-        "--cap-add",
-        "CAP_SETUID",
-        "--cap-add",
-        "CAP_SETGID",
-        "--remount-ro",
-        "/",
-        "--chdir",
-        "/",
-        "--",
-        python,
-        *INTERPRETER_FLAGS,
-        f"{SANDBOX_HARNESS_DIR}/zygote_main.py",
-        config,
-    ]
-    return argv
-
-
 class Zygote:
     """One slot's launcher process."""
 
@@ -219,19 +147,23 @@ class Zygote:
     async def start(self) -> None:
         """Launch the process and wait until it reports ready."""
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # The configuration (with the filters) travels in a memfd, not argv: ps stays readable.
+        config_fd = os.memfd_create("koan-zygote-config", 0)
         try:
-            config = self._config(child_sock.fileno())
+            os.write(config_fd, self._config(child_sock.fileno()).encode())
+            os.lseek(config_fd, 0, os.SEEK_SET)
+            config_arg = f"--config-fd={config_fd}"
             if self.features.bubblewrap is not None:
-                argv = bwrap_argv(self.features.bubblewrap, self.python, config)
+                argv = bwrap_argv(self.features.bubblewrap, self.python, config_arg)
             else:
                 script = str(HARNESS_DIR / "zygote_main.py")
-                argv = [self.python, *INTERPRETER_FLAGS, script, config]
+                argv = [self.python, *INTERPRETER_FLAGS, script, config_arg]
             self._process = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
-                pass_fds=(child_sock.fileno(),),
+                pass_fds=(child_sock.fileno(), config_fd),
                 env=dict(ENVIRONMENT),
                 cwd="/",
                 start_new_session=True,
@@ -241,6 +173,7 @@ class Zygote:
             raise
         finally:
             child_sock.close()
+            os.close(config_fd)
         parent_sock.setblocking(False)
         self._sock = parent_sock
         self._messages = asyncio.Queue()
@@ -290,7 +223,7 @@ class Zygote:
             if message.get("op") == "exit" and message.get("id") == run_id:
                 return message
 
-    async def run(self, job: bytes, *, wall_s: float, output_bytes: int) -> RunResult:
+    async def run(self, job: bytes, *, wall_s: float, output_bytes: int, disk_mb: int) -> RunResult:
         """Run one job to completion (or to a limit) and return what it produced."""
         self._next_id += 1
         run_id = self._next_id
@@ -306,7 +239,9 @@ class Zygote:
             while view:
                 view = view[os.write(job_fd, view) :]
             os.lseek(job_fd, 0, os.SEEK_SET)
-            self._send({"op": "run", "id": run_id}, [job_fd, *(w for _, w in pipes)])
+            # The tmpfs size travels with the message: the launcher mounts it before forking.
+            message = {"op": "run", "id": run_id, "disk_mb": disk_mb, "inodes": INODES}
+            self._send(message, [job_fd, *(w for _, w in pipes)])
         finally:
             os.close(job_fd)
             for _, write_end in pipes:
@@ -354,6 +289,12 @@ class Zygote:
                 report = report_task.result()
         except (ZygoteLost, TimeoutError):
             await self._shutdown()
+        except asyncio.CancelledError:
+            # Nobody waits for this verdict any more: stop the run now, or the slot's next job
+            # would queue behind it inside the launcher and lose its own wall-clock time.
+            with contextlib.suppress(ZygoteLost):
+                self._send({"op": "kill", "id": run_id})
+            raise
         finally:
             for task in (report_task, *limit_tasks):
                 task.cancel()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import importlib
 import os
 import reprlib
 import sys
@@ -39,7 +38,6 @@ def run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
     sys.argv = ["solution.py"]
     sys.dont_write_bytecode = True
     sys.path[:] = [workdir] + [p for p in sys.path if p.startswith("/usr/")]
-    importlib.invalidate_caches()
 
     source = str(job["tests"])
     tests_path = os.path.join(workdir, "tests.py")
@@ -56,7 +54,7 @@ def run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
     failure: BaseException | None = None
     namespace: dict[str, Any] = {}
     try:
-        importlib.import_module("solution")
+        load_solution(str(job["code"]), os.path.join(workdir, "solution.py"))
         module = types.ModuleType("tests")
         module.__file__ = tests_path
         sys.modules["tests"] = module
@@ -84,6 +82,22 @@ def run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
 
 def _text_stream(fd: int, mode: str) -> Any:
     return open(fd, mode, encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
+
+
+def load_solution(source: str, path: str) -> types.ModuleType:
+    """Import solution.py as `solution` from the source in hand (no path search needed).
+
+    The file is on disk too, so tracebacks, linecache and inspect find its lines.
+    """
+    module = types.ModuleType("solution")
+    module.__file__ = path
+    sys.modules["solution"] = module
+    try:
+        exec(compile(source, path, "exec", dont_inherit=True), module.__dict__)
+    except BaseException:
+        del sys.modules["solution"]
+        raise
+    return module
 
 
 def finish(emit: Emit, phase: str) -> NoReturn:
@@ -247,9 +261,9 @@ class _AssertRewriter(ast.NodeTransformer):
 
 
 def rewrite_asserts(tree: ast.Module, source: str) -> ast.Module:
-    """The tests with bare comparisons rewritten; the original if rewriting fails."""
+    """The tests with bare comparisons rewritten (in place); a fresh parse if that fails."""
     try:
-        rewritten: ast.Module = _AssertRewriter(source).visit(ast.parse(source))
+        rewritten: ast.Module = _AssertRewriter(source).visit(tree)
         return ast.fix_missing_locations(rewritten)
     except (SyntaxError, ValueError, TypeError):
-        return tree
+        return ast.parse(source)

@@ -37,15 +37,16 @@ import run_python
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
+LAST_CAPABILITY = 63  # beyond the kernel's last one prctl says EINVAL, which is fine
 PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 SECCOMP_MODE_FILTER = 2
-CLONE_NEWNS = 0x00020000
+MNT_DETACH = 2
 MS_NOSUID = 2
 MS_NODEV = 4
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
+MS_NOEXEC = 8
 SELF_PID_PLACEHOLDER = 0x5EC0FFEE  # see seccomp_filter.py in the parent package
 WORK = "/work"
 EXIT_SETUP_FAILED = 70
@@ -85,13 +86,21 @@ def load_seccomp(program: bytes) -> None:
     _check(result, "seccomp")
 
 
-def patch_self_pid(program: bytes, pid: int) -> bytes:
-    """Put pid where the filter compares against the self-pid placeholder."""
-    out = bytearray(program)
-    for offset in range(0, len(out), 8):
-        code, jt, jf, k = struct.unpack_from("<HBBI", out, offset)
+def placeholder_offsets(program: bytes) -> list[int]:
+    """Offsets of the BPF jumps that compare against the self-pid placeholder."""
+    offsets = []
+    for offset in range(0, len(program), 8):
+        code, _jt, _jf, k = struct.unpack_from("<HBBI", program, offset)
         if code & 0x07 == 0x05 and k == SELF_PID_PLACEHOLDER:  # a BPF_JMP comparison
-            struct.pack_into("<HBBI", out, offset, code, jt, jf, pid)
+            offsets.append(offset)
+    return offsets
+
+
+def patch_self_pid(program: bytes, offsets: list[int], pid: int) -> bytes:
+    """Put pid into the k field of each placeholder jump."""
+    out = bytearray(program)
+    for offset in offsets:
+        struct.pack_into("<I", out, offset + 4, pid)
     return bytes(out)
 
 
@@ -116,12 +125,15 @@ class Zygote:
     def __init__(self, config: dict[str, Any]) -> None:
         self.sock = socket.socket(fileno=int(config["control_fd"]))
         self.sock.setblocking(True)
+        self.pending: list[tuple[dict[str, Any], list[int]]] = []  # jobs that came mid-run
         self.uid: int | None = config.get("uid")
         self.isolate_mounts = bool(config.get("isolate_mounts"))
         self.workroot: str | None = config.get("workroot")
         self.node = str(config.get("node", "/usr/bin/node"))
         filters = config.get("run_filters") or {}
         self.run_filters = {lang: base64.b64decode(prog) for lang, prog in filters.items()}
+        # Found once here, so each run only writes its pid into known places.
+        self.pid_slots = {lang: placeholder_offsets(p) for lang, p in self.run_filters.items()}
         zygote_filter = config.get("zygote_filter")
         self.zygote_filter = base64.b64decode(zygote_filter) if zygote_filter else None
         harness_dir = os.path.dirname(os.path.abspath(__file__))
@@ -158,20 +170,30 @@ class Zygote:
         gc.freeze()  # forked children then share these pages instead of copying them
         self.send({"op": "ready", "pid": os.getpid()})
         while True:
-            message, fds = self.receive()
+            message, fds = self.pending.pop(0) if self.pending else self.receive()
             if message is None:
                 break
             if message.get("op") == "run" and len(fds) == 4:
-                self.run(int(message["id"]), fds)
+                self.run(message, fds)
             else:
                 for fd in fds:
                     os.close(fd)
         self.sweep()
 
-    def run(self, run_id: int, fds: list[int]) -> None:
+    def run(self, message: dict[str, Any], fds: list[int]) -> None:
         """Fork one locked-down child for a job, wait for it, clean up, report."""
+        run_id = int(message["id"])
         workdir = WORK
-        if not self.isolate_mounts:
+        if self.isolate_mounts:
+            # A fresh tmpfs per run, mounted here rather than in a mount namespace of the
+            # run's own: tearing a namespace down costs a millisecond on the critical path,
+            # a lazy unmount after the report costs nothing there.
+            owner = f",uid={self.uid},gid={self.uid}" if self.uid is not None else ""
+            options = f"size={int(message['disk_mb'])}m,nr_inodes={int(message['inodes'])}"
+            options += f",mode=0700{owner}"
+            flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+            _check(_libc.mount(b"tmpfs", WORK.encode(), b"tmpfs", flags, options.encode()), "mount")
+        else:
             assert self.workroot is not None
             workdir = os.path.join(self.workroot, f"run-{run_id}-{secrets.token_hex(4)}")
         pid = os.fork()
@@ -188,36 +210,51 @@ class Zygote:
         parent_gone = False
         try:
             while True:
-                ready, _, _ = select.select([self.sock.fileno(), pidfd], [], [])
+                watched = [pidfd] if parent_gone else [self.sock.fileno(), pidfd]
+                ready, _, _ = select.select(watched, [], [])
                 if pidfd in ready:
                     break
-                message, extra = self.receive()
-                for fd in extra:
-                    os.close(fd)
-                if message is None:
+                control, extra = self.receive()
+                if control is None:
                     parent_gone = True
                     self.sweep(pid, settle=False)
-                elif message.get("op") == "kill" and message.get("id") == run_id:
-                    self.sweep(pid, settle=False)
+                elif control.get("op") == "kill":
+                    if control.get("id") == run_id:
+                        self.sweep(pid, settle=False)
+                else:
+                    # The next job, sent as soon as the parent gave up on this one: keep it.
+                    self.pending.append((control, extra))
+                    continue
+                for fd in extra:
+                    os.close(fd)
         finally:
             os.close(pidfd)
         _, status, usage = os.wait4(pid, 0)
         wall = time.monotonic() - started
+        report = {
+            "op": "exit",
+            "id": run_id,
+            "status": status,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "maxrss_kb": usage.ru_maxrss,
+            "wall_s": wall,
+        }
+        # Under the run filter the child could start no process, so nothing of the run is left
+        # to hold its pipes open: report first and sweep (defence in depth) before the next job.
+        # Without it, survivors must die first or the parent would wait for their pipes.
+        early = bool(self.run_filters) and not parent_gone
+        if early:
+            self.send(report)
         self.sweep(pid)
-        if not self.isolate_mounts:
+        if not early and not parent_gone:
+            self.send(report)
+        # Nothing of the run is alive any more: its files can go.
+        if self.isolate_mounts:
+            _check(_libc.umount2(WORK.encode(), MNT_DETACH), "umount")
+        else:
             shutil.rmtree(workdir, ignore_errors=True)
         if parent_gone:
             sys.exit(0)
-        self.send(
-            {
-                "op": "exit",
-                "id": run_id,
-                "status": status,
-                "cpu_s": usage.ru_utime + usage.ru_stime,
-                "maxrss_kb": usage.ru_maxrss,
-                "wall_s": wall,
-            }
-        )
 
     def sweep(self, child: int | None = None, *, settle: bool = True) -> None:
         """Kill everything a run started: kill(-1, SIGKILL) as the slot uid.
@@ -289,7 +326,7 @@ class Launch:
             self.nonce = str(job["nonce"])
             language = str(job["language"])
             limits: dict[str, int] = job["limits"]
-            self.make_workdir(limits)
+            self.make_workdir()
             self.set_rlimits(limits)
             self.drop_uid()
             os.chdir(self.workdir)
@@ -310,20 +347,13 @@ class Launch:
             os._exit(EXIT_SETUP_FAILED)
         os._exit(EXIT_SETUP_FAILED)
 
-    def make_workdir(self, limits: dict[str, int]) -> None:
-        """A private, size-limited work directory owned by the slot uid."""
-        uid = self.zygote.uid
+    def make_workdir(self) -> None:
+        """Outside bubblewrap: a private directory owned by the slot uid (the zygote removes it)."""
         if self.zygote.isolate_mounts:
-            _check(_libc.unshare(CLONE_NEWNS), "unshare")
-            _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount private")
-            owner = f",uid={uid},gid={uid}" if uid is not None else ""
-            options = f"size={limits['disk_mb']}m,nr_inodes={limits['inodes']},mode=0700{owner}"
-            flags = MS_NOSUID | MS_NODEV
-            _check(_libc.mount(b"tmpfs", WORK.encode(), b"tmpfs", flags, options.encode()), "mount")
-        else:
-            os.mkdir(self.workdir, 0o700)
-            if uid is not None:
-                os.chown(self.workdir, uid, uid)
+            return  # the zygote mounted a fresh tmpfs on /work for this run
+        os.mkdir(self.workdir, 0o700)
+        if self.zygote.uid is not None:
+            os.chown(self.workdir, self.zygote.uid, self.zygote.uid)
 
     def set_rlimits(self, limits: dict[str, int]) -> None:
         """Apply the job's rlimits (before the uid switch, so hard limits are final too)."""
@@ -346,6 +376,11 @@ class Launch:
         uid = self.zygote.uid
         if uid is None:
             return
+        # Empty the bounding set too (best effort: it needs CAP_SETPCAP). With no_new_privs
+        # nothing could regain a capability anyway; this leaves none to regain at all.
+        for capability in range(LAST_CAPABILITY + 1):
+            if _libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+                break  # EINVAL past the last capability, EPERM without CAP_SETPCAP
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
@@ -357,8 +392,11 @@ class Launch:
         extension = "py" if language == "python" else "js"
         for stem, key in (("solution", "code"), ("tests", "tests")):
             path = os.path.join(self.workdir, f"{stem}.{extension}")
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(str(job[key]))
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                write_all(fd, str(job[key]).encode("utf-8", "surrogateescape"))
+            finally:
+                os.close(fd)
 
     def arrange_fds(self, keep: dict[int, int]) -> None:
         """stdin from /dev/null, stdout/stderr to the pipes, keep[src] -> dst, close the rest."""
@@ -384,7 +422,8 @@ class Launch:
         prctl(PR_SET_DUMPABLE, 0)
         program = self.zygote.run_filters.get(language)
         if program is not None:
-            load_seccomp(patch_self_pid(program, os.getpid()))
+            slots = self.zygote.pid_slots[language]
+            load_seccomp(patch_self_pid(program, slots, os.getpid()))
 
     def python(self, job: dict[str, Any], environment: dict[str, str]) -> NoReturn:
         """Run the Python tests in this (warm) interpreter."""
@@ -438,8 +477,11 @@ class Launch:
 
 
 def main() -> None:
-    """Entry point: the slot's configuration comes as JSON in argv[1]."""
-    Zygote(json.loads(sys.argv[1])).serve()
+    """Entry point: the slot's configuration is JSON in the memfd named by --config-fd=N."""
+    config_fd = int(sys.argv[1].removeprefix("--config-fd="))
+    config = json.loads(read_all(config_fd))
+    os.close(config_fd)
+    Zygote(config).serve()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""Every tier grades correctly: the mechanisms of the lower tiers are forced one set at a time.
+
+On a machine where a mechanism is missing (no root, no bubblewrap) the sets needing it are
+skipped with the reason; CI has them all, so there every set runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from koan.grading.sandbox import Limits, Sandbox, SandboxConfig, Tier
+from koan.grading.sandbox.features import Features
+from tests.grading.conftest import ADD_SOLUTION, ADD_TESTS, IN_CI, grade_python
+
+BWRAP = shutil.which("bwrap")
+ROOT = os.geteuid() == 0
+FEATURE_SETS = {
+    "full": Features(uid_switch=True, bubblewrap=BWRAP, seccomp=True),
+    "namespaces": Features(uid_switch=True, bubblewrap=BWRAP, seccomp=False),
+    "rlimits-uid-seccomp": Features(uid_switch=True, bubblewrap=None, seccomp=True),
+    "rlimits-only": Features(uid_switch=False, bubblewrap=None, seccomp=False),
+}
+
+
+@pytest_asyncio.fixture(params=list(FEATURE_SETS), scope="module", loop_scope="session")
+async def forced(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
+    features = FEATURE_SETS[request.param]
+    needs_root = features.uid_switch and not ROOT
+    needs_bwrap = request.param in {"full", "namespaces"} and not BWRAP
+    if needs_root or needs_bwrap:
+        if IN_CI:
+            pytest.fail(f"CI must support the {request.param} mechanisms (root, bubblewrap)")
+        pytest.skip(f"{request.param} needs root and bubblewrap")
+    box = Sandbox(SandboxConfig(slots=1, min_tier=Tier.RLIMITS), features=features)
+    await box.start()
+    try:
+        yield box
+    finally:
+        await box.close()
+
+
+async def test_every_tier_grades_pass_fail_and_error(forced: Sandbox) -> None:
+    assert (await grade_python(forced, ADD_SOLUTION, ADD_TESTS)).status == "passed"
+    assert (
+        await grade_python(forced, "def add(a, b):\n    return 0\n", ADD_TESTS)
+    ).status == "failed"
+    assert (await grade_python(forced, "def add(a, b)\n", ADD_TESTS)).status == "error"
+
+
+async def test_every_tier_reports_its_tier_and_isolates_the_uid(forced: Sandbox) -> None:
+    code = "import os\nprint(os.getuid())\n" + ADD_SOLUTION
+
+    report = await grade_python(forced, code, ADD_TESTS)
+
+    assert report.tier == forced.tier
+    assert forced.features is not None
+    if forced.features.uid_switch:
+        assert int(report.stdout) in forced.slot_uids
+    else:
+        assert int(report.stdout) == os.geteuid()
+
+
+async def test_every_tier_kills_a_run_past_its_wall_clock(forced: Sandbox) -> None:
+    # Killing differs by tier (kill(-1) as the slot uid, or the process group without one).
+    code = "import time\ndef add(a, b):\n    time.sleep(60)\n"
+
+    report = await grade_python(forced, code, ADD_TESTS, Limits(wall_s=0.5))
+
+    assert report.status == "timeout"
+    assert (await grade_python(forced, ADD_SOLUTION, ADD_TESTS)).status == "passed"
+
+
+async def test_a_lost_launcher_is_replaced(forced: Sandbox) -> None:
+    zygote = forced._slots[0].zygote
+    launcher = zygote._process
+    assert launcher is not None
+    os.kill(launcher.pid, signal.SIGKILL)  # a crash between two runs
+    await launcher.wait()
+    for _ in range(500):
+        if not zygote.alive:
+            break
+        await asyncio.sleep(0.01)
+
+    report = await grade_python(forced, ADD_SOLUTION, ADD_TESTS)
+
+    assert report.status == "passed"

@@ -1,0 +1,199 @@
+"""The sandbox's pure parts: verdict parsing and status rules, limits, filters, pool, uids."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import struct
+
+import pytest
+
+from koan.errors import GraderBusy
+from koan.grading.sandbox import GradeReport, Limits, TestOutcome, Tier
+from koan.grading.sandbox.features import Features
+from koan.grading.sandbox.limits import address_space_mb, cpu_rlimit
+from koan.grading.sandbox.pool import SlotPool
+from koan.grading.sandbox.seccomp_filter import SELF_PID_PLACEHOLDER, build_filters
+from koan.grading.sandbox.tiers import candidates
+from koan.grading.sandbox.uids import claim_uids, release_all
+from koan.grading.sandbox.verdict import SetupFailed, decide, parse_verdict
+from koan.grading.sandbox.zygote import RunResult
+
+NONCE = "n" * 32
+
+
+def channel(*records: dict[str, object], nonce: str = NONCE) -> bytes:
+    return b"".join(f"{nonce} {json.dumps(r)}\n".encode() for r in records)
+
+
+def judged(
+    verdict: bytes, run: RunResult | None = None, limits: Limits | None = None
+) -> GradeReport:
+    run = run or RunResult(status=0, verdict=verdict)
+    run.verdict = verdict
+    return decide(
+        run,
+        parse_verdict(verdict, NONCE),
+        language="python",
+        limits=limits or Limits(),
+        tier=Tier.FULL,
+        duration_ms=3,
+    )
+
+
+READY = {"t": "ready"}
+PLAN = {"t": "plan", "tests": ["test_a", "test_b"]}
+PASS_A = {"t": "test", "name": "test_a", "status": "passed", "message": ""}
+PASS_B = {"t": "test", "name": "test_b", "status": "passed", "message": ""}
+END = {"t": "end", "phase": "tests"}
+
+
+def test_all_reported_passes_make_a_pass() -> None:
+    report = judged(channel(READY, PLAN, PASS_A, PASS_B, END))
+
+    assert report.status == "passed"
+    assert (report.passed, report.total) == (2, 2)
+    assert report.tier == Tier.FULL
+
+
+def test_records_without_the_nonce_make_the_run_an_error() -> None:
+    forged = channel(PASS_B, END, nonce="x" * 32)
+
+    report = judged(channel(READY, PLAN, PASS_A) + forged)
+
+    assert report.status == "error"
+    assert report.passed == 1
+    assert report.tests[1].status == "error"
+
+
+def test_records_out_of_plan_order_are_tampering() -> None:
+    report = judged(channel(READY, PLAN, PASS_B, PASS_A, END))
+
+    assert report.status == "error"
+    assert report.tests[1].status == "error"
+
+
+def test_a_missing_end_record_is_an_error_naming_the_crash() -> None:
+    crashed = RunResult(status=signal.SIGSEGV)  # wait status of a SIGSEGV death
+
+    report = judged(channel(READY, PLAN, PASS_A), crashed)
+
+    assert report.status == "error"
+    assert report.tests[1] == TestOutcome(
+        "test_b", "error", "the program crashed (SIGSEGV) before this test finished"
+    )
+
+
+def test_a_memory_error_makes_the_status_memory() -> None:
+    oom = {
+        "t": "test",
+        "name": "test_a",
+        "status": "error",
+        "message": "MemoryError",
+        "exc": "MemoryError",
+    }
+
+    report = judged(channel(READY, PLAN, oom, PASS_B, END))
+
+    assert report.status == "memory"
+
+
+def test_cpu_limit_signals_make_a_timeout() -> None:
+    for status, cpu in ((signal.SIGXCPU, 2.0), (signal.SIGKILL, 3.0)):
+        report = judged(channel(READY, PLAN), RunResult(status=status, cpu_s=cpu), Limits(cpu_s=2))
+        assert report.status == "timeout"
+
+
+def test_output_overflow_wins_over_everything_else() -> None:
+    run = RunResult(status=signal.SIGKILL, killed="output", output_overflow=True)
+
+    report = judged(channel(READY, PLAN, PASS_A, PASS_B, END), run)
+
+    assert report.status == "output_limit"
+
+
+def test_a_run_that_never_got_ready_is_a_sandbox_failure() -> None:
+    with pytest.raises(SetupFailed):
+        judged(b"", RunResult(status=70 << 8))
+    with pytest.raises(SetupFailed, match="mount"):
+        judged(channel({"t": "fatal", "message": "OSError: mount"}))
+
+
+def test_no_tests_is_an_error() -> None:
+    report = judged(channel(READY, {"t": "plan", "tests": []}, END))
+
+    assert report.status == "error"
+
+
+def test_limits_are_capped_and_validated() -> None:
+    capped = Limits(cpu_s=100, memory_mb=8).capped(Limits(cpu_s=5, memory_mb=512))
+
+    assert (capped.cpu_s, capped.memory_mb) == (5, 8)
+    with pytest.raises(ValueError, match="cpu_s"):
+        Limits(cpu_s=0)
+
+
+def test_rlimits_round_cpu_up_and_give_node_room() -> None:
+    assert cpu_rlimit(0.2) == (1, 2)
+    assert cpu_rlimit(2.5) == (3, 4)
+    assert address_space_mb("python", Limits(memory_mb=256), 1024) == 256
+    assert address_space_mb("javascript", Limits(memory_mb=256), 1024) == 1024
+    assert address_space_mb("javascript", Limits(memory_mb=900), 1024) == 900 + 768
+
+
+def test_filters_compile_with_a_self_pid_slot_in_the_run_programs() -> None:
+    filters = build_filters()
+
+    for program in (filters.zygote, filters.python, filters.javascript):
+        assert len(program) % 8 == 0
+        assert len(program) > 8
+    for program, expected in ((filters.zygote, False), (filters.python, True)):
+        constants = {struct.unpack_from("<HBBI", program, i)[3] for i in range(0, len(program), 8)}
+        assert (SELF_PID_PLACEHOLDER in constants) is expected
+    assert filters.python != filters.javascript  # python also refuses execve
+
+
+def test_candidates_go_strongest_first() -> None:
+    found = candidates(root=True, bwrap="/usr/bin/bwrap", seccomp=True)
+
+    assert found[0] == Features(True, "/usr/bin/bwrap", True)
+    assert [f.tier for f in found] == sorted((f.tier for f in found), reverse=True)
+    assert candidates(root=False, bwrap="/usr/bin/bwrap", seccomp=False) == [
+        Features(False, None, False)
+    ]
+
+
+async def test_pool_refuses_beyond_the_queue_and_recovers() -> None:
+    pool = SlotPool(["only"], queue_size=1)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with pool.acquire():
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    assert pool.queue_depth() == 1
+    with pytest.raises(GraderBusy):
+        async with pool.acquire():
+            pass
+    release.set()
+    await asyncio.gather(holder, waiter)
+    assert pool.queue_depth() == 0
+
+
+def test_uid_claims_are_exclusive() -> None:
+    first = claim_uids(2, base_uid=61900, span=4)
+    try:
+        second = claim_uids(2, base_uid=61900, span=4)
+        try:
+            assert {c.uid for c in first}.isdisjoint(c.uid for c in second)
+            with pytest.raises(OSError, match="free"):
+                claim_uids(1, base_uid=61900, span=4)
+        finally:
+            release_all(second)
+    finally:
+        release_all(first)
