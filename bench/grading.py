@@ -125,6 +125,7 @@ def main() -> None:
         f"| throughput at full concurrency | {r['throughput']:.0f} gradings/s |\n"
         f"| `koan exercises validate --builtin` (exit {code}) | {seconds:.1f} s |\n"
     )
+    print(table)
     if args.write:
         body = (
             "A Python exercise (a function and 5 asserts) graded through the service layer "
