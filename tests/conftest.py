@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from koan.app import create_app
 from koan.auth.passwords import Hasher
 from koan.cache import Cache, MemoryCache, RedisCache
+from koan.chat.deps import get_session_opener
 from koan.clock import Clock
 from koan.config import Settings
 from koan.db import create_engine, create_session_factory, transactional
@@ -35,6 +39,8 @@ from koan.mail.sender import Mailer
 from koan.migrate import upgrade_connection
 from koan.ratelimit import RateLimiter, create_storage
 from koan.resources import Resources
+from koan.usage.llm import TutorLLM, build_tutor_llm
+from tests.fixtures.llm_server import FakeClock, FakeLLMServer
 from tests.fixtures.smtp import SMTPServer
 
 DATABASE_URL = os.environ.get("KOAN_TEST_DATABASE_URL", "")
@@ -222,6 +228,8 @@ def app(resources: Resources, connection: AsyncConnection) -> FastAPI:
             yield request_session
 
     application.dependency_overrides[get_session] = test_session
+    # Streamed replies are stored after the handler returns, through their own sessions.
+    application.dependency_overrides[get_session_opener] = lambda: asynccontextmanager(test_session)
     return application
 
 
@@ -230,3 +238,84 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+# -- the AI tutor: a real loopback provider, and the app's tutor pointed at it ---------------
+
+
+@pytest.fixture(scope="session")
+def llm_server_session() -> Iterator[FakeLLMServer]:
+    """One fake OpenAI/Anthropic server per test session (per xdist worker)."""
+    server = FakeLLMServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def llm_server(llm_server_session: FakeLLMServer) -> Iterator[FakeLLMServer]:
+    """The fake provider with an empty script and no recorded requests."""
+    llm_server_session.reset()
+    yield llm_server_session
+    llm_server_session.reset()
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """A clock whose sleeps return at once and are recorded (retry back-off, circuit cool-down)."""
+    return FakeClock()
+
+
+# USD per million tokens: one token costs $0.0001, so test budgets read in cents.
+TUTOR_TEST_MODEL = "tutor-test"
+
+
+@pytest_asyncio.fixture
+async def tutor(
+    resources: Resources, llm_server: FakeLLMServer, fake_clock: FakeClock, tmp_path: Path
+) -> AsyncIterator[Callable[..., Resources]]:
+    """`tutor(**settings)` points a Resources' tutor (default: the test's) at the fake provider."""
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(f"models:\n  {TUTOR_TEST_MODEL}: {{input: 100, output: 100}}\n")
+    built: list[TutorLLM] = []
+
+    def configure(res: Resources | None = None, **overrides: Any) -> Resources:
+        target = res or resources
+        values: dict[str, Any] = {
+            "llm_provider": "openai",
+            "llm_base_url": llm_server.openai_base_url,
+            "llm_model": TUTOR_TEST_MODEL,
+            "llm_pricing_file": prices,
+            "llm_reply_max_tokens": 50,
+            **overrides,
+        }
+        target.settings = target.settings.model_copy(update=values)
+        target.llm = build_tutor_llm(target.settings, clock=fake_clock)
+        built.append(target.llm)
+        return target
+
+    yield configure
+    for llm in built:
+        await llm.close()
+
+
+@pytest.fixture
+def make_app(connection: AsyncConnection) -> Callable[[Resources], FastAPI]:
+    """Another app instance (another "worker") on the test's connection, e.g. sharing a cache."""
+
+    def build(res: Resources) -> FastAPI:
+        application = create_app(resources=res)
+
+        async def test_session() -> AsyncIterator[AsyncSession]:
+            request_session = AsyncSession(
+                bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+            )
+            async with request_session, transactional(request_session):
+                yield request_session
+
+        application.dependency_overrides[get_session] = test_session
+        application.dependency_overrides[get_session_opener] = lambda: asynccontextmanager(
+            test_session
+        )
+        return application
+
+    return build

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -44,6 +45,14 @@ def serve(
     import uvicorn
 
     settings = Settings()
+    if workers > 1:
+        from koan.ops.metrics import MULTIPROCESS_ENV, prepare_multiprocess_dir
+
+        # The workers share one port, so a scrape reaches any one of them: they keep their
+        # numbers in shared files and every /metrics adds them all up.
+        prepare_multiprocess_dir(
+            Path(os.environ.get(MULTIPROCESS_ENV) or settings.data_dir / "prometheus")
+        )
     console.print(f"Koan ({settings.env}) on http://{host}:{port}")
     uvicorn.run(
         "koan.app:create_app",
@@ -53,6 +62,8 @@ def serve(
         workers=workers,
         reload=reload,
         proxy_headers=True,
+        # Koan logs each request itself, without query strings (they can hold tokens).
+        access_log=False,
         log_level=settings.log_level.lower(),
     )
 

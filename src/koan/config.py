@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     cache_prefix: str = "koan:"
     base_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
+    # GET /metrics: "off", "open", or a bearer token Prometheus must send. Unset: open in
+    # development, off in production (see docs/operations.md).
+    metrics: SecretStr | None = None
 
     # Mail: with no SMTP host, mail goes to the development outbox (`koan mail list`).
     smtp_host: str = ""
@@ -107,6 +110,14 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         # `KOAN_LLM_GLOBAL_DAILY_BUDGET_USD=` in a .env file means "no limit", not an error.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_token_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        raw = value.get_secret_value().strip() if value else ""
+        if raw and raw.lower() not in {"off", "open"} and len(raw) < 16:
+            raise ValueError("must be off, open, or a token of at least 16 characters")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from koan.common.schemas import encodable
 from koan.errors import BudgetExceeded, GraderBusy, KoanError, RateLimited
 from koan.ops import metrics
 from koan.ops.request_log import REQUEST_ID_HEADER, current_request_id
@@ -31,7 +34,7 @@ _HTTP_CODES = {
 
 
 def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
-    return {"error": code, "detail": detail, **extra}
+    return {"error": code, "detail": encodable(detail), **extra}
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -71,7 +74,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             error_body("MalformedJSON", "The request body is not valid JSON."), status_code=400
         )
     fields = [
-        {"field": _location(e.get("loc", ())), "message": _describe(e), "type": e.get("type")}
+        {
+            "field": encodable(_location(e.get("loc", ()))),
+            "message": encodable(_describe(e)),
+            "type": e.get("type"),
+        }
         for e in errors
     ]
     detail = "; ".join(f["message"] for f in fields[:5]) or "The request is invalid."
@@ -114,7 +121,65 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+class ErrorOut(BaseModel):
+    """Every error answer: a stable code for programs, a sentence for people."""
+
+    error: str = Field(description="A stable code, e.g. NotFound, RateLimited.")
+    detail: str = Field(description="What went wrong, for humans.")
+
+
+class FieldErrorOut(BaseModel):
+    field: str = Field(description="Dotted path of the offending input, e.g. 'name'.")
+    message: str
+    type: str | None = None
+
+
+class ValidationErrorOut(ErrorOut):
+    """A 422: the request's fields (when a field is at fault, `fields` says which)."""
+
+    fields: list[FieldErrorOut] = Field(default_factory=list)
+
+
+def document_errors(app: FastAPI) -> None:
+    """Publish Koan's error shape in the OpenAPI document, instead of FastAPI's defaults: a 422
+    is ValidationErrorOut, and every other error an operation answers ("default") is ErrorOut."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (ErrorOut, ValidationErrorOut):
+            found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(found.pop("$defs", {}))
+            components[model.__name__] = found
+
+        def content(model: type[BaseModel]) -> dict[str, Any]:
+            ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+            return {"application/json": {"schema": ref}}
+
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, response in responses.items():
+                    if status == "422":
+                        response["content"] = content(ValidationErrorOut)
+                    elif status[:1] in "45" and "content" not in response:
+                        response["content"] = content(ErrorOut)
+                responses.setdefault(
+                    "default", {"description": "An error", "content": content(ErrorOut)}
+                )
+        if "HTTPValidationError" not in json.dumps(schema["paths"]):
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    document_errors(app)
     app.add_exception_handler(KoanError, _koan_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -51,18 +51,41 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class BodySizeLimit:
-    """Refuse request bodies over `max_bytes` with 413, whether or not Content-Length is sent."""
+# Uvicorn's default HTTP parser (httptools) accepts headers of any size, so the app refuses
+# oversized ones itself; browsers send a few KB, and nginx's defaults stop at 4 x 8 KB.
+MAX_HEADER_BYTES = 32 * 1024
+MAX_QUERY_BYTES = 8 * 1024
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+
+class BodySizeLimit:
+    """Refuse request bodies over `max_bytes` with 413, whether or not Content-Length is sent;
+    and headers over `max_header_bytes` (431) and query strings over `max_query_bytes` (414)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        max_query_bytes: int = MAX_QUERY_BYTES,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_header_bytes = max_header_bytes
+        self.max_query_bytes = max_query_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", []):
+        headers = scope.get("headers", [])
+        if sum(len(name) + len(value) + 4 for name, value in headers) > self.max_header_bytes:
+            await _refuse(send, 431, "HeadersTooLarge", "The request headers are too large.")
+            return
+        if len(scope.get("query_string", b"")) > self.max_query_bytes:
+            await _refuse(send, 414, "URITooLong", "The query string is too long.")
+            return
+        for name, value in headers:
             if name == b"content-length":
                 try:
                     too_big = int(value) > self.max_bytes
@@ -73,18 +96,29 @@ class BodySizeLimit:
                     return
         received = 0
         response_started = False
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    if response_started:
+                        raise _TooLarge
+                    # Answer 413 here: an exception would be caught by FastAPI's body parsing
+                    # and turned into a 400. The app then sees the client gone.
+                    refused = True
+                    await self._reject(send)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal response_started
+            if refused:
+                return  # the 413 is already sent; whatever the app answers is dropped
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)
@@ -96,23 +130,23 @@ class BodySizeLimit:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": "PayloadTooLarge",
-                "detail": f"The request body is larger than {self.max_bytes} bytes.",
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        detail = f"The request body is larger than {self.max_bytes} bytes."
+        await _refuse(send, 413, "PayloadTooLarge", detail)
+
+
+async def _refuse(send: Send, status: int, code: str, detail: str) -> None:
+    body = json.dumps({"error": code, "detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(Exception):

@@ -19,6 +19,7 @@ from koan.grading.limits import sandbox_config
 from koan.grading.sandbox import Sandbox, SandboxUnavailable
 from koan.mail.sender import Mailer
 from koan.ratelimit import RateLimiter
+from koan.usage.llm import TutorLLM, build_tutor_llm, offline_tutor_llm
 
 
 log = structlog.get_logger(__name__)
@@ -38,6 +39,7 @@ class Resources:
     hasher: Hasher
     sandbox: Sandbox
     clock: Clock = field(default_factory=Clock)
+    llm: TutorLLM = field(default_factory=offline_tutor_llm)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, engine: AsyncEngine | None = None) -> Resources:
@@ -51,6 +53,7 @@ class Resources:
             mailer=Mailer(settings),
             hasher=Hasher(settings),
             sandbox=Sandbox(sandbox_config(settings)),
+            llm=build_tutor_llm(settings),
         )
 
     async def start(self) -> None:
@@ -65,5 +68,6 @@ class Resources:
 
     async def close(self) -> None:
         await self.sandbox.close()
+        await self.llm.close()
         await self.cache.close()
         await self.engine.dispose()

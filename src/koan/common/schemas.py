@@ -26,6 +26,12 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
+def encodable(text: str) -> str:
+    """`text` with lone surrogates escaped: a message quoting hostile input (a "\\ud800" sent
+    as JSON) must still encode as UTF-8, or the error answer itself fails with a 500."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _has_surrogates(value: str) -> bool:
     return any(unicodedata.category(ch) == "Cs" for ch in value)
 

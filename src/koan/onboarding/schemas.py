@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from koan.common.schemas import Input, Schema, Text, TimeZoneName
+from koan.common.schemas import Input, Schema, Text, TimeZoneName, encodable
 from koan.onboarding.questions import MAX_INTERESTS, MAX_MINUTES, MIN_MINUTES
 
 Language = Literal["python", "javascript"]
@@ -23,7 +23,7 @@ def _clean_tags(tags: list[str]) -> list[str]:
         tag = " ".join(raw.strip().lower().split())
         if not _TAG.match(tag):
             raise ValueError(
-                f"'{raw[:40]}' is not a valid tag: use letters, digits, spaces, + # . - "
+                f"'{encodable(raw[:40])}' is not a valid tag: use letters, digits, spaces, + # . - "
                 "(up to 40 characters)"
             )
         if tag not in seen:

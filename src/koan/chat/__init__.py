@@ -1,0 +1,1 @@
+"""The tutor chat: conversations, messages, streamed replies and the solution-leak guard."""

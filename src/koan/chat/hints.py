@@ -1,0 +1,78 @@
+"""Hints written by the model for the learner's latest code, with the authored ladder as the
+fallback whenever the model cannot be used (offline, error, budget, or a reply that leaks)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.chat.context import exercise_context
+from koan.errors import BudgetExceeded, TutorUnavailable
+from koan.llm import ChatMessage, CompletionRequest, LearnerProfile, build_system_prompt
+from koan.models import Exercise, User
+from koan.onboarding import repository as profiles
+from koan.resources import Resources
+from koan.usage import service as usage
+
+log = structlog.get_logger(__name__)
+
+HINT_MAX_TOKENS = 300
+
+
+async def tailored_hint(
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    exercise: Exercise,
+    *,
+    rung: int,
+    authored: str,
+) -> str:
+    """Hint number `rung` (0-based) tailored to the learner's code, or the authored rung."""
+    if not res.llm.tailors_hints:
+        return authored
+    context, guard = await exercise_context(
+        session, user, exercise, threshold=res.settings.llm_leak_threshold
+    )
+    context = replace(context, hints_used=rung)
+    # Only the experience level: the prompt (and so the cache entry) holds nothing personal,
+    # which is what lets two learners with the same code share one cached hint.
+    profile = await profiles.profile_for(session, user)
+    learner = LearnerProfile(experience=profile.experience or "beginner")
+    total = len(exercise.hints)
+    request = CompletionRequest(
+        messages=[
+            build_system_prompt(profile=learner, context=context, mode="hint"),
+            ChatMessage(
+                "user",
+                f"I'd like hint {rung + 1} of {total}. Give it at the level of detail of that "
+                "hint, about my latest code.",
+            ),
+        ],
+        temperature=0.0,
+        max_tokens=HINT_MAX_TOKENS,
+        purpose="hint",
+        context=context,
+    )
+    key = usage.cache_key(request, res.llm.model, scope=f"exercise:{exercise.id}")
+    try:
+        call = await usage.complete(
+            session, res, user_id=user.id, request=request, exercise_id=exercise.id, cache=key
+        )
+    except (TutorUnavailable, BudgetExceeded) as exc:
+        log.info("hint.ladder_fallback", reason=exc.code, exercise_id=str(exercise.id))
+        return authored
+    text = call.completion.text.strip()
+    if not text:
+        return authored
+    if guard.leaks(text):
+        call.record.leak_caught = True
+        await session.flush()
+        # metrics: solution leak caught (hint) — count koan_tutor_leaks_caught here.
+        log.warning("tutor.leak_caught", purpose="hint", exercise_id=str(exercise.id))
+        return authored
+    if not call.cache_hit:
+        await usage.store_reply(res, key, call.completion)
+    return text

@@ -1,0 +1,155 @@
+"""Tutor chat routes: conversations, and messages answered as JSON or Server-Sent Events."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Protocol
+
+import anyio
+from fastapi import APIRouter, Query, Request, Response, status
+from starlette.responses import StreamingResponse
+from starlette.types import Send
+
+from koan.auth.deps import VerifiedUser
+from koan.chat import service
+from koan.chat.deps import SessionOpenerDep
+from koan.chat.schemas import (
+    ConversationDetail,
+    ConversationIn,
+    ConversationOut,
+    ConversationPage,
+    MessageIn,
+    MessageOut,
+    ReplyOut,
+)
+from koan.deps import ResourcesDep, SessionDep
+
+router = APIRouter(prefix="/conversations", tags=["tutor"])
+
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+Cursor = Annotated[str | None, Query(max_length=500, description="From the previous page.")]
+
+
+class _ClosableStream(Protocol):
+    def __aiter__(self) -> _ClosableStream: ...
+    async def __anext__(self) -> bytes: ...
+    async def aclose(self) -> None: ...
+
+
+class EventStream(StreamingResponse):
+    """text/event-stream whose body is always closed, even when the client went away while a
+    chunk was being sent (Starlette then abandons the iterator without closing it)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, stream: _ClosableStream, headers: dict[str, str] | None = None) -> None:
+        super().__init__(
+            stream,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
+        )
+        self._stream = stream
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._stream.aclose()
+
+
+@router.post("", response_model=ConversationOut, status_code=status.HTTP_201_CREATED)
+async def create(
+    data: ConversationIn, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> ConversationOut:
+    """Start a conversation with the tutor, about an exercise or about anything."""
+    conversation = await service.start(session, res, user, data.exercise_id)
+    return service.conversation_out(conversation)
+
+
+@router.get("", response_model=ConversationPage)
+async def list_conversations(
+    user: VerifiedUser, session: SessionDep, limit: Limit = 20, cursor: Cursor = None
+) -> ConversationPage:
+    """The learner's conversations, most recently active first."""
+    return await service.conversations_page(session, user, limit=limit, cursor=cursor)
+
+
+@router.get("/{conversation_id}", response_model=ConversationDetail)
+async def get_conversation(
+    conversation_id: uuid.UUID,
+    user: VerifiedUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200, description="Messages per page.")] = 50,
+    cursor: Cursor = None,
+) -> ConversationDetail:
+    """One conversation with its newest messages; `next_cursor` pages to older ones."""
+    conversation = await service.owned(session, user, conversation_id)
+    return await service.detail(session, conversation, limit=limit, cursor=cursor)
+
+
+@router.delete("/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_conversation(
+    conversation_id: uuid.UUID, user: VerifiedUser, session: SessionDep
+) -> Response:
+    """Delete a conversation and its messages (the usage records stay, unattached)."""
+    conversation = await service.owned(session, user, conversation_id)
+    await service.delete(session, conversation)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{conversation_id}/messages",
+    response_model=ReplyOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {
+            "description": "With `Accept: text/event-stream`: `token` events, then `done` "
+            "(or `error`); see docs/tutor.md.",
+            "content": {"text/event-stream": {}},
+        },
+        409: {"description": "The tutor is still answering the previous message"},
+        429: {"description": "Rate limited, or the daily budget is used up (Retry-After)"},
+        503: {"description": "The tutor's model is unavailable (Retry-After)"},
+    },
+)
+async def post_message(
+    conversation_id: uuid.UUID,
+    data: MessageIn,
+    request: Request,
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
+    open_session: SessionOpenerDep,
+) -> ReplyOut | Response:
+    """Ask the tutor. The message is stored before the model is asked, so nothing is lost."""
+    wants_stream = "text/event-stream" in request.headers.get("accept", "")
+    conversation, profile = await service.owned_for_reply(session, user, conversation_id)
+    await service.check_rate(res, user)
+    lock = await service.acquire_reply_lock(res, user)
+    handed_over = False
+    try:
+        prepared = await service.prepare(session, res, user, conversation, data.content, profile)
+        question = await service.store_question(session, res, conversation, data.content)
+        # Committed now, as submissions are: a provider failure must not lose the question.
+        await session.commit()
+        headers = {"X-Koan-Message-Id": str(question.id)}
+        if wants_stream and prepared.guard is None:
+            stream = await service.open_stream(session, res, open_session, user, prepared, lock)
+            handed_over = True  # the stream releases the lock once its reply is stored
+            if session.in_transaction():
+                await session.commit()  # seeding today's budget read the database
+            await stream.start()
+            return EventStream(stream, headers)
+        # Exercise conversations are checked against the solution before anything is sent.
+        result = await service.answer(session, res, user, prepared)
+        reply = await service.store_answer(session, res, conversation, result)
+        if wants_stream:
+            await session.commit()
+            return EventStream(service.ReplayStream(reply, conversation.id), headers)
+        await session.commit()  # before the lock goes: the next message sees this reply
+        return ReplyOut(
+            message=MessageOut.model_validate(question), reply=MessageOut.model_validate(reply)
+        )
+    finally:
+        if not handed_over:
+            await service.release_reply_lock(res, lock)

@@ -1,0 +1,33 @@
+"""Exercise generation: `POST /exercises/generate`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from koan.auth.deps import VerifiedUser
+from koan.deps import ResourcesDep, SessionDep
+from koan.exercises.schemas import ExerciseDetail
+from koan.exercises.service import detail
+from koan.generation import service
+from koan.generation.schemas import GenerateIn
+
+router = APIRouter(tags=["exercises"])
+
+
+@router.post(
+    "/exercises/generate",
+    response_model=ExerciseDetail,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        422: {"description": "GenerationFailed: no attempt passed validation (reasons given)"},
+        429: {"description": "Rate limited, or the daily budget is used up"},
+        501: {"description": "GenerationUnavailable: only the offline tutor is configured"},
+        503: {"description": "The model or the sandbox is unavailable"},
+    },
+)
+async def generate(
+    data: GenerateIn, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> ExerciseDetail:
+    """Have the AI write a new exercise; it is saved only once the sandbox has proven it."""
+    exercise = await service.generate(session, res, user, data)
+    return detail(exercise)

@@ -1,0 +1,190 @@
+"""Exercises written by the model in the pack format, kept only when the sandbox proves them:
+the reference solution passes every test and the starter code fails at least one."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.errors import KoanError, ValidationFailed
+from koan.exercises import repository as exercises
+from koan.exercises.bank import import_specs
+from koan.exercises.pack import SKILL_VOCABULARY, ExerciseSpec
+from koan.exercises.validation import validate_spec
+from koan.generation.schemas import GenerateIn
+from koan.grading.limits import server_limits
+from koan.llm import ChatMessage, CompletionRequest
+from koan.models import Exercise, User
+from koan.resources import Resources
+from koan.usage import service as usage
+
+log = structlog.get_logger(__name__)
+
+GENERATION_MAX_TOKENS = 4000
+GENERATION_TEMPERATURE = 0.7
+
+
+class GenerationUnavailable(KoanError):
+    """Only the offline tutor is configured, and it cannot write exercises."""
+
+    status_code = 501
+    code = "GenerationUnavailable"
+
+
+class GenerationFailed(ValidationFailed):
+    code = "GenerationFailed"
+
+
+_CONVENTIONS = {
+    "python": (
+        "The learner's code is saved as solution.py. `tests` is a Python module of test_* "
+        "functions using plain assert (with a helpful message), importing from `solution`, "
+        "e.g. `from solution import add`. No pytest import, no fixtures."
+    ),
+    "javascript": (
+        "The learner's code is saved as solution.js and exports what the tests use "
+        "(`module.exports = { fn }`). `tests` is CommonJS: `const assert = "
+        "require('node:assert'); const { fn } = require('./solution.js');` then "
+        "`test('name', () => { ... })` calls (test() is a global)."
+    ),
+}
+
+SYSTEM = """\
+You write programming exercises for Koan, a coding tutor. Reply with one JSON object only, \
+with exactly these fields: slug, title, language, difficulty, skills, statement, \
+starter_code, solution, tests, hints.
+- statement: Markdown for the learner: what to write, the rules, two or three examples.
+- starter_code: the function signature with a body that does NOT solve it yet (it must fail \
+at least one test), so the learner has somewhere to start.
+- solution: a correct, idiomatic reference solution; it must pass every test.
+- tests: 4 to 8 small, deterministic tests covering normal cases and edge cases.
+- hints: exactly 3 rungs, from a gentle nudge to a near-solution, never the full code.
+- skills: 1 to 4 tags from: {skills}.
+{conventions}"""
+
+
+def _request(data: GenerateIn, feedback: list[str]) -> CompletionRequest:
+    theme = f" Theme: {data.theme}." if data.theme else ""
+    ask = (
+        f"Write one {data.language} exercise practising `{data.skill}` at difficulty "
+        f"{data.difficulty} of 5 (1: first week of programming, 5: interview-hard).{theme}"
+    )
+    messages = [
+        ChatMessage(
+            "system",
+            SYSTEM.format(
+                skills=", ".join(SKILL_VOCABULARY), conventions=_CONVENTIONS[data.language]
+            ),
+        ),
+        ChatMessage("user", ask),
+    ]
+    if feedback:
+        messages.append(
+            ChatMessage(
+                "user",
+                "Your previous exercise was rejected:\n- "
+                + "\n- ".join(feedback)
+                + "\nFix these problems and send the whole corrected exercise again.",
+            )
+        )
+    return CompletionRequest(
+        messages=messages,
+        temperature=GENERATION_TEMPERATURE,
+        max_tokens=GENERATION_MAX_TOKENS,
+        purpose="generation",
+        json_schema=ExerciseSpec.model_json_schema(),
+    )
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*\n(.*?)\n\s*```\s*$", re.S)
+
+
+def _slug(title: str) -> str:
+    base = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "exercise"
+    return f"gen-{base}-{uuid.uuid4().hex[:8]}"
+
+
+def parse_spec(text: str, data: GenerateIn) -> tuple[ExerciseSpec | None, list[str]]:
+    """The model's JSON as an ExerciseSpec for what was asked, or the reasons it is not one."""
+    match = _FENCE.match(text)
+    raw = match.group(1) if match else text
+    try:
+        payload: Any = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return None, [f"the reply is not valid JSON ({exc.msg} at position {exc.pos})"]
+    if not isinstance(payload, dict):
+        return None, ["the reply must be one JSON object"]
+    problems: list[str] = []
+    if payload.get("language") != data.language:
+        problems.append(f"language must be {data.language!r}")
+    if payload.get("difficulty") != data.difficulty:
+        problems.append(f"difficulty must be {data.difficulty}")
+    # Koan names generated exercises itself: a model's slug could overwrite a bank exercise.
+    payload["slug"] = _slug(str(payload.get("title") or ""))
+    payload["language"], payload["difficulty"] = data.language, data.difficulty
+    skills = payload.get("skills")
+    if isinstance(skills, list) and data.skill not in skills:
+        payload["skills"] = [data.skill, *skills][:6]
+    try:
+        spec = ExerciseSpec.model_validate(payload)
+    except ValidationError as exc:
+        for err in exc.errors()[:6]:
+            where = ".".join(str(p) for p in err["loc"]) or "exercise"
+            problems.append(f"{where}: {err['msg']}")
+        return None, problems
+    return spec, []
+
+
+async def generate(session: AsyncSession, res: Resources, user: User, data: GenerateIn) -> Exercise:
+    """The route's entry: refuse clearly without a model, rate limit, then generate."""
+    if not res.llm.can_generate:
+        raise GenerationUnavailable(
+            "Generating exercises needs an AI model, and only the offline tutor is configured. "
+            "Set KOAN_LLM_PROVIDER (see docs/llm.md), or pick an exercise from the bank."
+        )
+    await res.limiter.hit(
+        res.settings.llm_generation_limit,
+        "generation",
+        str(user.id),
+        detail="You have asked for many generated exercises; try again later.",
+    )
+    return await generate_exercise(session, res, user, data)
+
+
+async def generate_exercise(
+    session: AsyncSession, res: Resources, user: User, data: GenerateIn
+) -> Exercise:
+    """Ask the model, validate in the sandbox, retry with the failure fed back, save (flushed).
+
+    For callers inside Koan too (e.g. the daily picker when the bank has nothing suitable):
+    no rate limit here, but the learner's budget applies. Raises GenerationFailed (422),
+    BudgetExceeded (429), TutorUnavailable (503) or the sandbox's ServiceUnavailable."""
+    attempts = 1 + res.settings.llm_generation_retries
+    limits = server_limits(res.settings)
+    feedback: list[str] = []
+    reasons: list[str] = []
+    for attempt in range(1, attempts + 1):
+        call = await usage.complete(session, res, user_id=user.id, request=_request(data, feedback))
+        spec, problems = parse_spec(call.completion.text, data)
+        if spec is not None:
+            outcome = await validate_spec(res.sandbox, spec, limits)
+            problems = outcome.problems
+        if spec is not None and not problems:
+            await import_specs(session, [spec], source="generated")
+            found = await exercises.exercises_by_slug(session, [spec.slug])
+            log.info("generation.saved", slug=spec.slug, attempts=attempt)
+            return found[spec.slug]
+        log.info("generation.rejected", attempt=attempt, problems=problems)
+        reasons.append(f"attempt {attempt}: " + "; ".join(problems))
+        feedback = problems
+    raise GenerationFailed(
+        f"The generated exercise failed validation {attempts} times, so nothing was saved. "
+        + " | ".join(reasons),
+        keep_changes=True,  # the calls (and what they cost) stay on record
+    )

@@ -1,0 +1,351 @@
+"""Every LLM call goes through here: budget check before, record and settlement after, and
+the cache of deterministic replies.
+
+Budgets live in the Cache (Redis when configured) so every worker sees the same running total,
+one key per UTC day; the `llm_calls` table is the source of truth, and a day's key is seeded
+from it when the cache does not have it (a restart, a flushed Redis, a new day).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.errors import BudgetExceeded, TutorUnavailable
+from koan.llm import Completion, CompletionRequest, Usage, ensure_within_budget
+from koan.llm.types import Purpose
+from koan.models import LLMCall
+from koan.resources import Resources
+from koan.usage import repository
+
+log = structlog.get_logger(__name__)
+
+# A day's spending key outlives midnight a little, so a call settled just after it still lands.
+_KEY_MARGIN_S = 3600
+_MICRO = Decimal("0.000001")
+
+
+def utc_day(now: datetime) -> date:
+    return now.astimezone(UTC).date()
+
+
+def resets_at(now: datetime) -> datetime:
+    """When today's budgets start over: the next midnight, UTC."""
+    return datetime.combine(utc_day(now) + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def usd(value: float | Decimal) -> Decimal:
+    """Round to the micro-dollar, the precision the call records keep."""
+    return Decimal(str(value)).quantize(_MICRO, rounding=ROUND_HALF_UP)
+
+
+def user_spend_key(day: date, user_id: uuid.UUID) -> str:
+    return f"llm:spend:{day.isoformat()}:user:{user_id}"
+
+
+def global_spend_key(day: date) -> str:
+    return f"llm:spend:{day.isoformat()}:global"
+
+
+_DEFAULT_BUDGET = "default"
+# Overrides change rarely and are written through (set_budget_override), so every call can
+# skip the query; the TTL only bounds how long a change made behind Koan's back goes unseen.
+_BUDGET_TTL_S = 300.0
+
+
+def _budget_key(user_id: uuid.UUID) -> str:
+    return f"llm:budget:{user_id}"
+
+
+async def daily_budget(session: AsyncSession, res: Resources, user_id: uuid.UUID) -> Decimal:
+    """The learner's daily budget: an administrator's override, else the configured default."""
+    cached = await res.cache.get(_budget_key(user_id))
+    if cached is None:
+        override = await repository.budget_override(session, user_id)
+        cached = _DEFAULT_BUDGET if override is None else str(override)
+        await res.cache.set(_budget_key(user_id), cached, ttl_s=_BUDGET_TTL_S)
+    if cached == _DEFAULT_BUDGET:
+        return res.settings.llm_user_daily_budget_usd
+    return Decimal(cached)
+
+
+async def set_budget_override(
+    session: AsyncSession,
+    res: Resources,
+    user_id: uuid.UUID,
+    amount: Decimal | None,
+    *,
+    by: uuid.UUID,
+) -> None:
+    """Give a learner their own daily budget (None: back to the default), for every worker."""
+    await repository.set_budget_override(session, user_id, amount, by=by)
+    value = _DEFAULT_BUDGET if amount is None else str(amount)
+    await res.cache.set(_budget_key(user_id), value, ttl_s=_BUDGET_TTL_S)
+
+
+async def _seeded_total(
+    session: AsyncSession, res: Resources, key: str, day: date, user_id: uuid.UUID | None
+) -> None:
+    """Make sure today's key exists, starting from what the database has recorded."""
+    if await res.cache.get(key) is not None:
+        return
+    spent = await repository.spent_on(session, day, user_id)
+    # Only the first worker's seed counts; a concurrent one finds the key already there.
+    await res.cache.set_if_absent(key, repr(float(spent)), ttl_s=_ttl(res, day))
+
+
+def _ttl(res: Resources, day: date) -> float:
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+    return max(1.0, (end - res.clock.now()).total_seconds()) + _KEY_MARGIN_S
+
+
+@dataclass
+class Reservation:
+    """The projected cost of one call, held against today's budgets until it is settled."""
+
+    day: date
+    keys: tuple[str, ...] = ()
+    amount: float = 0.0
+    settled: bool = field(default=False)
+
+
+async def reserve(
+    session: AsyncSession, res: Resources, user_id: uuid.UUID, projected: Decimal
+) -> Reservation:
+    """Hold `projected` against the learner's and the global budget; 429 BudgetExceeded if
+    either would go over. Increments are atomic, so concurrent workers cannot both squeeze in."""
+    now = res.clock.now()
+    day = utc_day(now)
+    if res.llm.offline_only:
+        return Reservation(day)  # the offline tutor is free: nothing to count
+    amount = float(max(projected, Decimal(0)))
+    held: list[str] = []
+    limits: list[tuple[str, Decimal | None, uuid.UUID | None, str]] = [
+        (user_spend_key(day, user_id), await daily_budget(session, res, user_id), user_id, "user"),
+        (global_spend_key(day), res.settings.llm_global_daily_budget_usd, None, "global"),
+    ]
+    try:
+        for key, limit, owner, scope in limits:
+            await _seeded_total(session, res, key, day, owner)
+            total = await res.cache.incr_float(key, amount, ttl_s=_ttl(res, day))
+            held.append(key)
+            if limit is None or amount == 0:
+                # No limit, or a projection of 0 (an unpriced model): counted, never refused.
+                continue
+            try:
+                ensure_within_budget(
+                    spent_usd=usd(total - amount),
+                    limit_usd=limit,
+                    projected_usd=projected,
+                    resets_in_seconds=(resets_at(now) - now).total_seconds(),
+                )
+            except BudgetExceeded as exc:
+                raise _budget_error(scope, limit, now, exc.retry_after) from None
+    except BaseException:
+        for key in held:
+            await res.cache.incr_float(key, -amount, ttl_s=_ttl(res, day))
+        raise
+    return Reservation(day, tuple(held), amount)
+
+
+def _budget_error(scope: str, limit: Decimal, now: datetime, retry_after: int) -> BudgetExceeded:
+    reset = resets_at(now)
+    hours = max(1, math.ceil((reset - now).total_seconds() / 3600))
+    whose = "Your daily AI tutor budget" if scope == "user" else "Koan's daily AI budget"
+    when = reset.isoformat().replace("+00:00", "Z")
+    return BudgetExceeded(
+        f"{whose} (${limit:.2f}) is used up. It resets at {when} (in about {hours} h). "
+        "Hints from the exercise's ladder still work.",
+        retry_after=retry_after,
+    )
+
+
+async def settle(res: Resources, reservation: Reservation, actual: Decimal) -> None:
+    """Replace the held projection by the real cost (once; later calls do nothing)."""
+    if reservation.settled:
+        return
+    reservation.settled = True
+    delta = float(actual) - reservation.amount
+    if delta:
+        for key in reservation.keys:
+            await res.cache.incr_float(key, delta, ttl_s=_ttl(res, reservation.day))
+
+
+async def release(res: Resources, reservation: Reservation) -> None:
+    """Give the whole reservation back (the call failed before costing anything)."""
+    await settle(res, reservation, Decimal(0))
+
+
+async def spent_today(session: AsyncSession, res: Resources, user_id: uuid.UUID) -> Decimal:
+    """Today's recorded spending of one learner (the database's figure)."""
+    return await repository.spent_on(session, utc_day(res.clock.now()), user_id)
+
+
+async def record(
+    session: AsyncSession,
+    res: Resources,
+    *,
+    user_id: uuid.UUID,
+    purpose: Purpose,
+    day: date,
+    completion: Completion | None = None,
+    usage: Usage | None = None,
+    cost_usd: Decimal | None = None,
+    cache_hit: bool = False,
+    leak_caught: bool = False,
+    outcome: str = "ok",
+    exercise_id: uuid.UUID | None = None,
+    conversation_id: uuid.UUID | None = None,
+) -> LLMCall:
+    """Store one call; the cost of a cache hit is 0, whatever the original cost."""
+    usage = usage or (completion.usage if completion else Usage(0, 0, True))
+    cost = Decimal(0) if cache_hit else (cost_usd if cost_usd is not None else (
+        completion.cost_usd if completion else Decimal(0)
+    ))  # fmt: skip
+    call = LLMCall(
+        user_id=user_id,
+        purpose=purpose,
+        provider=(completion.provider if completion else res.llm.provider.name)[:64],
+        model=(completion.model if completion else res.llm.model)[:128],
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=usd(cost),
+        latency_ms=0 if cache_hit or completion is None else completion.latency_ms,
+        cache_hit=cache_hit,
+        leak_caught=leak_caught,
+        outcome=outcome,
+        exercise_id=exercise_id,
+        conversation_id=conversation_id,
+        day=day,
+        created_at=res.clock.now(),
+    )
+    return await repository.add_call(session, call)
+
+
+# -- the cache of deterministic replies ---------------------------------------------------------
+
+
+def cache_key(request: CompletionRequest, model: str, *, scope: str) -> str:
+    """Key of a deterministic request: model + messages, within a scope (an exercise).
+
+    Only temperature-0 requests for hints and explanations qualify; chat replies are private
+    conversations and are never cached.
+    """
+    if request.temperature != 0 or request.purpose == "chat":
+        raise ValueError("only deterministic hint/explanation requests may be cached")
+    payload = json.dumps(
+        {
+            "model": model,
+            "purpose": request.purpose,
+            "max_tokens": request.max_tokens,
+            "messages": [[m.role, m.content] for m in request.messages],
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return f"llm:reply:{scope}:{hashlib.sha256(payload.encode()).hexdigest()}"
+
+
+async def cached_reply(res: Resources, key: str) -> Completion | None:
+    raw = await res.cache.get(key)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        return Completion(
+            text=str(data["text"]),
+            model=str(data["model"]),
+            provider=str(data["provider"]),
+            usage=Usage(int(data["input_tokens"]), int(data["output_tokens"])),
+            latency_ms=0,
+            finish_reason="stop",
+            cost_usd=Decimal(0),
+        )
+    except (ValueError, KeyError, TypeError):
+        await res.cache.delete(key)
+        return None
+
+
+async def store_reply(res: Resources, key: str, completion: Completion) -> None:
+    if res.settings.llm_cache_ttl_s <= 0:
+        return
+    payload = {
+        "text": completion.text,
+        "model": completion.model,
+        "provider": completion.provider,
+        "input_tokens": completion.usage.input_tokens,
+        "output_tokens": completion.usage.output_tokens,
+    }
+    await res.cache.set(key, json.dumps(payload), ttl_s=res.settings.llm_cache_ttl_s)
+
+
+# -- one whole (non-streamed) call ---------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    """A finished call and its record (the caller may still flag a leak on it)."""
+
+    completion: Completion
+    record: LLMCall
+    cache_hit: bool = False
+
+
+async def complete(
+    session: AsyncSession,
+    res: Resources,
+    *,
+    user_id: uuid.UUID,
+    request: CompletionRequest,
+    exercise_id: uuid.UUID | None = None,
+    conversation_id: uuid.UUID | None = None,
+    cache: str | None = None,
+) -> Call:
+    """Budget, (cache,) call, record, settle. `cache` is a key from cache_key(): looked up
+    here; storing is left to the caller, which stores only replies it accepted."""
+    day = utc_day(res.clock.now())
+    if cache is not None:
+        hit = await cached_reply(res, cache)
+        if hit is not None:
+            rec = await record(
+                session, res, user_id=user_id, purpose=request.purpose, day=day, completion=hit,
+                cache_hit=True, exercise_id=exercise_id, conversation_id=conversation_id,
+            )  # fmt: skip
+            return Call(hit, rec, cache_hit=True)
+    reservation = await reserve(session, res, user_id, res.llm.projected_cost(request))
+    try:
+        completion = await res.llm.provider.complete(request)
+    except TutorUnavailable as exc:
+        await release(res, reservation)
+        await record(
+            session, res, user_id=user_id, purpose=request.purpose, day=reservation.day,
+            outcome="error", exercise_id=exercise_id, conversation_id=conversation_id,
+        )  # fmt: skip
+        # The failed call stays on record (and, in chat, the learner's message was committed).
+        exc.keep_changes = True
+        raise
+    except BaseException:
+        await release(res, reservation)
+        raise
+    await settle(res, reservation, completion.cost_usd)
+    rec = await record(
+        session, res, user_id=user_id, purpose=request.purpose, day=reservation.day,
+        completion=completion, exercise_id=exercise_id, conversation_id=conversation_id,
+    )  # fmt: skip
+    log.info(
+        "llm.call",
+        purpose=request.purpose,
+        provider=completion.provider,
+        model=completion.model,
+        cost_usd=str(completion.cost_usd),
+        latency_ms=completion.latency_ms,
+    )
+    return Call(completion, rec)

@@ -1,0 +1,46 @@
+"""Fixtures for the tutor chat tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import Exercise, User
+from koan.resources import Resources
+from tests.chat.helpers import HoldingServer, create_evens_exercise
+from tests.fixtures.factories import bearer, create_user
+
+
+@pytest.fixture
+async def learner(session: AsyncSession, resources: Resources) -> User:
+    return await create_user(session, resources, onboarded=True)
+
+
+@pytest.fixture
+async def headers(session: AsyncSession, resources: Resources, learner: User) -> dict[str, str]:
+    return await bearer(session, resources, learner)
+
+
+@pytest.fixture
+async def evens(session: AsyncSession) -> Exercise:
+    return await create_evens_exercise(session)
+
+
+@pytest.fixture(scope="session")
+def holding_server_session() -> Iterator[HoldingServer]:
+    server = HoldingServer()
+    server.start()
+    yield server
+    server.release.set()
+    server.stop()
+
+
+@pytest.fixture
+def holding_server(holding_server_session: HoldingServer) -> Iterator[HoldingServer]:
+    """A fake provider whose HeldReply streams stall until `release` is set."""
+    holding_server_session.reset()
+    yield holding_server_session
+    holding_server_session.release.set()
+    holding_server_session.reset()

@@ -1,0 +1,194 @@
+"""Helpers shared by the tutor tests: an exercise worth leaking, attempts, SSE parsing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import Assignment, Exercise, Submission, User
+from koan.resources import Resources
+from tests.fixtures.factories import create_exercise
+from tests.fixtures.llm_server import FakeLLMServer, Reply
+
+EVENS_SOLUTION = """\
+def sum_of_evens(numbers):
+    total = 0
+    for n in numbers:
+        if n % 2 == 0:
+            total += n
+    return total
+"""
+EVENS_STARTER = """\
+def sum_of_evens(numbers):
+    total = 0
+    for n in numbers:
+        total += n
+    return total
+"""
+EVENS_TESTS = """\
+from solution import sum_of_evens
+
+def test_mixed():
+    assert sum_of_evens([1, 2, 3, 4]) == 6, "2 + 4 is 6"
+
+def test_none_even():
+    assert sum_of_evens([1, 3]) == 0, "no even numbers sum to 0"
+"""
+EVENS_HINTS = [
+    "The loop visits every number; only some of them should be added.",
+    "A number is even when n % 2 == 0.",
+    "Put the `total += n` line inside `if n % 2 == 0:`.",
+]
+# The reference solution with renamed variables: the guard must still recognise it.
+LEAKING_REPLY = """\
+Sure, here is the whole thing:
+
+```python
+def sum_of_evens(values):
+    acc = 0
+    for v in values:
+        if v % 2 == 0:
+            acc += v
+    return acc
+```
+"""
+FAILING_TEST = {
+    "name": "test_mixed",
+    "status": "failed",
+    "message": "AssertionError: 2 + 4 is 6\nassert 10 == 6",
+}
+
+
+async def create_evens_exercise(session: AsyncSession) -> Exercise:
+    return await create_exercise(
+        session,
+        title="Sum of evens",
+        statement="Write `sum_of_evens(numbers)`: the sum of the even numbers.",
+        solution=EVENS_SOLUTION,
+        starter_code=EVENS_STARTER,
+        tests=EVENS_TESTS,
+        hints=EVENS_HINTS,
+        skills=["loops"],
+    )
+
+
+async def record_attempt(
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    exercise: Exercise,
+    code: str = EVENS_STARTER,
+    tests: list[dict[str, Any]] | None = None,
+    hints_used: int = 0,
+) -> Submission:
+    """A graded attempt stored directly (as the grader would have), without running it."""
+    now = res.clock.now()
+    assignment = Assignment(
+        user_id=user.id,
+        exercise_id=exercise.id,
+        kind="practice",
+        status="in_progress",
+        assigned_at=now,
+        hints_used=hints_used,
+        attempts=1,
+    )
+    session.add(assignment)
+    await session.flush()
+    results = tests if tests is not None else [FAILING_TEST]
+    submission = Submission(
+        user_id=user.id,
+        exercise_id=exercise.id,
+        assignment_id=assignment.id,
+        code=code,
+        status="failed" if any(t["status"] != "passed" for t in results) else "passed",
+        passed=sum(t["status"] == "passed" for t in results),
+        total=len(results),
+        tests=results,
+        created_at=now,
+        graded_at=now,
+    )
+    session.add(submission)
+    await session.flush()
+    return submission
+
+
+def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
+    """(event, data) pairs of a text/event-stream body."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    for block in body.split("\n\n"):
+        name, data = "message", None
+        for line in block.splitlines():
+            if line.startswith("event: "):
+                name = line[len("event: ") :]
+            elif line.startswith("data: "):
+                data = json.loads(line[len("data: ") :])
+        if data is not None:
+            events.append((name, data))
+    return events
+
+
+async def new_conversation(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise | None = None
+) -> str:
+    body = {"exercise_id": str(exercise.id)} if exercise is not None else {}
+    r = await client.post("/api/v1/conversations", headers=headers, json=body)
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def ask(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    conversation_id: str,
+    content: str,
+    *,
+    stream: bool = False,
+) -> httpx.Response:
+    extra = {"Accept": "text/event-stream"} if stream else {}
+    return await client.post(
+        f"/api/v1/conversations/{conversation_id}/messages",
+        headers={**headers, **extra},
+        json={"content": content},
+    )
+
+
+@dataclass
+class HeldReply(Reply):
+    hold_after: int = 2  # text chunks streamed before the stream stalls
+
+
+class HoldingServer(FakeLLMServer):
+    """The fake provider, plus streamed replies that stall mid-way until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reached = threading.Event()  # a held stream has stalled
+        self.release = threading.Event()
+
+    def reset(self) -> None:
+        super().reset()
+        self.reached.clear()
+        self.release.clear()
+
+    async def _openai_events(
+        self, reply: Reply, model: str, include_usage: bool
+    ) -> AsyncIterator[bytes]:
+        sent = -1  # the first event only announces the assistant role
+        async for event in super()._openai_events(reply, model, include_usage):
+            yield event
+            sent += 1
+            if isinstance(reply, HeldReply) and sent == reply.hold_after:
+                self.reached.set()
+                while not self.release.is_set():  # polls in the server's thread, not the test's
+                    await asyncio.sleep(0.01)
+
+    async def wait_until_held(self) -> None:
+        """Return once a held reply has stalled (the test waits on an event, not a timer)."""
+        assert await asyncio.to_thread(self.reached.wait, 30), "the held stream never stalled"

@@ -1,0 +1,84 @@
+"""Per-learner limits on the chat: a rate limit, and one reply in flight at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.chat.service import reply_lock_key
+from koan.models import User
+from koan.resources import Resources
+from tests.chat.helpers import HeldReply, HoldingServer, ask, new_conversation, parse_sse
+from tests.fixtures.factories import bearer, create_user
+
+Tutor = Callable[..., Resources]
+
+
+async def test_chat_is_rate_limited_per_learner(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    headers: dict[str, str],
+) -> None:
+    resources.settings = resources.settings.model_copy(update={"llm_chat_limit": "2/minute"})
+    conversation_id = await new_conversation(client, headers)
+    for n in range(2):
+        assert (await ask(client, headers, conversation_id, f"q{n}")).status_code == 201
+    r = await ask(client, headers, conversation_id, "one too many")
+    assert r.status_code == 429
+    assert r.json()["error"] == "RateLimited"
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    detail = (await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)).json()
+    assert len(detail["messages"]) == 4  # the refused message was not stored
+
+    other = await bearer(session, resources, await create_user(session, resources, onboarded=True))
+    theirs = await new_conversation(client, other)
+    assert (await ask(client, other, theirs, "my own allowance")).status_code == 201
+
+
+async def test_a_second_message_while_a_reply_is_in_flight_is_refused(
+    client: httpx.AsyncClient,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+) -> None:
+    conversation_id = await new_conversation(client, headers)
+    # Another worker is answering this learner right now.
+    await resources.cache.set_if_absent(reply_lock_key(learner.id), "1", ttl_s=60)
+    r = await ask(client, headers, conversation_id, "hello?")
+    assert r.status_code == 409
+    assert r.json()["error"] == "ReplyInProgress"
+    detail = (await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)).json()
+    assert detail["messages"] == []
+
+    await resources.cache.delete(reply_lock_key(learner.id))
+    assert (await ask(client, headers, conversation_id, "hello?")).status_code == 201
+    # ...and the lock is released after every reply.
+    assert await resources.cache.get(reply_lock_key(learner.id)) is None
+
+
+async def test_concurrent_messages_get_one_reply_and_one_conflict(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    tutor: Tutor,
+    holding_server: HoldingServer,
+) -> None:
+    tutor(llm_base_url=holding_server.openai_base_url)
+    holding_server.script(HeldReply(text="first answer, slowly", hold_after=1))
+    conversation_id = await new_conversation(client, headers)
+    streaming = asyncio.create_task(ask(client, headers, conversation_id, "one", stream=True))
+    await holding_server.wait_until_held()
+
+    second = await ask(client, headers, conversation_id, "two")
+    assert second.status_code == 409
+    assert second.json()["error"] == "ReplyInProgress"
+
+    holding_server.release.set()
+    first = await streaming
+    events = parse_sse(first.text)
+    assert events[-1][0] == "done"
+    assert "".join(d["delta"] for n, d in events if n == "token") == "first answer, slowly"
+    assert (await ask(client, headers, conversation_id, "two")).status_code == 201

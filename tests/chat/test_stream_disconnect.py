@@ -1,0 +1,111 @@
+"""A learner who leaves mid-reply: through a real HTTP server, the partial reply is stored.
+
+The app runs under uvicorn on loopback in the test's own event loop, so its requests (and the
+sessions the stream stores its reply with) share the test's rolled-back connection. The fake
+provider holds its stream open after two chunks, so "mid-reply" is a fact, not a race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest_asyncio
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import ConversationMessage, LLMCall, User
+from koan.resources import Resources
+from tests.chat.helpers import HeldReply, HoldingServer, new_conversation
+from tests.fixtures.llm_server import Reply
+
+Tutor = Callable[..., Resources]
+
+
+@pytest_asyncio.fixture
+async def live_url(app: FastAPI) -> AsyncIterator[str]:
+    """The app served by uvicorn on 127.0.0.1, in this event loop."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=5)  # fmt: skip
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[sock])
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    await server.shutdown(sockets=[sock])
+    sock.close()
+
+
+async def test_leaving_mid_stream_stores_the_partial_reply_as_incomplete(
+    live_url: str,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    holding_server: HoldingServer,
+) -> None:
+    tutor(llm_base_url=holding_server.openai_base_url)
+    holding_server.script(HeldReply(text="alpha beta gamma delta", hold_after=2))
+
+    async with httpx.AsyncClient(base_url=live_url, timeout=30) as http:
+        conversation_id = await new_conversation(http, headers)
+        deltas: list[str] = []
+        async with http.stream(
+            "POST",
+            f"/api/v1/conversations/{conversation_id}/messages",
+            headers={**headers, "Accept": "text/event-stream"},
+            json={"content": "tell me a story"},
+        ) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    data: dict[str, Any] = json.loads(line[len("data: ") :])
+                    deltas.append(data["delta"])
+                    if len(deltas) == 2:
+                        break
+        # Leaving the block closed the connection while the provider was still mid-reply.
+        await asyncio.wait_for(resources.llm.streams.wait_idle(), timeout=30)
+        holding_server.release.set()
+
+        assert deltas == ["alpha ", "beta "]
+        reply = (
+            await session.execute(
+                select(ConversationMessage).where(ConversationMessage.role == "assistant")
+                .where(ConversationMessage.content == "alpha beta ")
+            )
+        ).scalar_one()  # fmt: skip
+        assert reply.incomplete
+        assert reply.output_tokens > 0
+        [call] = (
+            (await session.execute(select(LLMCall).where(LLMCall.user_id == learner.id)))
+            .scalars()
+            .all()
+        )
+        assert call.outcome == "incomplete"
+
+        # The learner's lock went with the stream: the next question is answered.
+        holding_server.script(Reply(text="Welcome back."))
+        r = await http.post(
+            f"/api/v1/conversations/{conversation_id}/messages",
+            headers=headers,
+            json={"content": "sorry, I was gone"},
+        )
+        assert r.status_code == 201
+        assert r.json()["reply"]["content"] == "Welcome back."
+        history = await http.get(f"/api/v1/conversations/{conversation_id}", headers=headers)
+        flags = [(m["role"], m["incomplete"]) for m in history.json()["messages"]]
+        assert flags == [
+            ("user", False),
+            ("assistant", True),
+            ("user", False),
+            ("assistant", False),
+        ]

@@ -1,0 +1,276 @@
+"""The chat route against a real loopback provider: prompt, retries, fallback, circuit breaker,
+failures, streaming."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.llm.offline import OFFLINE_NOTE
+from koan.models import ConversationMessage, Exercise, LLMCall, User
+from koan.resources import Resources
+from tests.chat.helpers import (
+    EVENS_SOLUTION,
+    EVENS_STARTER,
+    ask,
+    new_conversation,
+    parse_sse,
+    record_attempt,
+)
+from tests.fixtures.llm_server import FakeClock, FakeLLMServer, Reply
+
+Tutor = Callable[..., Resources]
+
+
+async def calls_of(session: AsyncSession, user: User) -> list[LLMCall]:
+    rows = await session.execute(
+        select(LLMCall).where(LLMCall.user_id == user.id).order_by(LLMCall.created_at)
+    )
+    return list(rows.scalars())
+
+
+async def test_the_model_sees_profile_exercise_code_and_history_but_never_the_solution(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    await record_attempt(session, resources, learner, evens, hints_used=1)
+    conversation_id = await new_conversation(client, headers, evens)
+    llm_server.script(
+        Reply(text="Which numbers does your loop add?", input_tokens=1000, output_tokens=200)
+    )
+    r = await ask(client, headers, conversation_id, "Why is my total too big?")
+    assert r.status_code == 201, r.text
+    reply = r.json()["reply"]
+    assert reply["content"] == "Which numbers does your loop add?"
+    # 1000 + 200 tokens at $100 per million.
+    assert reply["cost_usd"] == "0.120000"
+    assert reply["model"] == "tutor-test"
+
+    await ask(client, headers, conversation_id, "The odd ones too?")
+    first, second = (req.body for req in llm_server.requests)
+    system = first["messages"][0]
+    assert system["role"] == "system"
+    for fact in (
+        "Experience: beginner",  # the onboarding profile
+        "Write small scripts for my job.",
+        "Name: Ada Learner",
+        "Write `sum_of_evens(numbers)`",  # the statement
+        EVENS_STARTER.splitlines()[3].strip(),  # the latest code
+        "test_mixed: AssertionError: 2 + 4 is 6",  # its failing test
+        "1. The loop visits every number",  # the hint already seen...
+    ):
+        assert fact in system["content"], fact
+    assert "n % 2 == 0" not in system["content"]  # ...not the unseen ones, nor the solution
+    assert EVENS_SOLUTION.splitlines()[3] not in str(first)
+    assert first["temperature"] == 0.3
+    assert first["max_tokens"] == 50
+    assert [m["role"] for m in second["messages"]] == ["system", "user", "assistant", "user"]
+    assert second["messages"][2]["content"] == "Which numbers does your loop add?"
+
+
+async def test_long_histories_are_trimmed_to_the_context_window(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor(llm_context_tokens=1400)
+    conversation_id = await new_conversation(client, headers)
+    for n in range(6):
+        r = await ask(client, headers, conversation_id, f"question {n}: " + "words " * 150)
+        assert r.status_code == 201
+    last = llm_server.requests[-1].body["messages"]
+    assert last[0]["role"] == "system"
+    assert last[1]["role"] == "user"
+    assert last[-1]["content"].startswith("question 5")
+    assert len(last) < 12  # older turns were dropped, the newest question kept
+
+
+async def test_a_rate_limited_provider_is_retried(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+    fake_clock: FakeClock,
+) -> None:
+    tutor()
+    llm_server.script(Reply.rate_limited(retry_after="2"), Reply(text="What does line 4 do?"))
+    conversation_id = await new_conversation(client, headers)
+    r = await ask(client, headers, conversation_id, "hello")
+    assert r.status_code == 201
+    assert r.json()["reply"]["content"] == "What does line 4 do?"
+    assert len(llm_server.requests) == 2
+    assert fake_clock.sleeps == [2.0]
+
+
+async def test_falls_back_to_the_offline_tutor_then_the_circuit_opens_and_closes(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+    fake_clock: FakeClock,
+) -> None:
+    tutor(llm_fallback="offline")
+    conversation_id = await new_conversation(client, headers)
+    llm_server.script(*[Reply.server_error()] * 5)
+
+    replies = []
+    for n in range(3):
+        r = await ask(client, headers, conversation_id, f"attempt {n}")
+        assert r.status_code == 201, r.text
+        replies.append(r.json()["reply"])
+    assert all(OFFLINE_NOTE in reply["content"] for reply in replies)
+    # 3 attempts on the first message, 2 on the second: the 5th failure opened the circuit,
+    # so the third message never reached the provider.
+    assert len(llm_server.requests) == 5
+    calls = await calls_of(session, learner)
+    assert [c.provider for c in calls] == ["offline"] * 3
+    assert all(c.outcome == "ok" for c in calls)
+
+    fake_clock.advance(31)  # the cool-down is over: one probe goes through, and succeeds
+    llm_server.script(Reply(text="Back online: what did you try?"))
+    r = await ask(client, headers, conversation_id, "are you back?")
+    assert r.json()["reply"]["content"] == "Back online: what did you try?"
+    assert len(llm_server.requests) == 6
+
+
+async def test_provider_failure_is_a_503_and_the_question_is_kept(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    llm_server.script(*[Reply.server_error(502)] * 3)
+    conversation_id = await new_conversation(client, headers)
+    r = await ask(client, headers, conversation_id, "Is anyone there?")
+    assert r.status_code == 503
+    assert r.json()["error"] == "TutorUnavailable"
+    assert int(r.headers["Retry-After"]) >= 1
+    assert "HTTP 502" in r.json()["detail"]
+    detail = (await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)).json()
+    assert [(m["role"], m["content"]) for m in detail["messages"]] == [("user", "Is anyone there?")]
+    [call] = await calls_of(session, learner)
+    assert call.outcome == "error"
+    assert call.cost_usd == 0
+
+    # The learner's lock was released: asking again works once the provider recovers.
+    llm_server.script(Reply(text="Yes, sorry about that."))
+    r = await ask(client, headers, conversation_id, "Is anyone there?")
+    assert r.status_code == 201
+
+
+async def test_streaming_from_the_provider(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    llm_server.script(
+        Reply(text="What happens\nwhen n is odd?", chunks=["What ", "happens\n", "when n is odd?"])
+    )
+    conversation_id = await new_conversation(client, headers)
+    r = await ask(client, headers, conversation_id, "stream please", stream=True)
+    assert r.status_code == 200, r.text
+    events = parse_sse(r.text)
+    assert events[:3] == [
+        ("token", {"delta": "What "}),
+        ("token", {"delta": "happens\n"}),
+        ("token", {"delta": "when n is odd?"}),
+    ]
+    name, done = events[3]
+    assert name == "done"
+    assert len(events) == 4
+    assert done["input_tokens"] == 12
+    assert done["output_tokens"] == 5
+    assert done["cost_usd"] == "0.001700"
+    assert done["incomplete"] is False
+    message = await session.get(ConversationMessage, uuid.UUID(done["message_id"]))
+    assert message is not None
+    assert message.content == "What happens\nwhen n is odd?"
+    assert llm_server.requests[0].stream
+    [call] = await calls_of(session, learner)
+    assert (call.outcome, call.input_tokens, call.output_tokens) == ("ok", 12, 5)
+
+
+async def test_a_stream_failing_before_the_first_token_is_a_503(
+    client: httpx.AsyncClient, headers: dict[str, str], tutor: Tutor, llm_server: FakeLLMServer
+) -> None:
+    tutor()
+    llm_server.script(*[Reply.server_error()] * 3)
+    conversation_id = await new_conversation(client, headers)
+    r = await ask(client, headers, conversation_id, "stream please", stream=True)
+    assert r.status_code == 503
+    assert r.json()["error"] == "TutorUnavailable"
+    assert "Retry-After" in r.headers
+
+
+async def test_a_stream_cut_mid_reply_ends_with_an_error_event_and_keeps_the_partial(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor(llm_fallback="offline")
+    llm_server.script(Reply(text="one two three four five", drop_after_chunks=2))
+    conversation_id = await new_conversation(client, headers)
+    r = await ask(client, headers, conversation_id, "go", stream=True)
+    events = parse_sse(r.text)
+    assert [n for n, _ in events] == ["token", "token", "error"]
+    error: dict[str, Any] = events[-1][1]
+    assert error["error"] == "TutorStreamInterrupted"
+    assert error["retry_after"] >= 1
+    message = await session.get(ConversationMessage, uuid.UUID(error["message_id"]))
+    assert message is not None
+    assert message.content == "one two "
+    assert message.incomplete
+    [call] = await calls_of(session, learner)
+    assert call.outcome == "incomplete"
+    assert call.output_tokens > 0
+
+    # No fallback after the first token: the offline tutor did not start over.
+    assert OFFLINE_NOTE not in r.text
+    assert (await ask(client, headers, conversation_id, "again")).status_code == 201
+
+
+async def test_chat_replies_are_never_cached(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    await record_attempt(session, resources, learner, evens)
+    first = await new_conversation(client, headers, evens)
+    second = await new_conversation(client, headers, evens)
+    llm_server.script(Reply(text="One."), Reply(text="Two."))
+    a = await ask(client, headers, first, "Same question")
+    b = await ask(client, headers, second, "Same question")
+    assert (a.json()["reply"]["content"], b.json()["reply"]["content"]) == ("One.", "Two.")
+    assert len(llm_server.requests) == 2
+    assert not any(c.cache_hit for c in await calls_of(session, learner))

@@ -1,0 +1,167 @@
+"""Generated exercises: asked of the model, proven in the sandbox, saved only when they hold."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import Exercise, LLMCall, User
+from koan.resources import Resources
+from tests.chat.helpers import EVENS_HINTS, EVENS_SOLUTION, EVENS_STARTER, EVENS_TESTS
+from tests.fixtures.factories import bearer, create_user
+from tests.fixtures.llm_server import FakeLLMServer, Reply
+
+Tutor = Callable[..., Resources]
+REQUEST = {"language": "python", "skill": "loops", "difficulty": 2, "theme": "groceries"}
+
+
+def exercise_json(**overrides: Any) -> str:
+    data = {
+        "slug": "sum-of-evens",
+        "title": "Sum the even prices",
+        "language": "python",
+        "difficulty": 2,
+        "skills": ["lists"],
+        "statement": "Write `sum_of_evens(numbers)`.",
+        "starter_code": EVENS_STARTER,
+        "solution": EVENS_SOLUTION,
+        "tests": EVENS_TESTS,
+        "hints": EVENS_HINTS,
+    }
+    data.update(overrides)
+    return json.dumps(data)
+
+
+@pytest.fixture
+async def learner(session: AsyncSession, resources: Resources) -> User:
+    return await create_user(session, resources, onboarded=True)
+
+
+@pytest.fixture
+async def headers(session: AsyncSession, resources: Resources, learner: User) -> dict[str, str]:
+    return await bearer(session, resources, learner)
+
+
+async def generated(session: AsyncSession) -> list[Exercise]:
+    rows = await session.execute(select(Exercise).where(Exercise.source == "generated"))
+    return list(rows.scalars())
+
+
+async def test_with_only_the_offline_tutor_generation_is_unavailable(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    r = await client.post("/api/v1/exercises/generate", headers=headers, json=REQUEST)
+    assert r.status_code == 501
+    assert r.json()["error"] == "GenerationUnavailable"
+    assert "KOAN_LLM_PROVIDER" in r.json()["detail"]
+
+
+async def test_a_validated_exercise_is_saved_as_generated(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    # Wrapped in a fence, as models often do.
+    llm_server.script(Reply(text=f"```json\n{exercise_json()}\n```", output_tokens=900))
+    r = await client.post("/api/v1/exercises/generate", headers=headers, json=REQUEST)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["slug"].startswith("gen-sum-the-even-prices-")  # Koan names it, not the model
+    assert body["skills"][0] == "loops"
+    assert body["difficulty"] == 2
+    assert body["hints_total"] == 3
+    assert "solution" not in body
+    [saved] = await generated(session)
+    assert saved.slug == body["slug"]
+    assert saved.solution == EVENS_SOLUTION
+
+    [request] = llm_server.requests
+    assert request.body["response_format"]["type"] == "json_schema"
+    assert "groceries" in request.body["messages"][1]["content"]
+    [record] = (
+        await session.execute(select(LLMCall).where(LLMCall.user_id == learner.id))
+    ).scalars()
+    assert record.purpose == "generation"
+    assert record.output_tokens == 900
+
+    exercise = await client.get(f"/api/v1/exercises/{body['id']}", headers=headers)
+    assert exercise.status_code == 200  # a learner can practise it right away
+
+
+async def test_a_rejected_attempt_is_fed_back_and_retried(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    wrong = EVENS_SOLUTION.replace("n % 2 == 0", "n % 2 == 1")
+    llm_server.script(Reply(text=exercise_json(solution=wrong)), Reply(text=exercise_json()))
+    r = await client.post("/api/v1/exercises/generate", headers=headers, json=REQUEST)
+    assert r.status_code == 201, r.text
+    first, second = llm_server.requests
+    feedback = second.body["messages"][-1]["content"]
+    assert "reference solution does not pass" in feedback
+    assert "test_mixed" in feedback
+    assert len(await generated(session)) == 1
+
+
+async def test_after_the_retries_the_reasons_are_reported_and_nothing_is_saved(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor(llm_generation_retries=2)
+    llm_server.script(
+        Reply(text="Here is a great exercise!"),  # not JSON at all
+        Reply(text=exercise_json(hints=[])),  # not the pack format
+        Reply(text=exercise_json(starter_code=EVENS_SOLUTION)),  # the starter already passes
+    )
+    r = await client.post("/api/v1/exercises/generate", headers=headers, json=REQUEST)
+    assert r.status_code == 422
+    assert r.json()["error"] == "GenerationFailed"
+    detail = r.json()["detail"]
+    assert "attempt 1: the reply is not valid JSON" in detail
+    assert "attempt 2: hints" in detail
+    assert "attempt 3: starter code passes every test" in detail
+    assert await generated(session) == []
+    calls = await session.scalar(
+        select(func.count()).select_from(LLMCall).where(LLMCall.user_id == learner.id)
+    )
+    assert calls == 3  # what the attempts cost stays on record
+
+
+async def test_generation_is_rate_limited_and_validates_its_input(
+    client: httpx.AsyncClient,
+    resources: Resources,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor(llm_generation_limit="1/hour")
+    llm_server.script(Reply(text=exercise_json()))
+    assert (
+        await client.post("/api/v1/exercises/generate", headers=headers, json=REQUEST)
+    ).status_code == 201
+    r = await client.post("/api/v1/exercises/generate", headers=headers, json=REQUEST)
+    assert r.status_code == 429
+    assert "Retry-After" in r.headers
+    for bad in ({**REQUEST, "difficulty": 9}, {**REQUEST, "language": "cobol"},
+                {**REQUEST, "skill": "Not A Tag"}, {**REQUEST, "theme": "x" * 101}):  # fmt: skip
+        assert (
+            await client.post("/api/v1/exercises/generate", headers=headers, json=bad)
+        ).status_code == 422

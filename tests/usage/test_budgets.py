@@ -1,0 +1,214 @@
+"""Daily budgets: checked before a call with its projected cost, settled after with the real
+one, shared by every worker through the cache, seeded from the call records."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.cache import Cache, RedisCache
+from koan.models import LLMCall, User
+from koan.ratelimit import RateLimiter, create_storage
+from koan.resources import Resources
+from koan.usage.service import global_spend_key, user_spend_key, utc_day
+from tests.chat.helpers import ask, new_conversation
+from tests.fixtures.factories import bearer, create_user
+from tests.fixtures.llm_server import FakeLLMServer, Reply
+
+Tutor = Callable[..., Resources]
+# 1000 + 1000 tokens at $100 per million: $0.20 a reply, far above any projection (~$0.03).
+EXPENSIVE = Reply(text="An expensive answer?", input_tokens=1000, output_tokens=1000)
+
+
+def shared_cache(cache: Cache) -> Cache:
+    """What a second worker would open: the same Redis (new client object), or, on the
+    in-process backend, the very same cache object."""
+    if isinstance(cache, RedisCache):
+        return RedisCache(cache.client, cache.prefix)
+    return cache
+
+
+async def spent_in_cache(res: Resources, user: User) -> float:
+    value = await res.cache.get(user_spend_key(utc_day(res.clock.now()), user.id))
+    return float(value or 0)
+
+
+async def test_over_budget_is_a_429_until_midnight_utc(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor(llm_user_daily_budget_usd=Decimal("0.21"))
+    llm_server.script(EXPENSIVE)
+    conversation_id = await new_conversation(client, headers)
+    assert (await ask(client, headers, conversation_id, "first")).status_code == 201
+    # $0.20 spent; the next call's worst case (prompt + 50 tokens, over $0.02) would cross $0.21.
+    r = await ask(client, headers, conversation_id, "second")
+    assert r.status_code == 429
+    assert r.json()["error"] == "BudgetExceeded"
+    now = resources.clock.now()
+    midnight = datetime.combine(utc_day(now) + timedelta(days=1), datetime.min.time())
+    assert midnight.date().isoformat() + "T00:00:00Z" in r.json()["detail"]
+    assert "$0.21" in r.json()["detail"]
+    wait = int(r.headers["Retry-After"])
+    until_midnight = (midnight - now.replace(tzinfo=None)).total_seconds()
+    assert 1 <= wait <= 86400
+    assert abs(wait - until_midnight) < 5
+    assert len(llm_server.requests) == 1  # the model was not asked
+    # The refused call held nothing back: the running total is exactly what was spent.
+    assert await spent_in_cache(resources, learner) == pytest.approx(0.20)
+
+    # Tomorrow the budget starts over.
+    resources.clock.advance(timedelta(days=1))
+    llm_server.script(Reply(text="A new day?"))
+    fresh = await bearer(session, resources, learner)  # yesterday's access token has expired
+    assert (await ask(client, fresh, conversation_id, "third")).status_code == 201
+
+
+async def test_two_workers_share_one_running_total(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+    make_app: Callable[[Resources], FastAPI],
+) -> None:
+    tutor(llm_user_daily_budget_usd=Decimal("0.50"))
+    namespace = uuid.uuid4().hex
+    other = replace(
+        resources,
+        cache=shared_cache(resources.cache),
+        limiter=RateLimiter(create_storage(""), namespace=namespace),
+    )
+    tutor(other, llm_user_daily_budget_usd=Decimal("0.50"))
+    transport = httpx.ASGITransport(app=make_app(other), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://worker-b") as worker_b:
+        llm_server.script(*[EXPENSIVE] * 4)
+        conversation_id = await new_conversation(client, headers)
+        assert (await ask(client, headers, conversation_id, "a1")).status_code == 201
+        assert (await ask(worker_b, headers, conversation_id, "b1")).status_code == 201
+        # Counted once each, whichever worker served the call.
+        assert await spent_in_cache(resources, learner) == pytest.approx(0.40)
+        me = (await worker_b.get("/api/v1/users/me/usage", headers=headers)).json()
+        assert me["spent_usd"] == "0.400000"
+        assert me["calls_by_purpose"]["chat"] == 2
+
+        assert (await ask(client, headers, conversation_id, "a2")).status_code == 201  # 0.43 ok
+        r = await ask(worker_b, headers, conversation_id, "b2")  # 0.60 spent: refused
+        assert r.status_code == 429
+        assert r.json()["error"] == "BudgetExceeded"
+        r = await ask(client, headers, conversation_id, "a3")
+        assert r.status_code == 429
+    assert len(llm_server.requests) == 3
+
+
+async def test_the_running_total_is_seeded_from_the_call_records(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor(llm_user_daily_budget_usd=Decimal("0.50"))
+    # Spending another worker recorded before this cache existed (a restart, a flushed Redis).
+    session.add(
+        LLMCall(
+            user_id=learner.id, purpose="chat", provider="openai", model="tutor-test",
+            cost_usd=Decimal("0.49"), day=utc_day(resources.clock.now()),
+        )
+    )  # fmt: skip
+    await session.flush()
+    conversation_id = await new_conversation(client, headers)
+    r = await ask(client, headers, conversation_id, "hello")
+    assert r.status_code == 429
+    assert r.json()["error"] == "BudgetExceeded"
+    assert await spent_in_cache(resources, learner) == pytest.approx(0.49)
+    assert llm_server.requests == []
+
+
+async def test_the_global_budget_covers_everyone(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor(llm_global_daily_budget_usd=Decimal("1.00"))
+    someone = await create_user(session, resources)
+    session.add(
+        LLMCall(
+            user_id=someone.id, purpose="generation", provider="openai", model="tutor-test",
+            cost_usd=Decimal("0.99"), day=utc_day(resources.clock.now()),
+        )
+    )  # fmt: skip
+    await session.flush()
+    conversation_id = await new_conversation(client, headers)
+    r = await ask(client, headers, conversation_id, "hello")
+    assert r.status_code == 429
+    assert "Koan's daily AI budget ($1.00)" in r.json()["detail"]
+    day = utc_day(resources.clock.now())
+    assert float(await resources.cache.get(global_spend_key(day)) or 0) == pytest.approx(0.99)
+
+
+async def test_an_administrator_sets_a_learners_own_budget(
+    client: httpx.AsyncClient,
+    learner: User,
+    headers: dict[str, str],
+    admin_headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    url = f"/api/v1/admin/usage/users/{learner.id}/budget"
+    r = await client.put(url, headers=admin_headers, json={"daily_budget_usd": "0.01"})
+    assert r.status_code == 200
+    assert r.json() == {
+        "user_id": str(learner.id), "daily_budget_usd": "0.010000", "is_default": False,
+        "spent_today_usd": "0.000000",
+    }  # fmt: skip
+    conversation_id = await new_conversation(client, headers)
+    r = await ask(client, headers, conversation_id, "hello")
+    assert r.status_code == 429
+    assert "$0.01" in r.json()["detail"]
+
+    r = await client.put(url, headers=admin_headers, json={"daily_budget_usd": None})
+    assert r.json()["is_default"]
+    assert r.json()["daily_budget_usd"] == "0.500000"
+    assert (await ask(client, headers, conversation_id, "hello")).status_code == 201
+
+    assert (
+        await client.put(url, headers=headers, json={"daily_budget_usd": "99"})
+    ).status_code == 403
+    for bad in ("-1", "abc", "1e9"):
+        r = await client.put(url, headers=admin_headers, json={"daily_budget_usd": bad})
+        assert r.status_code == 422, bad
+    missing = f"/api/v1/admin/usage/users/{uuid.UUID(int=0)}/budget"
+    assert (await client.get(missing, headers=admin_headers)).status_code == 404
+
+
+async def test_the_offline_tutor_is_never_refused_for_budget(
+    client: httpx.AsyncClient, resources: Resources, learner: User, headers: dict[str, str]
+) -> None:
+    resources.settings = resources.settings.model_copy(
+        update={"llm_user_daily_budget_usd": Decimal(0)}
+    )
+    conversation_id = await new_conversation(client, headers)
+    assert (await ask(client, headers, conversation_id, "hello")).status_code == 201
+    assert await spent_in_cache(resources, learner) == 0
