@@ -61,6 +61,8 @@ def serve(
         port=port,
         workers=workers,
         reload=reload,
+        # In-flight gradings and tutor streams get this long after SIGTERM (systemd: 30 s).
+        timeout_graceful_shutdown=25,
         proxy_headers=True,
         # Koan logs each request itself, without query strings (they can hold tokens).
         access_log=False,

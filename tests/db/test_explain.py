@@ -1,0 +1,329 @@
+"""The hot queries use their indexes on tables of a realistic size (PostgreSQL query plans).
+
+Tables are filled with generate_series inside the test's transaction (rolled back at the end),
+ANALYZEd, and each query is the one the repository really sends: it is captured while the
+repository function runs, then EXPLAINed with the same parameters. A sequential scan of a big
+table, or a plan that ignores the index the query was written for, fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from koan.auth import repository as auth_repository
+from koan.chat import repository as chat_repository
+from koan.exercises import repository as exercise_repository
+from koan.usage import repository as usage_repository
+from tests.conftest import DATABASE_URL, Backend
+
+pytestmark = [
+    pytest.mark.skipif(not DATABASE_URL, reason="needs PostgreSQL (set KOAN_TEST_DATABASE_URL)"),
+    # PostgreSQL only: SQLite's planner is not what production runs.
+    pytest.mark.parametrize("backend", ["postgres"], indirect=True),
+]
+
+# Big enough that reading a whole table costs far more than an index probe (so a plan that
+# ignores the index shows), small enough to seed in a few seconds on a 2-core CI machine.
+USERS = 20_000
+EXERCISES = 200
+ASSIGNMENTS = 30_000
+SUBMISSIONS = 60_000
+CONVERSATIONS = 5_000
+MESSAGES = 40_000
+LLM_CALLS = 30_000
+INDEX_SCANS = {"Index Scan", "Index Only Scan", "Bitmap Index Scan"}
+
+
+def _seed_sql(tag: str) -> list[str]:
+    """INSERT ... SELECT generate_series statements; ids are md5-derived so rows can refer to
+    each other without a round trip (user i is md5('<tag>u' || i)::uuid, and so on)."""
+    u = f"md5('{tag}u' || {{}})::uuid"
+    e = f"md5('{tag}e' || {{}})::uuid"
+    a = f"md5('{tag}a' || {{}})::uuid"
+    c = f"md5('{tag}c' || {{}})::uuid"
+    return [
+        f"""INSERT INTO users (id, email, name, password_hash, role, email_verified_at, timezone,
+                preferences, created_at, updated_at)
+            SELECT {u.format("i")}, '{tag}-' || i || '@example.com', 'Learner ' || i, 'x',
+                'learner', now(), 'UTC', '{{}}', now() - i * interval '1 minute', now()
+            FROM generate_series(0, {USERS - 1}) AS i""",
+        f"""INSERT INTO exercises (id, slug, title, language, difficulty, skills, statement,
+                starter_code, solution, tests, hints, source, content_hash, rating,
+                rating_attempts, created_at, updated_at)
+            SELECT {e.format("i")}, '{tag}-ex-' || i, 'Exercise ' || i,
+                CASE WHEN i % 4 = 0 THEN 'javascript' ELSE 'python' END, 1 + i % 5,
+                '["functions"]', 'Do it.', '', '', '', '[]', 'imported', md5(i::text), 0, 0,
+                now(), now()
+            FROM generate_series(0, {EXERCISES - 1}) AS i""",
+        # One open daily assignment for a third of the learners, the rest closed.
+        f"""INSERT INTO assignments (id, user_id, exercise_id, kind, status, reason, hints_used,
+                attempts, assigned_at)
+            SELECT {a.format("i")}, {u.format(f"i % {USERS}")}, {e.format(f"i % {EXERCISES}")},
+                CASE WHEN i % 5 = 4 THEN 'practice' ELSE 'daily' END,
+                CASE WHEN i < {USERS} AND i % 3 = 0 THEN 'assigned'
+                     WHEN i % 7 = 0 THEN 'skipped' ELSE 'completed' END,
+                '', 0, 1, now() - i * interval '1 minute'
+            FROM generate_series(0, {ASSIGNMENTS - 1}) AS i""",
+        f"""INSERT INTO submissions (id, user_id, exercise_id, assignment_id, code, status, passed,
+                total, tests, stdout, stderr, duration_ms, tier, created_at)
+            SELECT md5('{tag}s' || i)::uuid, {u.format(f"(i % {ASSIGNMENTS}) % {USERS}")},
+                {e.format(f"(i % {ASSIGNMENTS}) % {EXERCISES}")},
+                {a.format(f"i % {ASSIGNMENTS}")}, 'def add(a, b): return a + b',
+                CASE WHEN i % 3 = 0 THEN 'passed' ELSE 'failed' END, 1, 4, '[]', '', '', 40,
+                'full', now() - i * interval '1 second'
+            FROM generate_series(0, {SUBMISSIONS - 1}) AS i""",
+        f"""INSERT INTO conversations (id, user_id, exercise_id, title, message_count, created_at,
+                updated_at)
+            SELECT {c.format("i")}, {u.format(f"i % {USERS}")}, NULL, 'About loops',
+                {MESSAGES // CONVERSATIONS}, now() - i * interval '1 minute', now()
+            FROM generate_series(0, {CONVERSATIONS - 1}) AS i""",
+        f"""INSERT INTO chat_messages (id, conversation_id, seq, role, content, incomplete,
+                input_tokens, output_tokens, cost_usd, leak_caught, created_at)
+            SELECT md5('{tag}m' || i)::uuid, {c.format(f"i % {CONVERSATIONS}")},
+                1 + i / {CONVERSATIONS}, CASE WHEN i % 2 = 0 THEN 'user' ELSE 'assistant' END,
+                'What does a loop do?', false, 10, 20, 0.0001, false,
+                now() - i * interval '1 second'
+            FROM generate_series(0, {MESSAGES - 1}) AS i""",
+        f"""INSERT INTO llm_calls (id, user_id, purpose, provider, model, input_tokens,
+                output_tokens, cost_usd, latency_ms, cache_hit, leak_caught, outcome, day,
+                created_at)
+            SELECT md5('{tag}l' || i)::uuid, {u.format(f"i % {USERS}")}, 'chat', 'openai', 'gpt',
+                100, 50, 0.0002, 300, false, false, 'ok',
+                current_date - (i % 60), now() - i * interval '1 minute'
+            FROM generate_series(0, {LLM_CALLS - 1}) AS i""",
+    ]
+
+
+@dataclass
+class Seeded:
+    tag: str
+    user_id: uuid.UUID
+    exercise_id: uuid.UUID
+    conversation_id: uuid.UUID
+    email: str
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def explain_connection(backend: Backend) -> AsyncIterator[AsyncConnection]:
+    """One connection for the module, in a transaction rolled back at the end: the seeded rows
+    are shared by its tests (seeding is the slow part) and never committed."""
+    async with backend.engine.connect() as conn:
+        transaction = await conn.begin()
+        yield conn
+        await transaction.rollback()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def seeded(explain_connection: AsyncConnection) -> Seeded:
+    connection = explain_connection
+    tag = f"x{uuid.uuid4().hex[:8]}"
+    try:
+        # Foreign keys hold by construction; skipping their triggers makes seeding ~3x faster.
+        async with connection.begin_nested():
+            await connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+    except Exception:  # not a superuser: seed with the checks on
+        pass
+    for statement in _seed_sql(tag):
+        await connection.exec_driver_sql(statement)
+    await connection.exec_driver_sql("SET LOCAL session_replication_role = DEFAULT")
+    for table in ("users", "exercises", "assignments", "submissions", "conversations",
+                  "chat_messages", "llm_calls"):  # fmt: skip
+        await connection.exec_driver_sql(f"ANALYZE {table}")
+
+    async def one(sql: str) -> Any:
+        return (await connection.execute(text(sql))).scalar_one()
+
+    # A learner with an open daily assignment, submissions and a conversation (user 300).
+    return Seeded(
+        tag=tag,
+        user_id=uuid.UUID(str(await one(f"SELECT md5('{tag}u' || 300)::uuid"))),
+        exercise_id=uuid.UUID(str(await one(f"SELECT md5('{tag}e' || 100)::uuid"))),
+        conversation_id=uuid.UUID(str(await one(f"SELECT md5('{tag}c' || 300)::uuid"))),
+        email=f"{tag}-300@example.com",
+    )
+
+
+@dataclass
+class Plan:
+    sql: str
+    tree: dict[str, Any]
+
+    def nodes(self) -> Iterator[dict[str, Any]]:
+        stack = [self.tree]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(node.get("Plans", []))
+
+    def index_scans(self, table: str) -> set[str]:
+        return {
+            str(n.get("Index Name"))
+            for n in self.nodes()
+            if n["Node Type"] in INDEX_SCANS and n.get("Relation Name", table) == table
+        }
+
+    def seq_scans(self) -> set[str]:
+        return {str(n.get("Relation Name")) for n in self.nodes() if n["Node Type"] == "Seq Scan"}
+
+    def __str__(self) -> str:
+        return f"{self.sql}\n{json.dumps(self.tree, indent=1)}"
+
+
+async def explain_repository_call(
+    connection: AsyncConnection, call: Callable[[AsyncSession], Awaitable[object]]
+) -> list[Plan]:
+    """Run `call` with a session on the test's connection, capture every statement it sends,
+    and return the plan PostgreSQL makes for each, with the same parameters."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        captured.append((statement, parameters))
+
+    sync_conn = connection.sync_connection
+    assert sync_conn is not None
+    event.listen(sync_conn, "before_cursor_execute", capture)
+    try:
+        session = AsyncSession(bind=connection, join_transaction_mode="create_savepoint")
+        async with session:
+            await call(session)
+    finally:
+        event.remove(sync_conn, "before_cursor_execute", capture)
+    plans = []
+    for statement, parameters in captured:
+        if not statement.lstrip().upper().startswith("SELECT"):
+            continue  # SAVEPOINT and friends
+        result = await connection.exec_driver_sql(
+            "EXPLAIN (FORMAT JSON) " + statement, tuple(parameters or ())
+        )
+        raw = result.scalar_one()
+        document = json.loads(raw) if isinstance(raw, str) else raw
+        plans.append(Plan(statement, document[0]["Plan"]))
+    assert plans, "the repository call sent no SELECT"
+    return plans
+
+
+def assert_uses_index(plan: Plan, table: str, indexes: set[str]) -> None:
+    assert table not in plan.seq_scans(), f"sequential scan of {table}:\n{plan}"
+    used = plan.index_scans(table)
+    assert used & indexes, f"expected {table} read through {indexes}, got {used or 'none'}:\n{plan}"
+
+
+async def test_login_finds_the_user_by_email_through_the_unique_index(
+    explain_connection: AsyncConnection, seeded: Seeded
+) -> None:
+    (plan,) = await explain_repository_call(
+        explain_connection, lambda s: auth_repository.user_by_email(s, seeded.email)
+    )
+    assert_uses_index(plan, "users", {"uq_users_email"})
+
+
+async def test_the_open_daily_assignment_comes_from_an_index_not_a_scan(
+    explain_connection: AsyncConnection, seeded: Seeded
+) -> None:
+    plans = await explain_repository_call(
+        explain_connection, lambda s: exercise_repository.open_daily(s, seeded.user_id)
+    )
+    # The partial unique index (one open daily per learner) answers it; the (user, status)
+    # index would be as good, and is what a generic plan (parameters unknown) can use.
+    assert_uses_index(
+        plans[0], "assignments", {"uq_assignments_open_daily", "ix_assignments_user_status"}
+    )
+    # selectinload's second query: the assignment's exercise by primary key.
+    assert_uses_index(plans[1], "exercises", {"pk_exercises"})
+
+
+async def test_a_learners_submissions_for_an_exercise_come_newest_first_from_the_index(
+    explain_connection: AsyncConnection, seeded: Seeded
+) -> None:
+    (plan,) = await explain_repository_call(
+        explain_connection,
+        lambda s: exercise_repository.submissions(
+            s, seeded.user_id, seeded.exercise_id, before=None, limit=20
+        ),
+    )
+    assert_uses_index(plan, "submissions", {"ix_submissions_user_exercise_created"})
+    before = datetime.now(UTC)
+    (paged,) = await explain_repository_call(
+        explain_connection,
+        lambda s: exercise_repository.submissions(
+            s, seeded.user_id, seeded.exercise_id, before=before, limit=20
+        ),
+    )
+    assert_uses_index(paged, "submissions", {"ix_submissions_user_exercise_created"})
+
+
+async def test_a_learners_assignments_are_read_through_a_user_index(
+    explain_connection: AsyncConnection, seeded: Seeded
+) -> None:
+    plans = await explain_repository_call(
+        explain_connection,
+        lambda s: exercise_repository.assignments(
+            s,
+            seeded.user_id,
+            status=None,
+            skipped_since=datetime.now(UTC),
+            before=None,
+            limit=20,
+        ),  # fmt: skip
+    )
+    assert_uses_index(
+        plans[0],
+        "assignments",
+        {"ix_assignments_user_status", "ix_assignments_user_exercise", "uq_assignments_open_daily"},
+    )
+
+
+async def test_conversation_messages_are_paged_through_the_sequence_index(
+    explain_connection: AsyncConnection, seeded: Seeded
+) -> None:
+    for before_seq in (None, 5):
+        (plan,) = await explain_repository_call(
+            explain_connection,
+            lambda s, b=before_seq: chat_repository.messages_before(
+                s, seeded.conversation_id, before_seq=b, limit=50
+            ),
+        )
+        assert_uses_index(plan, "chat_messages", {"uq_chat_messages_conversation_id_seq"})
+
+
+async def test_a_learners_conversations_are_listed_through_their_index(
+    explain_connection: AsyncConnection, seeded: Seeded
+) -> None:
+    (plan,) = await explain_repository_call(
+        explain_connection,
+        lambda s: chat_repository.conversations(s, seeded.user_id, before=None, limit=20),
+    )
+    assert_uses_index(plan, "conversations", {"ix_conversations_user_updated"})
+
+
+async def test_usage_per_learner_per_day_reads_the_user_day_index(
+    explain_connection: AsyncConnection, seeded: Seeded
+) -> None:
+    today = date.today()
+    (spent,) = await explain_repository_call(
+        explain_connection, lambda s: usage_repository.spent_on(s, today, seeded.user_id)
+    )
+    assert_uses_index(spent, "llm_calls", {"ix_llm_calls_user_day"})
+    (purposes,) = await explain_repository_call(
+        explain_connection, lambda s: usage_repository.calls_by_purpose(s, seeded.user_id, today)
+    )
+    assert_uses_index(purposes, "llm_calls", {"ix_llm_calls_user_day"})
+    (history,) = await explain_repository_call(
+        explain_connection, lambda s: usage_repository.daily_totals(s, seeded.user_id, today)
+    )
+    assert_uses_index(history, "llm_calls", {"ix_llm_calls_user_day"})
+    # The site-wide total of one day (the global budget) has an index of its own.
+    (site,) = await explain_repository_call(
+        explain_connection, lambda s: usage_repository.spent_on(s, today, None)
+    )
+    assert_uses_index(site, "llm_calls", {"ix_llm_calls_day"})

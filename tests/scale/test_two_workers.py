@@ -1,0 +1,147 @@
+"""Two real Koan servers on one PostgreSQL and one Redis behave as one service.
+
+Sessions live in the database and rate-limit windows in Redis, so it must not matter which
+worker a learner's request lands on: a login on one is honoured by the other, a logout on one
+ends the session on both, and failed logins spread over both are counted once.
+
+(LLM budgets shared by two app instances are covered by tests/usage and tests/chat.)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import pytest_asyncio
+import redis.asyncio as redis_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from koan.db import create_engine
+from tests.conftest import DATABASE_URL, REDIS_URL
+from tests.scale.servers import (
+    PASSWORD,
+    KoanServer,
+    add_user,
+    create_database,
+    drop_database,
+    server_env,
+    stop_all,
+)
+
+pytestmark = pytest.mark.skipif(
+    not (DATABASE_URL and REDIS_URL),
+    reason="needs PostgreSQL and Redis (set KOAN_TEST_DATABASE_URL and KOAN_TEST_REDIS_URL)",
+)
+
+
+@dataclass
+class Cluster:
+    a: KoanServer
+    b: KoanServer
+    engine: AsyncEngine
+
+    async def new_learner(self) -> str:
+        return (await add_user(self.engine)).email
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def cluster(
+    tmp_path_factory: pytest.TempPathFactory, worker_id_safe: str
+) -> AsyncIterator[Cluster]:
+    tmp_path = tmp_path_factory.mktemp("two-workers")
+    name = f"koan_scale_{worker_id_safe}_{uuid.uuid4().hex[:6]}"
+    prefix = f"koan-scale:{uuid.uuid4().hex[:8]}:"
+    database_url = await create_database(DATABASE_URL, name)
+    engine = create_engine(database_url)
+    servers: list[KoanServer] = []
+    try:
+        for label in ("a", "b"):
+            env = {
+                "KOAN_DATABASE_URL": database_url,
+                "KOAN_REDIS_URL": REDIS_URL,
+                "KOAN_CACHE_PREFIX": prefix,
+                "KOAN_LOGIN_LIMIT_PER_ACCOUNT": "3/minute",
+            }
+            workdir = tmp_path / label
+            workdir.mkdir()
+            servers.append(KoanServer(server_env(workdir, **env), workdir, name=label).start())
+        for server in servers:
+            await server.wait_live()
+        yield Cluster(servers[0], servers[1], engine)
+    finally:
+        stop_all(servers)
+        await engine.dispose()
+        await _forget_redis_keys(prefix)
+        await drop_database(DATABASE_URL, name)
+
+
+async def _forget_redis_keys(prefix: str) -> None:
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            await client.delete(key)
+    finally:
+        await client.aclose()
+
+
+async def _login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
+    return await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+
+async def test_a_session_opened_on_one_worker_is_honoured_and_ended_on_both(
+    cluster: Cluster,
+) -> None:
+    email = await cluster.new_learner()
+    async with (
+        httpx.AsyncClient(base_url=cluster.a.url, timeout=30) as a,
+        httpx.AsyncClient(base_url=cluster.b.url, timeout=30) as b,
+    ):
+        login = await _login(a, email)
+        assert login.status_code == 200, login.text
+        bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+        for worker in (a, b):
+            me = await worker.get("/api/v1/users/me", headers=bearer)
+            assert me.status_code == 200, me.text
+            assert me.json()["email"] == email
+        # The refresh token minted by A is spent on B; presenting it again to A is a replay.
+        refresh = login.json()["refresh_token"]
+        rotated = await b.post("/api/v1/auth/refresh", json={"refresh_token": refresh})
+        assert rotated.status_code == 200, rotated.text
+        replay = await a.post("/api/v1/auth/refresh", json={"refresh_token": refresh})
+        assert replay.status_code == 401
+        assert replay.json()["error"] == "TokenReused"
+
+        # A fresh login, ended on B: the token stops working on A at once.
+        second = await _login(b, email)
+        assert second.status_code == 200, second.text
+        bearer = {"Authorization": f"Bearer {second.json()['access_token']}"}
+        assert (await a.get("/api/v1/users/me", headers=bearer)).status_code == 200
+        assert (await b.post("/api/v1/auth/logout", headers=bearer)).status_code == 200
+        for worker in (a, b):
+            gone = await worker.get("/api/v1/users/me", headers=bearer)
+            assert gone.status_code == 401
+            assert gone.json()["error"] == "InvalidToken"
+
+
+async def test_failed_logins_spread_over_two_workers_are_counted_once(cluster: Cluster) -> None:
+    email = await cluster.new_learner()
+    async with (
+        httpx.AsyncClient(base_url=cluster.a.url, timeout=30) as a,
+        httpx.AsyncClient(base_url=cluster.b.url, timeout=30) as b,
+    ):
+        # KOAN_LOGIN_LIMIT_PER_ACCOUNT=3/minute: two failures on A and one on B fill the window.
+        statuses = [
+            (await _login(worker, email, "not the password!")).status_code for worker in (a, b, a)
+        ]
+        assert statuses == [401, 401, 401]
+        # Even the right password is refused now, on either worker: B saw only one failure
+        # itself, so a per-process count would have let this through.
+        for worker in (b, a):
+            refused = await _login(worker, email)
+            assert refused.status_code == 429, refused.text
+            assert refused.json()["error"] == "RateLimited"
+            assert int(refused.headers["Retry-After"]) >= 1

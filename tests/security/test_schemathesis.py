@@ -1,0 +1,206 @@
+"""Property-based API fuzzing with Schemathesis: every operation of /openapi.json, anonymous and
+as a verified, onboarded learner, positive and negative inputs. No answer may be a 5xx, and
+every answer must match what the OpenAPI document says (status code and body schema).
+
+The app runs in-process (ASGI) with its real lifespan: its own engine on a migrated SQLite file
+committed for real (thousands of requests; nothing to roll back), its own grading sandbox, the
+offline tutor. Examples are derandomized and bounded, so the run is the same every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation import GenerationMode
+from schemathesis.python import asgi
+from schemathesis.specs.openapi.checks import (
+    response_schema_conformance,
+    status_code_conformance,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.app import create_app
+from koan.config import Settings
+from koan.db import create_engine, transactional
+from koan.exercises.bank import import_specs
+from koan.exercises.repository import exercises_by_slug
+from koan.migrate import upgrade
+from tests.fixtures.factories import exercise_spec
+from tests.scale.servers import PASSWORD, SECRET_KEY, add_user
+
+MAX_EXAMPLES = 12
+
+
+def no_undocumented_server_error(ctx: Any, response: Any, case: Any) -> None:
+    """not_a_server_error, except for a 5xx the operation documents itself (e.g. 501 from
+    /exercises/generate when no AI model is configured, which is the answer, not a crash)."""
+    status = response.status_code
+    if status >= 500 and str(status) not in case.operation.responses.status_codes:
+        not_a_server_error(ctx, response, case)
+
+
+CHECKS = [no_undocumented_server_error, response_schema_conformance, status_code_conformance]
+# Run last: they end the learner's sessions or would delete the account.
+SESSION_ENDERS = ("/api/v1/auth/logout", "/api/v1/users/me")
+OPEN = "100000/minute"
+
+
+def _in_thread(fn: Any, *args: Any) -> Any:
+    # Alembic and the seeding run their own event loop; keep them off pytest-asyncio's.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args).result()
+
+
+async def _seed(url: str) -> tuple[str, list[uuid.UUID]]:
+    engine = create_engine(url)
+    try:
+        user = await add_user(engine)
+        specs = [exercise_spec(), exercise_spec(difficulty=2)]
+        async with AsyncSession(engine) as session, transactional(session):
+            await import_specs(session, specs, source="imported")
+        async with AsyncSession(engine) as session:
+            found = await exercises_by_slug(session, [s.slug for s in specs])
+        return user.email, [found[s.slug].id for s in specs]
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class Target:
+    app: FastAPI
+    schema: Any
+    email: str
+    exercise_ids: list[uuid.UUID]
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    root: Path = tmp_path_factory.mktemp("schemathesis")
+    url = f"sqlite+aiosqlite:///{root / 'koan.db'}"
+    _in_thread(upgrade, url)
+    email, exercise_ids = _in_thread(asyncio.run, _seed(url))
+    settings_ = Settings(
+        env="test",
+        secret_key=SECRET_KEY,
+        database_url=url,
+        data_dir=root,
+        password_time_cost=1,
+        password_memory_kib=8,
+        password_parallelism=1,
+        login_slowdown_step_s=0,
+        sandbox_slots=1,
+        # Limits are tested elsewhere; here they would only turn deep inputs into 429s.
+        login_limit_per_account=OPEN,
+        login_limit_per_address=OPEN,
+        register_limit_per_address=OPEN,
+        resend_verification_limit=OPEN,
+        password_reset_limit=OPEN,
+        llm_chat_limit=OPEN,
+        _env_file=None,
+    )
+    app = create_app(settings_)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    yield Target(app, schema, email, exercise_ids)
+    asgi.shutdown_lifespans()
+
+
+class Learner:
+    """A verified, onboarded learner's bearer token, renewed whenever a case ended it."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.client = asgi.get_client(target.app)
+        self.token = ""
+        self.conversation_id = ""
+        self.login()
+        r = self.client.post("/api/v1/conversations", json={}, headers=self.headers())
+        assert r.status_code == 201, r.text
+        self.conversation_id = r.json()["id"]
+        r = self.client.get("/api/v1/exercises/daily", headers=self.headers())
+        assert r.status_code == 200, r.text
+        self.assignment_id = r.json()["assignment_id"]
+
+    def login(self) -> None:
+        r = self.client.post(
+            "/api/v1/auth/login", json={"email": self.target.email, "password": PASSWORD}
+        )
+        assert r.status_code == 200, r.text
+        self.token = r.json()["access_token"]
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def still_valid(self) -> None:
+        if self.client.get("/api/v1/users/me", headers=self.headers()).status_code == 401:
+            self.login()
+
+
+def _operations(target: Target) -> list[Any]:
+    operations = [result.ok() for result in target.schema.get_all_operations()]
+    assert len(operations) > 30
+    # Whatever ends the session goes last, so it does not starve the rest of a signed-in user.
+    return sorted(operations, key=lambda op: op.path in SESSION_ENDERS)
+
+
+def _fuzz(operation: Any, mode: GenerationMode, headers: Any, path_parameters: Any) -> None:
+    known = {k: v for k, v in path_parameters.items() if k in operation.path}
+
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode, path_parameters=known or None))
+    def run(case: Any) -> None:
+        case.call_and_validate(headers=headers(), checks=CHECKS)
+
+    run()
+
+
+def _fuzz_all(target: Target, headers: Any, path_parameters: Any, after: Any = None) -> None:
+    failures: list[str] = []
+    for operation in _operations(target):
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            try:
+                _fuzz(operation, mode, headers, path_parameters())
+            except Unsatisfiable:
+                pass  # negative mode of an operation with no input to get wrong
+            except Exception as exc:  # collect them all: one run reports every operation
+                failures.append(f"{operation.label} ({mode.value}): {exc}"[:3000])
+            if after:
+                after()
+    assert not failures, "\n\n".join(failures)
+
+
+def test_anonymous_requests_never_fail_the_server_or_the_schema(target: Target) -> None:
+    _fuzz_all(target, headers=dict, path_parameters=dict)
+
+
+def test_a_learners_requests_never_fail_the_server_or_the_schema(target: Target) -> None:
+    learner = Learner(target)
+    _fuzz_all(
+        target,
+        headers=learner.headers,
+        # Real ids for half the runs' path parameters: deeper than random ones (always 404).
+        path_parameters=lambda: {
+            "exercise_id": str(target.exercise_ids[0]),
+            "conversation_id": learner.conversation_id,
+            "assignment_id": learner.assignment_id,
+        },
+        after=learner.still_valid,
+    )
