@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import structlog
-
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from koan.auth.passwords import Hasher
@@ -20,7 +19,6 @@ from koan.grading.sandbox import Sandbox, SandboxUnavailable
 from koan.mail.sender import Mailer
 from koan.ratelimit import RateLimiter
 from koan.usage.llm import TutorLLM, build_tutor_llm, offline_tutor_llm
-
 
 log = structlog.get_logger(__name__)
 

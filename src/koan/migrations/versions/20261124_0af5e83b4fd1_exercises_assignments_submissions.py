@@ -12,7 +12,6 @@ from alembic import op
 
 import koan.db
 
-
 revision: str = '0af5e83b4fd1'
 down_revision: str | None = '792d1068dd69'
 branch_labels: str | Sequence[str] | None = None

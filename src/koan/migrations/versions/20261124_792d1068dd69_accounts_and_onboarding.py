@@ -12,7 +12,6 @@ from alembic import op
 
 import koan.db
 
-
 revision: str = '792d1068dd69'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
