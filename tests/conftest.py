@@ -90,15 +90,23 @@ def smtp_server() -> Iterator[SMTPServer]:
     server.stop()
 
 
-async def _create_postgres_database(worker: str) -> str:
+async def _postgres_admin(*statements: str) -> None:
     url = make_url(DATABASE_URL.replace("postgresql://", "postgresql+asyncpg://", 1))
-    name = f"koan_test_{worker}"
     admin = create_engine(url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        for statement in statements:
+            await conn.execute(text(statement))
     await admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
+
+
+async def _create_postgres_database(worker: str) -> tuple[str, str]:
+    url = make_url(DATABASE_URL.replace("postgresql://", "postgresql+asyncpg://", 1))
+    # The pid keeps two test runs on one machine (a developer's and CI's) apart.
+    name = f"koan_test_{worker}_{os.getpid()}"
+    await _postgres_admin(
+        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'
+    )
+    return name, url.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest_asyncio.fixture(scope="session", params=BACKENDS)
@@ -109,12 +117,13 @@ async def backend(
 ) -> AsyncIterator[Backend]:
     """A migrated database (and cache backend) for this worker, built once per session."""
     name = str(request.param)
+    database = None
     if name == "sqlite":
         path = tmp_path_factory.mktemp("db") / "koan.db"
         url = f"sqlite+aiosqlite:///{path}"
         redis_url = ""
     else:
-        url = await _create_postgres_database(worker_id_safe)
+        database, url = await _create_postgres_database(worker_id_safe)
         redis_url = REDIS_URL
     engine = create_engine(url)
     async with engine.begin() as conn:
@@ -131,6 +140,8 @@ async def backend(
             await client.delete(key)
         await client.aclose()
     await engine.dispose()
+    if database is not None:
+        await _postgres_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 @pytest.fixture
