@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
 from typer.testing import CliRunner
 
@@ -124,6 +125,8 @@ def cli_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("KOAN_DATABASE_URL", url)
     monkeypatch.setenv("KOAN_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("COLUMNS", "200")
+    # The CLI's console was sized when koan.cli was first imported; give it room for the table.
+    monkeypatch.setattr("koan.cli.console", Console(width=200))
     upgrade(url)
     return url
 
