@@ -17,7 +17,7 @@ from koan.llm.base import (
     build_completion,
     malformed,
     normalize_finish_reason,
-    status_error,
+    sdk_error,
     transport_error,
 )
 from koan.llm.errors import ProviderError
@@ -90,23 +90,7 @@ class AnthropicProvider(AsyncClosing):
         return params
 
     def _error(self, exc: BaseException) -> ProviderError:
-        if isinstance(exc, anthropic.APIStatusError):
-            return status_error(self.name, exc.status_code, exc.response.headers, exc.message)
-        if isinstance(exc, anthropic.APITimeoutError):
-            return ProviderError("request timed out", provider=self.name, kind="timeout")
-        if isinstance(exc, anthropic.APIConnectionError):
-            return ProviderError(
-                f"connection failed: {exc.__cause__!r}", provider=self.name, kind="connection"
-            )
-        if isinstance(exc, anthropic.APIResponseValidationError):
-            return malformed(self.name, exc.message)
-        if isinstance(exc, anthropic.APIError):
-            # An `error` event inside the stream, e.g. overloaded_error after message_start.
-            return ProviderError(exc.message, provider=self.name, kind="server_error")
-        mapped = transport_error(self.name, exc)
-        if mapped is not None:
-            return mapped
-        return malformed(self.name, f"{type(exc).__name__}: {exc}")
+        return sdk_error(self.name, exc, anthropic)
 
     async def complete(self, req: CompletionRequest) -> Completion:
         """Ask for one whole message."""

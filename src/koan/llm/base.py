@@ -8,8 +8,8 @@ import importlib
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from types import ModuleType, TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
 
 import httpx
 
@@ -139,6 +139,31 @@ def transport_error(provider: str, exc: BaseException) -> ProviderError | None:
     if isinstance(exc, TRANSPORT_ERRORS):
         return ProviderError(f"connection failed: {exc!r}", provider=provider, kind="connection")
     return None
+
+
+def sdk_error(provider: str, exc: BaseException, sdk: ModuleType) -> ProviderError:
+    """Map an exception of the `openai` or `anthropic` SDK (same error classes) to one of ours."""
+    # Both SDKs are generated from one template, so their exception classes share names.
+    if isinstance(exc, sdk.APIStatusError):
+        failed: Any = exc
+        return status_error(provider, failed.status_code, failed.response.headers, failed.message)
+    if isinstance(exc, sdk.APITimeoutError):
+        return ProviderError("request timed out", provider=provider, kind="timeout")
+    if isinstance(exc, sdk.APIConnectionError):
+        return ProviderError(
+            f"connection failed: {exc.__cause__!r}", provider=provider, kind="connection"
+        )
+    if isinstance(exc, sdk.APIResponseValidationError):
+        return malformed(provider, str(getattr(exc, "message", exc)))
+    if isinstance(exc, sdk.APIError):
+        # An `error` event inside a stream: the upstream failed while generating.
+        return ProviderError(
+            str(getattr(exc, "message", exc)), provider=provider, kind="server_error"
+        )
+    mapped = transport_error(provider, exc)
+    if mapped is not None:
+        return mapped
+    return malformed(provider, f"{type(exc).__name__}: {exc}")
 
 
 def malformed(provider: str, detail: str) -> ProviderError:

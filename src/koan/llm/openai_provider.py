@@ -18,7 +18,7 @@ from koan.llm.base import (
     build_completion,
     malformed,
     normalize_finish_reason,
-    status_error,
+    sdk_error,
     transport_error,
 )
 from koan.llm.errors import ProviderError
@@ -100,23 +100,7 @@ class OpenAIProvider(AsyncClosing):
         return params
 
     def _error(self, exc: BaseException) -> ProviderError:
-        if isinstance(exc, openai.APIStatusError):
-            return status_error(self.name, exc.status_code, exc.response.headers, exc.message)
-        if isinstance(exc, openai.APITimeoutError):
-            return ProviderError("request timed out", provider=self.name, kind="timeout")
-        if isinstance(exc, openai.APIConnectionError):
-            return ProviderError(
-                f"connection failed: {exc.__cause__!r}", provider=self.name, kind="connection"
-            )
-        if isinstance(exc, openai.APIResponseValidationError):
-            return malformed(self.name, exc.message)
-        if isinstance(exc, openai.APIError):
-            # An `error` event inside a stream: the upstream failed while generating.
-            return ProviderError(exc.message, provider=self.name, kind="server_error")
-        mapped = transport_error(self.name, exc)
-        if mapped is not None:
-            return mapped
-        return malformed(self.name, f"{type(exc).__name__}: {exc}")
+        return sdk_error(self.name, exc, openai)
 
     async def complete(self, req: CompletionRequest) -> Completion:
         """Ask for one whole completion."""
