@@ -198,11 +198,8 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     await grader.close()
 
 
-@pytest_asyncio.fixture
-async def resources(
-    settings: Settings, backend: Backend, session: AsyncSession, sandbox: Sandbox
-) -> AsyncIterator[Resources]:
-    """Koan's resources for one test: shared engine, a cache and limiter namespace of its own."""
+def make_resources(settings: Settings, backend: Backend, sandbox: Sandbox) -> Resources:
+    """Resources on the backend's engine, with a cache and limiter namespace of their own."""
     namespace = uuid.uuid4().hex
     cache: Cache
     if backend.redis is not None and backend.limits_storage is not None:
@@ -211,7 +208,7 @@ async def resources(
     else:
         cache = MemoryCache(f"test:{namespace}:")
         limiter = RateLimiter(create_storage(""), namespace=namespace)
-    res = Resources(
+    return Resources(
         settings=settings,
         engine=backend.engine,
         session_factory=create_session_factory(backend.engine),
@@ -222,6 +219,14 @@ async def resources(
         sandbox=sandbox,
         clock=Clock(),
     )
+
+
+@pytest_asyncio.fixture
+async def resources(
+    settings: Settings, backend: Backend, session: AsyncSession, sandbox: Sandbox
+) -> AsyncIterator[Resources]:
+    """Koan's resources for one test: shared engine, a cache and limiter namespace of its own."""
+    res = make_resources(settings, backend, sandbox)
     yield res
 
 

@@ -16,23 +16,18 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.app import create_app
-from koan.auth.passwords import Hasher
-from koan.cache import Cache, MemoryCache, RedisCache
-from koan.clock import Clock
 from koan.config import Settings
-from koan.db import create_session_factory, transactional
+from koan.db import transactional
 from koan.exercises import service as exercises
 from koan.grading import service as grading
 from koan.grading.sandbox import Sandbox
-from koan.mail.sender import Mailer
 from koan.models import Assignment, Exercise, Submission, User
 from koan.models.progress import Achievement, UserAchievement
 from koan.progress import repository as progress_repository
 from koan.progress import service as progress
 from koan.progress.router import router as progress_router
-from koan.ratelimit import RateLimiter, create_storage
 from koan.resources import Resources
-from tests.conftest import Backend
+from tests.conftest import Backend, make_resources
 from tests.fixtures.factories import create_exercise, create_user
 
 WRONG = "def add(a, b):\n    return a - b\n"
@@ -181,24 +176,7 @@ class LiveApp:
 def live_resources(settings: Settings, backend: Backend, sandbox: Sandbox) -> Resources:
     """Like the `resources` fixture, without the test's rolled-back connection: on SQLite that
     connection's transaction holds the write lock, which committed sessions must not wait for."""
-    namespace = uuid.uuid4().hex
-    if backend.redis is not None and backend.limits_storage is not None:
-        cache: Cache = RedisCache(backend.redis, f"{backend.key_prefix}{namespace}:")
-        limiter = RateLimiter(backend.limits_storage, namespace=namespace)
-    else:
-        cache = MemoryCache(f"test:{namespace}:")
-        limiter = RateLimiter(create_storage(""), namespace=namespace)
-    return Resources(
-        settings=settings,
-        engine=backend.engine,
-        session_factory=create_session_factory(backend.engine),
-        cache=cache,
-        limiter=limiter,
-        mailer=Mailer(settings),
-        hasher=Hasher(settings),
-        sandbox=sandbox,
-        clock=Clock(),
-    )
+    return make_resources(settings, backend, sandbox)
 
 
 @pytest.fixture
