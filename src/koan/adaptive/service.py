@@ -125,7 +125,7 @@ async def choose_daily(
 
     This is the one function the daily route calls to choose.
     """
-    bank = await exercises.candidates(session, language=profile.language or "python", exclude=())
+    bank = await exercises.candidates(session, language=profile.language or "python")
     if not bank:
         return None
     ratings = await learner_ratings(session, user, profile)

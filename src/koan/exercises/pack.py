@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -54,8 +55,6 @@ class ExerciseSpec(BaseModel):
     @field_validator("skills")
     @classmethod
     def _skills(cls, value: list[str]) -> list[str]:
-        import re
-
         cleaned: list[str] = []
         for tag in value:
             tag = tag.strip().lower()

@@ -75,13 +75,10 @@ async def catalogue(
     return (await session.execute(query)).scalars().all()
 
 
-async def candidates(
-    session: AsyncSession, *, language: str, exclude: Sequence[uuid.UUID]
-) -> Sequence[Exercise]:
-    query = select(Exercise).where(Exercise.language == language)
-    if exclude:
-        query = query.where(Exercise.id.not_in(exclude))
-    return (await session.execute(query.order_by(Exercise.slug))).scalars().all()
+async def candidates(session: AsyncSession, *, language: str) -> Sequence[Exercise]:
+    """Every exercise in a language: what the daily pick chooses from."""
+    query = select(Exercise).where(Exercise.language == language).order_by(Exercise.slug)
+    return (await session.execute(query)).scalars().all()
 
 
 async def open_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | None:
@@ -92,17 +89,6 @@ async def open_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | 
             Assignment.kind == "daily",
             Assignment.status.in_(OPEN_STATUSES),
         )
-        .options(selectinload(Assignment.exercise))
-    )
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def latest_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | None:
-    query = (
-        select(Assignment)
-        .where(Assignment.user_id == user_id, Assignment.kind == "daily")
-        .order_by(Assignment.assigned_at.desc())
-        .limit(1)
         .options(selectinload(Assignment.exercise))
     )
     return (await session.execute(query)).scalar_one_or_none()
@@ -131,16 +117,6 @@ async def lock_assignment(session: AsyncSession, assignment_id: uuid.UUID) -> As
         .options(selectinload(Assignment.exercise))
     )
     return (await session.execute(query)).scalar_one()
-
-
-async def recently_assigned_exercises(
-    session: AsyncSession, user_id: uuid.UUID, *, since: datetime
-) -> Sequence[uuid.UUID]:
-    query = select(Assignment.exercise_id).where(
-        Assignment.user_id == user_id,
-        or_(Assignment.assigned_at >= since, Assignment.status.in_(("completed",))),
-    )
-    return (await session.execute(query)).scalars().all()
 
 
 async def assignments(
