@@ -37,6 +37,7 @@ from koan.grading.limits import sandbox_config
 from koan.grading.sandbox import Sandbox
 from koan.mail.sender import Mailer
 from koan.migrate import upgrade_connection
+from koan.ops.metrics_router import fresh_metrics
 from koan.ratelimit import RateLimiter, create_storage
 from koan.resources import Resources
 from koan.usage.llm import TutorLLM, build_tutor_llm
@@ -230,9 +231,8 @@ async def resources(
     yield res
 
 
-@pytest.fixture
-def app(resources: Resources, connection: AsyncConnection) -> FastAPI:
-    application = create_app(resources=resources)
+def _session_overrides(connection: AsyncConnection) -> dict[Callable[..., Any], Any]:
+    """Dependency overrides that give each request its own session on the test's connection."""
 
     async def test_session() -> AsyncIterator[AsyncSession]:
         # A session per request, as in production, on the test's connection: its commit
@@ -243,9 +243,27 @@ def app(resources: Resources, connection: AsyncConnection) -> FastAPI:
         async with request_session, transactional(request_session):
             yield request_session
 
-    application.dependency_overrides[get_session] = test_session
     # Streamed replies are stored after the handler returns, through their own sessions.
-    application.dependency_overrides[get_session_opener] = lambda: asynccontextmanager(test_session)
+    return {
+        get_session: test_session,
+        get_session_opener: lambda: asynccontextmanager(test_session),
+    }
+
+
+# Building Koan's routes costs ~50 ms (FastAPI analyses every dependency), so each worker
+# builds one app per backend and hands it to every test with that test's own resources,
+# session overrides and empty metrics. Tests that change the app itself use `make_app`.
+_shared_apps: dict[str, FastAPI] = {}
+
+
+@pytest.fixture
+def app(resources: Resources, connection: AsyncConnection, backend: Backend) -> FastAPI:
+    application = _shared_apps.get(backend.name)
+    if application is None:
+        application = _shared_apps[backend.name] = create_app(resources=resources)
+    application.state.resources = resources
+    fresh_metrics(application)
+    application.dependency_overrides = _session_overrides(connection)
     return application
 
 
@@ -320,18 +338,7 @@ def make_app(connection: AsyncConnection) -> Callable[[Resources], FastAPI]:
 
     def build(res: Resources) -> FastAPI:
         application = create_app(resources=res)
-
-        async def test_session() -> AsyncIterator[AsyncSession]:
-            request_session = AsyncSession(
-                bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-            )
-            async with request_session, transactional(request_session):
-                yield request_session
-
-        application.dependency_overrides[get_session] = test_session
-        application.dependency_overrides[get_session_opener] = lambda: asynccontextmanager(
-            test_session
-        )
+        application.dependency_overrides = _session_overrides(connection)
         return application
 
     return build

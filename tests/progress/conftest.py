@@ -25,7 +25,6 @@ from koan.models import Assignment, Exercise, Submission, User
 from koan.models.progress import Achievement, UserAchievement
 from koan.progress import repository as progress_repository
 from koan.progress import service as progress
-from koan.progress.router import router as progress_router
 from koan.resources import Resources
 from tests.conftest import Backend, make_resources
 from tests.fixtures.factories import create_exercise, create_user
@@ -149,18 +148,6 @@ async def learner(session: AsyncSession, resources: Resources) -> Learner:
     return learner
 
 
-def with_progress_routes(app: FastAPI) -> FastAPI:
-    """Mount the progress routes if koan.app does not register them yet (a no-op once it does)."""
-    if not any(getattr(route, "path", "").startswith("/api/v1/progress") for route in app.routes):
-        app.include_router(progress_router, prefix="/api/v1")
-    return app
-
-
-@pytest.fixture
-def app(app: FastAPI) -> FastAPI:
-    return with_progress_routes(app)
-
-
 @dataclass
 class LiveApp:
     """The app on real sessions that commit, and what to delete afterwards."""
@@ -184,7 +171,7 @@ async def live(live_resources: Resources) -> AsyncIterator[LiveApp]:
     """Requests on their own connections and transactions, as in production, so they can run
     concurrently; rows are committed, and deleted again at the end (users cascade)."""
     resources = live_resources
-    app = with_progress_routes(create_app(resources=resources))  # get_session not overridden
+    app = create_app(resources=resources)  # get_session not overridden
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         state = LiveApp(app, client, resources)

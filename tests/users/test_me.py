@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -147,7 +149,7 @@ async def test_delete_account_removes_everything_it_owns(
 
 
 async def test_admin_dependency(
-    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+    make_app: Callable[[Resources], FastAPI], session: AsyncSession, resources: Resources
 ) -> None:
     # A throwaway route shows the dependency's contract for later admin routes.
     router = APIRouter()
@@ -156,12 +158,15 @@ async def test_admin_dependency(
     async def admin_only(user: AdminUser) -> dict[str, str]:
         return {"hello": user.name}
 
-    client._transport.app.include_router(router)  # type: ignore[attr-defined]
-    learner = await create_user(session, resources)
-    admin = await create_user(session, resources, role="admin", name="Root")
-    r = await client.get("/admin-only", headers=await bearer(session, resources, learner))
-    assert r.status_code == 403
-    assert r.json()["error"] == "Forbidden"
-    r = await client.get("/admin-only", headers=await bearer(session, resources, admin))
-    assert r.status_code == 200
-    assert r.json() == {"hello": "Root"}
+    app = make_app(resources)
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        learner = await create_user(session, resources)
+        admin = await create_user(session, resources, role="admin", name="Root")
+        r = await client.get("/admin-only", headers=await bearer(session, resources, learner))
+        assert r.status_code == 403
+        assert r.json()["error"] == "Forbidden"
+        r = await client.get("/admin-only", headers=await bearer(session, resources, admin))
+        assert r.status_code == 200
+        assert r.json() == {"hello": "Root"}

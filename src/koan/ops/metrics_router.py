@@ -60,15 +60,21 @@ def _grader_queue_depth(app: FastAPI) -> int:
     return resources.sandbox.queue_depth() if resources is not None else 0
 
 
+def fresh_metrics(app: FastAPI) -> Metrics:
+    """Give `app` new, empty Metrics (what the request log and /metrics then use)."""
+    collected = Metrics(version=__version__)
+    collected.watch_grader_queue(lambda: _grader_queue_depth(app))
+    app.state.metrics = collected
+    return collected
+
+
 def install_observability(app: FastAPI) -> Metrics:
     """Give `app` its Metrics, the /metrics route and the request-log middleware.
 
     Call after every other add_middleware: the request log must be outermost to time and
     count every response (a 413 from the body limit included) and stamp its request id.
     """
-    collected = Metrics(version=__version__)
-    collected.watch_grader_queue(lambda: _grader_queue_depth(app))
-    app.state.metrics = collected
+    collected = fresh_metrics(app)
     app.include_router(router)
     app.add_middleware(RequestLog, metrics=collected)
     return collected

@@ -84,10 +84,17 @@ class RequestLog:
         self.app = app
         self.metrics = metrics
 
+    def _metrics(self, scope: Scope) -> Metrics:
+        # The serving app's current Metrics: a re-used app (the test harness) may swap them.
+        state = getattr(scope.get("app"), "state", None)
+        current = getattr(state, "metrics", None)
+        return current if isinstance(current, Metrics) else self.metrics
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        metrics = self._metrics(scope)
         request_id = incoming_request_id(scope) or uuid.uuid4().hex
         # Each server task starts from a copy of the context; clearing also keeps callers that
         # share a task (test transports) from inheriting the previous request's user.
@@ -107,10 +114,10 @@ class RequestLog:
                 message = {**message, "headers": [*headers, header]}
             await send(message)
 
-        self.metrics.http_in_progress.inc()
+        metrics.http_in_progress.inc()
         failed = False
         try:
-            with ops_metrics.bound(self.metrics):
+            with ops_metrics.bound(metrics):
                 await self.app(scope, receive, send_with_id)
         except asyncio.CancelledError:
             failed = True
@@ -122,13 +129,13 @@ class RequestLog:
             raise
         finally:
             elapsed = time.perf_counter() - started
-            self.metrics.http_in_progress.dec()
+            metrics.http_in_progress.dec()
             route = route_template(scope)
             method = str(scope.get("method", ""))
-            self.metrics.request_finished(
+            metrics.request_finished(
                 method, route, status, first_byte if first_byte is not None else elapsed
             )
-            self.metrics.sample()
+            metrics.sample()
             self._log(scope, method, route, status, elapsed, request_id)
             if not failed:
                 structlog.contextvars.clear_contextvars()
