@@ -1,7 +1,12 @@
 """Koan's LLM layer: providers (OpenAI-compatible, Anthropic, offline), resilience, pricing,
-prompt building and leak detection. Free of database and web-framework imports."""
+prompt building and leak detection. Free of database and web-framework imports.
 
-from koan.llm.anthropic_provider import AnthropicProvider
+The two SDK-backed providers are imported on first use: the `openai` and `anthropic` packages
+take about 1.5 s to import, which the offline default (and every CLI command) never needs.
+"""
+
+from typing import TYPE_CHECKING, Any
+
 from koan.llm.base import LLMProvider
 from koan.llm.budget import ensure_within_budget, projected_cost_usd
 from koan.llm.context import LearnerProfile, build_system_prompt, trim_history
@@ -9,7 +14,6 @@ from koan.llm.errors import LLMConfigError, ProviderError, TutorStreamInterrupte
 from koan.llm.factory import ProviderConfig, build_provider, create_provider
 from koan.llm.leak_guard import extract_code, is_leak, leak_score
 from koan.llm.offline import OfflineProvider
-from koan.llm.openai_provider import OpenAIProvider
 from koan.llm.pricing import (
     DEFAULT_PRICES,
     ModelPrice,
@@ -37,6 +41,23 @@ from koan.llm.types import (
     TutorContext,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from koan.llm.anthropic_provider import AnthropicProvider
+    from koan.llm.openai_provider import OpenAIProvider
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AnthropicProvider":
+        from koan.llm.anthropic_provider import AnthropicProvider
+
+        return AnthropicProvider
+    if name == "OpenAIProvider":
+        from koan.llm.openai_provider import OpenAIProvider
+
+        return OpenAIProvider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_PRICES",

@@ -7,11 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from koan.llm.anthropic_provider import AnthropicProvider
 from koan.llm.base import LLMProvider
 from koan.llm.errors import LLMConfigError
 from koan.llm.offline import OfflineProvider
-from koan.llm.openai_provider import OpenAIProvider
 from koan.llm.pricing import PriceTable
 from koan.llm.resilience import (
     CircuitBreaker,
@@ -65,6 +63,8 @@ def create_provider(config: ProviderConfig, *, prices: PriceTable | None = None)
             model = DEFAULT_MODELS["openai"]
         if config.base_url is None and not config.api_key:
             raise LLMConfigError("the OpenAI API needs an API key (or set a base_url)")
+        from koan.llm.openai_provider import OpenAIProvider  # the SDK only when configured
+
         return OpenAIProvider(
             model=model,
             base_url=config.base_url,
@@ -76,6 +76,8 @@ def create_provider(config: ProviderConfig, *, prices: PriceTable | None = None)
     if kind == "anthropic":
         if config.base_url is None and not config.api_key:
             raise LLMConfigError("the Anthropic API needs an API key (or set a base_url)")
+        from koan.llm.anthropic_provider import AnthropicProvider  # the SDK only when configured
+
         return AnthropicProvider(
             model=config.model or DEFAULT_MODELS["anthropic"],
             base_url=config.base_url,
