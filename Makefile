@@ -38,7 +38,7 @@ run: install system-deps ## Migrate, load the built-in exercises and serve on ht
 	$(BIN)/koan serve --host $(HOST) --port $(PORT)
 
 test: install system-deps ## Run the whole test suite
-	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: install ## ruff
 	$(BIN)/ruff check src tests bench

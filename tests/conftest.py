@@ -28,11 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from koan.app import create_app
 from koan.auth.passwords import Hasher
 from koan.cache import Cache, MemoryCache, RedisCache
-from koan.chat.deps import get_session_opener
 from koan.clock import Clock
 from koan.config import Settings
 from koan.db import create_engine, create_session_factory, transactional
-from koan.deps import get_session
+from koan.deps import get_session, get_session_opener
 from koan.grading.limits import sandbox_config
 from koan.grading.sandbox import Sandbox
 from koan.mail.sender import Mailer
@@ -257,14 +256,18 @@ _shared_apps: dict[str, FastAPI] = {}
 
 
 @pytest.fixture
-def app(resources: Resources, connection: AsyncConnection, backend: Backend) -> FastAPI:
+def app(resources: Resources, connection: AsyncConnection, backend: Backend) -> Iterator[FastAPI]:
     application = _shared_apps.get(backend.name)
     if application is None:
         application = _shared_apps[backend.name] = create_app(resources=resources)
     application.state.resources = resources
     fresh_metrics(application)
     application.dependency_overrides = _session_overrides(connection)
-    return application
+    routes = list(application.router.routes)
+    yield application
+    if application.router.routes != routes:  # a test added a route of its own
+        application.router.routes[:] = routes
+        application.openapi_schema = None
 
 
 @pytest_asyncio.fixture

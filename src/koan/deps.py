@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -23,5 +24,28 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+SessionOpener = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
+
+def get_session_opener(request: Request) -> SessionOpener:
+    """Opens a fresh session (committed on success) from the app's session factory, for work
+    that outlives the handler (a streamed reply or download runs after it has returned).
+
+    Tests override this dependency to bind the sessions to their rolled-back connection, as they
+    do for `get_session`."""
+    factory = get_resources(request).session_factory
+
+    @asynccontextmanager
+    async def open_session() -> AsyncIterator[AsyncSession]:
+        async with factory() as session, transactional(session):
+            yield session
+
+    return open_session
+
+
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the transaction commits before the response is sent. FastAPI's default
+# ends a yield dependency after the response, so a client could be told "logged out" (and call
+# another worker) before the revocation was committed, or "saved" for a commit that then fails.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SessionOpenerDep = Annotated[SessionOpener, Depends(get_session_opener)]

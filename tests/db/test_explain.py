@@ -30,6 +30,8 @@ pytestmark = [
     pytest.mark.skipif(not DATABASE_URL, reason="needs PostgreSQL (set KOAN_TEST_DATABASE_URL)"),
     # PostgreSQL only: SQLite's planner is not what production runs.
     pytest.mark.parametrize("backend", ["postgres"], indirect=True),
+    # One worker seeds the tables once for the whole module (make test: --dist loadgroup).
+    pytest.mark.xdist_group("explain"),
 ]
 
 # Big enough that reading a whole table costs far more than an index probe (so a plan that

@@ -31,10 +31,14 @@ from tests.scale.servers import (
     stop_all,
 )
 
-pytestmark = pytest.mark.skipif(
-    not (DATABASE_URL and REDIS_URL),
-    reason="needs PostgreSQL and Redis (set KOAN_TEST_DATABASE_URL and KOAN_TEST_REDIS_URL)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (DATABASE_URL and REDIS_URL),
+        reason="needs PostgreSQL and Redis (set KOAN_TEST_DATABASE_URL and KOAN_TEST_REDIS_URL)",
+    ),
+    # One xdist worker starts the two servers once for the module (make test: --dist loadgroup).
+    pytest.mark.xdist_group("two-workers"),
+]
 
 
 @dataclass

@@ -77,6 +77,10 @@ async def _seed(url: str) -> tuple[str, list[uuid.UUID]]:
         await engine.dispose()
 
 
+# One xdist worker builds the target app once for the module (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("schemathesis")
+
+
 @dataclass
 class Target:
     app: FastAPI

@@ -37,9 +37,13 @@ SCREENSHOTS = os.environ.get("KOAN_WEB_SCREENSHOTS", "") == "1"
 SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 AXE = Path(__file__).with_name("axe.min.js")
 CLIENT_ERROR = re.compile(r"status of 4\d\d|Status Error Code 4\d\d")
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not IN_CI, reason="Chromium is not installed"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists() and not IN_CI, reason="Chromium is not installed"
+    ),
+    # One xdist worker starts the live server and the browser once (make test: --dist loadgroup).
+    pytest.mark.xdist_group("browser"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from starlette.types import Send
 
 from koan.auth.deps import VerifiedUser
 from koan.chat import service
-from koan.chat.deps import SessionOpenerDep
 from koan.chat.schemas import (
     ConversationDetail,
     ConversationIn,
@@ -22,7 +21,7 @@ from koan.chat.schemas import (
     MessageOut,
     ReplyOut,
 )
-from koan.deps import ResourcesDep, SessionDep
+from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
 
 router = APIRouter(prefix="/conversations", tags=["tutor"])
 

@@ -25,13 +25,13 @@ from koan.chat.context import (
     hint_style_answer,
     learner_profile,
 )
-from koan.chat.deps import SessionOpener
 from koan.chat.schemas import (
     ConversationDetail,
     ConversationOut,
     ConversationPage,
     MessageOut,
 )
+from koan.deps import SessionOpener
 from koan.errors import BadRequest, BudgetExceeded, Conflict, KoanError, NotFound, TutorUnavailable
 from koan.exercises import repository as exercises
 from koan.llm import (

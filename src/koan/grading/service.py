@@ -59,9 +59,7 @@ class Graded:
     achievements_unlocked: list[str] = field(default_factory=list)
 
 
-async def grade(
-    session: AsyncSession, res: Resources, recorded: Recorded, user: User
-) -> Graded:
+async def grade(session: AsyncSession, res: Resources, recorded: Recorded, user: User) -> Graded:
     """Run the tests and record the verdict, the assignment's state, ratings and progress."""
     submission, exercise = recorded.submission, recorded.exercise
     started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import date
 from typing import Annotated
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from koan.auth.deps import VerifiedUser
-from koan.deps import ResourcesDep, SessionDep
+from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
 from koan.progress import export as exporting
 from koan.progress import service
 from koan.progress.schemas import AchievementsOut, HistoryOut, ProgressOut
@@ -54,14 +55,21 @@ async def achievements(
 )
 async def export(
     user: VerifiedUser,
-    session: SessionDep,
+    open_session: SessionOpenerDep,
     res: ResourcesDep,
     fmt: Annotated[exporting.ExportFormat, Query(alias="format")] = "json",
 ) -> StreamingResponse:
     """Download your assignments and submissions (with your code) as JSON or CSV."""
     filename = exporting.filename(res, user, fmt)
+
+    async def body() -> AsyncIterator[str]:
+        # The body streams after the handler has returned (and its session has closed).
+        async with open_session() as session:
+            async for chunk in exporting.stream(session, res, user, fmt):
+                yield chunk
+
     return StreamingResponse(
-        exporting.stream(session, res, user, fmt),
+        body(),
         media_type=exporting.MEDIA_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
