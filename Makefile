@@ -50,6 +50,7 @@ typecheck: install ## mypy (strict on src/)
 check: lint typecheck test ## Everything CI checks
 
 bench: install ## Run the benchmarks and write docs/benchmarks.md
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python bench/grading.py --write
 	$(BIN)/python bench/adaptive.py --write
 	$(BIN)/python bench/web.py
