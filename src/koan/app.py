@@ -67,9 +67,9 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         api.include_router(router)
     app.include_router(api)
     app.include_router(health_router)
-    # The learner's web app (pages and /static), after every API router.
-    mount_web(app)
     install_error_handlers(app)
+    # The learner's web app (pages and /static), after every API router and error handler.
+    mount_web(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(SecurityHeaders, hsts=settings.is_production)
     # Last, so its middleware is outermost: it times, counts and ids every response.

@@ -513,6 +513,26 @@ async def test_unknown_exercise_is_a_friendly_404(
         assert "Back to today" in response.text
 
 
+async def test_a_dead_link_is_a_page_for_browsers_and_json_for_programs(
+    client: httpx.AsyncClient,
+) -> None:
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    page = await client.get("/no/such/page", headers=browser)
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "There is nothing at this address." in page.text
+    assert "Back to the front page" in page.text
+    # Programs, and every API address even from a browser, keep the JSON error body.
+    for path, headers in (
+        ("/no/such/page", {}),
+        ("/api/v1/no-such-route", browser),
+        ("/static/no-such-file.css", browser),
+    ):
+        r = await client.get(path, headers=headers)
+        assert r.status_code == 404
+        assert r.json()["error"] == "NotFound"
+
+
 async def test_catalogue_filters(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
