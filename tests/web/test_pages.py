@@ -550,6 +550,63 @@ async def test_catalogue_filters(
 # --- settings and admin ------------------------------------------------------------------------
 
 
+async def test_settings_change_what_the_learner_practises(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)  # python, beginner
+    await log_in(client, user)
+    page = await client.get("/settings")
+    assert "What you practise" in page.text
+    assert '<option value="python" selected>' in page.text
+    wanted = {
+        "language": "javascript",
+        "experience": "advanced",
+        "learning_style": "challenges",
+        "minutes_per_day": "45",
+        "goals": "Build a web game",
+    }
+    saved = await post_form(client, "/settings", "/settings/learning", wanted)
+    assert saved.status_code == 200
+    assert "tomorrow's exercise follows these choices" in saved.text
+    assert '<option value="javascript" selected>' in saved.text
+    profile = await session.scalar(select(LearnerProfile).where(LearnerProfile.user_id == user.id))
+    assert profile is not None
+    await session.refresh(profile)
+    assert (profile.language, profile.experience, profile.learning_style) == (
+        "javascript",
+        "advanced",
+        "challenges",
+    )
+    assert (profile.minutes_per_day, profile.goals) == (45, "Build a web game")
+
+    for bad, field in (
+        ({"minutes_per_day": "lots"}, "minutes_per_day"),
+        ({"minutes_per_day": "9999"}, "minutes_per_day"),
+        ({"language": "cobol"}, "language"),
+    ):
+        refused = await post_form(client, "/settings", "/settings/learning", {**wanted, **bad})
+        assert refused.status_code == 422
+        assert f'id="f-{field}-error"' in refused.text
+        if field == "minutes_per_day":  # what the learner typed stays in the form
+            assert f'value="{bad[field]}"' in refused.text
+    await session.refresh(profile)
+    assert (profile.language, profile.minutes_per_day) == ("javascript", 45)
+
+
+async def test_settings_hide_the_practice_card_until_onboarding_is_done(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    await log_in(client, user)
+    assert "What you practise" not in (await client.get("/settings")).text
+    refused = await post_form(
+        client, "/settings", "/settings/learning", {"language": "python", "experience": "beginner"}
+    )
+    assert refused.status_code == 409
+    assert "Complete onboarding first" in refused.text
+    assert "/onboarding" in refused.text
+
+
 async def test_settings_profile_password_and_deletion(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

@@ -13,6 +13,10 @@ from koan.common.schemas import timezones
 from koan.deps import ResourcesDep
 from koan.errors import KoanError
 from koan.models import User
+from koan.onboarding import repository as onboarding_repository
+from koan.onboarding import service as onboarding
+from koan.onboarding.questions import MAX_MINUTES, MIN_MINUTES
+from koan.onboarding.schemas import ProfileUpdate
 from koan.resources import Resources
 from koan.users import service as users
 from koan.users.schemas import UserUpdate
@@ -28,6 +32,7 @@ from koan.web.core import (
     render,
 )
 from koan.web.heatmap import Day, heatmap_svg
+from koan.web.pages.onboarding import LABELS
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -58,16 +63,37 @@ async def _settings_context(
     session: WebSession, res: Resources, user: User, **extra: Any
 ) -> dict[str, Any]:
     me = await users.describe(session, user)
+    profile = await onboarding_repository.profile_for(session, user)
+    learning = None
+    if profile.onboarding_completed:
+        learning = {
+            "language": profile.language,
+            "experience": profile.experience,
+            "learning_style": profile.learning_style or "",
+            "minutes_per_day": profile.minutes_per_day,
+            "goals": profile.goals,
+        }
     ctx: dict[str, Any] = {
         "me": me,
         "timezones": sorted(timezones()),
         "errors": {},
         "values": {"name": me.name, "timezone": me.timezone},
+        "learning": learning,
+        "choices": _LEARNING_CHOICES,
+        "labels": LABELS,
+        "minutes": (MIN_MINUTES, MAX_MINUTES),
         "saved": None,
         "usage": await integrations.my_usage(session, res, user),
     }
     ctx.update(extra)
     return ctx
+
+
+_LEARNING_CHOICES = {
+    "language": ("python", "javascript"),
+    "experience": ("beginner", "intermediate", "advanced"),
+    "learning_style": ("examples", "challenges", "explanations", "mixed"),
+}
 
 
 @router.get("/settings")
@@ -91,6 +117,38 @@ async def save_profile(
         ctx = await _settings_context(session, res, user, errors=field_errors(exc), values=values)
         return render(request, "settings.html", ctx, status_code=422)
     ctx = await _settings_context(session, res, user, saved="profile")
+    return render(request, "settings.html", ctx)
+
+
+@router.post("/settings/learning")
+async def save_learning(
+    request: Request, user: PageUser, session: WebSession, res: ResourcesDep
+) -> Response:
+    """Language, experience, learning style, daily minutes and goals (the onboarding answers)."""
+    form = await form_data(request)
+    if not (await onboarding_repository.profile_for(session, user)).onboarding_completed:
+        ctx = await _settings_context(
+            session, res, user, errors={"form": "Complete onboarding first: /onboarding."}
+        )
+        return render(request, "settings.html", ctx, status_code=409)
+    fields = ("language", "experience", "learning_style", "minutes_per_day", "goals")
+    values: dict[str, Any] = {name: form.get(name, "") for name in fields}
+    minutes = values["minutes_per_day"].strip()
+    try:
+        data = ProfileUpdate(
+            language=values["language"],
+            experience=values["experience"],
+            learning_style=values["learning_style"] or None,
+            minutes_per_day=int(minutes) if minutes.isdigit() else minutes,
+            goals=values["goals"],
+        )
+        async with session.begin_nested():
+            await onboarding.update_profile(session, user, data)
+    except ValidationError as exc:
+        ctx = await _settings_context(session, res, user, errors=field_errors(exc))
+        ctx["learning"] = values
+        return render(request, "settings.html", ctx, status_code=422)
+    ctx = await _settings_context(session, res, user, saved="learning")
     return render(request, "settings.html", ctx)
 
 
