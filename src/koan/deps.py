@@ -13,27 +13,31 @@ from koan.db import transactional
 from koan.resources import Resources
 
 
-def get_resources(request: Request) -> Resources:
+# Dependencies are `async def` even when they never await: FastAPI runs a plain `def` in a
+# worker thread, a hop that costs more than the work on every request.
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's session: committed when the handler succeeds, rolled back on error."""
-    async with get_resources(request).session_factory() as session, transactional(session):
+    resources: Resources = request.app.state.resources
+    async with resources.session_factory() as session, transactional(session):
         yield session
 
 
 SessionOpener = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
 
-def get_session_opener(request: Request) -> SessionOpener:
+async def get_session_opener(request: Request) -> SessionOpener:
     """Opens a fresh session (committed on success) from the app's session factory, for work
     that outlives the handler (a streamed reply or download runs after it has returned).
 
     Tests override this dependency to bind the sessions to their rolled-back connection, as they
     do for `get_session`."""
-    factory = get_resources(request).session_factory
+    resources: Resources = request.app.state.resources
+    factory = resources.session_factory
 
     @asynccontextmanager
     async def open_session() -> AsyncIterator[AsyncSession]:

@@ -55,16 +55,10 @@ async def current_auth(request: Request, session: SessionDep, res: ResourcesDep)
     claims = decode_access_token(token, key=res.settings.signing_key, now=res.clock.now())
     if via_cookie and request.method not in SAFE_METHODS:
         check_csrf(request)
-    auth_session = await repository.auth_session(session, claims.session_id)
-    if (
-        auth_session is None
-        or auth_session.revoked_at is not None
-        or auth_session.user_id != claims.user_id
-    ):
+    found = await repository.live_session_and_user(session, claims.session_id, claims.user_id)
+    if found is None:  # logged out, revoked, or the account was deleted (sessions with it)
         raise InvalidToken("This session has ended; log in again.")
-    user = await repository.user_by_id(session, claims.user_id)
-    if user is None:
-        raise InvalidToken("This account no longer exists.")
+    auth_session, user = found
     bind_user(user.id)  # names the user on this request's log lines, the access line too
     return Auth(user=user, session=auth_session, via_cookie=via_cookie)
 

@@ -23,6 +23,24 @@ async def auth_session(session: AsyncSession, session_id: uuid.UUID) -> AuthSess
     return await session.get(AuthSession, session_id)
 
 
+async def live_session_and_user(
+    session: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[AuthSession, User] | None:
+    """The unrevoked session `session_id` of user `user_id`, with the user: one round trip for
+    what every authenticated request checks."""
+    query = (
+        select(AuthSession, User)
+        .join(User, User.id == AuthSession.user_id)
+        .where(
+            AuthSession.id == session_id,
+            AuthSession.user_id == user_id,
+            AuthSession.revoked_at.is_(None),
+        )
+    )
+    row = (await session.execute(query)).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
 async def refresh_token_by_hash(session: AsyncSession, token_hash: str) -> RefreshToken | None:
     query = select(RefreshToken).where(RefreshToken.token_hash == token_hash)
     return (await session.execute(query)).scalar_one_or_none()

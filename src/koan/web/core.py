@@ -199,8 +199,9 @@ async def _rollback(request: Request) -> None:
 class WebRoute(APIRoute):
     """An APIRoute whose errors render as HTML pages (or HTMX fragments), never JSON.
 
-    The session dependency is closed after this handler returns, so on an error the work is
-    rolled back here first (unless the error says it must stand, like the API's handler).
+    The session dependency has already rolled back a failed request's work (unless the error
+    says it must stand, like the API's handler); rolling back here again covers errors raised
+    outside it.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -253,14 +254,17 @@ class WebRoute(APIRoute):
 
 
 async def web_session(
-    request: Request, session: Annotated[AsyncSession, Depends(get_session)]
+    request: Request, session: Annotated[AsyncSession, Depends(get_session, scope="function")]
 ) -> AsyncIterator[AsyncSession]:
-    """The request's session (the app's own dependency), remembered for rollback on error."""
+    """The request's session (the app's own dependency), remembered for rollback on error.
+
+    Function scope, as for the API: committed before the page is sent, so the page a redirect
+    leads to (perhaps served by another worker) sees what the form saved."""
     request.state.web_session = session
     yield session
 
 
-WebSession = Annotated[AsyncSession, Depends(web_session)]
+WebSession = Annotated[AsyncSession, Depends(web_session, scope="function")]
 
 
 async def _auth_from_cookie(request: Request, session: AsyncSession, res: Resources) -> Auth | None:
@@ -271,16 +275,12 @@ async def _auth_from_cookie(request: Request, session: AsyncSession, res: Resour
         claims = decode_access_token(token, key=res.settings.signing_key, now=res.clock.now())
     except KoanError:
         return None
-    auth_session = await auth_repository.auth_session(session, claims.session_id)
-    if (
-        auth_session is None
-        or auth_session.revoked_at is not None
-        or auth_session.user_id != claims.user_id
-    ):
+    found = await auth_repository.live_session_and_user(
+        session, claims.session_id, claims.user_id
+    )
+    if found is None:
         return None
-    user = await auth_repository.user_by_id(session, claims.user_id)
-    if user is None:
-        return None
+    auth_session, user = found
     return Auth(user=user, session=auth_session, via_cookie=True)
 
 
