@@ -1,6 +1,6 @@
 """HTTP throughput and latency: an authenticated, database-backed Koan read vs bare Starlette.
 
-    .venv/bin/python bench/http.py [--duration 10] [--connections 200] [--database-url URL]
+    .venv/bin/python bench/throughput.py [--duration 10] [--connections 200] [--database-url URL]
                                    [--redis-url URL] [--write]
 
 Each target is a real Uvicorn process on loopback, driven by `wrk` (apt-get install wrk) at
@@ -19,26 +19,23 @@ Only loopback traffic; everything started is stopped at the end.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path, where its name would hide the
-# standard library's `http` from every import below; the folder goes to the end instead.
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import httpx  # noqa: E402
 from _common import machine, write_section  # noqa: E402
 from tests.scale.servers import (  # noqa: E402
     PASSWORD,
@@ -231,7 +228,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     if not shutil.which("wrk"):
-        sys.exit("bench/http.py needs wrk: apt-get install wrk")
+        sys.exit("bench/throughput.py needs wrk: apt-get install wrk")
     rows = asyncio.run(bench(args))
     body = table(rows, args)
     print(f"## HTTP: Koan vs bare Starlette\n\n{body}\n\n_{machine()}_")  # noqa: T201
