@@ -275,9 +275,7 @@ async def _auth_from_cookie(request: Request, session: AsyncSession, res: Resour
         claims = decode_access_token(token, key=res.settings.signing_key, now=res.clock.now())
     except KoanError:
         return None
-    found = await auth_repository.live_session_and_user(
-        session, claims.session_id, claims.user_id
-    )
+    found = await auth_repository.live_session_and_user(session, claims.session_id, claims.user_id)
     if found is None:
         return None
     auth_session, user = found
