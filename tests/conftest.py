@@ -58,12 +58,29 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("KOAN_TEST_DATABASE_URL needs KOAN_TEST_REDIS_URL as well")
 
 
+# Modules whose tests take seconds each (servers, a browser, fuzzing, the whole bank): started
+# first, so that two xdist workers finish together instead of one waiting on the other's tail.
+SLOW_MODULES = frozenset(
+    {
+        "test_browser.py",
+        "test_schemathesis.py",
+        "test_two_workers.py",
+        "test_graceful_shutdown.py",
+        "test_builtin_bank.py",
+        "test_explain.py",
+        "test_authorization_matrix.py",
+    }
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # One event loop for the whole session, so session-scoped engines serve every test.
     marker = pytest.mark.asyncio(loop_scope="session")
     for item in items:
         if pytest_asyncio.is_async_test(item):
             item.add_marker(marker, append=False)
+    # A stable sort: pytest-randomly's shuffle (it runs first) still orders everything else.
+    items.sort(key=lambda item: item.path.name not in SLOW_MODULES)
 
 
 @dataclass
