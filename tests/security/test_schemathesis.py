@@ -40,7 +40,7 @@ from koan.migrate import upgrade
 from tests.fixtures.factories import exercise_spec
 from tests.scale.servers import PASSWORD, SECRET_KEY, add_user
 
-MAX_EXAMPLES = 6
+MAX_EXAMPLES = 5
 
 
 def no_undocumented_server_error(ctx: Any, response: Any, case: Any) -> None:
