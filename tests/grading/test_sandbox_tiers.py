@@ -91,3 +91,27 @@ async def test_a_lost_launcher_is_replaced(forced: Sandbox) -> None:
     report = await grade_python(forced, ADD_SOLUTION, ADD_TESTS)
 
     assert report.status == "passed"
+
+
+@pytest.mark.parametrize("tier", list(FEATURE_SETS))
+def test_closing_lets_the_launcher_leave_on_its_own_under_uvloop(tier: str) -> None:
+    # `koan serve` runs on uvloop: a launcher that never saw end of file on its socket would
+    # be killed after a grace period (seconds added to every deploy) instead of leaving.
+    import uvloop
+
+    features = FEATURE_SETS[tier]
+    if (features.uid_switch and not ROOT) or (features.bubblewrap and not BWRAP):
+        if IN_CI:
+            pytest.fail(f"CI must support the {tier} mechanisms (root, bubblewrap)")
+        pytest.skip(f"{tier} needs root and bubblewrap")
+
+    async def graded_then_closed() -> tuple[str, int | None]:
+        box = Sandbox(SandboxConfig(slots=1, min_tier=Tier.RLIMITS), features=features)
+        await box.start()
+        launcher = box._slots[0].zygote._process
+        assert launcher is not None
+        status = (await grade_python(box, ADD_SOLUTION, ADD_TESTS)).status
+        await box.close()
+        return status, launcher.returncode
+
+    assert uvloop.run(graded_then_closed()) == ("passed", 0)  # exit 0: not killed

@@ -314,9 +314,17 @@ class Zygote:
             verdict_overflow=verdict.overflowed,
         )
 
+    async def _stop_reader(self) -> None:
+        task, self._reader = self._reader, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
     async def _shutdown(self) -> str:
         """Stop the launcher for good (bubblewrap takes the whole sandbox with it)."""
         process, self._process = self._process, None
+        await self._stop_reader()
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -326,7 +334,7 @@ class Zygote:
         if process is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), 5.0)
-        for task in (self._reader, self._stderr_task):
+        for task in (self._stderr_task,):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -337,6 +345,10 @@ class Zygote:
     async def close(self) -> None:
         """Ask the launcher to leave (it kills its runs first), then make sure it did."""
         process = self._process
+        # Stop reading first: an event loop still polling the socket (uvloop) keeps it open
+        # after close(), the launcher never sees end of file, and shutdown waits for the
+        # timeout below (2 s per slot on every deploy).
+        await self._stop_reader()
         if self._sock is not None:
             self._sock.close()  # end of file on its socket: it sweeps and exits
             self._sock = None
