@@ -142,8 +142,9 @@ async def test_retry_after_beyond_the_cap_is_not_waited_for(
 
 
 async def test_timeout_is_retried(llm_server: FakeLLMServer, fake_clock: FakeClock) -> None:
+    # Long enough that the prompt second answer never times out too on a loaded machine.
     inner = OpenAIProvider(
-        model="gpt-4o-mini", base_url=llm_server.openai_base_url, api_key="k", timeout=0.3
+        model="gpt-4o-mini", base_url=llm_server.openai_base_url, api_key="k", timeout=1.0
     )
     provider = ResilientProvider(inner, clock=fake_clock, rng=random.Random(1))
     llm_server.script(Reply.hanging(), Reply(text="after the timeout"))
