@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
@@ -16,7 +16,7 @@ from koan.models import User
 from koan.onboarding import repository as onboarding_repository
 from koan.onboarding import service as onboarding
 from koan.onboarding.questions import MAX_MINUTES, MIN_MINUTES
-from koan.onboarding.schemas import ProfileUpdate
+from koan.onboarding.schemas import Experience, Language, LearningStyle, ProfileUpdate
 from koan.resources import Resources
 from koan.users import service as users
 from koan.users.schemas import UserUpdate
@@ -90,9 +90,9 @@ async def _settings_context(
 
 
 _LEARNING_CHOICES = {
-    "language": ("python", "javascript"),
-    "experience": ("beginner", "intermediate", "advanced"),
-    "learning_style": ("examples", "challenges", "explanations", "mixed"),
+    "language": get_args(Language),
+    "experience": get_args(Experience),
+    "learning_style": get_args(LearningStyle),
 }
 
 
