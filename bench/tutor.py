@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -36,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine, percentile  # noqa: E402
 from tests.fixtures.llm_server import Reply  # noqa: E402
+from tests.scale.servers import create_database, drop_database  # noqa: E402
 
 from koan.auth import service as auth_service  # noqa: E402
 from koan.config import Settings  # noqa: E402
@@ -52,6 +54,7 @@ REPLY = Reply(
     output_tokens=30,
 )
 QUESTION = "Why does my sum come out too big?"
+DATABASE = "koan_bench_tutor"  # with --database-url: created, then dropped
 
 
 def free_port() -> int:
@@ -113,7 +116,7 @@ def start_fake_provider() -> tuple[subprocess.Popen[str], str]:
 
 
 def start_koan(
-    url: str, port: int, llm_url: str, data_dir: str, workers: int
+    url: str, port: int, llm_url: str, data_dir: str, workers: int, redis_url: str
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -127,13 +130,15 @@ def start_koan(
         "KOAN_LLM_MODEL": "gpt-4o-mini",
         "KOAN_LLM_CHAT_LIMIT": "1000000/minute",
         "KOAN_LLM_USER_DAILY_BUDGET_USD": "1000",
+        "KOAN_REDIS_URL": redis_url,
+        "KOAN_CACHE_PREFIX": "koan-bench-tutor:",
     }
     koan = Path(sys.executable).parent / "koan"
     return subprocess.Popen(
         [str(koan), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=(Path(data_dir) / "koan.log").open("wb"),
     )
 
 
@@ -141,7 +146,7 @@ async def wait_ready(http: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -> 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"koan serve exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            raise RuntimeError("koan serve exited; its log is in the run's data folder")
         try:
             if (await http.get("/health/live")).status_code == 200:
                 return
@@ -194,14 +199,18 @@ def stats(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ms), percentile(ms, 95)
 
 
-async def run(runs: int, concurrent: int, workers: int) -> dict[str, tuple[float, float]]:
+async def run(args: argparse.Namespace) -> dict[str, tuple[float, float]]:
+    runs, concurrent = args.runs, args.concurrent
     tmp = tempfile.mkdtemp(prefix="koan-bench-tutor-")
-    url = f"sqlite+aiosqlite:///{tmp}/bench.db"
-    await asyncio.to_thread(upgrade, url)
+    if args.database_url:
+        url = await create_database(args.database_url, DATABASE)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+        await asyncio.to_thread(upgrade, url)
     tokens = await seed(url, concurrent)
     fake, llm_url = start_fake_provider()
     port = free_port()
-    proc = start_koan(url, port, llm_url, tmp, workers)
+    proc = start_koan(url, port, llm_url, tmp, args.workers, args.redis_url)
     limits = httpx.Limits(max_connections=concurrent * 2, max_keepalive_connections=concurrent * 2)
     try:
         async with httpx.AsyncClient(
@@ -247,10 +256,17 @@ async def run(runs: int, concurrent: int, workers: int) -> dict[str, tuple[float
                 )
             results["direct_conc"] = stats(direct_conc)
             results["koan_conc"] = stats(koan_conc)
+    except Exception:
+        log = (Path(tmp) / "koan.log").read_text(errors="replace")
+        print(f"koan serve's log (last lines):\n{log[-4000:]}", file=sys.stderr)  # noqa: T201
+        raise
     finally:
         proc.terminate()
         proc.wait(timeout=15)
         fake.communicate("", timeout=15)
+        if args.database_url:
+            await drop_database(args.database_url, DATABASE)
+        shutil.rmtree(tmp, ignore_errors=True)
     return results
 
 
@@ -284,9 +300,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--concurrent", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1, help="koan serve --workers")
+    parser.add_argument("--database-url", default="", help="PostgreSQL server (admin) URL")
+    parser.add_argument("--redis-url", default="")
     parser.add_argument("--write", action="store_true", help="update docs/tutor.md")
     args = parser.parse_args()
-    results = asyncio.run(run(args.runs, args.concurrent, args.workers))
+    results = asyncio.run(run(args))
     markdown = table(results, args.concurrent)
     print(markdown)  # noqa: T201
     if args.write:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -14,6 +15,7 @@ from koan.llm import (
     StreamChunk,
     StreamEnd,
 )
+from koan.llm.openai_provider import _sse_data
 from koan.llm.types import StreamItem
 from tests.fixtures.llm_server import FakeLLMServer, Reply, unused_url
 from tests.llm.streams import drain
@@ -274,6 +276,48 @@ async def test_broken_stream_event_is_malformed(
         await collect(provider, REQUEST)
 
     assert caught.value.kind == "malformed"
+
+
+async def test_error_event_mid_stream_is_a_provider_error_after_partial_text(
+    provider: OpenAIProvider, llm_server: FakeLLMServer
+) -> None:
+    llm_server.script(
+        Reply(text="one two three four", error_after_chunks=2, error_message="model crashed")
+    )
+    received: list[str] = []
+
+    async with provider:
+        with pytest.raises(ProviderError) as caught:
+            await drain(provider.stream(REQUEST), received)
+
+    assert received == ["one ", "two "]
+    assert caught.value.kind == "server_error"
+    assert "model crashed" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [(Reply.rate_limited("3"), "rate_limited"), (Reply.server_error(502), "server_error")],
+)
+async def test_stream_http_errors_are_classified_before_any_token(
+    provider: OpenAIProvider, llm_server: FakeLLMServer, reply: Reply, kind: str
+) -> None:
+    llm_server.script(reply)
+
+    with pytest.raises(ProviderError) as caught:
+        await collect(provider, REQUEST)
+
+    assert caught.value.kind == kind
+    assert caught.value.status == reply.status
+
+
+async def test_event_fields_comments_and_multiline_data_are_read_as_sse() -> None:
+    async def lines() -> AsyncIterator[str]:
+        for line in [": keep-alive", "event: chunk", "id: 7", 'data: {"a":', 'data:  1}', "",
+                     "retry: 10", "", "data:[DONE]"]:  # fmt: skip
+            yield line
+
+    assert [data async for data in _sse_data(lines())] == ['{"a":\n 1}', "[DONE]"]
 
 
 async def test_hanging_server_times_out(llm_server: FakeLLMServer) -> None:
