@@ -207,6 +207,10 @@ async def test_stream_yields_deltas_then_end_with_reported_usage(
     assert completion.cost_usd == (40 * Decimal("0.15") + 9 * Decimal("0.60")) / 1_000_000
     assert completion.first_token_ms is not None
     body = llm_server.requests[0].body
+    assert body["messages"] == [
+        {"role": "system", "content": "You are a Socratic tutor."},
+        {"role": "user", "content": "Why does my loop stop early?"},
+    ]
     assert body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
 
