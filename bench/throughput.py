@@ -7,6 +7,9 @@ Each target is a real Uvicorn process on loopback, driven by `wrk` (apt-get inst
 200 concurrent connections, one after the other on the same machine in the same run:
 
 - bare Starlette: `GET /` answering a small JSON body (the ceiling: no auth, no database);
+- FastAPI hello world: one dependency and a response model (the framework's own floor);
+- Koan, 1 worker: `GET /health/live` (Koan's middleware stack: request log, metrics, security
+  headers, body limits; no auth, no database);
 - Koan, 1 worker: `GET /api/v1/users/me` with a bearer token (JWT check, the session and user
   rows read from the database, the request log and metrics middleware);
 - Koan, 2 workers: the same, `koan serve --workers 2`.
@@ -63,6 +66,28 @@ async def hello(request):
     return JSONResponse({"hello": "world"})
 
 app = Starlette(routes=[Route("/", hello)])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+# The framework's own floor: FastAPI with one dependency and a response model, no middleware.
+FASTAPI_APP = """
+import sys, uvicorn
+from typing import Annotated
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel
+
+class Hello(BaseModel):
+    hello: str
+
+async def caller() -> str:
+    return "world"
+
+app = FastAPI()
+
+@app.get("/", response_model=Hello)
+async def hello(who: Annotated[str, Depends(caller)]) -> Hello:
+    return Hello(hello=who)
+
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
 """
 
@@ -148,21 +173,23 @@ async def bench(args: argparse.Namespace) -> list[Row]:
     email = (await add_user(engine)).email
     await engine.dispose()
     try:
-        port = free_port()
-        bare = subprocess.Popen(
-            [sys.executable, "-c", BARE_APP, str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            await wait_live(f"http://127.0.0.1:{port}/", bare)
-            report = run_wrk(
-                f"http://127.0.0.1:{port}/", connections=args.connections,
-                duration=args.duration, headers={},
+        for label, code in (("bare Starlette `GET /`", BARE_APP),
+                            ("FastAPI hello world (one dependency)", FASTAPI_APP)):  # fmt: skip
+            port = free_port()
+            proc = subprocess.Popen(
+                [sys.executable, "-c", code, str(port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
-            rows.append(to_row("bare Starlette `GET /`", report))
-        finally:
-            bare.terminate()
-            bare.wait(timeout=30)
+            try:
+                await wait_live(f"http://127.0.0.1:{port}/", proc)
+                report = run_wrk(
+                    f"http://127.0.0.1:{port}/", connections=args.connections,
+                    duration=args.duration, headers={},
+                )  # fmt: skip
+                rows.append(to_row(label, report))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
 
         for workers in (1, 2):
             env = server_env(
@@ -182,11 +209,18 @@ async def bench(args: argparse.Namespace) -> list[Row]:
                     )
                     login.raise_for_status()
                     token = login.json()["access_token"]
+                label = f"Koan `GET /api/v1/users/me`, {workers} worker{'s' * (workers > 1)}"
+                if workers == 1:
+                    # Koan's middleware stack and FastAPI, without auth or the database.
+                    report = run_wrk(
+                        f"{server.url}/health/live", connections=args.connections,
+                        duration=args.duration, headers={},
+                    )  # fmt: skip
+                    rows.append(to_row("Koan `GET /health/live`, 1 worker", report))
                 report = run_wrk(
                     f"{server.url}/api/v1/users/me", connections=args.connections,
                     duration=args.duration, headers={"Authorization": f"Bearer {token}"},
                 )  # fmt: skip
-                label = f"Koan `GET /api/v1/users/me`, {workers} worker{'s' * (workers > 1)}"
                 rows.append(to_row(label, report))
             finally:
                 server.stop()
@@ -206,10 +240,10 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
     for r in rows:
         lines.append(
             f"| {r.target} | {r.rps:,.0f} | {r.rps / bare:.2f} | {r.p50_ms:.1f} | "
-            f"{r.p95_ms:.1f} | {r.p99_ms:.1f} | {r.errors} |"
+            f"{r.p95_ms:,.1f} | {r.p99_ms:,.1f} | {r.errors} |"
         )
     backend = "PostgreSQL + Redis" if args.database_url else "SQLite, in-process cache"
-    koan = rows[1]
+    koan = next(r for r in rows if r.target.startswith("Koan `GET /api/v1/users/me`, 1"))
     verdict = (
         f"Koan (1 worker) reaches {koan.rps / bare:.2f} of bare throughput (target ≥ 0.35) "
         f"with p99 {koan.p99_ms:.0f} ms (target < 50 ms)."
