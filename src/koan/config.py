@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     llm_generation_limit: str = "5/hour;20/day"
     llm_leak_threshold: float = Field(default=0.6, gt=0, le=1)
     llm_generation_retries: int = Field(default=2, ge=0, le=5)
+    # With a model configured, the daily picker has one written when the bank has nothing new
+    # at the learner's level (in the background, on the learner's budget).
+    generation_refill: bool = True
     llm_cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
     # Longest a reply may hold the learner's one-reply-in-flight lock (crash safety).
     llm_reply_lock_ttl_s: float = Field(default=180.0, gt=0)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import BackgroundTasks
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.models import Exercise, LLMCall, User
+from koan.adaptive.service import Refill
+from koan.generation.service import refill_lock_key, schedule_refill
+from koan.models import Assignment, Exercise, LLMCall, User
 from koan.resources import Resources
 from tests.chat.helpers import EVENS_HINTS, EVENS_SOLUTION, EVENS_STARTER, EVENS_TESTS
-from tests.fixtures.factories import bearer, create_user
+from tests.fixtures.factories import bearer, create_exercise, create_user
 from tests.fixtures.llm_server import FakeLLMServer, Reply
 
 Tutor = Callable[..., Resources]
@@ -165,3 +169,93 @@ async def test_generation_is_rate_limited_and_validates_its_input(
         assert (
             await client.post("/api/v1/exercises/generate", headers=headers, json=bad)
         ).status_code == 422
+
+
+async def finish_every_exercise(session: AsyncSession, res: Resources, learner: User) -> None:
+    """The learner has completed everything in the bank for their language (Python)."""
+    done = res.clock.now() - timedelta(days=2)
+    bank = await session.execute(select(Exercise).where(Exercise.language == "python"))
+    for exercise in bank.scalars():
+        session.add(
+            Assignment(
+                user_id=learner.id, exercise_id=exercise.id, kind="practice",
+                status="completed", assigned_at=done, completed_at=done,
+            )
+        )  # fmt: skip
+    await session.flush()
+
+
+async def test_when_the_bank_has_nothing_new_the_daily_pick_has_one_written(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    await create_exercise(session, skills=["loops"], difficulty=2)
+    await finish_every_exercise(session, resources, learner)
+    llm_server.script(Reply(text=exercise_json(), output_tokens=900))
+
+    r = await client.get("/api/v1/exercises/daily", headers=headers)
+
+    # Today's pick is made from the bank (a repeat); the new exercise is written after the
+    # response, on the learner's budget, and validated like any generated one.
+    assert r.status_code == 200, r.text
+    picked = r.json()["exercise"]
+    [saved] = await generated(session)
+    assert saved.skills[0] == picked["skills"][0]
+    assert 1 <= saved.difficulty <= 5
+    assert abs(saved.difficulty - picked["difficulty"]) <= 1
+    [request] = llm_server.requests
+    assert f"practising `{picked['skills'][0]}`" in request.body["messages"][1]["content"]
+    [record] = (
+        await session.execute(select(LLMCall).where(LLMCall.user_id == learner.id))
+    ).scalars()
+    assert record.purpose == "generation"
+
+
+async def test_no_exercise_is_written_with_the_offline_tutor_or_with_refill_off(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    await create_exercise(session, skills=["loops"], difficulty=2)
+    await finish_every_exercise(session, resources, learner)
+    r = await client.get("/api/v1/exercises/daily", headers=headers)  # offline tutor only
+    assert r.status_code == 200, r.text
+    assert await generated(session) == []
+
+    tutor(generation_refill=False)
+    other = await create_user(session, resources, onboarded=True)
+    await finish_every_exercise(session, resources, other)
+    r = await client.get("/api/v1/exercises/daily", headers=await bearer(session, resources, other))
+    assert r.status_code == 200, r.text
+    assert await generated(session) == []
+    assert llm_server.requests == []
+
+
+async def test_one_refill_at_a_time_for_the_same_skill_and_level(
+    resources: Resources, tutor: Tutor, learner: User
+) -> None:
+    tutor()
+    tasks = BackgroundTasks()
+    refill = Refill("python", "loops", 2)
+
+    def no_session() -> Any:
+        raise AssertionError("not run in this test")
+
+    assert await schedule_refill(resources, tasks, no_session, learner.id, refill)
+    # Another learner (or worker) with the same gap while it is being written: not twice.
+    assert not await schedule_refill(resources, tasks, no_session, learner.id, refill)
+    harder = Refill("python", "loops", 3)
+    assert await schedule_refill(resources, tasks, no_session, learner.id, harder)
+    assert len(tasks.tasks) == 2
+    for scheduled in (refill, harder):
+        await resources.cache.delete(refill_lock_key(scheduled))

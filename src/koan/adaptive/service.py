@@ -27,12 +27,44 @@ from koan.models.progress import LearnerSkillRating
 RECENT = timedelta(days=30)
 # On a cold start, interests narrow the choice only if they leave this many exercises.
 MIN_INTEREST_POOL = 5
+# A pick whose predicted success is further than this from the target asks for a new exercise.
+REFILL_TOLERANCE = 0.2
 
 
 @dataclass(frozen=True)
 class Pick:
     exercise: Exercise
     reason: str
+    predicted_success: float = 0.75
+    repeat: bool = False  # every exercise left had been given recently or completed
+
+
+@dataclass(frozen=True)
+class Refill:
+    """An exercise the bank lacks for this learner: what to ask the model to write."""
+
+    language: str
+    skill: str
+    difficulty: int
+
+
+def refill_for(pick: Pick, *, target: float, tolerance: float = REFILL_TOLERANCE) -> Refill | None:
+    """What to generate when today's pick is a poor fit: a repeat (nothing new was left), or a
+    predicted success more than `tolerance` from the target (the bank has nothing at the
+    learner's level). Same skill; one difficulty step towards the target. None: a good fit."""
+    exercise = pick.exercise
+    skill = exercise.skills[0] if exercise.skills else ""
+    if not skill:
+        return None
+    step = 0
+    if pick.predicted_success > target + tolerance:
+        step = 1  # too easy
+    elif pick.predicted_success < target - tolerance:
+        step = -1  # too hard
+    elif not pick.repeat:
+        return None
+    difficulty = min(5, max(1, exercise.difficulty + step))
+    return Refill(language=exercise.language, skill=skill, difficulty=difficulty)
 
 
 def item_of(exercise: Exercise) -> ItemRating:
@@ -153,4 +185,9 @@ async def choose_daily(
         candidates, ratings, now=now, target=target, rng=rng, experience=profile.experience
     )
     chosen = next(e for e in bank if str(e.id) == choice.candidate.id)
-    return Pick(chosen, choice.reason)
+    return Pick(
+        chosen,
+        choice.reason,
+        predicted_success=choice.predicted_success,
+        repeat=choice.candidate.recently_done,
+    )

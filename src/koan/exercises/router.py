@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, BackgroundTasks, Query, status
 
 from koan.auth.deps import VerifiedUser
-from koan.deps import ResourcesDep, SessionDep
+from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
 from koan.exercises import service
 from koan.exercises.schemas import (
     AssignmentOut,
@@ -47,9 +47,15 @@ async def catalogue(
 
 
 @router.get("/exercises/daily", response_model=DailyOut)
-async def daily(user: VerifiedUser, session: SessionDep, res: ResourcesDep) -> DailyOut:
+async def daily(
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
+    open_session: SessionOpenerDep,
+    tasks: BackgroundTasks,
+) -> DailyOut:
     """Today's exercise: the open one, or a new one chosen for this learner."""
-    return await service.daily(session, res, user)
+    return await service.daily(session, res, user, open_session, tasks)
 
 
 @router.get("/exercises/{exercise_id}", response_model=ExerciseDetail)

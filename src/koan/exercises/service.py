@@ -8,11 +8,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from fastapi import BackgroundTasks
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import service as adaptive
 from koan.chat.hints import tailored_hint
+from koan.deps import SessionOpener
 from koan.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from koan.exercises import repository
 from koan.exercises.schemas import (
@@ -26,6 +28,7 @@ from koan.exercises.schemas import (
     SubmissionPage,
     SubmissionSummary,
 )
+from koan.generation import service as generation
 from koan.models import Assignment, Exercise, Submission, User
 from koan.models.exercise import OPEN_STATUSES
 from koan.onboarding import repository as profiles
@@ -133,8 +136,15 @@ async def get_exercise(session: AsyncSession, exercise_id: uuid.UUID) -> Exercis
     return exercise
 
 
-async def daily(session: AsyncSession, res: Resources, user: User) -> DailyOut:
-    """The learner's open daily assignment, or a newly chosen one."""
+async def daily(
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    open_session: SessionOpener,
+    tasks: BackgroundTasks,
+) -> DailyOut:
+    """The learner's open daily assignment, or a newly chosen one. A poor fit (nothing new at
+    the learner's level) adds a task to `tasks`: writing the exercise the bank lacked."""
     now = res.clock.now()
     profile = await profiles.profile_for(session, user)
     if not profile.onboarding_completed:
@@ -149,7 +159,7 @@ async def daily(session: AsyncSession, res: Resources, user: User) -> DailyOut:
         await session.flush()
         assignment = None
     if assignment is None:
-        assignment = await _assign_daily(session, res, user, now)
+        assignment = await _assign_daily(session, res, user, now, open_session, tasks)
     return DailyOut(
         assignment_id=assignment.id,
         status=assignment.status,
@@ -160,7 +170,12 @@ async def daily(session: AsyncSession, res: Resources, user: User) -> DailyOut:
 
 
 async def _assign_daily(
-    session: AsyncSession, res: Resources, user: User, now: datetime
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    now: datetime,
+    open_session: SessionOpener,
+    tasks: BackgroundTasks,
 ) -> Assignment:
     profile = await profiles.profile_for(session, user)
     pick = await adaptive.choose_daily(
@@ -171,6 +186,9 @@ async def _assign_daily(
             "There are no exercises for your language yet; ask an administrator to import some.",
             code="NoExercises",
         )
+    refill = adaptive.refill_for(pick, target=res.settings.adaptive_target_success)
+    if refill is not None:
+        await generation.schedule_refill(res, tasks, open_session, user.id, refill)
     assignment = Assignment(
         user_id=user.id,
         exercise_id=pick.exercise.id,

@@ -9,9 +9,12 @@ import uuid
 from typing import Any
 
 import structlog
+from fastapi import BackgroundTasks
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.adaptive.service import Refill
+from koan.deps import SessionOpener
 from koan.errors import KoanError, ValidationFailed
 from koan.exercises import repository as exercises
 from koan.exercises.bank import import_specs
@@ -188,3 +191,52 @@ async def generate_exercise(
         + " | ".join(reasons),
         keep_changes=True,  # the calls (and what they cost) stay on record
     )
+
+
+# -- topping up the bank for the daily picker ---------------------------------------------------
+
+# One generation per (language, skill, difficulty) at a time across every worker.
+REFILL_LOCK_TTL_S = 3600
+
+
+def refill_lock_key(refill: Refill) -> str:
+    return f"generation:refill:{refill.language}:{refill.skill}:{refill.difficulty}"
+
+
+async def schedule_refill(
+    res: Resources,
+    tasks: BackgroundTasks,
+    open_session: SessionOpener,
+    user_id: uuid.UUID,
+    refill: Refill,
+) -> bool:
+    """Write the exercise the daily picker lacked once the response has gone (it takes
+    seconds, and today's pick is already made): on the learner's budget, validated in the
+    sandbox like any generated exercise. False when nothing was scheduled (setting off,
+    offline tutor only, or the same exercise already being written by some worker)."""
+    if not res.settings.generation_refill or not res.llm.can_generate:
+        return False
+    if not await res.cache.set_if_absent(refill_lock_key(refill), "1", ttl_s=REFILL_LOCK_TTL_S):
+        return False
+    tasks.add_task(_refill, res, open_session, user_id, refill)
+    log.info("generation.refill_scheduled", skill=refill.skill, difficulty=refill.difficulty)
+    return True
+
+
+async def _refill(
+    res: Resources, open_session: SessionOpener, user_id: uuid.UUID, refill: Refill
+) -> None:
+    data = GenerateIn.model_validate(
+        {"language": refill.language, "skill": refill.skill, "difficulty": refill.difficulty}
+    )
+    try:
+        async with open_session() as session:
+            user = await session.get(User, user_id)
+            if user is not None:
+                await generate_exercise(session, res, user, data)
+    except KoanError as exc:
+        # Over budget, the model down, or validation failing every time: the bank stays as
+        # it is and the picker keeps choosing from it; another day may succeed.
+        log.info("generation.refill_skipped", error=exc.code, detail=exc.detail[:200])
+    finally:
+        await res.cache.delete(refill_lock_key(refill))

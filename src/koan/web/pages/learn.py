@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from pydantic import ValidationError
 
-from koan.deps import ResourcesDep
+from koan.deps import ResourcesDep, SessionOpenerDep
 from koan.errors import KoanError, NotFound
 from koan.exercises import repository as exercise_repository
 from koan.exercises import service as exercises
@@ -59,14 +59,20 @@ def _common() -> dict[str, Any]:
 
 @router.get("/dashboard")
 async def dashboard(
-    request: Request, user: PageUser, session: WebSession, res: ResourcesDep, welcome: bool = False
+    request: Request,
+    user: PageUser,
+    session: WebSession,
+    res: ResourcesDep,
+    open_session: SessionOpenerDep,
+    tasks: BackgroundTasks,
+    welcome: bool = False,
 ) -> Response:
     """Today's exercise and why it was chosen, streak, level, skills and recent achievements."""
     daily = None
     no_exercises = None
     try:
         async with session.begin_nested():
-            daily = await exercises.daily(session, res, user)
+            daily = await exercises.daily(session, res, user, open_session, tasks)
     except KoanError as exc:
         if exc.code != "NoExercises":
             raise
