@@ -215,6 +215,22 @@ async def test_stream_yields_deltas_then_end_with_reported_usage(
     assert body["stream_options"] == {"include_usage": True}
 
 
+async def test_streams_reuse_one_connection(
+    provider: OpenAIProvider, llm_server: FakeLLMServer
+) -> None:
+    llm_server.script(Reply(text="One?"), Reply(text="Two?"), Reply(text="Three?"))
+
+    async with provider:
+        for _ in range(3):
+            _ = [item async for item in provider.stream(REQUEST)]
+
+    # Each stream is read to its end, so its connection goes back to the pool: no new TCP
+    # (or TLS) handshake per message.
+    clients = {request.client for request in llm_server.requests}
+    assert len(llm_server.requests) == 3
+    assert len(clients) == 1, clients
+
+
 async def test_stream_without_usage_chunk_estimates(
     provider: OpenAIProvider, llm_server: FakeLLMServer
 ) -> None:

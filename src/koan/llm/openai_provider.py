@@ -166,9 +166,14 @@ class OpenAIProvider(AsyncClosing):
             async with self._client.chat.completions.with_streaming_response.create(
                 **params, stream=True, stream_options={"include_usage": True}
             ) as response:
+                done = False
                 async for data in _sse_data(response.iter_lines()):
-                    if data.startswith("[DONE]"):
-                        break
+                    # Read on to the end after [DONE]: a response closed unread cannot give
+                    # its connection back to the pool, and every message would open a new
+                    # one (a TLS handshake to a hosted provider).
+                    done = done or data.startswith("[DONE]")
+                    if done:
+                        continue
                     chunk = json.loads(data)
                     if not isinstance(chunk, dict):
                         raise malformed(self.name, "stream event is not a completion chunk")
