@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import Conversation, ConversationMessage, LearnerProfile
@@ -99,7 +99,27 @@ async def delete_conversation(session: AsyncSession, conversation: Conversation)
     await session.execute(delete(Conversation).where(Conversation.id == conversation.id))
 
 
-async def conversation_by_id(
-    session: AsyncSession, conversation_id: uuid.UUID
-) -> Conversation | None:
-    return await session.get(Conversation, conversation_id)
+# Built once: every streamed reply runs it.
+_NEXT_SEQ = (
+    update(Conversation)
+    .where(Conversation.id == bindparam("conversation_id"))
+    .values(message_count=Conversation.message_count + 1, updated_at=bindparam("now"))
+    .returning(Conversation.message_count)
+    .execution_options(synchronize_session=False)
+)
+
+
+async def append_message(
+    session: AsyncSession, conversation_id: uuid.UUID, message: ConversationMessage
+) -> ConversationMessage | None:
+    """`add_message` for a conversation that is not loaded (a stream storing its reply): the
+    count is bumped and read back in one statement. None if the conversation is gone."""
+    params = {"conversation_id": conversation_id, "now": message.created_at}
+    seq = (await session.execute(_NEXT_SEQ, params)).scalar_one_or_none()
+    if seq is None:
+        return None
+    message.seq = seq
+    message.conversation_id = conversation_id
+    session.add(message)
+    await session.flush()
+    return message

@@ -514,13 +514,10 @@ class ReplyStream:
                 cost = Decimal(0)
             await usage.settle(res, self._reservation, cost)
             async with self._open_session() as session:
-                conversation = await repository.conversation_by_id(
-                    session, prepared.conversation_id
-                )
-                if text and conversation is not None:
-                    outcome.message = await repository.add_message(
+                if text:
+                    outcome.message = await repository.append_message(
                         session,
-                        conversation,
+                        prepared.conversation_id,
                         ConversationMessage(
                             role="assistant",
                             content=text,
