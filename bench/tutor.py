@@ -308,10 +308,15 @@ def main() -> None:
     markdown = table(results, args.concurrent)
     print(markdown)  # noqa: T201
     if args.write:
+        backend = ""
+        if args.database_url:
+            backend = f" --database-url {args.database_url}"
+        if args.redis_url:
+            backend += f" --redis-url {args.redis_url}"
         write_doc(
             f"Command: `.venv/bin/python bench/tutor.py --runs {args.runs} "
-            f"--concurrent {args.concurrent} --workers {args.workers} --write`\n\n{markdown}\n"
-            f"_Measured on {machine()}._\n"
+            f"--concurrent {args.concurrent} --workers {args.workers}{backend} --write`\n\n"
+            f"{markdown}\n_Measured on {machine()}._\n"
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast
 
 import redis.asyncio as redis_asyncio
@@ -24,6 +24,10 @@ class Cache(Protocol):
     async def set_if_absent(self, key: str, value: str, *, ttl_s: float) -> bool: ...
     async def delete(self, key: str) -> None: ...
     async def incr_float(self, key: str, amount: float, *, ttl_s: float | None = None) -> float: ...
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]: ...
+    async def incr_float_many(
+        self, amounts: Sequence[tuple[str, float]], *, ttl_s: float | None = None
+    ) -> list[float]: ...
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 
@@ -73,6 +77,14 @@ class MemoryCache:
             self._data[self.prefix + key] = (repr(current), expires)
             return current
 
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        return [self._live(key) for key in keys]
+
+    async def incr_float_many(
+        self, amounts: Sequence[tuple[str, float]], *, ttl_s: float | None = None
+    ) -> list[float]:
+        return [await self.incr_float(key, amount, ttl_s=ttl_s) for key, amount in amounts]
+
     async def ping(self) -> bool:
         return True
 
@@ -119,6 +131,24 @@ class RedisCache:
                 pipe.expire(full, max(1, int(ttl_s)), nx=True)
             result = await pipe.execute()
         return float(result[0])
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """One round trip (MGET) for several keys."""
+        values = await self.client.mget([self.prefix + key for key in keys])
+        return [None if value is None else str(value) for value in values]
+
+    async def incr_float_many(
+        self, amounts: Sequence[tuple[str, float]], *, ttl_s: float | None = None
+    ) -> list[float]:
+        """`incr_float` on several keys in one round trip, as one transaction."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            for key, amount in amounts:
+                pipe.incrbyfloat(self.prefix + key, amount)
+                if ttl_s is not None:
+                    pipe.expire(self.prefix + key, max(1, int(ttl_s)), nx=True)
+            result = await pipe.execute()
+        step = 1 if ttl_s is None else 2
+        return [float(value) for value in result[::step]]
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
@@ -196,6 +226,14 @@ class FallbackCache:
 
     async def incr_float(self, key: str, amount: float, *, ttl_s: float | None = None) -> float:
         return float(await self._call("incr_float", key, amount, ttl_s=ttl_s))
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        return cast("list[str | None]", await self._call("get_many", keys))
+
+    async def incr_float_many(
+        self, amounts: Sequence[tuple[str, float]], *, ttl_s: float | None = None
+    ) -> list[float]:
+        return cast("list[float]", await self._call("incr_float_many", amounts, ttl_s=ttl_s))
 
     async def ping(self) -> bool:
         """True only when Redis itself answers (readiness reports the fallback as degraded)."""

@@ -67,7 +67,13 @@ def _budget_key(user_id: uuid.UUID) -> str:
 
 async def daily_budget(session: AsyncSession, res: Resources, user_id: uuid.UUID) -> Decimal:
     """The learner's daily budget: an administrator's override, else the configured default."""
-    cached = await res.cache.get(_budget_key(user_id))
+    return await _daily_budget(session, res, user_id, await res.cache.get(_budget_key(user_id)))
+
+
+async def _daily_budget(
+    session: AsyncSession, res: Resources, user_id: uuid.UUID, cached: str | None
+) -> Decimal:
+    """`daily_budget` from the cached value already read (None: not cached)."""
     if cached is None:
         override = await repository.budget_override(session, user_id)
         cached = _DEFAULT_BUDGET if override is None else str(override)
@@ -91,12 +97,10 @@ async def set_budget_override(
     await res.cache.set(_budget_key(user_id), value, ttl_s=_BUDGET_TTL_S)
 
 
-async def _seeded_total(
+async def _seed_total(
     session: AsyncSession, res: Resources, key: str, day: date, user_id: uuid.UUID | None
 ) -> None:
-    """Make sure today's key exists, starting from what the database has recorded."""
-    if await res.cache.get(key) is not None:
-        return
+    """Create today's missing key, starting from what the database has recorded."""
     spent = await repository.spent_on(session, day, user_id)
     # Only the first worker's seed counts; a concurrent one finds the key already there.
     await res.cache.set_if_absent(key, repr(float(spent)), ttl_s=_ttl(res, day))
@@ -127,16 +131,25 @@ async def reserve(
     if res.llm.offline_only:
         return Reservation(day)  # the offline tutor is free: nothing to count
     amount = float(max(projected, Decimal(0)))
-    held: list[str] = []
-    limits: list[tuple[str, Decimal | None, uuid.UUID | None, str]] = [
-        (user_spend_key(day, user_id), await daily_budget(session, res, user_id), user_id, "user"),
-        (global_spend_key(day), res.settings.llm_global_daily_budget_usd, None, "global"),
-    ]
+    user_key, global_key = user_spend_key(day, user_id), global_spend_key(day)
+    # Three round trips in the usual case: read the override and both totals, add to both
+    # totals (one transaction), and later settle both (one transaction).
+    override, user_total, global_total = await res.cache.get_many(
+        [_budget_key(user_id), user_key, global_key]
+    )
+    user_limit = await _daily_budget(session, res, user_id, override)
+    if user_total is None:
+        await _seed_total(session, res, user_key, day, user_id)
+    if global_total is None:
+        await _seed_total(session, res, global_key, day, None)
+    held = (user_key, global_key)
+    totals = await res.cache.incr_float_many([(key, amount) for key in held], ttl_s=_ttl(res, day))
+    checks = (
+        (totals[0], user_limit, "user"),
+        (totals[1], res.settings.llm_global_daily_budget_usd, "global"),
+    )
     try:
-        for key, limit, owner, scope in limits:
-            await _seeded_total(session, res, key, day, owner)
-            total = await res.cache.incr_float(key, amount, ttl_s=_ttl(res, day))
-            held.append(key)
+        for total, limit, scope in checks:
             if limit is None or amount == 0:
                 # No limit, or a projection of 0 (an unpriced model): counted, never refused.
                 continue
@@ -150,10 +163,9 @@ async def reserve(
             except BudgetExceeded as exc:
                 raise _budget_error(scope, limit, now, exc.retry_after) from None
     except BaseException:
-        for key in held:
-            await res.cache.incr_float(key, -amount, ttl_s=_ttl(res, day))
+        await res.cache.incr_float_many([(key, -amount) for key in held], ttl_s=_ttl(res, day))
         raise
-    return Reservation(day, tuple(held), amount)
+    return Reservation(day, held, amount)
 
 
 def _budget_error(scope: str, limit: Decimal, now: datetime, retry_after: int) -> BudgetExceeded:
@@ -174,9 +186,10 @@ async def settle(res: Resources, reservation: Reservation, actual: Decimal) -> N
         return
     reservation.settled = True
     delta = float(actual) - reservation.amount
-    if delta:
-        for key in reservation.keys:
-            await res.cache.incr_float(key, delta, ttl_s=_ttl(res, reservation.day))
+    if delta and reservation.keys:
+        await res.cache.incr_float_many(
+            [(key, delta) for key in reservation.keys], ttl_s=_ttl(res, reservation.day)
+        )
 
 
 async def release(res: Resources, reservation: Reservation) -> None:

@@ -1,0 +1,26 @@
+"""The cache's batch operations, on the backend's own cache (memory, or Redis in CI)."""
+
+from __future__ import annotations
+
+from koan.resources import Resources
+
+
+async def test_get_many_reads_present_and_missing_keys_in_order(resources: Resources) -> None:
+    cache = resources.cache
+    await cache.set("a", "1")
+    await cache.set("c", "3", ttl_s=60)
+
+    assert await cache.get_many(["a", "b", "c"]) == ["1", None, "3"]
+    assert await cache.get_many([]) == []
+
+
+async def test_incr_float_many_adds_to_each_key_and_returns_the_totals(
+    resources: Resources,
+) -> None:
+    cache = resources.cache
+    await cache.set("spent", "0.25")
+
+    totals = await cache.incr_float_many([("spent", 0.5), ("new", 0.125)], ttl_s=60)
+    assert totals == [0.75, 0.125]
+    assert await cache.incr_float_many([("spent", -0.75), ("new", 1.0)]) == [0.0, 1.125]
+    assert [float(v) for v in await cache.get_many(["spent", "new"]) if v] == [0.0, 1.125]
