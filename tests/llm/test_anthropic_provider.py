@@ -132,6 +132,35 @@ async def test_stream_collects_usage_from_message_start_and_delta(
     assert llm_server.requests[0].body["stream"] is True
 
 
+async def test_streams_reuse_one_connection(
+    provider: AnthropicProvider, llm_server: FakeLLMServer
+) -> None:
+    llm_server.script(Reply(text="One?"), Reply(text="Two?"), Reply(text="Three?"))
+
+    async with provider:
+        for _ in range(3):
+            _ = [item async for item in provider.stream(REQUEST)]
+
+    # Each stream is read to its end, so its connection goes back to the pool.
+    assert len(llm_server.requests) == 3
+    assert len({request.client for request in llm_server.requests}) == 1
+
+
+async def test_error_event_mid_stream_is_a_provider_error_after_partial_text(
+    provider: AnthropicProvider, llm_server: FakeLLMServer
+) -> None:
+    llm_server.script(Reply(text="one two three", error_after_chunks=2, error_message="Overloaded"))
+    received: list[str] = []
+
+    async with provider:
+        with pytest.raises(ProviderError) as caught:
+            await drain(provider.stream(REQUEST), received)
+
+    assert received == ["one ", "two "]
+    assert caught.value.kind == "server_error"
+    assert "Overloaded" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("reply", "kind"),
     [

@@ -15,7 +15,7 @@ from koan.llm import (
     StreamChunk,
     StreamEnd,
 )
-from koan.llm.openai_provider import _sse_data
+from koan.llm.base import sse_data
 from koan.llm.types import StreamItem
 from tests.fixtures.llm_server import FakeLLMServer, Reply, unused_url
 from tests.llm.streams import drain
@@ -337,7 +337,7 @@ async def test_event_fields_comments_and_multiline_data_are_read_as_sse() -> Non
                      "retry: 10", "", "data:[DONE]"]:  # fmt: skip
             yield line
 
-    assert [data async for data in _sse_data(lines())] == ['{"a":\n 1}', "[DONE]"]
+    assert [data async for data in sse_data(lines())] == ['{"a":\n 1}', "[DONE]"]
 
 
 async def test_hanging_server_times_out(llm_server: FakeLLMServer) -> None:

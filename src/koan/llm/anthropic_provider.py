@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import anthropic
@@ -18,6 +18,8 @@ from koan.llm.base import (
     malformed,
     normalize_finish_reason,
     sdk_error,
+    sse_data,
+    stream_error,
     transport_error,
 )
 from koan.llm.errors import ProviderError
@@ -121,7 +123,10 @@ class AnthropicProvider(AsyncClosing):
         )
 
     async def stream(self, req: CompletionRequest) -> AsyncIterator[StreamItem]:
-        """Stream text deltas; usage comes from message_start and message_delta events."""
+        """Stream text deltas; usage comes from message_start and message_delta events.
+
+        The SDK makes the request; its events are read here as JSON lines (see `sse_data`),
+        to the end of the body, so the connection goes back to the pool."""
         model = req.model or self.model
         started = time.perf_counter()
         params = self._params(req, model)
@@ -133,34 +138,41 @@ class AnthropicProvider(AsyncClosing):
         first_token_at: float | None = None
         finished = False
         try:
-            stream = await self._client.messages.create(**params, stream=True)
-        except (anthropic.AnthropicError, ValueError) as exc:
-            raise self._error(exc) from exc
-        if not isinstance(stream, anthropic.AsyncStream):
-            raise malformed(self.name, "expected an event stream")
-        try:
-            async with stream:
-                async for event in stream:
-                    kind = getattr(event, "type", None)
-                    if kind == "message_start":
-                        answered_model = event.message.model or answered_model
-                        input_tokens = _input_tokens(event.message.usage)
-                        output_tokens = event.message.usage.output_tokens
-                    elif kind == "content_block_delta":
-                        if getattr(event.delta, "type", None) == "text_delta" and event.delta.text:
+            async with self._client.messages.with_streaming_response.create(
+                **params, stream=True
+            ) as response:
+                async for data in sse_data(response.iter_lines()):
+                    event = json.loads(data)
+                    if not isinstance(event, dict):
+                        raise malformed(self.name, "stream event is not an object")
+                    kind = event.get("type")
+                    if kind == "content_block_delta":
+                        delta = event["delta"]
+                        text = delta.get("text") if delta.get("type") == "text_delta" else None
+                        if text:
+                            if not isinstance(text, str):
+                                raise malformed(self.name, "text delta is not text")
                             if first_token_at is None:
                                 first_token_at = time.perf_counter()
-                            parts.append(event.delta.text)
-                            yield StreamChunk(event.delta.text)
+                            parts.append(text)
+                            yield StreamChunk(text)
+                    elif kind == "message_start":
+                        message = event["message"]
+                        answered_model = message.get("model") or answered_model
+                        input_tokens = _input_tokens(message["usage"])
+                        output_tokens = int(message["usage"].get("output_tokens") or 0)
                     elif kind == "message_delta":
-                        stop_reason = event.delta.stop_reason or stop_reason
+                        stop_reason = event["delta"].get("stop_reason") or stop_reason
+                        used = event.get("usage") or {}
                         # Counts in message_delta are cumulative totals, not increments.
-                        if event.usage.output_tokens is not None:
-                            output_tokens = event.usage.output_tokens
-                        if getattr(event.usage, "input_tokens", None) is not None:
-                            input_tokens = _input_tokens(event.usage)
+                        if used.get("output_tokens") is not None:
+                            output_tokens = int(used["output_tokens"])
+                        if used.get("input_tokens") is not None:
+                            input_tokens = _input_tokens(used)
                     elif kind == "message_stop":
                         finished = True
+                    elif kind == "error":
+                        raise self._error(stream_error(anthropic, event.get("error"), response))
         except ProviderError:
             raise
         except _STREAM_ERRORS as exc:
@@ -193,11 +205,12 @@ class AnthropicProvider(AsyncClosing):
 
 
 def _input_tokens(usage: Any) -> int:
+    """Input tokens from a usage object (the SDK's) or mapping (a raw stream event)."""
     # With prompt caching the prompt is split across three counters; all of them are input.
-    return sum(
-        int(getattr(usage, field, None) or 0)
-        for field in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    )
+    fields = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    if isinstance(usage, Mapping):
+        return sum(int(usage.get(field) or 0) for field in fields)
+    return sum(int(getattr(usage, field, None) or 0) for field in fields)
 
 
 def split_system(messages: Sequence[ChatMessage]) -> tuple[str, list[ChatMessage]]:

@@ -19,6 +19,8 @@ from koan.llm.base import (
     malformed,
     normalize_finish_reason,
     sdk_error,
+    sse_data,
+    stream_error,
     transport_error,
 )
 from koan.llm.errors import ProviderError
@@ -167,7 +169,7 @@ class OpenAIProvider(AsyncClosing):
                 **params, stream=True, stream_options={"include_usage": True}
             ) as response:
                 done = False
-                async for data in _sse_data(response.iter_lines()):
+                async for data in sse_data(response.iter_lines()):
                     # Read on to the end after [DONE]: a response closed unread cannot give
                     # its connection back to the pool, and every message would open a new
                     # one (a TLS handshake to a hosted provider).
@@ -178,7 +180,7 @@ class OpenAIProvider(AsyncClosing):
                     if not isinstance(chunk, dict):
                         raise malformed(self.name, "stream event is not a completion chunk")
                     if chunk.get("error"):
-                        raise self._error(_stream_error(chunk["error"], response))
+                        raise self._error(stream_error(openai, chunk["error"], response))
                     answered_model = chunk.get("model") or answered_model
                     if chunk.get("usage"):
                         used = chunk["usage"]
@@ -220,30 +222,6 @@ class OpenAIProvider(AsyncClosing):
                 first_token_at=first_token_at,
             )
         )
-
-
-async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The `data` of each Server-Sent Event (multi-line data joined; comments, `event:`, `id:`
-    and `retry:` fields skipped), as the SSE specification reads it."""
-    pending: list[str] = []
-    async for line in lines:
-        if not line:
-            if pending:
-                yield "\n".join(pending)
-                pending = []
-        elif line.startswith("data:"):
-            value = line[5:]
-            pending.append(value[1:] if value.startswith(" ") else value)
-    if pending:
-        yield "\n".join(pending)
-
-
-def _stream_error(error: object, response: Any) -> openai.APIError:
-    """An error event mid-stream, as the SDK itself would raise it."""
-    message = error.get("message") if isinstance(error, dict) else None
-    if not isinstance(message, str) or not message:
-        message = "An error occurred during streaming"
-    return openai.APIError(message, request=response.http_response.request, body=error)
 
 
 def _with_schema_instruction(
