@@ -11,6 +11,9 @@ from koan.models import Exercise, User
 from koan.resources import Resources
 from tests.chat.helpers import HoldingServer, create_evens_exercise
 from tests.fixtures.factories import bearer, create_user
+from tests.fixtures.live import live, live_resources
+
+__all__ = ["live", "live_resources"]  # fixtures from tests/fixtures/live.py
 
 
 @pytest.fixture

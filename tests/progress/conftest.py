@@ -4,30 +4,25 @@ on real committed sessions for the tests that need requests to run concurrently.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.app import create_app
-from koan.config import Settings
-from koan.db import transactional
 from koan.exercises import service as exercises
 from koan.grading import service as grading
-from koan.grading.sandbox import Sandbox
 from koan.models import Assignment, Exercise, Submission, User
 from koan.models.progress import Achievement, UserAchievement
 from koan.progress import repository as progress_repository
 from koan.progress import service as progress
 from koan.resources import Resources
-from tests.conftest import Backend, make_resources
 from tests.fixtures.factories import create_exercise, create_user
+from tests.fixtures.live import live, live_resources
+
+__all__ = ["live", "live_resources"]  # fixtures from tests/fixtures/live.py
 
 WRONG = "def add(a, b):\n    return a - b\n"
 JS_SOLUTION = "function add(a, b) {\n  return a + b;\n}\nmodule.exports = { add };\n"
@@ -146,40 +141,3 @@ async def learner(session: AsyncSession, resources: Resources) -> Learner:
     learner = Learner(session, resources, user)
     learner.travel(EPOCH)
     return learner
-
-
-@dataclass
-class LiveApp:
-    """The app on real sessions that commit, and what to delete afterwards."""
-
-    app: FastAPI
-    client: httpx.AsyncClient
-    res: Resources
-    users: list[uuid.UUID] = field(default_factory=list)
-    exercises: list[uuid.UUID] = field(default_factory=list)
-
-
-@pytest.fixture
-def live_resources(settings: Settings, backend: Backend, sandbox: Sandbox) -> Resources:
-    """Like the `resources` fixture, without the test's rolled-back connection: on SQLite that
-    connection's transaction holds the write lock, which committed sessions must not wait for."""
-    return make_resources(settings, backend, sandbox)
-
-
-@pytest.fixture
-async def live(live_resources: Resources) -> AsyncIterator[LiveApp]:
-    """Requests on their own connections and transactions, as in production, so they can run
-    concurrently; rows are committed, and deleted again at the end (users cascade)."""
-    resources = live_resources
-    app = create_app(resources=resources)  # get_session not overridden
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        state = LiveApp(app, client, resources)
-        try:
-            yield state
-        finally:
-            async with resources.session_factory() as session, transactional(session):
-                if state.users:
-                    await session.execute(delete(User).where(User.id.in_(state.users)))
-                if state.exercises:
-                    await session.execute(delete(Exercise).where(Exercise.id.in_(state.exercises)))

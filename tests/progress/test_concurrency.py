@@ -18,7 +18,8 @@ from koan.models.progress import PracticeEntry, UserAchievement
 from koan.progress import service as progress
 from koan.resources import Resources
 from tests.fixtures.factories import ADD_SOLUTION, bearer, create_exercise, create_user
-from tests.progress.conftest import EPOCH, LiveApp, count
+from tests.fixtures.live import LiveApp
+from tests.progress.conftest import EPOCH, count
 
 LEARNERS_AT_ONCE = 5
 

@@ -1,0 +1,147 @@
+"""The tutor under load while its provider fails: errors, garbage, rate limits, hangs.
+
+A crowd of learners asks at once (as JSON and as streams). Whatever the provider does, every
+question is stored, every learner gets a 503 TutorUnavailable with Retry-After (never a 500,
+never a hang past the configured timeout), the circuit breaker stops the retries so a failing
+provider is not hammered, and once the provider is back and the cool-down is over, answers
+flow again without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from koan.db import transactional
+from koan.models import ConversationMessage
+from koan.usage.llm import build_tutor_llm
+from tests.chat.helpers import ask, new_conversation
+from tests.fixtures.factories import bearer, create_user
+from tests.fixtures.live import LiveApp
+from tests.fixtures.llm_server import FakeClock, FakeLLMServer, Reply
+
+CROWD = 12
+# Every attempt of every learner, with room to spare: the fault never runs out mid-test.
+ENOUGH = 10 * CROWD
+Crowd = list[tuple[dict[str, str], str]]
+
+
+@pytest.fixture
+async def crowd(
+    live: LiveApp, llm_server: FakeLLMServer, fake_clock: FakeClock
+) -> AsyncIterator[Crowd]:
+    """CROWD verified learners, each with a conversation, on the live app (committed sessions,
+    so their requests really run at once), tutored by the fake provider."""
+    res = live.res
+    res.settings = res.settings.model_copy(
+        update={
+            "llm_provider": "openai",
+            "llm_base_url": llm_server.openai_base_url,
+            "llm_model": "gpt-4o-mini",
+            "llm_reply_max_tokens": 50,
+        }
+    )
+    res.llm = build_tutor_llm(res.settings, clock=fake_clock)
+    learners = []
+    for _ in range(CROWD):
+        async with res.session_factory() as session, transactional(session):
+            user = await create_user(session, res, onboarded=True)
+            headers = await bearer(session, res, user)
+        live.users.append(user.id)
+        learners.append((headers, await new_conversation(live.client, headers)))
+    yield learners
+    await res.llm.close()
+
+
+def with_timeout(live: LiveApp, fake_clock: FakeClock, seconds: float) -> None:
+    res = live.res
+    res.settings = res.settings.model_copy(update={"llm_timeout_s": seconds})
+    res.llm = build_tutor_llm(res.settings, clock=fake_clock)
+
+
+async def everyone_asks(
+    live: LiveApp, crowd: Crowd, text: str, *, stream: bool = False
+) -> list[httpx.Response]:
+    asking = (ask(live.client, h, c, text, stream=stream) for h, c in crowd)
+    return list(await asyncio.gather(*asking))
+
+
+def assert_all_unavailable(responses: list[httpx.Response]) -> None:
+    for r in responses:
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "TutorUnavailable"
+        assert int(r.headers["Retry-After"]) >= 1
+
+
+async def questions_and_replies(live: LiveApp, crowd: Crowd) -> tuple[int, int]:
+    ids = [uuid.UUID(conversation) for _, conversation in crowd]
+    query = (
+        select(ConversationMessage.role, func.count())
+        .where(ConversationMessage.conversation_id.in_(ids))
+        .group_by(ConversationMessage.role)
+    )
+    async with live.res.session_factory() as session:
+        counts = {role: n for role, n in (await session.execute(query)).all()}
+    return counts.get("user", 0), counts.get("assistant", 0)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Reply.server_error(500), Reply.broken_json(), Reply.rate_limited(retry_after="60")],
+    ids=["500", "garbage", "429"],
+)
+async def test_a_failing_provider_under_load(
+    live: LiveApp,
+    crowd: Crowd,
+    llm_server: FakeLLMServer,
+    fake_clock: FakeClock,
+    fault: Reply,
+) -> None:
+    llm_server.script(*[fault] * ENOUGH)
+
+    assert_all_unavailable(await everyone_asks(live, crowd, "first wave"))
+    # The breaker opened after five consecutive failures: the attempts already in flight
+    # reached the provider (all twelve, or on SQLite, which takes the writes one at a time,
+    # just the five), then the retries stopped (three attempts each would be 36).
+    reached = len(llm_server.requests)
+    assert 5 <= reached < 2 * CROWD
+    assert_all_unavailable(await everyone_asks(live, crowd, "second wave", stream=True))
+    # While it is open, nobody's request reaches the failing provider at all.
+    assert len(llm_server.requests) == reached
+
+    # Nothing a learner wrote is lost, and no reply was invented.
+    assert await questions_and_replies(live, crowd) == (2 * CROWD, 0)
+
+    # The provider is back; after the cool-down one probe goes through, then everyone.
+    llm_server.reset()
+    fake_clock.advance(61)
+    [probe_learner, *_] = crowd
+    probe = await ask(live.client, probe_learner[0], probe_learner[1], "are you back?")
+    assert probe.status_code == 201, probe.text
+    answered = await everyone_asks(live, crowd, "third wave", stream=True)
+    assert [r.status_code for r in answered] == [200] * CROWD
+    assert all("event: done" in r.text for r in answered)
+    assert await questions_and_replies(live, crowd) == (3 * CROWD + 1, CROWD + 1)
+
+
+async def test_a_hanging_provider_under_load_times_out_instead_of_holding_learners(
+    live: LiveApp, crowd: Crowd, llm_server: FakeLLMServer, fake_clock: FakeClock
+) -> None:
+    with_timeout(live, fake_clock, 0.5)
+    llm_server.script(*[Reply.hanging()] * ENOUGH)
+
+    # Bounded by the timeout (the first attempts time out together, which opens the breaker
+    # and stops the retries); the outer bound only turns a hang into a failure here.
+    responses = await asyncio.wait_for(everyone_asks(live, crowd, "hello?", stream=True), 30)
+
+    assert_all_unavailable(responses)
+    details = [r.json()["detail"] for r in responses]
+    # Timed out, or (for a learner whose retry came after the breaker opened) skipped.
+    assert all("timed out" in d or "paused after repeated failures" in d for d in details), details
+    assert any("timed out" in d for d in details)
+    assert await questions_and_replies(live, crowd) == (CROWD, 0)
