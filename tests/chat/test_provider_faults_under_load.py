@@ -87,40 +87,45 @@ async def questions_and_replies(live: LiveApp, crowd: Crowd) -> tuple[int, int]:
     return counts.get("user", 0), counts.get("assistant", 0)
 
 
+async def back_online(live: LiveApp, crowd: Crowd, llm: FakeLLMServer, clock: FakeClock) -> None:
+    """The provider answers again and the cool-down is over: one learner's question is the
+    probe that closes the circuit."""
+    llm.reset()
+    clock.advance(61)
+    [(headers, conversation), *_] = crowd
+    probe = await ask(live.client, headers, conversation, "are you back?")
+    assert probe.status_code == 201, probe.text
+
+
 async def test_a_failing_provider_under_load(
     live: LiveApp, crowd: Crowd, llm_server: FakeLLMServer, fake_clock: FakeClock
 ) -> None:
-    waves = 0
     faults = [Reply.server_error(500), Reply.broken_json(), Reply.rate_limited(retry_after="60")]
     for fault, stream in zip(faults, (False, True, False), strict=True):
+        await back_online(live, crowd, llm_server, fake_clock)
         llm_server.reset()
-        fake_clock.advance(61)  # the previous fault's cool-down is over
         llm_server.script(*[fault] * ENOUGH)
 
-        assert_all_unavailable(await everyone_asks(live, crowd, f"wave {waves}", stream=stream))
+        assert_all_unavailable(await everyone_asks(live, crowd, "first", stream=stream))
         # The breaker opened after five consecutive failures: the attempts already in flight
         # reached the provider (all of them, or on SQLite, which takes the writes one at a
         # time, just the five), then the retries stopped (three attempts each: 3 x CROWD).
         reached = len(llm_server.requests)
-        assert 5 <= reached < 2 * CROWD, fault
+        assert 5 <= reached < 2 * CROWD, (fault, reached)
         assert_all_unavailable(await everyone_asks(live, crowd, "again", stream=not stream))
         # While it is open, nobody's request reaches the failing provider at all.
         assert len(llm_server.requests) == reached, fault
-        waves += 2
 
-    # Nothing a learner wrote is lost, and no reply was invented.
-    assert await questions_and_replies(live, crowd) == (waves * CROWD, 0)
+    # Nothing a learner wrote is lost, and no reply was invented: the only replies are the
+    # three probes'.
+    asked = 3 * 2 * CROWD + 3
+    assert await questions_and_replies(live, crowd) == (asked, 3)
 
-    # The provider is back; after the cool-down one probe goes through, then everyone.
-    llm_server.reset()
-    fake_clock.advance(61)
-    [(probe_headers, probe_conversation), *_] = crowd
-    probe = await ask(live.client, probe_headers, probe_conversation, "are you back?")
-    assert probe.status_code == 201, probe.text
+    await back_online(live, crowd, llm_server, fake_clock)
     answered = await everyone_asks(live, crowd, "last wave", stream=True)
     assert [r.status_code for r in answered] == [200] * CROWD
     assert all("event: done" in r.text for r in answered)
-    assert await questions_and_replies(live, crowd) == ((waves + 1) * CROWD + 1, CROWD + 1)
+    assert await questions_and_replies(live, crowd) == (asked + 1 + CROWD, 3 + 1 + CROWD)
 
 
 async def test_a_hanging_provider_under_load_times_out_instead_of_holding_learners(
