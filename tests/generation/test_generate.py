@@ -259,3 +259,18 @@ async def test_one_refill_at_a_time_for_the_same_skill_and_level(
     assert len(tasks.tasks) == 2
     for scheduled in (refill, harder):
         await resources.cache.delete(refill_lock_key(scheduled))
+
+
+async def test_a_refill_that_breaks_is_logged_and_frees_its_lock(
+    resources: Resources, tutor: Tutor, learner: User
+) -> None:
+    tutor()
+    tasks = BackgroundTasks()
+    refill = Refill("python", "loops", 2)
+
+    def broken_session() -> Any:
+        raise RuntimeError("the database went away")
+
+    assert await schedule_refill(resources, tasks, broken_session, learner.id, refill)
+    await tasks()  # after the response: nothing may escape into the server's request cycle
+    assert await resources.cache.get(refill_lock_key(refill)) is None  # the next pick may try

@@ -16,7 +16,7 @@ from koan.llm import (
 )
 from koan.llm.anthropic_provider import split_system
 from tests.fixtures.llm_server import FakeLLMServer, Reply
-from tests.llm.streams import drain
+from tests.llm.streams import assert_streams_share_one_connection, drain
 
 REQUEST = CompletionRequest(
     messages=[
@@ -135,15 +135,8 @@ async def test_stream_collects_usage_from_message_start_and_delta(
 async def test_streams_reuse_one_connection(
     provider: AnthropicProvider, llm_server: FakeLLMServer
 ) -> None:
-    llm_server.script(Reply(text="One?"), Reply(text="Two?"), Reply(text="Three?"))
-
     async with provider:
-        for _ in range(3):
-            _ = [item async for item in provider.stream(REQUEST)]
-
-    # Each stream is read to its end, so its connection goes back to the pool.
-    assert len(llm_server.requests) == 3
-    assert len({request.client for request in llm_server.requests}) == 1
+        await assert_streams_share_one_connection(provider, llm_server, REQUEST)
 
 
 async def test_error_event_mid_stream_is_a_provider_error_after_partial_text(

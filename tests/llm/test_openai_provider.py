@@ -18,7 +18,7 @@ from koan.llm import (
 from koan.llm.base import sse_data
 from koan.llm.types import StreamItem
 from tests.fixtures.llm_server import FakeLLMServer, Reply, unused_url
-from tests.llm.streams import drain
+from tests.llm.streams import assert_streams_share_one_connection, drain
 
 REQUEST = CompletionRequest(
     messages=[
@@ -218,17 +218,8 @@ async def test_stream_yields_deltas_then_end_with_reported_usage(
 async def test_streams_reuse_one_connection(
     provider: OpenAIProvider, llm_server: FakeLLMServer
 ) -> None:
-    llm_server.script(Reply(text="One?"), Reply(text="Two?"), Reply(text="Three?"))
-
     async with provider:
-        for _ in range(3):
-            _ = [item async for item in provider.stream(REQUEST)]
-
-    # Each stream is read to its end, so its connection goes back to the pool: no new TCP
-    # (or TLS) handshake per message.
-    clients = {request.client for request in llm_server.requests}
-    assert len(llm_server.requests) == 3
-    assert len(clients) == 1, clients
+        await assert_streams_share_one_connection(provider, llm_server, REQUEST)
 
 
 async def test_stream_without_usage_chunk_estimates(

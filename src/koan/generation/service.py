@@ -226,10 +226,10 @@ async def schedule_refill(
 async def _refill(
     res: Resources, open_session: SessionOpener, user_id: uuid.UUID, refill: Refill
 ) -> None:
-    data = GenerateIn.model_validate(
-        {"language": refill.language, "skill": refill.skill, "difficulty": refill.difficulty}
-    )
     try:
+        data = GenerateIn.model_validate(
+            {"language": refill.language, "skill": refill.skill, "difficulty": refill.difficulty}
+        )
         async with open_session() as session:
             user = await session.get(User, user_id)
             if user is not None:
@@ -238,5 +238,9 @@ async def _refill(
         # Over budget, the model down, or validation failing every time: the bank stays as
         # it is and the picker keeps choosing from it; another day may succeed.
         log.info("generation.refill_skipped", error=exc.code, detail=exc.detail[:200])
+    except Exception:
+        # After the response: nobody is waiting on it, so it is logged here, not raised into
+        # the server's request cycle.
+        log.exception("generation.refill_failed", skill=refill.skill)
     finally:
         await res.cache.delete(refill_lock_key(refill))
