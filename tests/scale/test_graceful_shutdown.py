@@ -2,7 +2,9 @@
 
 A real `koan serve` process grades a submission whose code takes a while; SIGTERM arrives while
 it is being graded (its row is already stored as pending). The learner still gets the verdict,
-and the process then exits by itself, cleanly.
+and the process then exits by itself, cleanly. Likewise for a tutor reply being streamed:
+SIGTERM arrives mid-reply, the server stops taking new connections, and the learner still
+gets the rest of the reply, stored whole.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from koan.db import create_engine, transactional
 from koan.exercises.bank import import_specs
 from koan.exercises.repository import exercises_by_slug
-from koan.models import Submission
+from koan.models import ConversationMessage, Submission
+from tests.chat.helpers import HeldReply, HoldingServer
 from tests.fixtures.factories import exercise_spec
 from tests.scale.servers import PASSWORD, KoanServer, add_user, migrate, server_env
 
@@ -68,6 +71,86 @@ async def test_sigterm_waits_for_the_submission_being_graded_then_exits(tmp_path
     finally:
         server.stop()
         await engine.dispose()
+
+
+REPLY = "What does your loop do on its very last turn?"
+
+
+async def test_sigterm_lets_a_tutor_reply_being_streamed_finish_then_exits(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'koan.db'}"
+    await migrate(url)
+    engine = create_engine(url)
+    provider = HoldingServer().start()
+    provider.script(HeldReply(text=REPLY, hold_after=2))
+    env = server_env(
+        tmp_path,
+        KOAN_DATABASE_URL=url,
+        KOAN_LLM_PROVIDER="openai",
+        KOAN_LLM_BASE_URL=provider.openai_base_url,
+        KOAN_LLM_MODEL="gpt-4o-mini",
+    )
+    server = KoanServer(env, tmp_path)
+    try:
+        user = await add_user(engine)
+        server.start()
+        await server.wait_live()
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            login = await client.post(
+                "/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}
+            )
+            assert login.status_code == 200, login.text
+            bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            created = await client.post("/api/v1/conversations", headers=bearer, json={})
+            path = f"/api/v1/conversations/{created.json()['id']}/messages"
+
+            async def stream_reply() -> str:
+                headers = {**bearer, "Accept": "text/event-stream"}
+                async with client.stream(
+                    "POST", path, headers=headers, json={"content": "Why is my total off?"}
+                ) as response:
+                    assert response.status_code == 200
+                    return "".join([text async for text in response.aiter_text()])
+
+            streaming = asyncio.create_task(stream_reply())
+            await provider.wait_until_held()  # two tokens are out: the reply is mid-stream
+            server.signal(signal.SIGTERM)
+            await _wait_until_refusing_connections(server.url)
+            # The model is still writing a second into the shutdown (a real reply takes
+            # seconds); the server must wait for it, not cut it off.
+            await asyncio.sleep(1.0)
+            assert server.proc is not None
+            assert server.proc.poll() is None
+            provider.release.set()
+            body = await streaming
+
+        assert "event: done" in body, body
+        assert '"incomplete": false' in body
+        assert await server.wait_exit() in (0, -signal.SIGTERM), server.log()
+        assert "Traceback" not in server.log()
+        async with AsyncSession(engine) as session:
+            stored = await session.scalar(
+                select(ConversationMessage.content).where(ConversationMessage.role == "assistant")
+            )
+        assert stored == REPLY
+    finally:
+        server.stop()
+        provider.stop()
+        await engine.dispose()
+
+
+async def _wait_until_refusing_connections(url: str) -> None:
+    """Until the server has stopped accepting connections: shutdown has begun (bounded)."""
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient(base_url=url, timeout=2) as probe:
+        while time.monotonic() < deadline:
+            try:
+                await probe.get("/health/live", headers={"Connection": "close"})
+            except httpx.TransportError:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError("the server kept accepting connections after SIGTERM")
 
 
 async def _wait_for_pending_submission(
