@@ -69,6 +69,7 @@ SLOW_MODULES = frozenset(
         "test_builtin_bank.py",
         "test_explain.py",
         "test_authorization_matrix.py",
+        "test_provider_faults_under_load.py",
     }
 )
 
