@@ -16,7 +16,11 @@ from koan.llm import (
 )
 from koan.llm.anthropic_provider import split_system
 from tests.fixtures.llm_server import FakeLLMServer, Reply
-from tests.llm.streams import assert_streams_share_one_connection, drain
+from tests.llm.streams import (
+    assert_error_event_ends_the_stream_after_partial_text,
+    assert_streams_share_one_connection,
+    drain,
+)
 
 REQUEST = CompletionRequest(
     messages=[
@@ -142,16 +146,8 @@ async def test_streams_reuse_one_connection(
 async def test_error_event_mid_stream_is_a_provider_error_after_partial_text(
     provider: AnthropicProvider, llm_server: FakeLLMServer
 ) -> None:
-    llm_server.script(Reply(text="one two three", error_after_chunks=2, error_message="Overloaded"))
-    received: list[str] = []
-
     async with provider:
-        with pytest.raises(ProviderError) as caught:
-            await drain(provider.stream(REQUEST), received)
-
-    assert received == ["one ", "two "]
-    assert caught.value.kind == "server_error"
-    assert "Overloaded" in str(caught.value)
+        await assert_error_event_ends_the_stream_after_partial_text(provider, llm_server, REQUEST)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,11 @@ from koan.llm import (
 from koan.llm.base import sse_data
 from koan.llm.types import StreamItem
 from tests.fixtures.llm_server import FakeLLMServer, Reply, unused_url
-from tests.llm.streams import assert_streams_share_one_connection, drain
+from tests.llm.streams import (
+    assert_error_event_ends_the_stream_after_partial_text,
+    assert_streams_share_one_connection,
+    drain,
+)
 
 REQUEST = CompletionRequest(
     messages=[
@@ -292,18 +296,8 @@ async def test_broken_stream_event_is_malformed(
 async def test_error_event_mid_stream_is_a_provider_error_after_partial_text(
     provider: OpenAIProvider, llm_server: FakeLLMServer
 ) -> None:
-    llm_server.script(
-        Reply(text="one two three four", error_after_chunks=2, error_message="model crashed")
-    )
-    received: list[str] = []
-
     async with provider:
-        with pytest.raises(ProviderError) as caught:
-            await drain(provider.stream(REQUEST), received)
-
-    assert received == ["one ", "two "]
-    assert caught.value.kind == "server_error"
-    assert "model crashed" in str(caught.value)
+        await assert_error_event_ends_the_stream_after_partial_text(provider, llm_server, REQUEST)
 
 
 @pytest.mark.parametrize(

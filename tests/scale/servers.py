@@ -150,6 +150,13 @@ def stop_all(servers: list[KoanServer]) -> None:
             proc.wait()
 
 
+async def log_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> dict[str, str]:
+    """Log in through the API; the Authorization header for the access token."""
+    login = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
 # -- databases -------------------------------------------------------------------------------
 
 

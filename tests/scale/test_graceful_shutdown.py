@@ -24,7 +24,7 @@ from koan.exercises.repository import exercises_by_slug
 from koan.models import ConversationMessage, Submission
 from tests.chat.helpers import HeldReply, HoldingServer
 from tests.fixtures.factories import exercise_spec
-from tests.scale.servers import PASSWORD, KoanServer, add_user, migrate, server_env
+from tests.scale.servers import KoanServer, add_user, log_in, migrate, server_env
 
 SLOW_SOLUTION = "import time\n\ntime.sleep(1.5)\n\n\ndef add(a, b):\n    return a + b\n"
 
@@ -45,11 +45,7 @@ async def test_sigterm_waits_for_the_submission_being_graded_then_exits(tmp_path
         server.start()
         await server.wait_live()
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            login = await client.post(
-                "/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}
-            )
-            assert login.status_code == 200, login.text
-            bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            bearer = await log_in(client, user.email)
             submitting = asyncio.create_task(
                 client.post(
                     f"/api/v1/exercises/{exercise_id}/submissions",
@@ -97,11 +93,7 @@ async def test_sigterm_lets_a_tutor_reply_being_streamed_finish_then_exits(
         server.start()
         await server.wait_live()
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            login = await client.post(
-                "/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}
-            )
-            assert login.status_code == 200, login.text
-            bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            bearer = await log_in(client, user.email)
             created = await client.post("/api/v1/conversations", headers=bearer, json={})
             path = f"/api/v1/conversations/{created.json()['id']}/messages"
 

@@ -20,7 +20,7 @@ from koan.app import create_app
 from koan.config import Settings
 from koan.resources import Resources
 from tests.conftest import DATABASE_URL
-from tests.scale.servers import SECRET_KEY, PrivatePostgres, add_user, migrate
+from tests.scale.servers import SECRET_KEY, PrivatePostgres, add_user, log_in, migrate
 
 pytestmark = pytest.mark.skipif(
     not DATABASE_URL, reason="needs PostgreSQL (set KOAN_TEST_DATABASE_URL)"
@@ -74,11 +74,7 @@ async def test_requests_during_a_database_outage_get_503_and_the_pool_recovers(
     app = create_app(resources=resources)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        login = await client.post(
-            "/api/v1/auth/login", json={"email": user.email, "password": "correct-horse-battery-9"}
-        )
-        assert login.status_code == 200, login.text
-        bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        bearer = await log_in(client, user.email)
 
         async def me() -> httpx.Response:
             return await client.get("/api/v1/users/me", headers=bearer)
