@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import statistics
@@ -27,8 +28,6 @@ def summary_ms(values_s: list[float]) -> tuple[float, float]:
 
 
 def machine() -> str:
-    import os
-
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
@@ -43,3 +42,18 @@ def write_section(name: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + section
     BENCHMARKS_MD.write_text(text)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a live process tree: each process's own time plus that of children it reaped."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # utime, stime, cutime, cstime are fields 14-17 of stat; fields[0] here is field 3.
+        total = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += tree_cpu_seconds(int(child))
+    except (OSError, ValueError):
+        pass
+    return total

@@ -18,7 +18,8 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
+
+from _common import tree_cpu_seconds
 
 from koan.grading.sandbox import Sandbox, SandboxConfig, Tier
 
@@ -87,21 +88,6 @@ async def grade(sandbox: Sandbox, language: str) -> None:
     report = await sandbox.grade(language=language, code=code, tests=tests)  # type: ignore[arg-type]
     if report.status != "passed":
         raise SystemExit(f"benchmark exercise did not pass: {report}")
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU of a live process tree: each process's own time plus that of children it reaped."""
-    total = 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # utime, stime, cutime, cstime are fields 14-17 of stat; fields[0] here is field 3.
-        total = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                total += tree_cpu_seconds(int(child))
-    except (OSError, ValueError):
-        pass
-    return total
 
 
 def sandbox_cpu_seconds(sandbox: Sandbox) -> float:

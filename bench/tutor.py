@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine, percentile  # noqa: E402
+from _common import machine, percentile, tree_cpu_seconds  # noqa: E402
 from tests.fixtures.llm_server import Reply  # noqa: E402
 from tests.scale.servers import create_database, drop_database  # noqa: E402
 
@@ -207,11 +207,12 @@ async def run(args: argparse.Namespace) -> dict[str, tuple[float, float]]:
     else:
         url = f"sqlite+aiosqlite:///{tmp}/bench.db"
         await asyncio.to_thread(upgrade, url)
-    tokens = await seed(url, concurrent)
+    tokens = await seed(url, max(1, concurrent))
     fake, llm_url = start_fake_provider()
     port = free_port()
     proc = start_koan(url, port, llm_url, tmp, args.workers, args.redis_url)
-    limits = httpx.Limits(max_connections=concurrent * 2, max_keepalive_connections=concurrent * 2)
+    pool = max(2, concurrent * 2)
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
     try:
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits
@@ -233,16 +234,21 @@ async def run(args: argparse.Namespace) -> dict[str, tuple[float, float]]:
                 await koan_ttft(http, tokens[0], await conversation(tokens[0]))
 
             results: dict[str, tuple[float, float]] = {}
+            fresh_ids = [await conversation(tokens[0]) for _ in range(runs)]
             # Interleaved, so drift (other load on the machine) hits both paths alike.
             direct_seq: list[float] = []
             koan_seq: list[float] = []
-            for _ in range(runs):
-                fresh = await conversation(tokens[0])
+            cpu_before = tree_cpu_seconds(proc.pid)
+            for fresh in fresh_ids:
                 direct_seq.append(await direct_ttft(http, llm_url))
                 koan_seq.append(await koan_ttft(http, tokens[0], fresh))
+            cpu_ms = (tree_cpu_seconds(proc.pid) - cpu_before) * 1000 / runs
             results["direct_seq"] = stats(direct_seq)
             results["koan_seq"] = stats(koan_seq)
+            results["cpu"] = (cpu_ms, cpu_ms)
 
+            if not concurrent:
+                return results
             rounds = max(1, runs // concurrent) * 2
             direct_conc: list[float] = []
             koan_conc: list[float] = []
@@ -277,12 +283,19 @@ def table(results: dict[str, tuple[float, float]], concurrent: int) -> str:
         "|---|---|---|---|",
     ]
     for label, key in (("sequential", "seq"), (f"{concurrent} concurrent conversations", "conc")):
+        if f"koan_{key}" not in results:
+            continue
         d_med, d_p95 = results[f"direct_{key}"]
         k_med, k_p95 = results[f"koan_{key}"]
         rows.append(
             f"| {label} | {d_med:.1f} / {d_p95:.1f} ms | {k_med:.1f} / {k_p95:.1f} ms "
             f"| {k_med - d_med:+.1f} ms |"
         )
+    cpu_ms = results["cpu"][0]
+    rows.append("")
+    rows.append(
+        f"Koan's CPU per streamed reply (sequential, the server's processes): {cpu_ms:.1f} ms"
+    )
     return "\n".join(rows) + "\n"
 
 
@@ -298,7 +311,7 @@ def write_doc(body: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--concurrent", type=int, default=50)
+    parser.add_argument("--concurrent", type=int, default=50, help="0: sequential only")
     parser.add_argument("--workers", type=int, default=1, help="koan serve --workers")
     parser.add_argument("--database-url", default="", help="PostgreSQL server (admin) URL")
     parser.add_argument("--redis-url", default="")

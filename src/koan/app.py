@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from koan import __version__
 from koan.auth.router import router as auth_router
@@ -27,6 +27,7 @@ from koan.users.router import router as users_router
 from koan.web import mount_web
 
 MAX_BODY_BYTES = 1024 * 1024
+API_PREFIX = "/api/v1"
 
 
 def create_app(settings: Settings | None = None, *, resources: Resources | None = None) -> FastAPI:
@@ -58,14 +59,14 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     if resources is not None:
         # Usable without running the lifespan (e.g. ASGI transports in tests).
         app.state.resources = resources
-    api = APIRouter(prefix="/api/v1")
     domain_routers = (
         auth_router, users_router, onboarding_router, exercises_router, progress_router,
         chat_router, usage_router, generation_router,
     )  # fmt: skip
+    # Each straight under the app: FastAPI matches an included router's routes again at
+    # every level of nesting, so an /api/v1 router around these doubled the routing work.
     for router in domain_routers:
-        api.include_router(router)
-    app.include_router(api)
+        app.include_router(router, prefix=API_PREFIX)
     app.include_router(health_router)
     install_error_handlers(app)
     # The learner's web app (pages and /static), after every API router and error handler.

@@ -107,3 +107,25 @@ async def test_requests_during_a_database_outage_get_503_and_the_pool_recovers(
         renamed = await client.patch("/api/v1/users/me", headers=bearer, json={"name": "Back"})
         assert renamed.status_code == 200
         assert renamed.json()["name"] == "Back"
+
+
+async def test_a_restart_between_requests_is_invisible_to_the_next_one(
+    private_postgres: PrivatePostgres, resources: Resources
+) -> None:
+    """No request sees the outage, so nothing has told the pool yet: its connections are
+    dead when the next learner arrives, and the pool must notice that on checkout."""
+    user = await add_user(resources.engine)
+    app = create_app(resources=resources)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        bearer = await log_in(client, user.email)
+
+        async def me() -> httpx.Response:
+            return await client.get("/api/v1/users/me", headers=bearer)
+
+        assert [r.status_code for r in await asyncio.gather(*(me() for _ in range(3)))] == [200] * 3
+        await asyncio.to_thread(private_postgres.stop)
+        await asyncio.to_thread(private_postgres.start)
+        first = await me()
+        assert first.status_code == 200, first.text
+        assert [r.status_code for r in await asyncio.gather(*(me() for _ in range(5)))] == [200] * 5
