@@ -8,12 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.llm.offline import OFFLINE_NOTE
 from koan.models import ConversationMessage, Exercise, LLMCall, User
 from koan.resources import Resources
+from koan.usage.service import user_spend_key, utc_day
 from tests.chat.helpers import (
     EVENS_SOLUTION,
     EVENS_STARTER,
@@ -222,6 +225,53 @@ async def test_a_stream_failing_before_the_first_token_is_a_503(
     assert r.status_code == 503
     assert r.json()["error"] == "TutorUnavailable"
     assert "Retry-After" in r.headers
+    # The question was committed while the provider was being asked: it is kept.
+    detail = (await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)).json()
+    assert [(m["role"], m["content"]) for m in detail["messages"]] == [("user", "stream please")]
+
+
+async def test_a_stream_whose_question_cannot_be_committed_is_closed(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The question commits while the provider is asked: if the database fails that commit,
+    no reply goes out, the provider's stream is closed and the learner's lock released."""
+    res = tutor()
+    conversation_id = await new_conversation(client, headers)
+    commit = AsyncSession.commit
+    failures = [OperationalError("COMMIT", {}, OSError("server closed the connection"))]
+
+    async def failing_once(self: AsyncSession) -> None:
+        if failures:
+            raise failures.pop()
+        await commit(self)
+
+    monkeypatch.setattr(AsyncSession, "commit", failing_once)
+    llm_server.script(Reply(text="This reply is never shown."))
+    r = await ask(client, headers, conversation_id, "Hello?", stream=True)
+    assert r.status_code == 503
+    assert r.json()["error"] == "ServiceUnavailable"
+    assert not failures
+    monkeypatch.setattr(AsyncSession, "commit", commit)
+    stored = await session.execute(
+        select(ConversationMessage.role).where(
+            ConversationMessage.conversation_id == uuid.UUID(conversation_id)
+        )
+    )
+    assert "assistant" not in list(stored.scalars())
+    # The projected cost held for the reply was given back.
+    spent = await res.cache.get(user_spend_key(utc_day(res.clock.now()), learner.id))
+    assert float(spent or 0) == 0
+
+    llm_server.script(Reply(text="Back again?"))
+    r = await ask(client, headers, conversation_id, "Hello?", stream=True)
+    assert r.status_code == 200, r.text  # the reply lock went with the failure
+    assert parse_sse(r.text)[-1][0] == "done"
 
 
 async def test_a_stream_cut_mid_reply_ends_with_an_error_event_and_keeps_the_partial(

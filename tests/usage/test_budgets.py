@@ -77,6 +77,32 @@ async def test_over_budget_is_a_429_until_midnight_utc(
     assert (await ask(client, fresh, conversation_id, "third")).status_code == 201
 
 
+async def test_a_streamed_question_over_budget_is_refused_and_kept(
+    client: httpx.AsyncClient,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor(llm_user_daily_budget_usd=Decimal("0.21"))
+    llm_server.script(EXPENSIVE)
+    conversation_id = await new_conversation(client, headers)
+    assert (await ask(client, headers, conversation_id, "first", stream=True)).status_code == 200
+    r = await ask(client, headers, conversation_id, "second", stream=True)
+    assert r.status_code == 429
+    assert r.json()["error"] == "BudgetExceeded"
+    assert len(llm_server.requests) == 1  # the model was not asked
+    detail = (await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)).json()
+    asked = [m["content"] for m in detail["messages"] if m["role"] == "user"]
+    assert asked == ["first", "second"]
+    assert await spent_in_cache(resources, learner) == pytest.approx(0.20)
+    # The reply lock went with the refusal.
+    tutor(llm_user_daily_budget_usd=Decimal("10"))
+    llm_server.script(Reply(text="Go on?"))
+    assert (await ask(client, headers, conversation_id, "third", stream=True)).status_code == 200
+
+
 async def test_two_workers_share_one_running_total(
     client: httpx.AsyncClient,
     session: AsyncSession,

@@ -22,6 +22,7 @@ from koan.chat.schemas import (
     ReplyOut,
 )
 from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
+from koan.errors import KoanError
 
 router = APIRouter(prefix="/conversations", tags=["tutor"])
 
@@ -129,16 +130,18 @@ async def post_message(
     try:
         prepared = await service.prepare(session, res, user, conversation, data.content, profile)
         question = await service.store_question(session, res, conversation, data.content)
-        # Committed now, as submissions are: a provider failure must not lose the question.
-        await session.commit()
         headers = {"X-Koan-Message-Id": str(question.id)}
         if wants_stream and prepared.guard is None:
-            stream = await service.open_stream(session, res, open_session, user, prepared, lock)
+            try:
+                stream = await service.open_stream(session, res, open_session, user, prepared, lock)
+            except KoanError:
+                await session.commit()  # over budget: refused, and the question is kept
+                raise
             handed_over = True  # the stream releases the lock once its reply is stored
-            if session.in_transaction():
-                await session.commit()  # seeding today's budget read the database
-            await stream.start()
+            await service.commit_and_start(session, stream)
             return EventStream(stream, headers)
+        # Committed now, as submissions are: a provider failure must not lose the question.
+        await session.commit()
         # Exercise conversations are checked against the solution before anything is sent.
         result = await service.answer(session, res, user, prepared)
         reply = await service.store_answer(session, res, conversation, result)

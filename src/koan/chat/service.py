@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -557,6 +558,24 @@ class ReplyStream:
             else done_payload(outcome.message, prepared.conversation_id)
         )
         return outcome
+
+
+async def commit_and_start(session: AsyncSession, stream: ReplyStream) -> None:
+    """Commit the learner's question while the model works on its first token.
+
+    The stream is handed back only once both are done, so no reply goes out for a question
+    that was not stored; a provider failure is raised after the commit (the question is kept),
+    and a failed commit closes the stream before the error goes up."""
+    first = asyncio.create_task(stream.start())
+    try:
+        await session.commit()
+    except BaseException:
+        first.cancel()
+        with anyio.CancelScope(shield=True):
+            await asyncio.gather(first, return_exceptions=True)
+            await stream.aclose()  # the first token may have come: release the provider
+        raise
+    await first
 
 
 async def open_stream(
