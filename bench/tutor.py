@@ -1,15 +1,25 @@
 """Time to first token through Koan's streaming tutor endpoint vs straight from the provider.
 
-    .venv/bin/python bench/tutor.py [--runs 200] [--concurrent 50] [--workers 1] [--write]
+    .venv/bin/python bench/tutor.py [--runs 200] [--concurrent 50] [--workers 1] [--think 5 15]
+        [--database-url postgresql://... --redis-url redis://...] [--write]
 
 A real `koan serve` (uvicorn) process on loopback with SQLite, its KOAN_LLM_BASE_URL pointed
 at a fake OpenAI-compatible server (tests/fixtures/llm_server.py) in a process of its own.
 Each sample is the time from sending the request to reading the first text delta: "direct" is
 an SSE chat completion from the fake provider; "Koan" is
 `POST /api/v1/conversations/{id}/messages` with `Accept: text/event-stream` (auth, rate limit,
-reply lock, the prompt from profile and history, storing and committing the learner's message,
-the budget reservation, then the provider's stream relayed). Concurrent runs use one learner
-per conversation (one reply in flight each).
+reply lock, the prompt from profile and history, the budget reservation, storing and
+committing the learner's message while the provider is asked, then the provider's stream
+relayed). Three loads, each measured straight from the provider and then through Koan:
+
+- sequential: one question at a time, each in a new conversation;
+- N questions sent at the same instant (`--concurrent`, one learner each), the worst case;
+- N learners chatting at once: each asks, reads the reply to its end while the provider
+  streams it at a model's pace (`--token-interval`), thinks (`--think MIN MAX` seconds,
+  uniform), and asks again in the same conversation (`--messages` times).
+
+`--concurrent 0` runs the sequential load only. The server's CPU per streamed reply is read
+from /proc during the sequential load.
 
 Target: Koan adds under 10 ms to the median time to first token.
 """
@@ -20,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import socket
 import statistics
@@ -27,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -98,11 +110,24 @@ FAKE_SERVER = """
 import sys, time
 sys.path.insert(0, {root!r})
 from tests.fixtures.llm_server import FakeLLMServer, Reply
-server = FakeLLMServer(default=Reply(text={text!r}, input_tokens=400, output_tokens=30)).start()
+def reply(interval):
+    return Reply(text={text!r}, input_tokens=400, output_tokens=30, chunk_interval=interval)
+server = FakeLLMServer(default=reply(0.0)).start()
 print(server.openai_base_url, flush=True)
-sys.stdin.read()  # until the benchmark closes our stdin
+for line in sys.stdin:  # "pace <seconds>": stream at a model's pace; EOF: stop
+    server.default = reply(float(line.split()[1]))
+    print("ok", flush=True)
 server.stop()
 """
+
+
+def pace_provider(fake: subprocess.Popen[str], interval_s: float) -> None:
+    """Make the fake provider wait `interval_s` between streamed chunks from now on."""
+    assert fake.stdin is not None
+    assert fake.stdout is not None
+    fake.stdin.write(f"pace {interval_s}\n")
+    fake.stdin.flush()
+    assert fake.stdout.readline().strip() == "ok"
 
 
 def start_fake_provider() -> tuple[subprocess.Popen[str], str]:
@@ -262,6 +287,33 @@ async def run(args: argparse.Namespace) -> dict[str, tuple[float, float]]:
                 )
             results["direct_conc"] = stats(direct_conc)
             results["koan_conc"] = stats(koan_conc)
+
+            # Learners chatting: each asks, reads the reply to its end as the model streams
+            # it, thinks, and asks again in the same conversation.
+            pace_provider(fake, args.token_interval)
+            low, high = args.think
+            rng = random.Random(7)
+            thinking = [[rng.uniform(low, high) for _ in range(args.messages + 1)] for _ in tokens]
+
+            async def learner(ask: Callable[[int], Awaitable[float]], n: int) -> list[float]:
+                await asyncio.sleep(thinking[n][0] * rng.random())  # not all at once
+                samples = []
+                for pause in thinking[n][1:]:
+                    samples.append(await ask(n))
+                    await asyncio.sleep(pause)
+                return samples
+
+            async def ask_direct(_: int) -> float:
+                return await direct_ttft(http, llm_url)
+
+            chats = [await conversation(t) for t in tokens]
+
+            async def ask_koan(n: int) -> float:
+                return await koan_ttft(http, tokens[n], chats[n])
+
+            for key, ask in (("direct_paced", ask_direct), ("koan_paced", ask_koan)):
+                per_learner = await asyncio.gather(*(learner(ask, n) for n in range(concurrent)))
+                results[key] = stats([s for samples in per_learner for s in samples])
     except Exception:
         log = (Path(tmp) / "koan.log").read_text(errors="replace")
         print(f"koan serve's log (last lines):\n{log[-4000:]}", file=sys.stderr)  # noqa: T201
@@ -276,13 +328,24 @@ async def run(args: argparse.Namespace) -> dict[str, tuple[float, float]]:
     return results
 
 
-def table(results: dict[str, tuple[float, float]], concurrent: int) -> str:
+def table(
+    results: dict[str, tuple[float, float]], concurrent: int, args: argparse.Namespace
+) -> str:
     rows = [
         "| load | direct from the provider, median / p95 | through Koan, median / p95 "
         "| Koan adds (median) |",
         "|---|---|---|---|",
     ]
-    for label, key in (("sequential", "seq"), (f"{concurrent} concurrent conversations", "conc")):
+    loads = (
+        ("sequential", "seq"),
+        (f"{concurrent} questions sent at the same instant", "conc"),
+        (
+            f"{concurrent} learners chatting at once (think {args.think[0]:g}-{args.think[1]:g} s, "
+            f"a chunk every {args.token_interval * 1000:g} ms)",
+            "paced",
+        ),
+    )
+    for label, key in loads:
         if f"koan_{key}" not in results:
             continue
         d_med, d_p95 = results[f"direct_{key}"]
@@ -313,12 +376,27 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--concurrent", type=int, default=50, help="0: sequential only")
     parser.add_argument("--workers", type=int, default=1, help="koan serve --workers")
+    parser.add_argument(
+        "--think",
+        type=float,
+        nargs=2,
+        default=(5.0, 15.0),
+        metavar=("MIN", "MAX"),
+        help="learners chatting: seconds between reading a reply and asking again",
+    )
+    parser.add_argument(
+        "--token-interval",
+        type=float,
+        default=0.02,
+        help="learners chatting: seconds between the provider's streamed chunks",
+    )
+    parser.add_argument("--messages", type=int, default=6, help="learners chatting: each asks")
     parser.add_argument("--database-url", default="", help="PostgreSQL server (admin) URL")
     parser.add_argument("--redis-url", default="")
     parser.add_argument("--write", action="store_true", help="update docs/tutor.md")
     args = parser.parse_args()
     results = asyncio.run(run(args))
-    markdown = table(results, args.concurrent)
+    markdown = table(results, args.concurrent, args)
     print(markdown)  # noqa: T201
     if args.write:
         backend = ""

@@ -113,7 +113,10 @@ async def append_message(
     session: AsyncSession, conversation_id: uuid.UUID, message: ConversationMessage
 ) -> ConversationMessage | None:
     """`add_message` for a conversation that is not loaded (a stream storing its reply): the
-    count is bumped and read back in one statement. None if the conversation is gone."""
+    count is bumped and read back in one statement. None if the conversation is gone.
+
+    The message is inserted by the session's next flush (the stream's commit, together with
+    the call's record)."""
     params = {"conversation_id": conversation_id, "now": message.created_at}
     seq = (await session.execute(_NEXT_SEQ, params)).scalar_one_or_none()
     if seq is None:
@@ -121,5 +124,4 @@ async def append_message(
     message.seq = seq
     message.conversation_id = conversation_id
     session.add(message)
-    await session.flush()
     return message
