@@ -2,8 +2,8 @@
 
 The database is a private PostgreSQL cluster started for this test on a free port (initdb in a
 temporary directory), so stopping it disturbs no other test or developer on the machine. The
-app is the production one with its own engine and pool (pool_pre_ping on), not the tests'
-rolled-back connection.
+app is the production one with its own engine and pool (closed connections dropped on
+checkout), not the tests' rolled-back connection.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ async def test_requests_during_a_database_outage_get_503_and_the_pool_recovers(
 
         await asyncio.to_thread(private_postgres.start)
         # pg_ctl -w returned: the server accepts connections. The pool drops its dead
-        # connections on checkout (pre-ping) instead of failing a learner's request with them.
+        # connections on checkout instead of failing a learner's request with them.
         assert (await me()).status_code == 200
         after = await asyncio.gather(*(me() for _ in range(8)))
         assert [r.status_code for r in after] == [200] * 8

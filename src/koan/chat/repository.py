@@ -79,6 +79,19 @@ async def messages_before(
     return (await session.execute(query)).scalars().all()
 
 
+async def history(
+    session: AsyncSession, conversation_id: uuid.UUID, *, limit: int
+) -> list[tuple[str, str]]:
+    """The newest `limit` messages as (role, content), oldest first: what a prompt needs."""
+    rows = await session.execute(
+        select(ConversationMessage.role, ConversationMessage.content)
+        .where(ConversationMessage.conversation_id == conversation_id)
+        .order_by(ConversationMessage.seq.desc())
+        .limit(limit)
+    )
+    return [(role, content) for role, content in reversed(rows.all())]
+
+
 async def add_message(
     session: AsyncSession, conversation: Conversation, message: ConversationMessage
 ) -> ConversationMessage:

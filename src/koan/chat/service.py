@@ -252,11 +252,9 @@ async def prepare(
     system = build_system_prompt(profile=profile, context=context, mode="chat")
     history: list[ChatMessage] = []
     if conversation.message_count:
-        rows = await repository.messages_before(
-            session, conversation.id, before_seq=None, limit=HISTORY_LIMIT
-        )
-        history = [ChatMessage("user" if m.role == "user" else "assistant", m.content)
-                   for m in reversed(rows) if m.content]  # fmt: skip
+        rows = await repository.history(session, conversation.id, limit=HISTORY_LIMIT)
+        history = [ChatMessage("user" if role == "user" else "assistant", content)
+                   for role, content in rows if content]  # fmt: skip
     history.append(ChatMessage("user", question))
     messages = trim_history(
         system, history, settings.llm_context_tokens, settings.llm_reply_max_tokens
