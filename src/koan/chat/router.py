@@ -23,6 +23,7 @@ from koan.chat.schemas import (
 )
 from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
 from koan.errors import KoanError
+from koan.models import ConversationMessage
 
 router = APIRouter(prefix="/conversations", tags=["tutor"])
 
@@ -129,19 +130,24 @@ async def post_message(
     handed_over = False
     try:
         prepared = await service.prepare(session, res, user, conversation, data.content, profile)
-        question = await service.store_question(session, res, conversation, data.content)
-        headers = {"X-Koan-Message-Id": str(question.id)}
+
+        async def store() -> ConversationMessage:
+            question = await service.store_question(session, res, conversation, data.content)
+            # Committed now, as submissions are: a provider failure must not lose it.
+            await session.commit()
+            return question
+
         if wants_stream and prepared.guard is None:
             try:
                 stream = await service.open_stream(session, res, open_session, user, prepared, lock)
             except KoanError:
-                await session.commit()  # over budget: refused, and the question is kept
+                await store()  # over budget: refused, and the question is kept
                 raise
             handed_over = True  # the stream releases the lock once its reply is stored
-            await service.commit_and_start(session, stream)
-            return EventStream(stream, headers)
-        # Committed now, as submissions are: a provider failure must not lose the question.
-        await session.commit()
+            question = await service.store_while_starting(stream, store)
+            return EventStream(stream, {"X-Koan-Message-Id": str(question.id)})
+        question = await store()
+        headers = {"X-Koan-Message-Id": str(question.id)}
         # Exercise conversations are checked against the solution before anything is sent.
         result = await service.answer(session, res, user, prepared)
         reply = await service.store_answer(session, res, conversation, result)

@@ -8,7 +8,7 @@ import binascii
 import json
 import re
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -558,15 +558,17 @@ class ReplyStream:
         return outcome
 
 
-async def commit_and_start(session: AsyncSession, stream: ReplyStream) -> None:
-    """Commit the learner's question while the model works on its first token.
+async def store_while_starting(
+    stream: ReplyStream, store: Callable[[], Awaitable[ConversationMessage]]
+) -> ConversationMessage:
+    """Store and commit the learner's question while the model works on its first token.
 
     The stream is handed back only once both are done, so no reply goes out for a question
     that was not stored; a provider failure is raised after the commit (the question is kept),
-    and a failed commit closes the stream before the error goes up."""
+    and a failed store closes the stream before the error goes up."""
     first = asyncio.create_task(stream.start())
     try:
-        await session.commit()
+        question = await store()
     except BaseException:
         first.cancel()
         with anyio.CancelScope(shield=True):
@@ -574,6 +576,7 @@ async def commit_and_start(session: AsyncSession, stream: ReplyStream) -> None:
             await stream.aclose()  # the first token may have come: release the provider
         raise
     await first
+    return question
 
 
 async def open_stream(
