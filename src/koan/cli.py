@@ -63,6 +63,11 @@ def serve(
         reload=reload,
         # In-flight gradings and tutor streams get this long after SIGTERM (systemd: 30 s).
         timeout_graceful_shutdown=25,
+        # Idle client connections stay open 75 s (uvicorn: 5 s), longer than a reverse proxy's
+        # upstream idle timeout (nginx and most load balancers: 60 s), so the proxy never
+        # sends a request on a connection Koan is closing; a learner's next question also
+        # skips the new connection.
+        timeout_keep_alive=75,
         proxy_headers=True,
         # Koan logs each request itself, without query strings (they can hold tokens).
         access_log=False,

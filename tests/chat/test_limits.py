@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.chat import service
 from koan.chat.service import reply_lock_key
-from koan.models import User
+from koan.models import ConversationMessage, User
 from koan.resources import Resources
 from tests.chat.helpers import HeldReply, HoldingServer, ask, new_conversation, parse_sse
 from tests.fixtures.factories import bearer, create_user
@@ -65,12 +68,25 @@ async def test_concurrent_messages_get_one_reply_and_one_conflict(
     headers: dict[str, str],
     tutor: Tutor,
     holding_server: HoldingServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tutor(llm_base_url=holding_server.openai_base_url)
     holding_server.script(HeldReply(text="first answer, slowly", hold_after=1))
     conversation_id = await new_conversation(client, headers)
+    # The question is stored while the provider starts: wait for both before the second
+    # request, which shares the test's one database connection.
+    stored = asyncio.Event()
+    store_while_starting = service.store_while_starting
+
+    async def noting_stored(*args: Any) -> ConversationMessage:
+        question = await store_while_starting(*args)
+        stored.set()
+        return question
+
+    monkeypatch.setattr(service, "store_while_starting", noting_stored)
     streaming = asyncio.create_task(ask(client, headers, conversation_id, "one", stream=True))
     await holding_server.wait_until_held()
+    await asyncio.wait_for(stored.wait(), timeout=10)
 
     second = await ask(client, headers, conversation_id, "two")
     assert second.status_code == 409

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Annotated, Protocol
 
@@ -132,9 +133,16 @@ async def post_message(
         prepared = await service.prepare(session, res, user, conversation, data.content, profile)
 
         async def store() -> ConversationMessage:
-            question = await service.store_question(session, res, conversation, data.content)
-            # Committed now, as submissions are: a provider failure must not lose it.
-            await session.commit()
+            try:
+                question = await service.store_question(session, res, conversation, data.content)
+                # Committed now, as submissions are: a provider failure must not lose it.
+                await session.commit()
+            except BaseException:
+                # At once, not when the request ends: on SQLite this transaction holds the
+                # write lock, which a stream closing beside it needs to record its call.
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await session.rollback()
+                raise
             return question
 
         if wants_stream and prepared.guard is None:

@@ -15,6 +15,7 @@ from koan.llm.base import (
     AsyncClosing,
     ErrorTypes,
     build_completion,
+    keep_alive_limits,
     malformed,
     normalize_finish_reason,
     sdk_error,
@@ -63,6 +64,9 @@ class AnthropicProvider(AsyncClosing):
             timeout=timeout,
             # Retries belong to Koan's resilience layer (see OpenAIProvider).
             max_retries=0,
+            http_client=anthropic.DefaultAsyncHttpxClient(
+                limits=keep_alive_limits(anthropic.DEFAULT_CONNECTION_LIMITS)
+            ),
         )
 
     async def close(self) -> None:

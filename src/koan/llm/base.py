@@ -74,6 +74,24 @@ def _transport_error_types() -> tuple[ErrorTypes, ErrorTypes]:
 
 
 TIMEOUT_ERRORS, TRANSPORT_ERRORS = _transport_error_types()
+
+# Idle connections to the provider are kept this long (the SDKs keep them 5 s): a learner
+# reads a reply and types the next question in more than 5 s, and would otherwise wait for a
+# new TCP and TLS handshake before every first token. A connection the provider closed in
+# the meantime is noticed before it is reused.
+PROVIDER_KEEPALIVE_S = 60.0
+
+
+def keep_alive_limits(sdk_limits: Any) -> Any:
+    """An SDK's default connection limits (`openai.DEFAULT_CONNECTION_LIMITS`, the same in
+    `anthropic`), with idle connections kept `PROVIDER_KEEPALIVE_S`."""
+    return type(sdk_limits)(
+        max_connections=sdk_limits.max_connections,
+        max_keepalive_connections=sdk_limits.max_keepalive_connections,
+        keepalive_expiry=PROVIDER_KEEPALIVE_S,
+    )
+
+
 # Shapes a broken body produces while we read fields off SDK objects.
 MALFORMED_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,

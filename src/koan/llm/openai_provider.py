@@ -16,6 +16,7 @@ from koan.llm.base import (
     AsyncClosing,
     ErrorTypes,
     build_completion,
+    keep_alive_limits,
     malformed,
     normalize_finish_reason,
     sdk_error,
@@ -72,6 +73,9 @@ class OpenAIProvider(AsyncClosing):
             # Koan retries with its own policy and circuit breaker; SDK retries would multiply
             # the attempts and hide failures from the breaker.
             max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(
+                limits=keep_alive_limits(openai.DEFAULT_CONNECTION_LIMITS)
+            ),
         )
 
     async def close(self) -> None:
