@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -59,6 +61,27 @@ async def resources(private_postgres: PrivatePostgres, tmp_path: Path) -> AsyncI
     await res.close()
 
 
+@dataclass
+class Learner:
+    """A logged-in learner on the production app, and their own account page."""
+
+    client: httpx.AsyncClient
+    email: str
+    bearer: dict[str, str]
+
+    async def me(self) -> httpx.Response:
+        return await self.client.get("/api/v1/users/me", headers=self.bearer)
+
+
+@asynccontextmanager
+async def learner_on(resources: Resources) -> AsyncIterator[Learner]:
+    user = await add_user(resources.engine)
+    app = create_app(resources=resources)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield Learner(client, user.email, await log_in(client, user.email))
+
+
 def _is_unavailable(response: httpx.Response) -> bool:
     return (
         response.status_code == 503
@@ -70,15 +93,8 @@ def _is_unavailable(response: httpx.Response) -> bool:
 async def test_requests_during_a_database_outage_get_503_and_the_pool_recovers(
     private_postgres: PrivatePostgres, resources: Resources
 ) -> None:
-    user = await add_user(resources.engine)
-    app = create_app(resources=resources)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        bearer = await log_in(client, user.email)
-
-        async def me() -> httpx.Response:
-            return await client.get("/api/v1/users/me", headers=bearer)
-
+    async with learner_on(resources) as learner:
+        client, bearer, me = learner.client, learner.bearer, learner.me
         # Several pooled connections, all of which the restart will break.
         assert [r.status_code for r in await asyncio.gather(*(me() for _ in range(5)))] == [200] * 5
 
@@ -88,7 +104,7 @@ async def test_requests_during_a_database_outage_get_503_and_the_pool_recovers(
             await client.get("/api/v1/exercises/daily", headers=bearer),
             await client.patch("/api/v1/users/me", headers=bearer, json={"name": "Still Here"}),
             await client.post(
-                "/api/v1/auth/login", json={"email": user.email, "password": "wrong password!"}
+                "/api/v1/auth/login", json={"email": learner.email, "password": "wrong password!"}
             ),
         ]
         for response in during:
@@ -114,15 +130,8 @@ async def test_a_restart_between_requests_is_invisible_to_the_next_one(
 ) -> None:
     """No request sees the outage, so nothing has told the pool yet: its connections are
     dead when the next learner arrives, and the pool must notice that on checkout."""
-    user = await add_user(resources.engine)
-    app = create_app(resources=resources)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        bearer = await log_in(client, user.email)
-
-        async def me() -> httpx.Response:
-            return await client.get("/api/v1/users/me", headers=bearer)
-
+    async with learner_on(resources) as learner:
+        me = learner.me
         assert [r.status_code for r in await asyncio.gather(*(me() for _ in range(3)))] == [200] * 3
         await asyncio.to_thread(private_postgres.stop)
         await asyncio.to_thread(private_postgres.start)
