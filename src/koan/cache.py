@@ -140,13 +140,8 @@ class RedisCache:
         await self.client.delete(self.prefix + key)
 
     async def incr_float(self, key: str, amount: float, *, ttl_s: float | None = None) -> float:
-        full = self.prefix + key
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.incrbyfloat(full, amount)
-            if ttl_s is not None:
-                pipe.expire(full, max(1, int(ttl_s)), nx=True)
-            result = await pipe.execute()
-        return float(result[0])
+        [total] = await self.incr_float_many([(key, amount)], ttl_s=ttl_s)
+        return total
 
     async def get_many(self, keys: Sequence[str]) -> list[str | None]:
         """One round trip (MGET) for several keys."""
