@@ -7,6 +7,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import jwt
 
@@ -46,25 +47,32 @@ def encode_access_token(
 def decode_access_token(token: str, *, key: str, now: datetime) -> AccessClaims:
     """Verify signature and expiry against Koan's clock (not the process clock)."""
     try:
-        payload = jwt.decode(
-            token,
-            key,
-            algorithms=[_ALGORITHM],
-            # Times are checked against Koan's clock below, not the process clock.
-            options={
-                "verify_exp": False,
-                "verify_iat": False,
-                "verify_nbf": False,
-                "require": ["sub", "sid", "exp", "typ"],
-            },
-        )
-        if payload["typ"] != "access":
-            raise InvalidToken("This is not an access token.")
-        user_id = uuid.UUID(str(payload["sub"]))
-        session_id = uuid.UUID(str(payload["sid"]))
-        expires_at = datetime.fromtimestamp(int(payload["exp"]), tz=now.tzinfo)
+        user_id, session_id, expires = _verified_claims(token, key)
     except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
         raise InvalidToken("The access token is invalid.") from exc
+    expires_at = datetime.fromtimestamp(expires, tz=now.tzinfo)
     if expires_at <= now:
         raise InvalidToken("The access token has expired; refresh it or log in again.")
     return AccessClaims(user_id=user_id, session_id=session_id, expires_at=expires_at)
+
+
+# A learner's token is checked on every request: a token whose signature verified once under
+# a key verifies again, so the result is kept (a failure raises, and is never kept). Expiry is
+# still checked on every call, and revocation by the session lookup that follows.
+@lru_cache(maxsize=4096)
+def _verified_claims(token: str, key: str) -> tuple[uuid.UUID, uuid.UUID, int]:
+    payload = jwt.decode(
+        token,
+        key,
+        algorithms=[_ALGORITHM],
+        # Times are checked against Koan's clock, not the process clock.
+        options={
+            "verify_exp": False,
+            "verify_iat": False,
+            "verify_nbf": False,
+            "require": ["sub", "sid", "exp", "typ"],
+        },
+    )
+    if payload["typ"] != "access":
+        raise InvalidToken("This is not an access token.")
+    return uuid.UUID(str(payload["sub"])), uuid.UUID(str(payload["sid"])), int(payload["exp"])
