@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
+from koan.db import utcnow
 from koan.models import Conversation, ConversationMessage, LearnerProfile
 
 
@@ -95,17 +99,58 @@ async def history(
 async def add_message(
     session: AsyncSession, conversation: Conversation, message: ConversationMessage
 ) -> ConversationMessage:
-    """Append a message: numbered after the last one; the conversation becomes most recent.
+    """Append a message: numbered after the last one; the conversation becomes most recent
+    (and keeps its `title`).
 
     Callers hold the learner's reply lock, so one writer numbers a conversation's messages at
-    a time; the unique (conversation_id, seq) constraint backs that up."""
-    conversation.message_count += 1
-    conversation.updated_at = message.created_at
-    message.seq = conversation.message_count
-    message.conversation_id = conversation.id
-    session.add(message)
-    await session.flush()
+    a time; the unique (conversation_id, seq) constraint backs that up. Two plain statements,
+    not a unit-of-work flush (a third of the CPU, on every message); the loaded conversation
+    is brought up to date as if it had been flushed."""
+    count = conversation.message_count + 1
+    await insert_message(session, conversation.id, count, message)
+    now, title = message.created_at, conversation.title
+    params = {"conversation_id": conversation.id, "count": count, "now": now, "title": title}
+    await session.execute(_BUMP, params)
+    # As if flushed: the session has nothing left to write for the conversation.
+    for key, value in (("message_count", count), ("updated_at", now), ("title", title)):
+        set_committed_value(conversation, key, value)
     return message
+
+
+async def insert_message(
+    session: AsyncSession, conversation_id: uuid.UUID, seq: int, message: ConversationMessage
+) -> ConversationMessage:
+    """INSERT `message` as message `seq` of the conversation, without adding it to the
+    session: every column is set on the object first, so it reads like a flushed one."""
+    message.conversation_id = conversation_id
+    message.seq = seq
+    for key, default in _MESSAGE_DEFAULTS:
+        if getattr(message, key) is None:
+            setattr(message, key, default())
+    await session.execute(_INSERT_MESSAGE, {key: getattr(message, key) for key in _MESSAGE_KEYS})
+    return message
+
+
+# The tables themselves: statements on them skip the ORM's per-statement bookkeeping.
+_MESSAGES = cast(Table, ConversationMessage.__table__)
+_MESSAGE_KEYS = tuple(column.key for column in _MESSAGES.columns)
+_MESSAGE_DEFAULTS: tuple[tuple[str, Callable[[], object]], ...] = (
+    ("id", uuid.uuid4),
+    ("incomplete", lambda: False),
+    ("input_tokens", lambda: 0),
+    ("output_tokens", lambda: 0),
+    ("cost_usd", lambda: Decimal(0)),
+    ("leak_caught", lambda: False),
+    ("created_at", utcnow),
+)
+# Built once: every message runs them.
+_INSERT_MESSAGE = insert(_MESSAGES)
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_BUMP = (
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+    .values(message_count=bindparam("count"), updated_at=bindparam("now"), title=bindparam("title"))
+)
 
 
 async def delete_conversation(session: AsyncSession, conversation: Conversation) -> None:
@@ -114,11 +159,10 @@ async def delete_conversation(session: AsyncSession, conversation: Conversation)
 
 # Built once: every streamed reply runs it.
 _NEXT_SEQ = (
-    update(Conversation)
-    .where(Conversation.id == bindparam("conversation_id"))
-    .values(message_count=Conversation.message_count + 1, updated_at=bindparam("now"))
-    .returning(Conversation.message_count)
-    .execution_options(synchronize_session=False)
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+    .values(message_count=_CONVERSATIONS.c.message_count + 1, updated_at=bindparam("now"))
+    .returning(_CONVERSATIONS.c.message_count)
 )
 
 
@@ -126,15 +170,9 @@ async def append_message(
     session: AsyncSession, conversation_id: uuid.UUID, message: ConversationMessage
 ) -> ConversationMessage | None:
     """`add_message` for a conversation that is not loaded (a stream storing its reply): the
-    count is bumped and read back in one statement. None if the conversation is gone.
-
-    The message is inserted by the session's next flush (the stream's commit, together with
-    the call's record)."""
+    count is bumped and read back in one statement. None if the conversation is gone."""
     params = {"conversation_id": conversation_id, "now": message.created_at}
     seq = (await session.execute(_NEXT_SEQ, params)).scalar_one_or_none()
     if seq is None:
         return None
-    message.seq = seq
-    message.conversation_id = conversation_id
-    session.add(message)
-    return message
+    return await insert_message(session, conversation_id, seq, message)
