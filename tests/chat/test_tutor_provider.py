@@ -169,6 +169,7 @@ async def test_provider_failure_is_a_503_and_the_question_is_kept(
     assert "HTTP 502" in r.json()["detail"]
     detail = (await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)).json()
     assert [(m["role"], m["content"]) for m in detail["messages"]] == [("user", "Is anyone there?")]
+    assert r.headers["X-Koan-Message-Id"] == detail["messages"][0]["id"]
     [call] = await calls_of(session, learner)
     assert call.outcome == "error"
     assert call.cost_usd == 0
@@ -228,6 +229,7 @@ async def test_a_stream_failing_before_the_first_token_is_a_503(
     # The question was committed while the provider was being asked: it is kept.
     detail = (await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)).json()
     assert [(m["role"], m["content"]) for m in detail["messages"]] == [("user", "stream please")]
+    assert r.headers["X-Koan-Message-Id"] == detail["messages"][0]["id"]
 
 
 async def test_a_stream_whose_question_cannot_be_committed_is_closed(
@@ -256,6 +258,7 @@ async def test_a_stream_whose_question_cannot_be_committed_is_closed(
     r = await ask(client, headers, conversation_id, "Hello?", stream=True)
     assert r.status_code == 503
     assert r.json()["error"] == "ServiceUnavailable"
+    assert "X-Koan-Message-Id" not in r.headers  # nothing was stored
     assert not failures
     monkeypatch.setattr(AsyncSession, "commit", commit)
     stored = await session.execute(

@@ -96,6 +96,7 @@ async def test_a_streamed_question_over_budget_is_refused_and_kept(
     detail = (await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)).json()
     asked = [m["content"] for m in detail["messages"] if m["role"] == "user"]
     assert asked == ["first", "second"]
+    assert r.headers["X-Koan-Message-Id"] == detail["messages"][-1]["id"]
     assert await spent_in_cache(resources, learner) == pytest.approx(0.20)
     # The reply lock went with the refusal.
     tutor(llm_user_daily_budget_usd=Decimal("10"))

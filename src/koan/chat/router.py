@@ -30,6 +30,8 @@ router = APIRouter(prefix="/conversations", tags=["tutor"])
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=500, description="From the previous page.")]
+# The id of the learner's stored message, on the reply and on a refusal that came after it.
+MESSAGE_ID = "X-Koan-Message-Id"
 
 
 class _ClosableStream(Protocol):
@@ -129,10 +131,12 @@ async def post_message(
     await service.check_rate(res, user)
     lock = await service.acquire_reply_lock(res, user)
     handed_over = False
+    stored: ConversationMessage | None = None
     try:
         prepared = await service.prepare(session, res, user, conversation, data.content, profile)
 
         async def store() -> ConversationMessage:
+            nonlocal stored
             try:
                 question = await service.store_question(session, res, conversation, data.content)
                 # Committed now, as submissions are: a provider failure must not lose it.
@@ -143,6 +147,7 @@ async def post_message(
                 with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                     await session.rollback()
                 raise
+            stored = question
             return question
 
         if wants_stream and prepared.guard is None:
@@ -153,9 +158,9 @@ async def post_message(
                 raise
             handed_over = True  # the stream releases the lock once its reply is stored
             question = await service.store_while_starting(stream, store)
-            return EventStream(stream, {"X-Koan-Message-Id": str(question.id)})
+            return EventStream(stream, {MESSAGE_ID: str(question.id)})
         question = await store()
-        headers = {"X-Koan-Message-Id": str(question.id)}
+        headers = {MESSAGE_ID: str(question.id)}
         # Exercise conversations are checked against the solution before anything is sent.
         result = await service.answer(session, res, user, prepared)
         reply = await service.store_answer(session, res, conversation, result)
@@ -166,6 +171,10 @@ async def post_message(
         return ReplyOut(
             message=MessageOut.model_validate(question), reply=MessageOut.model_validate(reply)
         )
+    except KoanError as exc:
+        if stored is not None:  # refused after it was stored (429, 503): say which message
+            exc.headers[MESSAGE_ID] = str(stored.id)
+        raise
     finally:
         if not handed_over:
             await service.release_reply_lock(res, lock)
