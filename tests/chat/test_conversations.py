@@ -13,7 +13,7 @@ from koan.llm.offline import OFFLINE_NOTE
 from koan.models import ConversationMessage, Exercise, LLMCall, User
 from koan.resources import Resources
 from tests.chat.helpers import ask, new_conversation, parse_sse, record_attempt
-from tests.fixtures.factories import bearer, create_user
+from tests.fixtures.factories import PASSWORD, bearer, create_user
 
 MISSING = "00000000-0000-0000-0000-000000000000"
 
@@ -233,3 +233,51 @@ async def test_the_tutor_needs_a_verified_email(
     assert r.json()["error"] == "EmailNotVerified"
     r = await client.get("/api/v1/conversations")
     assert r.status_code == 401
+
+
+async def test_asking_checks_the_caller_as_every_route_does(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources, learner: User
+) -> None:
+    """The caller and the conversation are read in one query when a message is posted; it
+    refuses as the separate checks do: 401, then 403, then 404, and stores nothing."""
+    h = await bearer(session, resources, learner)
+    conversation_id = await new_conversation(client, h)
+    url = f"/api/v1/conversations/{conversation_id}/messages"
+    body = {"content": "let me in"}
+
+    r = await client.post(url, json=body)
+    assert (r.status_code, r.json()["error"]) == (401, "NotAuthenticated")
+    r = await client.post(url, json=body, headers={"Authorization": "Bearer not.a.jwt"})
+    assert (r.status_code, r.json()["error"]) == (401, "InvalidToken")
+    ended = await bearer(session, resources, learner)
+    assert (await client.post("/api/v1/auth/logout", headers=ended)).status_code == 200
+    r = await client.post(url, json=body, headers=ended)
+    assert (r.status_code, r.json()["error"]) == (401, "InvalidToken")
+
+    learner.email_verified_at = None
+    await session.flush()
+    r = await client.post(url, json=body, headers=h)
+    assert (r.status_code, r.json()["error"]) == (403, "EmailNotVerified")
+    learner.email_verified_at = resources.clock.now()
+    await session.flush()
+
+    r = await client.post(f"/api/v1/conversations/{MISSING}/messages", json=body, headers=h)
+    assert (r.status_code, r.json()["error"]) == (404, "NotFound")
+    r = await client.post(url, json=body, headers=h)
+    assert r.status_code == 201
+    stored = (await client.get(f"/api/v1/conversations/{conversation_id}", headers=h)).json()
+    assert [m["content"] for m in stored["messages"] if m["role"] == "user"] == ["let me in"]
+
+
+async def test_asking_with_the_session_cookie_needs_the_csrf_token(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    login = {"email": user.email, "password": PASSWORD}
+    assert (await client.post("/api/v1/auth/login", json=login)).status_code == 200
+    csrf = {"X-CSRF-Token": str(client.cookies["koan_csrf"])}
+    conversation_id = (await client.post("/api/v1/conversations", json={}, headers=csrf)).json()
+    url = f"/api/v1/conversations/{conversation_id['id']}/messages"
+    r = await client.post(url, json={"content": "hello"})
+    assert (r.status_code, r.json()["error"]) == (403, "CSRFFailed")
+    assert (await client.post(url, json={"content": "hello"}, headers=csrf)).status_code == 201

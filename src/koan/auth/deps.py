@@ -9,11 +9,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from koan.auth import repository
-from koan.auth.tokens import decode_access_token
+from koan.auth.tokens import AccessClaims, decode_access_token
 from koan.deps import ResourcesDep, SessionDep
 from koan.errors import CSRFFailed, EmailNotVerified, Forbidden, InvalidToken, NotAuthenticated
 from koan.models import AuthSession, User
 from koan.ops.request_log import bind_user
+from koan.resources import Resources
 
 ACCESS_COOKIE = "koan_access"
 REFRESH_COOKIE = "koan_refresh"
@@ -39,7 +40,9 @@ def check_csrf(request: Request) -> None:
         )
 
 
-async def current_auth(request: Request, session: SessionDep, res: ResourcesDep) -> Auth:
+def access_claims(request: Request, res: Resources) -> tuple[AccessClaims, bool]:
+    """The verified claims of the request's access token (bearer header, else cookie with the
+    CSRF check), and whether it came from the cookie. Raises 401 without one."""
     header = request.headers.get("Authorization", "")
     via_cookie = False
     if header:
@@ -55,7 +58,11 @@ async def current_auth(request: Request, session: SessionDep, res: ResourcesDep)
     claims = decode_access_token(token, key=res.settings.signing_key, now=res.clock.now())
     if via_cookie and request.method not in SAFE_METHODS:
         check_csrf(request)
-    found = await repository.live_session_and_user(session, claims.session_id, claims.user_id)
+    return claims, via_cookie
+
+
+def authenticated(found: tuple[AuthSession, User] | None, *, via_cookie: bool) -> Auth:
+    """The caller, from the live session the claims name (None: 401, the session ended)."""
     if found is None:  # logged out, revoked, or the account was deleted (sessions with it)
         raise InvalidToken("This session has ended; log in again.")
     auth_session, user = found
@@ -63,14 +70,24 @@ async def current_auth(request: Request, session: SessionDep, res: ResourcesDep)
     return Auth(user=user, session=auth_session, via_cookie=via_cookie)
 
 
+def ensure_verified(user: User) -> User:
+    if not user.email_verified:
+        raise EmailNotVerified("Verify your email address first: check your inbox for the link.")
+    return user
+
+
+async def current_auth(request: Request, session: SessionDep, res: ResourcesDep) -> Auth:
+    claims, via_cookie = access_claims(request, res)
+    found = await repository.live_session_and_user(session, claims.session_id, claims.user_id)
+    return authenticated(found, via_cookie=via_cookie)
+
+
 async def current_user(auth: Annotated[Auth, Depends(current_auth)]) -> User:
     return auth.user
 
 
 async def verified_user(user: Annotated[User, Depends(current_user)]) -> User:
-    if not user.email_verified:
-        raise EmailNotVerified("Verify your email address first: check your inbox for the link.")
-    return user
+    return ensure_verified(user)
 
 
 async def admin_user(user: Annotated[User, Depends(verified_user)]) -> User:

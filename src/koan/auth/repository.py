@@ -25,7 +25,8 @@ async def auth_session(session: AsyncSession, session_id: uuid.UUID) -> AuthSess
 
 # Built once: every authenticated request runs it, and building the expression (and its cache
 # key) costs about as much as SQLAlchemy's compiled-statement cache saves.
-_LIVE_SESSION_AND_USER = (
+# The unrevoked session with its user; other lookups made on every request extend it.
+LIVE_SESSION_AND_USER = (
     select(AuthSession, User)
     .join(User, User.id == AuthSession.user_id)
     .where(
@@ -42,7 +43,7 @@ async def live_session_and_user(
     """The unrevoked session `session_id` of user `user_id`, with the user: one round trip for
     what every authenticated request checks."""
     params = {"session_id": session_id, "user_id": user_id}
-    row = (await session.execute(_LIVE_SESSION_AND_USER, params)).one_or_none()
+    row = (await session.execute(LIVE_SESSION_AND_USER, params)).one_or_none()
     return None if row is None else (row[0], row[1])
 
 

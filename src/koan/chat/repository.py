@@ -12,8 +12,9 @@ from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, upda
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from koan.auth.repository import LIVE_SESSION_AND_USER
 from koan.db import utcnow
-from koan.models import Conversation, ConversationMessage, LearnerProfile
+from koan.models import AuthSession, Conversation, ConversationMessage, LearnerProfile, User
 
 
 async def conversation_of(
@@ -29,22 +30,26 @@ async def conversation_of(
     ).scalar_one_or_none()
 
 
-async def conversation_and_profile(
-    session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID
-) -> tuple[Conversation, LearnerProfile | None] | None:
-    """The learner's conversation and their profile in one round trip (for a reply)."""
-    params = {"conversation_id": conversation_id, "user_id": user_id}
-    row = (await session.execute(_CONVERSATION_AND_PROFILE, params)).first()
-    return None if row is None else (row[0], row[1])
+async def caller_and_conversation(
+    session: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID, conversation_id: uuid.UUID
+) -> tuple[AuthSession, User, Conversation | None, LearnerProfile | None] | None:
+    """What a reply starts from, in one round trip: the caller's live session and user (None
+    if the session ended), their conversation `conversation_id` (None if it is not theirs)
+    and their profile."""
+    params = {"session_id": session_id, "user_id": user_id, "conversation_id": conversation_id}
+    row = (await session.execute(_CALLER_AND_CONVERSATION, params)).one_or_none()
+    return None if row is None else (row[0], row[1], row[2], row[3])
 
 
 # The statements every reply runs are built once: building one and computing its cache key
 # costs about 0.1 ms of CPU each time.
-_CONVERSATION_AND_PROFILE = (
-    select(Conversation, LearnerProfile)
-    .outerjoin(LearnerProfile, LearnerProfile.user_id == Conversation.user_id)
-    .where(Conversation.id == bindparam("conversation_id"))
-    .where(Conversation.user_id == bindparam("user_id"))
+_CALLER_AND_CONVERSATION = (
+    LIVE_SESSION_AND_USER.add_columns(Conversation, LearnerProfile)
+    .outerjoin(
+        Conversation,
+        and_(Conversation.id == bindparam("conversation_id"), Conversation.user_id == User.id),
+    )
+    .outerjoin(LearnerProfile, LearnerProfile.user_id == User.id)
 )
 
 

@@ -7,11 +7,11 @@ import uuid
 from typing import Annotated, Protocol
 
 import anyio
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from starlette.responses import StreamingResponse
 from starlette.types import Send
 
-from koan.auth.deps import VerifiedUser
+from koan.auth.deps import VerifiedUser, access_claims
 from koan.chat import service
 from koan.chat.schemas import (
     ConversationDetail,
@@ -101,6 +101,17 @@ async def delete_conversation(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+async def reply_target(
+    conversation_id: uuid.UUID, request: Request, session: SessionDep, res: ResourcesDep
+) -> service.ReplyTarget:
+    """`VerifiedUser` and the caller's conversation together: one query on every message."""
+    claims, via_cookie = access_claims(request, res)
+    return await service.reply_target(session, claims, conversation_id, via_cookie=via_cookie)
+
+
+ReplyTargetDep = Annotated[service.ReplyTarget, Depends(reply_target)]
+
+
 @router.post(
     "/{conversation_id}/messages",
     response_model=ReplyOut,
@@ -117,17 +128,16 @@ async def delete_conversation(
     },
 )
 async def post_message(
-    conversation_id: uuid.UUID,
     data: MessageIn,
     request: Request,
-    user: VerifiedUser,
+    target: ReplyTargetDep,
     session: SessionDep,
     res: ResourcesDep,
     open_session: SessionOpenerDep,
 ) -> ReplyOut | Response:
     """Ask the tutor. The message is stored before the model is asked, so nothing is lost."""
     wants_stream = "text/event-stream" in request.headers.get("accept", "")
-    conversation, profile = await service.owned_for_reply(session, user, conversation_id)
+    user, conversation, profile = target.user, target.conversation, target.profile
     await service.check_rate(res, user)
     lock = await service.acquire_reply_lock(res, user)
     handed_over = False
