@@ -141,8 +141,15 @@ def start_fake_provider() -> tuple[subprocess.Popen[str], str]:
 
 
 def start_koan(
-    url: str, port: int, llm_url: str, data_dir: str, workers: int, redis_url: str
+    url: str,
+    port: int,
+    llm_url: str,
+    data_dir: str,
+    workers: int,
+    redis_url: str,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
+    """`koan serve` on loopback; `env` adds to (or overrides) its environment."""
     env = {
         **os.environ,
         "KOAN_ENV": "development",
@@ -157,6 +164,7 @@ def start_koan(
         "KOAN_LLM_USER_DAILY_BUDGET_USD": "1000",
         "KOAN_REDIS_URL": redis_url,
         "KOAN_CACHE_PREFIX": "koan-bench-tutor:",
+        **(env or {}),
     }
     koan = Path(sys.executable).parent / "koan"
     return subprocess.Popen(
