@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
+from koan.auth import tokens
 from koan.auth.tokens import decode_access_token, encode_access_token
 from koan.errors import InvalidToken
 
@@ -56,3 +57,17 @@ def test_other_token_types_are_refused_each_time() -> None:
     for _ in range(2):
         with pytest.raises(InvalidToken, match="not an access token"):
             decode_access_token(refresh, key=KEY, now=NOW)
+
+
+def test_a_token_is_verified_once_and_then_remembered() -> None:
+    issued = token()
+    before = tokens._verified_claims.cache_info()
+    first = decode_access_token(issued, key=KEY, now=NOW)
+    assert decode_access_token(issued, key=KEY, now=NOW + timedelta(minutes=1)) == first
+    after = tokens._verified_claims.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+
+
+def test_an_expiry_out_of_range_is_an_invalid_token() -> None:
+    with pytest.raises(InvalidToken, match="invalid"):
+        decode_access_token(token(exp=10**20), key=KEY, now=NOW)

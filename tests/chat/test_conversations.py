@@ -254,12 +254,24 @@ async def test_asking_checks_the_caller_as_every_route_does(
     r = await client.post(url, json=body, headers=ended)
     assert (r.status_code, r.json()["error"]) == (401, "InvalidToken")
 
+    r = await client.post("/api/v1/conversations/not-a-uuid/messages", json=body)
+    assert (r.status_code, r.json()["error"]) == (401, "NotAuthenticated")
+
     learner.email_verified_at = None
     await session.flush()
-    r = await client.post(url, json=body, headers=h)
-    assert (r.status_code, r.json()["error"]) == (403, "EmailNotVerified")
+    for path in (
+        url,
+        f"/api/v1/conversations/{MISSING}/messages",
+        "/api/v1/conversations/x/messages",
+    ):
+        r = await client.post(path, json=body, headers=h)
+        assert (r.status_code, r.json()["error"]) == (403, "EmailNotVerified")
     learner.email_verified_at = resources.clock.now()
     await session.flush()
+
+    r = await client.post("/api/v1/conversations/not-a-uuid/messages", json=body, headers=h)
+    assert r.status_code == 422
+    assert [f["field"] for f in r.json()["fields"]] == ["conversation_id"]
 
     r = await client.post(f"/api/v1/conversations/{MISSING}/messages", json=body, headers=h)
     assert (r.status_code, r.json()["error"]) == (404, "NotFound")

@@ -8,7 +8,7 @@ from koan.app import create_app
 from koan.config import Settings
 
 
-async def test_a_served_app_moves_what_it_starts_with_out_of_the_collectors_sight(
+async def test_a_served_app_keeps_what_it_starts_with_out_of_the_collectors_sight(
     settings: Settings,
 ) -> None:
     gc.unfreeze()
@@ -16,6 +16,6 @@ async def test_a_served_app_moves_what_it_starts_with_out_of_the_collectors_sigh
     try:
         async with app.router.lifespan_context(app):
             assert gc.get_freeze_count() > 10_000
-            assert gc.get_count()[2] == 0  # the oldest generation starts empty
+        assert gc.get_freeze_count() == 0  # given back when it stops
     finally:
         gc.unfreeze()

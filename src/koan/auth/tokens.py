@@ -48,9 +48,9 @@ def decode_access_token(token: str, *, key: str, now: datetime) -> AccessClaims:
     """Verify signature and expiry against Koan's clock (not the process clock)."""
     try:
         user_id, session_id, expires = _verified_claims(token, key)
-    except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
+        expires_at = datetime.fromtimestamp(expires, tz=now.tzinfo)
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
         raise InvalidToken("The access token is invalid.") from exc
-    expires_at = datetime.fromtimestamp(expires, tz=now.tzinfo)
     if expires_at <= now:
         raise InvalidToken("The access token has expired; refresh it or log in again.")
     return AccessClaims(user_id=user_id, session_id=session_id, expires_at=expires_at)

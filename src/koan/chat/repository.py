@@ -5,15 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from decimal import Decimal
+from functools import partial
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from koan.auth.repository import LIVE_SESSION_AND_USER
-from koan.db import utcnow
 from koan.models import AuthSession, Conversation, ConversationMessage, LearnerProfile, User
 
 
@@ -113,8 +113,8 @@ _HISTORY = (
 async def add_message(
     session: AsyncSession, conversation: Conversation, message: ConversationMessage
 ) -> ConversationMessage:
-    """Append a message: numbered after the last one; the conversation becomes most recent
-    (and keeps its `title`).
+    """Append a message: numbered after the last one; the conversation becomes most recent,
+    and takes `conversation.title` if it has no title yet.
 
     Callers hold the learner's reply lock, so one writer numbers a conversation's messages at
     a time; the unique (conversation_id, seq) constraint backs that up. Two plain statements,
@@ -148,21 +148,40 @@ async def insert_message(
 # The tables themselves: statements on them skip the ORM's per-statement bookkeeping.
 _MESSAGES = cast(Table, ConversationMessage.__table__)
 _MESSAGE_KEYS = tuple(column.key for column in _MESSAGES.columns)
-_MESSAGE_DEFAULTS: tuple[tuple[str, Callable[[], object]], ...] = (
-    ("id", uuid.uuid4),
-    ("incomplete", lambda: False),
-    ("input_tokens", lambda: 0),
-    ("output_tokens", lambda: 0),
-    ("cost_usd", lambda: Decimal(0)),
-    ("leak_caught", lambda: False),
-    ("created_at", utcnow),
-)
+
+
+def _column_defaults(table: Table) -> tuple[tuple[str, Callable[[], object]], ...]:
+    """The Python-side defaults of `table`'s columns, as an INSERT of the ORM would apply them
+    (SQLAlchemy wraps a callable default to take an execution context, which none here use)."""
+    found: list[tuple[str, Callable[[], object]]] = []
+    for column in table.columns:
+        default = column.default
+        if isinstance(default, ScalarElementColumnDefault):
+            found.append((column.key, partial(_same, default.arg)))
+        elif isinstance(default, CallableColumnDefault):
+            make = cast(Callable[[object], object], default.arg)
+            found.append((column.key, partial(make, None)))
+    return tuple(found)
+
+
+def _same(value: object) -> object:
+    return value
+
+
+_MESSAGE_DEFAULTS = _column_defaults(_MESSAGES)
 _INSERT_MESSAGE = insert(_MESSAGES)
 _CONVERSATIONS = cast(Table, Conversation.__table__)
 _BUMP = (
     update(_CONVERSATIONS)
     .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
-    .values(message_count=bindparam("count"), updated_at=bindparam("now"), title=bindparam("title"))
+    .values(
+        message_count=bindparam("count"),
+        updated_at=bindparam("now"),
+        # A title is given once, by the first message; one set since is never overwritten.
+        title=case(
+            (_CONVERSATIONS.c.title == "", bindparam("title")), else_=_CONVERSATIONS.c.title
+        ),
+    )
 )
 
 

@@ -8,10 +8,12 @@ from typing import Annotated, Protocol
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.responses import StreamingResponse
 from starlette.types import Send
 
-from koan.auth.deps import VerifiedUser, access_claims
+from koan.auth.deps import VerifiedUser, access_claims, current_auth, ensure_verified
 from koan.chat import service
 from koan.chat.schemas import (
     ConversationDetail,
@@ -101,11 +103,23 @@ async def delete_conversation(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+_CONVERSATION_ID = TypeAdapter(uuid.UUID)
+
+
 async def reply_target(
-    conversation_id: uuid.UUID, request: Request, session: SessionDep, res: ResourcesDep
+    request: Request, session: SessionDep, res: ResourcesDep
 ) -> service.ReplyTarget:
-    """`VerifiedUser` and the caller's conversation together: one query on every message."""
+    """`VerifiedUser` and the caller's conversation together: one query on every message.
+
+    The id is read from the path here, after the caller is known, so that a caller without a
+    live session gets 401 whatever the id, as on every other route."""
     claims, via_cookie = access_claims(request, res)
+    try:
+        conversation_id = _CONVERSATION_ID.validate_python(request.path_params["conversation_id"])
+    except ValidationError as exc:
+        ensure_verified((await current_auth(request, session, res)).user)
+        errors = [{**error, "loc": ("path", "conversation_id")} for error in exc.errors()]
+        raise RequestValidationError(errors) from None
     return await service.reply_target(session, claims, conversation_id, via_cookie=via_cookie)
 
 
@@ -128,6 +142,7 @@ ReplyTargetDep = Annotated[service.ReplyTarget, Depends(reply_target)]
     },
 )
 async def post_message(
+    conversation_id: uuid.UUID,  # read (after the caller is checked) by `reply_target`
     data: MessageIn,
     request: Request,
     target: ReplyTargetDep,
