@@ -217,7 +217,12 @@ async def test_streaming_from_the_provider(
 
 
 async def test_a_stream_failing_before_the_first_token_is_a_503(
-    client: httpx.AsyncClient, headers: dict[str, str], tutor: Tutor, llm_server: FakeLLMServer
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
 ) -> None:
     tutor()
     llm_server.script(*[Reply.server_error()] * 3)
@@ -230,6 +235,11 @@ async def test_a_stream_failing_before_the_first_token_is_a_503(
     detail = (await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)).json()
     assert [(m["role"], m["content"]) for m in detail["messages"]] == [("user", "stream please")]
     assert r.headers["X-Koan-Message-Id"] == detail["messages"][0]["id"]
+    # The failed call is recorded once the question is stored, and the reply lock is free.
+    [call] = await calls_of(session, learner)
+    assert (call.outcome, call.cost_usd) == ("error", 0)
+    llm_server.script(Reply(text="Here now."))
+    assert (await ask(client, headers, conversation_id, "again?", stream=True)).status_code == 200
 
 
 async def test_a_stream_whose_question_cannot_be_committed_is_closed(

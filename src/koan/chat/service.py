@@ -461,13 +461,14 @@ class ReplyStream:
         res.llm.streams.begin()
 
     async def start(self) -> None:
-        """Wait for the first token, so a provider failing before it answers is a plain 503."""
-        try:
-            self._pending = await anext(self._items, None)
-        except BaseException as exc:
-            with anyio.CancelScope(shield=True):
-                await self._finish(error=exc if isinstance(exc, KoanError) else None)
-            raise
+        """Wait for the first token, so a provider failing before it answers is a plain 503.
+        If this raises, the caller ends the stream with `fail` (or `aclose`)."""
+        self._pending = await anext(self._items, None)
+
+    async def fail(self, exc: BaseException) -> None:
+        """End a stream whose start failed: record the call, give the budget and lock back."""
+        with anyio.CancelScope(shield=True):
+            await self._finish(error=exc if isinstance(exc, KoanError) else None)
 
     def __aiter__(self) -> ReplyStream:
         return self
@@ -589,10 +590,20 @@ async def store_while_starting(
     except BaseException:
         first.cancel()
         with anyio.CancelScope(shield=True):
-            await asyncio.gather(first, return_exceptions=True)
-            await stream.aclose()  # the first token may have come: release the provider
+            [started] = await asyncio.gather(first, return_exceptions=True)
+        if isinstance(started, Exception):  # the provider had failed as well
+            await stream.fail(started)
+        else:  # the first token may have come: release the provider
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
         raise
-    await first
+    try:
+        await first
+    except BaseException as exc:
+        # Only now, with the question's transaction over: on SQLite the call's record would
+        # otherwise wait for that transaction's write lock.
+        await stream.fail(exc)
+        raise
     return question
 
 
