@@ -14,6 +14,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from koan.auth.repository import LIVE_SESSION_AND_USER
+from koan.db import utcnow
 from koan.models import AuthSession, Conversation, ConversationMessage, LearnerProfile, User
 
 
@@ -112,23 +113,20 @@ _HISTORY = (
 
 async def add_message(
     session: AsyncSession, conversation: Conversation, message: ConversationMessage
-) -> ConversationMessage:
-    """Append a message: numbered after the last one; the conversation becomes most recent,
-    and takes `conversation.title` if it has no title yet.
-
-    Callers hold the learner's reply lock, so one writer numbers a conversation's messages at
-    a time; the unique (conversation_id, seq) constraint backs that up. Two plain statements,
-    not a unit-of-work flush (a third of the CPU, on every message); the loaded conversation
-    is brought up to date as if it had been flushed."""
-    count = conversation.message_count + 1
-    await insert_message(session, conversation.id, count, message)
-    now, title = message.created_at, conversation.title
-    params = {"conversation_id": conversation.id, "count": count, "now": now, "title": title}
-    await session.execute(_BUMP, params)
-    # As if flushed: the session has nothing left to write for the conversation.
-    for key, value in (("message_count", count), ("updated_at", now), ("title", title)):
-        set_committed_value(conversation, key, value)
-    return message
+) -> ConversationMessage | None:
+    """Append a message to a loaded conversation: `append_message`, and the conversation takes
+    `conversation.title` if it has none yet. The loaded object is brought up to date as if it
+    had been flushed. None if the conversation is gone."""
+    stored = await append_message(session, conversation.id, message, title=conversation.title)
+    if stored is not None:
+        # As if flushed: the session has nothing left to write for the conversation.
+        for key, value in (
+            ("message_count", stored.seq),
+            ("updated_at", stored.created_at),
+            ("title", conversation.title),
+        ):
+            set_committed_value(conversation, key, value)
+    return stored
 
 
 async def insert_message(
@@ -171,18 +169,6 @@ def _same(value: object) -> object:
 _MESSAGE_DEFAULTS = _column_defaults(_MESSAGES)
 _INSERT_MESSAGE = insert(_MESSAGES)
 _CONVERSATIONS = cast(Table, Conversation.__table__)
-_BUMP = (
-    update(_CONVERSATIONS)
-    .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
-    .values(
-        message_count=bindparam("count"),
-        updated_at=bindparam("now"),
-        # A title is given once, by the first message; one set since is never overwritten.
-        title=case(
-            (_CONVERSATIONS.c.title == "", bindparam("title")), else_=_CONVERSATIONS.c.title
-        ),
-    )
-)
 
 
 async def delete_conversation(session: AsyncSession, conversation: Conversation) -> None:
@@ -192,17 +178,35 @@ async def delete_conversation(session: AsyncSession, conversation: Conversation)
 _NEXT_SEQ = (
     update(_CONVERSATIONS)
     .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
-    .values(message_count=_CONVERSATIONS.c.message_count + 1, updated_at=bindparam("now"))
+    .values(
+        message_count=_CONVERSATIONS.c.message_count + 1,
+        updated_at=bindparam("now"),
+        # A title is given once, by the first message; one set since is never overwritten.
+        title=case(
+            (_CONVERSATIONS.c.title == "", bindparam("title")), else_=_CONVERSATIONS.c.title
+        ),
+    )
     .returning(_CONVERSATIONS.c.message_count)
 )
 
 
 async def append_message(
-    session: AsyncSession, conversation_id: uuid.UUID, message: ConversationMessage
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    message: ConversationMessage,
+    *,
+    title: str = "",
 ) -> ConversationMessage | None:
-    """`add_message` for a conversation that is not loaded (a stream storing its reply): the
-    count is bumped and read back in one statement. None if the conversation is gone."""
-    params = {"conversation_id": conversation_id, "now": message.created_at}
+    """Append a message: numbered after the last one (the count is bumped and read back in one
+    statement, so the number never comes from a read made before the reply lock was taken),
+    and the conversation becomes the most recent. None if the conversation is gone.
+
+    Callers hold the learner's reply lock, so one writer numbers a conversation's messages at
+    a time; the unique (conversation_id, seq) constraint backs that up. Plain statements, not
+    a unit-of-work flush: a third of the CPU, on every message."""
+    if message.created_at is None:
+        message.created_at = utcnow()
+    params = {"conversation_id": conversation_id, "now": message.created_at, "title": title}
     seq = (await session.execute(_NEXT_SEQ, params)).scalar_one_or_none()
     if seq is None:
         return None

@@ -228,11 +228,17 @@ async def store_question(
     if not conversation.title:
         first_line = next((ln.strip() for ln in content.splitlines() if ln.strip()), "")
         conversation.title = first_line[:80]
-    return await repository.add_message(
-        session,
-        conversation,
-        ConversationMessage(role="user", content=content, created_at=res.clock.now()),
-    )
+    question = ConversationMessage(role="user", content=content, created_at=res.clock.now())
+    return await _add_message(session, conversation, question)
+
+
+async def _add_message(
+    session: AsyncSession, conversation: Conversation, message: ConversationMessage
+) -> ConversationMessage:
+    stored = await repository.add_message(session, conversation, message)
+    if stored is None:  # deleted (in another tab) while the learner was asking
+        raise NotFound("There is no conversation with this id.")
+    return stored
 
 
 @dataclass
@@ -356,7 +362,7 @@ async def answer(session: AsyncSession, res: Resources, user: User, prepared: Pr
 async def store_answer(
     session: AsyncSession, res: Resources, conversation: Conversation, result: Answer
 ) -> ConversationMessage:
-    return await repository.add_message(
+    return await _add_message(
         session,
         conversation,
         ConversationMessage(
