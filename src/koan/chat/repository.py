@@ -203,7 +203,7 @@ async def append_message(
 
     Callers hold the learner's reply lock, so one writer numbers a conversation's messages at
     a time; the unique (conversation_id, seq) constraint backs that up. Plain statements, not
-    a unit-of-work flush: a third of the CPU, on every message."""
+    a unit-of-work flush: a third less CPU, on every message."""
     if message.created_at is None:
         message.created_at = utcnow()
     params = {"conversation_id": conversation_id, "now": message.created_at, "title": title}
