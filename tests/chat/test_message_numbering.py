@@ -10,21 +10,26 @@ from koan.db import utcnow
 from koan.models import Conversation, ConversationMessage, User
 
 
-async def test_a_message_is_numbered_after_one_stored_since_the_conversation_was_read(
-    session: AsyncSession, learner: User
-) -> None:
+async def new_conversation(session: AsyncSession, learner: User) -> Conversation:
     now = utcnow()
     conversation = Conversation(
         user_id=learner.id, title="", message_count=0, created_at=now, updated_at=now
     )
     session.add(conversation)
     await session.flush()
+    return conversation
+
+
+async def test_a_message_is_numbered_after_one_stored_since_the_conversation_was_read(
+    session: AsyncSession, learner: User
+) -> None:
+    conversation = await new_conversation(session, learner)
     # A reply stored by another request after this one read the conversation (count 0).
     reply = ConversationMessage(role="assistant", content="An earlier reply.")
     assert await repository.append_message(session, conversation.id, reply) is not None
     assert conversation.message_count == 0
 
-    question = ConversationMessage(role="user", content="Next question", created_at=now)
+    question = ConversationMessage(role="user", content="Next question", created_at=utcnow())
     conversation.title = "Next question"
     stored = await repository.add_message(session, conversation, question)
     assert stored is not None
@@ -51,12 +56,7 @@ async def test_a_message_is_numbered_after_one_stored_since_the_conversation_was
 async def test_a_message_for_a_deleted_conversation_is_not_stored(
     session: AsyncSession, learner: User
 ) -> None:
-    now = utcnow()
-    conversation = Conversation(
-        user_id=learner.id, title="", message_count=0, created_at=now, updated_at=now
-    )
-    session.add(conversation)
-    await session.flush()
+    conversation = await new_conversation(session, learner)
     await repository.delete_conversation(session, conversation)
-    message = ConversationMessage(role="user", content="Anyone?", created_at=now)
+    message = ConversationMessage(role="user", content="Anyone?", created_at=utcnow())
     assert await repository.add_message(session, conversation, message) is None

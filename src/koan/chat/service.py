@@ -64,6 +64,11 @@ CHAT_TEMPERATURE = 0.3
 # -- conversations -------------------------------------------------------------------------------
 
 
+def _no_conversation() -> NotFound:
+    """Missing and someone else's look the same."""
+    return NotFound("There is no conversation with this id.")
+
+
 def conversation_out(conversation: Conversation) -> ConversationOut:
     return ConversationOut.model_validate(conversation)
 
@@ -72,7 +77,7 @@ async def owned(session: AsyncSession, user: User, conversation_id: uuid.UUID) -
     """The learner's own conversation; anyone else's is reported as missing."""
     conversation = await repository.conversation_of(session, user.id, conversation_id)
     if conversation is None:
-        raise NotFound("There is no conversation with this id.")
+        raise _no_conversation()
     return conversation
 
 
@@ -97,7 +102,7 @@ async def reply_target(
     ensure_verified(auth.user)
     conversation, profile = (None, None) if found is None else found[2:]
     if conversation is None:
-        raise NotFound("There is no conversation with this id.")
+        raise _no_conversation()
     return ReplyTarget(auth.user, conversation, profile)
 
 
@@ -237,7 +242,7 @@ async def _add_message(
 ) -> ConversationMessage:
     stored = await repository.add_message(session, conversation, message)
     if stored is None:  # deleted (in another tab) while the learner was asking
-        raise NotFound("There is no conversation with this id.")
+        raise _no_conversation()
     return stored
 
 
