@@ -6,11 +6,26 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
-from typing import cast
+from operator import itemgetter
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, and_, bindparam, case, delete, insert, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from koan.auth.repository import LIVE_SESSION_AND_USER
@@ -31,21 +46,77 @@ async def conversation_of(
     ).scalar_one_or_none()
 
 
+class ReplyStart(NamedTuple):
+    """What a reply starts from: the caller's live session and user, their conversation (None
+    if it is not theirs), their profile, and the conversation's newest messages."""
+
+    auth_session: AuthSession
+    user: User
+    conversation: Conversation | None
+    profile: LearnerProfile | None
+    history: list[tuple[str, str]]
+
+
 async def caller_and_conversation(
-    session: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID, conversation_id: uuid.UUID
-) -> tuple[AuthSession, User, Conversation | None, LearnerProfile | None] | None:
-    """What a reply starts from, in one round trip: the caller's live session and user (None
-    if the session ended), their conversation `conversation_id` (None if it is not theirs)
-    and their profile."""
-    params = {"session_id": session_id, "user_id": user_id, "conversation_id": conversation_id}
+    session: AsyncSession,
+    session_id: uuid.UUID,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    *,
+    history_limit: int,
+) -> ReplyStart | None:
+    """What a reply starts from, in one round trip (None if the caller's session ended). The
+    history is the newest `history_limit` messages as (role, content), oldest first, read in
+    the same snapshot as the conversation's `message_count`."""
+    params = {
+        "session_id": session_id,
+        "user_id": user_id,
+        "conversation_id": conversation_id,
+        "history_limit": history_limit,
+    }
     row = (await session.execute(_CALLER_AND_CONVERSATION, params)).one_or_none()
-    return None if row is None else (row[0], row[1], row[2], row[3])
+    if row is None:
+        return None
+    rows = sorted(row[4] or (), key=itemgetter(0))  # [seq, role, content], in any order
+    return ReplyStart(row[0], row[1], row[2], row[3], [(role, text) for _, role, text in rows])
+
+
+class json_rows(FunctionElement[Any]):  # noqa: N801 (a SQL function, named as one)
+    """Aggregate: a JSON array holding one array per row of the given columns."""
+
+    type = JSON()
+    inherit_cache = True
+    name = "json_rows"
+
+
+@compiles(json_rows, "postgresql")
+def _json_rows_postgresql(element: json_rows, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_agg(json_build_array({compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(json_rows, "sqlite")
+def _json_rows_sqlite(element: json_rows, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
 
 
 # The statements every reply runs are built once: building one and computing its cache key
 # costs about 0.1 ms of CPU each time.
+_NEWEST = (
+    select(ConversationMessage.seq, ConversationMessage.role, ConversationMessage.content)
+    .where(ConversationMessage.conversation_id == Conversation.id)
+    .order_by(ConversationMessage.seq.desc())
+    .limit(bindparam("history_limit"))
+    .correlate(Conversation)
+    .subquery("newest")
+)
 _CALLER_AND_CONVERSATION = (
-    LIVE_SESSION_AND_USER.add_columns(Conversation, LearnerProfile)
+    LIVE_SESSION_AND_USER.add_columns(
+        Conversation,
+        LearnerProfile,
+        # The history as one JSON value: a query less on every message but a conversation's
+        # first (about 0.5 ms of CPU, more under load).
+        select(json_rows(_NEWEST.c.seq, _NEWEST.c.role, _NEWEST.c.content)).scalar_subquery(),
+    )
     .outerjoin(
         Conversation,
         and_(Conversation.id == bindparam("conversation_id"), Conversation.user_id == User.id),
@@ -94,23 +165,6 @@ async def messages_before(
     return (await session.execute(query)).scalars().all()
 
 
-async def history(
-    session: AsyncSession, conversation_id: uuid.UUID, *, limit: int
-) -> list[tuple[str, str]]:
-    """The newest `limit` messages as (role, content), oldest first: what a prompt needs."""
-    params = {"conversation_id": conversation_id, "limit": limit}
-    rows = await session.execute(_HISTORY, params)
-    return [(role, content) for role, content in reversed(rows.all())]
-
-
-_HISTORY = (
-    select(ConversationMessage.role, ConversationMessage.content)
-    .where(ConversationMessage.conversation_id == bindparam("conversation_id"))
-    .order_by(ConversationMessage.seq.desc())
-    .limit(bindparam("limit"))
-)
-
-
 async def add_message(
     session: AsyncSession, conversation: Conversation, message: ConversationMessage
 ) -> ConversationMessage | None:
@@ -129,18 +183,14 @@ async def add_message(
     return stored
 
 
-async def insert_message(
-    session: AsyncSession, conversation_id: uuid.UUID, seq: int, message: ConversationMessage
-) -> ConversationMessage:
-    """INSERT `message` as message `seq` of the conversation, without adding it to the
-    session: every column is set on the object first, so it reads like a flushed one."""
+def _message_row(conversation_id: uuid.UUID, message: ConversationMessage) -> dict[str, object]:
+    """Every column of `message` but its number, the model's defaults applied: set on the
+    object too, so that once stored it reads like a flushed one."""
     message.conversation_id = conversation_id
-    message.seq = seq
     for key, default in _MESSAGE_DEFAULTS:
         if getattr(message, key) is None:
             setattr(message, key, default())
-    await session.execute(_INSERT_MESSAGE, {key: getattr(message, key) for key in _MESSAGE_KEYS})
-    return message
+    return {key: getattr(message, key) for key in _MESSAGE_KEYS if key != "seq"}
 
 
 # The tables themselves: statements on them skip the ORM's per-statement bookkeeping.
@@ -177,7 +227,7 @@ async def delete_conversation(session: AsyncSession, conversation: Conversation)
 
 _NEXT_SEQ = (
     update(_CONVERSATIONS)
-    .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+    .where(_CONVERSATIONS.c.id == bindparam("conversation_id", type_=_CONVERSATIONS.c.id.type))
     .values(
         message_count=_CONVERSATIONS.c.message_count + 1,
         updated_at=bindparam("now"),
@@ -197,17 +247,46 @@ async def append_message(
     *,
     title: str = "",
 ) -> ConversationMessage | None:
-    """Append a message: numbered after the last one (the count is bumped and read back in one
-    statement, so the number never comes from a read made before the reply lock was taken),
-    and the conversation becomes the most recent. None if the conversation is gone.
+    """Append a message: numbered after the last one (the count is bumped and read back in the
+    same statement, so the number never comes from a read made before the reply lock was
+    taken), and the conversation becomes the most recent. None if the conversation is gone.
 
     Callers hold the learner's reply lock, so one writer numbers a conversation's messages at
     a time; the unique (conversation_id, seq) constraint backs that up. Plain statements, not
-    a unit-of-work flush: a third less CPU, on every message."""
+    a unit-of-work flush: a third less CPU, on every message. On PostgreSQL the count and the
+    message are written by one statement, on SQLite (no writes inside WITH) by two."""
     if message.created_at is None:
         message.created_at = utcnow()
-    params = {"conversation_id": conversation_id, "now": message.created_at, "title": title}
-    seq = (await session.execute(_NEXT_SEQ, params)).scalar_one_or_none()
+    row = _message_row(conversation_id, message)
+    bump = {"conversation_id": conversation_id, "now": message.created_at, "title": title}
+    if session.get_bind().dialect.name == "postgresql":
+        params = {**bump, **{f"message_{key}": value for key, value in row.items()}}
+        seq = (await session.execute(_APPEND_MESSAGE, params)).scalar_one_or_none()
+    else:
+        seq = (await session.execute(_NEXT_SEQ, bump)).scalar_one_or_none()
+        if seq is not None:
+            await session.execute(_INSERT_MESSAGE, {**row, "seq": seq})
     if seq is None:
         return None
-    return await insert_message(session, conversation_id, seq, message)
+    message.seq = seq
+    return message
+
+
+_BUMPED = _NEXT_SEQ.cte("bumped")
+_APPEND_MESSAGE = (
+    insert(_MESSAGES)
+    .from_select(
+        _MESSAGE_KEYS,
+        select(
+            *(
+                # Named apart from the conversation's columns, which an UPDATE would take
+                # as values to set.
+                _BUMPED.c.message_count
+                if key == "seq"
+                else bindparam(f"message_{key}", type_=column.type)
+                for key, column in zip(_MESSAGE_KEYS, _MESSAGES.columns, strict=True)
+            )
+        ),
+    )
+    .returning(_MESSAGES.c.seq)
+)

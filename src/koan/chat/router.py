@@ -152,13 +152,13 @@ async def post_message(
 ) -> ReplyOut | Response:
     """Ask the tutor. The message is stored before the model is asked, so nothing is lost."""
     wants_stream = "text/event-stream" in request.headers.get("accept", "")
-    user, conversation, profile = target.user, target.conversation, target.profile
+    user, conversation = target.user, target.conversation
     await service.check_rate(res, user)
     lock = await service.acquire_reply_lock(res, user)
     handed_over = False
     stored: ConversationMessage | None = None
     try:
-        prepared = await service.prepare(session, res, user, conversation, data.content, profile)
+        prepared = await service.prepare(session, res, target, data.content)
 
         async def store() -> ConversationMessage:
             nonlocal stored

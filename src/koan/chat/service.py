@@ -83,27 +83,28 @@ async def owned(session: AsyncSession, user: User, conversation_id: uuid.UUID) -
 
 @dataclass
 class ReplyTarget:
-    """Who asks, in which of their conversations, with the profile the prompt is built from."""
+    """Who asks, in which of their conversations, with the profile the prompt is built from
+    and the conversation's newest messages (as of `conversation.message_count`)."""
 
     user: User
     conversation: Conversation
     profile: LearnerProfileRow | None
+    history: list[tuple[str, str]] = field(default_factory=list)
 
 
 async def reply_target(
     session: AsyncSession, claims: AccessClaims, conversation_id: uuid.UUID, *, via_cookie: bool
 ) -> ReplyTarget:
     """The verified caller and their conversation, checked as `VerifiedUser` and `owned` do
-    (401, 403, then 404 for anyone else's), from one query instead of two."""
+    (401, 403, then 404 for anyone else's), and the history: one query instead of three."""
     found = await repository.caller_and_conversation(
-        session, claims.session_id, claims.user_id, conversation_id
+        session, claims.session_id, claims.user_id, conversation_id, history_limit=HISTORY_LIMIT
     )
     auth = authenticated(None if found is None else found[:2], via_cookie=via_cookie)
     ensure_verified(auth.user)
-    conversation, profile = (None, None) if found is None else found[2:]
-    if conversation is None:
+    if found is None or found.conversation is None:
         raise _no_conversation()
-    return ReplyTarget(auth.user, conversation, profile)
+    return ReplyTarget(auth.user, found.conversation, found.profile, found.history)
 
 
 async def start(
@@ -213,11 +214,15 @@ async def acquire_reply_lock(res: Resources, user: User) -> str:
     """Refuse (409 ReplyInProgress) while the tutor is still answering this learner."""
     key = reply_lock_key(user.id)
     if not await res.cache.set_if_absent(key, "1", ttl_s=res.settings.llm_reply_lock_ttl_s):
-        raise Conflict(
-            "The tutor is still answering your previous message; wait for it to finish.",
-            code="ReplyInProgress",
-        )
+        raise _reply_in_progress()
     return key
+
+
+def _reply_in_progress() -> Conflict:
+    return Conflict(
+        "The tutor is still answering your previous message; wait for it to finish.",
+        code="ReplyInProgress",
+    )
 
 
 async def release_reply_lock(res: Resources, key: str) -> None:
@@ -230,11 +235,19 @@ async def release_reply_lock(res: Resources, key: str) -> None:
 async def store_question(
     session: AsyncSession, res: Resources, conversation: Conversation, content: str
 ) -> ConversationMessage:
+    """Store the learner's message after the ones the prompt was built from (409 if a reply
+    was stored since they were read: the prompt would lack it)."""
+    read = conversation.message_count
     if not conversation.title:
         first_line = next((ln.strip() for ln in content.splitlines() if ln.strip()), "")
         conversation.title = first_line[:80]
     question = ConversationMessage(role="user", content=content, created_at=res.clock.now())
-    return await _add_message(session, conversation, question)
+    stored = await _add_message(session, conversation, question)
+    if stored.seq != read + 1:
+        # The history was read before this request took the reply lock, and the previous
+        # reply was stored in between, as it would have been answered 409 a moment earlier.
+        raise _reply_in_progress()
+    return stored
 
 
 async def _add_message(
@@ -257,17 +270,13 @@ class Prepared:
 
 
 async def prepare(
-    session: AsyncSession,
-    res: Resources,
-    user: User,
-    conversation: Conversation,
-    question: str,
-    profile_row: LearnerProfileRow | None = None,
+    session: AsyncSession, res: Resources, target: ReplyTarget, question: str
 ) -> Prepared:
     """System prompt from the profile and the exercise, then the history that fits, ending
     with `question` (read before the question is stored, so one commit covers the request)."""
     settings = res.settings
-    profile = await learner_profile(session, user, profile_row)
+    user, conversation = target.user, target.conversation
+    profile = await learner_profile(session, user, target.profile)
     context: TutorContext | None = None
     guard: LeakGuard | None = None
     exercise_id = conversation.exercise_id
@@ -278,11 +287,8 @@ async def prepare(
                 session, user, exercise, threshold=settings.llm_leak_threshold
             )
     system = build_system_prompt(profile=profile, context=context, mode="chat")
-    history: list[ChatMessage] = []
-    if conversation.message_count:
-        rows = await repository.history(session, conversation.id, limit=HISTORY_LIMIT)
-        history = [ChatMessage("user" if role == "user" else "assistant", content)
-                   for role, content in rows if content]  # fmt: skip
+    history = [ChatMessage("user" if role == "user" else "assistant", content)
+               for role, content in target.history if content]  # fmt: skip
     history.append(ChatMessage("user", question))
     messages = trim_history(
         system, history, settings.llm_context_tokens, settings.llm_reply_max_tokens
