@@ -176,7 +176,11 @@ class AnthropicProvider(AsyncClosing):
                     elif kind == "message_stop":
                         finished = True
                     elif kind == "error":
-                        raise self._error(stream_error(anthropic, event.get("error"), response))
+                        raise self._error(
+                            stream_error(
+                                anthropic, event.get("error"), response.http_response.request
+                            )
+                        )
         except ProviderError:
             raise
         except _STREAM_ERRORS as exc:

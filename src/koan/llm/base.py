@@ -256,11 +256,10 @@ async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
         yield "\n".join(pending)
 
 
-def stream_error(sdk: ModuleType, error: object, response: Any) -> BaseException:
+def stream_error(sdk: ModuleType, error: object, request: Any) -> BaseException:
     """An `error` event mid-stream, as the SDK (`openai` or `anthropic`) would raise it."""
     message = error.get("message") if isinstance(error, dict) else None
     if not isinstance(message, str) or not message:
         message = "An error occurred during streaming"
-    request = response.http_response.request
     failed: BaseException = sdk.APIError(message, request=request, body=error)
     return failed
