@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from koan.db import sqlite
 from koan.errors import KoanError
 
 # Stable constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
@@ -67,8 +68,10 @@ def utcnow() -> datetime:
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; SQLite gets foreign keys and real SAVEPOINT support."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
-        _configure_sqlite(engine)
+        engine = create_async_engine(
+            url, module=sqlite.ONE_TRIP_DBAPI, connect_args={"timeout": 30}, **kwargs
+        )
+        sqlite.configure(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
@@ -89,31 +92,6 @@ def _drop_closed_connections(engine: AsyncEngine) -> None:
         if dbapi_connection.driver_connection.is_closed():
             # The pool discards this connection and hands out a fresh one.
             raise DisconnectionError("the database server closed this connection")
-
-
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    # pysqlite's own transaction handling breaks SAVEPOINT; take it over (SQLAlchemy docs recipe).
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        # In WAL mode NORMAL survives application crashes (not power loss) and saves an fsync
-        # per commit; a submission commits twice.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
-        # writes fails at once with "database is locked" when another writer got in between,
-        # while IMMEDIATE waits its turn (busy_timeout). Probes that only read opt out.
-        if conn.get_execution_options().get("read_only"):
-            conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
