@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import anthropic
+import httpx2
 from anthropic.types import Message, TextBlock
 
 from koan.llm.base import (
@@ -35,6 +36,7 @@ from koan.llm.types import (
     Usage,
 )
 
+_MESSAGES = "/v1/messages"
 _STREAM_ERRORS: ErrorTypes = (anthropic.AnthropicError, *MALFORMED_ERRORS)
 
 
@@ -73,7 +75,10 @@ class AnthropicProvider(AsyncClosing):
         """Close the HTTP connection pool."""
         await self._client.close()
 
-    def _params(self, req: CompletionRequest, model: str) -> dict[str, Any]:
+    def _body(self, req: CompletionRequest, model: str) -> dict[str, Any]:
+        """The JSON body of a Messages request. It goes through the client's `post` as it is
+        (see `OpenAIProvider._body`): the typed `messages.create` walks every message field
+        by field first, about 0.25 ms of CPU each."""
         system, turns = split_system(req.messages)
         if req.json_schema is not None:
             # Structured output is not available on every Claude model or gateway; asking in
@@ -82,18 +87,17 @@ class AnthropicProvider(AsyncClosing):
                 f"{system}\n\nReply with a single JSON object and nothing else. It must validate "
                 f"against this JSON Schema:\n{json.dumps(req.json_schema, sort_keys=True)}"
             ).strip()
-        params: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": model,
             "max_tokens": req.max_tokens,
             "messages": [{"role": m.role, "content": m.content} for m in turns],
         }
         if self._send_temperature:
-            # Newer Claude models reject sampling parameters (and the 1.x SDK dropped the
-            # keyword), so temperature is opt-in and travels in the raw body.
-            params["extra_body"] = {"temperature": req.temperature}
+            # Newer Claude models reject sampling parameters, so temperature is opt-in.
+            body["temperature"] = req.temperature
         if system:
-            params["system"] = system
-        return params
+            body["system"] = system
+        return body
 
     def _error(self, exc: BaseException) -> ProviderError:
         return sdk_error(self.name, exc, anthropic)
@@ -103,7 +107,9 @@ class AnthropicProvider(AsyncClosing):
         model = req.model or self.model
         started = time.perf_counter()
         try:
-            message = await self._client.messages.create(**self._params(req, model))
+            message = await self._client.post(
+                _MESSAGES, cast_to=Message, body=self._body(req, model)
+            )
         except (anthropic.AnthropicError, ValueError) as exc:
             # ValueError: the body was not valid JSON.
             raise self._error(exc) from exc
@@ -129,11 +135,12 @@ class AnthropicProvider(AsyncClosing):
     async def stream(self, req: CompletionRequest) -> AsyncIterator[StreamItem]:
         """Stream text deltas; usage comes from message_start and message_delta events.
 
-        The SDK makes the request; its events are read here as JSON lines (see `sse_data`),
-        to the end of the body, so the connection goes back to the pool."""
+        The SDK's client makes the request and hands back the raw response; its events are
+        read here as JSON lines (see `sse_data`), to the end of the body, so the connection
+        goes back to the pool."""
         model = req.model or self.model
         started = time.perf_counter()
-        params = self._params(req, model)
+        body = {**self._body(req, model), "stream": True}
         parts: list[str] = []
         input_tokens: int | None = None
         output_tokens: int | None = None
@@ -142,10 +149,11 @@ class AnthropicProvider(AsyncClosing):
         first_token_at: float | None = None
         finished = False
         try:
-            async with self._client.messages.with_streaming_response.create(
-                **params, stream=True
-            ) as response:
-                async for data in sse_data(response.iter_lines()):
+            response = await self._client.post(
+                _MESSAGES, cast_to=httpx2.Response, body=body, stream=True
+            )
+            try:
+                async for data in sse_data(response.aiter_lines()):
                     event = json.loads(data)
                     if not isinstance(event, dict):
                         raise malformed(self.name, "stream event is not an object")
@@ -177,10 +185,10 @@ class AnthropicProvider(AsyncClosing):
                         finished = True
                     elif kind == "error":
                         raise self._error(
-                            stream_error(
-                                anthropic, event.get("error"), response.http_response.request
-                            )
+                            stream_error(anthropic, event.get("error"), response.request)
                         )
+            finally:
+                await response.aclose()
         except ProviderError:
             raise
         except _STREAM_ERRORS as exc:
