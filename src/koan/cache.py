@@ -28,6 +28,13 @@ class Cache(Protocol):
     async def incr_float_many(
         self, amounts: Sequence[tuple[str, float]], *, ttl_s: float | None = None
     ) -> list[float]: ...
+    async def add_to_existing(
+        self,
+        amounts: Sequence[tuple[str, float]],
+        *,
+        ttl_s: float | None = None,
+        read: Sequence[str] = (),
+    ) -> tuple[list[float | None], list[str | None]]: ...
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 
@@ -85,6 +92,19 @@ class MemoryCache:
     ) -> list[float]:
         return [await self.incr_float(key, amount, ttl_s=ttl_s) for key, amount in amounts]
 
+    async def add_to_existing(
+        self,
+        amounts: Sequence[tuple[str, float]],
+        *,
+        ttl_s: float | None = None,
+        read: Sequence[str] = (),
+    ) -> tuple[list[float | None], list[str | None]]:
+        totals: list[float | None] = []
+        for key, amount in amounts:
+            present = self._live(key) is not None
+            totals.append(await self.incr_float(key, amount, ttl_s=ttl_s) if present else None)
+        return totals, await self.get_many(read)
+
     async def ping(self) -> bool:
         return True
 
@@ -107,6 +127,30 @@ return totals
 """
 
 
+# KEYS: the keys to add to, then the keys to read; ARGV: how many keys to add to, the TTL as
+# above, then one amount per key to add to.
+_ADD_TO_EXISTING = """
+local n = tonumber(ARGV[1])
+local ttl = ARGV[2]
+local totals = {}
+for i = 1, n do
+    if redis.call('EXISTS', KEYS[i]) == 1 then
+        totals[i] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[i + 2])
+        if ttl ~= '' then
+            redis.call('EXPIRE', KEYS[i], ttl, 'NX')
+        end
+    else
+        totals[i] = false
+    end
+end
+local values = {}
+for i = n + 1, #KEYS do
+    values[i - n] = redis.call('GET', KEYS[i])
+end
+return {totals, values}
+"""
+
+
 class RedisCache:
     """The cache on Redis, so every worker sees the same state."""
 
@@ -114,6 +158,7 @@ class RedisCache:
         self.client = client
         self.prefix = prefix
         self._incr_many = client.register_script(_INCR_FLOAT_MANY)
+        self._add_to_existing = client.register_script(_ADD_TO_EXISTING)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "koan:") -> RedisCache:
@@ -158,6 +203,24 @@ class RedisCache:
         args.append("" if ttl_s is None else str(max(1, int(ttl_s))))
         result = await self._incr_many(keys=keys, args=args)
         return [float(value) for value in result]
+
+    async def add_to_existing(
+        self,
+        amounts: Sequence[tuple[str, float]],
+        *,
+        ttl_s: float | None = None,
+        read: Sequence[str] = (),
+    ) -> tuple[list[float | None], list[str | None]]:
+        """Add to each key that exists (None for a missing one, which stays missing) and read
+        the keys `read`: one round trip, atomically."""
+        keys = [self.prefix + key for key, _ in amounts] + [self.prefix + key for key in read]
+        args = [str(len(amounts)), "" if ttl_s is None else str(max(1, int(ttl_s)))]
+        args += [repr(float(amount)) for _, amount in amounts]
+        totals, values = await self._add_to_existing(keys=keys, args=args)
+        return (
+            [None if total is None else float(total) for total in totals],
+            [None if value is None else str(value) for value in values],
+        )
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
@@ -243,6 +306,18 @@ class FallbackCache:
         self, amounts: Sequence[tuple[str, float]], *, ttl_s: float | None = None
     ) -> list[float]:
         return cast("list[float]", await self._call("incr_float_many", amounts, ttl_s=ttl_s))
+
+    async def add_to_existing(
+        self,
+        amounts: Sequence[tuple[str, float]],
+        *,
+        ttl_s: float | None = None,
+        read: Sequence[str] = (),
+    ) -> tuple[list[float | None], list[str | None]]:
+        return cast(
+            "tuple[list[float | None], list[str | None]]",
+            await self._call("add_to_existing", amounts, ttl_s=ttl_s, read=read),
+        )
 
     async def ping(self) -> bool:
         """True only when Redis itself answers (readiness reports the fallback as degraded)."""

@@ -24,3 +24,19 @@ async def test_incr_float_many_adds_to_each_key_and_returns_the_totals(
     assert totals == [0.75, 0.125]
     assert await cache.incr_float_many([("spent", -0.75), ("new", 1.0)]) == [0.0, 1.125]
     assert [float(v) for v in await cache.get_many(["spent", "new"]) if v] == [0.0, 1.125]
+
+
+async def test_add_to_existing_adds_only_to_present_keys_and_reads_others(
+    resources: Resources,
+) -> None:
+    cache = resources.cache
+    await cache.set("spent", "0.25")
+    await cache.set("limit", "2.00", ttl_s=60)
+
+    totals, values = await cache.add_to_existing(
+        [("spent", 0.5), ("absent", 1.0)], ttl_s=60, read=["limit", "nothing"]
+    )
+    assert (totals, values) == ([0.75, None], ["2.00", None])
+    assert await cache.get_many(["spent", "absent"]) == ["0.75", None]  # a missing key stays so
+    assert await cache.add_to_existing([], read=["spent"]) == ([], ["0.75"])
+    assert await cache.add_to_existing([("spent", -0.75)]) == ([0.0], [])

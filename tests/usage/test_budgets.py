@@ -15,9 +15,11 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.cache import Cache, RedisCache
+from koan.errors import BudgetExceeded
 from koan.models import LLMCall, User
 from koan.ratelimit import RateLimiter, create_storage
 from koan.resources import Resources
+from koan.usage import service as usage
 from koan.usage.service import global_spend_key, user_spend_key, utc_day
 from tests.chat.helpers import ask, new_conversation
 from tests.fixtures.factories import bearer, create_user
@@ -239,3 +241,28 @@ async def test_the_offline_tutor_is_never_refused_for_budget(
     conversation_id = await new_conversation(client, headers)
     assert (await ask(client, headers, conversation_id, "hello")).status_code == 201
     assert await spent_in_cache(resources, learner) == 0
+
+
+async def test_a_total_missing_beside_a_kept_one_is_seeded_then_added_to(
+    session: AsyncSession, learner: User, tutor: Tutor
+) -> None:
+    res = tutor(llm_user_daily_budget_usd=Decimal("0.50"))
+    day = utc_day(res.clock.now())
+    await res.cache.set(global_spend_key(day), "0.25")  # kept; the learner's is not, yet
+    session.add(
+        LLMCall(
+            user_id=learner.id, purpose="chat", provider="openai", model="tutor-test",
+            cost_usd=Decimal("0.10"), day=day,
+        )
+    )  # fmt: skip
+    await session.flush()
+
+    held = await usage.reserve(session, res, learner.id, Decimal("0.05"))
+    assert held.amount == pytest.approx(0.05)
+    assert await spent_in_cache(res, learner) == pytest.approx(0.15)
+    assert float(await res.cache.get(global_spend_key(day)) or 0) == pytest.approx(0.30)
+
+    with pytest.raises(BudgetExceeded):  # 0.15 + 0.40 is over 0.50: both totals given back
+        await usage.reserve(session, res, learner.id, Decimal("0.40"))
+    assert await spent_in_cache(res, learner) == pytest.approx(0.15)
+    assert float(await res.cache.get(global_spend_key(day)) or 0) == pytest.approx(0.30)

@@ -132,23 +132,33 @@ async def reserve(
         return Reservation(day)  # the offline tutor is free: nothing to count
     amount = float(max(projected, Decimal(0)))
     user_key, global_key = user_spend_key(day, user_id), global_spend_key(day)
-    # Three round trips in the usual case: read the override and both totals, add to both
-    # totals (one transaction), and later settle both (one transaction).
-    override, user_total, global_total = await res.cache.get_many(
-        [_budget_key(user_id), user_key, global_key]
-    )
-    user_limit = await _daily_budget(session, res, user_id, override)
-    if user_total is None:
-        await _seed_total(session, res, user_key, day, user_id)
-    if global_total is None:
-        await _seed_total(session, res, global_key, day, None)
     held = (user_key, global_key)
-    totals = await res.cache.incr_float_many([(key, amount) for key in held], ttl_s=_ttl(res, day))
-    checks = (
-        (totals[0], user_limit, "user"),
-        (totals[1], res.settings.llm_global_daily_budget_usd, "global"),
+    ttl_s = _ttl(res, day)
+    # Two round trips in the usual case: add to both totals while reading the override (one
+    # script), and later settle both (one more). A total not kept yet today is first seeded
+    # from the database, then added to.
+    added, [override] = await res.cache.add_to_existing(
+        [(key, amount) for key in held], ttl_s=ttl_s, read=[_budget_key(user_id)]
     )
+    totals = list(added)
+    counted = [key for key, total in zip(held, added, strict=True) if total is not None]
     try:
+        missing = [i for i, total in enumerate(added) if total is None]
+        for i in missing:
+            await _seed_total(session, res, held[i], day, user_id if i == 0 else None)
+        if missing:
+            again = await res.cache.incr_float_many(
+                [(held[i], amount) for i in missing], ttl_s=ttl_s
+            )
+            counted += [held[i] for i in missing]
+            for i, seeded in zip(missing, again, strict=True):
+                totals[i] = seeded
+        user_total, global_total = (total or 0.0 for total in totals)  # each one is kept now
+        user_limit = await _daily_budget(session, res, user_id, override)
+        checks = (
+            (user_total, user_limit, "user"),
+            (global_total, res.settings.llm_global_daily_budget_usd, "global"),
+        )
         for total, limit, scope in checks:
             if limit is None or amount == 0:
                 # No limit, or a projection of 0 (an unpriced model): counted, never refused.
@@ -163,7 +173,7 @@ async def reserve(
             except BudgetExceeded as exc:
                 raise _budget_error(scope, limit, now, exc.retry_after) from None
     except BaseException:
-        await res.cache.incr_float_many([(key, -amount) for key in held], ttl_s=_ttl(res, day))
+        await res.cache.incr_float_many([(key, -amount) for key in counted], ttl_s=ttl_s)
         raise
     return Reservation(day, held, amount)
 
