@@ -14,6 +14,7 @@ from koan.chat import service
 from koan.chat.service import reply_lock_key
 from koan.models import ConversationMessage, User
 from koan.resources import Resources
+from koan.usage.service import user_spend_key, utc_day
 from tests.chat.helpers import HeldReply, HoldingServer, ask, new_conversation, parse_sse
 from tests.fixtures.factories import bearer, create_user
 
@@ -98,3 +99,31 @@ async def test_concurrent_messages_get_one_reply_and_one_conflict(
     assert events[-1][0] == "done"
     assert "".join(d["delta"] for n, d in events if n == "token") == "first answer, slowly"
     assert (await ask(client, headers, conversation_id, "two")).status_code == 201
+
+
+async def test_a_refused_question_gives_back_what_the_other_checks_took(
+    client: httpx.AsyncClient,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+) -> None:
+    # The rate limit, the reply lock and the budget are checked at the same moment.
+    tutor(llm_chat_limit="1/minute")
+    conversation_id = await new_conversation(client, headers)
+    lock = reply_lock_key(learner.id)
+    spent_key = user_spend_key(utc_day(resources.clock.now()), learner.id)
+
+    await resources.cache.set_if_absent(lock, "1", ttl_s=60)  # another reply is in flight
+    r = await ask(client, headers, conversation_id, "hello?", stream=True)
+    assert r.status_code == 409
+    assert float(await resources.cache.get(spent_key) or 0) == 0  # the budget held is back
+    await resources.cache.delete(lock)
+
+    # The 409 used the minute's one message; now the limit refuses, and the lock and the
+    # budget taken beside it are given back.
+    r = await ask(client, headers, conversation_id, "hello again?", stream=True)
+    assert r.status_code == 429
+    assert r.json()["error"] == "RateLimited"
+    assert float(await resources.cache.get(spent_key) or 0) == 0
+    assert await resources.cache.set_if_absent(lock, "1", ttl_s=60)  # it was free

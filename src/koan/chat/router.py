@@ -153,12 +153,14 @@ async def post_message(
     """Ask the tutor. The message is stored before the model is asked, so nothing is lost."""
     wants_stream = "text/event-stream" in request.headers.get("accept", "")
     user, conversation = target.user, target.conversation
-    await service.check_rate(res, user)
-    lock = await service.acquire_reply_lock(res, user)
+    prepared = await service.prepare(session, res, target, data.content)
+    # A reply streamed as it comes; one about an exercise is checked whole before it is sent.
+    streamed = wants_stream and prepared.guard is None
+    admission = await service.admit(session, res, user, prepared.request if streamed else None)
+    lock = admission.lock_key
     handed_over = False
     stored: ConversationMessage | None = None
     try:
-        prepared = await service.prepare(session, res, target, data.content)
 
         async def store() -> ConversationMessage:
             nonlocal stored
@@ -175,12 +177,11 @@ async def post_message(
             stored = question
             return question
 
-        if wants_stream and prepared.guard is None:
-            try:
-                stream = await service.open_stream(session, res, open_session, user, prepared, lock)
-            except KoanError:
-                await store()  # over budget: refused, and the question is kept
-                raise
+        if streamed:
+            if admission.over_budget is not None:
+                await store()  # refused, and the question is kept
+                raise admission.over_budget
+            stream = service.open_stream(res, open_session, user, prepared, admission)
             handed_over = True  # the stream releases the lock once its reply is stored
             question = await service.store_while_starting(stream, store)
             return EventStream(stream, {MESSAGE_ID: str(question.id)})

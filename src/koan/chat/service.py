@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import structlog
@@ -227,6 +227,45 @@ def _reply_in_progress() -> Conflict:
 
 async def release_reply_lock(res: Resources, key: str) -> None:
     await res.cache.delete(key)
+
+
+@dataclass
+class Admission:
+    """A question let through: the learner's reply lock, and for a streamed reply the budget
+    held for it, or the budget's refusal (the question is stored before it is answered)."""
+
+    lock_key: str
+    reservation: usage.Reservation | None = None
+    over_budget: KoanError | None = None
+
+
+async def admit(
+    session: AsyncSession, res: Resources, user: User, streamed: CompletionRequest | None
+) -> Admission:
+    """The rate limit (429), the one-reply lock (409) and, for a `streamed` request, the
+    budget (429 BudgetExceeded): checked at once, so that on Redis their round trips overlap
+    instead of adding up. Whatever one check took is given back when an earlier one refuses."""
+    checks: list[Awaitable[object]] = [check_rate(res, user), acquire_reply_lock(res, user)]
+    if streamed is not None:
+        checks.append(usage.reserve(session, res, user.id, res.llm.projected_cost(streamed)))
+    rate, lock, *budget = await asyncio.gather(*checks, return_exceptions=True)
+    reservation = budget[0] if budget else None
+    for outcome in (rate, lock):
+        if isinstance(outcome, BaseException):
+            with anyio.CancelScope(shield=True):
+                if isinstance(lock, str):
+                    await release_reply_lock(res, lock)
+                if isinstance(reservation, usage.Reservation):
+                    await usage.settle(res, reservation, Decimal(0))
+            raise outcome
+    assert isinstance(lock, str)
+    if reservation is None or isinstance(reservation, usage.Reservation):
+        return Admission(lock, reservation)
+    if isinstance(reservation, KoanError):
+        return Admission(lock, over_budget=reservation)
+    with anyio.CancelScope(shield=True):
+        await release_reply_lock(res, lock)
+    raise cast(BaseException, reservation)
 
 
 # -- the learner's message and the request to the model ------------------------------------------
@@ -624,23 +663,20 @@ async def store_while_starting(
     return question
 
 
-async def open_stream(
-    session: AsyncSession,
+def open_stream(
     res: Resources,
     open_session: SessionOpener,
     user: User,
     prepared: Prepared,
-    lock_key: str,
+    admission: Admission,
 ) -> ReplyStream:
-    """Hold the projected cost against the budgets (429 if over), then open the stream."""
-    reservation = await usage.reserve(
-        session, res, user.id, res.llm.projected_cost(prepared.request)
-    )
+    """The stream of an admitted question, with the budget held for it."""
+    assert admission.reservation is not None
     return ReplyStream(
         res,
         open_session,
         user_id=user.id,
         prepared=prepared,
-        reservation=reservation,
-        lock_key=lock_key,
+        reservation=admission.reservation,
+        lock_key=admission.lock_key,
     )
