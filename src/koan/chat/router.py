@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.responses import StreamingResponse
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
 from koan.auth.deps import VerifiedUser, access_claims, current_auth, ensure_verified
 from koan.chat import service
@@ -54,10 +54,37 @@ class EventStream(StreamingResponse):
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
         )
         self._stream = stream
+        self._started = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The headers and the first event (whose token is already here) go out at once.
+        # Starlette sends the body from a task of its own, which would first wait its turn
+        # behind whatever else the event loop has ready: other replies' tokens.
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code,
+                 "headers": self.raw_headers}
+            )  # fmt: skip
+            self._started = True
+            first = await anext(self._stream, None)
+            if first is not None:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._stream.aclose()
+            raise
+        await super().__call__(scope, receive, send)
 
     async def stream_response(self, send: Send) -> None:
         try:
-            await super().stream_response(send)
+            if not self._started:
+                await send(
+                    {"type": "http.response.start", "status": self.status_code,
+                     "headers": self.raw_headers}
+                )  # fmt: skip
+            async for chunk in self._stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             with anyio.CancelScope(shield=True):
                 await self._stream.aclose()
