@@ -54,7 +54,6 @@ class EventStream(StreamingResponse):
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
         )
         self._stream = stream
-        self._started = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The headers and the first event (whose token is already here) go out at once.
@@ -65,7 +64,6 @@ class EventStream(StreamingResponse):
                 {"type": "http.response.start", "status": self.status_code,
                  "headers": self.raw_headers}
             )  # fmt: skip
-            self._started = True
             first = await anext(self._stream, None)
             if first is not None:
                 await send({"type": "http.response.body", "body": first, "more_body": True})
@@ -76,12 +74,8 @@ class EventStream(StreamingResponse):
         await super().__call__(scope, receive, send)
 
     async def stream_response(self, send: Send) -> None:
+        """The rest of the body: `__call__` has sent the headers and the first event."""
         try:
-            if not self._started:
-                await send(
-                    {"type": "http.response.start", "status": self.status_code,
-                     "headers": self.raw_headers}
-                )  # fmt: skip
             async for chunk in self._stream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
