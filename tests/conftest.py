@@ -39,7 +39,7 @@ from koan.migrate import upgrade_connection
 from koan.ops.metrics_router import fresh_metrics
 from koan.ratelimit import RateLimiter, create_storage
 from koan.resources import Resources
-from koan.usage.llm import TutorLLM, build_tutor_llm
+from koan.tutor_gateway.tutor_llm import TutorLLM, build_tutor_llm
 from tests.fixtures.llm_server import FakeClock, FakeLLMServer
 from tests.fixtures.smtp import SMTPServer
 

@@ -357,8 +357,8 @@ async def _usage_report(days: int, email: str | None) -> None:
     from datetime import timedelta
 
     from koan.resources import Resources
+    from koan.tutor_gateway.budgets import utc_day
     from koan.usage import repository
-    from koan.usage.service import utc_day
 
     res = Resources.from_settings(Settings())
     try:

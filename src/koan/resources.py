@@ -18,7 +18,7 @@ from koan.grading.limits import sandbox_config
 from koan.grading.sandbox import Sandbox, SandboxUnavailable
 from koan.mail.sender import Mailer
 from koan.ratelimit import RateLimiter
-from koan.usage.llm import TutorLLM, build_tutor_llm, offline_tutor_llm
+from koan.tutor_gateway.tutor_llm import TutorLLM, build_tutor_llm, offline_tutor_llm
 
 log = structlog.get_logger(__name__)
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import Assignment, Exercise, Submission, User
@@ -192,3 +194,14 @@ class HoldingServer(FakeLLMServer):
     async def wait_until_held(self) -> None:
         """Return once a held reply has stalled (the test waits on an event, not a timer)."""
         assert await asyncio.to_thread(self.reached.wait, 30), "the held stream never stalled"
+
+
+def leaks_counted(app: FastAPI) -> float:
+    """koan_leak_guard_catches_total as Prometheus would read it from the app."""
+    text = app.state.metrics.render()[0].decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "koan_leak_guard_catches_total"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +17,7 @@ from tests.chat.helpers import (
     EVENS_SOLUTION,
     LEAKING_REPLY,
     ask,
+    leaks_counted,
     new_conversation,
     parse_sse,
     record_attempt,
@@ -111,6 +113,28 @@ async def test_a_reply_that_still_leaks_is_replaced_by_a_nudge(
         await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)
     ).json()["messages"]
     assert "acc += v" not in str(history)
+
+
+async def test_every_withheld_draft_is_counted_in_the_metrics(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    await record_attempt(session, resources, learner, evens)
+    conversation_id = await new_conversation(client, headers, evens)
+    llm_server.script(Reply(text=LEAKING_REPLY), Reply(text=SAFE_REPLY))
+    await ask(client, headers, conversation_id, "just give me the code")
+    assert leaks_counted(app) == 1
+    llm_server.script(Reply(text=LEAKING_REPLY), Reply(text="Fine: " + LEAKING_REPLY))
+    await ask(client, headers, conversation_id, "the whole code, please")
+    assert leaks_counted(app) == 3
 
 
 async def test_streamed_exercise_replies_are_checked_before_the_first_token(

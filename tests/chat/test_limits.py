@@ -10,11 +10,11 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.chat import service
-from koan.chat.service import reply_lock_key
+from koan.chat import streaming
+from koan.chat.admission import reply_lock_key
 from koan.models import ConversationMessage, User
 from koan.resources import Resources
-from koan.usage.service import user_spend_key, utc_day
+from koan.tutor_gateway.budgets import user_spend_key, utc_day
 from tests.chat.helpers import HeldReply, HoldingServer, ask, new_conversation, parse_sse
 from tests.fixtures.factories import bearer, create_user
 
@@ -77,15 +77,15 @@ async def test_concurrent_messages_get_one_reply_and_one_conflict(
     # The question is stored while the provider starts: wait for both before the second
     # request, which shares the test's one database connection.
     stored = asyncio.Event()
-    store_while_starting = service.store_while_starting
+    store_while_starting = streaming.store_while_starting
 
     async def noting_stored(*args: Any) -> ConversationMessage:
         question = await store_while_starting(*args)
         stored.set()
         return question
 
-    monkeypatch.setattr(service, "store_while_starting", noting_stored)
-    streaming = asyncio.create_task(ask(client, headers, conversation_id, "one", stream=True))
+    monkeypatch.setattr(streaming, "store_while_starting", noting_stored)
+    first_ask = asyncio.create_task(ask(client, headers, conversation_id, "one", stream=True))
     await holding_server.wait_until_held()
     await asyncio.wait_for(stored.wait(), timeout=10)
 
@@ -94,7 +94,7 @@ async def test_concurrent_messages_get_one_reply_and_one_conflict(
     assert second.json()["error"] == "ReplyInProgress"
 
     holding_server.release.set()
-    first = await streaming
+    first = await first_ask
     events = parse_sse(first.text)
     assert events[-1][0] == "done"
     assert "".join(d["delta"] for n, d in events if n == "token") == "first answer, slowly"

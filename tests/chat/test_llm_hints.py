@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import Exercise, LLMCall, User
 from koan.resources import Resources
-from tests.chat.helpers import EVENS_HINTS, LEAKING_REPLY, record_attempt
+from tests.chat.helpers import EVENS_HINTS, LEAKING_REPLY, leaks_counted, record_attempt
 from tests.fixtures.factories import bearer, create_user
 from tests.fixtures.llm_server import FakeLLMServer, Reply
 
@@ -146,3 +147,21 @@ async def test_the_ladder_is_the_fallback_on_errors_leaks_and_budget(
     before = len(llm_server.requests)
     assert (await hint(client, headers, evens)).json()["hint"] == EVENS_HINTS[2]
     assert len(llm_server.requests) == before
+
+
+async def test_a_withheld_hint_is_counted_in_the_metrics(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    await record_attempt(session, resources, learner, evens)
+    llm_server.script(Reply(text=LEAKING_REPLY))
+    assert (await hint(client, headers, evens)).json()["hint"] == EVENS_HINTS[0]
+    assert leaks_counted(app) == 1

@@ -114,13 +114,17 @@ async def test_a_question_is_refused_when_a_reply_was_stored_after_its_history_w
 ) -> None:
     conversation = await new_conversation(session, learner)
     claims = await claims_of(session, resources, learner)
-    target = await service.reply_target(session, claims, conversation.id, via_cookie=False)
-    assert target.history == []
+    found = await repository.caller_and_conversation(
+        session, claims.session_id, learner.id, conversation.id, history_limit=3
+    )
+    assert found is not None
+    assert found.conversation is not None
+    assert found.history == []
     # The previous reply is stored (and its lock let go) after the history was read, but
     # before this request took the reply lock: the prompt would lack it.
     reply = ConversationMessage(role="assistant", content="A late reply.", created_at=utcnow())
     assert await repository.append_message(session, conversation.id, reply) is not None
 
     with pytest.raises(Conflict) as refused:
-        await service.store_question(session, resources, target.conversation, "Next question")
+        await service.store_question(session, resources, found.conversation, "Next question")
     assert refused.value.code == "ReplyInProgress"

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koan.llm.offline import OFFLINE_NOTE
 from koan.models import ConversationMessage, Exercise, LLMCall, User
 from koan.resources import Resources
-from koan.usage.service import user_spend_key, utc_day
+from koan.tutor_gateway.budgets import user_spend_key, utc_day
 from tests.chat.helpers import (
     EVENS_SOLUTION,
     EVENS_STARTER,

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from koan.auth import repository as auth_repository
 from koan.chat import repository as chat_repository
 from koan.exercises import repository as exercise_repository
+from koan.tutor_gateway import repository as gateway_repository
 from koan.usage import repository as usage_repository
 from tests.conftest import DATABASE_URL, Backend
 
@@ -313,7 +314,7 @@ async def test_usage_per_learner_per_day_reads_the_user_day_index(
 ) -> None:
     today = date.today()
     (spent,) = await explain_repository_call(
-        explain_connection, lambda s: usage_repository.spent_on(s, today, seeded.user_id)
+        explain_connection, lambda s: gateway_repository.spent_on(s, today, seeded.user_id)
     )
     assert_uses_index(spent, "llm_calls", {"ix_llm_calls_user_day"})
     (purposes,) = await explain_repository_call(
@@ -326,6 +327,6 @@ async def test_usage_per_learner_per_day_reads_the_user_day_index(
     assert_uses_index(history, "llm_calls", {"ix_llm_calls_user_day"})
     # The site-wide total of one day (the global budget) has an index of its own.
     (site,) = await explain_repository_call(
-        explain_connection, lambda s: usage_repository.spent_on(s, today, None)
+        explain_connection, lambda s: gateway_repository.spent_on(s, today, None)
     )
     assert_uses_index(site, "llm_calls", {"ix_llm_calls_day"})

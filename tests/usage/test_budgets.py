@@ -19,8 +19,8 @@ from koan.errors import BudgetExceeded
 from koan.models import LLMCall, User
 from koan.ratelimit import RateLimiter, create_storage
 from koan.resources import Resources
-from koan.usage import service as usage
-from koan.usage.service import global_spend_key, user_spend_key, utc_day
+from koan.tutor_gateway import budgets
+from koan.tutor_gateway.budgets import global_spend_key, user_spend_key, utc_day
 from tests.chat.helpers import ask, new_conversation
 from tests.fixtures.factories import bearer, create_user
 from tests.fixtures.llm_server import FakeLLMServer, Reply
@@ -257,12 +257,12 @@ async def test_a_total_missing_beside_a_kept_one_is_seeded_then_added_to(
     )  # fmt: skip
     await session.flush()
 
-    held = await usage.reserve(session, res, learner.id, Decimal("0.05"))
+    held = await budgets.reserve(session, res, learner.id, Decimal("0.05"))
     assert held.amount == pytest.approx(0.05)
     assert await spent_in_cache(res, learner) == pytest.approx(0.15)
     assert float(await res.cache.get(global_spend_key(day)) or 0) == pytest.approx(0.30)
 
     with pytest.raises(BudgetExceeded):  # 0.15 + 0.40 is over 0.50: both totals given back
-        await usage.reserve(session, res, learner.id, Decimal("0.40"))
+        await budgets.reserve(session, res, learner.id, Decimal("0.40"))
     assert await spent_in_cache(res, learner) == pytest.approx(0.15)
     assert float(await res.cache.get(global_spend_key(day)) or 0) == pytest.approx(0.30)

@@ -19,7 +19,7 @@ from koan.db import create_engine, create_session_factory
 from koan.migrate import upgrade
 from koan.models import LLMCall, User
 from koan.resources import Resources
-from koan.usage.service import utc_day
+from koan.tutor_gateway.budgets import utc_day
 from tests.chat.helpers import ask, new_conversation
 from tests.fixtures.factories import create_user
 from tests.fixtures.llm_server import FakeLLMServer, Reply

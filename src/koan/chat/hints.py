@@ -13,8 +13,9 @@ from koan.errors import BudgetExceeded, TutorUnavailable
 from koan.llm import ChatMessage, CompletionRequest, LearnerProfile, build_system_prompt
 from koan.models import Exercise, User
 from koan.onboarding import repository as profiles
+from koan.ops import metrics
 from koan.resources import Resources
-from koan.usage import service as usage
+from koan.tutor_gateway import calls
 
 log = structlog.get_logger(__name__)
 
@@ -56,9 +57,9 @@ async def tailored_hint(
         purpose="hint",
         context=context,
     )
-    key = usage.cache_key(request, res.llm.model, scope=f"exercise:{exercise.id}")
+    key = calls.cache_key(request, res.llm.model, scope=f"exercise:{exercise.id}")
     try:
-        call = await usage.complete(
+        call = await calls.complete(
             session, res, user_id=user.id, request=request, exercise_id=exercise.id, cache=key
         )
     except (TutorUnavailable, BudgetExceeded) as exc:
@@ -70,9 +71,9 @@ async def tailored_hint(
     if guard.leaks(text):
         call.record.leak_caught = True
         await session.flush()
-        # metrics: solution leak caught (hint) — count koan_tutor_leaks_caught here.
+        metrics.leak_caught()
         log.warning("tutor.leak_caught", purpose="hint", exercise_id=str(exercise.id))
         return authored
     if not call.cache_hit:
-        await usage.store_reply(res, key, call.completion)
+        await calls.store_reply(res, key, call.completion)
     return text

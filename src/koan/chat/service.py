@@ -1,70 +1,42 @@
-"""The rules of the tutor chat: conversations, the reply (whole or streamed), the leak guard."""
+"""The tutor chat: the learner's conversations, and `ask`, which takes a question from
+admission to the tutor's answer (whole, or streamed)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
+import contextlib
 import json
-import re
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 import anyio
-import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.auth.deps import authenticated, ensure_verified
-from koan.auth.tokens import AccessClaims
-from koan.chat import repository
-from koan.chat.context import (
-    STRICTER,
-    LeakGuard,
-    exercise_context,
-    hint_style_answer,
-    learner_profile,
-)
+from koan.chat import admission, reply, repository, streaming
+from koan.chat.reply import ReplyTarget
 from koan.chat.schemas import (
     ConversationDetail,
     ConversationOut,
     ConversationPage,
     MessageOut,
 )
-from koan.deps import SessionOpener
-from koan.errors import BadRequest, BudgetExceeded, Conflict, KoanError, NotFound, TutorUnavailable
+from koan.errors import BadRequest, KoanError, NotFound
 from koan.exercises import repository as exercises
-from koan.llm import (
-    ChatMessage,
-    Completion,
-    CompletionRequest,
-    StreamEnd,
-    StreamItem,
-    TutorContext,
-    build_system_prompt,
-    trim_history,
-)
-from koan.llm.base import aclose_quietly
-from koan.llm.pricing import estimate_usage
 from koan.models import Conversation, ConversationMessage, User
-from koan.models import LearnerProfile as LearnerProfileRow
 from koan.resources import Resources
-from koan.usage import service as usage
+from koan.tutor_gateway import budgets
 
-log = structlog.get_logger(__name__)
-
-# Enough turns to fill any context window; trim_history keeps what fits.
-HISTORY_LIMIT = 200
-CHAT_TEMPERATURE = 0.3
+# The id of the learner's stored message, on the reply and on a refusal that came after it.
+MESSAGE_ID_HEADER = "X-Koan-Message-Id"
 
 
 # -- conversations -------------------------------------------------------------------------------
 
 
-def _no_conversation() -> NotFound:
+def no_conversation() -> NotFound:
     """Missing and someone else's look the same."""
     return NotFound("There is no conversation with this id.")
 
@@ -77,34 +49,8 @@ async def owned(session: AsyncSession, user: User, conversation_id: uuid.UUID) -
     """The learner's own conversation; anyone else's is reported as missing."""
     conversation = await repository.conversation_of(session, user.id, conversation_id)
     if conversation is None:
-        raise _no_conversation()
+        raise no_conversation()
     return conversation
-
-
-@dataclass
-class ReplyTarget:
-    """Who asks, in which of their conversations, with the profile the prompt is built from
-    and the conversation's newest messages (as of `conversation.message_count`)."""
-
-    user: User
-    conversation: Conversation
-    profile: LearnerProfileRow | None
-    history: list[tuple[str, str]] = field(default_factory=list)
-
-
-async def reply_target(
-    session: AsyncSession, claims: AccessClaims, conversation_id: uuid.UUID, *, via_cookie: bool
-) -> ReplyTarget:
-    """The verified caller and their conversation, checked as `VerifiedUser` and `owned` do
-    (401, 403, then 404 for anyone else's), and the history: one query instead of three."""
-    found = await repository.caller_and_conversation(
-        session, claims.session_id, claims.user_id, conversation_id, history_limit=HISTORY_LIMIT
-    )
-    auth = authenticated(None if found is None else found[:2], via_cookie=via_cookie)
-    ensure_verified(auth.user)
-    if found is None or found.conversation is None:
-        raise _no_conversation()
-    return ReplyTarget(auth.user, found.conversation, found.profile, found.history)
 
 
 async def start(
@@ -194,81 +140,7 @@ async def delete(session: AsyncSession, conversation: Conversation) -> None:
     await repository.delete_conversation(session, conversation)
 
 
-# -- one reply in flight per learner -------------------------------------------------------------
-
-
-def reply_lock_key(user_id: uuid.UUID) -> str:
-    return f"chat:reply-lock:{user_id}"
-
-
-async def check_rate(res: Resources, user: User) -> None:
-    await res.limiter.hit(
-        res.settings.llm_chat_limit,
-        "chat",
-        str(user.id),
-        detail="You are sending messages faster than the tutor can answer; wait a moment.",
-    )
-
-
-async def acquire_reply_lock(res: Resources, user: User) -> str:
-    """Refuse (409 ReplyInProgress) while the tutor is still answering this learner."""
-    key = reply_lock_key(user.id)
-    if not await res.cache.set_if_absent(key, "1", ttl_s=res.settings.llm_reply_lock_ttl_s):
-        raise _reply_in_progress()
-    return key
-
-
-def _reply_in_progress() -> Conflict:
-    return Conflict(
-        "The tutor is still answering your previous message; wait for it to finish.",
-        code="ReplyInProgress",
-    )
-
-
-async def release_reply_lock(res: Resources, key: str) -> None:
-    await res.cache.delete(key)
-
-
-@dataclass
-class Admission:
-    """A question let through: the learner's reply lock, and for a streamed reply the budget
-    held for it, or the budget's refusal (the question is stored before it is answered)."""
-
-    lock_key: str
-    reservation: usage.Reservation | None = None
-    over_budget: KoanError | None = None
-
-
-async def admit(
-    session: AsyncSession, res: Resources, user: User, streamed: CompletionRequest | None
-) -> Admission:
-    """The rate limit (429), the one-reply lock (409) and, for a `streamed` request, the
-    budget (429 BudgetExceeded): checked at once, so that on Redis their round trips overlap
-    instead of adding up. Whatever one check took is given back when an earlier one refuses."""
-    checks: list[Awaitable[object]] = [check_rate(res, user), acquire_reply_lock(res, user)]
-    if streamed is not None:
-        checks.append(usage.reserve(session, res, user.id, res.llm.projected_cost(streamed)))
-    rate, lock, *budget = await asyncio.gather(*checks, return_exceptions=True)
-    reservation = budget[0] if budget else None
-    for outcome in (rate, lock):
-        if isinstance(outcome, BaseException):
-            with anyio.CancelScope(shield=True):
-                if isinstance(lock, str):
-                    await release_reply_lock(res, lock)
-                if isinstance(reservation, usage.Reservation):
-                    await usage.settle(res, reservation, Decimal(0))
-            raise outcome
-    assert isinstance(lock, str)
-    if reservation is None or isinstance(reservation, usage.Reservation):
-        return Admission(lock, reservation)
-    if isinstance(reservation, KoanError):
-        return Admission(lock, over_budget=reservation)
-    with anyio.CancelScope(shield=True):
-        await release_reply_lock(res, lock)
-    raise cast(BaseException, reservation)
-
-
-# -- the learner's message and the request to the model ------------------------------------------
+# -- a question and the tutor's answer -----------------------------------------------------------
 
 
 async def store_question(
@@ -285,132 +157,12 @@ async def store_question(
     if stored.seq != read + 1:
         # The history was read before this request took the reply lock, and the previous
         # reply was stored in between, as it would have been answered 409 a moment earlier.
-        raise _reply_in_progress()
+        raise admission.reply_in_progress()
     return stored
-
-
-async def _add_message(
-    session: AsyncSession, conversation: Conversation, message: ConversationMessage
-) -> ConversationMessage:
-    stored = await repository.add_message(session, conversation, message)
-    if stored is None:  # deleted (in another tab) while the learner was asking
-        raise _no_conversation()
-    return stored
-
-
-@dataclass
-class Prepared:
-    """The request for the model, and the guard when the conversation is about an exercise."""
-
-    conversation_id: uuid.UUID
-    exercise_id: uuid.UUID | None
-    request: CompletionRequest
-    guard: LeakGuard | None = None
-
-
-async def prepare(
-    session: AsyncSession, res: Resources, target: ReplyTarget, question: str
-) -> Prepared:
-    """System prompt from the profile and the exercise, then the history that fits, ending
-    with `question` (read before the question is stored, so one commit covers the request)."""
-    settings = res.settings
-    user, conversation = target.user, target.conversation
-    profile = await learner_profile(session, user, target.profile)
-    context: TutorContext | None = None
-    guard: LeakGuard | None = None
-    exercise_id = conversation.exercise_id
-    if exercise_id is not None:
-        exercise = await exercises.exercise_by_id(session, exercise_id)
-        if exercise is not None:
-            context, guard = await exercise_context(
-                session, user, exercise, threshold=settings.llm_leak_threshold
-            )
-    system = build_system_prompt(profile=profile, context=context, mode="chat")
-    history = [ChatMessage("user" if role == "user" else "assistant", content)
-               for role, content in target.history if content]  # fmt: skip
-    history.append(ChatMessage("user", question))
-    messages = trim_history(
-        system, history, settings.llm_context_tokens, settings.llm_reply_max_tokens
-    )
-    request = CompletionRequest(
-        messages=messages,
-        temperature=CHAT_TEMPERATURE,
-        max_tokens=settings.llm_reply_max_tokens,
-        purpose="chat",
-        context=context,
-    )
-    return Prepared(conversation.id, exercise_id, request, guard)
-
-
-def _stricter(request: CompletionRequest) -> CompletionRequest:
-    system, *rest = request.messages
-    return replace(
-        request,
-        messages=[ChatMessage("system", f"{system.content}\n\n{STRICTER}"), *rest],
-        temperature=0.0,
-    )
-
-
-# -- a whole reply (JSON, and streams of exercise conversations) ---------------------------------
-
-
-@dataclass
-class Answer:
-    text: str
-    model: str
-    provider: str
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: Decimal = Decimal(0)
-    leak_caught: bool = False
-
-    def add(self, completion: Completion) -> None:
-        self.input_tokens += completion.usage.input_tokens
-        self.output_tokens += completion.usage.output_tokens
-        self.cost_usd += completion.cost_usd
-
-
-async def answer(session: AsyncSession, res: Resources, user: User, prepared: Prepared) -> Answer:
-    """Ask the model; for an exercise, check the reply against the solution, regenerate once
-    with a stricter instruction, and replace a reply that still leaks by a hint-style nudge."""
-    exercise_id, conversation_id = prepared.exercise_id, prepared.conversation_id
-    first = await usage.complete(
-        session, res, user_id=user.id, request=prepared.request,
-        exercise_id=exercise_id, conversation_id=conversation_id,
-    )  # fmt: skip
-    result = Answer(first.completion.text, first.completion.model, first.completion.provider)
-    result.add(first.completion)
-    guard = prepared.guard
-    if guard is None or not guard.leaks(first.completion.text):
-        return result
-    first.record.leak_caught = True
-    result.leak_caught = True
-    # metrics: solution leak caught (chat, first draft) — count koan_tutor_leaks_caught here.
-    log.warning("tutor.leak_caught", purpose="chat", stage="first", exercise_id=str(exercise_id))
-    try:
-        second = await usage.complete(
-            session, res, user_id=user.id, request=_stricter(prepared.request),
-            exercise_id=exercise_id, conversation_id=conversation_id,
-        )  # fmt: skip
-    except (TutorUnavailable, BudgetExceeded):
-        second = None
-    if second is not None:
-        result.add(second.completion)
-        result.model, result.provider = second.completion.model, second.completion.provider
-        if not guard.leaks(second.completion.text):
-            result.text = second.completion.text
-            await session.flush()
-            return result
-        second.record.leak_caught = True
-        # metrics: solution leak caught (chat, regenerated draft) — count it here as well.
-        log.warning("tutor.leak_caught", purpose="chat", stage="regenerated")
-    result.text = hint_style_answer(guard)
-    await session.flush()
-    return result
 
 
 async def store_answer(
-    session: AsyncSession, res: Resources, conversation: Conversation, result: Answer
+    session: AsyncSession, res: Resources, conversation: Conversation, result: reply.Answer
 ) -> ConversationMessage:
     return await _add_message(
         session,
@@ -422,261 +174,101 @@ async def store_answer(
             provider=result.provider[:64],
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
-            cost_usd=usage.usd(result.cost_usd),
+            cost_usd=budgets.usd(result.cost_usd),
             leak_caught=result.leak_caught,
             created_at=res.clock.now(),
         ),
     )
 
 
-# -- Server-Sent Events ----------------------------------------------------------------------------
+async def _add_message(
+    session: AsyncSession, conversation: Conversation, message: ConversationMessage
+) -> ConversationMessage:
+    stored = await repository.add_message(session, conversation, message)
+    if stored is None:  # deleted (in another tab) while the learner was asking
+        raise no_conversation()
+    return stored
 
 
-def sse(event: str, data: dict[str, Any]) -> bytes:
-    """One event; the data is JSON on a single line, so deltas with newlines stay intact."""
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+class QuestionCheckpoint:
+    """The learner's question, stored and committed before the model is asked (as a
+    submission is before it is graded): a provider failure or a refused budget keeps it."""
 
+    def __init__(
+        self, session: AsyncSession, res: Resources, conversation: Conversation, content: str
+    ) -> None:
+        self._session, self._res = session, res
+        self._conversation, self._content = conversation, content
+        self.question: ConversationMessage | None = None
 
-def done_payload(message: ConversationMessage | None, conversation_id: uuid.UUID) -> dict[str, Any]:
-    return {
-        "message_id": str(message.id) if message else None,
-        "conversation_id": str(conversation_id),
-        "model": message.model if message else None,
-        "input_tokens": message.input_tokens if message else 0,
-        "output_tokens": message.output_tokens if message else 0,
-        "cost_usd": str(message.cost_usd) if message else "0",
-        "incomplete": message.incomplete if message else True,
-    }
-
-
-def error_payload(exc: KoanError, message_id: uuid.UUID | None) -> dict[str, Any]:
-    return {
-        "error": exc.code,
-        "detail": exc.detail,
-        "retry_after": int(exc.headers.get("Retry-After", "0") or 0) or None,
-        "message_id": str(message_id) if message_id else None,
-    }
-
-
-_PIECES = re.compile(r"\S+\s*|\s+")
-
-
-class ReplayStream:
-    """A reply that was generated (and checked) before streaming: sent word by word."""
-
-    def __init__(self, message: ConversationMessage, conversation_id: uuid.UUID) -> None:
-        self._events = [sse("token", {"delta": p}) for p in _PIECES.findall(message.content)]
-        self._events.append(sse("done", done_payload(message, conversation_id)))
-        self._iter = iter(self._events)
-
-    def __aiter__(self) -> ReplayStream:
-        return self
-
-    async def __anext__(self) -> bytes:
+    async def commit(self) -> ConversationMessage:
+        session = self._session
         try:
-            return next(self._iter)
-        except StopIteration:
-            raise StopAsyncIteration from None
-
-    async def aclose(self) -> None:
-        """Nothing to store: the whole reply was stored before the first byte went out."""
+            question = await store_question(session, self._res, self._conversation, self._content)
+            await session.commit()
+        except BaseException:
+            # At once, not when the request ends: on SQLite this transaction holds the write
+            # lock, which a stream closing beside it needs to record its call.
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await session.rollback()
+            raise
+        self.question = question
+        return question
 
 
 @dataclass
-class _Outcome:
-    message: ConversationMessage | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
+class Asked:
+    """A stored question and its answer: the stored reply, or the events that send it."""
+
+    question: ConversationMessage
+    reply: ConversationMessage | None = None
+    events: streaming.ReplyEvents | None = None
 
 
-class ReplyStream:
-    """Tokens straight from the model as Server-Sent Events; stores the reply when the stream
-    ends, however it ends (finished, provider failure, or the learner leaving mid-reply)."""
-
-    def __init__(
-        self,
-        res: Resources,
-        open_session: SessionOpener,
-        *,
-        user_id: uuid.UUID,
-        prepared: Prepared,
-        reservation: usage.Reservation,
-        lock_key: str,
-    ) -> None:
-        self._res = res
-        self._open_session = open_session
-        self._user_id = user_id
-        self._prepared = prepared
-        self._reservation = reservation
-        self.reply_lock_key = lock_key
-        self._items: AsyncIterator[StreamItem] = res.llm.provider.stream(prepared.request)
-        self._pending: StreamItem | None = None
-        self._parts: list[str] = []
-        self._completion: Completion | None = None
-        self._outcome: _Outcome | None = None
-        self._events = self._generate()
-        res.llm.streams.begin()
-
-    async def start(self) -> None:
-        """Wait for the first token, so a provider failing before it answers is a plain 503.
-        If this raises, the caller ends the stream with `fail` (or `aclose`)."""
-        self._pending = await anext(self._items, None)
-
-    async def fail(self, exc: BaseException) -> None:
-        """End a stream whose start failed: record the call, give the budget and lock back."""
-        with anyio.CancelScope(shield=True):
-            await self._finish(error=exc if isinstance(exc, KoanError) else None)
-
-    def __aiter__(self) -> ReplyStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        return await self._events.__anext__()
-
-    async def aclose(self) -> None:
-        """Called by the response however it ends: a learner who left gets a partial reply."""
-        await self._events.aclose()
-        with anyio.CancelScope(shield=True):
-            await self._finish(incomplete=True)
-
-    async def _generate(self) -> AsyncGenerator[bytes, None]:
-        try:
-            item = self._pending
-            while item is not None:
-                if isinstance(item, StreamEnd):
-                    self._completion = item.completion
-                    break
-                if item.delta:
-                    self._parts.append(item.delta)
-                    yield sse("token", {"delta": item.delta})
-                item = await anext(self._items, None)
-            outcome = await self._finish()
-            yield sse("done", outcome.payload)
-        except TutorUnavailable as exc:
-            # Broke off mid-reply (TutorStreamInterrupted): what arrived is kept, flagged.
-            outcome = await self._finish(error=exc)
-            yield sse("error", outcome.payload)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._finish(incomplete=True)
-
-    async def _finish(
-        self, *, error: KoanError | None = None, incomplete: bool = False
-    ) -> _Outcome:
-        """Store the reply (complete or partial) and its call, settle the budget, unlock.
-        Runs once; later calls return the first outcome."""
-        if self._outcome is not None:
-            return self._outcome
-        self._outcome = outcome = _Outcome()
-        res, prepared = self._res, self._prepared
-        try:
-            await aclose_quietly(self._items)
-            text = "".join(self._parts)
-            completion = self._completion
-            cut_short = completion is None or error is not None or incomplete
-            if completion is not None:
-                used, cost = completion.usage, completion.cost_usd
-                model, provider = completion.model, completion.provider
-            elif text:
-                # Billed for what was generated; the provider never sent its count.
-                model, provider = res.llm.model, res.llm.provider.name
-                used = estimate_usage(prepared.request.messages, text)
-                cost = res.llm.prices.cost_usd(model, used)
-            else:
-                model, provider = res.llm.model, res.llm.provider.name
-                used = estimate_usage([], "")
-                cost = Decimal(0)
-            await usage.settle(res, self._reservation, cost)
-            async with self._open_session() as session:
-                if text:
-                    outcome.message = await repository.append_message(
-                        session,
-                        prepared.conversation_id,
-                        ConversationMessage(
-                            role="assistant",
-                            content=text,
-                            incomplete=cut_short,
-                            model=model[:128],
-                            provider=provider[:64],
-                            input_tokens=used.input_tokens,
-                            output_tokens=used.output_tokens,
-                            cost_usd=usage.usd(cost),
-                            created_at=res.clock.now(),
-                        ),
-                    )
-                await usage.record(
-                    session,
-                    res,
-                    user_id=self._user_id,
-                    purpose="chat",
-                    day=self._reservation.day,
-                    usage=used,
-                    cost_usd=cost,
-                    completion=completion,
-                    outcome="error" if error is not None and not text else (
-                        "incomplete" if cut_short else "ok"
-                    ),
-                    exercise_id=prepared.exercise_id,
-                    conversation_id=prepared.conversation_id,
-                )  # fmt: skip
-        except Exception:
-            log.exception("chat.stream_store_failed", conversation_id=str(prepared.conversation_id))
-        finally:
-            await release_reply_lock(res, self.reply_lock_key)
-            res.llm.streams.end()
-        message_id = outcome.message.id if outcome.message else None
-        outcome.payload = (
-            error_payload(error, message_id)
-            if error is not None
-            else done_payload(outcome.message, prepared.conversation_id)
-        )
-        return outcome
-
-
-async def store_while_starting(
-    stream: ReplyStream, store: Callable[[], Awaitable[ConversationMessage]]
-) -> ConversationMessage:
-    """Store and commit the learner's question while the model works on its first token.
-
-    The stream is handed back only once both are done, so no reply goes out for a question
-    that was not stored; a provider failure is raised after the commit (the question is kept),
-    and a failed store closes the stream before the error goes up."""
-    first = asyncio.create_task(stream.start())
-    try:
-        question = await store()
-    except BaseException:
-        first.cancel()
-        with anyio.CancelScope(shield=True):
-            [started] = await asyncio.gather(first, return_exceptions=True)
-        if isinstance(started, Exception):  # the provider had failed as well
-            await stream.fail(started)
-        else:  # the first token may have come: release the provider
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
-        raise
-    try:
-        await first
-    except BaseException as exc:
-        # Only now, with the question's transaction over: on SQLite the call's record would
-        # otherwise wait for that transaction's write lock.
-        await stream.fail(exc)
-        raise
-    return question
-
-
-def open_stream(
+async def ask(
+    session: AsyncSession,
     res: Resources,
-    open_session: SessionOpener,
-    user: User,
-    prepared: Prepared,
-    admission: Admission,
-) -> ReplyStream:
-    """The stream of an admitted question, with the budget held for it."""
-    assert admission.reservation is not None
-    return ReplyStream(
-        res,
-        open_session,
-        user_id=user.id,
-        prepared=prepared,
-        reservation=admission.reservation,
-        lock_key=admission.lock_key,
-    )
+    open_session: streaming.SessionOpener,
+    target: ReplyTarget,
+    content: str,
+    *,
+    stream: bool,
+) -> Asked:
+    """Ask the tutor: prepare the request, admit it (429, 409), store and commit the question,
+    then answer it whole, or as `events` when `stream`. A refusal that comes after the question
+    was stored (429 BudgetExceeded, 503) names it in the X-Koan-Message-Id header."""
+    user, conversation = target.user, target.conversation
+    prepared = await reply.prepare(session, res, target, content)
+    # A reply streamed as it comes; one about an exercise is checked whole before it is sent.
+    live = stream and prepared.guard is None
+    admitted = await admission.admit(session, res, user, prepared.request if live else None)
+    checkpoint = QuestionCheckpoint(session, res, conversation, content)
+    handed_over = False
+    try:
+        if live:
+            if admitted.over_budget is not None:
+                await checkpoint.commit()  # refused, and the question is kept
+                raise admitted.over_budget
+            assert admitted.reservation is not None
+            events = streaming.LiveReplyStream(
+                res, open_session, user_id=user.id, prepared=prepared,
+                reservation=admitted.reservation, lock_key=admitted.lock_key,
+            )  # fmt: skip
+            handed_over = True  # the stream releases the lock once its reply is stored
+            question = await streaming.store_while_starting(events, checkpoint.commit())
+            return Asked(question, events=events)
+        question = await checkpoint.commit()
+        # Exercise conversations are checked against the solution before anything is sent.
+        result = await reply.answer(session, res, user, prepared)
+        answer = await store_answer(session, res, conversation, result)
+        await session.commit()  # before the lock goes: the next message sees this reply
+        if stream:
+            return Asked(question, answer, streaming.StoredReplyStream(answer, conversation.id))
+        return Asked(question, answer)
+    except KoanError as exc:
+        if checkpoint.question is not None:  # refused after it was stored: say which message
+            exc.headers[MESSAGE_ID_HEADER] = str(checkpoint.question.id)
+        raise
+    finally:
+        if not handed_over:
+            await admission.release_reply_lock(res, admitted.lock_key)

@@ -25,7 +25,7 @@ from koan.grading.limits import server_limits
 from koan.llm import ChatMessage, CompletionRequest
 from koan.models import Exercise, User
 from koan.resources import Resources
-from koan.usage import service as usage
+from koan.tutor_gateway import calls
 
 log = structlog.get_logger(__name__)
 
@@ -173,7 +173,7 @@ async def generate_exercise(
     feedback: list[str] = []
     reasons: list[str] = []
     for attempt in range(1, attempts + 1):
-        call = await usage.complete(session, res, user_id=user.id, request=_request(data, feedback))
+        call = await calls.complete(session, res, user_id=user.id, request=_request(data, feedback))
         spec, problems = parse_spec(call.completion.text, data)
         if spec is not None:
             outcome = await validate_spec(res.sandbox, spec, limits)

@@ -16,7 +16,7 @@ import builtins
 import keyword
 import re
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 DEFAULT_THRESHOLD = 0.6
 # Below both of these a snippet is a hint-sized illustration, not a solution.
@@ -310,15 +310,3 @@ def is_leak(
 ) -> bool:
     """Whether the reply gives away enough of the solution to withhold it."""
     return leak_score(reply, solution, language, starter=starter) >= threshold
-
-
-def leaked_segments(
-    reply: str,
-    solution: str,
-    language: str = "python",
-    threshold: float = DEFAULT_THRESHOLD,
-) -> Iterable[str]:
-    """The reply's code segments that on their own reach the threshold (for redaction)."""
-    for segment in extract_code(reply):
-        if leak_score(f"```\n{segment}\n```", solution, language) >= threshold:
-            yield segment

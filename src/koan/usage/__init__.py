@@ -1,1 +1,1 @@
-"""LLM usage: the tutor's provider from settings, call records, budgets and the reply cache."""
+"""Usage reports: what learners and administrators see of the tutor's calls and budgets."""

@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koan.errors import BadRequest, NotFound
 from koan.models import User
 from koan.resources import Resources
+from koan.tutor_gateway import repository as gateway
+from koan.tutor_gateway.budgets import daily_budget, resets_at, set_budget_override, usd, utc_day
 from koan.usage import repository
 from koan.usage.schemas import BudgetOut, DaySpend, UsageOut, UsagePage, UsageRow
-from koan.usage.service import daily_budget, resets_at, set_budget_override, usd, utc_day
 
 HISTORY_DAYS = 30
 
@@ -24,7 +25,7 @@ HISTORY_DAYS = 30
 async def my_usage(session: AsyncSession, res: Resources, user: User) -> UsageOut:
     now = res.clock.now()
     today = utc_day(now)
-    spent = await repository.spent_on(session, today, user.id)
+    spent = await gateway.spent_on(session, today, user.id)
     budget = await daily_budget(session, res, user.id)
     history = await repository.daily_totals(
         session, user.id, since=today - timedelta(days=HISTORY_DAYS - 1)
@@ -116,8 +117,8 @@ async def usage_page(
 async def budget_of(session: AsyncSession, res: Resources, user_id: uuid.UUID) -> BudgetOut:
     if await repository.user_by_id(session, user_id) is None:
         raise NotFound("There is no user with this id.")
-    override = await repository.budget_override(session, user_id)
-    spent = await repository.spent_on(session, utc_day(res.clock.now()), user_id)
+    override = await gateway.budget_override(session, user_id)
+    spent = await gateway.spent_on(session, utc_day(res.clock.now()), user_id)
     return BudgetOut(
         user_id=user_id,
         daily_budget_usd=usd(
@@ -132,7 +133,7 @@ async def set_budget(
     session: AsyncSession, res: Resources, admin: User, user_id: uuid.UUID, amount: Decimal | None
 ) -> BudgetOut:
     """Give a learner their own daily budget (None: back to the default). Takes effect at the
-    next call: budgets are read per call, not cached."""
+    next call on every worker: the override is written through to the shared cache."""
     if await repository.user_by_id(session, user_id) is None:
         raise NotFound("There is no user with this id.")
     await set_budget_override(session, res, user_id, amount, by=admin.id)

@@ -1,4 +1,4 @@
-"""Queries over LLM call records and administrators' budgets."""
+"""Queries behind the usage reports: spending per purpose, per day and per learner."""
 
 from __future__ import annotations
 
@@ -12,40 +12,6 @@ from sqlalchemy import Integer, and_, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import LLMBudget, LLMCall, User
-
-
-async def add_call(session: AsyncSession, call: LLMCall) -> LLMCall:
-    session.add(call)
-    await session.flush()
-    return call
-
-
-async def spent_on(session: AsyncSession, day: date, user_id: uuid.UUID | None = None) -> Decimal:
-    """What the calls of `day` cost: one learner's, or everyone's when no user is given."""
-    query = select(func.coalesce(func.sum(LLMCall.cost_usd), 0)).where(LLMCall.day == day)
-    if user_id is not None:
-        query = query.where(LLMCall.user_id == user_id)
-    return Decimal(str((await session.execute(query)).scalar_one()))
-
-
-async def budget_override(session: AsyncSession, user_id: uuid.UUID) -> Decimal | None:
-    row = await session.get(LLMBudget, user_id)
-    return None if row is None else Decimal(row.daily_budget_usd)
-
-
-async def set_budget_override(
-    session: AsyncSession, user_id: uuid.UUID, amount: Decimal | None, *, by: uuid.UUID
-) -> None:
-    row = await session.get(LLMBudget, user_id)
-    if amount is None:
-        if row is not None:
-            await session.delete(row)
-    elif row is None:
-        session.add(LLMBudget(user_id=user_id, daily_budget_usd=amount, updated_by=by))
-    else:
-        row.daily_budget_usd = amount
-        row.updated_by = by
-    await session.flush()
 
 
 async def calls_by_purpose(session: AsyncSession, user_id: uuid.UUID, day: date) -> dict[str, int]:

@@ -1,0 +1,160 @@
+"""The tutor's reply: the request for the model, and the answer checked against the solution."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.chat.context import (
+    STRICTER,
+    LeakGuard,
+    exercise_context,
+    hint_style_answer,
+    learner_profile,
+)
+from koan.errors import BudgetExceeded, TutorUnavailable
+from koan.exercises import repository as exercises
+from koan.llm import (
+    ChatMessage,
+    Completion,
+    CompletionRequest,
+    TutorContext,
+    build_system_prompt,
+    trim_history,
+)
+from koan.models import Conversation, User
+from koan.models import LearnerProfile as LearnerProfileRow
+from koan.ops import metrics
+from koan.resources import Resources
+from koan.tutor_gateway import calls
+
+log = structlog.get_logger(__name__)
+
+# Enough turns to fill any context window; trim_history keeps what fits.
+HISTORY_LIMIT = 200
+CHAT_TEMPERATURE = 0.3
+
+
+@dataclass
+class ReplyTarget:
+    """Who asks, in which of their conversations, with the profile the prompt is built from
+    and the conversation's newest messages (as of `conversation.message_count`)."""
+
+    user: User
+    conversation: Conversation
+    profile: LearnerProfileRow | None
+    history: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    """The request for the model, and the guard when the conversation is about an exercise."""
+
+    conversation_id: uuid.UUID
+    exercise_id: uuid.UUID | None
+    request: CompletionRequest
+    guard: LeakGuard | None = None
+
+
+async def prepare(
+    session: AsyncSession, res: Resources, target: ReplyTarget, question: str
+) -> Prepared:
+    """System prompt from the profile and the exercise, then the history that fits, ending
+    with `question` (read before the question is stored, so one commit covers the request)."""
+    settings = res.settings
+    user, conversation = target.user, target.conversation
+    profile = await learner_profile(session, user, target.profile)
+    context: TutorContext | None = None
+    guard: LeakGuard | None = None
+    exercise_id = conversation.exercise_id
+    if exercise_id is not None:
+        exercise = await exercises.exercise_by_id(session, exercise_id)
+        if exercise is not None:
+            context, guard = await exercise_context(
+                session, user, exercise, threshold=settings.llm_leak_threshold
+            )
+    system = build_system_prompt(profile=profile, context=context, mode="chat")
+    history = [ChatMessage("user" if role == "user" else "assistant", content)
+               for role, content in target.history if content]  # fmt: skip
+    history.append(ChatMessage("user", question))
+    messages = trim_history(
+        system, history, settings.llm_context_tokens, settings.llm_reply_max_tokens
+    )
+    request = CompletionRequest(
+        messages=messages,
+        temperature=CHAT_TEMPERATURE,
+        max_tokens=settings.llm_reply_max_tokens,
+        purpose="chat",
+        context=context,
+    )
+    return Prepared(conversation.id, exercise_id, request, guard)
+
+
+def _stricter(request: CompletionRequest) -> CompletionRequest:
+    system, *rest = request.messages
+    return replace(
+        request,
+        messages=[ChatMessage("system", f"{system.content}\n\n{STRICTER}"), *rest],
+        temperature=0.0,
+    )
+
+
+@dataclass
+class Answer:
+    """A whole reply, with the tokens and cost of every draft it took."""
+
+    text: str
+    model: str
+    provider: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    leak_caught: bool = False
+
+    def add(self, completion: Completion) -> None:
+        self.input_tokens += completion.usage.input_tokens
+        self.output_tokens += completion.usage.output_tokens
+        self.cost_usd += completion.cost_usd
+
+
+async def answer(session: AsyncSession, res: Resources, user: User, prepared: Prepared) -> Answer:
+    """Ask the model; for an exercise, check the reply against the solution, regenerate once
+    with a stricter instruction, and replace a reply that still leaks by a hint-style nudge."""
+    exercise_id, conversation_id = prepared.exercise_id, prepared.conversation_id
+    first = await calls.complete(
+        session, res, user_id=user.id, request=prepared.request,
+        exercise_id=exercise_id, conversation_id=conversation_id,
+    )  # fmt: skip
+    result = Answer(first.completion.text, first.completion.model, first.completion.provider)
+    result.add(first.completion)
+    guard = prepared.guard
+    if guard is None or not guard.leaks(first.completion.text):
+        return result
+    first.record.leak_caught = True
+    result.leak_caught = True
+    metrics.leak_caught()
+    log.warning("tutor.leak_caught", purpose="chat", stage="first", exercise_id=str(exercise_id))
+    try:
+        second = await calls.complete(
+            session, res, user_id=user.id, request=_stricter(prepared.request),
+            exercise_id=exercise_id, conversation_id=conversation_id,
+        )  # fmt: skip
+    except (TutorUnavailable, BudgetExceeded):
+        second = None
+    if second is not None:
+        result.add(second.completion)
+        result.model, result.provider = second.completion.model, second.completion.provider
+        if not guard.leaks(second.completion.text):
+            result.text = second.completion.text
+            await session.flush()
+            return result
+        second.record.leak_caught = True
+        metrics.leak_caught()
+        log.warning("tutor.leak_caught", purpose="chat", stage="regenerated")
+    result.text = hint_style_answer(guard)
+    await session.flush()
+    return result

@@ -1,0 +1,46 @@
+"""Queries the gateway runs: the record of each call, a day's spending, learners' budgets."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import LLMBudget, LLMCall
+
+
+async def add_call(session: AsyncSession, call: LLMCall) -> LLMCall:
+    session.add(call)
+    await session.flush()
+    return call
+
+
+async def spent_on(session: AsyncSession, day: date, user_id: uuid.UUID | None = None) -> Decimal:
+    """What the calls of `day` cost: one learner's, or everyone's when no user is given."""
+    query = select(func.coalesce(func.sum(LLMCall.cost_usd), 0)).where(LLMCall.day == day)
+    if user_id is not None:
+        query = query.where(LLMCall.user_id == user_id)
+    return Decimal(str((await session.execute(query)).scalar_one()))
+
+
+async def budget_override(session: AsyncSession, user_id: uuid.UUID) -> Decimal | None:
+    row = await session.get(LLMBudget, user_id)
+    return None if row is None else Decimal(row.daily_budget_usd)
+
+
+async def set_budget_override(
+    session: AsyncSession, user_id: uuid.UUID, amount: Decimal | None, *, by: uuid.UUID
+) -> None:
+    row = await session.get(LLMBudget, user_id)
+    if amount is None:
+        if row is not None:
+            await session.delete(row)
+    elif row is None:
+        session.add(LLMBudget(user_id=user_id, daily_budget_usd=amount, updated_by=by))
+    else:
+        row.daily_budget_usd = amount
+        row.updated_by = by
+    await session.flush()
