@@ -9,6 +9,7 @@ in this process, on a loopback port), the rest through the app directly.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 import uuid
@@ -402,3 +403,44 @@ async def test_huge_headers_and_query_strings_are_client_errors(
         assert 400 <= status < 500, (size, status)
         if status == 414:
             assert json.loads(body)["error"] == "URITooLong"
+
+
+def _cursor(*values: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        pytest.param(_cursor(10**20, "x"), id="number too large"),
+        pytest.param(_cursor(2**40), id="number beyond a column"),
+        pytest.param(_cursor("2026-12-05T10:00:00"), id="naive time"),
+        pytest.param(_cursor("2026-12-05T10:00:00", str(uuid.uuid4())), id="naive time and id"),
+        pytest.param(_cursor("9999-12-31T23:59:59+00:00", "x"), id="time with a bad id"),
+    ],
+)
+async def test_a_forged_cursor_is_a_bad_cursor_on_every_page(
+    client: httpx.AsyncClient, learner: Learner, cursor: str
+) -> None:
+    paths = (
+        "/api/v1/exercises",
+        "/api/v1/assignments",
+        f"/api/v1/exercises/{learner.exercise_id}/submissions",
+        "/api/v1/conversations",
+        f"/api/v1/conversations/{learner.conversation_id}",
+    )
+    for path in paths:
+        r = await client.get(path, headers=learner.headers, params={"cursor": cursor})
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"] == "BadCursor", (path, r.text)
+
+
+@pytest.mark.parametrize("bound", ["to", "from"])
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01"])
+async def test_a_history_at_the_ends_of_the_calendar_is_refused(
+    client: httpx.AsyncClient, learner: Learner, bound: str, day: str
+) -> None:
+    r = await client.get("/api/v1/progress/history", headers=learner.headers, params={bound: day})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "ValidationError"
+    assert "years of today" in r.json()["detail"]

@@ -3,14 +3,10 @@ admission to the tutor's answer (whole, or streamed)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,9 +19,10 @@ from koan.chat.schemas import (
     ConversationPage,
     MessageOut,
 )
-from koan.errors import BadRequest, KoanError, NotFound
+from koan.errors import KoanError, NotFound
 from koan.exercises import repository as exercises
 from koan.models import Conversation, ConversationMessage, User
+from koan.pagination import decode_cursor, next_cursor
 from koan.resources import Resources
 from koan.tutor_gateway import budgets
 
@@ -76,63 +73,32 @@ async def start(
     return conversation
 
 
-def _encode(data: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
-
-
-def _decode(cursor: str) -> list[Any]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise BadRequest(
-            "The cursor is not valid; start again without it.", code="BadCursor"
-        ) from exc
-    if not isinstance(data, list):
-        raise BadRequest("The cursor is not valid; start again without it.", code="BadCursor")
-    return data
-
-
 async def conversations_page(
     session: AsyncSession, user: User, *, limit: int, cursor: str | None
 ) -> ConversationPage:
-    before = None
-    if cursor:
-        data = _decode(cursor)
-        try:
-            before = (datetime.fromisoformat(data[0]), uuid.UUID(data[1]))
-        except (IndexError, TypeError, ValueError) as exc:
-            raise BadRequest(
-                "The cursor is not valid; start again without it.", code="BadCursor"
-            ) from exc
+    before = decode_cursor(cursor, datetime, uuid.UUID) if cursor else None
     rows = await repository.conversations(session, user.id, before=before, limit=limit + 1)
     items = [conversation_out(c) for c in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = _encode([last.updated_at.isoformat(), str(last.id)])
-    return ConversationPage(items=items, next_cursor=next_cursor)
+    return ConversationPage(
+        items=items, next_cursor=next_cursor(rows, limit, lambda c: (c.updated_at, c.id))
+    )
 
 
 async def detail(
     session: AsyncSession, conversation: Conversation, *, limit: int, cursor: str | None
 ) -> ConversationDetail:
     """The conversation with its newest messages (oldest first); the cursor pages back."""
-    before_seq = None
-    if cursor:
-        data = _decode(cursor)
-        if len(data) != 1 or not isinstance(data[0], int):
-            raise BadRequest("The cursor is not valid; start again without it.", code="BadCursor")
-        before_seq = data[0]
+    before_seq = decode_cursor(cursor, int)[0] if cursor else None
     rows = await repository.messages_before(
         session, conversation.id, before_seq=before_seq, limit=limit + 1
     )
     page = list(rows[:limit])
-    next_cursor = _encode([page[-1].seq]) if len(rows) > limit else None
+    after = next_cursor(rows, limit, lambda m: (m.seq,))
     page.reverse()
     return ConversationDetail(
         **conversation_out(conversation).model_dump(),
         messages=[MessageOut.model_validate(m) for m in page],
-        next_cursor=next_cursor,
+        next_cursor=after,
     )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koan.adaptive import service as adaptive
 from koan.chat.hints import tailored_hint
 from koan.deps import SessionOpener
-from koan.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from koan.errors import Conflict, NotFound, PayloadTooLarge
 from koan.exercises import repository
 from koan.exercises.schemas import (
     MAX_CODE_BYTES,
@@ -32,6 +30,7 @@ from koan.generation import service as generation
 from koan.models import Assignment, Exercise, Submission, User
 from koan.models.exercise import OPEN_STATUSES
 from koan.onboarding import repository as profiles
+from koan.pagination import decode_cursor, next_cursor
 from koan.progress import service as progress
 from koan.resources import Resources
 
@@ -75,32 +74,8 @@ def assignment_out(assignment: Assignment) -> AssignmentOut:
     )
 
 
-def encode_cursor(*parts: object) -> str:
-    return base64.urlsafe_b64encode("\x1f".join(str(p) for p in parts).encode()).decode()
-
-
-def decode_cursor(cursor: str, count: int) -> list[str]:
-    try:
-        parts = base64.urlsafe_b64decode(cursor.encode()).decode().split("\x1f")
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise BadRequest(
-            "The cursor is not valid; start again without it.", code="BadCursor"
-        ) from exc
-    if len(parts) != count:
-        raise BadRequest("The cursor is not valid; start again without it.", code="BadCursor")
-    return parts
-
-
-def decode_time_cursor(cursor: str | None) -> datetime | None:
-    if not cursor:
-        return None
-    (stamp,) = decode_cursor(cursor, 1)
-    try:
-        return datetime.fromisoformat(stamp)
-    except ValueError as exc:
-        raise BadRequest(
-            "The cursor is not valid; start again without it.", code="BadCursor"
-        ) from exc
+def _time_cursor(cursor: str | None) -> datetime | None:
+    return decode_cursor(cursor, datetime)[0] if cursor else None
 
 
 async def catalogue(
@@ -112,21 +87,14 @@ async def catalogue(
     limit: int,
     cursor: str | None,
 ) -> ExercisePage:
-    after = None
-    if cursor:
-        level, slug = decode_cursor(cursor, 2)
-        if not level.isdigit():
-            raise BadRequest("The cursor is not valid; start again without it.", code="BadCursor")
-        after = (int(level), slug)
+    after = decode_cursor(cursor, int, str) if cursor else None
     rows = await repository.catalogue(
         session, language=language, skill=skill, difficulty=difficulty, after=after, limit=limit + 1
     )
     items = [ExerciseSummary.model_validate(e) for e in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(last.difficulty, last.slug)
-    return ExercisePage(items=items, next_cursor=next_cursor)
+    return ExercisePage(
+        items=items, next_cursor=next_cursor(rows, limit, lambda e: (e.difficulty, e.slug))
+    )
 
 
 async def get_exercise(session: AsyncSession, exercise_id: uuid.UUID) -> Exercise:
@@ -364,29 +332,25 @@ async def assignments_page(
 ) -> tuple[list[AssignmentOut], str | None]:
     now = res.clock.now()
     await repository.expire_skipped(session, user.id, before=now - SKIP_KEEP)
-    before = decode_time_cursor(cursor)
+    before = _time_cursor(cursor)
     rows = await repository.assignments(
         session, user.id, status=status, skipped_since=now - SKIP_KEEP, before=before,
         limit=limit + 1,
     )  # fmt: skip
     items = [assignment_out(a) for a in rows[:limit]]
-    next_cursor = (
-        encode_cursor(rows[limit - 1].assigned_at.isoformat()) if len(rows) > limit else None
-    )
-    return items, next_cursor
+    return items, next_cursor(rows, limit, lambda a: (a.assigned_at,))
 
 
 async def submissions_page(
     session: AsyncSession, user: User, exercise: Exercise, *, limit: int, cursor: str | None
 ) -> SubmissionPage:
     rows = await repository.submissions(
-        session, user.id, exercise.id, before=decode_time_cursor(cursor), limit=limit + 1
+        session, user.id, exercise.id, before=_time_cursor(cursor), limit=limit + 1
     )
     items = [SubmissionSummary.model_validate(s) for s in rows[:limit]]
-    next_cursor = (
-        encode_cursor(rows[limit - 1].created_at.isoformat()) if len(rows) > limit else None
+    return SubmissionPage(
+        items=items, next_cursor=next_cursor(rows, limit, lambda s: (s.created_at,))
     )
-    return SubmissionPage(items=items, next_cursor=next_cursor)
 
 
 async def assignment_of(session: AsyncSession, user: User, assignment_id: uuid.UUID) -> Assignment:

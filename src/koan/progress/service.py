@@ -38,6 +38,8 @@ from koan.resources import Resources
 ACTIVITY_DAYS = 90
 HISTORY_DEFAULT_DAYS = 30
 MAX_HISTORY_DAYS = 366
+# How far from today a history may reach: keeps every day it computes a valid date.
+HISTORY_REACH_DAYS = 100 * 365
 LEVEL_EVENTS_SHOWN = 20
 
 
@@ -335,7 +337,13 @@ async def history(
 ) -> HistoryOut:
     """A daily series between two local dates (inclusive); `to` defaults to today and `from`
     to 30 days before `to`."""
-    end = end or today_for(res, user)
+    today = today_for(res, user)
+    for day in (start, end):
+        if day is not None and abs((day - today).days) > HISTORY_REACH_DAYS:
+            raise ValidationFailed(
+                f"Ask for days within {HISTORY_REACH_DAYS // 365} years of today."
+            )
+    end = end or today
     start = start or end - timedelta(days=HISTORY_DEFAULT_DAYS - 1)
     if start > end:
         raise ValidationFailed("'from' must be on or before 'to'.")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from datetime import date, timedelta
 from decimal import Decimal
@@ -13,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.errors import BadRequest, NotFound
 from koan.models import User
+from koan.pagination import decode_cursor, next_cursor
 from koan.resources import Resources
 from koan.tutor_gateway import repository as gateway
 from koan.tutor_gateway.budgets import daily_budget, resets_at, set_budget_override, usd, utc_day
@@ -43,23 +41,6 @@ async def my_usage(session: AsyncSession, res: Resources, user: User) -> UsageOu
     )
 
 
-def _bad_cursor() -> BadRequest:
-    return BadRequest("The cursor is not valid; start again without it.", code="BadCursor")
-
-
-def _decode(cursor: str) -> tuple[date, uuid.UUID]:
-    try:
-        day, who = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
-        return date.fromisoformat(day), uuid.UUID(who)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
-        raise _bad_cursor() from exc
-
-
-def _encode(day: date, who: uuid.UUID | None) -> str:
-    payload = json.dumps([day.isoformat(), str(who or uuid.UUID(int=0))])
-    return base64.urlsafe_b64encode(payload.encode()).decode()
-
-
 async def usage_page(
     session: AsyncSession,
     res: Resources,
@@ -81,7 +62,7 @@ async def usage_page(
         since=since,
         until=until,
         user_id=user_id,
-        after=_decode(cursor) if cursor else None,
+        after=decode_cursor(cursor, date, uuid.UUID) if cursor else None,
         limit=limit + 1,
     )
     page = rows[:limit]
@@ -110,8 +91,8 @@ async def usage_page(
         )
         for r in page
     ]
-    next_cursor = _encode(page[-1].day, page[-1].user_id) if len(rows) > limit else None
-    return UsagePage(items=items, next_cursor=next_cursor, total_cost_usd=usd(total))
+    after = next_cursor(rows, limit, lambda r: (r.day, r.user_id or uuid.UUID(int=0)))
+    return UsagePage(items=items, next_cursor=after, total_cost_usd=usd(total))
 
 
 async def budget_of(session: AsyncSession, res: Resources, user_id: uuid.UUID) -> BudgetOut:

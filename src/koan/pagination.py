@@ -1,0 +1,89 @@
+"""Cursor paging for every list route: one opaque codec, one error for a cursor that is not ours.
+
+A cursor is the sort key of the last item of a page, as a base64url JSON array. Decoding checks
+every value against the kind the page expects, so a forged or stale cursor is a 400 `BadCursor`,
+never a database error: numbers stay within a 32-bit column, times must carry a time zone.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+from koan.errors import BadRequest
+
+T = TypeVar("T")
+
+CursorValue = int | str | datetime | date | uuid.UUID
+# The widest integer a cursor may carry: the smallest integer column any page sorts on.
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+_MAX_CURSOR_CHARS = 1024
+
+
+class BadCursor(BadRequest):
+    def __init__(self) -> None:
+        super().__init__("The cursor is not valid; start again without it.", code="BadCursor")
+
+
+def _dump(value: CursorValue) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("a cursor time needs a time zone")
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date | uuid.UUID):
+        return value.isoformat() if isinstance(value, date) else str(value)
+    return value
+
+
+def encode_cursor(*values: CursorValue) -> str:
+    """The opaque cursor for a page that continues after an item with this sort key."""
+    payload = json.dumps([_dump(v) for v in values], separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode()
+
+
+def _load(raw: Any, kind: type) -> Any:
+    if kind is int:
+        if type(raw) is not int or not _INT_MIN <= raw <= _INT_MAX:
+            raise ValueError("not a cursor integer")
+        return raw
+    if not isinstance(raw, str):
+        raise ValueError("not a cursor string")
+    if kind is str:
+        return raw
+    if kind is datetime:
+        moment = datetime.fromisoformat(raw)
+        if moment.tzinfo is None:
+            raise ValueError("a cursor time needs a time zone")
+        return moment.astimezone(UTC)
+    if kind is date:
+        return date.fromisoformat(raw)
+    if kind is uuid.UUID:
+        return uuid.UUID(raw)
+    raise TypeError(f"cursors cannot carry {kind.__name__}")
+
+
+def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
+    """The sort key a cursor carries, one value per kind; `BadCursor` for anything else."""
+    try:
+        if len(cursor) > _MAX_CURSOR_CHARS:
+            raise ValueError("cursor too long")
+        data = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        if not isinstance(data, list) or len(data) != len(kinds):
+            raise ValueError("wrong shape")
+        return tuple(_load(raw, kind) for raw, kind in zip(data, kinds, strict=True))
+    except (binascii.Error, UnicodeError, ValueError, OverflowError, RecursionError) as exc:
+        raise BadCursor() from exc
+
+
+def next_cursor(
+    rows: Sequence[T], limit: int, key: Callable[[T], tuple[CursorValue, ...]]
+) -> str | None:
+    """The cursor after a page of `limit` items, given `limit + 1` rows (None on the last page)."""
+    if len(rows) <= limit:
+        return None
+    return encode_cursor(*key(rows[limit - 1]))
