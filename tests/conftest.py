@@ -40,7 +40,7 @@ from koan.ops.metrics_router import fresh_metrics
 from koan.ratelimit import RateLimiter, create_storage
 from koan.resources import Resources
 from koan.tutor_gateway.tutor_llm import TutorLLM, build_tutor_llm
-from tests.fixtures.llm_server import FakeClock, FakeLLMServer
+from tests.fixtures.llm_server import FakeLLMServer, FakeTimer
 from tests.fixtures.smtp import SMTPServer
 
 DATABASE_URL = os.environ.get("KOAN_TEST_DATABASE_URL", "")
@@ -315,9 +315,9 @@ def llm_server(llm_server_session: FakeLLMServer) -> Iterator[FakeLLMServer]:
 
 
 @pytest.fixture
-def fake_clock() -> FakeClock:
+def fake_timer() -> FakeTimer:
     """A clock whose sleeps return at once and are recorded (retry back-off, circuit cool-down)."""
-    return FakeClock()
+    return FakeTimer()
 
 
 # USD per million tokens: one token costs $0.0001, so test budgets read in cents.
@@ -326,7 +326,7 @@ TUTOR_TEST_MODEL = "tutor-test"
 
 @pytest_asyncio.fixture
 async def tutor(
-    resources: Resources, llm_server: FakeLLMServer, fake_clock: FakeClock, tmp_path: Path
+    resources: Resources, llm_server: FakeLLMServer, fake_timer: FakeTimer, tmp_path: Path
 ) -> AsyncIterator[Callable[..., Resources]]:
     """`tutor(**settings)` points a Resources' tutor (default: the test's) at the fake provider."""
     prices = tmp_path / "prices.yaml"
@@ -344,7 +344,7 @@ async def tutor(
             **overrides,
         }
         target.settings = target.settings.model_copy(update=values)
-        target.llm = build_tutor_llm(target.settings, clock=fake_clock)
+        target.llm = build_tutor_llm(target.settings, timer=fake_timer)
         built.append(target.llm)
         return target
 

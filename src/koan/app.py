@@ -15,7 +15,7 @@ from koan.config import Settings
 from koan.exercises.router import router as exercises_router
 from koan.generation.router import router as generation_router
 from koan.handlers import install_error_handlers
-from koan.logging import configure_logging
+from koan.logs import configure_logging
 from koan.middleware import BodySizeLimit, SecurityHeaders
 from koan.onboarding.router import router as onboarding_router
 from koan.ops.metrics import process_exiting

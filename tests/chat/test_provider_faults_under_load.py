@@ -23,7 +23,7 @@ from koan.tutor_gateway.tutor_llm import build_tutor_llm
 from tests.chat.helpers import ask, new_conversation
 from tests.fixtures.factories import bearer, create_user
 from tests.fixtures.live import LiveApp
-from tests.fixtures.llm_server import FakeClock, FakeLLMServer, Reply
+from tests.fixtures.llm_server import FakeLLMServer, FakeTimer, Reply
 
 CROWD = 10
 # Every attempt of every learner, with room to spare: the fault never runs out mid-test.
@@ -33,7 +33,7 @@ Crowd = list[tuple[dict[str, str], str]]
 
 @pytest.fixture
 async def crowd(
-    live: LiveApp, llm_server: FakeLLMServer, fake_clock: FakeClock
+    live: LiveApp, llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> AsyncIterator[Crowd]:
     """CROWD verified learners, each with a conversation, on the live app (committed sessions,
     so their requests really run at once), tutored by the fake provider."""
@@ -46,7 +46,7 @@ async def crowd(
             "llm_reply_max_tokens": 50,
         }
     )
-    res.llm = build_tutor_llm(res.settings, clock=fake_clock)
+    res.llm = build_tutor_llm(res.settings, timer=fake_timer)
     async with res.session_factory() as session, transactional(session):
         users = [await create_user(session, res, onboarded=True) for _ in range(CROWD)]
         tokens = [await bearer(session, res, user) for user in users]
@@ -55,10 +55,10 @@ async def crowd(
     await res.llm.close()
 
 
-def with_timeout(live: LiveApp, fake_clock: FakeClock, seconds: float) -> None:
+def with_timeout(live: LiveApp, fake_timer: FakeTimer, seconds: float) -> None:
     res = live.res
     res.settings = res.settings.model_copy(update={"llm_timeout_s": seconds})
-    res.llm = build_tutor_llm(res.settings, clock=fake_clock)
+    res.llm = build_tutor_llm(res.settings, timer=fake_timer)
 
 
 async def everyone_asks(
@@ -87,7 +87,7 @@ async def questions_and_replies(live: LiveApp, crowd: Crowd) -> tuple[int, int]:
     return counts.get("user", 0), counts.get("assistant", 0)
 
 
-async def back_online(live: LiveApp, crowd: Crowd, llm: FakeLLMServer, clock: FakeClock) -> None:
+async def back_online(live: LiveApp, crowd: Crowd, llm: FakeLLMServer, clock: FakeTimer) -> None:
     """The provider answers again and the cool-down is over: one learner's question is the
     probe that closes the circuit."""
     llm.reset()
@@ -98,11 +98,11 @@ async def back_online(live: LiveApp, crowd: Crowd, llm: FakeLLMServer, clock: Fa
 
 
 async def test_a_failing_provider_under_load(
-    live: LiveApp, crowd: Crowd, llm_server: FakeLLMServer, fake_clock: FakeClock
+    live: LiveApp, crowd: Crowd, llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     faults = [Reply.server_error(500), Reply.broken_json(), Reply.rate_limited(retry_after="60")]
     for fault, stream in zip(faults, (False, True, False), strict=True):
-        await back_online(live, crowd, llm_server, fake_clock)
+        await back_online(live, crowd, llm_server, fake_timer)
         llm_server.reset()
         llm_server.script(*[fault] * ENOUGH)
 
@@ -121,7 +121,7 @@ async def test_a_failing_provider_under_load(
     asked = 3 * 2 * CROWD + 3
     assert await questions_and_replies(live, crowd) == (asked, 3)
 
-    await back_online(live, crowd, llm_server, fake_clock)
+    await back_online(live, crowd, llm_server, fake_timer)
     answered = await everyone_asks(live, crowd, "last wave", stream=True)
     assert [r.status_code for r in answered] == [200] * CROWD
     assert all("event: done" in r.text for r in answered)
@@ -129,9 +129,9 @@ async def test_a_failing_provider_under_load(
 
 
 async def test_a_hanging_provider_under_load_times_out_instead_of_holding_learners(
-    live: LiveApp, crowd: Crowd, llm_server: FakeLLMServer, fake_clock: FakeClock
+    live: LiveApp, crowd: Crowd, llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
-    with_timeout(live, fake_clock, 0.5)
+    with_timeout(live, fake_timer, 0.5)
     llm_server.script(*[Reply.hanging()] * ENOUGH)
 
     # Bounded by the timeout (the first attempts time out together, which opens the breaker

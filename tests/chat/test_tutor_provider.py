@@ -25,7 +25,7 @@ from tests.chat.helpers import (
     parse_sse,
     record_attempt,
 )
-from tests.fixtures.llm_server import FakeClock, FakeLLMServer, Reply
+from tests.fixtures.llm_server import FakeLLMServer, FakeTimer, Reply
 
 Tutor = Callable[..., Resources]
 
@@ -106,7 +106,7 @@ async def test_a_rate_limited_provider_is_retried(
     headers: dict[str, str],
     tutor: Tutor,
     llm_server: FakeLLMServer,
-    fake_clock: FakeClock,
+    fake_timer: FakeTimer,
 ) -> None:
     tutor()
     llm_server.script(Reply.rate_limited(retry_after="2"), Reply(text="What does line 4 do?"))
@@ -115,7 +115,7 @@ async def test_a_rate_limited_provider_is_retried(
     assert r.status_code == 201
     assert r.json()["reply"]["content"] == "What does line 4 do?"
     assert len(llm_server.requests) == 2
-    assert fake_clock.sleeps == [2.0]
+    assert fake_timer.sleeps == [2.0]
 
 
 async def test_falls_back_to_the_offline_tutor_then_the_circuit_opens_and_closes(
@@ -125,7 +125,7 @@ async def test_falls_back_to_the_offline_tutor_then_the_circuit_opens_and_closes
     headers: dict[str, str],
     tutor: Tutor,
     llm_server: FakeLLMServer,
-    fake_clock: FakeClock,
+    fake_timer: FakeTimer,
 ) -> None:
     tutor(llm_fallback="offline")
     conversation_id = await new_conversation(client, headers)
@@ -144,7 +144,7 @@ async def test_falls_back_to_the_offline_tutor_then_the_circuit_opens_and_closes
     assert [c.provider for c in calls] == ["offline"] * 3
     assert all(c.outcome == "ok" for c in calls)
 
-    fake_clock.advance(31)  # the cool-down is over: one probe goes through, and succeeds
+    fake_timer.advance(31)  # the cool-down is over: one probe goes through, and succeeds
     llm_server.script(Reply(text="Back online: what did you try?"))
     r = await ask(client, headers, conversation_id, "are you back?")
     assert r.json()["reply"]["content"] == "Back online: what did you try?"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from koan.llm import ChatMessage, LearnerProfile, TutorContext, build_system_prompt, trim_history
+from koan.llm import ChatMessage, LearnerBrief, TutorContext, build_system_prompt, trim_history
 from koan.llm.pricing import estimate_tokens
 
 SYSTEM = ChatMessage("system", "You are Koan.")
@@ -63,7 +63,7 @@ def test_system_messages_in_history_are_not_duplicated() -> None:
 
 
 def test_system_prompt_carries_rules_learner_and_exercise() -> None:
-    profile = LearnerProfile(
+    profile = LearnerBrief(
         display_name="Ada",
         experience="beginner, first month of Python",
         goals=["pass a job interview", "automate spreadsheets"],

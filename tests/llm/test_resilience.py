@@ -23,7 +23,7 @@ from koan.llm import (
     build_provider,
 )
 from koan.llm.base import parse_retry_after
-from tests.fixtures.llm_server import FakeClock, FakeLLMServer, Reply, unused_url
+from tests.fixtures.llm_server import FakeLLMServer, FakeTimer, Reply, unused_url
 from tests.llm.streams import drain
 
 REQUEST = CompletionRequest(messages=[ChatMessage("user", "Why is my answer off by one?")])
@@ -52,7 +52,7 @@ def anthropic_config(server: FakeLLMServer) -> ProviderConfig:
 
 
 @pytest.fixture
-def resilient(llm_server: FakeLLMServer, fake_clock: FakeClock) -> ResilientProvider:
+def resilient(llm_server: FakeLLMServer, fake_timer: FakeTimer) -> ResilientProvider:
     """OpenAI provider with 3 attempts; tests open it with `async with` (see provider tests)."""
     inner = OpenAIProvider(
         model="gpt-4o-mini", base_url=llm_server.openai_base_url, api_key="k", timeout=5
@@ -60,8 +60,8 @@ def resilient(llm_server: FakeLLMServer, fake_clock: FakeClock) -> ResilientProv
     return ResilientProvider(
         inner,
         policy=RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=8, max_retry_after=10),
-        breaker=CircuitBreaker(failure_threshold=10, cooldown=30, clock=fake_clock),
-        clock=fake_clock,
+        breaker=CircuitBreaker(failure_threshold=10, cooldown=30, timer=fake_timer),
+        timer=fake_timer,
         rng=random.Random(7),
     )
 
@@ -70,7 +70,7 @@ def resilient(llm_server: FakeLLMServer, fake_clock: FakeClock) -> ResilientProv
 
 
 async def test_429_is_retried_after_the_retry_after_delay(
-    resilient: ResilientProvider, llm_server: FakeLLMServer, fake_clock: FakeClock
+    resilient: ResilientProvider, llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     llm_server.script(Reply.rate_limited(retry_after="2"), Reply(text="Count the iterations."))
 
@@ -78,12 +78,12 @@ async def test_429_is_retried_after_the_retry_after_delay(
         completion = await resilient.complete(REQUEST)
 
     assert completion.text == "Count the iterations."
-    assert fake_clock.sleeps == [2.0]
+    assert fake_timer.sleeps == [2.0]
     assert len(llm_server.requests) == 2
 
 
 async def test_5xx_is_retried_with_full_jitter_exponential_backoff(
-    resilient: ResilientProvider, llm_server: FakeLLMServer, fake_clock: FakeClock
+    resilient: ResilientProvider, llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     llm_server.script(Reply.server_error(500), Reply.server_error(502), Reply(text="ok"))
 
@@ -91,14 +91,14 @@ async def test_5xx_is_retried_with_full_jitter_exponential_backoff(
         completion = await resilient.complete(REQUEST)
 
     assert completion.text == "ok"
-    assert len(fake_clock.sleeps) == 2
-    assert 0 <= fake_clock.sleeps[0] <= 0.5
-    assert 0 <= fake_clock.sleeps[1] <= 1.0
+    assert len(fake_timer.sleeps) == 2
+    assert 0 <= fake_timer.sleeps[0] <= 0.5
+    assert 0 <= fake_timer.sleeps[1] <= 1.0
     assert len(llm_server.requests) == 3
 
 
 async def test_retries_stop_after_max_attempts(
-    resilient: ResilientProvider, llm_server: FakeLLMServer, fake_clock: FakeClock
+    resilient: ResilientProvider, llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     llm_server.script(*[Reply.server_error()] * 5)
 
@@ -108,11 +108,11 @@ async def test_retries_stop_after_max_attempts(
 
     assert caught.value.kind == "server_error"
     assert len(llm_server.requests) == 3
-    assert len(fake_clock.sleeps) == 2
+    assert len(fake_timer.sleeps) == 2
 
 
 async def test_400_is_not_retried(
-    resilient: ResilientProvider, llm_server: FakeLLMServer, fake_clock: FakeClock
+    resilient: ResilientProvider, llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     llm_server.script(Reply.bad_request("context too long"), Reply(text="never sent"))
 
@@ -122,13 +122,13 @@ async def test_400_is_not_retried(
 
     assert caught.value.status == 400
     assert len(llm_server.requests) == 1
-    assert fake_clock.sleeps == []
+    assert fake_timer.sleeps == []
     # A bad request says nothing about the provider's health.
     assert resilient.breaker.consecutive_failures == 0
 
 
 async def test_retry_after_beyond_the_cap_is_not_waited_for(
-    resilient: ResilientProvider, llm_server: FakeLLMServer, fake_clock: FakeClock
+    resilient: ResilientProvider, llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     llm_server.script(Reply.rate_limited(retry_after="60"), Reply(text="never sent"))
 
@@ -137,27 +137,27 @@ async def test_retry_after_beyond_the_cap_is_not_waited_for(
             await resilient.complete(REQUEST)
 
     assert caught.value.retry_after == 60.0
-    assert fake_clock.sleeps == []
+    assert fake_timer.sleeps == []
     assert len(llm_server.requests) == 1
 
 
-async def test_timeout_is_retried(llm_server: FakeLLMServer, fake_clock: FakeClock) -> None:
+async def test_timeout_is_retried(llm_server: FakeLLMServer, fake_timer: FakeTimer) -> None:
     # Long enough that the prompt second answer never times out too on a loaded machine.
     inner = OpenAIProvider(
         model="gpt-4o-mini", base_url=llm_server.openai_base_url, api_key="k", timeout=1.0
     )
-    provider = ResilientProvider(inner, clock=fake_clock, rng=random.Random(1))
+    provider = ResilientProvider(inner, timer=fake_timer, rng=random.Random(1))
     llm_server.script(Reply.hanging(), Reply(text="after the timeout"))
     async with provider:
         completion = await provider.complete(REQUEST)
 
     assert completion.text == "after the timeout"
     assert len(llm_server.requests) == 2
-    assert len(fake_clock.sleeps) == 1
+    assert len(fake_timer.sleeps) == 1
 
 
 async def test_stream_is_retried_before_the_first_token(
-    resilient: ResilientProvider, llm_server: FakeLLMServer, fake_clock: FakeClock
+    resilient: ResilientProvider, llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     llm_server.script(Reply.rate_limited("1"), Reply(text="What is xs[-1]?"))
 
@@ -166,11 +166,11 @@ async def test_stream_is_retried_before_the_first_token(
 
     assert "".join(i.delta for i in items if isinstance(i, StreamChunk)) == "What is xs[-1]?"
     assert isinstance(items[-1], StreamEnd)
-    assert fake_clock.sleeps == [1.0]
+    assert fake_timer.sleeps == [1.0]
 
 
 async def test_stream_is_not_retried_after_a_token(
-    resilient: ResilientProvider, llm_server: FakeLLMServer, fake_clock: FakeClock
+    resilient: ResilientProvider, llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     llm_server.script(Reply(text="one two three", drop_after_chunks=1), Reply(text="unused"))
 
@@ -179,21 +179,21 @@ async def test_stream_is_not_retried_after_a_token(
             _ = [item async for item in resilient.stream(REQUEST)]
 
     assert len(llm_server.requests) == 1
-    assert fake_clock.sleeps == []
+    assert fake_timer.sleeps == []
 
 
 # -- circuit breaker ---------------------------------------------------------------------------
 
 
 async def test_circuit_opens_after_consecutive_failures_then_recovers(
-    llm_server: FakeLLMServer, fake_clock: FakeClock
+    llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     chain = build_provider(
         openai_config(llm_server),
         retry=RetryPolicy(max_attempts=1),
         failure_threshold=3,
         cooldown_seconds=30,
-        clock=fake_clock,
+        timer=fake_timer,
     )
     member = chain.providers[0]
     assert isinstance(member, ResilientProvider)
@@ -213,7 +213,7 @@ async def test_circuit_opens_after_consecutive_failures_then_recovers(
         assert "paused" in skipped.value.detail
 
         # After the cool-down one probe goes through; its success closes the circuit.
-        fake_clock.advance(31)
+        fake_timer.advance(31)
         assert member.breaker.state == "half_open"
         llm_server.script(Reply(text="back again"))
         completion = await chain.complete(REQUEST)
@@ -222,14 +222,14 @@ async def test_circuit_opens_after_consecutive_failures_then_recovers(
 
 
 async def test_failed_probe_reopens_the_circuit(
-    llm_server: FakeLLMServer, fake_clock: FakeClock
+    llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     chain = build_provider(
         openai_config(llm_server),
         retry=RetryPolicy(max_attempts=3),
         failure_threshold=1,
         cooldown_seconds=10,
-        clock=fake_clock,
+        timer=fake_timer,
         rng=random.Random(3),
     )
     member = chain.providers[0]
@@ -240,7 +240,7 @@ async def test_failed_probe_reopens_the_circuit(
             await chain.complete(REQUEST)
         # The circuit opened on the first failure, so no retry was attempted.
         assert len(llm_server.requests) == 1
-        fake_clock.advance(10)
+        fake_timer.advance(10)
         with pytest.raises(TutorUnavailable):
             await chain.complete(REQUEST)
         # The probe is a single attempt, and its failure re-opens the circuit at once.
@@ -248,15 +248,15 @@ async def test_failed_probe_reopens_the_circuit(
         assert member.breaker.state == "open"
 
 
-def test_half_open_allows_a_single_probe(fake_clock: FakeClock) -> None:
-    breaker = CircuitBreaker(failure_threshold=2, cooldown=5, clock=fake_clock)
+def test_half_open_allows_a_single_probe(fake_timer: FakeTimer) -> None:
+    breaker = CircuitBreaker(failure_threshold=2, cooldown=5, timer=fake_timer)
     breaker.record_failure()
     assert breaker.state == "closed"
     breaker.record_failure()
     assert breaker.state == "open"
     assert not breaker.allow()
     assert breaker.retry_after() == 5
-    fake_clock.advance(5)
+    fake_timer.advance(5)
     assert breaker.allow()
     assert not breaker.allow()  # a second caller waits for the probe's outcome
     breaker.record_success()
@@ -268,12 +268,12 @@ def test_half_open_allows_a_single_probe(fake_clock: FakeClock) -> None:
 
 
 async def test_falls_back_to_the_second_provider_when_the_first_is_down(
-    llm_server: FakeLLMServer, fake_clock: FakeClock
+    llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     chain = build_provider(
         openai_config(llm_server, base_url=unused_url()),
         fallbacks=[anthropic_config(llm_server)],
-        clock=fake_clock,
+        timer=fake_timer,
         rng=random.Random(5),
     )
     llm_server.script(Reply(text="From the backup provider."))
@@ -284,18 +284,18 @@ async def test_falls_back_to_the_second_provider_when_the_first_is_down(
     assert completion.provider == "anthropic"
     assert [r.api for r in llm_server.requests] == ["anthropic"]
     # The down provider was retried (connection errors are transient) before falling back.
-    assert len(fake_clock.sleeps) == 2
+    assert len(fake_timer.sleeps) == 2
 
 
 async def test_open_circuit_is_skipped_straight_to_the_fallback(
-    llm_server: FakeLLMServer, fake_clock: FakeClock
+    llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     chain = build_provider(
         openai_config(llm_server),
         fallbacks=[anthropic_config(llm_server)],
         retry=RetryPolicy(max_attempts=1),
         failure_threshold=1,
-        clock=fake_clock,
+        timer=fake_timer,
     )
     llm_server.script(Reply.server_error(), Reply(text="first"), Reply(text="second"))
     async with chain:
@@ -307,13 +307,13 @@ async def test_open_circuit_is_skipped_straight_to_the_fallback(
 
 
 async def test_all_providers_failing_raises_tutor_unavailable(
-    llm_server: FakeLLMServer, fake_clock: FakeClock
+    llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     chain = build_provider(
         openai_config(llm_server),
         fallbacks=[anthropic_config(llm_server)],
         retry=RetryPolicy(max_attempts=1),
-        clock=fake_clock,
+        timer=fake_timer,
     )
     llm_server.script(Reply.rate_limited(retry_after="4"), Reply.server_error(503))
     async with chain:
@@ -329,9 +329,9 @@ async def test_all_providers_failing_raises_tutor_unavailable(
 
 
 async def test_malformed_response_becomes_tutor_unavailable(
-    llm_server: FakeLLMServer, fake_clock: FakeClock
+    llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
-    chain = build_provider(openai_config(llm_server), clock=fake_clock)
+    chain = build_provider(openai_config(llm_server), timer=fake_timer)
     llm_server.script(Reply.broken_json())
     async with chain:
         with pytest.raises(TutorUnavailable) as caught:
@@ -343,13 +343,13 @@ async def test_malformed_response_becomes_tutor_unavailable(
 
 
 async def test_offline_tutor_as_last_resort(
-    llm_server: FakeLLMServer, fake_clock: FakeClock
+    llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     chain = build_provider(
         openai_config(llm_server, base_url=unused_url()),
         fallbacks=["offline"],
         retry=RetryPolicy(max_attempts=1),
-        clock=fake_clock,
+        timer=fake_timer,
     )
     async with chain:
         completion = await chain.complete(REQUEST)
@@ -359,13 +359,13 @@ async def test_offline_tutor_as_last_resort(
 
 
 async def test_stream_failing_before_the_first_token_falls_back(
-    llm_server: FakeLLMServer, fake_clock: FakeClock
+    llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     chain = build_provider(
         openai_config(llm_server),
         fallbacks=[anthropic_config(llm_server)],
         retry=RetryPolicy(max_attempts=2),
-        clock=fake_clock,
+        timer=fake_timer,
         rng=random.Random(2),
     )
     llm_server.script(
@@ -386,10 +386,10 @@ async def test_stream_failing_before_the_first_token_falls_back(
 
 
 async def test_stream_failing_after_a_token_is_interrupted_without_fallback(
-    llm_server: FakeLLMServer, fake_clock: FakeClock
+    llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     chain = build_provider(
-        openai_config(llm_server), fallbacks=[anthropic_config(llm_server)], clock=fake_clock
+        openai_config(llm_server), fallbacks=[anthropic_config(llm_server)], timer=fake_timer
     )
     llm_server.script(Reply(text="Look at the loop bounds", drop_after_chunks=2))
     received: list[str] = []
@@ -404,10 +404,10 @@ async def test_stream_failing_after_a_token_is_interrupted_without_fallback(
 
 
 async def test_all_streams_failing_raises_tutor_unavailable(
-    llm_server: FakeLLMServer, fake_clock: FakeClock
+    llm_server: FakeLLMServer, fake_timer: FakeTimer
 ) -> None:
     chain = build_provider(
-        openai_config(llm_server), retry=RetryPolicy(max_attempts=1), clock=fake_clock
+        openai_config(llm_server), retry=RetryPolicy(max_attempts=1), timer=fake_timer
     )
     llm_server.script(Reply.server_error())
     async with chain:

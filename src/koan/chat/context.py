@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.exercises import repository as exercises
-from koan.llm import FailingTest, LearnerProfile, TutorContext, is_leak
+from koan.llm import FailingTest, LearnerBrief, TutorContext, is_leak
 from koan.models import Exercise, User
 from koan.models import LearnerProfile as ProfileRow
 from koan.onboarding import repository as profiles
@@ -15,10 +15,10 @@ from koan.onboarding import repository as profiles
 
 async def learner_profile(
     session: AsyncSession, user: User, row: ProfileRow | None = None
-) -> LearnerProfile:
+) -> LearnerBrief:
     """The onboarding answers the system prompt uses (name, experience, goals, language)."""
     profile = row if row is not None else await profiles.profile_for(session, user)
-    return LearnerProfile(
+    return LearnerBrief(
         display_name=user.name,
         experience=profile.experience or "beginner",
         goals=(profile.goals.strip(),) if profile.goals.strip() else (),

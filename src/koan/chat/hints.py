@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.chat.context import exercise_context
 from koan.errors import BudgetExceeded, TutorUnavailable
-from koan.llm import ChatMessage, CompletionRequest, LearnerProfile, build_system_prompt
+from koan.llm import ChatMessage, CompletionRequest, LearnerBrief, build_system_prompt
 from koan.models import Exercise, User
 from koan.onboarding import repository as profiles
 from koan.ops import metrics
@@ -41,7 +41,7 @@ async def tailored_hint(
     # Only the experience level: the prompt (and so the cache entry) holds nothing personal,
     # which is what lets two learners with the same code share one cached hint.
     profile = await profiles.profile_for(session, user)
-    learner = LearnerProfile(experience=profile.experience or "beginner")
+    learner = LearnerBrief(experience=profile.experience or "beginner")
     total = len(exercise.hints)
     request = CompletionRequest(
         messages=[

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from koan.llm.base import LLMProvider
 from koan.llm.budget import ensure_within_budget, projected_cost_usd
-from koan.llm.context import LearnerProfile, build_system_prompt, trim_history
+from koan.llm.context import LearnerBrief, build_system_prompt, trim_history
 from koan.llm.errors import LLMConfigError, ProviderError, TutorStreamInterrupted
 from koan.llm.factory import ProviderConfig, build_provider, create_provider
 from koan.llm.leak_guard import extract_code, is_leak, leak_score
@@ -28,7 +28,7 @@ from koan.llm.resilience import (
     FallbackChain,
     ResilientProvider,
     RetryPolicy,
-    SystemClock,
+    SystemTimer,
 )
 from koan.llm.types import (
     ChatMessage,
@@ -70,7 +70,7 @@ __all__ = [
     "FallbackChain",
     "LLMConfigError",
     "LLMProvider",
-    "LearnerProfile",
+    "LearnerBrief",
     "ModelPrice",
     "OfflineProvider",
     "OpenAIProvider",
@@ -82,7 +82,7 @@ __all__ = [
     "StreamChunk",
     "StreamEnd",
     "StreamItem",
-    "SystemClock",
+    "SystemTimer",
     "TutorContext",
     "TutorStreamInterrupted",
     "Usage",

@@ -35,7 +35,7 @@ seen yet, then one question. Do not reveal the approach in full."""
 
 
 @dataclass(frozen=True, slots=True)
-class LearnerProfile:
+class LearnerBrief:
     """What onboarding learned about the learner, in plain values."""
 
     display_name: str | None = None
@@ -94,7 +94,7 @@ def _keep_tail(message: ChatMessage, budget: int) -> ChatMessage | None:
 
 def build_system_prompt(
     *,
-    profile: LearnerProfile | None = None,
+    profile: LearnerBrief | None = None,
     context: TutorContext | None = None,
     mode: Literal["chat", "hint"] = "chat",
 ) -> ChatMessage:

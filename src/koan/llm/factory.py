@@ -13,11 +13,11 @@ from koan.llm.offline import OfflineProvider
 from koan.llm.pricing import PriceTable
 from koan.llm.resilience import (
     CircuitBreaker,
-    Clock,
     FallbackChain,
     ResilientProvider,
     RetryPolicy,
-    SystemClock,
+    SystemTimer,
+    Timer,
 )
 
 ProviderKind: TypeAlias = Literal["openai", "anthropic", "offline"]
@@ -97,12 +97,12 @@ def build_provider(
     retry: RetryPolicy | None = None,
     failure_threshold: int = 5,
     cooldown_seconds: float = 30.0,
-    clock: Clock | None = None,
+    timer: Timer | None = None,
     rng: random.Random | None = None,
 ) -> FallbackChain:
     """The provider the app uses: each member retried and circuit-broken, tried in order."""
     configs = [ProviderConfig.parse(primary), *(ProviderConfig.parse(f) for f in fallbacks)]
-    clock = clock or SystemClock()
+    timer = timer or SystemTimer()
     members: list[LLMProvider] = []
     names: set[str] = set()
     for config in configs:
@@ -116,9 +116,9 @@ def build_provider(
                 provider,
                 policy=retry,
                 breaker=CircuitBreaker(
-                    failure_threshold=failure_threshold, cooldown=cooldown_seconds, clock=clock
+                    failure_threshold=failure_threshold, cooldown=cooldown_seconds, timer=timer
                 ),
-                clock=clock,
+                timer=timer,
                 rng=rng,
             )
         )

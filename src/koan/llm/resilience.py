@@ -1,6 +1,6 @@
 """Retries with backoff, per-provider circuit breakers, and the fallback chain.
 
-Everything takes an injectable clock so tests (and the benchmarks) never sleep for real.
+Everything takes an injectable timer so tests (and the benchmarks) never sleep for real.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ log = logging.getLogger("koan.llm")
 CircuitState = Literal["closed", "open", "half_open"]
 
 
-class Clock(Protocol):
+class Timer(Protocol):
     """Monotonic time and sleep, swappable in tests."""
 
     def monotonic(self) -> float:
@@ -37,7 +37,7 @@ class Clock(Protocol):
         ...
 
 
-class SystemClock:
+class SystemTimer:
     """The real clock."""
 
     def monotonic(self) -> float:
@@ -74,11 +74,11 @@ class CircuitBreaker:
         *,
         failure_threshold: int = 5,
         cooldown: float = 30.0,
-        clock: Clock | None = None,
+        timer: Timer | None = None,
     ) -> None:
         self.failure_threshold = max(1, failure_threshold)
         self.cooldown = cooldown
-        self._clock = clock or SystemClock()
+        self._timer = timer or SystemTimer()
         self._failures = 0
         self._opened_at: float | None = None
         self._probe_in_flight = False
@@ -88,7 +88,7 @@ class CircuitBreaker:
         """closed (normal), open (skipping), or half_open (cool-down over, one probe allowed)."""
         if self._opened_at is None:
             return "closed"
-        if self._clock.monotonic() - self._opened_at >= self.cooldown:
+        if self._timer.monotonic() - self._opened_at >= self.cooldown:
             return "half_open"
         return "open"
 
@@ -101,7 +101,7 @@ class CircuitBreaker:
         """Seconds until the cool-down ends (0 when not open)."""
         if self._opened_at is None:
             return 0.0
-        return max(0.0, self.cooldown - (self._clock.monotonic() - self._opened_at))
+        return max(0.0, self.cooldown - (self._timer.monotonic() - self._opened_at))
 
     def allow(self) -> bool:
         """Whether a call may go through now; in half-open state only one probe at a time."""
@@ -123,7 +123,7 @@ class CircuitBreaker:
         """Count a failure; open (or re-open after a failed probe) at the threshold."""
         self._failures += 1
         if self._probe_in_flight or self._failures >= self.failure_threshold:
-            self._opened_at = self._clock.monotonic()
+            self._opened_at = self._timer.monotonic()
         self._probe_in_flight = False
 
     def release_probe(self) -> None:
@@ -140,14 +140,14 @@ class ResilientProvider(AsyncClosing):
         *,
         policy: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
-        clock: Clock | None = None,
+        timer: Timer | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.inner = inner
         self.name = inner.name
         self.policy = policy or RetryPolicy()
-        self._clock = clock or SystemClock()
-        self.breaker = breaker or CircuitBreaker(clock=self._clock)
+        self._timer = timer or SystemTimer()
+        self.breaker = breaker or CircuitBreaker(timer=self._timer)
         self._rng = rng or random.Random()
 
     async def close(self) -> None:
@@ -200,7 +200,7 @@ class ResilientProvider(AsyncClosing):
                     error.status,
                     delay,
                 )
-                await self._clock.sleep(delay)
+                await self._timer.sleep(delay)
                 retry_number += 1
                 continue
             except BaseException:
@@ -237,7 +237,7 @@ class ResilientProvider(AsyncClosing):
                     error.status,
                     delay,
                 )
-                await self._clock.sleep(delay)
+                await self._timer.sleep(delay)
                 retry_number += 1
                 continue
             except BaseException:

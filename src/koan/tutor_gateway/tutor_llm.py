@@ -19,7 +19,7 @@ from koan.llm import (
 )
 from koan.llm.factory import DEFAULT_MODELS
 from koan.llm.offline import OFFLINE_MODEL
-from koan.llm.resilience import Clock
+from koan.llm.resilience import Timer
 
 
 class StreamTracker:
@@ -111,7 +111,7 @@ def _model_of(config: ProviderConfig) -> str:
     return config.model or DEFAULT_MODELS.get(kind, "unknown")
 
 
-def build_tutor_llm(settings: Settings, *, clock: Clock | None = None) -> TutorLLM:
+def build_tutor_llm(settings: Settings, *, timer: Timer | None = None) -> TutorLLM:
     """The provider chain from KOAN_LLM_*; raises LLMConfigError for a setup that cannot work."""
     prices = (
         load_price_table(settings.llm_pricing_file) if settings.llm_pricing_file else DEFAULT_PRICES
@@ -139,7 +139,7 @@ def build_tutor_llm(settings: Settings, *, clock: Clock | None = None) -> TutorL
             )
         )
     configs = [primary, *fallbacks]
-    provider = build_provider(primary, fallbacks=fallbacks, prices=prices, clock=clock)
+    provider = build_provider(primary, fallbacks=fallbacks, prices=prices, timer=timer)
     return TutorLLM(
         provider=provider,
         kinds=tuple(c.kind.strip().lower() for c in configs),

@@ -36,7 +36,7 @@ def events(observed: FastAPI) -> Iterator[Events]:
     """Every event as the renderer receives it, after Koan's own processors have run."""
     original = list(structlog.get_config()["processors"])
     processors = list(original)
-    if redact_secrets not in processors:  # until koan.logging adds it itself
+    if redact_secrets not in processors:  # until koan.logs adds it itself
         processors.insert(len(processors) - 1, redact_secrets)
     seen: Events = []
 
