@@ -44,8 +44,8 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         if owned:
             await app.state.resources.start()
             # What is alive now (modules, routes, pools) lives as long as the process: out of
-            # the collector's sight, a full collection no longer walks it, which took a
-            # worker 60-135 ms at a time, mid-request.
+            # the collector's sight, a full collection no longer walks it and pauses a worker
+            # mid-request.
             gc.collect()
             gc.freeze()
         try:

@@ -2,7 +2,7 @@
 prompt building and leak detection. Free of database and web-framework imports.
 
 The two SDK-backed providers are imported on first use: the `openai` and `anthropic` packages
-take about 1.5 s to import, which the offline default (and every CLI command) never needs.
+are slow to import, and the offline default (and every CLI command) never needs them.
 """
 
 from typing import TYPE_CHECKING, Any

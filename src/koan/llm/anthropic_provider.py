@@ -78,7 +78,7 @@ class AnthropicProvider(AsyncClosing):
     def _body(self, req: CompletionRequest, model: str) -> dict[str, Any]:
         """The JSON body of a Messages request. It goes through the client's `post` as it is
         (see `OpenAIProvider._body`): the typed `messages.create` walks every message field
-        by field first, about 0.25 ms of CPU each."""
+        by field first."""
         system, turns = split_system(req.messages)
         if req.json_schema is not None:
             # Structured output is not available on every Claude model or gateway; asking in

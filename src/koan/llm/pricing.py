@@ -218,8 +218,8 @@ def estimate_tokens(text: str) -> int:
 
 
 # Every request estimates its whole prompt twice (trimming the history, projecting the cost),
-# and the next turn of the conversation sends the same system prompt and history again: about
-# 0.25 ms of regex per 2,000 characters each time. A few hundred recent texts are remembered.
+# and the next turn of the conversation sends the same system prompt and history again, each
+# time a regex pass over the whole text. A few hundred recent texts are remembered.
 @functools.lru_cache(maxsize=512)
 def _estimate_tokens(text: str) -> int:
     by_chars = math.ceil(len(text) / 4)
