@@ -3,7 +3,8 @@
 aiosqlite runs every call on a thread of its own per connection, and SQLAlchemy's adapter
 makes four such calls for each statement (open a cursor, execute, fetch, close), each a
 thread hop that under load also waits its turn for the interpreter. `ONE_TRIP_DBAPI` runs
-all four in one (the CPU saved per statement is in docs/benchmarks.md). Server-side cursors (streamed results) keep SQLAlchemy's own adapter.
+all four in one (the CPU saved per statement is in docs/benchmarks.md). Server-side cursors
+(streamed results) keep SQLAlchemy's own adapter.
 """
 
 from __future__ import annotations
