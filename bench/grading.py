@@ -23,11 +23,10 @@ from _common import summary_ms, write_section  # noqa: E402
 
 from koan.config import Settings  # noqa: E402
 from koan.db import transactional  # noqa: E402
-from koan.exercises import service as exercises  # noqa: E402
 from koan.exercises.bank import import_specs  # noqa: E402
 from koan.exercises.pack import ExerciseSpec  # noqa: E402
 from koan.exercises.repository import exercises_by_slug  # noqa: E402
-from koan.grading import service as grading  # noqa: E402
+from koan.exercises.submit import submit  # noqa: E402
 from koan.migrate import upgrade  # noqa: E402
 from koan.models import LearnerProfile, User  # noqa: E402
 from koan.resources import Resources  # noqa: E402
@@ -52,7 +51,14 @@ async def run(runs: int, concurrent: int) -> dict[str, float]:
     tmp = tempfile.mkdtemp(prefix="koan-bench-")
     url = f"sqlite+aiosqlite:///{tmp}/bench.db"
     await asyncio.to_thread(upgrade, url)
-    settings = Settings(database_url=url, data_dir=Path(tmp), sandbox_queue_size=concurrent)
+    # One learner sends every submission here: lift the per-learner cap and rate limit.
+    settings = Settings(
+        database_url=url,
+        data_dir=Path(tmp),
+        sandbox_queue_size=concurrent,
+        submissions_in_flight=concurrent,
+        submission_limit=f"{10 * (runs + concurrent)}/minute",
+    )
     res = Resources.from_settings(settings)
     await res.start()
     async with res.session_factory() as session, transactional(session):
@@ -70,9 +76,7 @@ async def run(runs: int, concurrent: int) -> dict[str, float]:
     async def one() -> float:
         started = time.perf_counter()
         async with res.session_factory() as session, transactional(session):
-            recorded = await exercises.record_submission(session, res, user, exercise, CODE)
-            await session.commit()
-            submission = (await grading.grade(session, res, recorded, user)).submission
+            submission = (await submit(session, res, user, exercise, CODE)).submission
             assert submission.status == "passed", submission.stderr
         return time.perf_counter() - started
 

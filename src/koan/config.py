@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     login_slowdown_step_s: float = Field(default=0.25, ge=0)
     login_slowdown_cap_s: float = Field(default=2.0, ge=0)
 
+    # Submissions, per learner: how many may be graded at once (more are kept, not graded),
+    # how often they may come, and how many per exercise keep their code and output.
+    submissions_in_flight: int = Field(default=2, ge=1)
+    submission_limit: str = "20/minute;300/hour"
+    submission_history: int = Field(default=25, ge=1)
+    submission_output_chars: int = Field(default=16 * 1024, ge=256)
+
     # Adaptive practice: the predicted chance of success the daily exercise aims for.
     adaptive_target_success: float = Field(default=0.75, gt=0.3, lt=0.95)
 

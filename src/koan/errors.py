@@ -109,6 +109,10 @@ class RateLimited(KoanError):
         self.retry_after = max(1, int(retry_after))
 
 
+class TooManySubmissions(RateLimited):
+    code = "TooManySubmissions"
+
+
 class BudgetExceeded(RateLimited):
     code = "BudgetExceeded"
 

@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.exercises import lifecycle
 from koan.exercises import service as exercises
-from koan.grading import service as grading
+from koan.exercises.submit import submit
 from koan.models import Assignment, Exercise, Submission, User
 from koan.models.progress import Achievement, UserAchievement
 from koan.progress import repository as progress_repository
@@ -51,8 +52,9 @@ async def count(
     session: AsyncSession,
     res: Resources,
     user: User,
-    recorded: exercises.Recorded,
     submission: Submission,
+    assignment: Assignment,
+    exercise: Exercise,
 ) -> list[str]:
     """Run the progress hook on a graded submission, as grading does; return what it unlocked.
 
@@ -65,8 +67,8 @@ async def count(
         res,
         user=user,
         submission=submission,
-        assignment=recorded.assignment,
-        exercise=recorded.exercise,
+        assignment=assignment,
+        exercise=exercise,
     )
     query = (
         select(UserAchievement.achievement_code)
@@ -103,20 +105,19 @@ class Learner:
 
     async def submit(self, exercise: Exercise, code: str | None = None) -> Attempt:
         """Submit `code` (the reference solution by default) and count it."""
-        recorded = await exercises.record_submission(
+        graded = await submit(
             self.session, self.res, self.user, exercise, exercise.solution if code is None else code
         )
-        graded = await grading.grade(self.session, self.res, recorded, self.user)
-        submission = graded.submission
-        unlocked = await count(self.session, self.res, self.user, recorded, submission)
+        submission, assignment = graded.submission, graded.assignment
+        unlocked = await count(self.session, self.res, self.user, submission, assignment, exercise)
         assert graded.achievements_unlocked == unlocked
         self.unlocked += unlocked
-        return Attempt(submission, recorded.assignment, unlocked)
+        return Attempt(submission, assignment, unlocked)
 
     async def solve(self, exercise: Exercise | None = None, *, hints: int = 0) -> Attempt:
         """Complete `exercise` (a new one by default), after taking `hints` hints."""
         exercise = exercise or await create_exercise(self.session)
-        await exercises.start(self.session, self.res, self.user, exercise)
+        await lifecycle.start(self.session, self.res, self.user, exercise)
         for _ in range(hints):
             await exercises.next_hint(self.session, self.res, self.user, exercise)
         attempt = await self.submit(exercise)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import GENERAL
-from koan.exercises import service as exercises
+from koan.exercises import lifecycle
 from koan.models.progress import LearnerSkillRating
 from koan.progress import export
 from koan.progress.export import CSV_COLUMNS
@@ -178,7 +178,7 @@ async def test_export_csv(
     await learner.submit(exercise)
     await learner.solve()
     never_submitted = await create_exercise(learner.session)
-    await exercises.start(learner.session, learner.res, learner.user, never_submitted)
+    await lifecycle.start(learner.session, learner.res, learner.user, never_submitted)
 
     r = await get(client, learner, "/export", format="csv")
     assert r.status_code == 200

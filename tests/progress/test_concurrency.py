@@ -8,11 +8,13 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable
 
+import pytest
 from sqlalchemy import func, select
 
+from koan.config import Settings
 from koan.db import transactional
-from koan.exercises import service as exercises
-from koan.grading import service as grading
+from koan.exercises import lifecycle
+from koan.exercises.submit import submit
 from koan.models import Exercise, User
 from koan.models.progress import PracticeEntry, UserAchievement
 from koan.progress import service as progress
@@ -22,6 +24,12 @@ from tests.fixtures.live import LiveApp
 from tests.progress.conftest import EPOCH, count
 
 LEARNERS_AT_ONCE = 5
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """One learner sends all the submissions at once here: let them all be graded."""
+    return settings.model_copy(update={"submissions_in_flight": LEARNERS_AT_ONCE})
 
 
 async def setup(
@@ -43,11 +51,10 @@ async def submit_and_count(res: Resources, user_id: uuid.UUID, exercise_id: uuid
     async with res.session_factory() as session, transactional(session):
         user = await session.get_one(User, user_id)
         exercise = await session.get_one(Exercise, exercise_id)
-        recorded = await exercises.record_submission(session, res, user, exercise, ADD_SOLUTION)
-        await session.commit()
-        submission = (await grading.grade(session, res, recorded, user)).submission
+        graded = await submit(session, res, user, exercise, ADD_SOLUTION)
+        submission = graded.submission
         assert submission.status == "passed", submission.tests
-        return await count(session, res, user, recorded, submission)
+        return await count(session, res, user, submission, graded.assignment, exercise)
 
 
 async def together(*calls: Awaitable[list[str]]) -> list[list[str]]:
@@ -92,7 +99,7 @@ async def test_concurrent_passes_on_one_assignment(live: LiveApp) -> None:
     user_id, (exercise_id,), _ = await setup(live, 1)
     async with live.res.session_factory() as session, transactional(session):
         user = await session.get_one(User, user_id)
-        await exercises.start(session, live.res, user, await session.get_one(Exercise, exercise_id))
+        await lifecycle.start(session, live.res, user, await session.get_one(Exercise, exercise_id))
     results = await together(
         *(submit_and_count(live.res, user_id, exercise_id) for _ in range(LEARNERS_AT_ONCE))
     )

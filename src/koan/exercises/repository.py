@@ -107,6 +107,15 @@ async def latest_assignment(
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def assignment_by_id(session: AsyncSession, assignment_id: uuid.UUID) -> Assignment | None:
+    query = (
+        select(Assignment)
+        .where(Assignment.id == assignment_id)
+        .options(selectinload(Assignment.exercise))
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def lock_assignment(session: AsyncSession, assignment_id: uuid.UUID) -> Assignment:
     """Re-read an assignment FOR UPDATE (PostgreSQL), so concurrent submissions queue up."""
     query = (
@@ -187,6 +196,32 @@ async def replace_skills(session: AsyncSession, exercise: Exercise, skills: list
     await session.execute(delete(ExerciseSkill).where(ExerciseSkill.exercise_id == exercise.id))
     for position, skill in enumerate(skills):
         session.add(ExerciseSkill(exercise_id=exercise.id, skill=skill, position=position))
+
+
+async def forget_old_submissions(
+    session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID, *, keep: int
+) -> None:
+    """Beyond the newest `keep` submissions of a learner on an exercise, drop the code, output
+    and test messages; the verdict, counts and times stay (progress and the practice log
+    count them)."""
+    newest = (
+        select(Submission.id)
+        .where(Submission.user_id == user_id, Submission.exercise_id == exercise_id)
+        .order_by(Submission.created_at.desc(), Submission.id.desc())
+        .limit(keep)
+    )
+    await session.execute(
+        update(Submission)
+        .where(
+            Submission.user_id == user_id,
+            Submission.exercise_id == exercise_id,
+            Submission.status != "pending",
+            Submission.code != "",
+            Submission.id.not_in(newest),
+        )
+        .values(code="", stdout="", stderr="", tests=[])
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def mark_stale_submissions(session: AsyncSession, *, before: datetime) -> int:

@@ -9,7 +9,8 @@ from fastapi import APIRouter, BackgroundTasks, Query, status
 
 from koan.auth.deps import VerifiedUser
 from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
-from koan.exercises import service
+from koan.exercises import lifecycle, service
+from koan.exercises import submit as submitting
 from koan.exercises.schemas import (
     AssignmentOut,
     AssignmentPage,
@@ -21,7 +22,6 @@ from koan.exercises.schemas import (
     SubmissionOut,
     SubmissionPage,
 )
-from koan.grading import service as grading
 
 router = APIRouter(tags=["exercises"])
 
@@ -72,7 +72,7 @@ async def start(
 ) -> AssignmentOut:
     """Practise this exercise (or resume it within 48 hours of skipping it)."""
     exercise = await service.get_exercise(session, exercise_id)
-    return service.assignment_out(await service.start(session, res, user, exercise))
+    return service.assignment_out(await lifecycle.start(session, res, user, exercise))
 
 
 @router.post(
@@ -82,6 +82,10 @@ async def start(
     responses={
         409: {"description": "The assignment was skipped or has expired"},
         413: {"description": "More than 64 KB of code"},
+        429: {
+            "description": "Submitting too often, or too many submissions being graded "
+            "(TooManySubmissions: the code is kept as a `rejected` submission; Retry-After)"
+        },
         503: {"description": "The grader is busy (Retry-After)"},
     },
 )
@@ -94,11 +98,8 @@ async def submit(
 ) -> SubmissionOut:
     """Grade code against the exercise's tests; the submission is stored before grading."""
     exercise = await service.get_exercise(session, exercise_id)
-    recorded = await service.record_submission(session, res, user, exercise, data.code)
-    # Committed now, so a crash while grading cannot lose what the learner wrote.
-    await session.commit()
-    graded = await grading.grade(session, res, recorded, user)
-    return grading.submission_out(graded.submission, graded.achievements_unlocked)
+    graded = await submitting.submit(session, res, user, exercise, data.code)
+    return submitting.submission_out(graded.submission, graded.achievements_unlocked)
 
 
 @router.get("/exercises/{exercise_id}/submissions", response_model=SubmissionPage)
@@ -129,7 +130,7 @@ async def skip(
 ) -> AssignmentOut:
     """Skip this exercise; it can be resumed for 48 hours, and tomorrow brings another."""
     exercise = await service.get_exercise(session, exercise_id)
-    return service.assignment_out(await service.skip(session, res, user, exercise))
+    return service.assignment_out(await lifecycle.skip(session, res, user, exercise))
 
 
 @router.get("/assignments", response_model=AssignmentPage)

@@ -1,22 +1,19 @@
-"""The rules of practice: catalogue, today's exercise, hints, skips and submissions."""
+"""The rules of practice: catalogue, today's exercise, hints and the learner's lists."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from fastapi import BackgroundTasks
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import service as adaptive
 from koan.chat.hints import tailored_hint
 from koan.deps import SessionOpener
-from koan.errors import Conflict, NotFound, PayloadTooLarge
-from koan.exercises import repository
+from koan.errors import Conflict, NotFound
+from koan.exercises import lifecycle, repository
 from koan.exercises.schemas import (
-    MAX_CODE_BYTES,
     AssignmentOut,
     DailyOut,
     ExerciseDetail,
@@ -27,15 +24,10 @@ from koan.exercises.schemas import (
     SubmissionSummary,
 )
 from koan.generation import service as generation
-from koan.models import Assignment, Exercise, Submission, User
-from koan.models.exercise import OPEN_STATUSES
+from koan.models import Assignment, Exercise, User
 from koan.onboarding import repository as profiles
 from koan.pagination import decode_cursor, next_cursor
-from koan.progress import service as progress
 from koan.resources import Resources
-
-SKIP_KEEP = timedelta(hours=48)
-DAILY_TTL = timedelta(days=7)
 
 
 def detail(exercise: Exercise) -> ExerciseDetail:
@@ -65,11 +57,7 @@ def assignment_out(assignment: Assignment) -> AssignmentOut:
         assigned_at=assignment.assigned_at,
         completed_at=assignment.completed_at,
         skipped_at=assignment.skipped_at,
-        available_until=(
-            assignment.skipped_at + SKIP_KEEP
-            if assignment.status == "skipped" and assignment.skipped_at
-            else None
-        ),
+        available_until=lifecycle.resumable_until(assignment),
         exercise=ExerciseSummary.model_validate(assignment.exercise),
     )
 
@@ -120,12 +108,7 @@ async def daily(
             "Finish the onboarding interview first, so Koan knows what to give you.",
             code="OnboardingRequired",
         )
-    assignment = await repository.open_daily(session, user.id)
-    if assignment is not None and assignment.assigned_at < now - DAILY_TTL:
-        assignment.status = "expired"
-        assignment.closed_at = now
-        await session.flush()
-        assignment = None
+    assignment = await lifecycle.current_daily(session, user, now)
     if assignment is None:
         assignment = await _assign_daily(session, res, user, now, open_session, tasks)
     return DailyOut(
@@ -157,99 +140,13 @@ async def _assign_daily(
     refill = adaptive.refill_for(pick, target=res.settings.adaptive_target_success)
     if refill is not None:
         await generation.schedule_refill(res, tasks, open_session, user.id, refill)
-    assignment = Assignment(
-        user_id=user.id,
-        exercise_id=pick.exercise.id,
-        kind="daily",
-        status="assigned",
-        reason=pick.reason[:300],
-        assigned_at=now,
-    )
-    try:
-        async with session.begin_nested():
-            session.add(assignment)
-    except IntegrityError:
-        # Another request assigned one first; the database kept exactly one open.
-        existing = await repository.open_daily(session, user.id)
-        if existing is None:
-            raise
-        return existing
-    assignment.exercise = pick.exercise
-    return assignment
-
-
-async def _work_assignment(
-    session: AsyncSession, res: Resources, user: User, exercise: Exercise
-) -> Assignment:
-    """The assignment a submission or hint belongs to; a practice one is opened if none."""
-    latest = await repository.latest_assignment(session, user.id, exercise.id)
-    now = res.clock.now()
-    if latest is not None:
-        if latest.status == "skipped":
-            if latest.skipped_at and latest.skipped_at < now - SKIP_KEEP:
-                latest.status = "expired"
-                latest.closed_at = now
-                await session.flush()
-            else:
-                raise Conflict(
-                    "You skipped this exercise. Resume it with POST "
-                    f"/api/v1/exercises/{exercise.id}/start to keep working on it.",
-                    code="AssignmentSkipped",
-                )
-        if latest.status == "expired":
-            raise Conflict(
-                "This assignment has expired. Start the exercise again with POST "
-                f"/api/v1/exercises/{exercise.id}/start.",
-                code="AssignmentExpired",
-            )
-        return latest
-    return await _new_practice(session, user, exercise, now)
-
-
-async def _new_practice(
-    session: AsyncSession, user: User, exercise: Exercise, now: datetime
-) -> Assignment:
-    assignment = Assignment(
-        user_id=user.id,
-        exercise_id=exercise.id,
-        kind="practice",
-        status="assigned",
-        reason="picked from the catalogue",
-        assigned_at=now,
-    )
-    session.add(assignment)
-    await session.flush()
-    assignment.exercise = exercise
-    return assignment
-
-
-async def start(
-    session: AsyncSession, res: Resources, user: User, exercise: Exercise
-) -> Assignment:
-    """Open (or resume) practice on an exercise outside the daily pick."""
-    now = res.clock.now()
-    latest = await repository.latest_assignment(session, user.id, exercise.id)
-    if latest is not None and latest.status in OPEN_STATUSES:
-        return latest
-    if (
-        latest is not None
-        and latest.status == "skipped"
-        and latest.skipped_at
-        and latest.skipped_at >= now - SKIP_KEEP
-    ):
-        # A resumed daily becomes practice, so a new daily can still be assigned.
-        latest.kind = "practice"
-        latest.status = "in_progress" if latest.attempts else "assigned"
-        latest.skipped_at = None
-        await session.flush()
-        return latest
-    return await _new_practice(session, user, exercise, now)
+    return await lifecycle.open_daily(session, user, pick.exercise, reason=pick.reason, now=now)
 
 
 async def next_hint(
     session: AsyncSession, res: Resources, user: User, exercise: Exercise
 ) -> HintOut:
-    assignment = await _work_assignment(session, res, user, exercise)
+    assignment = await lifecycle.for_work(session, res, user, exercise)
     total = len(exercise.hints)
     if assignment.hints_used >= total:
         raise Conflict(
@@ -268,59 +165,6 @@ async def next_hint(
     return HintOut(hint=hint, index=assignment.hints_used, remaining=total - assignment.hints_used)
 
 
-async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exercise) -> Assignment:
-    latest = await repository.latest_assignment(session, user.id, exercise.id)
-    if latest is None or latest.status not in OPEN_STATUSES:
-        raise Conflict(
-            "There is no open assignment of this exercise to skip.", code="NothingToSkip"
-        )
-    now = res.clock.now()
-    latest.status = "skipped"
-    latest.skipped_at = now
-    latest.closed_at = now
-    await session.flush()
-    await progress.lock_learner(session, user)
-    await adaptive.record_outcome(
-        session,
-        user=user,
-        profile=await profiles.profile_for(session, user),
-        exercise=exercise,
-        assignment=latest,
-        passed=False,
-        skipped=True,
-        now=now,
-    )
-    await progress.on_assignment_skipped(session, res, user=user)
-    return latest
-
-
-@dataclass
-class Recorded:
-    submission: Submission
-    assignment: Assignment
-    exercise: Exercise
-
-
-async def record_submission(
-    session: AsyncSession, res: Resources, user: User, exercise: Exercise, code: str
-) -> Recorded:
-    """Store the submission (status pending) before anything can go wrong while grading."""
-    if len(code.encode("utf-8")) > MAX_CODE_BYTES:
-        raise PayloadTooLarge(f"Code is limited to {MAX_CODE_BYTES // 1024} KB.")
-    assignment = await _work_assignment(session, res, user, exercise)
-    submission = Submission(
-        user_id=user.id,
-        exercise_id=exercise.id,
-        assignment_id=assignment.id,
-        code=code,
-        status="pending",
-        created_at=res.clock.now(),
-    )
-    session.add(submission)
-    await session.flush()
-    return Recorded(submission, assignment, exercise)
-
-
 async def assignments_page(
     session: AsyncSession,
     res: Resources,
@@ -330,12 +174,10 @@ async def assignments_page(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[AssignmentOut], str | None]:
-    now = res.clock.now()
-    await repository.expire_skipped(session, user.id, before=now - SKIP_KEEP)
-    before = _time_cursor(cursor)
+    await lifecycle.expire_skipped(session, res, user)
     rows = await repository.assignments(
-        session, user.id, status=status, skipped_since=now - SKIP_KEEP, before=before,
-        limit=limit + 1,
+        session, user.id, status=status, skipped_since=res.clock.now() - lifecycle.SKIP_KEEP,
+        before=_time_cursor(cursor), limit=limit + 1,
     )  # fmt: skip
     items = [assignment_out(a) for a in rows[:limit]]
     return items, next_cursor(rows, limit, lambda a: (a.assigned_at,))
@@ -354,7 +196,7 @@ async def submissions_page(
 
 
 async def assignment_of(session: AsyncSession, user: User, assignment_id: uuid.UUID) -> Assignment:
-    found = await session.get(Assignment, assignment_id)
+    found = await repository.assignment_by_id(session, assignment_id)
     if found is None or found.user_id != user.id:
         raise NotFound("There is no assignment with this id.")
-    return await repository.lock_assignment(session, assignment_id)
+    return found

@@ -294,3 +294,13 @@ def progress(achievement: Achievement, facts: Facts) -> tuple[int, int]:
 
 def count_mastered(masteries: Iterable[float]) -> int:
     return sum(1 for m in masteries if m >= MASTERY_THRESHOLD)
+
+
+def describe(code: str) -> dict[str, str]:
+    """An achievement's code, title and description (the code alone when it is unknown)."""
+    found = BY_CODE.get(code)
+    return {
+        "code": code,
+        "title": found.title if found else code,
+        "description": found.description if found else "",
+    }

@@ -17,10 +17,11 @@ from koan.onboarding import repository as onboarding_repository
 from koan.onboarding import service as onboarding
 from koan.onboarding.questions import MAX_MINUTES, MIN_MINUTES
 from koan.onboarding.schemas import Experience, Language, LearningStyle, ProfileUpdate
+from koan.progress import service as progress_service
 from koan.resources import Resources
+from koan.usage import reports as usage_reports
 from koan.users import service as users
 from koan.users.schemas import UserUpdate
-from koan.web import integrations
 from koan.web.core import (
     PageAuth,
     PageUser,
@@ -42,13 +43,11 @@ async def progress_page(
     request: Request, user: PageUser, session: WebSession, res: ResourcesDep
 ) -> Response:
     """Activity heat-map, skill mastery, streak, level history and achievements."""
-    progress = await integrations.progress_overview(session, res, user)
-    earned = await integrations.achievements(session, res, user)
-    heatmap = None
-    if progress is not None:
-        heatmap = heatmap_svg(
-            [Day(d.date, d.completed, d.attempts) for d in progress.activity], today=progress.today
-        )
+    progress = await progress_service.overview(session, res, user)
+    earned = await progress_service.achievement_list(session, res, user)
+    heatmap = heatmap_svg(
+        [Day(d.date, d.completed, d.attempts) for d in progress.activity], today=progress.today
+    )
     return render(
         request,
         "progress.html",
@@ -83,7 +82,7 @@ async def _settings_context(
         "labels": LABELS,
         "minutes": (MIN_MINUTES, MAX_MINUTES),
         "saved": None,
-        "usage": await integrations.my_usage(session, res, user),
+        "usage": await usage_reports.my_usage(session, res, user),
     }
     ctx.update(extra)
     return ctx

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -13,7 +14,7 @@ from koan.exercises.bank import to_spec
 from koan.exercises.validation import validate_spec
 from koan.grading.limits import server_limits
 from koan.resources import Resources
-from koan.web import integrations
+from koan.usage import reports as usage_reports
 from koan.web import repository as queries
 from koan.web.core import PageAdmin, WebRoute, WebSession, parse_uuid, render
 
@@ -38,6 +39,24 @@ async def _validation(
     return value
 
 
+async def _llm_usage_by_day(session: WebSession, res: Resources) -> list[dict[str, Any]]:
+    """Calls, learners, tokens and cost per UTC day, newest first."""
+    page = await usage_reports.usage_page(
+        session, res, since=None, until=None, user_id=None, limit=500, cursor=None
+    )
+    days: dict[Any, dict[str, Any]] = {}
+    for row in page.items:
+        day = days.setdefault(
+            row.day,
+            {"day": row.day, "calls": 0, "learners": 0, "tokens": 0, "cost": Decimal(0)},
+        )
+        day["calls"] += row.calls
+        day["learners"] += 1
+        day["tokens"] += row.input_tokens + row.output_tokens
+        day["cost"] += row.cost_usd
+    return sorted(days.values(), key=lambda d: d["day"], reverse=True)
+
+
 @router.get("/admin")
 async def admin_page(
     request: Request, user: PageAdmin, session: WebSession, res: ResourcesDep
@@ -58,7 +77,7 @@ async def admin_page(
             "validations": validations,
             "sandbox_tier": tier.name.lower() if tier else "unavailable",
             "sandbox_slots": res.sandbox.config.slots,
-            "usage": await integrations.llm_usage_by_day(session, res),
+            "usage": await _llm_usage_by_day(session, res),
         },
     )
 

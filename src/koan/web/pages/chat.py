@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from koan.web import integrations
+from koan.chat import service as chat
 from koan.web.core import PageUser, WebRoute, WebSession, parse_uuid, render
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -23,21 +23,9 @@ async def chat_page(
     c: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
     """Talk to the tutor; the reply streams in token by token. `c` opens a past conversation."""
-    chat = integrations.chat_service()
-    conversations: list[Any] = []
+    page = await chat.conversations_page(session, user, limit=CONVERSATIONS_SHOWN, cursor=None)
     current = None
-    if chat is not None:
-        page = await chat.conversations_page(session, user, limit=CONVERSATIONS_SHOWN, cursor=None)
-        conversations = list(page.items)
-        if c:
-            conversation = await chat.owned(session, user, parse_uuid(c))
-            current = await chat.detail(session, conversation, limit=MESSAGES_SHOWN, cursor=None)
-    return render(
-        request,
-        "chat.html",
-        {
-            "chat_available": chat is not None,
-            "conversations": conversations,
-            "current": current,
-        },
-    )
+    if c:
+        conversation = await chat.owned(session, user, parse_uuid(c))
+        current = await chat.detail(session, conversation, limit=MESSAGES_SHOWN, cursor=None)
+    return render(request, "chat.html", {"conversations": list(page.items), "current": current})

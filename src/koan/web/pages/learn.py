@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from pydantic import ValidationError
 
 from koan.deps import ResourcesDep, SessionOpenerDep
-from koan.errors import KoanError, NotFound
+from koan.errors import KoanError
+from koan.exercises import lifecycle
 from koan.exercises import repository as exercise_repository
 from koan.exercises import service as exercises
 from koan.exercises.schemas import SubmissionIn, SubmissionOut
-from koan.grading import service as grading
+from koan.exercises.submit import submission_out, submit
 from koan.models import Exercise, User
-from koan.web import integrations
+from koan.progress import achievements
+from koan.progress import service as progress_service
 from koan.web.core import (
     PageUser,
     WebRoute,
@@ -28,7 +29,6 @@ from koan.web.core import (
 )
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
-T = TypeVar("T")
 
 STATUS_TEXT = {
     "passed": "All tests passed",
@@ -38,6 +38,7 @@ STATUS_TEXT = {
     "memory": "Your code used too much memory",
     "output_limit": "Your code printed too much",
     "pending": "Waiting for the grader",
+    "rejected": "Not graded: earlier submissions were still running",
 }
 ASSIGNMENT_TEXT = {
     "assigned": "Not started",
@@ -77,8 +78,8 @@ async def dashboard(
         if exc.code != "NoExercises":
             raise
         no_exercises = exc.detail
-    progress = await integrations.progress_overview(session, res, user)
-    earned = await integrations.achievements(session, res, user)
+    progress = await progress_service.overview(session, res, user)
+    earned = await progress_service.achievement_list(session, res, user)
     skipped, _ = await exercises.assignments_page(
         session, res, user, status="skipped", limit=5, cursor=None
     )
@@ -90,7 +91,7 @@ async def dashboard(
             "daily": daily,
             "no_exercises": no_exercises,
             "progress": progress,
-            "recent_achievements": list(reversed(earned.earned))[:3] if earned else [],
+            "recent_achievements": list(reversed(earned.earned))[:3],
             "skipped": skipped,
             "welcome": welcome,
         },
@@ -140,7 +141,7 @@ async def _exercise_context(
     hints_used = assignment.hints_used if assignment else 0
     result = None
     if latest is not None and latest.status != "pending":
-        result = grading.submission_out(latest)
+        result = submission_out(latest)
     return {
         **_common(),
         "exercise": exercises.detail(exercise),
@@ -149,7 +150,6 @@ async def _exercise_context(
         "hints_remaining": len(exercise.hints) - hints_used,
         "code": code if code is not None else (latest.code if latest else exercise.starter_code),
         "result": result,
-        "chat_available": integrations.chat_available(),
     }
 
 
@@ -167,21 +167,20 @@ def _results(
     ctx: dict[str, Any],
     *,
     result: SubmissionOut | None = None,
-    error: str | None = None,
+    error: KoanError | str | None = None,
     status_code: int = 200,
 ) -> Response:
     ctx = {**ctx, "result": result, "run_error": error}
+    if isinstance(error, KoanError):
+        ctx["run_error"] = error.detail
+        status_code = error.status_code
     if result is not None:
-        ctx["celebrate"] = integrations.achievement_titles(result.achievements_unlocked)
+        ctx["celebrate"] = [achievements.describe(code) for code in result.achievements_unlocked]
     template = "partials/results.html" if request.headers.get("HX-Request") else "exercise.html"
-    return render(request, template, ctx, status_code=status_code)
-
-
-async def _reload(session: WebSession, model: type[T], key: uuid.UUID) -> T:
-    found = await session.get(model, key, populate_existing=True)
-    if found is None:
-        raise NotFound("There is nothing at this address.")
-    return found
+    response = render(request, template, ctx, status_code=status_code)
+    if isinstance(error, KoanError) and "Retry-After" in error.headers:
+        response.headers["Retry-After"] = error.headers["Retry-After"]
+    return response
 
 
 @router.post("/exercises/{exercise_id}/run")
@@ -190,7 +189,6 @@ async def run_tests(
 ) -> Response:
     """Grade the code in the editor; HTMX swaps in the per-test results."""
     exercise = await _exercise(session, exercise_id)
-    ids = (user.id, exercise.id)
     code = (await form_data(request)).get("code", "").replace("\r\n", "\n")
     try:
         data = SubmissionIn(code=code)
@@ -201,18 +199,15 @@ async def run_tests(
             request, ctx, error=f"Your code {message[0].lower()}{message[1:]}", status_code=422
         )
     try:
-        result = await integrations.submit(session, res, user, exercise, data.code)
+        graded = await submit(session, res, user, exercise, data.code)
     except KoanError as exc:
-        if exc.keep_changes:
-            await session.commit()
-        else:
-            await session.rollback()  # expires every loaded row: load them again
-        user = await _reload(session, User, ids[0])
-        exercise = await _reload(session, Exercise, ids[1])
+        # What the refusal left (a submission kept as an error) is committed with the page.
         ctx = await _exercise_context(session, user, exercise, code=code)
-        return _results(request, ctx, error=exc.detail, status_code=exc.status_code)
+        return _results(request, ctx, error=exc)
     ctx = await _exercise_context(session, user, exercise, code=code)
-    return _results(request, ctx, result=result)
+    return _results(
+        request, ctx, result=submission_out(graded.submission, graded.achievements_unlocked)
+    )
 
 
 @router.post("/exercises/{exercise_id}/hint")
@@ -239,7 +234,7 @@ async def skip(
     request: Request, exercise_id: str, user: PageUser, session: WebSession, res: ResourcesDep
 ) -> Response:
     exercise = await _exercise(session, exercise_id)
-    await exercises.skip(session, res, user, exercise)
+    await lifecycle.skip(session, res, user, exercise)
     return redirect(request, "/dashboard?skipped=1")
 
 
@@ -248,5 +243,5 @@ async def start(
     request: Request, exercise_id: str, user: PageUser, session: WebSession, res: ResourcesDep
 ) -> Response:
     exercise = await _exercise(session, exercise_id)
-    await exercises.start(session, res, user, exercise)
+    await lifecycle.start(session, res, user, exercise)
     return redirect(request, f"/exercises/{exercise.id}")

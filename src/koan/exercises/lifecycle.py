@@ -1,0 +1,216 @@
+"""An assignment's whole life: opened, attempted, passed, skipped, resumed, expired.
+
+Every change of an assignment's state goes through here, whether a verdict or the learner
+caused it; the adaptive ratings and progress hear of it through their services.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.adaptive import service as adaptive
+from koan.errors import Conflict
+from koan.exercises import repository
+from koan.models import Assignment, Exercise, Submission, User
+from koan.models.exercise import OPEN_STATUSES
+from koan.onboarding import repository as profiles
+from koan.progress import service as progress
+from koan.resources import Resources
+
+# A skipped assignment can be resumed for this long; then it expires.
+SKIP_KEEP = timedelta(hours=48)
+# A daily assignment left open this long expires, and a new one is chosen.
+DAILY_TTL = timedelta(days=7)
+
+
+def resumable_until(assignment: Assignment) -> datetime | None:
+    """Until when a skipped assignment can be resumed (None when it is not skipped)."""
+    if assignment.status == "skipped" and assignment.skipped_at:
+        return assignment.skipped_at + SKIP_KEEP
+    return None
+
+
+def _expire(assignment: Assignment, now: datetime) -> None:
+    assignment.status = "expired"
+    assignment.closed_at = now
+
+
+async def open_daily(
+    session: AsyncSession, user: User, exercise: Exercise, *, reason: str, now: datetime
+) -> Assignment:
+    """Open today's assignment; if another request opened one first, that one is returned."""
+    assignment = Assignment(
+        user_id=user.id,
+        exercise_id=exercise.id,
+        kind="daily",
+        status="assigned",
+        reason=reason[:300],
+        assigned_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(assignment)
+    except IntegrityError:
+        # Another request assigned one first; the database kept exactly one open.
+        existing = await repository.open_daily(session, user.id)
+        if existing is None:
+            raise
+        return existing
+    assignment.exercise = exercise
+    return assignment
+
+
+async def current_daily(session: AsyncSession, user: User, now: datetime) -> Assignment | None:
+    """The learner's open daily assignment; one left open too long expires instead."""
+    assignment = await repository.open_daily(session, user.id)
+    if assignment is not None and assignment.assigned_at < now - DAILY_TTL:
+        _expire(assignment, now)
+        await session.flush()
+        return None
+    return assignment
+
+
+async def _open_practice(
+    session: AsyncSession, user: User, exercise: Exercise, now: datetime
+) -> Assignment:
+    assignment = Assignment(
+        user_id=user.id,
+        exercise_id=exercise.id,
+        kind="practice",
+        status="assigned",
+        reason="picked from the catalogue",
+        assigned_at=now,
+    )
+    session.add(assignment)
+    await session.flush()
+    assignment.exercise = exercise
+    return assignment
+
+
+async def for_work(
+    session: AsyncSession, res: Resources, user: User, exercise: Exercise
+) -> Assignment:
+    """The assignment a submission or hint belongs to; a practice one is opened if none."""
+    latest = await repository.latest_assignment(session, user.id, exercise.id)
+    now = res.clock.now()
+    if latest is None:
+        return await _open_practice(session, user, exercise, now)
+    if latest.status == "skipped":
+        if latest.skipped_at and latest.skipped_at < now - SKIP_KEEP:
+            _expire(latest, now)
+            await session.flush()
+        else:
+            raise Conflict(
+                "You skipped this exercise. Resume it with POST "
+                f"/api/v1/exercises/{exercise.id}/start to keep working on it.",
+                code="AssignmentSkipped",
+            )
+    if latest.status == "expired":
+        raise Conflict(
+            "This assignment has expired. Start the exercise again with POST "
+            f"/api/v1/exercises/{exercise.id}/start.",
+            code="AssignmentExpired",
+        )
+    return latest
+
+
+async def start(
+    session: AsyncSession, res: Resources, user: User, exercise: Exercise
+) -> Assignment:
+    """Open (or resume) practice on an exercise outside the daily pick."""
+    now = res.clock.now()
+    latest = await repository.latest_assignment(session, user.id, exercise.id)
+    if latest is not None and latest.status in OPEN_STATUSES:
+        return latest
+    if (
+        latest is not None
+        and latest.status == "skipped"
+        and latest.skipped_at
+        and latest.skipped_at >= now - SKIP_KEEP
+    ):
+        # A resumed daily becomes practice, so a new daily can still be assigned.
+        latest.kind = "practice"
+        latest.status = "in_progress" if latest.attempts else "assigned"
+        latest.skipped_at = None
+        await session.flush()
+        return latest
+    return await _open_practice(session, user, exercise, now)
+
+
+async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exercise) -> Assignment:
+    """Close the open assignment as skipped; the ratings count it as a miss."""
+    latest = await repository.latest_assignment(session, user.id, exercise.id)
+    if latest is None or latest.status not in OPEN_STATUSES:
+        raise Conflict(
+            "There is no open assignment of this exercise to skip.", code="NothingToSkip"
+        )
+    now = res.clock.now()
+    latest.status = "skipped"
+    latest.skipped_at = now
+    latest.closed_at = now
+    await session.flush()
+    await progress.lock_learner(session, user)
+    await adaptive.record_outcome(
+        session,
+        user=user,
+        profile=await profiles.profile_for(session, user),
+        exercise=exercise,
+        assignment=latest,
+        passed=False,
+        skipped=True,
+        now=now,
+    )
+    await progress.on_assignment_skipped(session, res, user=user)
+    return latest
+
+
+async def expire_skipped(session: AsyncSession, res: Resources, user: User) -> None:
+    """Skipped assignments kept past their time become expired."""
+    await repository.expire_skipped(session, user.id, before=res.clock.now() - SKIP_KEEP)
+
+
+async def attempted(
+    session: AsyncSession,
+    res: Resources,
+    *,
+    user: User,
+    exercise: Exercise,
+    assignment_id: uuid.UUID,
+    submission: Submission,
+) -> tuple[Assignment, list[str]]:
+    """Count a graded submission as an attempt (a pass completes the assignment); return the
+    assignment and the codes of the achievements the attempt unlocked."""
+    now = submission.graded_at or res.clock.now()
+    assignment = await repository.lock_assignment(session, assignment_id)
+    # One learner's submissions are counted one after another (ratings, streaks, awards).
+    await progress.lock_learner(session, user)
+    assignment.attempts += 1
+    if assignment.status == "assigned":
+        assignment.status = "in_progress"
+        assignment.started_at = submission.created_at
+    completed_now = submission.status == "passed" and assignment.status != "completed"
+    if completed_now:
+        assignment.status = "completed"
+        assignment.completed_at = now
+        assignment.closed_at = now
+    await session.flush()
+    if completed_now:
+        await adaptive.record_outcome(
+            session,
+            user=user,
+            profile=await profiles.profile_for(session, user),
+            exercise=exercise,
+            assignment=assignment,
+            passed=True,
+            skipped=False,
+            now=now,
+        )
+    # After the adaptive update, so level and mastery include this attempt.
+    unlocked = await progress.on_submission_graded(
+        session, res, user=user, submission=submission, assignment=assignment, exercise=exercise
+    )
+    return assignment, unlocked

@@ -1,0 +1,242 @@
+"""Submitting code: admit, store, commit, grade, record the verdict. The API route and the
+exercise page both call `submit`.
+
+The submission is committed (the checkpoint) before it is graded, so a crash while grading
+cannot lose what the learner wrote; whatever happens afterwards, the submission ends with a
+verdict or as `error` with a message, never `pending`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from math import ceil
+from typing import cast
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.errors import KoanError, PayloadTooLarge, ServiceUnavailable, TooManySubmissions
+from koan.exercises import lifecycle, repository
+from koan.exercises.schemas import MAX_CODE_BYTES, SubmissionOut, TestResult
+from koan.grading import service as grading
+from koan.grading.limits import effective_limits, server_limits
+from koan.grading.sandbox import GradeReport, Language
+from koan.models import Assignment, Exercise, Submission, User
+from koan.resources import Resources
+
+log = structlog.get_logger(__name__)
+
+# Longer than any grading can take: a slot a crashed worker held frees itself after this.
+SLOT_HOLD = timedelta(minutes=10)
+TEST_MESSAGE_CHARS = 2000
+BUSY = "The grader could not run your code just now; it is saved, submit it again shortly."
+FAILED = "Grading failed on our side; your code is saved. Please submit again."
+NOT_STORED = "The result could not be stored; your code is saved. Please submit again."
+INTERRUPTED = "Grading was interrupted; your code is saved. Please submit again."
+
+
+@dataclass
+class Graded:
+    submission: Submission
+    assignment: Assignment
+    achievements_unlocked: list[str] = field(default_factory=list)
+
+
+def submission_out(submission: Submission, achievements: list[str] | None = None) -> SubmissionOut:
+    return SubmissionOut(
+        id=submission.id,
+        assignment_id=submission.assignment_id,
+        status=submission.status,
+        passed=submission.passed,
+        total=submission.total,
+        tests=[TestResult.model_validate(t) for t in submission.tests],
+        stdout=submission.stdout,
+        stderr=submission.stderr,
+        duration_ms=submission.duration_ms,
+        created_at=submission.created_at,
+        achievements_unlocked=achievements or [],
+    )
+
+
+def stored_text(text: str, limit: int) -> str:
+    """Text as both databases store it: a NUL shown as `\\0` (PostgreSQL refuses NUL in text),
+    text that is not valid Unicode replaced, and at most `limit` characters kept."""
+    safe = text.replace("\x00", "\\0").encode("utf-8", "replace").decode("utf-8")
+    if len(safe) <= limit:
+        return safe
+    return safe[:limit] + f"\n... ({len(safe) - limit} more characters not kept)"
+
+
+def _apply(submission: Submission, report: GradeReport, output_chars: int) -> None:
+    submission.status = report.status
+    submission.passed = report.passed
+    submission.total = report.total
+    submission.tests = [
+        {
+            "name": stored_text(t.name, TEST_MESSAGE_CHARS),
+            "status": t.status,
+            "message": stored_text(t.message, TEST_MESSAGE_CHARS),
+        }
+        for t in report.tests
+    ]
+    submission.stdout = stored_text(report.stdout, output_chars)
+    submission.stderr = stored_text(report.stderr, output_chars)
+    submission.duration_ms = report.duration_ms
+    submission.tier = report.tier.name.lower()
+
+
+# --- admission -----------------------------------------------------------------------------------
+
+
+def _slot_key(user_id: uuid.UUID, index: int) -> str:
+    return f"submissions:in-flight:{user_id}:{index}"
+
+
+@asynccontextmanager
+async def _in_flight_slot(res: Resources, user_id: uuid.UUID) -> AsyncIterator[int | None]:
+    """One of the learner's in-flight slots, held until the block ends; None when all are taken.
+
+    The slots live in the cache, so the cap holds across workers when it is Redis."""
+    token = secrets.token_hex(8)
+    taken: int | None = None
+    for index in range(res.settings.submissions_in_flight):
+        if await res.cache.set_if_absent(
+            _slot_key(user_id, index), token, ttl_s=SLOT_HOLD.total_seconds()
+        ):
+            taken = index
+            break
+    try:
+        yield taken
+    finally:
+        if taken is not None:
+            await res.cache.delete(_slot_key(user_id, taken))
+
+
+def _retry_after(res: Resources) -> int:
+    """About how long one grading run takes at most."""
+    return ceil(res.settings.sandbox_wall_s) + 1
+
+
+# --- the path ------------------------------------------------------------------------------------
+
+
+async def submit(
+    session: AsyncSession, res: Resources, user: User, exercise: Exercise, code: str
+) -> Graded:
+    """Store `code` as a submission of `exercise`, commit, grade it and record the verdict."""
+    if len(code.encode("utf-8")) > MAX_CODE_BYTES:
+        raise PayloadTooLarge(f"Code is limited to {MAX_CODE_BYTES // 1024} KB.")
+    await res.limiter.hit(
+        res.settings.submission_limit,
+        "submissions",
+        str(user.id),
+        detail="You are submitting too often; wait a little and submit again.",
+    )
+    # A refusal here (skipped or expired) undoes only its own work.
+    async with session.begin_nested():
+        assignment = await lifecycle.for_work(session, res, user, exercise)
+    async with _in_flight_slot(res, user.id) as slot:
+        submission = Submission(
+            user_id=user.id,
+            exercise_id=exercise.id,
+            assignment_id=assignment.id,
+            code=code,
+            status="pending" if slot is not None else "rejected",
+            created_at=res.clock.now(),
+        )
+        session.add(submission)
+        await session.flush()
+        if slot is None:
+            cap = res.settings.submissions_in_flight
+            submission.stderr = "Not graded: your earlier submissions were still being graded."
+            await session.flush()
+            raise TooManySubmissions(
+                f"You already have {cap} submission{'s' if cap > 1 else ''} being graded; "
+                f"this one is saved (submission {submission.id}) but not graded. "
+                "Submit again once they are done.",
+                retry_after=_retry_after(res),
+                keep_changes=True,
+            )
+        # The checkpoint: from here on the learner's code survives whatever happens.
+        await session.commit()
+        try:
+            return await _grade(session, res, user, exercise, assignment, submission)
+        except asyncio.CancelledError:
+            # The request ended while grading (the client went away): no verdict will come.
+            await _failed(session, res, submission, INTERRUPTED)
+            await session.commit()
+            raise
+
+
+async def _grade(
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    exercise: Exercise,
+    assignment: Assignment,
+    submission: Submission,
+) -> Graded:
+    try:
+        report = await grading.run(
+            res.sandbox,
+            language=cast(Language, exercise.language),
+            code=submission.code,
+            tests=exercise.tests,
+            limits=effective_limits(
+                server_limits(res.settings),
+                time_limit_s=exercise.time_limit_s,
+                memory_limit_mb=exercise.memory_limit_mb,
+            ),
+            owner=str(user.id),
+        )
+    except ServiceUnavailable as exc:
+        # Busy or down: the code stays recorded, as an error the learner can resubmit.
+        await _failed(session, res, submission, BUSY)
+        exc.keep_changes = True
+        raise
+    except KoanError as exc:
+        await _failed(session, res, submission, stored_text(exc.detail, 2000))
+        exc.keep_changes = True
+        raise
+    except Exception:
+        log.exception("grading.failed", submission_id=str(submission.id))
+        await _failed(session, res, submission, FAILED)
+        return Graded(submission, assignment)
+    try:
+        async with session.begin_nested():
+            _apply(submission, report, res.settings.submission_output_chars)
+            submission.graded_at = res.clock.now()
+            assignment, unlocked = await lifecycle.attempted(
+                session,
+                res,
+                user=user,
+                exercise=exercise,
+                assignment_id=assignment.id,
+                submission=submission,
+            )
+            await repository.forget_old_submissions(
+                session, user.id, exercise.id, keep=res.settings.submission_history
+            )
+    except KoanError:
+        raise
+    except Exception:
+        log.exception("submission.store_failed", submission_id=str(submission.id))
+        # The savepoint's rollback expired what it changed: read it back before answering.
+        for row in (submission, assignment, exercise):
+            await session.refresh(row)
+        await _failed(session, res, submission, NOT_STORED)
+        return Graded(submission, assignment)
+    return Graded(submission, assignment, unlocked)
+
+
+async def _failed(session: AsyncSession, res: Resources, submission: Submission, why: str) -> None:
+    submission.status = "error"
+    submission.stderr = why
+    submission.graded_at = res.clock.now()
+    await session.flush()
