@@ -12,32 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import Assignment, Exercise, Submission, User
 from koan.resources import Resources
+from tests.exercises.conftest import WRONG, submit
 from tests.fixtures.factories import ADD_SOLUTION, bearer, create_exercise, create_user
-
-WRONG = "def add(a, b):\n    return a - b\n"
-
-
-@pytest.fixture
-async def learner(session: AsyncSession, resources: Resources) -> User:
-    return await create_user(session, resources, onboarded=True)
-
-
-@pytest.fixture
-async def headers(session: AsyncSession, resources: Resources, learner: User) -> dict[str, str]:
-    return await bearer(session, resources, learner)
-
-
-@pytest.fixture
-async def exercise(session: AsyncSession) -> Exercise:
-    return await create_exercise(session)
-
-
-async def submit(
-    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise, code: str
-) -> httpx.Response:
-    return await client.post(
-        f"/api/v1/exercises/{exercise.id}/submissions", headers=headers, json={"code": code}
-    )
 
 
 async def test_catalogue_filters_paginates_and_hides_solutions(

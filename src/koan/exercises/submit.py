@@ -99,7 +99,7 @@ def _slot_key(user_id: uuid.UUID, index: int) -> str:
 
 
 @asynccontextmanager
-async def _in_flight_slot(res: Resources, user_id: uuid.UUID) -> AsyncIterator[int | None]:
+async def in_flight_slot(res: Resources, user_id: uuid.UUID) -> AsyncIterator[int | None]:
     """One of the learner's in-flight slots, held until the block ends; None when all are taken.
 
     The slots live in the cache, so the cap holds across workers when it is Redis."""
@@ -141,7 +141,7 @@ async def submit(
     # A refusal here (skipped or expired) undoes only its own work.
     async with session.begin_nested():
         assignment = await lifecycle.for_work(session, res, user, exercise)
-    async with _in_flight_slot(res, user.id) as slot:
+    async with in_flight_slot(res, user.id) as slot:
         submission = Submission(
             user_id=user.id,
             exercise_id=exercise.id,
@@ -208,6 +208,7 @@ async def _grade(
         log.exception("grading.failed", submission_id=str(submission.id))
         await _failed(session, res, submission, FAILED)
         return Graded(submission, assignment)
+    submission_id = submission.id
     try:
         async with session.begin_nested():
             _apply(submission, report, res.settings.submission_output_chars)
@@ -226,7 +227,7 @@ async def _grade(
     except KoanError:
         raise
     except Exception:
-        log.exception("submission.store_failed", submission_id=str(submission.id))
+        log.exception("submission.store_failed", submission_id=str(submission_id))
         # The savepoint's rollback expired what it changed: read it back before answering.
         for row in (submission, assignment, exercise):
             await session.refresh(row)

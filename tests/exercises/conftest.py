@@ -1,0 +1,39 @@
+"""A learner, their API headers and an exercise, shared by the exercise tests."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import Exercise, User
+from koan.resources import Resources
+from tests.fixtures.factories import bearer, create_exercise, create_user
+from tests.fixtures.live import live, live_resources
+
+__all__ = ["live", "live_resources"]  # fixtures from tests/fixtures/live.py
+
+WRONG = "def add(a, b):\n    return a - b\n"
+
+
+@pytest.fixture
+async def learner(session: AsyncSession, resources: Resources) -> User:
+    return await create_user(session, resources, onboarded=True)
+
+
+@pytest.fixture
+async def headers(session: AsyncSession, resources: Resources, learner: User) -> dict[str, str]:
+    return await bearer(session, resources, learner)
+
+
+@pytest.fixture
+async def exercise(session: AsyncSession) -> Exercise:
+    return await create_exercise(session)
+
+
+async def submit(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise, code: str
+) -> httpx.Response:
+    return await client.post(
+        f"/api/v1/exercises/{exercise.id}/submissions", headers=headers, json={"code": code}
+    )
