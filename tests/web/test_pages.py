@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.exercises.submit import in_flight_slot
 from koan.models import LearnerProfile, User
 from koan.resources import Resources
 from tests.fixtures.factories import ADD_SOLUTION, PASSWORD, create_exercise, create_user
@@ -438,6 +439,25 @@ async def test_run_without_javascript_renders_the_whole_page(
     assert response.status_code == 422
     assert "<html" in response.text
     assert "write some code first" in response.text
+
+
+async def test_run_past_the_in_flight_cap_keeps_the_code_and_says_when_to_retry(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    code = "def add(a, b):\n    return b + a  # mine\n"
+    async with in_flight_slot(resources, user.id), in_flight_slot(resources, user.id):
+        refused = await client.post(
+            f"/exercises/{exercise.id}/run", data={"code": code}, headers=htmx(client)
+        )
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "being graded" in refused.text
+    page = await client.get(f"/exercises/{exercise.id}")
+    assert "return b + a  # mine" in page.text  # kept, and back in the editor
+    assert "Not graded" in page.text
 
 
 async def test_hints_climb_the_ladder_then_stop(
