@@ -19,6 +19,7 @@ from koan.chat.schemas import (
     ConversationPage,
     MessageOut,
 )
+from koan.db import checkpoint as db_checkpoint
 from koan.errors import KoanError, NotFound
 from koan.exercises import repository as exercises
 from koan.models import Conversation, ConversationMessage, User
@@ -171,7 +172,7 @@ class QuestionCheckpoint:
         session = self._session
         try:
             question = await store_question(session, self._res, self._conversation, self._content)
-            await session.commit()
+            await db_checkpoint(session)
         except BaseException:
             # At once, not when the request ends: on SQLite this transaction holds the write
             # lock, which a stream closing beside it needs to record its call.
@@ -227,7 +228,7 @@ async def ask(
         # Exercise conversations are checked against the solution before anything is sent.
         result = await reply.answer(session, res, user, prepared)
         answer = await store_answer(session, res, conversation, result)
-        await session.commit()  # before the lock goes: the next message sees this reply
+        await db_checkpoint(session)  # before the lock goes: the next message sees this reply
         if stream:
             return Asked(question, answer, streaming.StoredReplyStream(answer, conversation.id))
         return Asked(question, answer)

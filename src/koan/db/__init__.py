@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from koan.db import sqlite
@@ -98,17 +98,52 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+# A unit of work (a request, a CLI command, a streamed reply's store) commits once, at its end,
+# or at a checkpoint a service names; a commit anywhere else raises `UncheckedCommit`.
+_GUARDED = "koan.unit_of_work"
+_COMMITTING = "koan.committing"
+
+
+class UncheckedCommit(RuntimeError):
+    """A commit inside a unit of work that is neither its end nor a named checkpoint."""
+
+
+@event.listens_for(Session, "before_commit")
+def _only_named_commits(session: Session) -> None:
+    if session.info.get(_GUARDED) and not session.info.get(_COMMITTING):
+        raise UncheckedCommit(
+            "Commit through the unit of work (koan.db.transactional, e.g. the request's "
+            "session dependency) or a service's named koan.db.checkpoint, not directly."
+        )
+
+
+async def _commit(session: AsyncSession) -> None:
+    session.info[_COMMITTING] = True
+    try:
+        await session.commit()
+    finally:
+        session.info.pop(_COMMITTING, None)
+
+
+async def checkpoint(session: AsyncSession) -> None:
+    """Commit what the unit of work has done so far, at a point a service names and explains
+    (e.g. a submission stored before it is graded, so a crash cannot lose the learner's code)."""
+    await _commit(session)
+
+
 @asynccontextmanager
 async def transactional(session: AsyncSession) -> AsyncIterator[AsyncSession]:
     """Commit when the block finishes cleanly; roll back on error, unless the error says the
-    work done so far must stand (e.g. a session revoked while refusing a replayed token)."""
+    work done so far must stand (e.g. a session revoked while refusing a replayed token).
+    Inside the block, only `checkpoint` may commit."""
+    session.info[_GUARDED] = True
     try:
         yield session
     except KoanError as exc:
-        await (session.commit() if exc.keep_changes else session.rollback())
+        await (_commit(session) if exc.keep_changes else session.rollback())
         raise
     except BaseException:
         await session.rollback()
         raise
     else:
-        await session.commit()
+        await _commit(session)

@@ -21,6 +21,7 @@ from typing import cast
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.db import checkpoint
 from koan.errors import KoanError, PayloadTooLarge, ServiceUnavailable, TooManySubmissions
 from koan.exercises import lifecycle, repository
 from koan.exercises.schemas import MAX_CODE_BYTES, SubmissionOut, TestResult
@@ -164,13 +165,13 @@ async def submit(
                 keep_changes=True,
             )
         # The checkpoint: from here on the learner's code survives whatever happens.
-        await session.commit()
+        await checkpoint(session)
         try:
             return await _grade(session, res, user, exercise, assignment, submission)
         except asyncio.CancelledError:
             # The request ended while grading (the client went away): no verdict will come.
             await _failed(session, res, submission, INTERRUPTED)
-            await session.commit()
+            await checkpoint(session)
             raise
 
 

@@ -13,6 +13,7 @@ from koan.auth import service as auth_service
 from koan.auth.deps import REFRESH_COOKIE
 from koan.auth.router import clear_auth_cookies, client_address, set_auth_cookies
 from koan.auth.schemas import EmailInput, LoginInput, RegisterInput
+from koan.db import checkpoint
 from koan.deps import ResourcesDep
 from koan.errors import KoanError
 from koan.web.core import (
@@ -233,7 +234,7 @@ async def resume(
             tokens = await auth_service.refresh(session, res, token)
         except KoanError as exc:
             if exc.keep_changes:
-                await session.commit()
+                await checkpoint(session)
             else:
                 await session.rollback()
         else:
