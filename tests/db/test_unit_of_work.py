@@ -81,3 +81,14 @@ async def test_a_session_outside_a_unit_of_work_commits_as_usual(
         session.add(user)
         await session.commit()
     assert await _count(connection, user.email) == 1
+
+
+async def test_a_savepoint_inside_a_unit_of_work_is_not_a_commit(
+    connection: AsyncConnection,
+) -> None:
+    user = _user()
+    email = user.email
+    async with _session(connection) as session, transactional(session):
+        async with session.begin_nested():
+            session.add(user)
+    assert await _count(connection, email) == 1

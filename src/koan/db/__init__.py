@@ -110,6 +110,8 @@ class UncheckedCommit(RuntimeError):
 
 @event.listens_for(Session, "before_commit")
 def _only_named_commits(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a SAVEPOINT released inside the unit of work commits nothing yet
     if session.info.get(_GUARDED) and not session.info.get(_COMMITTING):
         raise UncheckedCommit(
             "Commit through the unit of work (koan.db.transactional, e.g. the request's "
