@@ -34,12 +34,12 @@ from koan.db import create_engine, create_session_factory, transactional
 from koan.deps import get_session, get_session_opener
 from koan.grading.limits import sandbox_config
 from koan.grading.sandbox import Sandbox
+from koan.llm.tutor_llm import TutorLLM, build_tutor_llm
 from koan.mail.sender import Mailer
 from koan.migrate import upgrade_connection
 from koan.ops.metrics_router import fresh_metrics
 from koan.ratelimit import RateLimiter, create_storage
 from koan.resources import Resources
-from koan.tutor_gateway.tutor_llm import TutorLLM, build_tutor_llm
 from tests.fixtures.llm_server import FakeLLMServer, FakeTimer
 from tests.fixtures.smtp import SMTPServer
 

@@ -12,6 +12,8 @@ from koan import __version__
 from koan.auth.router import router as auth_router
 from koan.chat.router import router as chat_router
 from koan.config import Settings
+from koan.db import transactional
+from koan.exercises import submit as submissions
 from koan.exercises.router import router as exercises_router
 from koan.generation.router import router as generation_router
 from koan.handlers import install_error_handlers
@@ -31,6 +33,12 @@ MAX_BODY_BYTES = 1024 * 1024
 API_PREFIX = "/api/v1"
 
 
+async def _recover(res: Resources) -> None:
+    """What a crash left half done is settled before the first request."""
+    async with res.session_factory() as session, transactional(session):
+        await submissions.fail_interrupted(session, res.clock.now())
+
+
 def create_app(settings: Settings | None = None, *, resources: Resources | None = None) -> FastAPI:
     """Build Koan. Pass `resources` to share an engine/cache (tests, embedding); else they are
     opened on start-up and closed on shutdown."""
@@ -43,6 +51,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         app.state.resources = resources or Resources.from_settings(settings)
         if owned:
             await app.state.resources.start()
+            await _recover(app.state.resources)
             # What is alive now (modules, routes, pools) lives as long as the process: out of
             # the collector's sight, a full collection no longer walks it and pauses a worker
             # mid-request.

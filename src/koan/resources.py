@@ -1,9 +1,9 @@
-"""The long-lived things a running Koan holds: engine, cache, limiter, mailer, clock."""
+"""The long-lived infrastructure a running Koan holds: engine, cache, limiter, mailer, clock,
+sandbox, the tutor's model. No domain rules live here; start-up work is the app's (app.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -12,18 +12,14 @@ from koan.auth.passwords import Hasher
 from koan.cache import Cache, create_cache
 from koan.clock import Clock
 from koan.config import Settings
-from koan.db import create_engine, create_session_factory, transactional
-from koan.exercises.repository import mark_stale_submissions
+from koan.db import create_engine, create_session_factory
 from koan.grading.limits import sandbox_config
 from koan.grading.sandbox import Sandbox, SandboxUnavailable
+from koan.llm.tutor_llm import TutorLLM, build_tutor_llm, offline_tutor_llm
 from koan.mail.sender import Mailer
 from koan.ratelimit import RateLimiter
-from koan.tutor_gateway.tutor_llm import TutorLLM, build_tutor_llm, offline_tutor_llm
 
 log = structlog.get_logger(__name__)
-
-# Longer than any grading run can take, so only submissions a crash interrupted match.
-STALE_AFTER = timedelta(minutes=10)
 
 
 @dataclass
@@ -55,14 +51,12 @@ class Resources:
         )
 
     async def start(self) -> None:
-        """Probe and warm the sandbox; record submissions a crash left ungraded as errors."""
+        """Probe and warm the sandbox."""
         try:
             await self.sandbox.start()
         except SandboxUnavailable as exc:
             # Keep serving everything else; grading answers 503 and readiness says why.
             log.error("sandbox.unavailable", detail=exc.detail)
-        async with self.session_factory() as session, transactional(session):
-            await mark_stale_submissions(session, before=self.clock.now() - STALE_AFTER)
 
     async def close(self) -> None:
         await self.sandbox.close()

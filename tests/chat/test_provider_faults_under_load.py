@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import func, select
 
 from koan.db import transactional
+from koan.llm.tutor_llm import build_tutor_llm
 from koan.models import ConversationMessage
-from koan.tutor_gateway.tutor_llm import build_tutor_llm
 from tests.chat.helpers import ask, new_conversation
 from tests.fixtures.factories import bearer, create_user
 from tests.fixtures.live import LiveApp

@@ -88,7 +88,6 @@ async def test_a_savepoint_inside_a_unit_of_work_is_not_a_commit(
 ) -> None:
     user = _user()
     email = user.email
-    async with _session(connection) as session, transactional(session):
-        async with session.begin_nested():
-            session.add(user)
+    async with _session(connection) as session, transactional(session), session.begin_nested():
+        session.add(user)
     assert await _count(connection, email) == 1

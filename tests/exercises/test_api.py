@@ -351,7 +351,7 @@ async def test_nobody_sees_another_learners_work(
 async def test_interrupted_gradings_are_recorded_as_errors(
     session: AsyncSession, resources: Resources, learner: User, exercise: Exercise
 ) -> None:
-    from koan.exercises.repository import mark_stale_submissions
+    from koan.exercises.submit import fail_interrupted
 
     assignment = Assignment(user_id=learner.id, exercise_id=exercise.id, kind="practice")
     session.add(assignment)
@@ -369,9 +369,7 @@ async def test_interrupted_gradings_are_recorded_as_errors(
     )  # fmt: skip
     session.add_all([old, fresh])
     await session.flush()
-    marked = await mark_stale_submissions(
-        session, before=resources.clock.now() - timedelta(minutes=10)
-    )
+    marked = await fail_interrupted(session, resources.clock.now())
     assert marked == 1
     await session.refresh(old)
     await session.refresh(fresh)

@@ -9,7 +9,7 @@ import pytest
 
 from koan.config import Settings
 from koan.llm import ChatMessage, CompletionRequest, LLMConfigError
-from koan.tutor_gateway.tutor_llm import build_tutor_llm
+from koan.llm.tutor_llm import build_tutor_llm
 
 
 def settings(**values: object) -> Settings:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from math import ceil
 from typing import cast
 
@@ -242,3 +242,12 @@ async def _failed(session: AsyncSession, res: Resources, submission: Submission,
     submission.stderr = why
     submission.graded_at = res.clock.now()
     await session.flush()
+
+
+# Longer than any grading run can take, so only submissions a crash interrupted match.
+STALE_AFTER = timedelta(minutes=10)
+
+
+async def fail_interrupted(session: AsyncSession, now: datetime) -> int:
+    """Submissions a crash left pending are recorded as errors (the code is kept), at start-up."""
+    return await repository.mark_stale_submissions(session, before=now - STALE_AFTER)
