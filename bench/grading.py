@@ -28,8 +28,9 @@ from koan.exercises.pack import ExerciseSpec  # noqa: E402
 from koan.exercises.repository import exercises_by_slug  # noqa: E402
 from koan.exercises.submit import submit  # noqa: E402
 from koan.migrate import upgrade  # noqa: E402
-from koan.models import LearnerProfile, User  # noqa: E402
+from koan.models import User  # noqa: E402
 from koan.resources import Resources  # noqa: E402
+from koan.users import service as users  # noqa: E402
 
 SPEC = ExerciseSpec(
     slug="bench-add",
@@ -63,10 +64,9 @@ async def run(runs: int, concurrent: int) -> dict[str, float]:
     await res.start()
     async with res.session_factory() as session, transactional(session):
         await import_specs(session, [SPEC], source="imported")
-        user = User(email="bench@example.com", name="Bench", password_hash="x", preferences={})
-        session.add(user)
-        await session.flush()
-        session.add(LearnerProfile(user_id=user.id, answers={}, interests=[], goals=""))
+        user = await users.create_user(
+            session, email="bench@example.com", name="Bench", password_hash="x"
+        )
         user_id = user.id
     async with res.session_factory() as session:
         exercise = (await exercises_by_slug(session, [SPEC.slug]))[SPEC.slug]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from koan.db import Base
+from koan.db import Base, UTCDateTime
 from koan.migrate import alembic_config, downgrade_connection, upgrade_connection
 from tests.conftest import Backend
 
@@ -41,3 +45,46 @@ async def test_downgrade_to_base_and_upgrade_again(backend: Backend) -> None:
         tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
         assert {"users", "exercises", "submissions"} <= set(tables)
         await transaction.rollback()
+
+
+def _user_without_profile(connection: Connection) -> uuid.UUID:
+    users = sa.table(
+        "users",
+        *(sa.column(name) for name in ("email", "name", "password_hash", "role", "timezone")),
+        sa.column("preferences", sa.JSON()),
+        sa.column("created_at", UTCDateTime(timezone=True)),
+        sa.column("updated_at", UTCDateTime(timezone=True)),
+        sa.column("id", sa.Uuid()),
+    )
+    user_id = uuid.uuid4()
+    now = datetime.now(UTC)
+    connection.execute(
+        users.insert().values(
+            id=user_id, email=f"old-{user_id.hex}@example.com", name="Old Account",
+            password_hash="x", role="learner", timezone="UTC", preferences={},
+            created_at=now, updated_at=now,
+        )
+    )  # fmt: skip
+    return user_id
+
+
+async def test_accounts_made_before_profiles_came_with_them_get_an_empty_one(
+    backend: Backend,
+) -> None:
+    async with backend.engine.connect() as conn:
+        transaction = await conn.begin()
+        await conn.run_sync(downgrade_connection, "e5b2d8c41f07")
+        user_id = await conn.run_sync(_user_without_profile)
+        await conn.run_sync(upgrade_connection)
+        profiles = sa.table(
+            "learner_profiles",
+            sa.column("user_id", sa.Uuid()),
+            sa.column("onboarding_completed", sa.Boolean()),
+            sa.column("goals"),
+        )
+        query = sa.select(profiles.c.onboarding_completed, profiles.c.goals).where(
+            profiles.c.user_id == user_id
+        )
+        row = (await conn.execute(query)).one()
+        await transaction.rollback()
+    assert tuple(row) == (False, "")

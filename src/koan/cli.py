@@ -118,8 +118,8 @@ def users_create(
 async def _create_user(data: object, admin: bool) -> None:
     from koan.auth import repository
     from koan.auth.schemas import RegisterInput
-    from koan.models import LearnerProfile, User
     from koan.resources import Resources
+    from koan.users import service as users
 
     assert isinstance(data, RegisterInput)
     res = Resources.from_settings(Settings())
@@ -128,15 +128,14 @@ async def _create_user(data: object, admin: bool) -> None:
             if await repository.user_by_email(session, data.email):
                 console.print(f"[red]An account with {data.email} already exists.[/red]")
                 raise typer.Exit(1)
-            user = User(
+            await users.create_user(
+                session,
                 email=data.email,
                 name=data.name,
                 password_hash=await res.hasher.hash(data.password),
                 role="admin" if admin else "learner",
                 email_verified_at=res.clock.now(),
             )
-            session.add(user)
-            session.add(LearnerProfile(user=user))
             await session.commit()
             console.print(f"Created {'administrator' if admin else 'learner'} {data.email}.")
     finally:

@@ -75,7 +75,8 @@ def item_of(exercise: Exercise) -> ItemRating:
     )
 
 
-def _as_model(row: LearnerSkillRating) -> SkillRating:
+def as_rating(row: LearnerSkillRating) -> SkillRating:
+    """A stored skill rating as the model reads it."""
     return SkillRating(
         rating=row.rating,
         uncertainty=row.uncertainty,
@@ -85,15 +86,21 @@ def _as_model(row: LearnerSkillRating) -> SkillRating:
     )
 
 
+async def stored_ratings(session: AsyncSession, user_id: uuid.UUID) -> dict[str, SkillRating]:
+    """The learner's saved ratings by skill (alphabetical), none for a newcomer."""
+    rows = sorted(await repository.skill_ratings(session, user_id), key=lambda r: r.skill)
+    return {row.skill: as_rating(row) for row in rows}
+
+
 async def learner_ratings(
     session: AsyncSession, user: User, profile: LearnerProfile
 ) -> dict[str, SkillRating]:
     """The learner's ratings; a newcomer starts from onboarding's experience answer."""
     rows = await repository.skill_ratings(session, user.id)
     if rows:
-        return {row.skill: _as_model(row) for row in rows}
+        return {row.skill: as_rating(row) for row in rows}
     settled = await repository.settled_general_ratings(session, profile.experience)
-    return starting_ratings(profile.experience, [_as_model(r) for r in settled])
+    return starting_ratings(profile.experience, [as_rating(r) for r in settled])
 
 
 async def save_ratings(

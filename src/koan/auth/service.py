@@ -15,8 +15,9 @@ from koan.auth.schemas import LoginInput, RegisterInput
 from koan.auth.tokens import encode_access_token, hash_token, new_opaque_token
 from koan.errors import BadRequest, InvalidCredentials, InvalidToken, ValidationFailed
 from koan.mail import messages
-from koan.models import AuthSession, EmailToken, LearnerProfile, RefreshToken, User
+from koan.models import AuthSession, EmailToken, RefreshToken, User
 from koan.resources import Resources
+from koan.users import service as users
 
 log = structlog.get_logger(__name__)
 
@@ -55,10 +56,9 @@ async def register(session: AsyncSession, res: Resources, data: RegisterInput) -
         )
         await res.mailer.send(session, to=existing.email, subject=subject, body=body)
         return
-    user = User(email=data.email, name=data.name, password_hash=password_hash)
-    session.add(user)
-    session.add(LearnerProfile(user=user))
-    await session.flush()
+    user = await users.create_user(
+        session, email=data.email, name=data.name, password_hash=password_hash
+    )
     await send_verification(session, res, user)
 
 

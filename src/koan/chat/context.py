@@ -10,14 +10,14 @@ from koan.exercises import repository as exercises
 from koan.llm import FailingTest, LearnerBrief, TutorContext, is_leak
 from koan.models import Exercise, User
 from koan.models import LearnerProfile as ProfileRow
-from koan.onboarding import repository as profiles
+from koan.onboarding import service as profiles
 
 
 async def learner_profile(
     session: AsyncSession, user: User, row: ProfileRow | None = None
 ) -> LearnerBrief:
     """The onboarding answers the system prompt uses (name, experience, goals, language)."""
-    profile = row if row is not None else await profiles.profile_for(session, user)
+    profile = row if row is not None else await profiles.profile_of(session, user)
     return LearnerBrief(
         display_name=user.name,
         experience=profile.experience or "beginner",

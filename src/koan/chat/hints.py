@@ -12,7 +12,7 @@ from koan.chat.context import exercise_context
 from koan.errors import BudgetExceeded, TutorUnavailable
 from koan.llm import ChatMessage, CompletionRequest, LearnerBrief, build_system_prompt
 from koan.models import Exercise, User
-from koan.onboarding import repository as profiles
+from koan.onboarding import service as profiles
 from koan.ops import metrics
 from koan.resources import Resources
 from koan.tutor_gateway import calls
@@ -40,7 +40,7 @@ async def tailored_hint(
     context = replace(context, hints_used=rung)
     # Only the experience level: the prompt (and so the cache entry) holds nothing personal,
     # which is what lets two learners with the same code share one cached hint.
-    profile = await profiles.profile_for(session, user)
+    profile = await profiles.profile_of(session, user)
     learner = LearnerBrief(experience=profile.experience or "beginner")
     total = len(exercise.hints)
     request = CompletionRequest(

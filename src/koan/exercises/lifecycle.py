@@ -17,7 +17,7 @@ from koan.errors import Conflict
 from koan.exercises import repository
 from koan.models import Assignment, Exercise, Submission, User
 from koan.models.exercise import OPEN_STATUSES
-from koan.onboarding import repository as profiles
+from koan.onboarding import service as profiles
 from koan.progress import service as progress
 from koan.resources import Resources
 
@@ -157,7 +157,7 @@ async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exer
     await adaptive.record_outcome(
         session,
         user=user,
-        profile=await profiles.profile_for(session, user),
+        profile=await profiles.profile_of(session, user),
         exercise=exercise,
         assignment=latest,
         passed=False,
@@ -202,7 +202,7 @@ async def attempted(
         await adaptive.record_outcome(
             session,
             user=user,
-            profile=await profiles.profile_for(session, user),
+            profile=await profiles.profile_of(session, user),
             exercise=exercise,
             assignment=assignment,
             passed=True,

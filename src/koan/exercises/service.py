@@ -25,7 +25,7 @@ from koan.exercises.schemas import (
 )
 from koan.generation import service as generation
 from koan.models import Assignment, Exercise, User
-from koan.onboarding import repository as profiles
+from koan.onboarding import service as profiles
 from koan.pagination import decode_cursor, next_cursor
 from koan.resources import Resources
 
@@ -102,7 +102,7 @@ async def daily(
     """The learner's open daily assignment, or a newly chosen one. A poor fit (nothing new at
     the learner's level) adds a task to `tasks`: writing the exercise the bank lacked."""
     now = res.clock.now()
-    profile = await profiles.profile_for(session, user)
+    profile = await profiles.profile_of(session, user)
     if not profile.onboarding_completed:
         raise Conflict(
             "Finish the onboarding interview first, so Koan knows what to give you.",
@@ -128,7 +128,7 @@ async def _assign_daily(
     open_session: SessionOpener,
     tasks: BackgroundTasks,
 ) -> Assignment:
-    profile = await profiles.profile_for(session, user)
+    profile = await profiles.profile_of(session, user)
     pick = await adaptive.choose_daily(
         session, user, profile, now=now, target=res.settings.adaptive_target_success
     )

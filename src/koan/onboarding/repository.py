@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
+
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.models import LearnerProfile, User
+from koan.models import LearnerProfile
 
 
-async def profile_for(session: AsyncSession, user: User) -> LearnerProfile:
-    """The user's profile, created empty on first use."""
-    profile = await session.get(LearnerProfile, user.id)
-    if profile is None:
-        profile = LearnerProfile(user_id=user.id, answers={}, interests=[], goals="")
-        session.add(profile)
-        await session.flush()
-    return profile
+async def profile_of(session: AsyncSession, user_id: uuid.UUID) -> LearnerProfile | None:
+    return await session.get(LearnerProfile, user_id)
+
+
+async def experience_of(session: AsyncSession, user_id: uuid.UUID) -> str | None:
+    """The experience the learner reported at onboarding, if any."""
+    query = select(LearnerProfile.experience).where(LearnerProfile.user_id == user_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def add_profile(session: AsyncSession, profile: LearnerProfile) -> None:
+    session.add(profile)

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from koan.auth.deps import VerifiedUser
 from koan.deps import ResourcesDep, SessionDep
-from koan.onboarding import repository, service
+from koan.onboarding import service
 from koan.onboarding.questions import QUESTIONS
 from koan.onboarding.schemas import AnswersInput, OnboardingStatus, QuestionOut, QuestionsOut
 
@@ -49,4 +49,4 @@ async def complete(user: VerifiedUser, session: SessionDep, res: ResourcesDep) -
 @router.get("/status", response_model=OnboardingStatus)
 async def status(user: VerifiedUser, session: SessionDep) -> OnboardingStatus:
     """What has been answered and what is still missing."""
-    return service.status_of(await repository.profile_for(session, user))
+    return service.status_of(await service.profile_of(session, user))

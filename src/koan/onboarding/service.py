@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +24,50 @@ PROFILE_FIELDS = (
 )
 
 
+def empty_profile(user_id: uuid.UUID) -> LearnerProfile:
+    """A profile with nothing answered yet."""
+    return LearnerProfile(
+        user_id=user_id,
+        answers={},
+        onboarding_completed=False,
+        completed_at=None,
+        language=None,
+        experience=None,
+        goals="",
+        interests=[],
+        learning_style=None,
+        minutes_per_day=None,
+    )
+
+
+async def create_profile(session: AsyncSession, user_id: uuid.UUID) -> LearnerProfile:
+    """The new account's empty profile; made once, when the account is created."""
+    profile = empty_profile(user_id)
+    repository.add_profile(session, profile)
+    await session.flush()
+    return profile
+
+
+async def profile_of(session: AsyncSession, user: User) -> LearnerProfile:
+    """The learner's profile. Reading never writes: an account without a profile row (made
+    before profiles came with the account) reads as an empty, unsaved profile."""
+    profile = await repository.profile_of(session, user.id)
+    return profile if profile is not None else empty_profile(user.id)
+
+
+async def experience_of(session: AsyncSession, user_id: uuid.UUID) -> str | None:
+    """The experience the learner reported at onboarding, if any."""
+    return await repository.experience_of(session, user_id)
+
+
+async def _profile_to_change(session: AsyncSession, user: User) -> LearnerProfile:
+    """The profile an answer or an edit changes, saved with it even if it had no row yet."""
+    profile = await repository.profile_of(session, user.id)
+    if profile is None:
+        profile = await create_profile(session, user.id)
+    return profile
+
+
 def status_of(profile: LearnerProfile) -> OnboardingStatus:
     answers = dict(profile.answers or {})
     answered = [q.id for q in QUESTIONS if answers.get(q.id) not in (None, "", [])]
@@ -37,7 +82,7 @@ def status_of(profile: LearnerProfile) -> OnboardingStatus:
 
 
 async def save_answers(session: AsyncSession, user: User, data: AnswersInput) -> OnboardingStatus:
-    profile = await repository.profile_for(session, user)
+    profile = await _profile_to_change(session, user)
     if profile.onboarding_completed:
         raise Conflict(
             "Onboarding is already complete; change your answers with "
@@ -52,7 +97,7 @@ async def save_answers(session: AsyncSession, user: User, data: AnswersInput) ->
 
 
 async def complete(session: AsyncSession, res: Resources, user: User) -> OnboardingStatus:
-    profile = await repository.profile_for(session, user)
+    profile = await profile_of(session, user)
     if profile.onboarding_completed:
         return status_of(profile)
     current = status_of(profile)
@@ -74,7 +119,7 @@ async def complete(session: AsyncSession, res: Resources, user: User) -> Onboard
 
 
 async def update_profile(session: AsyncSession, user: User, data: ProfileUpdate) -> LearnerProfile:
-    profile = await repository.profile_for(session, user)
+    profile = await profile_of(session, user)
     if not profile.onboarding_completed:
         raise Conflict("Complete onboarding first (POST /api/v1/onboarding/complete).")
     for name, value in data.model_dump(exclude_unset=True).items():

@@ -11,11 +11,10 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from koan.models import Assignment, Exercise, LearnerProfile, Submission
+from koan.models import Assignment, Exercise, Submission
 from koan.models.progress import (
     Achievement,
     LearnerProgress,
-    LearnerSkillRating,
     LevelEvent,
     PracticeEntry,
     UserAchievement,
@@ -148,15 +147,6 @@ async def hints_used(session: AsyncSession, user_id: uuid.UUID) -> int:
     return int((await session.execute(query)).scalar_one())
 
 
-async def skill_ratings(session: AsyncSession, user_id: uuid.UUID) -> Sequence[LearnerSkillRating]:
-    query = (
-        select(LearnerSkillRating)
-        .where(LearnerSkillRating.user_id == user_id)
-        .order_by(LearnerSkillRating.skill)
-    )
-    return (await session.execute(query)).scalars().all()
-
-
 async def level_events(
     session: AsyncSession, user_id: uuid.UUID, *, limit: int
 ) -> Sequence[LevelEvent]:
@@ -220,12 +210,6 @@ async def submissions_of(
         .order_by(Submission.created_at, Submission.id)
     )
     return (await session.execute(query)).scalars().all()
-
-
-async def experience_of(session: AsyncSession, user_id: uuid.UUID) -> str | None:
-    """The experience the learner reported at onboarding, if any."""
-    query = select(LearnerProfile.experience).where(LearnerProfile.user_id == user_id)
-    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def assignment_completed(session: AsyncSession, assignment_id: uuid.UUID) -> bool:

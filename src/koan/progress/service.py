@@ -11,16 +11,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import GENERAL, SkillRating, level, mastery, starting_ratings
+from koan.adaptive import service as adaptive
 from koan.adaptive.model import EXPERIENCES, MIN_LEVEL
 from koan.errors import ValidationFailed
 from koan.models import Assignment, Exercise, Submission, User
 from koan.models.progress import (
     LearnerProgress,
-    LearnerSkillRating,
     LevelEvent,
     PracticeEntry,
     UserAchievement,
 )
+from koan.onboarding import service as onboarding
 from koan.progress import achievements, repository, streaks
 from koan.progress.achievements import Kind
 from koan.progress.schemas import (
@@ -203,24 +204,12 @@ async def _award(
 # --- derived values ------------------------------------------------------------------------------
 
 
-def _skill_rating(row: LearnerSkillRating) -> SkillRating:
-    return SkillRating(
-        rating=row.rating,
-        uncertainty=row.uncertainty,
-        attempts=row.attempts,
-        last_practised=row.last_practised,
-        recent=tuple(row.recent or ()),
-    )
-
-
 async def _ratings(session: AsyncSession, user: User) -> dict[str, SkillRating]:
-    return {
-        row.skill: _skill_rating(row) for row in await repository.skill_ratings(session, user.id)
-    }
+    return await adaptive.stored_ratings(session, user.id)
 
 
 async def _starting_level(session: AsyncSession, user: User) -> int:
-    experience = await repository.experience_of(session, user.id)
+    experience = await onboarding.experience_of(session, user.id)
     if experience not in EXPERIENCES:
         return MIN_LEVEL
     return level(starting_ratings(experience))

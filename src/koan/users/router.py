@@ -9,8 +9,8 @@ from koan.auth.deps import CurrentAuth, CurrentUser, VerifiedUser
 from koan.auth.router import clear_auth_cookies
 from koan.auth.schemas import Message
 from koan.deps import ResourcesDep, SessionDep
-from koan.onboarding import repository as profiles
 from koan.onboarding import service as onboarding
+from koan.onboarding import service as profiles
 from koan.onboarding.schemas import ProfileOut, ProfileUpdate
 from koan.users import service
 from koan.users.schemas import AccountDeletion, PasswordChange, UserOut, UserUpdate
@@ -63,7 +63,7 @@ async def delete_me(
 @router.get("/me/profile", response_model=ProfileOut)
 async def profile(user: VerifiedUser, session: SessionDep) -> ProfileOut:
     """The learner profile filled by onboarding."""
-    return ProfileOut.model_validate(await profiles.profile_for(session, user))
+    return ProfileOut.model_validate(await profiles.profile_of(session, user))
 
 
 @router.patch("/me/profile", response_model=ProfileOut)

@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.errors import ValidationFailed
 from koan.models import User
-from koan.onboarding import repository as profiles
+from koan.onboarding import service as profiles
 from koan.users.schemas import Preferences, UserOut, UserUpdate
 
 
+async def create_user(
+    session: AsyncSession,
+    *,
+    email: str,
+    name: str,
+    password_hash: str,
+    role: str = "learner",
+    email_verified_at: datetime | None = None,
+    timezone: str | None = None,
+) -> User:
+    """A new account with its empty learner profile: the one way accounts are made."""
+    user = User(
+        email=email,
+        name=name,
+        password_hash=password_hash,
+        role=role,
+        email_verified_at=email_verified_at,
+        preferences={},
+    )
+    if timezone is not None:
+        user.timezone = timezone
+    session.add(user)
+    await session.flush()
+    await profiles.create_profile(session, user.id)
+    return user
+
+
 async def describe(session: AsyncSession, user: User) -> UserOut:
-    profile = await profiles.profile_for(session, user)
+    profile = await profiles.profile_of(session, user)
     return UserOut(
         id=user.id,
         email=user.email,

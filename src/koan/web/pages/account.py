@@ -13,7 +13,6 @@ from koan.common.schemas import timezones
 from koan.deps import ResourcesDep
 from koan.errors import KoanError
 from koan.models import User
-from koan.onboarding import repository as onboarding_repository
 from koan.onboarding import service as onboarding
 from koan.onboarding.questions import MAX_MINUTES, MIN_MINUTES
 from koan.onboarding.schemas import Experience, Language, LearningStyle, ProfileUpdate
@@ -62,7 +61,7 @@ async def _settings_context(
     session: WebSession, res: Resources, user: User, **extra: Any
 ) -> dict[str, Any]:
     me = await users.describe(session, user)
-    profile = await onboarding_repository.profile_for(session, user)
+    profile = await onboarding.profile_of(session, user)
     learning = None
     if profile.onboarding_completed:
         learning = {
@@ -125,7 +124,7 @@ async def save_learning(
 ) -> Response:
     """Language, experience, learning style, daily minutes and goals (the onboarding answers)."""
     form = await form_data(request)
-    if not (await onboarding_repository.profile_for(session, user)).onboarding_completed:
+    if not (await onboarding.profile_of(session, user)).onboarding_completed:
         ctx = await _settings_context(
             session, res, user, errors={"form": "Complete onboarding first: /onboarding."}
         )

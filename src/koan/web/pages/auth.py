@@ -198,9 +198,9 @@ async def login(request: Request, session: WebSession, res: ResourcesDep) -> Res
         return failed
     onboarded = False
     if user is not None:
-        from koan.onboarding import repository as profiles
+        from koan.onboarding import service as profiles
 
-        onboarded = (await profiles.profile_for(session, user)).onboarding_completed
+        onboarded = (await profiles.profile_of(session, user)).onboarding_completed
         if not user.email_verified:
             next_url = "/check-email"
     response = redirect(request, _after_login(onboarded, next_url or None))

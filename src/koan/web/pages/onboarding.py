@@ -11,7 +11,6 @@ from koan.common.schemas import timezones
 from koan.deps import ResourcesDep
 from koan.errors import KoanError
 from koan.models import User
-from koan.onboarding import repository as profiles
 from koan.onboarding import service as onboarding
 from koan.onboarding.questions import QUESTIONS, Question
 from koan.onboarding.schemas import AnswersInput
@@ -96,7 +95,7 @@ async def interview(
     step: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
     """Show the question at `step`, or where the learner stopped last time."""
-    profile = await profiles.profile_for(session, user)
+    profile = await onboarding.profile_of(session, user)
     if profile.onboarding_completed:
         return redirect(request, "/dashboard")
     answers = dict(profile.answers or {})
@@ -112,7 +111,7 @@ async def answer(
     question = _BY_ID.get((form.get("question") or [""])[-1])
     if question is None:
         return redirect(request, "/onboarding")
-    profile = await profiles.profile_for(session, user)
+    profile = await onboarding.profile_of(session, user)
     if profile.onboarding_completed:
         return redirect(request, "/dashboard")
     value = _parse(question, form)
