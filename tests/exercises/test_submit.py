@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from koan.db import transactional
 from koan.exercises.submit import in_flight_slot
+from koan.exercises.submit import submit as submit_code
 from koan.grading.limits import sandbox_config
 from koan.grading.sandbox import Sandbox
 from koan.models import Exercise, Submission, User
@@ -256,3 +258,37 @@ async def test_a_grader_that_is_not_running_leaves_an_error_not_pending(
     assert kept.status == "error"
     assert kept.code == ADD_SOLUTION
     assert "submit it again" in kept.stderr
+
+
+async def test_a_request_that_ends_while_grading_leaves_an_error_not_pending(
+    live: LiveApp,
+) -> None:
+    res = live.res
+    async with res.session_factory() as session, transactional(session):
+        user = await create_user(session, res, onboarded=True)
+        live.users.append(user.id)
+        exercise = await create_exercise(session, time_limit_s=2)
+        live.exercises.append(exercise.id)
+
+    async def run() -> None:
+        async with res.session_factory() as session, transactional(session):
+            learner = await session.get_one(User, user.id)
+            mine = await session.get_one(Exercise, exercise.id)
+            await submit_code(session, res, learner, mine, BUSY_LOOP)
+
+    grading = asyncio.create_task(run())
+    while not await statuses(res, user.id):  # stored at its checkpoint: now it is grading
+        await asyncio.sleep(0.01)
+    grading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await grading
+    [status] = await statuses(res, user.id)
+    assert status == ("error", "Grading was interrupted; your code is saved. Please submit again.")
+
+
+async def statuses(res: Resources, user_id: uuid.UUID) -> list[tuple[str, str]]:
+    async with res.session_factory() as session:
+        rows = await session.execute(
+            select(Submission.status, Submission.stderr).where(Submission.user_id == user_id)
+        )
+        return [(status, stderr) for status, stderr in rows.all()]
