@@ -16,6 +16,7 @@ from koan.db import transactional
 from koan.exercises import submit as submissions
 from koan.exercises.router import router as exercises_router
 from koan.generation.router import router as generation_router
+from koan.generation.service import refill_scheduler
 from koan.handlers import install_error_handlers
 from koan.logs import configure_logging
 from koan.middleware import BodySizeLimit, SecurityHeaders
@@ -75,6 +76,9 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     if resources is not None:
         # Usable without running the lifespan (e.g. ASGI transports in tests).
         app.state.resources = resources
+    # The daily pick asks generation for an exercise the bank lacks; exercises sits below
+    # generation, so the app hands it the scheduler.
+    app.state.refill_scheduler = refill_scheduler
     domain_routers = (
         auth_router, users_router, onboarding_router, exercises_router, progress_router,
         chat_router, usage_router, generation_router,

@@ -1,16 +1,15 @@
-"""Queries for the adaptive engine: learners' skill ratings and their exercise history."""
+"""Queries for the adaptive engine: learners' skill ratings."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive.model import GENERAL, SETTLED_ATTEMPTS
-from koan.models import Assignment, LearnerProfile
+from koan.models import LearnerProfile
 from koan.models.progress import LearnerSkillRating
 
 
@@ -35,20 +34,3 @@ async def settled_general_ratings(
         .limit(limit)
     )
     return (await session.execute(query)).scalars().all()
-
-
-async def exercise_history(
-    session: AsyncSession, user_id: uuid.UUID
-) -> dict[uuid.UUID, tuple[datetime, bool]]:
-    """For each exercise the learner was given: when last, and whether they ever completed it."""
-    query = (
-        select(
-            Assignment.exercise_id,
-            func.max(Assignment.assigned_at),
-            func.max(Assignment.completed_at),
-        )
-        .where(Assignment.user_id == user_id)
-        .group_by(Assignment.exercise_id)
-    )
-    rows = (await session.execute(query)).all()
-    return {row[0]: (row[1], row[2] is not None) for row in rows}

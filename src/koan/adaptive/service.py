@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,7 +19,6 @@ from koan.adaptive.model import (
     update_skills,
 )
 from koan.adaptive.selection import Candidate, choose_exercise
-from koan.exercises import repository as exercises
 from koan.models import Assignment, Exercise, LearnerProfile, User
 from koan.models.progress import LearnerSkillRating
 
@@ -158,17 +157,23 @@ def _matches(exercise: Exercise, interests: list[str]) -> bool:
 
 
 async def choose_daily(
-    session: AsyncSession, user: User, profile: LearnerProfile, *, now: datetime, target: float
+    session: AsyncSession,
+    user: User,
+    profile: LearnerProfile,
+    bank: Sequence[Exercise],
+    history: Mapping[uuid.UUID, tuple[datetime, bool]],
+    *,
+    now: datetime,
+    target: float,
 ) -> Pick | None:
-    """Today's exercise: predicted success nearest `target`, weak and stale skills mixed back in.
+    """Today's exercise from `bank`: predicted success nearest `target`, weak and stale skills
+    mixed back in. `history` is, per exercise given before, when last and whether completed.
 
     This is the one function the daily route calls to choose.
     """
-    bank = await exercises.candidates(session, language=profile.language or "python")
     if not bank:
         return None
     ratings = await learner_ratings(session, user, profile)
-    history = await repository.exercise_history(session, user.id)
     interests = [i.lower() for i in profile.interests or []]
     if not await repository.skill_ratings(session, user.id) and interests:
         # Cold start: onboarding interests first, as long as they leave a real choice.

@@ -232,3 +232,20 @@ async def mark_stale_submissions(session: AsyncSession, *, before: datetime) -> 
         .values(status="error", stderr="Grading was interrupted; please submit again.")
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def exercise_history(
+    session: AsyncSession, user_id: uuid.UUID
+) -> dict[uuid.UUID, tuple[datetime, bool]]:
+    """For each exercise the learner was given: when last, and whether they ever completed it."""
+    query = (
+        select(
+            Assignment.exercise_id,
+            func.max(Assignment.assigned_at),
+            func.max(Assignment.completed_at),
+        )
+        .where(Assignment.user_id == user_id)
+        .group_by(Assignment.exercise_id)
+    )
+    rows = (await session.execute(query)).all()
+    return {row[0]: (row[1], row[2] is not None) for row in rows}

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Query, status
+from fastapi import APIRouter, Query, status
 
 from koan.auth.deps import VerifiedUser
-from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
+from koan.deps import ResourcesDep, SessionDep
 from koan.exercises import lifecycle, service
 from koan.exercises import submit as submitting
+from koan.exercises.deps import RefillHookDep
 from koan.exercises.schemas import (
     AssignmentOut,
     AssignmentPage,
@@ -51,11 +52,10 @@ async def daily(
     user: VerifiedUser,
     session: SessionDep,
     res: ResourcesDep,
-    open_session: SessionOpenerDep,
-    tasks: BackgroundTasks,
+    refill: RefillHookDep,
 ) -> DailyOut:
     """Today's exercise: the open one, or a new one chosen for this learner."""
-    return await service.daily(session, res, user, open_session, tasks)
+    return await service.daily(session, res, user, refill)
 
 
 @router.get("/exercises/{exercise_id}", response_model=ExerciseDetail)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from fastapi import BackgroundTasks
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import service as adaptive
 from koan.chat.hints import tailored_hint
-from koan.deps import SessionOpener
 from koan.errors import Conflict, NotFound
 from koan.exercises import lifecycle, repository
+from koan.exercises.deps import RefillHook
 from koan.exercises.schemas import (
     AssignmentOut,
     DailyOut,
@@ -23,7 +22,6 @@ from koan.exercises.schemas import (
     SubmissionPage,
     SubmissionSummary,
 )
-from koan.generation import service as generation
 from koan.models import Assignment, Exercise, User
 from koan.onboarding import service as profiles
 from koan.pagination import decode_cursor, next_cursor
@@ -96,11 +94,10 @@ async def daily(
     session: AsyncSession,
     res: Resources,
     user: User,
-    open_session: SessionOpener,
-    tasks: BackgroundTasks,
+    refill: RefillHook,
 ) -> DailyOut:
     """The learner's open daily assignment, or a newly chosen one. A poor fit (nothing new at
-    the learner's level) adds a task to `tasks`: writing the exercise the bank lacked."""
+    the learner's level) is handed to `refill`: writing the exercise the bank lacked."""
     now = res.clock.now()
     profile = await profiles.profile_of(session, user)
     if not profile.onboarding_completed:
@@ -110,7 +107,7 @@ async def daily(
         )
     assignment = await lifecycle.current_daily(session, user, now)
     if assignment is None:
-        assignment = await _assign_daily(session, res, user, now, open_session, tasks)
+        assignment = await _assign_daily(session, res, user, now, refill)
     return DailyOut(
         assignment_id=assignment.id,
         status=assignment.status,
@@ -125,12 +122,17 @@ async def _assign_daily(
     res: Resources,
     user: User,
     now: datetime,
-    open_session: SessionOpener,
-    tasks: BackgroundTasks,
+    refill_hook: RefillHook,
 ) -> Assignment:
     profile = await profiles.profile_of(session, user)
     pick = await adaptive.choose_daily(
-        session, user, profile, now=now, target=res.settings.adaptive_target_success
+        session,
+        user,
+        profile,
+        await repository.candidates(session, language=profile.language or "python"),
+        await repository.exercise_history(session, user.id),
+        now=now,
+        target=res.settings.adaptive_target_success,
     )
     if pick is None:
         raise NotFound(
@@ -139,7 +141,7 @@ async def _assign_daily(
         )
     refill = adaptive.refill_for(pick, target=res.settings.adaptive_target_success)
     if refill is not None:
-        await generation.schedule_refill(res, tasks, open_session, user.id, refill)
+        await refill_hook(user.id, refill)
     return await lifecycle.open_daily(session, user, pick.exercise, reason=pick.reason, now=now)
 
 

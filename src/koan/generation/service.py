@@ -18,6 +18,7 @@ from koan.deps import SessionOpener
 from koan.errors import KoanError, ValidationFailed
 from koan.exercises import repository as exercises
 from koan.exercises.bank import import_specs
+from koan.exercises.deps import RefillHook
 from koan.exercises.pack import SKILL_VOCABULARY, ExerciseSpec
 from koan.exercises.validation import validate_spec
 from koan.generation.schemas import GenerateIn
@@ -201,6 +202,17 @@ REFILL_LOCK_TTL_S = 3600
 
 def refill_lock_key(refill: Refill) -> str:
     return f"generation:refill:{refill.language}:{refill.skill}:{refill.difficulty}"
+
+
+def refill_scheduler(
+    res: Resources, open_session: SessionOpener, tasks: BackgroundTasks
+) -> RefillHook:
+    """The daily pick's refill hook for one request (app.py wires it into exercises)."""
+
+    async def schedule(user_id: uuid.UUID, refill: Refill) -> bool:
+        return await schedule_refill(res, tasks, open_session, user_id, refill)
+
+    return schedule
 
 
 async def schedule_refill(

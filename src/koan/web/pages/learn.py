@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
-from koan.deps import ResourcesDep, SessionOpenerDep
+from koan.deps import ResourcesDep
 from koan.errors import KoanError
 from koan.exercises import lifecycle
 from koan.exercises import repository as exercise_repository
 from koan.exercises import service as exercises
+from koan.exercises.deps import RefillHookDep
 from koan.exercises.schemas import SubmissionIn, SubmissionOut
 from koan.exercises.submit import submission_out, submit
 from koan.models import Exercise, User
@@ -64,8 +65,7 @@ async def dashboard(
     user: PageUser,
     session: WebSession,
     res: ResourcesDep,
-    open_session: SessionOpenerDep,
-    tasks: BackgroundTasks,
+    refill: RefillHookDep,
     welcome: bool = False,
 ) -> Response:
     """Today's exercise and why it was chosen, streak, level, skills and recent achievements."""
@@ -73,7 +73,7 @@ async def dashboard(
     no_exercises = None
     try:
         async with session.begin_nested():
-            daily = await exercises.daily(session, res, user, open_session, tasks)
+            daily = await exercises.daily(session, res, user, refill)
     except KoanError as exc:
         if exc.code != "NoExercises":
             raise
