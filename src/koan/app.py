@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from koan import __version__
 from koan.auth.router import router as auth_router
+from koan.chat.hints import tailored_hint
 from koan.chat.router import router as chat_router
 from koan.config import Settings
 from koan.db import transactional
@@ -76,9 +77,10 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     if resources is not None:
         # Usable without running the lifespan (e.g. ASGI transports in tests).
         app.state.resources = resources
-    # The daily pick asks generation for an exercise the bank lacks; exercises sits below
-    # generation, so the app hands it the scheduler.
+    # Exercises sits below generation and the tutor, so the app hands it what it asks of them:
+    # an exercise the daily pick found missing from the bank, and hints tailored to the code.
     app.state.refill_scheduler = refill_scheduler
+    app.state.hint_tailor = tailored_hint
     domain_routers = (
         auth_router, users_router, onboarding_router, exercises_router, progress_router,
         chat_router, usage_router, generation_router,

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import BackgroundTasks, Depends, Request
 
 from koan.adaptive.service import Refill
 from koan.deps import ResourcesDep, SessionOpener, SessionOpenerDep
+from koan.exercises.service import HintTailor, RefillHook
 from koan.resources import Resources
 
-# Asked to write the exercise the bank lacked for a learner (after the response has gone).
-# The app wires generation's scheduler in (app.py): generation sits above exercises, whose
-# bank it writes into, so exercises only knows this shape.
-RefillHook = Callable[[uuid.UUID, Refill], Awaitable[object]]
+# The app wires in what exercises asks of the domains above it (app.py): generation's
+# scheduler (generation writes into the bank) and the tutor's hint rewriter (chat).
 RefillScheduler = Callable[[Resources, SessionOpener, BackgroundTasks], RefillHook]
 
 
@@ -32,3 +31,12 @@ async def refill_hook(
 
 
 RefillHookDep = Annotated[RefillHook, Depends(refill_hook)]
+
+
+async def hint_tailor(request: Request) -> HintTailor | None:
+    """The tutor's hint rewriter the app wired in, if any (app.py)."""
+    tailor: HintTailor | None = getattr(request.app.state, "hint_tailor", None)
+    return tailor
+
+
+HintTailorDep = Annotated[HintTailor | None, Depends(hint_tailor)]

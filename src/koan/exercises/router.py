@@ -11,7 +11,7 @@ from koan.auth.deps import VerifiedUser
 from koan.deps import ResourcesDep, SessionDep
 from koan.exercises import lifecycle, service
 from koan.exercises import submit as submitting
-from koan.exercises.deps import RefillHookDep
+from koan.exercises.deps import HintTailorDep, RefillHookDep
 from koan.exercises.schemas import (
     AssignmentOut,
     AssignmentPage,
@@ -117,11 +117,15 @@ async def submissions(
 
 @router.post("/exercises/{exercise_id}/hints", response_model=HintOut)
 async def hint(
-    exercise_id: uuid.UUID, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+    exercise_id: uuid.UUID,
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
+    tailor: HintTailorDep,
 ) -> HintOut:
     """The next rung of the hint ladder, from a nudge to a near-solution."""
     exercise = await service.get_exercise(session, exercise_id)
-    return await service.next_hint(session, res, user, exercise)
+    return await service.next_hint(session, res, user, exercise, tailor)
 
 
 @router.post("/exercises/{exercise_id}/skip", response_model=AssignmentOut)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import service as adaptive
-from koan.chat.hints import tailored_hint
+from koan.adaptive.service import Refill
 from koan.errors import Conflict, NotFound
 from koan.exercises import lifecycle, repository
-from koan.exercises.deps import RefillHook
 from koan.exercises.schemas import (
     AssignmentOut,
     DailyOut,
@@ -26,6 +27,25 @@ from koan.models import Assignment, Exercise, User
 from koan.onboarding import service as profiles
 from koan.pagination import decode_cursor, next_cursor
 from koan.resources import Resources
+
+# Asked to write the exercise the bank lacked for a learner (after the response has gone).
+RefillHook = Callable[[uuid.UUID, Refill], Awaitable[object]]
+
+
+class HintTailor(Protocol):
+    """Rewrites hint number `rung` (0-based) for the learner's latest code, or returns
+    `authored`. The tutor provides it (chat sits above exercises); the app wires it in."""
+
+    async def __call__(
+        self,
+        session: AsyncSession,
+        res: Resources,
+        user: User,
+        exercise: Exercise,
+        *,
+        rung: int,
+        authored: str,
+    ) -> str: ...
 
 
 def detail(exercise: Exercise) -> ExerciseDetail:
@@ -146,8 +166,14 @@ async def _assign_daily(
 
 
 async def next_hint(
-    session: AsyncSession, res: Resources, user: User, exercise: Exercise
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    exercise: Exercise,
+    tailor: HintTailor | None = None,
 ) -> HintOut:
+    """The next rung of the hint ladder, counted as used; `tailor` may rewrite it for the
+    learner's latest code (the tutor's model), the authored rung being the fallback."""
     assignment = await lifecycle.for_work(session, res, user, exercise)
     total = len(exercise.hints)
     if assignment.hints_used >= total:
@@ -157,11 +183,8 @@ async def next_hint(
             code="NoMoreHints",
         )
     hint = exercise.hints[assignment.hints_used]
-    # LLM hint hook: with a model configured, this rung is rewritten for the learner's latest
-    # code (cached, leak-guarded); the authored rung stays the fallback.
-    hint = await tailored_hint(
-        session, res, user, exercise, rung=assignment.hints_used, authored=hint
-    )
+    if tailor is not None:
+        hint = await tailor(session, res, user, exercise, rung=assignment.hints_used, authored=hint)
     assignment.hints_used += 1
     await session.flush()
     return HintOut(hint=hint, index=assignment.hints_used, remaining=total - assignment.hints_used)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from koan.grading import service as grading
 from koan.grading.limits import effective_limits, server_limits
 from koan.grading.sandbox import GradeReport, Language
 from koan.models import Assignment, Exercise, Submission, User
+from koan.ops import metrics
 from koan.resources import Resources
 
 log = structlog.get_logger(__name__)
@@ -183,6 +185,7 @@ async def _grade(
     assignment: Assignment,
     submission: Submission,
 ) -> Graded:
+    started = time.perf_counter()
     try:
         report = await grading.run(
             res.sandbox,
@@ -207,8 +210,10 @@ async def _grade(
         raise
     except Exception:
         log.exception("grading.failed", submission_id=str(submission.id))
+        metrics.grading_finished("error", "none", time.perf_counter() - started)
         await _failed(session, res, submission, FAILED)
         return Graded(submission, assignment)
+    metrics.grading_finished(report.status, report.tier.name.lower(), time.perf_counter() - started)
     submission_id = submission.id
     try:
         async with session.begin_nested():

@@ -18,8 +18,8 @@ from koan.deps import SessionOpener
 from koan.errors import KoanError, ValidationFailed
 from koan.exercises import repository as exercises
 from koan.exercises.bank import import_specs
-from koan.exercises.deps import RefillHook
 from koan.exercises.pack import SKILL_VOCABULARY, ExerciseSpec
+from koan.exercises.service import RefillHook
 from koan.exercises.validation import validate_spec
 from koan.generation.schemas import GenerateIn
 from koan.grading.limits import server_limits

@@ -12,7 +12,7 @@ from koan.errors import KoanError
 from koan.exercises import lifecycle
 from koan.exercises import repository as exercise_repository
 from koan.exercises import service as exercises
-from koan.exercises.deps import RefillHookDep
+from koan.exercises.deps import HintTailorDep, RefillHookDep
 from koan.exercises.schemas import SubmissionIn, SubmissionOut
 from koan.exercises.submit import submission_out, submit
 from koan.models import Exercise, User
@@ -212,14 +212,19 @@ async def run_tests(
 
 @router.post("/exercises/{exercise_id}/hint")
 async def hint(
-    request: Request, exercise_id: str, user: PageUser, session: WebSession, res: ResourcesDep
+    request: Request,
+    exercise_id: str,
+    user: PageUser,
+    session: WebSession,
+    res: ResourcesDep,
+    tailor: HintTailorDep,
 ) -> Response:
     """The next rung of the hint ladder."""
     exercise = await _exercise(session, exercise_id)
     error = None
     try:
         async with session.begin_nested():
-            await exercises.next_hint(session, res, user, exercise)
+            await exercises.next_hint(session, res, user, exercise, tailor)
     except KoanError as exc:
         error = exc.detail
     ctx = await _exercise_context(session, user, exercise)
