@@ -11,6 +11,13 @@ class KoanError(Exception):
     # When true, the request's database work is committed even though this error is returned.
     keep_changes: bool = False
 
+    def __init_subclass__(cls, *, status: int | None = None, code: str | None = None) -> None:
+        # `class NotFound(KoanError, status=404)`: the code defaults to the class's name.
+        super().__init_subclass__()
+        if status is not None:
+            cls.status_code = status
+        cls.code = code or (cls.__name__ if status is not None else cls.code)
+
     def __init__(
         self,
         detail: str,
@@ -31,82 +38,74 @@ class KoanError(Exception):
         self.headers = headers or {}
 
 
-class BadRequest(KoanError):
-    status_code = 400
-    code = "BadRequest"
+class BadRequest(KoanError, status=400):
+    pass
 
 
-class NotAuthenticated(KoanError):
-    status_code = 401
-    code = "NotAuthenticated"
+class NotAuthenticated(KoanError, status=401):
+    pass
 
 
-class InvalidToken(KoanError):
-    status_code = 401
-    code = "InvalidToken"
+class InvalidToken(KoanError, status=401):
+    pass
 
 
-class InvalidCredentials(KoanError):
-    status_code = 401
-    code = "InvalidCredentials"
+class InvalidCredentials(KoanError, status=401):
+    pass
 
 
-class Forbidden(KoanError):
-    status_code = 403
-    code = "Forbidden"
+class Forbidden(KoanError, status=403):
+    pass
 
 
-class EmailNotVerified(KoanError):
-    status_code = 403
-    code = "EmailNotVerified"
+class EmailNotVerified(KoanError, status=403):
+    pass
 
 
-class CSRFFailed(KoanError):
-    status_code = 403
-    code = "CSRFFailed"
+class CSRFFailed(KoanError, status=403):
+    pass
 
 
-class NotFound(KoanError):
-    status_code = 404
-    code = "NotFound"
+class NotFound(KoanError, status=404):
+    pass
 
 
-class Conflict(KoanError):
-    status_code = 409
-    code = "Conflict"
+class Conflict(KoanError, status=409):
+    pass
 
 
-class PayloadTooLarge(KoanError):
-    status_code = 413
-    code = "PayloadTooLarge"
+class PayloadTooLarge(KoanError, status=413):
+    pass
 
 
-class ValidationFailed(KoanError):
-    status_code = 422
-    code = "ValidationError"
+class ValidationFailed(KoanError, status=422, code="ValidationError"):
+    pass
 
 
-class RateLimited(KoanError):
-    """429 with Retry-After (seconds)."""
+class RetryLater(KoanError):
+    """An error that tells the client when to try again (the Retry-After header, seconds)."""
 
-    status_code = 429
-    code = "RateLimited"
+    default_retry_after = 5
 
     def __init__(
         self,
         detail: str,
         *,
-        retry_after: int,
+        retry_after: int | None = None,
         code: str | None = None,
         keep_changes: bool | None = None,
     ) -> None:
+        seconds = max(1, int(self.default_retry_after if retry_after is None else retry_after))
         super().__init__(
-            detail,
-            code=code,
-            headers={"Retry-After": str(max(1, int(retry_after)))},
-            keep_changes=keep_changes,
+            detail, code=code, headers={"Retry-After": str(seconds)}, keep_changes=keep_changes
         )
-        self.retry_after = max(1, int(retry_after))
+        self.retry_after = seconds
+
+
+class RateLimited(RetryLater, status=429):
+    """429: the caller is going too fast, or has used up an allowance."""
+
+    default_retry_after = 60
 
 
 class TooManySubmissions(RateLimited):
@@ -117,27 +116,8 @@ class BudgetExceeded(RateLimited):
     code = "BudgetExceeded"
 
 
-class ServiceUnavailable(KoanError):
-    """503 with Retry-After: a dependency (database, cache, grader, LLM) is down or busy."""
-
-    status_code = 503
-    code = "ServiceUnavailable"
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        retry_after: int = 5,
-        code: str | None = None,
-        keep_changes: bool | None = None,
-    ) -> None:
-        super().__init__(
-            detail,
-            code=code,
-            headers={"Retry-After": str(max(1, int(retry_after)))},
-            keep_changes=keep_changes,
-        )
-        self.retry_after = max(1, int(retry_after))
+class ServiceUnavailable(RetryLater, status=503):
+    """503: a dependency (database, cache, grader, LLM) is down or busy."""
 
 
 class GraderBusy(ServiceUnavailable):

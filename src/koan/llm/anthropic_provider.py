@@ -11,19 +11,8 @@ import anthropic
 import httpx2
 from anthropic.types import Message, TextBlock
 
-from koan.llm.base import (
-    MALFORMED_ERRORS,
-    AsyncClosing,
-    ErrorTypes,
-    build_completion,
-    keep_alive_limits,
-    malformed,
-    normalize_finish_reason,
-    sdk_error,
-    sse_data,
-    stream_error,
-    transport_error,
-)
+from koan.llm import base
+from koan.llm.base import MALFORMED_ERRORS, AsyncClosing, ErrorTypes
 from koan.llm.errors import ProviderError
 from koan.llm.pricing import PriceTable, estimate_message_tokens, estimate_tokens
 from koan.llm.types import (
@@ -67,7 +56,7 @@ class AnthropicProvider(AsyncClosing):
             # Retries belong to Koan's resilience layer (see OpenAIProvider).
             max_retries=0,
             http_client=anthropic.DefaultAsyncHttpxClient(
-                limits=keep_alive_limits(anthropic.DEFAULT_CONNECTION_LIMITS)
+                limits=base.keep_alive_limits(anthropic.DEFAULT_CONNECTION_LIMITS)
             ),
         )
 
@@ -100,7 +89,7 @@ class AnthropicProvider(AsyncClosing):
         return body
 
     def _error(self, exc: BaseException) -> ProviderError:
-        return sdk_error(self.name, exc, anthropic)
+        return base.sdk_error(self.name, exc, anthropic)
 
     async def complete(self, req: CompletionRequest) -> Completion:
         """Ask for one whole message."""
@@ -114,21 +103,21 @@ class AnthropicProvider(AsyncClosing):
             # ValueError: the body was not valid JSON.
             raise self._error(exc) from exc
         if not isinstance(message, Message):
-            raise malformed(self.name, f"expected a message, got {str(message)[:80]!r}")
+            raise base.malformed(self.name, f"expected a message, got {str(message)[:80]!r}")
         try:
             text = "".join(block.text for block in message.content if isinstance(block, TextBlock))
             usage = Usage(_input_tokens(message.usage), int(message.usage.output_tokens or 0))
             stop_reason = message.stop_reason
             answered_model = message.model or model
         except MALFORMED_ERRORS as exc:
-            raise malformed(self.name, f"{type(exc).__name__}: {exc}") from exc
-        return build_completion(
+            raise base.malformed(self.name, f"{type(exc).__name__}: {exc}") from exc
+        return base.build_completion(
             text=text,
             model=answered_model,
             provider=self.name,
             usage=usage,
             started=started,
-            finish_reason=normalize_finish_reason(stop_reason),
+            finish_reason=base.normalize_finish_reason(stop_reason),
             prices=self._prices,
         )
 
@@ -136,7 +125,7 @@ class AnthropicProvider(AsyncClosing):
         """Stream text deltas; usage comes from message_start and message_delta events.
 
         The SDK's client makes the request and hands back the raw response; its events are
-        read here as JSON lines (see `sse_data`), to the end of the body, so the connection
+        read here as JSON lines (see `base.sse_data`), to the end of the body, so the connection
         goes back to the pool."""
         model = req.model or self.model
         started = time.perf_counter()
@@ -153,17 +142,17 @@ class AnthropicProvider(AsyncClosing):
                 _MESSAGES, cast_to=httpx2.Response, body=body, stream=True
             )
             try:
-                async for data in sse_data(response.aiter_lines()):
+                async for data in base.sse_data(response.aiter_lines()):
                     event = json.loads(data)
                     if not isinstance(event, dict):
-                        raise malformed(self.name, "stream event is not an object")
+                        raise base.malformed(self.name, "stream event is not an object")
                     kind = event.get("type")
                     if kind == "content_block_delta":
                         delta = event["delta"]
                         text = delta.get("text") if delta.get("type") == "text_delta" else None
                         if text:
                             if not isinstance(text, str):
-                                raise malformed(self.name, "text delta is not text")
+                                raise base.malformed(self.name, "text delta is not text")
                             if first_token_at is None:
                                 first_token_at = time.perf_counter()
                             parts.append(text)
@@ -185,7 +174,7 @@ class AnthropicProvider(AsyncClosing):
                         finished = True
                     elif kind == "error":
                         raise self._error(
-                            stream_error(anthropic, event.get("error"), response.request)
+                            base.stream_error(anthropic, event.get("error"), response.request)
                         )
             finally:
                 await response.aclose()
@@ -194,26 +183,26 @@ class AnthropicProvider(AsyncClosing):
         except _STREAM_ERRORS as exc:
             raise self._error(exc) from exc
         except Exception as exc:
-            mapped = transport_error(self.name, exc)
+            mapped = base.transport_error(self.name, exc)
             if mapped is None:
                 raise
             raise mapped from exc
         if not finished:
             # Without message_stop the reply may be cut short: treat it as a broken stream.
-            raise malformed(self.name, "the stream ended before message_stop")
+            raise base.malformed(self.name, "the stream ended before message_stop")
         text = "".join(parts)
         if input_tokens is None or output_tokens is None:
             usage = Usage(estimate_message_tokens(req.messages), estimate_tokens(text), True)
         else:
             usage = Usage(input_tokens, output_tokens)
         yield StreamEnd(
-            build_completion(
+            base.build_completion(
                 text=text,
                 model=answered_model,
                 provider=self.name,
                 usage=usage,
                 started=started,
-                finish_reason=normalize_finish_reason(stop_reason),
+                finish_reason=base.normalize_finish_reason(stop_reason),
                 prices=self._prices,
                 first_token_at=first_token_at,
             )

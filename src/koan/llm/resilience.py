@@ -189,18 +189,8 @@ class ResilientProvider(AsyncClosing):
             try:
                 result = await self.inner.complete(req)
             except ProviderError as error:
-                self._record(error)
-                delay = self._delay_before_retry(error, retry_number)
-                if delay is None:
+                if not await self._wait_to_retry(error, retry_number, what="llm retry"):
                     raise
-                log.warning(
-                    "llm retry provider=%s kind=%s status=%s delay=%.2fs",
-                    self.name,
-                    error.kind,
-                    error.status,
-                    delay,
-                )
-                await self._timer.sleep(delay)
                 retry_number += 1
                 continue
             except BaseException:
@@ -208,6 +198,25 @@ class ResilientProvider(AsyncClosing):
                 raise
             self.breaker.record_success()
             return result
+
+    async def _wait_to_retry(
+        self, error: ProviderError, retry_number: int, *, what: str, retryable: bool = True
+    ) -> bool:
+        """Record the failure; if it is worth another try, wait the back-off and say so."""
+        self._record(error)
+        delay = self._delay_before_retry(error, retry_number) if retryable else None
+        if delay is None:
+            return False
+        log.warning(
+            "%s provider=%s kind=%s status=%s delay=%.2fs",
+            what,
+            self.name,
+            error.kind,
+            error.status,
+            delay,
+        )
+        await self._timer.sleep(delay)
+        return True
 
     async def stream(self, req: CompletionRequest) -> AsyncIterator[StreamItem]:
         """Stream with retries that stop as soon as a token has been passed on."""
@@ -226,18 +235,12 @@ class ResilientProvider(AsyncClosing):
                         self.breaker.record_success()
                     yield item
             except ProviderError as error:
-                self._record(error)
-                delay = None if started else self._delay_before_retry(error, retry_number)
-                if delay is None:
+                # Once a token has been passed on, a retry would repeat it: fail instead.
+                retryable = not started
+                if not await self._wait_to_retry(
+                    error, retry_number, what="llm stream retry", retryable=retryable
+                ):
                     raise
-                log.warning(
-                    "llm stream retry provider=%s kind=%s status=%s delay=%.2fs",
-                    self.name,
-                    error.kind,
-                    error.status,
-                    delay,
-                )
-                await self._timer.sleep(delay)
                 retry_number += 1
                 continue
             except BaseException:
