@@ -37,9 +37,11 @@ from koan.grading.sandbox import Sandbox
 from koan.llm.tutor_llm import TutorLLM, build_tutor_llm
 from koan.mail.sender import Mailer
 from koan.migrate import upgrade_connection
+from koan.models import User
 from koan.ops.metrics_router import fresh_metrics
 from koan.ratelimit import RateLimiter, create_storage
 from koan.resources import Resources
+from tests.fixtures.factories import bearer, create_user
 from tests.fixtures.llm_server import FakeLLMServer, FakeTimer
 from tests.fixtures.smtp import SMTPServer
 
@@ -265,6 +267,18 @@ def _session_overrides(connection: AsyncConnection) -> dict[Callable[..., Any], 
         get_session: test_session,
         get_session_opener: lambda: asynccontextmanager(test_session),
     }
+
+
+@pytest.fixture
+async def learner(session: AsyncSession, resources: Resources) -> User:
+    """A verified learner who has finished onboarding (modules may override it)."""
+    return await create_user(session, resources, onboarded=True)
+
+
+@pytest.fixture
+async def headers(session: AsyncSession, resources: Resources, learner: User) -> dict[str, str]:
+    """The `learner`'s API headers (a bearer access token)."""
+    return await bearer(session, resources, learner)
 
 
 # Building Koan's routes costs ~50 ms (FastAPI analyses every dependency), so each worker

@@ -7,23 +7,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.models import Exercise, User
-from koan.resources import Resources
+from koan.models import Exercise
 from tests.chat.helpers import HoldingServer, create_evens_exercise
-from tests.fixtures.factories import bearer, create_user
 from tests.fixtures.live import live, live_resources
 
 __all__ = ["live", "live_resources"]  # fixtures from tests/fixtures/live.py
-
-
-@pytest.fixture
-async def learner(session: AsyncSession, resources: Resources) -> User:
-    return await create_user(session, resources, onboarded=True)
-
-
-@pytest.fixture
-async def headers(session: AsyncSession, resources: Resources, learner: User) -> dict[str, str]:
-    return await bearer(session, resources, learner)
 
 
 @pytest.fixture

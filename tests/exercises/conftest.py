@@ -6,24 +6,13 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.models import Exercise, User
-from koan.resources import Resources
-from tests.fixtures.factories import bearer, create_exercise, create_user
+from koan.models import Exercise
+from tests.fixtures.factories import create_exercise
 from tests.fixtures.live import live, live_resources
 
 __all__ = ["live", "live_resources"]  # fixtures from tests/fixtures/live.py
 
 WRONG = "def add(a, b):\n    return a - b\n"
-
-
-@pytest.fixture
-async def learner(session: AsyncSession, resources: Resources) -> User:
-    return await create_user(session, resources, onboarded=True)
-
-
-@pytest.fixture
-async def headers(session: AsyncSession, resources: Resources, learner: User) -> dict[str, str]:
-    return await bearer(session, resources, learner)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
 from fastapi import BackgroundTasks
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,16 +39,6 @@ def exercise_json(**overrides: Any) -> str:
     }
     data.update(overrides)
     return json.dumps(data)
-
-
-@pytest.fixture
-async def learner(session: AsyncSession, resources: Resources) -> User:
-    return await create_user(session, resources, onboarded=True)
-
-
-@pytest.fixture
-async def headers(session: AsyncSession, resources: Resources, learner: User) -> dict[str, str]:
-    return await bearer(session, resources, learner)
 
 
 async def generated(session: AsyncSession) -> list[Exercise]:
