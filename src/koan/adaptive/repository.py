@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive.model import GENERAL, SETTLED_ATTEMPTS
-from koan.models import LearnerProfile
 from koan.models.progress import LearnerSkillRating
+from koan.onboarding import repository as profiles
 
 
 async def skill_ratings(session: AsyncSession, user_id: uuid.UUID) -> Sequence[LearnerSkillRating]:
@@ -24,11 +24,10 @@ async def settled_general_ratings(
     """General ratings of learners with the same self-reported experience and enough history."""
     query = (
         select(LearnerSkillRating)
-        .join(LearnerProfile, LearnerProfile.user_id == LearnerSkillRating.user_id)
         .where(
             LearnerSkillRating.skill == GENERAL,
             LearnerSkillRating.attempts >= SETTLED_ATTEMPTS,
-            LearnerProfile.experience == experience,
+            LearnerSkillRating.user_id.in_(profiles.users_with_experience(experience)),
         )
         .order_by(LearnerSkillRating.updated_at.desc())
         .limit(limit)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import LearnerProfile
@@ -22,3 +22,8 @@ async def experience_of(session: AsyncSession, user_id: uuid.UUID) -> str | None
 
 def add_profile(session: AsyncSession, profile: LearnerProfile) -> None:
     session.add(profile)
+
+
+def users_with_experience(experience: str | None) -> Select[uuid.UUID]:
+    """The ids of learners who reported this experience, as a subquery for other queries."""
+    return select(LearnerProfile.user_id).where(LearnerProfile.experience == experience)
