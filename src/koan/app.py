@@ -28,6 +28,7 @@ from koan.ops.router import router as health_router
 from koan.progress.router import router as progress_router
 from koan.resources import Resources
 from koan.usage.router import router as usage_router
+from koan.users import service as users_service
 from koan.users.router import router as users_router
 from koan.web import mount_web
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     # an exercise the daily pick found missing from the bank, and hints tailored to the code.
     app.state.refill_scheduler = refill_scheduler
     app.state.hint_tailor = tailored_hint
+    app.state.account_maker = users_service.create_user
     domain_routers = (
         auth_router, users_router, onboarding_router, exercises_router, progress_router,
         chat_router, usage_router, generation_router,

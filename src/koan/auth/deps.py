@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from koan.auth import repository
+from koan.auth.service import AccountMaker
 from koan.auth.tokens import AccessClaims, decode_access_token
 from koan.deps import ResourcesDep, SessionDep
 from koan.errors import CSRFFailed, EmailNotVerified, Forbidden, InvalidToken, NotAuthenticated
@@ -100,3 +101,12 @@ CurrentAuth = Annotated[Auth, Depends(current_auth)]
 CurrentUser = Annotated[User, Depends(current_user)]
 VerifiedUser = Annotated[User, Depends(verified_user)]
 AdminUser = Annotated[User, Depends(admin_user)]
+
+
+async def account_maker(request: Request) -> AccountMaker:
+    """How a new account is made: the function the app wired in (app.py)."""
+    maker: AccountMaker = request.app.state.account_maker
+    return maker
+
+
+AccountMakerDep = Annotated[AccountMaker, Depends(account_maker)]

@@ -11,6 +11,7 @@ from koan.auth.deps import (
     ACCESS_COOKIE,
     CSRF_COOKIE,
     REFRESH_COOKIE,
+    AccountMakerDep,
     CurrentAuth,
     CurrentUser,
     check_csrf,
@@ -72,7 +73,11 @@ def _pair(tokens: service.IssuedTokens) -> TokenPair:
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, response_model=RegisterResult)
 async def register(
-    data: RegisterInput, request: Request, session: SessionDep, res: ResourcesDep
+    data: RegisterInput,
+    request: Request,
+    session: SessionDep,
+    res: ResourcesDep,
+    make_account: AccountMakerDep,
 ) -> RegisterResult:
     """Create an account; a verification link is mailed to the address."""
     await res.limiter.hit(
@@ -81,7 +86,7 @@ async def register(
         client_address(request),
         detail="Too many sign-ups from this address; try again later.",
     )
-    await service.register(session, res, data)
+    await service.register(session, res, data, make_account)
     return RegisterResult(
         email=data.email,
         message="Check your email for a link to verify your address, then log in.",

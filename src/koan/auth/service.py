@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +18,6 @@ from koan.errors import BadRequest, InvalidCredentials, InvalidToken, Validation
 from koan.mail import messages
 from koan.models import AuthSession, EmailToken, RefreshToken, User
 from koan.resources import Resources
-from koan.users import service as users
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +44,18 @@ def login_slowdown_s(failures: int, *, step_s: float, cap_s: float) -> float:
     return min(cap_s, step_s * max(0, failures - 2))
 
 
-async def register(session: AsyncSession, res: Resources, data: RegisterInput) -> None:
+class AccountMaker(Protocol):
+    """Makes a new account with what every account has (users.service.create_user; the app
+    wires it in, as auth sits below the domains that keep something per account)."""
+
+    async def __call__(
+        self, session: AsyncSession, *, email: str, name: str, password_hash: str
+    ) -> User: ...
+
+
+async def register(
+    session: AsyncSession, res: Resources, data: RegisterInput, make_account: AccountMaker
+) -> None:
     """Create an unverified account; for a taken email, mail the owner and answer the same way."""
     check_password(data.password, email=data.email)
     # Hash in both branches so a duplicate takes as long as a new registration.
@@ -56,7 +67,7 @@ async def register(session: AsyncSession, res: Resources, data: RegisterInput) -
         )
         await res.mailer.send(session, to=existing.email, subject=subject, body=body)
         return
-    user = await users.create_user(
+    user = await make_account(
         session, email=data.email, name=data.name, password_hash=password_hash
     )
     await send_verification(session, res, user)

@@ -16,6 +16,7 @@ from koan.auth.schemas import EmailInput, LoginInput, RegisterInput
 from koan.db import checkpoint
 from koan.deps import ResourcesDep
 from koan.errors import KoanError
+from koan.users import service as users
 from koan.web.core import (
     RESUME_PATH,
     MaybeAuth,
@@ -80,7 +81,7 @@ async def register(request: Request, session: WebSession, res: ResourcesDep) -> 
             client_address(request),
             detail="Too many sign-ups from this address; try again later.",
         )
-        await auth_service.register(session, res, data)
+        await auth_service.register(session, res, data, users.create_user)
     except KoanError as exc:
         await session.rollback()
         field = exc.headers.get("X-Koan-Field", "form") if exc.code == "WeakPassword" else "form"
