@@ -58,7 +58,7 @@ from koan.migrate import upgrade  # noqa: E402
 from koan.models import LearnerProfile, User  # noqa: E402
 from koan.resources import Resources  # noqa: E402
 
-TUTOR_DOC = ROOT / "docs" / "tutor.md"
+BENCHMARKS_DOC = ROOT / "docs" / "benchmarks.md"
 SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 REPLY = Reply(
     text="What does your loop do with an odd number? Try it with [1, 2, 3] by hand first.",
@@ -371,12 +371,12 @@ def table(
 
 
 def write_doc(body: str) -> None:
-    """Replace the benchmark section of docs/tutor.md (between its markers)."""
+    """Replace the latest run in docs/benchmarks.md (between its markers)."""
     start, end = "<!-- bench:tutor -->", "<!-- /bench:tutor -->"
-    text = TUTOR_DOC.read_text()
+    text = BENCHMARKS_DOC.read_text()
     head, _, rest = text.partition(start)
     _, _, tail = rest.partition(end)
-    TUTOR_DOC.write_text(f"{head}{start}\n{body}{end}{tail}")
+    BENCHMARKS_DOC.write_text(f"{head}{start}\n{body}{end}{tail}")
 
 
 def main() -> None:
@@ -401,7 +401,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=6, help="learners chatting: each asks")
     parser.add_argument("--database-url", default="", help="PostgreSQL server (admin) URL")
     parser.add_argument("--redis-url", default="")
-    parser.add_argument("--write", action="store_true", help="update docs/tutor.md")
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     results = asyncio.run(run(args))
     markdown = table(results, args.concurrent, args)
