@@ -1,2 +1,3 @@
-"""The tutor's gateway to the model: the provider chain from settings, the budget held before
-each call, the call's record and settlement after it, and the cache of deterministic replies."""
+"""The tutor's gateway to the model: the budget held before each call, the call's record and
+settlement after it, and the cache of deterministic replies (the provider chain itself is
+`koan.llm.tutor_llm`)."""
