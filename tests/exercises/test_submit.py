@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import subprocess
 import sys
 import uuid
@@ -15,6 +16,7 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session
 
+from koan.cache import RedisCache
 from koan.db import transactional
 from koan.exercises.submit import in_flight_slot
 from koan.exercises.submit import submit as submit_code
@@ -22,6 +24,7 @@ from koan.grading.limits import sandbox_config
 from koan.grading.sandbox import Sandbox
 from koan.models import Exercise, Submission, User
 from koan.resources import Resources
+from tests.conftest import Backend
 from tests.exercises.conftest import WRONG, submit
 from tests.fixtures.factories import ADD_SOLUTION, bearer, create_exercise, create_user
 from tests.fixtures.live import LiveApp
@@ -129,6 +132,23 @@ async def test_the_in_flight_cap_is_a_setting(resources: Resources, learner: Use
         in_flight_slot(resources, learner.id) as second,
     ):
         assert (first, second) == (0, None)
+
+
+async def test_the_in_flight_cap_holds_across_workers(
+    resources: Resources, backend: Backend, learner: User
+) -> None:
+    """A second worker shares the cache (Redis); on one machine there is one worker."""
+    other = copy.copy(resources)
+    if backend.redis is not None:
+        other.cache = RedisCache(backend.redis, resources.cache.prefix)
+    async with (
+        in_flight_slot(resources, learner.id),
+        in_flight_slot(resources, learner.id),
+        in_flight_slot(other, learner.id) as third,
+    ):
+        assert third is None
+    async with in_flight_slot(other, learner.id) as freed:
+        assert freed is not None
 
 
 async def test_submitting_too_often_is_refused_and_stores_nothing(

@@ -118,6 +118,7 @@ async def in_flight_slot(res: Resources, user_id: uuid.UUID) -> AsyncIterator[in
         yield taken
     finally:
         if taken is not None:
+            # Held far longer than any grading takes, so the slot is still this one's.
             await res.cache.delete(_slot_key(user_id, taken))
 
 
