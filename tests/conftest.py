@@ -26,7 +26,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from koan.app import create_app
-from koan.auth.passwords import Hasher
 from koan.cache import Cache, MemoryCache, RedisCache
 from koan.clock import Clock
 from koan.config import Settings
@@ -41,6 +40,7 @@ from koan.models import User
 from koan.ops.metrics_router import fresh_metrics
 from koan.ratelimit import RateLimiter, create_storage
 from koan.resources import Resources
+from koan.security import Hasher
 from tests.fixtures.factories import bearer, create_user
 from tests.fixtures.llm_server import FakeLLMServer, FakeTimer
 from tests.fixtures.smtp import SMTPServer

@@ -100,8 +100,8 @@ def users_create(
     """Create a verified account (e.g. the first administrator)."""
     from pydantic import ValidationError
 
-    from koan.auth.passwords import password_problem
     from koan.auth.schemas import RegisterInput
+    from koan.security import password_problem
 
     if password is None:
         password = getpass.getpass("Password: ")

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from koan.auth.passwords import Hasher
 from koan.cache import Cache, create_cache
 from koan.clock import Clock
 from koan.config import Settings
@@ -18,6 +17,7 @@ from koan.grading.sandbox import Sandbox, SandboxUnavailable
 from koan.llm.tutor_llm import TutorLLM, build_tutor_llm, offline_tutor_llm
 from koan.mail.sender import Mailer
 from koan.ratelimit import RateLimiter
+from koan.security import Hasher
 
 log = structlog.get_logger(__name__)
 

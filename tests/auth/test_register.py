@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from koan.auth.passwords import password_problem
 from koan.resources import Resources
+from koan.security import password_problem
 from tests.fixtures.factories import create_user, unique_email
 from tests.fixtures.smtp import SMTPServer
 

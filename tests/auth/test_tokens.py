@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from koan.auth import tokens
-from koan.auth.tokens import decode_access_token, encode_access_token
+from koan import security
 from koan.errors import InvalidToken
+from koan.security import decode_access_token, encode_access_token
 
 KEY = "k" * 48
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -61,10 +61,10 @@ def test_other_token_types_are_refused_each_time() -> None:
 
 def test_a_token_is_verified_once_and_then_remembered() -> None:
     issued = token()
-    before = tokens._verified_claims.cache_info()
+    before = security._verified_claims.cache_info()
     first = decode_access_token(issued, key=KEY, now=NOW)
     assert decode_access_token(issued, key=KEY, now=NOW + timedelta(minutes=1)) == first
-    after = tokens._verified_claims.cache_info()
+    after = security._verified_claims.cache_info()
     assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
 
 

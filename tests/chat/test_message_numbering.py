@@ -10,12 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.auth import service as auth_service
-from koan.auth.tokens import AccessClaims, decode_access_token
 from koan.chat import repository, service
 from koan.db import utcnow
 from koan.errors import Conflict
 from koan.models import Conversation, ConversationMessage, User
 from koan.resources import Resources
+from koan.security import AccessClaims, decode_access_token
 
 
 async def new_conversation(session: AsyncSession, learner: User) -> Conversation:

@@ -27,11 +27,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from koan.auth.passwords import Hasher
 from koan.config import Settings
 from koan.db import create_engine
 from koan.migrate import upgrade_connection
 from koan.models import LearnerProfile, User
+from koan.security import Hasher
 
 SECRET_KEY = "scale-test-secret-key-0123456789-abcdefghij"
 PASSWORD = "correct-horse-battery-9"

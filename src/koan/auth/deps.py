@@ -10,12 +10,12 @@ from fastapi import Depends, Request
 
 from koan.auth import repository
 from koan.auth.service import AccountMaker
-from koan.auth.tokens import AccessClaims, decode_access_token
 from koan.deps import ResourcesDep, SessionDep
 from koan.errors import CSRFFailed, EmailNotVerified, Forbidden, InvalidToken, NotAuthenticated
 from koan.models import AuthSession, User
 from koan.ops.request_log import bind_user
 from koan.resources import Resources
+from koan.security import AccessClaims, decode_access_token
 
 ACCESS_COOKIE = "koan_access"
 REFRESH_COOKIE = "koan_refresh"

@@ -11,13 +11,12 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.auth import repository
-from koan.auth.passwords import password_problem
 from koan.auth.schemas import LoginInput, RegisterInput
-from koan.auth.tokens import encode_access_token, hash_token, new_opaque_token
 from koan.errors import BadRequest, InvalidCredentials, InvalidToken, ValidationFailed
 from koan.mail import messages
 from koan.models import AuthSession, EmailToken, RefreshToken, User
 from koan.resources import Resources
+from koan.security import encode_access_token, hash_token, new_opaque_token, password_problem
 
 log = structlog.get_logger(__name__)
 

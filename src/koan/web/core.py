@@ -28,11 +28,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from koan.auth import repository as auth_repository
 from koan.auth.deps import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, Auth
-from koan.auth.tokens import decode_access_token
 from koan.deps import ResourcesDep, get_session
 from koan.errors import Forbidden, KoanError, NotFound
 from koan.models import User
 from koan.resources import Resources
+from koan.security import decode_access_token
 from koan.web.markdown import render_markdown
 
 log = structlog.get_logger(__name__)

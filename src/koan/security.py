@@ -1,0 +1,147 @@
+"""Koan's secrets in one place: password hashing and policy, access tokens (JWT), opaque tokens
+stored only as hashes, and the keyed tokens the browser holds (CSRF, trusted device)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from importlib import resources
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from koan.config import Settings
+from koan.errors import InvalidToken
+
+# --- passwords --------------------------------------------------------------------------------
+
+MIN_LENGTH = 12
+MAX_LENGTH = 256
+
+
+@lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    """The shipped list of passwords too common to allow (lower-cased)."""
+    text = resources.files("koan.data").joinpath("common-passwords.txt").read_text("utf-8")
+    lines = (line.strip() for line in text.splitlines())
+    return frozenset(line.lower() for line in lines if line and not line.startswith("#"))
+
+
+def password_problem(password: str, *, email: str | None = None) -> str | None:
+    """Why a password is unacceptable, or None. Length and commonness only: no composition rules."""
+    if len(password) < MIN_LENGTH:
+        return f"Password must be at least {MIN_LENGTH} characters long."
+    if len(password) > MAX_LENGTH:
+        return f"Password must be at most {MAX_LENGTH} characters long."
+    lowered = password.lower()
+    if lowered in common_passwords() or len(set(lowered)) <= 2:
+        return "This password is too common; choose something harder to guess."
+    if email and lowered == email.lower():
+        return "Password must not be your email address."
+    return None
+
+
+class Hasher:
+    """Argon2id with costs from settings; hashing runs in a thread, so the loop keeps serving."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=settings.password_time_cost,
+            memory_cost=settings.password_memory_kib,
+            parallelism=settings.password_parallelism,
+        )
+        self._dummy_hash: str | None = None
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        def _verify() -> bool:
+            try:
+                return self._hasher.verify(password_hash, password)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(_verify)
+
+    async def verify_against_nothing(self, password: str) -> None:
+        """Spend the time of a real check, so a missing account is not told apart by timing."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
+        await self.verify(self._dummy_hash, password)
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)
+
+
+# --- access tokens and opaque tokens ----------------------------------------------------------
+
+_ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    expires_at: datetime
+
+
+def new_opaque_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def encode_access_token(
+    *, key: str, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime, ttl_s: int
+) -> str:
+    payload = {
+        "sub": str(user_id),
+        "sid": str(session_id),
+        "typ": "access",
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl_s)).timestamp()),
+    }
+    return jwt.encode(payload, key, algorithm=_ALGORITHM)
+
+
+def decode_access_token(token: str, *, key: str, now: datetime) -> AccessClaims:
+    """Verify signature and expiry against Koan's clock (not the process clock)."""
+    try:
+        user_id, session_id, expires = _verified_claims(token, key)
+        expires_at = datetime.fromtimestamp(expires, tz=now.tzinfo)
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
+        raise InvalidToken("The access token is invalid.") from exc
+    if expires_at <= now:
+        raise InvalidToken("The access token has expired; refresh it or log in again.")
+    return AccessClaims(user_id=user_id, session_id=session_id, expires_at=expires_at)
+
+
+# A learner's token is checked on every request: a token whose signature verified once under
+# a key verifies again, so the result is kept (a failure raises, and is never kept). Expiry is
+# still checked on every call, and revocation by the session lookup that follows.
+@lru_cache(maxsize=4096)
+def _verified_claims(token: str, key: str) -> tuple[uuid.UUID, uuid.UUID, int]:
+    payload = jwt.decode(
+        token,
+        key,
+        algorithms=[_ALGORITHM],
+        # Times are checked against Koan's clock, not the process clock.
+        options={
+            "verify_exp": False,
+            "verify_iat": False,
+            "verify_nbf": False,
+            "require": ["sub", "sid", "exp", "typ"],
+        },
+    )
+    if payload["typ"] != "access":
+        raise InvalidToken("This is not an access token.")
+    return uuid.UUID(str(payload["sub"])), uuid.UUID(str(payload["sid"])), int(payload["exp"])
