@@ -101,7 +101,7 @@ async def test_concurrent_messages_get_one_reply_and_one_conflict(
     assert (await ask(client, headers, conversation_id, "two")).status_code == 201
 
 
-async def test_a_refused_question_gives_back_what_the_other_checks_took(
+async def test_a_question_refused_for_a_reply_in_flight_gives_back_the_budget_held(
     client: httpx.AsyncClient,
     resources: Resources,
     learner: User,
@@ -109,21 +109,28 @@ async def test_a_refused_question_gives_back_what_the_other_checks_took(
     tutor: Tutor,
 ) -> None:
     # The rate limit, the reply lock and the budget are checked at the same moment.
-    tutor(llm_chat_limit="1/minute")
+    tutor()
     conversation_id = await new_conversation(client, headers)
-    lock = reply_lock_key(learner.id)
     spent_key = user_spend_key(utc_day(resources.clock.now()), learner.id)
-
-    await resources.cache.set_if_absent(lock, "1", ttl_s=60)  # another reply is in flight
+    await resources.cache.set_if_absent(reply_lock_key(learner.id), "1", ttl_s=60)
     r = await ask(client, headers, conversation_id, "hello?", stream=True)
     assert r.status_code == 409
-    assert float(await resources.cache.get(spent_key) or 0) == 0  # the budget held is back
-    await resources.cache.delete(lock)
+    assert float(await resources.cache.get(spent_key) or 0) == 0
 
-    # The 409 used the minute's one message; now the limit refuses, and the lock and the
-    # budget taken beside it are given back.
-    r = await ask(client, headers, conversation_id, "hello again?", stream=True)
+
+async def test_a_rate_limited_question_gives_back_the_lock_and_the_budget(
+    client: httpx.AsyncClient,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+) -> None:
+    tutor(llm_chat_limit="1/minute")
+    conversation_id = await new_conversation(client, headers)
+    spent_key = user_spend_key(utc_day(resources.clock.now()), learner.id)
+    await resources.limiter.hit("1/minute", "chat", str(learner.id))  # the minute's one message
+    r = await ask(client, headers, conversation_id, "hello?", stream=True)
     assert r.status_code == 429
     assert r.json()["error"] == "RateLimited"
     assert float(await resources.cache.get(spent_key) or 0) == 0
-    assert await resources.cache.set_if_absent(lock, "1", ttl_s=60)  # it was free
+    assert await resources.cache.set_if_absent(reply_lock_key(learner.id), "1", ttl_s=60)
