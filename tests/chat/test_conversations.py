@@ -201,7 +201,7 @@ async def test_a_long_message_within_the_limit_is_accepted(
     assert len(r.json()["message"]["content"]) == 8000
 
 
-async def test_unknown_conversation_and_bad_exercise_ids(
+async def test_an_unknown_conversation_is_a_404(
     client: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:
     r = await client.post(f"/api/v1/conversations/{MISSING}/messages", headers=headers,
@@ -209,15 +209,32 @@ async def test_unknown_conversation_and_bad_exercise_ids(
     assert r.status_code == 404
     r = await client.get(f"/api/v1/conversations/{MISSING}", headers=headers)
     assert r.status_code == 404
+
+
+async def test_a_conversation_about_an_unknown_exercise_is_a_404(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
     r = await client.post("/api/v1/conversations", headers=headers, json={"exercise_id": MISSING})
     assert r.status_code == 404
     assert r.json()["error"] == "ExerciseNotFound"
-    r = await client.post("/api/v1/conversations", headers=headers, json={"exercise_id": "nope"})
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/v1/conversations", {"exercise_id": "nope"}),
+        ("POST", "/api/v1/conversations", {"surprise": 1}),
+        ("GET", "/api/v1/conversations/not-a-uuid", None),
+    ],
+)
+async def test_malformed_ids_and_fields_are_a_422(
+    client: httpx.AsyncClient, headers: dict[str, str], method: str, path: str, body: object
+) -> None:
+    r = await client.request(method, path, headers=headers, json=body)
     assert r.status_code == 422
-    r = await client.post("/api/v1/conversations", headers=headers, json={"surprise": 1})
-    assert r.status_code == 422
-    r = await client.get("/api/v1/conversations/not-a-uuid", headers=headers)
-    assert r.status_code == 422
+
+
+async def test_a_bad_cursor_is_a_400(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
     r = await client.get("/api/v1/conversations", headers=headers, params={"cursor": "%%%"})
     assert r.status_code == 400
     assert r.json()["error"] == "BadCursor"
