@@ -7,7 +7,7 @@ from collections import Counter
 
 from koan.config import Settings
 from koan.exercises.pack import SKILL_VOCABULARY, builtin_pack_path, check_unique, read_pack
-from koan.exercises.validation import validate_all
+from koan.exercises.validation import validate_all, validate_spec
 from koan.grading.limits import server_limits
 from koan.grading.sandbox import Sandbox
 
@@ -45,3 +45,13 @@ async def test_every_builtin_exercise_validates_in_the_sandbox(sandbox: Sandbox)
     outcomes = await validate_all(sandbox, SPECS, limits)
     problems = {o.slug: o.problems for o in outcomes if not o.ok}
     assert problems == {}
+
+
+async def test_a_starter_that_runs_out_of_time_is_a_problem(sandbox: Sandbox) -> None:
+    spec = next(s for s in SPECS if s.slug == "py-math-prime-factors")
+    endless = "def prime_factors(n):\n    while True:\n        pass\n"
+    slow = spec.model_copy(update={"starter_code": endless, "time_limit_s": 1})
+
+    outcome = await validate_spec(sandbox, slow, server_limits(Settings(_env_file=None)))
+
+    assert outcome.problems == ["starter code hits the timeout limit; it must fail quickly"]

@@ -1,8 +1,9 @@
-"""Many submissions at once: bounded slots, a bounded queue, and nothing mixed up."""
+"""Many submissions at once: bounded slots, a fair bounded queue, and nothing mixed up."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -13,17 +14,22 @@ from tests.grading.conftest import ADD_SOLUTION, ADD_TESTS, grade_python
 SLOW = "import time\ntime.sleep(0.3)\n" + ADD_SOLUTION
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait until the sandbox reaches a state (bounded, so a broken sandbox fails the test)."""
+    for _ in range(5000):
+        if condition():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError("the sandbox never reached the expected state")
+
+
 async def test_more_jobs_than_slots_and_queue_are_refused_at_once() -> None:
     box = Sandbox(SandboxConfig(slots=1, queue_size=1, min_tier=Tier.RLIMITS))
     await box.start()
     try:
         running = asyncio.create_task(grade_python(box, SLOW, ADD_TESTS))
         waiting = asyncio.create_task(grade_python(box, SLOW, ADD_TESTS))
-        for _ in range(1000):
-            if box.queue_depth() == 1:
-                break
-            await asyncio.sleep(0.001)
-        assert box.queue_depth() == 1
+        await until(lambda: box.queue_depth() == 1)
 
         with pytest.raises(GraderBusy) as refused:
             await grade_python(box, ADD_SOLUTION, ADD_TESTS)
@@ -72,7 +78,7 @@ async def test_a_cancelled_grading_frees_its_slot_for_the_next() -> None:
     try:
         sleeper = "import time\ndef add(a, b):\n    time.sleep(60)\n"
         abandoned = asyncio.create_task(grade_python(box, sleeper, ADD_TESTS))
-        await asyncio.sleep(0.2)  # let it start; the outcome below does not depend on timing
+        await until(lambda: box.running() == 1)
         abandoned.cancel()
         with pytest.raises(asyncio.CancelledError):
             await abandoned
@@ -80,5 +86,50 @@ async def test_a_cancelled_grading_frees_its_slot_for_the_next() -> None:
         report = await grade_python(box, ADD_SOLUTION, ADD_TESTS)
 
         assert report.status == "passed"
+    finally:
+        await box.close()
+
+
+async def test_a_flooding_owner_delays_another_by_at_most_one_run() -> None:
+    box = Sandbox(SandboxConfig(slots=1, queue_size=16, min_tier=Tier.RLIMITS))
+    await box.start()
+    try:
+        finished: list[str] = []
+
+        async def submit(owner: str, code: str) -> None:
+            report = await box.grade(language="python", code=code, tests=ADD_TESTS, owner=owner)
+            assert report.status == "passed"
+            finished.append(owner)
+
+        flood = [asyncio.create_task(submit("flooder", SLOW)) for _ in range(6)]
+        await until(lambda: box.running() == 1 and box.queue_depth() == 5)
+
+        await submit("other", ADD_SOLUTION)
+
+        # The run in progress, then at most one more of the flooder's, then the other's.
+        assert finished.count("flooder") <= 2
+        await asyncio.gather(*flood)
+        assert finished.count("flooder") == 6
+    finally:
+        await box.close()
+
+
+async def test_the_queue_grows_with_the_throughput_it_has_measured() -> None:
+    box = Sandbox(SandboxConfig(slots=1, queue_size=1, max_wait_s=30, min_tier=Tier.RLIMITS))
+    await box.start()
+    try:
+        assert box.queue_capacity() == 1  # nothing measured yet: the configured floor
+
+        for _ in range(3):
+            assert (await grade_python(box, ADD_SOLUTION, ADD_TESTS)).status == "passed"
+
+        # Quick runs: far more than one job can start within 30 s, so far more may wait.
+        assert box.queue_capacity() > 30
+        running = asyncio.create_task(grade_python(box, SLOW, ADD_TESTS))
+        waiting = [
+            asyncio.create_task(grade_python(box, ADD_SOLUTION, ADD_TESTS)) for _ in range(5)
+        ]
+        reports = await asyncio.gather(running, *waiting)
+        assert all(report.status == "passed" for report in reports)
     finally:
         await box.close()

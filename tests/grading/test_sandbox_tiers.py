@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -115,3 +116,94 @@ def test_closing_lets_the_launcher_leave_on_its_own_under_uvloop(tier: str) -> N
         return status, launcher.returncode
 
     assert uvloop.run(graded_then_closed()) == ("passed", 0)  # exit 0: not killed
+
+
+# Shared memory the run makes and never removes: SysV segments, a POSIX shm file, a message
+# queue. Nothing of it may outlive the run, on any tier that has a uid of its own or seccomp.
+LEAK_SIZE = 96 << 20
+SHM_KEY = 0x4B4F414E
+LEAK = f"""\
+import ctypes
+import os
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+SIZE = {LEAK_SIZE}
+
+
+def leave_shared_memory():
+    made = []
+    shmid = libc.shmget({SHM_KEY}, SIZE, 0o1666)
+    if shmid >= 0:
+        address = libc.shmat(shmid, None, 0)
+        if address not in (None, ctypes.c_void_p(-1).value):
+            ctypes.memset(address, 1, SIZE)
+            made.append("sysv")
+    try:
+        fd = os.open("/dev/shm/koan-leak", os.O_CREAT | os.O_RDWR, 0o666)
+        os.write(fd, b"x" * (SIZE // 4))
+        made.append("posix")
+    except OSError:
+        pass
+    if libc.mq_open(b"/koan-leak", os.O_CREAT | os.O_RDWR, 0o666, None) >= 0:
+        made.append("mqueue")
+    print(made)
+"""
+LEAK_TESTS = (
+    "from solution import leave_shared_memory\n\ndef test_leave():\n    leave_shared_memory()\n"
+)
+FIND = f"""\
+import ctypes
+import os
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def test_nothing_left():
+    assert libc.shmget({SHM_KEY}, 0, 0) == -1, "the earlier run's segment is still there"
+    assert not os.path.exists("/dev/shm/koan-leak")
+    assert libc.mq_open(b"/koan-leak", os.O_RDONLY) == -1
+"""
+
+
+def host_shmem_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Shmem:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no Shmem in /proc/meminfo")
+
+
+@pytest.mark.parametrize("tier", ["full", "namespaces", "rlimits-uid-seccomp", "rlimits-uid"])
+async def test_shared_memory_does_not_outlive_the_run(tier: str) -> None:
+    features = {**FEATURE_SETS, "rlimits-uid": Features(True, None, False)}[tier]
+    if not ROOT or (features.bubblewrap and not BWRAP):
+        if IN_CI:
+            pytest.fail(f"CI must support the {tier} mechanisms (root, bubblewrap)")
+        pytest.skip(f"{tier} needs root and bubblewrap")
+    box = Sandbox(SandboxConfig(slots=1, min_tier=Tier.RLIMITS), features=features)
+    await box.start()
+    try:
+        before = host_shmem_bytes()
+
+        leaked = await grade_python(box, LEAK, LEAK_TESTS, Limits(memory_mb=512))
+
+        assert leaked.status == "passed", leaked
+        made = leaked.stdout
+        if features.seccomp:
+            assert "sysv" not in made  # refused outright
+            assert "mqueue" not in made
+        if features.bubblewrap:
+            assert "posix" not in made  # /dev/shm is read-only inside
+        # Freeing a dead IPC namespace is deferred to a kernel worker: poll, bounded.
+        for _ in range(200):
+            grown = host_shmem_bytes() - before
+            if grown < LEAK_SIZE // 8:
+                break
+            await asyncio.sleep(0.02)
+        assert grown < LEAK_SIZE // 8
+        assert not os.path.exists("/dev/shm/koan-leak")
+        found = await grade_python(box, "", FIND)
+        assert found.status == "passed", found
+    finally:
+        await box.close()

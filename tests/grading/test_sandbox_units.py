@@ -185,6 +185,64 @@ async def test_pool_refuses_beyond_the_queue_and_recovers() -> None:
     assert pool.queue_depth() == 0
 
 
+async def test_pool_serves_waiting_owners_round_robin() -> None:
+    pool = SlotPool(["only"], queue_size=10)
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def job(owner: str) -> None:
+        async with pool.acquire(owner):
+            started.append(owner)
+            await release.wait()
+
+    tasks = [asyncio.create_task(job(owner)) for owner in ["a", "a", "a", "a", "b", "c", "b"]]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert pool.queue_depth() == 6
+    assert pool.waiting_for("a") == 3
+    release.set()
+    await asyncio.gather(*tasks)
+
+    assert started == ["a", "a", "b", "c", "a", "b", "a"]
+
+
+async def test_pool_forgets_a_cancelled_waiter_and_keeps_serving() -> None:
+    pool = SlotPool(["only"], queue_size=10)
+    release = asyncio.Event()
+
+    async def hold(owner: str) -> str:
+        async with pool.acquire(owner):
+            await release.wait()
+        return owner
+
+    holder = asyncio.create_task(hold("a"))
+    gone = asyncio.create_task(hold("b"))
+    kept = asyncio.create_task(hold("c"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert pool.queue_depth() == 1
+    release.set()
+
+    assert await asyncio.gather(holder, kept) == ["a", "c"]
+    assert pool.queue_depth() == 0
+    assert pool.running() == 0
+
+
+async def test_pool_capacity_follows_measured_throughput() -> None:
+    pool = SlotPool(["x", "y"], queue_size=2, max_wait_s=10, queue_ceiling=50)
+    assert pool.capacity() == 2  # nothing measured yet
+    async with pool.acquire():
+        pass  # an instant job: the ceiling bounds what the rate would allow
+    assert pool.capacity() == 50
+    pool._job_s = 4.0  # slow jobs: 2 slots / 4 s = 0.5 jobs/s, 5 within 10 s
+    assert pool.capacity() == 5
+    pool._job_s = 100.0  # slower still: never below the configured floor
+    assert pool.capacity() == 2
+
+
 def test_uid_claims_are_exclusive() -> None:
     first = claim_uids(2, base_uid=61900, span=4)
     try:

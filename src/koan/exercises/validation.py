@@ -49,6 +49,12 @@ async def validate_spec(sandbox: Sandbox, spec: ExerciseSpec, limits: Limits) ->
     )
     if outcome.starter.status == "passed":
         outcome.problems.append("starter code passes every test; it must fail at least one")
+    elif outcome.starter.status in ("timeout", "memory"):
+        # A starter that burns the whole limit makes every learner's first run slow and
+        # occupies a grading slot for nothing: it must fail fast.
+        outcome.problems.append(
+            f"starter code hits the {outcome.starter.status} limit; it must fail quickly"
+        )
     return outcome
 
 

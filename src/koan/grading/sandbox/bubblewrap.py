@@ -52,6 +52,9 @@ def bwrap_argv(bwrap: str, python: str, config: str) -> list[str]:
         "/etc/ld.so.cache",
         "--dev",
         "/dev",
+        # Its /dev/shm is root's and the whole /dev read-only: no POSIX shared memory either.
+        "--remount-ro",
+        "/dev",
         "--dir",
         "/work",
         "--symlink",

@@ -18,7 +18,11 @@ class SandboxConfig:
     """Settings of one Sandbox; the defaults suit a server with nothing else to configure."""
 
     slots: int = field(default_factory=_cpu_count)
-    queue_size: int = 32  # jobs waiting beyond the running ones before GraderBusy
+    queue_size: int = 32  # jobs that may always wait beyond the running ones before GraderBusy
+    # More may wait, as many as the measured throughput starts within max_wait_s, up to the
+    # ceiling (each waiting job holds its code and tests in memory).
+    max_wait_s: float = 30.0
+    queue_ceiling: int = 1024
     min_tier: Tier = Tier.FULL
     python: str = "/usr/bin/python3"
     node: str = "/usr/bin/node"
@@ -31,7 +35,7 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if self.slots < 1:
             raise ValueError("SandboxConfig.slots must be at least 1")
-        if self.queue_size < 0:
-            raise ValueError("SandboxConfig.queue_size must not be negative")
+        if self.queue_size < 0 or self.queue_ceiling < 0 or self.max_wait_s < 0:
+            raise ValueError("SandboxConfig queue sizes and max_wait_s must not be negative")
         if self.base_uid < 1000 or self.base_uid + self.uid_range > 65534:
             raise ValueError("SandboxConfig.base_uid must leave system and nobody uids alone")

@@ -96,7 +96,12 @@ class Sandbox:
         except ZygoteLost as exc:
             await self.close()
             raise SandboxUnavailable(f"The grader could not start: {exc}") from exc
-        self._pool = SlotPool(self._slots, queue_size=config.queue_size)
+        self._pool = SlotPool(
+            self._slots,
+            queue_size=config.queue_size,
+            max_wait_s=config.max_wait_s,
+            queue_ceiling=config.queue_ceiling,
+        )
         log.info(
             "sandbox.started",
             tier=tier.name,
@@ -143,6 +148,14 @@ class Sandbox:
         """Jobs waiting for a free slot right now."""
         return 0 if self._pool is None else self._pool.queue_depth()
 
+    def running(self) -> int:
+        """Jobs holding a slot right now."""
+        return 0 if self._pool is None else self._pool.running()
+
+    def queue_capacity(self) -> int:
+        """How many jobs may wait before the next is refused (sized from throughput)."""
+        return 0 if self._pool is None else self._pool.capacity()
+
     async def grade(
         self,
         *,
@@ -150,8 +163,13 @@ class Sandbox:
         code: str,
         tests: str,
         limits: Limits | None = None,
+        owner: str | None = None,
     ) -> GradeReport:
-        """Run tests against code in an isolated run and report the verdict."""
+        """Run tests against code in an isolated run and report the verdict.
+
+        `owner` (the submitting learner) makes the queue fair: waiting jobs are served
+        round-robin by owner. Jobs without one are each served as their own owner.
+        """
         if self._pool is None:
             raise SandboxUnavailable("The grader is not running.")
         if language not in get_args(Language):
@@ -171,7 +189,7 @@ class Sandbox:
             limits=effective,
             js_memory_mb=self.config.js_memory_mb,
         )
-        async with self._pool.acquire() as slot:
+        async with self._pool.acquire(owner) as slot:
             started = time.perf_counter()
             run = await self._run_in(slot, job, effective, nonce)
             duration_ms = round((time.perf_counter() - started) * 1000)

@@ -7,6 +7,7 @@ in-sandbox launcher loads it with one prctl() through ctypes. Three programs:
   network, the kernel-attack surface and cross-process access are refused.
 * ``python`` / ``javascript``: stacked on top of the zygote's for each run. No new processes
   (threads only), no namespaces or mounts, no signals to other processes, no sending on sockets,
+  no SysV IPC or POSIX message queues (objects that would outlive the run),
   and for Python no execve either (node is reached by one execve before the filter matters).
 
 Every program kills the process on a foreign architecture (32-bit int 0x80 calls); libseccomp
@@ -99,6 +100,30 @@ RUN_ONLY_DENIED = (
     "pidfd_send_signal",
 )
 NO_EXEC = ("execve", "execveat")
+# Kernel objects that outlive the process that made them: SysV shared memory, message queues
+# and semaphores, and POSIX message queues. A run must leave nothing behind, and nothing of an
+# earlier run must be there for it to find. (The 32-bit multiplexer `ipc` is covered by the
+# foreign-architecture rule.)
+IPC = (
+    "shmget",
+    "shmat",
+    "shmdt",
+    "shmctl",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "msgctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semctl",
+    "mq_open",
+    "mq_unlink",
+    "mq_timedsend",
+    "mq_timedreceive",
+    "mq_notify",
+    "mq_getsetattr",
+)
 
 
 @dataclass(frozen=True)
@@ -133,6 +158,7 @@ def _base(sc: Any) -> Any:
 def _run_filter(sc: Any, *, allow_exec: bool) -> Any:
     flt = _base(sc)
     _deny(flt, sc, RUN_ONLY_DENIED, errno.EPERM)
+    _deny(flt, sc, IPC, errno.EPERM)
     if not allow_exec:
         _deny(flt, sc, NO_EXEC, errno.EPERM)
     # Threads only: a clone without CLONE_THREAD is a new process (glibc's fork() is one).

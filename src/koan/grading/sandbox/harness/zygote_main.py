@@ -44,6 +44,8 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 SECCOMP_MODE_FILTER = 2
 MNT_DETACH = 2
+CLONE_NEWIPC = 0x08000000
+SHM_DIR = "/dev/shm"
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
@@ -284,6 +286,20 @@ class Zygote:
             os.waitpid(helper, 0)
         if settle:
             self.reap()
+            self.remove_shared_memory()
+
+    def remove_shared_memory(self) -> None:
+        """Outside bubblewrap, POSIX shared memory the slot uid left in the host's /dev/shm.
+
+        (Inside it, /dev/shm is a read-only, root-owned directory of bubblewrap's own /dev.)
+        """
+        if self.uid is None or self.isolate_mounts:
+            return
+        with contextlib.suppress(OSError), os.scandir(SHM_DIR) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_uid == self.uid:
+                        os.unlink(entry.path)
 
     def reap(self) -> None:
         """Collect exited children: orphans of a run are re-parented to us (subreaper).
@@ -327,6 +343,7 @@ class Launch:
             language = str(job["language"])
             limits: dict[str, int] = job["limits"]
             self.make_workdir()
+            self.private_ipc()
             self.set_rlimits(limits)
             self.drop_uid()
             os.chdir(self.workdir)
@@ -354,6 +371,16 @@ class Launch:
         os.mkdir(self.workdir, 0o700)
         if self.zygote.uid is not None:
             os.chown(self.workdir, self.zygote.uid, self.zygote.uid)
+
+    def private_ipc(self) -> None:
+        """Without a run filter, a fresh IPC namespace: SysV objects die with the run.
+
+        The run filter refuses every SysV IPC and POSIX message queue call, so only runs without
+        one need this (it costs a namespace per run); it needs root, as the uid switch does.
+        """
+        if self.zygote.uid is None or self.zygote.run_filters:
+            return
+        _check(_libc.unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC)")
 
     def set_rlimits(self, limits: dict[str, int]) -> None:
         """Apply the job's rlimits (before the uid switch, so hard limits are final too)."""
