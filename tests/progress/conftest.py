@@ -56,10 +56,10 @@ async def count(
     assignment: Assignment,
     exercise: Exercise,
 ) -> list[str]:
-    """Run the progress hook on a graded submission, as grading does; return what it unlocked.
+    """Run the progress hook again on a graded submission; return what the submission unlocked.
 
-    Once grading calls the hook itself this call must change nothing and return []; until then
-    it must return exactly the achievements recorded for the submission.
+    The submit path has counted it already, so this second call must change nothing and
+    return [] (a submission that was never counted must return exactly what it recorded).
     """
     counted_by_grading = await progress_repository.entry(session, submission.id) is not None
     returned = await progress.on_submission_graded(
