@@ -2,6 +2,13 @@
 
 from koan.models.auth import AuthSession, EmailToken, RefreshToken
 from koan.models.chat import Conversation, ConversationMessage
+from koan.models.classes import (
+    ClassAssignment,
+    ClassAssignmentItem,
+    ClassInvite,
+    ClassMembership,
+    ClassRoom,
+)
 from koan.models.exercise import Assignment, Exercise, ExerciseSkill, Submission
 from koan.models.mail import OutboxMail
 from koan.models.progress import (
@@ -24,6 +31,11 @@ __all__ = [
     "UserAchievement",
     "Assignment",
     "AuthSession",
+    "ClassAssignment",
+    "ClassAssignmentItem",
+    "ClassInvite",
+    "ClassMembership",
+    "ClassRoom",
     "Conversation",
     "ConversationMessage",
     "EmailToken",
