@@ -12,6 +12,7 @@ from koan import __version__
 from koan.auth.router import router as auth_router
 from koan.chat.hints import tailored_hint
 from koan.chat.router import router as chat_router
+from koan.classes.router import router as classes_router
 from koan.config import Settings
 from koan.db import transactional
 from koan.exercises import submit as submissions
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     app.state.account_maker = users_service.create_user
     domain_routers = (
         auth_router, users_router, onboarding_router, exercises_router, progress_router,
-        chat_router, usage_router, generation_router,
+        chat_router, usage_router, generation_router, classes_router,
     )  # fmt: skip
     # Each straight under the app: FastAPI matches an included router's routes again at
     # every level of nesting, so an /api/v1 router around these doubled the routing work.

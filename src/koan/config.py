@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     submission_history: int = Field(default=25, ge=1)
     submission_output_chars: int = Field(default=16 * 1024, ge=256)
 
+    # Who may create classes: any verified user, or administrators only.
+    class_creators: Literal["anyone", "admins"] = "anyone"
+
     # Adaptive practice: the predicted chance of success the daily exercise aims for.
     adaptive_target_success: float = Field(default=0.75, gt=0.3, lt=0.95)
 

@@ -8,7 +8,10 @@ fails this test: deciding who may call it is part of adding it.
 - learners: never an administrator's route (403 Forbidden); never another learner's data
   (404, exactly as if it did not exist: ids of others' assignments and conversations);
 - admin: everything an administrator route offers, but no learner's private data through the
-  learner routes either.
+  learner routes either;
+- classes: learner A is the instructor of a class; to everyone else (learner B, the admin)
+  that class and everything under it answers 404, as if it did not exist. The roles within a
+  class (TA, learner, a classmate) are checked in tests/classes.
 """
 
 from __future__ import annotations
@@ -41,8 +44,10 @@ class Rule:
     access: Access
     body: dict[str, Any] | None = None
     query: dict[str, str] = field(default_factory=dict)
-    # The path names learner A's own assignment/conversation: only A may see it.
+    # The path names learner A's own assignment/conversation/class: only A may see it.
     owned_by_a: bool = False
+    # Sent as a multipart file upload (a CSV of addresses) instead of a JSON body.
+    upload: bool = False
 
 
 P, A, V, ADM = Access.PUBLIC, Access.ACCOUNT, Access.VERIFIED, Access.ADMIN
@@ -111,6 +116,39 @@ ACCESS: dict[str, Rule] = {
     "GET /api/v1/progress/history": Rule(V),
     "GET /api/v1/progress/achievements": Rule(V),
     "GET /api/v1/progress/export": Rule(V, query={"format": "json"}),
+    # classes (the {class_id} is a class learner A teaches)
+    "POST /api/v1/classes": Rule(V, {"name": "Matrix class"}),
+    "GET /api/v1/classes": Rule(V),
+    "GET /api/v1/classes/preview": Rule(V, query={"code": "NOPE2345"}),
+    "POST /api/v1/classes/join": Rule(V, {"code": "NOPE2345"}),
+    "POST /api/v1/classes/invites/accept": Rule(V, {"token": "not-a-real-token"}),
+    "GET /api/v1/classes/assignments": Rule(V),
+    "GET /api/v1/classes/{class_id}": Rule(V, owned_by_a=True),
+    "PATCH /api/v1/classes/{class_id}": Rule(V, {"name": "Renamed"}, owned_by_a=True),
+    "DELETE /api/v1/classes/{class_id}": Rule(V, owned_by_a=True),
+    "POST /api/v1/classes/{class_id}/leave": Rule(V, owned_by_a=True),
+    "GET /api/v1/classes/{class_id}/members": Rule(V, owned_by_a=True),
+    "DELETE /api/v1/classes/{class_id}/members/{user_id}": Rule(V, owned_by_a=True),
+    "PATCH /api/v1/classes/{class_id}/members/{user_id}": Rule(V, {"role": "ta"}, owned_by_a=True),
+    "GET /api/v1/classes/{class_id}/invites": Rule(V, owned_by_a=True),
+    "POST /api/v1/classes/{class_id}/invites": Rule(
+        V, {"emails": "matrix-invitee@example.com"}, owned_by_a=True
+    ),
+    "POST /api/v1/classes/{class_id}/invites/csv": Rule(V, owned_by_a=True, upload=True),
+    "GET /api/v1/classes/{class_id}/assignments": Rule(V, owned_by_a=True),
+    "POST /api/v1/classes/{class_id}/assignments": Rule(
+        V,
+        {
+            "title": "Matrix",
+            "skill": "functions",
+            "level": 1,
+            "count": 1,
+            "opens_at": "2026-01-01T00:00:00",
+            "due_at": "2030-01-01T00:00:00",
+        },
+        owned_by_a=True,
+    ),  # fmt: skip
+    "DELETE /api/v1/classes/{class_id}/assignments/{class_assignment_id}": Rule(V, owned_by_a=True),
     # administration
     "GET /api/v1/admin/usage": Rule(ADM),
     "GET /api/v1/admin/usage/users/{user_id}/budget": Rule(ADM),
@@ -156,6 +194,7 @@ class World:
     exercise_id: uuid.UUID
     a_assignment: uuid.UUID
     a_conversation: uuid.UUID
+    a_class: uuid.UUID
 
     async def headers(self, persona: str) -> dict[str, str]:
         if persona == "anonymous":
@@ -167,6 +206,23 @@ class World:
         r = await self.client.post(
             "/api/v1/conversations", json={}, headers=await self.headers("learner_a")
         )
+        assert r.status_code == 201, r.text
+        return uuid.UUID(r.json()["id"])
+
+    async def new_class_of_a(self) -> uuid.UUID:
+        r = await self.client.post(
+            "/api/v1/classes", json={"name": "A's class"}, headers=await self.headers("learner_a")
+        )
+        assert r.status_code == 201, r.text
+        return uuid.UUID(r.json()["id"])
+
+    async def new_class_assignment(self, class_id: uuid.UUID) -> uuid.UUID:
+        r = await self.client.post(
+            f"/api/v1/classes/{class_id}/assignments",
+            json={"title": "To withdraw", "exercise_ids": [str(self.exercise_id)],
+                  "opens_at": "2026-01-01T00:00:00", "due_at": "2030-01-01T00:00:00"},
+            headers=await self.headers("learner_a"),
+        )  # fmt: skip
         assert r.status_code == 201, r.text
         return uuid.UUID(r.json()["id"])
 
@@ -184,9 +240,12 @@ async def _world(client: httpx.AsyncClient, session: AsyncSession, res: Resource
     assert started.status_code == 200, started.text
     conversation = await client.post("/api/v1/conversations", json={}, headers=a)
     assert conversation.status_code == 201, conversation.text
+    taught = await client.post("/api/v1/classes", json={"name": "A teaches"}, headers=a)
+    assert taught.status_code == 201, taught.text
     return World(
         client, session, res, users, exercise.id,
         uuid.UUID(started.json()["id"]), uuid.UUID(conversation.json()["id"]),
+        uuid.UUID(taught.json()["id"]),
     )  # fmt: skip
 
 
@@ -197,14 +256,26 @@ async def _call(world: World, route: str, persona: str) -> httpx.Response:
     if method == "DELETE" and "{conversation_id}" in template:
         # Deleting must not take A's conversation away from the routes checked after it.
         conversation = await world.new_conversation_of_a()
+    taught = world.a_class
+    if method == "DELETE" and template.endswith("{class_id}"):
+        taught = await world.new_class_of_a()  # the class itself goes: use a fresh one
+    class_assignment = uuid.uuid4()
+    if "{class_assignment_id}" in template:
+        class_assignment = await world.new_class_assignment(taught)
     path = template.format(
         exercise_id=world.exercise_id,
         assignment_id=world.a_assignment,
         conversation_id=conversation,
         user_id=world.users["learner_a"].id,
+        class_id=taught,
+        class_assignment_id=class_assignment,
     )
+    headers = await world.headers(persona)
+    if rule.upload:
+        files = {"file": ("roster.csv", b"email\nmatrix-csv@example.com\n", "text/csv")}
+        return await world.client.request(method, path, files=files, headers=headers)
     return await world.client.request(
-        method, path, json=rule.body, params=rule.query, headers=await world.headers(persona)
+        method, path, json=rule.body, params=rule.query, headers=headers
     )
 
 

@@ -1,7 +1,7 @@
 """classes, memberships, invites and class assignments
 
 Revision ID: 345628aeff0d
-Revises: e5b2d8c41f07
+Revises: 3f9c2a7d1e64
 Create Date: 2026-12-05 17:00:55.289057+00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import koan.db
 
 revision: str = "345628aeff0d"
-down_revision: str | None = "e5b2d8c41f07"
+down_revision: str | None = "3f9c2a7d1e64"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

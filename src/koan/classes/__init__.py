@@ -1,0 +1,1 @@
+"""Classes: a teacher's course with a roster, class assignments, dashboards and tutor controls."""

@@ -1,0 +1,257 @@
+"""Class routes: classes, joining, the roster, class assignments and the teacher's dashboard."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, Response, UploadFile, status
+
+from koan.auth.deps import VerifiedUser
+from koan.auth.schemas import Message
+from koan.classes import repository, service
+from koan.classes.schemas import (
+    ClassAssignmentCreate,
+    ClassAssignmentList,
+    ClassAssignmentOut,
+    ClassCreate,
+    ClassList,
+    ClassOut,
+    ClassPreview,
+    ClassUpdate,
+    InviteAccept,
+    InviteInput,
+    InviteList,
+    InviteOut,
+    InviteResult,
+    JoinInput,
+    MemberList,
+    MemberOut,
+    RoleChange,
+)
+from koan.deps import ResourcesDep, SessionDep
+from koan.errors import BadRequest, PayloadTooLarge
+
+router = APIRouter(prefix="/classes", tags=["classes"])
+
+MAX_CSV_BYTES = 512 * 1024
+
+
+@router.post("", response_model=ClassOut, status_code=status.HTTP_201_CREATED)
+async def create_class(
+    data: ClassCreate, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> ClassOut:
+    """Create a class; the caller becomes its instructor."""
+    room = await service.create_class(session, res, user, data)
+    return await service.describe(session, res, room, "instructor")
+
+
+@router.get("", response_model=ClassList)
+async def my_classes(user: VerifiedUser, session: SessionDep, res: ResourcesDep) -> ClassList:
+    """The classes the caller belongs to, with their role in each."""
+    return ClassList(items=await service.my_classes(session, res, user))
+
+
+@router.get("/preview", response_model=ClassPreview)
+async def preview(
+    user: VerifiedUser,
+    session: SessionDep,
+    code: Annotated[str, Query(min_length=4, max_length=16)],
+) -> ClassPreview:
+    """What joining the class with this code means: who teaches it and what they will see."""
+    return await service.preview(session, user, code)
+
+
+@router.post("/join", response_model=ClassOut)
+async def join(
+    data: JoinInput, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> ClassOut:
+    """Join a class as a learner with its code (joining twice changes nothing)."""
+    member = await service.join(session, res, user, data.code)
+    return await service.describe(session, res, member.room, member.role)
+
+
+@router.post("/invites/accept", response_model=ClassOut)
+async def accept_invite(
+    data: InviteAccept, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> ClassOut:
+    """Join the class an invitation mailed to the caller's address is for."""
+    member = await service.accept_invite(session, res, user, data.token)
+    return await service.describe(session, res, member.room, member.role)
+
+
+@router.get("/assignments", response_model=ClassAssignmentList)
+async def my_assignments(
+    user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> ClassAssignmentList:
+    """The caller's class assignments in every class they learn in, due times in their zone."""
+    return ClassAssignmentList(items=await service.learner_assignments(session, res, user))
+
+
+@router.get("/{class_id}", response_model=ClassOut)
+async def get_class(
+    class_id: uuid.UUID, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> ClassOut:
+    """One class; staff also see its code, link and tutor settings."""
+    member = await service.member_of(session, user, class_id)
+    return await service.describe(session, res, member.room, member.role)
+
+
+@router.patch("/{class_id}", response_model=ClassOut)
+async def update_class(
+    class_id: uuid.UUID,
+    data: ClassUpdate,
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
+) -> ClassOut:
+    """Change the class's settings and tutor controls (instructors only)."""
+    member = await service.member_of(session, user, class_id, instructor=True)
+    room = await service.update_class(session, member, data)
+    return await service.describe(session, res, room, member.role)
+
+
+@router.delete("/{class_id}", response_model=Message)
+async def delete_class(class_id: uuid.UUID, user: VerifiedUser, session: SessionDep) -> Message:
+    """Delete the class (instructors only); learners keep all their work."""
+    member = await service.member_of(session, user, class_id, instructor=True)
+    await service.delete_class(session, member)
+    return Message(message="The class has been deleted; its learners keep their work.")
+
+
+@router.post("/{class_id}/leave", response_model=Message)
+async def leave(class_id: uuid.UUID, user: VerifiedUser, session: SessionDep) -> Message:
+    """Leave the class: out of its roster and gradebook; your own history stays yours."""
+    member = await service.member_of(session, user, class_id)
+    await service.leave(session, member, user)
+    return Message(message="You have left the class.")
+
+
+@router.get("/{class_id}/members", response_model=MemberList)
+async def members(class_id: uuid.UUID, user: VerifiedUser, session: SessionDep) -> MemberList:
+    """The class's members and their roles (staff only)."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    return MemberList(items=await service.roster_members(session, member))
+
+
+@router.delete("/{class_id}/members/{user_id}", response_model=Message)
+async def remove_member(
+    class_id: uuid.UUID, user_id: uuid.UUID, user: VerifiedUser, session: SessionDep
+) -> Message:
+    """Remove a member (staff; only instructors remove staff). Their work stays theirs."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    await service.remove_member(session, member, user_id)
+    return Message(message="The member has been removed from the class.")
+
+
+@router.patch("/{class_id}/members/{user_id}", response_model=MemberOut)
+async def change_role(
+    class_id: uuid.UUID,
+    user_id: uuid.UUID,
+    data: RoleChange,
+    user: VerifiedUser,
+    session: SessionDep,
+) -> MemberOut:
+    """Promote a learner to TA, or a TA back to learner (instructors only)."""
+    member = await service.member_of(session, user, class_id, instructor=True)
+    changed = await service.change_role(session, member, user_id, data.role)
+    account = await repository.user_by_id(session, changed.user_id)
+    assert account is not None
+    return MemberOut(
+        user_id=account.id, name=account.name, email=account.email,
+        role=changed.role, joined_at=changed.joined_at,
+    )  # fmt: skip
+
+
+@router.get("/{class_id}/invites", response_model=InviteList)
+async def invites(class_id: uuid.UUID, user: VerifiedUser, session: SessionDep) -> InviteList:
+    """Invitations sent, and whether they were accepted (staff only)."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    rows = await repository.invites(session, member.room.id)
+    return InviteList(items=[InviteOut.model_validate(i) for i in rows])
+
+
+@router.post("/{class_id}/invites", response_model=InviteResult)
+async def invite(
+    class_id: uuid.UUID,
+    data: InviteInput,
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
+) -> InviteResult:
+    """Invite a pasted list of addresses; each gets a mail with a link to join."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    addresses = service.emails_from_text(data.emails)
+    return await service.invite(session, res, member, user, addresses)
+
+
+@router.post("/{class_id}/invites/csv", response_model=InviteResult)
+async def invite_csv(
+    class_id: uuid.UUID,
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
+    file: Annotated[UploadFile, File(description="A CSV file with an email column.")],
+) -> InviteResult:
+    """Invite every address in an uploaded CSV file."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    raw = await file.read(MAX_CSV_BYTES + 1)
+    if len(raw) > MAX_CSV_BYTES:
+        raise PayloadTooLarge(f"The CSV file is limited to {MAX_CSV_BYTES // 1024} KB.")
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("The CSV file must be UTF-8 text.", code="BadCSV") from exc
+    addresses = service.emails_from_csv(content)
+    return await service.invite(session, res, member, user, addresses)
+
+
+@router.post(
+    "/{class_id}/assignments",
+    response_model=ClassAssignmentOut,
+    status_code=status.HTTP_201_CREATED,
+)
+async def create_assignment(
+    class_id: uuid.UUID,
+    data: ClassAssignmentCreate,
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
+) -> ClassAssignmentOut:
+    """Set a class assignment: chosen exercises, or N of a skill picked per learner. Times
+    without an offset are in the class's time zone."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    created = await service.create_assignment(session, res, member, user, data)
+    rows = await service.staff_assignments(session, res, member, user)
+    return next(a for a in rows if a.id == created.id)
+
+
+@router.get("/{class_id}/assignments", response_model=ClassAssignmentList)
+async def class_assignments(
+    class_id: uuid.UUID, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> ClassAssignmentList:
+    """Staff: every assignment of the class. Learners: their own, with their progress."""
+    member = await service.member_of(session, user, class_id)
+    if member.is_staff:
+        items = await service.staff_assignments(session, res, member, user)
+    else:
+        items = await service.learner_assignments(session, res, user, class_id=class_id)
+    return ClassAssignmentList(items=items)
+
+
+@router.delete("/{class_id}/assignments/{class_assignment_id}", response_model=Message)
+async def delete_assignment(
+    class_id: uuid.UUID, class_assignment_id: uuid.UUID, user: VerifiedUser, session: SessionDep
+) -> Message:
+    """Withdraw a class assignment (staff); learners' submissions stay."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    await service.delete_assignment(session, member, class_assignment_id)
+    return Message(message="The class assignment has been withdrawn.")
+
+
+def csv_response(content: str, filename: str) -> Response:
+    return Response(
+        content,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -1,0 +1,696 @@
+"""The rules of classes: who may do what, invitations, class assignments, dashboards, and the
+tutor policy a class sets for conversations about its exercises."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import re
+import secrets
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.adaptive import service as adaptive
+from koan.adaptive.selection import Candidate, choose_exercise
+from koan.auth.tokens import hash_token
+from koan.classes import repository
+from koan.classes.schemas import (
+    TEACHER_SEES,
+    ClassAssignmentCreate,
+    ClassAssignmentOut,
+    ClassCreate,
+    ClassOut,
+    ClassPreview,
+    ClassUpdate,
+    InviteResult,
+    ItemOut,
+    ItemStatus,
+    MemberOut,
+    TutorOut,
+)
+from koan.errors import BadRequest, Conflict, Forbidden, NotFound
+from koan.exercises import repository as exercises
+from koan.models import (
+    ClassAssignment,
+    ClassAssignmentItem,
+    ClassInvite,
+    ClassMembership,
+    ClassRoom,
+    Exercise,
+    User,
+)
+from koan.models.classes import STAFF_ROLES
+from koan.onboarding import repository as profiles
+from koan.resources import Resources
+
+# Unambiguous when read aloud or copied from a projector (no 0/O, 1/I/L).
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 8
+MAX_INVITES = 500
+# "Needs help": this many failed attempts at one exercise within the window, and no pass.
+FAILING_ATTEMPTS = 3
+FAILING_WINDOW = timedelta(hours=1)
+INACTIVE_AFTER = timedelta(days=2)
+ROSTER_SORTS = (
+    "name", "completed", "attempts", "hints_used", "tutor_messages", "assignments_done",
+    "last_active", "streak",
+)  # fmt: skip
+NO_CLASS = "There is no class with this id."
+
+
+# -- times --------------------------------------------------------------------------------
+
+
+def in_zone(moment: datetime, zone: str) -> datetime:
+    """`moment` as an aware UTC time: a naive one is read as wall time in `zone`."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(zone))
+    return moment.astimezone(UTC)
+
+
+def local_label(moment: datetime, zone: str) -> str:
+    """'2026-12-07 23:59 (Europe/Paris)': a time as the reader's clock shows it."""
+    return f"{moment.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} ({zone})"
+
+
+# -- access -------------------------------------------------------------------------------
+
+
+@dataclass
+class Membership:
+    room: ClassRoom
+    role: str
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF_ROLES
+
+
+async def member_of(
+    session: AsyncSession,
+    user: User,
+    class_id: uuid.UUID,
+    *,
+    staff: bool = False,
+    instructor: bool = False,
+) -> Membership:
+    """The caller's place in the class. Outsiders get 404 (a class they are not in does not
+    exist for them); a learner asking for staff pages, or a TA for an instructor's, gets 403."""
+    room = await repository.class_by_id(session, class_id)
+    found = None if room is None else await repository.membership(session, class_id, user.id)
+    if room is None or found is None:
+        raise NotFound(NO_CLASS)
+    if instructor and found.role != "instructor":
+        raise Forbidden("Only the class's instructors may do this.")
+    if staff and found.role not in STAFF_ROLES:
+        raise Forbidden("Only the class's instructors and TAs may see this.")
+    return Membership(room, found.role)
+
+
+async def skips_onboarding(session: AsyncSession, user: User) -> bool:
+    """Administrators and instructors are not sent through the learner interview."""
+    if user.is_admin:
+        return True
+    return any(role == "instructor" for _, role in await repository.classes_of(session, user.id))
+
+
+# -- classes ------------------------------------------------------------------------------
+
+
+def join_link(res: Resources, room: ClassRoom) -> str:
+    return f"{res.settings.base_url.rstrip('/')}/classes/join?code={room.join_code}"
+
+
+def tutor_out(room: ClassRoom) -> TutorOut:
+    return TutorOut(
+        strictness=room.tutor_strictness,
+        instructions=room.tutor_instructions,
+        avoid=list(room.tutor_avoid or []),
+        off=room.tutor_off,
+        off_from=room.tutor_off_from,
+        off_until=room.tutor_off_until,
+        off_reason=room.tutor_off_reason,
+        learner_daily_budget_usd=room.learner_daily_budget_usd,
+        class_daily_cap_usd=room.class_daily_cap_usd,
+    )
+
+
+async def describe(
+    session: AsyncSession, res: Resources, room: ClassRoom, role: str, *, counts: bool = True
+) -> ClassOut:
+    staff = role in STAFF_ROLES
+    return ClassOut(
+        id=room.id,
+        name=room.name,
+        role=role,
+        timezone=room.timezone,
+        starts_at=room.starts_at,
+        ends_at=room.ends_at,
+        join_code=room.join_code if staff else None,
+        join_link=join_link(res, room) if staff else None,
+        tutor=tutor_out(room) if staff else None,
+        members=await repository.member_count(session, room.id) if staff and counts else None,
+    )
+
+
+async def _new_code(session: AsyncSession) -> str:
+    while True:
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        if not await repository.code_taken(session, code):
+            return code
+
+
+async def create_class(
+    session: AsyncSession, res: Resources, user: User, data: ClassCreate
+) -> ClassRoom:
+    """A new class with `user` as its instructor."""
+    if res.settings.class_creators == "admins" and not user.is_admin:
+        raise Forbidden("On this server only administrators may create classes.")
+    room = ClassRoom(
+        name=data.name,
+        join_code=await _new_code(session),
+        timezone=data.timezone,
+        starts_at=in_zone(data.starts_at, data.timezone) if data.starts_at else None,
+        ends_at=in_zone(data.ends_at, data.timezone) if data.ends_at else None,
+        tutor_avoid=[],
+        created_by=user.id,
+    )
+    _check_dates(room)
+    session.add(room)
+    await session.flush()
+    session.add(ClassMembership(class_id=room.id, user_id=user.id, role="instructor"))
+    await session.flush()
+    return room
+
+
+def _check_dates(room: ClassRoom) -> None:
+    if room.starts_at and room.ends_at and room.ends_at <= room.starts_at:
+        raise BadRequest("The class must end after it starts.", code="InvalidDates")
+    if (room.tutor_off_from is None) != (room.tutor_off_until is None):
+        raise BadRequest("An exam window needs both off_from and off_until.", code="InvalidDates")
+    if room.tutor_off_from and room.tutor_off_until and room.tutor_off_until <= room.tutor_off_from:
+        raise BadRequest("The exam window must end after it starts.", code="InvalidDates")
+
+
+async def my_classes(session: AsyncSession, res: Resources, user: User) -> list[ClassOut]:
+    return [
+        await describe(session, res, room, role, counts=False)
+        for room, role in await repository.classes_of(session, user.id)
+    ]
+
+
+async def update_class(session: AsyncSession, member: Membership, data: ClassUpdate) -> ClassRoom:
+    room = member.room
+    changes = data.model_dump(exclude_unset=True)
+    if "name" in changes and data.name:
+        room.name = data.name
+    if "timezone" in changes and data.timezone:
+        room.timezone = data.timezone
+    if "starts_at" in changes:
+        room.starts_at = in_zone(data.starts_at, room.timezone) if data.starts_at else None
+    if "ends_at" in changes:
+        room.ends_at = in_zone(data.ends_at, room.timezone) if data.ends_at else None
+    if data.tutor is not None:
+        tutor = data.tutor
+        given = tutor.model_dump(exclude_unset=True)
+        if "strictness" in given:
+            room.tutor_strictness = tutor.strictness
+        if "instructions" in given:
+            room.tutor_instructions = (tutor.instructions or "").strip()
+        if "avoid" in given:
+            room.tutor_avoid = [w for w in (tutor.avoid or []) if w]
+        if "off" in given:
+            room.tutor_off = bool(tutor.off)
+        if "off_from" in given:
+            room.tutor_off_from = in_zone(tutor.off_from, room.timezone) if tutor.off_from else None
+        if "off_until" in given:
+            room.tutor_off_until = (
+                in_zone(tutor.off_until, room.timezone) if tutor.off_until else None
+            )
+        if "off_reason" in given:
+            room.tutor_off_reason = tutor.off_reason or ""
+        if "learner_daily_budget_usd" in given:
+            room.learner_daily_budget_usd = tutor.learner_daily_budget_usd
+        if "class_daily_cap_usd" in given:
+            room.class_daily_cap_usd = tutor.class_daily_cap_usd
+    _check_dates(room)
+    await session.flush()
+    return room
+
+
+async def delete_class(session: AsyncSession, member: Membership) -> None:
+    """The class, its roster and its assignments go; learners' work stays theirs."""
+    await repository.delete_class(session, member.room.id)
+
+
+# -- joining and leaving ------------------------------------------------------------------
+
+
+def _normal_code(code: str) -> str:
+    return re.sub(r"[\s-]", "", code).upper()
+
+
+async def _class_by_code(session: AsyncSession, code: str) -> ClassRoom:
+    room = await repository.class_by_code(session, _normal_code(code))
+    if room is None:
+        raise NotFound("No class has this code; check it with your teacher.", code="NoSuchClass")
+    return room
+
+
+async def preview(session: AsyncSession, user: User, code: str) -> ClassPreview:
+    room = await _class_by_code(session, code)
+    staff = await repository.members(session, room.id, role="instructor")
+    return ClassPreview(
+        id=room.id,
+        name=room.name,
+        instructors=[u.name for _, u in staff],
+        teacher_sees=list(TEACHER_SEES),
+        already_member=await repository.membership(session, room.id, user.id) is not None,
+    )
+
+
+async def _join(
+    session: AsyncSession, room: ClassRoom, user: User, now: datetime
+) -> ClassMembership:
+    existing = await repository.membership(session, room.id, user.id)
+    if existing is not None:
+        return existing
+    joined = ClassMembership(class_id=room.id, user_id=user.id, role="learner", joined_at=now)
+    session.add(joined)
+    await session.flush()
+    return joined
+
+
+async def join(session: AsyncSession, res: Resources, user: User, code: str) -> Membership:
+    room = await _class_by_code(session, code)
+    joined = await _join(session, room, user, res.clock.now())
+    return Membership(room, joined.role)
+
+
+async def accept_invite(
+    session: AsyncSession, res: Resources, user: User, token: str
+) -> Membership:
+    invite = await repository.invite_by_token(session, hash_token(token))
+    if invite is None or invite.email != user.email:
+        raise NotFound(
+            "This invitation is not for this account: log in with the address it was sent to.",
+            code="NoSuchInvite",
+        )
+    room = await repository.class_by_id(session, invite.class_id)
+    if room is None:  # pragma: no cover - the invite goes with its class
+        raise NotFound(NO_CLASS)
+    now = res.clock.now()
+    joined = await _join(session, room, user, now)
+    if invite.status != "accepted":
+        invite.status = "accepted"
+        invite.accepted_at = now
+        await session.flush()
+    return Membership(room, joined.role)
+
+
+async def leave(session: AsyncSession, member: Membership, user: User) -> None:
+    """Out of the roster and gradebook; the learner's own work and history stay."""
+    if member.role == "instructor":
+        instructors = await repository.members(session, member.room.id, role="instructor")
+        if len(instructors) <= 1:
+            raise Conflict(
+                "You are the class's only instructor: promote another first, or delete the class.",
+                code="LastInstructor",
+            )
+    await repository.remove_member(session, member.room.id, user.id)
+
+
+# -- roster -------------------------------------------------------------------------------
+
+
+async def roster_members(session: AsyncSession, member: Membership) -> list[MemberOut]:
+    return [
+        MemberOut(
+            user_id=u.id,
+            name=u.name,
+            email=u.email,
+            role=m.role,
+            joined_at=m.joined_at,
+        )  # fmt: skip
+        for m, u in await repository.members(session, member.room.id)
+    ]
+
+
+_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+def emails_from_text(raw: str) -> list[str]:
+    """Addresses from a pasted list (commas, semicolons, spaces or lines), "Name <a@b>" too."""
+    found: list[str] = []
+    for part in _SEPARATORS.split(raw.replace("<", " ").replace(">", " ")):
+        if "@" in part:
+            found.append(part.strip().strip("\"'"))
+    return found
+
+
+def emails_from_csv(content: str) -> list[str]:
+    """Addresses from a CSV file: every cell that looks like one (a header row is skipped)."""
+    found: list[str] = []
+    for row in csv.reader(io.StringIO(content)):
+        found.extend(cell.strip() for cell in row if "@" in cell)
+    return found
+
+
+def _split_valid(candidates: Iterable[str]) -> tuple[list[str], list[str]]:
+    valid: list[str] = []
+    invalid: list[str] = []
+    for raw in candidates:
+        try:
+            email = validate_email(raw, check_deliverability=False).normalized.lower()
+        except EmailNotValidError:
+            invalid.append(raw[:320])
+            continue
+        if email not in valid:
+            valid.append(email)
+    return valid, invalid
+
+
+def invite_mail(*, class_name: str, teacher: str, link: str) -> tuple[str, str]:
+    return (
+        f"{teacher} invites you to the class {class_name} on Koan",
+        f'Hello,\n\n{teacher} invites you to join the class "{class_name}" on Koan, a coding '
+        f"tutor with daily exercises.\n\nTo join, open this link (sign up first with this "
+        f"address if you have no account yet):\n\n{link}\n\nBefore you join you will see what "
+        "your teacher can see of your work. If you did not expect this mail, ignore it.\n",
+    )
+
+
+async def invite(
+    session: AsyncSession,
+    res: Resources,
+    member: Membership,
+    inviter: User,
+    addresses: Sequence[str],
+) -> InviteResult:
+    """Mail an invitation link to each new address; members and pending invites are kept."""
+    valid, invalid = _split_valid(addresses)
+    if len(valid) > MAX_INVITES:
+        raise BadRequest(f"At most {MAX_INVITES} invitations at once.", code="TooManyInvites")
+    if not valid and not invalid:
+        raise BadRequest("No email addresses found.", code="NoAddresses")
+    room = member.room
+    accounts = await repository.users_by_emails(session, valid)
+    existing = {i.email: i for i in await repository.invites(session, room.id)}
+    result = InviteResult(invited=[], already_members=[], already_invited=[], invalid=invalid)
+    for email in valid:
+        account = accounts.get(email)
+        if account is not None and await repository.membership(session, room.id, account.id):
+            result.already_members.append(email)
+            continue
+        if email in existing:
+            result.already_invited.append(email)
+            continue
+        token = secrets.token_urlsafe(32)
+        session.add(
+            ClassInvite(
+                class_id=room.id, email=email, token_hash=hash_token(token),
+                invited_by=inviter.id, created_at=res.clock.now(),
+            )
+        )  # fmt: skip
+        link = f"{res.settings.base_url.rstrip('/')}/classes/invite?token={token}"
+        subject, body = invite_mail(class_name=room.name, teacher=inviter.name, link=link)
+        await res.mailer.send(session, to=email, subject=subject, body=body)
+        result.invited.append(email)
+    await session.flush()
+    return result
+
+
+async def remove_member(session: AsyncSession, member: Membership, target_id: uuid.UUID) -> None:
+    target = await repository.membership(session, member.room.id, target_id)
+    if target is None:
+        raise NotFound("This account is not a member of the class.")
+    if target.role in STAFF_ROLES and member.role != "instructor":
+        raise Forbidden("Only instructors may remove an instructor or a TA.")
+    if target.role == "instructor":
+        instructors = await repository.members(session, member.room.id, role="instructor")
+        if len(instructors) <= 1:
+            raise Conflict("A class keeps at least one instructor.", code="LastInstructor")
+    await repository.remove_member(session, member.room.id, target_id)
+
+
+async def change_role(
+    session: AsyncSession, member: Membership, target_id: uuid.UUID, role: str
+) -> ClassMembership:
+    target = await repository.membership(session, member.room.id, target_id)
+    if target is None:
+        raise NotFound("This account is not a member of the class.")
+    if target.role == "instructor":
+        raise Conflict("An instructor's role is not changed here.", code="IsInstructor")
+    target.role = role
+    await session.flush()
+    return target
+
+
+async def add_member(
+    session: AsyncSession, res: Resources, room: ClassRoom, user: User, role: str
+) -> ClassMembership:
+    """Put an account in a class with a role (the command line's `koan classes add`)."""
+    found = await repository.membership(session, room.id, user.id)
+    if found is None:
+        found = ClassMembership(
+            class_id=room.id, user_id=user.id, role=role, joined_at=res.clock.now()
+        )
+        session.add(found)
+    else:
+        found.role = role
+    await session.flush()
+    return found
+
+
+# -- class assignments --------------------------------------------------------------------
+
+
+async def create_assignment(
+    session: AsyncSession,
+    res: Resources,
+    member: Membership,
+    user: User,
+    data: ClassAssignmentCreate,
+) -> ClassAssignment:
+    room = member.room
+    opens_at = in_zone(data.opens_at, room.timezone)
+    due_at = in_zone(data.due_at, room.timezone)
+    if due_at <= opens_at:
+        raise BadRequest("The due time must be after the opening time.", code="InvalidDates")
+    adaptive_kind = data.exercise_ids is None
+    assignment = ClassAssignment(
+        class_id=room.id,
+        title=data.title,
+        kind="adaptive" if adaptive_kind else "exercises",
+        skill=data.skill,
+        level=data.level,
+        count=data.count or len(data.exercise_ids or []),
+        language=data.language,
+        opens_at=opens_at,
+        due_at=due_at,
+        created_by=user.id,
+        created_at=res.clock.now(),
+    )
+    if adaptive_kind:
+        pool = await _pool(session, data.language or "python", data.skill or "", data.level or 1)
+        if not pool:
+            raise BadRequest(
+                f"The bank has no {data.language or 'python'} exercise of skill '{data.skill}' "
+                f"at level {data.level}.",
+                code="NoExercises",
+            )
+    session.add(assignment)
+    await session.flush()
+    if not adaptive_kind:
+        ids = list(dict.fromkeys(data.exercise_ids or []))
+        known = await repository.exercise_titles(session, ids)
+        missing = [str(i) for i in ids if i not in known]
+        if missing:
+            raise NotFound(f"There is no exercise with id {', '.join(missing)}.")
+        for position, exercise_id in enumerate(ids):
+            session.add(
+                ClassAssignmentItem(
+                    class_assignment_id=assignment.id, class_id=room.id,
+                    exercise_id=exercise_id, position=position,
+                )
+            )  # fmt: skip
+        await session.flush()
+    return assignment
+
+
+async def delete_assignment(
+    session: AsyncSession, member: Membership, assignment_id: uuid.UUID
+) -> None:
+    found = await repository.class_assignment(session, member.room.id, assignment_id)
+    if found is None:
+        raise NotFound("There is no class assignment with this id.")
+    await session.delete(found)
+    await session.flush()
+
+
+async def _pool(session: AsyncSession, language: str, skill: str, level: int) -> list[Exercise]:
+    bank = await exercises.candidates(session, language=language)
+    return [e for e in bank if skill in e.skills and e.difficulty == level]
+
+
+async def _pick_for(
+    session: AsyncSession, res: Resources, assignment: ClassAssignment, user: User
+) -> list[ClassAssignmentItem]:
+    """The adaptive engine's `count` picks of the assignment's skill and level for `user`."""
+    pool = await _pool(
+        session, assignment.language or "python", assignment.skill or "", assignment.level or 1
+    )
+    if not pool:
+        return []
+    profile = await profiles.profile_for(session, user)
+    ratings = await adaptive.learner_ratings(session, user, profile)
+    now = res.clock.now()
+    rng = random.Random(f"{user.id}:{assignment.id}")
+    candidates = [
+        Candidate(id=str(e.id), skills=tuple(e.skills), item=adaptive.item_of(e)) for e in pool
+    ]
+    picked: list[ClassAssignmentItem] = []
+    while candidates and len(picked) < assignment.count:
+        choice = choose_exercise(
+            candidates, ratings, now=now, target=res.settings.adaptive_target_success,
+            rng=rng, experience=profile.experience,
+        )  # fmt: skip
+        candidates = [c for c in candidates if c.id != choice.candidate.id]
+        item = ClassAssignmentItem(
+            class_assignment_id=assignment.id, class_id=assignment.class_id,
+            exercise_id=uuid.UUID(choice.candidate.id), user_id=user.id, position=len(picked),
+        )  # fmt: skip
+        session.add(item)
+        picked.append(item)
+    await session.flush()
+    return picked
+
+
+def item_status(stat: repository.WorkStat | None, due_at: datetime) -> ItemStatus:
+    if stat is None:
+        return "not_started"
+    if stat.first_pass_at is not None:
+        return "late" if stat.first_pass_at > due_at else "passed"
+    return "attempted"
+
+
+def overall_status(statuses: Sequence[ItemStatus]) -> ItemStatus:
+    """An assignment's status from its exercises': passed only when every one is."""
+    if statuses and all(s in ("passed", "late") for s in statuses):
+        return "late" if "late" in statuses else "passed"
+    if any(s != "not_started" for s in statuses):
+        return "attempted"
+    return "not_started"
+
+
+@dataclass
+class _Learning:
+    room: ClassRoom
+    assignments: list[ClassAssignment]
+    items: dict[uuid.UUID, list[ClassAssignmentItem]] = field(default_factory=dict)
+
+
+async def learner_assignments(
+    session: AsyncSession, res: Resources, user: User, *, class_id: uuid.UUID | None = None
+) -> list[ClassAssignmentOut]:
+    """The learner's class assignments (opened ones), with due times in their own time zone
+    and each exercise's status; adaptive picks are made on first sight."""
+    now = res.clock.now()
+    out: list[ClassAssignmentOut] = []
+    for room, role in await repository.classes_of(session, user.id):
+        if role != "learner" or (class_id is not None and room.id != class_id):
+            continue
+        assignments = [
+            a for a in await repository.class_assignments(session, room.id) if a.opens_at <= now
+        ]
+        if not assignments:
+            continue
+        by_assignment: dict[uuid.UUID, list[ClassAssignmentItem]] = {}
+        for item in await repository.items(session, room.id, user_id=user.id):
+            by_assignment.setdefault(item.class_assignment_id, []).append(item)
+        for a in assignments:
+            if a.kind == "adaptive" and a.id not in by_assignment and a.due_at > now:
+                by_assignment[a.id] = await _pick_for(session, res, a, user)
+        stats = await repository.work_stats(session, room.id, user_id=user.id)
+        ids = {i.exercise_id for items in by_assignment.values() for i in items}
+        titles = await repository.exercise_titles(session, list(ids))
+        for a in assignments:
+            items_out = []
+            for item in by_assignment.get(a.id, []):
+                stat = stats.get((user.id, item.exercise_id))
+                slug, title, _ = titles.get(item.exercise_id, ("", "", 0))
+                items_out.append(
+                    ItemOut(
+                        exercise_id=item.exercise_id, slug=slug, title=title,
+                        status=item_status(stat, a.due_at),
+                        attempts=stat.attempts if stat else 0,
+                        passed_at=stat.first_pass_at if stat else None,
+                    )
+                )  # fmt: skip
+            out.append(_assignment_out(a, room, user.timezone, now, items_out))
+    out.sort(key=lambda a: a.due_at)
+    return out
+
+
+def _assignment_out(
+    a: ClassAssignment, room: ClassRoom, zone: str, now: datetime, items: list[ItemOut] | None
+) -> ClassAssignmentOut:
+    return ClassAssignmentOut(
+        id=a.id,
+        class_id=room.id,
+        class_name=room.name,
+        title=a.title,
+        kind=a.kind,
+        skill=a.skill,
+        level=a.level,
+        count=a.count,
+        opens_at=a.opens_at,
+        due_at=a.due_at,
+        due_local=local_label(a.due_at, zone),
+        is_open=a.opens_at <= now < a.due_at,
+        status=overall_status([i.status for i in items]) if items is not None else None,
+        items=items or [],
+    )
+
+
+async def staff_assignments(
+    session: AsyncSession, res: Resources, member: Membership, viewer: User
+) -> list[ClassAssignmentOut]:
+    now = res.clock.now()
+    room = member.room
+    everyone: dict[uuid.UUID, list[ClassAssignmentItem]] = {}
+    for item in await repository.items(session, room.id):
+        if item.user_id is None:
+            everyone.setdefault(item.class_assignment_id, []).append(item)
+    ids = {i.exercise_id for items in everyone.values() for i in items}
+    titles = await repository.exercise_titles(session, list(ids))
+    out = []
+    for a in await repository.class_assignments(session, room.id):
+        row = _assignment_out(a, room, viewer.timezone, now, None)
+        row.items = [
+            ItemOut(
+                exercise_id=i.exercise_id,
+                slug=titles.get(i.exercise_id, ("", "", 0))[0],
+                title=titles.get(i.exercise_id, ("", "", 0))[1],
+                status="not_started",
+                attempts=0,
+                passed_at=None,
+            )  # fmt: skip
+            for i in everyone.get(a.id, [])
+        ]
+        out.append(row)
+    return out
+
+
+async def open_assignment_exercises(
+    session: AsyncSession, user_id: uuid.UUID, now: datetime
+) -> set[uuid.UUID]:
+    """Exercises of a class assignment open for `user_id` now (the daily pick leaves them)."""
+    return await repository.open_class_exercise_ids(session, user_id, now)

@@ -1,0 +1,186 @@
+"""Class assignments: chosen or adaptive exercises, due times in the learner's zone, late work."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.resources import Resources
+from tests.classes.helpers import create_course
+from tests.fixtures.factories import ADD_SOLUTION, create_exercise
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+async def test_learners_see_class_assignments_with_the_due_time_in_their_own_zone(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(
+        client, session, resources, learners=1, timezone="America/New_York"
+    )
+    exercise = await create_exercise(session)
+    made = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={
+            "title": "Week 1",
+            "exercise_ids": [str(exercise.id)],
+            "opens_at": "2026-01-05T09:00:00",
+            "due_at": "2030-01-12T23:59:00",  # New York wall time
+        },
+        headers=course.headers["instructor"],
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["due_at"].startswith("2030-01-13T04:59:00")
+    r = await client.get("/api/v1/classes/assignments", headers=course.headers["learner0"])
+    assert r.status_code == 200, r.text
+    (item,) = r.json()["items"]
+    # The learner (onboarded in Europe/Paris) reads it on their own clock.
+    assert item["due_local"] == "2030-01-13 05:59 (Europe/Paris)"
+    assert item["is_open"] is True
+    assert item["status"] == "not_started"
+    assert [i["exercise_id"] for i in item["items"]] == [str(exercise.id)]
+
+
+async def test_an_assignment_that_has_not_opened_is_not_shown_to_learners(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=1)
+    exercise = await create_exercise(session)
+    later = datetime.now(UTC) + timedelta(days=3)
+    await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "Later", "exercise_ids": [str(exercise.id)],
+              "opens_at": _iso(later), "due_at": _iso(later + timedelta(days=7))},
+        headers=course.headers["instructor"],
+    )  # fmt: skip
+    r = await client.get("/api/v1/classes/assignments", headers=course.headers["learner0"])
+    assert r.json()["items"] == []
+
+
+async def test_a_submission_after_the_due_time_is_accepted_and_marked_late(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=1)
+    exercise = await create_exercise(session)
+    now = datetime.now(UTC)
+    made = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "Past", "exercise_ids": [str(exercise.id)],
+              "opens_at": _iso(now - timedelta(days=3)), "due_at": _iso(now - timedelta(days=1))},
+        headers=course.headers["instructor"],
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    h = course.headers["learner0"]
+    submitted = await client.post(
+        f"/api/v1/exercises/{exercise.id}/submissions", json={"code": ADD_SOLUTION}, headers=h
+    )
+    assert submitted.status_code == 201
+    assert submitted.json()["status"] == "passed"
+    (item,) = (await client.get(f"/api/v1/classes/{course.id}/assignments", headers=h)).json()[
+        "items"
+    ]
+    assert item["is_open"] is False
+    assert item["status"] == "late"
+    assert item["items"][0]["status"] == "late"
+
+
+async def test_an_adaptive_assignment_picks_n_exercises_of_the_skill_and_level_per_learner(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=2)
+    skill = f"skill-{course.code.lower()}"
+    pool = {
+        str((await create_exercise(session, skills=[skill], difficulty=2)).id) for _ in range(4)
+    }
+    await create_exercise(session, skills=[skill], difficulty=3)  # another level: never picked
+    now = datetime.now(UTC)
+    made = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "Practice", "skill": skill, "level": 2, "count": 2,
+              "opens_at": _iso(now - timedelta(hours=1)), "due_at": _iso(now + timedelta(days=2))},
+        headers=course.headers["instructor"],
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    for n in range(2):
+        h = course.headers[f"learner{n}"]
+        first = (await client.get("/api/v1/classes/assignments", headers=h)).json()["items"][0]
+        picked = [i["exercise_id"] for i in first["items"]]
+        assert len(picked) == 2
+        assert set(picked) <= pool
+        # The picks are kept: the learner sees the same exercises again.
+        again = (await client.get("/api/v1/classes/assignments", headers=h)).json()["items"][0]
+        assert [i["exercise_id"] for i in again["items"]] == picked
+
+
+async def test_an_adaptive_assignment_with_nothing_to_pick_is_refused(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=0)
+    now = datetime.now(UTC)
+    r = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "Nothing", "skill": "no-such-skill", "level": 5, "count": 2,
+              "opens_at": _iso(now), "due_at": _iso(now + timedelta(days=1))},
+        headers=course.headers["instructor"],
+    )  # fmt: skip
+    assert r.status_code == 400
+    assert r.json()["error"] == "NoExercises"
+
+
+async def test_an_assignment_needs_one_kind_and_a_due_time_after_it_opens(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=0)
+    exercise = await create_exercise(session)
+    h = course.headers["instructor"]
+    url = f"/api/v1/classes/{course.id}/assignments"
+    both = await client.post(
+        url,
+        json={"title": "X", "exercise_ids": [str(exercise.id)], "skill": "loops", "level": 1,
+              "count": 1, "opens_at": "2026-01-01T00:00:00", "due_at": "2026-01-02T00:00:00"},
+        headers=h,
+    )  # fmt: skip
+    assert both.status_code == 422
+    backwards = await client.post(
+        url,
+        json={"title": "X", "exercise_ids": [str(exercise.id)],
+              "opens_at": "2026-01-02T00:00:00", "due_at": "2026-01-01T00:00:00"},
+        headers=h,
+    )  # fmt: skip
+    assert backwards.status_code == 400
+    learner_tries = await create_course(client, session, resources, learners=1)
+    refused = await client.post(
+        f"/api/v1/classes/{learner_tries.id}/assignments",
+        json={"title": "X", "exercise_ids": [str(exercise.id)],
+              "opens_at": "2026-01-01T00:00:00", "due_at": "2026-01-02T00:00:00"},
+        headers=learner_tries.headers["learner0"],
+    )  # fmt: skip
+    assert refused.status_code == 403
+
+
+async def test_the_daily_exercise_is_never_part_of_an_open_class_assignment(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=1)
+    h = course.headers["learner0"]
+    made_here = [await create_exercise(session) for _ in range(3)]
+    bank = (await client.get("/api/v1/exercises", params={"language": "python", "limit": 100},
+                             headers=h)).json()["items"]  # fmt: skip
+    # The test's database holds only this test's exercises: the picker has these three.
+    assert {e["id"] for e in bank} == {str(e.id) for e in made_here}
+    set_for_class = [str(e.id) for e in made_here[:2]]
+    now = datetime.now(UTC)
+    made = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "Two", "exercise_ids": set_for_class,
+              "opens_at": _iso(now - timedelta(hours=1)), "due_at": _iso(now + timedelta(days=1))},
+        headers=course.headers["instructor"],
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    daily = await client.get("/api/v1/exercises/daily", headers=h)
+    assert daily.status_code == 200, daily.text
+    assert daily.json()["exercise"]["id"] == str(made_here[2].id)
