@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import service as adaptive
 from koan.adaptive.selection import Candidate, choose_exercise
-from koan.auth.tokens import hash_token
 from koan.classes import repository
 from koan.classes.schemas import (
     TEACHER_SEES,
@@ -47,8 +46,9 @@ from koan.models import (
     User,
 )
 from koan.models.classes import STAFF_ROLES
-from koan.onboarding import repository as profiles
+from koan.onboarding import service as profiles
 from koan.resources import Resources
+from koan.security import hash_token
 
 # Unambiguous when read aloud or copied from a projector (no 0/O, 1/I/L).
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -549,7 +549,7 @@ async def _pick_for(
     )
     if not pool:
         return []
-    profile = await profiles.profile_for(session, user)
+    profile = await profiles.profile_of(session, user)
     ratings = await adaptive.learner_ratings(session, user, profile)
     now = res.clock.now()
     rng = random.Random(f"{user.id}:{assignment.id}")
