@@ -56,7 +56,8 @@ async def start(
 ) -> Conversation:
     title = ""
     if exercise_id is not None:
-        exercise = await exercises.exercise_by_id(session, exercise_id)
+        viewer = None if user.role == "admin" else user.id
+        exercise = await exercises.visible_exercise(session, exercise_id, viewer)
         if exercise is None:
             raise NotFound("There is no exercise with this id.", code="ExerciseNotFound")
         title = exercise.title

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -14,8 +14,30 @@ from koan.models import Assignment, Exercise, ExerciseSkill, Submission
 from koan.models.exercise import OPEN_STATUSES
 
 
+def visible_to(user_id: uuid.UUID | None) -> ColumnElement[bool]:
+    """Exercises this learner may see: authored or approved ones, and what was written for
+    them. `None` (an admin, a command line) sees every exercise."""
+    if user_id is None:
+        return true()
+    return or_(
+        Exercise.source != "generated",
+        Exercise.approved_at.is_not(None),
+        Exercise.owner_id == user_id,
+    )
+
+
 async def exercise_by_id(session: AsyncSession, exercise_id: uuid.UUID) -> Exercise | None:
     return await session.get(Exercise, exercise_id)
+
+
+async def visible_exercise(
+    session: AsyncSession, exercise_id: uuid.UUID, user_id: uuid.UUID | None
+) -> Exercise | None:
+    """The exercise, if `user_id` may see it (see `visible_to`)."""
+    exercise = await session.get(Exercise, exercise_id)
+    if exercise is None or user_id is None or exercise.authored:
+        return exercise
+    return exercise if exercise.approved_at or exercise.owner_id == user_id else None
 
 
 async def exercises_by_slug(session: AsyncSession, slugs: Sequence[str]) -> dict[str, Exercise]:
@@ -39,8 +61,14 @@ def catalogue_query(
     difficulty: int | None,
     after: tuple[int, str] | None,
     limit: int,
+    viewer: uuid.UUID | None = None,
 ) -> Select[Exercise]:
-    query = select(Exercise).order_by(Exercise.difficulty, Exercise.slug).limit(limit)
+    query = (
+        select(Exercise)
+        .where(visible_to(viewer))
+        .order_by(Exercise.difficulty, Exercise.slug)
+        .limit(limit)
+    )
     if language:
         query = query.where(Exercise.language == language)
     if difficulty:
@@ -68,16 +96,24 @@ async def catalogue(
     difficulty: int | None,
     after: tuple[int, str] | None,
     limit: int,
+    viewer: uuid.UUID | None,
 ) -> Sequence[Exercise]:
     query = catalogue_query(
-        language=language, skill=skill, difficulty=difficulty, after=after, limit=limit
-    )
+        language=language, skill=skill, difficulty=difficulty, after=after, limit=limit,
+        viewer=viewer,
+    )  # fmt: skip
     return (await session.execute(query)).scalars().all()
 
 
-async def candidates(session: AsyncSession, *, language: str) -> Sequence[Exercise]:
-    """Every exercise in a language: what the daily pick chooses from."""
-    query = select(Exercise).where(Exercise.language == language).order_by(Exercise.slug)
+async def candidates(
+    session: AsyncSession, *, language: str, viewer: uuid.UUID
+) -> Sequence[Exercise]:
+    """Every exercise in a language the learner may see: what the daily pick chooses from."""
+    query = (
+        select(Exercise)
+        .where(Exercise.language == language, visible_to(viewer))
+        .order_by(Exercise.slug)
+    )
     return (await session.execute(query)).scalars().all()
 
 

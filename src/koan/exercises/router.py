@@ -43,7 +43,13 @@ async def catalogue(
 ) -> ExercisePage:
     """Browse the exercise bank, easiest first."""
     return await service.catalogue(
-        session, language=language, skill=skill, difficulty=difficulty, limit=limit, cursor=cursor
+        session,
+        user,
+        language=language,
+        skill=skill,
+        difficulty=difficulty,
+        limit=limit,
+        cursor=cursor,
     )
 
 
@@ -63,7 +69,7 @@ async def get_exercise(
     exercise_id: uuid.UUID, user: VerifiedUser, session: SessionDep
 ) -> ExerciseDetail:
     """One exercise: statement and starter code (never the solution or the tests)."""
-    return service.detail(await service.get_exercise(session, exercise_id))
+    return service.detail(await service.get_exercise(session, exercise_id, user))
 
 
 @router.post("/exercises/{exercise_id}/start", response_model=AssignmentOut)
@@ -71,7 +77,7 @@ async def start(
     exercise_id: uuid.UUID, user: VerifiedUser, session: SessionDep, res: ResourcesDep
 ) -> AssignmentOut:
     """Practise this exercise (or resume it within 48 hours of skipping it)."""
-    exercise = await service.get_exercise(session, exercise_id)
+    exercise = await service.get_exercise(session, exercise_id, user)
     return service.assignment_out(await lifecycle.start(session, res, user, exercise))
 
 
@@ -97,7 +103,7 @@ async def submit(
     res: ResourcesDep,
 ) -> SubmissionOut:
     """Grade code against the exercise's tests; the submission is stored before grading."""
-    exercise = await service.get_exercise(session, exercise_id)
+    exercise = await service.get_exercise(session, exercise_id, user)
     graded = await submitting.submit(session, res, user, exercise, data.code)
     return submitting.submission_out(graded.submission, graded.achievements_unlocked)
 
@@ -111,7 +117,7 @@ async def submissions(
     cursor: Cursor = None,
 ) -> SubmissionPage:
     """The learner's own submissions for this exercise, newest first."""
-    exercise = await service.get_exercise(session, exercise_id)
+    exercise = await service.get_exercise(session, exercise_id, user)
     return await service.submissions_page(session, user, exercise, limit=limit, cursor=cursor)
 
 
@@ -124,7 +130,7 @@ async def hint(
     tailor: HintTailorDep,
 ) -> HintOut:
     """The next rung of the hint ladder, from a nudge to a near-solution."""
-    exercise = await service.get_exercise(session, exercise_id)
+    exercise = await service.get_exercise(session, exercise_id, user)
     return await service.next_hint(session, res, user, exercise, tailor)
 
 
@@ -133,7 +139,7 @@ async def skip(
     exercise_id: uuid.UUID, user: VerifiedUser, session: SessionDep, res: ResourcesDep
 ) -> AssignmentOut:
     """Skip this exercise; it can be resumed for 48 hours, and tomorrow brings another."""
-    exercise = await service.get_exercise(session, exercise_id)
+    exercise = await service.get_exercise(session, exercise_id, user)
     return service.assignment_out(await lifecycle.skip(session, res, user, exercise))
 
 

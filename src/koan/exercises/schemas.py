@@ -29,6 +29,10 @@ class ExerciseDetail(ExerciseSummary):
     hints_total: int
     time_limit_s: float | None
     memory_limit_mb: int | None
+    authored: bool = Field(
+        default=True,
+        description="Written by people (built-in or imported); false for one the model wrote.",
+    )
 
 
 class ExercisePage(Schema):

@@ -61,6 +61,7 @@ def detail(exercise: Exercise) -> ExerciseDetail:
         hints_total=len(exercise.hints),
         time_limit_s=exercise.time_limit_s,
         memory_limit_mb=exercise.memory_limit_mb,
+        authored=exercise.authored,
     )
 
 
@@ -84,8 +85,14 @@ def _time_cursor(cursor: str | None) -> datetime | None:
     return decode_cursor(cursor, datetime)[0] if cursor else None
 
 
+def _viewer(user: User) -> uuid.UUID | None:
+    # Admins see every exercise, so they can review generated ones before approving them.
+    return None if user.role == "admin" else user.id
+
+
 async def catalogue(
     session: AsyncSession,
+    user: User,
     *,
     language: str | None,
     skill: str | None,
@@ -95,7 +102,13 @@ async def catalogue(
 ) -> ExercisePage:
     after = decode_cursor(cursor, int, str) if cursor else None
     rows = await repository.catalogue(
-        session, language=language, skill=skill, difficulty=difficulty, after=after, limit=limit + 1
+        session,
+        language=language,
+        skill=skill,
+        difficulty=difficulty,
+        after=after,
+        limit=limit + 1,
+        viewer=_viewer(user),
     )
     items = [ExerciseSummary.model_validate(e) for e in rows[:limit]]
     return ExercisePage(
@@ -103,8 +116,10 @@ async def catalogue(
     )
 
 
-async def get_exercise(session: AsyncSession, exercise_id: uuid.UUID) -> Exercise:
-    exercise = await repository.exercise_by_id(session, exercise_id)
+async def get_exercise(session: AsyncSession, exercise_id: uuid.UUID, user: User) -> Exercise:
+    """The exercise, if this learner may see it (a generated one not approved yet is its
+    requester's alone): otherwise 404, as if it did not exist."""
+    exercise = await repository.visible_exercise(session, exercise_id, _viewer(user))
     if exercise is None:
         raise NotFound("There is no exercise with this id.")
     return exercise
@@ -149,7 +164,7 @@ async def _assign_daily(
         session,
         user,
         profile,
-        await repository.candidates(session, language=profile.language or "python"),
+        await repository.candidates(session, language=profile.language or "python", viewer=user.id),
         await repository.exercise_history(session, user.id),
         now=now,
         target=res.settings.adaptive_target_success,

@@ -1,10 +1,13 @@
-"""Exercise generation: `POST /exercises/generate`."""
+"""Exercise generation: `POST /exercises/generate`, and an admin's approval that shares a
+generated exercise with everyone."""
 
 from __future__ import annotations
 
+import uuid
+
 from fastapi import APIRouter, status
 
-from koan.auth.deps import VerifiedUser
+from koan.auth.deps import AdminUser, VerifiedUser
 from koan.deps import ResourcesDep, SessionDep
 from koan.exercises.schemas import ExerciseDetail
 from koan.exercises.service import detail
@@ -31,3 +34,15 @@ async def generate(
     """Have the AI write a new exercise; it is saved only once the sandbox has proven it."""
     exercise = await service.generate(session, res, user, data)
     return detail(exercise)
+
+
+@router.post(
+    "/exercises/{exercise_id}/approve",
+    response_model=ExerciseDetail,
+    responses={404: {"description": "No such exercise"}},
+)
+async def approve(
+    exercise_id: uuid.UUID, admin: AdminUser, session: SessionDep, res: ResourcesDep
+) -> ExerciseDetail:
+    """Share a generated exercise with every learner (admins only; authored ones already are)."""
+    return detail(await service.approve(session, res, exercise_id))

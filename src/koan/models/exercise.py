@@ -31,6 +31,12 @@ class Exercise(UUIDPrimaryKey, Base):
     time_limit_s: Mapped[float | None] = mapped_column(Float, default=None)
     memory_limit_mb: Mapped[int | None] = mapped_column(Integer, default=None)
     source: Mapped[str] = mapped_column(String(16), default="imported")
+    # A generated exercise is seen only by the learner who asked for it until an admin
+    # approves it; authored ones (built-in, imported) are everyone's.
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
+    )
+    approved_at: Mapped[datetime | None] = mapped_column(default=None)
     content_hash: Mapped[str] = mapped_column(String(64))
     # Item difficulty on the adaptive engine's scale, learnt from every learner's outcomes.
     rating: Mapped[float] = mapped_column(Float, default=0.0)
@@ -38,6 +44,11 @@ class Exercise(UUIDPrimaryKey, Base):
     rating_attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def authored(self) -> bool:
+        """Written by people (built-in or imported), not by the model."""
+        return self.source != "generated"
 
     skill_rows: Mapped[list[ExerciseSkill]] = relationship(
         cascade="all, delete-orphan", lazy="raise", passive_deletes=True

@@ -112,6 +112,7 @@ async def catalogue(
     level = int(difficulty) if difficulty.isdigit() and 1 <= int(difficulty) <= 5 else None
     page = await exercises.catalogue(
         session,
+        user,
         language=language or None,
         skill=skill or None,
         difficulty=level,
@@ -129,8 +130,8 @@ async def catalogue(
     )
 
 
-async def _exercise(session: WebSession, exercise_id: str) -> Exercise:
-    return await exercises.get_exercise(session, parse_uuid(exercise_id))
+async def _exercise(session: WebSession, exercise_id: str, user: User) -> Exercise:
+    return await exercises.get_exercise(session, parse_uuid(exercise_id), user)
 
 
 async def _exercise_context(
@@ -158,7 +159,7 @@ async def exercise_page(
     request: Request, exercise_id: str, user: PageUser, session: WebSession
 ) -> Response:
     """Statement, editor, tests, hints and the tutor, side by side."""
-    exercise = await _exercise(session, exercise_id)
+    exercise = await _exercise(session, exercise_id, user)
     return render(request, "exercise.html", await _exercise_context(session, user, exercise))
 
 
@@ -188,7 +189,7 @@ async def run_tests(
     request: Request, exercise_id: str, user: PageUser, session: WebSession, res: ResourcesDep
 ) -> Response:
     """Grade the code in the editor; HTMX swaps in the per-test results."""
-    exercise = await _exercise(session, exercise_id)
+    exercise = await _exercise(session, exercise_id, user)
     code = (await form_data(request)).get("code", "").replace("\r\n", "\n")
     try:
         data = SubmissionIn(code=code)
@@ -220,7 +221,7 @@ async def hint(
     tailor: HintTailorDep,
 ) -> Response:
     """The next rung of the hint ladder."""
-    exercise = await _exercise(session, exercise_id)
+    exercise = await _exercise(session, exercise_id, user)
     error = None
     try:
         async with session.begin_nested():
@@ -238,7 +239,7 @@ async def hint(
 async def skip(
     request: Request, exercise_id: str, user: PageUser, session: WebSession, res: ResourcesDep
 ) -> Response:
-    exercise = await _exercise(session, exercise_id)
+    exercise = await _exercise(session, exercise_id, user)
     await lifecycle.skip(session, res, user, exercise)
     return redirect(request, "/dashboard?skipped=1")
 
@@ -247,6 +248,6 @@ async def skip(
 async def start(
     request: Request, exercise_id: str, user: PageUser, session: WebSession, res: ResourcesDep
 ) -> Response:
-    exercise = await _exercise(session, exercise_id)
+    exercise = await _exercise(session, exercise_id, user)
     await lifecycle.start(session, res, user, exercise)
     return redirect(request, f"/exercises/{exercise.id}")
