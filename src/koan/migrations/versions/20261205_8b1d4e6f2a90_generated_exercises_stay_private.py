@@ -2,7 +2,7 @@
 them: exercises.owner_id and exercises.approved_at
 
 Revision ID: 8b1d4e6f2a90
-Revises: 3f9c2a7d1e64
+Revises: 345628aeff0d
 Create Date: 2026-12-05 17:30:00+00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import koan.db
 
 revision: str = "8b1d4e6f2a90"
-down_revision: str | None = "3f9c2a7d1e64"
+down_revision: str | None = "345628aeff0d"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
