@@ -6,21 +6,49 @@
 // async. Results go to the parent through a private descriptor, tagged with a nonce that only
 // this closure holds; stdout/stderr belong to the learner and are never read for a verdict.
 //
+// The solution loads first, in the same realm, so everything the verdict depends on is taken
+// before it runs and cannot be changed by it: the built-ins this harness calls (captured here;
+// node's own assert uses its primordials), `test` (a frozen, non-writable global), and the
+// `node:assert` the tests get (frozen, and handed to the tests by their own `require`, which
+// the solution never sees). Records are built from primitives, so no getter, `toJSON` or
+// `then` planted on a prototype takes part. The modules that read the heap (the nonce is on
+// it) or reach V8's internals (`v8`, `inspector`, `process.binding`) are not loadable.
+//
 // Started as: node -e <this file> <job fd> <verdict fd> <work dir>
 (() => {
   const fs = require('node:fs');
   const path = require('node:path');
   const util = require('node:util');
   const Module = require('node:module');
+  const assert = require('node:assert');
 
   // Bound now, before any learner code can replace them.
+  const ReflectApply = Reflect.apply;
+  const ObjectDefineProperty = Object.defineProperty;
+  const ObjectFreeze = Object.freeze;
+  const ObjectKeys = Object.keys;
+  const ArrayIsArray = Array.isArray;
+  const StringCtor = String;
+  const StringPrototypeSlice = String.prototype.slice;
+  const RegExpPrototypeExec = RegExp.prototype.exec;
+  const PromiseCtor = Promise;
+  const PromisePrototypeThen = Promise.prototype.then;
+  const ArrayPrototypeIncludes = Array.prototype.includes;
+  const StringPrototypeReplace = String.prototype.replace;
+  const setImmediateCaptured = setImmediate;
   const writeSync = fs.writeSync;
   const stringify = JSON.stringify;
   const bufferFrom = Buffer.from.bind(Buffer);
   const inspect = util.inspect;
+  const basename = path.basename;
+  const join = path.join;
   const exit = process.exit.bind(process);
+  const processOn = process.on.bind(process);
+  const load = Module._load;
   const MESSAGE_LIMIT = 4000;
-  const LEARNER_FILES = ['solution.js', 'tests.js'];
+  const BLOCKED = ['v8', 'inspector', 'inspector/promises', 'trace_events'];
+  const ASSERT_NAMES = ['assert', 'node:assert', 'assert/strict', 'node:assert/strict'];
+  const STRICT_NAMES = ['assert/strict', 'node:assert/strict'];
 
   const jobFd = Number(process.argv[1]);
   const verdictFd = Number(process.argv[2]);
@@ -28,149 +56,239 @@
   const job = JSON.parse(fs.readFileSync(jobFd, 'utf8'));
   fs.closeSync(jobFd);
   const nonce = String(job.nonce);
-  process.argv = [process.argv[0], path.join(workdir, 'solution.js')];
+  const testsSource = String(job.tests);
+  process.argv = [process.argv[0], join(workdir, 'solution.js')];
 
-  function emit(record) {
-    const data = bufferFrom(nonce + ' ' + stringify(record) + '\n', 'utf8');
+  // Only primitives: a JSON string per field, concatenated.
+  function line(fields) {
+    let text = '{';
+    for (let i = 0; i < fields.length; i += 2) {
+      const value = fields[i + 1];
+      let encoded;
+      if (ArrayIsArray(value)) {
+        encoded = '[';
+        for (let j = 0; j < value.length; j += 1) encoded += (j ? ',' : '') + stringify(StringCtor(value[j]));
+        encoded += ']';
+      } else {
+        encoded = stringify(StringCtor(value));
+      }
+      text += (i ? ',' : '') + stringify(fields[i]) + ':' + encoded;
+    }
+    return text + '}';
+  }
+
+  function emit(fields) {
+    const data = bufferFrom(nonce + ' ' + line(fields) + '\n', 'utf8');
     let offset = 0;
     while (offset < data.length) offset += writeSync(verdictFd, data, offset);
   }
 
+  function emitTest(name, result) {
+    const fields = ['t', 'test', 'name', name, 'status', result.status, 'message', result.message];
+    if (result.exc !== undefined) fields.push('exc', result.exc);
+    emit(fields);
+  }
+
   function clip(text) {
-    return text.length <= MESSAGE_LIMIT ? text : text.slice(0, MESSAGE_LIMIT - 1) + '…';
+    return text.length <= MESSAGE_LIMIT ? text : ReflectApply(StringPrototypeSlice, text, [0, MESSAGE_LIMIT - 1]) + '…';
   }
 
   function where(error) {
-    const stack = error && typeof error.stack === 'string' ? error.stack : '';
-    for (const line of stack.split('\n')) {
+    let stack = '';
+    try {
+      stack = error && typeof error.stack === 'string' ? error.stack : '';
+    } catch {
+      return '';
+    }
+    for (const text of stack.split('\n')) {
       // "    at add (/work/solution.js:2:9)", or a SyntaxError's first line "/work/solution.js:2"
-      const match = /\(?([^\s()]+):(\d+):\d+\)?\s*$/.exec(line) || /^([^\s()]+):(\d+)$/.exec(line);
-      if (match && LEARNER_FILES.includes(path.basename(match[1]))) {
-        return ` (${path.basename(match[1])}, line ${match[2]})`;
+      const match =
+        ReflectApply(RegExpPrototypeExec, /\(?([^\s()]+):(\d+):\d+\)?\s*$/, [text]) ||
+        ReflectApply(RegExpPrototypeExec, /^([^\s()]+):(\d+)$/, [text]);
+      if (match && (basename(match[1]) === 'solution.js' || basename(match[1]) === 'tests.js')) {
+        return ` (${basename(match[1])}, line ${match[2]})`;
       }
     }
     return '';
   }
 
   function describe(error) {
-    if (error instanceof Error) {
-      const head = error.message ? `${error.name}: ${error.message}` : error.name;
-      return head + where(error);
+    try {
+      if (error instanceof Error) {
+        const head = error.message ? `${error.name}: ${error.message}` : error.name;
+        return StringCtor(head) + where(error);
+      }
+      return `Thrown: ${inspect(error, { depth: 2 })}`;
+    } catch {
+      return 'an exception that could not be described';
     }
-    return `Thrown: ${inspect(error, { depth: 2 })}`;
+  }
+
+  function result(status, message, exc) {
+    return { __proto__: null, status, message, exc };
   }
 
   function classify(error) {
-    if (error && (error.code === 'ERR_ASSERTION' || error.name === 'AssertionError')) {
-      const message = String(error.message || 'assertion failed').trim();
-      return { status: 'failed', message: clip(message + where(error)), exc: 'AssertionError' };
+    try {
+      if (error instanceof assert.AssertionError) {
+        const message = StringCtor(error.message || 'assertion failed');
+        return result('failed', clip(message + where(error)), 'AssertionError');
+      }
+      const isMemory =
+        error instanceof RangeError &&
+        ReflectApply(RegExpPrototypeExec, /allocation failed|Invalid (array|string) length/, [StringCtor(error.message)]);
+      const name = isMemory ? 'MemoryError' : StringCtor((error && error.name) || typeof error);
+      return result('error', clip(describe(error)), name);
+    } catch {
+      return result('error', 'an exception that could not be described', 'Error');
     }
-    const isMemory =
-      error instanceof RangeError && /allocation failed|Invalid (array|string) length/.test(error.message);
-    return {
-      status: 'error',
-      message: clip(describe(error)),
-      exc: isMemory ? 'MemoryError' : (error && error.name) || typeof error,
-    };
   }
+
+  // The tests' assert: frozen before the solution loads, so no function of it can be replaced.
+  for (const name of ObjectKeys(assert)) {
+    const value = assert[name];
+    if (value !== null && (typeof value === 'object' || typeof value === 'function')) ObjectFreeze(value);
+  }
+  ObjectFreeze(assert);
 
   const tests = [];
-  let collecting = true;
-  globalThis.test = function test(name, fn) {
+  let collecting = false;
+  function test(name, fn) {
     if (!collecting) throw new Error('test() must be called while the tests file loads');
-    tests.push({ name: String(name), fn });
-  };
+    ObjectDefineProperty(tests, tests.length, {
+      value: { __proto__: null, name: StringCtor(name), fn },
+      writable: false,
+      enumerable: true,
+      configurable: false,
+    });
+  }
+  ObjectFreeze(test);
+  ObjectDefineProperty(globalThis, 'test', { value: test, writable: false, configurable: false });
 
-  const solutionPath = path.join(workdir, 'solution.js');
-  const testsPath = path.join(workdir, 'tests.js');
+  // Learner code cannot load what reads the heap or reaches V8's internals.
+  Module._load = function _load(request, parent, isMain) {
+    const bare = ReflectApply(StringPrototypeReplace, StringCtor(request), [/^node:/, '']);
+    if (ReflectApply(ArrayPrototypeIncludes, BLOCKED, [bare])) throw new Error(`the module '${request}' is not available in the sandbox`);
+    return ReflectApply(load, this, [request, parent, isMain]);
+  };
+  for (const name of ['binding', '_linkedBinding', '_debugProcess']) {
+    ObjectDefineProperty(process, name, { value: undefined, writable: false, configurable: false });
+  }
+
+  let next = 0; // index of the first test not yet reported
+  let finished = false;
+  let current = null; // settles the running test from an uncaught error
+
+  // Registered before the solution loads, so it cannot get in ahead of them.
+  processOn('uncaughtException', (error) => {
+    if (current) current(classify(error));
+  });
+  processOn('unhandledRejection', (error) => {
+    if (current) current(classify(error));
+  });
+  processOn('exit', () => {
+    if (finished) return;
+    // The event loop emptied while a test waited on a promise that never settles, or the code
+    // called process.exit(): the remaining tests did not finish.
+    finished = true;
+    const message = 'the test did not finish (process.exit() was called, or it awaited a promise that never settles)';
+    for (; next < tests.length; next += 1) emitTest(tests[next].name, result('error', message));
+    emit(['t', 'end', 'phase', 'tests']);
+  });
+
+  const solutionPath = join(workdir, 'solution.js');
+  const testsPath = join(workdir, 'tests.js');
   let importError = null;
+  let solution = {};
   try {
-    require(solutionPath);
+    solution = require(solutionPath);
   } catch (error) {
     importError = error;
-    // Let the tests file load anyway (against an empty module) so every test can be named.
-    const stub = new Module(solutionPath, null);
-    stub.filename = solutionPath;
-    stub.loaded = true;
-    stub.exports = {};
-    Module._cache[solutionPath] = stub;
   }
+
+  // The tests get their own require: the frozen assert and the solution's exports as the
+  // harness saw them, whatever the solution did to the module loader since.
+  const testsModule = new Module(testsPath, null);
+  testsModule.filename = testsPath;
+  testsModule.paths = [workdir];
+  function testsRequire(request) {
+    const name = StringCtor(request);
+    if (ReflectApply(ArrayPrototypeIncludes, ASSERT_NAMES, [name])) {
+      return ReflectApply(ArrayPrototypeIncludes, STRICT_NAMES, [name]) ? assert.strict : assert;
+    }
+    if (name === './solution.js' || name === './solution' || name === solutionPath) return solution;
+    return ReflectApply(load, Module, [name, testsModule, false]);
+  }
+  collecting = true;
   try {
-    require(testsPath);
+    const vm = require('node:vm');
+    const wrapper = vm.runInThisContext(
+      // Strict, so the solution cannot reach a test function through `add.caller`.
+      '(function (exports, require, module, __filename, __dirname) {"use strict";' + testsSource + '\n})',
+      { filename: testsPath, lineOffset: 0 },
+    );
+    ReflectApply(wrapper, testsModule.exports, [testsModule.exports, testsRequire, testsModule, testsPath, workdir]);
   } catch (error) {
     importError = importError || error;
   }
   collecting = false;
 
+  const names = [];
+  for (let i = 0; i < tests.length; i += 1) ObjectDefineProperty(names, i, { value: tests[i].name, enumerable: true });
+
   if (importError !== null) {
     const message = clip(describe(importError));
     const exc = classify(importError).exc;
-    const names = tests.length ? tests.map((t) => t.name) : ['tests.js'];
-    emit({ t: 'plan', tests: names });
-    for (const name of names) emit({ t: 'test', name, status: 'error', message, exc });
-    emit({ t: 'end', phase: 'import' });
+    const planned = names.length ? names : ['tests.js'];
+    finished = true;
+    emit(['t', 'plan', 'tests', planned]);
+    for (let i = 0; i < planned.length; i += 1) emitTest(planned[i], result('error', message, exc));
+    emit(['t', 'end', 'phase', 'import']);
     exit(0);
     return;
   }
 
-  emit({ t: 'plan', tests: tests.map((t) => t.name) });
-  let next = 0; // index of the first test not yet reported
-  let finished = false;
-  let current = null; // settles the running test from an uncaught error
+  emit(['t', 'plan', 'tests', names]);
 
-  process.on('uncaughtException', (error) => {
-    if (current) current(classify(error));
-  });
-  process.on('unhandledRejection', (error) => {
-    if (current) current(classify(error));
-  });
-  process.on('exit', () => {
-    if (finished) return;
-    // The event loop emptied while a test waited on a promise that never settles, or the code
-    // called process.exit(): the remaining tests did not finish.
-    const message = 'the test did not finish (process.exit() was called, or it awaited a promise that never settles)';
-    for (; next < tests.length; next += 1) {
-      emit({ t: 'test', name: tests[next].name, status: 'error', message });
-    }
-    finished = true;
-    emit({ t: 'end', phase: 'tests' });
-  });
-
-  function runOne(entry) {
-    return new Promise((resolve) => {
-      let settled = false;
-      const settle = (result) => {
-        if (settled) return;
-        settled = true;
-        current = null;
-        resolve(result);
-      };
-      current = settle;
-      try {
-        const result = entry.fn();
-        if (result && typeof result.then === 'function') {
-          result.then(
-            () => settle({ status: 'passed', message: '' }),
-            (error) => settle(classify(error)),
-          );
-        } else {
-          settle({ status: 'passed', message: '' });
-        }
-      } catch (error) {
-        settle(classify(error));
+  function runOne(entry, done) {
+    let settled = false;
+    const settle = (outcome) => {
+      if (settled) return;
+      settled = true;
+      current = null;
+      done(outcome);
+    };
+    current = settle;
+    try {
+      const value = ReflectApply(entry.fn, undefined, []);
+      if (value instanceof PromiseCtor) {
+        ReflectApply(PromisePrototypeThen, value, [
+          () => settle(result('passed', '')),
+          (error) => settle(classify(error)),
+        ]);
+      } else {
+        settle(result('passed', ''));
       }
-    });
+    } catch (error) {
+      settle(classify(error));
+    }
   }
 
-  (async () => {
-    for (; next < tests.length; ) {
-      const entry = tests[next];
-      const result = await runOne(entry);
-      emit({ t: 'test', name: entry.name, ...result });
-      next += 1;
+  function step() {
+    if (next >= tests.length) {
+      finished = true;
+      emit(['t', 'end', 'phase', 'tests']);
+      exit(0);
+      return;
     }
-    finished = true;
-    emit({ t: 'end', phase: 'tests' });
-    exit(0);
-  })();
+    const entry = tests[next];
+    runOne(entry, (outcome) => {
+      if (finished) return;
+      emitTest(entry.name, outcome);
+      next += 1;
+      // A fresh turn of the event loop, as awaiting between tests did.
+      setImmediateCaptured(step);
+    });
+  }
+  step();
 })();

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import linecache
 import os
 import reprlib
 import sys
@@ -41,6 +42,8 @@ def run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
 
     source = str(job["tests"])
     tests_path = os.path.join(workdir, "tests.py")
+    # The tests are not on disk (hidden tests stay hidden): tracebacks read their lines here.
+    linecache.cache[tests_path] = (len(source), None, source.splitlines(True), tests_path)
     try:
         tree = ast.parse(source, tests_path)
     except SyntaxError as exc:

@@ -415,9 +415,9 @@ class Launch:
             raise PermissionError("uid switch did not stick")
 
     def write_files(self, job: dict[str, Any], language: str) -> None:
-        """The learner's code and the tests, as the conventions name them."""
+        """The learner's code as the conventions name it (the tests never reach the disk)."""
         extension = "py" if language == "python" else "js"
-        for stem, key in (("solution", "code"), ("tests", "tests")):
+        for stem, key in (("solution", "code"),):
             path = os.path.join(self.workdir, f"{stem}.{extension}")
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
