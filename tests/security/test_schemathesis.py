@@ -10,6 +10,8 @@ offline tutor. Examples are derandomized and bounded, so the run is the same eve
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -208,3 +210,58 @@ def test_a_learners_requests_never_fail_the_server_or_the_schema(target: Target)
         },
         after=learner.still_valid,
     )
+
+
+def _forged(*values: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode()
+
+
+# Cursors a client can forge from the ones it is given: each page's own sort key with values
+# out of range, without a time zone, of the wrong kind, or of the wrong shape.
+FORGED_CURSORS = [
+    _forged(10**30, "x"),
+    _forged(2**40),
+    _forged("2026-12-05T10:00:00"),
+    _forged("2026-12-05T10:00:00", str(uuid.uuid4())),
+    _forged("9999-12-31", str(uuid.uuid4())),
+    _forged("0001-01-01T00:00:00+00:00", "not-a-uuid"),
+    _forged(None),
+    _forged([], {}),
+    "not base64 at all",
+]
+EXTREME_DATES = ["0001-01-01", "9999-12-31", "2026-02-30", "1970-01-01"]
+
+
+def test_forged_cursors_and_extreme_dates_never_fail_the_server(target: Target) -> None:
+    learner = Learner(target)
+    admin_or_learner = learner.headers()
+    spec = target.app.openapi()
+    path_values = {
+        "exercise_id": str(target.exercise_ids[0]),
+        "conversation_id": learner.conversation_id,
+        "assignment_id": learner.assignment_id,
+    }
+    checked: list[str] = []
+    failures: list[str] = []
+    for path, operations in spec["paths"].items():
+        get = operations.get("get")
+        if get is None or not path.startswith("/api/"):
+            continue
+        params = get.get("parameters", [])
+        if any(p["in"] == "path" and p["name"] not in path_values for p in params):
+            continue
+        url = path.format(**path_values)
+        queries: list[dict[str, str]] = []
+        for p in params:
+            schema = json.dumps(p.get("schema", {}))
+            if p["in"] == "query" and p["name"] == "cursor":
+                queries += [{"cursor": c} for c in FORGED_CURSORS]
+            elif p["in"] == "query" and '"format": "date"' in schema:
+                queries += [{p["name"]: d} for d in EXTREME_DATES]
+        for query in queries:
+            r = learner.client.get(url, params=query, headers=admin_or_learner)
+            checked.append(f"{url} {query}")
+            if r.status_code >= 500:
+                failures.append(f"{url} {query}: {r.status_code} {r.text[:200]}")
+    assert len(checked) > 40, checked  # every paged list and dated report was reached
+    assert not failures, "\n".join(failures)
