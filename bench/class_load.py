@@ -403,7 +403,9 @@ async def start_redis(work: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("redis-server did not start")
 
 
-async def setup(db_url: str, learners: int) -> tuple[list[Learner], dict]:
+async def setup(db_url: str, learners: int) -> tuple[list[Learner], dict, dict[str, str]]:
+    """Load the built-in bank and add the learners: (learners, solution and starter by
+    exercise id, language by exercise id)."""
     engine = create_engine(db_url)
     try:
         specs = [e.spec for e in check_unique(read_pack(builtin_pack_path())) if e.spec]
@@ -412,6 +414,7 @@ async def setup(db_url: str, learners: int) -> tuple[list[Learner], dict]:
         async with AsyncSession(engine) as session:
             rows = (await session.execute(select(Exercise))).scalars().all()
             solutions = {str(e.id): (e.solution, e.starter_code) for e in rows}
+            languages = {str(e.id): e.language for e in rows}
         gate = asyncio.Semaphore(8)
 
         async def one(i: int) -> Learner:
@@ -422,7 +425,7 @@ async def setup(db_url: str, learners: int) -> tuple[list[Learner], dict]:
         people = await asyncio.gather(*(one(i) for i in range(learners)))
     finally:
         await engine.dispose()
-    return list(people), solutions
+    return list(people), solutions, languages
 
 
 def postmaster_pid(pg: PrivatePostgres) -> int:
@@ -444,7 +447,7 @@ async def bench(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
         pg.start()
         redis_proc, redis_port = await start_redis(work)
         db_url = await create_database(pg.admin_url, DATABASE)
-        learners, solutions = await setup(db_url, max(levels))
+        learners, solutions, _ = await setup(db_url, max(levels))
         env = server_env(
             work,
             KOAN_DATABASE_URL=db_url,
