@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
 import httpx
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from koan.adaptive import service as adaptive
 from koan.adaptive.model import GENERAL
-from koan.models import Exercise
+from koan.db import transactional
+from koan.models import Assignment, Exercise, User
 from koan.models.progress import LearnerSkillRating
+from koan.onboarding import service as profiles
 from koan.resources import Resources
 from tests.fixtures.factories import ADD_SOLUTION, bearer, create_exercise, create_user
 
@@ -65,3 +71,63 @@ async def test_daily_pick_explains_itself_and_matches_the_level(
     assert daily["reason"]
     # A beginner is not thrown the hardest exercise on day one.
     assert daily["exercise"]["difficulty"] < 5
+
+
+async def _pass_in_own_unit(
+    connection: AsyncConnection, user_id: uuid.UUID, exercise: Exercise, now: datetime
+) -> None:
+    """One learner's pass recorded in a unit of work of its own, from `exercise` as it read it."""
+    async with _session(connection) as unit, transactional(unit):
+        user = await unit.get(User, user_id)
+        assert user is not None
+        await adaptive.record_outcome(
+            unit,
+            user=user,
+            profile=await profiles.profile_of(unit, user),
+            exercise=await unit.merge(exercise, load=False),
+            assignment=Assignment(attempts=1, hints_used=0),
+            passed=True,
+            skipped=False,
+            now=now,
+        )
+
+
+def _session(connection: AsyncConnection) -> AsyncSession:
+    return AsyncSession(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+
+
+async def test_learners_passing_one_exercise_at_once_each_move_its_rating(
+    connection: AsyncConnection, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session, skills=["zz-adding"])
+    first = await create_user(session, resources, onboarded=True)
+    second = await create_user(session, resources, onboarded=True)
+    await session.commit()
+    now = resources.clock.now()
+    # Both read the exercise before either recorded its outcome, as two gradings at once do.
+    async with _session(connection) as reader:
+        stale = await reader.get(Exercise, exercise.id)
+        assert stale is not None
+        reader.expunge(stale)
+    before = stale.rating
+    await _pass_in_own_unit(connection, first.id, stale, now)
+    after_one = await _item(connection, exercise.id)
+    await _pass_in_own_unit(connection, second.id, stale, now)
+    after_two = await _item(connection, exercise.id)
+
+    assert after_one[1] == 1
+    assert after_one[0] < before
+    # The second step counts too, although it was worked out from the rating before the first.
+    assert after_two[1] == 2
+    assert after_two[0] < after_one[0]
+
+
+async def _item(connection: AsyncConnection, exercise_id: uuid.UUID) -> tuple[float, int]:
+    row = (
+        await connection.execute(
+            select(Exercise.rating, Exercise.rating_attempts).where(Exercise.id == exercise_id)
+        )
+    ).one()
+    return float(row[0]), int(row[1])

@@ -1,14 +1,16 @@
-"""Queries for the adaptive engine: learners' skill ratings."""
+"""Queries for the adaptive engine: learners' skill ratings and exercises' difficulty ratings
+(columns of the exercise row that only the adaptive engine writes)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive.model import GENERAL, SETTLED_ATTEMPTS
+from koan.models import Exercise
 from koan.models.progress import LearnerSkillRating
 from koan.onboarding import repository as profiles
 
@@ -33,3 +35,26 @@ async def settled_general_ratings(
         .limit(limit)
     )
     return (await session.execute(query)).scalars().all()
+
+
+async def step_item_rating(
+    session: AsyncSession,
+    *,
+    exercise_id: uuid.UUID,
+    rating_change: float,
+    uncertainty_factor: float,
+    uncertainty_floor: float,
+) -> None:
+    """Apply one outcome's step to an exercise's difficulty in one statement, relative to what
+    the row holds, so steps from concurrent gradings add up instead of overwriting each other."""
+    shrunk = Exercise.rating_uncertainty * uncertainty_factor
+    await session.execute(
+        update(Exercise)
+        .where(Exercise.id == exercise_id)
+        .values(
+            rating=Exercise.rating + rating_change,
+            rating_uncertainty=case((shrunk < uncertainty_floor, uncertainty_floor), else_=shrunk),
+            rating_attempts=Exercise.rating_attempts + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )

@@ -7,11 +7,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import repository
 from koan.adaptive.model import (
+    ITEM_UNCERTAINTY_FLOOR,
     ItemRating,
     SkillRating,
     outcome_score,
@@ -20,6 +22,7 @@ from koan.adaptive.model import (
 )
 from koan.adaptive.selection import Candidate, choose_exercise
 from koan.classes import repository as classes
+from koan.db import after_commit
 from koan.models import Assignment, Exercise, LearnerProfile, User
 from koan.models.progress import LearnerSkillRating
 
@@ -143,12 +146,19 @@ async def record_outcome(
         ratings, exercise.skills, item_of(exercise), score, now, experience=profile.experience
     )
     await save_ratings(session, user.id, updated)
-    # Concurrent learners may each apply their step to the same starting value; Elo-style
-    # estimates tolerate the rare lost step, and a row lock here would serialize everyone.
-    exercise.rating = item.rating
-    exercise.rating_uncertainty = item.uncertainty
-    exercise.rating_attempts = item.attempts
-    await session.flush()
+    # A class works on the same exercise at once: its row is written after the grading's
+    # transaction has committed, as one step added to whatever it holds by then, so no learner
+    # waits on another's lock and no concurrent step is lost.
+    after_commit(
+        session,
+        partial(
+            repository.step_item_rating,
+            exercise_id=exercise.id,
+            rating_change=item.rating - exercise.rating,
+            uncertainty_factor=item.uncertainty / exercise.rating_uncertainty,
+            uncertainty_floor=ITEM_UNCERTAINTY_FLOOR,
+        ),
+    )
     return updated
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError
@@ -17,11 +18,13 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from koan.db import sqlite
 from koan.errors import KoanError
+
+log = structlog.get_logger(__name__)
 
 # Stable constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -102,6 +105,9 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 # or at a checkpoint a service names; a commit anywhere else raises `UncheckedCommit`.
 _GUARDED = "koan.unit_of_work"
 _COMMITTING = "koan.committing"
+_AFTER_COMMIT = "koan.after_commit"
+
+AfterCommit = Callable[[AsyncSession], Awaitable[None]]
 
 
 class UncheckedCommit(RuntimeError):
@@ -119,10 +125,47 @@ def _only_named_commits(session: Session) -> None:
         )
 
 
+def after_commit(session: AsyncSession, work: AfterCommit) -> None:
+    """Run `work` once the unit of work has committed, in a short transaction of its own.
+
+    For a write to a row many learners share (an exercise's rating): done inside the unit of
+    work, its lock would be held until the unit commits and queue every other learner behind it.
+    Forgotten if the transaction (or SAVEPOINT) that asked for it rolls back; if `work` fails,
+    or the process dies in between, it is lost, so use it only for what may be lost."""
+    sync = session.sync_session
+    asked_in = sync.get_nested_transaction() or sync.get_transaction()
+    session.info.setdefault(_AFTER_COMMIT, []).append((asked_in, work))
+
+
+def _within(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is ended:
+            return True
+        transaction = transaction.parent
+    return False
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back_work(session: Session, previous_transaction: SessionTransaction) -> None:
+    pending = session.info.get(_AFTER_COMMIT)
+    if pending:
+        pending[:] = [(t, w) for t, w in pending if not _within(t, previous_transaction)]
+
+
 async def _commit(session: AsyncSession) -> None:
     session.info[_COMMITTING] = True
     try:
         await session.commit()
+        for _, work in session.info.pop(_AFTER_COMMIT, []):
+            # A session of its own, so a failure's rollback expires nothing the unit still holds.
+            async with AsyncSession(
+                bind=session.bind, join_transaction_mode="create_savepoint"
+            ) as follow_up:
+                try:
+                    await work(follow_up)
+                    await follow_up.commit()
+                except Exception:
+                    log.exception("db.after_commit_failed", work=getattr(work, "__name__", "?"))
     finally:
         session.info.pop(_COMMITTING, None)
 
