@@ -20,8 +20,9 @@ async def run(
 ) -> GradeReport:
     """Grade `code` against `tests` within `limits`; errors of the sandbox propagate.
 
-    `owner` names who the run is for, so the sandbox can share its queue fairly between
-    learners when it supports that.
+    `owner` names who the run is for (the learner), so the sandbox's queue serves learners
+    in turn rather than in order of arrival.
     """
-    del owner  # the sandbox's queue is first come, first served for now
-    return await sandbox.grade(language=language, code=code, tests=tests, limits=limits)
+    return await sandbox.grade(
+        language=language, code=code, tests=tests, limits=limits, owner=owner
+    )
