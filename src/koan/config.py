@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     llm_chat_limit: str = "20/minute;300/day"
     llm_generation_limit: str = "5/hour;20/day"
     llm_leak_threshold: float = Field(default=0.6, gt=0, le=1)
+    # How much code the tutor may show (docs/tutor.md): socratic | hints | open.
+    tutor_strictness: Literal["socratic", "hints", "open"] = "socratic"
     llm_generation_retries: int = Field(default=2, ge=0, le=5)
     # With a model configured, the daily picker has one written when the bank has nothing new
     # at the learner's level (in the background, on the learner's budget).

@@ -223,3 +223,143 @@ async def test_refuses_exercise_generation_so_the_chain_can_say_so() -> None:
         with pytest.raises(TutorUnavailable) as unavailable:
             await chain.complete(request)
     assert "No configured tutor can handle this request" in unavailable.value.detail
+
+
+# -- answering the question that was asked ---------------------------------------------------------
+
+TYPE_ERROR = "TypeError: unsupported operand type(s) for +=: 'int' and 'str' (solution.py, line 4)"
+BARE_ASSERT = "assert rolling_max([1, 3, 2]) == [1, 3, 3]\n  left:  [1, 3]\n  right: [1, 3, 3]"
+
+
+def failing_twice() -> TutorContext:
+    return context(
+        failing_tests=[("test_basic", BARE_ASSERT), ("test_types", TYPE_ERROR)], hints_used=0
+    )
+
+
+async def test_five_questions_on_one_failing_attempt_get_five_different_answers() -> None:
+    questions = [
+        "why does my test fail?",
+        "can you just give me the answer?",
+        "what is a list comprehension?",
+        "Warum schlägt mein Test fehl?",
+        "is my code right?",
+    ]
+    answers = [await answer(q, failing_twice()) for q in questions]
+
+    assert len(set(answers)) == 5
+    assert "TypeError" in answers[0]
+    assert "won't hand you the finished code" in answers[1]
+    assert "Hint 1 of 3" in answers[1]
+    assert "comprehension builds a new collection" in answers[2]
+    assert "Offline-Tutor" in answers[3]
+    assert answers[4].split("\n\n")[1].startswith("Not yet")
+    for text in answers:
+        assert guiding_questions(text) == 1
+
+
+async def test_an_exception_is_explained_before_a_bare_assertion() -> None:
+    text = await answer("why does my test fail?", failing_twice())
+
+    assert "`test_types`" in text
+    assert "`test_basic`" not in text
+    assert "TypeError" in text
+
+
+async def test_the_location_is_said_apart_from_the_values() -> None:
+    message = "KeyError: 'caviar' (solution.py, line 4)"
+    text = await answer("why?", context(failing_tests=[("test_menu", message)]))
+
+    assert "key 'caviar' in" in text
+    assert "'caviar' (solution.py" not in text
+    assert "line 4 of solution.py" in text
+
+
+async def test_a_javascript_expected_value_keeps_its_location_out_of_the_value() -> None:
+    message = "Expected values to be strictly equal:\n\n9 !== 10\n (tests.js, line 10)"
+    ctx = context(language="javascript", failing_tests=[("adds", message)])
+
+    text = await answer("why does it fail?", ctx)
+
+    assert "10 (tests.js" not in text
+    assert "line 10 of tests.js" in text
+
+
+async def test_asking_for_the_answer_declines_and_gives_the_next_rung() -> None:
+    text = await answer("just give me the code", context(hints_used=1))
+
+    assert "won't hand you the finished code" in text
+    assert "Hint 2 of 3" in text
+
+
+async def test_asking_for_the_answer_when_the_ladder_is_used_up_says_so() -> None:
+    text = await answer("just give me the solution", context(hints_used=3))
+
+    assert "already seen all 3 hints" in text
+    assert "Hint " not in text.replace("hints", "")
+
+
+def test_the_rung_shown_in_chat_is_reported_so_it_is_counted() -> None:
+    from koan.llm.offline import offline_rung_given
+
+    assert offline_rung_given(ask("I'm stuck", context(hints_used=1))) == 1
+    assert offline_rung_given(ask("give me the answer", context(hints_used=0))) == 0
+    assert offline_rung_given(ask("why does it fail?", context())) is None
+    assert offline_rung_given(ask("hint please", context(hints_used=3))) is None
+
+
+@pytest.mark.parametrize(
+    ("question", "language", "expected"),
+    [
+        ("What does return do?", "python", "`return` ends the function"),
+        ("what is a dictionary?", "python", "maps keys to values"),
+        ("What is a closure?", "javascript", "remembers the variables"),
+        ("explain recursion", "python", "base case"),
+        ("what are generators?", "javascript", "function*"),
+        ("what is a set?", "python", "unique values"),
+        ("what is a tuple?", "javascript", "no tuples"),
+        ("how does a for loop work?", "javascript", "for (const item of items)"),
+        ("what is a class?", "python", "__init__"),
+        ("what is try/except?", "python", "except SomeError"),
+        ("what is a higher-order function?", "javascript", "xs.map(f)"),
+        ("what is an array?", "javascript", "items.push(x)"),
+        ("what does modulo mean, the % operator?", "python", "remainder"),
+    ],
+)
+async def test_concept_questions_are_explained_even_while_tests_fail(
+    question: str, language: str, expected: str
+) -> None:
+    text = await answer(question, context(language=language))
+
+    assert expected in text
+    assert "In this exercise" in text or "For this exercise" in text or "this exercise" in text
+    assert guiding_questions(text) == 1
+
+
+async def test_without_an_exercise_it_answers_generally_and_never_says_your_function() -> None:
+    for question in ["what is recursion?", "why does my test fail?", "tell me a joke", "hi"]:
+        text = await answer(question, None)
+        assert "your function" not in text
+        assert "the statement" not in text
+        assert guiding_questions(text) == 1
+    assert "base case" in await answer("what is recursion?", None)
+
+
+@pytest.mark.parametrize(
+    ("question", "marker"),
+    [
+        ("Warum schlägt mein Test fehl?", "antworte ich auf Englisch"),
+        ("Pourquoi mon test échoue ?", "je réponds donc en anglais"),
+        ("¿Por qué falla mi prueba?", "respondo en inglés"),
+        ("Gib mir bitte die Lösung", "Die fertige Lösung gebe ich dir nicht"),
+        ("Donne-moi la solution s'il te plaît", "Je ne te donne pas la solution"),
+        ("Dame la solución, por favor", "No te doy la solución"),
+    ],
+)
+async def test_another_language_is_answered_or_told_plainly_in_it(
+    question: str, marker: str
+) -> None:
+    text = await answer(question, failing_twice())
+
+    assert marker in text
+    assert guiding_questions(text) == 1

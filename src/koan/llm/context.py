@@ -14,20 +14,56 @@ _CODE_LIMIT_CHARS = 6000
 _TEST_MESSAGE_LIMIT_CHARS = 600
 _MAX_TESTS_SHOWN = 5
 
-SOCRATIC_RULES = """\
+_INTRO = """\
 You are Koan, a patient programming tutor. Your job is to help the learner find the answer \
-themselves, not to give it to them.
-Rules:
-1. Never write the solution or any part of it: no complete functions, no corrected version \
-of the learner's code, no line they could paste in to pass the tests. This holds even if \
-they ask directly, say they gave up, or claim to be a teacher.
-2. Ask exactly one guiding question per reply, and stop after it.
-3. When a test fails, point at that test: say what it checked and what the learner's code \
+themselves, not to give it to them."""
+
+_CODE_RULES: dict[str, tuple[str, str]] = {
+    "socratic": (
+        "Never write the solution or any part of it: no complete functions, no corrected "
+        "version of the learner's code, no line or inline code they could paste in to pass the "
+        'tests, and no exact change in words ("replace X with Y"). This holds even if they '
+        "ask directly, say they gave up, or claim to be a teacher.",
+        "Explain concepts (an error message, a data structure, a language feature) in your own "
+        "words; a tiny example is fine only when it is unrelated to this exercise.",
+    ),
+    "hints": (
+        "Never hand over a working fix: no corrected version of the learner's code, no line "
+        'they could paste in to pass the tests, and no exact change in words ("replace X with '
+        'Y"). This holds even if they ask directly.',
+        "A short snippet that teaches a construct (a loop, a comprehension, a method) is fine, "
+        "on an example unrelated to this exercise.",
+    ),
+    "open": (
+        "Prefer guiding questions, but you may show code, including a corrected line, when "
+        "the learner is truly stuck: their teacher allows it.",
+        "Explain concepts in your own words, with examples where they help.",
+    ),
+}
+_MODE_NAMES = {
+    "socratic": "socratic (no working fix, no solution code)",
+    "hints": "hints (snippets that teach a construct are fine, a working fix is not)",
+    "open": "open (code may be shown)",
+}
+_SHARED_RULES = """\
+Ask exactly one guiding question per reply, and stop after it.
+When a test fails, point at that test: say what it checked and what the learner's code \
 did instead, in plain words.
-4. Explain concepts (an error message, a data structure, a language feature) in your own \
-words; a tiny example is fine only when it is unrelated to this exercise.
-5. Be brief: a few sentences. Match the learner's experience level.
-6. Praise real progress specifically; never pretend wrong code is right."""
+Be brief: a few sentences. Match the learner's experience level.
+Praise real progress specifically; never pretend wrong code is right."""
+
+
+def tutor_rules(strictness: str = "socratic") -> str:
+    """The rules block of the system prompt for a strictness mode (socratic | hints | open)."""
+    mode = strictness if strictness in _CODE_RULES else "socratic"
+    code, concepts = _CODE_RULES[mode]
+    shared = _SHARED_RULES.splitlines()
+    rules = [code, shared[0], shared[1], concepts, *shared[2:]]
+    numbered = "\n".join(f"{n}. {rule}" for n, rule in enumerate(rules, 1))
+    return f"{_INTRO}\nStrictness: {_MODE_NAMES[mode]}.\nRules:\n{numbered}"
+
+
+SOCRATIC_RULES = tutor_rules("socratic")
 
 HINT_RULES = """\
 The learner asked for a hint. Give one small nudge, smaller than the next hint they have not \
@@ -97,9 +133,11 @@ def build_system_prompt(
     profile: LearnerBrief | None = None,
     context: TutorContext | None = None,
     mode: Literal["chat", "hint"] = "chat",
+    strictness: str = "socratic",
 ) -> ChatMessage:
-    """The tutor's system prompt: Socratic rules, the learner, the exercise, the latest attempt."""
-    sections = [SOCRATIC_RULES]
+    """The tutor's system prompt: the rules for the strictness mode, the learner, the exercise,
+    the latest attempt."""
+    sections = [tutor_rules(strictness)]
     if mode == "hint":
         sections.append(HINT_RULES)
     language = (context.language if context else None) or (

@@ -18,6 +18,8 @@ import re
 import textwrap
 from collections.abc import Sequence
 
+from koan.llm.patches import multiline_literals, strip_markers, unwrap_string
+
 DEFAULT_THRESHOLD = 0.6
 # Below both of these a snippet is a hint-sized illustration, not a solution.
 MIN_MEANINGFUL_LINES = 3
@@ -86,9 +88,19 @@ def normalize_language(language: str | None) -> str:
 
 
 def extract_code(reply: str) -> list[str]:
-    """Code segments of a reply: fenced blocks, runs of code-looking lines, long inline spans."""
-    segments = [m.group("body") for m in _FENCE.finditer(reply) if m.group("body").strip()]
-    prose = _FENCE.sub("\n", reply)
+    """Code segments of a reply: fenced blocks, runs of code-looking lines, long inline spans.
+
+    List, quote and line-number markers and string-literal wrapping are removed first: a
+    solution written as `1. def f(...):` is still code."""
+    segments = [
+        unwrap_string(strip_markers(m.group("body")))
+        for m in _FENCE.finditer(reply)
+        if m.group("body").strip()
+    ]
+    prose = strip_markers(_FENCE.sub("\n", reply))
+    for literal in multiline_literals(prose):
+        segments.append(unwrap_string(literal))
+        prose = prose.replace(literal, " ")
     segments.extend(_INLINE.findall(prose))
     prose = _INLINE.sub(" ", prose)
     run: list[str] = []
@@ -102,6 +114,8 @@ def extract_code(reply: str) -> list[str]:
             if any(x.strip() for x in run):
                 segments.append("\n".join(run).strip("\n"))
             run = []
+    if any(x.strip() for x in run):  # code that ends the reply
+        segments.append("\n".join(run).strip("\n"))
     return segments
 
 

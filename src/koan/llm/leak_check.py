@@ -1,0 +1,179 @@
+"""The leak guard: does a tutor reply give the exercise away? Proved by running it.
+
+A reply leaks when it reproduces most of the reference solution (`koan.llm.leak_guard`, scored
+over everything the learner has been shown in the conversation), or when what it suggests turns
+the learner's failing attempt into one that passes a test it failed: the candidate programs of
+`koan.llm.patches` are run against the exercise's tests by a runner the caller provides (the
+grading sandbox; this package knows nothing of it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from koan.llm import patches
+from koan.llm.leak_guard import DEFAULT_THRESHOLD, leak_score
+
+log = structlog.get_logger(__name__)
+
+
+class Strictness(enum.StrEnum):
+    """How much code the tutor may show (KOAN_TUTOR_STRICTNESS, per class later)."""
+
+    SOCRATIC = "socratic"  # no working fix, no solution code
+    HINTS = "hints"  # snippets that teach a construct are fine, a working fix is not
+    OPEN = "open"  # the guard is off
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """Which tests a program passed, and whether it passed them all."""
+
+    passed: frozenset[str]
+    all_passed: bool
+
+
+# Runs one program against the exercise's tests; None when it could not be run.
+Runner = Callable[[str], Awaitable[RunResult | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """The learner's code and the tests it failed (None: not known, e.g. the starter code)."""
+
+    code: str
+    failed: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The guard's decision on one reply."""
+
+    leak: bool
+    reason: str = ""  # "solution" or "fix"
+    evidence: str = ""  # what gave it away, for the regeneration instruction
+    runs: int = 0
+
+
+CLEAN = Verdict(False)
+
+
+@dataclass(frozen=True)
+class ExerciseSecrets:
+    """What a reply about one exercise must not give away."""
+
+    solution: str
+    starter: str
+    language: str
+    attempt: Attempt | None = None
+    threshold: float = DEFAULT_THRESHOLD
+    strictness: Strictness = Strictness.SOCRATIC
+    cap: int = patches.DEFAULT_CAP
+    shown: tuple[str, ...] = field(default_factory=tuple)  # earlier replies in the conversation
+
+    def solution_score(self, reply: str) -> float:
+        """How much of the solution the learner will have seen, this reply included."""
+        score = leak_score(reply, self.solution, self.language, starter=self.starter or None)
+        if self.strictness is Strictness.SOCRATIC and self.shown:
+            earlier = [code for text in self.shown for code in patches.code_blocks(text)]
+            earlier += [s for text in self.shown for s in _long_spans(text)]
+            if earlier:
+                mine = patches.code_blocks(reply) + _long_spans(reply)
+                together = "\n\n".join(f"```\n{c}\n```" for c in [*earlier, *mine])
+                score = max(
+                    score,
+                    leak_score(
+                        together, self.solution, self.language, starter=self.starter or None
+                    ),
+                )
+        return score
+
+
+def _long_spans(text: str) -> list[str]:
+    return [s for s in patches._SPAN.findall(text) if len(s) >= 12]
+
+
+def needs_check(reply: str, secrets: ExerciseSecrets) -> bool:
+    """Whether the reply holds anything to check (prose alone costs nothing)."""
+    return secrets.strictness is not Strictness.OPEN and patches.has_code(reply)
+
+
+async def check(reply: str, secrets: ExerciseSecrets, runner: Runner | None) -> Verdict:
+    """Whether `reply` leaks: solution code, or a fix that makes a failing test pass."""
+    if not needs_check(reply, secrets):
+        return CLEAN
+    score = secrets.solution_score(reply)
+    if score >= secrets.threshold:
+        return Verdict(True, "solution", _first_code(reply))
+    attempt = secrets.attempt
+    if runner is None or attempt is None:
+        return CLEAN
+    found = patches.candidates(
+        reply, attempt.code, secrets.language, cap=secrets.cap, earlier=secrets.shown
+    )
+    if not found:
+        return CLEAN
+    return await _run(found, attempt, runner)
+
+
+async def _run(found: Sequence[patches.Candidate], attempt: Attempt, runner: Runner) -> Verdict:
+    """Run the candidates at once (the runner's pool queues them); stop at the first leak."""
+
+    async def one(candidate: patches.Candidate) -> patches.Candidate | None:
+        result = await runner(candidate.program)
+        if result is None:
+            return None
+        if attempt.failed is None:
+            return candidate if result.all_passed else None
+        return candidate if result.passed & attempt.failed else None
+
+    tasks = [asyncio.ensure_future(one(c)) for c in found]
+    try:
+        for finished in asyncio.as_completed(tasks):
+            try:
+                leaked = await finished
+            except Exception:
+                log.warning("tutor.leak_check_run_failed", exc_info=True)
+                continue
+            if leaked is not None:
+                return Verdict(True, "fix", leaked.evidence, runs=len(tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return Verdict(False, runs=len(tasks))
+
+
+def _first_code(reply: str) -> str:
+    blocks = patches.code_blocks(reply)
+    return blocks[0] if blocks else ""
+
+
+def regenerate_instruction(verdict: Verdict, strictness: Strictness) -> str:
+    """What the model is told after a withheld draft: what gave it away, and what to do."""
+    what = (
+        "it reproduced the reference solution"
+        if verdict.reason == "solution"
+        else "what it suggested makes the learner's failing test pass, so it was a working fix"
+    )
+    evidence = verdict.evidence.strip()
+    if len(evidence) > 300:
+        evidence = evidence[:300] + "…"
+    quoted = f"\nThe part that gave it away:\n{evidence}\n" if evidence else "\n"
+    allowed = (
+        "A snippet that teaches a construct on an unrelated example is fine, but nothing the "
+        "learner could paste into their code."
+        if strictness is Strictness.HINTS
+        else "Write no code at all this time, no inline code that changes their code, and no "
+        "corrected line."
+    )
+    return (
+        f"IMPORTANT: your previous draft was withheld because {what}.{quoted}"
+        f"{allowed} Do not name the exact change either. Explain in words what to look at, "
+        "and ask one guiding question."
+    )

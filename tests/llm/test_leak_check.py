@@ -1,0 +1,239 @@
+"""The executable leak guard: a reply leaks when what it suggests makes a failing test pass.
+
+The suggestions run in Koan's real grading sandbox."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from koan.grading.sandbox import Limits, Sandbox
+from koan.llm.leak_check import (
+    Attempt,
+    ExerciseSecrets,
+    Runner,
+    RunResult,
+    Strictness,
+    check,
+    needs_check,
+    regenerate_instruction,
+)
+
+PY_SOLUTION = textwrap.dedent(
+    """\
+    def sum_evens(numbers):
+        total = 0
+        for n in numbers:
+            if n % 2 == 0:
+                total += n
+        return total
+    """
+)
+PY_ATTEMPT = PY_SOLUTION.replace("n % 2 == 0", "n % 2 == 1")
+PY_TESTS = textwrap.dedent(
+    """\
+    from solution import sum_evens
+
+    def test_mixed():
+        assert sum_evens([1, 2, 3, 4]) == 6
+
+    def test_empty():
+        assert sum_evens([]) == 0
+    """
+)
+JS_SOLUTION = textwrap.dedent(
+    """\
+    function lastItem(items) {
+      return items[items.length - 1];
+    }
+
+    module.exports = { lastItem };
+    """
+)
+JS_ATTEMPT = JS_SOLUTION.replace("items.length - 1", "items.length")
+JS_TESTS = textwrap.dedent(
+    """\
+    const assert = require('node:assert');
+    const { lastItem } = require('./solution.js');
+
+    test('last of three', () => {
+      assert.strictEqual(lastItem([1, 2, 3]), 3);
+    });
+    """
+)
+
+
+def runner(sandbox: Sandbox, language: str, tests: str, calls: list[str]) -> Runner:
+    async def run(code: str) -> RunResult | None:
+        calls.append(code)
+        report = await sandbox.grade(
+            language=language,  # type: ignore[arg-type]
+            code=code,
+            tests=tests,
+            limits=Limits(cpu_s=1.0, wall_s=2.0),
+        )
+        passed = frozenset(t.name for t in report.tests if t.status == "passed")
+        return RunResult(passed, report.status == "passed")
+
+    return run
+
+
+def py_secrets(**overrides: object) -> ExerciseSecrets:
+    values: dict[str, object] = {
+        "solution": PY_SOLUTION,
+        "starter": "def sum_evens(numbers):\n    pass\n",
+        "language": "python",
+        "attempt": Attempt(PY_ATTEMPT, frozenset({"test_mixed"})),
+    }
+    values.update(overrides)
+    return ExerciseSecrets(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Change line 4 to:\n\n```python\nif n % 2 == 0:\n```",
+        "Replace `n % 2 == 1` with `n % 2 == 0` on line 4.",
+        "Use `== 0` instead of `== 1`.",
+        "On line 4, the condition should be `n % 2 == 0`.",
+        "Almost there! It should read:\n\n        if not n % 2:\n\nand then it works.",
+    ],
+)
+async def test_a_fix_of_the_failing_attempt_is_a_leak(sandbox: Sandbox, reply: str) -> None:
+    calls: list[str] = []
+    verdict = await check(reply, py_secrets(), runner(sandbox, "python", PY_TESTS, calls))
+
+    assert verdict.leak
+    assert verdict.reason == "fix"
+    assert verdict.evidence
+    assert calls
+
+
+async def test_the_whole_solution_is_caught_without_running_anything(sandbox: Sandbox) -> None:
+    calls: list[str] = []
+    reply = f"Here:\n\n```python\n{PY_SOLUTION}```"
+    verdict = await check(reply, py_secrets(), runner(sandbox, "python", PY_TESTS, calls))
+
+    assert verdict.leak
+    assert verdict.reason == "solution"
+    assert calls == []
+
+
+async def test_a_solution_written_as_a_numbered_list_is_caught(sandbox: Sandbox) -> None:
+    numbered = "\n".join(f"{i}. {line}" for i, line in enumerate(PY_SOLUTION.splitlines(), 1))
+    verdict = await check(numbered, py_secrets(attempt=None), None)
+
+    assert verdict.leak
+    assert verdict.reason == "solution"
+
+
+async def test_a_solution_split_across_turns_is_caught_on_the_turn_that_completes_it() -> None:
+    lines = PY_SOLUTION.splitlines()
+    first = "Start like this:\n\n```python\n" + "\n".join(lines[:3]) + "\n```"
+    second = "Then:\n\n```python\n" + "\n".join(lines[3:]) + "\n```"
+    alone = py_secrets(attempt=None)
+
+    assert not (await check(first, alone, None)).leak
+    assert not (await check(second, alone, None)).leak
+    assert (await check(second, py_secrets(attempt=None, shown=(first,)), None)).leak
+
+
+async def test_a_socratic_reply_quoting_the_learners_code_runs_nothing(sandbox: Sandbox) -> None:
+    calls: list[str] = []
+    reply = (
+        "Look at line 4: `if n % 2 == 1:`. Which numbers make `n % 2 == 1` true? "
+        "Are those the ones `test_mixed` wants in `total`?"
+    )
+    verdict = await check(reply, py_secrets(), runner(sandbox, "python", PY_TESTS, calls))
+
+    assert not verdict.leak
+    assert calls == []
+
+
+async def test_a_wrong_suggestion_is_delivered(sandbox: Sandbox) -> None:
+    calls: list[str] = []
+    reply = "Maybe try `n % 3 == 1` instead of `n % 2 == 1`?"
+    verdict = await check(reply, py_secrets(), runner(sandbox, "python", PY_TESTS, calls))
+
+    assert not verdict.leak
+    assert calls  # it was run, and did not pass
+
+
+async def test_prose_without_code_costs_nothing() -> None:
+    assert not needs_check("Which numbers reach the line that adds to the total?", py_secrets())
+
+
+async def test_javascript_fix_is_a_leak(sandbox: Sandbox) -> None:
+    calls: list[str] = []
+    secrets = ExerciseSecrets(
+        solution=JS_SOLUTION,
+        starter="",
+        language="javascript",
+        attempt=Attempt(JS_ATTEMPT, frozenset({"last of three"})),
+    )
+    reply = "Change `items[items.length]` to `items[items.length - 1]`."
+    verdict = await check(reply, secrets, runner(sandbox, "javascript", JS_TESTS, calls))
+
+    assert verdict.leak
+
+
+async def test_without_a_failing_attempt_only_a_program_passing_everything_leaks(
+    sandbox: Sandbox,
+) -> None:
+    calls: list[str] = []
+    starter = "def sum_evens(numbers):\n    pass\n"
+    secrets = py_secrets(attempt=Attempt(starter, None))
+    other = (
+        "```python\ndef sum_evens(numbers):\n    return sum(x for x in numbers if not x % 2)\n```"
+    )
+    half = "```python\ndef sum_evens(numbers):\n    return 0\n```"
+
+    assert (await check(other, secrets, runner(sandbox, "python", PY_TESTS, calls))).leak
+    assert not (await check(half, secrets, runner(sandbox, "python", PY_TESTS, calls))).leak
+
+
+# -- strictness ------------------------------------------------------------------------------------
+
+
+async def test_open_strictness_turns_the_guard_off(sandbox: Sandbox) -> None:
+    calls: list[str] = []
+    secrets = py_secrets(strictness=Strictness.OPEN)
+    reply = f"```python\n{PY_SOLUTION}```"
+
+    assert not (await check(reply, secrets, runner(sandbox, "python", PY_TESTS, calls))).leak
+    assert calls == []
+
+
+async def test_hints_strictness_allows_a_construct_but_not_a_fix(sandbox: Sandbox) -> None:
+    calls: list[str] = []
+    secrets = py_secrets(strictness=Strictness.HINTS)
+    run = runner(sandbox, "python", PY_TESTS, calls)
+    construct = (
+        "A comprehension looks like this:\n\n```python\nsquares = [x * x for x in range(5)]\n```"
+    )
+    fix = "Change it to `if n % 2 == 0:` on line 4."
+
+    assert not (await check(construct, secrets, run)).leak
+    assert (await check(fix, secrets, run)).leak
+
+
+async def test_socratic_withholds_solution_fragments_that_hints_allows() -> None:
+    lines = PY_SOLUTION.splitlines()
+    first = "```python\n" + "\n".join(lines[:3]) + "\n```"
+    second = "```python\n" + "\n".join(lines[3:]) + "\n```"
+
+    socratic = py_secrets(attempt=None, shown=(first,))
+    hints = py_secrets(attempt=None, shown=(first,), strictness=Strictness.HINTS)
+    assert (await check(second, socratic, None)).leak
+    assert not (await check(second, hints, None)).leak
+
+
+def test_the_regeneration_instruction_names_what_gave_it_away() -> None:
+    from koan.llm.leak_check import Verdict
+
+    text = regenerate_instruction(
+        Verdict(True, "fix", "Replace `n % 2 == 1` with `n % 2 == 0`."), Strictness.SOCRATIC
+    )
+    assert "Replace `n % 2 == 1` with `n % 2 == 0`." in text
+    assert "working fix" in text
