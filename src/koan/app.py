@@ -15,6 +15,7 @@ from koan.chat.router import router as chat_router
 from koan.classes.router import router as classes_router
 from koan.config import Settings
 from koan.db import transactional
+from koan.drafts.router import router as drafts_router
 from koan.exercises import submit as submissions
 from koan.exercises.router import router as exercises_router
 from koan.generation.router import router as generation_router
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     app.state.account_maker = users_service.create_user
     domain_routers = (
         auth_router, users_router, onboarding_router, exercises_router, progress_router,
-        chat_router, usage_router, generation_router, classes_router,
+        chat_router, usage_router, generation_router, classes_router, drafts_router,
     )  # fmt: skip
     # Each straight under the app: FastAPI matches an included router's routes again at
     # every level of nesting, so an /api/v1 router around these doubled the routing work.

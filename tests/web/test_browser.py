@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.models import Exercise, User
+from koan.models import Draft, Exercise, User
 from koan.resources import Resources
 from tests.fixtures.factories import PASSWORD, create_user
 from tests.fixtures.smtp import SMTPServer
@@ -402,3 +403,163 @@ def test_phone_viewport(browser: Any, live: LiveServer, problems: PageProblems) 
                 page.screenshot(path=str(SCREENSHOT_DIR / "phone-exercise.png"))
     page.context.close()
     assert not problems.errors, problems.errors
+
+
+# --- the learner's work is never lost ---------------------------------------------------------
+
+
+def open_exercise(page: Any, live: LiveServer) -> tuple[User, str]:
+    user = make_user(live, onboarded=True)
+    log_in(page, user.email)
+    expect(page).to_have_url(re.compile(r"/dashboard"))
+    exercise_id = any_exercise_id(live)
+    page.goto(f"/exercises/{exercise_id}")
+    return user, exercise_id
+
+
+def type_code(page: Any, code: str) -> None:
+    editor = page.get_by_role("textbox", name="Your code")
+    editor.fill(code)
+
+
+def wait_saved(page: Any) -> None:
+    expect(page.locator("#draft-status")).to_have_text("Draft saved")
+
+
+def test_an_expired_access_cookie_mid_edit_is_renewed_for_run_and_send(
+    page: Any, live: LiveServer
+) -> None:
+    open_exercise(page, live)
+    code = "def add(a, b):\n    # still thinking\n    return 0\n"
+    type_code(page, code)
+    wait_saved(page)
+
+    # The access cookie lapses while the learner is typing.
+    page.context.clear_cookies(name="koan_access")
+    with page.expect_response(re.compile(r"/api/v1/auth/refresh$")) as renewal:
+        page.get_by_role("button", name="Run tests").click()
+    assert renewal.value.status == 200
+    expect(page.locator("#results .result")).to_have_attribute("data-status", re.compile("."))
+    expect(page.get_by_role("textbox", name="Your code")).to_have_value(code)
+    expect(page).to_have_url(re.compile(r"/exercises/[0-9a-f-]{36}$"))
+    assert any(c["name"] == "koan_access" for c in page.context.cookies())
+
+    # And again before asking the tutor: the question is answered, not refused.
+    page.context.clear_cookies(name="koan_access")
+    page.get_by_label("Your question").fill("What should add return?")
+    with page.expect_response(re.compile(r"/api/v1/auth/refresh$")):
+        page.get_by_role("button", name="Send").click()
+    answer = page.locator(".msg-assistant").last
+    expect(answer).to_have_attribute("data-complete", "true")
+    expect(page.locator(".msg-error")).to_have_count(0)
+    expect(page.locator("[data-session='ended']")).to_have_count(0)
+
+
+def test_when_the_session_is_over_the_login_brings_back_the_code_and_question(
+    page: Any, live: LiveServer
+) -> None:
+    user, exercise_id = open_exercise(page, live)
+    type_code(page, "def add(a, b):\n    return a\n")
+    wait_saved(page)
+
+    # Logged out elsewhere: neither cookie works any more.
+    page.context.clear_cookies(name="koan_access")
+    page.context.clear_cookies(name="koan_refresh")
+    later = "def add(a, b):\n    return a + b  # written after the session ended\n"
+    type_code(page, later)
+    page.get_by_label("Your question").fill("Is this right?")
+    page.get_by_role("button", name="Run tests").click()
+    ended = page.locator("[data-session='ended']")
+    expect(ended).to_contain_text("Your session has ended")
+    expect(page.get_by_role("textbox", name="Your code")).to_have_value(later)
+
+    ended.get_by_role("link", name="Log in again").click()
+    expect(page).to_have_url(re.compile(r"/login\?next=/exercises/"))
+    page.get_by_label("Email").fill(user.email)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(f"/exercises/{exercise_id}$"))
+    expect(page.get_by_role("textbox", name="Your code")).to_have_value(later)
+    expect(page.get_by_label("Your question")).to_have_value("Is this right?")
+    # What this device kept reaches the server once the learner is back.
+    wait_saved(page)
+
+
+def test_a_draft_follows_the_learner_to_another_device_and_can_be_reset(
+    browser: Any, page: Any, live: LiveServer, problems: PageProblems
+) -> None:
+    user, exercise_id = open_exercise(page, live)
+    code = "def add(a, b):\n    return b + a  # from the laptop\n"
+    type_code(page, code)
+    wait_saved(page)
+
+    phone = _new_page(browser, live, problems, viewport={"width": 375, "height": 740})
+    log_in(phone, user.email)
+    expect(phone).to_have_url(re.compile(r"/dashboard"))
+    phone.goto(f"/exercises/{exercise_id}")
+    editor = phone.get_by_role("textbox", name="Your code")
+    expect(editor).to_have_value(code)
+
+    # Reset asks first; saying no keeps the code.
+    phone.once("dialog", lambda dialog: dialog.dismiss())
+    phone.get_by_role("button", name="Reset to starter code").click()
+    expect(editor).to_have_value(code)
+    phone.once("dialog", lambda dialog: dialog.accept())
+    phone.get_by_role("button", name="Reset to starter code").click()
+    expect(editor).not_to_have_value(code)
+    starter = editor.input_value()
+    wait_saved(phone)
+    phone.context.close()
+
+    page.reload()
+    expect(page.get_by_role("textbox", name="Your code")).to_have_value(starter)
+
+
+def server_draft(live: LiveServer, user: User, exercise_id: str, *, wait_for: str) -> str | None:
+    """The learner's draft as the server holds it, once it reads `wait_for` (or a while passed)."""
+
+    async def work(session: AsyncSession, res: Resources) -> str | None:
+        draft = await session.get(Draft, (user.id, uuid.UUID(exercise_id)))
+        return draft.code if draft else None
+
+    found = None
+    for _ in range(100):
+        found = live.run(work)
+        if found == wait_for:
+            break
+        threading.Event().wait(0.1)
+    return found
+
+
+def test_reloading_or_closing_the_tab_right_after_typing_loses_nothing(
+    browser: Any, page: Any, live: LiveServer, problems: PageProblems
+) -> None:
+    user, exercise_id = open_exercise(page, live)
+    typed = "def add(a, b):\n    return a + b  # typed just before the reload\n"
+    type_code(page, typed)
+    page.reload()  # sooner than the save that typing schedules
+    expect(page.get_by_role("textbox", name="Your code")).to_have_value(typed)
+
+    closed = "def add(a, b):\n    return a + b  # typed just before closing the tab\n"
+    type_code(page, closed)
+    page.close(run_before_unload=True)
+    # The save that leaving sends is not awaited by anyone: wait until the server has it.
+    assert server_draft(live, user, exercise_id, wait_for=closed) == closed
+    other = _new_page(browser, live, problems, viewport={"width": 1280, "height": 900})
+    log_in(other, user.email)
+    expect(other).to_have_url(re.compile(r"/dashboard"))
+    other.goto(f"/exercises/{exercise_id}")
+    # Another browser: only the server can have kept it.
+    expect(other.get_by_role("textbox", name="Your code")).to_have_value(closed)
+    other.context.close()
+
+
+def test_the_session_is_renewed_before_the_access_token_lapses(page: Any, live: LiveServer) -> None:
+    page.clock.install()
+    open_exercise(page, live)
+    ttl = int(page.locator("body").get_attribute("data-session-ttl") or 0)
+    assert ttl > 60
+    with page.expect_request(re.compile(r"/api/v1/auth/refresh$")) as renewal:
+        page.clock.fast_forward(ttl * 1000)
+    assert renewal.value.method == "POST"
+    page.clock.resume()

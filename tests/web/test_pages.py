@@ -297,13 +297,21 @@ async def test_resume_without_a_refresh_token_goes_to_login(client: httpx.AsyncC
     assert resumed.headers["location"] == "/login?next=/dashboard"
 
 
-async def test_htmx_requests_are_redirected_with_hx_redirect(client: httpx.AsyncClient) -> None:
+async def test_htmx_requests_without_a_session_get_a_401_not_a_navigation(
+    client: httpx.AsyncClient,
+) -> None:
+    # A navigation would throw away the page (the code in the editor): the page's script
+    # renews the session and sends the request again, or shows this message with a way back.
     response = await client.post(
         "/exercises/00000000-0000-0000-0000-000000000000/hint",
         headers={"HX-Request": "true", "HX-Current-URL": "http://testserver/exercises/x"},
     )
-    assert response.status_code == 200
-    assert response.headers["HX-Redirect"] == "/login?next=/exercises/x"
+    assert response.status_code == 401
+    assert "HX-Redirect" not in response.headers
+    assert response.headers["X-Koan-Session"] == "expired"
+    assert response.headers["HX-Retarget"] == "#flash"
+    assert "Your session has ended" in response.text
+    assert 'href="/login?next=/exercises/x"' in response.text
 
 
 async def test_logout_ends_the_session(

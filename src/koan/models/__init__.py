@@ -9,6 +9,7 @@ from koan.models.classes import (
     ClassMembership,
     ClassRoom,
 )
+from koan.models.draft import Draft
 from koan.models.exercise import Assignment, Exercise, ExerciseSkill, Submission
 from koan.models.mail import OutboxMail
 from koan.models.progress import (
@@ -38,6 +39,7 @@ __all__ = [
     "ClassRoom",
     "Conversation",
     "ConversationMessage",
+    "Draft",
     "EmailToken",
     "Exercise",
     "ExerciseSkill",

@@ -12,6 +12,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -87,6 +88,15 @@ def local_url(value: str | None, default: str = "/dashboard") -> str:
     return value
 
 
+def login_url(request: Request) -> str:
+    """The login page, coming back to the page the learner is on (for HTMX: the page, not the
+    fragment's address)."""
+    target = local_url(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    if request.headers.get("HX-Current-URL"):
+        target = local_url(_path_of(request.headers["HX-Current-URL"]))
+    return f"/login?next={quote(target, safe='/')}"
+
+
 def redirect(request: Request, url: str) -> Response:
     if request.headers.get("HX-Request"):
         # HTMX follows this with a full page load.
@@ -148,12 +158,17 @@ def render(
         "csrf_token": csrf_token(request),
         "path": request.url.path,
         "is_htmx": bool(request.headers.get("HX-Request")),
+        "session_ttl": None,
     }
+    res: Resources | None = getattr(request.app.state, "resources", None)
+    expires_at: datetime | None = getattr(request.state, "session_expires_at", None)
+    if user is not None and expires_at is not None and res is not None:
+        # Seconds left rather than a time: the browser's clock may be wrong.
+        ctx["session_ttl"] = max(0, int((expires_at - res.clock.now()).total_seconds()))
     ctx.update(context or {})
     response = templates.TemplateResponse(
         request, template, ctx, status_code=status_code, headers=dict(headers or {})
     )
-    res: Resources | None = getattr(request.app.state, "resources", None)
     _attach_csrf_cookie(request, response, res)
     return response
 
@@ -210,6 +225,11 @@ class WebRoute(APIRoute):
         async def handler(request: Request) -> Response:
             try:
                 return await original(request)
+            except LoginRequired as exc:
+                await _rollback(request)
+                if request.headers.get("HX-Request"):
+                    return _session_ended(request)
+                return redirect(request, exc.url)
             except Redirect as exc:
                 await _rollback(request)
                 return redirect(request, exc.url)
@@ -249,6 +269,21 @@ class WebRoute(APIRoute):
         return handler
 
 
+def _session_ended(request: Request) -> Response:
+    """An HTMX request without a live access token: a 401 the page's script answers by renewing
+    the session and sending the request again; a navigation here would lose what is on the page
+    (the code in the editor)."""
+    response = render(
+        request,
+        "partials/session_ended.html",
+        {"login_url": login_url(request)},
+        status_code=401,
+        headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+    )
+    response.headers["X-Koan-Session"] = "expired"
+    return response
+
+
 # ---------------------------------------------------------------------------------------------
 # Dependencies.
 
@@ -278,6 +313,8 @@ async def _auth_from_cookie(request: Request, session: AsyncSession, res: Resour
     found = await auth_repository.live_session_and_user(session, claims.session_id, claims.user_id)
     if found is None:
         return None
+    # The page's script renews the session shortly before this (see koan.js).
+    request.state.session_expires_at = claims.expires_at
     auth_session, user = found
     return Auth(user=user, session=auth_session, via_cookie=True)
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
 from koan.deps import ResourcesDep
+from koan.drafts import service as drafts
 from koan.errors import KoanError
 from koan.exercises import lifecycle
 from koan.exercises import repository as exercise_repository
@@ -139,17 +140,28 @@ async def _exercise_context(
 ) -> dict[str, Any]:
     assignment = await exercise_repository.latest_assignment(session, user.id, exercise.id)
     latest = await exercise_repository.latest_submission(session, user.id, exercise.id)
+    draft = await drafts.find(session, user, exercise.id)
     hints_used = assignment.hints_used if assignment else 0
     result = None
     if latest is not None and latest.status != "pending":
         result = submission_out(latest)
+    # The editor opens on what the learner wrote last: the draft, or a run made after it.
+    saved_at = None
+    if code is None:
+        if draft is not None and (latest is None or draft.updated_at >= latest.created_at):
+            code, saved_at = draft.code, draft.updated_at
+        elif latest is not None:
+            code, saved_at = latest.code, latest.created_at
+        else:
+            code = exercise.starter_code
     return {
         **_common(),
         "exercise": exercises.detail(exercise),
         "assignment": assignment,
         "hints": list(exercise.hints[:hints_used]),
         "hints_remaining": len(exercise.hints) - hints_used,
-        "code": code if code is not None else (latest.code if latest else exercise.starter_code),
+        "code": code,
+        "saved_at_ms": int(saved_at.timestamp() * 1000) if saved_at else 0,
         "result": result,
     }
 
@@ -233,6 +245,25 @@ async def hint(
     if request.headers.get("HX-Request"):
         return render(request, "partials/hints.html", ctx)
     return render(request, "exercise.html", ctx)
+
+
+@router.get("/exercises/{exercise_id}/reset")
+async def reset_form(
+    request: Request, exercise_id: str, user: PageUser, session: WebSession
+) -> Response:
+    """Ask before the draft is thrown away (the page's script asks in place)."""
+    exercise = await _exercise(session, exercise_id)
+    return render(request, "reset.html", {"exercise": exercises.detail(exercise)})
+
+
+@router.post("/exercises/{exercise_id}/reset")
+async def reset(
+    request: Request, exercise_id: str, user: PageUser, session: WebSession, res: ResourcesDep
+) -> Response:
+    """Start again from the starter code: it replaces the draft, on every device."""
+    exercise = await _exercise(session, exercise_id)
+    await drafts.save(session, res, user, exercise.id, exercise.starter_code)
+    return redirect(request, f"/exercises/{exercise.id}")
 
 
 @router.post("/exercises/{exercise_id}/skip")

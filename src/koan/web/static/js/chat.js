@@ -13,8 +13,8 @@
   }
 
   function errorText(body, status) {
+    if (status === 401) return "Your session has ended: log in again to send your question (it is kept).";
     if (body && body.detail) return body.detail;
-    if (status === 401) return "Your session has ended; reload the page to log in again.";
     if (status === 429) return "The tutor needs a short break; try again in a moment.";
     return "The tutor could not answer just now. Please try again.";
   }
@@ -88,10 +88,27 @@
     this.conversationId = null;
     var self = this;
     this.form.addEventListener("submit", function (event) { event.preventDefault(); self.ask(); });
+    // A question being typed survives a reload or a new login on this device.
+    this.key = "koan:question:" + location.pathname;
+    var kept = null;
+    try { kept = window.localStorage.getItem(this.key); } catch (e) { /* storage refused */ }
+    if (kept && !this.input.value) this.input.value = kept;
+    this.input.addEventListener("input", function () { self.remember(); });
     this.input.addEventListener("keydown", function (event) {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); self.ask(); }
     });
   }
+
+  Chat.prototype.remember = function () {
+    try {
+      if (this.input.value.trim()) window.localStorage.setItem(this.key, this.input.value);
+      else window.localStorage.removeItem(this.key);
+    } catch (e) { /* storage refused */ }
+  };
+
+  Chat.prototype.forget = function () {
+    try { window.localStorage.removeItem(this.key); } catch (e) { /* storage refused */ }
+  };
 
   Chat.prototype.setBusy = function (busy, text) {
     this.send.disabled = busy;
@@ -102,7 +119,7 @@
     var self = this;
     if (this.conversationId) return Promise.resolve(this.conversationId);
     var body = this.exerciseId ? { exercise_id: this.exerciseId } : {};
-    return fetch(API, { method: "POST", credentials: "same-origin", headers: headers(), body: JSON.stringify(body) })
+    return window.Koan.fetch(API, { method: "POST", headers: headers(), body: JSON.stringify(body) })
       .then(function (response) {
         return readJSON(response).then(function (data) {
           if (!response.ok) throw new Error(errorText(data, response.status));
@@ -117,13 +134,13 @@
     var self = this;
     var question = this.input.value.trim();
     if (!question) { this.status.textContent = "Type a question first."; this.input.focus(); return; }
-    bubble(this.log, "user", question);
+    var asked = bubble(this.log, "user", question);
     this.input.value = "";
     this.setBusy(true, "The tutor is thinking…");
     var answer = null;
     this.ensureConversation().then(function (id) {
-      return fetch(API + "/" + encodeURIComponent(id) + "/messages", {
-        method: "POST", credentials: "same-origin",
+      return window.Koan.fetch(API + "/" + encodeURIComponent(id) + "/messages", {
+        method: "POST",
         headers: headers({ Accept: "text/event-stream" }),
         body: JSON.stringify({ content: question })
       });
@@ -136,6 +153,7 @@
           bubble(self.log, "assistant", text || "");
         });
       }
+      self.forget();
       answer = bubble(self.log, "assistant", "");
       answer.parentNode.setAttribute("aria-busy", "true");
       var failed = null;
@@ -155,8 +173,16 @@
     }).then(function () {
       self.setBusy(false, "");
       if (answer) answer.parentNode.setAttribute("data-complete", "true");
+    }).then(function () {
+      self.forget();
     }).catch(function (error) {
       self.setBusy(false, "");
+      // The question goes back into the box, to be sent again.
+      if (!answer && !self.input.value) {
+        self.input.value = question;
+        if (asked && asked.parentNode) asked.parentNode.remove();
+        self.remember();
+      }
       bubble(self.log, "error", error && error.message ? error.message : "The tutor could not answer just now.");
     });
   };

@@ -1,0 +1,1 @@
+"""Drafts: the code a learner is writing for an exercise, saved as they type."""

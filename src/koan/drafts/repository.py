@@ -1,0 +1,59 @@
+"""Queries for drafts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
+
+from koan.models import Draft, Exercise
+
+
+async def exercise_exists(session: AsyncSession, exercise_id: uuid.UUID) -> bool:
+    query = select(exists().where(Exercise.id == exercise_id))
+    return bool((await session.execute(query)).scalar())
+
+
+async def draft_of(
+    session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID
+) -> Draft | None:
+    query = select(Draft).where(Draft.user_id == user_id, Draft.exercise_id == exercise_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def save_draft(
+    session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID, code: str, at: datetime
+) -> Draft:
+    """Insert or replace in one statement: two tabs saving at once cannot collide."""
+    values = {"user_id": user_id, "exercise_id": exercise_id, "code": code, "updated_at": at}
+    keys = [Draft.user_id, Draft.exercise_id]
+    upsert: ReturningInsert[Draft]
+    if session.get_bind().dialect.name == "postgresql":
+        pg = postgresql.insert(Draft).values(**values)
+        upsert = pg.on_conflict_do_update(
+            index_elements=keys, set_={"code": pg.excluded.code, "updated_at": at}
+        ).returning(Draft)
+    else:
+        lite = sqlite.insert(Draft).values(**values)
+        upsert = lite.on_conflict_do_update(
+            index_elements=keys, set_={"code": lite.excluded.code, "updated_at": at}
+        ).returning(Draft)
+    result = await session.execute(upsert, execution_options={"populate_existing": True})
+    draft: Draft = result.scalar_one()
+    return draft
+
+
+async def delete_draft(session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID) -> bool:
+    statement = delete(Draft).where(Draft.user_id == user_id, Draft.exercise_id == exercise_id)
+    result = await session.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def drafts_of(session: AsyncSession, user_id: uuid.UUID) -> list[Draft]:
+    """Every draft of a learner (their data export)."""
+    query = select(Draft).where(Draft.user_id == user_id).order_by(Draft.updated_at)
+    return list((await session.execute(query)).scalars())

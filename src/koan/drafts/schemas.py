@@ -1,0 +1,36 @@
+"""Bodies of the draft routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import field_validator
+
+from koan.common.schemas import Input, Schema
+
+# The same bound as a submission: a draft is what will be submitted.
+MAX_DRAFT_BYTES = 64 * 1024
+
+
+class DraftIn(Input):
+    code: str
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain NUL bytes")
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise ValueError("must be valid Unicode text") from exc
+        if size > MAX_DRAFT_BYTES:
+            raise ValueError(f"is longer than {MAX_DRAFT_BYTES // 1024} KB")
+        return value
+
+
+class DraftOut(Schema):
+    exercise_id: uuid.UUID
+    code: str
+    updated_at: datetime

@@ -1,0 +1,45 @@
+"""Drafts: one per learner and exercise, readable and writable by that learner only."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.drafts import repository
+from koan.errors import NotFound
+from koan.models import Draft, User
+from koan.resources import Resources
+
+
+async def _require_exercise(session: AsyncSession, exercise_id: uuid.UUID) -> None:
+    if not await repository.exercise_exists(session, exercise_id):
+        raise NotFound("There is no such exercise.")
+
+
+async def get(session: AsyncSession, user: User, exercise_id: uuid.UUID) -> Draft:
+    """The learner's own draft; another learner's is as absent as one never written."""
+    draft = await repository.draft_of(session, user.id, exercise_id)
+    if draft is None:
+        raise NotFound("No draft is saved for this exercise.")
+    return draft
+
+
+async def find(session: AsyncSession, user: User, exercise_id: uuid.UUID) -> Draft | None:
+    return await repository.draft_of(session, user.id, exercise_id)
+
+
+async def save(
+    session: AsyncSession, res: Resources, user: User, exercise_id: uuid.UUID, code: str
+) -> Draft:
+    await _require_exercise(session, exercise_id)
+    return await repository.save_draft(session, user.id, exercise_id, code, res.clock.now())
+
+
+async def discard(session: AsyncSession, user: User, exercise_id: uuid.UUID) -> None:
+    """Forget the draft (the editor then starts from the last run or the starter code)."""
+    await repository.delete_draft(session, user.id, exercise_id)
+
+
+async def all_of(session: AsyncSession, user: User) -> list[Draft]:
+    return await repository.drafts_of(session, user.id)

@@ -1,0 +1,138 @@
+"""Draft routes over HTTP: save, read back, replace, discard; private to their learner."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import Draft, Exercise, User
+from koan.resources import Resources
+from tests.fixtures.factories import bearer, create_exercise, create_user
+
+
+@pytest.fixture
+async def learner(session: AsyncSession, resources: Resources) -> User:
+    return await create_user(session, resources, onboarded=True)
+
+
+@pytest.fixture
+async def headers(session: AsyncSession, resources: Resources, learner: User) -> dict[str, str]:
+    return await bearer(session, resources, learner)
+
+
+@pytest.fixture
+async def exercise(session: AsyncSession) -> Exercise:
+    return await create_exercise(session)
+
+
+async def test_a_draft_is_saved_read_back_replaced_and_discarded(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise
+) -> None:
+    url = f"/api/v1/drafts/{exercise.id}"
+    assert (await client.get(url, headers=headers)).status_code == 404
+
+    saved = await client.put(url, headers=headers, json={"code": "def add(a, b):\n    pass\n"})
+    assert saved.status_code == 200
+    assert saved.json()["code"] == "def add(a, b):\n    pass\n"
+    assert saved.json()["exercise_id"] == str(exercise.id)
+
+    again = await client.put(url, headers=headers, json={"code": "def add(a, b):\n    return\n"})
+    assert again.status_code == 200
+    read = await client.get(url, headers=headers)
+    assert read.status_code == 200
+    assert read.json()["code"] == "def add(a, b):\n    return\n"
+
+    gone = await client.delete(url, headers=headers)
+    assert gone.status_code == 204
+    assert (await client.get(url, headers=headers)).status_code == 404
+    # Discarding what is not there is not an error: a second tab may have done it first.
+    assert (await client.delete(url, headers=headers)).status_code == 204
+
+
+async def test_an_empty_editor_is_a_draft_too(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise
+) -> None:
+    url = f"/api/v1/drafts/{exercise.id}"
+    assert (await client.put(url, headers=headers, json={"code": ""})).status_code == 200
+    assert (await client.get(url, headers=headers)).json()["code"] == ""
+
+
+async def test_another_learner_can_neither_read_nor_touch_a_draft(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    headers: dict[str, str],
+    exercise: Exercise,
+) -> None:
+    url = f"/api/v1/drafts/{exercise.id}"
+    await client.put(url, headers=headers, json={"code": "my secret attempt"})
+    other = await bearer(session, resources, await create_user(session, resources))
+
+    peek = await client.get(url, headers=other)
+    assert peek.status_code == 404
+    assert "my secret attempt" not in peek.text
+    # Their own save and discard leave the first learner's draft as it was.
+    assert (await client.put(url, headers=other, json={"code": "theirs"})).status_code == 200
+    assert (await client.delete(url, headers=other)).status_code == 204
+    assert (await client.get(url, headers=headers)).json()["code"] == "my secret attempt"
+
+
+async def test_drafts_need_a_verified_learner(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources, exercise: Exercise
+) -> None:
+    url = f"/api/v1/drafts/{exercise.id}"
+    assert (await client.get(url)).status_code == 401
+    assert (await client.put(url, json={"code": "x"})).status_code == 401
+    unverified = await bearer(
+        session, resources, await create_user(session, resources, verified=False)
+    )
+    r = await client.put(url, headers=unverified, json={"code": "x"})
+    assert r.status_code == 403
+    assert r.json()["error"] == "EmailNotVerified"
+
+
+async def test_a_draft_for_no_exercise_or_too_large_is_refused(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise
+) -> None:
+    r = await client.put(f"/api/v1/drafts/{uuid.uuid4()}", headers=headers, json={"code": "x"})
+    assert r.status_code == 404
+    assert r.json()["error"] == "NotFound"
+    assert (await client.get("/api/v1/drafts/not-a-uuid", headers=headers)).status_code == 422
+    url = f"/api/v1/drafts/{exercise.id}"
+    big = await client.put(url, headers=headers, json={"code": "x" * (64 * 1024 + 1)})
+    assert big.status_code in (413, 422)
+    nul = await client.put(url, headers=headers, json={"code": "a\x00b"})
+    assert nul.status_code == 422
+    assert (await client.get(url, headers=headers)).status_code == 404
+
+
+async def test_cookie_writes_need_the_csrf_header(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources, exercise: Exercise
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    token = (await bearer(session, resources, user))["Authorization"].split()[1]
+    client.cookies.set("koan_access", token)
+    client.cookies.set("koan_csrf", "csrf-value")
+    url = f"/api/v1/drafts/{exercise.id}"
+    refused = await client.put(url, json={"code": "x"})
+    assert refused.status_code == 403
+    ok = await client.put(url, json={"code": "x"}, headers={"X-CSRF-Token": "csrf-value"})
+    assert ok.status_code == 200
+
+
+async def test_removing_the_exercise_takes_its_drafts(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    headers: dict[str, str],
+    exercise: Exercise,
+    learner: User,
+) -> None:
+    await client.put(f"/api/v1/drafts/{exercise.id}", headers=headers, json={"code": "x"})
+    await session.delete(exercise)
+    await session.flush()
+    left = await session.execute(select(Draft).where(Draft.user_id == learner.id))
+    assert left.scalars().all() == []

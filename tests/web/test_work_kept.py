@@ -1,0 +1,127 @@
+"""The exercise page and drafts: the editor opens on what was written last, reset asks first,
+and pages tell the script when the session must be renewed."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import User
+from koan.resources import Resources
+from tests.fixtures.factories import ADD_SOLUTION, PASSWORD, create_exercise, create_user
+from tests.web.conftest import csrf_from, post_form
+
+
+@pytest.fixture(autouse=True)
+def _pages(web_app: FastAPI) -> FastAPI:
+    return web_app
+
+
+async def log_in(client: httpx.AsyncClient, user: User) -> None:
+    response = await post_form(
+        client, "/login", "/login", {"email": user.email, "password": PASSWORD}
+    )
+    assert response.status_code == 303, response.text
+
+
+def api_headers(client: httpx.AsyncClient) -> dict[str, str]:
+    return {"X-CSRF-Token": client.cookies.get("koan_csrf") or ""}
+
+
+def editor_text(html: str) -> str:
+    match = re.search(r'<textarea id="code"[^>]*>(.*?)</textarea>', html, re.S)
+    assert match, "no editor on the page"
+    return match.group(1)
+
+
+async def test_the_editor_opens_on_the_draft_or_a_later_run(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get(f"/exercises/{exercise.id}")
+    assert editor_text(page.text) == exercise.starter_code
+    assert f'data-draft-url="/api/v1/drafts/{exercise.id}"' in page.text
+
+    saved = await client.put(
+        f"/api/v1/drafts/{exercise.id}",
+        json={"code": "def add(a, b):\n    return 'draft'\n"},
+        headers=api_headers(client),
+    )
+    assert saved.status_code == 200
+    page = await client.get(f"/exercises/{exercise.id}")
+    assert editor_text(page.text) == "def add(a, b):\n    return &#39;draft&#39;\n"
+
+    # A run made after the draft (say on a device that had not saved one) wins.
+    await client.post(
+        f"/exercises/{exercise.id}/run",
+        data={"code": ADD_SOLUTION},
+        headers={"HX-Request": "true", **api_headers(client)},
+    )
+    page = await client.get(f"/exercises/{exercise.id}")
+    assert editor_text(page.text) == ADD_SOLUTION
+
+
+async def test_reset_asks_first_then_brings_back_the_starter_code(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    await client.put(
+        f"/api/v1/drafts/{exercise.id}", json={"code": "mine"}, headers=api_headers(client)
+    )
+    question = await client.get(f"/exercises/{exercise.id}/reset")
+    assert question.status_code == 200
+    assert "Start again from the starter code?" in question.text
+    assert f'href="/exercises/{exercise.id}"' in question.text  # a way to keep the code
+
+    done = await client.post(
+        f"/exercises/{exercise.id}/reset", data={"csrf_token": csrf_from(question)}
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/exercises/{exercise.id}"
+    page = await client.get(f"/exercises/{exercise.id}")
+    assert editor_text(page.text) == exercise.starter_code
+    draft = await client.get(f"/api/v1/drafts/{exercise.id}")
+    assert draft.json()["code"] == exercise.starter_code
+
+
+async def test_reset_needs_the_csrf_token(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    await client.put(
+        f"/api/v1/drafts/{exercise.id}", json={"code": "mine"}, headers=api_headers(client)
+    )
+    refused = await client.post(f"/exercises/{exercise.id}/reset", data={})
+    assert refused.status_code == 403
+    assert (await client.get(f"/api/v1/drafts/{exercise.id}")).json()["code"] == "mine"
+
+
+async def test_signed_in_pages_tell_the_script_how_long_the_session_lasts(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    assert 'data-session-ttl="' not in (await client.get("/login")).text
+    await log_in(client, user)
+    page = await client.get("/dashboard")
+    lifetime = resources.settings.access_token_ttl_s
+    assert lifetime - 60 < session_ttl(page.text) <= lifetime
+    resources.clock.advance(timedelta(seconds=lifetime // 2))
+    later = await client.get("/dashboard")
+    assert session_ttl(later.text) <= lifetime - lifetime // 2
+
+
+def session_ttl(html: str) -> int:
+    found = re.search(r'data-session-ttl="(\d+)"', html)
+    assert found is not None
+    return int(found.group(1))
