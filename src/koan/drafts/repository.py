@@ -5,17 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
 
-from koan.models import Draft, Exercise
-
-
-async def exercise_exists(session: AsyncSession, exercise_id: uuid.UUID) -> bool:
-    query = select(exists().where(Exercise.id == exercise_id))
-    return bool((await session.execute(query)).scalar())
+from koan.models import Draft
 
 
 async def draft_of(

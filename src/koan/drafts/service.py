@@ -8,13 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.drafts import repository
 from koan.errors import NotFound
+from koan.exercises import service as exercises
 from koan.models import Draft, User
 from koan.resources import Resources
-
-
-async def _require_exercise(session: AsyncSession, exercise_id: uuid.UUID) -> None:
-    if not await repository.exercise_exists(session, exercise_id):
-        raise NotFound("There is no such exercise.")
 
 
 async def get(session: AsyncSession, user: User, exercise_id: uuid.UUID) -> Draft:
@@ -32,7 +28,8 @@ async def find(session: AsyncSession, user: User, exercise_id: uuid.UUID) -> Dra
 async def save(
     session: AsyncSession, res: Resources, user: User, exercise_id: uuid.UUID, code: str
 ) -> Draft:
-    await _require_exercise(session, exercise_id)
+    # Only for an exercise this learner may see (404 otherwise, as if it did not exist).
+    await exercises.get_exercise(session, exercise_id, user)
     return await repository.save_draft(session, user.id, exercise_id, code, res.clock.now())
 
 

@@ -1,7 +1,7 @@
 """drafts: what a learner is writing for an exercise, kept on the server
 
 Revision ID: 8b1d4e6f2a93
-Revises: 3f9c2a7d1e64
+Revises: 8b1d4e6f2a90
 Create Date: 2026-12-05 17:30:00+00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import koan.db
 
 revision: str = "8b1d4e6f2a93"
-down_revision: str | None = "3f9c2a7d1e64"
+down_revision: str | None = "8b1d4e6f2a90"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -252,7 +252,7 @@ async def reset_form(
     request: Request, exercise_id: str, user: PageUser, session: WebSession
 ) -> Response:
     """Ask before the draft is thrown away (the page's script asks in place)."""
-    exercise = await _exercise(session, exercise_id)
+    exercise = await _exercise(session, exercise_id, user)
     return render(request, "reset.html", {"exercise": exercises.detail(exercise)})
 
 
@@ -261,7 +261,7 @@ async def reset(
     request: Request, exercise_id: str, user: PageUser, session: WebSession, res: ResourcesDep
 ) -> Response:
     """Start again from the starter code: it replaces the draft, on every device."""
-    exercise = await _exercise(session, exercise_id)
+    exercise = await _exercise(session, exercise_id, user)
     await drafts.save(session, res, user, exercise.id, exercise.starter_code)
     return redirect(request, f"/exercises/{exercise.id}")
 
