@@ -43,9 +43,10 @@ run: install system-deps ## Migrate, load the built-in exercises and serve on ht
 test: install system-deps ## Run the whole test suite
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-lint: install ## ruff
+lint: install ## ruff, and the import contracts (docs/architecture.md)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install ## mypy (strict on src/)
 	$(BIN)/mypy

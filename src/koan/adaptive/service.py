@@ -21,7 +21,6 @@ from koan.adaptive.model import (
     update_skills,
 )
 from koan.adaptive.selection import Candidate, choose_exercise
-from koan.classes import repository as classes
 from koan.db import after_commit
 from koan.models import Assignment, Exercise, LearnerProfile, User
 from koan.models.progress import LearnerSkillRating
@@ -182,10 +181,6 @@ async def choose_daily(
 
     This is the one function the daily route calls to choose.
     """
-    # Work a class has set is done as class work; the daily exercise leaves it alone (unless
-    # class work is all the bank has left).
-    class_work = await classes.open_class_exercise_ids(session, user.id, now)
-    bank = [e for e in bank if e.id not in class_work] or bank
     if not bank:
         return None
     ratings = await learner_ratings(session, user, profile)

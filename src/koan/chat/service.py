@@ -56,8 +56,9 @@ async def start(
 ) -> Conversation:
     title = ""
     if exercise_id is not None:
-        viewer = None if user.role == "admin" else user.id
-        exercise = await exercises.visible_exercise(session, exercise_id, viewer)
+        exercise = await exercises.visible_exercise(
+            session, exercise_id, user.id, everything=user.role == "admin"
+        )
         if exercise is None:
             raise NotFound("There is no exercise with this id.", code="ExerciseNotFound")
         title = exercise.title

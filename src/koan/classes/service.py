@@ -536,7 +536,8 @@ async def delete_assignment(
 
 
 async def _pool(session: AsyncSession, language: str, skill: str, level: int) -> list[Exercise]:
-    bank = await exercises.candidates(session, language=language)
+    # Only exercises every learner may see: none generated for somebody and not approved.
+    bank = await exercises.candidates(session, language=language, viewer=None)
     return [e for e in bank if skill in e.skills and e.difficulty == level]
 
 

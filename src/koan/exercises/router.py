@@ -11,7 +11,7 @@ from koan.auth.deps import VerifiedUser
 from koan.deps import ResourcesDep, SessionDep
 from koan.exercises import lifecycle, service
 from koan.exercises import submit as submitting
-from koan.exercises.deps import HintTailorDep, RefillHookDep
+from koan.exercises.deps import DailyHooksDep, HintTailorDep
 from koan.exercises.schemas import (
     AssignmentOut,
     AssignmentPage,
@@ -58,10 +58,10 @@ async def daily(
     user: VerifiedUser,
     session: SessionDep,
     res: ResourcesDep,
-    refill: RefillHookDep,
+    hooks: DailyHooksDep,
 ) -> DailyOut:
     """Today's exercise: the open one, or a new one chosen for this learner."""
-    return await service.daily(session, res, user, refill)
+    return await service.daily(session, res, user, hooks)
 
 
 @router.get("/exercises/{exercise_id}", response_model=ExerciseDetail)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -30,6 +31,16 @@ from koan.resources import Resources
 
 # Asked to write the exercise the bank lacked for a learner (after the response has gone).
 RefillHook = Callable[[uuid.UUID, Refill], Awaitable[object]]
+# The exercises of a learner's open class assignments (classes sits above exercises).
+ClassWork = Callable[[AsyncSession, uuid.UUID, datetime], Awaitable[set[uuid.UUID]]]
+
+
+@dataclass(frozen=True)
+class DailyHooks:
+    """What the daily pick asks of the domains above exercises; the app wires them in."""
+
+    refill: RefillHook
+    class_work: ClassWork
 
 
 class HintTailor(Protocol):
@@ -85,9 +96,9 @@ def _time_cursor(cursor: str | None) -> datetime | None:
     return decode_cursor(cursor, datetime)[0] if cursor else None
 
 
-def _viewer(user: User) -> uuid.UUID | None:
+def _sees_everything(user: User) -> bool:
     # Admins see every exercise, so they can review generated ones before approving them.
-    return None if user.role == "admin" else user.id
+    return user.role == "admin"
 
 
 async def catalogue(
@@ -108,7 +119,8 @@ async def catalogue(
         difficulty=difficulty,
         after=after,
         limit=limit + 1,
-        viewer=_viewer(user),
+        viewer=user.id,
+        everything=_sees_everything(user),
     )
     items = [ExerciseSummary.model_validate(e) for e in rows[:limit]]
     return ExercisePage(
@@ -119,7 +131,9 @@ async def catalogue(
 async def get_exercise(session: AsyncSession, exercise_id: uuid.UUID, user: User) -> Exercise:
     """The exercise, if this learner may see it (a generated one not approved yet is its
     requester's alone): otherwise 404, as if it did not exist."""
-    exercise = await repository.visible_exercise(session, exercise_id, _viewer(user))
+    exercise = await repository.visible_exercise(
+        session, exercise_id, user.id, everything=_sees_everything(user)
+    )
     if exercise is None:
         raise NotFound("There is no exercise with this id.")
     return exercise
@@ -129,10 +143,10 @@ async def daily(
     session: AsyncSession,
     res: Resources,
     user: User,
-    refill: RefillHook,
+    hooks: DailyHooks,
 ) -> DailyOut:
     """The learner's open daily assignment, or a newly chosen one. A poor fit (nothing new at
-    the learner's level) is handed to `refill`: writing the exercise the bank lacked."""
+    the learner's level) is handed to `hooks.refill`: writing the exercise the bank lacked."""
     now = res.clock.now()
     profile = await profiles.profile_of(session, user)
     if not profile.onboarding_completed:
@@ -142,7 +156,7 @@ async def daily(
         )
     assignment = await lifecycle.current_daily(session, user, now)
     if assignment is None:
-        assignment = await _assign_daily(session, res, user, now, refill)
+        assignment = await _assign_daily(session, res, user, now, hooks)
     return DailyOut(
         assignment_id=assignment.id,
         status=assignment.status,
@@ -157,14 +171,21 @@ async def _assign_daily(
     res: Resources,
     user: User,
     now: datetime,
-    refill_hook: RefillHook,
+    hooks: DailyHooks,
 ) -> Assignment:
     profile = await profiles.profile_of(session, user)
+    bank = await repository.candidates(
+        session, language=profile.language or "python", viewer=user.id
+    )
+    # Work a class has set is done as class work; the daily exercise leaves it alone (unless
+    # class work is all the bank has left).
+    class_work = await hooks.class_work(session, user.id, now)
+    bank = [e for e in bank if e.id not in class_work] or bank
     pick = await adaptive.choose_daily(
         session,
         user,
         profile,
-        await repository.candidates(session, language=profile.language or "python", viewer=user.id),
+        bank,
         await repository.exercise_history(session, user.id),
         now=now,
         target=res.settings.adaptive_target_success,
@@ -176,7 +197,7 @@ async def _assign_daily(
         )
     refill = adaptive.refill_for(pick, target=res.settings.adaptive_target_success)
     if refill is not None:
-        await refill_hook(user.id, refill)
+        await hooks.refill(user.id, refill)
     return await lifecycle.open_daily(session, user, pick.exercise, reason=pick.reason, now=now)
 
 

@@ -13,7 +13,7 @@ from koan.errors import KoanError
 from koan.exercises import lifecycle
 from koan.exercises import repository as exercise_repository
 from koan.exercises import service as exercises
-from koan.exercises.deps import HintTailorDep, RefillHookDep
+from koan.exercises.deps import DailyHooksDep, HintTailorDep
 from koan.exercises.schemas import SubmissionIn, SubmissionOut
 from koan.exercises.submit import submission_out, submit
 from koan.models import Exercise, User
@@ -66,7 +66,7 @@ async def dashboard(
     user: PageUser,
     session: WebSession,
     res: ResourcesDep,
-    refill: RefillHookDep,
+    hooks: DailyHooksDep,
     welcome: bool = False,
 ) -> Response:
     """Today's exercise and why it was chosen, streak, level, skills and recent achievements."""
@@ -74,7 +74,7 @@ async def dashboard(
     no_exercises = None
     try:
         async with session.begin_nested():
-            daily = await exercises.daily(session, res, user, refill)
+            daily = await exercises.daily(session, res, user, hooks)
     except KoanError as exc:
         if exc.code != "NoExercises":
             raise
