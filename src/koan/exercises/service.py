@@ -24,7 +24,7 @@ from koan.exercises.schemas import (
     SubmissionPage,
     SubmissionSummary,
 )
-from koan.models import Assignment, Exercise, User
+from koan.models import Assignment, Exercise, Submission, User
 from koan.onboarding import service as profiles
 from koan.pagination import decode_cursor, next_cursor
 from koan.resources import Resources
@@ -261,3 +261,13 @@ async def assignment_of(session: AsyncSession, user: User, assignment_id: uuid.U
     if found is None or found.user_id != user.id:
         raise NotFound("There is no assignment with this id.")
     return found
+
+
+async def latest_work(
+    session: AsyncSession, user: User, exercise: Exercise
+) -> tuple[Assignment | None, Submission | None]:
+    """The learner's latest assignment of an exercise and latest submission to it."""
+    return (
+        await repository.latest_assignment(session, user.id, exercise.id),
+        await repository.latest_submission(session, user.id, exercise.id),
+    )

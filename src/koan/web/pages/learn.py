@@ -11,7 +11,6 @@ from koan.deps import ResourcesDep
 from koan.drafts import service as drafts
 from koan.errors import KoanError
 from koan.exercises import lifecycle
-from koan.exercises import repository as exercise_repository
 from koan.exercises import service as exercises
 from koan.exercises.deps import DailyHooksDep, HintTailorDep
 from koan.exercises.schemas import SubmissionIn, SubmissionOut
@@ -138,8 +137,7 @@ async def _exercise(session: WebSession, exercise_id: str, user: User) -> Exerci
 async def _exercise_context(
     session: WebSession, user: User, exercise: Exercise, *, code: str | None = None
 ) -> dict[str, Any]:
-    assignment = await exercise_repository.latest_assignment(session, user.id, exercise.id)
-    latest = await exercise_repository.latest_submission(session, user.id, exercise.id)
+    assignment, latest = await exercises.latest_work(session, user, exercise)
     draft = await drafts.find(session, user, exercise.id)
     hints_used = assignment.hints_used if assignment else 0
     result = None
