@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from koan.grading.sandbox import Limits, Sandbox, SandboxConfig, Tier
 from tests.grading.conftest import (
@@ -251,8 +253,31 @@ async def test_a_hundred_megabytes_of_output_is_cut_off(hostile_sandbox: Sandbox
     await assert_still_works(hostile_sandbox)
 
 
-async def test_raw_syscalls_through_ctypes_are_refused(hostile_sandbox: Sandbox) -> None:
-    if hostile_sandbox.tier < Tier.FULL:
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def native_sandbox(sandbox: Sandbox) -> AsyncIterator[Sandbox]:
+    """A sandbox whose runs may use ctypes: native code, to test the kernel layers themselves."""
+    if sandbox.tier < Tier.NAMESPACES and not IN_CI:
+        pytest.skip("hostile programs need a uid per slot (run as root with bubblewrap)")
+    box = Sandbox(SandboxConfig(slots=1, min_tier=Tier.RLIMITS, python_native=True))
+    await box.start()
+    try:
+        yield box
+    finally:
+        await box.close()
+
+
+async def test_ctypes_is_refused_to_graded_code(hostile_sandbox: Sandbox) -> None:
+    code = "import ctypes\n" + attack("return ctypes.string_at(id(1), 8)")
+
+    report = await grade_python(hostile_sandbox, code, RUN_IT)
+
+    assert report.status == "failed"
+    assert "ctypes" in report.tests[0].message
+    await assert_still_works(hostile_sandbox)
+
+
+async def test_raw_syscalls_through_ctypes_are_refused(native_sandbox: Sandbox) -> None:
+    if native_sandbox.tier < Tier.FULL:
         pytest.skip("syscall filtering needs Tier.FULL")
     code = """
 import ctypes
@@ -281,13 +306,13 @@ def attempts():
         "    assert all(value == -1 for value in results.values()), results\n"
     )
 
-    report = await grade_python(hostile_sandbox, code, tests)
+    report = await grade_python(native_sandbox, code, tests)
 
     assert report.status == "passed", report
-    await assert_still_works(hostile_sandbox)
+    await assert_still_works(native_sandbox)
 
 
-async def test_runs_hold_no_capabilities_at_all(hostile_sandbox: Sandbox) -> None:
+async def test_runs_hold_no_capabilities_at_all(native_sandbox: Sandbox) -> None:
     code = """
 import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
@@ -304,13 +329,13 @@ def bounding_set():
         "    assert bounding_set() == []\n"
     )
 
-    report = await grade_python(hostile_sandbox, code, tests)
+    report = await grade_python(native_sandbox, code, tests)
 
     assert report.status == "passed", report
 
 
-async def test_a_32_bit_syscall_kills_the_run(hostile_sandbox: Sandbox) -> None:
-    if hostile_sandbox.tier < Tier.FULL:
+async def test_a_32_bit_syscall_kills_the_run(native_sandbox: Sandbox) -> None:
+    if native_sandbox.tier < Tier.FULL:
         pytest.skip("syscall filtering needs Tier.FULL")
     body = """
 import ctypes, mmap
@@ -318,21 +343,21 @@ page = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXE
 page.write(bytes([0xB8, 0x14, 0, 0, 0, 0xCD, 0x80, 0xC3]))  # mov eax, 20; int 0x80; ret
 ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(page)))()
 """
-    report = await grade_python(hostile_sandbox, attack(body), RUN_IT)
+    report = await grade_python(native_sandbox, attack(body), RUN_IT)
 
     assert report.status == "error"
     assert "SIGSYS" in report.tests[0].message
-    await assert_still_works(hostile_sandbox)
+    await assert_still_works(native_sandbox)
 
 
-async def test_a_ctypes_segfault_is_an_error(hostile_sandbox: Sandbox) -> None:
+async def test_a_ctypes_segfault_is_an_error(native_sandbox: Sandbox) -> None:
     code = "import ctypes\n" + attack("ctypes.string_at(0)")
 
-    report = await grade_python(hostile_sandbox, code, RUN_IT)
+    report = await grade_python(native_sandbox, code, RUN_IT)
 
     assert report.status == "error"
     assert "SIGSEGV" in report.tests[0].message
-    await assert_still_works(hostile_sandbox)
+    await assert_still_works(native_sandbox)
 
 
 async def test_runs_cannot_see_each_other(hostile_sandbox: Sandbox) -> None:

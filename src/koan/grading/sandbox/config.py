@@ -31,6 +31,10 @@ class SandboxConfig:
     base_uid: int = 60000  # first uid tried for slots; one uid per running slot
     uid_range: int = 1000  # uids tried from base_uid (several servers share a machine)
     default_limits: Limits = field(default_factory=Limits)
+    # Lets graded Python use ctypes (native calls and raw memory). Only for testing the kernel
+    # layers beneath the interpreter's guard: with it, a run can read its own memory and so
+    # forge its verdict.
+    python_native: bool = False
 
     def __post_init__(self) -> None:
         if self.slots < 1:

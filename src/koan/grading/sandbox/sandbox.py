@@ -188,6 +188,7 @@ class Sandbox:
             tests=tests,
             limits=effective,
             js_memory_mb=self.config.js_memory_mb,
+            native=self.config.python_native,
         )
         async with self._pool.acquire(owner) as slot:
             started = time.perf_counter()

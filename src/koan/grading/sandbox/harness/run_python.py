@@ -4,17 +4,24 @@ Conventions (docs/exercise-format.md): the tests are a module of ``test_*`` func
 ``assert``, importing from ``solution``; run in definition order; a test passes if it returns,
 fails on AssertionError, errors on anything else. Results go to the parent through ``emit`` (the
 private verdict channel), never through stdout/stderr, which belong to the learner.
+
+The learner's code runs in this interpreter, so before it runs the harness takes itself out of
+its reach (docs/sandbox.md, "The verdict channel"): an audit hook refuses frames, the garbage
+collector's object lists, tracing, ctypes, and making or loading bytecode; the harness modules
+leave sys.modules; and every comparison in the tests goes through ``strict_compare``, bound into
+the tests' code as a constant, under which a learner's object never equals a plain value.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import contextlib
 import linecache
 import os
 import reprlib
+import signal
 import sys
-import traceback
 import types
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -56,14 +63,16 @@ def run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
 
     failure: BaseException | None = None
     namespace: dict[str, Any] = {}
+    code = compile_tests(tree, source, tests_path)
+    module = types.ModuleType("tests")
+    module.__file__ = tests_path
+    namespace = module.__dict__
+    # Builtins of their own: the solution replacing builtins.all or .len does not reach them.
+    namespace["__builtins__"] = dict(vars(builtins))
+    guard = seal(native=bool(job.get("native")))
     try:
+        guard[0] = True  # from here on, the learner's code may be running
         load_solution(str(job["code"]), os.path.join(workdir, "solution.py"))
-        module = types.ModuleType("tests")
-        module.__file__ = tests_path
-        sys.modules["tests"] = module
-        namespace = module.__dict__
-        namespace["_koan_explain"] = explain
-        code = compile(rewrite_asserts(tree, source), tests_path, "exec", dont_inherit=True)
         exec(code, namespace)
     except BaseException as exc:  # noqa: B036 - SystemExit at import is the submission's error too
         failure = exc
@@ -73,14 +82,215 @@ def run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
             emit(outcome(name, "error", message, failure))
         finish(emit, "import")
 
-    for name in names:
-        function = namespace.get(name)
+    # Taken now: nothing the learner's code does to the tests' namespace later changes them.
+    functions = [(name, namespace.get(name)) for name in names]
+    for name, function in functions:
         if not callable(function):
             message = f"{name} is not a function"
             emit({"t": "test", "name": name, "status": "error", "message": message})
             continue
         emit(run_one(name, function))
     finish(emit, "tests")
+
+
+# Audit events that would hand the learner's code the harness's frames, objects or memory.
+DENIED_EVENTS = frozenset(
+    {
+        "sys._getframe",
+        "sys._current_frames",
+        "sys._current_exceptions",
+        "sys.settrace",
+        "sys.setprofile",
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "code.__new__",
+        "marshal.loads",
+        "marshal.load",
+        "function.__new__",
+    }
+)
+FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
+FIXED_ATTRIBUTES = frozenset({"__defaults__", "__kwdefaults__"})  # of the harness's functions
+PROTECTED: set[int] = set()  # ids of the harness functions bound into the tests' code
+WALKING: set[int] = set()  # ids of the tracebacks the harness is reading right now
+HARNESS_MODULES = ("run_python", "zygote_main", "__main__")
+COMPARE = "\x00koan:compare"
+EXPLAIN = "\x00koan:explain"
+
+
+def seal(*, native: bool = False) -> list[bool]:
+    """Put the harness out of the learner's reach; returns the switch of the audit guard.
+
+    While guard[0] is true every denied event raises. The hook cannot be listed or removed from
+    Python, and its switch is only in this frame and the hook's closure.
+    """
+    guard = [False]
+
+    def hook(
+        event: str,
+        args: tuple[Any, ...],
+        guard: list[bool] = guard,
+        denied: frozenset[str] = DENIED_EVENTS,
+        frames: frozenset[str] = FRAME_ATTRIBUTES,
+        fixed: frozenset[str] = FIXED_ATTRIBUTES,
+        protected: set[int] = PROTECTED,
+        _id: Any = id,
+        native: bool = native,
+        refused: type[Exception] = ValueError,
+        walking: set[int] = WALKING,
+    ) -> None:
+        if not guard[0]:
+            return
+        if (
+            event in denied
+            or (event.startswith("ctypes.") and not native)
+            or event == "_thread.start_new_thread"
+            or (event == "object.__getattr__" and args[1] in frames and _id(args[0]) not in walking)
+            or (event == "object.__setattr__" and args[1] == "__code__")
+            or (event == "object.__setattr__" and args[1] in fixed and _id(args[0]) in protected)
+        ):
+            # A ValueError, as for a stack not that deep: the standard library's own uses of
+            # sys._getframe (namedtuple, enum, typing) expect one and carry on without it.
+            raise refused(f"{event} is not available to graded code")
+
+    sys.addaudithook(hook)
+    # Modules imported from now on compile from source: loading bytecode is refused.
+    sys.pycache_prefix = "/nonexistent"
+    main = types.ModuleType("__main__")
+    for name in HARNESS_MODULES:
+        sys.modules.pop(name, None)
+    sys.modules["__main__"] = main
+    return guard
+
+
+def compile_tests(tree: ast.Module, source: str, path: str) -> types.CodeType:
+    """The tests' code, every comparison strict and bound to the harness's own functions."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "'str' object is not callable": the placeholders
+        code = compile(rewrite_asserts(tree, source), path, "exec", dont_inherit=True)
+    constants = {COMPARE: private(strict_compare), EXPLAIN: private(explain)}
+    PROTECTED.update(id(function) for function in constants.values())
+    return bind_constants(code, constants)
+
+
+def bind_constants(code: types.CodeType, constants: dict[str, Any]) -> types.CodeType:
+    """Replace the placeholder string constants, in this code and all code nested in it."""
+    replaced = []
+    for value in code.co_consts:
+        if isinstance(value, types.CodeType):
+            value = bind_constants(value, constants)
+        elif type(value) is str and value in constants:
+            value = constants[value]
+        replaced.append(value)
+    return code.replace(co_consts=tuple(replaced))
+
+
+def private(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The function with globals of its own (no builtins): its defaults are all it uses."""
+    return types.FunctionType(
+        function.__code__, {"__builtins__": {}}, function.__name__, function.__defaults__
+    )
+
+
+def _plain_scalars() -> tuple[type, ...]:
+    import datetime
+    import decimal
+
+    # Built-in and C-implemented value types: their comparisons cannot be patched.
+    return (type(None), bool, int, float, complex, str, bytes, decimal.Decimal) + (
+        datetime.date,
+        datetime.datetime,
+        datetime.time,
+        datetime.timedelta,
+    )
+
+
+def strict_compare(
+    left: Any,
+    op: str,
+    right: Any,
+    _scalars: tuple[type, ...] = _plain_scalars(),
+    _type: Any = type,
+    _isinstance: Any = isinstance,
+    _list: Any = list,
+    _tuple: Any = tuple,
+    _dict: Any = dict,
+    _set: Any = set,
+    _frozenset: Any = frozenset,
+    _bases: tuple[type, ...] = (bool, int, float, complex, str, bytes),
+    _fail: Any = ValueError,
+    _type_error: Any = TypeError,
+) -> bool:
+    """`left <op> right` where a learner's object never equals (or orders against) plain data.
+
+    Plain data (built-in values and containers of them) is compared as exactly the built-in
+    types, so no method of the learner's takes part; a subclass of a built-in type counts as
+    its built-in value (a namedtuple as a tuple, a Counter as a dict). Objects on both sides
+    compare as Python would, by their own methods. Uses nothing but its defaults, so the
+    learner's changes to modules and builtins do not reach it.
+    """
+
+    def plain(value: Any, depth: int) -> Any:
+        kind = _type(value)
+        if kind in _scalars:
+            return value
+        if depth > 200:
+            raise _fail("too deep")
+        if kind is _list:
+            return [plain(item, depth + 1) for item in value]
+        if kind is _tuple or kind is _set or kind is _frozenset:
+            return kind([plain(item, depth + 1) for item in value])
+        if kind is _dict:
+            return {plain(k, depth + 1): plain(v, depth + 1) for k, v in value.items()}
+        for base in _bases:
+            if _isinstance(value, base):
+                return base(value)
+        for base in (_list, _tuple, _dict, _set, _frozenset):
+            if _isinstance(value, base):
+                return plain(base(value), depth + 1)
+        raise _fail("not plain data")
+
+    if op in ("in", "not in"):
+        try:
+            container = plain(right, 0)
+        except _fail:
+            found = left in right  # the learner's own container decides
+        else:
+            try:
+                found = plain(left, 0) in container
+            except _fail:
+                found = False
+        return found if op == "in" else not found
+    try:
+        a, left_plain = plain(left, 0), True
+    except _fail:
+        a, left_plain = left, False
+    try:
+        b, right_plain = plain(right, 0), True
+    except _fail:
+        b, right_plain = right, False
+    if left_plain != right_plain:
+        if op == "==":
+            return False
+        if op == "!=":
+            return True
+        raise _type_error(
+            f"'{op}' between {_type(left).__name__} and {_type(right).__name__} is not supported"
+        )
+    if op == "==":
+        return a == b  # type: ignore[no-any-return]
+    if op == "!=":
+        return a != b  # type: ignore[no-any-return]
+    if op == "<":
+        return a < b  # type: ignore[no-any-return]
+    if op == "<=":
+        return a <= b  # type: ignore[no-any-return]
+    if op == ">":
+        return a > b  # type: ignore[no-any-return]
+    return a >= b  # type: ignore[no-any-return]
 
 
 def _text_stream(fd: int, mode: str) -> Any:
@@ -129,14 +339,27 @@ def run_one(name: str, function: Callable[[], Any]) -> dict[str, Any]:
     try:
         result = function()
         if isinstance(result, types.CoroutineType):
-            import asyncio
-
-            asyncio.run(result)
+            drive(result)
     except AssertionError as exc:
         return outcome(name, "failed", assertion_message(exc), exc)
     except BaseException as exc:  # noqa: B036 - sys.exit() in a test is an error, not an exit
         return outcome(name, "error", describe(exc), exc)
     return {"t": "test", "name": name, "status": "passed", "message": ""}
+
+
+def drive(coroutine: Any) -> Any:
+    """Run an async test to its end without an event loop.
+
+    asyncio reads coroutines' frames, which graded code may not; so only awaits that need no
+    loop work here (other coroutines, `asyncio.sleep(0)`); one that does is an error.
+    """
+    try:
+        while True:
+            if coroutine.send(None) is not None:
+                coroutine.close()
+                raise RuntimeError("async tests cannot wait on an event loop in the grader")
+    except StopIteration as stop:
+        return stop.value
 
 
 def outcome(name: str, status: str, message: str, exc: BaseException) -> dict[str, Any]:
@@ -155,20 +378,68 @@ def clip(text: str) -> str:
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
-def learner_frame(exc: BaseException) -> traceback.FrameSummary | None:
-    """The innermost frame of the traceback that is in solution.py or tests.py."""
+ALL_SIGNALS = signal.valid_signals()
+Entry = tuple[str, int]  # (file name, line number) of one traceback entry
+
+
+def tb_entries(
+    exc: BaseException,
+    _type: Any = type,
+    _traceback: Any = types.TracebackType,
+    _base: Any = BaseException,
+    _sigmask: Any = signal.pthread_sigmask,
+    _block: int = signal.SIG_BLOCK,
+    _setmask: int = signal.SIG_SETMASK,
+    _all: Any = ALL_SIGNALS,
+    _id: Any = id,
+) -> list[Entry]:
+    """The (file, line) of each entry of exc's traceback.
+
+    Graded code may not read a traceback's frames; the harness may, for the tracebacks it is
+    walking, and only here: signals are blocked (a handler of the learner's cannot run in
+    the middle: one already pending runs first, at the call below, under the guard), threads
+    cannot be started, and only C attribute reads of real traceback objects happen in between.
+    """
+    try:
+        tb = exc.__traceback__
+    except _base:
+        return []
+    chain: list[types.TracebackType] = []
+    while _type(tb) is _traceback:
+        assert tb is not None
+        chain.append(tb)
+        tb = tb.tb_next
+    entries: list[Entry] = []
+    previous = _sigmask(_block, _all)
+    try:
+        _settle()  # a pending signal handler runs here, with frames still refused
+        WALKING.update(_id(tb) for tb in chain)
+        for tb in chain:
+            entries.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
+    finally:
+        WALKING.clear()
+        _sigmask(_setmask, previous)
+    return entries
+
+
+def _settle() -> None:
+    """A call, so the interpreter runs pending signal handlers."""
+
+
+def learner_frame(exc: BaseException) -> Entry | None:
+    """The innermost traceback entry that is in solution.py or tests.py."""
     found = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if os.path.basename(frame.filename) in LEARNER_FILES:
-            found = frame
+    for entry in tb_entries(exc):
+        if os.path.basename(str(entry[0])) in LEARNER_FILES:
+            found = entry
     return found
 
 
-def where(frame: traceback.FrameSummary | None) -> str:
+def where(entry: Entry | None) -> str:
     """' (solution.py, line 3)' or nothing."""
-    if frame is None:
+    if entry is None:
         return ""
-    return f" ({os.path.basename(frame.filename)}, line {frame.lineno})"
+    return f" ({os.path.basename(str(entry[0]))}, line {entry[1]})"
 
 
 def describe(exc: BaseException) -> str:
@@ -190,16 +461,32 @@ def assertion_message(exc: AssertionError) -> str:
     """The assertion's own message, else the failing line."""
     if str(exc):
         return str(exc)
-    frames = traceback.extract_tb(exc.__traceback__)
-    frame = frames[-1] if frames else None
-    if frame is not None and frame.line:
-        return f"failed: {frame.line.strip()}{where(frame)}"
+    entries = tb_entries(exc)
+    entry = entries[-1] if entries else None
+    line = linecache.getline(str(entry[0]), int(entry[1])) if entry is not None else ""
+    if entry is not None and line.strip():
+        return f"failed: {line.strip()}{where(entry)}"
     return "assertion failed" + where(learner_frame(exc))
 
 
-def explain(source: str, left: object, op: str, right: object) -> str:
+def explain(
+    source: str,
+    left: object,
+    op: str,
+    right: object,
+    _repr: Any = _repr.repr,
+    _type: Any = type,
+    _base: Any = BaseException,
+) -> str:
     """Message for a rewritten bare `assert a <op> b`: the line and both values."""
-    return f"assert {source}\n  left:  {safe_repr(left)}\n  right: {safe_repr(right)}"
+
+    def show(value: object) -> str:
+        try:
+            return _repr(value)  # type: ignore[no-any-return]
+        except _base as exc:
+            return f"<{_type(value).__name__} whose repr raised {_type(exc).__name__}>"
+
+    return f"assert {source}\n  left:  {show(left)}\n  right: {show(right)}"
 
 
 def safe_repr(value: object) -> str:
@@ -210,46 +497,72 @@ def safe_repr(value: object) -> str:
         return f"<{type(value).__name__} whose repr raised {type(exc).__name__}>"
 
 
+STRICT_OPS: dict[type, str] = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+}
+
+
+def _call(placeholder: str, args: list[ast.expr]) -> ast.Call:
+    """A call of a harness function, bound into the code as a constant by bind_constants."""
+    return ast.Call(func=ast.Constant(placeholder), args=args, keywords=[])
+
+
+def _strict(left: ast.expr, op: ast.cmpop, right: ast.expr) -> ast.expr:
+    return _call(COMPARE, [left, ast.Constant(STRICT_OPS[type(op)]), right])
+
+
 class _AssertRewriter(ast.NodeTransformer):
-    """Turn `assert a == b` (no message) into code that reports both values when it fails.
+    """Every single comparison becomes strict_compare; a bare `assert a <op> b` also explains.
 
     Each side is evaluated once, in order, exactly as the original comparison would be.
+    Identity (`is`) and chained comparisons (`a < b < c`) are left as Python has them.
     """
 
     def __init__(self, source: str) -> None:
         self.source = source
 
+    def visit_Compare(self, node: ast.Compare) -> Any:
+        self.generic_visit(node)
+        if len(node.ops) != 1 or type(node.ops[0]) not in STRICT_OPS:
+            return node
+        return ast.copy_location(_strict(node.left, node.ops[0], node.comparators[0]), node)
+
     def visit_Assert(self, node: ast.Assert) -> Any:
         test = node.test
-        if node.msg is not None or not isinstance(test, ast.Compare) or len(test.ops) != 1:
-            return node
+        if (
+            node.msg is not None
+            or not isinstance(test, ast.Compare)
+            or len(test.ops) != 1
+            or type(test.ops[0]) not in STRICT_OPS
+        ):
+            return self.generic_visit(node)
         text = ast.get_source_segment(self.source, test) or ast.unparse(test)
         op = ast.unparse(ast.Compare(left=ast.Name("a"), ops=test.ops, comparators=[ast.Name("b")]))
+        left = self.visit(test.left)
+        right = self.visit(test.comparators[0])
         store = [ast.Name(f"_koan_{side}", ast.Store()) for side in ("left", "right")]
         load = [ast.Name(f"_koan_{side}", ast.Load()) for side in ("left", "right")]
+        message = _call(
+            EXPLAIN,
+            [ast.Constant(" ".join(text.split())), load[0], ast.Constant(op[2:-2]), load[1]],
+        )
         statements: list[ast.stmt] = [
-            ast.Assign(targets=[store[0]], value=test.left),
-            ast.Assign(targets=[store[1]], value=test.comparators[0]),
+            ast.Assign(targets=[store[0]], value=left),
+            ast.Assign(targets=[store[1]], value=right),
             ast.If(
-                test=ast.UnaryOp(
-                    ast.Not(), ast.Compare(left=load[0], ops=test.ops, comparators=[load[1]])
-                ),
+                test=ast.UnaryOp(ast.Not(), _strict(load[0], test.ops[0], load[1])),
                 body=[
                     ast.Raise(
                         exc=ast.Call(
                             func=ast.Name("AssertionError", ast.Load()),
-                            args=[
-                                ast.Call(
-                                    func=ast.Name("_koan_explain", ast.Load()),
-                                    args=[
-                                        ast.Constant(" ".join(text.split())),
-                                        load[0],
-                                        ast.Constant(op[2:-2]),
-                                        load[1],
-                                    ],
-                                    keywords=[],
-                                )
-                            ],
+                            args=[message],
                             keywords=[],
                         ),
                         cause=None,
@@ -264,9 +577,6 @@ class _AssertRewriter(ast.NodeTransformer):
 
 
 def rewrite_asserts(tree: ast.Module, source: str) -> ast.Module:
-    """The tests with bare comparisons rewritten (in place); a fresh parse if that fails."""
-    try:
-        rewritten: ast.Module = _AssertRewriter(source).visit(tree)
-        return ast.fix_missing_locations(rewritten)
-    except (SyntaxError, ValueError, TypeError):
-        return ast.parse(source)
+    """The tests with every single comparison strict (in place)."""
+    rewritten: ast.Module = _AssertRewriter(source).visit(tree)
+    return ast.fix_missing_locations(rewritten)

@@ -33,6 +33,24 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# Warm for every run, and imported before any learner's code can change them.
+import asyncio  # noqa: E402,F401
+import collections  # noqa: E402,F401
+import dataclasses  # noqa: E402,F401
+import datetime  # noqa: E402,F401
+import decimal  # noqa: E402,F401
+import fractions  # noqa: E402,F401
+import functools  # noqa: E402,F401
+import heapq  # noqa: E402,F401
+import inspect  # noqa: E402,F401
+import itertools  # noqa: E402,F401
+import math  # noqa: E402,F401
+import random  # noqa: E402,F401
+import re  # noqa: E402,F401
+import string  # noqa: E402,F401
+import typing  # noqa: E402,F401
+from _json import encode_basestring_ascii  # noqa: E402
+
 import run_python
 
 PR_SET_PDEATHSIG = 1
@@ -471,11 +489,23 @@ class Launch:
         os._exit(EXIT_SETUP_FAILED)  # not reached: run() ends the process itself
 
     def make_emit(self) -> Callable[[dict[str, Any]], None]:
-        """A closure holding the nonce, the fd and the functions it needs, bound now."""
-        nonce, fd, dumps, write = self.nonce, self.verdict_fd, json.dumps, os.write
+        """A closure holding the nonce, the fd and the functions it needs, bound now.
+
+        Records are serialised with C functions only (the learner can replace attributes of
+        the json package, not the built-in functions captured here).
+        """
+        nonce, fd, write = self.nonce, self.verdict_fd, os.write
+        quote, view, text, kind, listing = encode_basestring_ascii, memoryview, str, type, list
 
         def emit(record: dict[str, Any]) -> None:
-            data = memoryview(f"{nonce} {dumps(record)}\n".encode())
+            fields = []
+            for key, value in record.items():
+                if kind(value) is listing:
+                    encoded = "[" + ",".join([quote(text(item)) for item in value]) + "]"
+                else:
+                    encoded = quote(text(value))
+                fields.append(quote(text(key)) + ":" + encoded)
+            data = view(f"{nonce} {{{','.join(fields)}}}\n".encode())
             while data:
                 data = data[write(fd, data) :]
 

@@ -1,0 +1,244 @@
+"""Forged Python verdicts: a solution that tampers with the harness still does not pass.
+
+Each attack comes with a wrong `add` (or none), so only a forged verdict could make it pass.
+The tests are the usual two asserts; a few attacks bring tests that hand the solution a
+callback, the way to reach the tests' own namespace.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from koan.grading.sandbox import Sandbox
+from tests.grading.conftest import ADD_SOLUTION, ADD_TESTS, grade_python
+
+WRONG = "\ndef add(a, b):\n    return 0\n"
+PASS = '{"t": "test", "name": n, "status": "passed", "message": ""}'
+
+ATTACKS = {
+    "replace the harness's run_one through sys.modules": f"""
+import sys
+for name in ("run_python", "__main__", "zygote_main"):
+    module = sys.modules.get(name)
+    if module is not None:
+        module.run_one = lambda n, fn: {PASS}
+""",
+    "walk the frames to the harness's emit": f"""
+import os, sys
+def _forge():
+    frame = sys._getframe()
+    while frame is not None:
+        emit = frame.f_locals.get("emit")
+        if callable(emit):
+            for n in ("test_small", "test_negative"):
+                emit({PASS})
+            emit({{"t": "end", "phase": "tests"}})
+            os._exit(0)
+        frame = frame.f_back
+try:
+    _forge()
+except Exception:
+    pass
+""",
+    "walk a traceback's frames to the harness's emit": f"""
+import os
+def add(a, b):
+    try:
+        raise ValueError
+    except ValueError as error:
+        frame = error.__traceback__.tb_frame
+    while frame is not None:
+        emit = frame.f_locals.get("emit")
+        if callable(emit):
+            for n in ("test_small", "test_negative"):
+                emit({PASS})
+            emit({{"t": "end", "phase": "tests"}})
+            os._exit(0)
+        frame = frame.f_back
+    return 0
+""",
+    "find the harness's emit with the garbage collector": f"""
+import gc, os
+def add(a, b):
+    for thing in gc.get_objects():
+        if callable(thing) and getattr(thing, "__name__", "") == "emit":
+            for n in ("test_small", "test_negative"):
+                thing({PASS})
+            thing({{"t": "end", "phase": "tests"}})
+            os._exit(0)
+    return 0
+""",
+    "trace the test and jump over the failing line": """
+import sys
+def tracer(frame, event, arg):
+    if frame.f_code.co_filename.endswith("tests.py") and event == "line":
+        try:
+            frame.f_lineno = frame.f_lineno + 1
+        except ValueError:
+            pass
+    return tracer
+sys.settrace(tracer)
+""",
+    "walk frames from a thread while the harness reads a traceback": """
+import sys, threading
+def spy():
+    while True:
+        try:
+            sys._getframe(1)
+        except Exception:
+            pass
+threading.Thread(target=spy, daemon=True).start()
+""",
+    "read the nonce from memory with ctypes": """
+import ctypes
+def add(a, b):
+    ctypes.string_at(id(a), 64)
+    return 0
+""",
+    "make bytecode by hand": """
+def add(a, b):
+    code = (lambda: 0).__code__
+    code.replace(co_code=code.co_code)
+    return 0
+""",
+    "return an object equal to everything": """
+class Anything:
+    def __eq__(self, other):
+        return True
+    def __ne__(self, other):
+        return False
+    __hash__ = object.__hash__
+def add(a, b):
+    return Anything()
+""",
+    "return an int subclass equal to everything": """
+class Sneaky(int):
+    def __eq__(self, other):
+        return True
+    def __ne__(self, other):
+        return False
+    __hash__ = int.__hash__
+def add(a, b):
+    return Sneaky(0)
+""",
+    "replace AssertionError in builtins": """
+import builtins
+class Never(Exception):
+    pass
+builtins.AssertionError = Never
+""",
+    "replace all, isinstance and len in builtins": """
+import builtins
+builtins.all = lambda *a, **k: True
+builtins.isinstance = lambda *a, **k: True
+builtins.len = lambda *a, **k: 2
+""",
+    "forge records through the json package": """
+import json, json.encoder
+class Fake(json.JSONEncoder):
+    def encode(self, o):
+        if isinstance(o, dict) and o.get("t") == "test":
+            o = dict(o, status="passed", message="")
+        return super().encode(o)
+json._default_encoder = Fake()
+json.dumps = lambda o, **k: Fake().encode(o)
+""",
+    "monkeypatch unittest's assertions": """
+import unittest
+for name in dir(unittest.TestCase):
+    if name.startswith("assert"):
+        setattr(unittest.TestCase, name, lambda *a, **k: None)
+""",
+    "exit with status 0 at import": "import os\nos._exit(0)\n",
+    "exit with status 0 from the function": "import os\ndef add(a, b):\n    os._exit(0)\n",
+    "sys.exit(0) from the function": "import sys\ndef add(a, b):\n    sys.exit(0)\n",
+    "kill itself from the function": (
+        "import os, signal\ndef add(a, b):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+    ),
+    "print fake result lines": f"""
+for n in ("test_small", "test_negative"):
+    print("x" * 32, {PASS})
+""",
+}
+
+CALLBACK_TESTS = """\
+from solution import apply
+
+
+def helper_check(value):
+    assert value == 3, "the callback's result"
+
+
+def test_apply():
+    helper_check(apply(lambda x: x + 1, 1))
+"""
+CALLBACK_ATTACKS = {
+    "replace the test's code through a callback's globals": """
+def apply(f, x):
+    tests = f.__globals__
+    try:
+        tests["test_apply"].__code__ = (lambda: None).__code__
+    except Exception:
+        pass
+    return 0
+""",
+    "swap the comparison bound into the tests' code": """
+def apply(f, x):
+    for const in f.__globals__["helper_check"].__code__.co_consts:
+        if callable(const):
+            try:
+                const.__defaults__ = (None,) * len(const.__defaults__ or ())
+            except Exception:
+                pass
+    return 0
+""",
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS), ids=list(ATTACKS))
+async def test_a_forged_verdict_does_not_pass(sandbox: Sandbox, attack: str) -> None:
+    body = ATTACKS[attack]
+    code = body if "def add" in body or body[-9:] == "_exit(0)\n" else body + WRONG
+
+    report = await grade_python(sandbox, code, ADD_TESTS)
+
+    assert report.status != "passed", report
+    assert report.passed == 0, report
+
+
+@pytest.mark.parametrize("attack", list(CALLBACK_ATTACKS), ids=list(CALLBACK_ATTACKS))
+async def test_a_forged_verdict_through_a_callback_does_not_pass(
+    sandbox: Sandbox, attack: str
+) -> None:
+    report = await grade_python(sandbox, CALLBACK_ATTACKS[attack], CALLBACK_TESTS)
+
+    assert report.status != "passed", report
+
+
+async def test_a_correct_solution_still_passes_with_the_guard(sandbox: Sandbox) -> None:
+    code = "import collections\nPoint = collections.namedtuple('Point', 'x y')\n" + ADD_SOLUTION
+    tests = ADD_TESTS + (
+        "\n\ndef test_values_of_subclasses_count_as_their_built_in_value():\n"
+        "    from collections import Counter\n"
+        "    from solution import Point\n"
+        "    assert Point(1, 2) == (1, 2)\n"
+        "    assert Counter('aab') == {'a': 2, 'b': 1}\n"
+        "    assert 2 in [1, 2, 3] and 'b' not in 'ac'\n"
+    )
+
+    report = await grade_python(sandbox, code, tests)
+
+    assert report.status == "passed", report
+
+
+async def test_the_tests_stay_hidden_from_the_solution(sandbox: Sandbox) -> None:
+    code = (
+        "import os, sys\n"
+        "print(sorted(os.listdir('.')))\n"
+        "print('tests' in sys.modules)\n" + ADD_SOLUTION
+    )
+
+    report = await grade_python(sandbox, code, ADD_TESTS)
+
+    assert report.status == "passed", report
+    assert report.stdout == "['solution.py']\nFalse\n"
