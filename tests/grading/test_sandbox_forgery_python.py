@@ -235,10 +235,13 @@ async def test_the_tests_stay_hidden_from_the_solution(sandbox: Sandbox) -> None
     code = (
         "import os, sys\n"
         "print(sorted(os.listdir('.')))\n"
-        "print('tests' in sys.modules)\n" + ADD_SOLUTION
+        "print('tests' in sys.modules)\n"
+        "import linecache\n"
+        "print(any('test_small' in str(e) for e in linecache.cache.values()))\n"
+        + ADD_SOLUTION
     )
 
     report = await grade_python(sandbox, code, ADD_TESTS)
 
     assert report.status == "passed", report
-    assert report.stdout == "['solution.py']\nFalse\n"
+    assert report.stdout == "['solution.py']\nFalse\nFalse\n"

@@ -50,7 +50,8 @@ def run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
     source = str(job["tests"])
     tests_path = os.path.join(workdir, "tests.py")
     # The tests are not on disk (hidden tests stay hidden): tracebacks read their lines here.
-    linecache.cache[tests_path] = (len(source), None, source.splitlines(True), tests_path)
+    # (Not in linecache, which the solution can read.)
+    TEST_LINES[tests_path] = source.splitlines()
     try:
         tree = ast.parse(source, tests_path)
     except SyntaxError as exc:
@@ -113,6 +114,7 @@ DENIED_EVENTS = frozenset(
 FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
 FIXED_ATTRIBUTES = frozenset({"__defaults__", "__kwdefaults__"})  # of the harness's functions
 PROTECTED: set[int] = set()  # ids of the harness functions bound into the tests' code
+TEST_LINES: dict[str, list[str]] = {}  # the tests' source, for messages, out of linecache
 WALKING: set[int] = set()  # ids of the tracebacks the harness is reading right now
 HARNESS_MODULES = ("run_python", "zygote_main", "__main__")
 COMPARE = "\x00koan:compare"
@@ -426,6 +428,15 @@ def _settle() -> None:
     """A call, so the interpreter runs pending signal handlers."""
 
 
+def source_line(entry: Entry) -> str:
+    """A line of the tests (kept here) or of another file (through linecache)."""
+    lines = TEST_LINES.get(str(entry[0]))
+    if lines is None:
+        return linecache.getline(str(entry[0]), int(entry[1]))
+    index = int(entry[1]) - 1
+    return lines[index] if 0 <= index < len(lines) else ""
+
+
 def learner_frame(exc: BaseException) -> Entry | None:
     """The innermost traceback entry that is in solution.py or tests.py."""
     found = None
@@ -463,7 +474,7 @@ def assertion_message(exc: AssertionError) -> str:
         return str(exc)
     entries = tb_entries(exc)
     entry = entries[-1] if entries else None
-    line = linecache.getline(str(entry[0]), int(entry[1])) if entry is not None else ""
+    line = source_line(entry) if entry is not None else ""
     if entry is not None and line.strip():
         return f"failed: {line.strip()}{where(entry)}"
     return "assertion failed" + where(learner_frame(exc))
