@@ -23,6 +23,56 @@ for name in ("run_python", "__main__", "zygote_main"):
     if module is not None:
         module.run_one = lambda n, fn: {PASS}
 """,
+    "patch the harness found through object.__subclasses__()": f"""
+import sys
+def _classes(cls):
+    for sub in type.__subclasses__(cls):
+        yield sub
+        yield from _classes(sub)
+for cls in list(_classes(object)):
+    for value in list(vars(cls).values()):
+        namespace = getattr(value, "__globals__", None)
+        if not isinstance(namespace, dict):
+            continue
+        found = [namespace] + [vars(m) for m in namespace.values() if type(m) is type(sys)]
+        for names in found:
+            if "run_one" in names:
+                names["run_one"] = lambda n, fn: {PASS}
+                names["outcome"] = lambda n, *a: {PASS}
+""",
+    "open the guard through the harness's own state": f"""
+import os, sys
+def _classes(cls):
+    for sub in type.__subclasses__(cls):
+        yield sub
+        yield from _classes(sub)
+def add(a, b):
+    try:
+        raise ValueError
+    except ValueError as error:
+        tb = error.__traceback__
+    for cls in list(_classes(object)):
+        for value in list(vars(cls).values()):
+            names = getattr(value, "__globals__", None)
+            if isinstance(names, dict):
+                for m in [names] + [vars(m) for m in names.values() if type(m) is type(sys)]:
+                    if isinstance(m.get("WALKING"), set):
+                        m["WALKING"].add(id(tb))
+                        m["PROTECTED"].clear()
+    try:
+        frame = tb.tb_frame
+    except Exception:
+        return 0
+    while frame is not None:
+        emit = frame.f_locals.get("emit")
+        if callable(emit):
+            for n in ("test_small", "test_negative"):
+                emit({PASS})
+            emit({{"t": "end", "phase": "tests"}})
+            os._exit(0)
+        frame = frame.f_back
+    return 0
+""",
     "walk the frames to the harness's emit": f"""
 import os, sys
 def _forge():
@@ -237,8 +287,7 @@ async def test_the_tests_stay_hidden_from_the_solution(sandbox: Sandbox) -> None
         "print(sorted(os.listdir('.')))\n"
         "print('tests' in sys.modules)\n"
         "import linecache\n"
-        "print(any('test_small' in str(e) for e in linecache.cache.values()))\n"
-        + ADD_SOLUTION
+        "print(any('test_small' in str(e) for e in linecache.cache.values()))\n" + ADD_SOLUTION
     )
 
     report = await grade_python(sandbox, code, ADD_TESTS)

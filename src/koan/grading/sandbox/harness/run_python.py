@@ -38,7 +38,26 @@ _repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 12
 
 
 def run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
-    """Import the solution, run every test, report each, then exit the process."""
+    """Import the solution, run every test, report each, then exit the process.
+
+    The work is done by copies of this module's functions whose globals (and builtins) are a
+    private snapshot: the solution can reach this module's own namespace (through a class's
+    methods, from object.__subclasses__()), but changing it changes nothing that runs here.
+    """
+    snapshot = dict(globals())
+    snapshot["__builtins__"] = dict(vars(builtins))
+    # Fresh state the audit hook trusts, not the module's own (which the solution can reach).
+    snapshot.update(WALKING=set(), PROTECTED=set(), TEST_LINES={})
+    for name, value in list(snapshot.items()):
+        if isinstance(value, types.FunctionType) and value.__module__ == __name__:
+            snapshot[name] = types.FunctionType(
+                value.__code__, snapshot, value.__name__, value.__defaults__, value.__closure__
+            )
+    snapshot["_run"](job, emit, workdir)
+    os._exit(0)
+
+
+def _run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
     # Fresh line-buffered streams: prints made just before a timeout still reach the learner.
     sys.stdout = _text_stream(1, "w")
     sys.stderr = _text_stream(2, "w")
@@ -315,14 +334,14 @@ def load_solution(source: str, path: str) -> types.ModuleType:
     return module
 
 
-def finish(emit: Emit, phase: str) -> NoReturn:
+def finish(emit: Emit, phase: str, _exit: Callable[[int], NoReturn] = os._exit) -> NoReturn:
     """Flush the learner's output, send the end record and leave (skipping atexit and threads)."""
     for stream in (sys.stdout, sys.stderr):
         # The learner may have closed or replaced their own streams.
         with contextlib.suppress(BaseException):
             stream.flush()
     emit({"t": "end", "phase": phase})
-    os._exit(0)
+    _exit(0)
 
 
 def discover(tree: ast.Module) -> list[str]:
@@ -380,7 +399,7 @@ def clip(text: str) -> str:
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
-ALL_SIGNALS = signal.valid_signals()
+ALL_SIGNALS = frozenset(signal.valid_signals())
 Entry = tuple[str, int]  # (file name, line number) of one traceback entry
 
 
