@@ -31,7 +31,7 @@
   const StringCtor = String;
   const StringPrototypeSlice = String.prototype.slice;
   const RegExpPrototypeExec = RegExp.prototype.exec;
-  const PromiseCtor = Promise;
+  const isPromise = util.types.isPromise;
   const PromisePrototypeThen = Promise.prototype.then;
   const ArrayPrototypeIncludes = Array.prototype.includes;
   const StringPrototypeReplace = String.prototype.replace;
@@ -261,7 +261,8 @@
     current = settle;
     try {
       const value = ReflectApply(entry.fn, undefined, []);
-      if (value instanceof PromiseCtor) {
+      // Not instanceof: the solution can give Promise a Symbol.hasInstance of its own.
+      if (isPromise(value)) {
         ReflectApply(PromisePrototypeThen, value, [
           () => settle(result('passed', '')),
           (error) => settle(classify(error)),
