@@ -209,3 +209,26 @@ async def test_shared_memory_does_not_outlive_the_run(tier: str) -> None:
         assert found.status == "passed", found
     finally:
         await box.close()
+
+
+async def test_a_run_cannot_read_its_own_memory_through_proc(forced: Sandbox) -> None:
+    # Below NAMESPACES the host's /proc is there: /proc/self/mem would hold the verdict nonce.
+    code = """
+import os
+def add(a, b):
+    for path in ("/proc/self/mem", "/proc/self/maps", "/proc"):
+        try:
+            os.close(os.open(path, os.O_RDONLY))
+        except (OSError, ValueError):
+            continue
+        return 0
+    try:
+        os.symlink("/proc/self/mem", "mem")
+    except (OSError, ValueError):
+        return a + b
+    return 0
+"""
+
+    report = await grade_python(forced, code, ADD_TESTS)
+
+    assert report.status == "passed", report

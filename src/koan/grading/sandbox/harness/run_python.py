@@ -140,6 +140,25 @@ COMPARE = "\x00koan:compare"
 EXPLAIN = "\x00koan:explain"
 
 
+def _under_proc(
+    path: Any, _type: Any = type, _str: Any = str, _bytes: Any = bytes, _int: Any = int
+) -> bool:
+    """Whether a path names something under /proc (a run's own memory is /proc/self/mem).
+
+    Only where /proc is there at all (below NAMESPACES); symlinks to it are refused as well.
+    """
+    kind = _type(path)
+    if kind is _int:
+        return False
+    text = path.decode("utf-8", "replace") if kind is _bytes else _str(path)
+    return (
+        text.startswith(("/proc/", "proc/"))
+        or "/proc/" in text
+        or text in ("/proc", "proc")
+        or text.endswith("/proc")
+    )
+
+
 def seal(*, native: bool = False) -> list[bool]:
     """Put the harness out of the learner's reach; returns the switch of the audit guard.
 
@@ -160,6 +179,7 @@ def seal(*, native: bool = False) -> list[bool]:
         native: bool = native,
         refused: type[Exception] = ValueError,
         walking: set[int] = WALKING,
+        _proc: Callable[[Any], bool] = _under_proc,
     ) -> None:
         if not guard[0]:
             return
@@ -167,6 +187,8 @@ def seal(*, native: bool = False) -> list[bool]:
             event in denied
             or (event.startswith("ctypes.") and not native)
             or event == "_thread.start_new_thread"
+            or event == "os.symlink"
+            or (event in ("open", "os.chdir") and _proc(args[0]))
             or (event == "object.__getattr__" and args[1] in frames and _id(args[0]) not in walking)
             or (event == "object.__setattr__" and args[1] == "__code__")
             or (event == "object.__setattr__" and args[1] in fixed and _id(args[0]) in protected)
