@@ -219,7 +219,21 @@ def helper_check(value):
     assert value == 3, "the callback's result"
 
 
+def increment(x):
+    return x + 1
+
+
+class Box:
+    def __init__(self, value):
+        self.value = value
+
+
 def test_apply():
+    result = apply(increment, 1)
+    helper_check(result)
+
+
+def test_apply_lambda():
     helper_check(apply(lambda x: x + 1, 1))
 """
 CALLBACK_ATTACKS = {
@@ -230,6 +244,23 @@ def apply(f, x):
         tests["test_apply"].__code__ = (lambda: None).__code__
     except Exception:
         pass
+    return 0
+""",
+    "replace the tests' helper through a callback's globals": """
+def apply(f, x):
+    f.__globals__["helper_check"] = lambda value: None
+    f.__globals__["__builtins__"]["AssertionError"] = KeyError
+    return 0
+""",
+    "replace the tests' helper through a class of the tests": """
+def _classes(cls):
+    for sub in type.__subclasses__(cls):
+        yield sub
+        yield from _classes(sub)
+def apply(f, x):
+    for cls in list(_classes(object)):
+        if cls.__name__ == "Box":
+            cls.__init__.__globals__["helper_check"] = lambda value: None
     return 0
 """,
     "swap the comparison bound into the tests' code": """

@@ -102,15 +102,35 @@ def _run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
             emit(outcome(name, "error", message, failure))
         finish(emit, "import")
 
-    # Taken now: nothing the learner's code does to the tests' namespace later changes them.
+    # Taken now: the solution can reach the tests' namespace later (a class of the tests, a
+    # callback), but each test runs with globals of its own, copied from this snapshot.
+    snapshot = dict(namespace)
     functions = [(name, namespace.get(name)) for name in names]
     for name, function in functions:
         if not callable(function):
             message = f"{name} is not a function"
             emit({"t": "test", "name": name, "status": "error", "message": message})
             continue
-        emit(run_one(name, function))
+        emit(run_one(name, isolated(function, namespace, snapshot)))
     finish(emit, "tests")
+
+
+def isolated(function: Any, namespace: dict[str, Any], snapshot: dict[str, Any]) -> Any:
+    """The test function, looking up its globals (and builtins) in a fresh copy of snapshot.
+
+    Only functions defined inside the test itself share that copy; the tests' helpers and
+    classes keep the module's namespace, so what the solution changes there does not change
+    what the test calls.
+    """
+    if type(function) is not types.FunctionType or function.__globals__ is not namespace:
+        return function
+    globals_ = dict(snapshot)
+    globals_["__builtins__"] = dict(snapshot["__builtins__"])
+    copy = types.FunctionType(
+        function.__code__, globals_, function.__name__, function.__defaults__, function.__closure__
+    )
+    copy.__kwdefaults__ = function.__kwdefaults__
+    return copy
 
 
 # Audit events that would hand the learner's code the harness's frames, objects or memory.
@@ -127,7 +147,6 @@ DENIED_EVENTS = frozenset(
         "code.__new__",
         "marshal.loads",
         "marshal.load",
-        "function.__new__",
     }
 )
 FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
@@ -178,17 +197,18 @@ def seal(*, native: bool = False) -> list[bool]:
         _id: Any = id,
         native: bool = native,
         refused: type[Exception] = ValueError,
+        denied_file: type[Exception] = PermissionError,
         walking: set[int] = WALKING,
         _proc: Callable[[Any], bool] = _under_proc,
     ) -> None:
         if not guard[0]:
             return
+        if event == "os.symlink" or (event in ("open", "os.chdir") and _proc(args[0])):
+            raise denied_file(13, "Permission denied (graded code may not use /proc or symlinks)")
         if (
             event in denied
             or (event.startswith("ctypes.") and not native)
             or event == "_thread.start_new_thread"
-            or event == "os.symlink"
-            or (event in ("open", "os.chdir") and _proc(args[0]))
             or (event == "object.__getattr__" and args[1] in frames and _id(args[0]) not in walking)
             or (event == "object.__setattr__" and args[1] == "__code__")
             or (event == "object.__setattr__" and args[1] in fixed and _id(args[0]) in protected)
