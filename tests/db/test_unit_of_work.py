@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from koan.db import AfterCommit, UncheckedCommit, after_commit, checkpoint, transactional
+from koan.db import AfterCommit, UncheckedCommit, after_commit, checkpoint, memo, transactional
 from koan.errors import Conflict
 from koan.models import User
 
@@ -186,3 +186,23 @@ async def test_failed_after_commit_work_leaves_the_committed_unit_alone(
     assert await _count(connection, email) == 1
     assert await _name(connection, email) == "Uow"
     assert user.name == "Uow"  # what the unit holds is still loaded
+
+
+async def _remember_then_fail(session: AsyncSession) -> None:
+    async with session.begin_nested():
+        memo(session)["key"] = "inside"
+        raise RuntimeError("the savepoint fails")
+
+
+async def test_the_memo_keeps_rows_until_the_session_rolls_back(
+    connection: AsyncConnection,
+) -> None:
+    async with _session(connection) as session, transactional(session):
+        memo(session)["key"] = "kept"
+        await session.flush()
+        async with session.begin_nested():
+            pass
+        assert memo(session) == {"key": "kept"}  # a released SAVEPOINT keeps it
+        with pytest.raises(RuntimeError):
+            await _remember_then_fail(session)
+        assert memo(session) == {}

@@ -10,14 +10,29 @@ from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive.model import GENERAL, SETTLED_ATTEMPTS
+from koan.db import memo
 from koan.models import Exercise
 from koan.models.progress import LearnerSkillRating
 from koan.onboarding import repository as profiles
 
 
-async def skill_ratings(session: AsyncSession, user_id: uuid.UUID) -> Sequence[LearnerSkillRating]:
-    query = select(LearnerSkillRating).where(LearnerSkillRating.user_id == user_id)
-    return (await session.execute(query)).scalars().all()
+async def skill_ratings(session: AsyncSession, user_id: uuid.UUID) -> list[LearnerSkillRating]:
+    """The learner's rating rows, read once per session: grading, progress and achievements
+    all look at them in one request, and only `add_skill_rating` adds to them."""
+    key = ("skill_ratings", user_id)
+    kept = memo(session)
+    if key not in kept:
+        query = select(LearnerSkillRating).where(LearnerSkillRating.user_id == user_id)
+        kept[key] = list((await session.execute(query)).scalars().all())
+    rows: list[LearnerSkillRating] = kept[key]
+    return rows
+
+
+def add_skill_rating(session: AsyncSession, row: LearnerSkillRating) -> None:
+    session.add(row)
+    rows = memo(session).get(("skill_ratings", row.user_id))
+    if rows is not None:
+        rows.append(row)
 
 
 async def settled_general_ratings(

@@ -113,7 +113,7 @@ async def save_ratings(
         row = existing.get(skill)
         if row is None:
             row = LearnerSkillRating(user_id=user_id, skill=skill)
-            session.add(row)
+            repository.add_skill_rating(session, row)
         row.rating = rating.rating
         row.uncertainty = rating.uncertainty
         row.attempts = rating.attempts

@@ -145,8 +145,19 @@ def _within(transaction: SessionTransaction | None, ended: SessionTransaction) -
     return False
 
 
+_MEMO = "koan.memo"
+
+
+def memo(session: AsyncSession) -> dict[Any, Any]:
+    """A place for a repository to keep rows it has loaded during this session, so one request
+    reads them once; emptied whenever the session (or a SAVEPOINT in it) rolls back."""
+    found: dict[Any, Any] = session.info.setdefault(_MEMO, {})
+    return found
+
+
 @event.listens_for(Session, "after_soft_rollback")
 def _forget_rolled_back_work(session: Session, previous_transaction: SessionTransaction) -> None:
+    session.info.pop(_MEMO, None)
     pending = session.info.get(_AFTER_COMMIT)
     if pending:
         pending[:] = [(t, w) for t, w in pending if not _within(t, previous_transaction)]

@@ -1,0 +1,135 @@
+"""SQL statements per request on the routes a learner calls all day: ceilings that may only fall.
+
+Each database round trip costs the worker CPU in SQLAlchemy and the driver, more than the
+route's own logic; these ceilings keep the counts from creeping back up. When a change lowers
+a count, lower its ceiling here too. SAVEPOINTs are left out: they stand in for the commits of
+the test's rolled-back transaction and do not exist in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.resources import Resources
+from tests.conftest import Backend
+from tests.fixtures.factories import ADD_SOLUTION, ADD_STARTER, bearer, create_exercise, create_user
+
+# route -> the most statements one request may send (per backend where they differ: SQLite
+# stores a tutor question in more statements than PostgreSQL's one).
+CEILINGS: dict[str, int | dict[str, int]] = {
+    "GET /users/me": 2,
+    "GET /exercises/daily": 9,
+    "POST submissions (wrong)": 20,
+    "POST hints": 5,
+    "POST submissions (right)": 25,
+    "POST conversations/{id}/messages": {"sqlite": 7, "postgres": 5},
+    "GET /progress": 6,
+}
+
+
+@contextmanager
+def counted(backend: Backend) -> Iterator[list[str]]:
+    """The statements sent to the database while the block runs, SAVEPOINTs left out."""
+    sent: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
+            sent.append(statement)
+
+    event.listen(backend.engine.sync_engine, "before_cursor_execute", note)
+    try:
+        yield sent
+    finally:
+        event.remove(backend.engine.sync_engine, "before_cursor_execute", note)
+
+
+Step = Callable[[httpx.AsyncClient, dict[str, str]], Awaitable[httpx.Response]]
+
+
+async def _learner_day(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    backend: Backend,
+    route: str,
+) -> list[str]:
+    """A learner's loop up to `route`; the statements of that route's request."""
+    await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    headers = await bearer(session, resources, user)
+    await session.commit()
+
+    async def me(c: httpx.AsyncClient, h: dict[str, str]) -> httpx.Response:
+        return await c.get("/api/v1/users/me", headers=h)
+
+    async def daily(c: httpx.AsyncClient, h: dict[str, str]) -> httpx.Response:
+        return await c.get("/api/v1/exercises/daily", headers=h)
+
+    exercise_id = ""
+
+    async def wrong(c: httpx.AsyncClient, h: dict[str, str]) -> httpx.Response:
+        url = f"/api/v1/exercises/{exercise_id}/submissions"
+        return await c.post(url, headers=h, json={"code": ADD_STARTER})
+
+    async def hint(c: httpx.AsyncClient, h: dict[str, str]) -> httpx.Response:
+        return await c.post(f"/api/v1/exercises/{exercise_id}/hints", headers=h, json={})
+
+    async def right(c: httpx.AsyncClient, h: dict[str, str]) -> httpx.Response:
+        url = f"/api/v1/exercises/{exercise_id}/submissions"
+        return await c.post(url, headers=h, json={"code": ADD_SOLUTION})
+
+    conversation = ""
+
+    async def ask(c: httpx.AsyncClient, h: dict[str, str]) -> httpx.Response:
+        url = f"/api/v1/conversations/{conversation}/messages"
+        return await c.post(url, headers=h, json={"content": "What does the first test check?"})
+
+    async def progress(c: httpx.AsyncClient, h: dict[str, str]) -> httpx.Response:
+        return await c.get("/api/v1/progress", headers=h)
+
+    steps: list[tuple[str, Step]] = [
+        ("GET /users/me", me),
+        ("GET /exercises/daily", daily),
+        ("POST submissions (wrong)", wrong),
+        ("POST hints", hint),
+        ("POST submissions (right)", right),
+        ("POST conversations/{id}/messages", ask),
+        ("GET /progress", progress),
+    ]
+    for name, step in steps:
+        if name == route:
+            with counted(backend) as sent:
+                response = await step(client, headers)
+            assert response.status_code < 300, response.text
+            return sent
+        response = await step(client, headers)
+        assert response.status_code < 300, response.text
+        if name == "GET /exercises/daily":
+            exercise_id = response.json()["exercise"]["id"]
+            started = await client.post("/api/v1/conversations", headers=headers, json={})
+            assert started.status_code == 201, started.text
+            conversation = started.json()["id"]
+    raise AssertionError(f"no step {route}")
+
+
+@pytest.mark.parametrize("route", list(CEILINGS))
+async def test_statements_per_request_stay_under_the_ceiling(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    backend: Backend,
+    route: str,
+) -> None:
+    sent = await _learner_day(client, session, resources, backend, route)
+    shown = "\n".join(f"  {' '.join(s.split())[:230]}" for s in sent)
+    ceiling = CEILINGS[route]
+    if isinstance(ceiling, dict):
+        ceiling = ceiling[backend.name]
+    assert len(sent) <= ceiling, f"{route}: {len(sent)} statements\n{shown}"
