@@ -9,6 +9,7 @@ ends the session on both, and failed logins spread over both are counted once.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,16 +18,22 @@ import httpx
 import pytest
 import pytest_asyncio
 import redis.asyncio as redis_asyncio
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from koan.db import create_engine
+from koan.db import create_engine, transactional
+from koan.exercises.bank import import_specs
+from koan.exercises.repository import exercises_by_slug
+from koan.models import Exercise
 from tests.conftest import DATABASE_URL, REDIS_URL
+from tests.fixtures.factories import exercise_spec
 from tests.scale.servers import (
     PASSWORD,
     KoanServer,
     add_user,
     create_database,
     drop_database,
+    log_in,
     server_env,
     stop_all,
 )
@@ -68,6 +75,7 @@ async def cluster(
                 "KOAN_REDIS_URL": REDIS_URL,
                 "KOAN_CACHE_PREFIX": prefix,
                 "KOAN_LOGIN_LIMIT_PER_ACCOUNT": "3/minute",
+                "KOAN_SUBMISSION_LIMIT": "2/minute",
             }
             workdir = tmp_path / label
             workdir.mkdir()
@@ -149,3 +157,73 @@ async def test_failed_logins_spread_over_two_workers_are_counted_once(cluster: C
             assert refused.status_code == 429, refused.text
             assert refused.json()["error"] == "RateLimited"
             assert int(refused.headers["Retry-After"]) >= 1
+
+
+async def _shared_exercise(engine: AsyncEngine) -> tuple[str, str]:
+    """A committed exercise both servers grade: (its id, its reference solution)."""
+    spec = exercise_spec()
+    async with AsyncSession(engine) as session, transactional(session):
+        await import_specs(session, [spec], source="imported")
+    async with AsyncSession(engine) as session:
+        found = await exercises_by_slug(session, [spec.slug])
+    return str(found[spec.slug].id), spec.solution
+
+
+async def _item(engine: AsyncEngine, exercise_id: str) -> tuple[float, int]:
+    async with AsyncSession(engine) as session:
+        row = (
+            await session.execute(
+                select(Exercise.rating, Exercise.rating_attempts).where(
+                    Exercise.id == uuid.UUID(exercise_id)
+                )
+            )
+        ).one()
+    return float(row[0]), int(row[1])
+
+
+async def test_a_class_passing_one_exercise_on_both_workers_moves_its_rating_once_each(
+    cluster: Cluster,
+) -> None:
+    exercise_id, solution = await _shared_exercise(cluster.engine)
+    before, _ = await _item(cluster.engine, exercise_id)
+    servers = [cluster.a, cluster.b] * 3
+    emails = [await cluster.new_learner() for _ in servers]
+
+    async def pass_on(server: KoanServer, email: str) -> int:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            headers = await log_in(client, email)
+            r = await client.post(
+                f"/api/v1/exercises/{exercise_id}/submissions",
+                headers=headers,
+                json={"code": solution},
+            )
+            return r.status_code
+
+    statuses = await asyncio.gather(
+        *(pass_on(server, email) for server, email in zip(servers, emails, strict=True))
+    )
+    assert statuses == [201] * len(servers)
+    rating, attempts = await _item(cluster.engine, exercise_id)
+    # Every learner's pass counts, whichever worker graded it and however they interleaved.
+    assert attempts == len(servers)
+    assert rating < before
+
+
+async def test_a_learners_submissions_spread_over_two_workers_are_counted_once(
+    cluster: Cluster,
+) -> None:
+    exercise_id, solution = await _shared_exercise(cluster.engine)
+    email = await cluster.new_learner()
+    url = f"/api/v1/exercises/{exercise_id}/submissions"
+    async with (
+        httpx.AsyncClient(base_url=cluster.a.url, timeout=60) as a,
+        httpx.AsyncClient(base_url=cluster.b.url, timeout=60) as b,
+    ):
+        headers = await log_in(a, email)
+        assert (await a.post(url, headers=headers, json={"code": solution})).status_code == 201
+        assert (await b.post(url, headers=headers, json={"code": solution})).status_code == 201
+        # The limit is 2 a minute: A saw one submission, but the window in Redis holds both.
+        third = await a.post(url, headers=headers, json={"code": solution})
+    assert third.status_code == 429
+    assert third.json()["error"] == "RateLimited"
+    assert "Retry-After" in third.headers
