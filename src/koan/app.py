@@ -23,7 +23,7 @@ from koan.generation.router import router as generation_router
 from koan.generation.service import refill_scheduler
 from koan.handlers import install_error_handlers
 from koan.logs import configure_logging
-from koan.middleware import BodySizeLimit, SecurityHeaders
+from koan.middleware import BodySizeLimit, SecurityHeaders, TrustedProxies
 from koan.onboarding.router import router as onboarding_router
 from koan.ops.metrics import process_exiting
 from koan.ops.metrics_router import install_observability
@@ -101,6 +101,8 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     mount_web(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(SecurityHeaders, hsts=settings.is_production)
+    # Outside the app's own work: the client address every per-address limit keys on.
+    app.add_middleware(TrustedProxies, proxies=settings.trusted_proxy_networks)
     # Last, so its middleware is outermost: it times, counts and ids every response.
     install_observability(app)
     return app

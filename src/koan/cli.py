@@ -68,7 +68,9 @@ def serve(
         # sends a request on a connection Koan is closing; a learner's next question also
         # skips the new connection.
         timeout_keep_alive=75,
-        proxy_headers=True,
+        # Koan believes X-Forwarded-* only from KOAN_TRUSTED_PROXIES (koan.middleware);
+        # uvicorn's own handling would trust 127.0.0.1 (or FORWARDED_ALLOW_IPS) instead.
+        proxy_headers=False,
         # Koan logs each request itself, without query strings (they can hold tokens).
         access_log=False,
         log_level=settings.log_level.lower(),

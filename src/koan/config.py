@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from decimal import Decimal
 from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +31,9 @@ class Settings(BaseSettings):
     redis_url: str = ""
     cache_prefix: str = "koan:"
     base_url: str = "http://127.0.0.1:8000"
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: comma-separated
+    # addresses or CIDRs (e.g. "127.0.0.1,10.0.0.0/8"). Empty: the headers are ignored.
+    trusted_proxies: str = ""
     log_level: str = "INFO"
     # GET /metrics: "off", "open", or a bearer token Prometheus must send. Unset: open in
     # development, off in production (see docs/operations.md).
@@ -43,12 +47,21 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
     smtp_timeout_s: float = 10.0
     mail_from: str = "Koan <koan@localhost>"
+    # Mail goes out after the response; a failed delivery is tried this many times in all,
+    # waiting the backoff (doubled each time) in between, then logged as mail.failed.
+    mail_attempts: int = Field(default=3, ge=1, le=10)
+    mail_retry_backoff_s: float = Field(default=2.0, ge=0)
 
     # Tokens and sessions.
     access_token_ttl_s: int = Field(default=15 * 60, ge=30)
     refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     verify_token_ttl_s: int = Field(default=24 * 3600, ge=60)
     reset_token_ttl_s: int = Field(default=3600, ge=60)
+    # A refresh token spent this recently returns the pair it was rotated into (two tabs
+    # refreshing at once) instead of counting as reuse; 0 turns the grace off.
+    refresh_grace_s: float = Field(default=10.0, ge=0, le=60)
+    # How long a browser that logged in stays trusted to skip the account's login ceiling.
+    device_cookie_ttl_s: int = Field(default=365 * 24 * 3600, ge=60)
     secure_cookies: bool | None = None  # None: secure in production only
 
     # Argon2id cost; tests lower these through the environment, never through a code branch.
@@ -57,7 +70,11 @@ class Settings(BaseSettings):
     password_parallelism: int = Field(default=2, ge=1)
 
     # Throttling (the `limits` library's rate strings).
-    login_limit_per_account: str = "5/minute;20/hour"
+    # Failed logins on one account from one client (an address, or a device that logged in
+    # to it before); the ceiling counts every untrusted client's failures on the account, high
+    # enough that only guessing spread over many addresses reaches it (logged and counted).
+    login_limit_per_account_client: str = "5/minute;20/hour"
+    login_limit_per_account: str = "100/hour;300/day"
     login_limit_per_address: str = "20/minute;100/hour"
     register_limit_per_address: str = "10/hour"
     resend_verification_limit: str = "3/hour"
@@ -125,6 +142,22 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         # `KOAN_LLM_GLOBAL_DAILY_BUDGET_USD=` in a .env file means "no limit", not an error.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip():
+                try:
+                    ip_network(item.strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{item.strip()!r} is not an address or CIDR") from exc
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> list[IPv4Network | IPv6Network]:
+        items = (item.strip() for item in self.trusted_proxies.split(","))
+        return [ip_network(item, strict=False) for item in items if item]
 
     @field_validator("metrics")
     @classmethod

@@ -1,8 +1,11 @@
-"""ASGI middleware: security headers and a request body cap (pure ASGI, so streams stay streams)."""
+"""ASGI middleware: security headers, a request body cap, and client addresses from trusted
+proxies only (pure ASGI, so streams stay streams)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -151,3 +154,50 @@ async def _refuse(send: Send, status: int, code: str, detail: str) -> None:
 
 class _TooLarge(Exception):
     pass
+
+
+class TrustedProxies:
+    """Take the client's address (and scheme) from `X-Forwarded-For` / `X-Forwarded-Proto`, but
+    only on connections from the configured proxies: anyone else could name any address and
+    slip past the per-address limits. With no proxies configured, the headers are ignored."""
+
+    def __init__(self, app: ASGIApp, *, proxies: Sequence[IPv4Network | IPv6Network]) -> None:
+        self.app = app
+        self.proxies = list(proxies)
+
+    def _trusted(self, host: str) -> bool:
+        try:
+            address = ip_address(host.strip())
+        except ValueError:
+            return False
+        return any(address in network for network in self.proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if (
+            self.proxies
+            and scope["type"] in ("http", "websocket")
+            and client
+            and self._trusted(client[0])
+        ):
+            scope = dict(scope)
+            headers: list[tuple[bytes, bytes]] = scope["headers"]
+            forwarded = [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"]
+            hops = [hop.strip() for value in forwarded for hop in value.split(",") if hop.strip()]
+            # Right to left: each trusted proxy vouches for the hop before it; the first hop
+            # no trusted proxy sent is the client.
+            host = client[0]
+            for hop in reversed(hops):
+                host = hop
+                if not self._trusted(hop):
+                    break
+            scope["client"] = (host, 0)
+            protos = [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-proto"]
+            proto = protos[-1].split(",")[-1].strip().lower() if protos else ""
+            if proto in ("http", "https"):
+                secure = proto == "https"
+                if scope["type"] == "http":
+                    scope["scheme"] = proto
+                else:
+                    scope["scheme"] = "wss" if secure else "ws"
+        await self.app(scope, receive, send)

@@ -4,7 +4,9 @@ stored only as hashes, and the keyed tokens the browser holds (CSRF, trusted dev
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -145,3 +147,36 @@ def _verified_claims(token: str, key: str) -> tuple[uuid.UUID, uuid.UUID, int]:
     if payload["typ"] != "access":
         raise InvalidToken("This is not an access token.")
     return uuid.UUID(str(payload["sub"])), uuid.UUID(str(payload["sid"])), int(payload["exp"])
+
+
+# --- keyed tokens the browser holds -----------------------------------------------------------
+
+
+def _mac(key: str, purpose: str, *parts: str) -> str:
+    message = "\x1f".join((purpose, *parts)).encode("utf-8", "surrogatepass")
+    digest = hmac.new(key.encode(), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def csrf_token_for(key: str, session_id: uuid.UUID | str) -> str:
+    """The double-submit token of a signed-in session: keyed by the server's secret, so a
+    cookie planted from a sibling subdomain cannot match it without knowing the session."""
+    return _mac(key, "csrf", str(session_id))
+
+
+def same_token(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
+
+
+def device_token(key: str, user_id: uuid.UUID) -> str:
+    """A new device's proof that it logged in to this account (the koan_device cookie)."""
+    device = secrets.token_urlsafe(12)
+    return f"{device}.{_mac(key, 'device', str(user_id), device)}"
+
+
+def trusted_device(key: str, user_id: uuid.UUID, token: str | None) -> str | None:
+    """The device id in `token` when it proves an earlier login to this account, else None."""
+    device, _, mac = (token or "").partition(".")
+    if not device or not mac or len(token or "") > 200:
+        return None
+    return device if same_token(mac, _mac(key, "device", str(user_id), device)) else None

@@ -75,3 +75,57 @@ async def test_security_headers_on_every_response(client: httpx.AsyncClient) -> 
     r = await client.get("/no/such/page")
     assert r.status_code == 404
     assert r.json()["error"] == "NotFound"
+
+
+def plant(client: httpx.AsyncClient, value: str) -> None:
+    """Replace the koan_csrf cookie, as a sibling subdomain's Set-Cookie can."""
+    domain = next(c.domain for c in client.cookies.jar if c.name == "koan_csrf")
+    client.cookies.delete("koan_csrf")
+    client.cookies.set("koan_csrf", value, domain=domain)
+
+
+async def test_the_csrf_token_is_bound_to_the_session(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    csrf = await cookie_login(client, user.email)
+    client.cookies.clear()
+    assert csrf != await cookie_login(client, user.email)  # a new session, a new token
+    plant(client, csrf)
+    r = await client.patch(
+        "/api/v1/users/me", json={"name": "Mine"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 403  # another session's token does not pass
+    csrf = await cookie_login(client, user.email)
+    r = await client.patch(
+        "/api/v1/users/me", json={"name": "Mine"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 200
+
+
+async def test_a_planted_csrf_cookie_cannot_forge_a_write(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    # A sibling subdomain can set koan_csrf for the parent domain (cookie tossing) and then
+    # send the same value in the header: the token must also be the session's own.
+    user = await create_user(session, resources)
+    await cookie_login(client, user.email)
+    plant(client, "planted-by-a-sibling")
+    r = await client.patch(
+        "/api/v1/users/me",
+        json={"name": "Hijacked"},
+        headers={"X-CSRF-Token": "planted-by-a-sibling"},
+    )
+    assert r.status_code == 403
+    assert r.json()["error"] == "CSRFFailed"
+
+
+async def test_a_planted_csrf_cookie_cannot_forge_a_refresh(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    await cookie_login(client, user.email)
+    plant(client, "planted")
+    r = await client.post("/api/v1/auth/refresh", headers={"X-CSRF-Token": "planted"})
+    assert r.status_code == 403
+    assert r.json()["error"] == "CSRFFailed"

@@ -49,7 +49,7 @@ async def test_wrong_password_and_unknown_email_look_the_same(
 async def test_repeated_failures_for_one_account_are_refused_with_retry_after(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
-    resources.settings.login_limit_per_account = "3/minute"
+    resources.settings.login_limit_per_account_client = "3/minute"
     user = await create_user(session, resources)
     for _ in range(3):
         assert (await login(client, user.email, "wrong password!!")).status_code == 401
@@ -74,7 +74,7 @@ async def test_repeated_failures_from_one_address_are_refused(
 async def test_success_clears_the_account_failure_count(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
-    resources.settings.login_limit_per_account = "3/minute"
+    resources.settings.login_limit_per_account_client = "3/minute"
     user = await create_user(session, resources)
     for _ in range(2):
         await login(client, user.email, "wrong password!!")
@@ -108,6 +108,7 @@ async def test_refresh_rotates_and_replay_revokes_the_family(
     )
     assert ok.status_code == 200
 
+    resources.clock.advance(timedelta(seconds=resources.settings.refresh_grace_s + 1))
     replay = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
     )

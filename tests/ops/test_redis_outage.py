@@ -81,7 +81,7 @@ async def test_requests_survive_redis_going_away_and_coming_back(
     cache = FallbackCache(RedisCache.from_url(private_redis.url, "outage:"), retry_after_s=0)
     resources.cache = cache
     resources.limiter = RateLimiter(create_storage(private_redis.url), retry_after_s=0)
-    resources.settings.login_limit_per_account = "3/minute"
+    resources.settings.login_limit_per_account_client = "3/minute"
     user = await create_user(session, resources)
 
     async def login(password: str = PASSWORD) -> int:

@@ -70,7 +70,9 @@ ACCESS: dict[str, Rule] = {
     ),
     # A web page (under the refresh cookie's path) that renews a lapsed browser session from
     # the koan_refresh cookie, else redirects to /login: it needs no access token by design.
+    # The GET only shows the form; the POST (with the session's CSRF token) rotates.
     "GET /api/v1/auth/resume": Rule(P, query={"next": "/dashboard"}),
+    "POST /api/v1/auth/resume": Rule(P),
     "POST /api/v1/auth/logout": Rule(A),
     "POST /api/v1/auth/logout-all": Rule(A),
     "POST /api/v1/auth/resend-verification": Rule(A),

@@ -109,6 +109,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         sandbox_slots=1,
         # Limits are tested elsewhere; here they would only turn deep inputs into 429s.
         login_limit_per_account=OPEN,
+        login_limit_per_account_client=OPEN,
         login_limit_per_address=OPEN,
         register_limit_per_address=OPEN,
         resend_verification_limit=OPEN,

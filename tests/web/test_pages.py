@@ -282,11 +282,28 @@ async def test_an_expired_page_session_is_renewed_with_the_refresh_cookie(
     response = await client.get("/progress")
     assert response.status_code == 303
     assert response.headers["location"] == "/api/v1/auth/resume?next=/progress"
-    renewed = await client.get(response.headers["location"])
+    form = await client.get(response.headers["location"])
+    assert client.cookies.get("koan_access") == old_access  # the GET changes nothing
+    renewed = await client.post(
+        "/api/v1/auth/resume", data={"csrf_token": csrf_from(form), "next": "/progress"}
+    )
     assert renewed.headers["location"] == "/progress"
     assert client.cookies.get("koan_access") != old_access
     page = await client.get("/progress")
     assert page.status_code == 200
+
+
+async def test_a_resume_posted_without_the_csrf_token_changes_nothing(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    refresh = client.cookies.get("koan_refresh", path="/api/v1/auth")
+    resources.clock.advance(timedelta(seconds=resources.settings.access_token_ttl_s + 60))
+    forced = await client.post("/api/v1/auth/resume", data={"next": "/progress"})
+    assert forced.headers["location"].startswith("/login")
+    assert "set-cookie" not in forced.headers
+    assert client.cookies.get("koan_refresh", path="/api/v1/auth") == refresh
 
 
 async def test_resume_without_a_refresh_token_goes_to_login(client: httpx.AsyncClient) -> None:

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import hmac
+import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request
 
 from koan.auth import repository
 from koan.auth.service import AccountMaker
-from koan.deps import ResourcesDep, SessionDep
+from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
 from koan.errors import CSRFFailed, EmailNotVerified, Forbidden, InvalidToken, NotAuthenticated
+from koan.mail.sender import MailQueue
 from koan.models import AuthSession, User
 from koan.ops.request_log import bind_user
 from koan.resources import Resources
-from koan.security import AccessClaims, decode_access_token
+from koan.security import AccessClaims, csrf_token_for, decode_access_token, same_token
 
 ACCESS_COOKIE = "koan_access"
 REFRESH_COOKIE = "koan_refresh"
 CSRF_COOKIE = "koan_csrf"
+DEVICE_COOKIE = "koan_device"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -31,11 +33,19 @@ class Auth:
     via_cookie: bool
 
 
-def check_csrf(request: Request) -> None:
-    """Double-submit check: the header must repeat the koan_csrf cookie."""
+def check_csrf(
+    request: Request, res: Resources | None = None, session_id: uuid.UUID | None = None
+) -> None:
+    """Double-submit check: the header must repeat the koan_csrf cookie and, for a signed-in
+    session, be that session's token (so a cookie planted by a sibling subdomain fails)."""
     cookie = request.cookies.get(CSRF_COOKIE, "")
     header = request.headers.get(CSRF_HEADER, "")
-    if not cookie or not header or not hmac.compare_digest(cookie, header):
+    bound = (
+        res is None
+        or session_id is None
+        or same_token(header, csrf_token_for(res.settings.signing_key, session_id))
+    )
+    if not same_token(cookie, header) or not bound:
         raise CSRFFailed(
             f"This request needs the {CSRF_HEADER} header matching the {CSRF_COOKIE} cookie."
         )
@@ -58,7 +68,7 @@ def access_claims(request: Request, res: Resources) -> tuple[AccessClaims, bool]
         raise NotAuthenticated("Log in first: this needs an access token.")
     claims = decode_access_token(token, key=res.settings.signing_key, now=res.clock.now())
     if via_cookie and request.method not in SAFE_METHODS:
-        check_csrf(request)
+        check_csrf(request, res, claims.session_id)
     return claims, via_cookie
 
 
@@ -110,3 +120,15 @@ async def account_maker(request: Request) -> AccountMaker:
 
 
 AccountMakerDep = Annotated[AccountMaker, Depends(account_maker)]
+
+
+async def mail_queue(
+    background: BackgroundTasks, res: ResourcesDep, open_session: SessionOpenerDep
+) -> MailQueue:
+    """The request's outgoing mail, delivered after the response whether or not any was queued."""
+    queue = MailQueue(res.mailer, open_session)
+    background.add_task(queue.deliver)
+    return queue
+
+
+MailQueueDep = Annotated[MailQueue, Depends(mail_queue)]

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import secrets
-
 from fastapi import APIRouter, Request, Response, status
 
 from koan.auth import service
 from koan.auth.deps import (
     ACCESS_COOKIE,
     CSRF_COOKIE,
+    CSRF_HEADER,
+    DEVICE_COOKIE,
     REFRESH_COOKIE,
     AccountMakerDep,
     CurrentAuth,
     CurrentUser,
+    MailQueueDep,
     check_csrf,
 )
 from koan.auth.schemas import (
@@ -50,14 +51,22 @@ def set_auth_cookies(response: Response, res: Resources, tokens: service.IssuedT
         REFRESH_COOKIE, tokens.refresh_token, max_age=res.settings.refresh_token_ttl_s,
         httponly=True, secure=secure, samesite="lax", path=REFRESH_COOKIE_PATH,
     )  # fmt: skip
-    # Readable by the page's script, which echoes it in X-CSRF-Token (double submit).
+    # Readable by the page's script, which echoes it in X-CSRF-Token (double submit); bound
+    # to the session, so a cookie planted by a sibling subdomain cannot stand in for it.
     response.set_cookie(
-        CSRF_COOKIE, secrets.token_urlsafe(24), max_age=res.settings.refresh_token_ttl_s,
+        CSRF_COOKIE, tokens.csrf_token, max_age=res.settings.refresh_token_ttl_s,
         httponly=False, secure=secure, samesite="lax", path="/",
     )  # fmt: skip
+    if tokens.device_token:
+        # Proof of a successful login: spares this browser the account's login ceiling.
+        response.set_cookie(
+            DEVICE_COOKIE, tokens.device_token, max_age=res.settings.device_cookie_ttl_s,
+            httponly=True, secure=secure, samesite="lax", path="/",
+        )  # fmt: skip
 
 
 def clear_auth_cookies(response: Response) -> None:
+    """Forget the session's cookies (the device cookie stays: it proves an earlier login)."""
     response.delete_cookie(ACCESS_COOKIE, path="/")
     response.delete_cookie(REFRESH_COOKIE, path=REFRESH_COOKIE_PATH)
     response.delete_cookie(CSRF_COOKIE, path="/")
@@ -78,6 +87,7 @@ async def register(
     session: SessionDep,
     res: ResourcesDep,
     make_account: AccountMakerDep,
+    mail: MailQueueDep,
 ) -> RegisterResult:
     """Create an account; a verification link is mailed to the address."""
     await res.limiter.hit(
@@ -86,7 +96,7 @@ async def register(
         client_address(request),
         detail="Too many sign-ups from this address; try again later.",
     )
-    await service.register(session, res, data, make_account)
+    await service.register(session, res, data, make_account, mail)
     return RegisterResult(
         email=data.email,
         message="Check your email for a link to verify your address, then log in.",
@@ -104,6 +114,7 @@ async def login(
         data,
         address=client_address(request),
         user_agent=request.headers.get("User-Agent", ""),
+        device=request.cookies.get(DEVICE_COOKIE),
     )
     set_auth_cookies(response, res, tokens)
     return _pair(tokens)
@@ -119,12 +130,14 @@ async def refresh(
 ) -> TokenPair:
     """Trade a refresh token (body or cookie) for a new pair; the old one is spent."""
     token = data.refresh_token if data else None
+    csrf = None
     if token is None:
         token = request.cookies.get(REFRESH_COOKIE)
         if token is None:
             raise NotAuthenticated("Send the refresh token in the body or the koan_refresh cookie.")
         check_csrf(request)
-    tokens = await service.refresh(session, res, token)
+        csrf = request.headers.get(CSRF_HEADER, "")
+    tokens = await service.refresh(session, res, token, csrf=csrf)
     set_auth_cookies(response, res, tokens)
     return _pair(tokens)
 
@@ -157,16 +170,20 @@ async def verify_email(data: TokenInput, session: SessionDep, res: ResourcesDep)
 
 
 @router.post("/resend-verification", response_model=Message)
-async def resend_verification(user: CurrentUser, session: SessionDep, res: ResourcesDep) -> Message:
+async def resend_verification(
+    user: CurrentUser, session: SessionDep, res: ResourcesDep, mail: MailQueueDep
+) -> Message:
     """Mail a new verification link; older links stop working."""
-    await service.resend_verification(session, res, user)
+    await service.resend_verification(session, res, user, mail)
     return Message(message="A new verification link is on its way.")
 
 
 @router.post("/password-reset", response_model=Message, status_code=status.HTTP_202_ACCEPTED)
-async def password_reset(data: EmailInput, session: SessionDep, res: ResourcesDep) -> Message:
+async def password_reset(
+    data: EmailInput, session: SessionDep, res: ResourcesDep, mail: MailQueueDep
+) -> Message:
     """Mail a password-reset link if an account uses this address (the answer is the same)."""
-    await service.request_password_reset(session, res, data.email)
+    await service.request_password_reset(session, res, data.email, mail)
     return Message(message="If an account uses this address, a reset link is on its way.")
 
 

@@ -3,22 +3,45 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.auth import repository
 from koan.auth.schemas import LoginInput, RegisterInput
-from koan.errors import BadRequest, InvalidCredentials, InvalidToken, ValidationFailed
+from koan.errors import (
+    BadRequest,
+    CSRFFailed,
+    InvalidCredentials,
+    InvalidToken,
+    RateLimited,
+    ValidationFailed,
+)
 from koan.mail import messages
+from koan.mail.sender import Mail, MailQueue
 from koan.models import AuthSession, EmailToken, RefreshToken, User
+from koan.ops import metrics
 from koan.resources import Resources
-from koan.security import encode_access_token, hash_token, new_opaque_token, password_problem
+from koan.security import (
+    csrf_token_for,
+    device_token,
+    encode_access_token,
+    hash_token,
+    new_opaque_token,
+    password_problem,
+    same_token,
+    trusted_device,
+)
 
 log = structlog.get_logger(__name__)
+
+CACHE_DOWN = (RedisError, OSError, TimeoutError)
 
 VERIFY = "verify"
 RESET = "reset"
@@ -30,6 +53,10 @@ class IssuedTokens:
     refresh_token: str
     expires_in: int
     session_id: str
+    # The double-submit CSRF token bound to this session (the koan_csrf cookie).
+    csrf_token: str = ""
+    # Set on a login: the koan_device cookie that spares this device the account's ceiling.
+    device_token: str = ""
 
 
 def check_password(password: str, *, email: str | None = None, field: str = "password") -> None:
@@ -53,7 +80,11 @@ class AccountMaker(Protocol):
 
 
 async def register(
-    session: AsyncSession, res: Resources, data: RegisterInput, make_account: AccountMaker
+    session: AsyncSession,
+    res: Resources,
+    data: RegisterInput,
+    make_account: AccountMaker,
+    mail: MailQueue,
 ) -> None:
     """Create an unverified account; for a taken email, mail the owner and answer the same way."""
     check_password(data.password, email=data.email)
@@ -64,15 +95,17 @@ async def register(
         subject, body = messages.already_registered(
             name=existing.name, base_url=res.settings.base_url
         )
-        await res.mailer.send(session, to=existing.email, subject=subject, body=body)
+        mail.send(Mail(to=existing.email, subject=subject, body=body))
         return
     user = await make_account(
         session, email=data.email, name=data.name, password_hash=password_hash
     )
-    await send_verification(session, res, user)
+    await send_verification(session, res, user, mail)
 
 
-async def send_verification(session: AsyncSession, res: Resources, user: User) -> None:
+async def send_verification(
+    session: AsyncSession, res: Resources, user: User, mail: MailQueue
+) -> None:
     token = await _issue_email_token(session, res, user, VERIFY, res.settings.verify_token_ttl_s)
     subject, body = messages.verification(
         name=user.name,
@@ -80,7 +113,7 @@ async def send_verification(session: AsyncSession, res: Resources, user: User) -
         token=token,
         hours=res.settings.verify_token_ttl_s // 3600,
     )
-    await res.mailer.send(session, to=user.email, subject=subject, body=body)
+    mail.send(Mail(to=user.email, subject=subject, body=body))
 
 
 async def _issue_email_token(
@@ -126,7 +159,9 @@ async def verify_email(session: AsyncSession, res: Resources, token: str) -> Use
     return user
 
 
-async def resend_verification(session: AsyncSession, res: Resources, user: User) -> None:
+async def resend_verification(
+    session: AsyncSession, res: Resources, user: User, mail: MailQueue
+) -> None:
     if user.email_verified:
         raise BadRequest("Your email is already verified.", code="AlreadyVerified")
     await res.limiter.hit(
@@ -135,25 +170,81 @@ async def resend_verification(session: AsyncSession, res: Resources, user: User)
         str(user.id),
         detail="Too many verification mails; try again later.",
     )
-    await send_verification(session, res, user)
+    await send_verification(session, res, user, mail)
+
+
+LOGIN_REFUSED = "Too many failed logins; wait before trying again."
+
+
+@dataclass(frozen=True)
+class _LoginCounters:
+    """The failure counters one login attempt is checked against (rule, identifiers)."""
+
+    address: tuple[str, tuple[str, ...]]
+    # This client's failures on this account: per device when it logged in here before,
+    # else per address. The login slows down as these grow.
+    client: tuple[str, tuple[str, ...]]
+    # Every untrusted client's failures on this account: a ceiling that only a guessing
+    # attack spread over many addresses reaches; trusted devices are never stopped by it.
+    ceiling: tuple[str, tuple[str, ...]] | None
+
+
+def _login_counters(res: Resources, email: str, address: str, device: str | None) -> _LoginCounters:
+    s = res.settings
+    if device is not None:
+        client = (s.login_limit_per_account_client, ("login-device", email, device))
+        ceiling = None
+    else:
+        client = (s.login_limit_per_account_client, ("login-account-address", email, address))
+        ceiling = (s.login_limit_per_account, ("login-account", email))
+    return _LoginCounters(
+        address=(s.login_limit_per_address, ("login-address", address)),
+        client=client,
+        ceiling=ceiling,
+    )
+
+
+async def _count(
+    res: Resources, method: str, counter: tuple[str, tuple[str, ...]], *, ceiling: bool = False
+) -> None:
+    rule, ids = counter
+    try:
+        await getattr(res.limiter, method)(rule, *ids, detail=LOGIN_REFUSED)
+    except RateLimited:
+        if ceiling:
+            metrics.login_ceiling_hit()
+            log.warning("auth.login_ceiling_reached", account=ids[-1])
+        raise
 
 
 async def login(
-    session: AsyncSession, res: Resources, data: LoginInput, *, address: str, user_agent: str
+    session: AsyncSession,
+    res: Resources,
+    data: LoginInput,
+    *,
+    address: str,
+    user_agent: str,
+    device: str | None = None,
 ) -> IssuedTokens:
-    """Check credentials under throttling and open a new session."""
+    """Check credentials under throttling and open a new session.
+
+    Failures count per account and client (address, or device that logged in here before),
+    so nobody can lock an owner out from elsewhere; a high per-account ceiling still slows
+    guessing spread over many addresses, and raises an alert when reached."""
+    key = res.settings.signing_key
+    user = await repository.user_by_email(session, data.email)
+    trusted = trusted_device(key, user.id, device) if user is not None else None
+    counters = _login_counters(res, data.email, address, trusted)
+    await _count(res, "check", counters.address)
+    await _count(res, "check", counters.client)
+    if counters.ceiling is not None:
+        await _count(res, "check", counters.ceiling, ceiling=True)
     s = res.settings
-    account_key = ("login-account", data.email)
-    address_key = ("login-address", address)
-    detail = "Too many failed logins; wait before trying again."
-    await res.limiter.check(s.login_limit_per_account, *account_key, detail=detail)
-    await res.limiter.check(s.login_limit_per_address, *address_key, detail=detail)
-    failures = await res.limiter.used(s.login_limit_per_account, *account_key)
+    failures = await res.limiter.used(counters.client[0], *counters.client[1])
     delay = login_slowdown_s(failures, step_s=s.login_slowdown_step_s, cap_s=s.login_slowdown_cap_s)
     if delay > 0:
         await asyncio.sleep(delay)
 
-    user = await repository.user_by_email(session, data.email)
     if user is None:
         # Same work as a real check, so timing does not tell which emails have accounts.
         await res.hasher.verify_against_nothing(data.password)
@@ -161,13 +252,18 @@ async def login(
     else:
         ok = await res.hasher.verify(user.password_hash, data.password)
     if not ok or user is None:
-        await res.limiter.hit(s.login_limit_per_account, *account_key, detail=detail)
-        await res.limiter.hit(s.login_limit_per_address, *address_key, detail=detail)
+        await _count(res, "hit", counters.address)
+        await _count(res, "hit", counters.client)
+        if counters.ceiling is not None:
+            await _count(res, "hit", counters.ceiling, ceiling=True)
         raise InvalidCredentials("The email or password is incorrect.")
-    await res.limiter.clear(s.login_limit_per_account, *account_key)
+    await res.limiter.clear(counters.client[0], *counters.client[1])
     if res.hasher.needs_rehash(user.password_hash):
         user.password_hash = await res.hasher.hash(data.password)
-    return await open_session(session, res, user, user_agent=user_agent)
+    tokens = await open_session(session, res, user, user_agent=user_agent)
+    # A device keeps its proof; one that had none (or one for another account) gets one.
+    proof = device if trusted is not None and device else device_token(key, user.id)
+    return replace(tokens, device_token=proof)
 
 
 async def open_session(
@@ -210,11 +306,17 @@ async def _issue_pair(
         refresh_token=refresh,
         expires_in=res.settings.access_token_ttl_s,
         session_id=str(auth_session.id),
+        csrf_token=csrf_token_for(res.settings.signing_key, auth_session.id),
     )
 
 
-async def refresh(session: AsyncSession, res: Resources, token: str) -> IssuedTokens:
-    """Rotate a refresh token; a spent one presented again revokes its whole session family."""
+async def refresh(
+    session: AsyncSession, res: Resources, token: str, *, csrf: str | None = None
+) -> IssuedTokens:
+    """Rotate a refresh token; a spent one presented again revokes its whole session family,
+    unless it was spent moments ago (two tabs refreshing at once): then the same new pair.
+
+    `csrf`: for a browser's cookie, the CSRF token it sent, which must be the session's."""
     now = res.clock.now()
     record = await repository.refresh_token_by_hash(session, hash_token(token))
     if record is None:
@@ -222,7 +324,14 @@ async def refresh(session: AsyncSession, res: Resources, token: str) -> IssuedTo
     auth_session = await repository.auth_session(session, record.session_id)
     if auth_session is None or auth_session.revoked_at is not None:
         raise InvalidToken("This session has ended; log in again.")
+    if csrf is not None:
+        check_session_csrf(res, auth_session.id, csrf)
     if record.spent_at is not None:
+        grace = res.settings.refresh_grace_s
+        if now - record.spent_at <= timedelta(seconds=grace):
+            pair = await _rotated_pair(res, token)
+            if pair is not None:
+                return pair
         auth_session.revoked_at = now
         auth_session.revoked_reason = "refresh_reuse"
         await session.flush()
@@ -238,7 +347,61 @@ async def refresh(session: AsyncSession, res: Resources, token: str) -> IssuedTo
     if user is None:
         raise InvalidToken("The refresh token is invalid.")
     record.spent_at = now
-    return await _issue_pair(session, res, user, auth_session, now)
+    pair = await _issue_pair(session, res, user, auth_session, now)
+    await _remember_rotation(res, token, pair)
+    return pair
+
+
+def check_session_csrf(res: Resources, session_id: object, sent: str) -> None:
+    """The CSRF token a browser sent must be the one bound to its session."""
+    if not same_token(sent, csrf_token_for(res.settings.signing_key, str(session_id))):
+        raise CSRFFailed(
+            "This request needs the X-CSRF-Token header matching the koan_csrf cookie."
+        )
+
+
+# The pair a refresh token was rotated into is kept for the grace period in the shared cache
+# (any worker may serve the second tab), sealed with a key derived from the spent token: only
+# its holder can open it, so the cache never holds a usable token.
+def refresh_grace_key(token: str) -> str:
+    return "auth:refresh-grace:" + hashlib.sha256(b"grace-id\x1f" + token.encode()).hexdigest()
+
+
+def _seal(token: str, data: bytes) -> bytes:
+    pad = hashlib.shake_256(b"grace-pad\x1f" + token.encode()).digest(len(data))
+    return bytes(a ^ b for a, b in zip(data, pad, strict=True))
+
+
+async def _remember_rotation(res: Resources, token: str, pair: IssuedTokens) -> None:
+    if res.settings.refresh_grace_s <= 0:
+        return
+    data = json.dumps(
+        [pair.access_token, pair.refresh_token, pair.expires_in, pair.session_id]
+    ).encode()
+    try:
+        await res.cache.set(
+            refresh_grace_key(token), _seal(token, data).hex(), ttl_s=res.settings.refresh_grace_s
+        )
+    except CACHE_DOWN:
+        log.warning("auth.refresh_grace_unavailable")
+
+
+async def _rotated_pair(res: Resources, token: str) -> IssuedTokens | None:
+    try:
+        sealed = await res.cache.get(refresh_grace_key(token))
+    except CACHE_DOWN:
+        log.warning("auth.refresh_grace_unavailable")
+        return None
+    if sealed is None:
+        return None
+    access, refresh_token, expires_in, session_id = json.loads(_seal(token, bytes.fromhex(sealed)))
+    return IssuedTokens(
+        access_token=access,
+        refresh_token=refresh_token,
+        expires_in=expires_in,
+        session_id=session_id,
+        csrf_token=csrf_token_for(res.settings.signing_key, session_id),
+    )
 
 
 async def logout(session: AsyncSession, res: Resources, auth_session: AuthSession) -> None:
@@ -248,28 +411,46 @@ async def logout(session: AsyncSession, res: Resources, auth_session: AuthSessio
 
 
 async def logout_all(session: AsyncSession, res: Resources, user: User) -> None:
-    await repository.revoke_sessions(session, user.id, now=res.clock.now(), reason="logout_all")
+    """End every session; outstanding reset links stop working too."""
+    now = res.clock.now()
+    await repository.revoke_sessions(session, user.id, now=now, reason="logout_all")
+    await repository.retire_email_tokens(session, user.id, RESET, now=now)
 
 
-async def request_password_reset(session: AsyncSession, res: Resources, email: str) -> None:
-    """Mail a reset link if the account exists; the caller answers the same either way."""
+async def request_password_reset(
+    session: AsyncSession, res: Resources, email: str, mail: MailQueue
+) -> None:
+    """Queue a reset link for this address; whether an account uses it is looked up after the
+    response, so the request does the same work (and takes as long) either way."""
     await res.limiter.hit(
         res.settings.password_reset_limit,
         "password-reset",
         email,
         detail="Too many reset requests for this address; try again later.",
     )
-    user = await repository.user_by_email(session, email)
-    if user is None:
-        return
-    token = await _issue_email_token(session, res, user, RESET, res.settings.reset_token_ttl_s)
-    subject, body = messages.password_reset(
-        name=user.name,
-        base_url=res.settings.base_url,
-        token=token,
-        minutes=res.settings.reset_token_ttl_s // 60,
-    )
-    await res.mailer.send(session, to=user.email, subject=subject, body=body)
+    mail.compose(ResetLink(res, email))
+
+
+@dataclass(frozen=True)
+class ResetLink:
+    """After the response: issue a reset token and write its mail, if an account uses `email`."""
+
+    res: Resources
+    email: str
+
+    async def __call__(self, session: AsyncSession) -> list[Mail]:
+        res = self.res
+        user = await repository.user_by_email(session, self.email)
+        if user is None:
+            return []
+        token = await _issue_email_token(session, res, user, RESET, res.settings.reset_token_ttl_s)
+        subject, body = messages.password_reset(
+            name=user.name,
+            base_url=res.settings.base_url,
+            token=token,
+            minutes=res.settings.reset_token_ttl_s // 60,
+        )
+        return [Mail(to=user.email, subject=subject, body=body)]
 
 
 async def confirm_password_reset(
@@ -288,6 +469,7 @@ async def confirm_password_reset(
     if user.email_verified_at is None:
         user.email_verified_at = now
     await repository.revoke_sessions(session, user.id, now=now, reason="password_reset")
+    await repository.retire_email_tokens(session, user.id, RESET, now=now)
     await session.flush()
 
 
@@ -305,13 +487,12 @@ async def change_password(
         raise InvalidCredentials("The current password is incorrect.", status_code=400)
     check_password(new_password, email=user.email, field="new_password")
     user.password_hash = await res.hasher.hash(new_password)
+    now = res.clock.now()
     await repository.revoke_sessions(
-        session,
-        user.id,
-        now=res.clock.now(),
-        reason="password_change",
-        except_session=current_session.id,
+        session, user.id, now=now, reason="password_change", except_session=current_session.id
     )
+    # A reset link mailed before the change must not undo it.
+    await repository.retire_email_tokens(session, user.id, RESET, now=now)
     await session.flush()
 
 

@@ -1,7 +1,15 @@
-"""Sending mail: to an SMTP server when one is configured, else to the development outbox."""
+"""Sending mail: to an SMTP server when one is configured, else to the development outbox.
+
+Requests never send inline: they queue their mail (`MailQueue`), which is delivered after the
+response, so how long a request takes does not tell who was mailed (e.g. whether an address
+has an account)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -13,9 +21,21 @@ from koan.models import OutboxMail
 
 log = structlog.get_logger(__name__)
 
+# Opens a session that commits when its block ends cleanly (a unit of work of its own).
+SessionOpener = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+# Work done after the response, in its own unit of work, that decides what to mail.
+MailJob = Callable[[AsyncSession], Awaitable[list["Mail"]]]
+
+
+@dataclass(frozen=True)
+class Mail:
+    to: str
+    subject: str
+    body: str
+
 
 class Mailer:
-    """Delivers Koan's mails; a failed SMTP delivery is logged, never fails the request."""
+    """Delivers Koan's mails; SMTP failures are retried, then logged, never raised."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -24,28 +44,75 @@ class Mailer:
     def uses_outbox(self) -> bool:
         return not self.settings.smtp_host
 
-    async def send(self, session: AsyncSession, *, to: str, subject: str, body: str) -> None:
+    async def deliver(self, mail: Mail, open_session: SessionOpener) -> bool:
+        """Deliver one mail; False when every attempt failed (logged as mail.failed)."""
         if self.uses_outbox:
-            session.add(OutboxMail(to_address=to, subject=subject, body=body))
-            await session.flush()
+            async with open_session() as session:
+                session.add(OutboxMail(to_address=mail.to, subject=mail.subject, body=mail.body))
             # The outbox is for development: printing the mail is the point of it.
-            log.info("mail.outbox", to=to, subject=subject, body=body)
-            return
+            log.info("mail.outbox", to=mail.to, subject=mail.subject, body=mail.body)
+            return True
         message = EmailMessage()
         message["From"] = self.settings.mail_from
-        message["To"] = to
-        message["Subject"] = subject
-        message.set_content(body)
+        message["To"] = mail.to
+        message["Subject"] = mail.subject
+        message.set_content(mail.body)
         s = self.settings
-        try:
-            await aiosmtplib.send(
-                message,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username or None,
-                password=s.smtp_password.get_secret_value() or None,
-                start_tls=s.smtp_starttls,
-                timeout=s.smtp_timeout_s,
-            )
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            log.warning("mail.failed", subject=subject, error=type(exc).__name__)
+        for attempt in range(1, s.mail_attempts + 1):
+            try:
+                await aiosmtplib.send(
+                    message,
+                    hostname=s.smtp_host,
+                    port=s.smtp_port,
+                    username=s.smtp_username or None,
+                    password=s.smtp_password.get_secret_value() or None,
+                    start_tls=s.smtp_starttls,
+                    timeout=s.smtp_timeout_s,
+                )
+                return True
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                if attempt == s.mail_attempts:
+                    log.error(
+                        "mail.failed",
+                        subject=mail.subject,
+                        attempts=attempt,
+                        error=type(exc).__name__,
+                    )
+                    return False
+                log.warning("mail.retry", subject=mail.subject, attempt=attempt)
+                await asyncio.sleep(s.mail_retry_backoff_s * 2 ** (attempt - 1))
+        return False
+
+
+class MailQueue:
+    """The mail one request decided to send, delivered after its response.
+
+    `send` queues a finished mail; `compose` queues work that decides what to mail (e.g. look
+    an address up and issue a token), run in a unit of work of its own after the response, so
+    the request does the same whatever that work finds."""
+
+    def __init__(self, mailer: Mailer, open_session: SessionOpener) -> None:
+        self.mailer = mailer
+        self.open_session = open_session
+        self.mails: list[Mail] = []
+        self.jobs: list[MailJob] = []
+
+    def send(self, mail: Mail) -> None:
+        self.mails.append(mail)
+
+    def compose(self, job: MailJob) -> None:
+        self.jobs.append(job)
+
+    async def deliver(self) -> None:
+        """Run the queued work and deliver every mail (a failure is logged, never raised)."""
+        mails, jobs = list(self.mails), list(self.jobs)
+        self.mails.clear()
+        self.jobs.clear()
+        for job in jobs:
+            try:
+                async with self.open_session() as session:
+                    mails.extend(await job(session))
+            except Exception:
+                log.exception("mail.compose_failed")
+        for mail in mails:
+            await self.mailer.deliver(mail, self.open_session)

@@ -108,6 +108,11 @@ class Metrics:
             "Requests refused to protect the service: rate_limit, budget, grader_busy.",
             ["kind"], registry=r,
         )  # fmt: skip
+        self.login_ceiling_reached = Counter(
+            "koan_login_ceiling_reached", "Logins refused because an account's ceiling of "
+            "failed logins from all addresses was reached: someone is guessing its password.",
+            registry=r,
+        )  # fmt: skip
         self.leak_guard_catches = Counter(
             "koan_leak_guard_catches", "Tutor replies the leak guard stopped from revealing a "
             "solution.", registry=r,
@@ -194,6 +199,10 @@ class Metrics:
         """Count one request refused by a rate limit, an LLM budget or a full grader queue."""
         self.rejections.labels(kind=kind).inc()
 
+    def login_ceiling_hit(self) -> None:
+        """Count one login refused by an account's ceiling of failed logins."""
+        self.login_ceiling_reached.inc()
+
     def leak_caught(self) -> None:
         """Count one tutor reply the leak guard caught."""
         self.leak_guard_catches.inc()
@@ -248,6 +257,12 @@ def rejected(kind: RejectionKind) -> None:
     """Record a request refused by a rate limit, an LLM budget or a full grader queue."""
     if (m := _current.get()) is not None:
         m.rejected(kind)
+
+
+def login_ceiling_hit() -> None:
+    """Record a login refused by an account's ceiling of failed logins (an alert)."""
+    if (m := _current.get()) is not None:
+        m.login_ceiling_hit()
 
 
 def leak_caught() -> None:

@@ -7,7 +7,6 @@ again with the message beside the field), never with a JSON body or a stack trac
 
 from __future__ import annotations
 
-import hmac
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -33,7 +32,7 @@ from koan.deps import ResourcesDep, get_session
 from koan.errors import Forbidden, KoanError, NotFound
 from koan.models import User
 from koan.resources import Resources
-from koan.security import decode_access_token
+from koan.security import csrf_token_for, decode_access_token, same_token
 from koan.web.markdown import render_markdown
 
 log = structlog.get_logger(__name__)
@@ -43,7 +42,8 @@ TEMPLATE_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
 CSRF_FIELD = "csrf_token"
 # A page route under the refresh cookie's path (/api/v1/auth), the only place the browser
-# sends it: pages whose access cookie has lapsed pass through it to be renewed.
+# sends it: pages whose access cookie has lapsed pass through it to be renewed (a GET shows a
+# form that posts itself back with the CSRF token; only the POST rotates the token).
 RESUME_PATH = "/api/v1/auth/resume"
 
 templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
@@ -61,6 +61,16 @@ class Redirect(Exception):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.url = url
+
+
+class ShowPage(KoanError):
+    """Answer with `response` (e.g. a form shown again with its error): raised, not returned, so
+    the request's unit of work rolls back its changes, unless `keep_changes` (as for any
+    KoanError: e.g. a session revoked while refusing a replayed token must stay revoked)."""
+
+    def __init__(self, response: Response, *, keep_changes: bool = False) -> None:
+        super().__init__("page", status_code=response.status_code, keep_changes=keep_changes)
+        self.response = response
 
 
 class LoginRequired(Redirect):
@@ -233,6 +243,10 @@ class WebRoute(APIRoute):
             except Redirect as exc:
                 await _rollback(request)
                 return redirect(request, exc.url)
+            except ShowPage as exc:
+                if not exc.keep_changes:
+                    await _rollback(request)
+                return exc.response
             except KoanError as exc:
                 if not exc.keep_changes:
                     await _rollback(request)
@@ -323,6 +337,9 @@ async def maybe_auth(request: Request, session: WebSession, res: ResourcesDep) -
     """The signed-in user's session, or None (pages that anyone may see)."""
     auth = await _auth_from_cookie(request, session, res)
     request.state.web_user = Viewer.of(auth.user) if auth else None
+    if auth is not None:
+        # Pages carry the session's own token (and mend a cookie that lost it).
+        request.state.csrf_token = csrf_token_for(res.settings.signing_key, auth.session.id)
     return auth
 
 
@@ -333,7 +350,7 @@ async def page_auth(request: Request, auth: Annotated[Auth | None, Depends(maybe
         # token probably is too (the browser drops the access cookie when it expires).
         raise LoginRequired(request, resume=CSRF_COOKIE in request.cookies)
     if request.method not in ("GET", "HEAD"):
-        await check_csrf(request)
+        await check_csrf(request, bound_to=auth)
     return auth
 
 
@@ -361,9 +378,8 @@ class CSRFRejected(KoanError):
     code = "CSRFFailed"
 
 
-async def check_csrf(request: Request) -> None:
-    """Double submit: the form field or the X-CSRF-Token header must repeat the cookie."""
-    cookie = request.cookies.get(CSRF_COOKIE, "")
+async def sent_csrf_token(request: Request) -> str:
+    """The CSRF token the request carries: the X-CSRF-Token header, else the form field."""
     sent = request.headers.get(CSRF_HEADER, "")
     if not sent and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -371,7 +387,19 @@ async def check_csrf(request: Request) -> None:
         form = await request.form()
         value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else ""
-    if not cookie or not sent or not hmac.compare_digest(cookie, sent):
+    return sent
+
+
+async def check_csrf(request: Request, *, bound_to: Auth | None = None) -> None:
+    """Double submit: the form field or the X-CSRF-Token header must repeat the cookie, and for
+    a signed-in session be that session's token (a planted cookie cannot match it)."""
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    sent = await sent_csrf_token(request)
+    bound = True
+    if bound_to is not None:
+        res: Resources = request.app.state.resources
+        bound = same_token(sent, csrf_token_for(res.settings.signing_key, bound_to.session.id))
+    if not same_token(cookie, sent) or not bound:
         raise CSRFRejected(
             "This form has expired (or cookies are blocked). Reload the page and try again."
         )

@@ -10,17 +10,18 @@ from pydantic import ValidationError
 
 from koan.auth import repository as auth_repository
 from koan.auth import service as auth_service
-from koan.auth.deps import REFRESH_COOKIE
+from koan.auth.deps import CSRF_COOKIE, DEVICE_COOKIE, REFRESH_COOKIE, MailQueueDep
 from koan.auth.router import clear_auth_cookies, client_address, set_auth_cookies
 from koan.auth.schemas import EmailInput, LoginInput, RegisterInput
-from koan.db import checkpoint
 from koan.deps import ResourcesDep
 from koan.errors import KoanError
+from koan.security import same_token
 from koan.users import service as users
 from koan.web.core import (
     RESUME_PATH,
     MaybeAuth,
     PageAuth,
+    ShowPage,
     WebRoute,
     WebSession,
     check_csrf,
@@ -29,6 +30,7 @@ from koan.web.core import (
     local_url,
     redirect,
     render,
+    sent_csrf_token,
 )
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -58,7 +60,9 @@ async def register_form(request: Request, auth: MaybeAuth) -> Response:
 
 
 @router.post("/register")
-async def register(request: Request, session: WebSession, res: ResourcesDep) -> Response:
+async def register(
+    request: Request, session: WebSession, res: ResourcesDep, mail: MailQueueDep
+) -> Response:
     await check_csrf(request)
     form = await form_data(request)
     values = {"name": form.get("name", ""), "email": form.get("email", "")}
@@ -81,16 +85,16 @@ async def register(request: Request, session: WebSession, res: ResourcesDep) -> 
             client_address(request),
             detail="Too many sign-ups from this address; try again later.",
         )
-        await auth_service.register(session, res, data, users.create_user)
+        await auth_service.register(session, res, data, users.create_user, mail)
     except KoanError as exc:
-        await session.rollback()
         field = exc.headers.get("X-Koan-Field", "form") if exc.code == "WeakPassword" else "form"
-        return render(
+        page = render(
             request,
             "register.html",
             {"values": values, "errors": {field: exc.detail}},
             status_code=exc.status_code,
         )
+        raise ShowPage(page) from exc
     return redirect(request, "/check-email?" + urlencode({"sent": 1, "email": data.email}))
 
 
@@ -110,9 +114,9 @@ async def check_email(
 
 @router.post("/check-email/resend")
 async def resend(
-    request: Request, auth: PageAuth, session: WebSession, res: ResourcesDep
+    request: Request, auth: PageAuth, session: WebSession, res: ResourcesDep, mail: MailQueueDep
 ) -> Response:
-    await auth_service.resend_verification(session, res, auth.user)
+    await auth_service.resend_verification(session, res, auth.user, mail)
     return render(request, "check_email.html", {"email": auth.user.email, "resent": True})
 
 
@@ -132,10 +136,10 @@ async def verify(
     try:
         await auth_service.verify_email(session, res, token)
     except KoanError as exc:
-        await session.rollback()
-        return render(
+        page = render(
             request, "verify_email.html", {"token": "", "error": exc.detail}, status_code=400
         )
+        raise ShowPage(page) from exc
     if auth is not None:
         return redirect(request, "/onboarding")
     return redirect(request, "/login?verified=1")
@@ -184,10 +188,10 @@ async def login(request: Request, session: WebSession, res: ResourcesDep) -> Res
             data,
             address=client_address(request),
             user_agent=request.headers.get("User-Agent", ""),
+            device=request.cookies.get(DEVICE_COOKIE),
         )
         user = await auth_repository.user_by_email(session, data.email)
     except KoanError as exc:
-        await session.rollback()
         failed = render(
             request,
             "login.html",
@@ -196,7 +200,7 @@ async def login(request: Request, session: WebSession, res: ResourcesDep) -> Res
         )
         if "Retry-After" in exc.headers:
             failed.headers["Retry-After"] = exc.headers["Retry-After"]
-        return failed
+        raise ShowPage(failed) from exc
     onboarded = False
     if user is not None:
         from koan.onboarding import service as profiles
@@ -220,28 +224,43 @@ async def logout(
 
 
 @router.get(RESUME_PATH)
-async def resume(
-    request: Request, session: WebSession, res: ResourcesDep, next: Next = None
-) -> Response:
-    """Renew an expired page session with the refresh cookie (sent only under /api/v1/auth).
-
-    A GET, so a plain navigation can pass through it; all it can do is rotate the caller's own
-    refresh token into fresh cookies, which another site can neither trigger usefully nor read.
-    """
+async def resume_form(request: Request, next: Next = None) -> Response:
+    """Where a page whose access cookie lapsed sends the browser: a form that posts itself back
+    (koan.js; a button without script) to renew the session. The GET changes nothing."""
     target = local_url(next)
+    if REFRESH_COOKIE not in request.cookies:
+        response = redirect(request, "/login?next=" + quote(target, safe="/"))
+        clear_auth_cookies(response)
+        return response
+    return render(request, "resume.html", {"next": target})
+
+
+@router.post(RESUME_PATH)
+async def resume(request: Request, session: WebSession, res: ResourcesDep) -> Response:
+    """Renew a lapsed page session with the refresh cookie (sent only under /api/v1/auth).
+
+    A POST with the session's CSRF token, so another site can neither force a rotation nor
+    replay one; a refused token (ended or replayed session) leads to the login page."""
+    form = await form_data(request)
+    target = local_url(form.get("next"))
     token = request.cookies.get(REFRESH_COOKIE)
-    if token:
-        try:
-            tokens = await auth_service.refresh(session, res, token)
-        except KoanError as exc:
-            if exc.keep_changes:
-                await checkpoint(session)
-            else:
-                await session.rollback()
-        else:
-            response = redirect(request, target)
-            set_auth_cookies(response, res, tokens)
-            return response
+    sent = await sent_csrf_token(request)
+    if not same_token(sent, request.cookies.get(CSRF_COOKIE, "")):
+        # Not this browser's own form (or cookies are blocked): change nothing, not even cookies.
+        return redirect(request, "/login?next=" + quote(target, safe="/"))
+    if not token:
+        return _to_login(request, target)
+    try:
+        tokens = await auth_service.refresh(session, res, token, csrf=sent)
+    except KoanError as exc:
+        # A replayed token's session is revoked (keep_changes): that must stand.
+        raise ShowPage(_to_login(request, target), keep_changes=exc.keep_changes) from exc
+    response = redirect(request, target)
+    set_auth_cookies(response, res, tokens)
+    return response
+
+
+def _to_login(request: Request, target: str) -> Response:
     response = redirect(request, "/login?next=" + quote(target, safe="/"))
     clear_auth_cookies(response)
     return response
@@ -256,7 +275,9 @@ async def forgot_form(request: Request) -> Response:
 
 
 @router.post("/forgot-password")
-async def forgot(request: Request, session: WebSession, res: ResourcesDep) -> Response:
+async def forgot(
+    request: Request, session: WebSession, res: ResourcesDep, mail: MailQueueDep
+) -> Response:
     await check_csrf(request)
     form = await form_data(request)
     values = {"email": form.get("email", "")}
@@ -270,15 +291,15 @@ async def forgot(request: Request, session: WebSession, res: ResourcesDep) -> Re
             status_code=422,
         )
     try:
-        await auth_service.request_password_reset(session, res, data.email)
+        await auth_service.request_password_reset(session, res, data.email, mail)
     except KoanError as exc:
-        await session.rollback()
-        return render(
+        page = render(
             request,
             "forgot_password.html",
             {"values": values, "errors": {"form": exc.detail}, "sent": False},
             status_code=exc.status_code,
         )
+        raise ShowPage(page) from exc
     return render(request, "forgot_password.html", {"values": values, "errors": {}, "sent": True})
 
 
@@ -302,9 +323,12 @@ async def reset(request: Request, session: WebSession, res: ResourcesDep) -> Res
         try:
             await auth_service.confirm_password_reset(session, res, token, password)
         except KoanError as exc:
-            await session.rollback()
             field = "new_password" if exc.code == "WeakPassword" else "form"
             errors[field] = exc.detail
+            page = render(
+                request, "reset_password.html", {"token": token, "errors": errors}, status_code=400
+            )
+            raise ShowPage(page) from exc
     if errors:
         return render(
             request, "reset_password.html", {"token": token, "errors": errors}, status_code=400

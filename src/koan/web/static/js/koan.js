@@ -72,6 +72,9 @@
     if (flash) flash.innerHTML = '<div class="alert alert-error" role="alert">Koan could not be reached. Check your connection and try again.</div>';
   });
 
+  // The session-renewal page posts itself back at once (its button is the no-script way).
+  document.querySelectorAll("form[data-autosubmit]").forEach(function (form) { form.submit(); });
+
   window.Koan = window.Koan || {};
   function csrfToken() {
     var match = document.cookie.match(/(?:^|;\s*)koan_csrf=([^;]+)/);

@@ -1,0 +1,96 @@
+"""Two tabs refreshing at once keep the session; a real replay still ends it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.auth.service import refresh_grace_key
+from koan.mail.sender import Mailer
+from koan.resources import Resources
+from koan.security import Hasher
+from tests.fixtures.factories import PASSWORD, create_user
+
+REFRESH_PATH = "/api/v1/auth"
+
+
+async def browser_login(client: httpx.AsyncClient, email: str) -> tuple[str, str]:
+    """Log in with cookies; the refresh cookie and the CSRF token a tab holds."""
+    r = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200
+    return client.cookies.get("koan_refresh", path=REFRESH_PATH) or "", client.cookies["koan_csrf"]
+
+
+async def tab_refresh(client: httpx.AsyncClient, refresh: str, csrf: str) -> httpx.Response:
+    """A refresh sent with the cookies one tab read before either tab refreshed."""
+    client.cookies.set("koan_refresh", refresh, path=REFRESH_PATH)
+    client.cookies.set("koan_csrf", csrf)
+    return await client.post("/api/v1/auth/refresh", headers={"X-CSRF-Token": csrf})
+
+
+async def test_a_second_refresh_with_the_same_cookie_gets_the_same_new_pair(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    refresh, csrf = await browser_login(client, user.email)
+    first = await tab_refresh(client, refresh, csrf)
+    resources.clock.advance(timedelta(seconds=resources.settings.refresh_grace_s / 2))
+    second = await tab_refresh(client, refresh, csrf)
+    assert first.status_code == second.status_code == 200
+    assert second.json() == first.json()
+    bearer = {"Authorization": f"Bearer {second.json()['access_token']}"}
+    assert (await client.get("/api/v1/users/me", headers=bearer)).status_code == 200
+    # The rotated token keeps rotating: the session was not ended.
+    newest = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": first.json()["refresh_token"]}
+    )
+    assert newest.status_code == 200
+
+
+async def test_a_replay_after_the_grace_ends_the_session(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    refresh, csrf = await browser_login(client, user.email)
+    first = await tab_refresh(client, refresh, csrf)
+    resources.clock.advance(timedelta(seconds=resources.settings.refresh_grace_s + 1))
+    replay = await tab_refresh(client, refresh, csrf)
+    assert replay.status_code == 401
+    assert replay.json()["error"] == "TokenReused"
+    bearer = {"Authorization": f"Bearer {first.json()['access_token']}"}
+    assert (await client.get("/api/v1/users/me", headers=bearer)).status_code == 401
+
+
+async def test_the_grace_holds_when_another_worker_answers_the_second_tab(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    make_app: Callable[[Resources], FastAPI],
+) -> None:
+    user = await create_user(session, resources)
+    refresh, csrf = await browser_login(client, user.email)
+    first = await tab_refresh(client, refresh, csrf)
+    # Another worker: an app of its own that shares only the cache and the database.
+    other = replace(resources, hasher=Hasher(resources.settings), mailer=Mailer(resources.settings))
+    transport = httpx.ASGITransport(app=make_app(other))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as tab:
+        second = await tab_refresh(tab, refresh, csrf)
+    assert second.status_code == 200
+    assert second.json() == first.json()
+
+
+async def test_the_grace_pair_is_not_readable_from_the_cache(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    refresh, csrf = await browser_login(client, user.email)
+    pair = (await tab_refresh(client, refresh, csrf)).json()
+    sealed = await resources.cache.get(refresh_grace_key(refresh))
+    assert sealed is not None
+    assert pair["refresh_token"] not in sealed
+    assert pair["refresh_token"].encode().hex() not in sealed

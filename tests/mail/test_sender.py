@@ -1,0 +1,46 @@
+"""Delivering mail: retried when the SMTP server fails, logged when it never answers."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from structlog.testing import capture_logs
+
+from koan.config import Settings
+from koan.mail.sender import Mail, Mailer
+from tests.fixtures.factories import unique_email
+from tests.fixtures.smtp import SMTPServer
+
+
+@asynccontextmanager
+async def no_session() -> AsyncIterator[AsyncSession]:
+    raise AssertionError("SMTP delivery needs no database")
+    yield  # pragma: no cover
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_mail_is_delivered_to_the_smtp_server(
+    settings: Settings, smtp_server: SMTPServer
+) -> None:
+    to = unique_email()
+    assert await Mailer(settings).deliver(Mail(to, "Hello", "Body text"), no_session)
+    assert smtp_server.last_to(to).body.strip() == "Body text"
+
+
+async def test_an_unreachable_server_is_tried_again_then_logged(settings: Settings) -> None:
+    broken = settings.model_copy(
+        update={"smtp_port": closed_port(), "mail_attempts": 3, "mail_retry_backoff_s": 0}
+    )
+    with capture_logs() as logs:
+        delivered = await Mailer(broken).deliver(Mail(unique_email(), "Hi", "x"), no_session)
+    assert delivered is False
+    assert [e["event"] for e in logs] == ["mail.retry", "mail.retry", "mail.failed"]
+    assert logs[-1]["log_level"] == "error"
