@@ -44,3 +44,17 @@ async def test_an_unreachable_server_is_tried_again_then_logged(settings: Settin
     assert delivered is False
     assert [e["event"] for e in logs] == ["mail.retry", "mail.retry", "mail.failed"]
     assert logs[-1]["log_level"] == "error"
+
+
+async def test_mail_sent_now_joins_the_callers_outbox_transaction(
+    settings: Settings, session: AsyncSession
+) -> None:
+    from sqlalchemy import select
+
+    from koan.models import OutboxMail
+
+    to = unique_email()
+    outbox = settings.model_copy(update={"smtp_host": ""})
+    await Mailer(outbox).send(session, to=to, subject="Invite", body="Join")
+    query = select(OutboxMail.subject).where(OutboxMail.to_address == to)
+    assert (await session.execute(query)).scalars().all() == ["Invite"]

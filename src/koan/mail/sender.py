@@ -7,8 +7,8 @@ has an account)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -43,6 +43,18 @@ class Mailer:
     @property
     def uses_outbox(self) -> bool:
         return not self.settings.smtp_host
+
+    async def send(self, session: AsyncSession, *, to: str, subject: str, body: str) -> None:
+        """Deliver now, within the caller's unit of work (the outbox row joins its session).
+        Only for mail whose timing reveals nothing; requests that answer the same whoever is
+        mailed queue theirs on a MailQueue instead."""
+
+        @asynccontextmanager
+        async def callers_session() -> AsyncIterator[AsyncSession]:
+            yield session
+            await session.flush()
+
+        await self.deliver(Mail(to=to, subject=subject, body=body), callers_session)
 
     async def deliver(self, mail: Mail, open_session: SessionOpener) -> bool:
         """Deliver one mail; False when every attempt failed (logged as mail.failed)."""
