@@ -151,6 +151,17 @@ ACCESS: dict[str, Rule] = {
         owned_by_a=True,
     ),  # fmt: skip
     "DELETE /api/v1/classes/{class_id}/assignments/{class_assignment_id}": Rule(V, owned_by_a=True),
+    "GET /api/v1/classes/{class_id}/dashboard/roster": Rule(V, owned_by_a=True),
+    "GET /api/v1/classes/{class_id}/dashboard/gradebook": Rule(V, owned_by_a=True),
+    "GET /api/v1/classes/{class_id}/dashboard/needs-help": Rule(V, owned_by_a=True),
+    "GET /api/v1/classes/{class_id}/dashboard/exercises": Rule(V, owned_by_a=True),
+    "GET /api/v1/classes/{class_id}/dashboard/usage": Rule(V, owned_by_a=True),
+    # {user_id} here is a learner in A's class, {conversation_id} theirs about its exercise.
+    "GET /api/v1/classes/{class_id}/learners/{user_id}/submissions": Rule(V, owned_by_a=True),
+    "GET /api/v1/classes/{class_id}/learners/{user_id}/conversations": Rule(V, owned_by_a=True),
+    "GET /api/v1/classes/{class_id}/learners/{user_id}/conversations/{conversation_id}": Rule(
+        V, owned_by_a=True
+    ),
     # administration
     "GET /api/v1/admin/usage": Rule(ADM),
     "GET /api/v1/admin/usage/users/{user_id}/budget": Rule(ADM),
@@ -197,6 +208,9 @@ class World:
     a_assignment: uuid.UUID
     a_conversation: uuid.UUID
     a_class: uuid.UUID
+    # A learner in A's class, and their conversation about the class's exercise.
+    classmate: uuid.UUID
+    classmate_conversation: uuid.UUID
 
     async def headers(self, persona: str) -> dict[str, str]:
         if persona == "anonymous":
@@ -244,10 +258,27 @@ async def _world(client: httpx.AsyncClient, session: AsyncSession, res: Resource
     assert conversation.status_code == 201, conversation.text
     taught = await client.post("/api/v1/classes", json={"name": "A teaches"}, headers=a)
     assert taught.status_code == 201, taught.text
+    set_work = await client.post(
+        f"/api/v1/classes/{taught.json()['id']}/assignments",
+        json={"title": "Set", "exercise_ids": [str(exercise.id)],
+              "opens_at": "2026-01-01T00:00:00", "due_at": "2030-01-01T00:00:00"},
+        headers=a,
+    )  # fmt: skip
+    assert set_work.status_code == 201, set_work.text
+    classmate = await create_user(session, res, onboarded=True)
+    c = await bearer(session, res, classmate)
+    joined = await client.post(
+        "/api/v1/classes/join", json={"code": taught.json()["join_code"]}, headers=c
+    )
+    assert joined.status_code == 200, joined.text
+    about = await client.post(
+        "/api/v1/conversations", json={"exercise_id": str(exercise.id)}, headers=c
+    )
+    assert about.status_code == 201, about.text
     return World(
         client, session, res, users, exercise.id,
         uuid.UUID(started.json()["id"]), uuid.UUID(conversation.json()["id"]),
-        uuid.UUID(taught.json()["id"]),
+        uuid.UUID(taught.json()["id"]), classmate.id, uuid.UUID(about.json()["id"]),
     )  # fmt: skip
 
 
@@ -264,11 +295,14 @@ async def _call(world: World, route: str, persona: str) -> httpx.Response:
     class_assignment = uuid.uuid4()
     if "{class_assignment_id}" in template:
         class_assignment = await world.new_class_assignment(taught)
+    user_id = world.users["learner_a"].id
+    if "/learners/{user_id}" in template:
+        user_id, conversation = world.classmate, world.classmate_conversation
     path = template.format(
         exercise_id=world.exercise_id,
         assignment_id=world.a_assignment,
         conversation_id=conversation,
-        user_id=world.users["learner_a"].id,
+        user_id=user_id,
         class_id=taught,
         class_assignment_id=class_assignment,
     )

@@ -491,3 +491,25 @@ async def spend_today(
         .group_by(LLMCall.user_id)
     )
     return {row[0]: Decimal(row[1]) for row in await session.execute(query) if row[0]}
+
+
+async def recent_failures(
+    session: AsyncSession, class_id: uuid.UUID, *, since: datetime
+) -> dict[tuple[uuid.UUID, uuid.UUID], tuple[int, datetime]]:
+    """(learner, exercise) -> (failed submissions since `since`, the first of them)."""
+    query = (
+        select(
+            Submission.user_id,
+            Submission.exercise_id,
+            func.count(),
+            func.min(Submission.created_at),
+        )
+        .where(
+            Submission.user_id.in_(learner_ids(class_id)),
+            Submission.exercise_id.in_(exercise_ids(class_id)),
+            Submission.created_at >= since,
+            Submission.status.in_(FAILED),
+        )
+        .group_by(Submission.user_id, Submission.exercise_id)
+    )
+    return {(row[0], row[1]): (int(row[2]), row[3]) for row in await session.execute(query)}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Query, Response, UploadFile, status
 
 from koan.auth.deps import VerifiedUser
 from koan.auth.schemas import Message
-from koan.classes import repository, service
+from koan.classes import dashboard, repository, service
 from koan.classes.schemas import (
     ClassAssignmentCreate,
     ClassAssignmentList,
@@ -19,15 +20,23 @@ from koan.classes.schemas import (
     ClassOut,
     ClassPreview,
     ClassUpdate,
+    ClassUsage,
+    ConversationDetail,
+    ConversationList,
+    ExerciseStatsList,
+    Gradebook,
     InviteAccept,
     InviteInput,
     InviteList,
     InviteOut,
     InviteResult,
     JoinInput,
+    LearnerSubmissions,
     MemberList,
     MemberOut,
+    NeedsHelp,
     RoleChange,
+    Roster,
 )
 from koan.deps import ResourcesDep, SessionDep
 from koan.errors import BadRequest, PayloadTooLarge
@@ -255,3 +264,122 @@ def csv_response(content: str, filename: str) -> Response:
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+# -- the dashboard (staff only) -----------------------------------------------------------
+
+Format = Annotated[Literal["json", "csv"], Query(description="csv: a spreadsheet download.")]
+
+
+@router.get(
+    "/{class_id}/dashboard/roster",
+    response_model=Roster,
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+)
+async def roster(
+    class_id: uuid.UUID,
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
+    sort: Annotated[str, Query(max_length=20)] = "name",
+    order: Literal["asc", "desc"] = "asc",
+    format: Format = "json",
+) -> Roster | Response:
+    """Per learner: exercises completed, attempts, hints, tutor messages, assignments done,
+    last active and streak. Sortable by any column."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    table = await dashboard.roster(session, member, now=res.clock.now(), sort=sort, order=order)
+    if format == "csv":
+        return csv_response(dashboard.roster_csv(table), "roster.csv")
+    return table
+
+
+@router.get(
+    "/{class_id}/dashboard/gradebook",
+    response_model=Gradebook,
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+)
+async def gradebook(
+    class_id: uuid.UUID, user: VerifiedUser, session: SessionDep, format: Format = "json"
+) -> Gradebook | Response:
+    """Each assignment's status per learner: passed, late, attempted or not started."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    book = await dashboard.gradebook(session, member)
+    if format == "csv":
+        return csv_response(dashboard.gradebook_csv(book), "gradebook.csv")
+    return book
+
+
+@router.get("/{class_id}/dashboard/needs-help", response_model=NeedsHelp)
+async def needs_help(
+    class_id: uuid.UUID, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> NeedsHelp:
+    """Learners who are stuck right now, each with why they are listed."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    return NeedsHelp(items=await dashboard.needs_help(session, member, now=res.clock.now()))
+
+
+@router.get("/{class_id}/dashboard/exercises", response_model=ExerciseStatsList)
+async def exercise_stats(
+    class_id: uuid.UUID, user: VerifiedUser, session: SessionDep
+) -> ExerciseStatsList:
+    """Per exercise: pass rate, median attempts and time to pass, the commonest failing test,
+    hints used."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    return ExerciseStatsList(items=await dashboard.exercise_stats(session, member))
+
+
+@router.get("/{class_id}/dashboard/usage", response_model=ClassUsage)
+async def usage(
+    class_id: uuid.UUID, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> ClassUsage:
+    """Today's tutor spend on the class's exercises, against the class's budgets."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    return await dashboard.usage(session, member, now=res.clock.now())
+
+
+@router.get("/{class_id}/learners/{user_id}/submissions", response_model=LearnerSubmissions)
+async def learner_submissions(
+    class_id: uuid.UUID,
+    user_id: uuid.UUID,
+    user: VerifiedUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+) -> LearnerSubmissions:
+    """One learner's submissions to the class's exercises (code and results), newest first."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    before = None
+    if cursor:
+        try:
+            before = datetime.fromisoformat(cursor)
+        except ValueError as exc:
+            raise BadRequest("The cursor is not valid.", code="BadCursor") from exc
+        if before.tzinfo is None:
+            raise BadRequest("The cursor is not valid.", code="BadCursor")
+    return await dashboard.learner_submissions(session, member, user_id, before=before, limit=limit)
+
+
+@router.get("/{class_id}/learners/{user_id}/conversations", response_model=ConversationList)
+async def learner_conversations(
+    class_id: uuid.UUID, user_id: uuid.UUID, user: VerifiedUser, session: SessionDep
+) -> ConversationList:
+    """One learner's tutor conversations about the class's exercises (no others)."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    return await dashboard.learner_conversations(session, member, user_id)
+
+
+@router.get(
+    "/{class_id}/learners/{user_id}/conversations/{conversation_id}",
+    response_model=ConversationDetail,
+)
+async def learner_conversation(
+    class_id: uuid.UUID,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    user: VerifiedUser,
+    session: SessionDep,
+) -> ConversationDetail:
+    """One of those conversations, every message."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    return await dashboard.learner_conversation(session, member, user_id, conversation_id)

@@ -1,0 +1,134 @@
+"""The tutor policy a class sets for its learners' conversations about its exercises."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.classes.service import tutor_policy_for
+from koan.models import Exercise, LLMCall
+from koan.resources import Resources
+from tests.classes.helpers import Course, create_course
+from tests.fixtures.factories import create_exercise
+
+
+async def _set(client: httpx.AsyncClient, course: Course, **tutor: object) -> None:
+    r = await client.patch(
+        f"/api/v1/classes/{course.id}", json={"tutor": tutor}, headers=course.headers["instructor"]
+    )
+    assert r.status_code == 200, r.text
+
+
+async def _course_with_exercise(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> tuple[Course, Exercise]:
+    course = await create_course(client, session, resources, learners=2, timezone="Europe/Paris")
+    exercise = await create_exercise(session)
+    now = datetime.now(UTC)
+    r = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "W1", "exercise_ids": [str(exercise.id)],
+              "opens_at": (now - timedelta(days=1)).isoformat(),
+              "due_at": (now + timedelta(days=1)).isoformat()},
+        headers=course.headers["instructor"],
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    return course, exercise
+
+
+async def test_the_class_settings_apply_to_its_exercises_only(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course, exercise = await _course_with_exercise(client, session, resources)
+    await _set(client, course, strictness="hints", instructions="No recursion yet.",
+               avoid=["recursion", "list comprehension"])  # fmt: skip
+    learner = course.learners[0]
+    now = datetime.now(UTC)
+    policy = await tutor_policy_for(session, learner, exercise.id, now=now)
+    assert policy is not None
+    assert policy.strictness == "hints"
+    assert policy.off is False
+    assert "No recursion yet." in policy.system_prompt()
+    assert "recursion; list comprehension" in policy.system_prompt()
+    other = await create_exercise(session)
+    assert await tutor_policy_for(session, learner, other.id, now=now) is None
+    assert await tutor_policy_for(session, learner, None, now=now) is None
+    # The instructor practising the exercise is not under the class's rules.
+    assert await tutor_policy_for(session, course.instructor, exercise.id, now=now) is None
+
+
+async def test_the_tutor_is_off_always_or_during_an_exam_window_with_a_reason(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course, exercise = await _course_with_exercise(client, session, resources)
+    learner = course.learners[0]
+    start = datetime(2026, 12, 10, 9, 0)  # Paris wall time
+    await _set(
+        client,
+        course,
+        off_from=start.isoformat(),
+        off_until=(start + timedelta(hours=2)).isoformat(),
+        off_reason="Midterm exam",
+    )
+    during = datetime(2026, 12, 10, 8, 30, tzinfo=UTC)  # 09:30 in Paris
+    policy = await tutor_policy_for(session, learner, exercise.id, now=during)
+    assert policy is not None
+    assert policy.off
+    assert policy.off_reason.startswith("Midterm exam")
+    assert "11:00 (Europe/Paris)" in policy.off_reason
+    after = datetime(2026, 12, 10, 10, 0, tzinfo=UTC)
+    later = await tutor_policy_for(session, learner, exercise.id, now=after)
+    assert later is not None
+    assert later.off is False
+    await _set(client, course, off=True, off_reason="Work on your own this week")
+    always = await tutor_policy_for(session, learner, exercise.id, now=after)
+    assert always is not None
+    assert always.off
+    assert "Work on your own this week" in always.off_reason
+
+
+async def test_class_budgets_count_spend_on_the_class_exercises_today(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course, exercise = await _course_with_exercise(client, session, resources)
+    await _set(client, course, learner_daily_budget_usd="0.05", class_daily_cap_usd="0.08")
+    a, b = course.learners
+    now = datetime.now(UTC)
+    for user, cost in ((a, "0.03"), (b, "0.04")):
+        session.add(
+            LLMCall(user_id=user.id, purpose="chat", provider="openai", model="m",
+                    cost_usd=Decimal(cost), exercise_id=exercise.id, day=now.date())
+        )  # fmt: skip
+    # Spend elsewhere (another exercise) counts against the server's budget, not the class's.
+    other = await create_exercise(session)
+    session.add(LLMCall(user_id=a.id, purpose="chat", provider="openai", model="m",
+                        cost_usd=Decimal("1"), exercise_id=other.id, day=now.date()))  # fmt: skip
+    await session.flush()
+    policy = await tutor_policy_for(session, a, exercise.id, now=now)
+    assert policy is not None
+    assert policy.learner_spent_today_usd == Decimal("0.03")
+    assert policy.class_spent_today_usd == Decimal("0.07")
+    assert policy.budget_left_usd == Decimal("0.01")  # the class cap is the tighter
+    assert not policy.budget_exhausted
+    session.add(
+        LLMCall(
+            user_id=b.id,
+            purpose="chat",
+            provider="openai",
+            model="m",
+            cost_usd=Decimal("0.02"),
+            exercise_id=exercise.id,
+            day=now.date(),
+        )
+    )
+    await session.flush()
+    spent = await tutor_policy_for(session, a, exercise.id, now=now)
+    assert spent is not None
+    assert spent.budget_exhausted
+    usage = await client.get(
+        f"/api/v1/classes/{course.id}/dashboard/usage", headers=course.headers["instructor"]
+    )
+    assert usage.json()["spent_usd"] == "0.090000"
