@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from koan.auth import repository as auth_repository
 from koan.chat import repository as chat_repository
+from koan.classes import repository as class_repository
 from koan.exercises import repository as exercise_repository
 from koan.tutor_gateway import repository as gateway_repository
 from koan.usage import repository as usage_repository
@@ -44,6 +45,9 @@ SUBMISSIONS = 60_000
 CONVERSATIONS = 5_000
 MESSAGES = 40_000
 LLM_CALLS = 30_000
+# Classes of 100 learners (class 0 has 300), each with assignments of 10 exercises.
+CLASSES = 200
+CLASS_ASSIGNMENTS = 5
 INDEX_SCANS = {"Index Scan", "Index Only Scan", "Bitmap Index Scan"}
 
 
@@ -54,6 +58,8 @@ def _seed_sql(tag: str) -> list[str]:
     e = f"md5('{tag}e' || {{}})::uuid"
     a = f"md5('{tag}a' || {{}})::uuid"
     c = f"md5('{tag}c' || {{}})::uuid"
+    k = f"md5('{tag}k' || {{}})::uuid"
+    ka = f"md5('{tag}ka' || {{}})::uuid"
     return [
         f"""INSERT INTO users (id, email, name, password_hash, role, email_verified_at, timezone,
                 preferences, created_at, updated_at)
@@ -104,6 +110,34 @@ def _seed_sql(tag: str) -> list[str]:
                 100, 50, 0.0002, 300, false, false, 'ok',
                 current_date - (i % 60), now() - i * interval '1 minute'
             FROM generate_series(0, {LLM_CALLS - 1}) AS i""",
+        f"""INSERT INTO learner_progress (user_id, exercises_completed, attempts,
+                first_try_passes, current_streak, longest_streak, last_active_day, level,
+                updated_at)
+            SELECT {u.format("i")}, 1, 3, 0, i % 7, 7, current_date - (i % 3), 1, now()
+            FROM generate_series(0, {USERS - 1}) AS i""",
+        f"""INSERT INTO classes (id, name, join_code, timezone, tutor_instructions, tutor_avoid,
+                tutor_off, tutor_off_reason, created_at, updated_at)
+            SELECT {k.format("i")}, 'Class ' || i, upper(substr(md5('{tag}k' || i), 1, 12)),
+                'UTC', '', '[]', false, '', now(), now()
+            FROM generate_series(0, {CLASSES - 1}) AS i""",
+        # Learner i is in class i / 100; class 0 also has learners 100..299 (300 in all).
+        f"""INSERT INTO class_memberships (class_id, user_id, role, joined_at)
+            SELECT {k.format("i / 100")}, {u.format("i")}, 'learner', now()
+            FROM generate_series(0, {CLASSES * 100 - 1}) AS i
+            UNION ALL
+            SELECT {k.format("0")}, {u.format("i")}, 'learner', now()
+            FROM generate_series(100, 299) AS i""",
+        f"""INSERT INTO class_assignments (id, class_id, title, kind, count, opens_at, due_at,
+                created_at)
+            SELECT {ka.format("i")}, {k.format(f"i / {CLASS_ASSIGNMENTS}")}, 'Week ' || i,
+                'exercises', 10, now() - interval '1 day', now() + interval '1 day', now()
+            FROM generate_series(0, {CLASSES * CLASS_ASSIGNMENTS - 1}) AS i""",
+        f"""INSERT INTO class_assignment_items (id, class_assignment_id, class_id, exercise_id,
+                position)
+            SELECT md5('{tag}ki' || i)::uuid, {ka.format("i / 10")},
+                {k.format(f"i / 10 / {CLASS_ASSIGNMENTS}")}, {e.format(f"i % {EXERCISES}")},
+                i % 10
+            FROM generate_series(0, {CLASSES * CLASS_ASSIGNMENTS * 10 - 1}) AS i""",
     ]
 
 
@@ -114,6 +148,7 @@ class Seeded:
     exercise_id: uuid.UUID
     conversation_id: uuid.UUID
     email: str
+    class_id: uuid.UUID
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -140,7 +175,8 @@ async def seeded(explain_connection: AsyncConnection) -> Seeded:
         await connection.exec_driver_sql(statement)
     await connection.exec_driver_sql("SET LOCAL session_replication_role = DEFAULT")
     for table in ("users", "exercises", "assignments", "submissions", "conversations",
-                  "chat_messages", "llm_calls"):  # fmt: skip
+                  "chat_messages", "llm_calls", "learner_progress", "classes",
+                  "class_memberships", "class_assignments", "class_assignment_items"):  # fmt: skip
         await connection.exec_driver_sql(f"ANALYZE {table}")
 
     async def one(sql: str) -> Any:
@@ -153,6 +189,7 @@ async def seeded(explain_connection: AsyncConnection) -> Seeded:
         exercise_id=uuid.UUID(str(await one(f"SELECT md5('{tag}e' || 100)::uuid"))),
         conversation_id=uuid.UUID(str(await one(f"SELECT md5('{tag}c' || 300)::uuid"))),
         email=f"{tag}-300@example.com",
+        class_id=uuid.UUID(str(await one(f"SELECT md5('{tag}k' || 0)::uuid"))),
     )
 
 
@@ -330,3 +367,64 @@ async def test_usage_per_learner_per_day_reads_the_user_day_index(
         explain_connection, lambda s: gateway_repository.spent_on(s, today, None)
     )
     assert_uses_index(site, "llm_calls", {"ix_llm_calls_day"})
+
+
+# Every table a class dashboard reads, seeded above at a size where a full read shows.
+CLASS_READS = {
+    "users", "submissions", "assignments", "conversations", "chat_messages", "llm_calls",
+    "learner_progress", "class_memberships", "class_assignments", "class_assignment_items",
+}  # fmt: skip
+
+
+async def test_every_class_dashboard_query_reads_through_indexes(
+    explain_connection: AsyncConnection, seeded: Seeded
+) -> None:
+    class_id, user_id = seeded.class_id, seeded.user_id
+    now = datetime.now(UTC)
+    scope = await class_repository.scope_of(
+        AsyncSession(bind=explain_connection, join_transaction_mode="create_savepoint"), class_id
+    )
+    assert len(scope.learners) == 300
+    assert len(scope.exercises) == 50
+    calls: dict[str, Callable[[AsyncSession], Awaitable[object]]] = {
+        "scope": lambda s: class_repository.scope_of(s, class_id),
+        "members": lambda s: class_repository.members(s, class_id, role="learner"),
+        "items": lambda s: class_repository.items(s, class_id),
+        "work_stats": lambda s: class_repository.work_stats(s, scope),
+        "attempts_until": lambda s: class_repository.attempts_until(s, scope),
+        "last_submission_at": lambda s: class_repository.last_submission_at(s, scope),
+        "hints_used": lambda s: class_repository.hints_used(s, scope),
+        "tutor_messages": lambda s: class_repository.tutor_messages(s, scope),
+        "streaks": lambda s: class_repository.streaks(s, scope),
+        "failing_tests": lambda s: class_repository.failing_tests(s, scope),
+        "recent_failures": lambda s: class_repository.recent_failures(
+            s, scope, since=now - timedelta(hours=1)
+        ),
+        "learner_submissions": lambda s: class_repository.learner_submissions(
+            s, class_id, user_id, before=None, limit=20
+        ),
+        "learner_conversations": lambda s: class_repository.learner_conversations(
+            s, class_id, user_id
+        ),
+        "spend_today": lambda s: class_repository.spend_today(s, scope, now.date()),
+        "classes_of": lambda s: class_repository.classes_of(s, user_id),
+        "tutor policy": lambda s: class_repository.classes_setting_exercise(
+            s, user_id, seeded.exercise_id
+        ),
+        "daily exclusion": lambda s: class_repository.open_class_exercise_ids(s, user_id, now),
+    }
+    problems = []
+    # A class of 300 is 1.5% of this seeded user base, where reading a small table whole is
+    # the planner's right choice; on a real server's tables it is not. What must hold at any
+    # size is that an index serves every query: with sequential scans priced out, a plan
+    # that still scans a table has no index to use.
+    await explain_connection.exec_driver_sql("SET enable_seqscan = off")
+    try:
+        for name, call in calls.items():
+            for plan in await explain_repository_call(explain_connection, call):
+                scanned = plan.seq_scans() & CLASS_READS
+                if scanned:
+                    problems.append(f"{name}: sequential scan of {scanned}:\n{plan}")
+    finally:
+        await explain_connection.exec_driver_sql("RESET enable_seqscan")
+    assert not problems, "\n\n".join(problems)

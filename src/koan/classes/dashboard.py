@@ -56,6 +56,7 @@ class _Facts:
     shared: dict[uuid.UUID, list[uuid.UUID]]
     picked: dict[tuple[uuid.UUID, uuid.UUID], list[uuid.UUID]]
     work: dict[tuple[uuid.UUID, uuid.UUID], repository.WorkStat]
+    scope: repository.Scope
 
     def exercises_of(self, assignment: ClassAssignment, user_id: uuid.UUID) -> list[uuid.UUID]:
         if assignment.kind == "adaptive":
@@ -77,8 +78,13 @@ async def _facts(session: AsyncSession, member: Membership) -> _Facts:
     picked: dict[tuple[uuid.UUID, uuid.UUID], list[uuid.UUID]] = defaultdict(list)
     for item in await repository.items(session, class_id):
         _file(item, shared, picked)
-    work = await repository.work_stats(session, class_id)
-    return _Facts(learners, assignments, shared, picked, work)
+    scope = repository.Scope(
+        [u.id for u in learners],
+        list(dict.fromkeys([*(e for es in shared.values() for e in es),
+                            *(e for es in picked.values() for e in es)])),
+    )  # fmt: skip
+    work = await repository.work_stats(session, scope)
+    return _Facts(learners, assignments, shared, picked, work, scope)
 
 
 def _file(
@@ -100,12 +106,11 @@ async def roster(
 ) -> Roster:
     if sort not in ROSTER_SORTS:
         raise BadRequest(f"sort must be one of: {', '.join(ROSTER_SORTS)}.", code="BadSort")
-    class_id = member.room.id
     facts = await _facts(session, member)
-    hints = await repository.hints_used(session, class_id)
-    messages = await repository.tutor_messages(session, class_id)
-    streaks = await repository.streaks(session, class_id)
-    last_seen = await repository.last_submission_at(session, class_id)
+    hints = await repository.hints_used(session, facts.scope)
+    messages = await repository.tutor_messages(session, facts.scope)
+    streaks = await repository.streaks(session, facts.scope)
+    last_seen = await repository.last_submission_at(session, facts.scope)
     per_learner_hints: dict[uuid.UUID, int] = defaultdict(int)
     for (user_id, _), count in hints.items():
         per_learner_hints[user_id] += count
@@ -197,11 +202,10 @@ async def needs_help(
     session: AsyncSession, member: Membership, *, now: datetime
 ) -> list[NeedsHelpEntry]:
     """Learners stuck right now, each with the reason they are listed."""
-    class_id = member.room.id
     facts = await _facts(session, member)
-    recent = await repository.recent_failures(session, class_id, since=now - FAILING_WINDOW)
-    hints = await repository.hints_used(session, class_id)
-    last_seen = await repository.last_submission_at(session, class_id)
+    recent = await repository.recent_failures(session, facts.scope, since=now - FAILING_WINDOW)
+    hints = await repository.hints_used(session, facts.scope)
+    last_seen = await repository.last_submission_at(session, facts.scope)
     exercise_ids = {e for (_, e) in facts.work} | {e for (_, e) in hints}
     titles = await repository.exercise_titles(session, list(exercise_ids))
     names = {u.id: u.name for u in facts.learners}
@@ -262,11 +266,10 @@ async def needs_help(
 
 
 async def exercise_stats(session: AsyncSession, member: Membership) -> list[ExerciseStats]:
-    class_id = member.room.id
     facts = await _facts(session, member)
-    hints = await repository.hints_used(session, class_id)
-    attempts_to_pass = await repository.attempts_until(session, class_id)
-    failing = await repository.failing_tests(session, class_id)
+    hints = await repository.hints_used(session, facts.scope)
+    attempts_to_pass = await repository.attempts_until(session, facts.scope)
+    failing = await repository.failing_tests(session, facts.scope)
     ids: list[uuid.UUID] = list(
         dict.fromkeys(
             [e for a in facts.assignments for e in facts.shared.get(a.id, [])]
@@ -422,7 +425,9 @@ async def learner_conversation(
 async def usage(session: AsyncSession, member: Membership, *, now: datetime) -> ClassUsage:
     room = member.room
     today = now.date()
-    spend = await repository.spend_today(session, room.id, today)
+    spend = await repository.spend_today(
+        session, await repository.scope_of(session, room.id), today
+    )
     names = {u.id: u.email for _, u in await repository.members(session, room.id, role="learner")}
     return ClassUsage(
         day=today.isoformat(),

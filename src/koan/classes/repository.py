@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Select, and_, case, delete, func, literal, or_, select, text
+from sqlalchemy import Select, and_, bindparam, case, delete, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import (
@@ -80,16 +80,26 @@ async def member_count(session: AsyncSession, class_id: uuid.UUID) -> int:
 async def members(
     session: AsyncSession, class_id: uuid.UUID, *, role: str | None = None
 ) -> Sequence[tuple[ClassMembership, User]]:
-    """Members with their accounts (ix_class_memberships_class_role, then users by key)."""
-    query = (
-        select(ClassMembership, User)
-        .join(User, User.id == ClassMembership.user_id)
-        .where(ClassMembership.class_id == class_id)
-        .order_by(User.name, User.email)
-    )
+    """Members with their accounts, by name: the memberships through
+    ix_class_memberships_class_role, then their accounts by primary key (one query each, so
+    the accounts are always probed by key, never read in full)."""
+    query = select(ClassMembership).where(ClassMembership.class_id == class_id)
     if role is not None:
         query = query.where(ClassMembership.role == role)
-    return [(row[0], row[1]) for row in (await session.execute(query)).all()]
+    found = (await session.execute(query)).scalars().all()
+    if not found:
+        return []
+    accounts = await users_by_ids(session, [m.user_id for m in found])
+    pairs = [(m, accounts[m.user_id]) for m in found if m.user_id in accounts]
+    pairs.sort(key=lambda pair: (pair[1].name, pair[1].email))
+    return pairs
+
+
+async def users_by_ids(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, User]:
+    if not ids:
+        return {}
+    rows = (await session.execute(select(User).where(User.id.in_(list(ids))))).scalars()
+    return {user.id: user for user in rows}
 
 
 def learner_ids(class_id: uuid.UUID) -> Select[uuid.UUID]:
@@ -263,6 +273,29 @@ async def classes_setting_exercise(
 
 
 @dataclass
+class Scope:
+    """What a dashboard query covers: these learners' work on these exercises.
+
+    Read first (two index range scans) and then passed as literal id lists: with the lists,
+    the planner sees how few rows it needs and probes the (user, exercise) indexes, where a
+    subquery let it guess and read whole tables."""
+
+    learners: list[uuid.UUID]
+    exercises: list[uuid.UUID]
+
+
+async def scope_of(
+    session: AsyncSession, class_id: uuid.UUID, *, user_id: uuid.UUID | None = None
+) -> Scope:
+    if user_id is None:
+        learners = list((await session.execute(learner_ids(class_id))).scalars().all())
+    else:
+        learners = [user_id]
+    exercises = list((await session.execute(exercise_ids(class_id))).scalars().all())
+    return Scope(learners, exercises)
+
+
+@dataclass
 class WorkStat:
     """A learner's submissions to one exercise."""
 
@@ -273,14 +306,8 @@ class WorkStat:
     first_pass_at: datetime | None
 
 
-def _learners(class_id: uuid.UUID, user_id: uuid.UUID | None) -> Select[uuid.UUID]:
-    if user_id is None:
-        return learner_ids(class_id)
-    return select(literal(user_id, type_=Submission.user_id.type))
-
-
 async def work_stats(
-    session: AsyncSession, class_id: uuid.UUID, *, user_id: uuid.UUID | None = None
+    session: AsyncSession, scope: Scope
 ) -> dict[tuple[uuid.UUID, uuid.UUID], WorkStat]:
     """(learner, exercise) -> their submissions' figures, for the class's learners (or one of
     them) and exercises (ix_submissions_user_exercise_created, one range per pair)."""
@@ -295,8 +322,8 @@ async def work_stats(
             func.min(case((Submission.status == "passed", Submission.created_at), else_=None)),
         )
         .where(
-            Submission.user_id.in_(_learners(class_id, user_id)),
-            Submission.exercise_id.in_(exercise_ids(class_id)),
+            Submission.user_id.in_(scope.learners),
+            Submission.exercise_id.in_(scope.exercises),
         )
         .group_by(Submission.user_id, Submission.exercise_id)
     )
@@ -307,7 +334,7 @@ async def work_stats(
 
 
 async def attempts_until(
-    session: AsyncSession, class_id: uuid.UUID
+    session: AsyncSession, scope: Scope
 ) -> dict[tuple[uuid.UUID, uuid.UUID], int]:
     """(learner, exercise) -> submissions up to and including the first pass."""
     first_pass = (
@@ -317,8 +344,8 @@ async def attempts_until(
             func.min(Submission.created_at).label("at"),
         )
         .where(
-            Submission.user_id.in_(learner_ids(class_id)),
-            Submission.exercise_id.in_(exercise_ids(class_id)),
+            Submission.user_id.in_(scope.learners),
+            Submission.exercise_id.in_(scope.exercises),
             Submission.status == "passed",
         )
         .group_by(Submission.user_id, Submission.exercise_id)
@@ -339,42 +366,38 @@ async def attempts_until(
     return {(row[0], row[1]): int(row[2]) for row in await session.execute(query)}
 
 
-async def last_submission_at(
-    session: AsyncSession, class_id: uuid.UUID
-) -> dict[uuid.UUID, datetime]:
+async def last_submission_at(session: AsyncSession, scope: Scope) -> dict[uuid.UUID, datetime]:
     """Each learner's latest submission to any exercise (ix_submissions_user_exercise_created)."""
     query = (
         select(Submission.user_id, func.max(Submission.created_at))
-        .where(Submission.user_id.in_(learner_ids(class_id)))
+        .where(Submission.user_id.in_(scope.learners))
         .group_by(Submission.user_id)
     )
     return {row[0]: row[1] for row in await session.execute(query)}
 
 
-async def hints_used(
-    session: AsyncSession, class_id: uuid.UUID
-) -> dict[tuple[uuid.UUID, uuid.UUID], int]:
+async def hints_used(session: AsyncSession, scope: Scope) -> dict[tuple[uuid.UUID, uuid.UUID], int]:
     """(learner, exercise) -> hints taken (ix_assignments_user_exercise)."""
     query = (
         select(Assignment.user_id, Assignment.exercise_id, func.sum(Assignment.hints_used))
         .where(
-            Assignment.user_id.in_(learner_ids(class_id)),
-            Assignment.exercise_id.in_(exercise_ids(class_id)),
+            Assignment.user_id.in_(scope.learners),
+            Assignment.exercise_id.in_(scope.exercises),
         )
         .group_by(Assignment.user_id, Assignment.exercise_id)
     )
     return {(row[0], row[1]): int(row[2] or 0) for row in await session.execute(query)}
 
 
-async def tutor_messages(session: AsyncSession, class_id: uuid.UUID) -> dict[uuid.UUID, int]:
+async def tutor_messages(session: AsyncSession, scope: Scope) -> dict[uuid.UUID, int]:
     """Learner -> questions asked to the tutor about the class's exercises (conversations by
     ix_conversations_user_updated, their messages by their conversation key)."""
     query = (
         select(Conversation.user_id, func.count())
         .join(ConversationMessage, ConversationMessage.conversation_id == Conversation.id)
         .where(
-            Conversation.user_id.in_(learner_ids(class_id)),
-            Conversation.exercise_id.in_(exercise_ids(class_id)),
+            Conversation.user_id.in_(scope.learners),
+            Conversation.exercise_id.in_(scope.exercises),
             ConversationMessage.role == "user",
         )
         .group_by(Conversation.user_id)
@@ -382,18 +405,16 @@ async def tutor_messages(session: AsyncSession, class_id: uuid.UUID) -> dict[uui
     return {row[0]: int(row[1]) for row in await session.execute(query)}
 
 
-async def streaks(
-    session: AsyncSession, class_id: uuid.UUID
-) -> dict[uuid.UUID, tuple[int, date | None]]:
+async def streaks(session: AsyncSession, scope: Scope) -> dict[uuid.UUID, tuple[int, date | None]]:
     """Learner -> (current streak, last active day) from their progress row (primary key)."""
     query = select(
         LearnerProgress.user_id, LearnerProgress.current_streak, LearnerProgress.last_active_day
-    ).where(LearnerProgress.user_id.in_(learner_ids(class_id)))
+    ).where(LearnerProgress.user_id.in_(scope.learners))
     return {row[0]: (int(row[1]), row[2]) for row in await session.execute(query)}
 
 
 async def failing_tests(
-    session: AsyncSession, class_id: uuid.UUID
+    session: AsyncSession, scope: Scope
 ) -> dict[uuid.UUID, tuple[str, str, int]]:
     """Exercise -> (test, message, count): the test that failed most often in the class's
     learners' submissions, read out of each failed submission's test results."""
@@ -406,6 +427,8 @@ async def failing_tests(
         name = "json_extract(t.value, '$.name')"
         status = "json_extract(t.value, '$.status')"
         message = "json_extract(t.value, '$.message')"
+    if not scope.learners or not scope.exercises:
+        return {}
     sql = text(
         f"""
         SELECT exercise_id, name, message, n FROM (
@@ -414,17 +437,16 @@ async def failing_tests(
                    ROW_NUMBER() OVER (PARTITION BY s.exercise_id ORDER BY COUNT(*) DESC,
                                       {name}) AS rank
             FROM submissions AS s, {elements}
-            WHERE s.user_id IN (SELECT user_id FROM class_memberships
-                                WHERE class_id = :class_id AND role = 'learner')
-              AND s.exercise_id IN (SELECT exercise_id FROM class_assignment_items
-                                    WHERE class_id = :class_id)
+            WHERE s.user_id IN :learners AND s.exercise_id IN :exercises
               AND s.status = 'failed' AND {status} <> 'passed'
             GROUP BY s.exercise_id, {name}
         ) AS ranked WHERE rank = 1
         """
+    ).bindparams(
+        bindparam("learners", expanding=True, type_=Submission.user_id.type),
+        bindparam("exercises", expanding=True, type_=Submission.exercise_id.type),
     )
-    params = {"class_id": class_id if dialect == "postgresql" else class_id.hex}
-    rows = await session.execute(sql, params)
+    rows = await session.execute(sql, {"learners": scope.learners, "exercises": scope.exercises})
     return {_as_uuid(row[0]): (str(row[1] or ""), str(row[2] or ""), int(row[3])) for row in rows}
 
 
@@ -476,17 +498,15 @@ async def conversation_messages(
     return (await session.execute(query)).scalars().all()
 
 
-async def spend_today(
-    session: AsyncSession, class_id: uuid.UUID, day: date, *, user_id: uuid.UUID | None = None
-) -> dict[uuid.UUID, Decimal]:
+async def spend_today(session: AsyncSession, scope: Scope, day: date) -> dict[uuid.UUID, Decimal]:
     """Learner -> tutor spend on `day` in conversations about the class's exercises
     (ix_llm_calls_user_day)."""
     query = (
         select(LLMCall.user_id, func.coalesce(func.sum(LLMCall.cost_usd), 0))
         .where(
-            LLMCall.user_id.in_(_learners(class_id, user_id)),
+            LLMCall.user_id.in_(scope.learners),
             LLMCall.day == day,
-            LLMCall.exercise_id.in_(exercise_ids(class_id)),
+            LLMCall.exercise_id.in_(scope.exercises),
         )
         .group_by(LLMCall.user_id)
     )
@@ -494,7 +514,7 @@ async def spend_today(
 
 
 async def recent_failures(
-    session: AsyncSession, class_id: uuid.UUID, *, since: datetime
+    session: AsyncSession, scope: Scope, *, since: datetime
 ) -> dict[tuple[uuid.UUID, uuid.UUID], tuple[int, datetime]]:
     """(learner, exercise) -> (failed submissions since `since`, the first of them)."""
     query = (
@@ -505,8 +525,8 @@ async def recent_failures(
             func.min(Submission.created_at),
         )
         .where(
-            Submission.user_id.in_(learner_ids(class_id)),
-            Submission.exercise_id.in_(exercise_ids(class_id)),
+            Submission.user_id.in_(scope.learners),
+            Submission.exercise_id.in_(scope.exercises),
             Submission.created_at >= since,
             Submission.status.in_(FAILED),
         )

@@ -612,7 +612,9 @@ async def learner_assignments(
         for a in assignments:
             if a.kind == "adaptive" and a.id not in by_assignment and a.due_at > now:
                 by_assignment[a.id] = await _pick_for(session, res, a, user)
-        stats = await repository.work_stats(session, room.id, user_id=user.id)
+        stats = await repository.work_stats(
+            session, await repository.scope_of(session, room.id, user_id=user.id)
+        )
         ids = {i.exercise_id for items in by_assignment.values() for i in items}
         titles = await repository.exercise_titles(session, list(ids))
         for a in assignments:
@@ -776,12 +778,16 @@ async def tutor_policy_for(
     learner_spent = Decimal(0)
     if learner_limits:
         for r in rooms:
-            mine = await repository.spend_today(session, r.id, day, user_id=user.id)
+            mine = await repository.spend_today(
+                session, await repository.scope_of(session, r.id, user_id=user.id), day
+            )
             learner_spent = max(learner_spent, sum(mine.values(), Decimal(0)))
     cap_left: list[tuple[Decimal, Decimal]] = []
     for r in rooms:
         if r.class_daily_cap_usd is not None:
-            everyone = await repository.spend_today(session, r.id, day)
+            everyone = await repository.spend_today(
+                session, await repository.scope_of(session, r.id), day
+            )
             cap_left.append((r.class_daily_cap_usd, sum(everyone.values(), Decimal(0))))
     tightest_cap = min(cap_left, key=lambda c: c[0] - c[1]) if cap_left else None
     learner_limit = min(learner_limits) if learner_limits else None
