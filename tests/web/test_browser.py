@@ -563,3 +563,47 @@ def test_the_session_is_renewed_before_the_access_token_lapses(page: Any, live: 
         page.clock.fast_forward(ttl * 1000)
     assert renewal.value.method == "POST"
     page.clock.resume()
+
+
+def test_ctrl_enter_runs_and_the_tab_order_follows_the_work(page: Any, live: LiveServer) -> None:
+    open_exercise(page, live)
+    editor = page.get_by_role("textbox", name="Your code")
+    editor.focus()
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("#results .result")).to_have_attribute("data-status", re.compile("."))
+    expect(page.locator("#status-pill")).to_have_text(re.compile(r"In progress|Completed"))
+    expect(editor).to_be_focused()  # the learner keeps typing where they were
+
+    # Esc, Tab: Run, and on through the results to the hints and the tutor.
+    page.keyboard.press("Escape")
+    seen: list[str] = []
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        seen.append(page.evaluate("() => document.activeElement.id"))
+        if seen[-1] == "chat-input":
+            break
+    wanted = ["run-button", "hint-button", "chat-input"]
+    positions = [seen.index(name) for name in wanted if name in seen]
+    assert len(positions) == len(wanted), seen
+    assert positions == sorted(positions), seen
+
+
+def test_on_a_phone_the_editor_follows_the_statement_and_results_come_into_view(
+    browser: Any, live: LiveServer, problems: PageProblems
+) -> None:
+    page = _new_page(browser, live, problems, viewport={"width": 375, "height": 740},
+                     is_mobile=True, has_touch=True)  # fmt: skip
+    open_exercise(page, live)
+    statement = page.locator(".statement").bounding_box()
+    editor = page.locator(".editor").bounding_box()
+    tutor = page.locator("#tutor").bounding_box()
+    assert statement is not None
+    assert editor is not None
+    assert tutor is not None
+    assert statement["y"] < editor["y"] < tutor["y"]
+    page.get_by_role("button", name="Run tests").click()
+    result = page.locator("#results .result")
+    expect(result).to_have_attribute("data-status", re.compile("."))
+    expect(result).to_be_in_viewport()
+    page.context.close()
+    assert not problems.errors, problems.errors

@@ -125,3 +125,88 @@ def session_ttl(html: str) -> int:
     found = re.search(r'data-session-ttl="(\d+)"', html)
     assert found is not None
     return int(found.group(1))
+
+
+# --- rough edges of the exercise page and signed-in pages -------------------------------------
+
+
+async def test_a_run_updates_the_status_pill_in_place(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get(f"/exercises/{exercise.id}")
+    assert '<span id="status-pill"></span>' in page.text  # no assignment yet: an empty slot
+    headers = {"HX-Request": "true", **api_headers(client)}
+    failing = await client.post(
+        f"/exercises/{exercise.id}/run", data={"code": "def add(a, b):\n    return 0\n"},
+        headers=headers,
+    )  # fmt: skip
+    pill = re.search(
+        r'<span id="status-pill"[^>]*hx-swap-oob="true"[^>]*>([^<]*)</span>', failing.text
+    )
+    assert pill is not None
+    assert pill.group(1) == "In progress"
+    passing = await client.post(
+        f"/exercises/{exercise.id}/run", data={"code": ADD_SOLUTION}, headers=headers
+    )
+    assert re.search(r'id="status-pill"[^>]*hx-swap-oob="true"[^>]*>Completed<', passing.text)
+
+
+async def test_the_exercise_page_follows_the_order_of_the_work(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session, language="javascript")
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = (await client.get(f"/exercises/{exercise.id}")).text
+    order = [page.index(marker) for marker in (
+        'id="statement-title"', 'id="code"', 'id="run-button"', 'id="results"',
+        'id="hints-panel"', 'id="tutor"',
+    )]  # fmt: skip
+    assert order == sorted(order)
+    assert "JavaScript" in page
+    assert "Javascript" not in page
+    assert "Ctrl+Enter" in page
+
+
+async def test_signed_in_visitors_go_from_the_front_page_to_today(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    assert "Create a free account" in (await client.get("/")).text
+    await log_in(client, await create_user(session, resources, onboarded=True))
+    front = await client.get("/")
+    assert front.status_code == 303
+    assert front.headers["location"] == "/dashboard"
+
+
+async def test_a_dead_link_shows_the_signed_in_header(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    await log_in(client, await create_user(session, resources, onboarded=True))
+    missing = await client.get("/no/such/page", headers={"Accept": "text/html"})
+    assert missing.status_code == 404
+    assert 'aria-label="Main"' in missing.text
+    assert "Log out" in missing.text
+    assert 'href="/register"' not in missing.text
+
+
+async def test_pages_draw_icons_not_emoji(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    done = await client.post(
+        f"/exercises/{exercise.id}/run", data={"code": ADD_SOLUTION},
+        headers={"HX-Request": "true", **api_headers(client)},
+    )  # fmt: skip
+    assert "Achievement unlocked" in done.text
+    pages = [done.text] + [
+        (await client.get(path)).text for path in ("/dashboard", "/progress", "/settings")
+    ]
+    emoji = re.compile("[\u2600-\u27bf\U0001f000-\U0001ffff]")
+    for html in pages:
+        assert not emoji.search(html), emoji.findall(html)
+    assert 'class="icon icon-trophy' in done.text

@@ -7,6 +7,7 @@ again with the message beside the field), never with a JSON body or a stack trac
 
 from __future__ import annotations
 
+import inspect
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -48,6 +49,8 @@ RESUME_PATH = "/api/v1/auth/resume"
 
 templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
 templates.env.filters["markdown"] = render_markdown
+LANGUAGE_NAMES = {"python": "Python", "javascript": "JavaScript"}
+templates.env.filters["language"] = lambda value: LANGUAGE_NAMES.get(value, str(value).title())
 templates.env.globals["CSRF_FIELD"] = CSRF_FIELD
 
 
@@ -341,6 +344,26 @@ async def maybe_auth(request: Request, session: WebSession, res: ResourcesDep) -
         # Pages carry the session's own token (and mend a cookie that lost it).
         request.state.csrf_token = csrf_token_for(res.settings.signing_key, auth.session.id)
     return auth
+
+
+async def identify_viewer(request: Request) -> None:
+    """Name the signed-in viewer for a page rendered outside the page routes (a dead link's
+    404), so it shows their header; any failure leaves the page anonymous."""
+    res: Resources | None = getattr(request.app.state, "resources", None)
+    if res is None or ACCESS_COOKIE not in request.cookies:
+        return
+    # The request's session as the page routes get it (tests bind it to their transaction).
+    factory = request.app.dependency_overrides.get(get_session, get_session)
+    try:
+        sessions = factory(request) if inspect.signature(factory).parameters else factory()
+        try:
+            session = await anext(sessions)
+            auth = await _auth_from_cookie(request, session, res)
+            request.state.web_user = Viewer.of(auth.user) if auth else None
+        finally:
+            await sessions.aclose()
+    except Exception:  # a page about a dead link must not fail for this
+        log.warning("web.viewer_unknown", exc_info=True)
 
 
 async def page_auth(request: Request, auth: Annotated[Auth | None, Depends(maybe_auth)]) -> Auth:

@@ -9,7 +9,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from koan.web.core import STATIC_DIR, error_page
+from koan.web.core import STATIC_DIR, error_page, identify_viewer
 from koan.web.pages import account, admin, auth, chat, learn, onboarding
 
 router = APIRouter(include_in_schema=False)
@@ -43,6 +43,7 @@ def mount_web(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404 and _wants_page(request):
+            await identify_viewer(request)
             return error_page(request, 404, "Not found", "There is nothing at this address.")
         answer = json_handler(request, exc)
         return await answer if inspect.isawaitable(answer) else answer

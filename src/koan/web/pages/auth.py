@@ -45,8 +45,10 @@ def _after_login(auth_onboarded: bool, next_url: str | None) -> str:
 
 @router.get("/")
 async def landing(request: Request, auth: MaybeAuth) -> Response:
-    """The front page: what Koan is, and the way in."""
-    return render(request, "landing.html", {"signed_in": auth is not None})
+    """The front page: what Koan is, and the way in (signed in: today's page)."""
+    if auth is not None:
+        return redirect(request, "/dashboard")
+    return render(request, "landing.html", {"signed_in": False})
 
 
 # --- register ---------------------------------------------------------------------------------

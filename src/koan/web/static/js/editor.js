@@ -63,6 +63,12 @@
     textarea.addEventListener("keydown", function (event) {
       var value = textarea.value, start = textarea.selectionStart, end = textarea.selectionEnd;
       if (event.key === "Escape") { escaped = true; return; }
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        // Ctrl+Enter (Cmd+Enter on a Mac) runs the tests.
+        event.preventDefault();
+        if (textarea.form && textarea.form.requestSubmit) textarea.form.requestSubmit();
+        return;
+      }
       if (event.key === "Tab" && !escaped && !event.ctrlKey && !event.altKey && !event.metaKey) {
         event.preventDefault();
         var from = lineStart(start);

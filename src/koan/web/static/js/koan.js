@@ -61,6 +61,11 @@
       var main = document.getElementById("main");
       if (main && !focusFirstProblem(main)) main.focus();
     }
+    if (target.id === "results") {
+      // On a phone the results are below the editor: bring them into view.
+      var card = target.closest(".card") || target;
+      if (card.scrollIntoView) card.scrollIntoView({ block: "nearest" });
+    }
     if (target.querySelector(".celebration")) {
       document.dispatchEvent(new CustomEvent("koan:celebrate"));
     }
