@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import Draft, Exercise, User
 from koan.resources import Resources
-from tests.fixtures.factories import bearer, create_exercise, create_user
+from tests.fixtures.factories import PASSWORD, bearer, create_exercise, create_user
 
 
 @pytest.fixture
@@ -114,13 +114,15 @@ async def test_cookie_writes_need_the_csrf_header(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources, exercise: Exercise
 ) -> None:
     user = await create_user(session, resources, onboarded=True)
-    token = (await bearer(session, resources, user))["Authorization"].split()[1]
-    client.cookies.set("koan_access", token)
-    client.cookies.set("koan_csrf", "csrf-value")
+    login = await client.post(
+        "/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}
+    )
+    assert login.status_code == 200
     url = f"/api/v1/drafts/{exercise.id}"
     refused = await client.put(url, json={"code": "x"})
     assert refused.status_code == 403
-    ok = await client.put(url, json={"code": "x"}, headers={"X-CSRF-Token": "csrf-value"})
+    csrf = client.cookies.get("koan_csrf") or ""
+    ok = await client.put(url, json={"code": "x"}, headers={"X-CSRF-Token": csrf})
     assert ok.status_code == 200
 
 
