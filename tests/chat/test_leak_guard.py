@@ -9,7 +9,6 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.chat.context import STRICTER
 from koan.llm import is_leak
 from koan.models import ConversationMessage, Exercise, LLMCall, User
 from koan.resources import Resources
@@ -73,8 +72,10 @@ async def test_a_leaking_reply_is_regenerated_with_a_stricter_instruction(
     assert r.status_code == 201
     assert r.json()["reply"]["content"] == SAFE_REPLY
     first, second = (req.body for req in llm_server.requests)
-    assert STRICTER not in first["messages"][0]["content"]
-    assert STRICTER in second["messages"][0]["content"]
+    withheld = "IMPORTANT: your previous draft was withheld"
+    assert withheld not in first["messages"][0]["content"]
+    assert withheld in second["messages"][0]["content"]
+    assert "reproduced the reference solution" in second["messages"][0]["content"]
     assert second["temperature"] == 0
     assert await leak_flags(session, learner) == [True, False]
     stored = (

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.config import Settings
+from koan.errors import KoanError
 from koan.exercises import repository as exercises
-from koan.llm import FailingTest, LearnerBrief, TutorContext, is_leak
+from koan.grading.limits import effective_limits
+from koan.grading.sandbox import Limits, Sandbox
+from koan.llm import FailingTest, LearnerBrief, TutorContext, leak_check
+from koan.llm.leak_check import (
+    Attempt,
+    ExerciseSecrets,
+    Runner,
+    RunResult,
+    Strictness,
+    Verdict,
+)
 from koan.models import Exercise, User
 from koan.models import LearnerProfile as ProfileRow
 from koan.onboarding import service as profiles
+
+log = structlog.get_logger(__name__)
 
 
 async def learner_profile(
@@ -26,26 +42,69 @@ async def learner_profile(
     )
 
 
+# A guard run is a quick probe, not a grading: a suggestion that loops is simply not a fix.
+GUARD_LIMITS = Limits(cpu_s=1.0, wall_s=2.0)
+
+
 @dataclass(frozen=True)
 class LeakGuard:
-    """What a reply about one exercise must not give away, and what to say instead."""
+    """What a reply about one exercise must not give away, and how to prove a fix by running it."""
 
-    solution: str
-    starter: str
-    language: str
-    threshold: float
+    secrets: ExerciseSecrets
     hints_left: int
     failing: tuple[FailingTest, ...] = ()
+    runner: Runner | None = None
 
-    def leaks(self, reply: str) -> bool:
-        """Whether the reply reproduces enough of the reference solution to withhold it."""
-        return is_leak(
-            reply, self.solution, self.language, self.threshold, starter=self.starter or None
-        )
+    @property
+    def strictness(self) -> Strictness:
+        return self.secrets.strictness
+
+    async def check(self, reply: str) -> Verdict:
+        """Whether the reply gives the solution or a working fix away."""
+        return await leak_check.check(reply, self.secrets, self.runner)
+
+    def with_shown(self, shown: Sequence[str]) -> LeakGuard:
+        """The guard for a conversation that has already shown these replies."""
+        return replace(self, secrets=replace(self.secrets, shown=tuple(shown)))
+
+
+def sandbox_runner(sandbox: Sandbox, exercise: Exercise, owner: str) -> Runner:
+    """Run a candidate program against the exercise's tests in the grading sandbox."""
+    limits = effective_limits(
+        GUARD_LIMITS, time_limit_s=exercise.time_limit_s, memory_limit_mb=exercise.memory_limit_mb
+    )
+
+    async def run(code: str) -> RunResult | None:
+        try:
+            report = await sandbox.grade(
+                language=exercise.language,  # type: ignore[arg-type]
+                code=code,
+                tests=exercise.tests,
+                limits=limits,
+                owner=owner,
+            )
+        except KoanError as exc:  # busy or down: this candidate proves nothing
+            log.info("tutor.leak_check_skipped", reason=exc.code)
+            return None
+        passed = frozenset(t.name for t in report.tests if t.status == "passed")
+        return RunResult(passed, report.status == "passed")
+
+    return run
+
+
+def strictness_of(settings: Settings, override: str | None = None) -> Strictness:
+    """The tutor's strictness: a class's own when it has one, else KOAN_TUTOR_STRICTNESS."""
+    return Strictness(override or settings.tutor_strictness)
 
 
 async def exercise_context(
-    session: AsyncSession, user: User, exercise: Exercise, *, threshold: float
+    session: AsyncSession,
+    user: User,
+    exercise: Exercise,
+    *,
+    threshold: float,
+    strictness: Strictness = Strictness.SOCRATIC,
+    sandbox: Sandbox | None = None,
 ) -> tuple[TutorContext, LeakGuard]:
     """The statement, the hints seen so far, the latest code and its failing tests."""
     submission = await exercises.latest_submission(session, user.id, exercise.id)
@@ -68,21 +127,28 @@ async def exercise_context(
         language=exercise.language,
         title=exercise.title,
     )
+    attempt: Attempt | None
+    if submission is not None and submission.status != "passed":
+        failed = {name for name, _ in failing}
+        # A crash before any test ran fails them all: any passing test is progress.
+        attempt = Attempt(submission.code, frozenset(failed) if submission.tests else None)
+    else:
+        # Nothing submitted (or passed): a suggestion is a leak only if it passes everything.
+        attempt = Attempt(exercise.starter_code, None) if submission is None else None
     guard = LeakGuard(
-        solution=exercise.solution,
-        starter=exercise.starter_code,
-        language=exercise.language,
-        threshold=threshold,
+        secrets=ExerciseSecrets(
+            solution=exercise.solution,
+            starter=exercise.starter_code,
+            language=exercise.language,
+            attempt=attempt,
+            threshold=threshold,
+            strictness=strictness,
+        ),
         hints_left=max(0, len(exercise.hints) - hints_used),
         failing=context.failing_tests,
+        runner=sandbox_runner(sandbox, exercise, str(user.id)) if sandbox is not None else None,
     )
     return context, guard
-
-
-STRICTER = """\
-IMPORTANT: your previous draft was withheld because it contained code from the solution. \
-Write no code at all this time, not even a fragment of the function. Explain in words and \
-ask one guiding question."""
 
 
 def hint_style_answer(guard: LeakGuard) -> str:

@@ -3,14 +3,18 @@ fallback whenever the model cannot be used (offline, error, budget, or a reply t
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.chat.context import exercise_context
+from koan.chat.context import exercise_context, strictness_of
 from koan.errors import BudgetExceeded, TutorUnavailable
+from koan.exercises import lifecycle
+from koan.exercises import repository as exercises
 from koan.llm import ChatMessage, CompletionRequest, LearnerBrief, build_system_prompt
+from koan.llm.offline import offline_rung_given
 from koan.models import Exercise, User
 from koan.onboarding import service as profiles
 from koan.ops import metrics
@@ -35,8 +39,9 @@ async def tailored_hint(
     if not res.llm.tailors_hints:
         return authored
     context, guard = await exercise_context(
-        session, user, exercise, threshold=res.settings.llm_leak_threshold
-    )
+        session, user, exercise, threshold=res.settings.llm_leak_threshold,
+        strictness=strictness_of(res.settings), sandbox=res.sandbox,
+    )  # fmt: skip
     context = replace(context, hints_used=rung)
     # Only the experience level: the prompt (and so the cache entry) holds nothing personal,
     # which is what lets two learners with the same code share one cached hint.
@@ -68,7 +73,7 @@ async def tailored_hint(
     text = call.completion.text.strip()
     if not text:
         return authored
-    if guard.leaks(text):
+    if (await guard.check(text)).leak:
         call.record.leak_caught = True
         await session.flush()
         metrics.leak_caught()
@@ -77,3 +82,24 @@ async def tailored_hint(
     if not call.cache_hit:
         await calls.store_reply(res, key, call.completion)
     return text
+
+
+async def count_offline_rung(
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    exercise_id: uuid.UUID | None,
+    request: CompletionRequest,
+) -> None:
+    """A hint rung the offline tutor showed in chat counts as used, as one from the Hints
+    panel does: `hints_used` and the panel agree with what the tutor said."""
+    rung = offline_rung_given(request)
+    if rung is None or exercise_id is None:
+        return
+    exercise = await exercises.exercise_by_id(session, exercise_id)
+    if exercise is None:
+        return
+    assignment = await lifecycle.for_work(session, res, user, exercise)
+    if assignment.hints_used <= rung:
+        assignment.hints_used = min(rung + 1, len(exercise.hints))
+        await session.flush()

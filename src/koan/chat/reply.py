@@ -10,12 +10,13 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.chat.context import (
-    STRICTER,
     LeakGuard,
     exercise_context,
     hint_style_answer,
     learner_profile,
+    strictness_of,
 )
+from koan.chat.hints import count_offline_rung
 from koan.errors import BudgetExceeded, TutorUnavailable
 from koan.exercises import repository as exercises
 from koan.llm import (
@@ -26,6 +27,8 @@ from koan.llm import (
     build_system_prompt,
     trim_history,
 )
+from koan.llm.leak_check import regenerate_instruction
+from koan.llm.offline import OFFLINE_MODEL
 from koan.models import Conversation, User
 from koan.models import LearnerProfile as LearnerProfileRow
 from koan.ops import metrics
@@ -71,13 +74,19 @@ async def prepare(
     context: TutorContext | None = None
     guard: LeakGuard | None = None
     exercise_id = conversation.exercise_id
+    strictness = strictness_of(settings)
     if exercise_id is not None:
         exercise = await exercises.exercise_by_id(session, exercise_id)
         if exercise is not None:
             context, guard = await exercise_context(
-                session, user, exercise, threshold=settings.llm_leak_threshold
-            )
-    system = build_system_prompt(profile=profile, context=context, mode="chat")
+                session, user, exercise, threshold=settings.llm_leak_threshold,
+                strictness=strictness, sandbox=res.sandbox,
+            )  # fmt: skip
+            # What the learner has been shown adds up: a solution handed out in parts leaks.
+            guard = guard.with_shown([text for role, text in target.history if role != "user"])
+    system = build_system_prompt(
+        profile=profile, context=context, mode="chat", strictness=strictness
+    )
     history = [ChatMessage("user" if role == "user" else "assistant", content)
                for role, content in target.history if content]  # fmt: skip
     history.append(ChatMessage("user", question))
@@ -94,11 +103,11 @@ async def prepare(
     return Prepared(conversation.id, exercise_id, request, guard)
 
 
-def _stricter(request: CompletionRequest) -> CompletionRequest:
+def _stricter(request: CompletionRequest, instruction: str) -> CompletionRequest:
     system, *rest = request.messages
     return replace(
         request,
-        messages=[ChatMessage("system", f"{system.content}\n\n{STRICTER}"), *rest],
+        messages=[ChatMessage("system", f"{system.content}\n\n{instruction}"), *rest],
         temperature=0.0,
     )
 
@@ -122,8 +131,9 @@ class Answer:
 
 
 async def answer(session: AsyncSession, res: Resources, user: User, prepared: Prepared) -> Answer:
-    """Ask the model; for an exercise, check the reply against the solution, regenerate once
-    with a stricter instruction, and replace a reply that still leaks by a hint-style nudge."""
+    """Ask the model; for an exercise, check the reply (the solution, or a fix proved by running
+    it), regenerate once with an instruction naming what gave it away, and replace a reply that
+    still leaks by a hint-style nudge."""
     exercise_id, conversation_id = prepared.exercise_id, prepared.conversation_id
     first = await calls.complete(
         session, res, user_id=user.id, request=prepared.request,
@@ -132,15 +142,26 @@ async def answer(session: AsyncSession, res: Resources, user: User, prepared: Pr
     result = Answer(first.completion.text, first.completion.model, first.completion.provider)
     result.add(first.completion)
     guard = prepared.guard
-    if guard is None or not guard.leaks(first.completion.text):
+    if guard is None:
+        return result
+    if first.completion.model == OFFLINE_MODEL:
+        # Koan's own tutor writes no code; a hint rung it shows counts as used.
+        await count_offline_rung(session, res, user, exercise_id, prepared.request)
+        return result
+    verdict = await guard.check(first.completion.text)
+    if not verdict.leak:
         return result
     first.record.leak_caught = True
     result.leak_caught = True
     metrics.leak_caught()
-    log.warning("tutor.leak_caught", purpose="chat", stage="first", exercise_id=str(exercise_id))
+    log.warning(
+        "tutor.leak_caught", purpose="chat", stage="first", reason=verdict.reason,
+        exercise_id=str(exercise_id),
+    )  # fmt: skip
+    instruction = regenerate_instruction(verdict, guard.strictness)
     try:
         second = await calls.complete(
-            session, res, user_id=user.id, request=_stricter(prepared.request),
+            session, res, user_id=user.id, request=_stricter(prepared.request, instruction),
             exercise_id=exercise_id, conversation_id=conversation_id,
         )  # fmt: skip
     except (TutorUnavailable, BudgetExceeded):
@@ -148,13 +169,14 @@ async def answer(session: AsyncSession, res: Resources, user: User, prepared: Pr
     if second is not None:
         result.add(second.completion)
         result.model, result.provider = second.completion.model, second.completion.provider
-        if not guard.leaks(second.completion.text):
+        again = await guard.check(second.completion.text)
+        if not again.leak:
             result.text = second.completion.text
             await session.flush()
             return result
         second.record.leak_caught = True
         metrics.leak_caught()
-        log.warning("tutor.leak_caught", purpose="chat", stage="regenerated")
+        log.warning("tutor.leak_caught", purpose="chat", stage="regenerated", reason=again.reason)
     result.text = hint_style_answer(guard)
     await session.flush()
     return result

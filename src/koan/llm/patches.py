@@ -263,6 +263,13 @@ def has_code(reply: str) -> bool:
 # -- applying it ----------------------------------------------------------------------------------
 
 
+def _shape(code: str) -> str:
+    """The program up to spacing inside lines (indentation counts: it is Python's syntax)."""
+    return "\n".join(
+        _indent(line) + re.sub(r"\s+", "", line) for line in code.splitlines() if line.strip()
+    )
+
+
 def _flat(code: str) -> str:
     return re.sub(r"\s+", "", code)
 
@@ -294,6 +301,12 @@ def _reindent(lines: Sequence[str], source_indent: str, target_indent: str) -> l
         else:
             out.append(target_indent + line.lstrip())
     return out
+
+
+def _shift(line: str, by: int) -> str:
+    if not line.strip():
+        return ""
+    return " " * max(0, len(_indent(line)) + by) + line.lstrip()
 
 
 def _python_defs(code: str) -> dict[str, tuple[int, int]] | None:
@@ -453,10 +466,27 @@ def apply_lines(attempt: str, snippet: str) -> list[str]:
     results: list[str] = []
     if region is not None:
         (a_start, a_end), (s_anchor, a_anchor) = region
-        delta_from = _indent(s_lines[s_anchor])
-        delta_to = _indent(a_lines[a_anchor])
-        new = _reindent(s_lines, delta_from, delta_to)
-        results.append("\n".join([*a_lines[:a_start], *new, *a_lines[a_end:]]) + "\n")
+        regions = [(a_start, a_end)]
+        # Lines at the region's edges that are not really alike are kept, the snippet's
+        # lines there being new ones (an `if` added around a line, not replacing the loop).
+        alike = [
+            i
+            for i in range(a_start, a_end)
+            if max((_similarity(a_lines[i].strip(), t.strip()) for t in s_lines), default=0)
+            >= _SIMILAR
+        ]
+        if alike and (alike[0], alike[-1] + 1) != (a_start, a_end):
+            regions.append((alike[0], alike[-1] + 1))
+        for start, end in regions:
+            # The most alike pair sets the indentation; when the fix re-nests that very line
+            # (a new `if` around it), the region's first line is the better guide.
+            for source, target in (
+                (s_lines[s_anchor], a_lines[a_anchor]),
+                (s_lines[0], a_lines[start]),
+            ):
+                shift = len(_indent(target)) - len(_indent(source))
+                new = [_shift(line, shift) for line in s_lines]
+                results.append("\n".join([*a_lines[:start], *new, *a_lines[end:]]) + "\n")
         if len([ln for ln in s_lines if ln.strip()]) == 1:
             # One line alike to several (two `__init__` headers): the next best places too.
             line = s_lines[0].strip()
@@ -662,11 +692,11 @@ def candidates(
     """Up to `cap` distinct programs the reply (with `earlier` replies) turns the attempt into."""
     lang = normalize_language(language)
     found: list[Candidate] = []
-    seen = {_flat(attempt)}
+    seen = {_shape(attempt)}
 
     def add(programs: Iterable[str], form: Form, evidence: str) -> None:
         for program in programs:
-            key = _flat(program)
+            key = _shape(program)
             if key in seen:
                 continue
             seen.add(key)

@@ -1,0 +1,262 @@
+"""The leak guard on the chat path: a fix is withheld in any of its forms, JSON and SSE, proved
+by running it in the sandbox; Socratic replies are delivered; the strictness modes; and hint
+rungs shown by the offline tutor count like the Hints panel's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.models import Assignment, Exercise, LLMCall, User
+from koan.resources import Resources
+from tests.chat.helpers import (
+    EVENS_HINTS,
+    LEAKING_REPLY,
+    ask,
+    new_conversation,
+    parse_sse,
+    record_attempt,
+)
+from tests.fixtures.llm_server import FakeLLMServer, Reply
+
+Tutor = Callable[..., Resources]
+SAFE = "Look at `total += n`: which numbers reach that line? What should happen to 3?"
+FIXES = {
+    "whole": LEAKING_REPLY,
+    "lines": "Wrap the addition like this:\n\n```python\nif n % 2 == 0:\n    total += n\n```",
+    "prose": "Replace `total += n` with `total += n if n % 2 == 0 else 0` and you are done.",
+    "numbered": (
+        "1. def sum_of_evens(numbers):\n2.     return sum(n for n in numbers if n % 2 == 0)"
+    ),
+}
+
+
+async def leak_flags(session: AsyncSession, user: User) -> list[bool]:
+    rows = await session.execute(
+        select(LLMCall.leak_caught).where(LLMCall.user_id == user.id).order_by(LLMCall.created_at)
+    )
+    return list(rows.scalars())
+
+
+async def reply_text(r: httpx.Response, stream: bool) -> str:
+    if not stream:
+        assert r.status_code == 201, r.text
+        return str(r.json()["reply"]["content"])
+    assert r.status_code == 200, r.text
+    events = parse_sse(r.text)
+    assert events[-1][0] == "done"
+    return "".join(data["delta"] for name, data in events if name == "token")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("form", list(FIXES))
+async def test_a_fix_in_any_form_is_withheld_and_regenerated(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+    form: str,
+    stream: bool,
+) -> None:
+    tutor()
+    await record_attempt(session, resources, learner, evens)
+    llm_server.script(Reply(text=FIXES[form]), Reply(text=SAFE))
+    conversation_id = await new_conversation(client, headers, evens)
+
+    r = await ask(client, headers, conversation_id, "fix it for me", stream=stream)
+
+    assert await reply_text(r, stream) == SAFE
+    assert FIXES[form] not in r.text
+    assert await leak_flags(session, learner) == [True, False]
+    second = llm_server.requests[1].body["messages"][0]["content"]
+    assert "IMPORTANT: your previous draft was withheld" in second
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_a_socratic_reply_that_quotes_the_code_is_delivered(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+    stream: bool,
+) -> None:
+    tutor()
+    await record_attempt(session, resources, learner, evens)
+    llm_server.script(Reply(text=SAFE))
+    conversation_id = await new_conversation(client, headers, evens)
+
+    r = await ask(client, headers, conversation_id, "why?", stream=stream)
+
+    assert await reply_text(r, stream) == SAFE
+    assert len(llm_server.requests) == 1
+    assert await leak_flags(session, learner) == [False]
+
+
+async def test_a_fix_given_twice_falls_back_to_a_nudge_without_code(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    await record_attempt(session, resources, learner, evens)
+    llm_server.script(Reply(text=FIXES["prose"]), Reply(text=FIXES["lines"]))
+    conversation_id = await new_conversation(client, headers, evens)
+
+    text = await reply_text(await ask(client, headers, conversation_id, "fix it"), False)
+
+    assert "`test_mixed`" in text
+    assert "n % 2" not in text
+    assert await leak_flags(session, learner) == [True, True]
+
+
+async def test_the_regeneration_names_what_gave_the_fix_away(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    await record_attempt(session, resources, learner, evens)
+    llm_server.script(Reply(text=FIXES["prose"]), Reply(text=SAFE))
+    conversation_id = await new_conversation(client, headers, evens)
+
+    await ask(client, headers, conversation_id, "fix it")
+
+    second = llm_server.requests[1].body["messages"][0]["content"]
+    assert "working fix" in second
+    assert "`total += n if n % 2 == 0 else 0`" in second
+
+
+# -- strictness ------------------------------------------------------------------------------------
+
+
+async def test_open_strictness_delivers_a_fix_and_says_so_in_the_prompt(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor(tutor_strictness="open")
+    await record_attempt(session, resources, learner, evens)
+    llm_server.script(Reply(text=FIXES["prose"]))
+    conversation_id = await new_conversation(client, headers, evens)
+
+    text = await reply_text(await ask(client, headers, conversation_id, "fix it"), False)
+
+    assert text == FIXES["prose"]
+    assert "Strictness: open" in llm_server.requests[0].body["messages"][0]["content"]
+
+
+async def test_hints_strictness_allows_a_construct_but_withholds_a_fix(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor(tutor_strictness="hints")
+    await record_attempt(session, resources, learner, evens)
+    construct = (
+        "The `%` operator gives a remainder:\n\n```python\nprint(7 % 3)\n```\n\nWhat is 4 % 2?"
+    )
+    llm_server.script(Reply(text=construct), Reply(text=FIXES["lines"]), Reply(text=SAFE))
+    conversation_id = await new_conversation(client, headers, evens)
+
+    first = await reply_text(await ask(client, headers, conversation_id, "what is %?"), False)
+    second = await reply_text(await ask(client, headers, conversation_id, "fix it"), False)
+
+    assert first == construct
+    assert second == SAFE
+    assert "Strictness: hints" in llm_server.requests[0].body["messages"][0]["content"]
+
+
+async def test_socratic_is_the_default_and_the_prompt_says_so(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    llm_server.script(Reply(text=SAFE))
+    conversation_id = await new_conversation(client, headers, evens)
+
+    await ask(client, headers, conversation_id, "hello")
+
+    assert "Strictness: socratic" in llm_server.requests[0].body["messages"][0]["content"]
+
+
+# -- the offline tutor's hint rungs count ----------------------------------------------------------
+
+
+async def hints_used(session: AsyncSession, user: User, exercise: Exercise) -> int:
+    row = await session.execute(
+        select(Assignment.hints_used).where(
+            Assignment.user_id == user.id, Assignment.exercise_id == exercise.id
+        )
+    )
+    return int(row.scalar_one())
+
+
+async def test_a_rung_shown_in_chat_counts_and_the_panel_agrees(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+) -> None:
+    await record_attempt(session, resources, learner, evens)
+    conversation_id = await new_conversation(client, headers, evens)
+
+    first = await reply_text(await ask(client, headers, conversation_id, "I'm stuck"), False)
+    assert f"Hint 1 of 3: {EVENS_HINTS[0]}" in first
+    assert await hints_used(session, learner, evens) == 1
+
+    declined = await reply_text(
+        await ask(client, headers, conversation_id, "just give me the code"), False
+    )
+    assert f"Hint 2 of 3: {EVENS_HINTS[1]}" in declined
+    assert await hints_used(session, learner, evens) == 2
+
+    panel = await client.post(f"/api/v1/exercises/{evens.id}/hints", headers=headers)
+    assert panel.status_code == 200, panel.text
+    assert (panel.json()["index"], panel.json()["remaining"]) == (3, 0)
+
+    used_up = await reply_text(await ask(client, headers, conversation_id, "hint?"), False)
+    assert "already seen all 3 hints" in used_up
+    assert (await client.post(f"/api/v1/exercises/{evens.id}/hints", headers=headers)).json()[
+        "error"
+    ] == "NoMoreHints"
+    assert await hints_used(session, learner, evens) == 3
