@@ -35,10 +35,14 @@ system-deps: ## Install system packages (bubblewrap for the sandbox, chromium fo
 		{ apt-get update -q >/dev/null && apt-get install -y -q bubblewrap chromium >/dev/null; }; \
 	else echo "note: bubblewrap/chromium missing: weaker sandbox tier, browser tests skipped"; fi
 
-run: install system-deps ## Migrate, load the built-in exercises and serve on http://$(HOST):$(PORT)
+run: install system-deps ## Migrate, load the built-in exercises and serve on http://$(HOST):$(PORT) (mail links there too unless KOAN_BASE_URL is set)
 	$(BIN)/koan db upgrade
 	$(BIN)/koan exercises import --builtin
-	$(BIN)/koan serve --host $(HOST) --port $(PORT)
+	@# Mails link to the address served here, unless KOAN_BASE_URL is set (environment or .env).
+	@if [ -z "$${KOAN_BASE_URL:-}" ] && ! grep -qs '^KOAN_BASE_URL=' .env; then \
+		export KOAN_BASE_URL="http://$(HOST):$(PORT)"; fi; \
+	echo "Mail links to $${KOAN_BASE_URL:-(KOAN_BASE_URL in .env)}"; \
+	exec $(BIN)/koan serve --host $(HOST) --port $(PORT)
 
 test: install system-deps ## Run the whole test suite
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)

@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -170,6 +171,15 @@ def users_create(
     from koan.security import password_problem
 
     if password is None:
+        if not sys.stdin.isatty():
+            # getpass would fail with a bare "Aborted." where no one can type.
+            console.print(
+                "[red]No password given and no terminal to ask for one.[/red] Pass it with "
+                "--password or the KOAN_NEW_USER_PASSWORD environment variable, e.g.\n"
+                "  KOAN_NEW_USER_PASSWORD='a long passphrase' koan users create "
+                "--email ... --name ..."
+            )
+            raise typer.Exit(2)
         password = getpass.getpass("Password: ")
     try:
         data = RegisterInput(email=email, name=name, password=password)

@@ -29,3 +29,13 @@ def test_users_create_makes_a_verified_account_with_a_profile(cli_env: Path) -> 
             "WHERE email = 'first-admin@example.com'"
         ).fetchone()
     assert (role, verified, completed) == ("admin", 1, 0)
+
+
+def test_users_create_without_a_terminal_says_how_to_pass_the_password(cli_env: Path) -> None:
+    result = runner.invoke(
+        app, ["users", "create", "--email", "no-tty@example.com", "--name", "Nobody"], input=""
+    )
+    assert result.exit_code == 2
+    assert "KOAN_NEW_USER_PASSWORD" in result.output
+    assert "--password" in result.output
+    assert "Aborted" not in result.output
