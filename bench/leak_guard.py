@@ -3,13 +3,12 @@
 Builds buggy variants of every reference solution in the built-in bank (bench/leak_corpus.py),
 keeps those that fail a test, scripts four kinds of model reply for each (the whole fixed
 program, only the changed lines, the fix in prose with inline spans, and benign questions that
-quote the learner's code), and sends each through the real chat path: a fake OpenAI-compatible
-provider on loopback, the app (in process, SQLite), and the grading sandbox. Every reply is
-asked twice, with the guard on (socratic) and off (open), in turns, so the added latency is
-the difference between the two.
+quote the learner's code), and checks each with the guard, the grading sandbox running the
+candidate programs. Prints the share withheld per kind, the benign share delivered, and the
+check's time (the latency the guard adds) at p50 and p95. Sending the replies through the chat
+path (fake provider, app, sandbox) is not written yet: `--direct` is the only mode.
 
-    .venv/bin/python bench/leak_guard.py [--per-exercise 3] [--write]
-    .venv/bin/python bench/leak_guard.py --direct   # the guard alone, no app (faster)
+    .venv/bin/python bench/leak_guard.py --direct [--per-exercise 1] [--misses 20] [--write]
 """
 
 from __future__ import annotations
@@ -112,15 +111,37 @@ async def direct(args: argparse.Namespace) -> None:
                         f"[{kind}] {spec.slug} {mutant.operator} line {mutant.line}: {change}\n"
                         f"    {reply[:160]!r}"
                     )
+        rows = []
         for kind in KINDS:
             share = sum(withheld[kind]) / max(1, len(withheld[kind]))
             ms = [t * 1000 for t in timing[kind]]
-            print(
-                f"{kind:7} withheld {share:6.1%} of {len(withheld[kind])}  "
-                f"check p50 {statistics.median(ms):.1f} ms p95 {percentile(ms, 95):.1f} ms"
+            shown = f"{1 - share:.1%} delivered" if kind == "benign" else f"{share:.1%} withheld"
+            line = (
+                f"| {kind} | {len(withheld[kind])} | {shown} | "
+                f"{statistics.median(ms):.1f} / {percentile(ms, 95):.1f} ms |"
             )
+            rows.append(line)
+            print(line)
+        everything = [t * 1000 for kind in KINDS for t in timing[kind]]
+        overall = f"{statistics.median(everything):.1f} / {percentile(everything, 95):.1f} ms"
+        print(f"all replies: check p50 / p95 {overall}")
         if args.misses:
             print("\n".join(misses[: args.misses]))
+        if args.write:
+            flags = f"--direct --per-exercise {args.per_exercise} --write"
+            command = f"`.venv/bin/python bench/leak_guard.py {flags}`"
+            write_section(
+                "Tutor leak guard",
+                f"Command: {command}\n\n"
+                f"{len(corpus)} buggy variants (mutants of the bank's reference solutions that "
+                f"fail a test) from {len(specs)} exercises; one scripted reply of each kind per "
+                "variant, "
+                "checked by the guard (socratic) with the grading sandbox (2 slots, full tier) "
+                "running the candidate programs. Added latency is the guard's check.\n\n"
+                "| reply kind | replies | outcome | check p50 / p95 |\n|---|---|---|---|\n"
+                + "\n".join(rows)
+                + f"\n\nAll replies together: check p50 / p95 {overall}.",
+            )
 
 
 def main() -> None:
@@ -134,9 +155,8 @@ def main() -> None:
     if args.direct:
         asyncio.run(direct(args))
         return
-    raise SystemExit("through the chat path: see below")
+    raise SystemExit("only --direct is implemented: the chat-path mode is still to be written")
 
 
 if __name__ == "__main__":
     main()
-    _ = write_section

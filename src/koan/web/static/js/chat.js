@@ -19,6 +19,43 @@
     return "The tutor could not answer just now. Please try again.";
   }
 
+  // Tutor replies are Markdown: fenced blocks and inline code become <pre>/<code>; everything
+  // else stays text. Built from DOM nodes and text nodes only (never innerHTML), so nothing in
+  // a reply can become markup.
+  function renderInline(parent, text) {
+    var parts = text.split(/(`[^`\n]+`)/);
+    for (var i = 0; i < parts.length; i++) {
+      var part = parts[i];
+      if (!part) continue;
+      if (part.length > 2 && part.charAt(0) === "`" && part.charAt(part.length - 1) === "`") {
+        var code = document.createElement("code");
+        code.textContent = part.slice(1, -1);
+        parent.appendChild(code);
+      } else {
+        parent.appendChild(document.createTextNode(part));
+      }
+    }
+  }
+
+  function renderMarkdown(el, text) {
+    el.textContent = "";
+    el.setAttribute("data-markdown", text);
+    var fence = /^[ \t]*(`{3,}|~{3,})[^\n]*\n([\s\S]*?)(?:^[ \t]*\1[ \t]*$|(?![\s\S]))/gm;
+    var last = 0;
+    var match;
+    while ((match = fence.exec(text)) !== null) {
+      renderInline(el, text.slice(last, match.index));
+      var pre = document.createElement("pre");
+      var code = document.createElement("code");
+      code.textContent = match[2].replace(/\n$/, "");
+      pre.appendChild(code);
+      el.appendChild(pre);
+      last = fence.lastIndex;
+      if (match[0].length === 0) fence.lastIndex++;
+    }
+    renderInline(el, text.slice(last));
+  }
+
   function bubble(log, who, text) {
     var div = document.createElement("div");
     div.className = "msg msg-" + who;
@@ -27,7 +64,8 @@
     label.textContent = who === "user" ? "You" : who === "assistant" ? "Tutor" : "Problem";
     var body = document.createElement("div");
     body.className = "msg-body";
-    body.textContent = text || "";
+    if (who === "assistant") renderMarkdown(body, text || "");
+    else body.textContent = text || "";
     div.appendChild(label);
     div.appendChild(body);
     log.appendChild(div);
@@ -162,7 +200,7 @@
         var item = deltaOf(name, raw);
         if (item.error) { failed = item.error; return; }
         if (item.text) {
-          answer.textContent += item.text;
+          renderMarkdown(answer, (answer.getAttribute("data-markdown") || "") + item.text);
           answer.parentNode.setAttribute("data-chunks", String(++chunks));
           self.log.scrollTop = self.log.scrollHeight;
         }
@@ -204,6 +242,9 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    // Replies rendered by the server arrive as escaped text: give them the same Markdown.
+    var stored = document.querySelectorAll(".msg-assistant .msg-body");
+    for (var i = 0; i < stored.length; i++) renderMarkdown(stored[i], stored[i].textContent);
     var panel = document.getElementById("tutor");
     if (!panel || panel.getAttribute("data-chat") !== "on" || !panel.querySelector("#chat-form")) return;
     var chat = new Chat(panel);
