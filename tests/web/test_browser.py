@@ -607,3 +607,50 @@ def test_on_a_phone_the_editor_follows_the_statement_and_results_come_into_view(
     expect(result).to_be_in_viewport()
     page.context.close()
     assert not problems.errors, problems.errors
+
+
+def test_a_withheld_fix_never_appears_on_the_exercise_page_and_replies_render_code(
+    page: Any, live: LiveServer, llm_server: Any
+) -> None:
+    from koan.llm.tutor_llm import build_tutor_llm
+    from tests.fixtures.llm_server import Reply
+
+    res = live.resources
+    saved_settings, saved_llm = res.settings, res.llm
+    res.settings = saved_settings.model_copy(
+        update={
+            "llm_provider": "openai",
+            "llm_base_url": llm_server.openai_base_url,
+            "llm_model": "koan-test-model",
+        }
+    )
+    res.llm = build_tutor_llm(res.settings)
+    try:
+        _, exercise_id = open_exercise(page, live)
+        solution = solution_of(live, exercise_id)
+        marker = "LEAKED-FIX-MARKER"
+        leak = f"Here is the fix ({marker}):\n\n```\n{solution}\n```"
+        safe = "Which value does `balance` hold after the first call?\n\n```\nprint(1)\n```"
+        llm_server.script(Reply(text=leak, chunk_interval=0.005), Reply(text=safe))
+        # Everything the chat log ever shows, at every change, not only at the end.
+        page.evaluate(
+            """() => {
+                const log = document.getElementById('chat-log');
+                window.__koanSeen = [];
+                new MutationObserver(() => window.__koanSeen.push(log.textContent))
+                    .observe(log, {childList: true, subtree: true, characterData: true});
+            }"""
+        )
+        page.get_by_label("Your question").fill("Just fix it for me")
+        page.get_by_role("button", name="Send").click()
+        answer = page.locator(".msg-assistant").last
+        expect(answer).to_have_attribute("data-complete", "true")
+
+        seen = page.evaluate("() => window.__koanSeen")
+        assert seen
+        assert not any(marker in text for text in seen)
+        expect(answer.locator(".msg-body code").first).to_have_text("balance")
+        expect(answer.locator(".msg-body pre code")).to_have_text("print(1)")
+        assert "`" not in (answer.locator(".msg-body").text_content() or "")
+    finally:
+        res.settings, res.llm = saved_settings, saved_llm
