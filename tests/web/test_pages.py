@@ -610,8 +610,10 @@ async def test_settings_change_what_the_learner_practises(
         "minutes_per_day": "45",
         "goals": "Build a web game",
     }
-    saved = await post_form(client, "/settings", "/settings/learning", wanted)
-    assert saved.status_code == 200
+    posted = await post_form(client, "/settings", "/settings/learning", wanted)
+    assert posted.status_code == 303  # POST-redirect-GET: a reload shows the page again
+    assert posted.headers["location"].startswith("/settings?saved=learning")
+    saved = await client.get(posted.headers["location"])
     assert "tomorrow's exercise follows these choices" in saved.text
     assert '<option value="javascript" selected>' in saved.text
     profile = await session.scalar(select(LearnerProfile).where(LearnerProfile.user_id == user.id))
@@ -634,6 +636,7 @@ async def test_settings_change_what_the_learner_practises(
         assert f'id="f-{field}-error"' in refused.text
         if field == "minutes_per_day":  # what the learner typed stays in the form
             assert f'value="{bad[field]}"' in refused.text
+        assert "Input should be" not in refused.text  # the app's words, not the framework's
     await session.refresh(profile)
     assert (profile.language, profile.minutes_per_day) == ("javascript", 45)
 
@@ -662,10 +665,17 @@ async def test_settings_profile_password_and_deletion(
     )
     assert bad.status_code == 422
     assert 'id="f-timezone-error"' in bad.text
-    saved = await post_form(
+    posted = await post_form(
         client, "/settings", "/settings/profile", {"name": "Ada L.", "timezone": "Asia/Tokyo"}
     )
+    assert posted.status_code == 303
+    saved = await client.get(posted.headers["location"])
     assert "Your profile is saved." in saved.text
+    # The form's address opened directly (a reload, a bookmark) is the page, not a JSON 405.
+    for form in ("profile", "learning", "password", "delete"):
+        direct = await client.get(f"/settings/{form}")
+        assert direct.status_code == 303
+        assert direct.headers["location"] == "/settings"
     row = (await session.execute(select(User.name, User.timezone).where(User.id == user.id))).one()
     assert tuple(row) == ("Ada L.", "Asia/Tokyo")
 
@@ -690,7 +700,8 @@ async def test_settings_profile_password_and_deletion(
             "password_confirm": NEW_PASSWORD,
         },
     )
-    assert "Your password has been changed" in changed.text
+    assert changed.status_code == 303
+    assert "Your password has been changed" in (await client.get(changed.headers["location"])).text
 
     unconfirmed = await post_form(
         client, "/settings", "/settings/delete", {"password": NEW_PASSWORD, "confirm": "yes"}

@@ -210,3 +210,16 @@ async def test_pages_draw_icons_not_emoji(
     for html in pages:
         assert not emoji.search(html), emoji.findall(html)
     assert 'class="icon icon-trophy' in done.text
+
+
+async def test_an_exercise_forms_address_opened_directly_is_the_exercise(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    await log_in(client, await create_user(session, resources, onboarded=True))
+    for action in ("run", "hint", "skip", "start"):
+        direct = await client.get(f"/exercises/{exercise.id}/{action}")
+        assert direct.status_code == 303
+        assert direct.headers["location"] == f"/exercises/{exercise.id}"
+    reset = await client.get(f"/exercises/{exercise.id}/reset")
+    assert reset.status_code == 200  # the question before a reset, a page of its own

@@ -443,6 +443,21 @@ async def form_lists(request: Request) -> dict[str, list[str]]:
     return out
 
 
+_FRIENDLY = {
+    "greater_than_equal": "Enter a number of at least {ge}.",
+    "greater_than": "Enter a number above {gt}.",
+    "less_than_equal": "Enter a number of at most {le}.",
+    "less_than": "Enter a number below {lt}.",
+    "int_parsing": "Enter a whole number.",
+    "int_type": "Enter a whole number.",
+    "literal_error": "Choose one of the options.",
+    "enum": "Choose one of the options.",
+    "string_too_long": "Keep this to {max_length} characters or fewer.",
+    "too_long": "Choose at most {max_length}.",
+    "too_short": "Choose at least {min_length}.",
+}
+
+
 def field_errors(exc: ValidationError) -> dict[str, str]:
     """Pydantic errors as {field: friendly message}."""
     errors: dict[str, str] = {}
@@ -457,6 +472,9 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
             message = "This is required." if error.get("input") == "" else message
         elif name == "email" and kind == "value_error":
             message = "Enter a valid email address, like name@example.com."
+        elif kind in _FRIENDLY:
+            # Pydantic's own wording ("Input should be ...") is not the app's.
+            message = _FRIENDLY[kind].format(**(error.get("ctx") or {}))
         elif message and message[0].islower():
             message = message[0].upper() + message[1:] + ("" if message.endswith(".") else ".")
         errors.setdefault(name, message)

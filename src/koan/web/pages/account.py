@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
@@ -96,10 +96,21 @@ _LEARNING_CHOICES = {
 
 @router.get("/settings")
 async def settings_page(
-    request: Request, user: PageUser, session: WebSession, res: ResourcesDep
+    request: Request,
+    user: PageUser,
+    session: WebSession,
+    res: ResourcesDep,
+    saved: Literal["profile", "learning", "password", ""] = "",
 ) -> Response:
     """Profile, time zone, password, data export and account deletion."""
-    return render(request, "settings.html", await _settings_context(session, res, user))
+    ctx = await _settings_context(session, res, user, saved=saved or None)
+    return render(request, "settings.html", ctx)
+
+
+@router.get("/settings/{form}")
+async def settings_form_address(request: Request, user: PageUser, form: str) -> Response:
+    """A settings form's address opened directly (a reload after a refused form): the page."""
+    return redirect(request, "/settings")
 
 
 @router.post("/settings/profile")
@@ -114,8 +125,7 @@ async def save_profile(
     except ValidationError as exc:
         ctx = await _settings_context(session, res, user, errors=field_errors(exc), values=values)
         return render(request, "settings.html", ctx, status_code=422)
-    ctx = await _settings_context(session, res, user, saved="profile")
-    return render(request, "settings.html", ctx)
+    return redirect(request, "/settings?saved=profile#profile")
 
 
 @router.post("/settings/learning")
@@ -146,8 +156,7 @@ async def save_learning(
         ctx = await _settings_context(session, res, user, errors=field_errors(exc))
         ctx["learning"] = values
         return render(request, "settings.html", ctx, status_code=422)
-    ctx = await _settings_context(session, res, user, saved="learning")
-    return render(request, "settings.html", ctx)
+    return redirect(request, "/settings?saved=learning#learning")
 
 
 @router.post("/settings/password")
@@ -181,8 +190,7 @@ async def change_password(
     if errors:
         ctx = await _settings_context(session, res, user, errors=errors)
         return render(request, "settings.html", ctx, status_code=422)
-    ctx = await _settings_context(session, res, user, saved="password")
-    return render(request, "settings.html", ctx)
+    return redirect(request, "/settings?saved=password#password")
 
 
 @router.post("/settings/delete")

@@ -280,3 +280,12 @@ async def start(
     exercise = await _exercise(session, exercise_id, user)
     await lifecycle.start(session, res, user, exercise)
     return redirect(request, f"/exercises/{exercise.id}")
+
+
+@router.get("/exercises/{exercise_id}/{action}")
+async def exercise_form_address(
+    request: Request, exercise_id: str, action: Literal["run", "hint", "skip", "start"],
+    user: PageUser,
+) -> Response:  # fmt: skip
+    """A form's address opened directly (a reload after a page the form showed): the exercise."""
+    return redirect(request, f"/exercises/{parse_uuid(exercise_id)}")
