@@ -654,3 +654,15 @@ def test_a_withheld_fix_never_appears_on_the_exercise_page_and_replies_render_co
         assert "`" not in (answer.locator(".msg-body").text_content() or "")
     finally:
         res.settings, res.llm = saved_settings, saved_llm
+
+
+def test_a_page_opened_after_the_access_cookie_lapsed_renews_the_session_by_post(
+    page: Any, live: LiveServer
+) -> None:
+    open_exercise(page, live)
+    page.context.clear_cookies(name="koan_access")
+    with page.expect_request(re.compile(r"/api/v1/auth/resume$")) as renewal:
+        page.goto("/progress")
+    assert renewal.value.method == "POST"
+    expect(page).to_have_url(re.compile(r"/progress$"))
+    assert any(c["name"] == "koan_access" for c in page.context.cookies())
