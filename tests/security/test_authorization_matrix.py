@@ -99,6 +99,12 @@ ACCESS: dict[str, Rule] = {
     ),
     "GET /api/v1/exercises/{exercise_id}": Rule(V),
     "POST /api/v1/exercises/{exercise_id}/start": Rule(V),
+    # An admin shares a learner's generated exercise with everyone.
+    "POST /api/v1/exercises/{exercise_id}/approve": Rule(ADM),
+    # The learner's own unsaved code for an exercise (keyed by the caller, never another's).
+    "GET /api/v1/drafts/{exercise_id}": Rule(V),
+    "PUT /api/v1/drafts/{exercise_id}": Rule(V, {"code": "print(1)"}),
+    "DELETE /api/v1/drafts/{exercise_id}": Rule(V),
     "POST /api/v1/exercises/{exercise_id}/submissions": Rule(V, {"code": ADD_SOLUTION}),
     "GET /api/v1/exercises/{exercise_id}/submissions": Rule(V),
     "POST /api/v1/exercises/{exercise_id}/hints": Rule(V),
