@@ -223,3 +223,19 @@ async def test_an_exercise_forms_address_opened_directly_is_the_exercise(
         assert direct.headers["location"] == f"/exercises/{exercise.id}"
     reset = await client.get(f"/exercises/{exercise.id}/reset")
     assert reset.status_code == 200  # the question before a reset, a page of its own
+
+
+async def test_the_api_reference_needs_no_internet(client: httpx.AsyncClient) -> None:
+    for path, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        page = await client.get(path)
+        assert page.status_code == 200
+        assert "cdn." not in page.text
+        assert "fonts.googleapis" not in page.text
+        src = re.search(r'src="(/api-docs-assets/[^"]+)"', page.text)
+        assert src is not None
+        assert src.group(1).endswith(asset)
+        script = await client.get(src.group(1))
+        assert script.status_code == 200
+        assert len(script.content) > 100_000  # the real bundle, not a stub
+    css = await client.get("/api-docs-assets/swagger-ui.css")
+    assert css.status_code == 200

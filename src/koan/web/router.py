@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
@@ -22,7 +23,14 @@ def static_files() -> StaticFiles:
 
 
 # Addresses that only programs call: they keep the JSON error body even from a browser.
-_MACHINE_PREFIXES = ("/api/", "/health/", "/metrics", "/static/", "/openapi.json")
+_MACHINE_PREFIXES = (
+    "/api/",
+    "/health/",
+    "/metrics",
+    "/static/",
+    "/openapi.json",
+    "/api-docs-assets/",
+)
 
 
 def _wants_page(request: Request) -> bool:
@@ -33,9 +41,56 @@ def _wants_page(request: Request) -> bool:
     )
 
 
+API_DOCS_ASSETS = "/api-docs-assets"
+
+
+def _offline_api_docs(app: FastAPI) -> None:
+    """/docs and /redoc from assets Koan serves itself (the fastapi-offline package ships
+    Swagger UI and ReDoc), so the API reference works on a network with no internet."""
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    docs, redoc, schema = app.docs_url, app.redoc_url, app.openapi_url
+    if schema is None:
+        return
+    app.router.routes[:] = [
+        r for r in app.router.routes if getattr(r, "path", None) not in (docs, redoc)
+    ]
+    app.mount(
+        API_DOCS_ASSETS,
+        StaticFiles(directory=str(Path(fastapi_offline.__file__).parent / "static")),
+        name="api-docs-assets",
+    )
+    title = f"{app.title} API"
+
+    if docs:
+
+        async def swagger_ui() -> HTMLResponse:
+            return get_swagger_ui_html(
+                openapi_url=schema, title=title,
+                swagger_js_url=f"{API_DOCS_ASSETS}/swagger-ui-bundle.js",
+                swagger_css_url=f"{API_DOCS_ASSETS}/swagger-ui.css",
+                swagger_favicon_url="/static/favicon.svg",
+            )  # fmt: skip
+
+        app.add_api_route(docs, swagger_ui, include_in_schema=False)
+    if redoc:
+
+        async def redoc_page() -> HTMLResponse:
+            return get_redoc_html(
+                openapi_url=schema, title=title,
+                redoc_js_url=f"{API_DOCS_ASSETS}/redoc.standalone.js",
+                redoc_favicon_url="/static/favicon.svg", with_google_fonts=False,
+            )  # fmt: skip
+
+        app.add_api_route(redoc, redoc_page, include_in_schema=False)
+
+
 def mount_web(app: FastAPI) -> None:
     """Serve the pages and /static on `app` (call after the API routers and the error handlers
     are installed): a browser that follows a dead link gets a page, not a JSON body."""
+    _offline_api_docs(app)
     app.mount("/static", static_files(), name="static")
     app.include_router(router)
     json_handler = app.exception_handlers[StarletteHTTPException]
