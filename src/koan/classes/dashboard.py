@@ -116,8 +116,11 @@ async def roster(
         per_learner_hints[user_id] += count
     rows = []
     today = now.date()
+    by_learner: dict[uuid.UUID, list[repository.WorkStat]] = defaultdict(list)
+    for (user_id, _), stat in facts.work.items():
+        by_learner[user_id].append(stat)
     for learner in facts.learners:
-        mine = [(e, s) for (u, e), s in facts.work.items() if u == learner.id]
+        mine = by_learner.get(learner.id, [])
         started = [a for a in facts.assignments if a.opens_at <= now]
         done = sum(facts.status(a, learner.id) in ("passed", "late") for a in started)
         streak, last_day = streaks.get(learner.id, (0, None))
@@ -126,8 +129,8 @@ async def roster(
         rows.append(
             RosterRow(
                 user_id=learner.id, name=learner.name, email=learner.email,
-                completed=sum(1 for _, s in mine if s.first_pass_at is not None),
-                attempts=sum(s.attempts for _, s in mine),
+                completed=sum(1 for s in mine if s.first_pass_at is not None),
+                attempts=sum(s.attempts for s in mine),
                 hints_used=per_learner_hints[learner.id],
                 tutor_messages=messages.get(learner.id, 0),
                 assignments_done=done, assignments_total=len(started),

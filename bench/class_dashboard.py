@@ -1,0 +1,252 @@
+"""The instructor's dashboard on a big class: every page's answer time on PostgreSQL.
+
+    .venv/bin/python bench/class_dashboard.py [--url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
+        [--runs 30] [--write]
+
+Builds a database of its own (dropped at the end) on the given server: 300 learners in one
+class (and 20 other classes of 300 around it), 100 exercises set in 10 assignments, 30,000
+submissions of the class's learners (a third passed, failed ones with test results), hint
+use, and tutor conversations. Then asks each dashboard page `--runs` times through the whole
+app in process (authentication, queries, JSON or CSV), one request at a time, and prints the
+median and p95. Target: every page under 150 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import percentile, write_section  # noqa: E402
+
+from koan.app import create_app  # noqa: E402
+from koan.auth import service as auth_service  # noqa: E402
+from koan.config import Settings  # noqa: E402
+from koan.db import create_engine  # noqa: E402
+from koan.migrate import upgrade_connection  # noqa: E402
+from koan.models import User  # noqa: E402
+from koan.resources import Resources  # noqa: E402
+
+LEARNERS = 300
+EXERCISES = 100
+ASSIGNMENTS = 10
+SUBMISSIONS = 30_000
+OTHER_CLASSES = 5
+TARGET_MS = 150.0
+TAG = "bench"
+PROFILE = "--profile" in sys.argv
+
+
+def seed_sql() -> list[str]:
+    u = "md5('bu' || {})::uuid"
+    e = "md5('be' || {})::uuid"
+    k = "md5('bk' || {})::uuid"
+    a = "md5('ba' || {})::uuid"
+    users = LEARNERS * (OTHER_CLASSES + 1)
+    failed_tests = (
+        """'[{"name": "test_small", "status": "failed", "message": "1 + 2 should be 3"},"""
+        """ {"name": "test_zero", "status": "passed", "message": ""}]'"""
+    )
+    return [
+        f"""INSERT INTO users (id, email, name, password_hash, role, email_verified_at, timezone,
+                preferences, created_at, updated_at)
+            SELECT {u.format("i")}, 'bench-' || i || '@example.com', 'Learner ' || i, 'x',
+                'learner', now(), 'UTC', '{{}}', now(), now()
+            FROM generate_series(0, {users}) AS i""",
+        f"""INSERT INTO exercises (id, slug, title, language, difficulty, skills, statement,
+                starter_code, solution, tests, hints, source, content_hash, rating,
+                rating_uncertainty, rating_attempts, created_at, updated_at)
+            SELECT {e.format("i")}, 'bench-ex-' || i, 'Exercise ' || i, 'python', 1 + i % 5,
+                '["functions"]', 'Do it.', '', '', '', '["a", "b", "c"]', 'imported',
+                md5(i::text), 0, 0.7, 0, now(), now()
+            FROM generate_series(0, {EXERCISES - 1}) AS i""",
+        f"""INSERT INTO classes (id, name, join_code, timezone, tutor_instructions, tutor_avoid,
+                tutor_off, tutor_off_reason, created_at, updated_at)
+            SELECT {k.format("i")}, 'Class ' || i, upper(substr(md5('bk' || i), 1, 12)), 'UTC',
+                '', '[]', false, '', now(), now()
+            FROM generate_series(0, {OTHER_CLASSES}) AS i""",
+        # The instructor is user number `users` (the last); learners of class c are
+        # c * 300 .. c * 300 + 299.
+        f"""INSERT INTO class_memberships (class_id, user_id, role, joined_at)
+            SELECT {k.format(f"i / {LEARNERS}")}, {u.format("i")}, 'learner', now()
+            FROM generate_series(0, {users - 1}) AS i
+            UNION ALL SELECT {k.format("0")}, {u.format(str(users))}, 'instructor', now()""",
+        f"""INSERT INTO class_assignments (id, class_id, title, kind, count, opens_at, due_at,
+                created_at)
+            SELECT {a.format("i")}, {k.format(f"i / {ASSIGNMENTS}")}, 'Week ' || i, 'exercises',
+                10, now() - (10 - i % 10) * interval '1 day',
+                now() + (i % 10 - 5) * interval '1 day', now()
+            FROM generate_series(0, {(OTHER_CLASSES + 1) * ASSIGNMENTS - 1}) AS i""",
+        f"""INSERT INTO class_assignment_items (id, class_assignment_id, class_id, exercise_id,
+                position)
+            SELECT md5('bki' || i)::uuid, {a.format("i / 10")},
+                {k.format(f"i / 10 / {ASSIGNMENTS}")}, {e.format(f"i % {EXERCISES}")}, i % 10
+            FROM generate_series(0, {(OTHER_CLASSES + 1) * ASSIGNMENTS * 10 - 1}) AS i""",
+        # Every learner's work on the exercises: (user, exercise) pairs with a few attempts.
+        f"""INSERT INTO assignments (id, user_id, exercise_id, kind, status, reason, hints_used,
+                attempts, assigned_at)
+            SELECT md5('bas' || i)::uuid, {u.format(f"i % {users}")},
+                {e.format(f"(i / {users}) % {EXERCISES}")}, 'practice', 'in_progress', '',
+                i % 4, 1, now() - interval '3 days'
+            FROM generate_series(0, {users * 33 - 1}) AS i""",
+        f"""INSERT INTO submissions (id, user_id, exercise_id, assignment_id, code, status, passed,
+                total, tests, stdout, stderr, duration_ms, tier, created_at)
+            SELECT md5('bs' || i)::uuid, {u.format(f"i % {users}")},
+                {e.format(f"(i / {users}) % {EXERCISES}")},
+                md5('bas' || (i % ({users} * 33)))::uuid, 'def add(a, b): return a - b',
+                CASE WHEN i % 3 = 0 THEN 'passed' ELSE 'failed' END, 1, 2,
+                (CASE WHEN i % 3 = 0 THEN '[]' ELSE {failed_tests} END)::json, '', '', 40, 'full',
+                now() - (i % 5000) * interval '1 minute'
+            FROM generate_series(0, {SUBMISSIONS * (OTHER_CLASSES + 1) - 1}) AS i""",
+        f"""INSERT INTO conversations (id, user_id, exercise_id, title, message_count, created_at,
+                updated_at)
+            SELECT md5('bc' || i)::uuid, {u.format(f"i % {users}")},
+                {e.format(f"i % {EXERCISES}")}, 'About it', 4, now(), now()
+            FROM generate_series(0, {users * 5 - 1}) AS i""",
+        f"""INSERT INTO chat_messages (id, conversation_id, seq, role, content, incomplete,
+                input_tokens, output_tokens, cost_usd, leak_caught, created_at)
+            SELECT md5('bm' || i)::uuid, md5('bc' || (i / 4))::uuid, 1 + i % 4,
+                CASE WHEN i % 2 = 0 THEN 'user' ELSE 'assistant' END, 'Why?', false, 10, 20,
+                0.0001, false, now()
+            FROM generate_series(0, {users * 20 - 1}) AS i""",
+        f"""INSERT INTO learner_progress (user_id, exercises_completed, attempts,
+                first_try_passes, current_streak, longest_streak, last_active_day, level,
+                updated_at)
+            SELECT {u.format("i")}, 3, 30, 1, i % 9, 9, current_date, 1, now()
+            FROM generate_series(0, {users - 1}) AS i""",
+    ]
+
+
+PAGES = [
+    ("roster", "dashboard/roster?sort=attempts&order=desc"),
+    ("roster CSV", "dashboard/roster?format=csv"),
+    ("gradebook", "dashboard/gradebook"),
+    ("gradebook CSV", "dashboard/gradebook?format=csv"),
+    ("needs help", "dashboard/needs-help"),
+    ("per exercise", "dashboard/exercises"),
+    ("tutor spend", "dashboard/usage"),
+    ("learner: submissions", "learners/{learner}/submissions"),
+    ("learner: conversations", "learners/{learner}/conversations"),
+]
+
+
+async def main(url: str, runs: int, write: bool) -> None:
+    name = f"koan_bench_classes_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    db_url = make_url(url).set(database=name).render_as_string(hide_password=False)
+    try:
+        engine = create_engine(db_url)
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade_connection)
+            for statement in seed_sql():
+                await conn.execute(text(statement))
+        async with engine.begin() as conn:
+            for table in ("users", "submissions", "assignments", "conversations",
+                          "chat_messages", "learner_progress", "class_memberships",
+                          "class_assignments", "class_assignment_items"):  # fmt: skip
+                await conn.execute(text(f"ANALYZE {table}"))
+            instructor_id = (
+                await conn.execute(text(f"SELECT md5('bu' || {LEARNERS * (OTHER_CLASSES + 1)})"))
+            ).scalar_one()
+            class_id = (await conn.execute(text("SELECT md5('bk' || 0)::uuid"))).scalar_one()
+            learner = (await conn.execute(text("SELECT md5('bu' || 7)::uuid"))).scalar_one()
+            count = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FROM submissions WHERE user_id IN (SELECT user_id FROM "
+                        "class_memberships WHERE class_id = :c AND role = 'learner')"
+                    ),
+                    {"c": class_id},
+                )
+            ).scalar_one()
+        settings = Settings(
+            env="test", database_url=db_url, secret_key="bench-secret-key-" + "x" * 32,
+            log_level="WARNING", _env_file=None,
+        )  # fmt: skip
+        res = Resources.from_settings(settings, engine=engine)
+        await res.start()
+        async with res.session_factory() as session:
+            user = await session.get(User, uuid.UUID(str(instructor_id)))
+            assert user is not None
+            tokens = await auth_service.open_session(session, res, user, user_agent="bench")
+            await session.commit()
+        headers = {"Authorization": f"Bearer {tokens.access_token}"}
+        app = create_app(resources=res)
+        transport = httpx.ASGITransport(app=app)
+        slow: list[tuple[float, str]] = []
+        if PROFILE:
+            from sqlalchemy import event
+
+            def before(conn, cursor, statement, params, context, many):  # type: ignore[no-untyped-def]
+                conn.info["t"] = time.perf_counter()
+
+            def after(conn, cursor, statement, params, context, many):  # type: ignore[no-untyped-def]
+                slow.append(((time.perf_counter() - conn.info["t"]) * 1000, statement[:160]))
+
+            event.listen(engine.sync_engine, "before_cursor_execute", before)
+            event.listen(engine.sync_engine, "after_cursor_execute", after)
+        rows = []
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            for label, path in PAGES:
+                full = f"/api/v1/classes/{class_id}/" + path.format(learner=learner)
+                slow.clear()
+                started = time.perf_counter()
+                first = await client.get(full, headers=headers)
+                if PROFILE:
+                    print(label, round((time.perf_counter() - started) * 1000), "ms")
+                    for ms, sql in sorted(slow, reverse=True)[:4]:
+                        print(f"   {ms:8.1f} {sql!r}")
+                assert first.status_code == 200, (full, first.text[:300])
+                times = []
+                for _ in range(runs):
+                    started = time.perf_counter()
+                    r = await client.get(full, headers=headers)
+                    times.append((time.perf_counter() - started) * 1000)
+                    assert r.status_code == 200
+                rows.append((label, statistics.median(times), percentile(times, 95)))
+        await res.close()
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+    worst = max(p95 for _, _, p95 in rows)
+    lines = [
+        "| page | median ms | p95 ms |",
+        "|---|---|---|",
+        *[f"| {label} | {median:.1f} | {p95:.1f} |" for label, median, p95 in rows],
+    ]
+    body = (
+        "`.venv/bin/python bench/class_dashboard.py --write`: one class of "
+        f"{LEARNERS} learners, {EXERCISES} exercises in {ASSIGNMENTS} assignments, "
+        f"{count} submissions of its learners (and {OTHER_CLASSES} other classes of the same "
+        f"size in the database), PostgreSQL on loopback; each page asked {runs} times, one at "
+        "a time, through the whole app in process (authentication, queries, JSON or CSV).\n\n"
+        + "\n".join(lines)
+        + f"\n\nTarget: every page under {TARGET_MS:.0f} ms; worst p95 {worst:.1f} ms "
+        f"({'met' if worst < TARGET_MS else 'NOT met'})."
+    )
+    print(body)
+    if write:
+        write_section("Class dashboard", body)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--write", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="print each page's slowest SQL")
+    args = parser.parse_args()
+    asyncio.run(main(args.url, args.runs, args.write))
