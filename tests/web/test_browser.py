@@ -86,6 +86,18 @@ class PageProblems:
     def attach(self, page: Any) -> None:
         page.on("console", self._console)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("requestfailed", self._failed)
+        page.on("response", self._response)
+
+    def _failed(self, request: Any) -> None:
+        # A navigation that replaces a page cancels what that page still had in flight.
+        if "ERR_ABORTED" not in (request.failure or ""):
+            self.errors.append(f"request failed: {request.method} {request.url} {request.failure}")
+
+    def _response(self, response: Any) -> None:
+        # 4xx answers are forms shown again with their errors (expected); 5xx never are.
+        if response.status >= 500:
+            self.errors.append(f"{response.status} from {response.request.method} {response.url}")
 
     def _console(self, message: Any) -> None:
         # A 4xx answer (a form shown again with its errors) is expected; the browser logs it.
@@ -175,11 +187,27 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
 # --- the journey ------------------------------------------------------------------------------
 
 
-def test_new_learner_journey(page: Any, live: LiveServer, smtp_server: SMTPServer) -> None:
+@pytest.mark.parametrize("width", [1280, 375], ids=["desktop", "phone"])
+def test_new_learner_journey(
+    browser: Any, live: LiveServer, smtp_server: SMTPServer, problems: PageProblems, width: int
+) -> None:
+    page = _new_page(browser, live, problems, viewport={"width": width, "height": 900})
+    try:
+        _journey(page, live, smtp_server, phone=width < 600)
+    finally:
+        page.context.close()
+    assert not problems.errors, f"the browser reported errors: {problems.errors}"
+
+
+def _journey(page: Any, live: LiveServer, smtp_server: SMTPServer, *, phone: bool) -> None:
+    def snap(name: str) -> None:
+        if not phone:  # the documented screenshots are the desktop ones
+            shot(page, name)
+
     email = new_email()
     # Landing → sign up.
     page.goto("/")
-    shot(page, "landing")
+    snap("landing")
     page.get_by_role("link", name="Create a free account").click()
     expect(page.get_by_role("heading", name="Create your account")).to_be_visible()
     page.get_by_label("Your name").fill("Grace Browser")
@@ -210,7 +238,7 @@ def test_new_learner_journey(page: Any, live: LiveServer, smtp_server: SMTPServe
     # Onboarding: one question at a time, with a progress indicator.
     expect(page).to_have_url(re.compile(r"/onboarding"))
     expect(page.get_by_text("Question 1 of 7")).to_be_visible()
-    shot(page, "onboarding")
+    snap("onboarding")
     page.get_by_label("Python").check()
     page.get_by_role("button", name="Continue").click()
     expect(page.get_by_text("Question 2 of 7")).to_be_visible()
@@ -233,7 +261,7 @@ def test_new_learner_journey(page: Any, live: LiveServer, smtp_server: SMTPServe
     # Dashboard: today's exercise and why it was chosen.
     expect(page).to_have_url(re.compile(r"/dashboard"))
     expect(page.get_by_text("Why this one:")).to_be_visible()
-    shot(page, "dashboard")
+    snap("dashboard")
     page.get_by_role("link", name=re.compile(r"Start the exercise")).click()
     expect(page).to_have_url(re.compile(r"/exercises/[0-9a-f-]{36}$"))
     exercise_id = page.url.rsplit("/", 1)[1]
@@ -271,7 +299,7 @@ def test_new_learner_journey(page: Any, live: LiveServer, smtp_server: SMTPServe
     expect(result).to_have_attribute("data-status", "passed")
     expect(page.locator("#results")).to_contain_text("All tests passed")
     expect(page.get_by_test_id("celebration")).to_contain_text("First steps")
-    shot(page, "exercise")
+    snap("exercise")
 
     # The conversation is kept on the tutor page.
     if chatted:
@@ -283,7 +311,7 @@ def test_new_learner_journey(page: Any, live: LiveServer, smtp_server: SMTPServe
     page.get_by_role("link", name="Progress").click()
     expect(page.get_by_test_id("streak")).to_have_text("1")
     expect(page.locator("svg.heatmap rect[data-count='1']")).to_have_count(1)
-    shot(page, "progress")
+    snap("progress")
 
 
 # --- keyboard, accessibility, phone -----------------------------------------------------------
