@@ -591,6 +591,23 @@ async def test_catalogue_filters(
     assert "Hard thing" in hard.text
     assert "Python thing" not in hard.text
 
+    # Skills: any case, chosen from the skills that exist; a filter that cannot match says so.
+    await create_exercise(session, title="Loop thing", skills=["zz-loops"])
+    loops = await client.get("/exercises?skill=ZZ-Loops")
+    assert loops.status_code == 200
+    assert "Loop thing" in loops.text
+    assert "Hard thing" not in loops.text
+    assert '<option value="zz-loops" selected>' in loops.text
+    unknown = await client.get("/exercises?skill=Basket+weaving")
+    assert unknown.status_code == 200
+    assert "No exercise practises “Basket weaving”" in unknown.text
+    too_hard = await client.get("/exercises?difficulty=9")
+    assert too_hard.status_code == 200
+    assert "Difficulty goes from 1 to 5" in too_hard.text
+    assert "Python thing" in too_hard.text
+    cobol = await client.get("/exercises?language=cobol")
+    assert "no exercises in “cobol”" in cobol.text
+
 
 # --- settings and admin ------------------------------------------------------------------------
 

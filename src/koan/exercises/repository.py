@@ -291,3 +291,9 @@ async def exercise_history(
     )
     rows = (await session.execute(query)).all()
     return {row[0]: (row[1], row[2] is not None) for row in rows}
+
+
+async def skill_names(session: AsyncSession) -> list[str]:
+    """Every skill some exercise practises, in order (the catalogue's skill filter)."""
+    query = select(ExerciseSkill.skill).distinct().order_by(ExerciseSkill.skill)
+    return list((await session.execute(query)).scalars())

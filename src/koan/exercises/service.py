@@ -271,3 +271,8 @@ async def latest_work(
         await repository.latest_assignment(session, user.id, exercise.id),
         await repository.latest_submission(session, user.id, exercise.id),
     )
+
+
+async def skill_names(session: AsyncSession) -> list[str]:
+    """Every skill some exercise practises (the catalogue's skill filter offers these)."""
+    return await repository.skill_names(session)

@@ -19,6 +19,7 @@ from koan.models import Exercise, User
 from koan.progress import achievements
 from koan.progress import service as progress_service
 from koan.web.core import (
+    LANGUAGE_NAMES,
     PageUser,
     WebRoute,
     WebSession,
@@ -103,18 +104,34 @@ async def catalogue(
     request: Request,
     user: PageUser,
     session: WebSession,
-    language: Literal["python", "javascript", ""] = "",
-    difficulty: Annotated[str, Query(max_length=1)] = "",
-    skill: Annotated[str, Query(max_length=40, pattern=r"^[a-z0-9-]*$")] = "",
+    language: Annotated[str, Query(max_length=40)] = "",
+    difficulty: Annotated[str, Query(max_length=40)] = "",
+    skill: Annotated[str, Query(max_length=80)] = "",
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
-    """Browse and practise any exercise."""
-    level = int(difficulty) if difficulty.isdigit() and 1 <= int(difficulty) <= 5 else None
+    """Browse and practise any exercise; a filter that cannot match says so."""
+    notices: list[str] = []
+    language = language.strip().lower()
+    if language and language not in LANGUAGE_NAMES:
+        notices.append(f"Koan has no exercises in “{language}”: showing every language.")
+        language = ""
+    level = None
+    if difficulty.strip():
+        if difficulty.strip().isdigit() and 1 <= int(difficulty) <= 5:
+            level = int(difficulty)
+        else:
+            notices.append("Difficulty goes from 1 to 5: showing every difficulty.")
+        difficulty = str(level or "")
+    skills = await exercises.skill_names(session)
+    wanted = "-".join(skill.strip().lower().split())
+    if wanted and wanted not in skills:
+        notices.append(f"No exercise practises “{skill.strip()}”: pick a skill from the list.")
+        wanted = ""
     page = await exercises.catalogue(
         session,
         user,
         language=language or None,
-        skill=skill or None,
+        skill=wanted or None,
         difficulty=level,
         limit=20,
         cursor=cursor,
@@ -125,7 +142,9 @@ async def catalogue(
         {
             **_common(),
             "page": page,
-            "filters": {"language": language, "difficulty": difficulty, "skill": skill},
+            "skills": skills,
+            "notices": notices,
+            "filters": {"language": language, "difficulty": difficulty, "skill": wanted},
         },
     )
 
