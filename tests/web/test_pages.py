@@ -787,8 +787,10 @@ async def test_settings_show_todays_tutor_budget(
     user = await create_user(session, resources, onboarded=True)
     await log_in(client, user)
     page = await client.get("/settings")
-    assert "Spent today" in page.text
-    assert "$0.00" in page.text
+    # A share of the learner's allowance, on their clock; dollars are for administrators.
+    assert "0%</span> of your daily tutor allowance" in page.text
+    assert "$" not in page.text
+    assert "(Europe/Paris)" in page.text
     assert "/api/v1/progress/export?format=json" in page.text
 
 

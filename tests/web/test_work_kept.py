@@ -239,3 +239,24 @@ async def test_the_api_reference_needs_no_internet(client: httpx.AsyncClient) ->
         assert len(script.content) > 100_000  # the real bundle, not a stub
     css = await client.get("/api-docs-assets/swagger-ui.css")
     assert css.status_code == 200
+
+
+async def test_after_a_skip_the_banner_says_what_happens(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    for _ in range(3):
+        await create_exercise(session)
+    await log_in(client, await create_user(session, resources, onboarded=True))
+    today = await client.get("/dashboard")
+    found = re.search(r'href="/exercises/([0-9a-f-]{36})"', today.text)
+    assert found is not None
+    page = await client.get(f"/exercises/{found.group(1)}")
+    skipped = await client.post(
+        f"/exercises/{found.group(1)}/skip", data={"csrf_token": csrf_from(page)}
+    )
+    assert skipped.status_code == 303
+    after = await client.get(skipped.headers["location"])
+    assert "tomorrow brings a new one" not in after.text
+    assert "You can resume the skipped one for 48 hours" in after.text
+    if "Today&#39;s exercise" in after.text or "Today's exercise" in after.text:
+        assert "Here is another exercise for today" in after.text

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 from fastapi import Depends, Request, Response
@@ -50,6 +51,17 @@ RESUME_PATH = "/api/v1/auth/resume"
 templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
 templates.env.filters["markdown"] = render_markdown
 LANGUAGE_NAMES = {"python": "Python", "javascript": "JavaScript"}
+
+
+def in_zone(moment: datetime, zone: str) -> datetime:
+    """`moment` on the learner's clock (UTC when the zone is unknown)."""
+    try:
+        return moment.astimezone(ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        return moment
+
+
+templates.env.filters["in_zone"] = in_zone
 templates.env.filters["language"] = lambda value: LANGUAGE_NAMES.get(value, str(value).title())
 templates.env.globals["CSRF_FIELD"] = CSRF_FIELD
 
