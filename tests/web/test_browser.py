@@ -694,3 +694,21 @@ def test_a_page_opened_after_the_access_cookie_lapsed_renews_the_session_by_post
     assert renewal.value.method == "POST"
     expect(page).to_have_url(re.compile(r"/progress$"))
     assert any(c["name"] == "koan_access" for c in page.context.cookies())
+
+
+def python_exercise_id(live: LiveServer) -> str:
+    async def work(session: AsyncSession, res: Resources) -> str:
+        query = select(Exercise.id).where(Exercise.language == "python").order_by(Exercise.slug)
+        return str((await session.execute(query.limit(1))).scalar_one())
+
+    return live.run(work)
+
+
+def test_a_syntax_error_marks_its_line_in_the_editor(page: Any, live: LiveServer) -> None:
+    open_exercise(page, live)
+    page.goto(f"/exercises/{python_exercise_id(live)}")
+    type_code(page, "def add(a, b):\n    return (a +\n")
+    page.get_by_role("button", name="Run tests").click()
+    expect(page.locator("#results .result")).to_have_attribute("data-error-line", "2")
+    expect(page.locator(".gutter .error-line")).to_have_text("2")
+    expect(page.locator("#results .shared-error")).to_have_count(1)

@@ -260,3 +260,18 @@ async def test_after_a_skip_the_banner_says_what_happens(
     assert "You can resume the skipped one for 48 hours" in after.text
     if "Today&#39;s exercise" in after.text or "Today's exercise" in after.text:
         assert "Here is another exercise for today" in after.text
+
+
+async def test_a_syntax_error_is_shown_once_with_its_line(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    await log_in(client, await create_user(session, resources, onboarded=True))
+    broken = await client.post(
+        f"/exercises/{exercise.id}/run", data={"code": "def add(a, b):\n    return (a +\n"},
+        headers={"HX-Request": "true", **api_headers(client)},
+    )  # fmt: skip
+    assert broken.text.count("SyntaxError") == 1
+    assert "on line 2 of your code" in broken.text
+    assert 'data-error-line="2"' in broken.text
+    assert broken.text.count("test_") == 4  # each test is still listed, without the repeat

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -206,11 +207,30 @@ def _results(
         status_code = error.status_code
     if result is not None:
         ctx["celebrate"] = [achievements.describe(code) for code in result.achievements_unlocked]
+        ctx.update(_shared_error(result))
     template = "partials/results.html" if request.headers.get("HX-Request") else "exercise.html"
     response = render(request, template, ctx, status_code=status_code)
     if isinstance(error, KoanError) and "Retry-After" in error.headers:
         response.headers["Retry-After"] = error.headers["Retry-After"]
     return response
+
+
+_LEARNER_LINE = re.compile(r"solution\.(?:py|js|mjs)\D{0,12}?line (\d+)|solution\.(?:js|mjs):(\d+)")
+
+
+def _shared_error(result: SubmissionOut) -> dict[str, Any]:
+    """A failure every test shares (a syntax or import error) is shown once, not per test; the
+    line of the learner's code it names is marked in the editor."""
+    failing = [t for t in result.tests if t.status != "passed"]
+    messages = {t.message for t in failing}
+    shared = None
+    if result.tests and len(failing) == len(result.tests) and len(messages) == 1:
+        shared = messages.pop() or None
+    line = _LEARNER_LINE.search(shared or (failing[0].message if failing else "") or result.stderr)
+    return {
+        "shared_error": shared,
+        "error_line": int(line.group(1) or line.group(2)) if line else None,
+    }
 
 
 @router.post("/exercises/{exercise_id}/run")

@@ -28,6 +28,7 @@
     box.classList.add("enhanced");
     var escaped = false;
     var lines = -1;
+    var errorLine = 0;  // a line the last run's error named, marked in the gutter
 
     function render() {
       // The trailing newline keeps the copy as tall as the textarea when it ends in one.
@@ -36,12 +37,21 @@
       var count = textarea.value.split("\n").length;
       if (count !== lines) {
         lines = count;
-        var numbers = [];
-        for (var i = 1; i <= count; i++) numbers.push(i);
-        gutter.textContent = numbers.join("\n");
+        drawGutter();
       }
       sync();
     }
+    function drawGutter() {
+      gutter.textContent = "";
+      for (var i = 1; i <= lines; i++) {
+        var n = document.createElement("span");
+        n.textContent = String(i);
+        if (i === errorLine) { n.className = "error-line"; n.title = "The error is on this line"; }
+        gutter.appendChild(n);
+        if (i < lines) gutter.appendChild(document.createTextNode("\n"));
+      }
+    }
+    box.markErrorLine = function (line) { errorLine = line || 0; drawGutter(); };
     function sync() {
       pre.scrollTop = textarea.scrollTop;
       pre.scrollLeft = textarea.scrollLeft;
@@ -107,4 +117,16 @@
   function enhanceAll(root) { root.querySelectorAll(".editor").forEach(enhance); }
   document.addEventListener("DOMContentLoaded", function () { enhanceAll(document); });
   document.addEventListener("htmx:afterSwap", function (e) { if (e.detail.target) enhanceAll(e.detail.target); });
+  // A run whose error names a line of the learner's code marks it (and a clean run clears it).
+  document.addEventListener("htmx:afterSettle", function (e) {
+    if (!e.detail.target || e.detail.target.id !== "results") return;
+    var result = e.detail.target.querySelector("[data-error-line]");
+    var box = document.querySelector(".editor.enhanced");
+    if (box && box.markErrorLine) box.markErrorLine(result ? Number(result.getAttribute("data-error-line")) : 0);
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    var result = document.querySelector("#results [data-error-line]");
+    var box = document.querySelector(".editor.enhanced");
+    if (result && box && box.markErrorLine) box.markErrorLine(Number(result.getAttribute("data-error-line")));
+  });
 })();
