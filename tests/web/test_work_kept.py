@@ -275,3 +275,26 @@ async def test_a_syntax_error_is_shown_once_with_its_line(
     assert "on line 2 of your code" in broken.text
     assert 'data-error-line="2"' in broken.text
     assert broken.text.count("test_") == 4  # each test is still listed, without the repeat
+
+
+async def test_the_topics_chosen_at_onboarding_can_be_changed_in_settings(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)  # automation, text
+    await log_in(client, user)
+    page = await client.get("/settings")
+    assert 'name="interests" value="automation" checked' in page.text
+    form = {
+        "language": "python", "experience": "beginner", "learning_style": "examples",
+        "minutes_per_day": "20", "goals": "Write small scripts.", "csrf_token": csrf_from(page),
+    }  # fmt: skip
+    posted = await client.post(
+        "/settings/learning",
+        content=httpx.QueryParams({**form, "interests": ["games", "my own topic"]}).__str__(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert posted.status_code == 303, posted.text
+    after = await client.get("/settings")
+    assert 'name="interests" value="games" checked' in after.text
+    assert 'name="interests" value="my own topic" checked' in after.text
+    assert 'name="interests" value="automation" checked' not in after.text

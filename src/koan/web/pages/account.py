@@ -14,7 +14,7 @@ from koan.deps import ResourcesDep
 from koan.errors import KoanError
 from koan.models import User
 from koan.onboarding import service as onboarding
-from koan.onboarding.questions import MAX_MINUTES, MIN_MINUTES
+from koan.onboarding.questions import INTEREST_TAGS, MAX_MINUTES, MIN_MINUTES
 from koan.onboarding.schemas import Experience, Language, LearningStyle, ProfileUpdate
 from koan.progress import service as progress_service
 from koan.resources import Resources
@@ -28,6 +28,7 @@ from koan.web.core import (
     WebSession,
     field_errors,
     form_data,
+    form_lists,
     redirect,
     render,
 )
@@ -70,6 +71,7 @@ async def _settings_context(
             "learning_style": profile.learning_style or "",
             "minutes_per_day": profile.minutes_per_day,
             "goals": profile.goals,
+            "interests": list(profile.interests or []),
         }
     ctx: dict[str, Any] = {
         "me": me,
@@ -78,6 +80,7 @@ async def _settings_context(
         "values": {"name": me.name, "timezone": me.timezone},
         "learning": learning,
         "choices": _LEARNING_CHOICES,
+        "interest_tags": INTEREST_TAGS,
         "labels": LABELS,
         "minutes": (MIN_MINUTES, MAX_MINUTES),
         "saved": None,
@@ -142,6 +145,7 @@ async def save_learning(
     fields = ("language", "experience", "learning_style", "minutes_per_day", "goals")
     values: dict[str, Any] = {name: form.get(name, "") for name in fields}
     minutes = values["minutes_per_day"].strip()
+    values["interests"] = (await form_lists(request)).get("interests", [])
     try:
         data = ProfileUpdate(
             language=values["language"],
@@ -149,6 +153,7 @@ async def save_learning(
             learning_style=values["learning_style"] or None,
             minutes_per_day=int(minutes) if minutes.isdigit() else minutes,
             goals=values["goals"],
+            interests=values["interests"],
         )
         async with session.begin_nested():
             await onboarding.update_profile(session, user, data)
