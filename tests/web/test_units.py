@@ -6,9 +6,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from koan.web.core import local_url
 from koan.web.heatmap import Day, heatmap_svg, shade
 from koan.web.markdown import render_markdown
+from koan.web.pagekit import local_url
 
 
 def test_heatmap_has_one_cell_per_day_up_to_today() -> None:

@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from koan.web.core import STATIC_DIR, error_page, identify_viewer
+from koan.web.pagekit import STATIC_DIR, error_page, identify_viewer
 from koan.web.pages import account, admin, auth, chat, learn, onboarding
 
 router = APIRouter(include_in_schema=False)

@@ -21,7 +21,8 @@ from koan.resources import Resources
 from koan.usage import reports as usage_reports
 from koan.users import service as users
 from koan.users.schemas import UserUpdate
-from koan.web.core import (
+from koan.web.heatmap import Day, heatmap_svg
+from koan.web.pagekit import (
     PageAuth,
     PageUser,
     WebRoute,
@@ -32,7 +33,6 @@ from koan.web.core import (
     redirect,
     render,
 )
-from koan.web.heatmap import Day, heatmap_svg
 from koan.web.pages.onboarding import LABELS
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)

@@ -16,7 +16,7 @@ from koan.grading.limits import server_limits
 from koan.resources import Resources
 from koan.usage import reports as usage_reports
 from koan.web import repository as queries
-from koan.web.core import PageAdmin, WebRoute, WebSession, parse_uuid, render
+from koan.web.pagekit import PageAdmin, WebRoute, WebSession, parse_uuid, render
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 

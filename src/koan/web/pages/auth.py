@@ -17,7 +17,7 @@ from koan.deps import ResourcesDep
 from koan.errors import KoanError
 from koan.security import same_token
 from koan.users import service as users
-from koan.web.core import (
+from koan.web.pagekit import (
     RESUME_PATH,
     MaybeAuth,
     PageAuth,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from koan.chat import service as chat
-from koan.web.core import PageUser, WebRoute, WebSession, parse_uuid, render
+from koan.web.pagekit import PageUser, WebRoute, WebSession, parse_uuid, render
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 

@@ -19,7 +19,7 @@ from koan.exercises.submit import submission_out, submit
 from koan.models import Exercise, User
 from koan.progress import achievements
 from koan.progress import service as progress_service
-from koan.web.core import (
+from koan.web.pagekit import (
     LANGUAGE_NAMES,
     PageUser,
     WebRoute,

@@ -14,7 +14,15 @@ from koan.models import User
 from koan.onboarding import service as onboarding
 from koan.onboarding.questions import QUESTIONS, Question
 from koan.onboarding.schemas import AnswersInput
-from koan.web.core import PageUser, WebRoute, WebSession, field_errors, form_lists, redirect, render
+from koan.web.pagekit import (
+    PageUser,
+    WebRoute,
+    WebSession,
+    field_errors,
+    form_lists,
+    redirect,
+    render,
+)
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 

@@ -1,4 +1,5 @@
-"""The web UI's plumbing: templates, cookie auth for pages, CSRF for forms, friendly errors.
+"""What every page uses (the page kit): templates, cookie auth for pages, CSRF for forms,
+friendly errors.
 
 Pages reuse the API's cookies (koan_access, koan_refresh, koan_csrf) and its services; what
 differs is how failures look: a page answers with HTML (a redirect to /login, a form shown
