@@ -13,7 +13,7 @@ from koan.auth.router import router as auth_router
 from koan.chat.hints import tailored_hint
 from koan.chat.router import router as chat_router
 from koan.classes.router import router as classes_router
-from koan.classes.service import open_assignment_exercises
+from koan.classes.service import open_assignment_exercises, tutor_policy_for
 from koan.config import Settings
 from koan.db import transactional
 from koan.drafts.router import router as drafts_router
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     # an exercise the daily pick found missing from the bank, and hints tailored to the code.
     app.state.refill_scheduler = refill_scheduler
     app.state.class_work = open_assignment_exercises
+    app.state.tutor_policy = tutor_policy_for
     app.state.hint_tailor = tailored_hint
     app.state.account_maker = users_service.create_user
     domain_routers = (

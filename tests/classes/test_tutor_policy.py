@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ from koan.models import Exercise, LLMCall
 from koan.resources import Resources
 from tests.classes.helpers import Course, create_course
 from tests.fixtures.factories import create_exercise
+from tests.fixtures.llm_server import FakeLLMServer, Reply
 
 
 async def _set(client: httpx.AsyncClient, course: Course, **tutor: object) -> None:
@@ -132,3 +134,59 @@ async def test_class_budgets_count_spend_on_the_class_exercises_today(
         f"/api/v1/classes/{course.id}/dashboard/usage", headers=course.headers["instructor"]
     )
     assert usage.json()["spent_usd"] == "0.090000"
+
+
+async def _conversation(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise
+) -> str:
+    r = await client.post(
+        "/api/v1/conversations", json={"exercise_id": str(exercise.id)}, headers=headers
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def test_a_tutor_the_class_switched_off_says_why_in_chat(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course, exercise = await _course_with_exercise(client, session, resources)
+    await _set(client, course, off=True, off_reason="Exam until noon.")
+    headers = course.headers["learner0"]
+    conversation = await _conversation(client, headers, exercise)
+    r = await client.post(
+        f"/api/v1/conversations/{conversation}/messages", json={"content": "help?"},
+        headers=headers,
+    )  # fmt: skip
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == "TutorOff"
+    assert "Exam until noon." in r.json()["detail"]
+    # Outside the class's exercises the tutor still answers.
+    other = await _conversation(client, headers, await create_exercise(session))
+    r = await client.post(
+        f"/api/v1/conversations/{other}/messages", json={"content": "help?"}, headers=headers
+    )
+    assert r.status_code == 201, r.text
+
+
+async def test_the_teachers_instructions_reach_the_model(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    tutor: Callable[..., Resources],
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    course, exercise = await _course_with_exercise(client, session, resources)
+    await _set(client, course, strictness="hints", instructions="We have not covered recursion.",
+               avoid=["list comprehension"])  # fmt: skip
+    llm_server.script(Reply(text="What does your loop do on the first pass?"))
+    headers = course.headers["learner0"]
+    conversation = await _conversation(client, headers, exercise)
+    r = await client.post(
+        f"/api/v1/conversations/{conversation}/messages", json={"content": "hint please"},
+        headers=headers,
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    system = llm_server.requests[-1].body["messages"][0]["content"]
+    assert "We have not covered recursion." in system
+    assert "list comprehension" in system

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +18,7 @@ from koan.chat.context import (
     strictness_of,
 )
 from koan.chat.hints import count_offline_rung
-from koan.errors import BudgetExceeded, TutorUnavailable
+from koan.errors import BudgetExceeded, Forbidden, TutorUnavailable
 from koan.exercises import repository as exercises
 from koan.llm import (
     ChatMessage,
@@ -44,13 +45,34 @@ CHAT_TEMPERATURE = 0.3
 
 @dataclass
 class ReplyTarget:
-    """Who asks, in which of their conversations, with the profile the prompt is built from
-    and the conversation's newest messages (as of `conversation.message_count`)."""
+    """Who asks, in which of their conversations, with the profile the prompt is built from,
+    the conversation's newest messages (as of `conversation.message_count`), and what the
+    learner's classes say about the tutor for its exercise (None: the server's settings)."""
 
     user: User
     conversation: Conversation
     profile: LearnerProfileRow | None
     history: list[tuple[str, str]] = field(default_factory=list)
+    policy: ClassPolicy | None = None
+
+
+class ClassPolicy(Protocol):
+    """A class's controls over the tutor for one exercise (classes sits above chat; the app
+    wires the lookup in, see `chat.deps`)."""
+
+    @property
+    def strictness(self) -> str | None: ...
+    @property
+    def off(self) -> bool: ...
+    @property
+    def off_reason(self) -> str: ...
+    def system_prompt(self) -> str:
+        """The teacher's instructions and words to avoid, for the system prompt."""
+        ...
+
+
+class TutorOff(Forbidden):
+    code = "TutorOff"
 
 
 @dataclass
@@ -74,7 +96,10 @@ async def prepare(
     context: TutorContext | None = None
     guard: LeakGuard | None = None
     exercise_id = conversation.exercise_id
-    strictness = strictness_of(settings)
+    policy = target.policy
+    if policy is not None and policy.off:
+        raise TutorOff(policy.off_reason or "Your class has switched the tutor off for now.")
+    strictness = strictness_of(settings, policy.strictness if policy else None)
     if exercise_id is not None:
         exercise = await exercises.exercise_by_id(session, exercise_id)
         if exercise is not None:
@@ -87,6 +112,9 @@ async def prepare(
     system = build_system_prompt(
         profile=profile, context=context, mode="chat", strictness=strictness
     )
+    extra = policy.system_prompt() if policy is not None else ""
+    if extra:
+        system = ChatMessage("system", f"{system.content}\n\n{extra}")
     history = [ChatMessage("user" if role == "user" else "assistant", content)
                for role, content in target.history if content]  # fmt: skip
     history.append(ChatMessage("user", question))

@@ -78,6 +78,7 @@ async def delete_conversation(
             "(or `error`); see docs/tutor.md.",
             "content": {"text/event-stream": {}},
         },
+        403: {"description": "TutorOff: the learner's class has switched the tutor off (why)"},
         409: {"description": "The tutor is still answering the previous message"},
         429: {"description": "Rate limited, or the daily budget is used up (Retry-After)"},
         503: {"description": "The tutor's model is unavailable (Retry-After)"},
