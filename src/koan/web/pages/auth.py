@@ -13,6 +13,7 @@ from koan.auth import service as auth_service
 from koan.auth.deps import CSRF_COOKIE, DEVICE_COOKIE, REFRESH_COOKIE, MailQueueDep
 from koan.auth.router import clear_auth_cookies, client_address, set_auth_cookies
 from koan.auth.schemas import EmailInput, LoginInput, RegisterInput
+from koan.classes import service as classes
 from koan.deps import ResourcesDep
 from koan.errors import KoanError
 from koan.security import same_token
@@ -207,7 +208,9 @@ async def login(request: Request, session: WebSession, res: ResourcesDep) -> Res
     if user is not None:
         from koan.onboarding import service as profiles
 
-        onboarded = (await profiles.profile_of(session, user)).onboarding_completed
+        onboarded = (
+            await profiles.profile_of(session, user)
+        ).onboarding_completed or await classes.skips_onboarding(session, user)
         if not user.email_verified:
             next_url = "/check-email"
     response = redirect(request, _after_login(onboarded, next_url or None))

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
+from koan.classes import service as classes
 from koan.deps import ResourcesDep
 from koan.drafts import service as drafts
 from koan.errors import KoanError
@@ -77,9 +78,16 @@ async def dashboard(
         async with session.begin_nested():
             daily = await exercises.daily(session, res, user, hooks)
     except KoanError as exc:
-        if exc.code != "NoExercises":
+        if exc.code == "OnboardingRequired" and await classes.skips_onboarding(session, user):
+            # Admins and instructors are not sent through the learner interview.
+            no_exercises = (
+                "Daily practice starts once you take the learner interview "
+                "(Settings, or /onboarding), whenever you want to learn too."
+            )
+        elif exc.code != "NoExercises":
             raise
-        no_exercises = exc.detail
+        else:
+            no_exercises = exc.detail
     progress = await progress_service.overview(session, res, user)
     earned = await progress_service.achievement_list(session, res, user)
     skipped, _ = await exercises.assignments_page(
