@@ -138,3 +138,20 @@ async def test_removing_the_exercise_takes_its_drafts(
     await session.flush()
     left = await session.execute(select(Draft).where(Draft.user_id == learner.id))
     assert left.scalars().all() == []
+
+
+async def test_a_save_written_earlier_but_arriving_later_does_not_put_older_code_back(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise
+) -> None:
+    # A page's exit save can reach the server after the next page's newer one.
+    url = f"/api/v1/drafts/{exercise.id}"
+    newer = {"code": "newer\n", "written_at_ms": 1_700_000_002_000}
+    older = {"code": "older\n", "written_at_ms": 1_700_000_001_000}
+    assert (await client.put(url, headers=headers, json=newer)).status_code == 200
+    late = await client.put(url, headers=headers, json=older)
+    assert late.status_code == 200, late.text
+    assert late.json()["code"] == "newer\n"
+    assert (await client.get(url, headers=headers)).json()["code"] == "newer\n"
+    # A save without a time is written now: it replaces what is stored.
+    plain = await client.put(url, headers=headers, json={"code": "latest\n"})
+    assert plain.json()["code"] == "latest\n"

@@ -23,22 +23,28 @@ async def draft_of(
 async def save_draft(
     session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID, code: str, at: datetime
 ) -> Draft:
-    """Insert or replace in one statement: two tabs saving at once cannot collide."""
+    """Insert or replace in one statement: two tabs saving at once cannot collide, and a save
+    written before the one stored (`at` is when it was written) does not replace it."""
     values = {"user_id": user_id, "exercise_id": exercise_id, "code": code, "updated_at": at}
     keys = [Draft.user_id, Draft.exercise_id]
+    newer = Draft.updated_at <= at
     upsert: ReturningInsert[Draft]
     if session.get_bind().dialect.name == "postgresql":
         pg = postgresql.insert(Draft).values(**values)
         upsert = pg.on_conflict_do_update(
-            index_elements=keys, set_={"code": pg.excluded.code, "updated_at": at}
+            index_elements=keys, set_={"code": pg.excluded.code, "updated_at": at}, where=newer
         ).returning(Draft)
     else:
         lite = sqlite.insert(Draft).values(**values)
         upsert = lite.on_conflict_do_update(
-            index_elements=keys, set_={"code": lite.excluded.code, "updated_at": at}
+            index_elements=keys, set_={"code": lite.excluded.code, "updated_at": at}, where=newer
         ).returning(Draft)
     result = await session.execute(upsert, execution_options={"populate_existing": True})
-    draft: Draft = result.scalar_one()
+    draft = result.scalar_one_or_none()
+    if draft is None:  # an older save arriving late: what is stored stays
+        kept = await draft_of(session, user_id, exercise_id)
+        assert kept is not None
+        return kept
     return draft
 
 

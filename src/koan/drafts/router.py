@@ -25,8 +25,10 @@ async def put_draft(
     exercise_id: uuid.UUID, data: DraftIn, user: VerifiedUser, session: SessionDep,
     res: ResourcesDep,
 ) -> DraftOut:  # fmt: skip
-    """Save the editor's content; the last save wins."""
-    return DraftOut.model_validate(await service.save(session, res, user, exercise_id, data.code))
+    """Save the editor's content; the most recently written save wins, in whatever order
+    saves arrive (`written_at_ms`, the browser's time of writing, orders them)."""
+    draft = await service.save(session, res, user, exercise_id, data.code, data.written_at_ms)
+    return DraftOut.model_validate(draft)
 
 
 @router.delete("/{exercise_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from koan.common.schemas import Input, Schema
 
@@ -15,6 +15,9 @@ MAX_DRAFT_BYTES = 64 * 1024
 
 class DraftIn(Input):
     code: str
+    # When the browser read the editor (milliseconds since the epoch): saves that arrive out of
+    # order (a page's exit save behind a newer one) must not put older code back.
+    written_at_ms: int | None = Field(default=None, ge=0, le=2**53)
 
     @field_validator("code")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,11 +27,22 @@ async def find(session: AsyncSession, user: User, exercise_id: uuid.UUID) -> Dra
 
 
 async def save(
-    session: AsyncSession, res: Resources, user: User, exercise_id: uuid.UUID, code: str
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    exercise_id: uuid.UUID,
+    code: str,
+    written_at_ms: int | None = None,
 ) -> Draft:
+    """Keep the editor's content; a save written before the stored one leaves it as it is."""
     # Only for an exercise this learner may see (404 otherwise, as if it did not exist).
     await exercises.get_exercise(session, exercise_id, user)
-    return await repository.save_draft(session, user.id, exercise_id, code, res.clock.now())
+    now = res.clock.now()
+    at = now
+    if written_at_ms is not None:
+        # The browser's clock orders its own saves; never later than the server's now.
+        at = min(now, datetime.fromtimestamp(written_at_ms / 1000, UTC))
+    return await repository.save_draft(session, user.id, exercise_id, code, at)
 
 
 async def discard(session: AsyncSession, user: User, exercise_id: uuid.UUID) -> None:

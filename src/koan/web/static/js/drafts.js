@@ -68,7 +68,7 @@
     this.timer = setTimeout(function () { self.save(); }, QUIET_MS);
   };
 
-  Drafts.prototype.body = function (code) { return JSON.stringify({ code: code }); };
+  Drafts.prototype.body = function (code) { return JSON.stringify({ code: code, written_at_ms: Date.now() }); };
 
   Drafts.prototype.save = function () {
     var self = this;
