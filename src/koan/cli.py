@@ -454,12 +454,12 @@ async def _usage_report(days: int, email: str | None) -> None:
     if not rows:
         console.print(f"No AI tutor calls in the last {days} days.")
         return
-    table = Table(
+    columns = (
         "day (UTC)", "learner", "calls", "cached", "leaks caught", "tokens in", "tokens out",
-        "cost (USD)", title=f"AI tutor usage, last {days} days",
+        "cost (USD)",
     )  # fmt: skip
-    for row in rows:
-        table.add_row(
+    cells = [
+        (
             row.day.isoformat(),
             row.email or "(deleted account)",
             str(row.calls),
@@ -469,9 +469,20 @@ async def _usage_report(days: int, email: str | None) -> None:
             str(row.output_tokens),
             f"{row.cost_usd:.4f}",
         )
+        for row in rows
+    ]
     total = sum((row.cost_usd for row in rows), start=rows[0].cost_usd * 0)
+    totals = ("total", "", str(sum(r.calls for r in rows)), "", "", "", "", f"{total:.4f}")
+    if not console.is_terminal:
+        # Piped or redirected: every column whole, tab-separated, for the next program.
+        for line in (columns, *cells, totals):
+            typer.echo("\t".join(line))
+        return
+    table = Table(*columns, title=f"AI tutor usage, last {days} days")
+    for line in cells:
+        table.add_row(*line)
     table.add_section()
-    table.add_row("total", "", str(sum(r.calls for r in rows)), "", "", "", "", f"{total:.4f}")
+    table.add_row(*totals)
     console.print(table)
 
 

@@ -154,3 +154,29 @@ def test_usage_report_prints_a_table_per_learner_per_day(cli_db: str) -> None:
     nobody = CliRunner().invoke(cli, ["usage", "report", "--user", "nobody@example.com"])
     assert nobody.exit_code == 1
     assert "No account" in nobody.output
+
+
+def test_usage_report_keeps_whole_columns_when_piped(
+    cli_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_email = "a.very.long.address.for.a.learner@classroom.example.com"
+
+    async def seed() -> None:
+        engine = create_engine(cli_db)
+        async with create_session_factory(engine)() as session:
+            user = User(email=long_email, name="Long", password_hash="x", preferences={})
+            session.add(user)
+            await session.flush()
+            session.add(call(user, 0, "0.25"))
+            await session.commit()
+        await engine.dispose()
+
+    asyncio.run(seed())
+    monkeypatch.setattr("koan.cli.console", Console(width=40))  # narrow, and not a terminal
+    result = CliRunner().invoke(cli, ["usage", "report", "--days", "7"])
+    assert result.exit_code == 0, result.output
+    header, row, total = result.output.splitlines()
+    assert header.split("\t")[:3] == ["day (UTC)", "learner", "calls"]
+    assert row.split("\t")[1] == long_email
+    assert row.split("\t")[-1] == "0.2500"
+    assert total.split("\t")[0] == "total"
