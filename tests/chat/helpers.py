@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.models import Assignment, Exercise, Submission, User
+from koan.models import Assignment, Exercise, LLMCall, Submission, User
 from koan.resources import Resources
 from tests.fixtures.factories import create_exercise
 from tests.fixtures.llm_server import FakeLLMServer, Reply
@@ -205,3 +206,11 @@ def leaks_counted(app: FastAPI) -> float:
         for sample in family.samples
         if sample.name == "koan_leak_guard_catches_total"
     )
+
+
+async def leak_flags(session: AsyncSession, user: User) -> list[bool]:
+    """Whether each of the learner's model calls, oldest first, was withheld as a leak."""
+    rows = await session.execute(
+        select(LLMCall.leak_caught).where(LLMCall.user_id == user.id).order_by(LLMCall.created_at)
+    )
+    return list(rows.scalars())

@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.models import Assignment, Exercise, LLMCall, User
+from koan.models import Assignment, Exercise, User
 from koan.resources import Resources
 from tests.chat.helpers import (
     EVENS_HINTS,
     LEAKING_REPLY,
     ask,
+    leak_flags,
     new_conversation,
     parse_sse,
     record_attempt,
@@ -33,13 +34,6 @@ FIXES = {
         "1. def sum_of_evens(numbers):\n2.     return sum(n for n in numbers if n % 2 == 0)"
     ),
 }
-
-
-async def leak_flags(session: AsyncSession, user: User) -> list[bool]:
-    rows = await session.execute(
-        select(LLMCall.leak_caught).where(LLMCall.user_id == user.id).order_by(LLMCall.created_at)
-    )
-    return list(rows.scalars())
 
 
 async def reply_text(r: httpx.Response, stream: bool) -> str:

@@ -10,12 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.llm import is_leak
-from koan.models import ConversationMessage, Exercise, LLMCall, User
+from koan.models import ConversationMessage, Exercise, User
 from koan.resources import Resources
 from tests.chat.helpers import (
     EVENS_SOLUTION,
     LEAKING_REPLY,
     ask,
+    leak_flags,
     leaks_counted,
     new_conversation,
     parse_sse,
@@ -25,13 +26,6 @@ from tests.fixtures.llm_server import FakeLLMServer, Reply
 
 Tutor = Callable[..., Resources]
 SAFE_REPLY = "Look at `total += n`: which numbers reach that line? What should happen to 3?"
-
-
-async def leak_flags(session: AsyncSession, user: User) -> list[bool]:
-    rows = await session.execute(
-        select(LLMCall.leak_caught).where(LLMCall.user_id == user.id).order_by(LLMCall.created_at)
-    )
-    return list(rows.scalars())
 
 
 async def test_a_reply_that_does_not_leak_goes_through_untouched(

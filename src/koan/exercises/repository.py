@@ -38,10 +38,10 @@ async def visible_exercise(
     everything: bool = False,
 ) -> Exercise | None:
     """The exercise, if `user_id` may see it (see `visible_to`)."""
-    exercise = await session.get(Exercise, exercise_id)
-    if exercise is None or everything or exercise.authored:
-        return exercise
-    return exercise if exercise.approved_at or exercise.owner_id == user_id else None
+    query = select(Exercise).where(
+        Exercise.id == exercise_id, visible_to(user_id, everything=everything)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def exercises_by_slug(session: AsyncSession, slugs: Sequence[str]) -> dict[str, Exercise]:
