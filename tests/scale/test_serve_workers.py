@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from koan.cli import reuseport_socket
+from koan.cli.server import reuseport_socket
 from tests.scale.servers import KoanServer, free_port, migrate, server_env
 
 pytestmark = pytest.mark.xdist_group("serve-workers")

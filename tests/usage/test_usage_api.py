@@ -125,8 +125,8 @@ def cli_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("KOAN_DATABASE_URL", url)
     monkeypatch.setenv("KOAN_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("COLUMNS", "200")
-    # The CLI's console was sized when koan.cli was first imported; give it room for the table.
-    monkeypatch.setattr("koan.cli.console", Console(width=200))
+    # The CLI's console was sized when first imported; give it room for the table.
+    monkeypatch.setattr("koan.cli.common.console", Console(width=200))
     upgrade(url)
     return url
 
@@ -172,7 +172,7 @@ def test_usage_report_keeps_whole_columns_when_piped(
         await engine.dispose()
 
     asyncio.run(seed())
-    monkeypatch.setattr("koan.cli.console", Console(width=40))  # narrow, and not a terminal
+    monkeypatch.setattr("koan.cli.common.console", Console(width=40))  # narrow, and not a terminal
     result = CliRunner().invoke(cli, ["usage", "report", "--days", "7"])
     assert result.exit_code == 0, result.output
     header, row, total = result.output.splitlines()

@@ -1,0 +1,24 @@
+"""`koan db`: the database schema."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from koan.cli.common import console
+from koan.config import Settings
+
+app = typer.Typer(help="Database schema.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply the migrations up to REVISION (default: the newest)."""
+    from koan.migrate import upgrade
+
+    settings = Settings()
+    if settings.effective_database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.effective_database_url, revision)
+    console.print("Database is up to date.")
