@@ -35,18 +35,25 @@ def common_passwords() -> frozenset[str]:
     return frozenset(line.lower() for line in lines if line and not line.startswith("#"))
 
 
-def password_problem(password: str, *, email: str | None = None) -> str | None:
-    """Why a password is unacceptable, or None. Length and commonness only: no composition rules."""
+def password_problems(password: str, *, email: str | None = None) -> list[str]:
+    """Every reason a password is unacceptable (none: it is fine), so a form can show them all
+    at once. Length and commonness only: no composition rules."""
+    problems: list[str] = []
     if len(password) < MIN_LENGTH:
-        return f"Password must be at least {MIN_LENGTH} characters long."
-    if len(password) > MAX_LENGTH:
-        return f"Password must be at most {MAX_LENGTH} characters long."
+        problems.append(f"Password must be at least {MIN_LENGTH} characters long.")
+    elif len(password) > MAX_LENGTH:
+        problems.append(f"Password must be at most {MAX_LENGTH} characters long.")
     lowered = password.lower()
     if lowered in common_passwords() or len(set(lowered)) <= 2:
-        return "This password is too common; choose something harder to guess."
+        problems.append("This password is too common; choose something harder to guess.")
     if email and lowered == email.lower():
-        return "Password must not be your email address."
-    return None
+        problems.append("Password must not be your email address.")
+    return problems
+
+
+def password_problem(password: str, *, email: str | None = None) -> str | None:
+    """Why a password is unacceptable, every reason in one message, or None."""
+    return " ".join(password_problems(password, email=email)) or None
 
 
 class Hasher:

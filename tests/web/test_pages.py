@@ -167,6 +167,32 @@ async def test_weak_password_message_is_on_the_password_field(client: httpx.Asyn
     assert re.search(r'id="f-password-error".*12', response.text, re.S)
 
 
+async def test_sign_up_shows_every_password_problem_at_once(client: httpx.AsyncClient) -> None:
+    # A short, easily guessed password, not repeated, beside a blank name: one answer says all.
+    response = await post_form(
+        client,
+        "/register",
+        "/register",
+        {"name": "", "email": "all@example.com", "password": "abababab", "password_confirm": "x"},
+    )
+    assert response.status_code == 422
+    password_error = re.search(r'id="f-password-error">(.*?)</p>', response.text, re.S)
+    assert password_error is not None
+    assert "at least 12 characters" in password_error.group(1)
+    assert "too common" in password_error.group(1)
+    assert 'id="f-password_confirm-error"' in response.text
+    assert 'id="f-name-error"' in response.text
+
+    # The API names every problem too.
+    api = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "all@example.com", "name": "A", "password": "abababab"},
+    )
+    assert api.status_code == 422
+    assert "12 characters" in api.json()["detail"]
+    assert "too common" in api.json()["detail"]
+
+
 async def test_wrong_password_is_a_friendly_message(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

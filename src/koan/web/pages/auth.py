@@ -16,7 +16,7 @@ from koan.auth.schemas import EmailInput, LoginInput, RegisterInput
 from koan.classes import service as classes
 from koan.deps import ResourcesDep
 from koan.errors import KoanError
-from koan.security import same_token
+from koan.security import password_problems, same_token
 from koan.users import service as users
 from koan.web.pagekit import (
     RESUME_PATH,
@@ -77,6 +77,11 @@ async def register(
         data = RegisterInput(name=values["name"], email=values["email"], password=password)
     except ValidationError as exc:
         errors = {**field_errors(exc), **errors}
+    # Every problem with the password at once, not one per try.
+    if password and "password" not in errors:
+        problems = password_problems(password, email=values["email"].strip() or None)
+        if problems:
+            errors["password"] = " ".join(problems)
     if errors:
         return render(
             request, "register.html", {"values": values, "errors": errors}, status_code=422
