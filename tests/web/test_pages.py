@@ -6,6 +6,7 @@ import re
 import uuid
 from datetime import timedelta
 from html.parser import HTMLParser
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.exercises.submit import in_flight_slot
-from koan.models import LearnerProfile, User
+from koan.models import Assignment, LearnerProfile, User
 from koan.resources import Resources
 from tests.fixtures.factories import ADD_SOLUTION, PASSWORD, create_exercise, create_user
 from tests.fixtures.smtp import SMTPServer
@@ -553,6 +554,54 @@ async def test_skip_then_resume(
         f"/exercises/{exercise.id}/start", data={"csrf_token": csrf_from(page)}
     )
     assert resumed.headers["location"] == f"/exercises/{exercise.id}"
+
+
+async def test_the_skip_deadline_is_on_the_learners_clock(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session, title="Skip me")
+    user = await create_user(session, resources, onboarded=True)  # Europe/Paris
+    await log_in(client, user)
+    page = await client.get(f"/exercises/{exercise.id}")
+    await client.post(f"/exercises/{exercise.id}/start", data={"csrf_token": csrf_from(page)})
+    await client.post(f"/exercises/{exercise.id}/skip", data={"csrf_token": csrf_from(page)})
+    skipped_at = await session.scalar(
+        select(Assignment.skipped_at).where(Assignment.exercise_id == exercise.id)
+    )
+    assert skipped_at is not None
+    until = (skipped_at + timedelta(hours=48)).astimezone(ZoneInfo("Europe/Paris"))
+    shown = f"{until.strftime('%a %d %b, %H:%M')}, Europe/Paris time"
+
+    again = await client.get(f"/exercises/{exercise.id}")
+    assert f"Resume it by {until.strftime('%a %d %b, %H:%M')} (Europe/Paris time)" in again.text
+    dashboard = await client.get("/dashboard")
+    assert f'Skip me</a> <span class="muted">(until {shown})' in dashboard.text
+    assert "UTC" not in dashboard.text
+
+
+async def test_after_todays_exercise_the_next_one_is_offered_as_one_more(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    for title in ("First of two", "Second of two"):
+        await create_exercise(session, title=title)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    first = await client.get("/dashboard")
+    assert "Today's exercise ·" in first.text
+    assert "You finished today's exercise" not in first.text
+    found = re.search(r'href="/exercises/([0-9a-f-]{36})"', first.text)
+    assert found is not None
+    await client.get(f"/exercises/{found.group(1)}")
+    passed = await client.post(
+        f"/exercises/{found.group(1)}/run", data={"code": ADD_SOLUTION}, headers=htmx(client)
+    )
+    assert 'data-status="passed"' in passed.text
+
+    after = await client.get("/dashboard")
+    assert "You finished today's exercise" in after.text
+    assert f'href="/exercises/{found.group(1)}"' in after.text
+    assert "One more ·" in after.text
+    assert "Today's exercise ·" not in after.text
 
 
 async def test_statement_markdown_is_rendered_and_raw_html_escaped(

@@ -136,6 +136,22 @@ async def open_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | 
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def last_completed_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | None:
+    """The learner's most recently completed daily assignment."""
+    query = (
+        select(Assignment)
+        .where(
+            Assignment.user_id == user_id,
+            Assignment.kind == "daily",
+            Assignment.status == "completed",
+        )
+        .order_by(Assignment.completed_at.desc())
+        .limit(1)
+        .options(selectinload(Assignment.exercise))
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def latest_assignment(
     session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID
 ) -> Assignment | None:

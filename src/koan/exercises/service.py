@@ -27,6 +27,7 @@ from koan.exercises.schemas import (
 from koan.models import Assignment, Exercise, Submission, User
 from koan.onboarding import service as profiles
 from koan.pagination import decode_cursor, next_cursor
+from koan.progress import streaks
 from koan.resources import Resources
 
 # Asked to write the exercise the bank lacked for a learner (after the response has gone).
@@ -164,6 +165,20 @@ async def daily(
         reason=assignment.reason,
         exercise=detail(assignment.exercise),
     )
+
+
+async def daily_done_today(
+    session: AsyncSession, res: Resources, user: User
+) -> AssignmentOut | None:
+    """The daily exercise the learner completed today (on their own clock), if any: the next
+    daily is then an extra, not today's."""
+    done = await repository.last_completed_daily(session, user.id)
+    if done is None or done.completed_at is None:
+        return None
+    now = res.clock.now()
+    if streaks.local_day(done.completed_at, user.timezone) != streaks.local_day(now, user.timezone):
+        return None
+    return assignment_out(done)
 
 
 async def _assign_daily(

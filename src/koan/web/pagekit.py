@@ -143,10 +143,13 @@ class Viewer:
     email: str
     is_admin: bool
     email_verified: bool
+    timezone: str = "UTC"  # times on a page are shown on this clock
 
     @classmethod
     def of(cls, user: User) -> Viewer:
-        return cls(user.id, user.name, user.email, user.is_admin, user.email_verified)
+        return cls(
+            user.id, user.name, user.email, user.is_admin, user.email_verified, user.timezone
+        )
 
 
 def csrf_token(request: Request) -> str:

@@ -88,6 +88,7 @@ async def dashboard(
             raise
         else:
             no_exercises = exc.detail
+    done_today = await exercises.daily_done_today(session, res, user) if daily else None
     progress = await progress_service.overview(session, res, user)
     earned = await progress_service.achievement_list(session, res, user)
     skipped, _ = await exercises.assignments_page(
@@ -99,6 +100,7 @@ async def dashboard(
         {
             **_common(),
             "daily": daily,
+            "done_today": done_today,
             "no_exercises": no_exercises,
             "progress": progress,
             "recent_achievements": list(reversed(earned.earned))[:3],
@@ -194,11 +196,14 @@ async def _exercise_context(
 
 @router.get("/exercises/{exercise_id}")
 async def exercise_page(
-    request: Request, exercise_id: str, user: PageUser, session: WebSession
+    request: Request, exercise_id: str, user: PageUser, session: WebSession, res: ResourcesDep
 ) -> Response:
     """Statement, editor, tests, hints and the tutor, side by side."""
     exercise = await _exercise(session, exercise_id, user)
-    return render(request, "exercise.html", await _exercise_context(session, user, exercise))
+    ctx = await _exercise_context(session, user, exercise)
+    until = lifecycle.resumable_until(ctx["assignment"]) if ctx["assignment"] else None
+    ctx["resume_until"] = until if until and until > res.clock.now() else None
+    return render(request, "exercise.html", ctx)
 
 
 def _results(
