@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import httpx
@@ -35,7 +36,9 @@ async def test_catalogue_filters_paginates_and_hides_solutions(
             params["cursor"] = cursor
         page = (await client.get("/api/v1/exercises", headers=headers, params=params)).json()
         seen += [item["slug"] for item in page["items"]]
-        assert set(page["items"][0]) == {"id", "slug", "title", "language", "difficulty", "skills"}
+        assert set(page["items"][0]) == {
+            "id", "slug", "title", "language", "difficulty", "skills", "progress",
+        }  # fmt: skip
         cursor = page["next_cursor"]
         if not cursor:
             break
@@ -58,9 +61,83 @@ async def test_catalogue_filters_paginates_and_hides_solutions(
     assert "return a + b" not in r.text
 
 
+async def test_catalogue_searches_sorts_every_way_across_pages_and_marks_work(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    specs = [  # title, difficulty, main skill
+        ("Beta", 2, "zz-b"), ("alpha", 3, "zz-b"), ("Gamma", 1, "zz-a"), ("beta", 1, "zz-c"),
+        ("Delta", 2, "zz-a"),
+    ]  # fmt: skip
+    made = {
+        title: await create_exercise(
+            session, title=f"{title} {tag}", difficulty=level, skills=[skill, "zz-other"]
+        )
+        for title, level, skill in specs
+    }
+    user = await create_user(session, resources, onboarded=True)
+    headers = await bearer(session, resources, user)
+    await submit(client, headers, made["Gamma"], ADD_SOLUTION)  # solved
+    await submit(client, headers, made["Delta"], WRONG)  # tried
+    await client.post(f"/api/v1/exercises/{made['alpha'].id}/start", headers=headers)
+    await client.post(f"/api/v1/exercises/{made['alpha'].id}/skip", headers=headers)
+
+    async def walk(sort: str) -> list[dict[str, object]]:
+        items: list[dict[str, object]] = []
+        cursor = None
+        while True:
+            params: dict[str, str | int] = {"q": tag.upper(), "sort": sort, "limit": 2}
+            if cursor:
+                params["cursor"] = cursor
+            r = await client.get("/api/v1/exercises", headers=headers, params=params)
+            assert r.status_code == 200, r.text
+            items += r.json()["items"]
+            cursor = r.json()["next_cursor"]
+            if not cursor:
+                return items
+
+    def order(items: list[dict[str, object]]) -> list[str]:
+        return [str(i["title"]).removesuffix(f" {tag}") for i in items]
+
+    by_difficulty = await walk("difficulty")
+    assert len(by_difficulty) == 5
+    assert [i["difficulty"] for i in by_difficulty] == [1, 1, 2, 2, 3]
+    by_title = await walk("title")
+    assert order(by_title)[:1] == ["alpha"]
+    assert sorted(order(by_title)[1:3]) == ["Beta", "beta"]
+    assert order(by_title)[3:] == ["Delta", "Gamma"]
+    assert order(await walk("skill")) == ["Gamma", "Delta", "Beta", "alpha", "beta"]
+    marks = {str(i["title"]).removesuffix(f" {tag}"): i["progress"] for i in by_difficulty}
+    assert marks == {
+        "Gamma": "solved", "Delta": "in_progress", "alpha": "skipped", "Beta": None, "beta": None,
+    }  # fmt: skip
+
+    # Skills in any case; a cursor of another order is refused, not misread.
+    upper = await client.get("/api/v1/exercises", headers=headers, params={"skill": "ZZ-C"})
+    assert [i["title"] for i in upper.json()["items"]] == [f"beta {tag}"]
+    first = await client.get(
+        "/api/v1/exercises", headers=headers, params={"q": tag, "sort": "title", "limit": 1}
+    )
+    mixed = await client.get(
+        "/api/v1/exercises",
+        headers=headers,
+        params={"q": tag, "sort": "skill", "cursor": first.json()["next_cursor"]},
+    )
+    assert mixed.status_code == 400
+    assert mixed.json()["error"] == "BadCursor"
+
+
 @pytest.mark.parametrize(
     "params",
-    [{"difficulty": 9}, {"language": "cobol"}, {"limit": 0}, {"limit": 1000}, {"skill": "../etc"}],
+    [
+        {"difficulty": 9},
+        {"language": "cobol"},
+        {"limit": 0},
+        {"limit": 1000},
+        {"skill": "../etc"},
+        {"sort": "popularity"},
+        {"q": "x" * 101},
+    ],  # fmt: skip
 )
 async def test_catalogue_rejects_bad_filters(
     client: httpx.AsyncClient, headers: dict[str, str], params: dict[str, object]

@@ -684,6 +684,54 @@ async def test_catalogue_filters(
     assert "no exercises in “cobol”" in cobol.text
 
 
+def _titles(html: str) -> list[str]:
+    return re.findall(r'<h2><a href="/exercises/[0-9a-f-]{36}">([^<]+)</a></h2>', html)
+
+
+async def test_catalogue_marks_solved_and_skipped_searches_titles_and_sorts(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    zebra = await create_exercise(session, title=f"Zebra {tag}", difficulty=1, skills=["loops"])
+    mango = await create_exercise(session, title=f"mango {tag}", difficulty=2, skills=["zz-a"])
+    apple = await create_exercise(session, title=f"Apple {tag}", difficulty=3, skills=["lists"])
+    await create_exercise(session, title="Unrelated exercise", difficulty=1)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+
+    # Solve one, skip another.
+    await client.get(f"/exercises/{zebra.id}")
+    passed = await client.post(
+        f"/exercises/{zebra.id}/run", data={"code": ADD_SOLUTION}, headers=htmx(client)
+    )
+    assert 'data-status="passed"' in passed.text
+    page = await client.get(f"/exercises/{apple.id}")
+    await client.post(f"/exercises/{apple.id}/start", data={"csrf_token": csrf_from(page)})
+    await client.post(f"/exercises/{apple.id}/skip", data={"csrf_token": csrf_from(page)})
+
+    # A search in any case finds the titles that contain it, and only those.
+    found = await client.get(f"/exercises?q={tag.upper()}")
+    assert found.status_code == 200
+    assert _titles(found.text) == [f"Zebra {tag}", f"mango {tag}", f"Apple {tag}"]
+    assert f'value="{tag.upper()}"' in found.text
+    item = r'<h2><a href="/exercises/([0-9a-f-]{36})">.*?</h2>\s*'
+    mark = r'(?:<p class="work-mark[^>]*>.*?</svg> (\w+)</p>)?'
+    marks = re.findall(item + mark, found.text, re.S)
+    assert dict(marks) == {str(zebra.id): "Solved", str(mango.id): "", str(apple.id): "Skipped"}
+
+    by_title = await client.get(f"/exercises?q={tag}&sort=title")
+    assert _titles(by_title.text) == [f"Apple {tag}", f"mango {tag}", f"Zebra {tag}"]
+    assert '<option value="title" selected>' in by_title.text
+    by_skill = await client.get(f"/exercises?q={tag}&sort=skill")
+    assert _titles(by_skill.text) == [f"Apple {tag}", f"Zebra {tag}", f"mango {tag}"]
+    unknown = await client.get(f"/exercises?q={tag}&sort=popularity")
+    assert unknown.status_code == 200
+    assert "sorted by difficulty" in unknown.text
+    assert _titles(unknown.text) == [f"Zebra {tag}", f"mango {tag}", f"Apple {tag}"]
+    # Wildcards are searched for as text.
+    assert _titles((await client.get("/exercises?q=%25")).text) == []
+
+
 # --- settings and admin ------------------------------------------------------------------------
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from koan.exercises.schemas import CatalogueSort
 from koan.models import Assignment, Exercise, ExerciseSkill, Submission
 from koan.models.exercise import OPEN_STATUSES
 
@@ -58,30 +60,57 @@ async def all_exercises(session: AsyncSession) -> Sequence[Exercise]:
     return (await session.execute(query)).scalars().all()
 
 
-def catalogue_query(
-    *,
-    language: str | None,
-    skill: str | None,
-    difficulty: int | None,
-    after: tuple[int, str] | None,
-    limit: int,
-    viewer: uuid.UUID | None = None,
-    everything: bool = False,
-) -> Select[Exercise]:
-    query = (
-        select(Exercise)
-        .where(visible_to(viewer, everything=everything))
-        .order_by(Exercise.difficulty, Exercise.slug)
-        .limit(limit)
+# A cursor's sort key: what the page's last exercise had, in the order's columns
+# ((difficulty, slug), (title, slug) or (skill, difficulty, slug)).
+CatalogueKey = tuple[Any, ...]
+
+
+def _main_skill() -> ColumnElement[str]:
+    """An exercise's first skill ('' when it has none): what sorting by skill sorts on."""
+    first = (
+        select(ExerciseSkill.skill)
+        .where(ExerciseSkill.exercise_id == Exercise.id, ExerciseSkill.position == 0)
+        .limit(1)
+        .scalar_subquery()
     )
-    if language:
-        query = query.where(Exercise.language == language)
-    if difficulty:
-        query = query.where(Exercise.difficulty == difficulty)
-    if skill:
-        query = query.where(
-            Exercise.id.in_(select(ExerciseSkill.exercise_id).where(ExerciseSkill.skill == skill))
-        )
+    return func.coalesce(first, "")
+
+
+def _title_like(text: str) -> ColumnElement[bool]:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return Exercise.title.ilike(f"%{escaped}%", escape="\\")
+
+
+def _ordered(
+    query: Select[Exercise], sort: CatalogueSort, after: CatalogueKey | None
+) -> Select[Exercise]:
+    """`query` in the catalogue's `sort` order, continued after the key `after` (keyset)."""
+    if sort == "title":
+        title = func.lower(Exercise.title)
+        query = query.order_by(title, Exercise.slug)
+        if after:
+            last_title, slug = after
+            query = query.where(
+                or_(
+                    title > func.lower(last_title),
+                    and_(title == func.lower(last_title), Exercise.slug > slug),
+                )
+            )
+        return query
+    if sort == "skill":
+        skill = _main_skill()
+        query = query.order_by(skill, Exercise.difficulty, Exercise.slug)
+        if after:
+            last_skill, level, slug = after
+            query = query.where(
+                or_(
+                    skill > last_skill,
+                    and_(skill == last_skill, Exercise.difficulty > level),
+                    and_(skill == last_skill, Exercise.difficulty == level, Exercise.slug > slug),
+                )
+            )
+        return query
+    query = query.order_by(Exercise.difficulty, Exercise.slug)
     if after:
         level, slug = after
         query = query.where(
@@ -93,22 +122,65 @@ def catalogue_query(
     return query
 
 
+def catalogue_query(
+    *,
+    language: str | None,
+    skill: str | None,
+    difficulty: int | None,
+    title: str | None = None,
+    sort: CatalogueSort = "difficulty",
+    after: CatalogueKey | None,
+    limit: int,
+    viewer: uuid.UUID | None = None,
+    everything: bool = False,
+) -> Select[Exercise]:
+    query = select(Exercise).where(visible_to(viewer, everything=everything)).limit(limit)
+    if language:
+        query = query.where(Exercise.language == language)
+    if difficulty:
+        query = query.where(Exercise.difficulty == difficulty)
+    if skill:
+        query = query.where(
+            Exercise.id.in_(select(ExerciseSkill.exercise_id).where(ExerciseSkill.skill == skill))
+        )
+    if title:
+        query = query.where(_title_like(title))
+    return _ordered(query, sort, after)
+
+
 async def catalogue(
     session: AsyncSession,
     *,
     language: str | None,
     skill: str | None,
     difficulty: int | None,
-    after: tuple[int, str] | None,
+    title: str | None = None,
+    sort: CatalogueSort = "difficulty",
+    after: CatalogueKey | None,
     limit: int,
     viewer: uuid.UUID | None,
     everything: bool = False,
 ) -> Sequence[Exercise]:
     query = catalogue_query(
-        language=language, skill=skill, difficulty=difficulty, after=after, limit=limit,
-        viewer=viewer, everything=everything,
+        language=language, skill=skill, difficulty=difficulty, title=title, sort=sort,
+        after=after, limit=limit, viewer=viewer, everything=everything,
     )  # fmt: skip
     return (await session.execute(query)).scalars().all()
+
+
+async def work_on(
+    session: AsyncSession, user_id: uuid.UUID, exercise_ids: Sequence[uuid.UUID]
+) -> Sequence[tuple[uuid.UUID, str, datetime | None]]:
+    """The learner's assignments of these exercises, oldest first: (exercise, status, skipped
+    at)."""
+    if not exercise_ids:
+        return []
+    query = (
+        select(Assignment.exercise_id, Assignment.status, Assignment.skipped_at)
+        .where(Assignment.user_id == user_id, Assignment.exercise_id.in_(exercise_ids))
+        .order_by(Assignment.assigned_at, Assignment.id)
+    )
+    return [(row[0], row[1], row[2]) for row in (await session.execute(query)).all()]
 
 
 async def candidates(

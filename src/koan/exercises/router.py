@@ -15,6 +15,7 @@ from koan.exercises.deps import DailyHooksDep, HintTailorDep
 from koan.exercises.schemas import (
     AssignmentOut,
     AssignmentPage,
+    CatalogueSort,
     DailyOut,
     ExerciseDetail,
     ExercisePage,
@@ -36,18 +37,29 @@ async def catalogue(
     user: VerifiedUser,
     session: SessionDep,
     language: Literal["python", "javascript"] | None = None,
-    skill: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z0-9-]+$")] = None,
+    skill: Annotated[
+        str | None, Query(max_length=40, pattern=r"^[A-Za-z0-9-]+$", description="Any case.")
+    ] = None,
     difficulty: Annotated[int | None, Query(ge=1, le=5)] = None,
+    q: Annotated[
+        str | None, Query(max_length=100, description="Text the title contains, in any case.")
+    ] = None,
+    sort: Annotated[
+        CatalogueSort, Query(description="Easiest first, by title, or by main skill.")
+    ] = "difficulty",
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> ExercisePage:
-    """Browse the exercise bank, easiest first."""
+    """Browse the exercise bank (easiest first unless sorted otherwise), each exercise marked
+    with your work on it (solved, skipped, in progress)."""
     return await service.catalogue(
         session,
         user,
         language=language,
-        skill=skill,
+        skill=skill.lower() if skill else None,
         difficulty=difficulty,
+        title=q.strip() if q and q.strip() else None,
+        sort=sort,
         limit=limit,
         cursor=cursor,
     )

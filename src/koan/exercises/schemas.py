@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -35,8 +36,20 @@ class ExerciseDetail(ExerciseSummary):
     )
 
 
+CatalogueSort = Literal["difficulty", "title", "skill"]
+WorkMark = Literal["solved", "skipped", "in_progress"]
+
+
+class CatalogueItem(ExerciseSummary):
+    progress: WorkMark | None = Field(
+        default=None,
+        description="Your work on it: solved (passed at least once), skipped (your latest "
+        "assignment of it was skipped), in_progress, or null when you have not tried it.",
+    )
+
+
 class ExercisePage(Schema):
-    items: list[ExerciseSummary]
+    items: list[CatalogueItem]
     next_cursor: str | None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -16,6 +16,8 @@ from koan.errors import Conflict, NotFound
 from koan.exercises import lifecycle, repository
 from koan.exercises.schemas import (
     AssignmentOut,
+    CatalogueItem,
+    CatalogueSort,
     DailyOut,
     ExerciseDetail,
     ExercisePage,
@@ -23,6 +25,7 @@ from koan.exercises.schemas import (
     HintOut,
     SubmissionPage,
     SubmissionSummary,
+    WorkMark,
 )
 from koan.models import Assignment, Exercise, Submission, User
 from koan.onboarding import service as profiles
@@ -102,6 +105,34 @@ def _sees_everything(user: User) -> bool:
     return user.role == "admin"
 
 
+def work_mark(statuses: Sequence[tuple[str, datetime | None]]) -> WorkMark | None:
+    """What a learner's assignments of one exercise (oldest first: status, skipped at) say
+    about it: solved once any passed, else what the latest one says."""
+    if any(status == "completed" for status, _ in statuses):
+        return "solved"
+    if not statuses:
+        return None
+    status, skipped_at = statuses[-1]
+    if status == "skipped" or (status == "expired" and skipped_at is not None):
+        return "skipped"
+    return "in_progress" if status == "in_progress" else None
+
+
+def _catalogue_key(sort: CatalogueSort, exercise: Exercise) -> tuple[str | int, ...]:
+    if sort == "title":
+        return (exercise.title, exercise.slug)
+    if sort == "skill":
+        return (exercise.skills[0] if exercise.skills else "", exercise.difficulty, exercise.slug)
+    return (exercise.difficulty, exercise.slug)
+
+
+_CURSOR_KINDS: dict[str, tuple[type, ...]] = {
+    "difficulty": (int, str),
+    "title": (str, str),
+    "skill": (str, int, str),
+}
+
+
 async def catalogue(
     session: AsyncSession,
     user: User,
@@ -109,23 +140,40 @@ async def catalogue(
     language: str | None,
     skill: str | None,
     difficulty: int | None,
+    title: str | None = None,
+    sort: CatalogueSort = "difficulty",
     limit: int,
     cursor: str | None,
 ) -> ExercisePage:
-    after = decode_cursor(cursor, int, str) if cursor else None
+    """A page of the exercises this learner may see, each marked with their work on it."""
+    after = decode_cursor(cursor, *_CURSOR_KINDS[sort]) if cursor else None
     rows = await repository.catalogue(
         session,
         language=language,
         skill=skill,
         difficulty=difficulty,
+        title=title,
+        sort=sort,
         after=after,
         limit=limit + 1,
         viewer=user.id,
         everything=_sees_everything(user),
     )
-    items = [ExerciseSummary.model_validate(e) for e in rows[:limit]]
+    shown = rows[:limit]
+    work: dict[uuid.UUID, list[tuple[str, datetime | None]]] = {}
+    for exercise_id, status, skipped_at in await repository.work_on(
+        session, user.id, [e.id for e in shown]
+    ):
+        work.setdefault(exercise_id, []).append((status, skipped_at))
+    items = [
+        CatalogueItem(
+            **ExerciseSummary.model_validate(e).model_dump(),
+            progress=work_mark(work.get(e.id, [])),
+        )
+        for e in shown
+    ]
     return ExercisePage(
-        items=items, next_cursor=next_cursor(rows, limit, lambda e: (e.difficulty, e.slug))
+        items=items, next_cursor=next_cursor(rows, limit, lambda e: _catalogue_key(sort, e))
     )
 
 

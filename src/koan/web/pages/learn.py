@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
@@ -15,7 +16,7 @@ from koan.errors import KoanError
 from koan.exercises import lifecycle
 from koan.exercises import service as exercises
 from koan.exercises.deps import DailyHooksDep, HintTailorDep
-from koan.exercises.schemas import SubmissionIn, SubmissionOut
+from koan.exercises.schemas import CatalogueSort, SubmissionIn, SubmissionOut
 from koan.exercises.submit import submission_out, submit
 from koan.models import Exercise, User
 from koan.progress import achievements
@@ -52,6 +53,8 @@ ASSIGNMENT_TEXT = {
     "expired": "Expired",
 }
 DIFFICULTY = {1: "Warm-up", 2: "Easy", 3: "Medium", 4: "Hard", 5: "Expert"}
+CATALOGUE_SORTS: dict[str, str] = {"difficulty": "Difficulty", "title": "Title", "skill": "Skill"}
+WORK_TEXT = {"solved": "Solved", "skipped": "Skipped", "in_progress": "In progress"}
 
 
 def _common() -> dict[str, Any]:
@@ -59,6 +62,7 @@ def _common() -> dict[str, Any]:
         "status_text": STATUS_TEXT,
         "assignment_text": ASSIGNMENT_TEXT,
         "difficulty": DIFFICULTY,
+        "work_text": WORK_TEXT,
     }
 
 
@@ -118,10 +122,21 @@ async def catalogue(
     language: Annotated[str, Query(max_length=40)] = "",
     difficulty: Annotated[str, Query(max_length=40)] = "",
     skill: Annotated[str, Query(max_length=80)] = "",
+    q: Annotated[str, Query(max_length=100)] = "",
+    sort: Annotated[str, Query(max_length=40)] = "",
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
-    """Browse and practise any exercise; a filter that cannot match says so."""
+    """Browse and practise any exercise, marked solved or skipped; search titles, sort, and
+    filter (a filter that cannot match says so)."""
     notices: list[str] = []
+    order: CatalogueSort = "difficulty"
+    if sort in CATALOGUE_SORTS:
+        order = cast(CatalogueSort, sort)
+    elif sort:
+        notices.append(
+            "Exercises can be sorted by difficulty, title or skill: sorted by difficulty."
+        )
+    title = " ".join(q.split())
     language = language.strip().lower()
     if language and language not in LANGUAGE_NAMES:
         notices.append(f"Koan has no exercises in “{language}”: showing every language.")
@@ -144,9 +159,12 @@ async def catalogue(
         language=language or None,
         skill=wanted or None,
         difficulty=level,
+        title=title or None,
+        sort=order,
         limit=20,
         cursor=cursor,
     )
+    filters = {"language": language, "difficulty": difficulty, "skill": wanted, "q": title}
     return render(
         request,
         "catalogue.html",
@@ -155,7 +173,9 @@ async def catalogue(
             "page": page,
             "skills": skills,
             "notices": notices,
-            "filters": {"language": language, "difficulty": difficulty, "skill": wanted},
+            "filters": {**filters, "sort": order},
+            "sorts": CATALOGUE_SORTS,
+            "more": urlencode({**{k: v for k, v in filters.items() if v}, "sort": order}),
         },
     )
 
