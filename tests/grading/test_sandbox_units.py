@@ -57,6 +57,15 @@ def test_all_reported_passes_make_a_pass() -> None:
     assert report.tier == Tier.FULL
 
 
+def test_only_a_run_that_ended_at_import_started_no_test() -> None:
+    failed = {"t": "test", "name": "test_a", "status": "error", "message": "SyntaxError"}
+    broken = {**failed, "name": "test_b"}
+    at_import = judged(channel(READY, PLAN, failed, broken, {"t": "end", "phase": "import"}))
+    assert (at_import.status, at_import.tests_ran) == ("error", False)
+    in_a_test = judged(channel(READY, PLAN, failed, PASS_B, END))
+    assert (in_a_test.status, in_a_test.tests_ran) == ("failed", True)
+
+
 def test_records_without_the_nonce_make_the_run_an_error() -> None:
     forged = channel(PASS_B, END, nonce="x" * 32)
 

@@ -58,6 +58,44 @@ async def test_a_failed_attempt_counts_but_earns_nothing(learner: Learner) -> No
     assert (kept.attempts, kept.exercises_completed, kept.first_try_passes) == (2, 1, 0)
 
 
+@pytest.mark.parametrize(
+    ("language", "broken"),
+    [
+        ("python", "def add(a, b)\n    return a + b\n"),  # a syntax error
+        ("python", "import no_such_module\n"),  # an import error
+        ("javascript", "function add(a, b) {\n  return a +\n}\n"),
+        ("javascript", "require('no-such-module');\n"),
+    ],
+)
+async def test_a_run_that_started_no_test_is_not_an_attempt(
+    learner: Learner, language: str, broken: str
+) -> None:
+    exercise = await (
+        create_js_exercise(learner.session)
+        if language == "javascript"
+        else create_exercise(learner.session)
+    )
+    failed = await learner.submit(exercise, broken)
+    assert failed.submission.status == "error"
+    assert failed.assignment.attempts == 0
+    assert failed.assignment.status == "in_progress"
+    kept = await learner.check_consistent()
+    assert kept.attempts == 0
+
+    # The first run that reached the tests passed: a first-try pass, and a clean run.
+    passed = await learner.submit(exercise)
+    assert passed.unlocked == ["first-exercise", "first-try"]
+    kept = await learner.check_consistent()
+    assert (kept.attempts, kept.exercises_completed, kept.first_try_passes) == (1, 1, 1)
+    # The broken run is still practice that day.
+    days = await learner.session.scalar(
+        select(func.count())
+        .select_from(PracticeEntry)
+        .where(PracticeEntry.user_id == learner.user.id)
+    )
+    assert days == 2
+
+
 async def test_the_hook_counts_a_submission_once(learner: Learner, session: AsyncSession) -> None:
     attempt = await learner.solve()
     again = await progress.on_submission_graded(

@@ -181,14 +181,19 @@ async def attempted(
     exercise: Exercise,
     assignment_id: uuid.UUID,
     submission: Submission,
+    tests_ran: bool = True,
 ) -> tuple[Assignment, list[str]]:
     """Count a graded submission as an attempt (a pass completes the assignment); return the
-    assignment and the codes of the achievements the attempt unlocked."""
+    assignment and the codes of the achievements the attempt unlocked.
+
+    A run whose code could not load (`tests_ran` false: a syntax or import error) is recorded
+    but is not an attempt, so it does not cost the learner a first-try pass.
+    """
     now = submission.graded_at or res.clock.now()
     assignment = await repository.lock_assignment(session, assignment_id)
     # One learner's submissions are counted one after another (ratings, streaks, awards).
     await progress.lock_learner(session, user)
-    assignment.attempts += 1
+    assignment.attempts += int(tests_ran)
     if assignment.status == "assigned":
         assignment.status = "in_progress"
         assignment.started_at = submission.created_at
@@ -211,6 +216,7 @@ async def attempted(
         )
     # After the adaptive update, so level and mastery include this attempt.
     unlocked = await progress.on_submission_graded(
-        session, res, user=user, submission=submission, assignment=assignment, exercise=exercise
-    )
+        session, res, user=user, submission=submission, assignment=assignment, exercise=exercise,
+        tests_ran=tests_ran,
+    )  # fmt: skip
     return assignment, unlocked

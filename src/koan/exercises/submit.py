@@ -227,6 +227,7 @@ async def _grade(
                 exercise=exercise,
                 assignment_id=assignment.id,
                 submission=submission,
+                tests_ran=report.tests_ran,
             )
             await repository.forget_old_submissions(
                 session, user.id, exercise.id, keep=res.settings.submission_history

@@ -33,8 +33,11 @@ class DayActivity(Schema):
 
 class ProgressOut(Schema):
     exercises_completed: int = Field(description="Different exercises completed.")
-    attempts: int = Field(description="Graded submissions, passed or not.")
-    first_try_passes: int = Field(description="Exercises whose first graded submission passed.")
+    attempts: int = Field(
+        description="Graded submissions whose tests started, passed or not (code that could "
+        "not load, a syntax or import error, is not an attempt)."
+    )
+    first_try_passes: int = Field(description="Exercises whose first attempt passed.")
     hints_used: int
     current_streak: int = Field(description="Days in a row with a completed exercise.")
     longest_streak: int

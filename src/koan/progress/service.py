@@ -55,8 +55,11 @@ async def on_submission_graded(
     submission: Submission,
     assignment: Assignment,
     exercise: Exercise,
+    tests_ran: bool = True,
 ) -> list[str]:
     """Count a recorded verdict toward progress; return the codes of achievements it unlocked.
+
+    A run that started no test (`tests_ran` false) is logged as practice but is not an attempt.
 
     Call it in the grading transaction, after the verdict and the assignment's new state are
     flushed (and after the adaptive ratings are updated, so level and mastery see this
@@ -96,7 +99,7 @@ async def on_submission_graded(
     session.add(entry)
     await session.flush()
 
-    progress.attempts += 1
+    progress.attempts += int(tests_ran)
     if completed:
         progress.exercises_completed += int(new_exercise)
         progress.first_try_passes += int(entry.attempt == 1)

@@ -40,6 +40,8 @@ class GradeReport:
     stderr: str = ""
     duration_ms: int = 0
     tier: Tier = Tier.NONE
+    # False when the code could not be loaded (a syntax or import error), so no test started.
+    tests_ran: bool = True
 
     @property
     def passed(self) -> int:

@@ -188,4 +188,6 @@ def decide(
         stderr=run.stderr.decode("utf-8", "replace"),
         duration_ms=duration_ms,
         tier=tier,
+        # The harness ends in the import phase when loading the code (or the tests) failed.
+        tests_ran=verdict.end_phase != "import",
     )
