@@ -32,6 +32,7 @@ from koan.progress.router import router as progress_router
 from koan.resources import Resources
 from koan.usage.router import router as usage_router
 from koan.users import service as users_service
+from koan.users.router import admin_router as accounts_router
 from koan.users.router import router as users_router
 from koan.web import mount_web
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     domain_routers = (
         auth_router, users_router, onboarding_router, exercises_router, progress_router,
         chat_router, usage_router, generation_router, classes_router, drafts_router,
+        accounts_router,
     )  # fmt: skip
     # Each straight under the app: FastAPI matches an included router's routes again at
     # every level of nesting, so an /api/v1 router around these doubled the routing work.

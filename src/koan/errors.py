@@ -66,6 +66,10 @@ class CSRFFailed(KoanError, status=403):
     pass
 
 
+class AccountDisabled(KoanError, status=403):
+    pass
+
+
 class NotFound(KoanError, status=404):
     pass
 

@@ -1,9 +1,12 @@
-"""Who may call what: every API route × (anonymous, unverified, learner A, learner B, admin).
+"""Who may call what: every API route × (anonymous, disabled, unverified, learner A, learner B,
+admin).
 
 The routes are enumerated from the app itself, so a route added without an entry in ACCESS
 fails this test: deciding who may call it is part of adding it.
 
 - anonymous: 401 NotAuthenticated everywhere but the public auth routes and health checks;
+- disabled: an account an administrator disabled, holding a token: 401 InvalidToken on the
+  same routes (its session is refused with the account, whatever route it calls);
 - unverified: its own account only; 403 EmailNotVerified on every learning route;
 - learners: never an administrator's route (403 Forbidden); never another learner's data
   (404, exactly as if it did not exist: ids of others' assignments and conversations);
@@ -172,6 +175,10 @@ ACCESS: dict[str, Rule] = {
     "GET /api/v1/admin/usage": Rule(ADM),
     "GET /api/v1/admin/usage/users/{user_id}/budget": Rule(ADM),
     "PUT /api/v1/admin/usage/users/{user_id}/budget": Rule(ADM, {"daily_budget_usd": "1.25"}),
+    # {user_id} here is a bystander's account, so disabling it takes nobody's access away.
+    "GET /api/v1/admin/users": Rule(ADM, query={"q": "example.com"}),
+    "POST /api/v1/admin/users/{user_id}/disable": Rule(ADM),
+    "POST /api/v1/admin/users/{user_id}/enable": Rule(ADM),
 }
 
 
@@ -217,6 +224,8 @@ class World:
     # A learner in A's class, and their conversation about the class's exercise.
     classmate: uuid.UUID
     classmate_conversation: uuid.UUID
+    # An account the administrators' account routes act on.
+    bystander: uuid.UUID
 
     async def headers(self, persona: str) -> dict[str, str]:
         if persona == "anonymous":
@@ -255,7 +264,9 @@ async def _world(client: httpx.AsyncClient, session: AsyncSession, res: Resource
         "learner_a": await create_user(session, res, onboarded=True),
         "learner_b": await create_user(session, res, onboarded=True),
         "admin": await create_user(session, res, onboarded=True, role="admin"),
+        "disabled": await create_user(session, res, onboarded=True),
     }
+    users["disabled"].disabled_at = res.clock.now()
     exercise = await create_exercise(session)
     a = await bearer(session, res, users["learner_a"])
     started = await client.post(f"/api/v1/exercises/{exercise.id}/start", headers=a)
@@ -281,10 +292,11 @@ async def _world(client: httpx.AsyncClient, session: AsyncSession, res: Resource
         "/api/v1/conversations", json={"exercise_id": str(exercise.id)}, headers=c
     )
     assert about.status_code == 201, about.text
+    bystander = await create_user(session, res)
     return World(
         client, session, res, users, exercise.id,
         uuid.UUID(started.json()["id"]), uuid.UUID(conversation.json()["id"]),
-        uuid.UUID(taught.json()["id"]), classmate.id, uuid.UUID(about.json()["id"]),
+        uuid.UUID(taught.json()["id"]), classmate.id, uuid.UUID(about.json()["id"]), bystander.id,
     )  # fmt: skip
 
 
@@ -304,6 +316,8 @@ async def _call(world: World, route: str, persona: str) -> httpx.Response:
     user_id = world.users["learner_a"].id
     if "/learners/{user_id}" in template:
         user_id, conversation = world.classmate, world.classmate_conversation
+    if template.startswith("/api/v1/admin/users/"):
+        user_id = world.bystander
     path = template.format(
         exercise_id=world.exercise_id,
         assignment_id=world.a_assignment,
@@ -330,6 +344,8 @@ def _expectation(rule: Rule, persona: str) -> tuple[int | None, str | None]:
         return None, None
     if persona == "anonymous":
         return 401, "NotAuthenticated"
+    if persona == "disabled":
+        return 401, "InvalidToken"
     if persona == "unverified" and rule.access in (V, ADM):
         return 403, "EmailNotVerified"
     if rule.access is ADM and persona != "admin":
@@ -356,7 +372,7 @@ async def test_each_persona_gets_exactly_the_access_its_role_allows(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources, app: FastAPI
 ) -> None:
     world = await _world(client, session, resources)
-    personas = ["anonymous", "unverified", "learner_a", "learner_b", "admin"]
+    personas = ["anonymous", "disabled", "unverified", "learner_a", "learner_b", "admin"]
     problems: list[str] = []
     for route in api_routes(app):
         rule = ACCESS[route]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import AuthSession, EmailToken, RefreshToken, User
@@ -26,6 +27,8 @@ async def auth_session(session: AsyncSession, session_id: uuid.UUID) -> AuthSess
 # Built once: every authenticated request runs it, and building the expression (and its cache
 # key) costs about as much as SQLAlchemy's compiled-statement cache saves.
 # The unrevoked session with its user; other lookups made on every request extend it.
+# Disabling an account revokes its sessions; the condition on the user is a second lock on
+# that door, checked in the same query (a session opened as the account was being disabled).
 LIVE_SESSION_AND_USER = (
     select(AuthSession, User)
     .join(User, User.id == AuthSession.user_id)
@@ -33,6 +36,7 @@ LIVE_SESSION_AND_USER = (
         AuthSession.id == bindparam("session_id"),
         AuthSession.user_id == bindparam("user_id"),
         AuthSession.revoked_at.is_(None),
+        User.disabled_at.is_(None),
     )
 )
 
@@ -40,8 +44,8 @@ LIVE_SESSION_AND_USER = (
 async def live_session_and_user(
     session: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID
 ) -> tuple[AuthSession, User] | None:
-    """The unrevoked session `session_id` of user `user_id`, with the user: one round trip for
-    what every authenticated request checks."""
+    """The unrevoked session `session_id` of user `user_id`, an account not disabled, with the
+    user: one round trip for what every authenticated request checks."""
     params = {"session_id": session_id, "user_id": user_id}
     row = (await session.execute(LIVE_SESSION_AND_USER, params)).one_or_none()
     return None if row is None else (row[0], row[1])
@@ -68,6 +72,21 @@ async def revoke_sessions(
     if except_session is not None:
         query = query.where(AuthSession.id != except_session)
     await session.execute(query)
+
+
+async def last_seen(
+    session: AsyncSession, user_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, datetime]:
+    """The newest refresh token of each user's sessions (a login issues one, a renewal another)."""
+    if not user_ids:
+        return {}
+    query = (
+        select(AuthSession.user_id, func.max(RefreshToken.created_at))
+        .join(RefreshToken, RefreshToken.session_id == AuthSession.id)
+        .where(AuthSession.user_id.in_(user_ids))
+        .group_by(AuthSession.user_id)
+    )
+    return {user_id: seen for user_id, seen in (await session.execute(query)).all()}
 
 
 async def email_token_by_hash(session: AsyncSession, token_hash: str) -> EmailToken | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koan.auth import repository
 from koan.auth.schemas import LoginInput, RegisterInput
 from koan.errors import (
+    AccountDisabled,
     BadRequest,
     CSRFFailed,
     InvalidCredentials,
@@ -45,6 +48,12 @@ CACHE_DOWN = (RedisError, OSError, TimeoutError)
 
 VERIFY = "verify"
 RESET = "reset"
+# Why an administrator's disabling ended a session (AuthSession.revoked_reason).
+DISABLED = "account_disabled"
+DISABLED_DETAIL = (
+    "This account has been disabled. Ask the administrator of this Koan if you think this "
+    "is a mistake."
+)
 
 
 @dataclass(frozen=True)
@@ -257,6 +266,9 @@ async def login(
         if counters.ceiling is not None:
             await _count(res, "hit", counters.ceiling, ceiling=True)
         raise InvalidCredentials("The email or password is incorrect.")
+    if user.disabled:
+        # Said only to whoever knows the password: nobody else learns the account exists.
+        raise AccountDisabled(DISABLED_DETAIL)
     await res.limiter.clear(counters.client[0], *counters.client[1])
     if res.hasher.needs_rehash(user.password_hash):
         user.password_hash = await res.hasher.hash(data.password)
@@ -323,6 +335,10 @@ async def refresh(
         raise InvalidToken("The refresh token is invalid.")
     auth_session = await repository.auth_session(session, record.session_id)
     if auth_session is None or auth_session.revoked_at is not None:
+        if auth_session is not None and auth_session.revoked_reason == DISABLED:
+            owner = await repository.user_by_id(session, auth_session.user_id)
+            if owner is not None and owner.disabled:
+                raise AccountDisabled(DISABLED_DETAIL)
         raise InvalidToken("This session has ended; log in again.")
     if csrf is not None:
         check_session_csrf(res, auth_session.id, csrf)
@@ -346,6 +362,8 @@ async def refresh(
     user = await repository.user_by_id(session, auth_session.user_id)
     if user is None:
         raise InvalidToken("The refresh token is invalid.")
+    if user.disabled:  # a session opened while the account was being disabled
+        raise AccountDisabled(DISABLED_DETAIL)
     record.spent_at = now
     pair = await _issue_pair(session, res, user, auth_session, now)
     await _remember_rotation(res, token, pair)
@@ -408,6 +426,21 @@ async def logout(session: AsyncSession, res: Resources, auth_session: AuthSessio
     auth_session.revoked_at = res.clock.now()
     auth_session.revoked_reason = "logout"
     await session.flush()
+
+
+async def end_sessions_of_disabled(session: AsyncSession, res: Resources, user: User) -> None:
+    """End every session of an account being disabled, and its outstanding reset links."""
+    now = res.clock.now()
+    await repository.revoke_sessions(session, user.id, now=now, reason=DISABLED)
+    await repository.retire_email_tokens(session, user.id, RESET, now=now)
+
+
+async def last_seen(
+    session: AsyncSession, user_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, datetime]:
+    """When each account last logged in or renewed its session (an active one renews at least
+    every access token's lifetime); accounts never seen are left out."""
+    return await repository.last_seen(session, user_ids)
 
 
 async def logout_all(session: AsyncSession, res: Resources, user: User) -> None:

@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from koan.config import Settings
 
 console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str) -> NoReturn:
+    """Say what went wrong (in red, to stderr) and end with status 1."""
+    err_console.print(message, style="red", markup=False, soft_wrap=True)
+    raise typer.Exit(1)
 
 
 async def with_session(work: Any, *, commit: bool = False) -> Any:
-    """Run `work(session, res)` in one unit of work (committed when `commit`)."""
+    """Run `work(session, res)` in one unit of work (committed when `commit`). A refusal of
+    Koan's (an unknown account, a rule) or a database that cannot be read ends the command
+    with its message and status 1, not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    from koan.errors import KoanError
     from koan.resources import Resources
 
     res = Resources.from_settings(Settings())
@@ -25,6 +38,13 @@ async def with_session(work: Any, *, commit: bool = False) -> Any:
             if commit:
                 await session.commit()
             return result
+    except KoanError as exc:
+        fail(exc.detail)
+    except DBAPIError as exc:
+        fail(
+            f"The database could not be used ({str(exc.orig).strip()}). Check "
+            "KOAN_DATABASE_URL, and that `koan db upgrade` has been run."
+        )
     finally:
         await res.close()
 
@@ -44,8 +64,9 @@ def print_rows(
         return
     table = Table(*columns, title=title)
     for line in rows:
-        table.add_row(*line)
+        # Text, not markup: a learner named "[red]x" is shown as typed.
+        table.add_row(*(Text(cell) for cell in line))
     if footer:
         table.add_section()
-        table.add_row(*footer)
+        table.add_row(*(Text(cell) for cell in footer))
     console.print(table)

@@ -21,6 +21,8 @@ class User(UUIDPrimaryKey, Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16), default="learner")
     email_verified_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set by an administrator: the account cannot log in and its sessions have been ended.
+    disabled_at: Mapped[datetime | None] = mapped_column(default=None)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -33,6 +35,10 @@ class User(UUIDPrimaryKey, Base):
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
 
     @property
     def email_verified(self) -> bool:

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
 
 from koan.auth import service as auth_service
-from koan.auth.deps import CurrentAuth, CurrentUser, VerifiedUser
+from koan.auth.deps import AdminUser, CurrentAuth, CurrentUser, VerifiedUser
 from koan.auth.router import clear_auth_cookies
 from koan.auth.schemas import Message
 from koan.deps import ResourcesDep, SessionDep
 from koan.onboarding import service as onboarding
 from koan.onboarding import service as profiles
 from koan.onboarding.schemas import ProfileOut, ProfileUpdate
-from koan.users import service
-from koan.users.schemas import AccountDeletion, PasswordChange, UserOut, UserUpdate
+from koan.users import admin, service
+from koan.users.schemas import (
+    AccountDeletion,
+    AccountOut,
+    AccountPage,
+    PasswordChange,
+    UserOut,
+    UserUpdate,
+)
 
 router = APIRouter(prefix="/users", tags=["users"])
+admin_router = APIRouter(prefix="/admin/users", tags=["admin"])
 
 
 @router.get("/me", response_model=UserOut)
@@ -72,3 +83,35 @@ async def update_profile(
 ) -> ProfileOut:
     """Change the learner profile after onboarding."""
     return ProfileOut.model_validate(await onboarding.update_profile(session, user, data))
+
+
+@admin_router.get("", response_model=AccountPage)
+async def accounts(
+    admin_user: AdminUser,
+    session: SessionDep,
+    q: Annotated[str | None, Query(max_length=320, description="Part of an email or name.")] = None,
+    role: Literal["learner", "admin"] | None = None,
+    disabled: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> AccountPage:
+    """Accounts, newest first, filtered by a substring of the email or name, role, status."""
+    return await admin.account_page(
+        session, text=q, role=role, disabled=disabled, limit=limit, cursor=cursor
+    )
+
+
+@admin_router.post("/{user_id}/disable", response_model=AccountOut)
+async def disable(
+    user_id: uuid.UUID, admin_user: AdminUser, session: SessionDep, res: ResourcesDep
+) -> AccountOut:
+    """Disable an account: its sessions end at once and it cannot log in (idempotent)."""
+    return await admin.set_disabled(session, res, user_id, True, by=admin_user)
+
+
+@admin_router.post("/{user_id}/enable", response_model=AccountOut)
+async def enable(
+    user_id: uuid.UUID, admin_user: AdminUser, session: SessionDep, res: ResourcesDep
+) -> AccountOut:
+    """Let a disabled account log in again (idempotent)."""
+    return await admin.set_disabled(session, res, user_id, False, by=admin_user)

@@ -42,3 +42,24 @@ class PasswordChange(Input):
 
 class AccountDeletion(Input):
     password: str = Field(min_length=1, max_length=1024)
+
+
+class AccountOut(Schema):
+    """An account as administrators see it."""
+
+    id: uuid.UUID
+    email: str
+    name: str
+    role: str
+    email_verified: bool
+    disabled: bool
+    disabled_at: datetime | None
+    created_at: datetime
+    # The latest login or session renewal (null: never logged in).
+    last_seen_at: datetime | None
+
+
+class AccountPage(Schema):
+    items: list[AccountOut]
+    next_cursor: str | None
+    total: int
