@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,19 +27,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import percentile, write_section  # noqa: E402
 from bench.leak_corpus import KINDS, Mutant, bank, mutants, replies  # noqa: E402
 
+from koan.chat.context import GUARD_LIMITS, GUARD_TRIAL_S  # noqa: E402
 from koan.config import Settings  # noqa: E402
 from koan.exercises.pack import ExerciseSpec  # noqa: E402
 from koan.grading.limits import sandbox_config  # noqa: E402
-from koan.grading.sandbox import Limits, Sandbox  # noqa: E402
+from koan.grading.sandbox import Sandbox  # noqa: E402
 from koan.llm.leak_check import (  # noqa: E402
     Attempt,
     ExerciseSecrets,
-    RunResult,
+    Runner,
     Strictness,
+    Trial,
     check,
 )
-
-GUARD_LIMITS = Limits(cpu_s=1.0, wall_s=2.0)
 
 
 async def graded_mutants(
@@ -67,18 +68,19 @@ async def graded_mutants(
     return kept
 
 
-def runner_for(sandbox: Sandbox, spec: ExerciseSpec):  # type: ignore[no-untyped-def]
-    async def run(code: str) -> RunResult | None:
-        report = await sandbox.grade(
+def runner_for(sandbox: Sandbox, spec: ExerciseSpec) -> Runner:
+    async def run(programs: Sequence[str], failed: frozenset[str] | None) -> Trial | None:
+        report = await sandbox.try_programs(
             language=spec.language,  # type: ignore[arg-type]
-            code=code,
+            programs=programs,
             tests=spec.tests,
+            only=failed,
+            stop="all" if failed is None else "any",
             limits=GUARD_LIMITS,
+            total_wall_s=GUARD_TRIAL_S,
         )
-        return RunResult(
-            frozenset(t.name for t in report.tests if t.status == "passed"),
-            report.status == "passed",
-        )
+        tried = sum(1 for outcome in report.outcomes if outcome.status != "not_run")
+        return Trial(report.stopped_at, tried)
 
     return run
 

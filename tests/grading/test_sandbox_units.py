@@ -17,7 +17,7 @@ from koan.grading.sandbox.pool import SlotPool
 from koan.grading.sandbox.seccomp_filter import SELF_PID_PLACEHOLDER, build_filters
 from koan.grading.sandbox.tiers import candidates
 from koan.grading.sandbox.uids import claim_uids, release_all
-from koan.grading.sandbox.verdict import SetupFailed, decide, parse_verdict
+from koan.grading.sandbox.verdict import SetupFailed, decide, decide_trial, parse_verdict
 from koan.grading.sandbox.zygote import RunResult
 
 NONCE = "n" * 32
@@ -133,6 +133,56 @@ def test_no_tests_is_an_error() -> None:
     report = judged(channel(READY, {"t": "plan", "tests": []}, END))
 
     assert report.status == "error"
+
+
+def trial(verdict: bytes, programs: int = 3, stop: str = "any"):  # type: ignore[no-untyped-def]
+    return decide_trial(
+        RunResult(status=0, verdict=verdict), verdict, NONCE, programs=programs, stop=stop,
+        tier=Tier.FULL, duration_ms=3,
+    )  # fmt: skip
+
+
+def case(index: int, passed: list[str], status: str = "tests") -> dict[str, object]:
+    return {"t": "case", "index": index, "status": status, "plan": ["a", "b"], "passed": passed}
+
+
+def test_a_trial_reports_each_program_and_where_it_stopped() -> None:
+    report = trial(channel(READY, case(0, []), case(1, ["b"]), {"t": "end", "phase": "trial"}))
+
+    assert [o.status for o in report.outcomes] == ["tests", "tests", "not_run"]
+    assert report.outcomes[1].passed == frozenset({"b"})
+    assert report.stopped_at == 1
+
+
+def test_a_trial_stops_reading_at_a_forged_or_misplaced_record() -> None:
+    forged = channel(case(1, ["a", "b"]), nonce="x" * 32)
+    report = trial(channel(READY, case(0, [])) + forged + channel(case(2, ["a"])))
+    assert [o.status for o in report.outcomes] == ["tests", "not_run", "not_run"]
+    assert report.stopped_at is None
+
+    skipped = trial(channel(READY, case(1, ["a"])))
+    assert [o.status for o in skipped.outcomes] == ["not_run"] * 3
+
+
+def test_a_trial_counts_only_planned_tests_and_nothing_from_a_tampered_program() -> None:
+    report = trial(channel(READY, case(0, ["zzz"]), case(1, ["a"], status="tampered")))
+
+    assert report.outcomes[0].passed == frozenset()
+    assert report.outcomes[1].passed == frozenset()
+    assert report.stopped_at is None
+
+
+def test_a_trial_with_stop_all_stops_only_where_everything_passed() -> None:
+    report = trial(channel(READY, case(0, ["a"]), case(1, ["a", "b"])), stop="all")
+
+    assert report.stopped_at == 1
+
+
+def test_a_trial_that_never_got_ready_is_a_sandbox_failure() -> None:
+    with pytest.raises(SetupFailed):
+        trial(b"")
+    with pytest.raises(SetupFailed, match="mount"):
+        trial(channel({"t": "fatal", "message": "mount: EPERM"}))
 
 
 def test_limits_are_capped_and_validated() -> None:

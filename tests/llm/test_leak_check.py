@@ -5,6 +5,7 @@ The suggestions run in Koan's real grading sandbox."""
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 
 import pytest
 
@@ -13,8 +14,8 @@ from koan.llm.leak_check import (
     Attempt,
     ExerciseSecrets,
     Runner,
-    RunResult,
     Strictness,
+    Trial,
     check,
     needs_check,
     regenerate_instruction,
@@ -65,16 +66,20 @@ JS_TESTS = textwrap.dedent(
 
 
 def runner(sandbox: Sandbox, language: str, tests: str, calls: list[str]) -> Runner:
-    async def run(code: str) -> RunResult | None:
-        calls.append(code)
-        report = await sandbox.grade(
+    """The sandbox's trial of candidate programs, as the chat's guard runs it."""
+
+    async def run(programs: Sequence[str], failed: frozenset[str] | None) -> Trial | None:
+        calls.extend(programs)
+        report = await sandbox.try_programs(
             language=language,  # type: ignore[arg-type]
-            code=code,
+            programs=programs,
             tests=tests,
-            limits=Limits(cpu_s=1.0, wall_s=2.0),
+            only=failed,
+            stop="all" if failed is None else "any",
+            limits=Limits(cpu_s=1.0, wall_s=1.0),
         )
-        passed = frozenset(t.name for t in report.tests if t.status == "passed")
-        return RunResult(passed, report.status == "passed")
+        tried = sum(1 for outcome in report.outcomes if outcome.status != "not_run")
+        return Trial(report.stopped_at, tried)
 
     return run
 

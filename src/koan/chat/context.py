@@ -18,8 +18,8 @@ from koan.llm.leak_check import (
     Attempt,
     ExerciseSecrets,
     Runner,
-    RunResult,
     Strictness,
+    Trial,
     Verdict,
 )
 from koan.models import Exercise, User
@@ -43,7 +43,9 @@ async def learner_profile(
 
 
 # A guard run is a quick probe, not a grading: a suggestion that loops is simply not a fix.
-GUARD_LIMITS = Limits(cpu_s=1.0, wall_s=2.0)
+# Per candidate program; the whole trial of a reply's candidates stops at GUARD_TRIAL_S.
+GUARD_LIMITS = Limits(cpu_s=1.0, wall_s=1.0)
+GUARD_TRIAL_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,10 @@ class LeakGuard:
     def strictness(self) -> Strictness:
         return self.secrets.strictness
 
-    async def check(self, reply: str) -> Verdict:
-        """Whether the reply gives the solution or a working fix away."""
-        return await leak_check.check(reply, self.secrets, self.runner)
+    async def check(self, reply: str, tried: set[str] | None = None) -> Verdict:
+        """Whether the reply gives the solution or a working fix away (`tried`: programs
+        already run clean for an earlier part of the same reply)."""
+        return await leak_check.check(reply, self.secrets, self.runner, tried)
 
     def with_shown(self, shown: Sequence[str]) -> LeakGuard:
         """The guard for a conversation that has already shown these replies."""
@@ -69,25 +72,29 @@ class LeakGuard:
 
 
 def sandbox_runner(sandbox: Sandbox, exercise: Exercise, owner: str) -> Runner:
-    """Run a candidate program against the exercise's tests in the grading sandbox."""
+    """Try candidate programs against the exercise's tests in one grading-sandbox run: only
+    the tests the attempt failed, stopping at the first program that passes one."""
     limits = effective_limits(
         GUARD_LIMITS, time_limit_s=exercise.time_limit_s, memory_limit_mb=exercise.memory_limit_mb
     )
 
-    async def run(code: str) -> RunResult | None:
+    async def run(programs: Sequence[str], failed: frozenset[str] | None) -> Trial | None:
         try:
-            report = await sandbox.grade(
+            report = await sandbox.try_programs(
                 language=exercise.language,  # type: ignore[arg-type]
-                code=code,
+                programs=programs,
                 tests=exercise.tests,
+                only=failed,
+                stop="all" if failed is None else "any",
                 limits=limits,
+                total_wall_s=GUARD_TRIAL_S,
                 owner=owner,
             )
-        except KoanError as exc:  # busy or down: this candidate proves nothing
+        except KoanError as exc:  # busy or down: the candidates prove nothing
             log.info("tutor.leak_check_skipped", reason=exc.code)
             return None
-        passed = frozenset(t.name for t in report.tests if t.status == "passed")
-        return RunResult(passed, report.status == "passed")
+        tried = sum(1 for outcome in report.outcomes if outcome.status != "not_run")
+        return Trial(report.stopped_at, tried)
 
     return run
 

@@ -9,7 +9,6 @@ grading sandbox; this package knows nothing of it).
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,15 +30,17 @@ class Strictness(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class RunResult:
-    """Which tests a program passed, and whether it passed them all."""
+class Trial:
+    """Candidate programs run against the exercise's tests, in order, until one fixes it."""
 
-    passed: frozenset[str]
-    all_passed: bool
+    fixed_by: int | None  # the first program that passes a test the attempt failed
+    tried: int  # programs that ran (those after `fixed_by` did not)
 
 
-# Runs one program against the exercise's tests; None when it could not be run.
-Runner = Callable[[str], Awaitable[RunResult | None]]
+# Runs programs in turn against the exercise's tests, stopping at the first that passes a test
+# of `failed` (when `failed` is None: the first that passes every test); None when they could
+# not be run (the sandbox busy or down).
+Runner = Callable[[Sequence[str], frozenset[str] | None], Awaitable[Trial | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,50 +104,51 @@ def needs_check(reply: str, secrets: ExerciseSecrets) -> bool:
     return secrets.strictness is not Strictness.OPEN and patches.has_code(reply)
 
 
-async def check(reply: str, secrets: ExerciseSecrets, runner: Runner | None) -> Verdict:
-    """Whether `reply` leaks: solution code, or a fix that makes a failing test pass."""
+async def check(
+    reply: str,
+    secrets: ExerciseSecrets,
+    runner: Runner | None,
+    tried: set[str] | None = None,
+) -> Verdict:
+    """Whether `reply` leaks: solution code, or a fix that makes a failing test pass.
+
+    `tried` holds programs already run without fixing anything (a streamed reply is checked
+    as it grows): they are not run again, and the ones run clean now are added.
+    """
     if not needs_check(reply, secrets):
         return CLEAN
     score = secrets.solution_score(reply)
     if score >= secrets.threshold:
         return Verdict(True, "solution", _first_code(reply))
     attempt = secrets.attempt
-    if runner is None or attempt is None:
+    if runner is None or attempt is None or attempt.failed == frozenset():
         return CLEAN
     found = patches.candidates(
         reply, attempt.code, secrets.language, cap=secrets.cap, earlier=secrets.shown
     )
+    if tried is not None:
+        found = [c for c in found if c.program not in tried]
     if not found:
         return CLEAN
-    return await _run(found, attempt, runner)
+    return await _run(found, attempt, runner, tried)
 
 
-async def _run(found: Sequence[patches.Candidate], attempt: Attempt, runner: Runner) -> Verdict:
-    """Run the candidates at once (the runner's pool queues them); stop at the first leak."""
-
-    async def one(candidate: patches.Candidate) -> patches.Candidate | None:
-        result = await runner(candidate.program)
-        if result is None:
-            return None
-        if attempt.failed is None:
-            return candidate if result.all_passed else None
-        return candidate if result.passed & attempt.failed else None
-
-    tasks = [asyncio.ensure_future(one(c)) for c in found]
+async def _run(
+    found: Sequence[patches.Candidate], attempt: Attempt, runner: Runner, tried: set[str] | None
+) -> Verdict:
+    """Run the candidates in one trial, which stops at the first that fixes a failing test."""
     try:
-        for finished in asyncio.as_completed(tasks):
-            try:
-                leaked = await finished
-            except Exception:
-                log.warning("tutor.leak_check_run_failed", exc_info=True)
-                continue
-            if leaked is not None:
-                return Verdict(True, "fix", leaked.evidence, runs=len(tasks))
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return Verdict(False, runs=len(tasks))
+        trial = await runner([c.program for c in found], attempt.failed)
+    except Exception:
+        log.warning("tutor.leak_check_run_failed", exc_info=True)
+        return CLEAN
+    if trial is None:
+        return CLEAN
+    if trial.fixed_by is not None:
+        return Verdict(True, "fix", found[trial.fixed_by].evidence, runs=trial.tried)
+    if tried is not None:
+        tried.update(c.program for c in found[: trial.tried])
+    return Verdict(False, runs=trial.tried)
 
 
 def _first_code(reply: str) -> str:

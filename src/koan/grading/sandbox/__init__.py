@@ -6,7 +6,7 @@ See docs/sandbox.md for the isolation tiers, the verdict channel and the measure
 from koan.grading.sandbox.config import SandboxConfig
 from koan.grading.sandbox.errors import SandboxUnavailable
 from koan.grading.sandbox.limits import Language, Limits
-from koan.grading.sandbox.report import GradeReport, TestOutcome, Tier
+from koan.grading.sandbox.report import GradeReport, ProgramOutcome, TestOutcome, Tier, TrialReport
 from koan.grading.sandbox.sandbox import Sandbox
 from koan.grading.sandbox.sync import GradeJob, SyncSandbox, grade_sync
 from koan.grading.sandbox.tiers import probe_tier
@@ -16,12 +16,14 @@ __all__ = [
     "GradeReport",
     "Language",
     "Limits",
+    "ProgramOutcome",
     "Sandbox",
     "SandboxConfig",
     "SandboxUnavailable",
     "SyncSandbox",
     "TestOutcome",
     "Tier",
+    "TrialReport",
     "grade_sync",
     "probe_tier",
 ]

@@ -52,3 +52,30 @@ class GradeReport:
     def total(self) -> int:
         """How many tests the exercise has (as far as the run got to know them)."""
         return len(self.tests)
+
+
+CaseStatus = Literal["tests", "import", "timeout", "error", "tampered", "not_run"]
+
+
+@dataclass(frozen=True)
+class ProgramOutcome:
+    """What one program of a trial did: how it ended, the tests it ran and those it passed.
+
+    `tests`: every test it was to run reported; `import`: it did not load; `timeout`: it ran
+    past its deadline; `error`: it stopped some other way; `tampered`: its records were forged
+    or cut off (nothing it passed counts); `not_run`: the trial ended before its turn.
+    """
+
+    status: CaseStatus
+    planned: tuple[str, ...] = ()
+    passed: frozenset[str] = frozenset()
+
+
+@dataclass
+class TrialReport:
+    """Programs tried in turn against the same tests (`Sandbox.try_programs`)."""
+
+    outcomes: list[ProgramOutcome]
+    stopped_at: int | None = None  # the program that met the stop rule, if one did
+    duration_ms: int = 0
+    tier: Tier = Tier.NONE

@@ -8,6 +8,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import get_args
@@ -18,14 +19,14 @@ from koan.errors import BadRequest, PayloadTooLarge
 from koan.grading.sandbox.config import SandboxConfig
 from koan.grading.sandbox.errors import SandboxUnavailable
 from koan.grading.sandbox.features import Features
-from koan.grading.sandbox.jobs import build_job
+from koan.grading.sandbox.jobs import StopRule, build_job, build_trial_job
 from koan.grading.sandbox.limits import Language, Limits
 from koan.grading.sandbox.pool import SlotPool
-from koan.grading.sandbox.report import GradeReport, Tier
+from koan.grading.sandbox.report import GradeReport, Tier, TrialReport
 from koan.grading.sandbox.seccomp_filter import FilterSet, build_filters
 from koan.grading.sandbox.tiers import probe_features
 from koan.grading.sandbox.uids import UidClaim, claim_uids, release_all
-from koan.grading.sandbox.verdict import SetupFailed, decide, parse_verdict
+from koan.grading.sandbox.verdict import SetupFailed, decide, decide_trial, parse_verdict
 from koan.grading.sandbox.zygote import RunResult, Zygote, ZygoteLost
 
 log = structlog.get_logger(__name__)
@@ -156,6 +157,17 @@ class Sandbox:
         """How many jobs may wait before the next is refused (sized from throughput)."""
         return 0 if self._pool is None else self._pool.capacity()
 
+    def _check_job(self, language: str, sources: Sequence[tuple[str, str]]) -> None:
+        if self._pool is None:
+            raise SandboxUnavailable("The grader is not running.")
+        if language not in get_args(Language):
+            raise BadRequest(f"Unsupported language: {language!r}.")
+        if language == "javascript" and not os.access(self.config.node, os.X_OK):
+            raise SandboxUnavailable(f"JavaScript grading needs node at {self.config.node}.")
+        for name, text in sources:
+            if len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+                raise PayloadTooLarge(f"The {name} is larger than {MAX_SOURCE_BYTES} bytes.")
+
     async def grade(
         self,
         *,
@@ -170,15 +182,8 @@ class Sandbox:
         `owner` (the submitting learner) makes the queue fair: waiting jobs are served
         round-robin by owner. Jobs without one are each served as their own owner.
         """
-        if self._pool is None:
-            raise SandboxUnavailable("The grader is not running.")
-        if language not in get_args(Language):
-            raise BadRequest(f"Unsupported language: {language!r}.")
-        if language == "javascript" and not os.access(self.config.node, os.X_OK):
-            raise SandboxUnavailable(f"JavaScript grading needs node at {self.config.node}.")
-        for name, text in (("code", code), ("tests", tests)):
-            if len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
-                raise PayloadTooLarge(f"The {name} is larger than {MAX_SOURCE_BYTES} bytes.")
+        self._check_job(language, (("code", code), ("tests", tests)))
+        assert self._pool is not None
         effective = (limits or self.config.default_limits).capped(self.config.max_limits)
         nonce = secrets.token_hex(16)
         job = build_job(
@@ -203,6 +208,70 @@ class Sandbox:
                 tier=self.tier,
                 duration_ms=duration_ms,
             )
+        except SetupFailed as exc:
+            log.error("sandbox.setup_failed", error=str(exc), language=language)
+            raise SandboxUnavailable(f"The grader failed to start the run: {exc}") from exc
+
+    async def try_programs(
+        self,
+        *,
+        language: Language,
+        programs: Sequence[str],
+        tests: str,
+        only: Collection[str] | None = None,
+        stop: StopRule = "never",
+        limits: Limits | None = None,
+        total_wall_s: float | None = None,
+        owner: str | None = None,
+    ) -> TrialReport:
+        """Try several programs against the same tests in one run, one after another.
+
+        Each program runs as isolated as a graded submission (Python: a locked-down child of
+        its own; JavaScript: the run's one node process, every call under a deadline) within
+        `limits`' CPU and wall time; `only` names the tests to run (all when None). With
+        `stop` "any" the run ends at the first program that passes one of them, with "all" at
+        the first that passes all of them. `total_wall_s` bounds the whole run (default: every
+        program's wall time); programs it leaves no time for are reported `not_run`.
+        """
+        if not programs:
+            return TrialReport([], tier=self.tier)
+        self._check_job(
+            language, [("tests", tests), *(("program", program) for program in programs)]
+        )
+        assert self._pool is not None
+        per_program = (limits or self.config.default_limits).capped(self.config.max_limits)
+        caps = self.config.max_limits
+        whole = total_wall_s if total_wall_s is not None else per_program.wall_s * len(programs)
+        # One process may run them all (JavaScript): its CPU limit covers every program.
+        run_limits = Limits(
+            cpu_s=min(per_program.cpu_s * len(programs), caps.cpu_s),
+            wall_s=min(whole, caps.wall_s),
+            memory_mb=per_program.memory_mb,
+            output_bytes=per_program.output_bytes,
+            disk_mb=per_program.disk_mb,
+        )
+        nonce = secrets.token_hex(16)
+        job = build_trial_job(
+            nonce=nonce,
+            language=language,
+            programs=programs,
+            tests=tests,
+            only=only,
+            stop=stop,
+            limits=run_limits,
+            case_wall_s=per_program.wall_s,
+            js_memory_mb=self.config.js_memory_mb,
+            native=self.config.python_native,
+        )
+        async with self._pool.acquire(owner) as slot:
+            started = time.perf_counter()
+            run = await self._run_in(slot, job, run_limits, nonce)
+            duration_ms = round((time.perf_counter() - started) * 1000)
+        try:
+            return decide_trial(
+                run, run.verdict, nonce, programs=len(programs), stop=stop, tier=self.tier,
+                duration_ms=duration_ms,
+            )  # fmt: skip
         except SetupFailed as exc:
             log.error("sandbox.setup_failed", error=str(exc), language=language)
             raise SandboxUnavailable(f"The grader failed to start the run: {exc}") from exc

@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from koan.grading.sandbox.limits import Language, Limits, cpu_rlimit
-from koan.grading.sandbox.report import GradeReport, RunStatus, TestOutcome, TestStatus, Tier
+from koan.grading.sandbox.report import (
+    CaseStatus,
+    GradeReport,
+    ProgramOutcome,
+    RunStatus,
+    TestOutcome,
+    TestStatus,
+    Tier,
+    TrialReport,
+)
 from koan.grading.sandbox.zygote import RunResult
 
 JS_OUT_OF_MEMORY = (
@@ -191,3 +200,82 @@ def decide(
         # The harness ends in the import phase when loading the code (or the tests) failed.
         tests_ran=verdict.end_phase != "import",
     )
+
+
+_CASE_STATUSES: frozenset[str] = frozenset({"tests", "import", "timeout", "error", "tampered"})
+
+
+def decide_trial(
+    run: RunResult, data: bytes, nonce: str, *, programs: int, stop: str, tier: Tier,
+    duration_ms: int,
+) -> TrialReport:  # fmt: skip
+    """The outcome of each program of a trial; SetupFailed if the run never started.
+
+    Programs the run did not report on (it stopped at a limit, or met the stop rule before
+    their turn) are `not_run`. A forged or out-of-order record ends the reading there: what
+    came before it stands, nothing after it counts.
+    """
+    prefix = nonce.encode() + b" "
+    ready = False
+    outcomes: list[ProgramOutcome] = []
+    lines = data.split(b"\n")
+    lines.pop()  # empty after the last record, or a record cut off
+    for line in lines:
+        record = _record(line, prefix)
+        if record is None:
+            break
+        kind = record.get("t")
+        if kind == "ready":
+            ready = True
+        elif kind == "fatal":
+            raise SetupFailed(str(record.get("message", "unknown failure")))
+        elif kind == "case" and ready and _index(record) == len(outcomes) < programs:
+            outcomes.append(_outcome(record))
+        else:  # the end, or a record out of place
+            break
+    if not ready:
+        if run.status is None:
+            raise SetupFailed("the sandbox launcher stopped during the run")
+        raise SetupFailed(
+            "the trial stopped before any program started: "
+            + run.stderr.decode("utf-8", "replace")[-500:]
+        )
+    stopped_at = None
+    if outcomes:
+        last = outcomes[-1]
+        met = (stop == "any" and bool(last.passed)) or (
+            stop == "all" and last.status == "tests" and bool(last.planned)
+            and last.passed == frozenset(last.planned)
+        )  # fmt: skip
+        stopped_at = len(outcomes) - 1 if met else None
+    outcomes += [ProgramOutcome("not_run")] * (programs - len(outcomes))
+    return TrialReport(outcomes, stopped_at=stopped_at, duration_ms=duration_ms, tier=tier)
+
+
+def _record(line: bytes, prefix: bytes) -> dict[str, Any] | None:
+    if not line.startswith(prefix):
+        return None
+    try:
+        record = json.loads(line[len(prefix) :])
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _index(record: dict[str, Any]) -> int:
+    try:
+        return int(record.get("index", -1))
+    except (TypeError, ValueError):
+        return -1
+
+
+def _outcome(record: dict[str, Any]) -> ProgramOutcome:
+    raw = str(record.get("status", "error"))
+    status: CaseStatus = raw if raw in _CASE_STATUSES else "error"  # type: ignore[assignment]
+    planned = record.get("plan")
+    passed = record.get("passed")
+    planned_names = tuple(str(n) for n in planned) if isinstance(planned, list) else ()
+    passed_names = frozenset(str(n) for n in passed) if isinstance(passed, list) else frozenset()
+    if status == "tampered":
+        passed_names = frozenset()
+    return ProgramOutcome(status, planned_names, passed_names & frozenset(planned_names))

@@ -14,6 +14,12 @@
 // `then` planted on a prototype takes part. The modules that read the heap (the nonce is on
 // it) or reach V8's internals (`v8`, `inspector`, `process.binding`) are not loadable.
 //
+// A trial (the job has `programs` instead of `code`: the tutor's guard trying the fixes a reply
+// suggests) loads each program in turn in this process and runs the tests against it, each
+// call under a deadline, and reports one `case` record per program. The programs share this
+// realm, so one could change what a later one sees; that can only make the trial's answer
+// wrong, never reach beyond the run.
+//
 // Started as: node -e <this file> <job fd> <verdict fd> <work dir>
 (() => {
   const fs = require('node:fs');
@@ -36,7 +42,17 @@
   const ArrayPrototypeIncludes = Array.prototype.includes;
   const StringPrototypeReplace = String.prototype.replace;
   const setImmediateCaptured = setImmediate;
+  const setTimeoutCaptured = setTimeout;
+  const clearTimeoutCaptured = clearTimeout;
+  const DateNow = Date.now;
+  const MathRandom = Math.random;
+  const MathFloor = Math.floor;
+  const MathMax = Math.max;
   const writeSync = fs.writeSync;
+  const writeFileSync = fs.writeFileSync;
+  const mkdirSync = fs.mkdirSync;
+  const vm = require('node:vm');
+  const ScriptRunInContext = vm.Script.prototype.runInContext;
   const stringify = JSON.stringify;
   const bufferFrom = Buffer.from.bind(Buffer);
   const inspect = util.inspect;
@@ -151,7 +167,7 @@
   }
   ObjectFreeze(assert);
 
-  const tests = [];
+  let tests = [];
   let collecting = false;
   function test(name, fn) {
     if (!collecting) throw new Error('test() must be called while the tests file loads');
@@ -186,8 +202,14 @@
   processOn('unhandledRejection', (error) => {
     if (current) current(classify(error));
   });
+  let trialExit = null; // in a trial: reports the program that was running
   processOn('exit', () => {
     if (finished) return;
+    if (trialExit !== null) {
+      finished = true;
+      trialExit();
+      return;
+    }
     // The event loop emptied while a test waited on a promise that never settles, or the code
     // called process.exit(): the remaining tests did not finish.
     finished = true;
@@ -198,6 +220,47 @@
 
   const solutionPath = join(workdir, 'solution.js');
   const testsPath = join(workdir, 'tests.js');
+  let testsWrapper = null;
+  let testsCompileError = null;
+  try {
+    testsWrapper = vm.runInThisContext(
+      // Strict, so the solution cannot reach a test function through `add.caller`.
+      '(function (exports, require, module, __filename, __dirname) {"use strict";' + testsSource + '\n})',
+      { filename: testsPath, lineOffset: 0 },
+    );
+  } catch (error) {
+    testsCompileError = error;
+  }
+
+  // The tests get their own require: the frozen assert and the solution's exports as the
+  // harness saw them, whatever the solution did to the module loader since.
+  function loadTests(solution, solutionFile, call) {
+    if (testsCompileError !== null) throw testsCompileError;
+    const testsModule = new Module(testsPath, null);
+    testsModule.filename = testsPath;
+    testsModule.paths = [workdir];
+    function testsRequire(request) {
+      const name = StringCtor(request);
+      if (ReflectApply(ArrayPrototypeIncludes, ASSERT_NAMES, [name])) {
+        return ReflectApply(ArrayPrototypeIncludes, STRICT_NAMES, [name]) ? assert.strict : assert;
+      }
+      if (name === './solution.js' || name === './solution' || name === solutionFile) return solution;
+      return ReflectApply(load, Module, [name, testsModule, false]);
+    }
+    tests = [];
+    collecting = true;
+    try {
+      call(() => ReflectApply(testsWrapper, testsModule.exports, [testsModule.exports, testsRequire, testsModule, testsPath, workdir]));
+    } finally {
+      collecting = false;
+    }
+  }
+
+  if (ArrayIsArray(job.programs)) {
+    trial();
+    return;
+  }
+
   let importError = null;
   let solution = {};
   try {
@@ -205,33 +268,11 @@
   } catch (error) {
     importError = error;
   }
-
-  // The tests get their own require: the frozen assert and the solution's exports as the
-  // harness saw them, whatever the solution did to the module loader since.
-  const testsModule = new Module(testsPath, null);
-  testsModule.filename = testsPath;
-  testsModule.paths = [workdir];
-  function testsRequire(request) {
-    const name = StringCtor(request);
-    if (ReflectApply(ArrayPrototypeIncludes, ASSERT_NAMES, [name])) {
-      return ReflectApply(ArrayPrototypeIncludes, STRICT_NAMES, [name]) ? assert.strict : assert;
-    }
-    if (name === './solution.js' || name === './solution' || name === solutionPath) return solution;
-    return ReflectApply(load, Module, [name, testsModule, false]);
-  }
-  collecting = true;
   try {
-    const vm = require('node:vm');
-    const wrapper = vm.runInThisContext(
-      // Strict, so the solution cannot reach a test function through `add.caller`.
-      '(function (exports, require, module, __filename, __dirname) {"use strict";' + testsSource + '\n})',
-      { filename: testsPath, lineOffset: 0 },
-    );
-    ReflectApply(wrapper, testsModule.exports, [testsModule.exports, testsRequire, testsModule, testsPath, workdir]);
+    loadTests(solution, solutionPath, (run) => run());
   } catch (error) {
     importError = importError || error;
   }
-  collecting = false;
 
   const names = [];
   for (let i = 0; i < tests.length; i += 1) ObjectDefineProperty(names, i, { value: tests[i].name, enumerable: true });
@@ -292,4 +333,154 @@
     });
   }
   step();
+
+  // Appends without Array.prototype.push or an index setter a program may have planted.
+  function append(list, value) {
+    ObjectDefineProperty(list, list.length, { value, writable: true, enumerable: true, configurable: true });
+  }
+
+  function trial() {
+    const programs = [];
+    for (let i = 0; i < job.programs.length; i += 1) append(programs, StringCtor(job.programs[i]));
+    let only = null;
+    if (ArrayIsArray(job.only)) {
+      only = [];
+      for (let i = 0; i < job.only.length; i += 1) append(only, StringCtor(job.only[i]));
+    }
+    const stop = StringCtor(job.stop || 'never');
+    // A program that calls process.exit() ends itself, not the trial (the harness ends it
+    // with the `exit` it took at the start).
+    ObjectDefineProperty(process, 'exit', {
+      value: function exitProgram() {
+        throw new Error('process.exit() was called');
+      },
+      writable: false,
+      configurable: false,
+    });
+    const caseMs = MathMax(1, MathFloor(Number(job.case_wall_s) * 1000) || 2000);
+    // Each call into a program runs from a script with a deadline: V8 stops a loop that
+    // overruns it, whatever the program catches.
+    const caller = new vm.Script('"use strict"; call();', { filename: 'koan-trial.js' });
+    const box = vm.createContext({ call: null });
+    function timed(fn, ms) {
+      box.call = fn;
+      try {
+        return ReflectApply(ScriptRunInContext, caller, [box, { __proto__: null, timeout: MathMax(1, MathFloor(ms)), displayErrors: false, breakOnSigint: false }]);
+      } finally {
+        box.call = null;
+      }
+    }
+
+    let index = 0;
+    let running = null; // { index, plan, passed } of the program being tried
+
+    function report(status) {
+      const state = running;
+      running = null;
+      emit(['t', 'case', 'index', state.index, 'status', status, 'plan', state.plan, 'passed', state.passed]);
+      return state;
+    }
+
+    function end() {
+      finished = true;
+      trialExit = null;
+      emit(['t', 'end', 'phase', 'trial']);
+      exit(0);
+    }
+
+    trialExit = () => {
+      // A program called process.exit(): what it passed so far still counts.
+      if (running !== null) report('error');
+      emit(['t', 'end', 'phase', 'trial']);
+    };
+
+    function nextProgram() {
+      if (index >= programs.length) {
+        end();
+        return;
+      }
+      const k = index;
+      index += 1;
+      running = { __proto__: null, index: k, plan: [], passed: [] };
+      const deadline = DateNow() + caseMs;
+      const dir = join(workdir, 'case-' + k + '-' + ReflectApply(StringPrototypeSlice, StringCtor(MathRandom()), [2]));
+      const file = join(dir, 'solution.js');
+      let failure = null;
+      try {
+        mkdirSync(dir, 0o700);
+        writeFileSync(file, programs[k]);
+        const solution = timed(() => ReflectApply(load, Module, [file, null, false]), caseMs);
+        loadTests(solution, file, (run) => timed(run, deadline - DateNow()));
+      } catch (error) {
+        failure = error;
+      }
+      const selected = [];
+      for (let i = 0; i < tests.length; i += 1) {
+        if (only === null || ReflectApply(ArrayPrototypeIncludes, only, [tests[i].name])) append(selected, tests[i]);
+      }
+      for (let i = 0; i < selected.length; i += 1) append(running.plan, selected[i].name);
+      if (failure !== null) {
+        finish(report('import'));
+        return;
+      }
+      let t = 0;
+      function stepCase() {
+        if (t >= selected.length) {
+          finish(report('tests'));
+          return;
+        }
+        const remaining = deadline - DateNow();
+        if (remaining <= 0) {
+          finish(report('timeout'));
+          return;
+        }
+        const entry = selected[t];
+        t += 1;
+        runTimed(entry, remaining, (outcome) => {
+          if (running === null) return;
+          if (outcome.status === 'passed') append(running.passed, entry.name);
+          setImmediateCaptured(stepCase);
+        });
+      }
+      stepCase();
+    }
+
+    function runTimed(entry, remaining, done) {
+      let settled = false;
+      let timer = null;
+      const settle = (outcome) => {
+        if (settled) return;
+        settled = true;
+        current = null;
+        if (timer !== null) clearTimeoutCaptured(timer);
+        done(outcome);
+      };
+      current = settle;
+      try {
+        const value = timed(entry.fn, remaining);
+        if (isPromise(value)) {
+          timer = setTimeoutCaptured(() => settle(result('error', 'the test did not finish in time')), remaining);
+          ReflectApply(PromisePrototypeThen, value, [
+            () => settle(result('passed', '')),
+            (error) => settle(classify(error)),
+          ]);
+        } else {
+          settle(result('passed', ''));
+        }
+      } catch (error) {
+        settle(classify(error));
+      }
+    }
+
+    function finish(state) {
+      const passedAll = state.plan.length > 0 && state.passed.length === state.plan.length;
+      if ((stop === 'any' && state.passed.length > 0) || (stop === 'all' && passedAll)) {
+        end();
+        return;
+      }
+      setImmediateCaptured(nextProgram);
+    }
+
+    nextProgram();
+  }
 })();

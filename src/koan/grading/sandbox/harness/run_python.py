@@ -43,7 +43,20 @@ def run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
     The work is done by copies of this module's functions whose globals (and builtins) are a
     private snapshot: the solution can reach this module's own namespace (through a class's
     methods, from object.__subclasses__()), but changing it changes nothing that runs here.
+
+    A job with `programs` instead of `code` is a trial (the tutor's guard trying the fixes a
+    reply suggests): each program in turn, see `_trial`.
     """
+    snapshot = _snapshot()
+    tests = snapshot["_compile"](job, workdir)
+    native = bool(job.get("native"))
+    if "programs" in job:
+        snapshot["_trial"](tests, job, emit, workdir, native)
+    snapshot["_run"](tests, str(job["code"]), emit, workdir, native)
+    os._exit(0)
+
+
+def _snapshot() -> dict[str, Any]:
     snapshot = dict(globals())
     snapshot["__builtins__"] = dict(vars(builtins))
     # Fresh state the audit hook trusts, not the module's own (which the solution can reach).
@@ -53,19 +66,15 @@ def run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
             snapshot[name] = types.FunctionType(
                 value.__code__, snapshot, value.__name__, value.__defaults__, value.__closure__
             )
-    snapshot["_run"](job, emit, workdir)
-    os._exit(0)
+    return snapshot
 
 
-def _run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
-    # Fresh line-buffered streams: prints made just before a timeout still reach the learner.
-    sys.stdout = _text_stream(1, "w")
-    sys.stderr = _text_stream(2, "w")
-    sys.stdin = _text_stream(0, "r")
-    sys.argv = ["solution.py"]
-    sys.dont_write_bytecode = True
-    sys.path[:] = [workdir] + [p for p in sys.path if p.startswith("/usr/")]
+# The tests as compiled for a run: (test names, code or None when they do not parse, the
+# syntax error's description, the tests' path).
+CompiledTests = tuple[list[str], types.CodeType | None, str, str]
 
+
+def _compile(job: dict[str, Any], workdir: str) -> CompiledTests:
     source = str(job["tests"])
     tests_path = os.path.join(workdir, "tests.py")
     # The tests are not on disk (hidden tests stay hidden): tracebacks read their lines here.
@@ -74,25 +83,47 @@ def _run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
     try:
         tree = ast.parse(source, tests_path)
     except SyntaxError as exc:
+        return [], None, describe(exc), tests_path
+    names = discover(tree)
+    only = job.get("only")
+    if only is not None:
+        # A trial runs only the tests it asks about (the ones a learner's attempt failed).
+        wanted = {str(name) for name in only}
+        names = [name for name in names if name in wanted]
+    return names, compile_tests(tree, source, tests_path), "", tests_path
+
+
+def _process(workdir: str) -> None:
+    # Fresh line-buffered streams: prints made just before a timeout still reach the learner.
+    sys.stdout = _text_stream(1, "w")
+    sys.stderr = _text_stream(2, "w")
+    sys.stdin = _text_stream(0, "r")
+    sys.argv = ["solution.py"]
+    sys.dont_write_bytecode = True
+    sys.path[:] = [workdir] + [p for p in sys.path if p.startswith("/usr/")]
+
+
+def _run(tests: CompiledTests, solution: str, emit: Emit, workdir: str, native: bool) -> NoReturn:
+    _process(workdir)
+    names, code, broken, tests_path = tests
+    if code is None:
         # A broken exercise, not a broken submission: still a clean error for the author.
         emit({"t": "plan", "tests": ["tests.py"]})
-        emit({"t": "test", "name": "tests.py", "status": "error", "message": describe(exc)})
+        emit({"t": "test", "name": "tests.py", "status": "error", "message": broken})
         finish(emit, "import")
-    names = discover(tree)
     emit({"t": "plan", "tests": names})
 
     failure: BaseException | None = None
     namespace: dict[str, Any] = {}
-    code = compile_tests(tree, source, tests_path)
     module = types.ModuleType("tests")
     module.__file__ = tests_path
     namespace = module.__dict__
     # Builtins of their own: the solution replacing builtins.all or .len does not reach them.
     namespace["__builtins__"] = dict(vars(builtins))
-    guard = seal(native=bool(job.get("native")))
+    guard = seal(native=native)
     try:
         guard[0] = True  # from here on, the learner's code may be running
-        load_solution(str(job["code"]), os.path.join(workdir, "solution.py"))
+        load_solution(solution, os.path.join(workdir, "solution.py"))
         exec(code, namespace)
     except BaseException as exc:  # noqa: B036 - SystemExit at import is the submission's error too
         failure = exc
@@ -113,6 +144,100 @@ def _run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
             continue
         emit(run_one(name, isolated(function, namespace, snapshot)))
     finish(emit, "tests")
+
+
+class _Deadline(BaseException):
+    """A trial's program ran past its time."""
+
+
+def _trial(
+    tests: CompiledTests, job: dict[str, Any], emit: Emit, workdir: str, native: bool
+) -> NoReturn:
+    """Try each program in turn against the (selected) tests; one `case` record for each.
+
+    The programs run one after another in this one locked-down process, as a graded
+    submission does: each in a fresh `solution` module and a fresh tests namespace, both with
+    builtins copied before the first program ran, and under a deadline of its own (an alarm,
+    armed only while the program's code runs). One program could still change shared state a
+    later one sees (a standard module, the alarm's handler); that can only make the trial's
+    answer wrong, never reach beyond the run. With stop "any" the trial ends at the first
+    program that passes a test, with "all" at the first that passes every test.
+    """
+    _process(workdir)
+    names, code, broken, tests_path = tests
+    programs = [str(program) for program in job["programs"]]
+    stop = str(job.get("stop", "never"))
+    wall_s = float(job.get("case_wall_s", 2.0))
+    pristine = dict(vars(builtins))
+    armed = [False]
+
+    def on_alarm(signum: int, frame: Any, armed: list[bool] = armed) -> None:
+        if armed[0]:
+            armed[0] = False
+            raise _Deadline
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    guard = seal(native=native)
+    guard[0] = True  # from here on, the learner's code may be running
+    for index, program in enumerate(programs):
+        passed: list[str] = []
+        status = "import"
+        if code is not None:
+            status, passed = _try_program(program, code, names, pristine, tests_path, workdir,
+                                          wall_s, armed)  # fmt: skip
+        emit({"t": "case", "index": index, "status": status, "plan": names, "passed": passed})
+        if (stop == "any" and passed) or (
+            stop == "all" and status == "tests" and names and len(passed) == len(names)
+        ):
+            break
+    finish(emit, "trial")
+
+
+def _try_program(
+    program: str,
+    code: types.CodeType,
+    names: list[str],
+    pristine: dict[str, Any],
+    tests_path: str,
+    workdir: str,
+    wall_s: float,
+    armed: list[bool],
+) -> tuple[str, list[str]]:
+    """(how the program ended, the tests it passed); nothing is emitted while it runs."""
+    passed: list[str] = []
+    status = "tests"
+    armed[0] = True
+    signal.setitimer(signal.ITIMER_REAL, wall_s)
+    try:
+        module = types.ModuleType("tests")
+        module.__file__ = tests_path
+        namespace = module.__dict__
+        namespace["__builtins__"] = dict(pristine)
+        try:
+            load_solution(program, os.path.join(workdir, "solution.py"), dict(pristine))
+            exec(code, namespace)
+        except _Deadline:
+            raise
+        except BaseException:  # noqa: B036 - a program that does not load passes nothing
+            status = "import"
+        if not armed[0]:  # the alarm went off, whatever the program made of it
+            raise _Deadline
+        snapshot = dict(namespace)
+        for name in names if status == "tests" else ():
+            function = namespace.get(name)
+            if not callable(function):
+                continue
+            result = run_one(name, isolated(function, namespace, snapshot))
+            if not armed[0]:
+                raise _Deadline
+            if result["status"] == "passed":
+                passed.append(name)
+    except _Deadline:
+        status = "timeout"
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return status, passed
 
 
 def isolated(function: Any, namespace: dict[str, Any], snapshot: dict[str, Any]) -> Any:
@@ -360,13 +485,18 @@ def _text_stream(fd: int, mode: str) -> Any:
     return open(fd, mode, encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
 
 
-def load_solution(source: str, path: str) -> types.ModuleType:
+def load_solution(
+    source: str, path: str, builtins_: dict[str, Any] | None = None
+) -> types.ModuleType:
     """Import solution.py as `solution` from the source in hand (no path search needed).
 
-    The file is on disk too, so tracebacks, linecache and inspect find its lines.
+    The file is on disk too, so tracebacks, linecache and inspect find its lines (except in a
+    trial, whose programs are not written out and get `builtins_`, a copy of their own).
     """
     module = types.ModuleType("solution")
     module.__file__ = path
+    if builtins_ is not None:
+        module.__dict__["__builtins__"] = builtins_
     sys.modules["solution"] = module
     try:
         exec(compile(source, path, "exec", dont_inherit=True), module.__dict__)
