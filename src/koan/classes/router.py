@@ -28,7 +28,6 @@ from koan.classes.schemas import (
     InviteAccept,
     InviteInput,
     InviteList,
-    InviteOut,
     InviteResult,
     JoinInput,
     LearnerSubmissions,
@@ -39,11 +38,9 @@ from koan.classes.schemas import (
     Roster,
 )
 from koan.deps import ResourcesDep, SessionDep
-from koan.errors import BadRequest, PayloadTooLarge
+from koan.errors import BadRequest
 
 router = APIRouter(prefix="/classes", tags=["classes"])
-
-MAX_CSV_BYTES = 512 * 1024
 
 
 @router.post("", response_model=ClassOut, status_code=status.HTTP_201_CREATED)
@@ -176,8 +173,7 @@ async def change_role(
 async def invites(class_id: uuid.UUID, user: VerifiedUser, session: SessionDep) -> InviteList:
     """Invitations sent, and whether they were accepted (staff only)."""
     member = await service.member_of(session, user, class_id, staff=True)
-    rows = await repository.invites(session, member.room.id)
-    return InviteList(items=[InviteOut.model_validate(i) for i in rows])
+    return InviteList(items=await service.invites_of(session, member))
 
 
 @router.post("/{class_id}/invites", response_model=InviteResult)
@@ -204,14 +200,7 @@ async def invite_csv(
 ) -> InviteResult:
     """Invite every address in an uploaded CSV file."""
     member = await service.member_of(session, user, class_id, staff=True)
-    raw = await file.read(MAX_CSV_BYTES + 1)
-    if len(raw) > MAX_CSV_BYTES:
-        raise PayloadTooLarge(f"The CSV file is limited to {MAX_CSV_BYTES // 1024} KB.")
-    try:
-        content = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BadRequest("The CSV file must be UTF-8 text.", code="BadCSV") from exc
-    addresses = service.emails_from_csv(content)
+    addresses = service.emails_from_upload(await file.read(service.MAX_CSV_BYTES + 1))
     return await service.invite(session, res, member, user, addresses)
 
 

@@ -14,6 +14,7 @@ from koan.common.schemas import Input, Line, Schema, Text, TimeZoneName
 Strictness = Literal["socratic", "hints", "open"]
 Role = Literal["instructor", "ta", "learner"]
 ItemStatus = Literal["passed", "late", "attempted", "not_started"]
+AssignmentLanguage = Literal["python", "javascript"]
 
 # What a learner agrees to show before joining, in the words the join page uses.
 TEACHER_SEES = (
@@ -146,7 +147,7 @@ class ClassAssignmentCreate(Input):
     skill: str | None = Field(default=None, max_length=40, pattern=r"^[a-z0-9-]+$")
     level: int | None = Field(default=None, ge=1, le=5)
     count: int | None = Field(default=None, ge=1, le=20)
-    language: Literal["python", "javascript"] | None = None
+    language: AssignmentLanguage | None = None
     # In the class's time zone when naive.
     opens_at: datetime
     due_at: datetime
@@ -161,6 +162,17 @@ class ClassAssignmentCreate(Input):
         if adaptive and (self.skill is None or self.count is None or self.level is None):
             raise ValueError("an adaptive assignment needs skill, level and count")
         return self
+
+
+class ExerciseChoice(Schema):
+    """An exercise a class assignment may set (every learner can see it)."""
+
+    id: uuid.UUID
+    slug: str
+    title: str
+    language: str
+    difficulty: int
+    skills: list[str]
 
 
 class ItemOut(Schema):

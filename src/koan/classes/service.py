@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import get_args
 from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
@@ -23,19 +24,22 @@ from koan.adaptive.selection import Candidate, choose_exercise
 from koan.classes import repository
 from koan.classes.schemas import (
     TEACHER_SEES,
+    AssignmentLanguage,
     ClassAssignmentCreate,
     ClassAssignmentOut,
     ClassCreate,
     ClassOut,
     ClassPreview,
     ClassUpdate,
+    ExerciseChoice,
+    InviteOut,
     InviteResult,
     ItemOut,
     ItemStatus,
     MemberOut,
     TutorOut,
 )
-from koan.errors import BadRequest, Conflict, Forbidden, NotFound
+from koan.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
 from koan.exercises import repository as exercises
 from koan.models import (
     ClassAssignment,
@@ -55,6 +59,7 @@ from koan.security import hash_token
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 8
 MAX_INVITES = 500
+MAX_CSV_BYTES = 512 * 1024
 NO_CLASS = "There is no class with this id."
 
 
@@ -258,7 +263,11 @@ async def _class_by_code(session: AsyncSession, code: str) -> ClassRoom:
 
 
 async def preview(session: AsyncSession, user: User, code: str) -> ClassPreview:
-    room = await _class_by_code(session, code)
+    return await preview_of(session, user, await _class_by_code(session, code))
+
+
+async def preview_of(session: AsyncSession, user: User, room: ClassRoom) -> ClassPreview:
+    """Who teaches the class and what they see of a learner's work."""
     staff = await repository.members(session, room.id, role="instructor")
     return ClassPreview(
         id=room.id,
@@ -287,9 +296,9 @@ async def join(session: AsyncSession, res: Resources, user: User, code: str) -> 
     return Membership(room, joined.role)
 
 
-async def accept_invite(
-    session: AsyncSession, res: Resources, user: User, token: str
-) -> Membership:
+async def _invite_for(
+    session: AsyncSession, user: User, token: str
+) -> tuple[ClassInvite, ClassRoom]:
     invite = await repository.invite_by_token(session, hash_token(token))
     if invite is None or invite.email != user.email:
         raise NotFound(
@@ -299,6 +308,19 @@ async def accept_invite(
     room = await repository.class_by_id(session, invite.class_id)
     if room is None:  # pragma: no cover - the invite goes with its class
         raise NotFound(NO_CLASS)
+    return invite, room
+
+
+async def invite_preview(session: AsyncSession, user: User, token: str) -> ClassPreview:
+    """The class an invitation mailed to the caller is for, before they accept it."""
+    _, room = await _invite_for(session, user, token)
+    return await preview_of(session, user, room)
+
+
+async def accept_invite(
+    session: AsyncSession, res: Resources, user: User, token: str
+) -> Membership:
+    invite, room = await _invite_for(session, user, token)
     now = res.clock.now()
     joined = await _join(session, room, user, now)
     if invite.status != "accepted":
@@ -346,6 +368,17 @@ def emails_from_text(raw: str) -> list[str]:
         if "@" in part:
             found.append(part.strip().strip("\"'"))
     return found
+
+
+def emails_from_upload(raw: bytes) -> list[str]:
+    """Addresses from an uploaded CSV file (`raw` read up to MAX_CSV_BYTES + 1 bytes)."""
+    if len(raw) > MAX_CSV_BYTES:
+        raise PayloadTooLarge(f"The CSV file is limited to {MAX_CSV_BYTES // 1024} KB.")
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("The CSV file must be UTF-8 text.", code="BadCSV") from exc
+    return emails_from_csv(content)
 
 
 def emails_from_csv(content: str) -> list[str]:
@@ -418,6 +451,11 @@ async def invite(
         result.invited.append(email)
     await session.flush()
     return result
+
+
+async def invites_of(session: AsyncSession, member: Membership) -> list[InviteOut]:
+    """Invitations sent for the class, and whether they were accepted."""
+    return [InviteOut.model_validate(i) for i in await repository.invites(session, member.room.id)]
 
 
 async def remove_member(session: AsyncSession, member: Membership, target_id: uuid.UUID) -> None:
@@ -526,6 +564,23 @@ async def delete_assignment(
         raise NotFound("There is no class assignment with this id.")
     await session.delete(found)
     await session.flush()
+
+
+async def assignable_exercises(session: AsyncSession) -> list[ExerciseChoice]:
+    """The exercises a class assignment may set, in every language: only those every learner
+    may see (none generated for somebody and not approved)."""
+    return [
+        ExerciseChoice(
+            id=e.id,
+            slug=e.slug,
+            title=e.title,
+            language=e.language,
+            difficulty=e.difficulty,
+            skills=list(e.skills),
+        )
+        for language in get_args(AssignmentLanguage)
+        for e in await exercises.candidates(session, language=language, viewer=None)
+    ]
 
 
 async def _pool(session: AsyncSession, language: str, skill: str, level: int) -> list[Exercise]:
