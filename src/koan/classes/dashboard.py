@@ -38,7 +38,7 @@ from koan.errors import BadRequest, NotFound
 from koan.models import ClassAssignment, ClassAssignmentItem, User
 
 # "Needs help": this many failed attempts at one exercise within the window, and no pass.
-FAILING_ATTEMPTS = 3
+FAILING_ATTEMPTS = 2
 FAILING_WINDOW = timedelta(hours=1)
 # No submission for this long while an assignment is open and unfinished.
 INACTIVE_AFTER = timedelta(days=2)
