@@ -11,10 +11,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from koan.web.pagekit import STATIC_DIR, error_page, identify_viewer
-from koan.web.pages import account, admin, auth, chat, learn, onboarding
+from koan.web.pages import account, admin, auth, chat, classes, learn, onboarding
 
 router = APIRouter(include_in_schema=False)
-for _pages in (auth, onboarding, learn, chat, account, admin):
+for _pages in (auth, onboarding, learn, chat, classes, account, admin):
     router.include_router(_pages.router)
 
 

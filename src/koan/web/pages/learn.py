@@ -32,6 +32,7 @@ from koan.web.pagekit import (
     redirect,
     render,
 )
+from koan.web.pages.classes import STATUS_TEXT as CLASS_STATUS_TEXT
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -55,6 +56,7 @@ ASSIGNMENT_TEXT = {
 DIFFICULTY = {1: "Warm-up", 2: "Easy", 3: "Medium", 4: "Hard", 5: "Expert"}
 CATALOGUE_SORTS: dict[str, str] = {"difficulty": "Difficulty", "title": "Title", "skill": "Skill"}
 WORK_TEXT = {"solved": "Solved", "skipped": "Skipped", "in_progress": "In progress"}
+CLASS_WORK_SHOWN = 6
 
 
 def _common() -> dict[str, Any]:
@@ -98,6 +100,11 @@ async def dashboard(
     skipped, _ = await exercises.assignments_page(
         session, res, user, status="skipped", limit=5, cursor=None
     )
+    class_work = [
+        a
+        for a in await classes.learner_assignments(session, res, user)
+        if a.is_open or a.status not in ("passed", "late")
+    ]
     return render(
         request,
         "dashboard.html",
@@ -110,6 +117,8 @@ async def dashboard(
             "recent_achievements": list(reversed(earned.earned))[:3],
             "skipped": skipped,
             "welcome": welcome,
+            "class_work": class_work[:CLASS_WORK_SHOWN],
+            "class_status_text": CLASS_STATUS_TEXT,
         },
     )
 
