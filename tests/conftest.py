@@ -65,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
 SLOW_MODULES = frozenset(
     {
         "test_browser.py",
+        "test_browser_teacher.py",
         "test_schemathesis.py",
         "test_two_workers.py",
         "test_graceful_shutdown.py",
