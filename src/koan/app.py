@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from koan import __version__
 from koan.auth.router import router as auth_router
+from koan.chat.export import conversation_records
 from koan.chat.hints import tailored_hint
 from koan.chat.router import router as chat_router
 from koan.classes.router import router as classes_router
@@ -88,6 +89,8 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     app.state.class_work = open_assignment_exercises
     app.state.tutor_policy = tutor_policy_for
     app.state.hint_tailor = tailored_hint
+    # The data export (progress) includes the learner's tutor conversations (chat).
+    app.state.conversation_export = conversation_records
     app.state.account_maker = users_service.create_user
     domain_routers = (
         auth_router, users_router, onboarding_router, exercises_router, progress_router,

@@ -14,8 +14,9 @@ from koan.adaptive import GENERAL
 from koan.exercises import lifecycle
 from koan.models.progress import LearnerSkillRating
 from koan.progress import export
-from koan.progress.export import CSV_COLUMNS
+from koan.progress.export import CONVERSATION_CSV_COLUMNS, CSV_COLUMNS
 from koan.resources import Resources
+from tests.chat.helpers import ask, new_conversation
 from tests.fixtures.factories import ADD_SOLUTION, bearer, create_exercise, create_user
 from tests.progress.conftest import WRONG, Learner
 from tests.progress.test_hook import MONDAY, paris
@@ -193,6 +194,45 @@ async def test_export_csv(
     assert records[1]["submission_status"] == "passed"
     assert records[3]["submission_id"] == ""
     assert records[3]["assignment_status"] == "assigned"
+
+
+async def test_export_includes_the_tutor_conversations(
+    client: httpx.AsyncClient, learner: Learner, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(learner.session)
+    mine = await headers(learner)
+    about = await new_conversation(client, mine, exercise)
+    asked = await ask(client, mine, about, "Why does my loop stop early?")
+    assert asked.status_code == 201, asked.text
+    general = await new_conversation(client, mine)
+    await ask(client, mine, general, "=HYPERLINK('x') is what I typed")
+    other = await create_user(session, resources, onboarded=True)
+    theirs = await bearer(session, resources, other)
+    await ask(client, theirs, await new_conversation(client, theirs), "Someone else's question")
+
+    data = (await get(client, learner, "/export", format="json")).json()
+    conversations = {c["id"]: c for c in data["conversations"]}
+    assert set(conversations) == {about, general}
+    first = conversations[about]
+    assert first["exercise_id"] == str(exercise.id)
+    assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
+    assert first["messages"][0]["content"] == "Why does my loop stop early?"
+    assert first["messages"][1]["content"]  # the tutor's reply, as the learner saw it
+    assert conversations[general]["exercise_id"] is None
+    assert "Someone else's question" not in str(data)
+
+    r = await get(client, learner, "/export", format="conversations-csv")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/csv")
+    assert "koan-conversations-2027-01-04.csv" in r.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert tuple(rows[0]) == CONVERSATION_CSV_COLUMNS
+    records = [dict(zip(CONVERSATION_CSV_COLUMNS, row, strict=True)) for row in rows[1:]]
+    assert len(records) == 4  # two conversations of a question and an answer each
+    assert [r["role"] for r in records if r["conversation_id"] == about] == ["user", "assistant"]
+    typed = next(r for r in records if r["conversation_id"] == general and r["seq"] == "1")
+    assert typed["content"] == "'=HYPERLINK('x') is what I typed"  # neutralised for spreadsheets
+    assert "Someone else's question" not in r.text
 
 
 async def test_export_rejects_unknown_formats(client: httpx.AsyncClient, learner: Learner) -> None:

@@ -915,6 +915,13 @@ async def test_settings_show_todays_tutor_budget(
     assert "$" not in page.text
     assert "(Europe/Paris)" in page.text
     assert "/api/v1/progress/export?format=json" in page.text
+    # The data export offers the tutor conversations too, and the link works.
+    assert "your conversations with the tutor" in page.text
+    link = "/api/v1/progress/export?format=conversations-csv"
+    assert link in page.text
+    download = await client.get(link)
+    assert download.status_code == 200
+    assert download.text.startswith("conversation_id,")
 
 
 async def test_chat_page_shows_a_past_conversation(

@@ -290,3 +290,42 @@ _APPEND_MESSAGE = (
     )
     .returning(_MESSAGES.c.seq)
 )
+
+
+async def conversations_after(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[Conversation]:
+    """The learner's conversations, oldest first, after the key (created at, id) of the last."""
+    query = (
+        select(Conversation)
+        .where(Conversation.user_id == user_id)
+        .order_by(Conversation.created_at, Conversation.id)
+        .limit(limit)
+    )
+    if after is not None:
+        stamp, last_id = after
+        query = query.where(
+            or_(
+                Conversation.created_at > stamp,
+                and_(Conversation.created_at == stamp, Conversation.id > last_id),
+            )
+        )
+    return (await session.execute(query)).scalars().all()
+
+
+async def messages_of(
+    session: AsyncSession, conversation_ids: Sequence[uuid.UUID]
+) -> Sequence[ConversationMessage]:
+    """Every message of these conversations, in order within each."""
+    if not conversation_ids:
+        return []
+    query = (
+        select(ConversationMessage)
+        .where(ConversationMessage.conversation_id.in_(conversation_ids))
+        .order_by(ConversationMessage.conversation_id, ConversationMessage.seq)
+    )
+    return (await session.execute(query)).scalars().all()

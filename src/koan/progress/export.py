@@ -1,4 +1,5 @@
-"""The learner's own data, assignments and submissions with their code, as JSON or CSV."""
+"""The learner's own data as JSON (assignments, submissions with their code, and tutor
+conversations) or as CSV (one file of the practice, one of the conversations)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -16,9 +17,27 @@ from koan.models import Assignment, Submission, User
 from koan.progress import repository, streaks
 from koan.resources import Resources
 
-ExportFormat = Literal["json", "csv"]
-MEDIA_TYPES: dict[str, str] = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
+ExportFormat = Literal["json", "csv", "conversations-csv"]
+MEDIA_TYPES: dict[str, str] = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "conversations-csv": "text/csv; charset=utf-8",
+}
 BATCH = 200
+# The learner's tutor conversations, in batches of JSON-ready records (see
+# koan.chat.export): chat sits above progress, so the app wires it in (app.py).
+ConversationExport = Callable[[AsyncSession, uuid.UUID], AsyncIterator[list[dict[str, Any]]]]
+
+CONVERSATION_CSV_COLUMNS = (
+    "conversation_id",
+    "conversation_title",
+    "exercise_id",
+    "seq",
+    "role",
+    "incomplete",
+    "created_at",
+    "content",
+)
 
 
 CSV_COLUMNS = (
@@ -138,14 +157,51 @@ async def _batches(
 
 
 def filename(res: Resources, user: User, fmt: ExportFormat) -> str:
-    today = streaks.local_day(res.clock.now(), user.timezone)
-    return f"koan-export-{today.isoformat()}.{fmt}"
+    today = streaks.local_day(res.clock.now(), user.timezone).isoformat()
+    if fmt == "conversations-csv":
+        return f"koan-conversations-{today}.csv"
+    return f"koan-export-{today}.{fmt}"
+
+
+async def _no_conversations(
+    session: AsyncSession, user_id: uuid.UUID
+) -> AsyncIterator[list[dict[str, Any]]]:
+    return
+    yield []  # an async generator that yields nothing
+
+
+async def _conversations_csv(
+    session: AsyncSession, user: User, conversations: ConversationExport
+) -> AsyncIterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CONVERSATION_CSV_COLUMNS)
+    yield buffer.getvalue()
+    async for batch in conversations(session, user.id):
+        buffer.seek(0)
+        buffer.truncate()
+        for record in batch:
+            head = [record["id"], record["title"], record["exercise_id"]]
+            for m in record["messages"]:
+                row = head + [m["seq"], m["role"], m["incomplete"], m["created_at"], m["content"]]
+                writer.writerow([_cell(v) for v in row])
+        yield buffer.getvalue()
 
 
 async def stream(
-    session: AsyncSession, res: Resources, user: User, fmt: ExportFormat
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    fmt: ExportFormat,
+    conversations: ConversationExport | None = None,
 ) -> AsyncIterator[str]:
-    """The learner's assignments and submissions, streamed in batches so memory stays flat."""
+    """The learner's assignments, submissions and tutor conversations, streamed in batches so
+    memory stays flat."""
+    conversations = conversations or _no_conversations
+    if fmt == "conversations-csv":
+        async for chunk in _conversations_csv(session, user, conversations):
+            yield chunk
+        return
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
@@ -174,5 +230,11 @@ async def stream(
             record = _assignment_record(assignment)
             record["submissions"] = [_submission_record(s) for s in submissions]
             yield ("" if first else ",") + json.dumps(record)
+            first = False
+    yield '], "conversations": ['
+    first = True
+    async for conversation_batch in conversations(session, user.id):
+        for conversation in conversation_batch:
+            yield ("" if first else ",") + json.dumps(conversation)
             first = False
     yield "]}"

@@ -13,6 +13,7 @@ from koan.auth.deps import VerifiedUser
 from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
 from koan.progress import export as exporting
 from koan.progress import service
+from koan.progress.deps import ConversationExportDep
 from koan.progress.schemas import AchievementsOut, HistoryOut, ProgressOut
 
 router = APIRouter(prefix="/progress", tags=["progress"])
@@ -57,15 +58,24 @@ async def export(
     user: VerifiedUser,
     open_session: SessionOpenerDep,
     res: ResourcesDep,
-    fmt: Annotated[exporting.ExportFormat, Query(alias="format")] = "json",
+    conversations: ConversationExportDep,
+    fmt: Annotated[
+        exporting.ExportFormat,
+        Query(
+            alias="format",
+            description="json: everything; csv: assignments and submissions, a row per "
+            "submission; conversations-csv: tutor conversations, a row per message.",
+        ),
+    ] = "json",
 ) -> StreamingResponse:
-    """Download your assignments and submissions (with your code) as JSON or CSV."""
+    """Download your data: assignments and submissions (with your code) and your tutor
+    conversations, as JSON or CSV."""
     filename = exporting.filename(res, user, fmt)
 
     async def body() -> AsyncIterator[str]:
         # The body streams after the handler has returned (and its session has closed).
         async with open_session() as session:
-            async for chunk in exporting.stream(session, res, user, fmt):
+            async for chunk in exporting.stream(session, res, user, fmt, conversations):
                 yield chunk
 
     return StreamingResponse(

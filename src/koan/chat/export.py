@@ -1,0 +1,57 @@
+"""The learner's tutor conversations for their data export (the app hands this to progress)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.chat import repository
+from koan.models import Conversation, ConversationMessage
+
+# Conversations per query: a page of them with all their messages stays small in memory.
+BATCH = 50
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _record(conversation: Conversation, messages: list[ConversationMessage]) -> dict[str, Any]:
+    return {
+        "id": str(conversation.id),
+        "title": conversation.title,
+        "exercise_id": str(conversation.exercise_id) if conversation.exercise_id else None,
+        "created_at": _iso(conversation.created_at),
+        "updated_at": _iso(conversation.updated_at),
+        "messages": [
+            {
+                "seq": m.seq,
+                "role": m.role,  # user (the learner) or assistant (the tutor), as in the API
+                "content": m.content,
+                "incomplete": m.incomplete,
+                "created_at": _iso(m.created_at),
+            }
+            for m in messages
+        ],
+    }
+
+
+async def conversation_records(
+    session: AsyncSession, user_id: uuid.UUID
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every conversation of the learner with its messages, oldest first, in batches of
+    JSON-ready records."""
+    after: tuple[datetime, uuid.UUID] | None = None
+    while True:
+        page = await repository.conversations_after(session, user_id, after=after, limit=BATCH)
+        if not page:
+            return
+        by_conversation: dict[uuid.UUID, list[ConversationMessage]] = {c.id: [] for c in page}
+        for message in await repository.messages_of(session, list(by_conversation)):
+            by_conversation[message.conversation_id].append(message)
+        yield [_record(c, by_conversation[c.id]) for c in page]
+        after = (page[-1].created_at, page[-1].id)
