@@ -310,7 +310,15 @@ def _journey(page: Any, live: LiveServer, smtp_server: SMTPServer, *, phone: boo
     # Progress shows a one-day streak.
     page.get_by_role("link", name="Progress").click()
     expect(page.get_by_test_id("streak")).to_have_text("1")
-    expect(page.locator("svg.heatmap rect[data-count='1']")).to_have_count(1)
+    # The heat map fills its card: a year on a wide screen, a quarter on a phone.
+    heatmap = page.locator("svg.heatmap:visible")
+    expect(heatmap).to_have_count(1)
+    expect(heatmap).to_have_attribute("data-weeks", "13" if phone else "52")
+    expect(heatmap.locator("rect[data-count='1']")).to_have_count(1)
+    drawn, room = heatmap.evaluate(
+        "svg => [svg.getBoundingClientRect().width, svg.parentElement.clientWidth]"
+    )
+    assert abs(drawn - room) <= 1, (drawn, room)
     snap("progress")
 
 

@@ -31,6 +31,16 @@ def test_heatmap_counts_and_labels_active_days() -> None:
     assert "2 exercises completed on 1 day in the last 13 weeks" in svg
 
 
+def test_a_year_long_heatmap_has_52_weeks_and_ids_of_its_own() -> None:
+    today = date(2026, 11, 25)  # a Wednesday
+    year = str(heatmap_svg([Day(date(2025, 12, 1), 1, 1)], today=today, weeks=52, name="y"))
+    assert year.count("<rect") == 51 * 7 + 3
+    assert 'data-date="2025-12-01" data-count="1"' in year  # the first Monday shown
+    assert 'class="heatmap y"' in year
+    assert 'aria-labelledby="y-title"' in year
+    assert '<title id="y-title">1 exercise completed on 1 day in the last 52 weeks' in year
+
+
 @pytest.mark.parametrize(
     ("completed", "attempts", "expected"), [(0, 0, 0), (0, 2, 1), (1, 1, 2), (3, 3, 4), (9, 9, 4)]
 )

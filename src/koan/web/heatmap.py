@@ -15,6 +15,9 @@ TOP = 18
 # Light to dark; the lightest (no activity) still has a 3:1 border against the page.
 SHADES = ("#eef1f5", "#a7d8b8", "#5bb07e", "#2e8754", "#17562f")
 WEEKDAY_LABELS = {0: "Mon", 2: "Wed", 4: "Fri"}
+# The page shows a year on a wide screen, a quarter on a phone.
+YEAR_WEEKS = 52
+QUARTER_WEEKS = 13
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
@@ -32,10 +35,18 @@ def shade(completed: int, attempts: int) -> int:
     return min(4, completed + 1)
 
 
-def heatmap_svg(days: Iterable[Day], *, today: date, weeks: int = 13) -> Markup:
-    """Columns are weeks (oldest left), rows are weekdays Monday to Sunday."""
+def first_day(today: date, weeks: int) -> date:
+    """The Monday the map of `weeks` weeks ending in today's week starts on."""
+    return today - timedelta(days=today.weekday()) - timedelta(weeks=weeks - 1)
+
+
+def heatmap_svg(
+    days: Iterable[Day], *, today: date, weeks: int = 13, name: str = "heatmap"
+) -> Markup:
+    """Columns are weeks (oldest left), rows are weekdays Monday to Sunday; `name` is the
+    SVG's extra class and the prefix of its ids (a page may hold more than one map)."""
     by_day = {d.day: d for d in days}
-    start = today - timedelta(days=today.weekday()) - timedelta(weeks=weeks - 1)
+    start = first_day(today, weeks)
     width = LEFT + weeks * (CELL + GAP)
     height = TOP + 7 * (CELL + GAP)
     active = sum(1 for d in by_day.values() if d.completed > 0 and start <= d.day <= today)
@@ -45,10 +56,10 @@ def heatmap_svg(days: Iterable[Day], *, today: date, weeks: int = 13) -> Markup:
         f"day{'s' if active != 1 else ''} in the last {weeks} weeks"
     )
     parts = [
-        f'<svg class="heatmap" role="img" aria-labelledby="heatmap-title" '
+        f'<svg class="heatmap {escape(name)}" role="img" aria-labelledby="{escape(name)}-title" '
         f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'xmlns="http://www.w3.org/2000/svg">',
-        f'<title id="heatmap-title">{escape(summary)}</title>',
+        f'xmlns="http://www.w3.org/2000/svg" data-weeks="{weeks}">',
+        f'<title id="{escape(name)}-title">{escape(summary)}</title>',
     ]
     for row, label in WEEKDAY_LABELS.items():
         y = TOP + row * (CELL + GAP) + CELL - 2

@@ -21,7 +21,7 @@ from koan.resources import Resources
 from koan.usage import reports as usage_reports
 from koan.users import service as users
 from koan.users.schemas import UserUpdate
-from koan.web.heatmap import Day, heatmap_svg
+from koan.web.heatmap import QUARTER_WEEKS, YEAR_WEEKS, Day, first_day, heatmap_svg
 from koan.web.pagekit import (
     PageAuth,
     PageUser,
@@ -45,13 +45,20 @@ async def progress_page(
     """Activity heat-map, skill mastery, streak, level history and achievements."""
     progress = await progress_service.overview(session, res, user)
     earned = await progress_service.achievement_list(session, res, user)
-    heatmap = heatmap_svg(
-        [Day(d.date, d.completed, d.attempts) for d in progress.activity], today=progress.today
+    today = progress.today
+    year = await progress_service.history(
+        session, res, user, start=first_day(today, YEAR_WEEKS), end=today
     )
+    days = [Day(d.date, d.completed, d.attempts) for d in year.days]
+    # A year where the card is wide enough, a quarter on a phone (the stylesheet picks one).
+    heatmaps = {
+        "year": heatmap_svg(days, today=today, weeks=YEAR_WEEKS, name="heatmap-year"),
+        "quarter": heatmap_svg(days, today=today, weeks=QUARTER_WEEKS, name="heatmap-quarter"),
+    }
     return render(
         request,
         "progress.html",
-        {"progress": progress, "achievements": earned, "heatmap": heatmap},
+        {"progress": progress, "achievements": earned, "heatmaps": heatmaps},
     )
 
 
