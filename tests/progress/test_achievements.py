@@ -11,6 +11,7 @@ from koan.progress import achievements, repository
 from koan.progress.achievements import (
     BY_CODE,
     CATALOGUE,
+    MEASURES,
     Completion,
     Facts,
     Kind,
@@ -60,6 +61,7 @@ def test_catalogue_has_what_the_issue_asks_for() -> None:
     for needed in ("first-try", "skill-mastered", "skills-mastered-5", "comeback", "polyglot"):
         assert needed in BY_CODE
     assert all(len(a.code) <= 40 and len(a.title) <= 100 for a in CATALOGUE)
+    assert set(MEASURES) == set(Kind)  # every achievement can say what it counts
 
 
 def test_nothing_earned_without_completions() -> None:

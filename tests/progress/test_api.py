@@ -144,6 +144,11 @@ async def test_achievements_earned_and_locked(client: httpx.AsyncClient, learner
     assert (locked["streak-7"]["current"], locked["streak-7"]["target"]) == (1, 7)
     assert (locked["polyglot"]["current"], locked["polyglot"]["target"]) == (1, 2)
     assert len(body["earned"]) + len(body["locked"]) >= 18
+    # Each says what its numbers count: Summit's "1 of 5" is a difficulty, not 1 exercise of 5.
+    summit = locked["summit"]
+    assert (summit["current"], summit["target"]) == (1, 5)
+    assert summit["counts"] == "hardest difficulty completed"
+    assert all(a["counts"] for a in body["locked"])
 
 
 async def test_export_json_has_the_learners_own_data(

@@ -904,6 +904,23 @@ async def test_chat_page_lists_conversations_and_loads_the_streaming_client(
     assert "text/event-stream" in script.text
 
 
+async def test_progress_page_maps_a_year_and_says_what_each_achievement_counts(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get("/progress")
+    assert page.status_code == 200
+    # A year for wide screens and a quarter for phones; the stylesheet shows one.
+    assert 'class="heatmap heatmap-year"' in page.text
+    assert 'data-weeks="52"' in page.text
+    assert 'class="heatmap heatmap-quarter"' in page.text
+    summit = re.search(r"<strong>Summit</strong>.*?</li>", page.text, re.S)
+    assert summit is not None
+    assert "Hardest difficulty completed: 0 of 5" in summit.group(0)
+    assert 'aria-label="Summit: hardest difficulty completed, 0 of 5"' in summit.group(0)
+
+
 async def test_settings_show_todays_tutor_budget(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

@@ -33,6 +33,22 @@ class Kind(enum.StrEnum):
     HARDEST = "hardest"  # highest authored difficulty completed
 
 
+# What the numbers on the way to an achievement count ("1 of 5" alone does not say).
+MEASURES: Final[dict[Kind, str]] = {
+    Kind.EXERCISES: "different exercises completed",
+    Kind.STREAK: "best run of days in a row",
+    Kind.FLAWLESS: "passed on the first try without hints",
+    Kind.MASTERED_SKILLS: "skills mastered",
+    Kind.COMEBACKS: "comebacks",
+    Kind.HINT_FREE_DAYS: "best run of days in a row without hints",
+    Kind.LANGUAGES: "languages with a completed exercise",
+    Kind.NIGHT: "completed between midnight and 5 a.m.",
+    Kind.EARLY: "completed between 5 and 7 a.m.",
+    Kind.PERSISTENCE: "most failed attempts before a pass",
+    Kind.HARDEST: "hardest difficulty completed",
+}
+
+
 @dataclass(frozen=True)
 class Achievement:
     code: str

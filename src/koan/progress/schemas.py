@@ -72,6 +72,10 @@ class LockedAchievement(Schema):
     description: str
     current: int
     target: int
+    counts: str = Field(
+        default="",
+        description="What current and target count, e.g. 'hardest difficulty completed'.",
+    )
 
 
 class AchievementsOut(Schema):

@@ -371,6 +371,7 @@ async def achievement_list(session: AsyncSession, res: Resources, user: User) ->
                 description=row.description,
                 current=current,
                 target=target,
+                counts=achievements.MEASURES[rule.kind] if rule else "",
             )
         )
     titles = {row.code: row for row in catalogue}
