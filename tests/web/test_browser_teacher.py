@@ -141,6 +141,12 @@ def _journey(teacher: Any, learner: Any, live: LiveServer, smtp_server: SMTPServ
     shot(learner, "class-join")
     learner.get_by_role("button", name="Join CS 101 · Autumn").click()
     expect(learner.get_by_text("You have joined CS 101 · Autumn.")).to_be_visible()
+    axe.scan(learner, "learner's class page")
+    learner.get_by_role("link", name="Leave this class").click()  # asks first; not now
+    expect(learner.get_by_role("button", name="Leave the class")).to_be_visible()
+    axe.scan(learner, "leave")
+    learner.get_by_role("link", name="Cancel").click()
+    expect(learner.get_by_role("heading", name="What your teacher sees")).to_be_visible()
 
     # The teacher sets an assignment: one chosen exercise, open now, due in a week (Paris).
     teacher.get_by_role("navigation", name="Class pages").get_by_role(
@@ -240,10 +246,12 @@ def _journey(teacher: Any, learner: Any, live: LiveServer, smtp_server: SMTPServ
         ["Lea Learner", lea.email, "attempted"],
     ]
 
-    for name in ("per exercise", "settings"):
-        path = "/exercises" if name == "per exercise" else "/settings"
+    for name, path in (("per exercise", "/exercises"), ("settings", "/settings"),
+                       ("delete", "/delete")):  # fmt: skip
         teacher.goto(class_url + path)
         axe.scan(teacher, name)
+    learner.goto(f"/classes/join?code={code}")
+    axe.scan(learner, "join by code")
     bad = {name: v for name, v in axe.found.items() if v}
     assert not bad, bad
 
