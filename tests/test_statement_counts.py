@@ -27,9 +27,9 @@ from tests.fixtures.factories import ADD_SOLUTION, ADD_STARTER, bearer, create_e
 CEILINGS: dict[str, int | dict[str, int]] = {
     "GET /users/me": 2,
     "GET /exercises/daily": 9,
-    "POST submissions (wrong)": 20,
-    "POST hints": 5,
-    "POST submissions (right)": 25,
+    "POST submissions (wrong)": 16,
+    "POST hints": 4,
+    "POST submissions (right)": 21,
     "POST conversations/{id}/messages": {"sqlite": 7, "postgres": 5},
     "GET /progress": 6,
 }

@@ -158,9 +158,26 @@ def memo(session: AsyncSession) -> dict[Any, Any]:
     return found
 
 
+_LOCKED = "koan.locked"
+
+
+def locked_rows(session: AsyncSession) -> dict[Any, Any]:
+    """Rows this transaction has locked (SELECT ... FOR UPDATE), so a repository locks each
+    once: the lock lasts until the transaction ends, and so does this. Emptied on commit and
+    on any rollback (a SAVEPOINT's rollback releases the locks taken inside it)."""
+    found: dict[Any, Any] = session.info.setdefault(_LOCKED, {})
+    return found
+
+
+@event.listens_for(Session, "after_commit")
+def _locks_end_with_the_transaction(session: Session) -> None:
+    session.info.pop(_LOCKED, None)
+
+
 @event.listens_for(Session, "after_soft_rollback")
 def _forget_rolled_back_work(session: Session, previous_transaction: SessionTransaction) -> None:
     session.info.pop(_MEMO, None)
+    session.info.pop(_LOCKED, None)
     pending = session.info.get(_AFTER_COMMIT)
     if pending:
         pending[:] = [(t, w) for t, w in pending if not _within(t, previous_transaction)]

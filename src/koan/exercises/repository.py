@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from koan.exercises.schemas import CatalogueSort
 from koan.models import Assignment, Exercise, ExerciseSkill, Submission
@@ -224,6 +225,15 @@ async def last_completed_daily(session: AsyncSession, user_id: uuid.UUID) -> Ass
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def _with_exercise(session: AsyncSession, assignment: Assignment) -> Assignment:
+    """Attach the assignment's exercise, from the session's identity map when the caller has
+    already read it (a submission or hint reads the exercise first): the exercise row, with its
+    statement, tests and solution, is not read twice in one request."""
+    exercise = await session.get(Exercise, assignment.exercise_id)
+    set_committed_value(assignment, "exercise", exercise)
+    return assignment
+
+
 async def latest_assignment(
     session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID
 ) -> Assignment | None:
@@ -232,9 +242,9 @@ async def latest_assignment(
         .where(Assignment.user_id == user_id, Assignment.exercise_id == exercise_id)
         .order_by(Assignment.assigned_at.desc())
         .limit(1)
-        .options(selectinload(Assignment.exercise))
     )
-    return (await session.execute(query)).scalar_one_or_none()
+    found = (await session.execute(query)).scalar_one_or_none()
+    return None if found is None else await _with_exercise(session, found)
 
 
 async def assignment_by_id(session: AsyncSession, assignment_id: uuid.UUID) -> Assignment | None:
@@ -253,9 +263,14 @@ async def lock_assignment(session: AsyncSession, assignment_id: uuid.UUID) -> As
         .where(Assignment.id == assignment_id)
         .with_for_update()
         .execution_options(populate_existing=True)
-        .options(selectinload(Assignment.exercise))
     )
-    return (await session.execute(query)).scalar_one()
+    return await _with_exercise(session, (await session.execute(query)).scalar_one())
+
+
+async def refresh_rating(session: AsyncSession, exercise: Exercise) -> None:
+    """Read the exercise's difficulty rating again: other learners' outcomes move it while a
+    submission is being graded."""
+    await session.refresh(exercise, ["rating", "rating_uncertainty", "rating_attempts"])
 
 
 async def assignments(

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ScalarSelect, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.sql._typing import _ColumnExpressionArgument
 
+from koan.db import locked_rows
 from koan.models import Assignment, Exercise, Submission
 from koan.models.progress import (
     Achievement,
@@ -23,14 +25,29 @@ from koan.progress.achievements import Completion
 
 
 async def lock_progress(session: AsyncSession, user_id: uuid.UUID) -> LearnerProgress | None:
-    """The learner's totals, locked FOR UPDATE (PostgreSQL) so their updates queue up."""
+    """The learner's totals, locked FOR UPDATE (PostgreSQL) so their updates queue up; read
+    once per transaction (the row cannot change under the lock)."""
+    key = ("learner_progress", user_id)
+    held = locked_rows(session)
+    if key in held:
+        found: LearnerProgress = held[key]
+        return found
     query = (
         select(LearnerProgress)
         .where(LearnerProgress.user_id == user_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    return (await session.execute(query)).scalar_one_or_none()
+    progress = (await session.execute(query)).scalar_one_or_none()
+    if progress is not None:
+        held[key] = progress
+    return progress
+
+
+def hold_progress(session: AsyncSession, progress: LearnerProgress) -> None:
+    """A progress row this transaction has just inserted: no other transaction can lock it
+    before this one ends, so it counts as locked."""
+    locked_rows(session)[("learner_progress", progress.user_id)] = progress
 
 
 async def progress_of(session: AsyncSession, user_id: uuid.UUID) -> LearnerProgress | None:
@@ -41,15 +58,39 @@ async def entry(session: AsyncSession, submission_id: uuid.UUID) -> PracticeEntr
     return await session.get(PracticeEntry, submission_id)
 
 
-async def completed_exercise_before(
-    session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID
-) -> bool:
-    query = select(PracticeEntry.submission_id).where(
-        PracticeEntry.user_id == user_id,
-        PracticeEntry.exercise_id == exercise_id,
-        PracticeEntry.completed,
+@dataclass(frozen=True)
+class Logged:
+    """What the practice log already holds about a verdict about to be logged."""
+
+    submission: bool  # this submission's entry (the hook ran for it before)
+    assignment_completed: bool  # the completion of its assignment
+    exercise_completed: bool  # a completion of the same exercise by the learner
+
+
+async def logged(
+    session: AsyncSession,
+    *,
+    submission_id: uuid.UUID,
+    assignment_id: uuid.UUID,
+    user_id: uuid.UUID,
+    exercise_id: uuid.UUID,
+) -> Logged:
+    """Three questions to the practice log in one round trip, each answered by its index."""
+
+    def exists(*where: _ColumnExpressionArgument[bool]) -> ScalarSelect[bool]:
+        return select(select(PracticeEntry.submission_id).where(*where).exists()).scalar_subquery()
+
+    query = select(
+        exists(PracticeEntry.submission_id == submission_id),
+        exists(PracticeEntry.assignment_id == assignment_id, PracticeEntry.completed),
+        exists(
+            PracticeEntry.user_id == user_id,
+            PracticeEntry.exercise_id == exercise_id,
+            PracticeEntry.completed,
+        ),
     )
-    return (await session.execute(query.limit(1))).first() is not None
+    entry, assignment_done, exercise_done = (await session.execute(query)).one()
+    return Logged(bool(entry), bool(assignment_done), bool(exercise_done))
 
 
 async def active_days(session: AsyncSession, user_id: uuid.UUID) -> Sequence[date]:
@@ -210,11 +251,3 @@ async def submissions_of(
         .order_by(Submission.created_at, Submission.id)
     )
     return (await session.execute(query)).scalars().all()
-
-
-async def assignment_completed(session: AsyncSession, assignment_id: uuid.UUID) -> bool:
-    """Whether the practice log already holds this assignment's completion."""
-    query = select(PracticeEntry.submission_id).where(
-        PracticeEntry.assignment_id == assignment_id, PracticeEntry.completed
-    )
-    return (await session.execute(query.limit(1))).first() is not None

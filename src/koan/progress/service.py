@@ -68,7 +68,14 @@ async def on_submission_graded(
     if submission.status == "pending" or not submission.tier:
         return []  # no verdict (the grader failed or never ran): not an attempt
     progress = await lock_learner(session, user)
-    if await repository.entry(session, submission.id) is not None:
+    logged = await repository.logged(
+        session,
+        submission_id=submission.id,
+        assignment_id=assignment.id,
+        user_id=user.id,
+        exercise_id=exercise.id,
+    )
+    if logged.submission:
         return []
     now = res.clock.now()
     at = submission.graded_at or now
@@ -78,11 +85,9 @@ async def on_submission_graded(
         submission.status == "passed"
         and assignment.status == "completed"
         and assignment.completed_at == submission.graded_at
-        and not await repository.assignment_completed(session, assignment.id)
+        and not logged.assignment_completed
     )
-    new_exercise = completed and not await repository.completed_exercise_before(
-        session, user.id, exercise.id
-    )
+    new_exercise = completed and not logged.exercise_completed
     entry = PracticeEntry(
         submission_id=submission.id,
         user_id=user.id,
@@ -128,23 +133,25 @@ async def lock_learner(session: AsyncSession, user: User) -> LearnerProgress:
     progress = await repository.lock_progress(session, user.id)
     if progress is not None:
         return progress
+    created = LearnerProgress(
+        user_id=user.id,
+        exercises_completed=0,
+        attempts=0,
+        first_try_passes=0,
+        current_streak=0,
+        longest_streak=0,
+        # Where the learner started, so a change caused by the very first attempt is recorded
+        # as an event.
+        level=await _starting_level(session, user),
+    )
     try:
         async with session.begin_nested():
-            session.add(
-                LearnerProgress(
-                    user_id=user.id,
-                    exercises_completed=0,
-                    attempts=0,
-                    first_try_passes=0,
-                    current_streak=0,
-                    longest_streak=0,
-                    # Where the learner started, so a change caused by the very first attempt
-                    # is recorded as an event.
-                    level=await _starting_level(session, user),
-                )
-            )
+            session.add(created)
     except IntegrityError:
         pass  # a concurrent submission of the same learner created it first
+    else:
+        repository.hold_progress(session, created)
+        return created
     progress = await repository.lock_progress(session, user.id)
     if progress is None:  # pragma: no cover - the row was just created or found
         raise RuntimeError("learner_progress row vanished")
