@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Select, and_, case, delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -59,6 +59,64 @@ async def exercises_by_slug(session: AsyncSession, slugs: Sequence[str]) -> dict
 async def all_exercises(session: AsyncSession) -> Sequence[Exercise]:
     query = select(Exercise).order_by(Exercise.language, Exercise.difficulty, Exercise.slug)
     return (await session.execute(query)).scalars().all()
+
+
+async def bank_page(
+    session: AsyncSession,
+    *,
+    text: str | None,
+    after: tuple[str, int, str] | None,
+    limit: int,
+) -> Sequence[Exercise]:
+    """Every exercise (an administrator's view: private ones too) whose title or slug contains
+    `text`, by language, difficulty and slug, after the page that ended at `after`."""
+    query = select(Exercise).order_by(Exercise.language, Exercise.difficulty, Exercise.slug)
+    if text:
+        query = query.where(
+            or_(_title_like(text), Exercise.slug.contains(text.lower(), autoescape=True))
+        )
+    if after is not None:
+        language, level, slug = after
+        query = query.where(
+            or_(
+                Exercise.language > language,
+                and_(Exercise.language == language, Exercise.difficulty > level),
+                and_(
+                    Exercise.language == language,
+                    Exercise.difficulty == level,
+                    Exercise.slug > slug,
+                ),
+            )
+        )
+    return (await session.execute(query.limit(limit))).scalars().all()
+
+
+async def bank_count(session: AsyncSession, *, text: str | None) -> int:
+    query = select(func.count()).select_from(Exercise)
+    if text:
+        query = query.where(
+            or_(_title_like(text), Exercise.slug.contains(text.lower(), autoescape=True))
+        )
+    return int((await session.execute(query)).scalar_one())
+
+
+async def submission_counts(
+    session: AsyncSession, exercise_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[int, int]]:
+    """(submissions, passed) of each of these exercises (left out: none yet)."""
+    if not exercise_ids:
+        return {}
+    query = (
+        select(
+            Submission.exercise_id,
+            func.count(),
+            func.sum(case((Submission.status == "passed", 1), else_=0)),
+        )
+        .where(Submission.exercise_id.in_(exercise_ids))
+        .group_by(Submission.exercise_id)
+    )
+    rows = (await session.execute(query)).all()
+    return {exercise_id: (int(total), int(passed or 0)) for exercise_id, total, passed in rows}
 
 
 # A cursor's sort key: what the page's last exercise had, in the order's columns
