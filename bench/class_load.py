@@ -480,10 +480,11 @@ async def bench(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
                 f"{1000 * level.cpu['Koan workers'] / loops:.1f} ms",
                 flush=True,
             )
-        info["log_tail"] = server.log()[-2000:]
     finally:
         if server is not None:
             server.stop()
+            if args.keep_log is not None:
+                args.keep_log.write_text(server.log())
         fake.stop()
         if redis_proc is not None:
             redis_proc.terminate()
@@ -551,6 +552,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--slots", type=int, default=1, help="sandbox slots per worker")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep-log", type=Path, help="copy the server's log here at the end")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     levels, info = asyncio.run(bench(args))

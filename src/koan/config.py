@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr("")
     data_dir: Path = Path("var")
     database_url: str = ""
+    # PostgreSQL connections each worker keeps open, and how many more it may open at a peak
+    # (each costs the server a process to fork and tear down). Size the kept ones for a class's
+    # burst; workers x (pool + overflow) must stay under PostgreSQL's max_connections.
+    database_pool_size: int = Field(default=20, ge=1, le=1000)
+    database_max_overflow: int = Field(default=20, ge=0, le=1000)
+    # How long a request waits for a free connection before it is answered 503 (Retry-After).
+    database_pool_timeout_s: float = Field(default=10.0, gt=0, le=300)
     redis_url: str = ""
     cache_prefix: str = "koan:"
     base_url: str = "http://127.0.0.1:8000"

@@ -37,7 +37,15 @@ class Resources:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, engine: AsyncEngine | None = None) -> Resources:
-        engine = engine or create_engine(settings.effective_database_url)
+        url = settings.effective_database_url
+        if engine is None and url.startswith("postgresql"):
+            engine = create_engine(
+                url,
+                pool_size=settings.database_pool_size,
+                max_overflow=settings.database_max_overflow,
+                pool_timeout=settings.database_pool_timeout_s,
+            )
+        engine = engine or create_engine(url)
         return cls(
             settings=settings,
             engine=engine,

@@ -79,6 +79,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # Kept connections sized for a class's peak (a burst of submissions, each request holding
     # one while it records its verdict): a connection opened beyond them costs PostgreSQL a
     # backend process to fork and tear down, which under load cost more than the queries.
+    # The app passes its settings (KOAN_DATABASE_POOL_SIZE and friends); these are the defaults.
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
     engine = create_async_engine(url, **kwargs)
