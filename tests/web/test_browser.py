@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import Draft, Exercise, User
 from koan.resources import Resources
-from tests.fixtures.factories import PASSWORD, create_user
+from tests.fixtures.factories import PASSWORD, create_exercise, create_user
 from tests.fixtures.smtp import SMTPServer
 from tests.web.live import LiveServer
 
@@ -265,6 +265,7 @@ def _journey(page: Any, live: LiveServer, smtp_server: SMTPServer, *, phone: boo
     page.get_by_role("link", name=re.compile(r"Start the exercise")).click()
     expect(page).to_have_url(re.compile(r"/exercises/[0-9a-f-]{36}$"))
     exercise_id = page.url.rsplit("/", 1)[1]
+    title = page.locator("main h1").first.inner_text()
 
     # A failing run (the starter code): per-test results are shown.
     page.get_by_role("button", name="Run tests").click()
@@ -320,6 +321,31 @@ def _journey(page: Any, live: LiveServer, smtp_server: SMTPServer, *, phone: boo
     )
     assert abs(drawn - room) <= 1, (drawn, room)
     snap("progress")
+
+    # Today says the day's exercise is done, and offers the next as one more.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Today").click()
+    expect(page.get_by_test_id("done-today")).to_contain_text("You finished today's exercise")
+    expect(page.get_by_test_id("done-today")).to_contain_text(title)
+
+    # The catalogue: a title search finds the exercise, marked solved.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Exercises").click()
+    page.get_by_label("Title contains").fill(title.upper())
+    page.get_by_label("Sort by").select_option("title")
+    page.get_by_role("button", name="Show").click()
+    found = page.locator(".exercise-item", has_text=title)
+    expect(found).to_have_count(1)
+    expect(found.get_by_test_id("work-mark")).to_have_text(re.compile("Solved"))
+
+    # Settings: a form sent back with a problem says so beside the field (an expected 4xx).
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
+    page.locator("#f-name").fill("")
+    page.get_by_role("button", name="Save profile").click()
+    expect(page.locator("#f-name-error")).to_be_visible()
+    expect(page.locator("#f-name-error")).not_to_contain_text("Input should")
+    page.locator("#f-name").fill("Grace B.")
+    page.get_by_role("button", name="Save profile").click()
+    expect(page.get_by_text("Your profile is saved.")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/settings\?saved=profile"))
 
 
 # --- keyboard, accessibility, phone -----------------------------------------------------------
@@ -720,3 +746,42 @@ def test_a_syntax_error_marks_its_line_in_the_editor(page: Any, live: LiveServer
     expect(page.locator("#results .result")).to_have_attribute("data-error-line", "2")
     expect(page.locator(".gutter .error-line")).to_have_text("2")
     expect(page.locator("#results .shared-error")).to_have_count(1)
+
+
+def test_a_long_code_example_in_a_statement_scrolls_inside_its_card_at_1280(
+    page: Any, live: LiveServer
+) -> None:
+    call = "total = add(" + ", ".join(f"value_{i}" for i in range(40)) + ")  # END-OF-LINE"
+    slug = f"long-example-{uuid.uuid4().hex[:8]}"
+
+    async def work(session: AsyncSession, res: Resources) -> str:
+        statement = f"Write `add`.\n\n```python\n{call}\n```\n"
+        made = await create_exercise(session, slug=slug, title="Long example", statement=statement)
+        return str(made.id)
+
+    exercise_id = live.run(work)
+    user = make_user(live, onboarded=True)
+    log_in(page, user.email)
+    expect(page).to_have_url(re.compile(r"/dashboard"))
+    page.goto(f"/exercises/{exercise_id}")
+    example = page.locator(".statement pre").first
+    expect(example).to_contain_text("END-OF-LINE")
+    found = example.evaluate(
+        """pre => {
+            const box = pre.getBoundingClientRect();
+            const card = pre.closest('.card').getBoundingClientRect();
+            pre.scrollLeft = pre.scrollWidth;
+            return {right: box.right, cardRight: card.right,
+                    overflow: getComputedStyle(pre).overflowX,
+                    scrolled: pre.scrollLeft, room: pre.scrollWidth - pre.clientWidth};
+        }"""
+    )
+    # Inside its card, and the rest of the line is reached by scrolling the example itself.
+    assert found["right"] <= found["cardRight"], found
+    assert found["overflow"] in ("auto", "scroll"), found
+    assert found["room"] > 0, found
+    assert found["scrolled"] >= found["room"] - 1, found
+    sideways = page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert sideways <= 0, "the page itself scrolls sideways"
