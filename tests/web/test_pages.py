@@ -256,6 +256,9 @@ async def test_an_unverified_user_is_sent_to_check_email(
     page = await client.get("/check-email")
     assert user.email in page.text
     assert "Send a new link" in page.text
+    resent = await post_form(client, "/check-email", "/check-email/resend", {})
+    assert resent.status_code == 303  # POST-redirect-GET: a reload sends no other mail
+    assert "A new link is on its way" in (await client.get(resent.headers["location"])).text
 
 
 async def test_password_reset_by_mail(
@@ -263,7 +266,11 @@ async def test_password_reset_by_mail(
 ) -> None:
     user = await create_user(session, resources)
     sent = await post_form(client, "/forgot-password", "/forgot-password", {"email": user.email})
-    assert "a reset link is on its way" in sent.text
+    # POST-redirect-GET: a reload shows the page again instead of sending another mail.
+    assert sent.status_code == 303
+    shown = await client.get(sent.headers["location"])
+    assert "a reset link is on its way" in shown.text
+    assert user.email in shown.text
     token = smtp_server.last_to(user.email).link_token("/reset-password")
     form = await client.get(f"/reset-password?token={token}")
     mismatch = await client.post(

@@ -112,12 +112,17 @@ async def check_email(
     auth: MaybeAuth,
     email: Annotated[str | None, Query(max_length=320)] = None,
     sent: bool = False,
+    resent: bool = False,
 ) -> Response:
     """Where a new account waits for its verification link."""
     if auth is not None and auth.user.email_verified:
         return redirect(request, "/dashboard")
     address = auth.user.email if auth else email
-    return render(request, "check_email.html", {"email": address, "sent": sent})
+    return render(
+        request,
+        "check_email.html",
+        {"email": address, "sent": sent, "resent": resent and auth is not None},
+    )
 
 
 @router.post("/check-email/resend")
@@ -125,7 +130,8 @@ async def resend(
     request: Request, auth: PageAuth, session: WebSession, res: ResourcesDep, mail: MailQueueDep
 ) -> Response:
     await auth_service.resend_verification(session, res, auth.user, mail)
-    return render(request, "check_email.html", {"email": auth.user.email, "resent": True})
+    # POST-redirect-GET: reloading the page does not send another mail.
+    return redirect(request, "/check-email?resent=1")
 
 
 @router.get("/verify-email")
@@ -280,8 +286,13 @@ def _to_login(request: Request, target: str) -> Response:
 
 
 @router.get("/forgot-password")
-async def forgot_form(request: Request) -> Response:
-    return render(request, "forgot_password.html", {"values": {}, "errors": {}, "sent": False})
+async def forgot_form(
+    request: Request,
+    email: Annotated[str, Query(max_length=320)] = "",
+    sent: bool = False,
+) -> Response:
+    values = {"email": email}
+    return render(request, "forgot_password.html", {"values": values, "errors": {}, "sent": sent})
 
 
 @router.post("/forgot-password")
@@ -310,7 +321,8 @@ async def forgot(
             status_code=exc.status_code,
         )
         raise ShowPage(page) from exc
-    return render(request, "forgot_password.html", {"values": values, "errors": {}, "sent": True})
+    # POST-redirect-GET: reloading the page does not send another mail.
+    return redirect(request, "/forgot-password?" + urlencode({"sent": 1, "email": data.email}))
 
 
 @router.get("/reset-password")
