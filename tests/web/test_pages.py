@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.exercises.submit import in_flight_slot
-from koan.models import Assignment, LearnerProfile, User
+from koan.models import Assignment, LearnerProfile, Submission, User
 from koan.resources import Resources
 from tests.fixtures.factories import ADD_SOLUTION, PASSWORD, create_exercise, create_user
 from tests.fixtures.smtp import SMTPServer
@@ -498,6 +498,48 @@ async def test_run_without_javascript_renders_the_whole_page(
     assert response.status_code == 422
     assert "<html" in response.text
     assert "write some code first" in response.text
+
+
+async def test_without_javascript_a_run_and_a_hint_redirect_so_a_reload_repeats_neither(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get(f"/exercises/{exercise.id}")
+    token = csrf_from(page)
+
+    hint = await client.post(f"/exercises/{exercise.id}/hint", data={"csrf_token": token})
+    assert hint.status_code == 303
+    assert hint.headers["location"] == f"/exercises/{exercise.id}#hints-panel"
+    for _ in range(2):  # the page, then a reload: still one hint
+        shown = await client.get(hint.headers["location"])
+        assert shown.text.count('class="hint-item"') == 1
+
+    broken = await client.post(
+        f"/exercises/{exercise.id}/run",
+        data={"csrf_token": token, "code": "def add(a, b)\n    return a + b\n"},
+    )
+    assert broken.status_code == 303
+    shown = await client.get(broken.headers["location"])
+    assert shown.text.count('class="test-message shared-error"') == 1  # shown once
+    assert 'data-error-line="1"' in shown.text
+
+    passed = await client.post(
+        f"/exercises/{exercise.id}/run", data={"csrf_token": token, "code": ADD_SOLUTION}
+    )
+    assert passed.status_code == 303
+    assert passed.headers["location"].startswith(f"/exercises/{exercise.id}?unlocked=")
+    shown = await client.get(passed.headers["location"])
+    assert 'data-status="passed"' in shown.text
+    assert "Achievement unlocked!" in shown.text
+    assert "First steps" in shown.text
+    again = await client.get(f"/exercises/{exercise.id}")  # later visits celebrate nothing
+    assert "Achievement unlocked!" not in again.text
+    submissions = await session.scalar(
+        select(func.count()).select_from(Submission).where(Submission.user_id == user.id)
+    )
+    assert submissions == 2
 
 
 async def test_run_past_the_in_flight_cap_keeps_the_code_and_says_when_to_retry(

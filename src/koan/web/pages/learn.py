@@ -225,13 +225,23 @@ async def _exercise_context(
 
 @router.get("/exercises/{exercise_id}")
 async def exercise_page(
-    request: Request, exercise_id: str, user: PageUser, session: WebSession, res: ResourcesDep
+    request: Request,
+    exercise_id: str,
+    user: PageUser,
+    session: WebSession,
+    res: ResourcesDep,
+    unlocked_codes: Annotated[str, Query(alias="unlocked", max_length=500)] = "",
 ) -> Response:
     """Statement, editor, tests, hints and the tutor, side by side."""
     exercise = await _exercise(session, exercise_id, user)
     ctx = await _exercise_context(session, user, exercise)
     until = lifecycle.resumable_until(ctx["assignment"]) if ctx["assignment"] else None
     ctx["resume_until"] = until if until and until > res.clock.now() else None
+    if ctx["result"] is not None:
+        ctx.update(_shared_error(ctx["result"]))
+    # After a run without script (POST-redirect-GET), what it unlocked is celebrated here.
+    unlocked = [code for code in unlocked_codes.split(",") if code in achievements.BY_CODE]
+    ctx["celebrate"] = [achievements.describe(code) for code in unlocked]
     return render(request, "exercise.html", ctx)
 
 
@@ -296,10 +306,15 @@ async def run_tests(
         # What the refusal left (a submission kept as an error) is committed with the page.
         ctx = await _exercise_context(session, user, exercise, code=code)
         return _results(request, ctx, error=exc)
+    result = submission_out(graded.submission, graded.achievements_unlocked)
+    if not request.headers.get("HX-Request"):
+        # POST-redirect-GET: the page shows this run (the latest), and a reload does not grade
+        # the code again.
+        unlocked = ",".join(result.achievements_unlocked)
+        query = "?" + urlencode({"unlocked": unlocked}) if unlocked else ""
+        return redirect(request, f"/exercises/{exercise.id}{query}#results")
     ctx = await _exercise_context(session, user, exercise, code=code)
-    return _results(
-        request, ctx, result=submission_out(graded.submission, graded.achievements_unlocked)
-    )
+    return _results(request, ctx, result=result)
 
 
 @router.post("/exercises/{exercise_id}/hint")
@@ -319,11 +334,14 @@ async def hint(
             await exercises.next_hint(session, res, user, exercise, tailor)
     except KoanError as exc:
         error = exc.detail
+    if error is None and not request.headers.get("HX-Request"):
+        # POST-redirect-GET: a reload shows the hints instead of taking another one.
+        return redirect(request, f"/exercises/{exercise.id}#hints-panel")
     ctx = await _exercise_context(session, user, exercise)
     ctx["hint_error"] = error
     if request.headers.get("HX-Request"):
         return render(request, "partials/hints.html", ctx)
-    return render(request, "exercise.html", ctx)
+    return render(request, "exercise.html", ctx, status_code=409)
 
 
 @router.get("/exercises/{exercise_id}/reset")
