@@ -4,6 +4,7 @@ and pages tell the script when the session must be renewed."""
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import timedelta
 
 import httpx
@@ -298,3 +299,44 @@ async def test_the_topics_chosen_at_onboarding_can_be_changed_in_settings(
     assert 'name="interests" value="games" checked' in after.text
     assert 'name="interests" value="my own topic" checked' in after.text
     assert 'name="interests" value="automation" checked' not in after.text
+
+
+@pytest.mark.parametrize(
+    ("language", "code"),
+    [
+        ("python", "def add(a, b):\n    if a == 0:\n        return 1 / a\n    return a + b\n"),
+        (
+            "javascript",
+            "function add(a, b) {\n  if (a === 0) {\n    throw new Error('zero');\n  }\n"
+            "  return a + b;\n}\nmodule.exports = { add };\n",
+        ),
+    ],
+)
+async def test_a_traceback_in_the_learners_code_marks_its_line(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources, language: str, code: str
+) -> None:
+    if language == "javascript":
+        two_tests = (
+            "const assert = require('node:assert');\nconst { add } = require('./solution.js');\n"
+            "test('adds', () => assert.strictEqual(add(1, 2), 3));\n"
+            "test('zero', () => assert.strictEqual(add(0, 0), 0));\n"
+        )
+        exercise = await create_exercise(
+            session,
+            slug=f"js-two-{uuid.uuid4().hex[:8]}",
+            language="javascript",
+            starter_code="function add(a, b) {}\nmodule.exports = { add };\n",
+            solution="function add(a, b) {\n  return a + b;\n}\nmodule.exports = { add };\n",
+            tests=two_tests,
+        )
+    else:
+        exercise = await create_exercise(session)
+    await log_in(client, await create_user(session, resources, onboarded=True))
+    run = await client.post(
+        f"/exercises/{exercise.id}/run", data={"code": code},
+        headers={"HX-Request": "true", **api_headers(client)},
+    )  # fmt: skip
+    # Only the zero test fails, at line 3 of the learner's code: not shared, but still marked.
+    assert "Every test stopped at the same problem" not in run.text
+    assert 'data-error-line="3"' in run.text
+    assert "The error is on line 3 of your code." in run.text
