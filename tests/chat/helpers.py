@@ -137,6 +137,19 @@ def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
+def streamed_text(events: list[tuple[str, dict[str, Any]]]) -> tuple[str, str]:
+    """(what the token events sent, the reply as the learner ends up seeing it: a `replace`
+    event takes the place of everything sent before it)."""
+    sent = "".join(str(data["delta"]) for name, data in events if name == "token")
+    shown = ""
+    for name, data in events:
+        if name == "token":
+            shown += str(data["delta"])
+        elif name == "replace":
+            shown = str(data["text"])
+    return sent, shown
+
+
 async def new_conversation(
     client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise | None = None
 ) -> str:

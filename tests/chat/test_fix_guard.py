@@ -21,6 +21,7 @@ from tests.chat.helpers import (
     new_conversation,
     parse_sse,
     record_attempt,
+    streamed_text,
 )
 from tests.fixtures.llm_server import FakeLLMServer, Reply
 
@@ -37,13 +38,14 @@ FIXES = {
 
 
 async def reply_text(r: httpx.Response, stream: bool) -> str:
+    """The reply as the learner ends up seeing it."""
     if not stream:
         assert r.status_code == 201, r.text
         return str(r.json()["reply"]["content"])
     assert r.status_code == 200, r.text
     events = parse_sse(r.text)
     assert events[-1][0] == "done"
-    return "".join(data["delta"] for name, data in events if name == "token")
+    return streamed_text(events)[1]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
@@ -140,6 +142,135 @@ async def test_the_regeneration_names_what_gave_the_fix_away(
     second = llm_server.requests[1].body["messages"][0]["content"]
     assert "working fix" in second
     assert "`total += n if n % 2 == 0 else 0`" in second
+
+
+# -- streamed: prose at once, the fix never -----------------------------------------------------
+
+# What of each withheld draft must never reach the learner, and the prose that leads into it.
+NEVER_SENT = {
+    "whole": ("acc = 0", "if v % 2 == 0"),
+    "lines": ("if n % 2 == 0:",),
+    "prose": ("total += n if n % 2 == 0 else 0",),
+    "numbered": ("def sum_of_evens", "return sum("),
+}
+LEADS = {
+    "whole": "Sure, here is",
+    "lines": "Wrap the addition",
+    "prose": "Replace ",
+    "numbered": "",
+}
+
+
+@pytest.mark.parametrize("form", list(FIXES))
+async def test_a_streamed_fix_in_any_form_never_reaches_the_learner(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+    form: str,
+) -> None:
+    tutor()
+    await record_attempt(session, resources, learner, evens)
+    llm_server.script(Reply(text=FIXES[form]), Reply(text=SAFE))
+    conversation_id = await new_conversation(client, headers, evens)
+
+    r = await ask(client, headers, conversation_id, "fix it for me", stream=True)
+
+    assert r.status_code == 200, r.text
+    events = parse_sse(r.text)
+    sent, shown = streamed_text(events)
+    for fragment in NEVER_SENT[form]:
+        assert fragment not in r.text
+    assert sent.startswith(LEADS[form])  # the prose before the fix was streamed
+    assert shown == SAFE
+    names = [name for name, _ in events]
+    assert names.count("replace") == 1
+    assert names[-2:] == ["replace", "done"]
+    assert await leak_flags(session, learner) == [True, False]
+    stored = await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)
+    assert stored.json()["messages"][-1]["content"] == SAFE
+
+
+async def test_a_streamed_socratic_reply_arrives_word_by_word_and_whole(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    await record_attempt(session, resources, learner, evens)
+    llm_server.script(Reply(text=SAFE))
+    conversation_id = await new_conversation(client, headers, evens)
+
+    r = await ask(client, headers, conversation_id, "why?", stream=True)
+
+    events = parse_sse(r.text)
+    tokens = [data["delta"] for name, data in events if name == "token"]
+    assert tokens[0] == "Look "  # the first word as the model sent it, not held back
+    assert len(tokens) > 5  # the words after the held sentence still come one by one
+    assert streamed_text(events) == (SAFE, SAFE)
+    assert "replace" not in [name for name, _ in events]
+    assert await leak_flags(session, learner) == [False]
+
+
+async def test_a_fix_found_mid_stream_stops_the_draft_there(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    await record_attempt(session, resources, learner, evens)
+    after = " And that is all there is to it, trust me." * 3
+    llm_server.script(Reply(text=FIXES["prose"] + after), Reply(text=SAFE))
+    conversation_id = await new_conversation(client, headers, evens)
+
+    r = await ask(client, headers, conversation_id, "fix it", stream=True)
+
+    assert "trust me" not in r.text  # nothing after the withheld sentence went out
+    assert streamed_text(parse_sse(r.text))[1] == SAFE
+
+
+async def test_a_reply_cut_off_while_code_was_held_stores_only_what_was_sent(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    await record_attempt(session, resources, learner, evens)
+    text = "Look closely at this:\n\n```python\nif n % 2 == 0:\n    total += n\n```\n"
+    llm_server.script(Reply(text=text, chunks=[text[:30], text[30:60], text[60:]],
+                            error_after_chunks=2))  # fmt: skip
+    conversation_id = await new_conversation(client, headers, evens)
+
+    r = await ask(client, headers, conversation_id, "fix it", stream=True)
+
+    events = parse_sse(r.text)
+    assert events[-1][0] == "error"
+    assert "n % 2 == 0" not in r.text
+    stored = await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)
+    last = stored.json()["messages"][-1]
+    assert last["role"] == "assistant"
+    assert last["incomplete"] is True
+    assert "n % 2" not in last["content"]
+    assert last["content"] == streamed_text(events)[0]
 
 
 # -- strictness ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from tests.chat.helpers import (
     new_conversation,
     parse_sse,
     record_attempt,
+    streamed_text,
 )
 from tests.fixtures.llm_server import FakeLLMServer, Reply
 
@@ -132,7 +133,7 @@ async def test_every_withheld_draft_is_counted_in_the_metrics(
     assert leaks_counted(app) == 3
 
 
-async def test_streamed_exercise_replies_are_checked_before_the_first_token(
+async def test_a_streamed_exercise_reply_sends_its_prose_and_withholds_the_code(
     client: httpx.AsyncClient,
     session: AsyncSession,
     resources: Resources,
@@ -149,14 +150,18 @@ async def test_streamed_exercise_replies_are_checked_before_the_first_token(
     r = await ask(client, headers, conversation_id, "code please", stream=True)
     assert r.status_code == 200
     events = parse_sse(r.text)
-    text = "".join(d["delta"] for n, d in events if n == "token")
-    assert text == SAFE_REPLY
+    sent, shown = streamed_text(events)
+    assert sent == "Sure, here is the whole thing:\n\n"  # prose went out as it came
+    assert shown == SAFE_REPLY  # then a `replace` took its place
     # Not a bare "acc": the ids in the stream are hex and contain it now and then.
     assert "acc = 0" not in r.text
     assert "acc += v" not in r.text
-    assert events[-1][0] == "done"
+    assert [name for name, _ in events][-2:] == ["replace", "done"]
     assert events[-1][1]["incomplete"] is False
-    assert not any(req.stream for req in llm_server.requests)  # buffered, checked, then sent
+    assert [req.stream for req in llm_server.requests] == [True, False]
+    stored = await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)
+    assert stored.json()["messages"][-1]["content"] == SAFE_REPLY
+    assert await leak_flags(session, learner) == [True, False]
 
 
 async def test_a_conversation_without_an_exercise_has_nothing_to_guard(

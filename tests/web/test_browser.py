@@ -711,6 +711,9 @@ def test_a_withheld_fix_never_appears_on_the_exercise_page_and_replies_render_co
         seen = page.evaluate("() => window.__koanSeen")
         assert seen
         assert not any(marker in text for text in seen)
+        # The prose before the fix streamed, then the regenerated reply took its place.
+        assert any("Here is the fix" in text for text in seen)
+        expect(answer).to_have_attribute("data-replaced", "true")
         expect(answer.locator(".msg-body code").first).to_have_text("balance")
         expect(answer.locator(".msg-body pre code")).to_have_text("print(1)")
         assert "`" not in (answer.locator(".msg-body").text_content() or "")

@@ -28,7 +28,7 @@ from koan.llm import (
     build_system_prompt,
     trim_history,
 )
-from koan.llm.leak_check import regenerate_instruction
+from koan.llm.leak_check import Verdict, regenerate_instruction
 from koan.llm.offline import OFFLINE_MODEL
 from koan.models import Conversation, User
 from koan.models import LearnerProfile as LearnerProfileRow
@@ -180,17 +180,40 @@ async def answer(session: AsyncSession, res: Resources, user: User, prepared: Pr
     if not verdict.leak:
         return result
     first.record.leak_caught = True
-    result.leak_caught = True
+    caught(verdict, exercise_id)
+    await replace_leak(session, res, user.id, prepared, verdict, result)
+    return result
+
+
+def caught(verdict: Verdict, exercise_id: uuid.UUID | None) -> None:
+    """Count and log a first draft the guard withheld."""
     metrics.leak_caught()
     log.warning(
         "tutor.leak_caught", purpose="chat", stage="first", reason=verdict.reason,
         exercise_id=str(exercise_id),
     )  # fmt: skip
+
+
+async def replace_leak(
+    session: AsyncSession,
+    res: Resources,
+    user_id: uuid.UUID,
+    prepared: Prepared,
+    verdict: Verdict,
+    result: Answer,
+) -> None:
+    """After a withheld draft: ask once more with an instruction naming what gave it away,
+    and check that draft too; one that still leaks (or none at all: the provider failed, the
+    budget ran out) becomes a hint-style nudge. `result` gets the text, and the second call's
+    tokens and cost."""
+    guard = prepared.guard
+    assert guard is not None
+    result.leak_caught = True
     instruction = regenerate_instruction(verdict, guard.strictness)
     try:
         second = await calls.complete(
-            session, res, user_id=user.id, request=_stricter(prepared.request, instruction),
-            exercise_id=exercise_id, conversation_id=conversation_id,
+            session, res, user_id=user_id, request=_stricter(prepared.request, instruction),
+            exercise_id=prepared.exercise_id, conversation_id=prepared.conversation_id,
         )  # fmt: skip
     except (TutorUnavailable, BudgetExceeded):
         second = None
@@ -201,10 +224,9 @@ async def answer(session: AsyncSession, res: Resources, user: User, prepared: Pr
         if not again.leak:
             result.text = second.completion.text
             await session.flush()
-            return result
+            return
         second.record.leak_caught = True
         metrics.leak_caught()
         log.warning("tutor.leak_caught", purpose="chat", stage="regenerated", reason=again.reason)
     result.text = hint_style_answer(guard)
     await session.flush()
-    return result

@@ -208,8 +208,9 @@ async def ask(
     was stored (429 BudgetExceeded, 503) names it in the X-Koan-Message-Id header."""
     user, conversation = target.user, target.conversation
     prepared = await reply.prepare(session, res, target, content)
-    # A reply streamed as it comes; one about an exercise is checked whole before it is sent.
-    live = stream and prepared.guard is None
+    # A reply streamed as the model writes it (one about an exercise with what could be a fix
+    # held back until checked); the offline tutor's answers, written at once, are sent whole.
+    live = stream and (prepared.guard is None or not res.llm.offline_only)
     admitted = await admission.admit(session, res, user, prepared.request if live else None)
     checkpoint = QuestionCheckpoint(session, res, conversation, content)
     handed_over = False
@@ -219,7 +220,10 @@ async def ask(
                 await checkpoint.commit()  # refused, and the question is kept
                 raise admitted.over_budget
             assert admitted.reservation is not None
-            events = streaming.LiveReplyStream(
+            kind = streaming.LiveReplyStream
+            if prepared.guard is not None:
+                kind = streaming.GuardedReplyStream
+            events = kind(
                 res, open_session, user_id=user.id, prepared=prepared,
                 reservation=admitted.reservation, lock_key=admitted.lock_key,
             )  # fmt: skip
@@ -227,7 +231,7 @@ async def ask(
             question = await streaming.store_while_starting(events, checkpoint.commit())
             return Asked(question, events=events)
         question = await checkpoint.commit()
-        # Exercise conversations are checked against the solution before anything is sent.
+        # Checked against the solution (and a fix proved by running it) before it is sent.
         result = await reply.answer(session, res, user, prepared)
         answer = await store_answer(session, res, conversation, result)
         await db_checkpoint(session)  # before the lock goes: the next message sees this reply

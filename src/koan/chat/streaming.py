@@ -21,12 +21,16 @@ from starlette.types import Receive, Scope, Send
 
 from koan.chat import repository
 from koan.chat.admission import release_reply_lock
-from koan.chat.reply import Prepared
+from koan.chat.context import hint_style_answer
+from koan.chat.hints import count_offline_rung
+from koan.chat.reply import Answer, Prepared, caught, replace_leak
 from koan.errors import KoanError, TutorUnavailable
-from koan.llm import Completion, StreamEnd, StreamItem
+from koan.llm import Completion, StreamEnd, StreamItem, Usage, holdback
 from koan.llm.base import aclose_quietly
+from koan.llm.leak_check import Verdict
+from koan.llm.offline import OFFLINE_MODEL
 from koan.llm.pricing import estimate_usage
-from koan.models import ConversationMessage
+from koan.models import ConversationMessage, User
 from koan.resources import Resources
 from koan.tutor_gateway import budgets, calls
 
@@ -101,6 +105,24 @@ class _Outcome:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Bill:
+    used: Usage
+    cost: Decimal
+    model: str
+    provider: str
+
+
+@dataclass
+class _Stored:
+    """The reply as stored: its text, and when the guard replaced the model's draft, the
+    answer that replaced it (whose calls were recorded as they were made)."""
+
+    text: str
+    replaced: bool = False
+    extra: Answer | None = None
+
+
 class LiveReplyStream:
     """Tokens straight from the model as Server-Sent Events; stores the reply when the stream
     ends, however it ends (finished, provider failure, or the learner leaving mid-reply), and
@@ -127,6 +149,9 @@ class LiveReplyStream:
         self._parts: list[str] = []
         self._completion: Completion | None = None
         self._outcome: _Outcome | None = None
+        self._stopped = False  # no more of the model's reply is wanted
+        self._billed: _Bill | None = None
+        self._call_recorded = False
         self._events = self._generate()
         res.llm.streams.begin()
 
@@ -161,8 +186,13 @@ class LiveReplyStream:
                     break
                 if item.delta:
                     self._parts.append(item.delta)
-                    yield sse("token", {"delta": item.delta})
+                    async for event in self._pass_on(item.delta):
+                        yield event
+                    if self._stopped:
+                        break
                 item = await anext(self._items, None)
+            async for event in self._conclude():
+                yield event
             outcome = await self._finish()
             yield sse("done", outcome.payload)
         except TutorUnavailable as exc:
@@ -172,6 +202,59 @@ class LiveReplyStream:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._finish(incomplete=True)
+
+    async def _pass_on(self, delta: str) -> AsyncIterator[bytes]:
+        """The events for a piece of the reply: straight out."""
+        yield sse("token", {"delta": delta})
+
+    async def _conclude(self) -> AsyncIterator[bytes]:
+        """Events after the model's last token, before `done`: none."""
+        return
+        yield b""  # pragma: no cover - makes this an async generator
+
+    def _stored(self) -> _Stored:
+        """What is stored as the reply: everything the model sent."""
+        return _Stored("".join(self._parts))
+
+    async def _bill(self) -> _Bill:
+        """What the model's call cost, with the budget held for it settled (once)."""
+        if self._billed is not None:
+            return self._billed
+        res, prepared = self._res, self._prepared
+        await aclose_quietly(self._items)
+        generated = "".join(self._parts)
+        completion = self._completion
+        if completion is not None:
+            used, cost = completion.usage, completion.cost_usd
+            model, provider = completion.model, completion.provider
+        elif generated:
+            # Billed for what was generated; the provider never sent its count.
+            model, provider = res.llm.model, res.llm.provider.name
+            used = estimate_usage(prepared.request.messages, generated)
+            cost = res.llm.prices.cost_usd(model, used)
+        else:
+            model, provider = res.llm.model, res.llm.provider.name
+            used = estimate_usage([], "")
+            cost = Decimal(0)
+        self._billed = bill = _Bill(used, cost, model, provider)
+        await budgets.settle(res, self._reservation, cost)
+        return bill
+
+    async def _record_call(
+        self, session: AsyncSession, *, outcome: str, leak_caught: bool = False
+    ) -> None:
+        """The model's call on record (once)."""
+        if self._call_recorded:
+            return
+        bill = await self._bill()
+        self._call_recorded = True
+        await calls.record(
+            session, self._res, user_id=self._user_id, purpose="chat",
+            day=self._reservation.day, usage=bill.used, cost_usd=bill.cost,
+            completion=self._completion, leak_caught=leak_caught, outcome=outcome,
+            exercise_id=self._prepared.exercise_id,
+            conversation_id=self._prepared.conversation_id,
+        )  # fmt: skip
 
     async def _finish(
         self, *, error: KoanError | None = None, incomplete: bool = False
@@ -183,54 +266,39 @@ class LiveReplyStream:
         self._outcome = outcome = _Outcome()
         res, prepared = self._res, self._prepared
         try:
-            await aclose_quietly(self._items)
-            text = "".join(self._parts)
-            completion = self._completion
-            cut_short = completion is None or error is not None or incomplete
-            if completion is not None:
-                used, cost = completion.usage, completion.cost_usd
-                model, provider = completion.model, completion.provider
-            elif text:
-                # Billed for what was generated; the provider never sent its count.
-                model, provider = res.llm.model, res.llm.provider.name
-                used = estimate_usage(prepared.request.messages, text)
-                cost = res.llm.prices.cost_usd(model, used)
-            else:
-                model, provider = res.llm.model, res.llm.provider.name
-                used = estimate_usage([], "")
-                cost = Decimal(0)
-            await budgets.settle(res, self._reservation, cost)
+            bill = await self._bill()
+            generated = "".join(self._parts)
+            stored = self._stored()
+            cut_short = self._completion is None or error is not None or incomplete
+            if stored.replaced:
+                cut_short = False  # Koan stopped the draft; what is stored is whole
+            extra = stored.extra
             async with self._open_session() as session:
-                if text:
+                if stored.text:
                     outcome.message = await repository.append_message(
                         session,
                         prepared.conversation_id,
                         ConversationMessage(
                             role="assistant",
-                            content=text,
+                            content=stored.text,
                             incomplete=cut_short,
-                            model=model[:128],
-                            provider=provider[:64],
-                            input_tokens=used.input_tokens,
-                            output_tokens=used.output_tokens,
-                            cost_usd=budgets.usd(cost),
+                            model=(extra.model if extra else bill.model)[:128],
+                            provider=(extra.provider if extra else bill.provider)[:64],
+                            input_tokens=bill.used.input_tokens
+                            + (extra.input_tokens if extra else 0),
+                            output_tokens=bill.used.output_tokens
+                            + (extra.output_tokens if extra else 0),
+                            cost_usd=budgets.usd(bill.cost + (extra.cost_usd if extra else 0)),
+                            leak_caught=stored.replaced,
                             created_at=res.clock.now(),
                         ),
                     )
-                await calls.record(
+                await self._record_call(
                     session,
-                    res,
-                    user_id=self._user_id,
-                    purpose="chat",
-                    day=self._reservation.day,
-                    usage=used,
-                    cost_usd=cost,
-                    completion=completion,
-                    outcome="error" if error is not None and not text else (
+                    leak_caught=stored.replaced,
+                    outcome="error" if error is not None and not generated else (
                         "incomplete" if cut_short else "ok"
                     ),
-                    exercise_id=prepared.exercise_id,
-                    conversation_id=prepared.conversation_id,
                 )  # fmt: skip
         except Exception:
             log.exception("chat.stream_store_failed", conversation_id=str(prepared.conversation_id))
@@ -244,6 +312,112 @@ class LiveReplyStream:
             else done_payload(outcome.message, prepared.conversation_id)
         )
         return outcome
+
+
+class GuardedReplyStream(LiveReplyStream):
+    """A reply about an exercise, streamed as the model writes it, with everything that could
+    be a fix held back until the leak guard has checked it (`koan.llm.holdback`).
+
+    Prose goes out at once. A held stretch (a code block, a sentence with inline code) is
+    checked with the reply up to its end, then sent; programs already run clean are not run
+    again (`tried`). When the model is done the whole reply is checked once more (fixes made
+    of several parts). A leak found on the way stops the model; one found at the end is too
+    late to hold back anything, but nothing of it was sent unchecked. Either way the draft is
+    withheld as `reply.answer` does (regenerated once, else a nudge), and a `replace` event
+    carries the text that takes the place of what was shown; only that text is stored.
+    """
+
+    def __init__(
+        self,
+        res: Resources,
+        open_session: SessionOpener,
+        *,
+        user_id: uuid.UUID,
+        prepared: Prepared,
+        reservation: budgets.Reservation,
+        lock_key: str,
+    ) -> None:
+        super().__init__(
+            res, open_session, user_id=user_id, prepared=prepared, reservation=reservation,
+            lock_key=lock_key,
+        )  # fmt: skip
+        assert prepared.guard is not None
+        self._guard = prepared.guard
+        self._text = ""
+        self._shown = 0  # how much of the text has gone out
+        self._tried: set[str] = set()
+        self._verdict: Verdict | None = None  # the leak that withholds this draft
+        self._replacement: Answer | None = None
+
+    async def _pass_on(self, delta: str) -> AsyncIterator[bytes]:
+        self._text += delta
+        async for event in self._release(final=False):
+            yield event
+
+    async def _release(self, *, final: bool) -> AsyncIterator[bytes]:
+        """Send what is prose, and each held stretch once the guard has passed it."""
+        while self._verdict is None:
+            found = holdback.scan(self._text, self._shown, final=final)
+            if found.free > self._shown:
+                yield self._send(found.free)
+            if found.unit is None or found.unit <= self._shown:
+                return
+            verdict = await self._guard.check(self._text[: found.unit], self._tried)
+            if verdict.leak:
+                self._withhold(verdict)
+                return
+            yield self._send(found.unit)
+
+    def _send(self, end: int) -> bytes:
+        delta = self._text[self._shown : end]
+        self._shown = end
+        return sse("token", {"delta": delta})
+
+    def _withhold(self, verdict: Verdict) -> None:
+        self._verdict = verdict
+        self._stopped = True  # the rest of this draft is not wanted
+        caught(verdict, self._prepared.exercise_id)
+
+    async def _conclude(self) -> AsyncIterator[bytes]:
+        if self._verdict is None:
+            async for event in self._release(final=True):
+                yield event
+        completion = self._completion
+        if self._verdict is None and completion is not None and completion.model == OFFLINE_MODEL:
+            # The chain fell back to Koan's own tutor, which writes no code; a hint rung it
+            # showed counts as used.
+            async with self._open_session() as session:
+                user = await session.get(User, self._user_id)
+                if user is not None:
+                    await count_offline_rung(
+                        session, self._res, user, self._prepared.exercise_id,
+                        self._prepared.request,
+                    )  # fmt: skip
+            return
+        if self._verdict is None:
+            verdict = await self._guard.check(self._text, self._tried)
+            if not verdict.leak:
+                return
+            self._withhold(verdict)
+        assert self._verdict is not None
+        replacement = Answer("", self._res.llm.model, self._res.llm.provider.name)
+        async with self._open_session() as session:
+            # The withheld draft's call goes on record before the one that replaces it.
+            await self._record_call(session, outcome="ok", leak_caught=True)
+            await replace_leak(
+                session, self._res, self._user_id, self._prepared, self._verdict, replacement
+            )
+        self._replacement = replacement
+        yield sse("replace", {"text": replacement.text})
+
+    def _stored(self) -> _Stored:
+        if self._replacement is not None:
+            return _Stored(self._replacement.text, True, self._replacement)
+        if self._verdict is not None:
+            # Gone before the replacement was written: the nudge, never the draft.
+            return _Stored(hint_style_answer(self._guard), True)
+        # Only what went out: a reply cut short never stores what was still held back.
+        return _Stored(self._text[: self._shown])
 
 
 async def store_while_starting(

@@ -108,10 +108,10 @@ def strip_markers(text: str) -> str:
     for line in lines:
         if strip_numbers:
             match = _NUMBERED.match(line)
-            if match and _looks_like_code(line[match.end() :]):
+            if match and looks_like_code(line[match.end() :]):
                 line = line[match.end() :]
         match = _LIST_MARKER.match(line)
-        if match and _looks_like_code(line[match.end() :]):
+        if match and looks_like_code(line[match.end() :]):
             line = line[match.end() :]
         out.append(line)
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
@@ -147,7 +147,7 @@ def multiline_literals(text: str) -> list[str]:
     ]
 
 
-def _looks_like_code(line: str) -> bool:
+def looks_like_code(line: str) -> bool:
     if not line.strip() or _PROSE.match(line) or _LABEL.match(line):
         return False
     if line.startswith(("    ", "\t")):
@@ -169,7 +169,7 @@ def code_blocks(reply: str) -> list[str]:
     run: list[str] = []
     for raw in [*strip_markers(prose).splitlines(), ""]:
         line = raw if "\0" not in raw else ""
-        if line.strip() and _looks_like_code(line):
+        if line.strip() and looks_like_code(line):
             run.append(line)
             continue
         if any(x.strip() for x in run):

@@ -111,6 +111,8 @@
     if (typeof data === "string") return { text: data };
     if (name === "error" || (data && data.error)) return { error: data.detail || data.error || "The tutor stopped." };
     if (name === "done" || name === "end" || name === "message_end") return { done: true, data: data };
+    // The tutor withheld what it had started to say (it gave a fix away): this text replaces it.
+    if (name === "replace") return { replace: data && typeof data.text === "string" ? data.text : "" };
     var text = data.delta !== undefined ? data.delta : data.text !== undefined ? data.text : data.token !== undefined ? data.token : data.content;
     return { text: typeof text === "string" ? text : "" , data: data };
   }
@@ -199,6 +201,12 @@
       return readEvents(response, function (name, raw) {
         var item = deltaOf(name, raw);
         if (item.error) { failed = item.error; return; }
+        if (item.replace !== undefined) {
+          renderMarkdown(answer, item.replace);
+          answer.parentNode.setAttribute("data-replaced", "true");
+          self.log.scrollTop = self.log.scrollHeight;
+          return;
+        }
         if (item.text) {
           renderMarkdown(answer, (answer.getAttribute("data-markdown") || "") + item.text);
           answer.parentNode.setAttribute("data-chunks", String(++chunks));

@@ -1,0 +1,231 @@
+"""What of a reply still being streamed may be shown now, and what must wait for the leak guard.
+
+Pure functions, no I/O (the chat's stream, `koan.chat.streaming`, runs the guard). Prose goes
+out as it arrives; everything a fix could be made of is held until the guard has checked the
+reply up to its end:
+
+- a fenced block, until its closing fence;
+- a line that starts like code (indented, a keyword, an assignment, a call, a bracket), and
+  the code-looking lines after it, until a line that is not code;
+- in a prose line, from the first character that could begin code or a quotation (a backtick,
+  a bracket, `=`, `<`, `>`, `;`, a quote or a backslash) to the end of that sentence: inline
+  spans, "replace `X` with `Y`", a string literal holding a program;
+- a held sentence that ends with a colon introduces what follows: it waits with the block
+  after it.
+
+A line's first word is held until it shows whether the line is prose ("Look at", "What does")
+or code ("total = 0", "items.sort()"), except for common sentence openings, so the first word
+of a reply goes out as soon as it arrives. `scan` is deterministic in the text: more text never
+changes what was found releasable before.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from koan.llm.patches import looks_like_code, strip_markers
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"\S+", text))
+
+
+# Characters that start a held stretch inside a prose line.
+TRIGGERS = frozenset('`([{<>=;\\"')
+# Words that begin code at the start of a line (lower case; "If you..." is prose).
+_CODE_WORDS = _words(
+    """def class return for while if elif else try except finally with import from yield raise
+    assert pass break continue function const let var async await throw switch case export
+    new delete typeof del not lambda global nonlocal print console module require do"""
+)
+# Openings of a prose sentence, released before the next word shows (the first token).
+_OPENINGS = _words(
+    """what why how when where which who whose look let let's good great nice sure yes no it
+    it's its you you're your the this that these those there here in on at if for so now
+    first next then try think consider check notice remember before after a an i i'm we can
+    could do does did is are was were have has hmm ok okay almost close well right one two
+    each every some all as also and but or because since while with without to start step
+    hint note tip imagine suppose take compare run read walk trace ask keep make see write
+    use great excellent exactly perfect nearly interesting"""
+    """ gut gute guter was wie warum wo schau du dein deine ich das die der es bien très que
+    pourquoi comment regarde tu ton ta c'est bueno buena muy qué por cómo mira"""
+)
+_MARKER = re.compile(
+    r"[ \t]*(?:(?:>[ \t]?)+|(?:[-*+•]|\d{1,3}[.)])[ \t]+|#{1,6}[ \t]+|\*{1,2}(?=\w)|_(?=\w))*"
+)
+_NUMBER_PREFIX = re.compile(r"[ \t]*(?:[Ll]ine[ \t]*)?\d{1,4}\b")
+_WORD = re.compile(r"[^\W\d][\w$']*")
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """`free`: the text up to here may be shown as it is. `unit`: when not None, the text up
+    to here is ready for the guard: check `text[:unit]`, then show up to `unit`."""
+
+    free: int
+    unit: int | None = None
+
+
+def scan(text: str, start: int, *, final: bool = False) -> Scan:
+    """Where the text already shown up to `start` can go on to, given all the text so far
+    (`final`: the model has finished, so nothing more is coming)."""
+    if start >= len(text):
+        return Scan(start)
+    pos = start
+    line_start = text.rfind("\n", 0, start) + 1
+    while True:
+        kind = _line_kind(text, line_start, final)
+        if kind is None:
+            return Scan(pos)
+        if kind == "fence":
+            end = _fence_end(text, line_start, final)
+            return Scan(line_start, end)
+        if kind == "code":
+            end = _code_run_end(text, line_start, final)
+            return Scan(line_start, end)
+        # prose (or a blank line): release up to the first trigger
+        line_end = text.find("\n", line_start)
+        stop = len(text) if line_end < 0 else line_end + 1
+        begin = max(pos, line_start)
+        trigger = next((i for i in range(begin, stop) if text[i] in TRIGGERS), None)
+        if trigger is None:
+            if line_end < 0:
+                return Scan(stop)
+            pos = line_start = stop
+            continue
+        end = _sentence_end(text, trigger, final)
+        if end is not None and text[trigger:end].rstrip().endswith(":") and text[end - 1] == "\n":
+            end = _lead_in_end(text, end, final)
+        return Scan(trigger, end)
+
+
+def _line_kind(text: str, line_start: int, final: bool) -> str | None:
+    """How the line at `line_start` begins: "fence", "code", "prose", or None while it is
+    too early to say."""
+    line_end = text.find("\n", line_start)
+    complete = line_end >= 0 or final
+    line = text[line_start:] if line_end < 0 else text[line_start:line_end]
+    if complete and not line.strip():
+        return "prose"
+    if line.startswith(("    ", "\t")):
+        return "code"
+    stripped = line.lstrip(" ")
+    if stripped.startswith(("```", "~~~")):
+        return "fence"
+    if stripped and stripped[0] in "`~" and len(stripped) < 3 and not complete:
+        return None  # perhaps a fence
+    marker = _MARKER.match(line)
+    rest = line[marker.end() if marker else 0 :]
+    if not rest:
+        return "prose" if complete else None
+    if rest[0].isdigit() and _NUMBER_PREFIX.match(rest):
+        # "12 | for i in ...", "3 things to check": the whole line decides.
+        return _by_whole_line(line, complete)
+    word = _WORD.match(rest)
+    if word is None:
+        # A span opening the sentence is held by its trigger; anything else, by the line.
+        return "prose" if rest[0] == "`" else _by_whole_line(line, complete)
+    name, after = word.group(0), rest[word.end() :]
+    if name in _CODE_WORDS:
+        return "code"
+    following = after.lstrip(" \t")
+    if not following:
+        if name[0].isupper() and name.lower() in _OPENINGS:
+            return "prose"  # the first word of a sentence, out before the second arrives
+        return _by_whole_line(line, complete)
+    if after[0] in " \t":
+        assignment = re.match(r"(?:[-+*/%]|//|\*\*|\|\||&&|\?\?)?=(?!=)", following)
+        return "code" if assignment else "prose"
+    if after[0] in ",:!?." and len(after) == 1:
+        return _by_whole_line(line, complete)
+    if after[0] in ",:!?" and after[1] in " \t":
+        return "prose"  # "Yes, ...", "Note: ...", "Hmm? ..."
+    if after[0] == "." and after[1] in " \t" and name[0].isupper():
+        return "prose"  # "Good. ..."
+    return "code"
+
+
+def _by_whole_line(line: str, complete: bool) -> str | None:
+    if not complete:
+        return None
+    return "code" if looks_like_code(strip_markers(line)) else "prose"
+
+
+def _fence_end(text: str, line_start: int, final: bool) -> int | None:
+    """The end of the fenced block opening at `line_start` (after its closing fence line)."""
+    opener_end = text.find("\n", line_start)
+    if opener_end < 0:
+        return len(text) if final else None
+    fence = re.match(r"[ \t]*(`{3,}|~{3,})", text[line_start:])
+    assert fence is not None
+    closing = re.compile(rf"^[ \t]*{re.escape(fence.group(1))}[ \t]*$", re.MULTILINE)
+    found = closing.search(text, opener_end + 1)
+    if found is None:
+        return len(text) if final else None
+    after = text.find("\n", found.end())
+    if after >= 0:
+        return after + 1
+    return len(text) if final else None
+
+
+def _code_run_end(text: str, line_start: int, final: bool) -> int | None:
+    """The end of the run of code-looking lines starting at `line_start`: the start of the
+    first line after it that is blank or not code (known once that line is whole)."""
+    line_end = text.find("\n", line_start)
+    if line_end < 0:
+        return len(text) if final else None
+    at = line_end + 1
+    while True:
+        next_end = text.find("\n", at)
+        if next_end < 0:
+            if not final:
+                return None
+            line = text[at:]
+            if line.strip() and looks_like_code(strip_markers(line)):
+                return len(text)
+            return at
+        line = text[at:next_end]
+        if not line.strip() or not looks_like_code(strip_markers(line)):
+            return at
+        at = next_end + 1
+
+
+def _sentence_end(text: str, start: int, final: bool) -> int | None:
+    """The end of the sentence that `start` is in: after a `.`, `!` or `?` that is followed by
+    whitespace (outside inline code), or after the end of the line."""
+    in_span = False
+    for i in range(start, len(text)):
+        char = text[i]
+        if char == "\n":
+            return i + 1
+        if char == "`":
+            in_span = not in_span
+        elif char in ".!?" and not in_span:
+            if i + 1 >= len(text):
+                break
+            if text[i + 1] in " \t\n":
+                return i + 1
+    return len(text) if final else None
+
+
+def _lead_in_end(text: str, end: int, final: bool) -> int | None:
+    """A held sentence ending in a colon goes out with the block it introduces."""
+    at = end
+    while True:
+        line_end = text.find("\n", at)
+        if line_end < 0:
+            if not final and not text[at:].strip():
+                return None
+            break
+        if text[at:line_end].strip():
+            break
+        at = line_end + 1
+    kind = _line_kind(text, at, final)
+    if kind is None:
+        return len(text) if final else None
+    if kind == "fence":
+        return _fence_end(text, at, final)
+    if kind == "code":
+        return _code_run_end(text, at, final)
+    return end

@@ -1,0 +1,109 @@
+"""The streaming hold-back: prose goes out as it arrives, anything a fix could be made of waits
+for the guard (`koan.llm.holdback.scan`), fed the way a model streams, word by word."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from koan.llm.holdback import scan
+
+
+def stream(reply: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """Feed the reply word by word; returns the pieces in order, each ("free", text) or
+    ("checked", text), and the text the guard was asked about at each check."""
+    pieces: list[tuple[str, str]] = []
+    checks: list[str] = []
+    shown = 0
+    text = ""
+
+    def drain(final: bool) -> None:
+        nonlocal shown
+        while True:
+            found = scan(text, shown, final=final)
+            if found.free > shown:
+                pieces.append(("free", text[shown : found.free]))
+                shown = found.free
+            if found.unit is None or found.unit <= shown:
+                return
+            checks.append(text[: found.unit])
+            pieces.append(("checked", text[shown : found.unit]))
+            shown = found.unit
+
+    for word in re.findall(r"\S+\s*|\s+", reply):
+        text += word
+        drain(final=False)
+    drain(final=True)
+    assert "".join(piece for _, piece in pieces) == reply  # everything goes out in the end
+    return pieces, checks
+
+
+def free_text(pieces: list[tuple[str, str]]) -> str:
+    return "".join(piece for kind, piece in pieces if kind == "free")
+
+
+def test_prose_goes_out_word_by_word_from_the_first_word() -> None:
+    reply = "Look closely at the loop. Which numbers does it add, and which should it add?"
+    pieces, checks = stream(reply)
+
+    assert pieces[0] == ("free", "Look ")
+    assert len(pieces) > 10
+    assert checks == []
+
+
+def test_an_inline_span_waits_with_its_sentence_for_the_check() -> None:
+    reply = "Replace `total += n` with `total += n if n % 2 == 0 else 0` and you are done. Good?"
+    pieces, checks = stream(reply)
+
+    assert "`" not in free_text(pieces)
+    assert free_text(pieces).startswith("Replace ")
+    assert checks[0].endswith("and you are done.")  # the whole sentence: both spans
+    assert free_text(pieces).endswith("Good?")
+
+
+@pytest.mark.parametrize(
+    ("reply", "held"),
+    [
+        ("Try this:\n\n```python\nif n % 2 == 0:\n    total += n\n```\nDoes it pass?", "n % 2"),
+        ("Your loop:\n\n    for n in numbers:\n        total += n\n\nWhat does it add?", "for n"),
+        ("1. def f(numbers):\n2.     return sum(numbers)\n", "def f"),
+        ("total = 0 is where it starts.\nWhat comes next?", "total = 0"),
+        ("items.sort()\nThen look again.", "items.sort"),
+        ('Write "def f():\\n    return 1" and see.', "def f"),
+    ],
+)
+def test_code_is_only_sent_after_a_check(reply: str, held: str) -> None:
+    pieces, checks = stream(reply)
+
+    assert held not in free_text(pieces)
+    assert any(held in checked for checked in checks)
+
+
+def test_a_held_sentence_ending_in_a_colon_waits_for_the_block_it_introduces() -> None:
+    reply = "Here is the fix (MARKER):\n\n```\ndef f():\n    pass\n```\nDone."
+    pieces, checks = stream(reply)
+
+    assert "MARKER" not in free_text(pieces)
+    assert checks[0].endswith("```\n")  # the sentence and the block, checked together
+    assert free_text(pieces) == "Here is the fix Done."
+
+
+def test_a_fence_still_open_waits_until_it_closes_or_the_reply_ends() -> None:
+    text = "Look:\n\n```python\ndef f():\n"
+    found = scan(text, 0)
+    assert text[: found.free] == "Look:\n\n"
+    assert found.unit is None
+    final = scan(text, found.free, final=True)
+    assert final.unit == len(text)
+
+
+def test_what_was_found_free_stays_free_as_the_text_grows() -> None:
+    reply = (
+        "Good question! Your loop adds `n` every time.\n\n    total += n\n\nSo which "
+        "numbers should reach that line? Try `[1, 2]` by hand."
+    )
+    frees = [scan(reply[:cut], 0).free for cut in range(1, len(reply) + 1)]
+
+    assert frees == sorted(frees)
+    assert reply[: frees[-1]] == "Good question! Your loop adds "
