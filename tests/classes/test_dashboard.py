@@ -7,12 +7,15 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import Exercise
 from koan.resources import Resources
 from tests.classes.helpers import Course, create_course
+from tests.conftest import Backend
 from tests.fixtures.factories import ADD_SOLUTION, bearer, create_exercise, create_user
+from tests.test_statement_counts import counted
 
 # Fails one test only, so the commonest failure is that one.
 WRONG = "def add(a, b):\n    return 0 if (a, b) == (1, 2) else a + b\n"
@@ -251,3 +254,121 @@ async def test_learners_see_no_dashboard_and_nothing_of_a_classmate(
     outsider = await bearer(session, resources, await create_user(session, resources))
     r = await client.get(f"/api/v1/classes/{course.id}/dashboard/roster", headers=outsider)
     assert r.status_code == 404
+
+
+async def test_per_exercise_medians_of_attempts_and_minutes_to_the_first_pass(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=5)
+    exercise = await create_exercise(session)
+    await _assign(client, course, exercise)
+    clock = resources.clock
+    await _submit(client, course, 0, exercise, WRONG)
+    await _submit(client, course, 1, exercise, ADD_SOLUTION)  # 1 attempt, 0 minutes
+    await _submit(client, course, 2, exercise, WRONG)
+    await _submit(client, course, 3, exercise, WRONG)  # never passes
+    clock.advance(timedelta(minutes=2))
+    await _submit(client, course, 2, exercise, ADD_SOLUTION)  # 2 attempts, 2 minutes
+    await _submit(client, course, 2, exercise, WRONG)  # after the pass: not counted
+    clock.advance(timedelta(minutes=2))
+    await _submit(client, course, 0, exercise, WRONG)
+    clock.advance(timedelta(minutes=4))
+    await _submit(client, course, 0, exercise, ADD_SOLUTION)  # 3 attempts, 8 minutes
+    await _submit(client, course, 4, exercise, ADD_SOLUTION)  # 1 attempt, 0 minutes
+    r = await client.get(
+        f"/api/v1/classes/{course.id}/dashboard/exercises", headers=course.headers["instructor"]
+    )
+    assert r.status_code == 200, r.text
+    (stats,) = r.json()["items"]
+    assert (stats["learners_attempted"], stats["learners_passed"]) == (5, 4)
+    assert stats["pass_rate"] == 0.8
+    # Attempts 1, 1, 2, 3 and minutes 0, 0, 2, 8: the two middle values' mean.
+    assert stats["median_attempts_to_pass"] == 1.5
+    assert stats["median_minutes_to_pass"] == 1.0
+    assert stats["common_failure"] == "test_small"
+    assert stats["common_failure_count"] == 5
+
+
+async def test_an_adaptive_assignment_is_graded_on_each_learners_own_picks(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=3)
+    skill = f"skill-{course.code.lower()}"
+    for _ in range(3):
+        await create_exercise(session, skills=[skill], difficulty=2)
+    now = datetime.now(UTC)
+    made = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "Practice", "skill": skill, "level": 2, "count": 1,
+              "opens_at": (now - timedelta(hours=1)).isoformat(),
+              "due_at": (now + timedelta(days=1)).isoformat()},
+        headers=course.headers["instructor"],
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    picks = {}
+    for n in (0, 1):  # learner 2 never opens their assignments: nothing picked for them
+        seen = await client.get(
+            "/api/v1/classes/assignments", headers=course.headers[f"learner{n}"]
+        )
+        picks[n] = seen.json()["items"][0]["items"][0]["exercise_id"]
+    by_id = {str(e.id): e for e in await _bank(session, skill)}
+    await _submit(client, course, 0, by_id[picks[0]], ADD_SOLUTION)
+    await _submit(client, course, 1, by_id[picks[1]], WRONG)
+    if picks[0] != picks[1]:
+        # Passing an exercise that was picked for someone else does not count for learner 1.
+        await _submit(client, course, 1, by_id[picks[0]], ADD_SOLUTION)
+    book = await client.get(
+        f"/api/v1/classes/{course.id}/dashboard/gradebook", headers=course.headers["instructor"]
+    )
+    statuses = {row["name"]: row["statuses"][made.json()["id"]] for row in book.json()["rows"]}
+    assert statuses == {"Learner 0": "passed", "Learner 1": "attempted",
+                        "Learner 2": "not_started"}  # fmt: skip
+    roster = await client.get(
+        f"/api/v1/classes/{course.id}/dashboard/roster", headers=course.headers["instructor"]
+    )
+    done = {row["name"]: row["assignments_done"] for row in roster.json()["items"]}
+    assert done == {"Learner 0": 1, "Learner 1": 0, "Learner 2": 0}
+
+
+async def _bank(session: AsyncSession, skill: str) -> list[Exercise]:
+    rows = await session.execute(select(Exercise))
+    return [e for e in rows.scalars() if skill in e.skills]
+
+
+# page -> the statements one request sends (the caller's session and membership included);
+# ceilings that may only fall.
+PAGE_STATEMENTS = {
+    "dashboard/roster": 10,
+    "dashboard/gradebook": 6,
+    "dashboard/needs-help": 10,
+    "dashboard/exercises": 8,
+    "dashboard/usage": 5,
+}
+
+
+async def test_each_dashboard_page_sends_as_many_queries_for_a_big_class_as_for_a_small_one(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources, backend: Backend
+) -> None:
+    course, exercise, _ = await _class_in_action(client, session, resources)
+
+    async def statements() -> dict[str, int]:
+        sent = {}
+        for page in PAGE_STATEMENTS:
+            with counted(backend) as statements:
+                r = await client.get(
+                    f"/api/v1/classes/{course.id}/{page}", headers=course.headers["instructor"]
+                )
+            assert r.status_code == 200, r.text
+            sent[page] = len(statements)
+        return sent
+
+    small = await statements()
+    for n in range(3, 8):  # five more learners, each with work of their own
+        learner = await create_user(session, resources, name=f"Learner {n}", onboarded=True)
+        h = await bearer(session, resources, learner)
+        joined = await client.post("/api/v1/classes/join", json={"code": course.code}, headers=h)
+        assert joined.status_code == 200, joined.text
+        course.headers[f"learner{n}"] = h
+        await _submit(client, course, n, exercise, WRONG if n % 2 else ADD_SOLUTION)
+    assert await statements() == small
+    assert {page: min(n, PAGE_STATEMENTS[page]) for page, n in small.items()} == small

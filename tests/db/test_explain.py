@@ -24,6 +24,7 @@ from koan.auth import repository as auth_repository
 from koan.chat import repository as chat_repository
 from koan.classes import repository as class_repository
 from koan.exercises import repository as exercise_repository
+from koan.progress import repository as progress_repository
 from koan.tutor_gateway import repository as gateway_repository
 from koan.usage import repository as usage_repository
 from tests.conftest import DATABASE_URL, Backend
@@ -240,7 +241,7 @@ async def explain_repository_call(
         event.remove(sync_conn, "before_cursor_execute", capture)
     plans = []
     for statement, parameters in captured:
-        if not statement.lstrip().upper().startswith("SELECT"):
+        if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
             continue  # SAVEPOINT and friends
         result = await connection.exec_driver_sql(
             "EXPLAIN (FORMAT JSON) " + statement, tuple(parameters or ())
@@ -371,8 +372,9 @@ async def test_usage_per_learner_per_day_reads_the_user_day_index(
 
 # Every table a class dashboard reads, seeded above at a size where a full read shows.
 CLASS_READS = {
-    "users", "submissions", "assignments", "conversations", "chat_messages", "llm_calls",
-    "learner_progress", "class_memberships", "class_assignments", "class_assignment_items",
+    "users", "exercises", "submissions", "assignments", "conversations", "chat_messages",
+    "llm_calls", "learner_progress", "class_memberships", "class_assignments",
+    "class_assignment_items",
 }  # fmt: skip
 
 
@@ -381,37 +383,73 @@ async def test_every_class_dashboard_query_reads_through_indexes(
 ) -> None:
     class_id, user_id = seeded.class_id, seeded.user_id
     now = datetime.now(UTC)
-    scope = await class_repository.scope_of(
-        AsyncSession(bind=explain_connection, join_transaction_mode="create_savepoint"), class_id
-    )
-    assert len(scope.learners) == 300
-    assert len(scope.exercises) == 50
+    session = AsyncSession(bind=explain_connection, join_transaction_mode="create_savepoint")
+    learners = await class_repository.learner_ids(session, class_id)
+    exercises = await class_repository.exercise_ids(session, class_id)
+    assert (len(learners), len(exercises)) == (300, 50)
+    work_set = class_repository.work_set
     calls: dict[str, Callable[[AsyncSession], Awaitable[object]]] = {
-        "scope": lambda s: class_repository.scope_of(s, class_id),
+        "member_of": lambda s: class_repository.class_and_membership(s, class_id, user_id),
         "members": lambda s: class_repository.members(s, class_id, role="learner"),
-        "items": lambda s: class_repository.items(s, class_id),
-        "work_stats": lambda s: class_repository.work_stats(s, scope),
-        "attempts_until": lambda s: class_repository.attempts_until(s, scope),
-        "last_submission_at": lambda s: class_repository.last_submission_at(s, scope),
-        "hints_used": lambda s: class_repository.hints_used(s, scope),
-        "tutor_messages": lambda s: class_repository.tutor_messages(s, scope),
-        "streaks": lambda s: class_repository.streaks(s, scope),
-        "failing_tests": lambda s: class_repository.failing_tests(s, scope),
-        "recent_failures": lambda s: class_repository.recent_failures(
-            s, scope, since=now - timedelta(hours=1)
+        "member": lambda s: class_repository.member(s, class_id, user_id),
+        "learner_ids": lambda s: class_repository.learner_ids(s, class_id),
+        "exercise_ids": lambda s: class_repository.exercise_ids(s, class_id),
+        "class_assignments": lambda s: class_repository.class_assignments(s, class_id),
+        "due_times": lambda s: class_repository.due_times(s, class_id, user_id),
+        "work_by_group": lambda s: exercise_repository.work_by_group(
+            s, learners, exercises, work_set(class_id)
         ),
-        "learner_submissions": lambda s: class_repository.learner_submissions(
-            s, class_id, user_id, before=None, limit=20
+        "work_by_group, open now": lambda s: exercise_repository.work_by_group(
+            s, learners, exercises, work_set(class_id, open_at=now)
         ),
-        "learner_conversations": lambda s: class_repository.learner_conversations(
-            s, class_id, user_id
+        "groups_done_by_learner": lambda s: exercise_repository.groups_done_by_learner(
+            s, learners, exercises, work_set(class_id, opened_by=now)
         ),
-        "spend_today": lambda s: class_repository.spend_today(s, scope, now.date()),
+        "work_by_learner": lambda s: exercise_repository.work_by_learner(s, learners, exercises),
+        "work_by_exercise": lambda s: exercise_repository.work_by_exercise(s, learners, exercises),
+        "common_failures": lambda s: exercise_repository.common_failures(s, learners, exercises),
+        "hints_by_learner": lambda s: exercise_repository.hints_by_learner(s, learners, exercises),
+        "hints_by_exercise": lambda s: exercise_repository.hints_by_exercise(
+            s, learners, exercises
+        ),
+        "failing_without_pass": lambda s: exercise_repository.failing_without_pass(
+            s, learners, exercises, since=now - timedelta(hours=1), at_least=3
+        ),
+        "ladders_used_up": lambda s: exercise_repository.ladders_used_up(s, learners, exercises),
+        "titles": lambda s: exercise_repository.titles(s, exercises),
+        "submissions_to": lambda s: exercise_repository.submissions_to(
+            s, user_id, exercises, before=None, limit=20
+        ),
+        "learner_work": lambda s: exercise_repository.learner_work(s, user_id, exercises),
+        "questions_by_learner": lambda s: chat_repository.questions_by_learner(
+            s, learners, exercises
+        ),
+        "conversations_about": lambda s: chat_repository.conversations_about(s, user_id, exercises),
+        "current_streaks": lambda s: progress_repository.progress_of_many(s, learners),
+        "spent_on_exercises": lambda s: gateway_repository.spent_on_exercises(
+            s, now.date(), learners, exercises
+        ),
         "classes_of": lambda s: class_repository.classes_of(s, user_id),
         "tutor policy": lambda s: class_repository.classes_setting_exercise(
             s, user_id, seeded.exercise_id
         ),
         "daily exclusion": lambda s: class_repository.open_class_exercise_ids(s, user_id, now),
+    }
+    # The aggregates over many learners' work read it through an index written for it.
+    submissions = ("submissions", {"ix_submissions_user_exercise_created"})
+    hints = ("assignments", {"ix_assignments_user_exercise"})
+    expected: dict[str, tuple[str, set[str]]] = {
+        "work_by_group": submissions,
+        "groups_done_by_learner": submissions,
+        "work_by_learner": submissions,
+        "work_by_exercise": submissions,
+        "failing_without_pass": submissions,
+        "hints_by_learner": hints,
+        "hints_by_exercise": hints,
+        "ladders_used_up": hints,
+        "questions_by_learner": ("conversations", {"ix_conversations_user_updated"}),
+        # The learners' calls of the day, or the day's calls: whichever is fewer.
+        "spent_on_exercises": ("llm_calls", {"ix_llm_calls_user_day", "ix_llm_calls_day"}),
     }
     problems = []
     # A class of 300 is 1.5% of this seeded user base, where reading a small table whole is
@@ -425,6 +463,10 @@ async def test_every_class_dashboard_query_reads_through_indexes(
                 scanned = plan.seq_scans() & CLASS_READS
                 if scanned:
                     problems.append(f"{name}: sequential scan of {scanned}:\n{plan}")
+                if name in expected:
+                    table, indexes = expected[name]
+                    if not plan.index_scans(table) & indexes:
+                        problems.append(f"{name}: {table} not read through {indexes}:\n{plan}")
     finally:
         await explain_connection.exec_driver_sql("RESET enable_seqscan")
     assert not problems, "\n\n".join(problems)

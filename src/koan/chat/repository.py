@@ -16,6 +16,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -328,4 +329,47 @@ async def messages_of(
         .where(ConversationMessage.conversation_id.in_(conversation_ids))
         .order_by(ConversationMessage.conversation_id, ConversationMessage.seq)
     )
+    return (await session.execute(query)).scalars().all()
+
+
+# -- conversations about given exercises (a class's dashboards) ---------------------------------
+
+
+async def questions_by_learner(
+    session: AsyncSession, learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Learner -> messages they sent the tutor in conversations about `exercises`
+    (conversations by ix_conversations_user_updated, messages by their conversation key)."""
+    if not learners or not exercises:
+        return {}
+    query = (
+        select(Conversation.user_id, func.count())
+        .join(ConversationMessage, ConversationMessage.conversation_id == Conversation.id)
+        .where(
+            Conversation.user_id.in_(list(learners)),
+            Conversation.exercise_id.in_(list(exercises)),
+            ConversationMessage.role == "user",
+        )
+        .group_by(Conversation.user_id)
+    )
+    return {row[0]: int(row[1]) for row in await session.execute(query)}
+
+
+async def conversations_about(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    exercises: Sequence[uuid.UUID],
+    *,
+    conversation_id: uuid.UUID | None = None,
+) -> Sequence[Conversation]:
+    """One learner's conversations about any of `exercises` (never their others), most
+    recently active first; only `conversation_id` when given."""
+    if not exercises:
+        return []
+    query = select(Conversation).where(
+        Conversation.user_id == user_id, Conversation.exercise_id.in_(list(exercises))
+    )
+    if conversation_id is not None:
+        query = query.where(Conversation.id == conversation_id)
+    query = query.order_by(Conversation.updated_at.desc(), Conversation.id.desc())
     return (await session.execute(query)).scalars().all()

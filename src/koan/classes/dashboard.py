@@ -1,20 +1,24 @@
-"""The instructor's dashboard: roster, gradebook, who needs help, per-exercise figures, and one
-learner's work. Each page is a handful of aggregate queries over the class's learners and
-exercises (see classes.repository), put together here."""
+"""The instructor's dashboard: roster, gradebook, who needs help, per-exercise figures, tutor
+spend, and one learner's work.
+
+Every figure is aggregated in the database, per learner, per (learner, class assignment) or
+per exercise, by the repositories of the domains that keep the work (exercises: submissions
+and hints; chat: conversations; progress: streaks; tutor_gateway: spend). This module asks
+the class's repository what the class sets (its learners, its exercises, who must do what by
+when) and puts the answers together: a page is a handful of queries whatever the class's size.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-import statistics
 import uuid
-from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.chat import repository as chat
 from koan.classes import repository
 from koan.classes.schemas import (
     ClassUsage,
@@ -33,9 +37,12 @@ from koan.classes.schemas import (
     Roster,
     RosterRow,
 )
-from koan.classes.service import Membership, item_status, overall_status
+from koan.classes.service import Membership
 from koan.errors import BadRequest, NotFound
-from koan.models import ClassAssignment, ClassAssignmentItem, User
+from koan.exercises import repository as exercises
+from koan.models import User
+from koan.progress import service as progress
+from koan.tutor_gateway import repository as gateway
 
 # "Needs help": this many failed attempts at one exercise within the window, and no pass.
 FAILING_ATTEMPTS = 2
@@ -46,56 +53,17 @@ ROSTER_SORTS = (
     "name", "completed", "attempts", "hints_used", "tutor_messages", "assignments_done",
     "last_active", "streak",
 )  # fmt: skip
+DONE: tuple[ItemStatus, ...] = ("passed", "late")
 
 
-@dataclass
-class _Facts:
-    learners: list[User]
-    assignments: list[ClassAssignment]
-    # assignment id -> exercises for everyone; (assignment id, learner) -> their own picks
-    shared: dict[uuid.UUID, list[uuid.UUID]]
-    picked: dict[tuple[uuid.UUID, uuid.UUID], list[uuid.UUID]]
-    work: dict[tuple[uuid.UUID, uuid.UUID], repository.WorkStat]
-    scope: repository.Scope
-
-    def exercises_of(self, assignment: ClassAssignment, user_id: uuid.UUID) -> list[uuid.UUID]:
-        if assignment.kind == "adaptive":
-            return self.picked.get((assignment.id, user_id), [])
-        return self.shared.get(assignment.id, [])
-
-    def status(self, assignment: ClassAssignment, user_id: uuid.UUID) -> ItemStatus:
-        exercises = self.exercises_of(assignment, user_id)
-        return overall_status(
-            [item_status(self.work.get((user_id, e)), assignment.due_at) for e in exercises]
-        )
-
-
-async def _facts(session: AsyncSession, member: Membership) -> _Facts:
-    class_id = member.room.id
-    learners = [u for _, u in await repository.members(session, class_id, role="learner")]
-    assignments = list(await repository.class_assignments(session, class_id))
-    shared: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    picked: dict[tuple[uuid.UUID, uuid.UUID], list[uuid.UUID]] = defaultdict(list)
-    for item in await repository.items(session, class_id):
-        _file(item, shared, picked)
-    scope = repository.Scope(
-        [u.id for u in learners],
-        list(dict.fromkeys([*(e for es in shared.values() for e in es),
-                            *(e for es in picked.values() for e in es)])),
-    )  # fmt: skip
-    work = await repository.work_stats(session, scope)
-    return _Facts(learners, assignments, shared, picked, work, scope)
-
-
-def _file(
-    item: ClassAssignmentItem,
-    shared: dict[uuid.UUID, list[uuid.UUID]],
-    picked: dict[tuple[uuid.UUID, uuid.UUID], list[uuid.UUID]],
-) -> None:
-    if item.user_id is None:
-        shared[item.class_assignment_id].append(item.exercise_id)
-    else:
-        picked[(item.class_assignment_id, item.user_id)].append(item.exercise_id)
+def assignment_status(work: exercises.GroupWork | None) -> ItemStatus:
+    """A class assignment's status for one learner: passed only when every exercise is, late
+    when one of them passed after the due time."""
+    if work is None:
+        return "not_started"
+    if work.exercises and work.passed == work.exercises:
+        return "passed" if work.on_time == work.exercises else "late"
+    return "attempted" if work.attempted else "not_started"
 
 
 # -- roster -------------------------------------------------------------------------------
@@ -106,35 +74,28 @@ async def roster(
 ) -> Roster:
     if sort not in ROSTER_SORTS:
         raise BadRequest(f"sort must be one of: {', '.join(ROSTER_SORTS)}.", code="BadSort")
-    facts = await _facts(session, member)
-    hints = await repository.hints_used(session, facts.scope)
-    messages = await repository.tutor_messages(session, facts.scope)
-    streaks = await repository.streaks(session, facts.scope)
-    last_seen = await repository.last_submission_at(session, facts.scope)
-    per_learner_hints: dict[uuid.UUID, int] = defaultdict(int)
-    for (user_id, _), count in hints.items():
-        per_learner_hints[user_id] += count
+    class_id = member.room.id
+    learners = await repository.learners(session, member.room.id)
+    ids = [u.id for u in learners]
+    exercise_ids = await repository.exercise_ids(session, class_id)
+    started = sum(a.opens_at <= now for a in await repository.class_assignments(session, class_id))
+    done = await exercises.groups_done_by_learner(
+        session, ids, exercise_ids, repository.work_set(class_id, opened_by=now)
+    )
+    work = await exercises.work_by_learner(session, ids, exercise_ids)
+    hints = await exercises.hints_by_learner(session, ids, exercise_ids)
+    questions = await chat.questions_by_learner(session, ids, exercise_ids)
+    streaks = await progress.current_streaks(session, {u.id: u.timezone for u in learners}, now)
     rows = []
-    today = now.date()
-    by_learner: dict[uuid.UUID, list[repository.WorkStat]] = defaultdict(list)
-    for (user_id, _), stat in facts.work.items():
-        by_learner[user_id].append(stat)
-    for learner in facts.learners:
-        mine = by_learner.get(learner.id, [])
-        started = [a for a in facts.assignments if a.opens_at <= now]
-        done = sum(facts.status(a, learner.id) in ("passed", "late") for a in started)
-        streak, last_day = streaks.get(learner.id, (0, None))
-        # A run that ended before yesterday is over, as the learner's own progress page says.
-        current = streak if last_day is not None and (today - last_day).days <= 1 else 0
+    for learner in learners:
+        mine = work.get(learner.id)
         rows.append(
             RosterRow(
                 user_id=learner.id, name=learner.name, email=learner.email,
-                completed=sum(1 for s in mine if s.first_pass_at is not None),
-                attempts=sum(s.attempts for s in mine),
-                hints_used=per_learner_hints[learner.id],
-                tutor_messages=messages.get(learner.id, 0),
-                assignments_done=done, assignments_total=len(started),
-                last_active=last_seen.get(learner.id), streak=current,
+                completed=mine.completed if mine else 0, attempts=mine.attempts if mine else 0,
+                hints_used=hints.get(learner.id, 0), tutor_messages=questions.get(learner.id, 0),
+                assignments_done=done.get(learner.id, 0), assignments_total=started,
+                last_active=mine.last_at if mine else None, streak=streaks.get(learner.id, 0),
             )
         )  # fmt: skip
     reverse = order == "desc"
@@ -173,18 +134,30 @@ def _cell(value: str) -> str:
 
 
 async def gradebook(session: AsyncSession, member: Membership) -> Gradebook:
-    facts = await _facts(session, member)
-    columns = [GradebookColumn(id=a.id, title=a.title, due_at=a.due_at) for a in facts.assignments]
-    rows = [
-        GradebookRow(
-            user_id=learner.id,
-            name=learner.name,
-            email=learner.email,
-            statuses={str(a.id): facts.status(a, learner.id) for a in facts.assignments},
-        )  # fmt: skip
-        for learner in facts.learners
-    ]
-    return Gradebook(assignments=columns, rows=rows)
+    class_id = member.room.id
+    learners = await repository.learners(session, member.room.id)
+    assignments = await repository.class_assignments(session, class_id)
+    groups = await exercises.work_by_group(
+        session,
+        [u.id for u in learners],
+        await repository.exercise_ids(session, class_id),
+        repository.work_set(class_id),
+    )
+    return Gradebook(
+        assignments=[GradebookColumn(id=a.id, title=a.title, due_at=a.due_at) for a in assignments],
+        rows=[
+            GradebookRow(
+                user_id=learner.id,
+                name=learner.name,
+                email=learner.email,
+                statuses={
+                    str(a.id): assignment_status(groups.get((a.id, learner.id)))
+                    for a in assignments
+                },
+            )  # fmt: skip
+            for learner in learners
+        ],
+    )
 
 
 def gradebook_csv(book: Gradebook) -> str:
@@ -205,120 +178,148 @@ async def needs_help(
     session: AsyncSession, member: Membership, *, now: datetime
 ) -> list[NeedsHelpEntry]:
     """Learners stuck right now, each with the reason they are listed."""
-    facts = await _facts(session, member)
-    recent = await repository.recent_failures(session, facts.scope, since=now - FAILING_WINDOW)
-    hints = await repository.hints_used(session, facts.scope)
-    last_seen = await repository.last_submission_at(session, facts.scope)
-    exercise_ids = {e for (_, e) in facts.work} | {e for (_, e) in hints}
-    titles = await repository.exercise_titles(session, list(exercise_ids))
-    names = {u.id: u.name for u in facts.learners}
+    class_id = member.room.id
+    learners = await repository.learners(session, member.room.id)
+    ids = [u.id for u in learners]
+    names = {u.id: u.name for u in learners}
+    exercise_ids = await repository.exercise_ids(session, class_id)
+    failing = await exercises.failing_without_pass(
+        session, ids, exercise_ids, since=now - FAILING_WINDOW, at_least=FAILING_ATTEMPTS
+    )
+    ladders = await exercises.ladders_used_up(session, ids, exercise_ids)
+    titles = await exercises.titles(
+        session, list({s.exercise_id for s in failing} | {s.exercise_id for s in ladders})
+    )
     entries: list[NeedsHelpEntry] = []
-    for (user_id, exercise_id), (failures, since) in recent.items():
-        stat = facts.work.get((user_id, exercise_id))
-        if failures < FAILING_ATTEMPTS or user_id not in names:
-            continue
-        if stat is not None and stat.first_pass_at is not None:
-            continue
-        title = titles.get(exercise_id, ("", "this exercise", 0))[1]
+    for stuck in failing:
+        title = _title(titles, stuck.exercise_id, "this exercise")
         entries.append(
             NeedsHelpEntry(
-                user_id=user_id, name=names[user_id], reason="failing",
-                why=f"{failures} failed attempts at {title} in the last hour, and no pass yet",
-                exercise_id=exercise_id, exercise_title=title, since=since,
+                user_id=stuck.user_id, name=names[stuck.user_id], reason="failing",
+                why=f"{stuck.count} failed attempts at {title} in the last hour, and no pass yet",
+                exercise_id=stuck.exercise_id, exercise_title=title, since=stuck.since,
             )
         )  # fmt: skip
-    for (user_id, exercise_id), used in hints.items():
-        slug_title = titles.get(exercise_id)
-        if slug_title is None or user_id not in names:
-            continue
-        total = slug_title[2]
-        stat = facts.work.get((user_id, exercise_id))
-        if total and used >= total and (stat is None or stat.first_pass_at is None):
-            entries.append(
-                NeedsHelpEntry(
-                    user_id=user_id, name=names[user_id], reason="ladder_used_up",
-                    why=f"used all {total} hints of {slug_title[1]} and has not passed it",
-                    exercise_id=exercise_id, exercise_title=slug_title[1],
-                    since=stat.last_at if stat else None,
-                )
-            )  # fmt: skip
-    open_now = [a for a in facts.assignments if a.opens_at <= now < a.due_at]
-    for learner in facts.learners:
-        unfinished = [a for a in open_now if facts.status(a, learner.id) not in ("passed", "late")]
-        if not unfinished:
-            continue
-        last = last_seen.get(learner.id)
-        opened = min(a.opens_at for a in unfinished)
-        quiet_since = last if last is not None and last > opened else opened
-        if now - quiet_since >= INACTIVE_AFTER:
-            days = (now - quiet_since).days
-            entries.append(
-                NeedsHelpEntry(
-                    user_id=learner.id, name=learner.name, reason="inactive",
-                    why=(f"no activity for {days} days while \"{unfinished[0].title}\" is open "
-                         f"(due {unfinished[0].due_at:%Y-%m-%d %H:%M} UTC)"),
-                    exercise_id=None, exercise_title=None, since=last,
-                )
-            )  # fmt: skip
+    for stuck in ladders:
+        title = _title(titles, stuck.exercise_id, "this exercise")
+        entries.append(
+            NeedsHelpEntry(
+                user_id=stuck.user_id, name=names[stuck.user_id], reason="ladder_used_up",
+                why=f"used all {stuck.count} hints of {title} and has not passed it",
+                exercise_id=stuck.exercise_id, exercise_title=title, since=stuck.since,
+            )
+        )  # fmt: skip
+    entries += await _inactive(session, member, learners, exercise_ids, now)
     order = {"failing": 0, "ladder_used_up": 1, "inactive": 2}
     entries.sort(key=lambda e: (order[e.reason], e.name.lower()))
     return entries
+
+
+async def _inactive(
+    session: AsyncSession,
+    member: Membership,
+    learners: list[repository.Learner],
+    exercise_ids: list[uuid.UUID],
+    now: datetime,
+) -> list[NeedsHelpEntry]:
+    """Learners with no submission for INACTIVE_AFTER while an assignment they have not
+    finished is open."""
+    class_id = member.room.id
+    open_now = [
+        a for a in await repository.class_assignments(session, class_id)
+        if a.opens_at <= now < a.due_at
+    ]  # fmt: skip
+    if not open_now or not learners:
+        return []
+    ids = [u.id for u in learners]
+    groups = await exercises.work_by_group(
+        session, ids, exercise_ids, repository.work_set(class_id, open_at=now)
+    )
+    work = await exercises.work_by_learner(session, ids, exercise_ids)
+    entries = []
+    for learner in learners:
+        unfinished = [
+            a for a in open_now if assignment_status(groups.get((a.id, learner.id))) not in DONE
+        ]
+        if not unfinished:
+            continue
+        mine = work.get(learner.id)
+        last = mine.last_at if mine else None
+        opened = min(a.opens_at for a in unfinished)
+        quiet_since = last if last is not None and last > opened else opened
+        if now - quiet_since >= INACTIVE_AFTER:
+            first = unfinished[0]
+            entries.append(
+                NeedsHelpEntry(
+                    user_id=learner.id, name=learner.name, reason="inactive",
+                    why=(f"no activity for {(now - quiet_since).days} days while "
+                         f"\"{first.title}\" is open (due {first.due_at:%Y-%m-%d %H:%M} UTC)"),
+                    exercise_id=None, exercise_title=None, since=last,
+                )
+            )  # fmt: skip
+    return entries
+
+
+def _title(
+    titles: dict[uuid.UUID, exercises.ExerciseTitle], exercise_id: uuid.UUID, default: str = ""
+) -> str:
+    found = titles.get(exercise_id)
+    return found.title if found else default
 
 
 # -- per exercise -------------------------------------------------------------------------
 
 
 async def exercise_stats(session: AsyncSession, member: Membership) -> list[ExerciseStats]:
-    facts = await _facts(session, member)
-    hints = await repository.hints_used(session, facts.scope)
-    attempts_to_pass = await repository.attempts_until(session, facts.scope)
-    failing = await repository.failing_tests(session, facts.scope)
-    ids: list[uuid.UUID] = list(
-        dict.fromkeys(
-            [e for a in facts.assignments for e in facts.shared.get(a.id, [])]
-            + [e for picks in facts.picked.values() for e in picks]
-        )
-    )
-    titles = await repository.exercise_titles(session, ids)
-    learners = {u.id for u in facts.learners}
-    by_exercise: dict[uuid.UUID, list[repository.WorkStat]] = defaultdict(list)
-    for (user_id, exercise_id), stat in facts.work.items():
-        if user_id in learners:
-            by_exercise[exercise_id].append(stat)
-    hints_by: dict[uuid.UUID, int] = defaultdict(int)
-    for (user_id, exercise_id), used in hints.items():
-        if user_id in learners:
-            hints_by[exercise_id] += used
-    tries_by: dict[uuid.UUID, list[int]] = defaultdict(list)
-    for (user_id, exercise_id), tries in attempts_to_pass.items():
-        if user_id in learners:
-            tries_by[exercise_id].append(tries)
+    class_id = member.room.id
+    learners = await repository.learner_ids(session, class_id)
+    ids = await repository.exercise_ids(session, class_id)
+    work = await exercises.work_by_exercise(session, learners, ids)
+    failures = await exercises.common_failures(session, learners, ids)
+    hints = await exercises.hints_by_exercise(session, learners, ids)
+    titles = await exercises.titles(session, ids)
     out = []
     for exercise_id in ids:
-        stats = by_exercise.get(exercise_id, [])
-        passed = [s for s in stats if s.first_pass_at is not None]
-        minutes = [
-            (s.first_pass_at - s.first_at).total_seconds() / 60
-            for s in passed
-            if s.first_pass_at is not None
-        ]
-        slug, title, _ = titles.get(exercise_id, ("", "", 0))
-        test, message, count = failing.get(exercise_id, ("", "", 0))
+        done = work.get(exercise_id)
+        failure = failures.get(exercise_id)
+        title = titles.get(exercise_id)
+        minutes = done.median_minutes_to_pass if done else None
         out.append(
             ExerciseStats(
-                exercise_id=exercise_id, slug=slug, title=title,
-                learners_attempted=len(stats), learners_passed=len(passed),
-                pass_rate=round(len(passed) / len(stats), 3) if stats else None,
-                median_attempts_to_pass=(
-                    float(statistics.median(tries_by[exercise_id])) if tries_by[exercise_id]
-                    else None
-                ),
-                median_minutes_to_pass=round(statistics.median(minutes), 1) if minutes else None,
-                common_failure=test or None, common_failure_message=message or None,
-                common_failure_count=count, hints_used=hints_by[exercise_id],
+                exercise_id=exercise_id,
+                slug=title.slug if title else "", title=title.title if title else "",
+                learners_attempted=done.attempted if done else 0,
+                learners_passed=done.passed if done else 0,
+                pass_rate=round(done.passed / done.attempted, 3) if done else None,
+                median_attempts_to_pass=done.median_attempts_to_pass if done else None,
+                median_minutes_to_pass=round(minutes, 1) if minutes is not None else None,
+                common_failure=failure.test or None if failure else None,
+                common_failure_message=failure.message or None if failure else None,
+                common_failure_count=failure.count if failure else 0,
+                hints_used=hints.get(exercise_id, 0),
             )
         )  # fmt: skip
     return out
+
+
+# -- tutor spend --------------------------------------------------------------------------
+
+
+async def usage(session: AsyncSession, member: Membership, *, now: datetime) -> ClassUsage:
+    """Today's tutor spend on the class's exercises (what its budgets count), per learner."""
+    room = member.room
+    today = now.date()
+    learners = await repository.learners(session, member.room.id)
+    spend = await gateway.spent_on_exercises(
+        session, today, [u.id for u in learners], await repository.exercise_ids(session, room.id)
+    )
+    return ClassUsage(
+        day=today.isoformat(),
+        spent_usd=sum(spend.values(), Decimal(0)),
+        class_daily_cap_usd=room.class_daily_cap_usd,
+        learner_daily_budget_usd=room.learner_daily_budget_usd,
+        by_learner={u.email: spend[u.id] for u in learners if u.id in spend},
+    )
 
 
 # -- one learner --------------------------------------------------------------------------
@@ -326,11 +327,10 @@ async def exercise_stats(session: AsyncSession, member: Membership) -> list[Exer
 
 async def _learner(session: AsyncSession, member: Membership, user_id: uuid.UUID) -> User:
     """A learner of this class (staff and other classes' learners are not drilled into)."""
-    found = await repository.membership(session, member.room.id, user_id)
-    user = await repository.user_by_id(session, user_id) if found is not None else None
-    if found is None or found.role != "learner" or user is None:
+    found = await repository.member(session, member.room.id, user_id)
+    if found is None or found[0].role != "learner":
         raise NotFound("This class has no learner with this id.")
-    return user
+    return found[1]
 
 
 async def learner_submissions(
@@ -342,16 +342,17 @@ async def learner_submissions(
     limit: int,
 ) -> LearnerSubmissions:
     await _learner(session, member, user_id)
-    rows = await repository.learner_submissions(
-        session, member.room.id, user_id, before=before, limit=limit + 1
+    exercise_ids = await repository.exercise_ids(session, member.room.id)
+    rows = await exercises.submissions_to(
+        session, user_id, exercise_ids, before=before, limit=limit + 1
     )
-    due = await _due_by_exercise(session, member, user_id)
-    titles = await repository.exercise_titles(session, list({s.exercise_id for s in rows}))
+    due = await repository.due_times(session, member.room.id, user_id)
+    titles = await exercises.titles(session, list({s.exercise_id for s in rows}))
     items = [
         LearnerSubmission(
             id=s.id,
             exercise_id=s.exercise_id,
-            exercise_title=titles.get(s.exercise_id, ("", "", 0))[1],
+            exercise_title=_title(titles, s.exercise_id),
             code=s.code,
             status=s.status,
             passed=s.passed,
@@ -366,33 +367,19 @@ async def learner_submissions(
     return LearnerSubmissions(items=items, next_cursor=next_cursor)
 
 
-async def _due_by_exercise(
-    session: AsyncSession, member: Membership, user_id: uuid.UUID
-) -> dict[uuid.UUID, datetime]:
-    """Exercise -> the latest due time of the class assignments that set it for the learner."""
-    assignments = {a.id: a for a in await repository.class_assignments(session, member.room.id)}
-    due: dict[uuid.UUID, datetime] = {}
-    for item in await repository.items(session, member.room.id, user_id=user_id):
-        a = assignments.get(item.class_assignment_id)
-        if a is not None and (item.exercise_id not in due or a.due_at > due[item.exercise_id]):
-            due[item.exercise_id] = a.due_at
-    return due
-
-
 async def learner_conversations(
     session: AsyncSession, member: Membership, user_id: uuid.UUID
 ) -> ConversationList:
     await _learner(session, member, user_id)
-    rows = await repository.learner_conversations(session, member.room.id, user_id)
-    titles = await repository.exercise_titles(
-        session, [c.exercise_id for c in rows if c.exercise_id is not None]
-    )
+    exercise_ids = await repository.exercise_ids(session, member.room.id)
+    rows = await chat.conversations_about(session, user_id, exercise_ids)
+    titles = await exercises.titles(session, list({c.exercise_id for c in rows if c.exercise_id}))
     return ConversationList(
         items=[
             ConversationSummary(
                 id=c.id,
                 exercise_id=c.exercise_id,
-                exercise_title=titles.get(c.exercise_id, ("", "", 0))[1],
+                exercise_title=_title(titles, c.exercise_id),
                 title=c.title,
                 message_count=c.message_count,
                 updated_at=c.updated_at,
@@ -408,34 +395,20 @@ async def learner_conversation(
 ) -> ConversationDetail:
     """One conversation about a class exercise; any other conversation is a 404 here."""
     await _learner(session, member, user_id)
-    rows = await repository.learner_conversations(session, member.room.id, user_id)
-    found = next((c for c in rows if c.id == conversation_id), None)
-    if found is None or found.exercise_id is None:
+    exercise_ids = await repository.exercise_ids(session, member.room.id)
+    found = await chat.conversations_about(
+        session, user_id, exercise_ids, conversation_id=conversation_id
+    )
+    if not found or found[0].exercise_id is None:
         raise NotFound("There is no conversation with this id about the class's exercises.")
-    messages = await repository.conversation_messages(session, conversation_id)
+    conversation = found[0]
+    messages = await chat.messages_before(
+        session, conversation.id, before_seq=None, limit=max(conversation.message_count, 1)
+    )
     return ConversationDetail(
-        id=found.id, exercise_id=found.exercise_id, title=found.title,
+        id=conversation.id, exercise_id=conversation.exercise_id, title=conversation.title,
         messages=[
             MessageOut(seq=m.seq, role=m.role, content=m.content, created_at=m.created_at)
-            for m in messages
+            for m in reversed(messages)
         ],
     )  # fmt: skip
-
-
-# -- tutor spend --------------------------------------------------------------------------
-
-
-async def usage(session: AsyncSession, member: Membership, *, now: datetime) -> ClassUsage:
-    room = member.room
-    today = now.date()
-    spend = await repository.spend_today(
-        session, await repository.scope_of(session, room.id), today
-    )
-    names = {u.id: u.email for _, u in await repository.members(session, room.id, role="learner")}
-    return ClassUsage(
-        day=today.isoformat(),
-        spent_usd=sum(spend.values(), Decimal(0)),
-        class_daily_cap_usd=room.class_daily_cap_usd,
-        learner_daily_budget_usd=room.learner_daily_budget_usd,
-        by_learner={names.get(u, str(u)): v for u, v in spend.items()},
-    )

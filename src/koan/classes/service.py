@@ -11,7 +11,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import get_args
 from zoneinfo import ZoneInfo
@@ -54,6 +54,7 @@ from koan.models.classes import STAFF_ROLES
 from koan.onboarding import service as profiles
 from koan.resources import Resources
 from koan.security import hash_token
+from koan.tutor_gateway import repository as gateway
 
 # Unambiguous when read aloud or copied from a projector (no 0/O, 1/I/L).
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -101,8 +102,8 @@ async def member_of(
 ) -> Membership:
     """The caller's place in the class. Outsiders get 404 (a class they are not in does not
     exist for them); a learner asking for staff pages, or a TA for an instructor's, gets 403."""
-    room = await repository.class_by_id(session, class_id)
-    found = None if room is None else await repository.membership(session, class_id, user.id)
+    both = await repository.class_and_membership(session, class_id, user.id)
+    room, found = both if both is not None else (None, None)
     if room is None or found is None:
         raise NotFound(NO_CLASS)
     if instructor and found.role != "instructor":
@@ -541,7 +542,7 @@ async def create_assignment(
     await session.flush()
     if not adaptive_kind:
         ids = list(dict.fromkeys(data.exercise_ids or []))
-        known = await repository.exercise_titles(session, ids)
+        known = await exercises.titles(session, ids)
         missing = [str(i) for i in ids if i not in known]
         if missing:
             raise NotFound(f"There is no exercise with id {', '.join(missing)}.")
@@ -622,7 +623,7 @@ async def _pick_for(
     return picked
 
 
-def item_status(stat: repository.WorkStat | None, due_at: datetime) -> ItemStatus:
+def item_status(stat: exercises.PairWork | None, due_at: datetime) -> ItemStatus:
     if stat is None:
         return "not_started"
     if stat.first_pass_at is not None:
@@ -667,19 +668,18 @@ async def learner_assignments(
         for a in assignments:
             if a.kind == "adaptive" and a.id not in by_assignment and a.due_at > now:
                 by_assignment[a.id] = await _pick_for(session, res, a, user)
-        stats = await repository.work_stats(
-            session, await repository.scope_of(session, room.id, user_id=user.id)
-        )
-        ids = {i.exercise_id for items in by_assignment.values() for i in items}
-        titles = await repository.exercise_titles(session, list(ids))
+        ids = list({i.exercise_id for items in by_assignment.values() for i in items})
+        stats = await exercises.learner_work(session, user.id, ids)
+        titles = await exercises.titles(session, ids)
         for a in assignments:
             items_out = []
             for item in by_assignment.get(a.id, []):
-                stat = stats.get((user.id, item.exercise_id))
-                slug, title, _ = titles.get(item.exercise_id, ("", "", 0))
+                stat = stats.get(item.exercise_id)
+                title = titles.get(item.exercise_id)
                 items_out.append(
                     ItemOut(
-                        exercise_id=item.exercise_id, slug=slug, title=title,
+                        exercise_id=item.exercise_id, slug=title.slug if title else "",
+                        title=title.title if title else "",
                         status=item_status(stat, a.due_at),
                         attempts=stat.attempts if stat else 0,
                         passed_at=stat.first_pass_at if stat else None,
@@ -721,15 +721,15 @@ async def staff_assignments(
         if item.user_id is None:
             everyone.setdefault(item.class_assignment_id, []).append(item)
     ids = {i.exercise_id for items in everyone.values() for i in items}
-    titles = await repository.exercise_titles(session, list(ids))
+    titles = await exercises.titles(session, list(ids))
     out = []
     for a in await repository.class_assignments(session, room.id):
         row = _assignment_out(a, room, viewer.timezone, now, None)
         row.items = [
             ItemOut(
                 exercise_id=i.exercise_id,
-                slug=titles.get(i.exercise_id, ("", "", 0))[0],
-                title=titles.get(i.exercise_id, ("", "", 0))[1],
+                slug=titles[i.exercise_id].slug if i.exercise_id in titles else "",
+                title=titles[i.exercise_id].title if i.exercise_id in titles else "",
                 status="not_started",
                 attempts=0,
                 passed_at=None,
@@ -814,6 +814,18 @@ def tutor_is_off(room: ClassRoom, now: datetime) -> str | None:
     return None
 
 
+async def class_spend(
+    session: AsyncSession, class_id: uuid.UUID, user_id: uuid.UUID | None, day: date
+) -> Decimal:
+    """What the tutor's replies about the class's exercises cost on `day`: one learner's, or
+    the whole class's."""
+    learners = [user_id] if user_id is not None else await repository.learner_ids(session, class_id)
+    spend = await gateway.spent_on_exercises(
+        session, day, learners, await repository.exercise_ids(session, class_id)
+    )
+    return sum(spend.values(), Decimal(0))
+
+
 async def tutor_policy_for(
     session: AsyncSession, user: User, exercise_id: uuid.UUID | None, *, now: datetime
 ) -> TutorPolicy | None:
@@ -833,17 +845,12 @@ async def tutor_policy_for(
     learner_spent = Decimal(0)
     if learner_limits:
         for r in rooms:
-            mine = await repository.spend_today(
-                session, await repository.scope_of(session, r.id, user_id=user.id), day
-            )
-            learner_spent = max(learner_spent, sum(mine.values(), Decimal(0)))
+            learner_spent = max(learner_spent, await class_spend(session, r.id, user.id, day))
     cap_left: list[tuple[Decimal, Decimal]] = []
     for r in rooms:
         if r.class_daily_cap_usd is not None:
-            everyone = await repository.spend_today(
-                session, await repository.scope_of(session, r.id), day
-            )
-            cap_left.append((r.class_daily_cap_usd, sum(everyone.values(), Decimal(0))))
+            spent = await class_spend(session, r.id, None, day)
+            cap_left.append((r.class_daily_cap_usd, spent))
     tightest_cap = min(cap_left, key=lambda c: c[0] - c[1]) if cap_left else None
     learner_limit = min(learner_limits) if learner_limits else None
     return TutorPolicy(

@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, delete, func, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    Subquery,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from koan.db.stats import median_by, minutes_between
 from koan.exercises.schemas import CatalogueSort
 from koan.models import Assignment, Exercise, ExerciseSkill, Submission
 from koan.models.exercise import OPEN_STATUSES
@@ -458,3 +476,449 @@ async def skill_names(session: AsyncSession) -> list[str]:
     """Every skill some exercise practises, in order (the catalogue's skill filter)."""
     query = select(ExerciseSkill.skill).distinct().order_by(ExerciseSkill.skill)
     return list((await session.execute(query)).scalars())
+
+
+# -- many learners' work at once (a class's dashboards) -----------------------------------------
+#
+# Each function is given the learners and exercises it covers as id lists: with the lists in the
+# statement, PostgreSQL reads ix_submissions_user_exercise_created one learner's range at a
+# time, and the submission's status is in that index, so the table itself is not read.
+
+# A graded submission that did not pass.
+NOT_PASSED = ("failed", "error", "timeout", "memory", "output_limit")
+
+
+@dataclass(frozen=True)
+class ExerciseTitle:
+    slug: str
+    title: str
+    hints: int
+
+
+async def titles(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ExerciseTitle]:
+    """Slug, title and number of hints per exercise, without the large text columns."""
+    if not ids:
+        return {}
+    query = select(
+        Exercise.id, Exercise.slug, Exercise.title, func.json_array_length(Exercise.hints)
+    ).where(Exercise.id.in_(list(ids)))
+    return {
+        row[0]: ExerciseTitle(row[1], row[2], int(row[3] or 0))
+        for row in await session.execute(query)
+    }
+
+
+@dataclass(frozen=True)
+class PairWork:
+    """A learner's submissions to one exercise."""
+
+    attempts: int
+    first_pass_at: datetime | None
+
+
+async def learner_work(
+    session: AsyncSession, user_id: uuid.UUID, exercises: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, PairWork]:
+    """Exercise -> one learner's attempts at it and their first pass."""
+    if not exercises:
+        return {}
+    query = (
+        select(
+            Submission.exercise_id,
+            func.count(),
+            func.min(Submission.created_at).filter(Submission.status == "passed"),
+        )
+        .where(Submission.user_id == user_id, Submission.exercise_id.in_(list(exercises)))
+        .group_by(Submission.exercise_id)
+    )
+    return {row[0]: PairWork(int(row[1]), row[2]) for row in await session.execute(query)}
+
+
+@dataclass(frozen=True)
+class LearnerWork:
+    """A learner's submissions to a set of exercises."""
+
+    attempts: int
+    completed: int
+    # Their latest submission to any exercise, in the set or not.
+    last_at: datetime | None
+
+
+async def work_by_learner(
+    session: AsyncSession, learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, LearnerWork]:
+    """Learner -> submissions to `exercises`, how many of them they passed, and when they
+    last submitted anything."""
+    if not learners:
+        return {}
+    chosen = Submission.exercise_id.in_(list(exercises))
+    passed = and_(chosen, Submission.status == "passed")
+    query = (
+        select(
+            Submission.user_id,
+            func.count().filter(chosen),
+            func.count(func.distinct(case((passed, Submission.exercise_id)))),
+            func.max(Submission.created_at),
+        )
+        .where(Submission.user_id.in_(list(learners)))
+        .group_by(Submission.user_id)
+    )
+    return {
+        row[0]: LearnerWork(int(row[1] or 0), int(row[2] or 0), row[3])
+        for row in await session.execute(query)
+    }
+
+
+def _first_passes(learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID]) -> Subquery:
+    """(user_id, exercise_id, first_pass): each pair a learner submitted to, with their
+    first passing submission's time (NULL before they pass)."""
+    return (
+        select(
+            Submission.user_id,
+            Submission.exercise_id,
+            func.min(Submission.created_at)
+            .filter(Submission.status == "passed")
+            .label("first_pass"),
+        )
+        .where(Submission.user_id.in_(list(learners)), Submission.exercise_id.in_(list(exercises)))
+        .group_by(Submission.user_id, Submission.exercise_id)
+        .subquery("pairs")
+    )
+
+
+@dataclass(frozen=True)
+class GroupWork:
+    """A learner's work on a group of exercises with a due time (a class assignment)."""
+
+    exercises: int
+    attempted: int
+    passed: int
+    on_time: int
+
+
+async def work_by_group(
+    session: AsyncSession,
+    learners: Sequence[uuid.UUID],
+    exercises: Sequence[uuid.UUID],
+    groups: Subquery,
+) -> dict[tuple[uuid.UUID, uuid.UUID], GroupWork]:
+    """(group, learner) -> how many of the group's exercises they attempted, passed, and
+    passed by its due time. `groups` has one row per exercise each learner is set: columns
+    group_id, user_id, exercise_id and due_at (the caller's, e.g. a class's assignments); its
+    learners and exercises are among `learners` and `exercises`."""
+    if not learners or not exercises:
+        return {}
+    pairs = _first_passes(learners, exercises)
+    set_for = and_(pairs.c.user_id == groups.c.user_id, pairs.c.exercise_id == groups.c.exercise_id)
+    query = (
+        select(
+            groups.c.group_id,
+            groups.c.user_id,
+            func.count(),
+            func.count(pairs.c.user_id),
+            func.count(pairs.c.first_pass),
+            func.count().filter(pairs.c.first_pass <= groups.c.due_at),
+        )
+        .select_from(groups.outerjoin(pairs, set_for))
+        .group_by(groups.c.group_id, groups.c.user_id)
+    )
+    return {
+        (row[0], row[1]): GroupWork(int(row[2]), int(row[3]), int(row[4]), int(row[5] or 0))
+        for row in await session.execute(query)
+    }
+
+
+async def groups_done_by_learner(
+    session: AsyncSession,
+    learners: Sequence[uuid.UUID],
+    exercises: Sequence[uuid.UUID],
+    groups: Subquery,
+) -> dict[uuid.UUID, int]:
+    """Learner -> how many of `groups` (as for work_by_group) they passed every exercise of,
+    by the due time or after it."""
+    if not learners or not exercises:
+        return {}
+    pairs = _first_passes(learners, exercises)
+    set_for = and_(pairs.c.user_id == groups.c.user_id, pairs.c.exercise_id == groups.c.exercise_id)
+    each = (
+        select(
+            groups.c.user_id,
+            (func.count() == func.count(pairs.c.first_pass)).label("done"),
+        )
+        .select_from(groups.outerjoin(pairs, set_for))
+        .group_by(groups.c.group_id, groups.c.user_id)
+        .subquery("each")
+    )
+    query = select(each.c.user_id, func.count().filter(each.c.done)).group_by(each.c.user_id)
+    return {row[0]: int(row[1] or 0) for row in await session.execute(query)}
+
+
+@dataclass(frozen=True)
+class ExerciseWork:
+    """What a set of learners did on one exercise."""
+
+    attempted: int
+    passed: int
+    median_attempts_to_pass: float | None
+    median_minutes_to_pass: float | None
+
+
+async def work_by_exercise(
+    session: AsyncSession, learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, ExerciseWork]:
+    """Exercise -> learners who attempted and passed it, and among those who passed, the
+    median number of submissions up to the first pass and of minutes from the first
+    submission to the first pass."""
+    if not learners or not exercises:
+        return {}
+    passed_at = case((Submission.status == "passed", Submission.created_at))
+    each = (
+        select(
+            Submission.user_id,
+            Submission.exercise_id,
+            Submission.created_at,
+            func.min(passed_at)
+            .over(partition_by=(Submission.user_id, Submission.exercise_id))
+            .label("first_pass"),
+        )
+        .where(Submission.user_id.in_(list(learners)), Submission.exercise_id.in_(list(exercises)))
+        .subquery("each")
+    )
+    pairs = (
+        select(
+            each.c.exercise_id,
+            func.min(each.c.created_at).label("first_at"),
+            func.min(each.c.first_pass).label("first_pass"),
+            func.count().filter(each.c.created_at <= each.c.first_pass).label("tries"),
+        )
+        .group_by(each.c.user_id, each.c.exercise_id)
+        .cte("pairs")
+    )
+    passed = (
+        select(
+            pairs.c.exercise_id,
+            pairs.c.tries,
+            minutes_between(pairs.c.first_at, pairs.c.first_pass).label("minutes"),
+        )
+        .where(pairs.c.first_pass.is_not(None))
+        .subquery("passed")
+    )
+    tries = median_by(passed, "exercise_id", "tries")
+    minutes = median_by(passed, "exercise_id", "minutes")
+    totals = (
+        select(
+            pairs.c.exercise_id,
+            func.count().label("attempted"),
+            func.count(pairs.c.first_pass).label("passed"),
+        )
+        .group_by(pairs.c.exercise_id)
+        .subquery("totals")
+    )
+    query = (
+        select(
+            totals.c.exercise_id,
+            totals.c.attempted,
+            totals.c.passed,
+            tries.c.median,
+            minutes.c.median,
+        )
+        .outerjoin(tries, tries.c.key == totals.c.exercise_id)
+        .outerjoin(minutes, minutes.c.key == totals.c.exercise_id)
+    )
+    return {
+        row[0]: ExerciseWork(
+            int(row[1]),
+            int(row[2]),
+            None if row[3] is None else float(row[3]),
+            None if row[4] is None else float(row[4]),
+        )
+        for row in await session.execute(query)
+    }
+
+
+@dataclass(frozen=True)
+class CommonFailure:
+    test: str
+    message: str
+    count: int
+
+
+async def common_failures(
+    session: AsyncSession, learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, CommonFailure]:
+    """Exercise -> the test that failed most often in these learners' failed submissions,
+    with a message it gave, read out of each submission's test results."""
+    if not learners or not exercises:
+        return {}
+    if session.get_bind().dialect.name == "postgresql":
+        elements = "json_array_elements(s.tests) AS t(value)"
+        name, status, message = "t.value->>'name'", "t.value->>'status'", "t.value->>'message'"
+    else:
+        elements = "json_each(s.tests) AS t"
+        name = "json_extract(t.value, '$.name')"
+        status = "json_extract(t.value, '$.status')"
+        message = "json_extract(t.value, '$.message')"
+    sql = text(
+        f"""
+        SELECT exercise_id, name, message, n FROM (
+            SELECT s.exercise_id AS exercise_id, {name} AS name, MAX({message}) AS message,
+                   COUNT(*) AS n,
+                   ROW_NUMBER() OVER (PARTITION BY s.exercise_id ORDER BY COUNT(*) DESC,
+                                      {name}) AS place
+            FROM submissions AS s, {elements}
+            WHERE s.user_id IN :learners AND s.exercise_id IN :exercises
+              AND s.status = 'failed' AND {status} <> 'passed'
+            GROUP BY s.exercise_id, {name}
+        ) AS ranked WHERE place = 1
+        """
+    ).bindparams(
+        bindparam("learners", expanding=True, type_=Submission.user_id.type),
+        bindparam("exercises", expanding=True, type_=Submission.exercise_id.type),
+    )
+    rows = await session.execute(sql, {"learners": list(learners), "exercises": list(exercises)})
+    return {
+        _as_uuid(row[0]): CommonFailure(str(row[1] or ""), str(row[2] or ""), int(row[3]))
+        for row in rows
+    }
+
+
+def _as_uuid(value: object) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _hints(learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID]) -> ColumnElement[bool]:
+    return and_(Assignment.user_id.in_(list(learners)), Assignment.exercise_id.in_(list(exercises)))
+
+
+async def hints_by_learner(
+    session: AsyncSession, learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Learner -> hints taken on `exercises` (ix_assignments_user_exercise)."""
+    if not learners or not exercises:
+        return {}
+    query = (
+        select(Assignment.user_id, func.sum(Assignment.hints_used))
+        .where(_hints(learners, exercises))
+        .group_by(Assignment.user_id)
+    )
+    return {row[0]: int(row[1] or 0) for row in await session.execute(query)}
+
+
+async def hints_by_exercise(
+    session: AsyncSession, learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Exercise -> hints `learners` took on it (ix_assignments_user_exercise)."""
+    if not learners or not exercises:
+        return {}
+    query = (
+        select(Assignment.exercise_id, func.sum(Assignment.hints_used))
+        .where(_hints(learners, exercises))
+        .group_by(Assignment.exercise_id)
+    )
+    return {row[0]: int(row[1] or 0) for row in await session.execute(query)}
+
+
+def _never_passed(
+    user_id: SQLColumnExpression[uuid.UUID], exercise_id: SQLColumnExpression[uuid.UUID]
+) -> ColumnElement[bool]:
+    passed = aliased(Submission)
+    return ~exists().where(
+        passed.user_id == user_id, passed.exercise_id == exercise_id, passed.status == "passed"
+    )
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """A learner on an exercise they have not passed."""
+
+    user_id: uuid.UUID
+    exercise_id: uuid.UUID
+    count: int  # failed attempts, or hints taken
+    since: datetime | None  # the first of those failures, or their latest submission
+
+
+async def failing_without_pass(
+    session: AsyncSession,
+    learners: Sequence[uuid.UUID],
+    exercises: Sequence[uuid.UUID],
+    *,
+    since: datetime,
+    at_least: int,
+) -> list[Stuck]:
+    """Learners with `at_least` failed submissions to one exercise since `since`, and no pass
+    of it ever."""
+    if not learners or not exercises:
+        return []
+    query = (
+        select(
+            Submission.user_id,
+            Submission.exercise_id,
+            func.count(),
+            func.min(Submission.created_at),
+        )
+        .where(
+            Submission.user_id.in_(list(learners)),
+            Submission.exercise_id.in_(list(exercises)),
+            Submission.created_at >= since,
+            Submission.status.in_(NOT_PASSED),
+            _never_passed(Submission.user_id, Submission.exercise_id),
+        )
+        .group_by(Submission.user_id, Submission.exercise_id)
+        .having(func.count() >= at_least)
+    )
+    return [Stuck(row[0], row[1], int(row[2]), row[3]) for row in await session.execute(query)]
+
+
+async def ladders_used_up(
+    session: AsyncSession, learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID]
+) -> list[Stuck]:
+    """Learners who took every hint of an exercise and have not passed it (`count`: the
+    hints, `since`: their latest submission to it)."""
+    if not learners or not exercises:
+        return []
+    used = (
+        select(
+            Assignment.user_id,
+            Assignment.exercise_id,
+            func.sum(Assignment.hints_used).label("used"),
+        )
+        .where(_hints(learners, exercises), Assignment.hints_used > 0)
+        .group_by(Assignment.user_id, Assignment.exercise_id)
+        .subquery("used")
+    )
+    ladder = func.json_array_length(Exercise.hints)
+    latest = (
+        select(func.max(Submission.created_at))
+        .where(Submission.user_id == used.c.user_id, Submission.exercise_id == used.c.exercise_id)
+        .scalar_subquery()
+    )
+    query = (
+        select(used.c.user_id, used.c.exercise_id, used.c.used, latest)
+        .join(Exercise, Exercise.id == used.c.exercise_id)
+        .where(
+            ladder > 0,
+            used.c.used >= ladder,
+            _never_passed(used.c.user_id, used.c.exercise_id),
+        )
+    )
+    return [Stuck(row[0], row[1], int(row[2]), row[3]) for row in await session.execute(query)]
+
+
+async def submissions_to(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    exercises: Sequence[uuid.UUID],
+    *,
+    before: datetime | None,
+    limit: int,
+) -> Sequence[Submission]:
+    """One learner's submissions to any of `exercises`, newest first."""
+    if not exercises:
+        return []
+    query = select(Submission).where(
+        Submission.user_id == user_id, Submission.exercise_id.in_(list(exercises))
+    )
+    if before is not None:
+        query = query.where(Submission.created_at < before)
+    query = query.order_by(Submission.created_at.desc(), Submission.id.desc()).limit(limit)
+    return (await session.execute(query)).scalars().all()

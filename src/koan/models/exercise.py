@@ -105,7 +105,14 @@ class Submission(UUIDPrimaryKey, Base):
 
     __tablename__ = "submissions"
     __table_args__ = (
-        Index("ix_submissions_user_exercise_created", "user_id", "exercise_id", "created_at"),
+        # status included (PostgreSQL): a class dashboard reads learners' work from the index alone.
+        Index(
+            "ix_submissions_user_exercise_created",
+            "user_id",
+            "exercise_id",
+            "created_at",
+            postgresql_include=["status"],
+        ),
         Index("ix_submissions_assignment", "assignment_id"),
         Index("ix_submissions_status_created", "status", "created_at"),
     )

@@ -54,6 +54,16 @@ async def progress_of(session: AsyncSession, user_id: uuid.UUID) -> LearnerProgr
     return await session.get(LearnerProgress, user_id)
 
 
+async def progress_of_many(
+    session: AsyncSession, user_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, LearnerProgress]:
+    """Several learners' totals, by primary key."""
+    if not user_ids:
+        return {}
+    query = select(LearnerProgress).where(LearnerProgress.user_id.in_(list(user_ids)))
+    return {row.user_id: row for row in (await session.execute(query)).scalars()}
+
+
 async def entry(session: AsyncSession, submission_id: uuid.UUID) -> PracticeEntry | None:
     return await session.get(PracticeEntry, submission_id)
 

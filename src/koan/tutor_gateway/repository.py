@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 
@@ -24,6 +25,29 @@ async def spent_on(session: AsyncSession, day: date, user_id: uuid.UUID | None =
     if user_id is not None:
         query = query.where(LLMCall.user_id == user_id)
     return Decimal(str((await session.execute(query)).scalar_one()))
+
+
+async def spent_on_exercises(
+    session: AsyncSession,
+    day: date,
+    learners: Sequence[uuid.UUID],
+    exercises: Sequence[uuid.UUID],
+) -> dict[uuid.UUID, Decimal]:
+    """Learner -> what the tutor's replies in their conversations about `exercises` cost on
+    `day` (ix_llm_calls_user_day; learners who spent nothing are left out)."""
+    if not learners or not exercises:
+        return {}
+    query = (
+        select(LLMCall.user_id, func.sum(LLMCall.cost_usd))
+        .where(
+            LLMCall.user_id.in_(list(learners)),
+            LLMCall.day == day,
+            LLMCall.purpose == "chat",
+            LLMCall.exercise_id.in_(list(exercises)),
+        )
+        .group_by(LLMCall.user_id)
+    )
+    return {row[0]: Decimal(str(row[1])) for row in await session.execute(query) if row[0]}
 
 
 async def budget_override(session: AsyncSession, user_id: uuid.UUID) -> Decimal | None:
