@@ -14,7 +14,8 @@ from koan.chat.export import conversation_records
 from koan.chat.hints import tailored_hint
 from koan.chat.router import router as chat_router
 from koan.classes.router import router as classes_router
-from koan.classes.service import open_assignment_exercises, tutor_policy_for
+from koan.classes.service import open_assignment_exercises
+from koan.classes.tutor import tutor_policy_for
 from koan.config import Settings
 from koan.db import transactional
 from koan.drafts.router import router as drafts_router

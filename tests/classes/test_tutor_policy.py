@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.classes.service import tutor_policy_for
-from koan.models import Exercise, LLMCall
+from koan.classes.tutor import tutor_policy_for
+from koan.models import Exercise
 from koan.resources import Resources
 from tests.classes.helpers import Course, create_course
 from tests.fixtures.factories import create_exercise
@@ -90,50 +89,6 @@ async def test_the_tutor_is_off_always_or_during_an_exam_window_with_a_reason(
     assert always is not None
     assert always.off
     assert "Work on your own this week" in always.off_reason
-
-
-async def test_class_budgets_count_spend_on_the_class_exercises_today(
-    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
-) -> None:
-    course, exercise = await _course_with_exercise(client, session, resources)
-    await _set(client, course, learner_daily_budget_usd="0.05", class_daily_cap_usd="0.08")
-    a, b = course.learners
-    now = datetime.now(UTC)
-    for user, cost in ((a, "0.03"), (b, "0.04")):
-        session.add(
-            LLMCall(user_id=user.id, purpose="chat", provider="openai", model="m",
-                    cost_usd=Decimal(cost), exercise_id=exercise.id, day=now.date())
-        )  # fmt: skip
-    # Spend elsewhere (another exercise) counts against the server's budget, not the class's.
-    other = await create_exercise(session)
-    session.add(LLMCall(user_id=a.id, purpose="chat", provider="openai", model="m",
-                        cost_usd=Decimal("1"), exercise_id=other.id, day=now.date()))  # fmt: skip
-    await session.flush()
-    policy = await tutor_policy_for(session, a, exercise.id, now=now)
-    assert policy is not None
-    assert policy.learner_spent_today_usd == Decimal("0.03")
-    assert policy.class_spent_today_usd == Decimal("0.07")
-    assert policy.budget_left_usd == Decimal("0.01")  # the class cap is the tighter
-    assert not policy.budget_exhausted
-    session.add(
-        LLMCall(
-            user_id=b.id,
-            purpose="chat",
-            provider="openai",
-            model="m",
-            cost_usd=Decimal("0.02"),
-            exercise_id=exercise.id,
-            day=now.date(),
-        )
-    )
-    await session.flush()
-    spent = await tutor_policy_for(session, a, exercise.id, now=now)
-    assert spent is not None
-    assert spent.budget_exhausted
-    usage = await client.get(
-        f"/api/v1/classes/{course.id}/dashboard/usage", headers=course.headers["instructor"]
-    )
-    assert usage.json()["spent_usd"] == "0.090000"
 
 
 async def _conversation(

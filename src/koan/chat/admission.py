@@ -1,11 +1,11 @@
 """Whether a question may be answered now: the rate limit, one reply in flight per learner,
-and the budget held for a streamed reply."""
+and the budgets held for a streamed reply (the learner's, Koan's, and their class's)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import cast
@@ -63,14 +63,22 @@ class Admission:
 
 
 async def admit(
-    session: AsyncSession, res: Resources, user: User, streamed: CompletionRequest | None
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    streamed: CompletionRequest | None,
+    *,
+    limits: Sequence[budgets.Limit] = (),
 ) -> Admission:
     """The rate limit (429), the one-reply lock (409) and, for a `streamed` request, the
-    budget (429 BudgetExceeded): checked at once, so that on Redis their round trips overlap
-    instead of adding up. Whatever one check took is given back when an earlier one refuses."""
+    budgets (429 BudgetExceeded): the learner's, Koan's and the class's `limits`, checked at
+    once, so that on Redis their round trips overlap instead of adding up. Whatever one check
+    took is given back when an earlier one refuses. (A reply answered whole holds its budgets
+    call by call, `limits` included: see `reply.answer`.)"""
     checks: list[Awaitable[object]] = [check_rate(res, user), acquire_reply_lock(res, user)]
     if streamed is not None:
-        checks.append(budgets.reserve(session, res, user.id, res.llm.projected_cost(streamed)))
+        projected = res.llm.projected_cost(streamed)
+        checks.append(budgets.reserve(session, res, user.id, projected, limits=limits))
     rate, lock, *budget = await asyncio.gather(*checks, return_exceptions=True)
     reservation = budget[0] if budget else None
     for outcome in (rate, lock):

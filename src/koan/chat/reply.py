@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Protocol
@@ -35,6 +36,7 @@ from koan.models import LearnerProfile as LearnerProfileRow
 from koan.ops import metrics
 from koan.resources import Resources
 from koan.tutor_gateway import calls
+from koan.tutor_gateway.budgets import Limit
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +72,12 @@ class ClassPolicy(Protocol):
         """The teacher's instructions and words to avoid, for the system prompt."""
         ...
 
+    @property
+    def budgets(self) -> Sequence[Limit]:
+        """The class's daily budgets (per learner, whole class) its conversations count
+        against, within the server's."""
+        ...
+
 
 class TutorOff(Forbidden):
     code = "TutorOff"
@@ -83,6 +91,8 @@ class Prepared:
     exercise_id: uuid.UUID | None
     request: CompletionRequest
     guard: LeakGuard | None = None
+    # The class budgets every call for this reply also counts against.
+    limits: tuple[Limit, ...] = ()
 
 
 async def prepare(
@@ -128,7 +138,8 @@ async def prepare(
         purpose="chat",
         context=context,
     )
-    return Prepared(conversation.id, exercise_id, request, guard)
+    limits = tuple(policy.budgets) if policy is not None else ()
+    return Prepared(conversation.id, exercise_id, request, guard, limits)
 
 
 def _stricter(request: CompletionRequest, instruction: str) -> CompletionRequest:
@@ -165,7 +176,7 @@ async def answer(session: AsyncSession, res: Resources, user: User, prepared: Pr
     exercise_id, conversation_id = prepared.exercise_id, prepared.conversation_id
     first = await calls.complete(
         session, res, user_id=user.id, request=prepared.request,
-        exercise_id=exercise_id, conversation_id=conversation_id,
+        exercise_id=exercise_id, conversation_id=conversation_id, limits=prepared.limits,
     )  # fmt: skip
     result = Answer(first.completion.text, first.completion.model, first.completion.provider)
     result.add(first.completion)
@@ -214,6 +225,7 @@ async def replace_leak(
         second = await calls.complete(
             session, res, user_id=user_id, request=_stricter(prepared.request, instruction),
             exercise_id=prepared.exercise_id, conversation_id=prepared.conversation_id,
+            limits=prepared.limits,
         )  # fmt: skip
     except (TutorUnavailable, BudgetExceeded):
         second = None

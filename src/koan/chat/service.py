@@ -211,7 +211,9 @@ async def ask(
     # A reply streamed as the model writes it (one about an exercise with what could be a fix
     # held back until checked); the offline tutor's answers, written at once, are sent whole.
     live = stream and (prepared.guard is None or not res.llm.offline_only)
-    admitted = await admission.admit(session, res, user, prepared.request if live else None)
+    admitted = await admission.admit(
+        session, res, user, prepared.request if live else None, limits=prepared.limits
+    )
     checkpoint = QuestionCheckpoint(session, res, conversation, content)
     handed_over = False
     try:

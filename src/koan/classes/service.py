@@ -1,5 +1,5 @@
-"""The rules of classes: who may do what, invitations, class assignments, dashboards, and the
-tutor policy a class sets for conversations about its exercises."""
+"""The rules of classes: who may do what, joining, invitations and class assignments (the
+dashboards are in `dashboard.py`, the tutor's policy and budgets in `tutor.py`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import get_args
 from zoneinfo import ZoneInfo
 
@@ -54,7 +53,6 @@ from koan.models.classes import STAFF_ROLES
 from koan.onboarding import service as profiles
 from koan.resources import Resources
 from koan.security import hash_token
-from koan.tutor_gateway import repository as gateway
 
 # Unambiguous when read aloud or copied from a projector (no 0/O, 1/I/L).
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -745,123 +743,3 @@ async def open_assignment_exercises(
 ) -> set[uuid.UUID]:
     """Exercises of a class assignment open for `user_id` now (the daily pick leaves them)."""
     return await repository.open_class_exercise_ids(session, user_id, now)
-
-
-# -- the tutor's policy -------------------------------------------------------------------
-
-_STRICTNESS_ORDER = {"open": 0, "hints": 1, "socratic": 2}
-
-
-@dataclass(frozen=True)
-class TutorPolicy:
-    """What the classes a learner is working for say about the tutor, for one exercise.
-
-    `strictness` None means the server's KOAN_TUTOR_STRICTNESS. When the learner is in several
-    classes that set the exercise, the strictest of each setting wins.
-    """
-
-    class_names: tuple[str, ...]
-    strictness: str | None
-    instructions: str
-    avoid: tuple[str, ...]
-    off: bool
-    off_reason: str
-    learner_daily_budget_usd: Decimal | None
-    learner_spent_today_usd: Decimal
-    class_daily_cap_usd: Decimal | None
-    class_spent_today_usd: Decimal
-
-    @property
-    def budget_left_usd(self) -> Decimal | None:
-        """What the class budgets still allow today (None: no class budget applies)."""
-        left = [
-            limit - spent
-            for limit, spent in (
-                (self.learner_daily_budget_usd, self.learner_spent_today_usd),
-                (self.class_daily_cap_usd, self.class_spent_today_usd),
-            )
-            if limit is not None
-        ]
-        return max(min(left), Decimal(0)) if left else None
-
-    @property
-    def budget_exhausted(self) -> bool:
-        left = self.budget_left_usd
-        return left is not None and left <= 0
-
-    def system_prompt(self) -> str:
-        """The class's part of the tutor's system prompt (empty when it adds nothing)."""
-        parts = []
-        if self.instructions:
-            parts.append(f"The learner's teacher asks: {self.instructions}")
-        if self.avoid:
-            parts.append(
-                "Do not use or mention these words or topics: " + "; ".join(self.avoid) + "."
-            )
-        return "\n".join(parts)
-
-
-def tutor_is_off(room: ClassRoom, now: datetime) -> str | None:
-    """Why the class's tutor is off at `now`, or None when it is on."""
-    window = room.tutor_off_from is not None and room.tutor_off_until is not None
-    if window and room.tutor_off_from <= now < room.tutor_off_until:  # type: ignore[operator]
-        until = local_label(room.tutor_off_until, room.timezone)  # type: ignore[arg-type]
-        reason = room.tutor_off_reason or "Exam in progress"
-        return f"{reason}: your teacher has switched the tutor off for {room.name} until {until}."
-    if room.tutor_off:
-        reason = room.tutor_off_reason or "Your teacher has switched the tutor off"
-        return f"{reason} ({room.name})."
-    return None
-
-
-async def class_spend(
-    session: AsyncSession, class_id: uuid.UUID, user_id: uuid.UUID | None, day: date
-) -> Decimal:
-    """What the tutor's replies about the class's exercises cost on `day`: one learner's, or
-    the whole class's."""
-    learners = [user_id] if user_id is not None else await repository.learner_ids(session, class_id)
-    spend = await gateway.spent_on_exercises(
-        session, day, learners, await repository.exercise_ids(session, class_id)
-    )
-    return sum(spend.values(), Decimal(0))
-
-
-async def tutor_policy_for(
-    session: AsyncSession, user: User, exercise_id: uuid.UUID | None, *, now: datetime
-) -> TutorPolicy | None:
-    """The class controls over a conversation of `user` about `exercise_id`, or None when no
-    class of theirs sets that exercise (then the server's settings alone apply)."""
-    if exercise_id is None:
-        return None
-    rooms = await repository.classes_setting_exercise(session, user.id, exercise_id)
-    if not rooms:
-        return None
-    day = now.date()
-    strictness = [r.tutor_strictness for r in rooms if r.tutor_strictness]
-    reasons = [why for r in rooms if (why := tutor_is_off(r, now))]
-    learner_limits = [
-        r.learner_daily_budget_usd for r in rooms if r.learner_daily_budget_usd is not None
-    ]
-    learner_spent = Decimal(0)
-    if learner_limits:
-        for r in rooms:
-            learner_spent = max(learner_spent, await class_spend(session, r.id, user.id, day))
-    cap_left: list[tuple[Decimal, Decimal]] = []
-    for r in rooms:
-        if r.class_daily_cap_usd is not None:
-            spent = await class_spend(session, r.id, None, day)
-            cap_left.append((r.class_daily_cap_usd, spent))
-    tightest_cap = min(cap_left, key=lambda c: c[0] - c[1]) if cap_left else None
-    learner_limit = min(learner_limits) if learner_limits else None
-    return TutorPolicy(
-        class_names=tuple(r.name for r in rooms),
-        strictness=max(strictness, key=_STRICTNESS_ORDER.__getitem__) if strictness else None,
-        instructions="\n".join(r.tutor_instructions for r in rooms if r.tutor_instructions),
-        avoid=tuple(dict.fromkeys(w for r in rooms for w in (r.tutor_avoid or []))),
-        off=bool(reasons),
-        off_reason=" ".join(reasons),
-        learner_daily_budget_usd=learner_limit,
-        learner_spent_today_usd=learner_spent,
-        class_daily_cap_usd=tightest_cap[0] if tightest_cap else None,
-        class_spent_today_usd=tightest_cap[1] if tightest_cap else Decimal(0),
-    )

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -89,18 +91,34 @@ async def set_budget_override(
     await res.cache.set(_budget_key(user_id), value, ttl_s=_BUDGET_TTL_S)
 
 
-async def _seed_total(
-    session: AsyncSession, res: Resources, key: str, day: date, user_id: uuid.UUID | None
-) -> None:
-    """Create today's missing key, starting from what the database has recorded."""
-    spent = await repository.spent_on(session, day, user_id)
-    # Only the first worker's seed counts; a concurrent one finds the key already there.
-    await res.cache.set_if_absent(key, repr(float(spent)), ttl_s=_ttl(res, day))
-
-
 def _ttl(res: Resources, day: date) -> float:
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
     return max(1.0, (end - res.clock.now()).total_seconds()) + _KEY_MARGIN_S
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A daily limit beside the learner's own and Koan's that some calls also count against
+    (a class's budgets for the conversations about its exercises). Its day's total is kept
+    under `scope` like theirs, and seeded by `seed(session, day)`: what the database has
+    recorded of the calls it counts. `whose` names it to the learner when it refuses."""
+
+    scope: str
+    limit_usd: Decimal
+    whose: str
+    seed: Callable[[AsyncSession, date], Awaitable[Decimal]]
+
+
+def limit_key(day: date, limit: Limit) -> str:
+    return f"llm:spend:{day.isoformat()}:{limit.scope}"
+
+
+@dataclass(frozen=True)
+class _Total:
+    """One running total a reservation adds to, and where to start it from."""
+
+    key: str
+    seed: Callable[[], Awaitable[Decimal]]
 
 
 @dataclass
@@ -114,66 +132,92 @@ class Reservation:
 
 
 async def reserve(
-    session: AsyncSession, res: Resources, user_id: uuid.UUID, projected: Decimal
+    session: AsyncSession,
+    res: Resources,
+    user_id: uuid.UUID,
+    projected: Decimal,
+    *,
+    limits: Sequence[Limit] = (),
 ) -> Reservation:
-    """Hold `projected` against the learner's and the global budget; 429 BudgetExceeded if
-    either would go over. Increments are atomic, so concurrent workers cannot both squeeze in."""
+    """Hold `projected` against the learner's and the global budget, and any further
+    `limits`; 429 BudgetExceeded if one of them would go over. Increments are atomic, so
+    concurrent workers cannot both squeeze in."""
     now = res.clock.now()
     day = utc_day(now)
     if res.llm.offline_only:
         return Reservation(day)  # the offline tutor is free: nothing to count
     amount = float(max(projected, Decimal(0)))
-    user_key, global_key = user_spend_key(day, user_id), global_spend_key(day)
-    held = (user_key, global_key)
-    ttl_s = _ttl(res, day)
-    # Two round trips in the usual case: add to both totals while reading the override (one
-    # script), and later settle both (one more). A total not kept yet today is first seeded
-    # from the database, then added to.
-    added, [override] = await res.cache.add_to_existing(
-        [(key, amount) for key in held], ttl_s=ttl_s, read=[_budget_key(user_id)]
-    )
-    totals = list(added)
-    counted = [key for key, total in zip(held, added, strict=True) if total is not None]
+    totals = [
+        _Total(user_spend_key(day, user_id), partial(repository.spent_on, session, day, user_id)),
+        _Total(global_spend_key(day), partial(repository.spent_on, session, day, None)),
+        *(_Total(limit_key(day, limit), partial(limit.seed, session, day)) for limit in limits),
+    ]
+    # Two round trips in the usual case: add to every total while reading the learner's
+    # override (one script), and later settle them all (one more).
+    spent, [override] = await _add(res, day, totals, amount, read=[_budget_key(user_id)])
     try:
-        missing = [i for i, total in enumerate(added) if total is None]
-        for i in missing:
-            await _seed_total(session, res, held[i], day, user_id if i == 0 else None)
-        if missing:
-            again = await res.cache.incr_float_many(
-                [(held[i], amount) for i in missing], ttl_s=ttl_s
-            )
-            counted += [held[i] for i in missing]
-            for i, seeded in zip(missing, again, strict=True):
-                totals[i] = seeded
-        user_total, global_total = (total or 0.0 for total in totals)  # each one is kept now
         user_limit = await _daily_budget(session, res, user_id, override)
-        checks = (
-            (user_total, user_limit, "user"),
-            (global_total, res.settings.llm_global_daily_budget_usd, "global"),
-        )
-        for total, limit, scope in checks:
-            if limit is None or amount == 0:
+        checks = [
+            (spent[0], user_limit, "Your daily AI tutor budget"),
+            (spent[1], res.settings.llm_global_daily_budget_usd, "Koan's daily AI budget"),
+            *((total, limit.limit_usd, limit.whose) for total, limit in zip(
+                spent[2:], limits, strict=True
+            )),
+        ]  # fmt: skip
+        for total, limit_usd, whose in checks:
+            if limit_usd is None or amount == 0:
                 # No limit, or a projection of 0 (an unpriced model): counted, never refused.
                 continue
             try:
                 ensure_within_budget(
                     spent_usd=usd(total - amount),
-                    limit_usd=limit,
+                    limit_usd=limit_usd,
                     projected_usd=projected,
                     resets_in_seconds=(resets_at(now) - now).total_seconds(),
                 )
             except BudgetExceeded as exc:
-                raise _budget_error(scope, limit, now, exc.retry_after) from None
+                raise _budget_error(whose, limit_usd, now, exc.retry_after) from None
+    except BaseException:
+        await res.cache.incr_float_many(
+            [(total.key, -amount) for total in totals], ttl_s=_ttl(res, day)
+        )
+        raise
+    return Reservation(day, tuple(total.key for total in totals), amount)
+
+
+async def _add(
+    res: Resources, day: date, totals: Sequence[_Total], amount: float, *, read: Sequence[str]
+) -> tuple[list[float], list[str | None]]:
+    """Add `amount` to every total, all or none; a total the cache does not keep yet today
+    is first seeded from the database. Returns the totals after, and the values of `read`."""
+    ttl_s = _ttl(res, day)
+    added, values = await res.cache.add_to_existing(
+        [(total.key, amount) for total in totals], ttl_s=ttl_s, read=read
+    )
+    after = list(added)
+    counted = [total.key for total, value in zip(totals, added, strict=True) if value is not None]
+    try:
+        missing = [i for i, value in enumerate(added) if value is None]
+        for i in missing:
+            spent = await totals[i].seed()
+            # Only the first worker's seed counts; a concurrent one finds the key already there.
+            await res.cache.set_if_absent(totals[i].key, repr(float(spent)), ttl_s=ttl_s)
+        if missing:
+            again = await res.cache.incr_float_many(
+                [(totals[i].key, amount) for i in missing], ttl_s=ttl_s
+            )
+            counted += [totals[i].key for i in missing]
+            for i, seeded in zip(missing, again, strict=True):
+                after[i] = seeded
     except BaseException:
         await res.cache.incr_float_many([(key, -amount) for key in counted], ttl_s=ttl_s)
         raise
-    return Reservation(day, held, amount)
+    return [value or 0.0 for value in after], values
 
 
-def _budget_error(scope: str, limit: Decimal, now: datetime, retry_after: int) -> BudgetExceeded:
+def _budget_error(whose: str, limit: Decimal, now: datetime, retry_after: int) -> BudgetExceeded:
     reset = resets_at(now)
     hours = max(1, math.ceil((reset - now).total_seconds() / 3600))
-    whose = "Your daily AI tutor budget" if scope == "user" else "Koan's daily AI budget"
     when = reset.isoformat().replace("+00:00", "Z")
     return BudgetExceeded(
         f"{whose} (${limit:.2f}) is used up. It resets at {when} (in about {hours} h). "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -19,7 +20,7 @@ from koan.llm.types import Purpose
 from koan.models import LLMCall
 from koan.resources import Resources
 from koan.tutor_gateway import repository
-from koan.tutor_gateway.budgets import release, reserve, settle, usd, utc_day
+from koan.tutor_gateway.budgets import Limit, release, reserve, settle, usd, utc_day
 
 log = structlog.get_logger(__name__)
 
@@ -143,9 +144,11 @@ async def complete(
     exercise_id: uuid.UUID | None = None,
     conversation_id: uuid.UUID | None = None,
     cache: str | None = None,
+    limits: Sequence[Limit] = (),
 ) -> Call:
     """Budget, (cache,) call, record, settle. `cache` is a key from cache_key(): looked up
-    here; storing is left to the caller, which stores only replies it accepted."""
+    here; storing is left to the caller, which stores only replies it accepted. `limits`:
+    daily limits the call counts against beside the learner's and Koan's (a class's)."""
     day = utc_day(res.clock.now())
     if cache is not None:
         hit = await cached_reply(res, cache)
@@ -155,7 +158,9 @@ async def complete(
                 cache_hit=True, exercise_id=exercise_id, conversation_id=conversation_id,
             )  # fmt: skip
             return Call(hit, rec, cache_hit=True)
-    reservation = await reserve(session, res, user_id, res.llm.projected_cost(request))
+    reservation = await reserve(
+        session, res, user_id, res.llm.projected_cost(request), limits=limits
+    )
     try:
         completion = await res.llm.provider.complete(request)
     except TutorUnavailable as exc:

@@ -1,0 +1,197 @@
+"""A class's tutor budgets: per learner and for the whole class, each day, within the server's.
+
+They count the tutor's replies in conversations about the class's exercises, are held before
+each call as the server's budgets are (shared by every worker through the cache), refuse with
+429 BudgetExceeded, and start the day from the calls on record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koan.classes.tutor import tutor_policy_for
+from koan.models import Exercise, LLMCall, User
+from koan.resources import Resources
+from tests.chat.helpers import ask, new_conversation
+from tests.classes.helpers import Course, create_course
+from tests.fixtures.factories import create_exercise
+from tests.fixtures.llm_server import FakeLLMServer, Reply
+
+Tutor = Callable[..., Resources]
+# 1000 + 1000 tokens at $100 per million: $0.20 a reply; a projection is about $0.03.
+EXPENSIVE = Reply(text="What does your loop do first?", input_tokens=1000, output_tokens=1000)
+
+
+async def _course(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources, **tutor: str
+) -> tuple[Course, Exercise]:
+    course = await create_course(client, session, resources, learners=2)
+    exercise = await create_exercise(session)
+    now = datetime.now(UTC)
+    made = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "W1", "exercise_ids": [str(exercise.id)],
+              "opens_at": (now - timedelta(days=1)).isoformat(),
+              "due_at": (now + timedelta(days=1)).isoformat()},
+        headers=course.headers["instructor"],
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    if tutor:
+        r = await client.patch(
+            f"/api/v1/classes/{course.id}",
+            json={"tutor": tutor},
+            headers=course.headers["instructor"],
+        )
+        assert r.status_code == 200, r.text
+    return course, exercise
+
+
+async def test_a_class_sets_budgets_only_for_its_own_exercises(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course, exercise = await _course(client, session, resources)
+    learner = course.learners[0]
+    now = datetime.now(UTC)
+    plain = await tutor_policy_for(session, learner, exercise.id, now=now)
+    assert plain is not None
+    assert plain.budgets == ()
+    r = await client.patch(
+        f"/api/v1/classes/{course.id}",
+        json={"tutor": {"learner_daily_budget_usd": "0.50", "class_daily_cap_usd": "5"}},
+        headers=course.headers["instructor"],
+    )
+    assert r.status_code == 200, r.text
+    policy = await tutor_policy_for(session, learner, exercise.id, now=now)
+    assert policy is not None
+    assert [(b.scope, b.limit_usd) for b in policy.budgets] == [
+        (f"class:{course.id}:user:{learner.id}", Decimal("0.5")),
+        (f"class:{course.id}", Decimal("5")),
+    ]
+    other = await create_exercise(session)
+    assert await tutor_policy_for(session, learner, other.id, now=now) is None
+
+
+async def test_a_learner_over_the_class_budget_is_refused_on_its_exercises_only(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    course, exercise = await _course(client, session, resources, learner_daily_budget_usd="0.21")
+    llm_server.script(EXPENSIVE, EXPENSIVE, EXPENSIVE)
+    h0, h1 = course.headers["learner0"], course.headers["learner1"]
+    about = await new_conversation(client, h0, exercise)
+    assert (await ask(client, h0, about, "first")).status_code == 201
+    # $0.20 spent in the class; the next reply's worst case would cross $0.21.
+    for stream in (False, True):
+        r = await ask(client, h0, about, "second", stream=stream)
+        assert r.status_code == 429, r.text
+        assert r.json()["error"] == "BudgetExceeded"
+        assert r.json()["detail"].startswith("Your daily AI tutor budget in CS 101 ($0.21)")
+        assert "It resets at" in r.json()["detail"]
+        assert int(r.headers["Retry-After"]) >= 1
+    assert len(llm_server.requests) == 1  # the model was not asked again
+    # The budget is each learner's own, and it covers the class's exercises only.
+    other = await create_exercise(session)
+    elsewhere = await new_conversation(client, h0, other)
+    assert (await ask(client, h0, elsewhere, "about something else")).status_code == 201
+    classmate = await new_conversation(client, h1, exercise)
+    assert (await ask(client, h1, classmate, "me too")).status_code == 201
+
+
+async def test_the_class_cap_counts_every_learners_replies(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    course, exercise = await _course(client, session, resources, class_daily_cap_usd="0.21")
+    llm_server.script(EXPENSIVE, EXPENSIVE)
+    h0, h1 = course.headers["learner0"], course.headers["learner1"]
+    first = await new_conversation(client, h0, exercise)
+    assert (await ask(client, h0, first, "first", stream=True)).status_code == 200
+    second = await new_conversation(client, h1, exercise)
+    r = await ask(client, h1, second, "and me?")
+    assert r.status_code == 429, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("The daily AI tutor budget of the whole class CS 101 ($0.21)")
+    # The spend the instructor sees is what the budgets counted.
+    usage = await client.get(
+        f"/api/v1/classes/{course.id}/dashboard/usage", headers=course.headers["instructor"]
+    )
+    assert usage.status_code == 200, usage.text
+    assert usage.json()["spent_usd"] == "0.200000"
+    assert usage.json()["by_learner"] == {course.learners[0].email: "0.200000"}
+    assert usage.json()["class_daily_cap_usd"] == "0.210000"
+
+
+async def test_class_budgets_start_the_day_from_the_calls_on_record(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    course, exercise = await _course(client, session, resources, learner_daily_budget_usd="0.21")
+    a, b = course.learners
+    day = resources.clock.now().date()
+    other = await create_exercise(session)
+
+    def call(user: User, cost: str, exercise_id: object, purpose: str = "chat") -> LLMCall:
+        return LLMCall(user_id=user.id, purpose=purpose, provider="openai", model="m",
+                       cost_usd=Decimal(cost), exercise_id=exercise_id, day=day)  # fmt: skip
+
+    session.add_all(
+        [
+            call(a, "0.20", exercise.id),  # counts: a's reply about the class's exercise
+            # Not the class's tutor spend: another exercise, a hint, yesterday.
+            call(b, "0.10", other.id),
+            call(b, "0.10", exercise.id, purpose="hint"),
+        ]
+    )
+    yesterday = call(b, "1.00", exercise.id)
+    yesterday.day = day - timedelta(days=1)
+    session.add(yesterday)
+    await session.flush()
+    llm_server.script(EXPENSIVE)
+    refused = await ask(
+        client, course.headers["learner0"], await new_conversation(
+            client, course.headers["learner0"], exercise
+        ), "hello?",
+    )  # fmt: skip
+    assert refused.status_code == 429, refused.text
+    allowed = await ask(
+        client, course.headers["learner1"], await new_conversation(
+            client, course.headers["learner1"], exercise
+        ), "hello?",
+    )  # fmt: skip
+    assert allowed.status_code == 201, allowed.text
+
+
+async def test_the_servers_budget_still_applies_under_a_larger_class_budget(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor(llm_user_daily_budget_usd=Decimal("0.21"))
+    course, exercise = await _course(
+        client, session, resources, learner_daily_budget_usd="5", class_daily_cap_usd="50"
+    )
+    llm_server.script(EXPENSIVE, EXPENSIVE)
+    h0 = course.headers["learner0"]
+    about = await new_conversation(client, h0, exercise)
+    assert (await ask(client, h0, about, "first")).status_code == 201
+    r = await ask(client, h0, about, "second")
+    assert r.status_code == 429, r.text
+    assert r.json()["detail"].startswith("Your daily AI tutor budget ($0.21)")
