@@ -29,7 +29,7 @@ CEILINGS: dict[str, int | dict[str, int]] = {
     "GET /exercises/daily": 9,
     "POST submissions (wrong)": 16,
     "POST hints": 4,
-    "POST submissions (right)": 21,
+    "POST submissions (right)": 20,
     "POST conversations/{id}/messages": {"sqlite": 7, "postgres": 5},
     "GET /progress": 6,
 }

@@ -204,7 +204,6 @@ async def attempted(
         assignment.closed_at = now
     await session.flush()
     if completed_now:
-        await repository.refresh_rating(session, exercise)
         await adaptive.record_outcome(
             session,
             user=user,

@@ -333,20 +333,25 @@ async def assignment_by_id(session: AsyncSession, assignment_id: uuid.UUID) -> A
 
 
 async def lock_assignment(session: AsyncSession, assignment_id: uuid.UUID) -> Assignment:
-    """Re-read an assignment FOR UPDATE (PostgreSQL), so concurrent submissions queue up."""
+    """Re-read an assignment FOR UPDATE (PostgreSQL), so concurrent submissions queue up, and
+    its exercise's difficulty rating with it (other learners' outcomes move it meanwhile)."""
     query = (
-        select(Assignment)
+        select(Assignment, Exercise.rating, Exercise.rating_uncertainty, Exercise.rating_attempts)
+        .join(Exercise, Exercise.id == Assignment.exercise_id)
         .where(Assignment.id == assignment_id)
-        .with_for_update()
+        # Only the assignment: the exercise's row is every learner's.
+        .with_for_update(of=Assignment)
         .execution_options(populate_existing=True)
     )
-    return await _with_exercise(session, (await session.execute(query)).scalar_one())
-
-
-async def refresh_rating(session: AsyncSession, exercise: Exercise) -> None:
-    """Read the exercise's difficulty rating again: other learners' outcomes move it while a
-    submission is being graded."""
-    await session.refresh(exercise, ["rating", "rating_uncertainty", "rating_attempts"])
+    assignment, rating, uncertainty, attempts = (await session.execute(query)).one()
+    await _with_exercise(session, assignment)
+    for name, value in (
+        ("rating", rating),
+        ("rating_uncertainty", uncertainty),
+        ("rating_attempts", attempts),
+    ):
+        set_committed_value(assignment.exercise, name, value)
+    return assignment
 
 
 async def assignments(
