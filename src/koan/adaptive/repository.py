@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import case, select, update
+from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive.model import GENERAL, SETTLED_ATTEMPTS
@@ -15,6 +15,12 @@ from koan.models import Exercise
 from koan.models.progress import LearnerSkillRating
 from koan.onboarding import repository as profiles
 
+# Built once (every grading and the daily pick run them): building a statement and its cache
+# key costs about as much CPU as SQLAlchemy then spends running it.
+_SKILL_RATINGS = select(LearnerSkillRating).where(
+    LearnerSkillRating.user_id == bindparam("user_id")
+)
+
 
 async def skill_ratings(session: AsyncSession, user_id: uuid.UUID) -> list[LearnerSkillRating]:
     """The learner's rating rows, read once per session: grading, progress and achievements
@@ -22,8 +28,8 @@ async def skill_ratings(session: AsyncSession, user_id: uuid.UUID) -> list[Learn
     key = ("skill_ratings", user_id)
     kept = memo(session)
     if key not in kept:
-        query = select(LearnerSkillRating).where(LearnerSkillRating.user_id == user_id)
-        kept[key] = list((await session.execute(query)).scalars().all())
+        found = await session.execute(_SKILL_RATINGS, {"user_id": user_id})
+        kept[key] = list(found.scalars().all())
     rows: list[LearnerSkillRating] = kept[key]
     return rows
 

@@ -51,6 +51,18 @@ async def exercise_by_id(session: AsyncSession, exercise_id: uuid.UUID) -> Exerc
     return await session.get(Exercise, exercise_id)
 
 
+# The statements a learner's every request runs are built once, with bound parameters: building
+# one and computing its cache key cost about as much CPU as SQLAlchemy then spends running it.
+_EXERCISE = select(Exercise).where(Exercise.id == bindparam("exercise_id"))
+_VISIBLE_EXERCISE = _EXERCISE.where(
+    or_(
+        Exercise.source != "generated",
+        Exercise.approved_at.is_not(None),
+        Exercise.owner_id == bindparam("viewer"),
+    )
+)
+
+
 async def visible_exercise(
     session: AsyncSession,
     exercise_id: uuid.UUID,
@@ -59,10 +71,16 @@ async def visible_exercise(
     everything: bool = False,
 ) -> Exercise | None:
     """The exercise, if `user_id` may see it (see `visible_to`)."""
-    query = select(Exercise).where(
-        Exercise.id == exercise_id, visible_to(user_id, everything=everything)
-    )
-    return (await session.execute(query)).scalar_one_or_none()
+    if everything:
+        found = await session.execute(_EXERCISE, {"exercise_id": exercise_id})
+    elif user_id is None:  # `owner_id IS NULL`, which a bound parameter cannot say
+        query = _EXERCISE.where(visible_to(None))
+        found = await session.execute(query, {"exercise_id": exercise_id})
+    else:
+        found = await session.execute(
+            _VISIBLE_EXERCISE, {"exercise_id": exercise_id, "viewer": user_id}
+        )
+    return found.scalar_one_or_none()
 
 
 async def exercises_by_slug(session: AsyncSession, slugs: Sequence[str]) -> dict[str, Exercise]:
@@ -260,29 +278,48 @@ async def work_on(
     return [(row[0], row[1], row[2]) for row in (await session.execute(query)).all()]
 
 
+_CANDIDATES = (
+    select(Exercise)
+    .where(
+        Exercise.language == bindparam("language"),
+        or_(
+            Exercise.source != "generated",
+            Exercise.approved_at.is_not(None),
+            Exercise.owner_id == bindparam("viewer"),
+        ),
+    )
+    .order_by(Exercise.slug)
+)
+
+
 async def candidates(
     session: AsyncSession, *, language: str, viewer: uuid.UUID | None
 ) -> Sequence[Exercise]:
     """Every exercise in a language the learner may see: what the daily pick chooses from."""
-    query = (
-        select(Exercise)
-        .where(Exercise.language == language, visible_to(viewer))
-        .order_by(Exercise.slug)
+    if viewer is None:  # `owner_id IS NULL`, which a bound parameter cannot say
+        query = (
+            select(Exercise)
+            .where(Exercise.language == language, visible_to(viewer))
+            .order_by(Exercise.slug)
+        )
+        return (await session.execute(query)).scalars().all()
+    found = await session.execute(_CANDIDATES, {"language": language, "viewer": viewer})
+    return found.scalars().all()
+
+
+_OPEN_DAILY = (
+    select(Assignment)
+    .where(
+        Assignment.user_id == bindparam("user_id"),
+        Assignment.kind == "daily",
+        Assignment.status.in_(OPEN_STATUSES),
     )
-    return (await session.execute(query)).scalars().all()
+    .options(selectinload(Assignment.exercise))
+)
 
 
 async def open_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | None:
-    query = (
-        select(Assignment)
-        .where(
-            Assignment.user_id == user_id,
-            Assignment.kind == "daily",
-            Assignment.status.in_(OPEN_STATUSES),
-        )
-        .options(selectinload(Assignment.exercise))
-    )
-    return (await session.execute(query)).scalar_one_or_none()
+    return (await session.execute(_OPEN_DAILY, {"user_id": user_id})).scalar_one_or_none()
 
 
 async def last_completed_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | None:
@@ -310,16 +347,22 @@ async def _with_exercise(session: AsyncSession, assignment: Assignment) -> Assig
     return assignment
 
 
+_LATEST_ASSIGNMENT = (
+    select(Assignment)
+    .where(
+        Assignment.user_id == bindparam("user_id"),
+        Assignment.exercise_id == bindparam("exercise_id"),
+    )
+    .order_by(Assignment.assigned_at.desc())
+    .limit(1)
+)
+
+
 async def latest_assignment(
     session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID
 ) -> Assignment | None:
-    query = (
-        select(Assignment)
-        .where(Assignment.user_id == user_id, Assignment.exercise_id == exercise_id)
-        .order_by(Assignment.assigned_at.desc())
-        .limit(1)
-    )
-    found = (await session.execute(query)).scalar_one_or_none()
+    params = {"user_id": user_id, "exercise_id": exercise_id}
+    found = (await session.execute(_LATEST_ASSIGNMENT, params)).scalar_one_or_none()
     return None if found is None else await _with_exercise(session, found)
 
 
@@ -332,18 +375,21 @@ async def assignment_by_id(session: AsyncSession, assignment_id: uuid.UUID) -> A
     return (await session.execute(query)).scalar_one_or_none()
 
 
+_LOCK_ASSIGNMENT = (
+    select(Assignment, Exercise.rating, Exercise.rating_uncertainty, Exercise.rating_attempts)
+    .join(Exercise, Exercise.id == Assignment.exercise_id)
+    .where(Assignment.id == bindparam("assignment_id"))
+    # Only the assignment: the exercise's row is every learner's.
+    .with_for_update(of=Assignment)
+    .execution_options(populate_existing=True)
+)
+
+
 async def lock_assignment(session: AsyncSession, assignment_id: uuid.UUID) -> Assignment:
     """Re-read an assignment FOR UPDATE (PostgreSQL), so concurrent submissions queue up, and
     its exercise's difficulty rating with it (other learners' outcomes move it meanwhile)."""
-    query = (
-        select(Assignment, Exercise.rating, Exercise.rating_uncertainty, Exercise.rating_attempts)
-        .join(Exercise, Exercise.id == Assignment.exercise_id)
-        .where(Assignment.id == assignment_id)
-        # Only the assignment: the exercise's row is every learner's.
-        .with_for_update(of=Assignment)
-        .execution_options(populate_existing=True)
-    )
-    assignment, rating, uncertainty, attempts = (await session.execute(query)).one()
+    found = await session.execute(_LOCK_ASSIGNMENT, {"assignment_id": assignment_id})
+    assignment, rating, uncertainty, attempts = found.one()
     await _with_exercise(session, assignment)
     for name, value in (
         ("rating", rating),
@@ -424,30 +470,38 @@ async def replace_skills(session: AsyncSession, exercise: Exercise, skills: list
         session.add(ExerciseSkill(exercise_id=exercise.id, skill=skill, position=position))
 
 
+_NEWEST_SUBMISSIONS = (
+    select(Submission.id)
+    .where(
+        Submission.user_id == bindparam("learner"),
+        Submission.exercise_id == bindparam("of_exercise"),
+    )
+    .order_by(Submission.created_at.desc(), Submission.id.desc())
+    .limit(bindparam("keep"))
+)
+_FORGET_OLD_SUBMISSIONS = (
+    update(Submission)
+    .where(
+        Submission.user_id == bindparam("learner"),
+        Submission.exercise_id == bindparam("of_exercise"),
+        Submission.status != "pending",
+        Submission.code != "",
+        Submission.id.not_in(_NEWEST_SUBMISSIONS),
+    )
+    .values(code="", stdout="", stderr="", tests=[])
+    .execution_options(synchronize_session=False)
+)
+
+
 async def forget_old_submissions(
     session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID, *, keep: int
 ) -> None:
     """Beyond the newest `keep` submissions of a learner on an exercise, drop the code, output
     and test messages; the verdict, counts and times stay (progress and the practice log
     count them)."""
-    newest = (
-        select(Submission.id)
-        .where(Submission.user_id == user_id, Submission.exercise_id == exercise_id)
-        .order_by(Submission.created_at.desc(), Submission.id.desc())
-        .limit(keep)
-    )
-    await session.execute(
-        update(Submission)
-        .where(
-            Submission.user_id == user_id,
-            Submission.exercise_id == exercise_id,
-            Submission.status != "pending",
-            Submission.code != "",
-            Submission.id.not_in(newest),
-        )
-        .values(code="", stdout="", stderr="", tests=[])
-        .execution_options(synchronize_session=False)
-    )
+    # Named unlike the columns: an UPDATE keeps the columns' names for its SET values.
+    params = {"learner": user_id, "of_exercise": exercise_id, "keep": keep}
+    await session.execute(_FORGET_OLD_SUBMISSIONS, params)
 
 
 async def mark_stale_submissions(session: AsyncSession, *, before: datetime) -> int:
@@ -460,20 +514,20 @@ async def mark_stale_submissions(session: AsyncSession, *, before: datetime) -> 
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+_EXERCISE_HISTORY = (
+    select(
+        Assignment.exercise_id, func.max(Assignment.assigned_at), func.max(Assignment.completed_at)
+    )
+    .where(Assignment.user_id == bindparam("user_id"))
+    .group_by(Assignment.exercise_id)
+)
+
+
 async def exercise_history(
     session: AsyncSession, user_id: uuid.UUID
 ) -> dict[uuid.UUID, tuple[datetime, bool]]:
     """For each exercise the learner was given: when last, and whether they ever completed it."""
-    query = (
-        select(
-            Assignment.exercise_id,
-            func.max(Assignment.assigned_at),
-            func.max(Assignment.completed_at),
-        )
-        .where(Assignment.user_id == user_id)
-        .group_by(Assignment.exercise_id)
-    )
-    rows = (await session.execute(query)).all()
+    rows = (await session.execute(_EXERCISE_HISTORY, {"user_id": user_id})).all()
     return {row[0]: (row[1], row[2] is not None) for row in rows}
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import ScalarSelect, and_, func, or_, select
+from sqlalchemy import ScalarSelect, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql._typing import _ColumnExpressionArgument
@@ -23,6 +23,15 @@ from koan.models.progress import (
 )
 from koan.progress.achievements import Completion
 
+# The statements every grading and progress page runs are built once, with bound parameters:
+# building one and computing its cache key costs about as much CPU as running it.
+_LOCK_PROGRESS = (
+    select(LearnerProgress)
+    .where(LearnerProgress.user_id == bindparam("user_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
 
 async def lock_progress(session: AsyncSession, user_id: uuid.UUID) -> LearnerProgress | None:
     """The learner's totals, locked FOR UPDATE (PostgreSQL) so their updates queue up; read
@@ -30,15 +39,10 @@ async def lock_progress(session: AsyncSession, user_id: uuid.UUID) -> LearnerPro
     key = ("learner_progress", user_id)
     held = locked_rows(session)
     if key in held:
-        found: LearnerProgress = held[key]
-        return found
-    query = (
-        select(LearnerProgress)
-        .where(LearnerProgress.user_id == user_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    progress = (await session.execute(query)).scalar_one_or_none()
+        kept: LearnerProgress = held[key]
+        return kept
+    found = await session.execute(_LOCK_PROGRESS, {"user_id": user_id})
+    progress = found.scalar_one_or_none()
     if progress is not None:
         held[key] = progress
     return progress
@@ -77,6 +81,21 @@ class Logged:
     exercise_completed: bool  # a completion of the same exercise by the learner
 
 
+def _exists(*where: _ColumnExpressionArgument[bool]) -> ScalarSelect[bool]:
+    return select(select(PracticeEntry.submission_id).where(*where).exists()).scalar_subquery()
+
+
+_LOGGED = select(
+    _exists(PracticeEntry.submission_id == bindparam("submission_id")),
+    _exists(PracticeEntry.assignment_id == bindparam("assignment_id"), PracticeEntry.completed),
+    _exists(
+        PracticeEntry.user_id == bindparam("user_id"),
+        PracticeEntry.exercise_id == bindparam("exercise_id"),
+        PracticeEntry.completed,
+    ),
+)
+
+
 async def logged(
     session: AsyncSession,
     *,
@@ -86,20 +105,14 @@ async def logged(
     exercise_id: uuid.UUID,
 ) -> Logged:
     """Three questions to the practice log in one round trip, each answered by its index."""
-
-    def exists(*where: _ColumnExpressionArgument[bool]) -> ScalarSelect[bool]:
-        return select(select(PracticeEntry.submission_id).where(*where).exists()).scalar_subquery()
-
-    query = select(
-        exists(PracticeEntry.submission_id == submission_id),
-        exists(PracticeEntry.assignment_id == assignment_id, PracticeEntry.completed),
-        exists(
-            PracticeEntry.user_id == user_id,
-            PracticeEntry.exercise_id == exercise_id,
-            PracticeEntry.completed,
-        ),
-    )
-    entry, assignment_done, exercise_done = (await session.execute(query)).one()
+    params = {
+        "submission_id": submission_id,
+        "assignment_id": assignment_id,
+        "user_id": user_id,
+        "exercise_id": exercise_id,
+    }
+    found = await session.execute(_LOGGED, params)
+    entry, assignment_done, exercise_done = found.one()
     return Logged(bool(entry), bool(assignment_done), bool(exercise_done))
 
 
@@ -113,27 +126,28 @@ async def active_days(session: AsyncSession, user_id: uuid.UUID) -> Sequence[dat
     return (await session.execute(query)).scalars().all()
 
 
+_COMPLETIONS = (
+    select(
+        PracticeEntry.exercise_id,
+        PracticeEntry.at,
+        PracticeEntry.timezone,
+        PracticeEntry.day,
+        PracticeEntry.attempt,
+        PracticeEntry.hints_used,
+        Exercise.language,
+        Exercise.difficulty,
+    )
+    .join(Exercise, Exercise.id == PracticeEntry.exercise_id)
+    .where(PracticeEntry.user_id == bindparam("user_id"), PracticeEntry.completed)
+)
+
+
 async def completions(session: AsyncSession, user_id: uuid.UUID) -> list[Completion]:
     """The learner's completions with what the achievement rules need of their exercises."""
-    query = (
-        select(
-            PracticeEntry.exercise_id,
-            PracticeEntry.at,
-            PracticeEntry.timezone,
-            PracticeEntry.day,
-            PracticeEntry.attempt,
-            PracticeEntry.hints_used,
-            Exercise.language,
-            Exercise.difficulty,
-        )
-        .join(Exercise, Exercise.id == PracticeEntry.exercise_id)
-        .where(PracticeEntry.user_id == user_id, PracticeEntry.completed)
-    )
+    rows = (await session.execute(_COMPLETIONS, {"user_id": user_id})).all()
     return [
         Completion(str(exercise_id), at, timezone, day, attempt, hints, language, difficulty)
-        for exercise_id, at, timezone, day, attempt, hints, language, difficulty in (
-            await session.execute(query)
-        ).all()
+        for exercise_id, at, timezone, day, attempt, hints, language, difficulty in rows
     ]
 
 
@@ -144,20 +158,23 @@ class DayCounts:
     completed: int
 
 
+_DAILY_COUNTS = (
+    select(PracticeEntry.day, func.count(), func.count().filter(PracticeEntry.completed))
+    .where(
+        PracticeEntry.user_id == bindparam("user_id"),
+        PracticeEntry.day >= bindparam("start"),
+        PracticeEntry.day <= bindparam("end"),
+    )
+    .group_by(PracticeEntry.day)
+)
+
+
 async def daily_counts(
     session: AsyncSession, user_id: uuid.UUID, *, start: date, end: date
 ) -> list[DayCounts]:
     """Verdicts and completions per local day, for days with any, from start to end inclusive."""
-    query = (
-        select(PracticeEntry.day, func.count(), func.count().filter(PracticeEntry.completed))
-        .where(
-            PracticeEntry.user_id == user_id,
-            PracticeEntry.day >= start,
-            PracticeEntry.day <= end,
-        )
-        .group_by(PracticeEntry.day)
-    )
-    rows = (await session.execute(query)).all()
+    params = {"user_id": user_id, "start": start, "end": end}
+    rows = (await session.execute(_DAILY_COUNTS, params)).all()
     return [DayCounts(day, int(attempts), int(done)) for day, attempts, done in rows]
 
 
@@ -191,23 +208,28 @@ async def assignment_totals(session: AsyncSession, user_id: uuid.UUID) -> Assign
     return AssignmentTotals(int(distinct), int(done), int(attempts), int(hints))
 
 
+_HINTS_USED = select(func.coalesce(func.sum(Assignment.hints_used), 0)).where(
+    Assignment.user_id == bindparam("user_id")
+)
+
+
 async def hints_used(session: AsyncSession, user_id: uuid.UUID) -> int:
-    query = select(func.coalesce(func.sum(Assignment.hints_used), 0)).where(
-        Assignment.user_id == user_id
-    )
-    return int((await session.execute(query)).scalar_one())
+    return int((await session.execute(_HINTS_USED, {"user_id": user_id})).scalar_one())
+
+
+_LEVEL_EVENTS = (
+    select(LevelEvent)
+    .where(LevelEvent.user_id == bindparam("user_id"))
+    .order_by(LevelEvent.at.desc(), LevelEvent.id.desc())
+    .limit(bindparam("limit"))
+)
 
 
 async def level_events(
     session: AsyncSession, user_id: uuid.UUID, *, limit: int
 ) -> Sequence[LevelEvent]:
-    query = (
-        select(LevelEvent)
-        .where(LevelEvent.user_id == user_id)
-        .order_by(LevelEvent.at.desc(), LevelEvent.id.desc())
-        .limit(limit)
-    )
-    return (await session.execute(query)).scalars().all()
+    found = await session.execute(_LEVEL_EVENTS, {"user_id": user_id, "limit": limit})
+    return found.scalars().all()
 
 
 async def catalogue(session: AsyncSession) -> Sequence[Achievement]:
@@ -215,13 +237,15 @@ async def catalogue(session: AsyncSession) -> Sequence[Achievement]:
     return (await session.execute(query)).scalars().all()
 
 
+_EARNED = (
+    select(UserAchievement)
+    .where(UserAchievement.user_id == bindparam("user_id"))
+    .order_by(UserAchievement.earned_at, UserAchievement.achievement_code)
+)
+
+
 async def earned(session: AsyncSession, user_id: uuid.UUID) -> Sequence[UserAchievement]:
-    query = (
-        select(UserAchievement)
-        .where(UserAchievement.user_id == user_id)
-        .order_by(UserAchievement.earned_at, UserAchievement.achievement_code)
-    )
-    return (await session.execute(query)).scalars().all()
+    return (await session.execute(_EARNED, {"user_id": user_id})).scalars().all()
 
 
 async def assignments_after(
