@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=20, ge=1, le=1000)
     database_max_overflow: int = Field(default=20, ge=0, le=1000)
     # How long a request waits for a free connection before it is answered 503 (Retry-After).
-    database_pool_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    database_pool_timeout_s: float = Field(default=30.0, gt=0, le=300)
     redis_url: str = ""
     cache_prefix: str = "koan:"
     base_url: str = "http://127.0.0.1:8000"
