@@ -109,6 +109,7 @@ except OSError as exc:
 """
     report = await grade_python(hostile_sandbox, attack(body), RUN_IT, SHORT)
 
+    await hostile_sandbox.discard_spares()  # the other slot's node, started for its next run
     assert processes_of(hostile_sandbox.slot_uids) == []
     if hostile_sandbox.tier == Tier.FULL:
         assert report.stdout.startswith("refused:")

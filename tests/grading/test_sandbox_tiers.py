@@ -183,7 +183,8 @@ async def test_shared_memory_does_not_outlive_the_run(tier: str) -> None:
             pytest.fail(f"CI must support the {tier} mechanisms (root, bubblewrap)")
         pytest.skip(f"{tier} needs root and bubblewrap")
     # Native calls (ctypes) allowed: the test is about the kernel layers under the interpreter.
-    config = SandboxConfig(slots=1, min_tier=Tier.RLIMITS, python_native=True)
+    # No spare node: one starting in the background would add to the host's shared memory.
+    config = SandboxConfig(slots=1, min_tier=Tier.RLIMITS, python_native=True, js_spare=False)
     box = Sandbox(config, features=features)
     await box.start()
     try:

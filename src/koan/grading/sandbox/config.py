@@ -35,6 +35,9 @@ class SandboxConfig:
     # layers beneath the interpreter's guard: with it, a run can read its own memory and so
     # forge its verdict.
     python_native: bool = False
+    # Start node for a slot's next JavaScript run while the slot is idle (after a JavaScript
+    # run, and at start): the run then skips node's start-up. Costs a node process per slot.
+    js_spare: bool = True
 
     def __post_init__(self) -> None:
         if self.slots < 1:

@@ -15,7 +15,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
 
@@ -78,9 +78,12 @@ class SlotPool(Generic[T]):
         return min(self._ceiling, max(self._queue_size, sized))
 
     @asynccontextmanager
-    async def acquire(self, owner: Hashable | None = None) -> AsyncIterator[T]:
-        """A slot for the duration of the block; GraderBusy if the queue is full."""
-        slot = await self._take(object() if owner is None else owner)
+    async def acquire(
+        self, owner: Hashable | None = None, rank: Callable[[T], float] | None = None
+    ) -> AsyncIterator[T]:
+        """A slot for the duration of the block (of the free ones, the one `rank` rates
+        highest); GraderBusy if the queue is full."""
+        slot = await self._take(object() if owner is None else owner, rank)
         self._running += 1
         started = time.monotonic()
         try:
@@ -90,9 +93,12 @@ class SlotPool(Generic[T]):
             self._record(time.monotonic() - started)
             self._release(slot)
 
-    async def _take(self, owner: Hashable) -> T:
+    async def _take(self, owner: Hashable, rank: Callable[[T], float] | None = None) -> T:
         if self._free and not self._waiting:
-            return self._free.pop()
+            if rank is None or len(self._free) == 1:
+                return self._free.pop()
+            best = max(range(len(self._free)), key=lambda index: rank(self._free[index]))
+            return self._free.pop(best)
         if self._waiting >= self.capacity():
             rate = self.throughput()
             wait = self._waiting / rate if rate else self._retry_after_s

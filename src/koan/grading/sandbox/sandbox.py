@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -11,7 +12,7 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import get_args
+from typing import Any, get_args
 
 import structlog
 
@@ -20,7 +21,7 @@ from koan.grading.sandbox.config import SandboxConfig
 from koan.grading.sandbox.errors import SandboxUnavailable
 from koan.grading.sandbox.features import Features
 from koan.grading.sandbox.jobs import StopRule, build_job, build_trial_job
-from koan.grading.sandbox.limits import Language, Limits
+from koan.grading.sandbox.limits import Language, Limits, cpu_rlimit, run_plan
 from koan.grading.sandbox.pool import SlotPool
 from koan.grading.sandbox.report import GradeReport, Tier, TrialReport
 from koan.grading.sandbox.seccomp_filter import FilterSet, build_filters
@@ -97,6 +98,10 @@ class Sandbox:
         except ZygoteLost as exc:
             await self.close()
             raise SandboxUnavailable(f"The grader could not start: {exc}") from exc
+        if self.config.js_spare and os.access(self.config.node, os.X_OK):
+            default = self.config.default_limits.capped(self.config.max_limits)
+            for slot in self._slots:
+                await self._prepare_spare(slot, "javascript", default)
         self._pool = SlotPool(
             self._slots,
             queue_size=config.queue_size,
@@ -144,6 +149,15 @@ class Sandbox:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def spares_ready(self) -> int:
+        """Slots whose next JavaScript run has node started already."""
+        return sum(1 for slot in self._slots if slot.zygote.spare_key is not None)
+
+    async def discard_spares(self) -> None:
+        """End every slot's spare node, so that nothing runs as the slot uids (only while no
+        run is in flight: tests that check exactly that)."""
+        await asyncio.gather(*(slot.zygote.discard_spare() for slot in self._slots))
 
     def queue_depth(self) -> int:
         """Jobs waiting for a free slot right now."""
@@ -195,10 +209,11 @@ class Sandbox:
             js_memory_mb=self.config.js_memory_mb,
             native=self.config.python_native,
         )
-        async with self._pool.acquire(owner) as slot:
+        async with self._acquire(owner, language, effective) as slot:
             started = time.perf_counter()
-            run = await self._run_in(slot, job, effective, nonce)
+            run = await self._run_in(slot, job, effective, nonce, language=language)
             duration_ms = round((time.perf_counter() - started) * 1000)
+            await self._prepare_spare(slot, language, effective)
         try:
             return decide(
                 run,
@@ -263,10 +278,13 @@ class Sandbox:
             js_memory_mb=self.config.js_memory_mb,
             native=self.config.python_native,
         )
-        async with self._pool.acquire(owner) as slot:
+        async with self._acquire(owner, language, run_limits) as slot:
             started = time.perf_counter()
-            run = await self._run_in(slot, job, run_limits, nonce)
+            run = await self._run_in(
+                slot, job, run_limits, nonce, language=language, stop_on_output=False
+            )
             duration_ms = round((time.perf_counter() - started) * 1000)
+            await self._prepare_spare(slot, language, run_limits)
         try:
             return decide_trial(
                 run, run.verdict, nonce, programs=len(programs), stop=stop, tier=self.tier,
@@ -276,12 +294,59 @@ class Sandbox:
             log.error("sandbox.setup_failed", error=str(exc), language=language)
             raise SandboxUnavailable(f"The grader failed to start the run: {exc}") from exc
 
-    async def _run_in(self, slot: _Slot, job: bytes, limits: Limits, nonce: str) -> RunResult:
+    def _spare_for(self, language: Language, limits: Limits) -> tuple[str, dict[str, Any]] | None:
+        """For a JavaScript run: the key of the spare that can take it, and that spare's plan
+        (the run's limits with the CPU limit at the server's cap, lowered when its job comes).
+        None when spares are off."""
+        if language != "javascript" or not self.config.js_spare:
+            return None
+        plan = run_plan(language, limits, self.config.js_memory_mb)
+        key = json.dumps(
+            {k: v for k, v in plan.items() if not k.startswith("cpu_")}, sort_keys=True
+        )
+        soft, hard = cpu_rlimit(self.config.max_limits.cpu_s)
+        return key, {**plan, "cpu_soft": soft, "cpu_hard": hard}
+
+    def _acquire(self, owner: str | None, language: Language, limits: Limits) -> Any:
+        """A slot for the run: one whose spare can take it (the one up longest), or for
+        Python one without a spare (ending one wastes node's start-up)."""
+        assert self._pool is not None
+        spare = self._spare_for(language, limits)
+        key = spare[0] if spare is not None else None
+
+        def rank(slot: _Slot) -> float:
+            if slot.zygote.spare_key != key:
+                return 0.0
+            return 1.0 if key is None else 1.0 + time.monotonic() - slot.zygote.spare_since
+
+        return self._pool.acquire(owner, rank=rank)
+
+    async def _prepare_spare(self, slot: _Slot, language: Language, limits: Limits) -> None:
+        """After a JavaScript run, the slot's next one starts while the slot is idle."""
+        spare = self._spare_for(language, limits)
+        if spare is None or not slot.zygote.alive:
+            return
+        try:
+            await slot.zygote.prepare(key=spare[0], plan=spare[1], disk_mb=limits.disk_mb)
+        except ZygoteLost:
+            log.warning("sandbox.spare_failed", slot=slot.index)
+
+    async def _run_in(
+        self,
+        slot: _Slot,
+        job: bytes,
+        limits: Limits,
+        nonce: str,
+        *,
+        language: Language,
+        stop_on_output: bool = True,
+    ) -> RunResult:
         """Run a job on the slot's launcher, replacing a launcher that died in between.
 
         A job is retried once, and only if it never reached the learner's code (the launcher
         was found dead, or died before the run reported ready), so no code runs twice.
         """
+        spare = self._spare_for(language, limits)
         for attempt in range(2):
             if attempt or not slot.zygote.alive:
                 await self._restart(slot)
@@ -291,6 +356,9 @@ class Sandbox:
                     wall_s=limits.wall_s,
                     output_bytes=limits.output_bytes,
                     disk_mb=limits.disk_mb,
+                    spare_key=spare[0] if spare is not None else None,
+                    cpu=cpu_rlimit(limits.cpu_s),
+                    stop_on_output=stop_on_output,
                 )
             except ZygoteLost:
                 continue

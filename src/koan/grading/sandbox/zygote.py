@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,28 @@ def _factory(collector: _Collector) -> Callable[[], _Collector]:
     return lambda: collector
 
 
+@dataclass
+class _Spare:
+    """A run started ahead of its job: our ends of its job pipe and output pipes."""
+
+    run_id: int
+    key: str
+    job_fd: int
+    read_fds: list[int]
+    since: float = field(default_factory=time.monotonic)
+
+    def close(self) -> None:
+        for fd in (self.job_fd, *self.read_fds):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class Zygote:
     """One slot's launcher process."""
 
@@ -117,6 +140,7 @@ class Zygote:
         self._messages: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._stderr_tail = bytearray()
         self._next_id = 0
+        self._spare: _Spare | None = None
 
     @property
     def alive(self) -> bool:
@@ -223,17 +247,111 @@ class Zygote:
             if message.get("op") == "exit" and message.get("id") == run_id:
                 return message
 
-    async def run(self, job: bytes, *, wall_s: float, output_bytes: int, disk_mb: int) -> RunResult:
-        """Run one job to completion (or to a limit) and return what it produced."""
+    @property
+    def spare_key(self) -> str | None:
+        """What the spare started ahead of its job was prepared for (None: no spare)."""
+        return self._spare.key if self._spare is not None else None
+
+    @property
+    def spare_since(self) -> float:
+        """When the spare was started (time.monotonic()): the older, the likelier it is up."""
+        return self._spare.since if self._spare is not None else 0.0
+
+    async def prepare(self, *, key: str, plan: dict[str, Any], disk_mb: int) -> None:
+        """Start a JavaScript run ahead of its job (node starts slowly): `plan` is the run's
+        limits, with the CPU limit at the server's cap until a job sets its own."""
+        await self.discard_spare()
         self._next_id += 1
         run_id = self._next_id
-        loop = asyncio.get_running_loop()
+        job_read, job_write = os.pipe2(os.O_CLOEXEC)
+        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
+        message = {"op": "prepare", "id": run_id, "disk_mb": disk_mb, "inodes": INODES,
+                   "limits": plan}  # fmt: skip
+        try:
+            self._send(message, [job_read, *(w for _, w in pipes)])
+        except BaseException:
+            for fd in (job_write, *(r for r, _ in pipes)):
+                os.close(fd)
+            raise
+        finally:
+            os.close(job_read)
+            for _, write_end in pipes:
+                os.close(write_end)
+        self._spare = _Spare(run_id, key, job_write, [r for r, _ in pipes])
+
+    async def discard_spare(self) -> None:
+        """End the spare (if there is one) and wait until it has gone."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return
+        spare.close()
+        try:
+            self._send({"op": "kill", "id": spare.run_id})
+            await asyncio.wait_for(self._exit_report(spare.run_id), KILL_GRACE_S)
+        except (ZygoteLost, TimeoutError):
+            await self._shutdown()
+
+    async def _use_spare(self, key: str | None, cpu: tuple[int, int] | None) -> _Spare | None:
+        """The spare, with its CPU limit lowered to the job's, if it was prepared for this
+        kind of job; otherwise it is ended."""
+        spare = self._spare
+        if spare is None:
+            return None
+        if key is None or spare.key != key or cpu is None:
+            await self.discard_spare()
+            return None
+        self._spare = None
+        self._send({"op": "limit", "id": spare.run_id, "cpu_soft": cpu[0], "cpu_hard": cpu[1]})
+        while True:
+            message = await self._messages.get()
+            if message is None:
+                spare.close()
+                raise ZygoteLost("the sandbox launcher stopped")
+            if message.get("id") != spare.run_id:
+                continue
+            if message.get("op") == "limited" and message.get("ok"):
+                return spare
+            # Gone before its job (its exit is this message), or its limit could not be set.
+            self._spare = spare
+            if message.get("op") == "exit":
+                self._spare = None
+                spare.close()
+                return None
+            await self.discard_spare()
+            return None
+
+    async def run(
+        self,
+        job: bytes,
+        *,
+        wall_s: float,
+        output_bytes: int,
+        disk_mb: int,
+        spare_key: str | None = None,
+        cpu: tuple[int, int] | None = None,
+        stop_on_output: bool = True,
+    ) -> RunResult:
+        """Run one job to completion (or to a limit) and return what it produced.
+
+        With a spare prepared for `spare_key`, the job goes to it (its CPU limit lowered to
+        `cpu`, the job's rlimits); any other spare is ended first. `stop_on_output=False`
+        keeps running past the output cap (what is over it is dropped).
+        """
+        spare = await self._use_spare(spare_key, cpu)
+        if spare is not None:
+            try:
+                await asyncio.to_thread(_write_all, spare.job_fd, job)
+            except OSError:
+                pass  # it is gone: its exit says so, and the run reports it never got ready
+            finally:
+                os.close(spare.job_fd)
+            return await self._collect(
+                spare.run_id, spare.read_fds, wall_s, output_bytes, stop_on_output
+            )
+        self._next_id += 1
+        run_id = self._next_id
         job_fd = os.memfd_create("koan-job", os.MFD_CLOEXEC)
         pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
-        budget = _Budget(output_bytes)
-        verdict_budget = _Budget(VERDICT_CAP)
-        collectors: list[_Collector] = []
-        transports: list[asyncio.ReadTransport] = []
         try:
             view = memoryview(job)
             while view:
@@ -246,14 +364,33 @@ class Zygote:
             os.close(job_fd)
             for _, write_end in pipes:
                 os.close(write_end)
-        files = [os.fdopen(read_end, "rb", buffering=0) for read_end, _ in pipes]
+        return await self._collect(
+            run_id, [r for r, _ in pipes], wall_s, output_bytes, stop_on_output
+        )
+
+    async def _collect(
+        self,
+        run_id: int,
+        read_fds: list[int],
+        wall_s: float,
+        output_bytes: int,
+        stop_on_output: bool,
+    ) -> RunResult:
+        """Read the run's stdout, stderr and verdict pipes until it exits."""
+        loop = asyncio.get_running_loop()
+        budget = _Budget(output_bytes)
+        verdict_budget = _Budget(VERDICT_CAP)
+        collectors: list[_Collector] = []
+        transports: list[asyncio.ReadTransport] = []
+        files = [os.fdopen(read_end, "rb", buffering=0) for read_end in read_fds]
         try:
             for file, share in zip(files, (budget, budget, verdict_budget), strict=True):
                 collector = _Collector(share)
                 transport, _ = await loop.connect_read_pipe(_factory(collector), file)
                 collectors.append(collector)
                 transports.append(transport)
-            return await self._supervise(run_id, wall_s, budget, verdict_budget, collectors)
+            watched = budget if stop_on_output else _Budget(0)
+            return await self._supervise(run_id, wall_s, watched, verdict_budget, collectors)
         finally:
             for transport in transports:
                 transport.close()
@@ -323,6 +460,9 @@ class Zygote:
 
     async def _shutdown(self) -> str:
         """Stop the launcher for good (bubblewrap takes the whole sandbox with it)."""
+        if self._spare is not None:
+            self._spare.close()
+            self._spare = None
         process, self._process = self._process, None
         await self._stop_reader()
         if self._sock is not None:

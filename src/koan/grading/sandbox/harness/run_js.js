@@ -74,6 +74,8 @@
   const nonce = String(job.nonce);
   const testsSource = String(job.tests);
   process.argv = [process.argv[0], join(workdir, 'solution.js')];
+  // The job is in hand (a spare node waited for it): from here on the run is under way.
+  emit(['t', 'ready']);
 
   // Only primitives: a JSON string per field, concatenated.
   function line(fields) {
@@ -261,6 +263,8 @@
     return;
   }
 
+  // Written here, not by the launcher: a spare node starts before its job exists.
+  writeFileSync(solutionPath, StringCtor(job.code), { flag: 'wx', mode: 0o644 });
   let importError = null;
   let solution = {};
   try {

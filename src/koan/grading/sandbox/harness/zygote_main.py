@@ -193,15 +193,26 @@ class Zygote:
             message, fds = self.pending.pop(0) if self.pending else self.receive()
             if message is None:
                 break
-            if message.get("op") == "run" and len(fds) == 4:
-                self.run(message, fds)
+            op = message.get("op")
+            if op in ("run", "prepare") and len(fds) == 4:
+                self.run(message, fds, spare=op == "prepare")
             else:
+                if op == "limit":  # for a spare that has already gone
+                    self.send({"op": "limited", "id": message.get("id"), "ok": False})
                 for fd in fds:
                     os.close(fd)
         self.sweep()
 
-    def run(self, message: dict[str, Any], fds: list[int]) -> None:
-        """Fork one locked-down child for a job, wait for it, clean up, report."""
+    def run(self, message: dict[str, Any], fds: list[int], *, spare: bool = False) -> None:
+        """Fork one locked-down child for a job, wait for it, clean up, report.
+
+        A `spare` (the "prepare" message) is a JavaScript run started before its job: node
+        takes longer to start than most runs take, so it starts while the slot is idle and
+        waits for the job on a pipe the parent writes to (this process never sees it). Its CPU
+        limit starts at the server's cap; the parent's "limit" lowers it to the job's before
+        the job is written. A job of another kind (the next "run" or "prepare") ends an unused
+        spare.
+        """
         run_id = int(message["id"])
         workdir = WORK
         if self.isolate_mounts:
@@ -220,7 +231,10 @@ class Zygote:
         if pid == 0:
             try:
                 self.sock.close()
-                Launch(self, fds, workdir).start()
+                launch = Launch(self, fds, workdir)
+                if spare:
+                    launch.start_spare(message)
+                launch.start()
             finally:
                 os._exit(EXIT_SETUP_FAILED)
         for fd in fds:
@@ -228,6 +242,7 @@ class Zygote:
         started = time.monotonic()
         pidfd = os.pidfd_open(pid)
         parent_gone = False
+        used = not spare  # a spare is used once its CPU limit is set for a job
         try:
             while True:
                 watched = [pidfd] if parent_gone else [self.sock.fileno(), pidfd]
@@ -241,9 +256,14 @@ class Zygote:
                 elif control.get("op") == "kill":
                     if control.get("id") == run_id:
                         self.sweep(pid, settle=False)
+                elif control.get("op") == "limit" and control.get("id") == run_id and not used:
+                    used = self.limit_cpu(pid, control)
+                    self.send({"op": "limited", "id": run_id, "ok": used})
                 else:
                     # The next job, sent as soon as the parent gave up on this one: keep it.
                     self.pending.append((control, extra))
+                    if not used:
+                        self.sweep(pid, settle=False)  # an unused spare: not wanted any more
                     continue
                 for fd in extra:
                     os.close(fd)
@@ -275,6 +295,29 @@ class Zygote:
             shutil.rmtree(workdir, ignore_errors=True)
         if parent_gone:
             sys.exit(0)
+
+    def limit_cpu(self, pid: int, message: dict[str, Any]) -> bool:
+        """Lower a spare's CPU limit to its job's, as the slot uid and gid (only the same ids,
+        or CAP_SYS_RESOURCE, may change another process's limits; the launcher has neither)."""
+        soft, hard = int(message["cpu_soft"]), int(message["cpu_hard"])
+        if self.uid is None:
+            try:
+                resource.prlimit(pid, resource.RLIMIT_CPU, (soft, hard))
+            except OSError:
+                return False
+            return True
+        helper = os.fork()
+        if helper == 0:
+            code = 1
+            try:
+                os.setresgid(self.uid, self.uid, self.uid)  # the kernel compares both ids
+                os.setresuid(self.uid, self.uid, self.uid)
+                resource.prlimit(pid, resource.RLIMIT_CPU, (soft, hard))
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(helper, 0)
+        return os.waitstatus_to_exitcode(status) == 0
 
     def sweep(self, child: int | None = None, *, settle: bool = True) -> None:
         """Kill everything a run started: kill(-1, SIGKILL) as the slot uid.
@@ -369,16 +412,11 @@ class Launch:
                 # A trial (several programs tried in turn, for the tutor's guard): the harness
                 # takes the programs from the job, and nobody reads their output.
                 self.out_fd = self.err_fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-            else:
-                self.write_files(job, language)
-            environment = {
-                "PATH": "/usr/bin:/bin",
-                "LANG": "C.UTF-8",
-                "HOME": self.workdir,
-                "TMPDIR": self.workdir,
-            }
+            environment = self.environment(self.workdir)
             if language == "javascript":
-                self.exec_node(job, limits, environment)
+                self.exec_node(limits, environment)  # the harness reads the job itself
+            if "programs" not in job:
+                self.write_files(job, language)
             self.python(job, environment)
         except BaseException as exc:  # anything failing here is the sandbox's fault, not the code's
             if self.nonce:
@@ -386,6 +424,26 @@ class Launch:
                     self.emit({"t": "fatal", "message": f"{type(exc).__name__}: {exc}"})
             os._exit(EXIT_SETUP_FAILED)
         os._exit(EXIT_SETUP_FAILED)
+
+    def start_spare(self, message: dict[str, Any]) -> NoReturn:
+        """Set up node for a job still to come (it reads the job from its pipe, fd 3)."""
+        try:
+            os.setsid()
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            limits: dict[str, int] = message["limits"]
+            self.make_workdir()
+            self.private_ipc()
+            self.set_rlimits(limits)
+            self.drop_uid()
+            os.chdir(self.workdir)
+            self.exec_node(limits, self.environment(self.workdir))
+        finally:
+            os._exit(EXIT_SETUP_FAILED)  # the parent sees a run that never got ready
+
+    @staticmethod
+    def environment(workdir: str) -> dict[str, str]:
+        """The environment a run's code sees."""
+        return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
 
     def make_workdir(self) -> None:
         """Outside bubblewrap: a private directory owned by the slot uid (the zygote removes it)."""
@@ -516,15 +574,14 @@ class Launch:
 
         return emit
 
-    def exec_node(
-        self, job: dict[str, Any], limits: dict[str, int], environment: dict[str, str]
-    ) -> NoReturn:
-        """Replace this child with node running the JavaScript harness."""
-        os.lseek(self.job_fd, 0, os.SEEK_SET)
+    def exec_node(self, limits: dict[str, int], environment: dict[str, str]) -> NoReturn:
+        """Replace this child with node running the JavaScript harness, which reads the job
+        (fd 3: the memfd, or a spare's pipe), says it is ready and writes the solution."""
+        with contextlib.suppress(OSError):  # a pipe has no offset
+            os.lseek(self.job_fd, 0, os.SEEK_SET)
         self.arrange_fds({self.job_fd: 3, self.verdict_fd: 4})
         self.verdict_fd = 4
         self.lock_down("javascript")
-        self.emit({"t": "ready"})
         argv = [
             self.zygote.node,
             f"--max-old-space-size={limits['heap_mb']}",
