@@ -6,11 +6,12 @@
 Builds a database of its own (dropped at the end) on the given server: 300 learners in one
 class (and 5 other classes of 300 around it), 100 exercises set in 9 assignments of 10 and
 an adaptive one (5 picks per learner), 30,000 submissions of the class's learners (a third
-passed, failed ones with test results), hint use, tutor conversations and a week of tutor
-spend. Then asks each dashboard page `--runs` times through the whole app in process
-(authentication, queries, JSON or CSV), one request at a time, and prints the median and
-p95. Target: every page under 150 ms. `--profile` prints each page's slowest statements.
-"""
+passed; the failed ones' test results in 14 variants per exercise), hint use, tutor
+conversations and a week of tutor spend. Then asks each dashboard page `--runs` times
+through the whole app in process (authentication, queries, JSON or CSV), one request at a
+time, and prints the median and p95, and the CPU each page cost in this process and in
+PostgreSQL. Target: every page under 150 ms. `--profile` prints each page's slowest
+statements."""
 
 from __future__ import annotations
 
@@ -58,10 +59,13 @@ def seed_sql() -> list[str]:
     k = "md5('bk' || {})::uuid"
     a = "md5('ba' || {})::uuid"
     users = LEARNERS * (OTHER_CLASSES + 1)
-    failed_tests = (
-        """'[{"name": "test_small", "status": "failed", "message": "1 + 2 should be 3"},"""
-        """ {"name": "test_zero", "status": "passed", "message": ""}]'"""
-    )
+    # A failed submission's results: one of two tests fails, with one of seven messages (the
+    # same mistake fails the same way), beside two passing tests.
+    failed_tests = """json_build_array(
+        json_build_object('name', CASE WHEN i % 5 = 0 THEN 'test_zero' ELSE 'test_small' END,
+            'status', 'failed', 'message', 'expected 3, got ' || (i % 7)),
+        json_build_object('name', 'test_large', 'status', 'passed', 'message', ''),
+        json_build_object('name', 'test_negative', 'status', 'passed', 'message', ''))"""
     return [
         f"""INSERT INTO users (id, email, name, password_hash, role, email_verified_at, timezone,
                 preferences, created_at, updated_at)
@@ -121,8 +125,10 @@ def seed_sql() -> list[str]:
                 {e.format(f"(i / {users}) % {EXERCISES}")},
                 md5('bas' || (i % ({users} * 33)))::uuid, 'def add(a, b): return a - b',
                 CASE WHEN i % 3 = 0 THEN 'passed' ELSE 'failed' END, 1, 2,
-                (CASE WHEN i % 3 = 0 THEN '[]' ELSE {failed_tests} END)::json, '', '', 40, 'full',
+                CASE WHEN i % 3 = 0 THEN '[]'::json ELSE {failed_tests} END, '', '', 40, 'full',
+                -- One learner in ten has been away for three days.
                 now() - (i % 5000) * interval '1 minute'
+                    - CASE WHEN i % {users} % 10 = 0 THEN interval '3 days' ELSE interval '0' END
             FROM generate_series(0, {SUBMISSIONS * (OTHER_CLASSES + 1) - 1}) AS i""",
         f"""INSERT INTO conversations (id, user_id, exercise_id, title, message_count, created_at,
                 updated_at)

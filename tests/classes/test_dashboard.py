@@ -289,6 +289,28 @@ async def test_per_exercise_medians_of_attempts_and_minutes_to_the_first_pass(
     assert stats["common_failure_count"] == 5
 
 
+async def test_the_commonest_failure_counts_every_failing_test_of_every_failed_submission(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=3)
+    exercise = await create_exercise(session)
+    await _assign(client, course, exercise)
+    absolute = "def add(a, b):\n    return abs(a) + abs(b)\n"  # fails test_negative
+    minus = "def add(a, b):\n    return a - b\n"  # fails test_small, test_negative, test_large
+    await _submit(client, course, 0, exercise, WRONG)  # fails test_small
+    await _submit(client, course, 1, exercise, absolute)
+    await _submit(client, course, 1, exercise, absolute)
+    await _submit(client, course, 2, exercise, absolute)
+    await _submit(client, course, 2, exercise, minus)
+    r = await client.get(
+        f"/api/v1/classes/{course.id}/dashboard/exercises", headers=course.headers["instructor"]
+    )
+    (stats,) = r.json()["items"]
+    # test_negative 4 times (3 + 1), test_small twice, test_large once.
+    assert (stats["common_failure"], stats["common_failure_count"]) == ("test_negative", 4)
+    assert "-3" in stats["common_failure_message"]
+
+
 async def test_an_adaptive_assignment_is_graded_on_each_learners_own_picks(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

@@ -231,20 +231,29 @@ async def _inactive(
     ]  # fmt: skip
     if not open_now or not learners:
         return []
-    ids = [u.id for u in learners]
+    work = await exercises.work_by_learner(session, [u.id for u in learners], exercise_ids)
+    last_at = {u.id: work[u.id].last_at if u.id in work else None for u in learners}
+    # Only a learner quiet for INACTIVE_AFTER can be listed: the others need no more reading.
+    quiet = [
+        u for u in learners
+        if (last := last_at[u.id]) is None or now - last >= INACTIVE_AFTER
+    ]  # fmt: skip
+    if not quiet:
+        return []
     groups = await exercises.work_by_group(
-        session, ids, exercise_ids, repository.work_set(class_id, open_at=now)
+        session,
+        [u.id for u in quiet],
+        exercise_ids,
+        repository.work_set(class_id, open_at=now, learners=[u.id for u in quiet]),
     )
-    work = await exercises.work_by_learner(session, ids, exercise_ids)
     entries = []
-    for learner in learners:
+    for learner in quiet:
         unfinished = [
             a for a in open_now if assignment_status(groups.get((a.id, learner.id))) not in DONE
         ]
         if not unfinished:
             continue
-        mine = work.get(learner.id)
-        last = mine.last_at if mine else None
+        last = last_at[learner.id]
         opened = min(a.opens_at for a in unfinished)
         quiet_since = last if last is not None and last > opened else opened
         if now - quiet_since >= INACTIVE_AFTER:

@@ -310,13 +310,17 @@ async def due_times(
 
 
 def work_set(
-    class_id: uuid.UUID, *, opened_by: datetime | None = None, open_at: datetime | None = None
+    class_id: uuid.UUID,
+    *,
+    opened_by: datetime | None = None,
+    open_at: datetime | None = None,
+    learners: Sequence[uuid.UUID] | None = None,
 ) -> Subquery:
     """Who must do which exercise by when: one row (group_id: the class assignment, user_id,
     exercise_id, due_at) per exercise each current learner is set, the shared exercises for
     every learner and adaptive picks for the learner they were made for; only assignments
-    opened by `opened_by`, or open at `open_at`, when given. Used inside the exercises
-    repository's aggregates."""
+    opened by `opened_by`, or open at `open_at`, and only `learners`, when given. Used inside
+    the exercises repository's aggregates."""
 
     def rows(shared: bool) -> Select[uuid.UUID, uuid.UUID, uuid.UUID, datetime]:
         learner = and_(
@@ -341,6 +345,8 @@ def work_set(
             query = query.where(ClassAssignmentItem.user_id.is_(None))
         if opened_by is not None:
             query = query.where(ClassAssignment.opens_at <= opened_by)
+        if learners is not None:
+            query = query.where(ClassMembership.user_id.in_(list(learners)))
         if open_at is not None:
             query = query.where(
                 ClassAssignment.opens_at <= open_at, ClassAssignment.due_at > open_at

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import sqlite3
+import statistics
 from typing import Any
 
 import aiosqlite
@@ -111,6 +112,21 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
 ONE_TRIP_DBAPI = OneTripDBAPI(aiosqlite, sqlite3)
 
 
+class Median:
+    """The aggregate median(x) of the values that are not NULL: the middle one, or the mean
+    of the two middle ones (NULL when there are none), as PostgreSQL's percentile_cont(0.5)."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def step(self, value: float | None) -> None:
+        if value is not None:
+            self.values.append(value)
+
+    def finalize(self) -> float | None:
+        return float(statistics.median(self.values)) if self.values else None
+
+
 def configure(engine: AsyncEngine) -> None:
     """Connection settings, and transactions that begin as the application needs."""
 
@@ -126,6 +142,10 @@ def configure(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        # SQLite has no median; PostgreSQL's is percentile_cont (koan.db.stats.median).
+        dbapi_connection.run_async(
+            lambda aio: aio._execute(aio._conn.create_aggregate, "median", 1, Median)
+        )
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Subquery, func, or_, select
+from sqlalchemy import Float
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -32,25 +32,21 @@ def _minutes_sqlite(element: minutes_between, compiler: SQLCompiler, **kw: Any) 
     return f"((julianday({end}) - julianday({start})) * 1440.0)"
 
 
-def median_by(rows: Subquery, key: str, value: str) -> Subquery:
-    """(key, median) for each `key` of `rows`: the middle `value`, or the mean of the two
-    middle ones (as statistics.median), ranked by window functions, which both backends
-    have (PostgreSQL's percentile_cont has no SQLite counterpart)."""
-    k: ColumnElement[Any] = rows.c[key]
-    v: ColumnElement[Any] = rows.c[value]
-    ranked = select(
-        k.label("key"),
-        v.label("value"),
-        func.row_number().over(partition_by=k, order_by=v).label("rank"),
-        func.count().over(partition_by=k).label("size"),
-    ).subquery()
-    # Integer division on both backends: ranks (n + 1) / 2 and (n + 2) / 2 are the middle.
-    middle = or_(
-        ranked.c.rank == (ranked.c.size + 1) // 2, ranked.c.rank == (ranked.c.size + 2) // 2
-    )
-    return (
-        select(ranked.c.key, func.avg(ranked.c.value).label("median"))
-        .where(middle)
-        .group_by(ranked.c.key)
-        .subquery()
-    )
+class median(FunctionElement[float]):  # noqa: N801 (a SQL function, named as one)
+    """Aggregate: the median of the values that are not NULL (the mean of the two middle ones
+    when their number is even, as statistics.median), NULL when there are none."""
+
+    type = Float()
+    inherit_cache = True
+    name = "median"
+
+
+@compiles(median, "postgresql")
+def _median_postgresql(element: median, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(median, "sqlite")
+def _median_sqlite(element: median, compiler: SQLCompiler, **kw: Any) -> str:
+    # An aggregate each connection registers (koan.db.sqlite.Median).
+    return f"median({compiler.process(element.clauses, **kw)})"

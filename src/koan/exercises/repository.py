@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from koan.db.stats import median_by, minutes_between
+from koan.db.stats import median, minutes_between
 from koan.exercises.schemas import CatalogueSort
 from koan.models import Assignment, Exercise, ExerciseSkill, Submission
 from koan.models.exercise import OPEN_STATUSES
@@ -751,39 +751,16 @@ async def work_by_exercise(
             func.count().filter(each.c.created_at <= each.c.first_pass).label("tries"),
         )
         .group_by(each.c.user_id, each.c.exercise_id)
-        .cte("pairs")
+        .subquery("pairs")
     )
-    passed = (
-        select(
-            pairs.c.exercise_id,
-            pairs.c.tries,
-            minutes_between(pairs.c.first_at, pairs.c.first_pass).label("minutes"),
-        )
-        .where(pairs.c.first_pass.is_not(None))
-        .subquery("passed")
-    )
-    tries = median_by(passed, "exercise_id", "tries")
-    minutes = median_by(passed, "exercise_id", "minutes")
-    totals = (
-        select(
-            pairs.c.exercise_id,
-            func.count().label("attempted"),
-            func.count(pairs.c.first_pass).label("passed"),
-        )
-        .group_by(pairs.c.exercise_id)
-        .subquery("totals")
-    )
-    query = (
-        select(
-            totals.c.exercise_id,
-            totals.c.attempted,
-            totals.c.passed,
-            tries.c.median,
-            minutes.c.median,
-        )
-        .outerjoin(tries, tries.c.key == totals.c.exercise_id)
-        .outerjoin(minutes, minutes.c.key == totals.c.exercise_id)
-    )
+    passed = pairs.c.first_pass.is_not(None)
+    query = select(
+        pairs.c.exercise_id,
+        func.count(),
+        func.count(pairs.c.first_pass),
+        median(case((passed, pairs.c.tries))),
+        median(case((passed, minutes_between(pairs.c.first_at, pairs.c.first_pass)))),
+    ).group_by(pairs.c.exercise_id)
     return {
         row[0]: ExerciseWork(
             int(row[1]),
@@ -809,25 +786,34 @@ async def common_failures(
     with a message it gave, read out of each submission's test results."""
     if not learners or not exercises:
         return {}
+    # Failed submissions' results repeat (the same mistake fails the same way): each distinct
+    # result is read as JSON once, weighted by how many submissions gave it.
     if session.get_bind().dialect.name == "postgresql":
-        elements = "json_array_elements(s.tests) AS t(value)"
-        name, status, message = "t.value->>'name'", "t.value->>'status'", "t.value->>'message'"
+        results = "s.tests::text"
+        elements = "json_to_recordset(d.tests::json) AS t(name text, status text, message text)"
+        name, status, message = "t.name", "t.status", "t.message"
     else:
-        elements = "json_each(s.tests) AS t"
+        results = "s.tests"
+        elements = "json_each(d.tests) AS t"
         name = "json_extract(t.value, '$.name')"
         status = "json_extract(t.value, '$.status')"
         message = "json_extract(t.value, '$.message')"
     sql = text(
         f"""
         SELECT exercise_id, name, message, n FROM (
-            SELECT s.exercise_id AS exercise_id, {name} AS name, MAX({message}) AS message,
-                   COUNT(*) AS n,
-                   ROW_NUMBER() OVER (PARTITION BY s.exercise_id ORDER BY COUNT(*) DESC,
+            SELECT d.exercise_id AS exercise_id, {name} AS name, MAX({message}) AS message,
+                   SUM(d.n) AS n,
+                   ROW_NUMBER() OVER (PARTITION BY d.exercise_id ORDER BY SUM(d.n) DESC,
                                       {name}) AS place
-            FROM submissions AS s, {elements}
-            WHERE s.user_id IN :learners AND s.exercise_id IN :exercises
-              AND s.status = 'failed' AND {status} <> 'passed'
-            GROUP BY s.exercise_id, {name}
+            FROM (
+                SELECT s.exercise_id AS exercise_id, {results} AS tests, COUNT(*) AS n
+                FROM submissions AS s
+                WHERE s.user_id IN :learners AND s.exercise_id IN :exercises
+                  AND s.status = 'failed'
+                GROUP BY s.exercise_id, {results}
+            ) AS d, {elements}
+            WHERE {status} <> 'passed'
+            GROUP BY d.exercise_id, {name}
         ) AS ranked WHERE place = 1
         """
     ).bindparams(
