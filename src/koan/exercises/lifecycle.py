@@ -92,15 +92,25 @@ async def _open_practice(
 
 
 async def for_work(
-    session: AsyncSession, res: Resources, user: User, exercise: Exercise
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    exercise: Exercise,
+    *,
+    keep_expiry: bool = True,
 ) -> Assignment:
-    """The assignment a submission or hint belongs to; a practice one is opened if none."""
+    """The assignment a submission or hint belongs to; a practice one is opened if none.
+
+    A skipped assignment past its 48 hours is refused as expired; with `keep_expiry` it is
+    also recorded as expired first (False: the caller would undo that write anyway)."""
     latest = await repository.latest_assignment(session, user.id, exercise.id)
     now = res.clock.now()
     if latest is None:
         return await _open_practice(session, user, exercise, now)
     if latest.status == "skipped":
         if latest.skipped_at and latest.skipped_at < now - SKIP_KEEP:
+            if not keep_expiry:
+                raise _expired(exercise)
             _expire(latest, now)
             await session.flush()
         else:
@@ -110,12 +120,16 @@ async def for_work(
                 code="AssignmentSkipped",
             )
     if latest.status == "expired":
-        raise Conflict(
-            "This assignment has expired. Start the exercise again with POST "
-            f"/api/v1/exercises/{exercise.id}/start.",
-            code="AssignmentExpired",
-        )
+        raise _expired(exercise)
     return latest
+
+
+def _expired(exercise: Exercise) -> Conflict:
+    return Conflict(
+        "This assignment has expired. Start the exercise again with POST "
+        f"/api/v1/exercises/{exercise.id}/start.",
+        code="AssignmentExpired",
+    )
 
 
 async def start(

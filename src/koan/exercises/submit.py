@@ -142,9 +142,9 @@ async def submit(
         str(user.id),
         detail="You are submitting too often; wait a little and submit again.",
     )
-    # A refusal here (skipped or expired) undoes only its own work.
-    async with session.begin_nested():
-        assignment = await lifecycle.for_work(session, res, user, exercise)
+    # A refusal here (skipped or expired) leaves nothing written, so the exercise page, which
+    # shows the refusal and commits, keeps nothing of it; no SAVEPOINT needed to undo it.
+    assignment = await lifecycle.for_work(session, res, user, exercise, keep_expiry=False)
     async with in_flight_slot(res, user.id) as slot:
         submission = Submission(
             user_id=user.id,
