@@ -165,8 +165,21 @@ async def backend(
         await _postgres_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
+_base_settings: dict[tuple[str, int], Settings] = {}
+
+
 @pytest.fixture
 def settings(backend: Backend, smtp_server: SMTPServer) -> Settings:
+    """The test's settings: a copy of ones read once per backend (reading them costs more than
+    many a test), so a test may change its own without touching another's."""
+    key = (backend.database_url, smtp_server.port)
+    base = _base_settings.get(key)
+    if base is None:
+        base = _base_settings[key] = _read_settings(backend, smtp_server)
+    return base.model_copy(deep=True)
+
+
+def _read_settings(backend: Backend, smtp_server: SMTPServer) -> Settings:
     return Settings(
         env="test",
         secret_key="test-secret-key-that-is-long-enough-0123456789",
