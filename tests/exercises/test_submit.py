@@ -222,7 +222,9 @@ async def test_a_learner_is_graded_in_turn_not_after_anothers_queue(live: LiveAp
         live.exercises.append(exercise.id)
         flooding = await bearer(session, res, flooder)
         calm = await bearer(session, res, learner)
-    floods = [asyncio.create_task(submit(live.client, flooding, exercise, SLOW)) for _ in range(5)]
+    # Each flooding run lasts long enough for this learner's request to reach the queue while
+    # the first two still run, however busy the machine.
+    floods = [asyncio.create_task(submit(live.client, flooding, exercise, FLOOD)) for _ in range(4)]
     # Every flooding submission stored (and so on its way to the grader's queue) first.
     while len(await statuses(res, flooder.id)) < len(floods):
         await asyncio.sleep(0.01)
