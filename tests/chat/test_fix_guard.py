@@ -4,6 +4,7 @@ rungs shown by the offline tutor count like the Hints panel's."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import httpx
@@ -295,6 +296,27 @@ async def test_open_strictness_delivers_a_fix_and_says_so_in_the_prompt(
 
     assert text == FIXES["prose"]
     assert "Strictness: open" in llm_server.requests[0].body["messages"][0]["content"]
+
+
+async def test_open_strictness_streams_code_as_it_comes(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor(tutor_strictness="open")
+    await record_attempt(session, resources, learner, evens)
+    llm_server.script(Reply(text=FIXES["lines"]))
+    conversation_id = await new_conversation(client, headers, evens)
+
+    r = await ask(client, headers, conversation_id, "fix it", stream=True)
+
+    tokens = [data["delta"] for name, data in parse_sse(r.text) if name == "token"]
+    assert tokens == re.findall(r"\S+\s*|\s+", FIXES["lines"])  # word by word, nothing held
 
 
 async def test_hints_strictness_allows_a_construct_but_withholds_a_fix(

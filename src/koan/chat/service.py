@@ -22,6 +22,7 @@ from koan.chat.schemas import (
 from koan.db import checkpoint as db_checkpoint
 from koan.errors import KoanError, NotFound
 from koan.exercises import repository as exercises
+from koan.llm.leak_check import Strictness
 from koan.models import Conversation, ConversationMessage, User
 from koan.pagination import decode_cursor, next_cursor
 from koan.resources import Resources
@@ -223,8 +224,8 @@ async def ask(
                 raise admitted.over_budget
             assert admitted.reservation is not None
             kind = streaming.LiveReplyStream
-            if prepared.guard is not None:
-                kind = streaming.GuardedReplyStream
+            if prepared.guard is not None and prepared.guard.strictness is not Strictness.OPEN:
+                kind = streaming.GuardedReplyStream  # what could be a fix waits for the guard
             events = kind(
                 res, open_session, user_id=user.id, prepared=prepared,
                 reservation=admitted.reservation, lock_key=admitted.lock_key,
