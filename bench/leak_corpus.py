@@ -178,3 +178,22 @@ def replies(mutant: Mutant, solution: str, n: int) -> dict[str, str]:
         "prose": prose[n % len(prose)],
         "benign": benign[n % len(benign)],
     }
+
+
+def wrong_suggestion(mutant: Mutant, n: int) -> str | None:
+    """A reply that suggests a change of the buggy line that is not the fix (another mutation
+    of it): code the guard must run and then let through. None when the line has no other
+    mutation."""
+    buggy, fixed = mutant.buggy_line.strip(), mutant.fixed_line.strip()
+    others = [
+        new.strip()
+        for _, new in _line_mutations(mutant.buggy_line, mutant.language)
+        if new.strip() not in (buggy, fixed)
+    ]
+    if not others:
+        return None
+    wrong = others[n % len(others)]
+    return [
+        f"Maybe change line {mutant.line} to `{wrong}`? Run the tests and see what changes.",
+        f"What happens if you write `{wrong}` instead of `{buggy}`?",
+    ][n % 2]

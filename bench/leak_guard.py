@@ -17,11 +17,16 @@ conversation with
 alternating order. A reply counts as withheld when the stream carries a `replace` event.
 Latency: the guard's own time per reply (every check the stream made, timed around
 `LeakGuard.check`), and the whole request with the guard on minus the same reply with it off
-(benign replies only: a withheld reply also waits for its regeneration, a second model call).
+(delivered replies only: a withheld reply also waits for its regeneration, a second model
+call). The fake model sends the whole reply at once unless `--token-interval` paces its words
+(then checks made while it still writes overlap with it, as with a real model). An extra kind,
+wrong suggestions (another change of the buggy line, in an inline span), measures replies
+whose code the guard runs and then lets through; one that happens to fix the bug is withheld.
 
 `--direct` calls the guard without the app (the check alone, as before).
 
-    .venv/bin/python bench/leak_guard.py [--per-exercise 1] [--think 0.5] [--misses 20] [--write]
+    .venv/bin/python bench/leak_guard.py [--per-exercise 1] [--think 0.5] [--token-interval 0]
+        [--misses 20] [--write]
     .venv/bin/python bench/leak_guard.py --direct [--per-exercise 1] [--write]
 """
 
@@ -47,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 from bench._common import percentile, write_section  # noqa: E402
-from bench.leak_corpus import KINDS, Mutant, bank, mutants, replies  # noqa: E402
+from bench.leak_corpus import KINDS, Mutant, bank, mutants, replies, wrong_suggestion  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from tests.fixtures.factories import bearer, create_user  # noqa: E402
 from tests.fixtures.llm_server import FakeLLMServer, Reply  # noqa: E402
@@ -74,6 +79,9 @@ from koan.migrate import upgrade  # noqa: E402
 from koan.models import Exercise  # noqa: E402
 from koan.resources import Resources  # noqa: E402
 
+# Replies that must be delivered: Socratic ones, and (an extra kind, not one of the four the
+# targets are about) wrong suggestions, whose code the guard runs before letting them through.
+DELIVERED = ("benign", "wrong")
 REGENERATED = "What does the failing test expect, and where does your code start to differ?"
 MODEL = "bench-model"
 
@@ -107,13 +115,22 @@ def ms_pair(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} / {percentile(values, 95):.1f} ms"
 
 
+def scripted(mutant: Mutant, solution: str, n: int) -> dict[str, str]:
+    """The four kinds of reply, and a wrong suggestion where the line has one."""
+    kinds = replies(mutant, solution, n)
+    wrong = wrong_suggestion(mutant, n)
+    if wrong is not None:
+        kinds["wrong"] = wrong
+    return kinds
+
+
 def rows(results: Results, *, chat: bool) -> list[str]:
     out = []
-    for kind in KINDS:
+    for kind in (*KINDS, "wrong"):
         done = results.withheld[kind]
         share = sum(done) / max(1, len(done))
-        shown = f"{1 - share:.1%} delivered" if kind == "benign" else f"{share:.1%} withheld"
-        cells = [kind, str(len(done)), shown]
+        shown = f"{1 - share:.1%} delivered" if kind in DELIVERED else f"{share:.1%} withheld"
+        cells = [kind if kind != "wrong" else "wrong suggestion (extra)", str(len(done)), shown]
         for language in ("python", "javascript"):
             cells.append(ms_pair(results.guard_ms[(kind, language)]))
         if chat:
@@ -198,7 +215,7 @@ async def direct(args: argparse.Namespace, specs: list[ExerciseSpec]) -> tuple[R
                 attempt=Attempt(mutant.code, failed),
                 strictness=Strictness.SOCRATIC,
             )
-            for kind, reply in replies(mutant, spec.solution, n).items():
+            for kind, reply in scripted(mutant, spec.solution, n).items():
                 trials: list[int] = []
                 started = time.perf_counter()
                 verdict = await check(reply, secrets, runner_for(sandbox, spec, trials))
@@ -207,7 +224,7 @@ async def direct(args: argparse.Namespace, specs: list[ExerciseSpec]) -> tuple[R
                 if trials:
                     results.trial_ms.append(elapsed)
                 results.withheld[kind].append(verdict.leak)
-                if verdict.leak == (kind == "benign"):
+                if verdict.leak == (kind in DELIVERED) and kind != "wrong":
                     results.miss(kind, spec, mutant, reply)
     return results, len(corpus)
 
@@ -313,7 +330,7 @@ async def chat_path(args: argparse.Namespace, specs: list[ExerciseSpec]) -> tupl
                     async for mutant in failing(client, spec, ids[spec.slug], args.per_exercise):
                         corpus += 1
                         await asyncio.sleep(args.think)  # the learner reads the result
-                        for kind, reply in replies(mutant, spec.solution, corpus).items():
+                        for kind, reply in scripted(mutant, spec.solution, corpus).items():
                             timed: dict[str, float] = {}
                             modes = ("socratic", "open") if corpus % 2 else ("open", "socratic")
                             for mode in modes:
@@ -321,7 +338,8 @@ async def chat_path(args: argparse.Namespace, specs: list[ExerciseSpec]) -> tupl
                                 res.settings = settings.model_copy(update=update)
                                 clock.seconds, clock.trials = 0.0, 0
                                 provider.reset()  # the regeneration gets the default reply
-                                provider.script(Reply(text=reply))
+                                pace = args.token_interval
+                                provider.script(Reply(text=reply, chunk_interval=pace))
                                 started = time.perf_counter()
                                 events = await ask(client, ids[spec.slug])
                                 timed[mode] = (time.perf_counter() - started) * 1000
@@ -333,9 +351,9 @@ async def chat_path(args: argparse.Namespace, specs: list[ExerciseSpec]) -> tupl
                             results.guard_ms[(kind, spec.language)].append(guard_ms)
                             if trials:
                                 results.trial_ms.append(guard_ms)
-                            if kind == "benign":
+                            if kind in DELIVERED and not withheld:
                                 results.added_ms[kind].append(timed["socratic"] - timed["open"])
-                            if withheld == (kind == "benign"):
+                            if withheld == (kind in DELIVERED) and kind != "wrong":
                                 results.miss(kind, spec, mutant, reply)
         finally:
             await res.close()
@@ -384,6 +402,12 @@ def main() -> None:
     parser.add_argument("--only", default="", help="exercises whose slug contains this")
     parser.add_argument("--misses", type=int, default=0)
     parser.add_argument(
+        "--token-interval",
+        type=float,
+        default=0.0,
+        help="seconds between the fake model's words (0: the whole reply at once)",
+    )
+    parser.add_argument(
         "--think", type=float, default=0.5, help="seconds between a submission and the question"
     )
     parser.add_argument("--write", action="store_true")
@@ -409,7 +433,8 @@ def main() -> None:
     if args.write:
         flags = " ".join(
             f for f in ("--direct" if args.direct else "", f"--per-exercise {args.per_exercise}",
-                        "" if args.direct else f"--think {args.think:g}")
+                        "" if args.direct else f"--think {args.think:g}",
+                        f"--token-interval {args.token_interval:g}" if args.token_interval else "")
             if f
         )  # fmt: skip
         write_section(
