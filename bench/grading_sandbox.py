@@ -6,7 +6,11 @@ and p95 latency, end to end through Sandbox.grade), then many at once across eve
 (server, launchers, runs): a busy machine does not distort it the way it distorts latency.
 Prints a Markdown table.
 
-    .venv/bin/python bench/grading_sandbox.py [--runs 300] [--js-runs 40] [--slots N]
+    .venv/bin/python bench/grading_sandbox.py [--runs 300] [--js-runs 40] [--slots N] [--pause S]
+
+`--pause S` waits S seconds between the sequential gradings (a learner reading a result): a
+slot then has node started for its next JavaScript run (docs/sandbox.md, spare node), which
+back-to-back gradings leave no time for.
 """
 
 from __future__ import annotations
@@ -106,7 +110,7 @@ async def cpu_per_grading(config: SandboxConfig, language: str, runs: int) -> fl
         return (sandbox_cpu_seconds(sandbox) - before) * 1000 / runs
 
 
-async def measure(sandbox: Sandbox, language: str, runs: int) -> Row:
+async def measure(sandbox: Sandbox, language: str, runs: int, pause: float = 0.0) -> Row:
     async def one() -> None:
         await grade(sandbox, language)
 
@@ -114,6 +118,7 @@ async def measure(sandbox: Sandbox, language: str, runs: int) -> Row:
         await one()
     latencies = []
     for _ in range(runs):
+        await asyncio.sleep(pause)
         started = time.perf_counter()
         await one()
         latencies.append((time.perf_counter() - started) * 1000)
@@ -131,12 +136,12 @@ async def measure(sandbox: Sandbox, language: str, runs: int) -> Row:
     )
 
 
-async def main(runs: int, js_runs: int, slots: int) -> None:
+async def main(runs: int, js_runs: int, slots: int, pause: float) -> None:
     config = SandboxConfig(slots=slots, queue_size=max(runs, js_runs) * 2, min_tier=Tier.RLIMITS)
     async with Sandbox(config) as sandbox:
-        rows = [await measure(sandbox, "python", runs)]
+        rows = [await measure(sandbox, "python", runs, pause)]
         if os.access(config.node, os.X_OK):
-            rows.append(await measure(sandbox, "javascript", js_runs))
+            rows.append(await measure(sandbox, "javascript", js_runs, pause))
         tier = sandbox.tier.name
     for row in rows:
         row.cpu_ms = await cpu_per_grading(config, row.language, row.runs)
@@ -159,5 +164,6 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=300, help="sequential Python gradings")
     parser.add_argument("--js-runs", type=int, default=40, help="sequential JavaScript gradings")
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds between gradings")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.js_runs, args.slots))
+    asyncio.run(main(args.runs, args.js_runs, args.slots, args.pause))
