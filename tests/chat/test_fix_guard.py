@@ -407,3 +407,26 @@ async def test_a_rung_shown_in_chat_counts_and_the_panel_agrees(
         "error"
     ] == "NoMoreHints"
     assert await hints_used(session, learner, evens) == 3
+
+
+async def test_a_streamed_reply_from_the_offline_fallback_counts_its_hint_rung(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor(llm_fallback="offline")
+    await record_attempt(session, resources, learner, evens)
+    llm_server.script(*[Reply.server_error()] * 3)  # the model fails: Koan's own tutor answers
+    conversation_id = await new_conversation(client, headers, evens)
+
+    r = await ask(client, headers, conversation_id, "I'm stuck", stream=True)
+
+    events = parse_sse(r.text)
+    assert f"Hint 1 of 3: {EVENS_HINTS[0]}" in streamed_text(events)[1]
+    assert "replace" not in [name for name, _ in events]
+    assert await hints_used(session, learner, evens) == 1
