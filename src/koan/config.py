@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # Grading sandbox (see docs/sandbox.md). Per-exercise limits may only be lower.
     sandbox_slots: int = Field(default=0, ge=0, description="Concurrent gradings; 0 = cores.")
     sandbox_queue_size: int = Field(default=32, ge=0)
+    # More may wait, as many as the slots' measured throughput starts within max_wait_s, up to
+    # the ceiling (each waiting job holds its code and tests in memory).
+    sandbox_max_wait_s: float = Field(default=30.0, ge=0, le=3600)
+    sandbox_queue_ceiling: int = Field(default=1024, ge=0, le=1_000_000)
     sandbox_min_tier: Literal["rlimits", "namespaces", "full"] | None = None
     sandbox_cpu_s: float = Field(default=2.0, gt=0, le=60)
     sandbox_wall_s: float = Field(default=5.0, gt=0, le=120)
@@ -113,6 +117,13 @@ class Settings(BaseSettings):
     sandbox_disk_mb: int = Field(default=16, ge=1, le=1024)
     sandbox_python: str = "/usr/bin/python3"
     sandbox_node: str = "/usr/bin/node"
+    # Address space for node: V8 reserves about 768 MB before it runs anything.
+    sandbox_js_memory_mb: int = Field(default=1024, ge=768, le=65536)
+    # One uid per running slot, claimed from base_uid upwards (system and nobody uids excluded).
+    sandbox_base_uid: int = Field(default=60000, ge=1000, le=65533)
+    sandbox_uid_range: int = Field(default=1000, ge=1, le=64534)
+    # Start node for a slot's next JavaScript run while the slot is idle (a node per slot).
+    sandbox_js_spare: bool = True
 
     # The AI tutor (docs/llm.md, docs/tutor.md). With the defaults, the offline tutor answers.
     llm_provider: Literal["openai", "anthropic", "offline"] = "offline"
@@ -183,6 +194,19 @@ class Settings(BaseSettings):
         if value.startswith("sqlite:///"):
             return "sqlite+aiosqlite:///" + value.split(":///", 1)[1]
         return value
+
+    @model_validator(mode="after")
+    def _check_sandbox(self) -> Settings:
+        if self.sandbox_queue_ceiling < self.sandbox_queue_size:
+            raise ValueError(
+                "KOAN_SANDBOX_QUEUE_CEILING must be at least KOAN_SANDBOX_QUEUE_SIZE "
+                f"({self.sandbox_queue_ceiling} < {self.sandbox_queue_size})"
+            )
+        if self.sandbox_base_uid + self.sandbox_uid_range > 65534:
+            raise ValueError(
+                "KOAN_SANDBOX_BASE_UID + KOAN_SANDBOX_UID_RANGE must stay below 65534 (nobody)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_production(self) -> Settings:

@@ -33,9 +33,15 @@ def sandbox_config(settings: Settings) -> SandboxConfig:
     """The grading sandbox as the settings describe it."""
     kwargs: dict[str, object] = {
         "queue_size": settings.sandbox_queue_size,
+        "max_wait_s": settings.sandbox_max_wait_s,
+        "queue_ceiling": settings.sandbox_queue_ceiling,
         "min_tier": Tier[settings.sandbox_minimum.upper()],
         "python": settings.sandbox_python,
         "node": settings.sandbox_node,
+        "js_memory_mb": settings.sandbox_js_memory_mb,
+        "base_uid": settings.sandbox_base_uid,
+        "uid_range": settings.sandbox_uid_range,
+        "js_spare": settings.sandbox_js_spare,
         "default_limits": server_limits(settings),
         # Per-exercise limits may lower these, never raise them.
         "max_limits": server_limits(settings),
