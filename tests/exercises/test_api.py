@@ -209,6 +209,50 @@ async def test_daily_assignment_is_stable_and_follows_the_profile(
     assert js.id  # the javascript bank has at least this exercise
 
 
+async def test_a_daily_asked_for_after_finishing_todays_is_flagged_extra(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    for _ in range(3):
+        await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)  # Europe/Paris
+    h = await bearer(session, resources, user)
+    todays = (await client.get("/api/v1/exercises/daily", headers=h)).json()
+    assert todays["extra"] is False
+    exercise = await session.get(Exercise, uuid.UUID(todays["exercise"]["id"]))
+    assert exercise is not None
+    # A failed run does not finish the day: still today's exercise.
+    assert (await submit(client, h, exercise, WRONG)).json()["status"] == "failed"
+    assert (await client.get("/api/v1/exercises/daily", headers=h)).json()["extra"] is False
+    assert (await submit(client, h, exercise, exercise.solution)).json()["status"] == "passed"
+
+    more = (await client.get("/api/v1/exercises/daily", headers=h)).json()
+    assert more["assignment_id"] != todays["assignment_id"]
+    assert more["extra"] is True
+    again = (await client.get("/api/v1/exercises/daily", headers=h)).json()
+    assert (again["assignment_id"], again["extra"]) == (more["assignment_id"], True)
+
+    # The next day (on the learner's clock) the same open exercise is that day's.
+    resources.clock.advance(timedelta(days=1))
+    h = await bearer(session, resources, user)
+    tomorrow = (await client.get("/api/v1/exercises/daily", headers=h)).json()
+    assert (tomorrow["assignment_id"], tomorrow["extra"]) == (more["assignment_id"], False)
+
+
+async def test_a_daily_given_after_a_skip_is_todays_not_extra(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    for _ in range(2):
+        await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    h = await bearer(session, resources, user)
+    todays = (await client.get("/api/v1/exercises/daily", headers=h)).json()
+    skipped = await client.post(f"/api/v1/exercises/{todays['exercise']['id']}/skip", headers=h)
+    assert skipped.status_code == 200, skipped.text
+    instead = (await client.get("/api/v1/exercises/daily", headers=h)).json()
+    assert instead["assignment_id"] != todays["assignment_id"]
+    assert instead["extra"] is False
+
+
 async def test_daily_needs_onboarding(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

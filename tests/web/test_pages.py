@@ -651,6 +651,17 @@ async def test_after_todays_exercise_the_next_one_is_offered_as_one_more(
     assert f'href="/exercises/{found.group(1)}"' in after.text
     assert "One more ·" in after.text
     assert "Today's exercise ·" not in after.text
+    extra = re.search(r'<h2 id="today-title">([^<]+)</h2>', after.text)
+    assert extra is not None
+
+    # The next day, on the learner's clock, that one is the day's exercise.
+    resources.clock.advance(timedelta(days=1))
+    await log_in(client, user)
+    next_day = await client.get("/dashboard")
+    assert "Today's exercise ·" in next_day.text
+    assert f'<h2 id="today-title">{extra.group(1)}</h2>' in next_day.text
+    assert "One more ·" not in next_day.text
+    assert "You finished today's exercise" not in next_day.text
 
 
 async def test_statement_markdown_is_rendered_and_raw_html_escaped(

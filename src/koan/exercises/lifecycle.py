@@ -64,14 +64,17 @@ async def open_daily(
     return assignment
 
 
-async def current_daily(session: AsyncSession, user: User, now: datetime) -> Assignment | None:
-    """The learner's open daily assignment; one left open too long expires instead."""
-    assignment = await repository.open_daily(session, user.id)
+async def current_daily(
+    session: AsyncSession, user: User, now: datetime
+) -> tuple[Assignment | None, datetime | None]:
+    """The learner's open daily assignment (one left open too long expires instead), and when
+    they last completed a daily one."""
+    assignment, last_done = await repository.open_daily_and_last_done(session, user.id)
     if assignment is not None and assignment.assigned_at < now - DAILY_TTL:
         _expire(assignment, now)
         await session.flush()
-        return None
-    return assignment
+        return None, last_done
+    return assignment, last_done
 
 
 async def _open_practice(

@@ -322,6 +322,41 @@ async def open_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | 
     return (await session.execute(_OPEN_DAILY, {"user_id": user_id})).scalar_one_or_none()
 
 
+_DONE_DAILY = aliased(Assignment)
+# One row whatever the learner has: their open daily assignment (or NULLs) beside when they
+# last completed a daily one, so the daily route learns both in one round trip.
+_OPEN_DAILY_AND_LAST_DONE = (
+    select(
+        Assignment,
+        select(func.max(_DONE_DAILY.completed_at))
+        .where(
+            _DONE_DAILY.user_id == bindparam("user_id"),
+            _DONE_DAILY.kind == "daily",
+            _DONE_DAILY.status == "completed",
+        )
+        .scalar_subquery(),
+    )
+    .select_from(select(text("1 AS one")).subquery("one_row"))
+    .outerjoin(
+        Assignment,
+        and_(
+            Assignment.user_id == bindparam("user_id"),
+            Assignment.kind == "daily",
+            Assignment.status.in_(OPEN_STATUSES),
+        ),
+    )
+    .options(selectinload(Assignment.exercise))
+)
+
+
+async def open_daily_and_last_done(
+    session: AsyncSession, user_id: uuid.UUID
+) -> tuple[Assignment | None, datetime | None]:
+    """The learner's open daily assignment, if any, and when they last completed a daily one."""
+    row = (await session.execute(_OPEN_DAILY_AND_LAST_DONE, {"user_id": user_id})).one()
+    return row[0], row[1]
+
+
 async def last_completed_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | None:
     """The learner's most recently completed daily assignment."""
     query = (

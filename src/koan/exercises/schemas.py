@@ -79,6 +79,10 @@ class DailyOut(Schema):
     status: str
     hints_used: int
     reason: str
+    extra: bool = Field(
+        description="True when the learner already finished today's daily exercise (on their "
+        "own clock) and this one is an extra they asked for; the next day it is that day's."
+    )
     exercise: ExerciseDetail
 
 

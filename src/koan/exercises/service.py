@@ -203,7 +203,7 @@ async def daily(
             "Finish the onboarding interview first, so Koan knows what to give you.",
             code="OnboardingRequired",
         )
-    assignment = await lifecycle.current_daily(session, user, now)
+    assignment, last_done = await lifecycle.current_daily(session, user, now)
     if assignment is None:
         assignment = await _assign_daily(session, res, user, now, hooks)
     return DailyOut(
@@ -211,6 +211,8 @@ async def daily(
         status=assignment.status,
         hints_used=assignment.hints_used,
         reason=assignment.reason,
+        # An open daily is never the completed one: finishing today's makes this one more.
+        extra=last_done is not None and _same_day(last_done, now, user.timezone),
         exercise=detail(assignment.exercise),
     )
 
@@ -223,10 +225,14 @@ async def daily_done_today(
     done = await repository.last_completed_daily(session, user.id)
     if done is None or done.completed_at is None:
         return None
-    now = res.clock.now()
-    if streaks.local_day(done.completed_at, user.timezone) != streaks.local_day(now, user.timezone):
+    if not _same_day(done.completed_at, res.clock.now(), user.timezone):
         return None
     return assignment_out(done)
+
+
+def _same_day(when: datetime, now: datetime, timezone: str) -> bool:
+    """Whether `when` falls on today, on the learner's clock."""
+    return streaks.local_day(when, timezone) == streaks.local_day(now, timezone)
 
 
 async def _assign_daily(

@@ -94,7 +94,9 @@ async def dashboard(
             raise
         else:
             no_exercises = exc.detail
-    done_today = await exercises.daily_done_today(session, res, user) if daily else None
+    done_today = (
+        await exercises.daily_done_today(session, res, user) if daily and daily.extra else None
+    )
     progress = await progress_service.overview(session, res, user)
     earned = await progress_service.achievement_list(session, res, user)
     skipped, _ = await exercises.assignments_page(
