@@ -129,3 +129,57 @@ async def test_a_planted_csrf_cookie_cannot_forge_a_refresh(
     r = await client.post("/api/v1/auth/refresh", headers={"X-CSRF-Token": "planted"})
     assert r.status_code == 403
     assert r.json()["error"] == "CSRFFailed"
+
+
+# What a browser adds to every fetch, and a page's script cannot take off.
+BROWSER = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
+
+
+async def test_a_cookie_refresh_keeps_the_refresh_token_out_of_the_body(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    # The refresh cookie is httpOnly so that a script on the page cannot read it; the body of
+    # the page's own renewal must not hand it over either.
+    user = await create_user(session, resources)
+    csrf = await cookie_login(client, user.email)
+    old = client.cookies.get("koan_refresh", path="/api/v1/auth")
+    r = await client.post("/api/v1/auth/refresh", headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200
+    body = r.json()
+    assert "refresh_token" not in body
+    assert body["expires_in"] == resources.settings.access_token_ttl_s
+    new = client.cookies.get("koan_refresh", path="/api/v1/auth")
+    assert new
+    assert new != old
+    assert new not in r.text
+
+
+async def test_a_browser_login_keeps_the_refresh_token_out_of_the_body(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    r = await client.post(
+        "/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}, headers=BROWSER
+    )
+    assert r.status_code == 200
+    assert "refresh_token" not in r.json()
+    refresh = client.cookies.get("koan_refresh", path="/api/v1/auth")
+    assert refresh
+    assert refresh not in r.text
+    # The session works through its cookies.
+    r = await client.post(
+        "/api/v1/auth/refresh", headers={"X-CSRF-Token": client.cookies["koan_csrf"], **BROWSER}
+    )
+    assert r.status_code == 200
+
+
+async def test_api_clients_still_get_the_refresh_token_in_the_body(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    r = await client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD})
+    first = r.json()["refresh_token"]
+    client.cookies.clear()
+    r = await client.post("/api/v1/auth/refresh", json={"refresh_token": first})
+    assert r.status_code == 200
+    assert r.json()["refresh_token"] not in {"", first}

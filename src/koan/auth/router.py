@@ -72,10 +72,15 @@ def clear_auth_cookies(response: Response) -> None:
     response.delete_cookie(CSRF_COOKIE, path="/")
 
 
-def _pair(tokens: service.IssuedTokens) -> TokenPair:
+def sent_by_browser(request: Request) -> bool:
+    """Whether a browser sent the request: it adds these headers, and no script can drop them."""
+    return "origin" in request.headers or "sec-fetch-site" in request.headers
+
+
+def _pair(tokens: service.IssuedTokens, *, with_refresh: bool) -> TokenPair:
     return TokenPair(
         access_token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
+        refresh_token=tokens.refresh_token if with_refresh else None,
         expires_in=tokens.expires_in,
     )
 
@@ -103,11 +108,13 @@ async def register(
     )
 
 
-@router.post("/login", response_model=TokenPair)
+@router.post("/login", response_model=TokenPair, response_model_exclude_none=True)
 async def login(
     data: LoginInput, request: Request, response: Response, session: SessionDep, res: ResourcesDep
 ) -> TokenPair:
-    """Exchange email and password for an access and a refresh token (also set as cookies)."""
+    """Exchange email and password for an access and a refresh token (also set as cookies).
+
+    A browser's request gets the refresh token in its httpOnly cookie only, not in the body."""
     tokens = await service.login(
         session,
         res,
@@ -117,10 +124,10 @@ async def login(
         device=request.cookies.get(DEVICE_COOKIE),
     )
     set_auth_cookies(response, res, tokens)
-    return _pair(tokens)
+    return _pair(tokens, with_refresh=not sent_by_browser(request))
 
 
-@router.post("/refresh", response_model=TokenPair)
+@router.post("/refresh", response_model=TokenPair, response_model_exclude_none=True)
 async def refresh(
     request: Request,
     response: Response,
@@ -128,9 +135,12 @@ async def refresh(
     res: ResourcesDep,
     data: RefreshInput | None = None,
 ) -> TokenPair:
-    """Trade a refresh token (body or cookie) for a new pair; the old one is spent."""
+    """Trade a refresh token (body or cookie) for a new pair; the old one is spent.
+
+    Sent by cookie, the new refresh token goes back in the cookie only, not in the body."""
     token = data.refresh_token if data else None
     csrf = None
+    by_cookie = token is None
     if token is None:
         token = request.cookies.get(REFRESH_COOKIE)
         if token is None:
@@ -139,7 +149,7 @@ async def refresh(
         csrf = request.headers.get(CSRF_HEADER, "")
     tokens = await service.refresh(session, res, token, csrf=csrf)
     set_auth_cookies(response, res, tokens)
-    return _pair(tokens)
+    return _pair(tokens, with_refresh=not by_cookie and not sent_by_browser(request))
 
 
 @router.post("/logout", response_model=Message)

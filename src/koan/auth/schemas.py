@@ -45,7 +45,9 @@ class LoginInput(EmailInput):
 
 class TokenPair(Schema):
     access_token: str
-    refresh_token: str
+    # Left out when the session lives in cookies (a browser, or a refresh by cookie): the
+    # httpOnly cookie is the only place a page's script cannot read it from.
+    refresh_token: str | None = None
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
 
