@@ -20,10 +20,11 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.mail.sender import Mailer
 from koan.models import Exercise, User
 from koan.resources import Resources
 from tests.fixtures.factories import ADD_SOLUTION, PASSWORD, bearer, create_exercise, create_user
-from tests.fixtures.smtp import SMTPServer
+from tests.fixtures.smtp import SMTPServer, closed_port
 from tests.web.conftest import csrf_from
 
 # Fails one of the exercise's four tests (test_small).
@@ -900,3 +901,23 @@ async def test_pages_need_a_signed_in_verified_user_and_their_csrf_token(
     assert "Reload the page" in forged.text
     unchanged = await course.teacher.get(f"/classes/{course.id}/tutor")
     assert re.search(r'value="on" checked', unchanged.text)
+
+
+async def test_the_class_page_says_which_invitation_mails_were_not_delivered(
+    session: AsyncSession,
+    resources: Resources,
+    browsers: Callable[[User], Awaitable[Browser]],
+) -> None:
+    teacher = await browsers(await create_user(session, resources))
+    class_id = await new_class(teacher)
+    resources.mailer = Mailer(
+        resources.settings.model_copy(
+            update={"smtp_port": closed_port(), "mail_attempts": 1, "mail_retry_backoff_s": 0}
+        )
+    )
+    lost = f"lost-{uuid.uuid4().hex[:8]}@example.com"
+    sent = await teacher.post(f"/classes/{class_id}/invites", {"emails": lost})
+    assert sent.status_code == 303, sent.text
+    page = text_of(await teacher.get(f"/classes/{class_id}"))
+    assert re.search(re.escape(lost) + r".*Not delivered", page)
+    assert "Invite those addresses again to send a new link" in page

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, Subquery, and_, delete, func, or_, select, union_all
+from sqlalchemy import Select, Subquery, and_, delete, func, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import (
@@ -178,6 +178,18 @@ async def invites(session: AsyncSession, class_id: uuid.UUID) -> Sequence[ClassI
 async def invite_by_token(session: AsyncSession, token_hash: str) -> ClassInvite | None:
     query = select(ClassInvite).where(ClassInvite.token_hash == token_hash)
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def record_invite_mail(
+    session: AsyncSession, invite_id: uuid.UUID, token_hash: str, *, status: str, at: datetime
+) -> None:
+    """Whether the invitation's mail went out; only for the link that mail carried (an
+    invitation sent again since has a newer one, whose own outcome counts)."""
+    await session.execute(
+        update(ClassInvite)
+        .where(ClassInvite.id == invite_id, ClassInvite.token_hash == token_hash)
+        .values(mail_status=status, mailed_at=at)
+    )
 
 
 # -- class assignments --------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Query, Response, UploadFile, status
 
-from koan.auth.deps import VerifiedUser
+from koan.auth.deps import MailQueueDep, VerifiedUser
 from koan.auth.schemas import Message
 from koan.classes import dashboard, repository, service
 from koan.classes.schemas import (
@@ -183,11 +183,13 @@ async def invite(
     user: VerifiedUser,
     session: SessionDep,
     res: ResourcesDep,
+    mail: MailQueueDep,
 ) -> InviteResult:
-    """Invite a pasted list of addresses; each gets a mail with a link to join."""
+    """Invite a pasted list of addresses; each gets a mail with a link to join, sent after
+    the response (`mail_status` on the invitations says whether it went out)."""
     member = await service.member_of(session, user, class_id, staff=True)
     addresses = service.emails_from_text(data.emails)
-    return await service.invite(session, res, member, user, addresses)
+    return await service.invite(session, res, member, user, addresses, mail)
 
 
 @router.post("/{class_id}/invites/csv", response_model=InviteResult)
@@ -196,12 +198,13 @@ async def invite_csv(
     user: VerifiedUser,
     session: SessionDep,
     res: ResourcesDep,
+    mail: MailQueueDep,
     file: Annotated[UploadFile, File(description="A CSV file with an email column.")],
 ) -> InviteResult:
-    """Invite every address in an uploaded CSV file."""
+    """Invite every address in an uploaded CSV file (mailed after the response)."""
     member = await service.member_of(session, user, class_id, staff=True)
     addresses = service.emails_from_upload(await file.read(service.MAX_CSV_BYTES + 1))
-    return await service.invite(session, res, member, user, addresses)
+    return await service.invite(session, res, member, user, addresses, mail)
 
 
 @router.post(

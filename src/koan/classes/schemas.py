@@ -122,8 +122,12 @@ class InviteInput(Input):
 
 class InviteOut(Schema):
     email: str
-    status: str
+    status: str  # pending | accepted
     created_at: datetime
+    # The mail is sent after the request: queued, sent, or failed (every attempt failed;
+    # inviting the address again sends a new one).
+    mail_status: str
+    mailed_at: datetime | None
 
 
 class InviteResult(Schema):

@@ -38,8 +38,10 @@ from koan.classes.schemas import (
     MemberOut,
     TutorOut,
 )
+from koan.clock import Clock
 from koan.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
 from koan.exercises import repository as exercises
+from koan.mail.sender import Mail, MailQueue
 from koan.models import (
     ClassAssignment,
     ClassAssignmentItem,
@@ -412,14 +414,32 @@ def invite_mail(*, class_name: str, teacher: str, link: str) -> tuple[str, str]:
     )
 
 
+@dataclass(frozen=True)
+class InviteMailed:
+    """Records on the invitation whether its mail went out (MailQueue outcome)."""
+
+    invite_id: uuid.UUID
+    token_hash: str
+    clock: Clock
+
+    async def __call__(self, session: AsyncSession, delivered: bool) -> None:
+        await repository.record_invite_mail(
+            session, self.invite_id, self.token_hash,
+            status="sent" if delivered else "failed", at=self.clock.now(),
+        )  # fmt: skip
+
+
 async def invite(
     session: AsyncSession,
     res: Resources,
     member: Membership,
     inviter: User,
     addresses: Sequence[str],
+    mail: MailQueue,
 ) -> InviteResult:
-    """Mail an invitation link to each new address; members and pending invites are kept."""
+    """Invite each new address: the mails with their links go out after the response (each
+    invitation records whether its mail was sent). Members and invitations already sent are
+    left as they are; an invitation whose mail failed is sent again with a new link."""
     valid, invalid = _split_valid(addresses)
     if len(valid) > MAX_INVITES:
         raise BadRequest(f"At most {MAX_INVITES} invitations at once.", code="TooManyInvites")
@@ -429,26 +449,41 @@ async def invite(
     accounts = await repository.users_by_emails(session, valid)
     existing = {i.email: i for i in await repository.invites(session, room.id)}
     result = InviteResult(invited=[], already_members=[], already_invited=[], invalid=invalid)
+    outgoing: list[tuple[ClassInvite, str]] = []
     for email in valid:
         account = accounts.get(email)
         if account is not None and await repository.membership(session, room.id, account.id):
             result.already_members.append(email)
             continue
-        if email in existing:
-            result.already_invited.append(email)
-            continue
         token = secrets.token_urlsafe(32)
-        session.add(
-            ClassInvite(
+        found = existing.get(email)
+        if found is not None:
+            if found.status != "pending" or found.mail_status != "failed":
+                result.already_invited.append(email)
+                continue
+            # Its mail never arrived: a new link (the old one was never seen) and a new mail.
+            found.token_hash, found.mail_status, found.mailed_at = hash_token(token), "queued", None
+            found.invited_by, found.created_at = inviter.id, res.clock.now()
+        else:
+            found = ClassInvite(
                 class_id=room.id, email=email, token_hash=hash_token(token),
-                invited_by=inviter.id, created_at=res.clock.now(),
-            )
-        )  # fmt: skip
-        link = f"{res.settings.base_url.rstrip('/')}/classes/invite?token={token}"
-        subject, body = invite_mail(class_name=room.name, teacher=inviter.name, link=link)
-        await res.mailer.send(session, to=email, subject=subject, body=body)
+                invited_by=inviter.id, created_at=res.clock.now(), mail_status="queued",
+            )  # fmt: skip
+            session.add(found)
+        outgoing.append((found, token))
         result.invited.append(email)
     await session.flush()
+    # Queued only once the invitations are written: a request that fails before this point
+    # mails nothing (and the queue runs only after a response that committed).
+    base = res.settings.base_url.rstrip("/")
+    for row, token in outgoing:
+        subject, body = invite_mail(
+            class_name=room.name, teacher=inviter.name, link=f"{base}/classes/invite?token={token}"
+        )
+        mail.send(
+            Mail(to=row.email, subject=subject, body=body),
+            outcome=InviteMailed(row.id, row.token_hash, res.clock),
+        )
     return result
 
 

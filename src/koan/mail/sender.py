@@ -25,6 +25,9 @@ log = structlog.get_logger(__name__)
 SessionOpener = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 # Work done after the response, in its own unit of work, that decides what to mail.
 MailJob = Callable[[AsyncSession], Awaitable[list["Mail"]]]
+# Records whether a queued mail was delivered (True) or failed every attempt (False), in a
+# unit of work of its own once its delivery has been tried.
+MailOutcome = Callable[[AsyncSession, bool], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -108,18 +111,23 @@ class MailQueue:
         self.open_session = open_session
         self.mails: list[Mail] = []
         self.jobs: list[MailJob] = []
+        self.outcomes: dict[int, MailOutcome] = {}  # id(mail) -> where its fate is recorded
 
-    def send(self, mail: Mail) -> None:
+    def send(self, mail: Mail, *, outcome: MailOutcome | None = None) -> None:
+        """Queue a mail; `outcome` records whether it was delivered, once that is known."""
         self.mails.append(mail)
+        if outcome is not None:
+            self.outcomes[id(mail)] = outcome
 
     def compose(self, job: MailJob) -> None:
         self.jobs.append(job)
 
     async def deliver(self) -> None:
         """Run the queued work and deliver every mail (a failure is logged, never raised)."""
-        mails, jobs = list(self.mails), list(self.jobs)
+        mails, jobs, outcomes = list(self.mails), list(self.jobs), dict(self.outcomes)
         self.mails.clear()
         self.jobs.clear()
+        self.outcomes.clear()
         for job in jobs:
             try:
                 async with self.open_session() as session:
@@ -127,4 +135,12 @@ class MailQueue:
             except Exception:
                 log.exception("mail.compose_failed")
         for mail in mails:
-            await self.mailer.deliver(mail, self.open_session)
+            delivered = await self.mailer.deliver(mail, self.open_session)
+            outcome = outcomes.get(id(mail))
+            if outcome is None:
+                continue
+            try:
+                async with self.open_session() as session:
+                    await outcome(session, delivered)
+            except Exception:
+                log.exception("mail.outcome_failed", subject=mail.subject)

@@ -94,6 +94,9 @@ class ClassInvite(UUIDPrimaryKey, Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     accepted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The mail goes out after the request: queued | sent | failed (every attempt failed).
+    mail_status: Mapped[str] = mapped_column(String(16), default="queued")
+    mailed_at: Mapped[datetime | None] = mapped_column(default=None)  # when it was last tried
 
 
 class ClassAssignment(UUIDPrimaryKey, Base):

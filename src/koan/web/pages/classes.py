@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from koan.auth.deps import MailQueueDep
 from koan.classes import dashboard
 from koan.classes import service as classes
 from koan.classes.schemas import (
@@ -31,6 +32,7 @@ from koan.classes.service import Membership
 from koan.common.schemas import timezones
 from koan.deps import ResourcesDep
 from koan.errors import BadRequest, KoanError, NotFound
+from koan.mail.sender import MailQueue
 from koan.models import User
 from koan.resources import Resources
 from koan.web.pagekit import (
@@ -313,6 +315,7 @@ async def _invited(
     member: Membership,
     user: User,
     addresses: list[str],
+    mail: MailQueue,
     *,
     pasted: str = "",
     field: str,
@@ -321,7 +324,7 @@ async def _invited(
     not valid are shown again to correct (the valid ones are invited all the same)."""
     try:
         async with session.begin_nested():
-            result = await classes.invite(session, res, member, user, addresses)
+            result = await classes.invite(session, res, member, user, addresses, mail)
     except KoanError as exc:
         ctx = await _overview_context(
             session, res, member, user, errors={field: exc.detail}, pasted=pasted
@@ -345,20 +348,30 @@ def _counts(result: InviteResult) -> str:
 
 @router.post("/classes/{class_id}/invites")
 async def invite(
-    request: Request, class_id: ClassId, user: PageUser, session: WebSession, res: ResourcesDep
+    request: Request,
+    class_id: ClassId,
+    user: PageUser,
+    session: WebSession,
+    res: ResourcesDep,
+    mail: MailQueueDep,
 ) -> Response:
     """Invite a pasted list of addresses (commas, spaces or one a line)."""
     member = await _member(session, user, class_id, staff=True)
     pasted = (await form_data(request)).get("emails", "")[:100_000]
     addresses = classes.emails_from_text(pasted)
     return await _invited(
-        request, session, res, member, user, addresses, pasted=pasted, field="emails"
+        request, session, res, member, user, addresses, mail, pasted=pasted, field="emails"
     )
 
 
 @router.post("/classes/{class_id}/invites/csv")
 async def invite_csv(
-    request: Request, class_id: ClassId, user: PageUser, session: WebSession, res: ResourcesDep
+    request: Request,
+    class_id: ClassId,
+    user: PageUser,
+    session: WebSession,
+    res: ResourcesDep,
+    mail: MailQueueDep,
 ) -> Response:
     """Invite every address in an uploaded CSV file."""
     member = await _member(session, user, class_id, staff=True)
@@ -370,7 +383,7 @@ async def invite_csv(
     except KoanError as exc:
         ctx = await _overview_context(session, res, member, user, errors={"file": exc.detail})
         return render(request, "classes/overview.html", ctx, status_code=exc.status_code)
-    return await _invited(request, session, res, member, user, addresses, field="file")
+    return await _invited(request, session, res, member, user, addresses, mail, field="file")
 
 
 @router.post("/classes/{class_id}/members/{user_id}/role")
