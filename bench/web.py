@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
 
 from koan.app import create_app
@@ -172,7 +173,7 @@ async def run(runs: int) -> list[Row]:
         await res.start()
         try:
             app = create_app(resources=res)
-            if not any(getattr(r, "path", None) == "/dashboard" for r in app.routes):
+            if not any(c.path == "/dashboard" for c in iter_route_contexts(app.routes)):
                 mount_web(app)
             emails = await _seed(res)
             transport = httpx.ASGITransport(app=app)

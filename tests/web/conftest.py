@@ -7,13 +7,14 @@ import re
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from koan.web import mount_web
 
 
 def with_web(application: FastAPI) -> FastAPI:
     """Mount the pages unless create_app already does."""
-    if not any(getattr(r, "path", None) == "/dashboard" for r in application.routes):
+    if ("GET", "/dashboard") not in page_routes(application):
         mount_web(application)
     return application
 
@@ -22,6 +23,19 @@ def with_web(application: FastAPI) -> FastAPI:
 def web_app(app: FastAPI) -> FastAPI:
     """The test app with the pages mounted (use it, autouse, in modules that call pages)."""
     return with_web(app)
+
+
+def page_routes(application: FastAPI) -> list[tuple[str, str]]:
+    """(method, path) of every route the app serves, included routers flattened (FastAPI keeps
+    an included router as one entry of `app.routes`)."""
+    return sorted(
+        {
+            (method, context.path)
+            for context in iter_route_contexts(application.routes)
+            if isinstance(context.original_route, APIRoute)
+            for method in (context.methods or set()) - {"HEAD"}
+        }
+    )
 
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
