@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koan.models import User
 from koan.resources import Resources
 from tests.fixtures.factories import ADD_SOLUTION, PASSWORD, create_exercise, create_user
-from tests.web.conftest import csrf_from, post_form
+from tests.web.conftest import csrf_from, page_routes, post_form
 
 
 @pytest.fixture(autouse=True)
@@ -224,6 +224,32 @@ async def test_an_exercise_forms_address_opened_directly_is_the_exercise(
         assert direct.headers["location"] == f"/exercises/{exercise.id}"
     reset = await client.get(f"/exercises/{exercise.id}/reset")
     assert reset.status_code == 200  # the question before a reset, a page of its own
+
+
+async def test_no_form_address_opened_in_the_browser_is_a_json_error(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources, web_app: FastAPI
+) -> None:
+    # Every form of the app, present and future: its address reloaded, bookmarked or reached
+    # with Back is a page (or a way to one), never {"error": "MethodNotAllowed"}.
+    exercise = await create_exercise(session)
+    admin = await create_user(session, resources, onboarded=True, role="admin")
+    await log_in(client, admin)
+    ids = {"exercise_id": str(exercise.id), "user_id": str(admin.id)}
+    forms = sorted(
+        {p for method, p in page_routes(web_app) if method == "POST" and not p.startswith("/api/")}
+    )
+    assert "/settings/profile" in forms
+    browser = {"Accept": "text/html,application/xhtml+xml"}
+    for path in forms:
+        url = re.sub(r"\{(\w+)\}", lambda m: ids.get(m.group(1), str(uuid.uuid4())), path)
+        opened = await client.get(url, headers=browser)
+        assert opened.status_code != 405, path
+        for _ in range(3):
+            if opened.status_code not in (302, 303, 307):
+                break
+            opened = await client.get(opened.headers["location"], headers=browser)
+        kind = opened.headers.get("content-type", "")
+        assert kind.startswith("text/html"), (path, opened.status_code, kind, opened.text[:200])
 
 
 async def test_the_api_reference_needs_no_internet(client: httpx.AsyncClient) -> None:

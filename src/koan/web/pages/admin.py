@@ -119,6 +119,14 @@ async def _back(request: Request) -> str:
     return back if back.startswith("/admin") else "/admin"
 
 
+@router.get("/admin/users/{user_id}/disable")
+@router.get("/admin/users/{user_id}/enable")
+@router.get("/admin/exercises/{exercise_id}/validate")
+async def admin_form_address(request: Request, user: PageAdmin) -> Response:
+    """An admin form's address opened directly (a reload, Back): the admin page."""
+    return redirect(request, "/admin")
+
+
 @router.post("/admin/users/{user_id}/disable")
 async def disable_account(
     request: Request, user_id: str, user: PageAdmin, session: WebSession, res: ResourcesDep

@@ -125,6 +125,12 @@ async def check_email(
     )
 
 
+@router.get("/check-email/resend")
+async def resend_form_address(request: Request) -> Response:
+    """The resend form's address opened directly (a reload, Back): the page it belongs to."""
+    return redirect(request, "/check-email")
+
+
 @router.post("/check-email/resend")
 async def resend(
     request: Request, auth: PageAuth, session: WebSession, res: ResourcesDep, mail: MailQueueDep
@@ -227,6 +233,13 @@ async def login(request: Request, session: WebSession, res: ResourcesDep) -> Res
     response = redirect(request, _after_login(onboarded, next_url or None))
     set_auth_cookies(response, res, tokens)
     return response
+
+
+@router.get("/logout")
+async def logout_form_address(request: Request) -> Response:
+    """The log-out form's address opened directly: the front page. Only the form (with its
+    CSRF token) logs out, so a link elsewhere cannot end someone's session."""
+    return redirect(request, "/")
 
 
 @router.post("/logout")
