@@ -12,8 +12,10 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -129,7 +131,20 @@ def page(browser: Any, live: LiveServer, problems: PageProblems) -> Iterator[Any
 def shot(page: Any, name: str) -> None:
     if SCREENSHOTS:
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True)
+        # Animations (the celebration, the run indicator) are shown as they end, not midway.
+        page.screenshot(
+            path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True, animations="disabled"
+        )
+
+
+def move_to_afternoon(live: LiveServer, zone: str, hour: int = 14) -> None:
+    """Move the server's clock forward to the next `hour`:00 in `zone`, so that what the
+    screenshots show does not depend on when they were taken (no night owl, no early bird)."""
+    now = live.resources.clock.now().astimezone(ZoneInfo(zone))
+    target = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+    if target <= now:
+        target += timedelta(days=1)
+    live.resources.clock.advance(target - now)
 
 
 def new_email() -> str:
@@ -204,6 +219,8 @@ def _journey(page: Any, live: LiveServer, smtp_server: SMTPServer, *, phone: boo
         if not phone:  # the documented screenshots are the desktop ones
             shot(page, name)
 
+    if SCREENSHOTS and not phone:
+        move_to_afternoon(live, "Europe/Paris")  # the zone the learner picks below
     email = new_email()
     # Landing → sign up.
     page.goto("/")
@@ -272,6 +289,7 @@ def _journey(page: Any, live: LiveServer, smtp_server: SMTPServer, *, phone: boo
     result = page.locator("#results .result")
     expect(result).to_have_attribute("data-status", re.compile(r"failed|error"))
     expect(page.locator("#results")).to_contain_text("passed")
+    expect(page.locator("#status-pill")).to_have_text("In progress")  # no reload needed
 
     # A hint: the next rung of the ladder.
     page.get_by_role("button", name="Show a hint").click()
@@ -300,6 +318,10 @@ def _journey(page: Any, live: LiveServer, smtp_server: SMTPServer, *, phone: boo
     expect(result).to_have_attribute("data-status", "passed")
     expect(page.locator("#results")).to_contain_text("All tests passed")
     expect(page.get_by_test_id("celebration")).to_contain_text("First steps")
+    expect(page.locator("#status-pill")).to_have_text("Completed")
+    if SCREENSHOTS:
+        expect(page.get_by_test_id("celebration")).not_to_contain_text("Night owl")
+        expect(page.get_by_test_id("celebration")).not_to_contain_text("Early bird")
     snap("exercise")
 
     # The conversation is kept on the tutor page.
@@ -326,6 +348,7 @@ def _journey(page: Any, live: LiveServer, smtp_server: SMTPServer, *, phone: boo
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Today").click()
     expect(page.get_by_test_id("done-today")).to_contain_text("You finished today's exercise")
     expect(page.get_by_test_id("done-today")).to_contain_text(title)
+    expect(page.locator(".today .eyebrow")).to_contain_text("One more")
 
     # The catalogue: a title search finds the exercise, marked solved.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Exercises").click()
@@ -547,6 +570,23 @@ def test_when_the_session_is_over_the_login_brings_back_the_code_and_question(
     expect(page.get_by_label("Your question")).to_have_value("Is this right?")
     # What this device kept reaches the server once the learner is back.
     wait_saved(page)
+
+
+def test_a_question_sent_after_the_session_ended_is_kept_and_the_learner_told_why(
+    page: Any, live: LiveServer
+) -> None:
+    open_exercise(page, live)
+    page.context.clear_cookies(name="koan_access")
+    page.context.clear_cookies(name="koan_refresh")
+    question = page.get_by_label("Your question")
+    question.fill("Why does the second test fail?")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("[data-session='ended']")).to_contain_text("Your session has ended")
+    expect(page.locator("#tutor")).to_contain_text("log in again to send your question")
+    # The app's words, not the API's ("Log in first: this needs an access token").
+    expect(page.locator("main")).not_to_contain_text("access token")
+    expect(question).to_have_value("Why does the second test fail?")
+    expect(page.locator(".msg-user")).to_have_count(0)
 
 
 def test_a_draft_follows_the_learner_to_another_device_and_can_be_reset(
