@@ -14,7 +14,8 @@ requests bench/class_load.py sends, `users/me` left out).
 
 `--profile FILE` runs the worker under yappi on the CPU clock (`make bench` installs it; it slows
 the worker about threefold, so that run's CPU figures are not comparable) and prints where the
-time went: own time by package, then the functions with the most own time, start-up included.
+time went: own time by package, then the functions with the most own time. The profiler
+starts once the warm-up loops are done, so start-up and first-request work are left out.
 The profile is kept in FILE in pstats format (`python -m pstats FILE`: `sort cumulative`,
 `callees <name>`). Time spent inside SQLAlchemy's greenlets is not added to the cumulative
 time of the coroutines that awaited them; own time is exact.
@@ -81,12 +82,13 @@ def worker_cpu_ns(pid: int) -> int:
 # waits in C, so idle time lands on whatever frame was entered last), and SQLAlchemy's
 # greenlets leave frames on its stack, which mixes up its call tree.
 PROFILED = """
-import sys, yappi
+import signal, sys, yappi
 from koan.cli import app
 yappi.set_clock_type("cpu")
 yappi.set_context_backend("greenlet")
 sys.argv = ["koan", *sys.argv[1:]]
-yappi.start()
+# Started by the bench once the warm-up loops are done, so start-up is left out.
+signal.signal(signal.SIGUSR1, lambda *_: yappi.start())
 try:
     app()
 except (SystemExit, KeyboardInterrupt):
@@ -120,7 +122,7 @@ class ProfiledServer(KoanServer):
         assert self.proc is not None
         self.proc.send_signal(signal.SIGINT)
         try:
-            self.proc.wait(timeout=60)
+            self.proc.wait(timeout=300)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -191,6 +193,8 @@ async def bench(args: argparse.Namespace) -> dict[str, list[float]]:
         await log_in_all(server.port, learners)
         conn = Connection("127.0.0.1", server.port)
         for i, who in enumerate(learners):
+            if i == args.warmup and args.profile is not None:
+                server.proc.send_signal(signal.SIGUSR1)
             await one_loop(
                 conn, who, server.proc.pid, solutions, cpu if i >= args.warmup else None, i
             )
