@@ -25,11 +25,11 @@ from tests.fixtures.factories import ADD_SOLUTION, ADD_STARTER, bearer, create_e
 # route -> the most statements one request may send (per backend where they differ: SQLite
 # stores a tutor question in more statements than PostgreSQL's one).
 CEILINGS: dict[str, int | dict[str, int]] = {
-    "GET /users/me": 2,
-    "GET /exercises/daily": 9,
-    "POST submissions (wrong)": 16,
+    "GET /users/me": 1,
+    "GET /exercises/daily": 8,
+    "POST submissions (wrong)": 14,
     "POST hints": 4,
-    "POST submissions (right)": 20,
+    "POST submissions (right)": 19,
     "POST conversations/{id}/messages": {"sqlite": 7, "postgres": 5},
     "GET /progress": 6,
 }

@@ -9,7 +9,8 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.models import AuthSession, EmailToken, RefreshToken, User
+from koan.db import memo
+from koan.models import AuthSession, EmailToken, LearnerProfile, RefreshToken, User
 
 
 async def user_by_email(session: AsyncSession, email: str) -> User | None:
@@ -29,9 +30,13 @@ async def auth_session(session: AsyncSession, session_id: uuid.UUID) -> AuthSess
 # The unrevoked session with its user; other lookups made on every request extend it.
 # Disabling an account revokes its sessions; the condition on the user is a second lock on
 # that door, checked in the same query (a session opened as the account was being disabled).
+# The learner's profile comes along (None for an account made before profiles came with it):
+# the account page, the daily pick and grading read it, and `session.get` then finds it in
+# the identity map instead of asking the database again.
 LIVE_SESSION_AND_USER = (
-    select(AuthSession, User)
+    select(AuthSession, User, LearnerProfile)
     .join(User, User.id == AuthSession.user_id)
+    .outerjoin(LearnerProfile, LearnerProfile.user_id == User.id)
     .where(
         AuthSession.id == bindparam("session_id"),
         AuthSession.user_id == bindparam("user_id"),
@@ -45,10 +50,15 @@ async def live_session_and_user(
     session: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID
 ) -> tuple[AuthSession, User] | None:
     """The unrevoked session `session_id` of user `user_id`, an account not disabled, with the
-    user: one round trip for what every authenticated request checks."""
+    user (and their profile, kept in the session): one round trip for what every
+    authenticated request checks."""
     params = {"session_id": session_id, "user_id": user_id}
     row = (await session.execute(LIVE_SESSION_AND_USER, params)).one_or_none()
-    return None if row is None else (row[0], row[1])
+    if row is None:
+        return None
+    # The identity map holds rows weakly: kept here, the profile stays for the request.
+    memo(session)[("caller_profile", user_id)] = row[2]
+    return row[0], row[1]
 
 
 async def refresh_token_by_hash(session: AsyncSession, token_hash: str) -> RefreshToken | None:

@@ -79,7 +79,7 @@ async def caller_and_conversation(
     if row is None:
         return None
     rows = sorted(row[4] or (), key=itemgetter(0))  # [seq, role, content], in any order
-    return ReplyStart(row[0], row[1], row[2], row[3], [(role, text) for _, role, text in rows])
+    return ReplyStart(row[0], row[1], row[3], row[2], [(role, text) for _, role, text in rows])
 
 
 class json_rows(FunctionElement[Any]):  # noqa: N801 (a SQL function, named as one)
@@ -111,18 +111,16 @@ _NEWEST = (
     .subquery("newest")
 )
 _CALLER_AND_CONVERSATION = (
+    # The caller's session, user and profile, then the conversation and its history.
     LIVE_SESSION_AND_USER.add_columns(
         Conversation,
-        LearnerProfile,
         # The history as one JSON value: a query less on every message but a conversation's
         # first.
         select(json_rows(_NEWEST.c.seq, _NEWEST.c.role, _NEWEST.c.content)).scalar_subquery(),
-    )
-    .outerjoin(
+    ).outerjoin(
         Conversation,
         and_(Conversation.id == bindparam("conversation_id"), Conversation.user_id == User.id),
     )
-    .outerjoin(LearnerProfile, LearnerProfile.user_id == User.id)
 )
 
 

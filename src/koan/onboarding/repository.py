@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import LearnerProfile
@@ -14,15 +14,11 @@ async def profile_of(session: AsyncSession, user_id: uuid.UUID) -> LearnerProfil
     return await session.get(LearnerProfile, user_id)
 
 
-# Built once: grading asks it of learners without ratings yet.
-_EXPERIENCE = select(LearnerProfile.experience).where(
-    LearnerProfile.user_id == bindparam("user_id")
-)
-
-
 async def experience_of(session: AsyncSession, user_id: uuid.UUID) -> str | None:
-    """The experience the learner reported at onboarding, if any."""
-    return (await session.execute(_EXPERIENCE, {"user_id": user_id})).scalar_one_or_none()
+    """The experience the learner reported at onboarding, if any: from the profile the
+    request already holds (an authenticated request reads it with the caller)."""
+    profile = await session.get(LearnerProfile, user_id)
+    return None if profile is None else profile.experience
 
 
 def add_profile(session: AsyncSession, profile: LearnerProfile) -> None:
