@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import ScalarSelect, and_, bindparam, func, or_, select
+from sqlalchemy import Boolean, and_, bindparam, func, or_, select, true
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
-from sqlalchemy.sql._typing import _ColumnExpressionArgument
+from sqlalchemy.sql.dml import ReturningInsert
 
 from koan.db import locked_rows
 from koan.models import Assignment, Exercise, Submission
@@ -74,46 +75,93 @@ async def entry(session: AsyncSession, submission_id: uuid.UUID) -> PracticeEntr
 
 @dataclass(frozen=True)
 class Logged:
-    """What the practice log already holds about a verdict about to be logged."""
+    """A verdict just written to the practice log."""
 
-    submission: bool  # this submission's entry (the hook ran for it before)
-    assignment_completed: bool  # the completion of its assignment
-    exercise_completed: bool  # a completion of the same exercise by the learner
-
-
-def _exists(*where: _ColumnExpressionArgument[bool]) -> ScalarSelect[bool]:
-    return select(select(PracticeEntry.submission_id).where(*where).exists()).scalar_subquery()
+    completed: bool  # it completed its assignment (and is logged as the completion)
+    exercise_completed_before: bool  # the learner had completed the same exercise before
 
 
-_LOGGED = select(
-    _exists(PracticeEntry.submission_id == bindparam("submission_id")),
-    _exists(PracticeEntry.assignment_id == bindparam("assignment_id"), PracticeEntry.completed),
-    _exists(
-        PracticeEntry.user_id == bindparam("user_id"),
-        PracticeEntry.exercise_id == bindparam("exercise_id"),
-        PracticeEntry.completed,
-    ),
-)
+def _log_statement(
+    insert: Callable[..., postgresql.Insert | sqlite.Insert],
+) -> ReturningInsert[bool, bool]:
+    log = PracticeEntry.__table__
+    columns = log.c
+    given = [
+        "submission_id", "user_id", "assignment_id", "exercise_id", "at", "timezone", "day",
+        "passed", "attempt", "hints_used",
+    ]  # fmt: skip
+    other = log.alias("earlier").c
+    assignment_done = (
+        select(other.submission_id)
+        .where(other.assignment_id == bindparam("assignment_id"), other.completed)
+        .exists()
+    )
+    exercise_done = (
+        select(other.submission_id)
+        .where(
+            other.user_id == bindparam("user_id"),
+            other.exercise_id == bindparam("exercise_id"),
+            other.completed,
+            other.submission_id != bindparam("submission_id"),
+        )
+        .exists()
+    )
+    source = select(
+        *(bindparam(name, type_=columns[name].type) for name in given),
+        # A verdict that completes its assignment is logged as the completion, unless the log
+        # already holds one (the database also refuses a second).
+        and_(bindparam("completes", type_=Boolean()), ~assignment_done),
+    ).where(true())  # SQLite reads `INSERT ... SELECT ... ON CONFLICT` only with a WHERE
+    return (
+        # The table, not the mapped class: a plain Core statement, no ORM bulk insert around it.
+        insert(log)
+        .from_select([*given, "completed"], source)
+        .on_conflict_do_nothing(index_elements=[columns.submission_id])
+        .returning(columns.completed, exercise_done)
+    )
 
 
-async def logged(
+# Built once per database (every graded submission writes one).
+_LOG = {
+    "postgresql": _log_statement(postgresql.insert),
+    "sqlite": _log_statement(sqlite.insert),
+}
+
+
+async def log_verdict(
     session: AsyncSession,
     *,
     submission_id: uuid.UUID,
-    assignment_id: uuid.UUID,
     user_id: uuid.UUID,
+    assignment_id: uuid.UUID,
     exercise_id: uuid.UUID,
-) -> Logged:
-    """Three questions to the practice log in one round trip, each answered by its index."""
+    at: datetime,
+    timezone: str,
+    day: date,
+    passed: bool,
+    completes: bool,
+    attempt: int,
+    hints_used: int,
+) -> Logged | None:
+    """Write a verdict to the practice log in one round trip: the entry, whether it is the
+    assignment's completion (`completes`, unless one is logged already), and whether the
+    learner had completed the exercise before. None: this submission was logged before."""
     params = {
         "submission_id": submission_id,
-        "assignment_id": assignment_id,
         "user_id": user_id,
+        "assignment_id": assignment_id,
         "exercise_id": exercise_id,
+        "at": at,
+        "timezone": timezone,
+        "day": day,
+        "passed": passed,
+        "completes": completes,
+        "attempt": attempt,
+        "hints_used": hints_used,
     }
-    found = await session.execute(_LOGGED, params)
-    entry, assignment_done, exercise_done = found.one()
-    return Logged(bool(entry), bool(assignment_done), bool(exercise_done))
+    statement = _LOG[session.get_bind().dialect.name]
+    row = (await session.execute(statement, params)).one_or_none()
+    return None if row is None else Logged(bool(row[0]), bool(row[1]))
 
 
 async def active_days(session: AsyncSession, user_id: uuid.UUID) -> Sequence[date]:

@@ -18,7 +18,6 @@ from koan.models import Assignment, Exercise, Submission, User
 from koan.models.progress import (
     LearnerProgress,
     LevelEvent,
-    PracticeEntry,
     UserAchievement,
 )
 from koan.onboarding import service as onboarding
@@ -68,47 +67,37 @@ async def on_submission_graded(
     if submission.status == "pending" or not submission.tier:
         return []  # no verdict (the grader failed or never ran): not an attempt
     progress = await lock_learner(session, user)
-    logged = await repository.logged(
-        session,
-        submission_id=submission.id,
-        assignment_id=assignment.id,
-        user_id=user.id,
-        exercise_id=exercise.id,
-    )
-    if logged.submission:
-        return []
     now = res.clock.now()
     at = submission.graded_at or now
+    day = streaks.local_day(at, user.timezone)
     # grade() stamps completed_at with the graded_at of the verdict that completed the
-    # assignment; the log check guards against counting one completion twice.
-    completed = (
-        submission.status == "passed"
-        and assignment.status == "completed"
-        and assignment.completed_at == submission.graded_at
-        and not logged.assignment_completed
-    )
-    new_exercise = completed and not logged.exercise_completed
-    entry = PracticeEntry(
+    # assignment; the log refuses to count one completion twice.
+    logged = await repository.log_verdict(
+        session,
         submission_id=submission.id,
         user_id=user.id,
         assignment_id=assignment.id,
         exercise_id=exercise.id,
         at=at,
         timezone=user.timezone,
-        day=streaks.local_day(at, user.timezone),
+        day=day,
         passed=submission.status == "passed",
-        completed=completed,
+        completes=(
+            submission.status == "passed"
+            and assignment.status == "completed"
+            and assignment.completed_at == submission.graded_at
+        ),
         attempt=assignment.attempts,
         hints_used=assignment.hints_used,
     )
-    session.add(entry)
-    await session.flush()
+    if logged is None:
+        return []  # this submission was counted before
 
     progress.attempts += int(tests_ran)
-    if completed:
-        progress.exercises_completed += int(new_exercise)
-        progress.first_try_passes += int(entry.attempt == 1)
-        await _count_day(session, progress, entry.day)
+    if logged.completed:
+        progress.exercises_completed += int(not logged.exercise_completed_before)
+        progress.first_try_passes += int(assignment.attempts == 1)
+        await _count_day(session, progress, day)
     await _follow_level(session, user, progress, now)
     await session.flush()
     if submission.status != "passed":
