@@ -1,14 +1,17 @@
-"""Pure pieces of the web UI: the heat-map, safe Markdown, redirect targets."""
+"""Pure pieces of the web UI: the heat-map, safe Markdown, redirect targets, form errors."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import uuid
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
+from pydantic import BaseModel, Field, ValidationError
 
 from koan.web.heatmap import Day, heatmap_svg, shade
 from koan.web.markdown import render_markdown
-from koan.web.pagekit import local_url
+from koan.web.pagekit import field_errors, local_url
 
 
 def test_heatmap_has_one_cell_per_day_up_to_today() -> None:
@@ -80,3 +83,34 @@ def test_markdown_code_fences_get_prism_language_classes() -> None:
 )
 def test_local_url_refuses_other_sites(value: str | None, expected: str) -> None:
     assert local_url(value) == expected
+
+
+def test_form_errors_are_in_the_apps_words_whatever_the_field() -> None:
+    class Form(BaseModel):
+        amount: Decimal
+        share: float
+        due: datetime
+        day: date
+        ident: uuid.UUID
+        agreed: bool
+        code: str = Field(pattern="^[A-Z0-9]+$")
+        cents: Decimal = Field(decimal_places=2)
+        tags: list[str]
+        count: int = Field(ge=1)
+
+    with pytest.raises(ValidationError) as caught:
+        Form.model_validate(
+            {"amount": "1,50", "share": "half", "due": "soon", "day": "someday", "ident": "x",
+             "agreed": "maybe", "code": "abc", "cents": "1.234", "tags": "x", "count": "0"}
+        )  # fmt: skip
+    errors = field_errors(caught.value)
+    assert set(errors) == set(Form.model_fields)
+    for name, message in errors.items():
+        assert "Input should" not in message, (name, message)
+        assert "should match pattern" not in message, (name, message)
+        assert "Decimal input" not in message, (name, message)
+        assert message[0].isupper(), (name, message)
+        assert message.endswith("."), (name, message)
+    assert errors["amount"] == "Enter a number, like 12.50."
+    assert errors["due"] == "Enter a date and time."
+    assert errors["count"] == "Enter a number of at least 1."

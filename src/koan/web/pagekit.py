@@ -471,7 +471,25 @@ _FRIENDLY = {
     "string_too_long": "Keep this to {max_length} characters or fewer.",
     "too_long": "Choose at most {max_length}.",
     "too_short": "Choose at least {min_length}.",
+    "decimal_parsing": "Enter a number, like 12.50.",
+    "decimal_type": "Enter a number, like 12.50.",
+    "decimal_max_places": "Use at most {decimal_places} digits after the point.",
+    "decimal_max_digits": "Enter a shorter number.",
+    "float_parsing": "Enter a number, like 12.50.",
+    "float_type": "Enter a number, like 12.50.",
+    "datetime_parsing": "Enter a date and time.",
+    "datetime_from_date_parsing": "Enter a date and time.",
+    "datetime_type": "Enter a date and time.",
+    "date_parsing": "Enter a date.",
+    "date_from_datetime_parsing": "Enter a date.",
+    "date_type": "Enter a date.",
+    "bool_parsing": "Choose yes or no.",
+    "string_pattern_mismatch": "Use only the characters this field allows.",
+    "uuid_parsing": "Choose one of the options.",
+    "list_type": "Choose from the options.",
 }
+# What is left of pydantic's wording once the messages above are applied.
+_FRAMEWORK_WORDS = ("Input should", "input should", "should match pattern")
 
 
 def field_errors(exc: ValidationError) -> dict[str, str]:
@@ -491,6 +509,8 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
         elif kind in _FRIENDLY:
             # Pydantic's own wording ("Input should be ...") is not the app's.
             message = _FRIENDLY[kind].format(**(error.get("ctx") or {}))
+        elif any(words in message for words in _FRAMEWORK_WORDS):
+            message = "Check this value."
         elif message and message[0].islower():
             message = message[0].upper() + message[1:] + ("" if message.endswith(".") else ".")
         errors.setdefault(name, message)
