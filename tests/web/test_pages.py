@@ -814,7 +814,9 @@ async def test_settings_change_what_the_learner_practises(
     assert posted.status_code == 303  # POST-redirect-GET: a reload shows the page again
     assert posted.headers["location"].startswith("/settings?saved=learning")
     saved = await client.get(posted.headers["location"])
-    assert "tomorrow's exercise follows these choices" in saved.text
+    # Not "tomorrow's": an exercise asked for today is chosen with them too.
+    assert "the next exercise chosen for you follows these choices" in saved.text
+    assert "tomorrow" not in saved.text
     assert '<option value="javascript" selected>' in saved.text
     profile = await session.scalar(select(LearnerProfile).where(LearnerProfile.user_id == user.id))
     assert profile is not None
