@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +22,13 @@ from fastapi import FastAPI
 from limits.aio.storage import Storage
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from koan.app import create_app
 from koan.cache import Cache, MemoryCache, RedisCache
 from koan.clock import Clock
 from koan.config import Settings
-from koan.db import create_engine, create_session_factory, transactional
-from koan.deps import get_session, get_session_opener
+from koan.db import create_engine, create_session_factory
 from koan.grading.limits import sandbox_config
 from koan.grading.sandbox import Sandbox
 from koan.llm.tutor_llm import TutorLLM, build_tutor_llm
@@ -232,8 +230,14 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     await grader.close()
 
 
-def make_resources(settings: Settings, backend: Backend, sandbox: Sandbox) -> Resources:
-    """Resources on the backend's engine, with a cache and limiter namespace of their own."""
+def make_resources(
+    settings: Settings,
+    backend: Backend,
+    sandbox: Sandbox,
+    connection: AsyncConnection | None = None,
+) -> Resources:
+    """Resources on the backend's engine, with a cache and limiter namespace of their own; with
+    a connection, every session they open is bound to it (see `connection_sessions`)."""
     namespace = uuid.uuid4().hex
     cache: Cache
     if backend.redis is not None and backend.limits_storage is not None:
@@ -245,7 +249,11 @@ def make_resources(settings: Settings, backend: Backend, sandbox: Sandbox) -> Re
     return Resources(
         settings=settings,
         engine=backend.engine,
-        session_factory=create_session_factory(backend.engine),
+        session_factory=(
+            create_session_factory(backend.engine)
+            if connection is None
+            else connection_sessions(connection)
+        ),
         cache=cache,
         limiter=limiter,
         mailer=Mailer(settings),
@@ -255,32 +263,32 @@ def make_resources(settings: Settings, backend: Backend, sandbox: Sandbox) -> Re
     )
 
 
+def connection_sessions(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    """Sessions as production opens them (one per request, one per streamed reply's store), but
+    on the test's connection: a commit releases a SAVEPOINT and a rollback undoes only that
+    session's work, so the test's own rollback removes everything."""
+    return async_sessionmaker(
+        bind=connection,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+        autoflush=False,
+    )
+
+
 @pytest_asyncio.fixture
 async def resources(
-    settings: Settings, backend: Backend, session: AsyncSession, sandbox: Sandbox
+    settings: Settings,
+    backend: Backend,
+    session: AsyncSession,
+    connection: AsyncConnection,
+    sandbox: Sandbox,
 ) -> AsyncIterator[Resources]:
-    """Koan's resources for one test: shared engine, a cache and limiter namespace of its own."""
-    res = make_resources(settings, backend, sandbox)
+    """Koan's resources for one test: shared engine, a cache and limiter namespace of its own,
+    and sessions on the test's rolled-back connection. The app opens its sessions from them as
+    in production, with no dependency overridden (an override makes FastAPI analyse every
+    dependency again on every request)."""
+    res = make_resources(settings, backend, sandbox, connection)
     yield res
-
-
-def _session_overrides(connection: AsyncConnection) -> dict[Callable[..., Any], Any]:
-    """Dependency overrides that give each request its own session on the test's connection."""
-
-    async def test_session() -> AsyncIterator[AsyncSession]:
-        # A session per request, as in production, on the test's connection: its commit
-        # releases a SAVEPOINT and its rollback undoes only this request's work.
-        request_session = AsyncSession(
-            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-        )
-        async with request_session, transactional(request_session):
-            yield request_session
-
-    # Streamed replies are stored after the handler returns, through their own sessions.
-    return {
-        get_session: test_session,
-        get_session_opener: lambda: asynccontextmanager(test_session),
-    }
 
 
 @pytest.fixture
@@ -296,19 +304,18 @@ async def headers(session: AsyncSession, resources: Resources, learner: User) ->
 
 
 # Building Koan's routes costs ~50 ms (FastAPI analyses every dependency), so each worker
-# builds one app per backend and hands it to every test with that test's own resources,
-# session overrides and empty metrics. Tests that change the app itself use `make_app`.
+# builds one app per backend and hands it to every test with that test's own resources and
+# empty metrics. Tests that change the app itself use `make_app`.
 _shared_apps: dict[str, FastAPI] = {}
 
 
 @pytest.fixture
-def app(resources: Resources, connection: AsyncConnection, backend: Backend) -> Iterator[FastAPI]:
+def app(resources: Resources, backend: Backend) -> Iterator[FastAPI]:
     application = _shared_apps.get(backend.name)
     if application is None:
         application = _shared_apps[backend.name] = create_app(resources=resources)
     application.state.resources = resources
     fresh_metrics(application)
-    application.dependency_overrides = _session_overrides(connection)
     routes = list(application.router.routes)
     yield application
     if application.router.routes != routes:  # a test added a route of its own
@@ -386,8 +393,7 @@ def make_app(connection: AsyncConnection) -> Callable[[Resources], FastAPI]:
     """Another app instance (another "worker") on the test's connection, e.g. sharing a cache."""
 
     def build(res: Resources) -> FastAPI:
-        application = create_app(resources=res)
-        application.dependency_overrides = _session_overrides(connection)
-        return application
+        res.session_factory = connection_sessions(connection)
+        return create_app(resources=res)
 
     return build

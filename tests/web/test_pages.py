@@ -713,6 +713,17 @@ async def test_a_dead_link_is_a_page_for_browsers_and_json_for_programs(
         assert r.json()["error"] == "NotFound"
 
 
+async def test_a_dead_link_keeps_the_signed_in_header(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    assert "Log out" not in (await client.get("/no/such/page", headers=browser)).text
+    await log_in(client, await create_user(session, resources, onboarded=True))
+    page = await client.get("/no/such/page", headers=browser)
+    assert page.status_code == 404
+    assert "Log out" in page.text
+
+
 async def test_catalogue_filters(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

@@ -8,7 +8,6 @@ again with the message beside the field), never with a JSON body or a stack trac
 
 from __future__ import annotations
 
-import inspect
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -368,16 +367,10 @@ async def identify_viewer(request: Request) -> None:
     res: Resources | None = getattr(request.app.state, "resources", None)
     if res is None or ACCESS_COOKIE not in request.cookies:
         return
-    # The request's session as the page routes get it (tests bind it to their transaction).
-    factory = request.app.dependency_overrides.get(get_session, get_session)
     try:
-        sessions = factory(request) if inspect.signature(factory).parameters else factory()
-        try:
-            session = await anext(sessions)
+        async with res.session_factory() as session:  # read only: nothing is committed
             auth = await _auth_from_cookie(request, session, res)
-            request.state.web_user = Viewer.of(auth.user) if auth else None
-        finally:
-            await sessions.aclose()
+        request.state.web_user = Viewer.of(auth.user) if auth else None
     except Exception:  # a page about a dead link must not fail for this
         log.warning("web.viewer_unknown", exc_info=True)
 
