@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
+from types import SimpleNamespace
+
+import httpcore2._async.http11 as http11
+import pytest
 
 from koan.llm import AnthropicProvider, ChatMessage, CompletionRequest, OpenAIProvider
 from koan.llm.base import PROVIDER_KEEPALIVE_S, LLMProvider
@@ -19,7 +23,9 @@ REQUEST = CompletionRequest(
 PAUSE_S = 5.5
 
 
-async def test_both_sdks_reuse_a_connection_after_a_pause(llm_server: FakeLLMServer) -> None:
+async def test_both_sdks_reuse_a_connection_after_a_pause(
+    llm_server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert llm_server.keep_alive_s > PAUSE_S  # as a hosted provider's would
     assert PROVIDER_KEEPALIVE_S > PAUSE_S
     providers: list[LLMProvider] = [
@@ -31,7 +37,10 @@ async def test_both_sdks_reuse_a_connection_after_a_pause(llm_server: FakeLLMSer
     try:
         for provider in providers:
             await drain(provider.stream(REQUEST), [])
-        await asyncio.sleep(PAUSE_S)
+        # The pause, on the clock the connection pool reads its keep-alive expiry from.
+        monkeypatch.setattr(
+            http11, "time", SimpleNamespace(monotonic=lambda: time.monotonic() + PAUSE_S)
+        )
         for provider in providers:
             await drain(provider.stream(REQUEST), [])
     finally:

@@ -56,7 +56,8 @@ class AnthropicProvider(AsyncClosing):
             # Retries belong to Koan's resilience layer (see OpenAIProvider).
             max_retries=0,
             http_client=anthropic.DefaultAsyncHttpxClient(
-                limits=base.keep_alive_limits(anthropic.DEFAULT_CONNECTION_LIMITS)
+                limits=base.keep_alive_limits(anthropic.DEFAULT_CONNECTION_LIMITS),
+                verify=base.shared_tls_context(),
             ),
         )
 

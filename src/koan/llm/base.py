@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import importlib
 import ssl
 import time
@@ -80,6 +81,16 @@ TIMEOUT_ERRORS, TRANSPORT_ERRORS = _transport_error_types()
 # new TCP and TLS handshake before every first token. A connection the provider closed in
 # the meantime is noticed before it is reused.
 PROVIDER_KEEPALIVE_S = 60.0
+
+
+@functools.cache
+def shared_tls_context() -> ssl.SSLContext:
+    """The SDKs' default TLS context (the system's trust store), built once per process for
+    every provider client: building one reads the whole CA bundle, and a context is meant to be
+    shared between connections and clients."""
+    httpcore2 = importlib.import_module("httpcore2")
+    context: ssl.SSLContext = httpcore2.default_ssl_context()
+    return context
 
 
 def keep_alive_limits(sdk_limits: Any) -> Any:

@@ -21,6 +21,7 @@ from koan.llm.base import (
     malformed,
     normalize_finish_reason,
     sdk_error,
+    shared_tls_context,
     sse_data,
     stream_error,
     transport_error,
@@ -76,7 +77,8 @@ class OpenAIProvider(AsyncClosing):
             # the attempts and hide failures from the breaker.
             max_retries=0,
             http_client=openai.DefaultAsyncHttpxClient(
-                limits=keep_alive_limits(openai.DEFAULT_CONNECTION_LIMITS)
+                limits=keep_alive_limits(openai.DEFAULT_CONNECTION_LIMITS),
+                verify=shared_tls_context(),
             ),
         )
 
