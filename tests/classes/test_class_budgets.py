@@ -7,18 +7,22 @@ each call as the server's budgets are (shared by every worker through the cache)
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.classes.tutor import tutor_policy_for
+from koan.errors import BudgetExceeded
 from koan.models import Exercise, LLMCall, User
 from koan.resources import Resources
+from koan.tutor_gateway import budgets
 from tests.chat.helpers import ask, new_conversation
 from tests.classes.helpers import Course, create_course
-from tests.fixtures.factories import create_exercise
+from tests.fixtures.factories import bearer, create_exercise
 from tests.fixtures.llm_server import FakeLLMServer, Reply
 
 Tutor = Callable[..., Resources]
@@ -27,9 +31,13 @@ EXPENSIVE = Reply(text="What does your loop do first?", input_tokens=1000, outpu
 
 
 async def _course(
-    client: httpx.AsyncClient, session: AsyncSession, resources: Resources, **tutor: str
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    timezone: str = "UTC",
+    **tutor: str,
 ) -> tuple[Course, Exercise]:
-    course = await create_course(client, session, resources, learners=2)
+    course = await create_course(client, session, resources, learners=2, timezone=timezone)
     exercise = await create_exercise(session)
     now = datetime.now(UTC)
     made = await client.post(
@@ -160,6 +168,7 @@ async def test_class_budgets_start_the_day_from_the_calls_on_record(
     )
     yesterday = call(b, "1.00", exercise.id)
     yesterday.day = day - timedelta(days=1)
+    yesterday.created_at = resources.clock.now() - timedelta(days=1)
     session.add(yesterday)
     await session.flush()
     llm_server.script(EXPENSIVE)
@@ -195,3 +204,56 @@ async def test_the_servers_budget_still_applies_under_a_larger_class_budget(
     r = await ask(client, h0, about, "second")
     assert r.status_code == 429, r.text
     assert r.json()["detail"].startswith("Your daily AI tutor budget ($0.21)")
+
+
+def move_to(resources: Resources, when: datetime) -> None:
+    now = resources.clock.now()
+    assert when > now
+    resources.clock.advance(when - now)
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Tokyo"])
+async def test_class_budgets_start_over_at_midnight_in_the_class_time_zone(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    tutor: Tutor,
+    zone: str,
+) -> None:
+    # New York's evening is the next UTC day; Tokyo's small hours are the previous one.
+    tutor()
+    course, exercise = await _course(
+        client, session, resources, timezone=zone, learner_daily_budget_usd="0.21"
+    )
+    learner, local = course.learners[0], ZoneInfo(zone)
+    day = resources.clock.now().astimezone(local).date() + timedelta(days=3)
+    spent_at = datetime.combine(day, time(15), tzinfo=local)
+    session.add(
+        LLMCall(user_id=learner.id, purpose="chat", provider="openai", model="m",
+                cost_usd=Decimal("0.20"), exercise_id=exercise.id,
+                day=spent_at.astimezone(UTC).date(), created_at=spent_at)
+    )  # fmt: skip
+    await session.flush()
+
+    async def reserve() -> budgets.Reservation:
+        policy = await tutor_policy_for(session, learner, exercise.id, now=resources.clock.now())
+        assert policy is not None
+        return await budgets.reserve(
+            session, resources, learner.id, Decimal("0.05"), limits=policy.budgets
+        )
+
+    move_to(resources, datetime.combine(day, time(23, 30), tzinfo=local))
+    with pytest.raises(BudgetExceeded) as refused:
+        await reserve()
+    midnight = datetime.combine(day + timedelta(days=1), time(0), tzinfo=local).astimezone(UTC)
+    assert f"It resets at {midnight.isoformat().replace('+00:00', 'Z')}" in refused.value.detail
+    assert refused.value.retry_after == 30 * 60
+    # The instructor sees the class's day, and what it has spent so far.
+    h = await bearer(session, resources, course.instructor)
+    usage = await client.get(f"/api/v1/classes/{course.id}/dashboard/usage", headers=h)
+    assert usage.status_code == 200, usage.text
+    assert (usage.json()["day"], usage.json()["spent_usd"]) == (day.isoformat(), "0.200000")
+
+    move_to(resources, datetime.combine(day + timedelta(days=1), time(0, 30), tzinfo=local))
+    await budgets.release(resources, await reserve())
+

@@ -26,6 +26,7 @@ from koan.classes import repository as class_repository
 from koan.exercises import repository as exercise_repository
 from koan.progress import repository as progress_repository
 from koan.tutor_gateway import repository as gateway_repository
+from koan.tutor_gateway.budgets import day_bounds
 from koan.usage import repository as usage_repository
 from tests.conftest import DATABASE_URL, Backend
 
@@ -427,7 +428,7 @@ async def test_every_class_dashboard_query_reads_through_indexes(
         "conversations_about": lambda s: chat_repository.conversations_about(s, user_id, exercises),
         "current_streaks": lambda s: progress_repository.progress_of_many(s, learners),
         "spent_on_exercises": lambda s: gateway_repository.spent_on_exercises(
-            s, now.date(), learners, exercises
+            s, day_bounds(now.date(), "Europe/Paris"), learners, exercises
         ),
         "classes_of": lambda s: class_repository.classes_of(s, user_id),
         "tutor policy": lambda s: class_repository.classes_setting_exercise(

@@ -43,6 +43,7 @@ from koan.exercises import repository as exercises
 from koan.models import User
 from koan.progress import service as progress
 from koan.tutor_gateway import repository as gateway
+from koan.tutor_gateway.budgets import day_bounds, local_day
 
 # "Needs help": this many failed attempts at one exercise within the window, and no pass.
 FAILING_ATTEMPTS = 2
@@ -315,12 +316,16 @@ async def exercise_stats(session: AsyncSession, member: Membership) -> list[Exer
 
 
 async def usage(session: AsyncSession, member: Membership, *, now: datetime) -> ClassUsage:
-    """Today's tutor spend on the class's exercises (what its budgets count), per learner."""
+    """Today's tutor spend on the class's exercises (what its budgets count), per learner;
+    today is the class's day, in its time zone, as for its budgets."""
     room = member.room
-    today = now.date()
+    today = local_day(now, room.timezone)
     learners = await repository.learners(session, member.room.id)
     spend = await gateway.spent_on_exercises(
-        session, today, [u.id for u in learners], await repository.exercise_ids(session, room.id)
+        session,
+        day_bounds(today, room.timezone),
+        [u.id for u in learners],
+        await repository.exercise_ids(session, room.id),
     )
     return ClassUsage(
         day=today.isoformat(),

@@ -21,7 +21,7 @@ from koan.classes import repository
 from koan.classes.service import local_label
 from koan.models import ClassRoom, User
 from koan.tutor_gateway import repository as gateway
-from koan.tutor_gateway.budgets import Limit
+from koan.tutor_gateway.budgets import Limit, day_bounds
 
 _STRICTNESS_ORDER = {"open": 0, "hints": 1, "socratic": 2}
 
@@ -69,13 +69,20 @@ def tutor_is_off(room: ClassRoom, now: datetime) -> str | None:
 
 
 async def class_spend(
-    class_id: uuid.UUID, user_id: uuid.UUID | None, session: AsyncSession, day: date
+    class_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    timezone: str,
+    session: AsyncSession,
+    day: date,
 ) -> Decimal:
-    """What the tutor's replies in conversations about the class's exercises cost on `day`
-    (UTC): one learner's, or the whole class's. What the class's budgets count."""
+    """What the tutor cost for the class's exercises on `day`, a day in the class's time
+    zone: one learner's, or the whole class's. What the class's budgets count."""
     learners = [user_id] if user_id is not None else await repository.learner_ids(session, class_id)
     spend = await gateway.spent_on_exercises(
-        session, day, learners, await repository.exercise_ids(session, class_id)
+        session,
+        day_bounds(day, timezone),
+        learners,
+        await repository.exercise_ids(session, class_id),
     )
     return sum(spend.values(), Decimal(0))
 
@@ -89,7 +96,8 @@ def budgets_of(room: ClassRoom, user_id: uuid.UUID) -> list[Limit]:
                 scope=f"class:{room.id}:user:{user_id}",
                 limit_usd=room.learner_daily_budget_usd,
                 whose=f"Your daily AI tutor budget in {room.name}",
-                seed=partial(class_spend, room.id, user_id),
+                seed=partial(class_spend, room.id, user_id, room.timezone),
+                timezone=room.timezone,
             )
         )
     if room.class_daily_cap_usd is not None:
@@ -98,7 +106,8 @@ def budgets_of(room: ClassRoom, user_id: uuid.UUID) -> list[Limit]:
                 scope=f"class:{room.id}",
                 limit_usd=room.class_daily_cap_usd,
                 whose=f"The daily AI tutor budget of the whole class {room.name}",
-                seed=partial(class_spend, room.id, None),
+                seed=partial(class_spend, room.id, None, room.timezone),
+                timezone=room.timezone,
             )
         )
     return found

@@ -1,8 +1,10 @@
 """Daily budgets: the projected cost of a call held before it is made, settled after.
 
 Budgets live in the Cache (Redis when configured) so every worker sees the same running total,
-one key per UTC day; the `llm_calls` table is the source of truth, and a day's key is seeded
-from it when the cache does not have it (a restart, a flushed Redis, a new day).
+one key per day; the `llm_calls` table is the source of truth, and a day's key is seeded
+from it when the cache does not have it (a restart, a flushed Redis, a new day). The learner's
+and Koan's budgets run on UTC days; a `Limit` may run on the days of a time zone of its own
+(a class's, so that its budgets start over at the class's midnight).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +37,19 @@ def utc_day(now: datetime) -> date:
 def resets_at(now: datetime) -> datetime:
     """When today's budgets start over: the next midnight, UTC."""
     return datetime.combine(utc_day(now) + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def local_day(now: datetime, timezone: str) -> date:
+    """The date at `now` in `timezone`."""
+    return now.astimezone(ZoneInfo(timezone)).date()
+
+
+def day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
+    """The UTC instants `day` in `timezone` starts and ends at (a DST day is 23 or 25 h)."""
+    zone = ZoneInfo(timezone)
+    start = datetime.combine(day, time(0), tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def usd(value: float | Decimal) -> Decimal:
@@ -91,9 +107,9 @@ async def set_budget_override(
     await res.cache.set(_budget_key(user_id), value, ttl_s=_BUDGET_TTL_S)
 
 
-def _ttl(res: Resources, day: date) -> float:
-    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
-    return max(1.0, (end - res.clock.now()).total_seconds()) + _KEY_MARGIN_S
+def _ttl(res: Resources, until: datetime) -> float:
+    """How long a day's key is kept: until its day ends, and a margin."""
+    return max(1.0, (until - res.clock.now()).total_seconds()) + _KEY_MARGIN_S
 
 
 @dataclass(frozen=True)
@@ -101,12 +117,21 @@ class Limit:
     """A daily limit beside the learner's own and Koan's that some calls also count against
     (a class's budgets for the conversations about its exercises). Its day's total is kept
     under `scope` like theirs, and seeded by `seed(session, day)`: what the database has
-    recorded of the calls it counts. `whose` names it to the learner when it refuses."""
+    recorded of the calls it counts on that day. Its days are those of `timezone` (they
+    start over at midnight there). `whose` names it to the learner when it refuses."""
 
     scope: str
     limit_usd: Decimal
     whose: str
     seed: Callable[[AsyncSession, date], Awaitable[Decimal]]
+    timezone: str = "UTC"
+
+    def day(self, now: datetime) -> date:
+        return local_day(now, self.timezone)
+
+    def resets_at(self, now: datetime) -> datetime:
+        """The next midnight in the limit's time zone, in UTC."""
+        return day_bounds(self.day(now), self.timezone)[1]
 
 
 def limit_key(day: date, limit: Limit) -> str:
@@ -119,16 +144,20 @@ class _Total:
 
     key: str
     seed: Callable[[], Awaitable[Decimal]]
+    ends: datetime  # when its day ends (the key is kept a little longer)
 
 
 @dataclass
 class Reservation:
-    """The projected cost of one call, held against today's budgets until it is settled."""
+    """The projected cost of one call, held against today's budgets until it is settled.
+    `day` is the UTC day the call is recorded under; `until`, when the last of its keys'
+    days ends."""
 
     day: date
     keys: tuple[str, ...] = ()
     amount: float = 0.0
     settled: bool = field(default=False)
+    until: datetime | None = None
 
 
 async def reserve(
@@ -147,24 +176,37 @@ async def reserve(
     if res.llm.offline_only:
         return Reservation(day)  # the offline tutor is free: nothing to count
     amount = float(max(projected, Decimal(0)))
+    utc_end = resets_at(now)
     totals = [
-        _Total(user_spend_key(day, user_id), partial(repository.spent_on, session, day, user_id)),
-        _Total(global_spend_key(day), partial(repository.spent_on, session, day, None)),
-        *(_Total(limit_key(day, limit), partial(limit.seed, session, day)) for limit in limits),
+        _Total(
+            user_spend_key(day, user_id),
+            partial(repository.spent_on, session, day, user_id),
+            utc_end,
+        ),
+        _Total(global_spend_key(day), partial(repository.spent_on, session, day, None), utc_end),
+        *(
+            _Total(
+                limit_key(limit.day(now), limit),
+                partial(limit.seed, session, limit.day(now)),
+                limit.resets_at(now),
+            )
+            for limit in limits
+        ),
     ]
+    until = max(total.ends for total in totals)
     # Two round trips in the usual case: add to every total while reading the learner's
     # override (one script), and later settle them all (one more).
-    spent, [override] = await _add(res, day, totals, amount, read=[_budget_key(user_id)])
+    spent, [override] = await _add(res, until, totals, amount, read=[_budget_key(user_id)])
     try:
         user_limit = await _daily_budget(session, res, user_id, override)
         checks = [
-            (spent[0], user_limit, "Your daily AI tutor budget"),
-            (spent[1], res.settings.llm_global_daily_budget_usd, "Koan's daily AI budget"),
-            *((total, limit.limit_usd, limit.whose) for total, limit in zip(
+            (spent[0], user_limit, "Your daily AI tutor budget", utc_end),
+            (spent[1], res.settings.llm_global_daily_budget_usd, "Koan's daily AI budget", utc_end),
+            *((total, limit.limit_usd, limit.whose, limit.resets_at(now)) for total, limit in zip(
                 spent[2:], limits, strict=True
             )),
         ]  # fmt: skip
-        for total, limit_usd, whose in checks:
+        for total, limit_usd, whose, reset in checks:
             if limit_usd is None or amount == 0:
                 # No limit, or a projection of 0 (an unpriced model): counted, never refused.
                 continue
@@ -173,24 +215,29 @@ async def reserve(
                     spent_usd=usd(total - amount),
                     limit_usd=limit_usd,
                     projected_usd=projected,
-                    resets_in_seconds=(resets_at(now) - now).total_seconds(),
+                    resets_in_seconds=(reset - now).total_seconds(),
                 )
             except BudgetExceeded as exc:
-                raise _budget_error(whose, limit_usd, now, exc.retry_after) from None
+                raise _budget_error(whose, limit_usd, now, reset, exc.retry_after) from None
     except BaseException:
         await res.cache.incr_float_many(
-            [(total.key, -amount) for total in totals], ttl_s=_ttl(res, day)
+            [(total.key, -amount) for total in totals], ttl_s=_ttl(res, until)
         )
         raise
-    return Reservation(day, tuple(total.key for total in totals), amount)
+    return Reservation(day, tuple(total.key for total in totals), amount, until=until)
 
 
 async def _add(
-    res: Resources, day: date, totals: Sequence[_Total], amount: float, *, read: Sequence[str]
+    res: Resources,
+    until: datetime,
+    totals: Sequence[_Total],
+    amount: float,
+    *,
+    read: Sequence[str],
 ) -> tuple[list[float], list[str | None]]:
     """Add `amount` to every total, all or none; a total the cache does not keep yet today
     is first seeded from the database. Returns the totals after, and the values of `read`."""
-    ttl_s = _ttl(res, day)
+    ttl_s = _ttl(res, until)
     added, values = await res.cache.add_to_existing(
         [(total.key, amount) for total in totals], ttl_s=ttl_s, read=read
     )
@@ -215,8 +262,9 @@ async def _add(
     return [value or 0.0 for value in after], values
 
 
-def _budget_error(whose: str, limit: Decimal, now: datetime, retry_after: int) -> BudgetExceeded:
-    reset = resets_at(now)
+def _budget_error(
+    whose: str, limit: Decimal, now: datetime, reset: datetime, retry_after: int
+) -> BudgetExceeded:
     hours = max(1, math.ceil((reset - now).total_seconds() / 3600))
     when = reset.isoformat().replace("+00:00", "Z")
     return BudgetExceeded(
@@ -233,8 +281,9 @@ async def settle(res: Resources, reservation: Reservation, actual: Decimal) -> N
     reservation.settled = True
     delta = float(actual) - reservation.amount
     if delta and reservation.keys:
+        until = reservation.until or resets_at(res.clock.now())
         await res.cache.incr_float_many(
-            [(key, delta) for key in reservation.keys], ttl_s=_ttl(res, reservation.day)
+            [(key, delta) for key in reservation.keys], ttl_s=_ttl(res, until)
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -29,19 +29,25 @@ async def spent_on(session: AsyncSession, day: date, user_id: uuid.UUID | None =
 
 async def spent_on_exercises(
     session: AsyncSession,
-    day: date,
+    period: tuple[datetime, datetime],
     learners: Sequence[uuid.UUID],
     exercises: Sequence[uuid.UUID],
 ) -> dict[uuid.UUID, Decimal]:
-    """Learner -> what the tutor's replies in their conversations about `exercises` cost on
-    `day` (ix_llm_calls_user_day; learners who spent nothing are left out)."""
+    """Learner -> what the tutor's replies in their conversations about `exercises` cost
+    from `period[0]` to before `period[1]` (a day somewhere: the UTC days it spans narrow
+    the read to ix_llm_calls_user_day; learners who spent nothing are left out)."""
     if not learners or not exercises:
         return {}
+    start, end = period
+    first, last = start.astimezone(UTC).date(), end.astimezone(UTC).date()
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     query = (
         select(LLMCall.user_id, func.sum(LLMCall.cost_usd))
         .where(
             LLMCall.user_id.in_(list(learners)),
-            LLMCall.day == day,
+            LLMCall.day.in_(days),
+            LLMCall.created_at >= start,
+            LLMCall.created_at < end,
             LLMCall.purpose == "chat",
             LLMCall.exercise_id.in_(list(exercises)),
         )
