@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -89,7 +90,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     app.state.refill_scheduler = refill_scheduler
     app.state.class_work = open_assignment_exercises
     app.state.tutor_policy = tutor_policy_for
-    app.state.hint_tailor = tailored_hint
+    app.state.hint_tailor = partial(tailored_hint, policy=tutor_policy_for)
     # The data export (progress) includes the learner's tutor conversations (chat).
     app.state.conversation_export = conversation_records
     app.state.account_maker = users_service.create_user

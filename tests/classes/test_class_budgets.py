@@ -20,7 +20,7 @@ from koan.errors import BudgetExceeded
 from koan.models import Exercise, LLMCall, User
 from koan.resources import Resources
 from koan.tutor_gateway import budgets
-from tests.chat.helpers import ask, new_conversation
+from tests.chat.helpers import ask, new_conversation, record_attempt
 from tests.classes.helpers import Course, create_course
 from tests.fixtures.factories import bearer, create_exercise
 from tests.fixtures.llm_server import FakeLLMServer, Reply
@@ -160,10 +160,12 @@ async def test_class_budgets_start_the_day_from_the_calls_on_record(
 
     session.add_all(
         [
-            call(a, "0.20", exercise.id),  # counts: a's reply about the class's exercise
-            # Not the class's tutor spend: another exercise, a hint, yesterday.
+            # Count: a's reply and a hint tailored for a, about the class's exercise.
+            call(a, "0.10", exercise.id),
+            call(a, "0.10", exercise.id, purpose="hint"),
+            # Not the class's tutor spend: another exercise, a written exercise, yesterday.
             call(b, "0.10", other.id),
-            call(b, "0.10", exercise.id, purpose="hint"),
+            call(b, "0.10", None, purpose="generation"),
         ]
     )
     yesterday = call(b, "1.00", exercise.id)
@@ -257,3 +259,50 @@ async def test_class_budgets_start_over_at_midnight_in_the_class_time_zone(
     move_to(resources, datetime.combine(day + timedelta(days=1), time(0, 30), tzinfo=local))
     await budgets.release(resources, await reserve())
 
+
+async def test_tailored_hints_count_against_the_class_budgets(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    course, exercise = await _course(client, session, resources, learner_daily_budget_usd="0.21")
+    learner, h0 = course.learners[0], course.headers["learner0"]
+    await record_attempt(session, resources, learner, exercise, code="def add(a, b):\n    pass\n")
+    llm_server.script(EXPENSIVE, EXPENSIVE)
+    first = await client.post(f"/api/v1/exercises/{exercise.id}/hints", headers=h0)
+    assert first.status_code == 200, first.text
+    assert first.json()["hint"] == EXPENSIVE.text  # tailored by the model: $0.20 of the $0.21
+    # The class's budget is spent: the next hint is the authored rung, the model not asked.
+    second = await client.post(f"/api/v1/exercises/{exercise.id}/hints", headers=h0)
+    assert second.status_code == 200, second.text
+    assert second.json()["hint"] == exercise.hints[1]
+    assert len(llm_server.requests) == 1
+    # And the tutor says so in a conversation about the exercise.
+    r = await ask(client, h0, await new_conversation(client, h0, exercise), "help?")
+    assert r.status_code == 429, r.text
+    assert r.json()["detail"].startswith("Your daily AI tutor budget in CS 101 ($0.21)")
+    usage = await client.get(
+        f"/api/v1/classes/{course.id}/dashboard/usage", headers=course.headers["instructor"]
+    )
+    assert usage.json()["by_learner"] == {learner.email: "0.200000"}
+
+
+async def test_a_class_that_switched_the_tutor_off_gets_the_authored_hints(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    course, exercise = await _course(client, session, resources, off="true")
+    learner, h0 = course.learners[0], course.headers["learner0"]
+    await record_attempt(session, resources, learner, exercise, code="def add(a, b):\n    pass\n")
+    llm_server.script(EXPENSIVE)
+    r = await client.post(f"/api/v1/exercises/{exercise.id}/hints", headers=h0)
+    assert r.status_code == 200, r.text
+    assert r.json()["hint"] == exercise.hints[0]
+    assert llm_server.requests == []

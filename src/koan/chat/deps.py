@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Annotated, Protocol
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.auth.deps import access_claims, authenticated, current_auth, ensure_verified
 from koan.chat import repository
-from koan.chat.reply import HISTORY_LIMIT, ClassPolicy, ReplyTarget
+from koan.chat.policy import PolicyLookup
+from koan.chat.reply import HISTORY_LIMIT, ReplyTarget
 from koan.chat.service import no_conversation
 from koan.deps import ResourcesDep, SessionDep
-from koan.models import User
 
 _CONVERSATION_ID = TypeAdapter(uuid.UUID)
-
-
-class PolicyLookup(Protocol):
-    """The classes' tutor controls for a learner's exercise; the app wires it in (app.py)."""
-
-    async def __call__(
-        self, session: AsyncSession, user: User, exercise_id: uuid.UUID | None, *, now: datetime
-    ) -> ClassPolicy | None: ...
 
 
 async def reply_target(request: Request, session: SessionDep, res: ResourcesDep) -> ReplyTarget:

@@ -10,6 +10,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.chat.context import exercise_context, strictness_of
+from koan.chat.policy import PolicyLookup
 from koan.errors import BudgetExceeded, TutorUnavailable
 from koan.exercises import lifecycle
 from koan.exercises import repository as exercises
@@ -34,13 +35,22 @@ async def tailored_hint(
     *,
     rung: int,
     authored: str,
+    policy: PolicyLookup | None = None,
 ) -> str:
-    """Hint number `rung` (0-based) tailored to the learner's code, or the authored rung."""
+    """Hint number `rung` (0-based) tailored to the learner's code, or the authored rung.
+
+    `policy` (the app wires in the classes'): a class that sets the exercise has its say as
+    over the tutor's replies: its strictness, its tutor switched off (the authored rung), and
+    its budgets, which the hint's cost counts against."""
     if not res.llm.tailors_hints:
+        return authored
+    rules = await policy(session, user, exercise.id, now=res.clock.now()) if policy else None
+    if rules is not None and rules.off:
         return authored
     context, guard = await exercise_context(
         session, user, exercise, threshold=res.settings.llm_leak_threshold,
-        strictness=strictness_of(res.settings), sandbox=res.sandbox,
+        strictness=strictness_of(res.settings, rules.strictness if rules else None),
+        sandbox=res.sandbox,
     )  # fmt: skip
     context = replace(context, hints_used=rung)
     # Only the experience level: the prompt (and so the cache entry) holds nothing personal,
@@ -65,8 +75,9 @@ async def tailored_hint(
     key = calls.cache_key(request, res.llm.model, scope=f"exercise:{exercise.id}")
     try:
         call = await calls.complete(
-            session, res, user_id=user.id, request=request, exercise_id=exercise.id, cache=key
-        )
+            session, res, user_id=user.id, request=request, exercise_id=exercise.id, cache=key,
+            limits=tuple(rules.budgets) if rules else (),
+        )  # fmt: skip
     except (TutorUnavailable, BudgetExceeded) as exc:
         log.info("hint.ladder_fallback", reason=exc.code, exercise_id=str(exercise.id))
         return authored

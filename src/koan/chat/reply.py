@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +17,7 @@ from koan.chat.context import (
     strictness_of,
 )
 from koan.chat.hints import count_offline_rung
+from koan.chat.policy import ClassPolicy
 from koan.errors import BudgetExceeded, Forbidden, TutorUnavailable
 from koan.exercises import repository as exercises
 from koan.llm import (
@@ -56,27 +55,6 @@ class ReplyTarget:
     profile: LearnerProfileRow | None
     history: list[tuple[str, str]] = field(default_factory=list)
     policy: ClassPolicy | None = None
-
-
-class ClassPolicy(Protocol):
-    """A class's controls over the tutor for one exercise (classes sits above chat; the app
-    wires the lookup in, see `chat.deps`)."""
-
-    @property
-    def strictness(self) -> str | None: ...
-    @property
-    def off(self) -> bool: ...
-    @property
-    def off_reason(self) -> str: ...
-    def system_prompt(self) -> str:
-        """The teacher's instructions and words to avoid, for the system prompt."""
-        ...
-
-    @property
-    def budgets(self) -> Sequence[Limit]:
-        """The class's daily budgets (per learner, whole class) its conversations count
-        against, within the server's."""
-        ...
 
 
 class TutorOff(Forbidden):

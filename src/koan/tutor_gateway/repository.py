@@ -48,7 +48,8 @@ async def spent_on_exercises(
             LLMCall.day.in_(days),
             LLMCall.created_at >= start,
             LLMCall.created_at < end,
-            LLMCall.purpose == "chat",
+            # The tutor's replies and the hints it tailored: both are the tutor's work.
+            LLMCall.purpose.in_(("chat", "hint")),
             LLMCall.exercise_id.in_(list(exercises)),
         )
         .group_by(LLMCall.user_id)
