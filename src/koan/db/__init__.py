@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import DateTime, MetaData, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -68,6 +68,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+PREPARED_STATEMENTS_KEPT = 2000
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; SQLite gets foreign keys and real SAVEPOINT support."""
     if url.startswith("sqlite"):
@@ -82,6 +85,15 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # The app passes its settings (KOAN_DATABASE_POOL_SIZE and friends); these are the defaults.
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
+    # The connection used last is handed out first: its prepared statements are warm, and
+    # connections kept beyond the usual load stay idle instead of taking turns.
+    kwargs.setdefault("pool_use_lifo", True)
+    if make_url(url).get_driver_name() == "asyncpg":
+        # Each connection keeps its prepared statements: room for every statement Koan sends
+        # (several hundred), so none is prepared again (a round trip, and a parse and plan on
+        # the server) because others pushed it out of a smaller cache.
+        connect_args = kwargs.setdefault("connect_args", {})
+        connect_args.setdefault("prepared_statement_cache_size", PREPARED_STATEMENTS_KEPT)
     engine = create_async_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping") and engine.dialect.driver == "asyncpg":
         _drop_closed_connections(engine)
