@@ -229,6 +229,10 @@ def _journey(teacher: Any, learner: Any, live: LiveServer, smtp_server: SMTPServ
     learner.get_by_label("Your question").fill("Can you check my loop?")
     learner.get_by_role("button", name="Send").click()
     expect(learner.locator("#tutor")).to_contain_text("Midterm exam")
+    # Opened again, the exercise says so before any question, and offers no chat box.
+    learner.reload()
+    expect(learner.get_by_test_id("tutor-off")).to_contain_text("Midterm exam")
+    expect(learner.get_by_label("Your question")).to_have_count(0)
 
     # The gradebook, and its export.
     teacher.get_by_role("navigation", name="Class pages").get_by_role(

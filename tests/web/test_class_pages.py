@@ -711,6 +711,37 @@ async def test_the_tutor_is_switched_off_for_an_exam_and_the_learner_is_told_why
     )
 
 
+async def test_the_exercise_page_says_the_tutor_is_off_instead_of_offering_the_chat(
+    course: Course, session: AsyncSession
+) -> None:
+    exercise_page = f"/exercises/{course.exercise.id}"
+    assert 'id="chat-form"' in (await course.learner.get(exercise_page)).text
+    off = await course.teacher.post(
+        f"/classes/{course.id}/tutor", {"mode": "off", "off_reason": "Quiz week", "strictness": ""}
+    )
+    assert off.status_code == 303, off.text
+    page = await course.learner.get(exercise_page)
+    assert page.status_code == 200
+    # Said before the learner types a question, in place of the chat box.
+    assert 'id="chat-form"' not in page.text
+    assert 'id="chat-input"' not in page.text
+    assert "Quiz week (CS 101)." in text_of(page)
+    assert "The hints and your tests still work." in text_of(page)
+    # The tutor page says it too, over a conversation about the exercise.
+    made = await course.learner.http.post(
+        "/api/v1/conversations",
+        json={"exercise_id": str(course.exercise.id)},
+        headers={"X-CSRF-Token": course.learner.token},
+    )
+    assert made.status_code == 201, made.text
+    talk = await course.learner.get(f"/chat?c={made.json()['id']}")
+    assert 'id="chat-form"' not in talk.text
+    assert "Quiz week (CS 101)." in text_of(talk)
+    # An exercise the class does not set keeps its tutor.
+    other = await create_exercise(session)
+    assert 'id="chat-form"' in (await course.learner.get(f"/exercises/{other.id}")).text
+
+
 async def test_tutor_settings_with_mistakes_are_shown_again(course: Course) -> None:
     path = f"/classes/{course.id}/tutor"
     for data, field, message in (

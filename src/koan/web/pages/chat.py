@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from koan.chat import service as chat
+from koan.classes.tutor import tutor_policy_for
+from koan.deps import ResourcesDep
 from koan.web.pagekit import PageUser, WebRoute, WebSession, parse_uuid, render
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -20,12 +22,24 @@ async def chat_page(
     request: Request,
     user: PageUser,
     session: WebSession,
+    res: ResourcesDep,
     c: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
     """Talk to the tutor; the reply streams in token by token. `c` opens a past conversation."""
     page = await chat.conversations_page(session, user, limit=CONVERSATIONS_SHOWN, cursor=None)
     current = None
+    tutor_off = None
     if c:
         conversation = await chat.owned(session, user, parse_uuid(c))
         current = await chat.detail(session, conversation, limit=MESSAGES_SHOWN, cursor=None)
-    return render(request, "chat.html", {"conversations": list(page.items), "current": current})
+        if conversation.exercise_id is not None:
+            policy = await tutor_policy_for(
+                session, user, conversation.exercise_id, now=res.clock.now()
+            )
+            if policy is not None and policy.off:
+                tutor_off = policy.off_reason or "Your class has switched the tutor off for now."
+    return render(
+        request,
+        "chat.html",
+        {"conversations": list(page.items), "current": current, "tutor_off": tutor_off},
+    )

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
 from koan.classes import service as classes
+from koan.classes.tutor import tutor_policy_for
 from koan.deps import ResourcesDep
 from koan.drafts import service as drafts
 from koan.errors import KoanError
@@ -21,6 +22,7 @@ from koan.exercises.submit import submission_out, submit
 from koan.models import Exercise, User
 from koan.progress import achievements
 from koan.progress import service as progress_service
+from koan.resources import Resources
 from koan.web.pagekit import (
     LANGUAGE_NAMES,
     PageUser,
@@ -196,9 +198,19 @@ async def _exercise(session: WebSession, exercise_id: str, user: User) -> Exerci
 
 
 async def _exercise_context(
-    session: WebSession, user: User, exercise: Exercise, *, code: str | None = None
+    session: WebSession,
+    res: Resources,
+    user: User,
+    exercise: Exercise,
+    *,
+    code: str | None = None,
 ) -> dict[str, Any]:
     assignment, latest = await exercises.latest_work(session, user, exercise)
+    # Said on the page, in place of the chat box, before the learner types a question.
+    policy = await tutor_policy_for(session, user, exercise.id, now=res.clock.now())
+    tutor_off = None
+    if policy is not None and policy.off:
+        tutor_off = policy.off_reason or "Your class has switched the tutor off for now."
     draft = await drafts.find(session, user, exercise.id)
     hints_used = assignment.hints_used if assignment else 0
     result = None
@@ -222,6 +234,7 @@ async def _exercise_context(
         "code": code,
         "saved_at_ms": int(saved_at.timestamp() * 1000) if saved_at else 0,
         "result": result,
+        "tutor_off": tutor_off,
     }
 
 
@@ -236,7 +249,7 @@ async def exercise_page(
 ) -> Response:
     """Statement, editor, tests, hints and the tutor, side by side."""
     exercise = await _exercise(session, exercise_id, user)
-    ctx = await _exercise_context(session, user, exercise)
+    ctx = await _exercise_context(session, res, user, exercise)
     until = lifecycle.resumable_until(ctx["assignment"]) if ctx["assignment"] else None
     ctx["resume_until"] = until if until and until > res.clock.now() else None
     if ctx["result"] is not None:
@@ -297,7 +310,7 @@ async def run_tests(
     try:
         data = SubmissionIn(code=code)
     except ValidationError as exc:
-        ctx = await _exercise_context(session, user, exercise, code=code)
+        ctx = await _exercise_context(session, res, user, exercise, code=code)
         message = next(iter(field_errors(exc).values()), "Write some code first.")
         return _results(
             request, ctx, error=f"Your code {message[0].lower()}{message[1:]}", status_code=422
@@ -306,7 +319,7 @@ async def run_tests(
         graded = await submit(session, res, user, exercise, data.code)
     except KoanError as exc:
         # What the refusal left (a submission kept as an error) is committed with the page.
-        ctx = await _exercise_context(session, user, exercise, code=code)
+        ctx = await _exercise_context(session, res, user, exercise, code=code)
         return _results(request, ctx, error=exc)
     result = submission_out(graded.submission, graded.achievements_unlocked)
     if not request.headers.get("HX-Request"):
@@ -315,7 +328,7 @@ async def run_tests(
         unlocked = ",".join(result.achievements_unlocked)
         query = "?" + urlencode({"unlocked": unlocked}) if unlocked else ""
         return redirect(request, f"/exercises/{exercise.id}{query}#results")
-    ctx = await _exercise_context(session, user, exercise, code=code)
+    ctx = await _exercise_context(session, res, user, exercise, code=code)
     return _results(request, ctx, result=result)
 
 
@@ -339,7 +352,7 @@ async def hint(
     if error is None and not request.headers.get("HX-Request"):
         # POST-redirect-GET: a reload shows the hints instead of taking another one.
         return redirect(request, f"/exercises/{exercise.id}#hints-panel")
-    ctx = await _exercise_context(session, user, exercise)
+    ctx = await _exercise_context(session, res, user, exercise)
     ctx["hint_error"] = error
     if request.headers.get("HX-Request"):
         return render(request, "partials/hints.html", ctx)
