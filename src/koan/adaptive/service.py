@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,9 +34,33 @@ MIN_INTEREST_POOL = 5
 REFILL_TOLERANCE = 0.2
 
 
+class Offered(Protocol):
+    """What choosing needs to know of an exercise: its row, or a bank entry read without the
+    content (tests, solution, hints) the choice never looks at."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def statement(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def difficulty(self) -> int: ...
+    @property
+    def skills(self) -> list[str]: ...
+    @property
+    def rating(self) -> float: ...
+    @property
+    def rating_uncertainty(self) -> float: ...
+    @property
+    def rating_attempts(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class Pick:
-    exercise: Exercise
+    exercise: Offered
     reason: str
     predicted_success: float = 0.75
     repeat: bool = False  # every exercise left had been given recently or completed
@@ -69,7 +94,7 @@ def refill_for(pick: Pick, *, target: float, tolerance: float = REFILL_TOLERANCE
     return Refill(language=exercise.language, skill=skill, difficulty=difficulty)
 
 
-def item_of(exercise: Exercise) -> ItemRating:
+def item_of(exercise: Offered) -> ItemRating:
     return ItemRating(
         rating=exercise.rating,
         uncertainty=exercise.rating_uncertainty,
@@ -161,7 +186,7 @@ async def record_outcome(
     return updated
 
 
-def _matches(exercise: Exercise, interests: list[str]) -> bool:
+def _matches(exercise: Offered, interests: list[str]) -> bool:
     text = " ".join([exercise.title, exercise.statement[:500], *exercise.skills]).lower()
     return any(tag in text for tag in interests)
 
@@ -170,7 +195,7 @@ async def choose_daily(
     session: AsyncSession,
     user: User,
     profile: LearnerProfile,
-    bank: Sequence[Exercise],
+    bank: Sequence[Offered],
     history: Mapping[uuid.UUID, tuple[datetime, bool]],
     *,
     now: datetime,

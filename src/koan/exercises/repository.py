@@ -307,6 +307,53 @@ async def candidates(
     return found.scalars().all()
 
 
+@dataclass(frozen=True, slots=True)
+class BankEntry:
+    """An exercise as the daily pick weighs it, read without its content (starter, solution,
+    tests, hints): a language's whole bank is weighed for every pick, and one is chosen."""
+
+    id: uuid.UUID
+    title: str
+    statement: str
+    language: str
+    difficulty: int
+    skills: list[str]
+    rating: float
+    rating_uncertainty: float
+    rating_attempts: int
+
+
+_DAILY_BANK = (
+    select(
+        Exercise.id,
+        Exercise.title,
+        Exercise.statement,
+        Exercise.language,
+        Exercise.difficulty,
+        Exercise.skills,
+        Exercise.rating,
+        Exercise.rating_uncertainty,
+        Exercise.rating_attempts,
+    )
+    .where(
+        Exercise.language == bindparam("language"),
+        or_(
+            Exercise.source != "generated",
+            Exercise.approved_at.is_not(None),
+            Exercise.owner_id == bindparam("viewer"),
+        ),
+    )
+    .order_by(Exercise.slug)
+)
+
+
+async def daily_bank(session: AsyncSession, *, language: str, viewer: uuid.UUID) -> list[BankEntry]:
+    """What the daily pick chooses from (the exercises of `candidates`), as plain values: no
+    row is kept in the session, and the content is read only for the exercise chosen."""
+    found = await session.execute(_DAILY_BANK, {"language": language, "viewer": viewer})
+    return [BankEntry(*row) for row in found]
+
+
 _OPEN_DAILY = (
     select(Assignment)
     .where(

@@ -243,7 +243,7 @@ async def _assign_daily(
     hooks: DailyHooks,
 ) -> Assignment:
     profile = await profiles.profile_of(session, user)
-    bank = await repository.candidates(
+    bank = await repository.daily_bank(
         session, language=profile.language or "python", viewer=user.id
     )
     # Work a class has set is done as class work; the daily exercise leaves it alone (unless
@@ -267,7 +267,10 @@ async def _assign_daily(
     refill = adaptive.refill_for(pick, target=res.settings.adaptive_target_success)
     if refill is not None:
         await hooks.refill(user.id, refill)
-    return await lifecycle.open_daily(session, user, pick.exercise, reason=pick.reason, now=now)
+    exercise = await repository.exercise_by_id(session, pick.exercise.id)
+    if exercise is None:  # deleted since the bank was read
+        raise NotFound("Today's exercise was just removed; ask again.", code="NoExercises")
+    return await lifecycle.open_daily(session, user, exercise, reason=pick.reason, now=now)
 
 
 async def next_hint(
