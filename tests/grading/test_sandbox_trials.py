@@ -113,6 +113,19 @@ async def test_stop_any_ends_at_the_first_program_passing_a_selected_test(
 
 
 @pytest.mark.parametrize("language", ["python", "javascript"])
+async def test_stop_any_ends_the_run_at_the_first_test_passed(
+    sandbox: Sandbox, language: str
+) -> None:
+    report = await run_trial(sandbox, language, ["wrong", "right"], stop="any")
+
+    # `right` passes both tests; the first one decides, the second is not run.
+    assert [outcome.status for outcome in report.outcomes] == ["tests", "tests"]
+    assert report.outcomes[1].planned == (name(language, "small"), name(language, "negative"))
+    assert report.outcomes[1].passed == frozenset({name(language, "small")})
+    assert report.stopped_at == 1
+
+
+@pytest.mark.parametrize("language", ["python", "javascript"])
 async def test_stop_all_needs_every_test_to_pass(sandbox: Sandbox, language: str) -> None:
     report = await run_trial(sandbox, language, ["half", "right", "wrong"], stop="all")
 

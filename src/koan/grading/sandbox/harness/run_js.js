@@ -442,7 +442,14 @@
         t += 1;
         runTimed(entry, remaining, (outcome) => {
           if (running === null) return;
-          if (outcome.status === 'passed') append(running.passed, entry.name);
+          if (outcome.status === 'passed') {
+            append(running.passed, entry.name);
+            // Under "any" one passed test decides: the trial ends with this program.
+            if (stop === 'any') {
+              finish(report('tests'));
+              return;
+            }
+          }
           setImmediateCaptured(stepCase);
         });
       }

@@ -161,7 +161,8 @@ def _trial(
     armed only while the program's code runs). One program could still change shared state a
     later one sees (a standard module, the alarm's handler); that can only make the trial's
     answer wrong, never reach beyond the run. With stop "any" the trial ends at the first
-    program that passes a test, with "all" at the first that passes every test.
+    program that passes a test (whose other tests are then not run), with "all" at the first
+    that passes every test.
     """
     _process(workdir)
     names, code, broken, tests_path = tests
@@ -184,7 +185,7 @@ def _trial(
         status = "import"
         if code is not None:
             status, passed = _try_program(program, code, names, pristine, tests_path, workdir,
-                                          wall_s, armed)  # fmt: skip
+                                          wall_s, armed, first=stop == "any")  # fmt: skip
         emit({"t": "case", "index": index, "status": status, "plan": names, "passed": passed})
         if (stop == "any" and passed) or (
             stop == "all" and status == "tests" and names and len(passed) == len(names)
@@ -202,8 +203,11 @@ def _try_program(
     workdir: str,
     wall_s: float,
     armed: list[bool],
+    *,
+    first: bool = False,
 ) -> tuple[str, list[str]]:
-    """(how the program ended, the tests it passed); nothing is emitted while it runs."""
+    """(how the program ended, the tests it passed); nothing is emitted while it runs.
+    `first`: stop at the first test it passes (all the stop rule "any" needs to know)."""
     passed: list[str] = []
     status = "tests"
     armed[0] = True
@@ -232,6 +236,8 @@ def _try_program(
                 raise _Deadline
             if result["status"] == "passed":
                 passed.append(name)
+                if first:
+                    break
     except _Deadline:
         status = "timeout"
     finally:
