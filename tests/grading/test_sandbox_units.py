@@ -17,7 +17,13 @@ from koan.grading.sandbox.pool import SlotPool
 from koan.grading.sandbox.seccomp_filter import SELF_PID_PLACEHOLDER, build_filters
 from koan.grading.sandbox.tiers import candidates
 from koan.grading.sandbox.uids import claim_uids, release_all
-from koan.grading.sandbox.verdict import SetupFailed, decide, decide_trial, parse_verdict
+from koan.grading.sandbox.verdict import (
+    SetupFailed,
+    decide,
+    decide_trial,
+    parse_verdict,
+    trial_end,
+)
 from koan.grading.sandbox.zygote import RunResult
 
 NONCE = "n" * 32
@@ -162,6 +168,22 @@ def test_a_trial_stops_reading_at_a_forged_or_misplaced_record() -> None:
 
     skipped = trial(channel(READY, case(1, ["a"])))
     assert [o.status for o in skipped.outcomes] == ["not_run"] * 3
+
+
+def test_a_trials_verdict_is_complete_at_its_own_end_record_not_a_forged_one() -> None:
+    end = {"t": "end", "phase": "trial"}
+    first = channel(READY, case(0, []))
+    read, ended = trial_end(first, NONCE)
+    assert (read, ended) == (len(first), False)
+
+    forged = first + channel(end, nonce="x" * 32)
+    assert trial_end(forged, NONCE, read) == (len(forged), False)
+
+    cut = forged + channel(case(1, ["a"])) + channel(end)[:-1]  # the end's line is not whole
+    assert trial_end(cut, NONCE, read)[1] is False
+    whole = cut + b"\n"
+    assert trial_end(whole, NONCE, read) == (len(whole), True)
+    assert trial(whole).stopped_at is None  # the forged end stops the reading, as before
 
 
 def test_a_trial_counts_only_planned_tests_and_nothing_from_a_tampered_program() -> None:

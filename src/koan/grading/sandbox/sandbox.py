@@ -27,8 +27,14 @@ from koan.grading.sandbox.report import GradeReport, Tier, TrialReport
 from koan.grading.sandbox.seccomp_filter import FilterSet, build_filters
 from koan.grading.sandbox.tiers import probe_features
 from koan.grading.sandbox.uids import UidClaim, claim_uids, release_all
-from koan.grading.sandbox.verdict import SetupFailed, decide, decide_trial, parse_verdict
-from koan.grading.sandbox.zygote import RunResult, Zygote, ZygoteLost
+from koan.grading.sandbox.verdict import (
+    SetupFailed,
+    decide,
+    decide_trial,
+    parse_verdict,
+    trial_end,
+)
+from koan.grading.sandbox.zygote import RunResult, Watch, Zygote, ZygoteLost
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +63,8 @@ class Sandbox:
         self._slots: list[_Slot] = []
         self._pool: SlotPool[_Slot] | None = None
         self._workroot: str | None = None
+        # Trials whose verdict is in, still holding their slot until their run has exited.
+        self._ending: set[asyncio.Task[Any]] = set()
 
     @property
     def slot_uids(self) -> tuple[int, ...]:
@@ -130,6 +138,10 @@ class Sandbox:
     async def close(self) -> None:
         """Stop every launcher (and with it every run) and free the slot uids."""
         self._pool = None
+        ending, self._ending = self._ending, set()
+        for task in ending:
+            task.cancel()
+        await asyncio.gather(*ending, return_exceptions=True)
         await asyncio.gather(*(slot.zygote.close() for slot in self._slots))
         self._slots = []
         release_all(self._claims)
@@ -244,9 +256,12 @@ class Sandbox:
         Each program runs as isolated as a graded submission (Python: a locked-down child of
         its own; JavaScript: the run's one node process, every call under a deadline) within
         `limits`' CPU and wall time; `only` names the tests to run (all when None). With
-        `stop` "any" the run ends at the first program that passes one of them, with "all" at
-        the first that passes all of them. `total_wall_s` bounds the whole run (default: every
-        program's wall time); programs it leaves no time for are reported `not_run`.
+        `stop` "any" the run ends at the first program that passes one of them (as soon as it
+        passes one: its other tests are not run), with "all" at the first that passes all of
+        them. `total_wall_s` bounds the whole run (default: every program's wall time);
+        programs it leaves no time for are reported `not_run`. The report comes as soon as the
+        harness has sent its last record; the run's exit (which still holds the slot) follows
+        in the background.
         """
         if not programs:
             return TrialReport([], tier=self.tier)
@@ -278,13 +293,38 @@ class Sandbox:
             js_memory_mb=self.config.js_memory_mb,
             native=self.config.python_native,
         )
-        async with self._acquire(owner, language, run_limits) as slot:
-            started = time.perf_counter()
-            run = await self._run_in(
-                slot, job, run_limits, nonce, language=language, stop_on_output=False
-            )
-            duration_ms = round((time.perf_counter() - started) * 1000)
-            await self._prepare_spare(slot, language, run_limits)
+        loop = asyncio.get_running_loop()
+        verdict: asyncio.Future[bytes] = loop.create_future()
+        started = [0.0]  # when the run got its slot
+
+        async def run_trial() -> tuple[RunResult, int]:
+            async with self._acquire(owner, language, run_limits) as slot:
+                started[0] = time.perf_counter()
+                run = await self._run_in(
+                    slot, job, run_limits, nonce, language=language, stop_on_output=False,
+                    watch_verdict=_end_watch(nonce, verdict),
+                )  # fmt: skip
+                duration_ms = round((time.perf_counter() - started[0]) * 1000)
+                await self._prepare_spare(slot, language, run_limits)
+            return run, duration_ms
+
+        # The answer is in once the harness has sent its `end` record: the caller goes on
+        # while the run exits, which still holds the slot and its limits until it has.
+        task = asyncio.create_task(run_trial())
+        try:
+            waited: set[asyncio.Future[Any]] = {task, verdict}
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            if not verdict.done():
+                task.cancel()  # nobody waits for the verdict: the run is killed
+            self._let_end(task)
+            raise
+        if task.done():
+            run, duration_ms = task.result()
+        else:
+            self._let_end(task)
+            run = RunResult(status=0, verdict=verdict.result())
+            duration_ms = round((time.perf_counter() - started[0]) * 1000)
         try:
             return decide_trial(
                 run, run.verdict, nonce, programs=len(programs), stop=stop, tier=self.tier,
@@ -293,6 +333,17 @@ class Sandbox:
         except SetupFailed as exc:
             log.error("sandbox.setup_failed", error=str(exc), language=language)
             raise SandboxUnavailable(f"The grader failed to start the run: {exc}") from exc
+
+    def _let_end(self, task: asyncio.Task[Any]) -> None:
+        """Keep a trial's run task (whose verdict is in) until its run has exited."""
+        self._ending.add(task)
+
+        def ended(done: asyncio.Task[Any]) -> None:
+            self._ending.discard(done)
+            if not done.cancelled() and done.exception() is not None:
+                log.warning("sandbox.trial_end_failed", error=str(done.exception()))
+
+        task.add_done_callback(ended)
 
     def _spare_for(self, language: Language, limits: Limits) -> tuple[str, dict[str, Any]] | None:
         """For a JavaScript run: the key of the spare that can take it, and that spare's plan
@@ -340,6 +391,7 @@ class Sandbox:
         *,
         language: Language,
         stop_on_output: bool = True,
+        watch_verdict: Watch | None = None,
     ) -> RunResult:
         """Run a job on the slot's launcher, replacing a launcher that died in between.
 
@@ -359,6 +411,7 @@ class Sandbox:
                     spare_key=spare[0] if spare is not None else None,
                     cpu=cpu_rlimit(limits.cpu_s),
                     stop_on_output=stop_on_output,
+                    watch_verdict=watch_verdict,
                 )
             except ZygoteLost:
                 continue
@@ -377,3 +430,18 @@ class Sandbox:
         except ZygoteLost as exc:
             raise SandboxUnavailable(f"The grader could not restart: {exc}") from exc
         log.info("sandbox.launcher_restarted", slot=slot.index)
+
+
+def _end_watch(nonce: str, verdict: asyncio.Future[bytes]) -> Watch:
+    """Resolves `verdict` with the trial's records once its `end` record has arrived."""
+    read = 0
+
+    def watch(data: bytearray) -> None:
+        nonlocal read
+        if verdict.done():
+            return
+        read, ended = trial_end(data, nonce, read)
+        if ended:
+            verdict.set_result(bytes(data[:read]))
+
+    return watch

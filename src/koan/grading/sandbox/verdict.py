@@ -252,6 +252,21 @@ def decide_trial(
     return TrialReport(outcomes, stopped_at=stopped_at, duration_ms=duration_ms, tier=tier)
 
 
+def trial_end(data: bytes | bytearray, nonce: str, start: int = 0) -> tuple[int, bool]:
+    """Whether a trial's verdict channel, read from `start` (a line start), holds its `end`
+    record yet: (where to read from next time, found). Once it does, the records before it are
+    the whole verdict; the run only has to exit."""
+    prefix = nonce.encode() + b" "
+    last = data.rfind(b"\n")
+    if last < start:
+        return start, False
+    for line in bytes(data[start:last]).split(b"\n"):
+        record = _record(line, prefix)
+        if record is not None and record.get("t") == "end":
+            return last + 1, True
+    return last + 1, False
+
+
 def _record(line: bytes, prefix: bytes) -> dict[str, Any] | None:
     if not line.startswith(prefix):
         return None

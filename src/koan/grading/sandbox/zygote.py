@@ -59,13 +59,18 @@ class _Budget:
     exceeded: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+# Called with everything a pipe has delivered so far, each time more arrives.
+Watch = Callable[[bytearray], None]
+
+
 class _Collector(asyncio.Protocol):
     """Reads one pipe, keeping at most what the budget allows and discarding the rest."""
 
-    def __init__(self, budget: _Budget) -> None:
+    def __init__(self, budget: _Budget, watch: Watch | None = None) -> None:
         self.budget = budget
         self.data = bytearray()
         self.overflowed = False
+        self.watch = watch
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def data_received(self, data: bytes) -> None:
@@ -78,6 +83,8 @@ class _Collector(asyncio.Protocol):
         else:
             self.data += data
             self.budget.remaining -= len(data)
+        if self.watch is not None:
+            self.watch(self.data)
 
     def eof_received(self) -> bool | None:
         return False
@@ -330,12 +337,14 @@ class Zygote:
         spare_key: str | None = None,
         cpu: tuple[int, int] | None = None,
         stop_on_output: bool = True,
+        watch_verdict: Watch | None = None,
     ) -> RunResult:
         """Run one job to completion (or to a limit) and return what it produced.
 
         With a spare prepared for `spare_key`, the job goes to it (its CPU limit lowered to
         `cpu`, the job's rlimits); any other spare is ended first. `stop_on_output=False`
-        keeps running past the output cap (what is over it is dropped).
+        keeps running past the output cap (what is over it is dropped). `watch_verdict` sees
+        the verdict channel as it arrives, before the run has ended.
         """
         spare = await self._use_spare(spare_key, cpu)
         if spare is not None:
@@ -346,7 +355,7 @@ class Zygote:
             finally:
                 os.close(spare.job_fd)
             return await self._collect(
-                spare.run_id, spare.read_fds, wall_s, output_bytes, stop_on_output
+                spare.run_id, spare.read_fds, wall_s, output_bytes, stop_on_output, watch_verdict
             )
         self._next_id += 1
         run_id = self._next_id
@@ -365,7 +374,7 @@ class Zygote:
             for _, write_end in pipes:
                 os.close(write_end)
         return await self._collect(
-            run_id, [r for r, _ in pipes], wall_s, output_bytes, stop_on_output
+            run_id, [r for r, _ in pipes], wall_s, output_bytes, stop_on_output, watch_verdict
         )
 
     async def _collect(
@@ -375,6 +384,7 @@ class Zygote:
         wall_s: float,
         output_bytes: int,
         stop_on_output: bool,
+        watch_verdict: Watch | None = None,
     ) -> RunResult:
         """Read the run's stdout, stderr and verdict pipes until it exits."""
         loop = asyncio.get_running_loop()
@@ -384,8 +394,11 @@ class Zygote:
         transports: list[asyncio.ReadTransport] = []
         files = [os.fdopen(read_end, "rb", buffering=0) for read_end in read_fds]
         try:
-            for file, share in zip(files, (budget, budget, verdict_budget), strict=True):
-                collector = _Collector(share)
+            watches = (None, None, watch_verdict)
+            for file, share, watch in zip(
+                files, (budget, budget, verdict_budget), watches, strict=True
+            ):
+                collector = _Collector(share, watch)
                 transport, _ = await loop.connect_read_pipe(_factory(collector), file)
                 collectors.append(collector)
                 transports.append(transport)
