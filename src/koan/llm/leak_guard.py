@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import keyword
 import re
 import textwrap
@@ -268,16 +269,37 @@ def _grams(tokens: Sequence[str], k: int) -> set[tuple[str, ...]]:
     return {_window(tokens, i, k) for i in range(len(tokens) - k + 1)}
 
 
-def _covered(tokens: Sequence[str], grams: set[tuple[str, ...]], k: int) -> set[int]:
-    positions: set[int] = set()
-    for i in range(len(tokens) - k + 1):
-        if _window(tokens, i, k) in grams:
-            positions.update(range(i, i + k))
-    return positions
-
-
 def _substantial(code: str, tokens: Sequence[str]) -> bool:
     return meaningful_lines(code) >= MIN_MEANINGFUL_LINES or len(tokens) >= MIN_TOKENS
+
+
+@functools.lru_cache(maxsize=256)
+def _solution_windows(
+    solution: str, language: str, starter: str | None
+) -> tuple[int, tuple[tuple[str, ...], ...], frozenset[int]]:
+    """(k, the solution's k-token windows, the token positions that are secret): the same
+    for every reply about an exercise, so worked out once."""
+    solution_tokens = normalized_tokens(solution, language)
+    k = min(_K, max(3, len(solution_tokens) // 4))
+    if len(solution_tokens) < k:
+        return k, (), frozenset()
+    windows = tuple(_window(solution_tokens, i, k) for i in range(len(solution_tokens) - k + 1))
+    secret = set(range(len(solution_tokens)))
+    if starter:
+        # What the learner was given (signature, scaffolding) is not a leak when repeated.
+        starter_grams = _grams(normalized_tokens(starter, language), k)
+        secret -= _covered_by(windows, starter_grams, k)
+    return k, windows, frozenset(secret)
+
+
+def _covered_by(
+    windows: Sequence[tuple[str, ...]], grams: set[tuple[str, ...]], k: int
+) -> set[int]:
+    positions: set[int] = set()
+    for i, window in enumerate(windows):
+        if window in grams:
+            positions.update(range(i, i + k))
+    return positions
 
 
 def leak_score(
@@ -288,15 +310,7 @@ def leak_score(
     starter: str | None = None,
 ) -> float:
     """How much of the solution the reply's code reproduces, from 0.0 (none) to 1.0 (all)."""
-    solution_tokens = normalized_tokens(solution, language)
-    k = min(_K, max(3, len(solution_tokens) // 4))
-    if len(solution_tokens) < k:
-        return 0.0
-    secret = set(range(len(solution_tokens)))
-    if starter:
-        # What the learner was given (signature, scaffolding) is not a leak when repeated.
-        starter_grams = _grams(normalized_tokens(starter, language), k)
-        secret -= _covered(solution_tokens, starter_grams, k)
+    k, windows, secret = _solution_windows(solution, language, starter or None)
     if not secret:
         return 0.0
     segments = extract_code(reply)
@@ -309,7 +323,7 @@ def leak_score(
         tokens = normalized_tokens(code, language)
         if not _substantial(code, tokens):
             continue
-        covered = _covered(solution_tokens, _grams(tokens, k), k) & secret
+        covered = _covered_by(windows, _grams(tokens, k), k) & secret
         best = max(best, len(covered) / len(secret))
     return round(best, 4)
 
