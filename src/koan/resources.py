@@ -14,6 +14,7 @@ from koan.config import Settings
 from koan.db import create_engine, create_session_factory
 from koan.grading.limits import sandbox_config
 from koan.grading.sandbox import Sandbox, SandboxUnavailable
+from koan.llm.leak_check import KnownPrograms
 from koan.llm.tutor_llm import TutorLLM, build_tutor_llm, offline_tutor_llm
 from koan.mail.sender import Mailer
 from koan.ratelimit import RateLimiter
@@ -34,6 +35,8 @@ class Resources:
     sandbox: Sandbox
     clock: Clock = field(default_factory=Clock)
     llm: TutorLLM = field(default_factory=offline_tutor_llm)
+    # What the tutor's leak guard has learnt by running suggested programs (per process).
+    known_programs: KnownPrograms = field(default_factory=KnownPrograms)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, engine: AsyncEngine | None = None) -> Resources:

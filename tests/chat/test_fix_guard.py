@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.chat.context import sandbox_runner
+from koan.llm.leak_check import KnownPrograms
 from koan.models import Assignment, Exercise, User
 from koan.resources import Resources
 from tests.chat.helpers import (
     EVENS_HINTS,
+    EVENS_SOLUTION,
+    EVENS_STARTER,
     LEAKING_REPLY,
     ask,
     leak_flags,
@@ -99,6 +104,65 @@ async def test_a_socratic_reply_that_quotes_the_code_is_delivered(
     assert await reply_text(r, stream) == SAFE
     assert len(llm_server.requests) == 1
     assert await leak_flags(session, learner) == [False]
+
+
+def count_trials(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of programs of each sandbox trial the guard runs from now on."""
+    trials: list[int] = []
+    original = resources.sandbox.try_programs
+
+    async def counted(**options: Any) -> Any:
+        trials.append(len(options["programs"]))
+        return await original(**options)
+
+    monkeypatch.setattr(resources.sandbox, "try_programs", counted)
+    return trials
+
+
+async def test_a_fix_suggested_again_is_withheld_without_running_it_again(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    evens: Exercise,
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tutor()
+    await record_attempt(session, resources, learner, evens)
+    trials = count_trials(resources, monkeypatch)
+    fix = FIXES["prose"]
+    llm_server.script(Reply(text=fix), Reply(text=SAFE), Reply(text=fix), Reply(text=SAFE))
+
+    for _ in range(2):
+        conversation_id = await new_conversation(client, headers, evens)
+        text = await reply_text(await ask(client, headers, conversation_id, "fix it"), False)
+        assert text == SAFE
+
+    assert await leak_flags(session, learner) == [True, False, True, False]
+    assert trials == [1]  # the second time, the fix was already known
+
+
+async def test_the_guard_runs_a_program_again_only_when_its_run_decided_nothing(
+    resources: Resources, evens: Exercise, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trials = count_trials(resources, monkeypatch)
+    run = sandbox_runner(resources.sandbox, evens, "learner", KnownPrograms())
+    failed = frozenset({"test_mixed"})
+    loops = EVENS_STARTER.replace("for n in numbers:", "for n in iter(int, 1):")  # never ends
+
+    first = await run([EVENS_STARTER, loops, EVENS_SOLUTION], failed)
+    again = await run([EVENS_STARTER, loops, EVENS_SOLUTION], failed)
+    # Known: the attempt ran clean, the solution fixed it. A time-out proves nothing, so the
+    # looping program runs again (with another set of failed tests, everything does).
+    clean = await run([EVENS_STARTER, loops], failed)
+    other = await run([EVENS_STARTER], frozenset({"test_mixed", "test_none_even"}))
+
+    outcomes = [(t.fixed_by, t.tried) if t else None for t in (first, again, clean, other)]
+    assert outcomes == [(2, 3), (2, 0), (None, 2), (None, 1)]
+    assert trials == [3, 1, 1]
 
 
 async def test_a_fix_given_twice_falls_back_to_a_nudge_without_code(

@@ -13,6 +13,7 @@ from koan.grading.sandbox import Limits, Sandbox
 from koan.llm.leak_check import (
     Attempt,
     ExerciseSecrets,
+    KnownPrograms,
     Runner,
     Strictness,
     Trial,
@@ -242,3 +243,16 @@ def test_the_regeneration_instruction_names_what_gave_it_away() -> None:
     )
     assert "Replace `n % 2 == 1` with `n % 2 == 0`." in text
     assert "working fix" in text
+
+
+def test_known_programs_are_kept_per_scope_and_the_least_recently_used_go_first() -> None:
+    known = KnownPrograms(size=2)
+    fix, clean, other = (known.key("tests A", p) for p in ("fix", "clean", "other"))
+    known.put(fix, True)
+    known.put(clean, False)
+    assert (known.get(fix), known.get(clean)) == (True, False)
+    assert known.get(known.key("tests B", "fix")) is None
+
+    known.get(fix)  # used last: `clean` is now the oldest
+    known.put(other, False)
+    assert (known.get(fix), known.get(clean), known.get(other)) == (True, None, False)

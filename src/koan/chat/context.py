@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +19,7 @@ from koan.llm import FailingTest, LearnerBrief, TutorContext, leak_check
 from koan.llm.leak_check import (
     Attempt,
     ExerciseSecrets,
+    KnownPrograms,
     Runner,
     Strictness,
     Trial,
@@ -71,18 +74,31 @@ class LeakGuard:
         return replace(self, secrets=replace(self.secrets, shown=tuple(shown)))
 
 
-def sandbox_runner(sandbox: Sandbox, exercise: Exercise, owner: str) -> Runner:
+def sandbox_runner(
+    sandbox: Sandbox, exercise: Exercise, owner: str, known: KnownPrograms
+) -> Runner:
     """Try candidate programs against the exercise's tests in one grading-sandbox run: only
-    the tests the attempt failed, stopping at the first program that passes one."""
+    the tests the attempt failed, stopping at the first program that passes one. Programs
+    tried before against the same tests (`known`) are not run again."""
     limits = effective_limits(
         GUARD_LIMITS, time_limit_s=exercise.time_limit_s, memory_limit_mb=exercise.memory_limit_mb
     )
+    tests = hashlib.sha256(exercise.tests.encode("utf-8", "surrogatepass")).hexdigest()
 
     async def run(programs: Sequence[str], failed: frozenset[str] | None) -> Trial | None:
+        only = sorted(failed) if failed is not None else None
+        scope = json.dumps([exercise.language, tests, only, asdict(limits)])
+        keys = [known.key(scope, program) for program in programs]
+        seen = [known.get(key) for key in keys]
+        if True in seen:
+            return Trial(seen.index(True), 0)
+        pending = [index for index, fixed in enumerate(seen) if fixed is None]
+        if not pending:
+            return Trial(None, len(programs))
         try:
             report = await sandbox.try_programs(
                 language=exercise.language,  # type: ignore[arg-type]
-                programs=programs,
+                programs=[programs[index] for index in pending],
                 tests=exercise.tests,
                 only=failed,
                 stop="all" if failed is None else "any",
@@ -93,8 +109,19 @@ def sandbox_runner(sandbox: Sandbox, exercise: Exercise, owner: str) -> Runner:
         except KoanError as exc:  # busy or down: the candidates prove nothing
             log.info("tutor.leak_check_skipped", reason=exc.code)
             return None
-        tried = sum(1 for outcome in report.outcomes if outcome.status != "not_run")
-        return Trial(report.stopped_at, tried)
+        for position, (index, outcome) in enumerate(zip(pending, report.outcomes, strict=True)):
+            if position == report.stopped_at:
+                known.put(keys[index], True)
+            elif outcome.status in ("tests", "import"):
+                # Only what a run decided: a time-out may be the machine's, not the program's.
+                known.put(keys[index], False)
+        if report.stopped_at is not None:
+            return Trial(pending[report.stopped_at], report.stopped_at + 1)
+        ran = [index for index, o in zip(pending, report.outcomes, strict=True)
+               if o.status != "not_run"]  # fmt: skip
+        # Programs known clean or run, up to the first the trial left no time for.
+        left = next((index for index in pending if index not in ran), len(programs))
+        return Trial(None, left)
 
     return run
 
@@ -112,8 +139,10 @@ async def exercise_context(
     threshold: float,
     strictness: Strictness = Strictness.SOCRATIC,
     sandbox: Sandbox | None = None,
+    known: KnownPrograms | None = None,
 ) -> tuple[TutorContext, LeakGuard]:
-    """The statement, the hints seen so far, the latest code and its failing tests."""
+    """The statement, the hints seen so far, the latest code and its failing tests (`known`:
+    programs the guard has run before, so it need not run them again)."""
     submission = await exercises.latest_submission(session, user.id, exercise.id)
     assignment = await exercises.latest_assignment(session, user.id, exercise.id)
     hints_used = assignment.hints_used if assignment is not None else 0
@@ -153,7 +182,11 @@ async def exercise_context(
         ),
         hints_left=max(0, len(exercise.hints) - hints_used),
         failing=context.failing_tests,
-        runner=sandbox_runner(sandbox, exercise, str(user.id)) if sandbox is not None else None,
+        runner=(
+            sandbox_runner(sandbox, exercise, str(user.id), known or KnownPrograms())
+            if sandbox is not None
+            else None
+        ),
     )
     return context, guard
 

@@ -50,7 +50,7 @@ async def tailored_hint(
     context, guard = await exercise_context(
         session, user, exercise, threshold=res.settings.llm_leak_threshold,
         strictness=strictness_of(res.settings, rules.strictness if rules else None),
-        sandbox=res.sandbox,
+        sandbox=res.sandbox, known=res.known_programs,
     )  # fmt: skip
     context = replace(context, hints_used=rung)
     # Only the experience level: the prompt (and so the cache entry) holds nothing personal,

@@ -93,7 +93,7 @@ async def prepare(
         if exercise is not None:
             context, guard = await exercise_context(
                 session, user, exercise, threshold=settings.llm_leak_threshold,
-                strictness=strictness, sandbox=res.sandbox,
+                strictness=strictness, sandbox=res.sandbox, known=res.known_programs,
             )  # fmt: skip
             # What the learner has been shown adds up: a solution handed out in parts leaks.
             guard = guard.with_shown([text for role, text in target.history if role != "user"])

@@ -10,6 +10,8 @@ grading sandbox; this package knows nothing of it).
 from __future__ import annotations
 
 import enum
+import hashlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -41,6 +43,41 @@ class Trial:
 # of `failed` (when `failed` is None: the first that passes every test); None when they could
 # not be run (the sandbox busy or down).
 Runner = Callable[[Sequence[str], frozenset[str] | None], Awaitable[Trial | None]]
+
+
+class KnownPrograms:
+    """What running a program against an exercise's tests showed: it fixed a failing test
+    (True) or ran clean (False). Bounded: the least recently used go first.
+
+    A `scope` names what a program was run against (the tests, the failed ones, the limits);
+    a suggestion the model makes again (in a later reply, a regenerated draft, another
+    conversation) is then known without running it again.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._known: OrderedDict[bytes, bool] = OrderedDict()
+        self._size = size
+
+    @staticmethod
+    def key(scope: str, program: str) -> bytes:
+        """The key of one program in one scope."""
+        digest = hashlib.sha256(scope.encode("utf-8", "surrogatepass") + b"\0")
+        digest.update(program.encode("utf-8", "surrogatepass"))
+        return digest.digest()
+
+    def get(self, key: bytes) -> bool | None:
+        """True: it fixes; False: it ran clean; None: not known."""
+        fixed = self._known.get(key)
+        if fixed is not None:
+            self._known.move_to_end(key)
+        return fixed
+
+    def put(self, key: bytes, fixed: bool) -> None:
+        """Remember what a run showed."""
+        self._known[key] = fixed
+        self._known.move_to_end(key)
+        while len(self._known) > self._size:
+            self._known.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
