@@ -168,7 +168,9 @@ class Sandbox:
 
     async def discard_spares(self) -> None:
         """End every slot's spare node, so that nothing runs as the slot uids (only while no
-        run is in flight: tests that check exactly that)."""
+        run is in flight: tests that check exactly that). Trials still exiting (which may
+        start a spare when they are done) are waited for first."""
+        await asyncio.gather(*self._ending, return_exceptions=True)
         await asyncio.gather(*(slot.zygote.discard_spare() for slot in self._slots))
 
     def queue_depth(self) -> int:
