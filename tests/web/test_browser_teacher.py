@@ -47,7 +47,9 @@ pytestmark = [
     pytest.mark.skipif(
         not Path(CHROMIUM).exists() and not IN_CI, reason="Chromium is not installed"
     ),
-    pytest.mark.xdist_group("browser"),
+    # A group of its own: it starts its own server and browser anyway, so another worker can
+    # run it beside the learner's browser tests.
+    pytest.mark.xdist_group("browser-teacher"),
 ]
 
 
