@@ -142,6 +142,14 @@ ACCESS: dict[str, Rule] = {
     "DELETE /api/v1/classes/{class_id}/members/{user_id}": Rule(V, owned_by_a=True),
     "PATCH /api/v1/classes/{class_id}/members/{user_id}": Rule(V, {"role": "ta"}, owned_by_a=True),
     "GET /api/v1/classes/{class_id}/invites": Rule(V, owned_by_a=True),
+    # {exercise_id} is an authored exercise: 409 AlreadyShared to A, 404 to anyone else.
+    "GET /api/v1/classes/{class_id}/generated-exercises": Rule(V, owned_by_a=True),
+    "POST /api/v1/classes/{class_id}/generated-exercises/{exercise_id}/approve": Rule(
+        V, owned_by_a=True
+    ),
+    "POST /api/v1/classes/{class_id}/generated-exercises/{exercise_id}/reject": Rule(
+        V, owned_by_a=True
+    ),
     "POST /api/v1/classes/{class_id}/invites": Rule(
         V, {"emails": "matrix-invitee@example.com"}, owned_by_a=True
     ),

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koan.models import (
     ClassAssignment,
     ClassAssignmentItem,
+    ClassExerciseReview,
     ClassInvite,
     ClassMembership,
     ClassRoom,
@@ -278,6 +279,14 @@ async def classes_setting_exercise(
 
 
 # -- what a class sets: the dashboards' scope ----------------------------------------------
+
+
+async def exercise_reviews(
+    session: AsyncSession, class_id: uuid.UUID
+) -> dict[uuid.UUID, ClassExerciseReview]:
+    """Exercise -> the class instructor's decision on it."""
+    query = select(ClassExerciseReview).where(ClassExerciseReview.class_id == class_id)
+    return {r.exercise_id: r for r in (await session.execute(query)).scalars()}
 
 
 async def learner_ids(session: AsyncSession, class_id: uuid.UUID) -> list[uuid.UUID]:

@@ -24,6 +24,8 @@ from koan.classes.schemas import (
     ConversationDetail,
     ConversationList,
     ExerciseStatsList,
+    GeneratedExerciseList,
+    GeneratedExerciseOut,
     Gradebook,
     InviteAccept,
     InviteInput,
@@ -167,6 +169,52 @@ async def change_role(
         user_id=account.id, name=account.name, email=account.email,
         role=changed.role, joined_at=changed.joined_at,
     )  # fmt: skip
+
+
+@router.get("/{class_id}/generated-exercises", response_model=GeneratedExerciseList)
+async def generated_exercises(
+    class_id: uuid.UUID, user: VerifiedUser, session: SessionDep
+) -> GeneratedExerciseList:
+    """Exercises the model wrote for the class's learners, and the instructor's decision on
+    each (staff)."""
+    member = await service.member_of(session, user, class_id, staff=True)
+    return GeneratedExerciseList(items=await service.generated_exercises(session, member))
+
+
+@router.post(
+    "/{class_id}/generated-exercises/{exercise_id}/approve",
+    response_model=GeneratedExerciseOut,
+    responses={409: {"description": "AlreadyShared: an authored or admin-approved exercise"}},
+)
+async def approve_generated_exercise(
+    class_id: uuid.UUID,
+    exercise_id: uuid.UUID,
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
+) -> GeneratedExerciseOut:
+    """Share an exercise written for one of the class's learners with the class's members,
+    who may then open it and be set it (instructors only, not TAs)."""
+    member = await service.member_of(session, user, class_id, instructor=True)
+    return await service.review_generated(session, res, member, user, exercise_id, approve=True)
+
+
+@router.post(
+    "/{class_id}/generated-exercises/{exercise_id}/reject",
+    response_model=GeneratedExerciseOut,
+    responses={409: {"description": "AlreadyShared: an authored or admin-approved exercise"}},
+)
+async def reject_generated_exercise(
+    class_id: uuid.UUID,
+    exercise_id: uuid.UUID,
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
+) -> GeneratedExerciseOut:
+    """Keep an exercise written for one of the class's learners its requester's alone (an
+    approval is withdrawn; instructors only, not TAs)."""
+    member = await service.member_of(session, user, class_id, instructor=True)
+    return await service.review_generated(session, res, member, user, exercise_id, approve=False)
 
 
 @router.get("/{class_id}/invites", response_model=InviteList)

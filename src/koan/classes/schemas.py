@@ -130,6 +130,27 @@ class InviteOut(Schema):
     mailed_at: datetime | None
 
 
+ReviewStatus = Literal["pending", "approved", "rejected"]
+
+
+class GeneratedExerciseOut(Schema):
+    """An exercise the model wrote for a learner of the class, and the instructor's decision:
+    pending, approved (shared with the class) or rejected (its requester's alone)."""
+
+    id: uuid.UUID
+    slug: str
+    title: str
+    language: str
+    difficulty: int
+    written_for: str | None  # the learner's email
+    status: ReviewStatus
+    decided_at: datetime | None = None
+
+
+class GeneratedExerciseList(Schema):
+    items: list[GeneratedExerciseOut]
+
+
 class InviteResult(Schema):
     invited: list[str]
     already_members: list[str]

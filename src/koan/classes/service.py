@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import get_args
+from typing import cast, get_args
 from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
@@ -31,11 +31,13 @@ from koan.classes.schemas import (
     ClassPreview,
     ClassUpdate,
     ExerciseChoice,
+    GeneratedExerciseOut,
     InviteOut,
     InviteResult,
     ItemOut,
     ItemStatus,
     MemberOut,
+    ReviewStatus,
     TutorOut,
 )
 from koan.clock import Clock
@@ -45,6 +47,7 @@ from koan.mail.sender import Mail, MailQueue
 from koan.models import (
     ClassAssignment,
     ClassAssignmentItem,
+    ClassExerciseReview,
     ClassInvite,
     ClassMembership,
     ClassRoom,
@@ -575,7 +578,14 @@ async def create_assignment(
     await session.flush()
     if not adaptive_kind:
         ids = list(dict.fromkeys(data.exercise_ids or []))
-        known = await exercises.titles(session, ids)
+        # What every learner may see, or what this class's instructor approved for it: a
+        # generated exercise still private to its requester is not the class's to set.
+        shared = await exercises.shared_ids(session, ids)
+        approved = {
+            i for i, r in (await repository.exercise_reviews(session, room.id)).items()
+            if r.status == "approved"
+        }  # fmt: skip
+        known = await exercises.titles(session, [i for i in ids if i in shared | approved])
         missing = [str(i) for i in ids if i not in known]
         if missing:
             raise NotFound(f"There is no exercise with id {', '.join(missing)}.")
@@ -598,6 +608,67 @@ async def delete_assignment(
         raise NotFound("There is no class assignment with this id.")
     await session.delete(found)
     await session.flush()
+
+
+async def generated_exercises(
+    session: AsyncSession, member: Membership
+) -> list[GeneratedExerciseOut]:
+    """Exercises the model wrote for the class's learners, with the instructor's decision on
+    each (those an administrator shared with everyone need none)."""
+    learners = {u.id: u.email for u in await repository.learners(session, member.room.id)}
+    reviews = await repository.exercise_reviews(session, member.room.id)
+    return [
+        _generated_out(e, learners.get(e.owner_id) if e.owner_id else None, reviews.get(e.id))
+        for e in await exercises.written_for(session, list(learners))
+    ]
+
+
+def _generated_out(
+    exercise: Exercise, written_for: str | None, review: ClassExerciseReview | None
+) -> GeneratedExerciseOut:
+    return GeneratedExerciseOut(
+        id=exercise.id, slug=exercise.slug, title=exercise.title, language=exercise.language,
+        difficulty=exercise.difficulty, written_for=written_for,
+        status=cast(ReviewStatus, review.status) if review else "pending",
+        decided_at=review.decided_at if review else None,
+    )  # fmt: skip
+
+
+async def review_generated(
+    session: AsyncSession,
+    res: Resources,
+    member: Membership,
+    reviewer: User,
+    exercise_id: uuid.UUID,
+    *,
+    approve: bool,
+) -> GeneratedExerciseOut:
+    """The instructor shares an exercise the model wrote for one of the class's learners with
+    the class (approve), or keeps it its requester's alone (reject). Anybody else's is not
+    the class's to decide on: 404, as if it did not exist."""
+    room = member.room
+    exercise = await exercises.exercise_by_id(session, exercise_id)
+    if exercise is None:
+        raise NotFound("There is no exercise with this id.")
+    if exercise.source != "generated" or exercise.approved_at is not None:
+        raise Conflict(
+            "This exercise is shared with every learner already: only exercises written for "
+            "one of the class's learners are reviewed here.",
+            code="AlreadyShared",
+        )
+    reviews = await repository.exercise_reviews(session, room.id)
+    review = reviews.get(exercise.id)
+    learners = {u.id: u.email for u in await repository.learners(session, room.id)}
+    if exercise.owner_id not in learners and review is None:
+        raise NotFound("There is no exercise with this id.")
+    if review is None:
+        review = ClassExerciseReview(class_id=room.id, exercise_id=exercise.id, status="")
+        session.add(review)
+    review.status = "approved" if approve else "rejected"
+    review.decided_by, review.decided_at = reviewer.id, res.clock.now()
+    await session.flush()
+    owner = learners.get(exercise.owner_id) if exercise.owner_id else None
+    return _generated_out(exercise, owner, review)
 
 
 async def assignable_exercises(session: AsyncSession) -> list[ExerciseChoice]:

@@ -31,19 +31,40 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from koan.db.stats import median, minutes_between
 from koan.exercises.schemas import CatalogueSort
-from koan.models import Assignment, Exercise, ExerciseSkill, Submission
+from koan.models import (
+    Assignment,
+    ClassExerciseReview,
+    ClassMembership,
+    Exercise,
+    ExerciseSkill,
+    Submission,
+)
 from koan.models.exercise import OPEN_STATUSES
 
 
+def approved_for_classes_of(viewer: object) -> ColumnElement[bool]:
+    """Generated exercises a class of the viewer's has approved (its instructor's review
+    shares one with the class's members: ix_class_memberships_user, then the reviews' key)."""
+    return Exercise.id.in_(
+        select(ClassExerciseReview.exercise_id)
+        .join(ClassMembership, ClassMembership.class_id == ClassExerciseReview.class_id)
+        .where(ClassMembership.user_id == viewer, ClassExerciseReview.status == "approved")
+    )
+
+
 def visible_to(user_id: uuid.UUID | None, *, everything: bool = False) -> ColumnElement[bool]:
-    """Exercises this learner may see: authored or approved ones, and what was written for
-    them (`None`: the shared ones only). `everything` (an admin reviewing) sees them all."""
+    """Exercises this learner may see: authored or approved ones, what was written for them,
+    and what a class of theirs approved (`None`: the shared ones only). `everything` (an admin
+    reviewing) sees them all."""
     if everything:
         return true()
+    if user_id is None:
+        return or_(Exercise.source != "generated", Exercise.approved_at.is_not(None))
     return or_(
         Exercise.source != "generated",
         Exercise.approved_at.is_not(None),
         Exercise.owner_id == user_id,
+        approved_for_classes_of(user_id),
     )
 
 
@@ -59,6 +80,7 @@ _VISIBLE_EXERCISE = _EXERCISE.where(
         Exercise.source != "generated",
         Exercise.approved_at.is_not(None),
         Exercise.owner_id == bindparam("viewer"),
+        approved_for_classes_of(bindparam("viewer")),
     )
 )
 
@@ -286,6 +308,7 @@ _CANDIDATES = (
             Exercise.source != "generated",
             Exercise.approved_at.is_not(None),
             Exercise.owner_id == bindparam("viewer"),
+            approved_for_classes_of(bindparam("viewer")),
         ),
     )
     .order_by(Exercise.slug)
@@ -634,6 +657,30 @@ class ExerciseTitle:
     slug: str
     title: str
     hints: int
+
+
+async def written_for(session: AsyncSession, owners: Sequence[uuid.UUID]) -> Sequence[Exercise]:
+    """Generated exercises written for these learners that no administrator has shared."""
+    if not owners:
+        return []
+    query = (
+        select(Exercise)
+        .where(
+            Exercise.source == "generated",
+            Exercise.approved_at.is_(None),
+            Exercise.owner_id.in_(list(owners)),
+        )
+        .order_by(Exercise.created_at, Exercise.id)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def shared_ids(session: AsyncSession, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of `ids` every learner may see (authored, or approved by an administrator)."""
+    if not ids:
+        return set()
+    query = select(Exercise.id).where(Exercise.id.in_(list(ids)), visible_to(None))
+    return set((await session.execute(query)).scalars())
 
 
 async def titles(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ExerciseTitle]:

@@ -5,6 +5,7 @@ from koan.models.chat import Conversation, ConversationMessage
 from koan.models.classes import (
     ClassAssignment,
     ClassAssignmentItem,
+    ClassExerciseReview,
     ClassInvite,
     ClassMembership,
     ClassRoom,
@@ -34,6 +35,7 @@ __all__ = [
     "AuthSession",
     "ClassAssignment",
     "ClassAssignmentItem",
+    "ClassExerciseReview",
     "ClassInvite",
     "ClassMembership",
     "ClassRoom",

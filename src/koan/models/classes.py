@@ -99,6 +99,26 @@ class ClassInvite(UUIDPrimaryKey, Base):
     mailed_at: Mapped[datetime | None] = mapped_column(default=None)  # when it was last tried
 
 
+class ClassExerciseReview(Base):
+    """A class instructor's decision on an exercise the model wrote for one of the class's
+    learners: approved, it is shared with the class's members (and the class may set it);
+    rejected, it stays its requester's alone. Only an administrator shares one with everyone."""
+
+    __tablename__ = "class_exercise_reviews"
+
+    class_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("classes.id", ondelete="CASCADE"), primary_key=True
+    )
+    exercise_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("exercises.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16))  # approved | rejected
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ClassAssignment(UUIDPrimaryKey, Base):
     """Work set for the whole class: chosen exercises, or `count` exercises of `skill` at
     `level` that the adaptive engine picks for each learner."""
