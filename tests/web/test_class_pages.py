@@ -661,6 +661,38 @@ async def test_older_submissions_are_a_page_away(
     assert "not valid" in bad.text
 
 
+async def test_the_instructor_shares_an_exercise_the_ai_wrote_for_a_learner_with_the_class(
+    course: Course, session: AsyncSession, resources: Resources
+) -> None:
+    written = await create_exercise(session, title="Count the vowels")
+    written.source, written.owner_id = "generated", course.learner.user.id
+    await session.flush()
+    path = f"/classes/{course.id}/assignments"
+    page = await course.teacher.get(path)
+    assert "Written by the AI for your learners" in page.text
+    assert re.search(r"Count the vowels.*Waiting for review", text_of(page))
+    assert f'name="exercise_ids" value="{written.id}"' not in page.text  # not settable yet
+
+    approved = await course.teacher.post(f"/classes/{course.id}/generated/{written.id}/approve")
+    assert approved.status_code == 303, approved.text
+    page = await course.teacher.get(approved.headers["location"])
+    assert "The exercise is shared with the class" in page.text
+    assert re.search(r"Count the vowels.*Shared with the class", text_of(page))
+    assert f'name="exercise_ids" value="{written.id}"' in page.text  # the class may set it
+    opened = await course.teacher.get(f"/exercises/{written.id}")
+    assert opened.status_code == 200
+
+    rejected = await course.teacher.post(f"/classes/{course.id}/generated/{written.id}/reject")
+    assert rejected.status_code == 303, rejected.text
+    assert (await course.teacher.get(f"/exercises/{written.id}")).status_code == 404
+    # An authored exercise is everyone's already: said on the page, nothing changes.
+    authored = await course.teacher.post(
+        f"/classes/{course.id}/generated/{course.exercise.id}/approve"
+    )
+    assert authored.status_code == 409
+    assert "shared with every learner already" in text_of(authored)
+
+
 # --- the tutor's controls ---------------------------------------------------------------------
 
 
@@ -824,6 +856,10 @@ CLASS_PAGES = {
     "POST /classes/{class_id}/assignments": STAFF,
     "GET /classes/{class_id}/assignments/{assignment_id}/withdraw": STAFF,
     "POST /classes/{class_id}/assignments/{assignment_id}/withdraw": STAFF,
+    "POST /classes/{class_id}/generated/{exercise_id}/approve": INSTRUCTOR,
+    "POST /classes/{class_id}/generated/{exercise_id}/reject": INSTRUCTOR,
+    "GET /classes/{class_id}/generated/{exercise_id}/approve": MEMBER,
+    "GET /classes/{class_id}/generated/{exercise_id}/reject": MEMBER,
     "GET /classes/{class_id}/tutor": STAFF,
     "POST /classes/{class_id}/tutor": INSTRUCTOR,
     "GET /classes/{class_id}/settings": INSTRUCTOR,
@@ -876,7 +912,7 @@ async def test_each_role_gets_exactly_the_class_pages_it_may_use(
     def address(page: str) -> str:
         return page.split(" ", 1)[1].format(
             class_id=course.id, user_id=course.learner.user.id, conversation_id=talk.json()["id"],
-            assignment_id=assignment_id.group(1),
+            assignment_id=assignment_id.group(1), exercise_id=course.exercise.id,
         )  # fmt: skip
 
     def allowed(rule: str, role: str) -> bool:

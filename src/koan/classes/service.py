@@ -671,9 +671,20 @@ async def review_generated(
     return _generated_out(exercise, owner, review)
 
 
-async def assignable_exercises(session: AsyncSession) -> list[ExerciseChoice]:
-    """The exercises a class assignment may set, in every language: only those every learner
-    may see (none generated for somebody and not approved)."""
+async def assignable_exercises(
+    session: AsyncSession, class_id: uuid.UUID | None = None
+) -> list[ExerciseChoice]:
+    """The exercises a class assignment may set, in every language: those every learner may
+    see (none generated for somebody and not approved), and those the class approved."""
+    bank = [
+        e
+        for language in get_args(AssignmentLanguage)
+        for e in await exercises.candidates(session, language=language, viewer=None)
+    ]
+    if class_id is not None:
+        reviews = await repository.exercise_reviews(session, class_id)
+        approved = [i for i, r in reviews.items() if r.status == "approved"]
+        bank += await exercises.by_ids(session, approved)
     return [
         ExerciseChoice(
             id=e.id,
@@ -682,9 +693,8 @@ async def assignable_exercises(session: AsyncSession) -> list[ExerciseChoice]:
             language=e.language,
             difficulty=e.difficulty,
             skills=list(e.skills),
-        )
-        for language in get_args(AssignmentLanguage)
-        for e in await exercises.candidates(session, language=language, viewer=None)
+        )  # fmt: skip
+        for e in bank
     ]
 
 

@@ -675,6 +675,13 @@ async def written_for(session: AsyncSession, owners: Sequence[uuid.UUID]) -> Seq
     return (await session.execute(query)).scalars().all()
 
 
+async def by_ids(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Sequence[Exercise]:
+    if not ids:
+        return []
+    query = select(Exercise).where(Exercise.id.in_(list(ids))).order_by(Exercise.slug)
+    return (await session.execute(query)).scalars().all()
+
+
 async def shared_ids(session: AsyncSession, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     """Those of `ids` every learner may see (authored, or approved by an administrator)."""
     if not ids:

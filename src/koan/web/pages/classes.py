@@ -614,13 +614,14 @@ async def conversation_page(
 async def _assignments_context(
     session: WebSession, res: Resources, member: Membership, user: User, **extra: Any
 ) -> dict[str, Any]:
-    bank = await classes.assignable_exercises(session)
+    bank = await classes.assignable_exercises(session, member.room.id)
     now = in_zone(res.clock.now(), member.room.timezone)
     due = (now + timedelta(days=7)).replace(hour=23, minute=59)
     ctx = await _class_context(
         session, res, member, user, "assignments",
         assignments=await classes.staff_assignments(session, res, member, user),
         bank=sorted(bank, key=lambda e: (e.language, e.difficulty, e.title.lower())),
+        generated=await classes.generated_exercises(session, member),
         skills=sorted({s for e in bank for s in e.skills}),
         errors={}, now=res.clock.now(),
         values={"kind": "exercises", "opens_at": now.strftime(LOCAL_INPUT),
@@ -717,6 +718,28 @@ async def withdraw(
     member = await _member(session, user, class_id, staff=True)
     await classes.delete_assignment(session, member, parse_uuid(assignment_id))
     return redirect(request, f"/classes/{member.room.id}/assignments?withdrawn=1")
+
+
+@router.post("/classes/{class_id}/generated/{exercise_id}/approve")
+@router.post("/classes/{class_id}/generated/{exercise_id}/reject")
+async def review_generated(
+    request: Request, class_id: ClassId, exercise_id: str, user: PageUser, session: WebSession,
+    res: ResourcesDep,
+) -> Response:  # fmt: skip
+    """Share an exercise the AI wrote for a learner of the class with the class, or keep it
+    theirs (instructors)."""
+    member = await _member(session, user, class_id, instructor=True)
+    approve = request.url.path.endswith("/approve")
+    try:
+        async with session.begin_nested():
+            await classes.review_generated(
+                session, res, member, user, parse_uuid(exercise_id), approve=approve
+            )
+    except KoanError as exc:
+        ctx = await _assignments_context(session, res, member, user, errors={"form": exc.detail})
+        return render(request, "classes/assignments.html", ctx, status_code=exc.status_code)
+    done = "approved" if approve else "rejected"
+    return redirect(request, f"/classes/{member.room.id}/assignments?{done}=1#generated")
 
 
 # --- the tutor's controls and spend ----------------------------------------------------------
@@ -906,6 +929,8 @@ async def delete_class(
 
 @router.get("/classes/{class_id}/invites")
 @router.get("/classes/{class_id}/invites/csv")
+@router.get("/classes/{class_id}/generated/{exercise_id}/approve")
+@router.get("/classes/{class_id}/generated/{exercise_id}/reject")
 @router.get("/classes/{class_id}/members/{user_id}/role")
 async def form_address(request: Request, class_id: ClassId, user: PageUser) -> Response:
     """A form's address opened directly (a reload after a form shown again): its page."""
