@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import pytest
 
+import koan.llm as llm
 from koan.llm import (
-    AnthropicProvider,
     ChatMessage,
     CompletionRequest,
     ProviderError,
     StreamChunk,
     StreamEnd,
 )
-from koan.llm.anthropic_provider import split_system
 from tests.fixtures.llm_server import FakeLLMServer, Reply
 from tests.llm.streams import (
     assert_error_event_ends_the_stream_after_partial_text,
     assert_streams_share_one_connection,
     drain,
 )
+
+if TYPE_CHECKING:
+    from koan.llm import AnthropicProvider
+
+# The `anthropic` SDK takes about a second to import: it is imported when these tests run,
+# not when every worker collects them, and one worker runs every test that needs it.
+pytestmark = pytest.mark.xdist_group("anthropic-sdk")
 
 REQUEST = CompletionRequest(
     messages=[
@@ -36,7 +43,7 @@ REQUEST = CompletionRequest(
 @pytest.fixture
 def provider(llm_server: FakeLLMServer) -> AnthropicProvider:
     """A provider for the loopback server; tests open it with `async with`."""
-    return AnthropicProvider(
+    return llm.AnthropicProvider(
         model="claude-haiku-4-5",
         base_url=llm_server.anthropic_base_url,
         api_key="sk-ant-test",
@@ -73,7 +80,7 @@ async def test_complete_passes_system_separately_and_reports_usage_and_cost(
 
 
 async def test_temperature_is_sent_when_enabled(llm_server: FakeLLMServer) -> None:
-    provider = AnthropicProvider(
+    provider = llm.AnthropicProvider(
         model="claude-haiku-4-5-20251001",
         base_url=llm_server.anthropic_base_url,
         api_key="k",
@@ -180,7 +187,7 @@ async def test_failures_are_classified(
 
 
 async def test_hanging_server_times_out(llm_server: FakeLLMServer) -> None:
-    provider = AnthropicProvider(
+    provider = llm.AnthropicProvider(
         model="claude-haiku-4-5", base_url=llm_server.anthropic_base_url, api_key="k", timeout=0.3
     )
     llm_server.script(Reply.hanging())
@@ -206,6 +213,8 @@ async def test_stream_cut_before_message_stop_is_an_error(
 
 
 def test_split_system_merges_turns_and_starts_with_user() -> None:
+    from koan.llm.anthropic_provider import split_system
+
     system, turns = split_system(
         [
             ChatMessage("system", "rules"),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import koan.llm as llm
 from koan.llm import (
-    AnthropicProvider,
     FallbackChain,
     LLMConfigError,
     LLMProvider,
@@ -16,6 +16,10 @@ from koan.llm import (
     build_provider,
     create_provider,
 )
+
+# The `anthropic` SDK takes about a second to import: it is imported when these tests run,
+# not when every worker collects them, and one worker runs every test that needs it.
+pytestmark = pytest.mark.xdist_group("anthropic-sdk")
 
 
 def inner(chain: FallbackChain, index: int) -> LLMProvider:
@@ -48,7 +52,7 @@ async def test_chain_order_and_bare_offline_fallback() -> None:
     )
 
     async with build_provider(primary, fallbacks=[backup, "offline"]) as chain:
-        assert isinstance(inner(chain, 0), AnthropicProvider)
+        assert isinstance(inner(chain, 0), llm.AnthropicProvider)
         assert isinstance(inner(chain, 1), OpenAIProvider)
         assert isinstance(inner(chain, 2), OfflineProvider)
         assert [p.name for p in chain.providers] == ["anthropic", "groq", "offline"]

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import httpcore2._async.http11 as http11
 import pytest
 
-from koan.llm import AnthropicProvider, ChatMessage, CompletionRequest, OpenAIProvider
+import koan.llm as llm
+from koan.llm import ChatMessage, CompletionRequest
 from koan.llm.base import PROVIDER_KEEPALIVE_S, LLMProvider
 from tests.fixtures.llm_server import FakeLLMServer
 from tests.llm.streams import drain
@@ -22,6 +23,10 @@ REQUEST = CompletionRequest(
 # Longer than the SDKs' own keep-alive (5 s), which would have closed the connection.
 PAUSE_S = 5.5
 
+# The `anthropic` SDK takes about a second to import: it is imported when these tests run,
+# not when every worker collects them, and one worker runs every test that needs it.
+pytestmark = pytest.mark.xdist_group("anthropic-sdk")
+
 
 async def test_both_sdks_reuse_a_connection_after_a_pause(
     llm_server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
@@ -29,8 +34,8 @@ async def test_both_sdks_reuse_a_connection_after_a_pause(
     assert llm_server.keep_alive_s > PAUSE_S  # as a hosted provider's would
     assert PROVIDER_KEEPALIVE_S > PAUSE_S
     providers: list[LLMProvider] = [
-        OpenAIProvider(model="gpt-4o-mini", base_url=llm_server.openai_base_url, timeout=5),
-        AnthropicProvider(
+        llm.OpenAIProvider(model="gpt-4o-mini", base_url=llm_server.openai_base_url, timeout=5),
+        llm.AnthropicProvider(
             model="claude-haiku-4-5", base_url=llm_server.anthropic_base_url, timeout=5
         ),
     ]

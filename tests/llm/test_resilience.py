@@ -28,6 +28,10 @@ from tests.llm.streams import drain
 
 REQUEST = CompletionRequest(messages=[ChatMessage("user", "Why is my answer off by one?")])
 
+# The `anthropic` SDK takes about a second to import: it is imported when these tests run,
+# not when every worker collects them, and one worker runs every test that needs it.
+pytestmark = pytest.mark.xdist_group("anthropic-sdk")
+
 
 def openai_config(server: FakeLLMServer, **overrides: object) -> ProviderConfig:
     values: dict[str, object] = {

@@ -5,7 +5,13 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from koan.llm import AnthropicProvider, OpenAIProvider
+import pytest
+
+import koan.llm as llm
+
+# The `anthropic` SDK takes about a second to import: it is imported when these tests run,
+# not when every worker collects them, and one worker runs every test that needs it.
+pytestmark = pytest.mark.xdist_group("anthropic-sdk")
 
 
 def _tls_context(provider: Any) -> ssl.SSLContext:
@@ -15,9 +21,9 @@ def _tls_context(provider: Any) -> ssl.SSLContext:
 
 async def test_every_provider_client_verifies_certificates_with_one_shared_context() -> None:
     providers = [
-        OpenAIProvider(model="m", base_url="https://llm.example/v1"),
-        OpenAIProvider(model="m", base_url="https://other.example/v1"),
-        AnthropicProvider(model="m", base_url="https://llm.example"),
+        llm.OpenAIProvider(model="m", base_url="https://llm.example/v1"),
+        llm.OpenAIProvider(model="m", base_url="https://other.example/v1"),
+        llm.AnthropicProvider(model="m", base_url="https://llm.example"),
     ]
     try:
         contexts = {id(_tls_context(p)): _tls_context(p) for p in providers}
