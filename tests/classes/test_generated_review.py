@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.exercises import repository as exercises
 from koan.models import Exercise, User
 from koan.resources import Resources
 from tests.classes.helpers import Course, create_course
@@ -115,3 +116,25 @@ async def test_another_class_s_instructor_cannot_review_it(
     stranger = await written_for(session, await create_user(session, resources))
     r = await decide(client, course, "instructor", stranger, "approve")
     assert r.status_code == 404, r.text
+
+
+async def test_an_approved_exercise_is_in_the_class_learners_daily_bank_only(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=2)
+    author, classmate = course.learners
+    exercise = await written_for(session, author)
+    outsider = await create_user(session, resources)
+
+    async def weighed(user: User) -> tuple[bool, bool]:
+        """Whether the daily pick weighs it for `user`, and whether the candidates hold it."""
+        bank = await exercises.daily_bank(session, language=exercise.language, viewer=user.id)
+        held = await exercises.candidates(session, language=exercise.language, viewer=user.id)
+        return exercise.id in {e.id for e in bank}, exercise.id in {e.id for e in held}
+
+    assert await weighed(author) == (True, True)
+    assert await weighed(classmate) == (False, False)
+    approved = await decide(client, course, "instructor", exercise, "approve")
+    assert approved.status_code == 200, approved.text
+    assert await weighed(classmate) == (True, True)
+    assert await weighed(outsider) == (False, False)

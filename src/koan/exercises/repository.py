@@ -75,14 +75,15 @@ async def exercise_by_id(session: AsyncSession, exercise_id: uuid.UUID) -> Exerc
 # The statements a learner's every request runs are built once, with bound parameters: building
 # one and computing its cache key cost about as much CPU as SQLAlchemy then spends running it.
 _EXERCISE = select(Exercise).where(Exercise.id == bindparam("exercise_id"))
-_VISIBLE_EXERCISE = _EXERCISE.where(
-    or_(
-        Exercise.source != "generated",
-        Exercise.approved_at.is_not(None),
-        Exercise.owner_id == bindparam("viewer"),
-        approved_for_classes_of(bindparam("viewer")),
-    )
+# `visible_to` for the learner bound as "viewer": one clause for every statement built once, so
+# the exercise page, the candidates and the daily bank cannot disagree on what a learner sees.
+_VISIBLE_TO_VIEWER = or_(
+    Exercise.source != "generated",
+    Exercise.approved_at.is_not(None),
+    Exercise.owner_id == bindparam("viewer"),
+    approved_for_classes_of(bindparam("viewer")),
 )
+_VISIBLE_EXERCISE = _EXERCISE.where(_VISIBLE_TO_VIEWER)
 
 
 async def visible_exercise(
@@ -302,15 +303,7 @@ async def work_on(
 
 _CANDIDATES = (
     select(Exercise)
-    .where(
-        Exercise.language == bindparam("language"),
-        or_(
-            Exercise.source != "generated",
-            Exercise.approved_at.is_not(None),
-            Exercise.owner_id == bindparam("viewer"),
-            approved_for_classes_of(bindparam("viewer")),
-        ),
-    )
+    .where(Exercise.language == bindparam("language"), _VISIBLE_TO_VIEWER)
     .order_by(Exercise.slug)
 )
 
@@ -358,14 +351,7 @@ _DAILY_BANK = (
         Exercise.rating_uncertainty,
         Exercise.rating_attempts,
     )
-    .where(
-        Exercise.language == bindparam("language"),
-        or_(
-            Exercise.source != "generated",
-            Exercise.approved_at.is_not(None),
-            Exercise.owner_id == bindparam("viewer"),
-        ),
-    )
+    .where(Exercise.language == bindparam("language"), _VISIBLE_TO_VIEWER)
     .order_by(Exercise.slug)
 )
 
