@@ -1,5 +1,6 @@
-"""Spare node processes: a slot starts node for its next JavaScript run while it is idle, and
-the run that takes it is limited and isolated exactly like one that starts node itself."""
+"""Spare runs: a slot starts node for its next JavaScript run, and forks and sets up its next
+Python run, while it is idle; the run that takes a spare is limited and isolated exactly like
+one started for its job."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ async def test_a_slot_starts_node_for_its_next_javascript_run(one_slot: Sandbox)
         language="python", code="def f():\n    return 1\n", tests="def test_f():\n    pass\n"
     )
     assert python.status == "passed", python
-    assert one_slot.spares_ready() == 0  # a Python run ended it, and starts none
+    assert one_slot.spares_ready() == 1  # a Python run ended it, and started one for Python
 
     again = await js(one_slot, ADD)
     assert again.status == "passed", again
@@ -93,3 +94,56 @@ async def test_a_run_with_other_limits_does_not_take_the_spare(one_slot: Sandbox
     assert report.status == "memory", report
     assert (await js(one_slot, ADD)).status == "passed"
     await assert_still_works(one_slot)
+
+
+PY_ADD = "def add(a, b):\n    return a + b\n"
+PY_TESTS = "from solution import add\n\n\ndef test_adds():\n    assert add(1, 2) == 3\n"
+
+
+async def py(box: Sandbox, code: str, limits: Limits | None = None):  # type: ignore[no-untyped-def]
+    return await box.grade(language="python", code=code, tests=PY_TESTS, limits=limits)
+
+
+async def test_a_python_run_on_a_spare_lowers_its_limits_to_its_jobs(one_slot: Sandbox) -> None:
+    assert (await py(one_slot, PY_ADD)).status == "passed"
+    assert one_slot.spares_ready() == 1
+
+    spin = await py(
+        one_slot, "def add(a, b):\n    while True:\n        pass\n", Limits(cpu_s=1, wall_s=10)
+    )
+    assert spin.status == "timeout", spin
+    assert "CPU" in spin.tests[0].message
+
+    hog = "def add(a, b):\n    keep = bytearray(200 << 20)\n    return a + b\n"
+    assert (await py(one_slot, hog, Limits(memory_mb=64))).status != "passed"
+    assert (await py(one_slot, hog, Limits(memory_mb=512))).status == "passed"
+
+
+async def test_a_python_run_on_a_spare_sees_nothing_of_the_run_before(one_slot: Sandbox) -> None:
+    leave = "open('left-behind.txt', 'w').write('x')\n" + PY_ADD
+    look = (
+        "import os\n\n\ndef add(a, b):\n"
+        "    return 0 if os.path.exists('left-behind.txt') else a + b\n"
+    )
+    assert (await py(one_slot, leave)).status == "passed"
+    assert one_slot.spares_ready() == 1
+
+    report = await py(one_slot, look)
+
+    assert report.status == "passed", report
+    await assert_still_works(one_slot)
+
+
+async def test_a_trial_runs_on_a_python_spare(one_slot: Sandbox) -> None:
+    assert (await py(one_slot, PY_ADD)).status == "passed"
+    assert one_slot.spares_ready() == 1
+
+    report = await one_slot.try_programs(
+        language="python",
+        programs=["def add(a, b):\n    return a - b\n", PY_ADD],
+        tests=PY_TESTS,
+        stop="any",
+    )
+
+    assert report.stopped_at == 1
+    assert [outcome.status for outcome in report.outcomes] == ["tests", "tests"]

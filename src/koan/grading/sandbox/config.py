@@ -38,6 +38,9 @@ class SandboxConfig:
     # Start node for a slot's next JavaScript run while the slot is idle (after a JavaScript
     # run, and at start): the run then skips node's start-up. Costs a node process per slot.
     js_spare: bool = True
+    # Fork and set up a slot's next Python run while the slot is idle (after a Python run):
+    # the run then starts when its job arrives. Costs a forked, waiting process per slot.
+    python_spare: bool = True
 
     def __post_init__(self) -> None:
         if self.slots < 1:

@@ -348,39 +348,55 @@ class Sandbox:
         task.add_done_callback(ended)
 
     def _spare_for(self, language: Language, limits: Limits) -> tuple[str, dict[str, Any]] | None:
-        """For a JavaScript run: the key of the spare that can take it, and that spare's plan
-        (the run's limits with the CPU limit at the server's cap, lowered when its job comes).
-        None when spares are off."""
+        """The key of the spare that can take a run, and that spare's plan; None when spares
+        of the language are off. JavaScript: the run's limits with the CPU limit at the
+        server's cap (lowered when its job comes). Python: every limit at the server's caps
+        but the disk (the run lowers them to its job's), so any Python job fits."""
+        if language == "python" and self.config.python_spare:
+            caps = self.config.max_limits
+            ceiling = Limits(
+                cpu_s=caps.cpu_s,
+                wall_s=caps.wall_s,
+                memory_mb=caps.memory_mb,
+                output_bytes=caps.output_bytes,
+                disk_mb=limits.disk_mb,
+            )
+            key = json.dumps({"language": language, "disk_mb": limits.disk_mb})
+            return key, run_plan(language, ceiling, self.config.js_memory_mb)
         if language != "javascript" or not self.config.js_spare:
             return None
         plan = run_plan(language, limits, self.config.js_memory_mb)
-        key = json.dumps(
-            {k: v for k, v in plan.items() if not k.startswith("cpu_")}, sort_keys=True
-        )
+        fixed = {k: v for k, v in plan.items() if not k.startswith("cpu_")}
+        key = json.dumps({"language": language, **fixed}, sort_keys=True)
         soft, hard = cpu_rlimit(self.config.max_limits.cpu_s)
         return key, {**plan, "cpu_soft": soft, "cpu_hard": hard}
 
     def _acquire(self, owner: str | None, language: Language, limits: Limits) -> Any:
-        """A slot for the run: one whose spare can take it (the one up longest), or for
-        Python one without a spare (ending one wastes node's start-up)."""
+        """A slot for the run: one whose spare can take it (for JavaScript the one up
+        longest), else one without a spare (ending one wastes its start-up)."""
         assert self._pool is not None
         spare = self._spare_for(language, limits)
         key = spare[0] if spare is not None else None
 
         def rank(slot: _Slot) -> float:
-            if slot.zygote.spare_key != key:
+            held = slot.zygote.spare_key
+            if held is None:
+                return 1.0
+            if held != key:
                 return 0.0
-            return 1.0 if key is None else 1.0 + time.monotonic() - slot.zygote.spare_since
+            return 2.0 + time.monotonic() - slot.zygote.spare_since
 
         return self._pool.acquire(owner, rank=rank)
 
     async def _prepare_spare(self, slot: _Slot, language: Language, limits: Limits) -> None:
-        """After a JavaScript run, the slot's next one starts while the slot is idle."""
+        """After a run, the slot's next one of the same language starts while it is idle."""
         spare = self._spare_for(language, limits)
         if spare is None or not slot.zygote.alive:
             return
         try:
-            await slot.zygote.prepare(key=spare[0], plan=spare[1], disk_mb=limits.disk_mb)
+            await slot.zygote.prepare(
+                key=spare[0], plan=spare[1], disk_mb=limits.disk_mb, language=language
+            )
         except ZygoteLost:
             log.warning("sandbox.spare_failed", slot=slot.index)
 
@@ -401,8 +417,9 @@ class Sandbox:
         was found dead, or died before the run reported ready), so no code runs twice.
         """
         spare = self._spare_for(language, limits)
+        lost_spare = False  # the spare was gone before its job: retried on the same launcher
         for attempt in range(2):
-            if attempt or not slot.zygote.alive:
+            if (attempt and not lost_spare) or not slot.zygote.alive:
                 await self._restart(slot)
             try:
                 run = await slot.zygote.run(
@@ -410,7 +427,7 @@ class Sandbox:
                     wall_s=limits.wall_s,
                     output_bytes=limits.output_bytes,
                     disk_mb=limits.disk_mb,
-                    spare_key=spare[0] if spare is not None else None,
+                    spare_key=spare[0] if spare is not None and not lost_spare else None,
                     cpu=cpu_rlimit(limits.cpu_s),
                     stop_on_output=stop_on_output,
                     watch_verdict=watch_verdict,
@@ -418,6 +435,10 @@ class Sandbox:
             except ZygoteLost:
                 continue
             if run.status is not None:
+                if run.spare and not attempt and not parse_verdict(run.verdict, nonce).ready:
+                    log.warning("sandbox.spare_lost", slot=slot.index)
+                    lost_spare = True
+                    continue
                 return run
             log.warning("sandbox.launcher_lost", slot=slot.index)
             if attempt or parse_verdict(run.verdict, nonce).ready:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -30,6 +31,7 @@ START_TIMEOUT_S = 15.0
 KILL_GRACE_S = 3.0  # after asking for a kill, how long before the whole launcher is destroyed
 DRAIN_GRACE_S = 1.0  # after the exit report, how long pipes may take to reach end of file
 VERDICT_CAP = 4 << 20  # the harness sends at most a few KB per test
+F_GETPIPE_SZ = 1032  # fcntl: a pipe's capacity in bytes (Linux)
 
 
 class ZygoteLost(Exception):
@@ -49,6 +51,7 @@ class RunResult:
     verdict: bytes = b""
     output_overflow: bool = False
     verdict_overflow: bool = False
+    spare: bool = False  # the job went to a run started ahead of it
 
 
 @dataclass
@@ -106,6 +109,7 @@ class _Spare:
     key: str
     job_fd: int
     read_fds: list[int]
+    language: str = "javascript"
     since: float = field(default_factory=time.monotonic)
 
     def close(self) -> None:
@@ -118,6 +122,19 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+async def _write_job(fd: int, job: bytes) -> None:
+    """Write a job into a spare's (empty) pipe: at once when the pipe holds it all, else
+    from a thread (the spare reads it as it comes)."""
+    try:
+        room = fcntl.fcntl(fd, F_GETPIPE_SZ)
+    except OSError:
+        room = 0
+    if len(job) <= room:
+        _write_all(fd, job)
+    else:
+        await asyncio.to_thread(_write_all, fd, job)
 
 
 class Zygote:
@@ -264,16 +281,19 @@ class Zygote:
         """When the spare was started (time.monotonic()): the older, the likelier it is up."""
         return self._spare.since if self._spare is not None else 0.0
 
-    async def prepare(self, *, key: str, plan: dict[str, Any], disk_mb: int) -> None:
-        """Start a JavaScript run ahead of its job (node starts slowly): `plan` is the run's
-        limits, with the CPU limit at the server's cap until a job sets its own."""
+    async def prepare(
+        self, *, key: str, plan: dict[str, Any], disk_mb: int, language: str = "javascript"
+    ) -> None:
+        """Start a run ahead of its job: `plan` is the run's limits, with the CPU limit at the
+        server's cap until a job sets its own (for Python, every limit at the server's caps:
+        the run lowers them to its job's)."""
         await self.discard_spare()
         self._next_id += 1
         run_id = self._next_id
         job_read, job_write = os.pipe2(os.O_CLOEXEC)
         pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
         message = {"op": "prepare", "id": run_id, "disk_mb": disk_mb, "inodes": INODES,
-                   "limits": plan}  # fmt: skip
+                   "limits": plan, "language": language}  # fmt: skip
         try:
             self._send(message, [job_read, *(w for _, w in pipes)])
         except BaseException:
@@ -284,7 +304,7 @@ class Zygote:
             os.close(job_read)
             for _, write_end in pipes:
                 os.close(write_end)
-        self._spare = _Spare(run_id, key, job_write, [r for r, _ in pipes])
+        self._spare = _Spare(run_id, key, job_write, [r for r, _ in pipes], language)
 
     async def discard_spare(self) -> None:
         """End the spare (if there is one) and wait until it has gone."""
@@ -308,6 +328,10 @@ class Zygote:
             await self.discard_spare()
             return None
         self._spare = None
+        if spare.language == "python":
+            # It lowers its limits to the job's itself, before anything of the job runs.
+            self._send({"op": "use", "id": spare.run_id})
+            return spare
         self._send({"op": "limit", "id": spare.run_id, "cpu_soft": cpu[0], "cpu_hard": cpu[1]})
         while True:
             message = await self._messages.get()
@@ -349,14 +373,16 @@ class Zygote:
         spare = await self._use_spare(spare_key, cpu)
         if spare is not None:
             try:
-                await asyncio.to_thread(_write_all, spare.job_fd, job)
+                await _write_job(spare.job_fd, job)
             except OSError:
                 pass  # it is gone: its exit says so, and the run reports it never got ready
             finally:
                 os.close(spare.job_fd)
-            return await self._collect(
+            run = await self._collect(
                 spare.run_id, spare.read_fds, wall_s, output_bytes, stop_on_output, watch_verdict
             )
+            run.spare = True
+            return run
         self._next_id += 1
         run_id = self._next_id
         job_fd = os.memfd_create("koan-job", os.MFD_CLOEXEC)
@@ -498,6 +524,11 @@ class Zygote:
     async def close(self) -> None:
         """Ask the launcher to leave (it kills its runs first), then make sure it did."""
         process = self._process
+        if self._spare is not None:
+            # End of file on its job pipe: a spare leaves on its own, even one so new that it
+            # has not yet taken the slot uid (which the launcher's sweep would miss).
+            self._spare.close()
+            self._spare = None
         # Stop reading first: an event loop still polling the socket (uvloop) keeps it open
         # after close(), the launcher never sees end of file, and shutdown waits for the
         # timeout below (2 s per slot on every deploy).

@@ -156,15 +156,21 @@ class Zygote:
         self.pid_slots = {lang: placeholder_offsets(p) for lang, p in self.run_filters.items()}
         zygote_filter = config.get("zygote_filter")
         self.zygote_filter = base64.b64decode(zygote_filter) if zygote_filter else None
+        self.pid = os.getpid()
         harness_dir = os.path.dirname(os.path.abspath(__file__))
         with open(os.path.join(harness_dir, "run_js.js"), encoding="utf-8") as handle:
             self.js_harness = handle.read()
 
     # --- messages ------------------------------------------------------------------------
 
-    def send(self, message: dict[str, Any]) -> None:
-        """One message to the parent (write(), not send(): the filter refuses send*)."""
-        os.write(self.sock.fileno(), json.dumps(message).encode())
+    def send(self, message: dict[str, Any]) -> bool:
+        """One message to the parent (write(), not send(): the filter refuses send*); False
+        when the parent has gone."""
+        try:
+            os.write(self.sock.fileno(), json.dumps(message).encode())
+        except OSError:
+            return False
+        return True
 
     def receive(self) -> tuple[dict[str, Any] | None, list[int]]:
         """Next message and its descriptors; None when the parent has gone."""
@@ -206,12 +212,14 @@ class Zygote:
     def run(self, message: dict[str, Any], fds: list[int], *, spare: bool = False) -> None:
         """Fork one locked-down child for a job, wait for it, clean up, report.
 
-        A `spare` (the "prepare" message) is a JavaScript run started before its job: node
-        takes longer to start than most runs take, so it starts while the slot is idle and
-        waits for the job on a pipe the parent writes to (this process never sees it). Its CPU
-        limit starts at the server's cap; the parent's "limit" lowers it to the job's before
-        the job is written. A job of another kind (the next "run" or "prepare") ends an unused
-        spare.
+        A `spare` (the "prepare" message) is a run started before its job, while the slot is
+        idle: it waits for the job on a pipe the parent writes to (this process never sees
+        it). A JavaScript spare has started node (which takes longer to start than most runs
+        take), its CPU limit at the server's cap: the parent's "limit" lowers it to the job's
+        before the job is written. A Python spare has been forked and set up (the fork, not
+        the tests, is most of a short run's cost); the parent's "use" marks it taken, and it
+        lowers its limits to the job's itself once the job has arrived. A job of another kind
+        (the next "run" or "prepare") ends an unused spare.
         """
         run_id = int(message["id"])
         workdir = WORK
@@ -259,6 +267,8 @@ class Zygote:
                 elif control.get("op") == "limit" and control.get("id") == run_id and not used:
                     used = self.limit_cpu(pid, control)
                     self.send({"op": "limited", "id": run_id, "ok": used})
+                elif control.get("op") == "use" and control.get("id") == run_id:
+                    used = True  # a Python spare, which lowers its limits to its job's itself
                 else:
                     # The next job, sent as soon as the parent gave up on this one: keep it.
                     self.pending.append((control, extra))
@@ -284,7 +294,9 @@ class Zygote:
         # Without it, survivors must die first or the parent would wait for their pipes.
         early = bool(self.run_filters) and not parent_gone
         if early:
-            self.send(report)
+            # A spare ended by its parent's leaving (end of file on its job pipe) may exit
+            # before the launcher sees that the socket is closed.
+            parent_gone = not self.send(report)
         self.sweep(pid)
         if not early and not parent_gone:
             self.send(report)
@@ -408,25 +420,33 @@ class Launch:
             self.set_rlimits(limits)
             self.drop_uid()
             os.chdir(self.workdir)
-            if "programs" in job:
-                # A trial (several programs tried in turn, for the tutor's guard): the harness
-                # takes the programs from the job, and nobody reads their output.
-                self.out_fd = self.err_fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-            environment = self.environment(self.workdir)
             if language == "javascript":
-                self.exec_node(limits, environment)  # the harness reads the job itself
-            if "programs" not in job:
-                self.write_files(job, language)
-            self.python(job, environment)
+                self.exec_node(limits, self.environment(self.workdir))  # it reads the job itself
+            self.run_python(job)
         except BaseException as exc:  # anything failing here is the sandbox's fault, not the code's
-            if self.nonce:
-                with contextlib.suppress(OSError):
-                    self.emit({"t": "fatal", "message": f"{type(exc).__name__}: {exc}"})
-            os._exit(EXIT_SETUP_FAILED)
+            self.fatal(exc)
         os._exit(EXIT_SETUP_FAILED)
 
+    def fatal(self, exc: BaseException) -> NoReturn:
+        """Report a failure of the set-up (if the nonce is known yet) and exit."""
+        if self.nonce:
+            with contextlib.suppress(OSError):
+                self.emit({"t": "fatal", "message": f"{type(exc).__name__}: {exc}"})
+        os._exit(EXIT_SETUP_FAILED)
+
+    def run_python(self, job: dict[str, Any]) -> NoReturn:
+        """A Python job, once this child is set up: its files, then the tests in-process."""
+        if "programs" in job:
+            # A trial (several programs tried in turn, for the tutor's guard): the harness
+            # takes the programs from the job, and nobody reads their output.
+            self.out_fd = self.err_fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        else:
+            self.write_files(job, "python")
+        self.python(job, self.environment(self.workdir))
+
     def start_spare(self, message: dict[str, Any]) -> NoReturn:
-        """Set up node for a job still to come (it reads the job from its pipe, fd 3)."""
+        """Set up a run for a job still to come, which arrives on its pipe: node reads it
+        itself (fd 3); a Python spare reads it here, then lowers its limits to the job's."""
         try:
             os.setsid()
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -436,9 +456,32 @@ class Launch:
             self.set_rlimits(limits)
             self.drop_uid()
             os.chdir(self.workdir)
-            self.exec_node(limits, self.environment(self.workdir))
-        finally:
+            if message.get("language") != "python":
+                self.exec_node(limits, self.environment(self.workdir))
+            # It may wait long for its job: nothing of the launcher's may stay open in it (its
+            # stderr), and it must not outlive the launcher, whose death signal the uid switch
+            # has cleared (so it is set again, and a launcher already gone ends it here).
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+            os.dup2(self.out_fd, 1)
+            os.dup2(self.err_fd, 2)
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != self.zygote.pid:
+                raise ProcessLookupError("the launcher has gone")
+        except BaseException:
             os._exit(EXIT_SETUP_FAILED)  # the parent sees a run that never got ready
+        try:
+            job: dict[str, Any] = json.loads(read_all(self.job_fd))
+            self.nonce = str(job["nonce"])
+            if job.get("language") != "python":
+                raise ValueError("a Python spare was sent another kind of job")
+            # Set up at the server's caps, as the slot uid now: limits can only be lowered,
+            # and they are, to the job's own, before anything of the job runs.
+            self.set_rlimits(job["limits"])
+            self.run_python(job)
+        except BaseException as exc:
+            self.fatal(exc)
 
     @staticmethod
     def environment(workdir: str) -> dict[str, str]:
