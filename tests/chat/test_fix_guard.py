@@ -151,7 +151,9 @@ async def test_the_guard_runs_a_program_again_only_when_its_run_decided_nothing(
     trials = count_trials(resources, monkeypatch)
     run = sandbox_runner(resources.sandbox, evens, "learner", KnownPrograms())
     failed = frozenset({"test_mixed"})
-    loops = EVENS_STARTER.replace("for n in numbers:", "for n in iter(int, 1):")  # never ends
+    # Never ends, idly: the trial's deadline ends it, not its CPU limit (which a busy loop
+    # alone in a trial reaches as soon as the deadline).
+    loops = "import time\n\ntime.sleep(60)\n\n" + EVENS_STARTER
 
     first = await run([EVENS_STARTER, loops, EVENS_SOLUTION], failed)
     again = await run([EVENS_STARTER, loops, EVENS_SOLUTION], failed)
