@@ -56,6 +56,41 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if DATABASE_URL and not REDIS_URL:
         raise pytest.UsageError("KOAN_TEST_DATABASE_URL needs KOAN_TEST_REDIS_URL as well")
+    _rewrite_test_modules_once(config)
+
+
+def _rewrite_test_modules_once(config: pytest.Config) -> None:
+    """Before xdist starts its workers, write the assert-rewritten bytecode of every test module
+    once, for all of them to read: each worker would otherwise rewrite the whole suite itself
+    (nothing is cached where PYTHONDONTWRITEBYTECODE is set, and on a fresh clone the workers
+    start together). pytest keeps these helpers private: if they move, workers rewrite as usual.
+    """
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        return
+    if config.getoption("assertmode") != "rewrite":
+        return
+    try:
+        from _pytest.assertion.rewrite import (
+            PYC_TAIL,
+            _read_pyc,
+            _rewrite_test,
+            _write_pyc,
+            assertstate_key,
+            get_cache_dir,
+        )
+    except ImportError:
+        return
+    state = config.stash[assertstate_key]
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        if not (path.name.startswith("test_") or path.name == "conftest.py"):
+            continue
+        cache = get_cache_dir(path)
+        pyc = cache / (path.name[:-3] + PYC_TAIL)
+        if _read_pyc(path, pyc, state.trace) is not None:
+            continue
+        cache.mkdir(exist_ok=True)
+        source_stat, code = _rewrite_test(path, config)
+        _write_pyc(state, code, source_stat, pyc)
 
 
 # Modules whose tests take seconds each (servers, a browser, fuzzing, the whole bank): started
