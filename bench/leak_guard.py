@@ -26,7 +26,10 @@ whose code the guard runs and then lets through; one that happens to fix the bug
 `--direct` calls the guard without the app (the check alone, as before).
 
     .venv/bin/python bench/leak_guard.py [--per-exercise 1] [--think 0.5] [--token-interval 0]
-        [--misses 20] [--write]
+        [--misses 20] [--nothing-known] [--write]
+
+`--nothing-known` forgets what earlier trials decided (`KnownPrograms`), so every suggestion's
+program runs in the sandbox, as for suggestions never seen before.
     .venv/bin/python bench/leak_guard.py --direct [--per-exercise 1] [--write]
 """
 
@@ -69,6 +72,7 @@ from koan.grading.sandbox import Sandbox  # noqa: E402
 from koan.llm.leak_check import (  # noqa: E402
     Attempt,
     ExerciseSecrets,
+    KnownPrograms,
     Runner,
     Strictness,
     Trial,
@@ -410,8 +414,15 @@ def main() -> None:
     parser.add_argument(
         "--think", type=float, default=0.5, help="seconds between a submission and the question"
     )
+    parser.add_argument(
+        "--nothing-known",
+        action="store_true",
+        help="forget what earlier trials decided, so every suggestion's program runs",
+    )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
+    if args.nothing_known:
+        KnownPrograms.get = lambda self, key: None  # type: ignore[method-assign]
     specs = [s for s in bank() if not args.only or args.only in s.slug]
     before = load()
     started = time.perf_counter()
