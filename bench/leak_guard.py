@@ -169,7 +169,7 @@ async def graded_mutants(
             if count >= per_exercise:
                 break
             report = await sandbox.grade(
-                language=spec.language,  # type: ignore[arg-type]
+                language=spec.language,
                 code=mutant.code,
                 tests=spec.tests,
                 limits=GUARD_LIMITS,
