@@ -653,6 +653,12 @@ async def test_after_todays_exercise_the_next_one_is_offered_as_one_more(
     assert "Today's exercise ·" not in after.text
     extra = re.search(r'<h2 id="today-title">([^<]+)</h2>', after.text)
     assert extra is not None
+    # The exercise page says so too; the one finished today does not.
+    extra_id = re.search(r'id="today-title".*?href="/exercises/([0-9a-f-]{36})"', after.text, re.S)
+    assert extra_id is not None
+    assert extra_id.group(1) != found.group(1)
+    assert "One more ·" in (await client.get(f"/exercises/{extra_id.group(1)}")).text
+    assert "One more ·" not in (await client.get(f"/exercises/{found.group(1)}")).text
 
     # The next day, on the learner's clock, that one is the day's exercise.
     resources.clock.advance(timedelta(days=1))

@@ -212,6 +212,11 @@ async def _exercise_context(
     if policy is not None and policy.off:
         tutor_off = policy.off_reason or "Your class has switched the tutor off for now."
     draft = await drafts.find(session, user, exercise.id)
+    # An open daily after the one finished today is an extra, as Today's page says.
+    one_more = False
+    if assignment is not None and assignment.kind == "daily" and assignment.status == "assigned":
+        done = await exercises.daily_done_today(session, res, user)
+        one_more = done is not None and done.id != assignment.id
     hints_used = assignment.hints_used if assignment else 0
     result = None
     if latest is not None and latest.status != "pending":
@@ -235,6 +240,7 @@ async def _exercise_context(
         "saved_at_ms": int(saved_at.timestamp() * 1000) if saved_at else 0,
         "result": result,
         "tutor_off": tutor_off,
+        "one_more": one_more,
     }
 
 
