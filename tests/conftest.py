@@ -425,7 +425,8 @@ async def tutor(
 
 @pytest.fixture
 def make_app(connection: AsyncConnection) -> Callable[[Resources], FastAPI]:
-    """Another app instance (another "worker") on the test's connection, e.g. sharing a cache."""
+    """Another app instance (another "worker") on the test's connection, e.g. sharing a cache;
+    the resources handed to it open their sessions on that connection from then on."""
 
     def build(res: Resources) -> FastAPI:
         res.session_factory = connection_sessions(connection)

@@ -7,10 +7,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
 from operator import itemgetter
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple, cast
 
 from sqlalchemy import (
-    JSON,
     Table,
     and_,
     bindparam,
@@ -23,14 +22,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from koan.auth.repository import LIVE_SESSION_AND_USER
 from koan.db import utcnow
+from koan.db.stats import json_rows
 from koan.models import AuthSession, Conversation, ConversationMessage, LearnerProfile, User
 
 
@@ -80,24 +77,6 @@ async def caller_and_conversation(
         return None
     rows = sorted(row[4] or (), key=itemgetter(0))  # [seq, role, content], in any order
     return ReplyStart(row[0], row[1], row[3], row[2], [(role, text) for _, role, text in rows])
-
-
-class json_rows(FunctionElement[Any]):  # noqa: N801 (a SQL function, named as one)
-    """Aggregate: a JSON array holding one array per row of the given columns."""
-
-    type = JSON()
-    inherit_cache = True
-    name = "json_rows"
-
-
-@compiles(json_rows, "postgresql")
-def _json_rows_postgresql(element: json_rows, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_agg(json_build_array({compiler.process(element.clauses, **kw)}))"
-
-
-@compiles(json_rows, "sqlite")
-def _json_rows_sqlite(element: json_rows, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
 
 
 # The statements every reply runs are built once: building one and computing its cache key

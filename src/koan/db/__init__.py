@@ -92,8 +92,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # Each connection keeps its prepared statements: room for every statement Koan sends
         # (several hundred), so none is prepared again (a round trip, and a parse and plan on
         # the server) because others pushed it out of a smaller cache.
-        connect_args = kwargs.setdefault("connect_args", {})
-        connect_args.setdefault("prepared_statement_cache_size", PREPARED_STATEMENTS_KEPT)
+        kwargs["connect_args"] = {
+            "prepared_statement_cache_size": PREPARED_STATEMENTS_KEPT,
+            **kwargs.get("connect_args", {}),
+        }
     engine = create_async_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping") and engine.dialect.driver == "asyncpg":
         _drop_closed_connections(engine)

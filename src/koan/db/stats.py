@@ -1,10 +1,10 @@
-"""SQL for figures over groups of rows that reads the same on SQLite and PostgreSQL."""
+"""SQL aggregates over groups of rows that read the same on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Float
+from sqlalchemy import JSON, Float
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -50,3 +50,21 @@ def _median_postgresql(element: median, compiler: SQLCompiler, **kw: Any) -> str
 def _median_sqlite(element: median, compiler: SQLCompiler, **kw: Any) -> str:
     # An aggregate each connection registers (koan.db.sqlite.Median).
     return f"median({compiler.process(element.clauses, **kw)})"
+
+
+class json_rows(FunctionElement[Any]):  # noqa: N801 (a SQL function, named as one)
+    """Aggregate: a JSON array holding one array per row of the given columns."""
+
+    type = JSON()
+    inherit_cache = True
+    name = "json_rows"
+
+
+@compiles(json_rows, "postgresql")
+def _json_rows_postgresql(element: json_rows, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_agg(json_build_array({compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(json_rows, "sqlite")
+def _json_rows_sqlite(element: json_rows, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
