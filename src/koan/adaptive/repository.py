@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import Float, Table, bindparam, case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from koan.adaptive.model import GENERAL, SETTLED_ATTEMPTS
 from koan.db import memo
@@ -24,7 +28,7 @@ _SKILL_RATINGS = select(LearnerSkillRating).where(
 
 async def skill_ratings(session: AsyncSession, user_id: uuid.UUID) -> list[LearnerSkillRating]:
     """The learner's rating rows, read once per session: grading, progress and achievements
-    all look at them in one request, and only `add_skill_rating` adds to them."""
+    all look at them in one request, and only `save_skill_ratings` writes them."""
     key = ("skill_ratings", user_id)
     kept = memo(session)
     if key not in kept:
@@ -34,11 +38,49 @@ async def skill_ratings(session: AsyncSession, user_id: uuid.UUID) -> list[Learn
     return rows
 
 
-def add_skill_rating(session: AsyncSession, row: LearnerSkillRating) -> None:
-    session.add(row)
-    rows = memo(session).get(("skill_ratings", row.user_id))
-    if rows is not None:
-        rows.append(row)
+_RATINGS = cast(Table, LearnerSkillRating.__table__)
+# What a save writes of a rating row (besides its key).
+RATING_VALUES = ("rating", "uncertainty", "attempts", "last_practised", "recent", "updated_at")
+
+
+def _save_statement(insert: Callable[..., postgresql.Insert | sqlite.Insert]) -> Any:
+    statement = insert(_RATINGS)
+    return statement.on_conflict_do_update(
+        index_elements=[_RATINGS.c.user_id, _RATINGS.c.skill],
+        set_={name: statement.excluded[name] for name in RATING_VALUES},
+    )
+
+
+# Built once per database.
+_SAVE_RATINGS = {
+    "postgresql": _save_statement(postgresql.insert),
+    "sqlite": _save_statement(sqlite.insert),
+}
+
+
+async def save_skill_ratings(
+    session: AsyncSession, user_id: uuid.UUID, values: dict[str, dict[str, Any]]
+) -> None:
+    """Write rating rows (skill -> the `RATING_VALUES` of its row), new or not, in one Core
+    statement. The rows the session holds take the values as loaded, and new rows join them,
+    so `skill_ratings` keeps answering without reading them again."""
+    if not values:
+        return
+    params = [{"user_id": user_id, "skill": skill, **row} for skill, row in values.items()]
+    await session.execute(_SAVE_RATINGS[session.get_bind().dialect.name], params)
+    kept = memo(session).get(("skill_ratings", user_id))
+    held = {row.skill: row for row in kept or ()}
+    for skill, row_values in values.items():
+        row = held.get(skill)
+        if row is None:
+            row = LearnerSkillRating(user_id=user_id, skill=skill, **row_values)
+            make_transient_to_detached(row)
+            session.add(row)
+            if kept is not None:
+                kept.append(row)
+            continue
+        for name, value in row_values.items():
+            set_committed_value(row, name, value)
 
 
 async def settled_general_ratings(
@@ -58,6 +100,21 @@ async def settled_general_ratings(
     return (await session.execute(query)).scalars().all()
 
 
+_EXERCISES = cast(Table, Exercise.__table__)
+_SHRUNK = _EXERCISES.c.rating_uncertainty * bindparam("factor", type_=Float())
+_FLOOR = bindparam("floor", type_=Float())
+# The table, not the mapped class: a plain Core statement, built once.
+_STEP_ITEM_RATING = (
+    update(_EXERCISES)
+    .where(_EXERCISES.c.id == bindparam("exercise"))
+    .values(
+        rating=_EXERCISES.c.rating + bindparam("change", type_=Float()),
+        rating_uncertainty=case((_FLOOR > _SHRUNK, _FLOOR), else_=_SHRUNK),
+        rating_attempts=_EXERCISES.c.rating_attempts + 1,
+    )
+)
+
+
 async def step_item_rating(
     session: AsyncSession,
     *,
@@ -68,14 +125,10 @@ async def step_item_rating(
 ) -> None:
     """Apply one outcome's step to an exercise's difficulty in one statement, relative to what
     the row holds, so steps from concurrent gradings add up instead of overwriting each other."""
-    shrunk = Exercise.rating_uncertainty * uncertainty_factor
-    await session.execute(
-        update(Exercise)
-        .where(Exercise.id == exercise_id)
-        .values(
-            rating=Exercise.rating + rating_change,
-            rating_uncertainty=case((shrunk < uncertainty_floor, uncertainty_floor), else_=shrunk),
-            rating_attempts=Exercise.rating_attempts + 1,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    params = {
+        "exercise": exercise_id,
+        "change": rating_change,
+        "factor": uncertainty_factor,
+        "floor": uncertainty_floor,
+    }
+    await session.execute(_STEP_ITEM_RATING, params)

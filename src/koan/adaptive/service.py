@@ -22,7 +22,7 @@ from koan.adaptive.model import (
     update_skills,
 )
 from koan.adaptive.selection import Candidate, choose_exercise
-from koan.db import after_commit
+from koan.db import after_commit, utcnow
 from koan.models import Assignment, Exercise, LearnerProfile, User
 from koan.models.progress import LearnerSkillRating
 
@@ -133,18 +133,25 @@ async def learner_ratings(
 async def save_ratings(
     session: AsyncSession, user_id: uuid.UUID, ratings: Mapping[str, SkillRating]
 ) -> None:
-    existing = {row.skill: row for row in await repository.skill_ratings(session, user_id)}
-    for skill, rating in ratings.items():
-        row = existing.get(skill)
-        if row is None:
-            row = LearnerSkillRating(user_id=user_id, skill=skill)
-            repository.add_skill_rating(session, row)
-        row.rating = rating.rating
-        row.uncertainty = rating.uncertainty
-        row.attempts = rating.attempts
-        row.last_practised = rating.last_practised
-        row.recent = list(rating.recent)
-    await session.flush()
+    """Store the ratings that are new or differ from the stored ones, in one statement."""
+    stored = {row.skill: as_rating(row) for row in await repository.skill_ratings(session, user_id)}
+    now = utcnow()
+    await repository.save_skill_ratings(
+        session,
+        user_id,
+        {
+            skill: {
+                "rating": rating.rating,
+                "uncertainty": rating.uncertainty,
+                "attempts": rating.attempts,
+                "last_practised": rating.last_practised,
+                "recent": list(rating.recent),
+                "updated_at": now,
+            }
+            for skill, rating in ratings.items()
+            if stored.get(skill) != rating
+        },
+    )
 
 
 async def record_outcome(
