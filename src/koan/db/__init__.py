@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.types import TypeDecorator
 
 from koan.db import sqlite
@@ -171,6 +173,18 @@ def memo(session: AsyncSession) -> dict[Any, Any]:
     reads them once; emptied whenever the session (or a SAVEPOINT in it) rolls back."""
     found: dict[Any, Any] = session.info.setdefault(_MEMO, {})
     return found
+
+
+def refresh_loaded(
+    session: AsyncSession, model: type[Any], key: Any, values: dict[str, Any]
+) -> None:
+    """After a Core statement wrote `values` to a row: the copy of that row this session holds,
+    if it holds one, takes them as loaded (not as changes to flush), so ORM readers later in the
+    session see what the database holds."""
+    held = session.sync_session.identity_map.get(identity_key(model, key))
+    if held is not None:
+        for name, value in values.items():
+            set_committed_value(held, name, value)
 
 
 _LOCKED = "koan.locked"

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any, cast
 
-from sqlalchemy import Boolean, and_, bindparam, func, or_, select, true
+from sqlalchemy import Boolean, Table, and_, bindparam, func, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.dml import ReturningInsert
 
-from koan.db import locked_rows
+from koan.db import locked_rows, refresh_loaded, utcnow
 from koan.models import Assignment, Exercise, Submission
 from koan.models.progress import (
     Achievement,
@@ -26,33 +27,157 @@ from koan.progress.achievements import Completion
 
 # The statements every grading and progress page runs are built once, with bound parameters:
 # building one and computing its cache key costs about as much CPU as running it.
-_LOCK_PROGRESS = (
-    select(LearnerProgress)
-    .where(LearnerProgress.user_id == bindparam("user_id"))
-    .with_for_update()
-    .execution_options(populate_existing=True)
+_PROGRESS = cast(Table, LearnerProgress.__table__)
+_TOTALS = (
+    "exercises_completed",
+    "attempts",
+    "first_try_passes",
+    "current_streak",
+    "longest_streak",
+    "last_active_day",
+    "level",
 )
 
 
-async def lock_progress(session: AsyncSession, user_id: uuid.UUID) -> LearnerProgress | None:
+@dataclass
+class Totals:
+    """A learner's progress row as plain values: the grading hook changes them, then saves."""
+
+    user_id: uuid.UUID
+    exercises_completed: int
+    attempts: int
+    first_try_passes: int
+    current_streak: int
+    longest_streak: int
+    last_active_day: date | None
+    level: int
+    # The values the database holds, so a save writes only what changed.
+    stored: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _TOTALS}
+
+
+_LOCK_PROGRESS = (
+    select(*(_PROGRESS.c[name] for name in _TOTALS))
+    .where(_PROGRESS.c.user_id == bindparam("user_id"))
+    .with_for_update()
+)
+
+
+def _held(session: AsyncSession, totals: Totals) -> Totals:
+    totals.stored = totals.values()
+    locked_rows(session)[("learner_progress", totals.user_id)] = totals
+    return totals
+
+
+async def lock_progress(session: AsyncSession, user_id: uuid.UUID) -> Totals | None:
     """The learner's totals, locked FOR UPDATE (PostgreSQL) so their updates queue up; read
     once per transaction (the row cannot change under the lock)."""
-    key = ("learner_progress", user_id)
-    held = locked_rows(session)
-    if key in held:
-        kept: LearnerProgress = held[key]
+    held = locked_rows(session).get(("learner_progress", user_id))
+    if held is not None:
+        kept: Totals = held
         return kept
-    found = await session.execute(_LOCK_PROGRESS, {"user_id": user_id})
-    progress = found.scalar_one_or_none()
-    if progress is not None:
-        held[key] = progress
-    return progress
+    row = (await session.execute(_LOCK_PROGRESS, {"user_id": user_id})).one_or_none()
+    return None if row is None else _held(session, Totals(user_id, *row))
 
 
-def hold_progress(session: AsyncSession, progress: LearnerProgress) -> None:
-    """A progress row this transaction has just inserted: no other transaction can lock it
-    before this one ends, so it counts as locked."""
-    locked_rows(session)[("learner_progress", progress.user_id)] = progress
+def _create_statement(
+    insert: Callable[..., postgresql.Insert | sqlite.Insert],
+) -> ReturningInsert[uuid.UUID]:
+    return (
+        insert(_PROGRESS)
+        .on_conflict_do_nothing(index_elements=[_PROGRESS.c.user_id])
+        .returning(_PROGRESS.c.user_id)
+    )
+
+
+_CREATE_PROGRESS = {
+    "postgresql": _create_statement(postgresql.insert),
+    "sqlite": _create_statement(sqlite.insert),
+}
+
+
+async def create_progress(
+    session: AsyncSession, user_id: uuid.UUID, *, level: int
+) -> Totals | None:
+    """Insert the learner's first totals (all zero, at `level`), locked until this transaction
+    ends (no other can lock a row it has not committed); None if another transaction created
+    them first. One statement, no SAVEPOINT: a conflict is not an error."""
+    totals = Totals(user_id, 0, 0, 0, 0, 0, None, level)
+    params = {"user_id": user_id, **totals.values(), "updated_at": utcnow()}
+    statement = _CREATE_PROGRESS[session.get_bind().dialect.name]
+    if (await session.execute(statement, params)).one_or_none() is None:
+        return None
+    return _held(session, totals)
+
+
+_SAVE_PROGRESS = update(_PROGRESS).where(_PROGRESS.c.user_id == bindparam("learner"))
+
+
+async def save_progress(session: AsyncSession, totals: Totals) -> None:
+    """Write the totals that changed since they were read, in one statement."""
+    changed = {k: v for k, v in totals.values().items() if totals.stored.get(k) != v}
+    if not changed:
+        return
+    changed["updated_at"] = utcnow()
+    await session.execute(_SAVE_PROGRESS, {"learner": totals.user_id, **changed})
+    totals.stored = totals.values()
+    refresh_loaded(session, LearnerProgress, totals.user_id, changed)
+
+
+_ADD_LEVEL_EVENT = cast(Table, LevelEvent.__table__).insert()
+
+
+async def add_level_event(
+    session: AsyncSession, user_id: uuid.UUID, *, from_level: int, to_level: int, at: datetime
+) -> None:
+    params = {
+        "id": uuid.uuid4(),
+        "user_id": user_id,
+        "from_level": from_level,
+        "to_level": to_level,
+        "at": at,
+    }
+    await session.execute(_ADD_LEVEL_EVENT, params)
+
+
+_AWARDS = cast(Table, UserAchievement.__table__)
+
+
+def _insert_of(session: AsyncSession) -> Callable[..., postgresql.Insert | sqlite.Insert]:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+async def award(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    codes: Sequence[str],
+    *,
+    submission_id: uuid.UUID,
+    at: datetime,
+) -> set[str]:
+    """Award these achievements in one statement, each unless the learner holds it already
+    (unique per learner in the database); the codes that were awarded now."""
+    if not codes:
+        return set()
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "user_id": user_id,
+            "achievement_code": code,
+            "earned_at": at,
+            "submission_id": submission_id,
+        }
+        for code in codes
+    ]
+    statement = (
+        _insert_of(session)(_AWARDS)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[_AWARDS.c.user_id, _AWARDS.c.achievement_code])
+        .returning(_AWARDS.c.achievement_code)
+    )
+    return set((await session.execute(statement)).scalars())
 
 
 async def progress_of(session: AsyncSession, user_id: uuid.UUID) -> LearnerProgress | None:

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import GENERAL, SkillRating, level, mastery, starting_ratings
@@ -15,11 +14,7 @@ from koan.adaptive import service as adaptive
 from koan.adaptive.model import EXPERIENCES, MIN_LEVEL
 from koan.errors import ValidationFailed
 from koan.models import Assignment, Exercise, Submission, User
-from koan.models.progress import (
-    LearnerProgress,
-    LevelEvent,
-    UserAchievement,
-)
+from koan.models.progress import LearnerProgress
 from koan.onboarding import service as onboarding
 from koan.progress import achievements, repository, streaks
 from koan.progress.achievements import Kind
@@ -99,20 +94,20 @@ async def on_submission_graded(
         progress.first_try_passes += int(assignment.attempts == 1)
         await _count_day(session, progress, day)
     await _follow_level(session, user, progress, now)
-    await session.flush()
+    await repository.save_progress(session, progress)
     if submission.status != "passed":
         return []  # nothing is earned by a failed attempt
-    return await _award(session, res, user, submission_id=submission.id, now=now)
+    return await _award(session, user, submission_id=submission.id, now=now)
 
 
 async def on_assignment_skipped(session: AsyncSession, res: Resources, *, user: User) -> None:
     """Record a level change a skip caused (call it after the adaptive update of the skip)."""
     progress = await lock_learner(session, user)
     await _follow_level(session, user, progress, res.clock.now())
-    await session.flush()
+    await repository.save_progress(session, progress)
 
 
-async def lock_learner(session: AsyncSession, user: User) -> LearnerProgress:
+async def lock_learner(session: AsyncSession, user: User) -> repository.Totals:
     """Take the learner's progress row FOR UPDATE, creating it on first use.
 
     The hooks take it first thing. Grading may take it earlier in its transaction, before other
@@ -122,32 +117,21 @@ async def lock_learner(session: AsyncSession, user: User) -> LearnerProgress:
     progress = await repository.lock_progress(session, user.id)
     if progress is not None:
         return progress
-    created = LearnerProgress(
-        user_id=user.id,
-        exercises_completed=0,
-        attempts=0,
-        first_try_passes=0,
-        current_streak=0,
-        longest_streak=0,
-        # Where the learner started, so a change caused by the very first attempt is recorded
-        # as an event.
-        level=await _starting_level(session, user),
+    # Where the learner started, so a change caused by the very first attempt is recorded as
+    # an event.
+    created = await repository.create_progress(
+        session, user.id, level=await _starting_level(session, user)
     )
-    try:
-        async with session.begin_nested():
-            session.add(created)
-    except IntegrityError:
-        pass  # a concurrent submission of the same learner created it first
-    else:
-        repository.hold_progress(session, created)
+    if created is not None:
         return created
+    # A concurrent submission of the same learner created it first.
     progress = await repository.lock_progress(session, user.id)
     if progress is None:  # pragma: no cover - the row was just created or found
         raise RuntimeError("learner_progress row vanished")
     return progress
 
 
-async def _count_day(session: AsyncSession, progress: LearnerProgress, day: date) -> None:
+async def _count_day(session: AsyncSession, progress: repository.Totals, day: date) -> None:
     updated = streaks.record(_streak_of(progress), day)
     if updated is None:
         updated = streaks.from_days(await repository.active_days(session, progress.user_id))
@@ -157,47 +141,25 @@ async def _count_day(session: AsyncSession, progress: LearnerProgress, day: date
 
 
 async def _follow_level(
-    session: AsyncSession, user: User, progress: LearnerProgress, now: datetime
+    session: AsyncSession, user: User, progress: repository.Totals, now: datetime
 ) -> None:
     current = await _level(session, user)
     if current != progress.level:
-        session.add(
-            LevelEvent(user_id=user.id, from_level=progress.level, to_level=current, at=now)
+        await repository.add_level_event(
+            session, user.id, from_level=progress.level, to_level=current, at=now
         )
         progress.level = current
 
 
 async def _award(
-    session: AsyncSession,
-    res: Resources,
-    user: User,
-    *,
-    submission_id: uuid.UUID,
-    now: datetime,
+    session: AsyncSession, user: User, *, submission_id: uuid.UUID, now: datetime
 ) -> list[str]:
-    held = {row.achievement_code for row in await repository.earned(session, user.id)}
-    if held.issuperset(achievements.BY_CODE):
-        return []
+    """Award what the learner's record now earns; the codes awarded by this call, in the
+    catalogue's order (what they held already is left as it is, in the same statement)."""
     facts = await _facts(session, user, now)
-    unlocked: list[str] = []
-    for achievement in achievements.earned(facts):
-        if achievement.code in held:
-            continue
-        try:
-            # Unique per learner in the database: a second award fails here and is ignored.
-            async with session.begin_nested():
-                session.add(
-                    UserAchievement(
-                        user_id=user.id,
-                        achievement_code=achievement.code,
-                        earned_at=now,
-                        submission_id=submission_id,
-                    )
-                )
-        except IntegrityError:
-            continue
-        unlocked.append(achievement.code)
-    return unlocked
+    earned = [achievement.code for achievement in achievements.earned(facts)]
+    awarded = await repository.award(session, user.id, earned, submission_id=submission_id, at=now)
+    return [code for code in earned if code in awarded]
 
 
 # --- derived values ------------------------------------------------------------------------------
@@ -240,7 +202,7 @@ async def _facts(
     )
 
 
-def _streak_of(progress: LearnerProgress | None) -> streaks.Streak:
+def _streak_of(progress: LearnerProgress | repository.Totals | None) -> streaks.Streak:
     if progress is None:
         return streaks.Streak()
     return streaks.Streak(
