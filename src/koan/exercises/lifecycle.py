@@ -6,8 +6,8 @@ caused it; the adaptive ratings and progress hear of it through their services.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -196,30 +196,30 @@ async def attempted(
     *,
     user: User,
     exercise: Exercise,
-    assignment_id: uuid.UUID,
+    assignment: Assignment,
     submission: Submission,
+    verdict: dict[str, Any],
+    graded_at: datetime,
     tests_ran: bool = True,
-) -> tuple[Assignment, list[str]]:
-    """Count a graded submission as an attempt (a pass completes the assignment); return the
-    assignment and the codes of the achievements the attempt unlocked.
+) -> list[str]:
+    """Record a stored submission's verdict (`verdict`: the columns it sets) and count it as
+    an attempt (a pass completes the assignment); return the codes of the achievements the
+    attempt unlocked. `assignment` and `submission` take their new state.
 
     A run whose code could not load (`tests_ran` false: a syntax or import error) is recorded
     but is not an attempt, so it does not cost the learner a first-try pass.
     """
-    now = submission.graded_at or res.clock.now()
-    assignment = await repository.lock_assignment(session, assignment_id)
+    completed_now = await repository.count_attempt(
+        session,
+        assignment,
+        exercise,
+        counted=tests_ran,
+        started_at=submission.created_at,
+        completes_at=graded_at if verdict["status"] == "passed" else None,
+    )
     # One learner's submissions are counted one after another (ratings, streaks, awards).
     await progress.lock_learner(session, user)
-    assignment.attempts += int(tests_ran)
-    if assignment.status == "assigned":
-        assignment.status = "in_progress"
-        assignment.started_at = submission.created_at
-    completed_now = submission.status == "passed" and assignment.status != "completed"
-    if completed_now:
-        assignment.status = "completed"
-        assignment.completed_at = now
-        assignment.closed_at = now
-    await session.flush()
+    await repository.set_submission(session, submission, graded_at=graded_at, **verdict)
     if completed_now:
         await adaptive.record_outcome(
             session,
@@ -229,11 +229,10 @@ async def attempted(
             assignment=assignment,
             passed=True,
             skipped=False,
-            now=now,
+            now=graded_at,
         )
     # After the adaptive update, so level and mastery include this attempt.
-    unlocked = await progress.on_submission_graded(
+    return await progress.on_submission_graded(
         session, res, user=user, submission=submission, assignment=assignment, exercise=exercise,
         tests_ran=tests_ran,
     )  # fmt: skip
-    return assignment, unlocked

@@ -6,13 +6,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Select,
     SQLColumnExpression,
     Subquery,
+    Table,
     and_,
     bindparam,
     case,
@@ -26,7 +27,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased, selectinload
+from sqlalchemy.orm import aliased, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from koan.db.stats import median, minutes_between
@@ -466,29 +467,117 @@ async def assignment_by_id(session: AsyncSession, assignment_id: uuid.UUID) -> A
     return (await session.execute(query)).scalar_one_or_none()
 
 
-_LOCK_ASSIGNMENT = (
-    select(Assignment, Exercise.rating, Exercise.rating_uncertainty, Exercise.rating_attempts)
-    .join(Exercise, Exercise.id == Assignment.exercise_id)
-    .where(Assignment.id == bindparam("assignment_id"))
-    # Only the assignment: the exercise's row is every learner's.
-    .with_for_update(of=Assignment)
-    .execution_options(populate_existing=True)
+_ASSIGNMENTS = cast(Table, Assignment.__table__)
+_EXERCISES = cast(Table, Exercise.__table__)
+_SUBMISSIONS = cast(Table, Submission.__table__)
+
+
+def _of_its_exercise(column: str) -> Any:
+    return (
+        select(_EXERCISES.c[column])
+        .where(_EXERCISES.c.id == _ASSIGNMENTS.c.exercise_id)
+        .scalar_subquery()
+    )
+
+
+# What an attempt returns: the assignment's new state, and its exercise's current difficulty
+# rating (other learners' outcomes move it meanwhile; read, not locked: the row is everyone's).
+_ATTEMPT_STATE = (
+    _ASSIGNMENTS.c.status,
+    _ASSIGNMENTS.c.attempts,
+    _ASSIGNMENTS.c.hints_used,
+    _ASSIGNMENTS.c.started_at,
+    _ASSIGNMENTS.c.completed_at,
+    _ASSIGNMENTS.c.closed_at,
+    _of_its_exercise("rating"),
+    _of_its_exercise("rating_uncertainty"),
+    _of_its_exercise("rating_attempts"),
+)
+_ASSIGNMENT_STATE = ("status", "attempts", "hints_used", "started_at", "completed_at", "closed_at")
+_ITEM_RATING = ("rating", "rating_uncertainty", "rating_attempts")
+_STARTED = case(
+    (_ASSIGNMENTS.c.status == "assigned", bindparam("begun", type_=_ASSIGNMENTS.c.started_at.type)),
+    else_=_ASSIGNMENTS.c.started_at,
+)
+# One statement each, both taking the assignment's row lock (PostgreSQL) until the transaction
+# ends, so concurrent submissions of one assignment are counted one after another. The SET
+# expressions read the row as it was, so no read before the write is needed.
+_ATTEMPT = (
+    update(_ASSIGNMENTS)
+    .where(_ASSIGNMENTS.c.id == bindparam("assignment"))
+    .values(
+        attempts=_ASSIGNMENTS.c.attempts + bindparam("counted"),
+        status=case(
+            (_ASSIGNMENTS.c.status == "assigned", "in_progress"), else_=_ASSIGNMENTS.c.status
+        ),
+        started_at=_STARTED,
+    )
+    .returning(*_ATTEMPT_STATE)
+)
+# A pass completes the assignment, unless it is completed already (then it is an attempt).
+_COMPLETING_ATTEMPT = (
+    update(_ASSIGNMENTS)
+    .where(_ASSIGNMENTS.c.id == bindparam("assignment"), _ASSIGNMENTS.c.status != "completed")
+    .values(
+        attempts=_ASSIGNMENTS.c.attempts + bindparam("counted"),
+        status="completed",
+        started_at=_STARTED,
+        completed_at=bindparam("done_at", type_=_ASSIGNMENTS.c.completed_at.type),
+        closed_at=bindparam("done_at", type_=_ASSIGNMENTS.c.closed_at.type),
+    )
+    .returning(*_ATTEMPT_STATE)
 )
 
 
-async def lock_assignment(session: AsyncSession, assignment_id: uuid.UUID) -> Assignment:
-    """Re-read an assignment FOR UPDATE (PostgreSQL), so concurrent submissions queue up, and
-    its exercise's difficulty rating with it (other learners' outcomes move it meanwhile)."""
-    found = await session.execute(_LOCK_ASSIGNMENT, {"assignment_id": assignment_id})
-    assignment, rating, uncertainty, attempts = found.one()
-    await _with_exercise(session, assignment)
-    for name, value in (
-        ("rating", rating),
-        ("rating_uncertainty", uncertainty),
-        ("rating_attempts", attempts),
-    ):
-        set_committed_value(assignment.exercise, name, value)
-    return assignment
+async def count_attempt(
+    session: AsyncSession,
+    assignment: Assignment,
+    exercise: Exercise,
+    *,
+    counted: bool,
+    started_at: datetime,
+    completes_at: datetime | None,
+) -> bool:
+    """Count a verdict on the assignment in one statement, which locks its row (PostgreSQL):
+    one more attempt if `counted`, `in_progress` once started, `completed` at `completes_at`
+    (a pass) unless completed before. `assignment` and `exercise` take the row's new state and
+    the exercise's current difficulty rating. True when this verdict completed it."""
+    params = {"assignment": assignment.id, "counted": int(counted), "begun": started_at}
+    row = None
+    if completes_at is not None:
+        row = (
+            await session.execute(_COMPLETING_ATTEMPT, {**params, "done_at": completes_at})
+        ).one_or_none()
+    completed = row is not None
+    if row is None:
+        row = (await session.execute(_ATTEMPT, params)).one()
+    for name, value in zip(_ASSIGNMENT_STATE, row[:6], strict=True):
+        set_committed_value(assignment, name, value)
+    for name, value in zip(_ITEM_RATING, row[6:], strict=True):
+        set_committed_value(exercise, name, value)
+    return completed
+
+
+_ADD_SUBMISSION = _SUBMISSIONS.insert()
+
+
+async def add_submission(session: AsyncSession, submission: Submission) -> None:
+    """Insert a new submission (every column set) with one Core statement, and keep it in the
+    session as a loaded row: nothing of it is left for the unit of work to flush."""
+    values = {column.key: getattr(submission, column.key) for column in _SUBMISSIONS.columns}
+    await session.execute(_ADD_SUBMISSION, values)
+    make_transient_to_detached(submission)
+    session.add(submission)
+
+
+_SET_SUBMISSION = update(_SUBMISSIONS).where(_SUBMISSIONS.c.id == bindparam("submission"))
+
+
+async def set_submission(session: AsyncSession, submission: Submission, **values: Any) -> None:
+    """Write these columns of a stored submission in one Core statement (and to `submission`)."""
+    await session.execute(_SET_SUBMISSION, {"submission": submission.id, **values})
+    for name, value in values.items():
+        set_committed_value(submission, name, value)
 
 
 async def assignments(
@@ -570,17 +659,18 @@ _NEWEST_SUBMISSIONS = (
     .order_by(Submission.created_at.desc(), Submission.id.desc())
     .limit(bindparam("keep"))
 )
+# The table, not the mapped class: a plain Core statement (rows the session holds are not
+# updated; the request holds none of the old submissions it empties).
 _FORGET_OLD_SUBMISSIONS = (
-    update(Submission)
+    update(_SUBMISSIONS)
     .where(
-        Submission.user_id == bindparam("learner"),
-        Submission.exercise_id == bindparam("of_exercise"),
-        Submission.status != "pending",
-        Submission.code != "",
-        Submission.id.not_in(_NEWEST_SUBMISSIONS),
+        _SUBMISSIONS.c.user_id == bindparam("learner"),
+        _SUBMISSIONS.c.exercise_id == bindparam("of_exercise"),
+        _SUBMISSIONS.c.status != "pending",
+        _SUBMISSIONS.c.code != "",
+        _SUBMISSIONS.c.id.not_in(_NEWEST_SUBMISSIONS),
     )
     .values(code="", stdout="", stderr="", tests=[])
-    .execution_options(synchronize_session=False)
 )
 
 

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from math import ceil
-from typing import cast
+from typing import Any, cast
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +38,7 @@ log = structlog.get_logger(__name__)
 # Longer than any grading can take: a slot a crashed worker held frees itself after this.
 SLOT_HOLD = timedelta(minutes=10)
 TEST_MESSAGE_CHARS = 2000
+NOT_GRADED = "Not graded: your earlier submissions were still being graded."
 BUSY = "The grader could not run your code just now; it is saved, submit it again shortly."
 FAILED = "Grading failed on our side; your code is saved. Please submit again."
 NOT_STORED = "The result could not be stored; your code is saved. Please submit again."
@@ -76,22 +77,25 @@ def stored_text(text: str, limit: int) -> str:
     return safe[:limit] + f"\n... ({len(safe) - limit} more characters not kept)"
 
 
-def _apply(submission: Submission, report: GradeReport, output_chars: int) -> None:
-    submission.status = report.status
-    submission.passed = report.passed
-    submission.total = report.total
-    submission.tests = [
-        {
-            "name": stored_text(t.name, TEST_MESSAGE_CHARS),
-            "status": t.status,
-            "message": stored_text(t.message, TEST_MESSAGE_CHARS),
-        }
-        for t in report.tests
-    ]
-    submission.stdout = stored_text(report.stdout, output_chars)
-    submission.stderr = stored_text(report.stderr, output_chars)
-    submission.duration_ms = report.duration_ms
-    submission.tier = report.tier.name.lower()
+def _verdict(report: GradeReport, output_chars: int) -> dict[str, Any]:
+    """The submission's columns a verdict sets, as both databases store them."""
+    return {
+        "status": report.status,
+        "passed": report.passed,
+        "total": report.total,
+        "tests": [
+            {
+                "name": stored_text(t.name, TEST_MESSAGE_CHARS),
+                "status": t.status,
+                "message": stored_text(t.message, TEST_MESSAGE_CHARS),
+            }
+            for t in report.tests
+        ],
+        "stdout": stored_text(report.stdout, output_chars),
+        "stderr": stored_text(report.stderr, output_chars),
+        "duration_ms": report.duration_ms,
+        "tier": report.tier.name.lower(),
+    }
 
 
 # --- admission -----------------------------------------------------------------------------------
@@ -147,19 +151,25 @@ async def submit(
     assignment = await lifecycle.for_work(session, res, user, exercise, keep_expiry=False)
     async with in_flight_slot(res, user.id) as slot:
         submission = Submission(
+            id=uuid.uuid4(),
             user_id=user.id,
             exercise_id=exercise.id,
             assignment_id=assignment.id,
             code=code,
             status="pending" if slot is not None else "rejected",
+            passed=0,
+            total=0,
+            tests=[],
+            stdout="",
+            stderr="" if slot is not None else NOT_GRADED,
+            duration_ms=0,
+            tier="",
             created_at=res.clock.now(),
+            graded_at=None,
         )
-        session.add(submission)
-        await session.flush()
+        await repository.add_submission(session, submission)
         if slot is None:
             cap = res.settings.submissions_in_flight
-            submission.stderr = "Not graded: your earlier submissions were still being graded."
-            await session.flush()
             raise TooManySubmissions(
                 f"You already have {cap} submission{'s' if cap > 1 else ''} being graded; "
                 f"this one is saved (submission {submission.id}) but not graded. "
@@ -215,40 +225,50 @@ async def _grade(
         await _failed(session, res, submission, FAILED)
         return Graded(submission, assignment)
     metrics.grading_finished(report.status, report.tier.name.lower(), time.perf_counter() - started)
-    submission_id = submission.id
+    # No SAVEPOINT around the verdict: the checkpoint committed everything before it, so if
+    # storing it fails, rolling the transaction back undoes exactly the verdict's work.
     try:
-        async with session.begin_nested():
-            _apply(submission, report, res.settings.submission_output_chars)
-            submission.graded_at = res.clock.now()
-            assignment, unlocked = await lifecycle.attempted(
-                session,
-                res,
-                user=user,
-                exercise=exercise,
-                assignment_id=assignment.id,
-                submission=submission,
-                tests_ran=report.tests_ran,
-            )
-            await repository.forget_old_submissions(
-                session, user.id, exercise.id, keep=res.settings.submission_history
-            )
-    except KoanError:
+        unlocked = await lifecycle.attempted(
+            session,
+            res,
+            user=user,
+            exercise=exercise,
+            assignment=assignment,
+            submission=submission,
+            verdict=_verdict(report, res.settings.submission_output_chars),
+            graded_at=res.clock.now(),
+            tests_ran=report.tests_ran,
+        )
+        await repository.forget_old_submissions(
+            session, user.id, exercise.id, keep=res.settings.submission_history
+        )
+    except asyncio.CancelledError:
+        # Ended while recording: nothing of the verdict is kept (submit records the error).
+        await _undo_verdict(session, submission)
         raise
-    except Exception:
-        log.exception("submission.store_failed", submission_id=str(submission_id))
-        # The savepoint's rollback expired what it changed: read it back before answering.
-        for row in (submission, assignment, exercise):
-            await session.refresh(row)
+    except Exception as exc:
+        if not isinstance(exc, KoanError):
+            log.exception("submission.store_failed", submission_id=str(submission.id))
+        await _undo_verdict(session, submission, assignment, exercise, user)
+        if isinstance(exc, KoanError):
+            raise
         await _failed(session, res, submission, NOT_STORED)
         return Graded(submission, assignment)
     return Graded(submission, assignment, unlocked)
 
 
+async def _undo_verdict(session: AsyncSession, *held: object) -> None:
+    """Roll back what recording a verdict wrote (the checkpoint kept everything before it), and
+    read back the rows the request still shows: the rollback expired every row it held."""
+    await session.rollback()
+    for row in held:
+        await session.refresh(row)
+
+
 async def _failed(session: AsyncSession, res: Resources, submission: Submission, why: str) -> None:
-    submission.status = "error"
-    submission.stderr = why
-    submission.graded_at = res.clock.now()
-    await session.flush()
+    await repository.set_submission(
+        session, submission, status="error", stderr=why, graded_at=res.clock.now()
+    )
 
 
 # Longer than any grading run can take, so only submissions a crash interrupted match.
