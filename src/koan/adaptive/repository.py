@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, cast
 
 from sqlalchemy import Float, Table, bindparam, case, select, update
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from koan.adaptive.model import GENERAL, SETTLED_ATTEMPTS
+from koan.adaptive.model import GENERAL, SETTLED_ATTEMPTS, SkillRating
 from koan.db import memo
 from koan.models import Exercise
 from koan.models.progress import LearnerSkillRating
@@ -83,21 +83,43 @@ async def save_skill_ratings(
             set_committed_value(row, name, value)
 
 
+def _settled(users: Any) -> Any:
+    return (
+        select(
+            _RATINGS.c.rating,
+            _RATINGS.c.uncertainty,
+            _RATINGS.c.attempts,
+            _RATINGS.c.last_practised,
+            _RATINGS.c.recent,
+        )
+        .where(
+            _RATINGS.c.skill == GENERAL,
+            _RATINGS.c.attempts >= SETTLED_ATTEMPTS,
+            _RATINGS.c.user_id.in_(users),
+        )
+        .order_by(_RATINGS.c.updated_at.desc())
+        .limit(bindparam("limit"))
+    )
+
+
+# Built once: a newcomer's first daily pick and first pass read them. No experience given is
+# `IS NULL`, which a bound parameter cannot say.
+_SETTLED = _settled(profiles.users_with_experience(bindparam("experience")))  # type: ignore[arg-type]
+_SETTLED_WITHOUT_EXPERIENCE = _settled(profiles.users_with_experience(None))
+
+
 async def settled_general_ratings(
     session: AsyncSession, experience: str | None, *, limit: int = 200
-) -> Sequence[LearnerSkillRating]:
+) -> list[SkillRating]:
     """General ratings of learners with the same self-reported experience and enough history."""
-    query = (
-        select(LearnerSkillRating)
-        .where(
-            LearnerSkillRating.skill == GENERAL,
-            LearnerSkillRating.attempts >= SETTLED_ATTEMPTS,
-            LearnerSkillRating.user_id.in_(profiles.users_with_experience(experience)),
-        )
-        .order_by(LearnerSkillRating.updated_at.desc())
-        .limit(limit)
-    )
-    return (await session.execute(query)).scalars().all()
+    if experience is None:
+        found = await session.execute(_SETTLED_WITHOUT_EXPERIENCE, {"limit": limit})
+    else:
+        found = await session.execute(_SETTLED, {"experience": experience, "limit": limit})
+    return [
+        SkillRating(rating, uncertainty, attempts, last_practised, tuple(recent or ()))
+        for rating, uncertainty, attempts, last_practised, recent in found
+    ]
 
 
 _EXERCISES = cast(Table, Exercise.__table__)

@@ -127,7 +127,7 @@ async def learner_ratings(
     if rows:
         return {row.skill: as_rating(row) for row in rows}
     settled = await repository.settled_general_ratings(session, profile.experience)
-    return starting_ratings(profile.experience, [as_rating(r) for r in settled])
+    return starting_ratings(profile.experience, settled)
 
 
 async def save_ratings(
