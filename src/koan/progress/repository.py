@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -145,8 +146,23 @@ async def add_level_event(
 _AWARDS = cast(Table, UserAchievement.__table__)
 
 
-def _insert_of(session: AsyncSession) -> Callable[..., postgresql.Insert | sqlite.Insert]:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+_AWARD_COLUMNS = ("id", "user_id", "achievement_code", "earned_at", "submission_id")
+
+
+@functools.cache
+def _award_statement(dialect: str, count: int) -> Any:
+    """Insert `count` awards, skipping the ones the learner holds; built once per size."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    rows: list[dict[str, Any]] = [
+        {name: bindparam(f"{name}_{i}", type_=_AWARDS.c[name].type) for name in _AWARD_COLUMNS}
+        for i in range(count)
+    ]
+    return (
+        insert(_AWARDS)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[_AWARDS.c.user_id, _AWARDS.c.achievement_code])
+        .returning(_AWARDS.c.achievement_code)
+    )
 
 
 async def award(
@@ -161,23 +177,14 @@ async def award(
     (unique per learner in the database); the codes that were awarded now."""
     if not codes:
         return set()
-    rows = [
-        {
-            "id": uuid.uuid4(),
-            "user_id": user_id,
-            "achievement_code": code,
-            "earned_at": at,
-            "submission_id": submission_id,
-        }
-        for code in codes
-    ]
-    statement = (
-        _insert_of(session)(_AWARDS)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=[_AWARDS.c.user_id, _AWARDS.c.achievement_code])
-        .returning(_AWARDS.c.achievement_code)
-    )
-    return set((await session.execute(statement)).scalars())
+    params: dict[str, Any] = {}
+    for i, code in enumerate(codes):
+        row = (uuid.uuid4(), user_id, code, at, submission_id)
+        params.update(
+            {f"{name}_{i}": value for name, value in zip(_AWARD_COLUMNS, row, strict=True)}
+        )
+    statement = _award_statement(session.get_bind().dialect.name, len(codes))
+    return set((await session.execute(statement, params)).scalars())
 
 
 async def progress_of(session: AsyncSession, user_id: uuid.UUID) -> LearnerProgress | None:
