@@ -558,16 +558,33 @@ async def count_attempt(
     return completed
 
 
-_ADD_SUBMISSION = _SUBMISSIONS.insert()
+_EARLIER = _SUBMISSIONS.alias("earlier")
+# Parameters named unlike the columns, so the count below can use two of them.
+_ADD_SUBMISSION = (
+    _SUBMISSIONS.insert()
+    .values({c.key: bindparam(f"new_{c.key}", type_=c.type) for c in _SUBMISSIONS.columns})
+    .returning(
+        # The learner's submissions of the exercise, counted in the same round trip (whether
+        # the one just inserted is counted differs between the databases).
+        select(func.count())
+        .where(
+            _EARLIER.c.user_id == bindparam("new_user_id"),
+            _EARLIER.c.exercise_id == bindparam("new_exercise_id"),
+        )
+        .scalar_subquery()
+    )
+)
 
 
-async def add_submission(session: AsyncSession, submission: Submission) -> None:
+async def add_submission(session: AsyncSession, submission: Submission) -> int:
     """Insert a new submission (every column set) with one Core statement, and keep it in the
-    session as a loaded row: nothing of it is left for the unit of work to flush."""
-    values = {column.key: getattr(submission, column.key) for column in _SUBMISSIONS.columns}
-    await session.execute(_ADD_SUBMISSION, values)
+    session as a loaded row: nothing of it is left for the unit of work to flush. Returns how
+    many submissions of the exercise the learner has made, this one counted or not."""
+    values = {f"new_{c.key}": getattr(submission, c.key) for c in _SUBMISSIONS.columns}
+    made = (await session.execute(_ADD_SUBMISSION, values)).scalar_one()
     make_transient_to_detached(submission)
     session.add(submission)
+    return int(made)
 
 
 _SET_SUBMISSION = update(_SUBMISSIONS).where(_SUBMISSIONS.c.id == bindparam("submission"))
@@ -651,12 +668,12 @@ async def replace_skills(session: AsyncSession, exercise: Exercise, skills: list
 
 
 _NEWEST_SUBMISSIONS = (
-    select(Submission.id)
+    select(_SUBMISSIONS.c.id)
     .where(
-        Submission.user_id == bindparam("learner"),
-        Submission.exercise_id == bindparam("of_exercise"),
+        _SUBMISSIONS.c.user_id == bindparam("learner"),
+        _SUBMISSIONS.c.exercise_id == bindparam("of_exercise"),
     )
-    .order_by(Submission.created_at.desc(), Submission.id.desc())
+    .order_by(_SUBMISSIONS.c.created_at.desc(), _SUBMISSIONS.c.id.desc())
     .limit(bindparam("keep"))
 )
 # The table, not the mapped class: a plain Core statement (rows the session holds are not

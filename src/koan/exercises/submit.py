@@ -167,7 +167,7 @@ async def submit(
             created_at=res.clock.now(),
             graded_at=None,
         )
-        await repository.add_submission(session, submission)
+        made = await repository.add_submission(session, submission)
         if slot is None:
             cap = res.settings.submissions_in_flight
             raise TooManySubmissions(
@@ -180,7 +180,9 @@ async def submit(
         # The checkpoint: from here on the learner's code survives whatever happens.
         await checkpoint(session)
         try:
-            return await _grade(session, res, user, exercise, assignment, submission)
+            # Older submissions lose their code only once there are more than the history keeps.
+            forget = made >= res.settings.submission_history
+            return await _grade(session, res, user, exercise, assignment, submission, forget)
         except asyncio.CancelledError:
             # The request ended while grading (the client went away): no verdict will come.
             await _failed(session, res, submission, INTERRUPTED)
@@ -195,6 +197,7 @@ async def _grade(
     exercise: Exercise,
     assignment: Assignment,
     submission: Submission,
+    forget: bool,
 ) -> Graded:
     started = time.perf_counter()
     try:
@@ -239,9 +242,10 @@ async def _grade(
             graded_at=res.clock.now(),
             tests_ran=report.tests_ran,
         )
-        await repository.forget_old_submissions(
-            session, user.id, exercise.id, keep=res.settings.submission_history
-        )
+        if forget:
+            await repository.forget_old_submissions(
+                session, user.id, exercise.id, keep=res.settings.submission_history
+            )
     except asyncio.CancelledError:
         # Ended while recording: nothing of the verdict is kept (submit records the error).
         await _undo_verdict(session, submission)
