@@ -31,9 +31,9 @@ from tests.fixtures.factories import ADD_SOLUTION, ADD_STARTER, bearer, create_e
 CEILINGS: dict[str, int | dict[str, int]] = {
     "GET /users/me": 1,
     "GET /exercises/daily": 9,
-    "POST submissions (wrong)": 13,
+    "POST submissions (wrong)": 11,
     "POST hints": 4,
-    "POST submissions (right)": 18,
+    "POST submissions (right)": 15,
     "POST conversations/{id}/messages": {"sqlite": 7, "postgres": 5},
     "GET /progress": 6,
 }
