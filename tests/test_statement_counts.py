@@ -35,7 +35,7 @@ CEILINGS: dict[str, int | dict[str, int]] = {
     "POST hints": 4,
     "POST submissions (right)": 15,
     "POST conversations/{id}/messages": {"sqlite": 7, "postgres": 5},
-    "GET /progress": 6,
+    "GET /progress": 3,
 }
 
 

@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 import functools
+import typing
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Boolean, Table, and_, bindparam, func, or_, select, true, update
+from sqlalchemy import (
+    Boolean,
+    Date,
+    Integer,
+    Table,
+    Uuid,
+    and_,
+    bindparam,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.dml import ReturningInsert
 
-from koan.db import locked_rows, refresh_loaded, utcnow
+from koan.db import UTCDateTime, locked_rows, refresh_loaded, utcnow
 from koan.models import Assignment, Exercise, Submission
 from koan.models.progress import (
     Achievement,
@@ -28,7 +46,7 @@ from koan.progress.achievements import Completion
 
 # The statements every grading and progress page runs are built once, with bound parameters:
 # building one and computing its cache key costs about as much CPU as running it.
-_PROGRESS = cast(Table, LearnerProgress.__table__)
+_PROGRESS = typing.cast(Table, LearnerProgress.__table__)
 _TOTALS = (
     "exercises_completed",
     "attempts",
@@ -127,7 +145,7 @@ async def save_progress(session: AsyncSession, totals: Totals) -> None:
     refresh_loaded(session, LearnerProgress, totals.user_id, changed)
 
 
-_ADD_LEVEL_EVENT = cast(Table, LevelEvent.__table__).insert()
+_ADD_LEVEL_EVENT = typing.cast(Table, LevelEvent.__table__).insert()
 
 
 async def add_level_event(
@@ -143,7 +161,7 @@ async def add_level_event(
     await session.execute(_ADD_LEVEL_EVENT, params)
 
 
-_AWARDS = cast(Table, UserAchievement.__table__)
+_AWARDS = typing.cast(Table, UserAchievement.__table__)
 
 
 _AWARD_COLUMNS = ("id", "user_id", "achievement_code", "earned_at", "submission_id")
@@ -388,28 +406,130 @@ async def assignment_totals(session: AsyncSession, user_id: uuid.UUID) -> Assign
     return AssignmentTotals(int(distinct), int(done), int(attempts), int(hints))
 
 
-_HINTS_USED = select(func.coalesce(func.sum(Assignment.hints_used), 0)).where(
-    Assignment.user_id == bindparam("user_id")
+@dataclass(frozen=True)
+class PageTotals:
+    """A learner's running totals, as plain values."""
+
+    exercises_completed: int
+    attempts: int
+    first_try_passes: int
+    current_streak: int
+    longest_streak: int
+    last_active_day: date | None
+
+
+@dataclass(frozen=True)
+class LevelStep:
+    from_level: int
+    to_level: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What the progress page reads of a learner, besides the ratings: their totals (None
+    before their first verdict), the hints they used, their newest level changes (newest
+    first) and their verdicts and completions per day of a period."""
+
+    totals: PageTotals | None
+    hints_used: int
+    level_events: list[LevelStep]
+    days: list[DayCounts]
+
+
+_OVERVIEW_COLUMNS: tuple[tuple[str, Any], ...] = (
+    *((f"n{i}", Integer) for i in range(1, 6)),
+    ("day", Date),
+    ("at", UTCDateTime),
+    ("ref", Uuid),
 )
 
 
-async def hints_used(session: AsyncSession, user_id: uuid.UUID) -> int:
-    return int((await session.execute(_HINTS_USED, {"user_id": user_id})).scalar_one())
+def _overview_statement() -> Any:
+    """The four reads of the progress page in one round trip: a UNION ALL of rows tagged by
+    kind, each kind filling the columns it needs (typed NULLs in the others)."""
+
+    def row(kind: int, *values: Any) -> Any:
+        given = dict(values)
+        columns = [literal(kind, Integer).label("kind")]
+        for name, type_ in _OVERVIEW_COLUMNS:
+            columns.append((given[name] if name in given else sql_cast(null(), type_)).label(name))
+        return columns
+
+    user_id: Any = bindparam("user_id")
+    totals = select(
+        *row(
+            0,
+            ("n1", LearnerProgress.exercises_completed),
+            ("n2", LearnerProgress.attempts),
+            ("n3", LearnerProgress.first_try_passes),
+            ("n4", LearnerProgress.current_streak),
+            ("n5", LearnerProgress.longest_streak),
+            ("day", LearnerProgress.last_active_day),
+        )
+    ).where(LearnerProgress.user_id == user_id)
+    hints = select(*row(1, ("n1", func.coalesce(func.sum(Assignment.hints_used), 0)))).where(
+        Assignment.user_id == user_id
+    )
+    newest = (
+        select(LevelEvent.from_level, LevelEvent.to_level, LevelEvent.at, LevelEvent.id)
+        .where(LevelEvent.user_id == user_id)
+        .order_by(LevelEvent.at.desc(), LevelEvent.id.desc())
+        .limit(bindparam("limit"))
+        .subquery()
+    )
+    events = select(
+        *row(
+            2,
+            ("n1", newest.c.from_level),
+            ("n2", newest.c.to_level),
+            ("at", newest.c.at),
+            ("ref", newest.c.id),
+        )
+    )
+    days = (
+        select(
+            *row(
+                3,
+                ("n1", func.count()),
+                ("n2", func.count().filter(PracticeEntry.completed)),
+                ("day", PracticeEntry.day),
+            )
+        )
+        .where(
+            PracticeEntry.user_id == user_id,
+            PracticeEntry.day >= bindparam("start"),
+            PracticeEntry.day <= bindparam("end"),
+        )
+        .group_by(PracticeEntry.day)
+    )
+    tagged = union_all(totals, hints, events, days).subquery()
+    return select(tagged).order_by(tagged.c.kind, tagged.c.at.desc(), tagged.c.ref.desc())
 
 
-_LEVEL_EVENTS = (
-    select(LevelEvent)
-    .where(LevelEvent.user_id == bindparam("user_id"))
-    .order_by(LevelEvent.at.desc(), LevelEvent.id.desc())
-    .limit(bindparam("limit"))
-)
+_OVERVIEW = _overview_statement()
 
 
-async def level_events(
-    session: AsyncSession, user_id: uuid.UUID, *, limit: int
-) -> Sequence[LevelEvent]:
-    found = await session.execute(_LEVEL_EVENTS, {"user_id": user_id, "limit": limit})
-    return found.scalars().all()
+async def overview(
+    session: AsyncSession, user_id: uuid.UUID, *, start: date, end: date, events: int
+) -> Overview:
+    """The progress page's reads (`events`: how many level changes, newest first; `start`
+    and `end`: the local days of the activity series, inclusive)."""
+    params = {"user_id": user_id, "start": start, "end": end, "limit": events}
+    totals: PageTotals | None = None
+    hints = 0
+    steps: list[LevelStep] = []
+    days: list[DayCounts] = []
+    for kind, n1, n2, n3, n4, n5, day, at, _ref in await session.execute(_OVERVIEW, params):
+        if kind == 0:
+            totals = PageTotals(n1, n2, n3, n4, n5, day)
+        elif kind == 1:
+            hints = int(n1)
+        elif kind == 2:
+            steps.append(LevelStep(n1, n2, at))
+        else:
+            days.append(DayCounts(day, int(n1), int(n2)))
+    return Overview(totals, hints, steps, days)
 
 
 async def catalogue(session: AsyncSession) -> Sequence[Achievement]:

@@ -202,7 +202,9 @@ async def _facts(
     )
 
 
-def _streak_of(progress: LearnerProgress | repository.Totals | None) -> streaks.Streak:
+def _streak_of(
+    progress: LearnerProgress | repository.Totals | repository.PageTotals | None,
+) -> streaks.Streak:
     if progress is None:
         return streaks.Streak()
     return streaks.Streak(
@@ -249,26 +251,27 @@ def _series(counts: Sequence[repository.DayCounts], start: date, end: date) -> l
 async def overview(session: AsyncSession, res: Resources, user: User) -> ProgressOut:
     now = res.clock.now()
     today = streaks.local_day(now, user.timezone)
-    progress = await repository.progress_of(session, user.id)
-    streak = _streak_of(progress)
+    start = today - timedelta(days=ACTIVITY_DAYS - 1)
+    read = await repository.overview(
+        session, user.id, start=start, end=today, events=LEVEL_EVENTS_SHOWN
+    )
+    totals = read.totals
+    streak = _streak_of(totals)
     ratings = await _ratings(session, user)
     masteries = _masteries(ratings, now)
-    start = today - timedelta(days=ACTIVITY_DAYS - 1)
-    activity = _series(
-        await repository.daily_counts(session, user.id, start=start, end=today), start, today
-    )
+    activity = _series(read.days, start, today)
     return ProgressOut(
-        exercises_completed=progress.exercises_completed if progress else 0,
-        attempts=progress.attempts if progress else 0,
-        first_try_passes=progress.first_try_passes if progress else 0,
-        hints_used=await repository.hints_used(session, user.id),
+        exercises_completed=totals.exercises_completed if totals else 0,
+        attempts=totals.attempts if totals else 0,
+        first_try_passes=totals.first_try_passes if totals else 0,
+        hints_used=read.hints_used,
         current_streak=streaks.current(streak, today),
         longest_streak=streak.longest,
         active_today=streak.last_active_day is not None and streak.last_active_day >= today,
         level=await _level(session, user, ratings),
         level_events=[
             LevelChange(from_level=e.from_level, to_level=e.to_level, at=e.at)
-            for e in await repository.level_events(session, user.id, limit=LEVEL_EVENTS_SHOWN)
+            for e in read.level_events
         ],
         skills=[
             SkillMastery(
