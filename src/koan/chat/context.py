@@ -140,12 +140,16 @@ async def exercise_context(
     strictness: Strictness = Strictness.SOCRATIC,
     sandbox: Sandbox | None = None,
     known: KnownPrograms | None = None,
+    hints_used: int | None = None,
 ) -> tuple[TutorContext, LeakGuard]:
     """The statement, the hints seen so far, the latest code and its failing tests (`known`:
-    programs the guard has run before, so it need not run them again)."""
+    programs the guard has run before, so it need not run them again; `hints_used`: the
+    hints the learner's latest assignment of the exercise has shown, when the caller has
+    just read it)."""
     submission = await exercises.latest_submission(session, user.id, exercise.id)
-    assignment = await exercises.latest_assignment(session, user.id, exercise.id)
-    hints_used = assignment.hints_used if assignment is not None else 0
+    if hints_used is None:
+        assignment = await exercises.latest_assignment(session, user.id, exercise.id)
+        hints_used = assignment.hints_used if assignment is not None else 0
     failing: list[tuple[str, str]] = []
     if submission is not None:
         for test in submission.tests or []:

@@ -4,7 +4,6 @@ fallback whenever the model cannot be used (offline, error, budget, or a reply t
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,12 +46,13 @@ async def tailored_hint(
     rules = await policy(session, user, exercise.id, now=res.clock.now()) if policy else None
     if rules is not None and rules.off:
         return authored
+    # The hint ladder asks for rung `rung` of the assignment it has just read: the hints
+    # it has shown so far (next_hint), so the context need not read the assignment again.
     context, guard = await exercise_context(
         session, user, exercise, threshold=res.settings.llm_leak_threshold,
         strictness=strictness_of(res.settings, rules.strictness if rules else None),
-        sandbox=res.sandbox, known=res.known_programs,
+        sandbox=res.sandbox, known=res.known_programs, hints_used=rung,
     )  # fmt: skip
-    context = replace(context, hints_used=rung)
     # Only the experience level: the prompt (and so the cache entry) holds nothing personal,
     # which is what lets two learners with the same code share one cached hint.
     profile = await profiles.profile_of(session, user)
