@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
+import anyio
 import httpx2
 import openai
-from openai.types.chat import ChatCompletion
+from openai import Omit
 
 from koan.llm.base import (
     MALFORMED_ERRORS,
@@ -40,7 +42,9 @@ from koan.llm.types import (
 
 TokenParam = Literal["auto", "max_tokens", "max_completion_tokens"]
 
-_COMPLETIONS = "/chat/completions"
+_COMPLETIONS = "chat/completions"
+# What the SDK itself reports as a failed connection (rather than letting it through).
+_CONNECTION_ERRORS = (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream)
 _STREAM_ERRORS: ErrorTypes = (openai.OpenAIError, *MALFORMED_ERRORS)
 # OpenAI's reasoning models reject `temperature` and the legacy `max_tokens` parameter.
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)(?:$|[-.])")
@@ -82,9 +86,60 @@ class OpenAIProvider(AsyncClosing):
             ),
         )
 
+        self._http: httpx2.AsyncClient = self._client._client
+        self._url = self._client.base_url.join(_COMPLETIONS)
+        self._headers: httpx2.Headers | None = None
+
     async def close(self) -> None:
         """Close the HTTP connection pool."""
         await self._client.close()
+
+    def _request_headers(self) -> httpx2.Headers:
+        """The headers the SDK sends with every request (its key, user agent and platform),
+        taken from it once."""
+        if self._headers is None:
+            sdk = self._client
+            timeout = sdk.timeout.read if isinstance(sdk.timeout, httpx2.Timeout) else sdk.timeout
+            merged = {**sdk.default_headers, **sdk.auth_headers}
+            headers = {k: v for k, v in merged.items() if not isinstance(v, Omit)}
+            headers["x-stainless-retry-count"] = "0"
+            if timeout is not None:
+                headers["x-stainless-read-timeout"] = str(timeout)
+            self._headers = httpx2.Headers(headers)
+        return self._headers
+
+    async def _send(self, body: dict[str, Any]) -> httpx2.Response:
+        """POST a chat-completions request over the SDK's own connection pool, its response
+        left unread (streamed); an error status, a timeout or a failed connection is raised
+        as the SDK would raise it, as a ProviderError.
+
+        The SDK's `post` builds every request from its options model, wraps the send in its
+        retry and authentication layers (Koan's own retries and breaker stand in for them:
+        the SDK is built with `max_retries=0`) and reads the reply into its models: about
+        half of the CPU of a call against a provider that answers at once
+        (docs/benchmarks.md)."""
+        request = self._http.build_request(
+            "POST",
+            self._url,
+            content=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+            headers=self._request_headers(),
+            timeout=self._client.timeout,
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx2.TimeoutException as exc:
+            raise self._error(openai.APITimeoutError(request=request)) from exc
+        except _CONNECTION_ERRORS as exc:
+            failed = openai.APIConnectionError(request=request)
+            failed.__cause__ = exc
+            raise self._error(failed) from exc
+        if not response.is_success:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            raise self._error(self._client._make_status_error_from_response(response))
+        return response
 
     def _body(self, req: CompletionRequest, model: str) -> dict[str, Any]:
         """The JSON body of a chat-completions request.
@@ -122,26 +177,33 @@ class OpenAIProvider(AsyncClosing):
         """Ask for one whole completion."""
         model = req.model or self.model
         started = time.perf_counter()
+        response = await self._send(self._body(req, model))
         try:
-            response = await self._client.post(
-                _COMPLETIONS, cast_to=ChatCompletion, body=self._body(req, model)
-            )
-        except (openai.OpenAIError, ValueError) as exc:
-            # ValueError: the body was not valid JSON.
-            raise self._error(exc) from exc
-        if not isinstance(response, ChatCompletion):
-            # The SDK hands back raw text when the body is not JSON.
-            raise malformed(self.name, f"expected a chat completion, got {str(response)[:80]!r}")
+            raw = await response.aread()
+        except Exception as exc:
+            mapped = transport_error(self.name, exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        finally:
+            await response.aclose()
         try:
-            choice = response.choices[0]
-            text = choice.message.content or ""
-            finish = choice.finish_reason
+            data = json.loads(raw)
+        except ValueError as exc:  # the body is not JSON
+            raise malformed(self.name, f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise malformed(self.name, f"expected a chat completion, got {str(data)[:80]!r}")
+        try:
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+            finish = choice.get("finish_reason")
+            used = data.get("usage")
             usage = (
-                Usage(response.usage.prompt_tokens, response.usage.completion_tokens)
-                if response.usage is not None
+                Usage(int(used["prompt_tokens"]), int(used["completion_tokens"]))
+                if used is not None
                 else None
             )
-            answered_model = response.model or model
+            answered_model = data.get("model") or model
         except MALFORMED_ERRORS as exc:
             raise malformed(self.name, f"{type(exc).__name__}: {exc}") from exc
         if not isinstance(text, str):
@@ -161,10 +223,9 @@ class OpenAIProvider(AsyncClosing):
     async def stream(self, req: CompletionRequest) -> AsyncIterator[StreamItem]:
         """Stream the reply; the last item carries usage from the final usage chunk.
 
-        The SDK's client makes the request (auth, headers, status errors) and hands back the
-        raw response, as its README shows for requests it has no typed method for; its
-        per-chunk models are skipped: the event lines are read here, as JSON, which costs a
-        fraction as much CPU per token and keeps a busy worker relaying many replies at once.
+        The request goes out as `complete`'s does; the SDK's per-chunk models are skipped:
+        the event lines are read here, as JSON, which costs a fraction as much CPU per token
+        and keeps a busy worker relaying many replies at once.
         """
         model = req.model or self.model
         started = time.perf_counter()
@@ -179,10 +240,8 @@ class OpenAIProvider(AsyncClosing):
         answered_model = model
         first_token_at: float | None = None
         try:
-            # The raw response: its status is checked (and errors raised) as for any request.
-            response = await self._client.post(
-                _COMPLETIONS, cast_to=httpx2.Response, body=body, stream=True
-            )
+            # Its status is checked (and errors raised) as for any request.
+            response = await self._send(body)
             try:
                 done = False
                 async for data in sse_data(response.aiter_lines()):
