@@ -6,11 +6,12 @@ import uuid
 from datetime import datetime
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from koan.adaptive import service as adaptive
-from koan.adaptive.model import GENERAL
+from koan.adaptive.model import GENERAL, SkillRating, starting_ratings
 from koan.db import transactional
 from koan.models import Assignment, Exercise, User
 from koan.models.progress import LearnerSkillRating
@@ -131,3 +132,47 @@ async def _item(connection: AsyncConnection, exercise_id: uuid.UUID) -> tuple[fl
         )
     ).one()
     return float(row[0]), int(row[1])
+
+
+async def test_a_newcomer_starts_from_the_settled_learners_who_gave_the_same_answer(
+    session: AsyncSession, resources: Resources
+) -> None:
+    async def settled(experience: str | None, rating: float, attempts: int = 12) -> None:
+        user = await create_user(session, resources)
+        (await profiles.profile_of(session, user)).experience = experience
+        session.add(
+            LearnerSkillRating(
+                user_id=user.id,
+                skill=GENERAL,
+                rating=rating,
+                uncertainty=0.2,
+                attempts=attempts,
+                recent=[],
+            )  # fmt: skip
+        )
+        await session.flush()
+
+    for rating in (2.5, 2.7, 2.9):
+        await settled("beginner", rating)
+    await settled("beginner", -3.0, attempts=3)  # not settled yet: left out
+    for rating in (-2.5, -2.7):
+        await settled(None, rating)
+
+    async def start(experience: str | None) -> float:
+        newcomer = await create_user(session, resources)
+        profile = await profiles.profile_of(session, newcomer)
+        profile.experience = experience
+        return (await adaptive.learner_ratings(session, newcomer, profile))[GENERAL].rating
+
+    beginner = starting_ratings("beginner")[GENERAL].rating
+    unanswered = starting_ratings(None)[GENERAL].rating
+    assert await start("beginner") == pytest.approx(
+        starting_ratings("beginner", [SkillRating(r, 0.2, 12) for r in (2.9, 2.7, 2.5)])[
+            GENERAL
+        ].rating
+    )
+    assert await start("beginner") > beginner
+    assert await start(None) == pytest.approx(
+        starting_ratings(None, [SkillRating(r, 0.2, 12) for r in (-2.7, -2.5)])[GENERAL].rating
+    )
+    assert await start(None) < unanswered
