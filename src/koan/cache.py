@@ -35,6 +35,13 @@ class Cache(Protocol):
         ttl_s: float | None = None,
         read: Sequence[str] = (),
     ) -> tuple[list[float | None], list[str | None]]: ...
+    async def seed_and_add(
+        self,
+        seeded: Sequence[tuple[str, str, float]],
+        *,
+        ttl_s: float | None = None,
+        also: tuple[str, str, float] | None = None,
+    ) -> list[float]: ...
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 
@@ -105,6 +112,23 @@ class MemoryCache:
             totals.append(await self.incr_float(key, amount, ttl_s=ttl_s) if present else None)
         return totals, await self.get_many(read)
 
+    async def seed_and_add(
+        self,
+        seeded: Sequence[tuple[str, str, float]],
+        *,
+        ttl_s: float | None = None,
+        also: tuple[str, str, float] | None = None,
+    ) -> list[float]:
+        totals = []
+        for key, seed, amount in seeded:
+            if self._live(key) is None:
+                self._data[self.prefix + key] = (seed, self._expiry(ttl_s))
+            totals.append(await self.incr_float(key, amount, ttl_s=ttl_s))
+        if also is not None:
+            key, value, also_ttl_s = also
+            await self.set(key, value, ttl_s=also_ttl_s)
+        return totals
+
     async def ping(self) -> bool:
         return True
 
@@ -151,6 +175,28 @@ return {totals, values}
 """
 
 
+# KEYS: the keys to seed and add to, then (if ARGV[2] is not "") one key to set; ARGV: how many
+# keys to add to, the value to set and its TTL ("" when nothing is set), the TTL of the keys
+# added to as above, then a seed and an amount per key.
+_SEED_AND_ADD = """
+local n = tonumber(ARGV[1])
+local ttl = ARGV[4]
+local totals = {}
+for i = 1, n do
+    if ttl ~= '' then
+        redis.call('SET', KEYS[i], ARGV[3 + 2 * i], 'NX', 'EX', ttl)
+    else
+        redis.call('SET', KEYS[i], ARGV[3 + 2 * i], 'NX')
+    end
+    totals[i] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[4 + 2 * i])
+end
+if ARGV[2] ~= '' then
+    redis.call('SET', KEYS[n + 1], ARGV[2], 'EX', ARGV[3])
+end
+return totals
+"""
+
+
 class RedisCache:
     """The cache on Redis, so every worker sees the same state."""
 
@@ -159,6 +205,7 @@ class RedisCache:
         self.prefix = prefix
         self._incr_many = client.register_script(_INCR_FLOAT_MANY)
         self._add_to_existing = client.register_script(_ADD_TO_EXISTING)
+        self._seed_and_add = client.register_script(_SEED_AND_ADD)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "koan:") -> RedisCache:
@@ -221,6 +268,27 @@ class RedisCache:
             [None if total is None else float(total) for total in totals],
             [None if value is None else str(value) for value in values],
         )
+
+    async def seed_and_add(
+        self,
+        seeded: Sequence[tuple[str, str, float]],
+        *,
+        ttl_s: float | None = None,
+        also: tuple[str, str, float] | None = None,
+    ) -> list[float]:
+        """Seed each key that does not exist (`set_if_absent`: a key another worker seeded
+        first keeps its value), add to each (`incr_float_many`), and set `also` (key, value,
+        TTL): one round trip, atomically. Returns the totals."""
+        keys = [self.prefix + key for key, _, _ in seeded]
+        args = [str(len(seeded)), "", "", "" if ttl_s is None else str(max(1, int(ttl_s)))]
+        if also is not None:
+            key, value, also_ttl_s = also
+            keys.append(self.prefix + key)
+            args[1:3] = [value, str(max(1, int(also_ttl_s)))]
+        for _, seed, amount in seeded:
+            args += [seed, repr(float(amount))]
+        result = await self._seed_and_add(keys=keys, args=args)
+        return [float(value) for value in result]
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
@@ -318,6 +386,15 @@ class FallbackCache:
             "tuple[list[float | None], list[str | None]]",
             await self._call("add_to_existing", amounts, ttl_s=ttl_s, read=read),
         )
+
+    async def seed_and_add(
+        self,
+        seeded: Sequence[tuple[str, str, float]],
+        *,
+        ttl_s: float | None = None,
+        also: tuple[str, str, float] | None = None,
+    ) -> list[float]:
+        return cast("list[float]", await self._call("seed_and_add", seeded, ttl_s=ttl_s, also=also))
 
     async def ping(self) -> bool:
         """True only when Redis itself answers (readiness reports the fallback as degraded)."""

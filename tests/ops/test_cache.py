@@ -40,3 +40,19 @@ async def test_add_to_existing_adds_only_to_present_keys_and_reads_others(
     assert await cache.get_many(["spent", "absent"]) == ["0.75", None]  # a missing key stays so
     assert await cache.add_to_existing([], read=["spent"]) == ([], ["0.75"])
     assert await cache.add_to_existing([("spent", -0.75)]) == ([0.0], [])
+
+
+async def test_seed_and_add_seeds_only_missing_keys_adds_to_all_and_sets_one_more(
+    resources: Resources,
+) -> None:
+    cache = resources.cache
+    await cache.set("spent", "0.25")
+
+    totals = await cache.seed_and_add(
+        [("spent", "10.0", 0.5), ("fresh", "1.5", 0.25)], ttl_s=60, also=("limit", "2.00", 60)
+    )
+    assert totals == [0.75, 1.75]  # a key already there keeps its value: only "fresh" is seeded
+    assert await cache.get_many(["spent", "fresh", "limit"]) == ["0.75", "1.75", "2.00"]
+    assert await cache.seed_and_add([("fresh", "0", -1.75)]) == [0.0]
+    assert await cache.seed_and_add([], also=("limit", "default", 60)) == []
+    assert await cache.get("limit") == "default"
