@@ -140,11 +140,14 @@ def limit_key(day: date, limit: Limit) -> str:
 
 @dataclass(frozen=True)
 class _Total:
-    """One running total a reservation adds to, and where to start it from."""
+    """One running total a reservation adds to, and where to start it from: `seed`, or for
+    the learner's and Koan's totals `spending` (a UTC day, and the learner or None for
+    everyone), which the database reads with the others a reservation lacks in one query."""
 
     key: str
     seed: Callable[[], Awaitable[Decimal]]
     ends: datetime  # when its day ends (the key is kept a little longer)
+    spending: repository.Spending | None = None
 
 
 @dataclass
@@ -182,8 +185,14 @@ async def reserve(
             user_spend_key(day, user_id),
             partial(repository.spent_on, session, day, user_id),
             utc_end,
+            (day, user_id),
         ),
-        _Total(global_spend_key(day), partial(repository.spent_on, session, day, None), utc_end),
+        _Total(
+            global_spend_key(day),
+            partial(repository.spent_on, session, day, None),
+            utc_end,
+            (day, None),
+        ),
         *(
             _Total(
                 limit_key(limit.day(now), limit),
@@ -196,9 +205,11 @@ async def reserve(
     until = max(total.ends for total in totals)
     # Two round trips in the usual case: add to every total while reading the learner's
     # override (one script), and later settle them all (one more).
-    spent, [override] = await _add(res, until, totals, amount, read=[_budget_key(user_id)])
+    spent, budget = await _add(session, res, user_id, until, totals, amount)
     try:
-        user_limit = await _daily_budget(session, res, user_id, override)
+        user_limit = (
+            res.settings.llm_user_daily_budget_usd if budget == _DEFAULT_BUDGET else Decimal(budget)
+        )
         checks = [
             (spent[0], user_limit, "Your daily AI tutor budget", utc_end),
             (spent[1], res.settings.llm_global_daily_budget_usd, "Koan's daily AI budget", utc_end),
@@ -228,38 +239,56 @@ async def reserve(
 
 
 async def _add(
+    session: AsyncSession,
     res: Resources,
+    user_id: uuid.UUID,
     until: datetime,
     totals: Sequence[_Total],
     amount: float,
-    *,
-    read: Sequence[str],
-) -> tuple[list[float], list[str | None]]:
-    """Add `amount` to every total, all or none; a total the cache does not keep yet today
-    is first seeded from the database. Returns the totals after, and the values of `read`."""
+) -> tuple[list[float], str]:
+    """Add `amount` to every total, all or none, and read the learner's budget as the cache
+    keeps it (`_DEFAULT_BUDGET` or an override). A total the cache does not keep yet today is
+    first seeded from the database, and a budget it does not keep is read from there: the
+    learner's and Koan's spending and the override in one query, then seeded, added to and
+    kept in one script. Returns the totals after, and the budget."""
     ttl_s = _ttl(res, until)
-    added, values = await res.cache.add_to_existing(
-        [(total.key, amount) for total in totals], ttl_s=ttl_s, read=read
+    budget_key = _budget_key(user_id)
+    added, [budget] = await res.cache.add_to_existing(
+        [(total.key, amount) for total in totals], ttl_s=ttl_s, read=[budget_key]
     )
     after = list(added)
+    missing = [i for i, value in enumerate(added) if value is None]
+    if not missing and budget is not None:
+        return [value or 0.0 for value in after], budget
     counted = [total.key for total, value in zip(totals, added, strict=True) if value is not None]
     try:
-        missing = [i for i, value in enumerate(added) if value is None]
+        asked = [i for i in missing if totals[i].spending is not None]
+        spendings, override = await repository.spending_and_override(
+            session,
+            [spending for i in asked if (spending := totals[i].spending) is not None],
+            user_id if budget is None else None,
+        )
+        seeds = dict(zip(asked, spendings, strict=True))
         for i in missing:
-            spent = await totals[i].seed()
-            # Only the first worker's seed counts; a concurrent one finds the key already there.
-            await res.cache.set_if_absent(totals[i].key, repr(float(spent)), ttl_s=ttl_s)
-        if missing:
-            again = await res.cache.incr_float_many(
-                [(totals[i].key, amount) for i in missing], ttl_s=ttl_s
-            )
-            counted += [totals[i].key for i in missing]
-            for i, seeded in zip(missing, again, strict=True):
-                after[i] = seeded
+            if i not in seeds:
+                seeds[i] = await totals[i].seed()
+        also = None
+        if budget is None:
+            budget = _DEFAULT_BUDGET if override is None else str(override)
+            also = (budget_key, budget, _BUDGET_TTL_S)
+        # Only the first worker's seed counts; a concurrent one finds the key already there.
+        again = await res.cache.seed_and_add(
+            [(totals[i].key, repr(float(seeds[i])), amount) for i in missing],
+            ttl_s=ttl_s,
+            also=also,
+        )
+        counted += [totals[i].key for i in missing]
+        for i, seeded in zip(missing, again, strict=True):
+            after[i] = seeded
     except BaseException:
         await res.cache.incr_float_many([(key, -amount) for key in counted], ttl_s=ttl_s)
         raise
-    return [value or 0.0 for value in after], values
+    return [value or 0.0 for value in after], budget
 
 
 def _budget_error(

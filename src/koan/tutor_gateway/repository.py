@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +26,37 @@ async def spent_on(session: AsyncSession, day: date, user_id: uuid.UUID | None =
     if user_id is not None:
         query = query.where(LLMCall.user_id == user_id)
     return Decimal(str((await session.execute(query)).scalar_one()))
+
+
+# A learner's (or, for None, everyone's) spending on a UTC day.
+Spending = tuple[date, uuid.UUID | None]
+
+
+def _spent(day: date, user_id: uuid.UUID | None) -> Any:
+    query = select(func.coalesce(func.sum(LLMCall.cost_usd), 0)).where(LLMCall.day == day)
+    if user_id is not None:
+        query = query.where(LLMCall.user_id == user_id)
+    return query.scalar_subquery()
+
+
+async def spending_and_override(
+    session: AsyncSession, spendings: Sequence[Spending], budget_of: uuid.UUID | None
+) -> tuple[list[Decimal], Decimal | None]:
+    """What each of `spendings` cost (as `spent_on`), and `budget_of`'s budget override (as
+    `budget_override`; None when not asked): one query, none when nothing is asked."""
+    columns = [_spent(day, user_id) for day, user_id in spendings]
+    if budget_of is not None:
+        columns.append(
+            select(LLMBudget.daily_budget_usd)
+            .where(LLMBudget.user_id == budget_of)
+            .scalar_subquery()
+        )
+    if not columns:
+        return [], None
+    row = (await session.execute(select(*columns))).one()
+    spent = [Decimal(str(value)) for value in row[: len(spendings)]]
+    override = row[len(spendings)] if budget_of is not None else None
+    return spent, None if override is None else Decimal(override)
 
 
 async def spent_on_exercises(
