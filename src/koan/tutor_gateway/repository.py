@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import LLMBudget, LLMCall
@@ -32,11 +33,26 @@ async def spent_on(session: AsyncSession, day: date, user_id: uuid.UUID | None =
 Spending = tuple[date, uuid.UUID | None]
 
 
-def _spent(day: date, user_id: uuid.UUID | None) -> Any:
-    query = select(func.coalesce(func.sum(LLMCall.cost_usd), 0)).where(LLMCall.day == day)
-    if user_id is not None:
-        query = query.where(LLMCall.user_id == user_id)
-    return query.scalar_subquery()
+@functools.cache
+def _spending_statement(learners: tuple[bool, ...], override: bool) -> Any:
+    """The query of `spending_and_override` for one shape of question (for each spending,
+    whether it is one learner's; whether the override is asked): built once per shape, with
+    bound parameters, as the other statements every call runs."""
+    columns = []
+    for i, one_learner in enumerate(learners):
+        query = select(func.coalesce(func.sum(LLMCall.cost_usd), 0)).where(
+            LLMCall.day == bindparam(f"day_{i}")
+        )
+        if one_learner:
+            query = query.where(LLMCall.user_id == bindparam(f"user_{i}"))
+        columns.append(query.scalar_subquery())
+    if override:
+        columns.append(
+            select(LLMBudget.daily_budget_usd)
+            .where(LLMBudget.user_id == bindparam("budget_of"))
+            .scalar_subquery()
+        )
+    return select(*columns)
 
 
 async def spending_and_override(
@@ -44,16 +60,16 @@ async def spending_and_override(
 ) -> tuple[list[Decimal], Decimal | None]:
     """What each of `spendings` cost (as `spent_on`), and `budget_of`'s budget override (as
     `budget_override`; None when not asked): one query, none when nothing is asked."""
-    columns = [_spent(day, user_id) for day, user_id in spendings]
-    if budget_of is not None:
-        columns.append(
-            select(LLMBudget.daily_budget_usd)
-            .where(LLMBudget.user_id == budget_of)
-            .scalar_subquery()
-        )
-    if not columns:
+    if not spendings and budget_of is None:
         return [], None
-    row = (await session.execute(select(*columns))).one()
+    shape = tuple(user_id is not None for _, user_id in spendings)
+    params: dict[str, Any] = {"budget_of": budget_of} if budget_of is not None else {}
+    for i, (day, user_id) in enumerate(spendings):
+        params[f"day_{i}"] = day
+        if user_id is not None:
+            params[f"user_{i}"] = user_id
+    statement = _spending_statement(shape, budget_of is not None)
+    row = (await session.execute(statement, params)).one()
     spent = [Decimal(str(value)) for value in row[: len(spendings)]]
     override = row[len(spendings)] if budget_of is not None else None
     return spent, None if override is None else Decimal(override)
