@@ -12,7 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, Subquery, and_, delete, func, or_, select, union_all, update
+from sqlalchemy import (
+    Select,
+    Subquery,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import (
@@ -227,28 +238,57 @@ async def items(
     return (await session.execute(query)).scalars().all()
 
 
+# The daily pick and every tailored hint or tutor reply about an exercise ask these: built once,
+# with bound parameters (building a statement and its cache key costs about as much CPU as
+# running it).
+_OPEN_CLASS_EXERCISE_IDS = (
+    select(ClassAssignmentItem.exercise_id)
+    .join(ClassAssignment, ClassAssignment.id == ClassAssignmentItem.class_assignment_id)
+    .join(
+        ClassMembership,
+        and_(
+            ClassMembership.class_id == ClassAssignmentItem.class_id,
+            ClassMembership.user_id == bindparam("user_id"),
+            ClassMembership.role == "learner",
+        ),
+    )
+    .where(
+        ClassAssignment.opens_at <= bindparam("now"),
+        ClassAssignment.due_at > bindparam("now"),
+        or_(
+            ClassAssignmentItem.user_id.is_(None),
+            ClassAssignmentItem.user_id == bindparam("user_id"),
+        ),
+    )
+)
+
+
 async def open_class_exercise_ids(
     session: AsyncSession, user_id: uuid.UUID, now: datetime
 ) -> set[uuid.UUID]:
     """Exercises of the open class assignments `user_id` is a learner in."""
-    query = (
-        select(ClassAssignmentItem.exercise_id)
-        .join(ClassAssignment, ClassAssignment.id == ClassAssignmentItem.class_assignment_id)
-        .join(
-            ClassMembership,
-            and_(
-                ClassMembership.class_id == ClassAssignmentItem.class_id,
-                ClassMembership.user_id == user_id,
-                ClassMembership.role == "learner",
-            ),
-        )
-        .where(
-            ClassAssignment.opens_at <= now,
-            ClassAssignment.due_at > now,
-            or_(ClassAssignmentItem.user_id.is_(None), ClassAssignmentItem.user_id == user_id),
-        )
+    found = await session.execute(_OPEN_CLASS_EXERCISE_IDS, {"user_id": user_id, "now": now})
+    return set(found.scalars().all())
+
+
+_CLASSES_SETTING_EXERCISE = (
+    select(ClassRoom)
+    .join(ClassMembership, ClassMembership.class_id == ClassRoom.id)
+    .where(
+        ClassMembership.user_id == bindparam("user_id"),
+        ClassMembership.role == "learner",
+        ClassRoom.id.in_(
+            select(ClassAssignmentItem.class_id).where(
+                ClassAssignmentItem.exercise_id == bindparam("exercise_id"),
+                or_(
+                    ClassAssignmentItem.user_id.is_(None),
+                    ClassAssignmentItem.user_id == bindparam("user_id"),
+                ),
+            )
+        ),
     )
-    return set((await session.execute(query)).scalars().all())
+    .order_by(ClassRoom.created_at)
+)
 
 
 async def classes_setting_exercise(
@@ -257,25 +297,8 @@ async def classes_setting_exercise(
     """The classes in which `user_id` is a learner and `exercise_id` is set (for them): the
     tutor's per-class policy. Read through ix_class_assignment_items_exercise and the
     memberships' primary key."""
-    query = (
-        select(ClassRoom)
-        .join(ClassMembership, ClassMembership.class_id == ClassRoom.id)
-        .where(
-            ClassMembership.user_id == user_id,
-            ClassMembership.role == "learner",
-            ClassRoom.id.in_(
-                select(ClassAssignmentItem.class_id).where(
-                    ClassAssignmentItem.exercise_id == exercise_id,
-                    or_(
-                        ClassAssignmentItem.user_id.is_(None),
-                        ClassAssignmentItem.user_id == user_id,
-                    ),
-                )
-            ),
-        )
-        .order_by(ClassRoom.created_at)
-    )
-    return (await session.execute(query)).scalars().all()
+    params = {"user_id": user_id, "exercise_id": exercise_id}
+    return (await session.execute(_CLASSES_SETTING_EXERCISE, params)).scalars().all()
 
 
 # -- what a class sets: the dashboards' scope ----------------------------------------------

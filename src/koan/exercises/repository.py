@@ -654,11 +654,23 @@ async def submissions(
     return (await session.execute(query)).scalars().all()
 
 
+_LATEST_SUBMISSION = (
+    select(Submission)
+    .where(
+        Submission.user_id == bindparam("user_id"),
+        Submission.exercise_id == bindparam("exercise_id"),
+    )
+    .order_by(Submission.created_at.desc(), Submission.id.desc())
+    .limit(1)
+)
+
+
 async def latest_submission(
     session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID
 ) -> Submission | None:
-    rows = await submissions(session, user_id, exercise_id, before=None, limit=1)
-    return rows[0] if rows else None
+    """The learner's newest submission of the exercise (what the tutor is told about)."""
+    params = {"user_id": user_id, "exercise_id": exercise_id}
+    return (await session.execute(_LATEST_SUBMISSION, params)).scalars().first()
 
 
 async def replace_skills(session: AsyncSession, exercise: Exercise, skills: list[str]) -> None:
