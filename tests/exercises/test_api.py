@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.exercises import lifecycle
 from koan.models import Assignment, Exercise, Submission, User
 from koan.resources import Resources
 from tests.exercises.conftest import WRONG, submit
@@ -277,6 +278,29 @@ async def test_one_open_daily_assignment_is_enforced_by_the_database(
             Assignment(user_id=learner.id, exercise_id=other.id, kind="daily", status="completed")
         )
         session.add(Assignment(user_id=learner.id, exercise_id=other.id, kind="practice"))
+
+
+async def test_opening_a_daily_when_another_request_opened_one_first_returns_that_one(
+    session: AsyncSession, resources: Resources, learner: User, exercise: Exercise
+) -> None:
+    other = await create_exercise(session)
+    now = resources.clock.now()
+    first = await lifecycle.open_daily(session, learner, exercise, reason="first", now=now)
+    again = await lifecycle.open_daily(session, learner, other, reason="second", now=now)
+
+    assert again.id == first.id
+    assert again.exercise_id == exercise.id
+    assert first.exercise.id == exercise.id  # the one opened knows its exercise
+    rows = await session.execute(
+        select(Assignment.exercise_id, Assignment.reason, Assignment.status).where(
+            Assignment.user_id == learner.id
+        )
+    )
+    assert rows.all() == [(exercise.id, "first", "assigned")]
+    first.hints_used = 1  # the row opened joins the session: a change to it is written
+    await session.flush()
+    stored = await session.scalar(select(Assignment.hints_used).where(Assignment.id == first.id))
+    assert stored == 1
 
 
 async def test_fail_then_pass_moves_the_assignment_along(

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import service as adaptive
@@ -44,21 +43,25 @@ async def open_daily(
 ) -> Assignment:
     """Open today's assignment; if another request opened one first, that one is returned."""
     assignment = Assignment(
+        id=uuid.uuid4(),
         user_id=user.id,
         exercise_id=exercise.id,
         kind="daily",
         status="assigned",
         reason=reason[:300],
+        hints_used=0,
+        attempts=0,
         assigned_at=now,
+        started_at=None,
+        completed_at=None,
+        skipped_at=None,
+        closed_at=None,
     )
-    try:
-        async with session.begin_nested():
-            session.add(assignment)
-    except IntegrityError:
+    if not await repository.add_open_daily(session, assignment):
         # Another request assigned one first; the database kept exactly one open.
         existing = await repository.open_daily(session, user.id)
-        if existing is None:
-            raise
+        if existing is None:  # and it was closed since
+            raise Conflict("Today's exercise changed meanwhile; ask again.", code="DailyChanged")
         return existing
     assignment.exercise = exercise
     return assignment

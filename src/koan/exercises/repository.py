@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -26,6 +26,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -377,6 +378,46 @@ _OPEN_DAILY = (
 
 async def open_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | None:
     return (await session.execute(_OPEN_DAILY, {"user_id": user_id})).scalar_one_or_none()
+
+
+_ASSIGNMENT_COLUMNS = [column.key for column in Assignment.__table__.columns]
+_OPEN_DAILY_WHERE = text(
+    "kind = 'daily' AND status IN (" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
+)
+
+
+def _insert_open_daily(insert: Callable[..., postgresql.Insert | sqlite.Insert]) -> Any:
+    table = Assignment.__table__
+    return (
+        # The table, not the mapped class: a plain Core statement, no ORM bulk insert around it.
+        insert(table)
+        .values({name: bindparam(name, type_=table.c[name].type) for name in _ASSIGNMENT_COLUMNS})
+        # uq_assignments_open_daily: the learner's one open daily assignment (its predicate
+        # as written, for PostgreSQL to match the index by; bound values it would not).
+        .on_conflict_do_nothing(index_elements=[table.c.user_id], index_where=_OPEN_DAILY_WHERE)
+        .returning(table.c.id)
+    )
+
+
+# Built once per database.
+_INSERT_OPEN_DAILY = {
+    "postgresql": _insert_open_daily(postgresql.insert),
+    "sqlite": _insert_open_daily(sqlite.insert),
+}
+
+
+async def add_open_daily(session: AsyncSession, assignment: Assignment) -> bool:
+    """Insert `assignment` (a new daily one, every column set) unless the learner already has
+    an open daily assignment: the database's unique index decides, in the same round trip,
+    without a SAVEPOINT to roll back to. When inserted, it joins the session as a row just
+    loaded, and True is returned."""
+    values = {name: getattr(assignment, name) for name in _ASSIGNMENT_COLUMNS}
+    statement = _INSERT_OPEN_DAILY[session.get_bind().dialect.name]
+    if (await session.execute(statement, values)).first() is None:
+        return False
+    make_transient_to_detached(assignment)
+    session.add(assignment)
+    return True
 
 
 _DONE_DAILY = aliased(Assignment)
