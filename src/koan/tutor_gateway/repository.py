@@ -7,17 +7,30 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from koan.models import LLMBudget, LLMCall
 
+_CALLS = cast("Table", LLMCall.__table__)
+_CALL_COLUMNS = [column.key for column in _CALLS.columns]
+# The table, not the mapped class: a plain Core INSERT, built once, no ORM flush around it.
+_ADD_CALL = insert(_CALLS).values(
+    {name: bindparam(name, type_=_CALLS.c[name].type) for name in _CALL_COLUMNS}
+)
+
 
 async def add_call(session: AsyncSession, call: LLMCall) -> LLMCall:
+    """Store `call` (every column set, its id included) in one statement; it then joins the
+    session as a row just loaded, so a later change to it (a leak caught) is written."""
+    if call.id is None:
+        call.id = uuid.uuid4()
+    await session.execute(_ADD_CALL, {name: getattr(call, name) for name in _CALL_COLUMNS})
+    make_transient_to_detached(call)
     session.add(call)
-    await session.flush()
     return call
 
 
