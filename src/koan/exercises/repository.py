@@ -380,6 +380,22 @@ async def open_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | 
     return (await session.execute(_OPEN_DAILY, {"user_id": user_id})).scalar_one_or_none()
 
 
+_ASSIGNMENTS = cast("Table", Assignment.__table__)
+# A Core UPDATE of the one column, built once: no ORM flush for a counter.
+_SET_HINTS_USED = (
+    update(_ASSIGNMENTS)
+    .where(_ASSIGNMENTS.c.id == bindparam("assignment_id"))
+    .values(hints_used=bindparam("hints_used"))
+)
+
+
+async def set_hints_used(session: AsyncSession, assignment: Assignment, hints_used: int) -> None:
+    """Write the assignment's count of hints shown (the row and the object in the session)."""
+    params = {"assignment_id": assignment.id, "hints_used": hints_used}
+    await session.execute(_SET_HINTS_USED, params)
+    set_committed_value(assignment, "hints_used", hints_used)
+
+
 _ASSIGNMENT_COLUMNS = [column.key for column in Assignment.__table__.columns]
 _OPEN_DAILY_WHERE = text(
     "kind = 'daily' AND status IN (" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"

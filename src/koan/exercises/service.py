@@ -293,8 +293,7 @@ async def next_hint(
     hint = exercise.hints[assignment.hints_used]
     if tailor is not None:
         hint = await tailor(session, res, user, exercise, rung=assignment.hints_used, authored=hint)
-    assignment.hints_used += 1
-    await session.flush()
+    await repository.set_hints_used(session, assignment, assignment.hints_used + 1)
     return HintOut(hint=hint, index=assignment.hints_used, remaining=total - assignment.hints_used)
 
 
