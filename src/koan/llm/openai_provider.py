@@ -88,25 +88,12 @@ class OpenAIProvider(AsyncClosing):
 
         self._http: httpx2.AsyncClient = self._client._client
         self._url = self._client.base_url.join(_COMPLETIONS)
-        self._headers: httpx2.Headers | None = None
+        # Built here, at start-up: the SDK's platform headers read the system once (blocking).
+        self._headers = _request_headers(self._client)
 
     async def close(self) -> None:
         """Close the HTTP connection pool."""
         await self._client.close()
-
-    def _request_headers(self) -> httpx2.Headers:
-        """The headers the SDK sends with every request (its key, user agent and platform),
-        taken from it once."""
-        if self._headers is None:
-            sdk = self._client
-            timeout = sdk.timeout.read if isinstance(sdk.timeout, httpx2.Timeout) else sdk.timeout
-            merged = {**sdk.default_headers, **sdk.auth_headers}
-            headers = {k: v for k, v in merged.items() if not isinstance(v, Omit)}
-            headers["x-stainless-retry-count"] = "0"
-            if timeout is not None:
-                headers["x-stainless-read-timeout"] = str(timeout)
-            self._headers = httpx2.Headers(headers)
-        return self._headers
 
     async def _send(self, body: dict[str, Any]) -> httpx2.Response:
         """POST a chat-completions request over the SDK's own connection pool, its response
@@ -122,7 +109,7 @@ class OpenAIProvider(AsyncClosing):
             "POST",
             self._url,
             content=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
-            headers=self._request_headers(),
+            headers=self._headers,
             timeout=self._client.timeout,
         )
         try:
@@ -300,6 +287,18 @@ class OpenAIProvider(AsyncClosing):
                 first_token_at=first_token_at,
             )
         )
+
+
+def _request_headers(sdk: openai.AsyncOpenAI) -> httpx2.Headers:
+    """The headers the SDK sends with every request (its key, user agent and platform), as it
+    builds them for a first attempt (Koan retries on its own: `x-stainless-retry-count` 0)."""
+    timeout = sdk.timeout.read if isinstance(sdk.timeout, httpx2.Timeout) else sdk.timeout
+    merged = {**sdk.auth_headers, **sdk.default_headers}  # as the SDK merges them
+    headers = {k: v for k, v in merged.items() if not isinstance(v, Omit)}
+    headers["x-stainless-retry-count"] = "0"
+    if timeout is not None:
+        headers["x-stainless-read-timeout"] = str(timeout)
+    return httpx2.Headers(headers)
 
 
 def _with_schema_instruction(
