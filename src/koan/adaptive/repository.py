@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Float, Table, bindparam, case, select, update
@@ -41,6 +41,26 @@ async def skill_ratings(session: AsyncSession, user_id: uuid.UUID) -> list[Learn
 _RATINGS = cast(Table, LearnerSkillRating.__table__)
 # What a save writes of a rating row (besides its key).
 RATING_VALUES = ("rating", "uncertainty", "attempts", "last_practised", "recent", "updated_at")
+
+
+_RATING_VALUES = select(
+    LearnerSkillRating.skill,
+    LearnerSkillRating.rating,
+    LearnerSkillRating.uncertainty,
+    LearnerSkillRating.attempts,
+    LearnerSkillRating.last_practised,
+    LearnerSkillRating.recent,
+).where(LearnerSkillRating.user_id == bindparam("user_id"))
+
+
+async def rating_rows(session: AsyncSession, user_id: uuid.UUID) -> Sequence[Any]:
+    """The learner's ratings for a page that only shows them: the rows this session has
+    loaded already when it has (they may hold changes not yet written), else the columns of
+    `skill_ratings` as plain rows (same names), no rows kept in the session."""
+    rows: list[LearnerSkillRating] | None = memo(session).get(("skill_ratings", user_id))
+    if rows is not None:
+        return rows
+    return (await session.execute(_RATING_VALUES, {"user_id": user_id})).all()
 
 
 def _save_statement(insert: Callable[..., postgresql.Insert | sqlite.Insert]) -> Any:

@@ -103,7 +103,7 @@ def item_of(exercise: Offered) -> ItemRating:
 
 
 def as_rating(row: LearnerSkillRating) -> SkillRating:
-    """A stored skill rating as the model reads it."""
+    """A stored skill rating (its row, or a plain row of the same columns) as the model reads it."""
     return SkillRating(
         rating=row.rating,
         uncertainty=row.uncertainty,
@@ -116,6 +116,12 @@ def as_rating(row: LearnerSkillRating) -> SkillRating:
 async def stored_ratings(session: AsyncSession, user_id: uuid.UUID) -> dict[str, SkillRating]:
     """The learner's saved ratings by skill (alphabetical), none for a newcomer."""
     rows = sorted(await repository.skill_ratings(session, user_id), key=lambda r: r.skill)
+    return {row.skill: as_rating(row) for row in rows}
+
+
+async def shown_ratings(session: AsyncSession, user_id: uuid.UUID) -> dict[str, SkillRating]:
+    """`stored_ratings` for a page that only shows them (read as plain values)."""
+    rows = sorted(await repository.rating_rows(session, user_id), key=lambda r: r.skill)
     return {row.skill: as_rating(row) for row in rows}
 
 

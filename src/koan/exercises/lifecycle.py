@@ -6,6 +6,7 @@ caused it; the adaptive ratings and progress hear of it through their services.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 

@@ -257,7 +257,7 @@ async def overview(session: AsyncSession, res: Resources, user: User) -> Progres
     )
     totals = read.totals
     streak = _streak_of(totals)
-    ratings = await _ratings(session, user)
+    ratings = await adaptive.shown_ratings(session, user.id)
     masteries = _masteries(ratings, now)
     activity = _series(read.days, start, today)
     return ProgressOut(
