@@ -10,9 +10,12 @@ ends the session on both, and failed logins spread over both are counted once.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -47,12 +50,16 @@ pytestmark = [
     pytest.mark.xdist_group("two-workers"),
 ]
 
+KOAN_CLI = [sys.executable, "-m", "koan.cli"]
+
 
 @dataclass
 class Cluster:
     a: KoanServer
     b: KoanServer
     engine: AsyncEngine
+    # What both servers were started with (database, Redis, key prefix, limits).
+    env: dict[str, str] = field(default_factory=dict)
 
     async def new_learner(self) -> str:
         return (await add_user(self.engine)).email
@@ -68,21 +75,23 @@ async def cluster(
     database_url = await create_database(DATABASE_URL, name)
     engine = create_engine(database_url)
     servers: list[KoanServer] = []
+    env = {
+        "KOAN_DATABASE_URL": database_url,
+        "KOAN_REDIS_URL": REDIS_URL,
+        "KOAN_CACHE_PREFIX": prefix,
+        "KOAN_LOGIN_LIMIT_PER_ACCOUNT": "3/minute",
+        "KOAN_SUBMISSION_LIMIT": "2/minute",
+        # Every test logs in from this one address.
+        "KOAN_LOGIN_LIMIT_PER_ADDRESS": "1000/minute",
+    }
     try:
         for label in ("a", "b"):
-            env = {
-                "KOAN_DATABASE_URL": database_url,
-                "KOAN_REDIS_URL": REDIS_URL,
-                "KOAN_CACHE_PREFIX": prefix,
-                "KOAN_LOGIN_LIMIT_PER_ACCOUNT": "3/minute",
-                "KOAN_SUBMISSION_LIMIT": "2/minute",
-            }
             workdir = tmp_path / label
             workdir.mkdir()
             servers.append(KoanServer(server_env(workdir, **env), workdir, name=label).start())
         for server in servers:
             await server.wait_live()
-        yield Cluster(servers[0], servers[1], engine)
+        yield Cluster(servers[0], servers[1], engine, env)
     finally:
         stop_all(servers)
         await engine.dispose()
@@ -229,3 +238,131 @@ async def test_a_learners_submissions_spread_over_two_workers_are_counted_once(
     assert third.status_code == 429
     assert third.json()["error"] == "RateLimited"
     assert "Retry-After" in third.headers
+
+
+# Each worker keeps the session and account it last read for a while, so the next request
+# skips the database; a change made through either worker, or from the command line, must
+# still hold on both workers from the moment it returns. Every test below first has both
+# workers read the account, so a worker answering from what it kept would be caught.
+
+
+async def _read_on_both(
+    a: httpx.AsyncClient, b: httpx.AsyncClient, headers: dict[str, str], path: str
+) -> list[httpx.Response]:
+    return [await worker.get(path, headers=headers) for worker in (a, b)]
+
+
+async def test_a_password_changed_on_one_worker_ends_the_other_sessions_on_both(
+    cluster: Cluster,
+) -> None:
+    email = await cluster.new_learner()
+    async with (
+        httpx.AsyncClient(base_url=cluster.a.url, timeout=30) as a,
+        httpx.AsyncClient(base_url=cluster.b.url, timeout=30) as b,
+    ):
+        phone = await log_in(a, email)
+        laptop = await log_in(b, email)
+        for headers in (phone, laptop):
+            for me in await _read_on_both(a, b, headers, "/api/v1/users/me"):
+                assert me.status_code == 200, me.text
+        changed = await b.post(
+            "/api/v1/users/me/password",
+            headers=laptop,
+            json={"current_password": PASSWORD, "new_password": "a-whole-new-secret-42"},
+        )
+        assert changed.status_code == 200, changed.text
+        for gone in await _read_on_both(a, b, phone, "/api/v1/users/me"):
+            assert gone.status_code == 401
+            assert gone.json()["error"] == "InvalidToken"
+        # The session that changed the password goes on, on both workers.
+        for me in await _read_on_both(a, b, laptop, "/api/v1/users/me"):
+            assert me.status_code == 200, me.text
+
+
+async def test_an_account_disabled_on_one_worker_is_refused_at_once_on_both(
+    cluster: Cluster,
+) -> None:
+    learner = await add_user(cluster.engine)
+    admin = await add_user(cluster.engine, role="admin")
+    async with (
+        httpx.AsyncClient(base_url=cluster.a.url, timeout=30) as a,
+        httpx.AsyncClient(base_url=cluster.b.url, timeout=30) as b,
+    ):
+        headers = await log_in(b, learner.email)
+        for me in await _read_on_both(a, b, headers, "/api/v1/users/me"):
+            assert me.status_code == 200, me.text
+        admin_headers = await log_in(a, admin.email)
+        disabled = await a.post(f"/api/v1/admin/users/{learner.id}/disable", headers=admin_headers)
+        assert disabled.status_code == 200, disabled.text
+        for gone in await _read_on_both(a, b, headers, "/api/v1/users/me"):
+            assert gone.status_code == 401
+            assert gone.json()["error"] == "InvalidToken"
+
+
+async def test_a_deleted_account_is_refused_at_once_on_both(cluster: Cluster) -> None:
+    email = await cluster.new_learner()
+    async with (
+        httpx.AsyncClient(base_url=cluster.a.url, timeout=30) as a,
+        httpx.AsyncClient(base_url=cluster.b.url, timeout=30) as b,
+    ):
+        headers = await log_in(a, email)
+        for me in await _read_on_both(a, b, headers, "/api/v1/users/me"):
+            assert me.status_code == 200, me.text
+        deleted = await b.request(
+            "DELETE", "/api/v1/users/me", headers=headers, json={"password": PASSWORD}
+        )
+        assert deleted.status_code == 200, deleted.text
+        for gone in await _read_on_both(a, b, headers, "/api/v1/users/me"):
+            assert gone.status_code == 401
+
+
+async def test_an_account_changed_on_one_worker_reads_the_same_on_both(cluster: Cluster) -> None:
+    email = await cluster.new_learner()
+    async with (
+        httpx.AsyncClient(base_url=cluster.a.url, timeout=30) as a,
+        httpx.AsyncClient(base_url=cluster.b.url, timeout=30) as b,
+    ):
+        headers = await log_in(a, email)
+        for me in await _read_on_both(a, b, headers, "/api/v1/users/me"):
+            assert me.json()["name"] == "Scale Learner"
+        renamed = await a.patch(
+            "/api/v1/users/me", headers=headers, json={"name": "Ada", "timezone": "Europe/Paris"}
+        )
+        assert renamed.status_code == 200, renamed.text
+        for me in await _read_on_both(a, b, headers, "/api/v1/users/me"):
+            assert (me.json()["name"], me.json()["timezone"]) == ("Ada", "Europe/Paris")
+        profile = await b.patch(
+            "/api/v1/users/me/profile", headers=headers, json={"goals": "Pass the exam."}
+        )
+        assert profile.status_code == 200, profile.text
+        for seen in await _read_on_both(a, b, headers, "/api/v1/users/me/profile"):
+            assert seen.json()["goals"] == "Pass the exam."
+
+
+async def test_an_administrator_demoted_from_the_command_line_loses_admin_on_both(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    kept = await add_user(cluster.engine, role="admin")  # Koan keeps at least one admin
+    demoted = await add_user(cluster.engine, role="admin")
+    async with (
+        httpx.AsyncClient(base_url=cluster.a.url, timeout=30) as a,
+        httpx.AsyncClient(base_url=cluster.b.url, timeout=30) as b,
+    ):
+        headers = await log_in(a, demoted.email)
+        for page in await _read_on_both(a, b, headers, "/api/v1/admin/users"):
+            assert page.status_code == 200, page.text
+        done = subprocess.run(
+            [*KOAN_CLI, "users", "demote", demoted.email],
+            env=server_env(tmp_path, **cluster.env),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        for refused in await _read_on_both(a, b, headers, "/api/v1/admin/users"):
+            assert refused.status_code == 403, refused.text
+        # The other administrator is untouched.
+        still = await log_in(b, kept.email)
+        assert (await a.get("/api/v1/admin/users", headers=still)).status_code == 200
