@@ -14,6 +14,11 @@ from redis.exceptions import RedisError
 log = structlog.get_logger(__name__)
 
 
+# Where a database session keeps the cache of the Koan that opened it (the request's session
+# dependency sets it), so work done when that session commits can tell the other workers.
+SESSION_CACHE = "koan.cache"
+
+
 class Cache(Protocol):
     """What Koan needs from a cache; keys are namespaced by the backend's prefix."""
 

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.cache import SESSION_CACHE
 from koan.db import transactional
 from koan.resources import Resources
 
@@ -24,6 +25,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's session: committed when the handler succeeds, rolled back on error."""
     resources: Resources = request.app.state.resources
     async with resources.session_factory() as session, transactional(session):
+        session.info[SESSION_CACHE] = resources.cache
         yield session
 
 
@@ -42,6 +44,7 @@ async def get_session_opener(request: Request) -> SessionOpener:
     @asynccontextmanager
     async def open_session() -> AsyncIterator[AsyncSession]:
         async with factory() as session, transactional(session):
+            session.info[SESSION_CACHE] = resources.cache
             yield session
 
     return open_session

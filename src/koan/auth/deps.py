@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import BackgroundTasks, Depends, Request
 
-from koan.auth import repository
+from koan.auth import snapshots
 from koan.auth.service import AccountMaker
 from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
 from koan.errors import CSRFFailed, EmailNotVerified, Forbidden, InvalidToken, NotAuthenticated
@@ -89,7 +89,9 @@ def ensure_verified(user: User) -> User:
 
 async def current_auth(request: Request, session: SessionDep, res: ResourcesDep) -> Auth:
     claims, via_cookie = access_claims(request, res)
-    found = await repository.live_session_and_user(session, claims.session_id, claims.user_id)
+    found = await snapshots.live_session_and_user(
+        session, res.cache, claims.session_id, claims.user_id
+    )
     return authenticated(found, via_cookie=via_cookie)
 
 

@@ -78,6 +78,8 @@ async def revoke_sessions(
         update(AuthSession)
         .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
+        # Only this user's kept sessions need dropping on every worker (koan.auth.snapshots).
+        .execution_options(koan_changes_users=(user_id,))
     )
     if except_session is not None:
         query = query.where(AuthSession.id != except_session)

@@ -28,16 +28,22 @@ async def with_session(work: Any, *, commit: bool = False) -> Any:
     with its message and status 1, not a traceback."""
     from sqlalchemy.exc import DBAPIError
 
+    # Its session events tell running workers about changed accounts when this commits.
+    from koan.auth import snapshots  # noqa: F401
+    from koan.cache import SESSION_CACHE
+    from koan.db import transactional
     from koan.errors import KoanError
     from koan.resources import Resources
 
     res = Resources.from_settings(Settings())
     try:
         async with res.session_factory() as session:
-            result = await work(session, res)
-            if commit:
-                await session.commit()
-            return result
+            session.info[SESSION_CACHE] = res.cache
+            if not commit:
+                return await work(session, res)
+            # Committed as a request's work is, with what must follow the commit.
+            async with transactional(session):
+                return await work(session, res)
     except KoanError as exc:
         fail(exc.detail)
     except DBAPIError as exc:

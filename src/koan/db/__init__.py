@@ -145,16 +145,17 @@ def _only_named_commits(session: Session) -> None:
         )
 
 
-def after_commit(session: AsyncSession, work: AfterCommit) -> None:
+def after_commit(session: AsyncSession | Session, work: AfterCommit) -> None:
     """Run `work` once the unit of work has committed, in a short transaction of its own.
 
     For a write to a row many learners share (an exercise's rating): done inside the unit of
     work, its lock would be held until the unit commits and queue every other learner behind it.
     Forgotten if the transaction (or SAVEPOINT) that asked for it rolls back; if `work` fails,
-    or the process dies in between, it is lost, so use it only for what may be lost."""
-    sync = session.sync_session
+    or the process dies in between, it is lost, so use it only for what may be lost. Session
+    events, which see only the synchronous session, pass that."""
+    sync = session if isinstance(session, Session) else session.sync_session
     asked_in = sync.get_nested_transaction() or sync.get_transaction()
-    session.info.setdefault(_AFTER_COMMIT, []).append((asked_in, work))
+    sync.info.setdefault(_AFTER_COMMIT, []).append((asked_in, work))
 
 
 def _within(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from koan.auth import repository as auth_repository
+from koan.auth import snapshots
 from koan.auth.deps import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, Auth
 from koan.deps import ResourcesDep, get_session
 from koan.errors import Forbidden, KoanError, NotFound
@@ -342,7 +342,9 @@ async def _auth_from_cookie(request: Request, session: AsyncSession, res: Resour
         claims = decode_access_token(token, key=res.settings.signing_key, now=res.clock.now())
     except KoanError:
         return None
-    found = await auth_repository.live_session_and_user(session, claims.session_id, claims.user_id)
+    found = await snapshots.live_session_and_user(
+        session, res.cache, claims.session_id, claims.user_id
+    )
     if found is None:
         return None
     # The page's script renews the session shortly before this (see koan.js).
