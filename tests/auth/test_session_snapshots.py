@@ -142,3 +142,18 @@ def test_a_kept_copy_is_used_only_for_its_user_its_generations_and_its_age() -> 
     assert store.get(cache, third, user_id, ("every", "mine")) is not None
     store.forget([user_id])
     assert len(store) == 0
+
+
+async def test_an_account_read_from_the_kept_copy_saves_its_changes(
+    client: httpx.AsyncClient, session: AsyncSession, learner: User, headers: dict[str, str]
+) -> None:
+    for _ in range(2):
+        assert (await client.get(ME, headers=headers)).status_code == 200
+    changed = await client.patch(
+        ME, headers=headers, json={"name": "Grace", "preferences": {"theme": "dark"}}
+    )
+    assert changed.status_code == 200, changed.text
+    await session.refresh(learner)
+    assert (learner.name, learner.preferences["theme"]) == ("Grace", "dark")
+    me = (await client.get(ME, headers=headers)).json()
+    assert (me["name"], me["preferences"]["theme"]) == ("Grace", "dark")

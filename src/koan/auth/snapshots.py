@@ -33,7 +33,7 @@ import structlog
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, make_transient_to_detached
-from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.attributes import instance_dict, instance_state, manager_of_class
 
 from koan.auth import repository
 from koan.cache import SESSION_CACHE, Cache, MemoryCache
@@ -209,13 +209,17 @@ def _values(row: Any) -> dict[str, Any]:
 
 def _copied(value: Any) -> Any:
     # JSON columns hold dicts and lists a handler may change in place.
-    return copy.deepcopy(value) if isinstance(value, dict | list) else value
+    if isinstance(value, dict | list):
+        return copy.deepcopy(value) if value else type(value)()
+    return value
 
 
 def _instance(session: AsyncSession, cls: type[Any], values: dict[str, Any]) -> Any:
-    row = cls(**{key: _copied(value) for key, value in values.items()})
-    # As if just loaded: no pending changes, and a persistent member of the request's session
+    # Built as a query's result is (no constructor, no attribute events), then made what a
+    # row just loaded is: no pending changes, and a persistent member of the request's session
     # (session.get finds it, a change to it is flushed as an UPDATE).
+    row = manager_of_class(cls).new_instance()
+    instance_dict(row).update({key: _copied(value) for key, value in values.items()})
     make_transient_to_detached(row)
     session.add(row)
     return row
