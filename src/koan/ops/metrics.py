@@ -33,6 +33,8 @@ LLM_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
 # Any other method (a scanner's "PROPFIND") would mint a new series per spelling.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Looked-up series kept per app; past this many (raw method spellings), looked up each time.
+_MAX_HTTP_SERIES = 2000
 
 
 def multiprocess_enabled() -> bool:
@@ -124,6 +126,7 @@ class Metrics:
         for kind in get_args(RejectionKind):
             self.rejections.labels(kind=kind)
         self._queue_depth: Callable[[], int] | None = None
+        self._http_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def watch_grader_queue(self, depth: Callable[[], int]) -> None:
         """Read the grader queue depth from `depth` whenever metrics are collected."""
@@ -158,9 +161,21 @@ class Metrics:
 
     def request_finished(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request and its latency under its route template."""
-        method = method.upper() if method.upper() in _METHODS else "OTHER"
-        self.http_requests.labels(method=method, route=route, status=str(status)).inc()
-        self.http_duration.labels(method=method, route=route).observe(max(seconds, 0.0))
+        # The series of a (method, route, status) are looked up once: `labels()` builds and
+        # locks on every call, a cost every request paid twice. Routes are templates and
+        # methods a fixed set, so the table stays as small as the series themselves.
+        series = self._http_series.get((method, route, status))
+        if series is None:
+            known = method.upper() if method.upper() in _METHODS else "OTHER"
+            series = (
+                self.http_requests.labels(method=known, route=route, status=str(status)),
+                self.http_duration.labels(method=known, route=route),
+            )
+            if len(self._http_series) < _MAX_HTTP_SERIES:
+                self._http_series[(method, route, status)] = series
+        count, duration = series
+        count.inc()
+        duration.observe(max(seconds, 0.0))
 
     def grading_finished(self, status: str, tier: str, seconds: float) -> None:
         """Count one grading run with its verdict, tier and duration."""
