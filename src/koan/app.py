@@ -81,6 +81,9 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         description="A self-hosted AI coding tutor: exercises graded in a sandbox, a Socratic "
         "tutor, and adaptive practice.",
         lifespan=lifespan,
+        # Koan reports through its own Prometheus metrics and request log; FastAPI's native
+        # OpenTelemetry would otherwise look for a configured provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     if resources is not None:
         # Usable without running the lifespan (e.g. ASGI transports in tests).
@@ -94,16 +97,20 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     # The data export (progress) includes the learner's tutor conversations (chat).
     app.state.conversation_export = conversation_records
     app.state.account_maker = users_service.create_user
+    # FastAPI tries the routers in this order on every request, each route of each: the
+    # probes and the learner's loop (exercises, progress, the tutor, the account) come first.
+    # Routers whose paths overlap keep their order (users before usage's /users/me/usage,
+    # exercises before generation).
+    app.include_router(health_router)
     domain_routers = (
-        auth_router, users_router, onboarding_router, exercises_router, progress_router,
-        chat_router, usage_router, generation_router, classes_router, drafts_router,
+        exercises_router, progress_router, chat_router, users_router, auth_router,
+        onboarding_router, usage_router, generation_router, classes_router, drafts_router,
         accounts_router,
     )  # fmt: skip
     # Each straight under the app: FastAPI matches an included router's routes again at
     # every level of nesting, so an /api/v1 router around these doubled the routing work.
     for router in domain_routers:
         app.include_router(router, prefix=API_PREFIX)
-    app.include_router(health_router)
     install_error_handlers(app)
     # The learner's web app (pages and /static), after every API router and error handler.
     mount_web(app)
