@@ -87,23 +87,34 @@ def ensure_verified(user: User) -> User:
     return user
 
 
-async def current_auth(request: Request, session: SessionDep, res: ResourcesDep) -> Auth:
+async def current_auth(request: Request, session: SessionDep) -> Auth:
+    """The caller (401 without a live session), found once per request however many of the
+    dependencies below a route asks for."""
+    found: Auth | None = getattr(request.state, "koan_auth", None)
+    if found is not None:
+        return found
+    res: Resources = request.app.state.resources
     claims, via_cookie = access_claims(request, res)
-    found = await snapshots.live_session_and_user(
+    caller = await snapshots.live_session_and_user(
         session, res.cache, claims.session_id, claims.user_id
     )
-    return authenticated(found, via_cookie=via_cookie)
+    auth = authenticated(caller, via_cookie=via_cookie)
+    request.state.koan_auth = auth
+    return auth
 
 
-async def current_user(auth: Annotated[Auth, Depends(current_auth)]) -> User:
-    return auth.user
+# Each takes the request and session itself rather than through the dependency above it:
+# FastAPI solves every level of a dependency tree on every request, at a cost that shows.
+async def current_user(request: Request, session: SessionDep) -> User:
+    return (await current_auth(request, session)).user
 
 
-async def verified_user(user: Annotated[User, Depends(current_user)]) -> User:
-    return ensure_verified(user)
+async def verified_user(request: Request, session: SessionDep) -> User:
+    return ensure_verified((await current_auth(request, session)).user)
 
 
-async def admin_user(user: Annotated[User, Depends(verified_user)]) -> User:
+async def admin_user(request: Request, session: SessionDep) -> User:
+    user = ensure_verified((await current_auth(request, session)).user)
     if not user.is_admin:
         raise Forbidden("Only administrators may do this.")
     return user

@@ -29,7 +29,7 @@ async def reply_target(request: Request, session: SessionDep, res: ResourcesDep)
     try:
         conversation_id = _CONVERSATION_ID.validate_python(request.path_params["conversation_id"])
     except ValidationError as exc:
-        ensure_verified((await current_auth(request, session, res)).user)
+        ensure_verified((await current_auth(request, session)).user)
         errors = [{**error, "loc": ("path", "conversation_id")} for error in exc.errors()]
         raise RequestValidationError(errors) from None
     found = await repository.caller_and_conversation(
