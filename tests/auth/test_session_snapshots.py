@@ -17,7 +17,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.auth.snapshots import Snapshot, SnapshotStore, user_generation_key
+from koan.auth.snapshots import RowCopy, Snapshot, SnapshotStore, user_generation_key
 from koan.cache import FallbackCache, MemoryCache, RedisCache
 from koan.models import User
 from koan.resources import Resources
@@ -119,7 +119,8 @@ async def test_nothing_kept_is_used_while_the_shared_cache_is_unreachable(
 
 
 def _snapshot(cache: MemoryCache, user_id: uuid.UUID, stored_at: float) -> Snapshot:
-    return Snapshot(user_id, cache, ("every", "mine"), stored_at, {}, {}, None)
+    empty = RowCopy({}, {})
+    return Snapshot(user_id, cache, ("every", "mine"), stored_at, empty, empty, None)
 
 
 def test_a_kept_copy_is_used_only_for_its_user_its_generations_and_its_age() -> None:

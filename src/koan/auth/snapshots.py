@@ -22,7 +22,7 @@ announced (logged as `auth.change_not_announced`).
 
 from __future__ import annotations
 
-import copy
+import json
 import time
 import uuid
 from collections.abc import Iterable
@@ -67,14 +67,43 @@ def user_generation_key(user_id: uuid.UUID) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class RowCopy:
+    """A row's column values; those of JSON columns (dicts and lists a handler may change in
+    place) as JSON text, so each request gets values of its own."""
+
+    values: dict[str, Any]
+    encoded: dict[str, str]
+
+    @classmethod
+    def of(cls, row: Any) -> RowCopy:
+        state = instance_state(row)
+        loaded = state.dict
+        values: dict[str, Any] = {}
+        encoded: dict[str, str] = {}
+        for attr in state.mapper.column_attrs:
+            value = loaded[attr.key]
+            if isinstance(value, dict | list):
+                encoded[attr.key] = json.dumps(value)
+            else:
+                values[attr.key] = value
+        return cls(values, encoded)
+
+    def loaded(self) -> dict[str, Any]:
+        found = dict(self.values)
+        for key, text in self.encoded.items():
+            found[key] = json.loads(text)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     user_id: uuid.UUID
     source: Cache
     generations: tuple[str, str]
     stored_at: float
-    auth_session: dict[str, Any]
-    user: dict[str, Any]
-    profile: dict[str, Any] | None
+    auth_session: RowCopy
+    user: RowCopy
+    profile: RowCopy | None
 
 
 class SnapshotStore:
@@ -158,9 +187,9 @@ async def live_session_and_user(
                 source=cache,
                 generations=generations,
                 stored_at=time.monotonic(),
-                auth_session=_values(auth_session),
-                user=_values(user),
-                profile=None if profile is None else _values(profile),
+                auth_session=RowCopy.of(auth_session),
+                user=RowCopy.of(user),
+                profile=None if profile is None else RowCopy.of(profile),
             ),
         )
     return found
@@ -201,25 +230,12 @@ async def _first_generation(cache: Cache, key: str) -> str | None:
     return fresh if await cache.set_if_absent(key, fresh, ttl_s=GENERATION_TTL_S) else None
 
 
-def _values(row: Any) -> dict[str, Any]:
-    state = instance_state(row)
-    loaded = state.dict
-    return {attr.key: _copied(loaded[attr.key]) for attr in state.mapper.column_attrs}
-
-
-def _copied(value: Any) -> Any:
-    # JSON columns hold dicts and lists a handler may change in place.
-    if isinstance(value, dict | list):
-        return copy.deepcopy(value) if value else type(value)()
-    return value
-
-
-def _instance(session: AsyncSession, cls: type[Any], values: dict[str, Any]) -> Any:
+def _instance(session: AsyncSession, cls: type[Any], kept: RowCopy) -> Any:
     # Built as a query's result is (no constructor, no attribute events), then made what a
     # row just loaded is: no pending changes, and a persistent member of the request's session
     # (session.get finds it, a change to it is flushed as an UPDATE).
     row = manager_of_class(cls).new_instance()
-    instance_dict(row).update({key: _copied(value) for key, value in values.items()})
+    instance_dict(row).update(kept.loaded())
     make_transient_to_detached(row)
     session.add(row)
     return row
