@@ -97,13 +97,14 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     # The data export (progress) includes the learner's tutor conversations (chat).
     app.state.conversation_export = conversation_records
     app.state.account_maker = users_service.create_user
-    # FastAPI tries the routers in this order on every request, each route of each: the
-    # probes and the learner's loop (exercises, progress, the tutor, the account) come first.
+    # FastAPI tries the routers in this order on every request, each route of each (a
+    # PrefixedRouter whose prefix the path lacks is passed over at once): the probes, the
+    # account every page asks for, then the learner's loop (exercises, progress, the tutor).
     # Routers whose paths overlap keep their order (users before usage's /users/me/usage,
     # exercises before generation).
     app.include_router(health_router)
     domain_routers = (
-        exercises_router, progress_router, chat_router, users_router, auth_router,
+        users_router, exercises_router, progress_router, chat_router, auth_router,
         onboarding_router, usage_router, generation_router, classes_router, drafts_router,
         accounts_router,
     )  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import Request, Response, status
 
 from koan.auth import service
 from koan.auth.deps import (
@@ -28,11 +28,12 @@ from koan.auth.schemas import (
     TokenInput,
     TokenPair,
 )
+from koan.common.routing import PrefixedRouter
 from koan.deps import ResourcesDep, SessionDep
 from koan.errors import NotAuthenticated
 from koan.resources import Resources
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = PrefixedRouter(prefix="/auth", tags=["auth"])
 
 REFRESH_COOKIE_PATH = "/api/v1/auth"
 

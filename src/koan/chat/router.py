@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 
 from koan.auth.deps import VerifiedUser
 from koan.chat import service
@@ -20,9 +20,10 @@ from koan.chat.schemas import (
     ReplyOut,
 )
 from koan.chat.streaming import EventStream
+from koan.common.routing import PrefixedRouter
 from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
 
-router = APIRouter(prefix="/conversations", tags=["tutor"])
+router = PrefixedRouter(prefix="/conversations", tags=["tutor"])
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=500, description="From the previous page.")]

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Query, Response, UploadFile, status
+from fastapi import File, Query, Response, UploadFile, status
 
 from koan.auth.deps import MailQueueDep, VerifiedUser
 from koan.auth.schemas import Message
@@ -39,10 +39,11 @@ from koan.classes.schemas import (
     RoleChange,
     Roster,
 )
+from koan.common.routing import PrefixedRouter
 from koan.deps import ResourcesDep, SessionDep
 from koan.errors import BadRequest
 
-router = APIRouter(prefix="/classes", tags=["classes"])
+router = PrefixedRouter(prefix="/classes", tags=["classes"])
 
 
 @router.post("", response_model=ClassOut, status_code=status.HTTP_201_CREATED)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response, status
+from fastapi import Response, status
 
 from koan.auth.deps import VerifiedUser
+from koan.common.routing import PrefixedRouter
 from koan.deps import ResourcesDep, SessionDep
 from koan.drafts import service
 from koan.drafts.schemas import DraftIn, DraftOut
 
-router = APIRouter(prefix="/drafts", tags=["drafts"])
+router = PrefixedRouter(prefix="/drafts", tags=["drafts"])
 
 
 @router.get("/{exercise_id}", response_model=DraftOut)

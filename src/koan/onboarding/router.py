@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from koan.auth.deps import VerifiedUser
+from koan.common.routing import PrefixedRouter
 from koan.deps import ResourcesDep, SessionDep
 from koan.onboarding import service
 from koan.onboarding.questions import QUESTIONS
 from koan.onboarding.schemas import AnswersInput, OnboardingStatus, QuestionOut, QuestionsOut
 
-router = APIRouter(prefix="/onboarding", tags=["onboarding"])
+router = PrefixedRouter(prefix="/onboarding", tags=["onboarding"])
 
 
 @router.get("/questions", response_model=QuestionsOut)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 
 from koan.auth import service as auth_service
 from koan.auth.deps import AdminUser, CurrentAuth, CurrentUser, VerifiedUser
 from koan.auth.router import clear_auth_cookies
 from koan.auth.schemas import Message
+from koan.common.routing import PrefixedRouter
 from koan.deps import ResourcesDep, SessionDep
 from koan.onboarding import service as onboarding
 from koan.onboarding import service as profiles
@@ -25,8 +26,8 @@ from koan.users.schemas import (
     UserUpdate,
 )
 
-router = APIRouter(prefix="/users", tags=["users"])
-admin_router = APIRouter(prefix="/admin/users", tags=["admin"])
+router = PrefixedRouter(prefix="/users", tags=["users"])
+admin_router = PrefixedRouter(prefix="/admin/users", tags=["admin"])
 
 
 @router.get("/me", response_model=UserOut)
