@@ -14,8 +14,9 @@ Each target is a real Uvicorn process on loopback, driven by `wrk` (apt-get inst
   rows read from the database, the request log and metrics middleware);
 - Koan, 2 workers: the same, `koan serve --workers 2`.
 
-With --database-url (a PostgreSQL server URL: a throwaway database `koan_bench_http` is created
-and dropped) and --redis-url, Koan runs as in production; without, on a SQLite file.
+With --database-url (a PostgreSQL server URL: a throwaway database `koan_bench_http_<pid>` is
+created and dropped, so runs side by side do not drop each other's) and --redis-url, Koan runs
+as in production; without, on a SQLite file.
 Target: the authenticated read (1 worker) at least 0.35 of the FastAPI hello world's throughput
 in the same run (the "× FastAPI hello" column).
 Only loopback traffic; everything started is stopped at the end.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -164,7 +166,7 @@ def to_row(target: str, report: dict) -> Row:
 async def bench(args: argparse.Namespace) -> list[Row]:
     work = Path(tempfile.mkdtemp(prefix="koan-bench-http-"))
     rows: list[Row] = []
-    database = "koan_bench_http"
+    database = f"koan_bench_http_{os.getpid()}"
     if args.database_url:
         url = await create_database(args.database_url, database)
     else:
@@ -197,7 +199,7 @@ async def bench(args: argparse.Namespace) -> list[Row]:
                 work,
                 KOAN_DATABASE_URL=url,
                 KOAN_REDIS_URL=args.redis_url,
-                KOAN_CACHE_PREFIX="koan-bench-http:",
+                KOAN_CACHE_PREFIX=f"koan-bench-http-{os.getpid()}:",
                 KOAN_LOG_LEVEL="INFO",  # the access log is part of the real cost
                 KOAN_SANDBOX_SLOTS="1",
             )
