@@ -1,6 +1,6 @@
 """Where the machine's CPU goes while a command runs (the test suite, a fresh-clone CI run).
 
-    .venv/bin/python bench/suite_cpu.py [--top 15] [--interval 0.3] -- COMMAND [ARG ...]
+    .venv/bin/python bench/suite_cpu.py [--top 15] [--interval 0.3] [--own] -- COMMAND [ARG ...]
 
 For example `bench/suite_cpu.py -- .venv/bin/pytest -n 2 --dist loadgroup` with the CI
 environment set. It runs COMMAND and reports its wall time, how much of the machine's CPU was
@@ -9,7 +9,14 @@ double-forked renderers and the sandbox's runs included, which `time` misses whe
 waited for by the command), and the CPU of each kind of process (its name, and Chromium's
 `--type`), read from /proc/<pid>/stat every `--interval` seconds. A process that lives shorter
 than the interval is counted with the parent that waits for it (the sandbox's runs under the
-launcher's "reaped" column); PostgreSQL's total includes its exited backends.
+launcher's "reaped" column); PostgreSQL's total includes its exited backends. A process that
+was sampled and later waited for is in both columns (its own, and its parent's "reaped"): a
+closed Chromium renderer is under its zygote's "reaped" too, so add the columns only for
+processes too short-lived to be sampled.
+
+With `--own`, only COMMAND and the processes it started (seen with a parent already counted)
+are counted, so other work on a shared machine stays out of the table; a server that detaches
+before it is sampled (`pg_ctl`'s PostgreSQL) is then left out too.
 """
 
 from __future__ import annotations
@@ -36,9 +43,11 @@ def machine() -> tuple[int, int]:
 def kind(pid: str, comm: str) -> str:
     """A process's kind: its name, with Chromium's process type."""
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     except OSError:
         return comm
+    if len(argv) == 1:  # Chromium's helpers write their command line back as one string
+        argv = argv[0].split()
     types = [a.decode() for a in argv if a.startswith(b"--type=")]
     name = comm
     if comm.startswith("python") and len(argv) > 1:
@@ -46,9 +55,9 @@ def kind(pid: str, comm: str) -> str:
     return " ".join([name, *types])
 
 
-def snapshot() -> dict[int, tuple[str, int, int]]:
-    """pid -> (kind, own CPU, CPU of waited-for children), in jiffies."""
-    found: dict[int, tuple[str, int, int]] = {}
+def snapshot() -> dict[int, tuple[str, int, int, int]]:
+    """pid -> (kind, own CPU, CPU of waited-for children, parent pid), in jiffies."""
+    found: dict[int, tuple[str, int, int, int]] = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -58,14 +67,31 @@ def snapshot() -> dict[int, tuple[str, int, int]]:
             continue
         comm = stat[stat.index("(") + 1 : stat.rindex(")")]
         f = stat[stat.rindex(")") + 2 :].split()
-        found[int(pid)] = (kind(pid, comm), int(f[11]) + int(f[12]), int(f[13]) + int(f[14]))
+        found[int(pid)] = (
+            kind(pid, comm),
+            int(f[11]) + int(f[12]),
+            int(f[13]) + int(f[14]),
+            int(f[1]),
+        )
     return found
+
+
+def adopt(ours: set[int], seen: dict[int, tuple[str, int, int, int]]) -> None:
+    """Add to `ours` every process in `seen` whose parent is in it (children of children too)."""
+    grew = True
+    while grew:
+        new = {pid for pid, (*_, parent) in seen.items() if parent in ours} - ours
+        ours |= new
+        grew = bool(new)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--interval", type=float, default=0.3)
+    parser.add_argument(
+        "--own", action="store_true", help="count only COMMAND and the processes it started"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -74,17 +100,22 @@ def main() -> None:
 
     start = snapshot()
     last = dict(start)
+    ours: set[int] = set()
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(args.interval):
-            last.update(snapshot())
+            seen = snapshot()
+            adopt(ours, seen)
+            last.update(seen)
 
     sampler = threading.Thread(target=sample, daemon=True)
     busy0, idle0 = machine()
     began = time.monotonic()
+    process = subprocess.Popen(command)
+    ours.add(process.pid)
     sampler.start()
-    status = subprocess.call(command)
+    status = process.wait()
     wall = time.monotonic() - began
     done.set()
     sampler.join()
@@ -93,13 +124,16 @@ def main() -> None:
 
     own: collections.Counter[str] = collections.Counter()
     reaped: collections.Counter[str] = collections.Counter()
-    for pid, (name, cpu, children) in last.items():
-        _, cpu0, children0 = start.get(pid, (name, 0, 0))
+    for pid, (name, cpu, children, _) in last.items():
+        if args.own and pid not in ours:
+            continue
+        _, cpu0, children0, _ = start.get(pid, (name, 0, 0, 0))
         label = re.sub(r"\s+", " ", name)
         own[label] += cpu - cpu0
         reaped[label] += children - children0
     print(f"command exit status {status}, wall {wall:.1f} s on {os.cpu_count()} cores")
     print(f"machine: busy {(busy1 - busy0) / TICK:.1f} CPU-s, idle {(idle1 - idle0) / TICK:.1f} s")
+    print(f"processes counted: {sum(own.values()) / TICK:.1f} CPU-s of their own")
     print(f"{'own CPU-s':>10} {'reaped':>8}  process kind")
     for label, cpu in own.most_common(args.top):
         print(f"{cpu / TICK:10.1f} {reaped[label] / TICK:8.1f}  {label}")
