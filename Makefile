@@ -30,11 +30,13 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(STAMP) ## Create .venv and install Koan with its development tools
 
-system-deps: ## Install system packages (bubblewrap for the sandbox, chromium for browser tests) as root
-	@if command -v bwrap >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1; then :; \
+system-deps: ## Install system packages (bubblewrap for the sandbox, Chromium and its headless shell for browser tests) as root
+	@if command -v bwrap >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 \
+		&& command -v chromium-headless-shell >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get install -y -q bubblewrap chromium >/dev/null 2>&1 || \
-		{ apt-get update -q >/dev/null && apt-get install -y -q bubblewrap chromium >/dev/null; }; \
+		apt-get install -y -q bubblewrap chromium chromium-headless-shell >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null \
+		&& apt-get install -y -q bubblewrap chromium chromium-headless-shell >/dev/null; }; \
 	else echo "note: bubblewrap/chromium missing: weaker sandbox tier, browser tests skipped"; fi
 
 run: install system-deps ## Migrate, load the built-in exercises and serve on http://$(HOST):$(PORT) (mail links there too unless KOAN_BASE_URL is set)

@@ -1,7 +1,8 @@
-"""A teacher's journey in a real browser (Debian's Chromium via Playwright) against a live Koan
-server: create a class, invite by CSV, a learner joins from the mailed link, an assignment is
-set, the learner fails twice and asks the tutor, the teacher sees them under "needs help",
-opens the conversation, switches the tutor off for an exam, and exports the gradebook.
+"""A teacher's journey in a real browser (Debian's Chromium, its headless shell, via Playwright)
+against a live Koan server: create a class, invite by CSV, a learner joins from the mailed link,
+an assignment is set, the learner fails twice and asks the tutor, the teacher sees them under
+"needs help", opens the conversation, switches the tutor off for an exam, and exports the
+gradebook.
 
 Every page the journey visits is scanned with axe-core, and the browser must report no console
 error and no failed request. Set KOAN_WEB_SCREENSHOTS=1 to refresh docs/screenshots/class-*.png.
@@ -39,6 +40,7 @@ from tests.web.test_browser import (
     make_user,
     problems,
     shot,
+    sign_in,
 )
 
 # Fixtures: the module-scoped ones start this module's own server and browser.
@@ -134,8 +136,7 @@ def _journey(teacher: Any, learner: Any, live: LiveServer, smtp_server: SMTPServ
     # The learner opens the mailed link, sees what the teacher will see, and joins.
     mail = smtp_server.last_to(lea.email)
     assert "CS 101 · Autumn" in mail.subject
-    log_in(learner, lea.email)
-    expect(learner).to_have_url(re.compile(r"/dashboard"))
+    sign_in(learner, lea.email)
     learner.goto(f"/classes/invite?token={mail.link_token('/classes/invite')}")
     expect(learner.get_by_role("heading", name="What your teacher will see")).to_be_visible()
     expect(learner.get_by_text("Taught by Ines Instructor.")).to_be_visible()
