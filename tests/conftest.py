@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -338,24 +339,40 @@ async def headers(session: AsyncSession, resources: Resources, learner: User) ->
     return await bearer(session, resources, learner)
 
 
-# Building Koan's routes costs ~50 ms (FastAPI analyses every dependency), so each worker
-# builds one app per backend and hands it to every test with that test's own resources and
-# empty metrics. Tests that change the app itself use `make_app`.
+# A new app analyses every dependency of its routes again on its first requests (FastAPI
+# builds each included router's routes lazily, per app), so each worker builds one app per
+# backend and lends it to every test with that test's own resources and empty metrics. Tests
+# that change the app itself use `make_app`.
 _shared_apps: dict[str, FastAPI] = {}
+_lent: set[str] = set()
+
+
+@contextmanager
+def lend_app(resources: Resources, backend: Backend) -> Iterator[FastAPI]:
+    """The worker's app for this backend, serving `resources` until the block ends (one
+    borrower at a time: `app` and `live` in one test would share one set of resources)."""
+    if backend.name in _lent:
+        raise RuntimeError(f"the shared {backend.name} app is lent already: use make_app")
+    application = _shared_apps.get(backend.name)
+    if application is None:
+        application = _shared_apps[backend.name] = create_app(resources=resources)
+    _lent.add(backend.name)
+    application.state.resources = resources
+    fresh_metrics(application)
+    routes = list(application.router.routes)
+    try:
+        yield application
+    finally:
+        _lent.discard(backend.name)
+        if application.router.routes != routes:  # a test added a route of its own
+            application.router.routes[:] = routes
+            application.openapi_schema = None
 
 
 @pytest.fixture
 def app(resources: Resources, backend: Backend) -> Iterator[FastAPI]:
-    application = _shared_apps.get(backend.name)
-    if application is None:
-        application = _shared_apps[backend.name] = create_app(resources=resources)
-    application.state.resources = resources
-    fresh_metrics(application)
-    routes = list(application.router.routes)
-    yield application
-    if application.router.routes != routes:  # a test added a route of its own
-        application.router.routes[:] = routes
-        application.openapi_schema = None
+    with lend_app(resources, backend) as application:
+        yield application
 
 
 @pytest_asyncio.fixture
