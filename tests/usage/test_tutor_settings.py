@@ -25,6 +25,8 @@ async def test_the_default_is_the_offline_tutor_alone() -> None:
     await tutor.close()
 
 
+# Builds an Anthropic provider: runs on the worker that imports that SDK for tests/llm anyway.
+@pytest.mark.xdist_group("anthropic-sdk")
 async def test_a_chain_with_fallbacks_and_a_pricing_file(tmp_path: Path) -> None:
     prices = tmp_path / "prices.yaml"
     prices.write_text("models:\n  house-model: {input: 1000, output: 2000}\n")
