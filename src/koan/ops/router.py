@@ -43,7 +43,8 @@ async def ready(res: ResourcesDep) -> JSONResponse:
 
     for name, probe in (("database", database), ("cache", cache)):
         try:
-            await asyncio.wait_for(probe(), _CHECK_TIMEOUT_S)
+            async with asyncio.timeout(_CHECK_TIMEOUT_S):
+                await probe()
             checks[name] = "ok"
         except _Degraded:
             checks[name] = "degraded (Redis unreachable; counting per process until it returns)"

@@ -137,6 +137,15 @@ async def _write_job(fd: int, job: bytes) -> None:
         await asyncio.to_thread(_write_all, fd, job)
 
 
+async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel a helper task and wait until it has ended. A cancellation of the caller still
+    goes through (suppressing CancelledError around `await task` would swallow it)."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # it ended on its own; what it raised is of no use any more
+
+
 class Zygote:
     """One slot's launcher process."""
 
@@ -228,7 +237,8 @@ class Zygote:
         self._reader = asyncio.create_task(self._read_messages(parent_sock))
         self._stderr_task = asyncio.create_task(self._read_stderr())
         try:
-            message = await asyncio.wait_for(self._messages.get(), START_TIMEOUT_S)
+            async with asyncio.timeout(START_TIMEOUT_S):
+                message = await self._messages.get()
         except TimeoutError:
             message = None
         if message is None or message.get("op") != "ready":
@@ -314,7 +324,8 @@ class Zygote:
         spare.close()
         try:
             self._send({"op": "kill", "id": spare.run_id})
-            await asyncio.wait_for(self._exit_report(spare.run_id), KILL_GRACE_S)
+            async with asyncio.timeout(KILL_GRACE_S):
+                await self._exit_report(spare.run_id)
         except (ZygoteLost, TimeoutError):
             await self._shutdown()
 
@@ -460,7 +471,8 @@ class Zygote:
                 if verdict_budget.exceeded.is_set():
                     killed = "verdict"
                 self._send({"op": "kill", "id": run_id})
-                report = await asyncio.wait_for(report_task, KILL_GRACE_S)
+                async with asyncio.timeout(KILL_GRACE_S):
+                    report = await report_task
             else:
                 report = report_task.result()
         except (ZygoteLost, TimeoutError):
@@ -493,9 +505,7 @@ class Zygote:
     async def _stop_reader(self) -> None:
         task, self._reader = self._reader, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await _cancel_and_wait(task)
 
     async def _shutdown(self) -> str:
         """Stop the launcher for good (bubblewrap takes the whole sandbox with it)."""
@@ -512,12 +522,11 @@ class Zygote:
                 process.kill()
         if process is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await process.wait()
         for task in (self._stderr_task,):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                await _cancel_and_wait(task)
         tail = bytes(self._stderr_tail).decode("utf-8", "replace").strip()
         return tail or f"exit status {None if process is None else process.returncode}"
 
@@ -538,5 +547,6 @@ class Zygote:
             self._sock = None
         if process is not None and process.returncode is None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await process.wait()
         await self._shutdown()
