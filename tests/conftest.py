@@ -66,6 +66,15 @@ def pytest_configure(config: pytest.Config) -> None:
     gc.set_threshold(10_000, 50, 100)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # At exit pytest collects the whole heap five times over to report unraisable exceptions.
+    # One collection here finalizes what the suite left behind (anything it raises is still
+    # reported); freezing the survivors leaves the five passes only what that one created.
+    gc.collect()
+    gc.freeze()
+
+
 def _rewrite_test_modules_once(config: pytest.Config) -> None:
     """Before xdist starts its workers, write the assert-rewritten bytecode of every test module
     once, for all of them to read: each worker would otherwise rewrite the whole suite itself
