@@ -100,12 +100,20 @@ class LiveServer:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self._prepare_database()
-        self.app = with_web(create_app(self.settings))
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
-        self._server = _Server(config, self._ready)
-        await self._server.serve()
+        # The server's resources are opened here rather than by the app's lifespan, which
+        # would also collect and freeze this whole test process's heap (a served process's
+        # start-up step, not a test's).
+        resources = Resources.from_settings(self.settings)
+        await resources.start()
+        try:
+            self.app = with_web(create_app(self.settings, resources=resources))
+            config = uvicorn.Config(
+                self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            )
+            self._server = _Server(config, self._ready)
+            await self._server.serve()
+        finally:
+            await resources.close()
 
     async def _prepare_database(self) -> None:
         engine = create_engine(self.settings.effective_database_url)
