@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
-PYTEST_WORKERS ?= 2
+# One more test worker than this machine's two cores: the suite's tests often wait on what they
+# start (servers, a browser, the sandbox), and a third worker fills those waits (docs/benchmarks.md).
+PYTEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
 .PHONY: help install system-deps run test lint typecheck check bench clean
