@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from koan.errors import GraderBusy
-from koan.grading.sandbox import Sandbox, SandboxConfig, Tier
+from koan.grading.sandbox import Limits, Sandbox, SandboxConfig, Tier
 from tests.grading.conftest import ADD_SOLUTION, ADD_TESTS, grade_python
 
 SLOW = "import time\ntime.sleep(0.3)\n" + ADD_SOLUTION
@@ -86,6 +86,39 @@ async def test_a_cancelled_grading_frees_its_slot_for_the_next() -> None:
         report = await grade_python(box, ADD_SOLUTION, ADD_TESTS)
 
         assert report.status == "passed"
+    finally:
+        await box.close()
+
+
+async def test_a_grading_cancelled_as_the_slots_spare_exits_is_not_answered_anyway(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A run of other limits ends the slot's spare first; the learner gives up at the very
+    # moment the spare's exit report arrives. The grading must end there, not run on.
+    box = Sandbox(SandboxConfig(slots=1, queue_size=1, min_tier=Tier.RLIMITS))
+    await box.start()
+    try:
+        assert (await grade_python(box, ADD_SOLUTION, ADD_TESTS)).status == "passed"
+        zygote = box._slots[0].zygote
+        assert zygote.spare_key is not None  # prepared after that run, for its disk size
+        exit_report = zygote._exit_report
+        grading: list[asyncio.Task[object]] = []
+
+        async def exit_then_given_up(run_id: int) -> dict[str, object]:
+            report = await exit_report(run_id)
+            if len(grading) == 1:  # the first exit: the spare's, ended for this run
+                grading.pop().cancel()
+            return report
+
+        monkeypatch.setattr(zygote, "_exit_report", exit_then_given_up)
+        other = Limits(disk_mb=8)
+        assert box._spare_for("python", other) is not None
+        grading.append(asyncio.create_task(grade_python(box, ADD_SOLUTION, ADD_TESTS, other)))
+        abandoned = grading[0]
+        with pytest.raises(asyncio.CancelledError):
+            await abandoned
+        monkeypatch.undo()
+        assert (await grade_python(box, ADD_SOLUTION, ADD_TESTS)).status == "passed"
     finally:
         await box.close()
 
