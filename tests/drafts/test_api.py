@@ -15,16 +15,6 @@ from tests.fixtures.factories import PASSWORD, bearer, create_exercise, create_u
 
 
 @pytest.fixture
-async def learner(session: AsyncSession, resources: Resources) -> User:
-    return await create_user(session, resources, onboarded=True)
-
-
-@pytest.fixture
-async def headers(session: AsyncSession, resources: Resources, learner: User) -> dict[str, str]:
-    return await bearer(session, resources, learner)
-
-
-@pytest.fixture
 async def exercise(session: AsyncSession) -> Exercise:
     return await create_exercise(session)
 
