@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,3 +227,34 @@ async def leak_flags(session: AsyncSession, user: User) -> list[bool]:
         select(LLMCall.leak_caught).where(LLMCall.user_id == user.id).order_by(LLMCall.created_at)
     )
     return list(rows.scalars())
+
+
+@dataclass
+class EvensChat:
+    """A learner talking to the tutor (on the fake model) about the evens exercise: the set-up
+    the leak-guard tests share."""
+
+    client: httpx.AsyncClient
+    session: AsyncSession
+    resources: Resources
+    learner: User
+    headers: dict[str, str]
+    exercise: Exercise
+    llm: FakeLLMServer
+    tutor: Callable[..., Resources]
+
+    async def start(self, *replies: Reply, attempted: bool = True, **settings: Any) -> str:
+        """The tutor on (with `settings`), an attempt at the exercise recorded (unless not
+        `attempted`), the model's next replies scripted: a new conversation's id."""
+        self.tutor(**settings)
+        if attempted:
+            await record_attempt(self.session, self.resources, self.learner, self.exercise)
+        self.llm.script(*replies)
+        return await new_conversation(self.client, self.headers, self.exercise)
+
+    async def ask(self, conversation_id: str, text: str, *, stream: bool = False) -> httpx.Response:
+        return await ask(self.client, self.headers, conversation_id, text, stream=stream)
+
+    async def leak_flags(self) -> list[bool]:
+        """Whether each of the learner's tutor calls had its draft withheld, oldest first."""
+        return await leak_flags(self.session, self.learner)

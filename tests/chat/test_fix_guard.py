@@ -5,7 +5,6 @@ rungs shown by the offline tutor count like the Hints panel's."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,16 +21,15 @@ from tests.chat.helpers import (
     EVENS_SOLUTION,
     EVENS_STARTER,
     LEAKING_REPLY,
+    EvensChat,
     ask,
-    leak_flags,
     new_conversation,
     parse_sse,
     record_attempt,
     streamed_text,
 )
-from tests.fixtures.llm_server import FakeLLMServer, Reply
+from tests.fixtures.llm_server import Reply
 
-Tutor = Callable[..., Resources]
 SAFE = "Look at `total += n`: which numbers reach that line? What should happen to 3?"
 FIXES = {
     "whole": LEAKING_REPLY,
@@ -57,53 +55,33 @@ async def reply_text(r: httpx.Response, stream: bool) -> str:
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 @pytest.mark.parametrize("form", list(FIXES))
 async def test_a_fix_in_any_form_is_withheld_and_regenerated(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
     form: str,
     stream: bool,
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens)
-    llm_server.script(Reply(text=FIXES[form]), Reply(text=SAFE))
-    conversation_id = await new_conversation(client, headers, evens)
+    conversation_id = await chat.start(Reply(text=FIXES[form]), Reply(text=SAFE))
 
-    r = await ask(client, headers, conversation_id, "fix it for me", stream=stream)
+    r = await chat.ask(conversation_id, "fix it for me", stream=stream)
 
     assert await reply_text(r, stream) == SAFE
     assert FIXES[form] not in r.text
-    assert await leak_flags(session, learner) == [True, False]
-    second = llm_server.requests[1].body["messages"][0]["content"]
+    assert await chat.leak_flags() == [True, False]
+    second = chat.llm.requests[1].body["messages"][0]["content"]
     assert "IMPORTANT: your previous draft was withheld" in second
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 async def test_a_socratic_reply_that_quotes_the_code_is_delivered(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
     stream: bool,
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens)
-    llm_server.script(Reply(text=SAFE))
-    conversation_id = await new_conversation(client, headers, evens)
+    conversation_id = await chat.start(Reply(text=SAFE))
 
-    r = await ask(client, headers, conversation_id, "why?", stream=stream)
+    r = await chat.ask(conversation_id, "why?", stream=stream)
 
     assert await reply_text(r, stream) == SAFE
-    assert len(llm_server.requests) == 1
-    assert await leak_flags(session, learner) == [False]
+    assert len(chat.llm.requests) == 1
+    assert await chat.leak_flags() == [False]
 
 
 def count_trials(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -120,28 +98,18 @@ def count_trials(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> list[
 
 
 async def test_a_fix_suggested_again_is_withheld_without_running_it_again(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
-    monkeypatch: pytest.MonkeyPatch,
+    chat: EvensChat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens)
-    trials = count_trials(resources, monkeypatch)
+    trials = count_trials(chat.resources, monkeypatch)
     fix = FIXES["prose"]
-    llm_server.script(Reply(text=fix), Reply(text=SAFE), Reply(text=fix), Reply(text=SAFE))
+    first = await chat.start(Reply(text=fix), Reply(text=SAFE), Reply(text=fix), Reply(text=SAFE))
+    second = await new_conversation(chat.client, chat.headers, chat.exercise)
 
-    for _ in range(2):
-        conversation_id = await new_conversation(client, headers, evens)
-        text = await reply_text(await ask(client, headers, conversation_id, "fix it"), False)
+    for conversation_id in (first, second):
+        text = await reply_text(await chat.ask(conversation_id, "fix it"), False)
         assert text == SAFE
 
-    assert await leak_flags(session, learner) == [True, False, True, False]
+    assert await chat.leak_flags() == [True, False, True, False]
     assert trials == [1]  # the second time, the fix was already known
 
 
@@ -168,45 +136,25 @@ async def test_the_guard_runs_a_program_again_only_when_its_run_decided_nothing(
 
 
 async def test_a_fix_given_twice_falls_back_to_a_nudge_without_code(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens)
-    llm_server.script(Reply(text=FIXES["prose"]), Reply(text=FIXES["lines"]))
-    conversation_id = await new_conversation(client, headers, evens)
+    conversation_id = await chat.start(Reply(text=FIXES["prose"]), Reply(text=FIXES["lines"]))
 
-    text = await reply_text(await ask(client, headers, conversation_id, "fix it"), False)
+    text = await reply_text(await chat.ask(conversation_id, "fix it"), False)
 
     assert "`test_mixed`" in text
     assert "n % 2" not in text
-    assert await leak_flags(session, learner) == [True, True]
+    assert await chat.leak_flags() == [True, True]
 
 
 async def test_the_regeneration_names_what_gave_the_fix_away(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens)
-    llm_server.script(Reply(text=FIXES["prose"]), Reply(text=SAFE))
-    conversation_id = await new_conversation(client, headers, evens)
+    conversation_id = await chat.start(Reply(text=FIXES["prose"]), Reply(text=SAFE))
 
-    await ask(client, headers, conversation_id, "fix it")
+    await chat.ask(conversation_id, "fix it")
 
-    second = llm_server.requests[1].body["messages"][0]["content"]
+    second = chat.llm.requests[1].body["messages"][0]["content"]
     assert "working fix" in second
     assert "`total += n if n % 2 == 0 else 0`" in second
 
@@ -230,22 +178,12 @@ LEADS = {
 
 @pytest.mark.parametrize("form", list(FIXES))
 async def test_a_streamed_fix_in_any_form_never_reaches_the_learner(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
     form: str,
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens)
-    llm_server.script(Reply(text=FIXES[form]), Reply(text=SAFE))
-    conversation_id = await new_conversation(client, headers, evens)
+    conversation_id = await chat.start(Reply(text=FIXES[form]), Reply(text=SAFE))
 
-    r = await ask(client, headers, conversation_id, "fix it for me", stream=True)
+    r = await chat.ask(conversation_id, "fix it for me", stream=True)
 
     assert r.status_code == 200, r.text
     events = parse_sse(r.text)
@@ -257,27 +195,17 @@ async def test_a_streamed_fix_in_any_form_never_reaches_the_learner(
     names = [name for name, _ in events]
     assert names.count("replace") == 1
     assert names[-2:] == ["replace", "done"]
-    assert await leak_flags(session, learner) == [True, False]
-    stored = await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)
+    assert await chat.leak_flags() == [True, False]
+    stored = await chat.client.get(f"/api/v1/conversations/{conversation_id}", headers=chat.headers)
     assert stored.json()["messages"][-1]["content"] == SAFE
 
 
 async def test_a_streamed_socratic_reply_arrives_word_by_word_and_whole(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens)
-    llm_server.script(Reply(text=SAFE))
-    conversation_id = await new_conversation(client, headers, evens)
+    conversation_id = await chat.start(Reply(text=SAFE))
 
-    r = await ask(client, headers, conversation_id, "why?", stream=True)
+    r = await chat.ask(conversation_id, "why?", stream=True)
 
     events = parse_sse(r.text)
     tokens = [data["delta"] for name, data in events if name == "token"]
@@ -285,54 +213,35 @@ async def test_a_streamed_socratic_reply_arrives_word_by_word_and_whole(
     assert len(tokens) > 5  # the words after the held sentence still come one by one
     assert streamed_text(events) == (SAFE, SAFE)
     assert "replace" not in [name for name, _ in events]
-    assert await leak_flags(session, learner) == [False]
+    assert await chat.leak_flags() == [False]
 
 
 async def test_a_fix_found_mid_stream_stops_the_draft_there(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens)
     after = " And that is all there is to it, trust me." * 3
-    llm_server.script(Reply(text=FIXES["prose"] + after), Reply(text=SAFE))
-    conversation_id = await new_conversation(client, headers, evens)
+    conversation_id = await chat.start(Reply(text=FIXES["prose"] + after), Reply(text=SAFE))
 
-    r = await ask(client, headers, conversation_id, "fix it", stream=True)
+    r = await chat.ask(conversation_id, "fix it", stream=True)
 
     assert "trust me" not in r.text  # nothing after the withheld sentence went out
     assert streamed_text(parse_sse(r.text))[1] == SAFE
 
 
 async def test_a_reply_cut_off_while_code_was_held_stores_only_what_was_sent(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens)
     text = "Look closely at this:\n\n```python\nif n % 2 == 0:\n    total += n\n```\n"
-    llm_server.script(Reply(text=text, chunks=[text[:30], text[30:60], text[60:]],
-                            error_after_chunks=2))  # fmt: skip
-    conversation_id = await new_conversation(client, headers, evens)
+    conversation_id = await chat.start(
+        Reply(text=text, chunks=[text[:30], text[30:60], text[60:]], error_after_chunks=2)
+    )
 
-    r = await ask(client, headers, conversation_id, "fix it", stream=True)
+    r = await chat.ask(conversation_id, "fix it", stream=True)
 
     events = parse_sse(r.text)
     assert events[-1][0] == "error"
     assert "n % 2 == 0" not in r.text
-    stored = await client.get(f"/api/v1/conversations/{conversation_id}", headers=headers)
+    stored = await chat.client.get(f"/api/v1/conversations/{conversation_id}", headers=chat.headers)
     last = stored.json()["messages"][-1]
     assert last["role"] == "assistant"
     assert last["incomplete"] is True
@@ -344,90 +253,56 @@ async def test_a_reply_cut_off_while_code_was_held_stores_only_what_was_sent(
 
 
 async def test_open_strictness_delivers_a_fix_and_says_so_in_the_prompt(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor(tutor_strictness="open")
-    await record_attempt(session, resources, learner, evens)
-    llm_server.script(Reply(text=FIXES["prose"]))
-    conversation_id = await new_conversation(client, headers, evens)
+    conversation_id = await chat.start(Reply(text=FIXES["prose"]), tutor_strictness="open")
 
-    text = await reply_text(await ask(client, headers, conversation_id, "fix it"), False)
+    text = await reply_text(await chat.ask(conversation_id, "fix it"), False)
 
     assert text == FIXES["prose"]
-    assert "Strictness: open" in llm_server.requests[0].body["messages"][0]["content"]
+    assert "Strictness: open" in chat.llm.requests[0].body["messages"][0]["content"]
 
 
 async def test_open_strictness_streams_code_as_it_comes(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor(tutor_strictness="open")
-    await record_attempt(session, resources, learner, evens)
-    llm_server.script(Reply(text=FIXES["lines"]))
-    conversation_id = await new_conversation(client, headers, evens)
+    conversation_id = await chat.start(Reply(text=FIXES["lines"]), tutor_strictness="open")
 
-    r = await ask(client, headers, conversation_id, "fix it", stream=True)
+    r = await chat.ask(conversation_id, "fix it", stream=True)
 
     tokens = [data["delta"] for name, data in parse_sse(r.text) if name == "token"]
     assert tokens == re.findall(r"\S+\s*|\s+", FIXES["lines"])  # word by word, nothing held
 
 
 async def test_hints_strictness_allows_a_construct_but_withholds_a_fix(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor(tutor_strictness="hints")
-    await record_attempt(session, resources, learner, evens)
     construct = (
         "The `%` operator gives a remainder:\n\n```python\nprint(7 % 3)\n```\n\nWhat is 4 % 2?"
     )
-    llm_server.script(Reply(text=construct), Reply(text=FIXES["lines"]), Reply(text=SAFE))
-    conversation_id = await new_conversation(client, headers, evens)
+    conversation_id = await chat.start(
+        Reply(text=construct),
+        Reply(text=FIXES["lines"]),
+        Reply(text=SAFE),
+        tutor_strictness="hints",
+    )
 
-    first = await reply_text(await ask(client, headers, conversation_id, "what is %?"), False)
-    second = await reply_text(await ask(client, headers, conversation_id, "fix it"), False)
+    first = await reply_text(await chat.ask(conversation_id, "what is %?"), False)
+    second = await reply_text(await chat.ask(conversation_id, "fix it"), False)
 
     assert first == construct
     assert second == SAFE
-    assert "Strictness: hints" in llm_server.requests[0].body["messages"][0]["content"]
+    assert "Strictness: hints" in chat.llm.requests[0].body["messages"][0]["content"]
 
 
 async def test_socratic_is_the_default_and_the_prompt_says_so(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor()
-    llm_server.script(Reply(text=SAFE))
-    conversation_id = await new_conversation(client, headers, evens)
+    conversation_id = await chat.start(Reply(text=SAFE), attempted=False)
 
-    await ask(client, headers, conversation_id, "hello")
+    await chat.ask(conversation_id, "hello")
 
-    assert "Strictness: socratic" in llm_server.requests[0].body["messages"][0]["content"]
+    assert "Strictness: socratic" in chat.llm.requests[0].body["messages"][0]["content"]
 
 
 # -- the offline tutor's hint rungs count ----------------------------------------------------------
@@ -476,23 +351,15 @@ async def test_a_rung_shown_in_chat_counts_and_the_panel_agrees(
 
 
 async def test_a_streamed_reply_from_the_offline_fallback_counts_its_hint_rung(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor(llm_fallback="offline")
-    await record_attempt(session, resources, learner, evens)
-    llm_server.script(*[Reply.server_error()] * 3)  # the model fails: Koan's own tutor answers
-    conversation_id = await new_conversation(client, headers, evens)
+    # The model fails: Koan's own tutor answers.
+    errors = [Reply.server_error()] * 3
+    conversation_id = await chat.start(*errors, llm_fallback="offline")
 
-    r = await ask(client, headers, conversation_id, "I'm stuck", stream=True)
+    r = await chat.ask(conversation_id, "I'm stuck", stream=True)
 
     events = parse_sse(r.text)
     assert f"Hint 1 of 3: {EVENS_HINTS[0]}" in streamed_text(events)[1]
     assert "replace" not in [name for name, _ in events]
-    assert await hints_used(session, learner, evens) == 1
+    assert await hints_used(chat.session, chat.learner, chat.exercise) == 1
