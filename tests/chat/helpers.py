@@ -243,13 +243,17 @@ class EvensChat:
     llm: FakeLLMServer
     tutor: Callable[..., Resources]
 
-    async def start(self, *replies: Reply, attempted: bool = True, **settings: Any) -> str:
+    async def prepare(self, *replies: Reply, attempted: bool = True, **settings: Any) -> None:
         """The tutor on (with `settings`), an attempt at the exercise recorded (unless not
-        `attempted`), the model's next replies scripted: a new conversation's id."""
+        `attempted`), the model's next replies scripted."""
         self.tutor(**settings)
         if attempted:
             await record_attempt(self.session, self.resources, self.learner, self.exercise)
         self.llm.script(*replies)
+
+    async def start(self, *replies: Reply, attempted: bool = True, **settings: Any) -> str:
+        """`prepare`, then a new conversation about the exercise: its id."""
+        await self.prepare(*replies, attempted=attempted, **settings)
         return await new_conversation(self.client, self.headers, self.exercise)
 
     async def ask(self, conversation_id: str, text: str, *, stream: bool = False) -> httpx.Response:

@@ -3,27 +3,23 @@ with the authored ladder as the fallback."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.models import Exercise, LLMCall, User
-from koan.resources import Resources
-from tests.chat.helpers import EVENS_HINTS, LEAKING_REPLY, leaks_counted, record_attempt
+from koan.models import LLMCall
+from tests.chat.helpers import EVENS_HINTS, LEAKING_REPLY, EvensChat, leaks_counted, record_attempt
 from tests.fixtures.factories import bearer, create_user
-from tests.fixtures.llm_server import FakeLLMServer, Reply
+from tests.fixtures.llm_server import Reply
 
-Tutor = Callable[..., Resources]
 TAILORED = "Your loop adds every n. Which of them should it skip?"
 
 
-async def hint(
-    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise
-) -> httpx.Response:
-    return await client.post(f"/api/v1/exercises/{exercise.id}/hints", headers=headers)
+async def hint(chat: EvensChat, headers: dict[str, str] | None = None) -> httpx.Response:
+    """The next hint on the exercise, for the chat's learner unless `headers` say who."""
+    url = f"/api/v1/exercises/{chat.exercise.id}/hints"
+    return await chat.client.post(url, headers=headers or chat.headers)
 
 
 async def hint_calls(session: AsyncSession) -> list[LLMCall]:
@@ -33,37 +29,21 @@ async def hint_calls(session: AsyncSession) -> list[LLMCall]:
     return list(rows.scalars())
 
 
-async def test_the_offline_tutor_serves_the_authored_ladder(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-) -> None:
-    await record_attempt(session, resources, learner, evens)
-    r = await hint(client, headers, evens)
+async def test_the_offline_tutor_serves_the_authored_ladder(chat: EvensChat) -> None:
+    await record_attempt(chat.session, chat.resources, chat.learner, chat.exercise)
+    r = await hint(chat)
     assert r.json() == {"hint": EVENS_HINTS[0], "index": 1, "remaining": 2}
-    assert await hint_calls(session) == []
+    assert await hint_calls(chat.session) == []
 
 
 async def test_a_tailored_hint_is_cached_for_the_next_learner_with_the_same_code(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor()
-    llm_server.script(Reply(text=TAILORED, input_tokens=400, output_tokens=20))
-    await record_attempt(session, resources, learner, evens)
-    r = await hint(client, headers, evens)
+    await chat.prepare(Reply(text=TAILORED, input_tokens=400, output_tokens=20))
+    r = await hint(chat)
     assert r.status_code == 200
     assert r.json() == {"hint": TAILORED, "index": 1, "remaining": 2}
-    [request] = llm_server.requests
+    [request] = chat.llm.requests
     assert request.body["temperature"] == 0
     system = request.body["messages"][0]["content"]
     assert "The next hint (do not quote it; give something smaller)" in system
@@ -72,12 +52,12 @@ async def test_a_tailored_hint_is_cached_for_the_next_learner_with_the_same_code
     assert "Ada Learner" not in system
     assert "Write small scripts" not in system
 
-    other = await create_user(session, resources, onboarded=True, name="Grace Other")
-    await record_attempt(session, resources, other, evens)  # the very same code
-    r = await hint(client, await bearer(session, resources, other), evens)
+    other = await create_user(chat.session, chat.resources, onboarded=True, name="Grace Other")
+    await record_attempt(chat.session, chat.resources, other, chat.exercise)  # the very same code
+    r = await hint(chat, await bearer(chat.session, chat.resources, other))
     assert r.json()["hint"] == TAILORED
-    assert len(llm_server.requests) == 1  # served from the cache
-    first, second = await hint_calls(session)
+    assert len(chat.llm.requests) == 1  # served from the cache
+    first, second = await hint_calls(chat.session)
     assert (first.cache_hit, second.cache_hit) == (False, True)
     assert first.cost_usd > 0
     assert second.cost_usd == 0
@@ -85,107 +65,70 @@ async def test_a_tailored_hint_is_cached_for_the_next_learner_with_the_same_code
 
 
 async def test_other_code_or_another_rung_is_not_served_from_the_cache(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor()
-    llm_server.script(Reply(text=TAILORED), Reply(text="Rung two, tailored."),
-                      Reply(text="For your other code."))  # fmt: skip
-    await record_attempt(session, resources, learner, evens)
-    assert (await hint(client, headers, evens)).json()["hint"] == TAILORED
-    assert (await hint(client, headers, evens)).json()["hint"] == "Rung two, tailored."
-
-    other = await create_user(session, resources, onboarded=True)
-    await record_attempt(
-        session, resources, other, evens, code="def sum_of_evens(xs):\n    return 0\n"
+    await chat.prepare(
+        Reply(text=TAILORED), Reply(text="Rung two, tailored."), Reply(text="For your other code.")
     )
-    r = await hint(client, await bearer(session, resources, other), evens)
+    assert (await hint(chat)).json()["hint"] == TAILORED
+    assert (await hint(chat)).json()["hint"] == "Rung two, tailored."
+
+    other = await create_user(chat.session, chat.resources, onboarded=True)
+    await record_attempt(
+        chat.session,
+        chat.resources,
+        other,
+        chat.exercise,
+        code="def sum_of_evens(xs):\n    return 0\n",
+    )
+    r = await hint(chat, await bearer(chat.session, chat.resources, other))
     assert r.json()["hint"] == "For your other code."
-    assert len(llm_server.requests) == 3
-    assert not any(c.cache_hit for c in await hint_calls(session))
+    assert len(chat.llm.requests) == 3
+    assert not any(c.cache_hit for c in await hint_calls(chat.session))
 
 
 async def test_the_authored_rung_is_served_while_the_provider_is_down(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens)
-    llm_server.script(*[Reply.server_error()] * 3)
-    assert (await hint(client, headers, evens)).json() == {
+    await chat.prepare(*[Reply.server_error()] * 3)
+    assert (await hint(chat)).json() == {
         "hint": EVENS_HINTS[0], "index": 1, "remaining": 2,
     }  # fmt: skip
-    [error] = await hint_calls(session)
+    [error] = await hint_calls(chat.session)
     assert error.outcome == "error"
 
 
 async def test_a_hint_that_leaks_is_withheld_and_never_cached(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens)
-    llm_server.script(Reply(text=LEAKING_REPLY))
-    assert (await hint(client, headers, evens)).json()["hint"] == EVENS_HINTS[0]
-    [leak] = await hint_calls(session)
+    await chat.prepare(Reply(text=LEAKING_REPLY))
+    assert (await hint(chat)).json()["hint"] == EVENS_HINTS[0]
+    [leak] = await hint_calls(chat.session)
     assert leak.leak_caught
-    other = await create_user(session, resources, onboarded=True)
-    await record_attempt(session, resources, other, evens)  # the same code and rung
-    llm_server.script(Reply(text="A fresh, safe first hint."))
-    r = await hint(client, await bearer(session, resources, other), evens)
+    other = await create_user(chat.session, chat.resources, onboarded=True)
+    await record_attempt(
+        chat.session, chat.resources, other, chat.exercise
+    )  # the same code and rung
+    chat.llm.script(Reply(text="A fresh, safe first hint."))
+    r = await hint(chat, await bearer(chat.session, chat.resources, other))
     assert r.json()["hint"] == "A fresh, safe first hint."
 
 
 async def test_the_authored_rung_is_served_without_asking_the_model_when_the_budget_is_used_up(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens)
-    resources.settings = resources.settings.model_copy(
-        update={"llm_user_daily_budget_usd": resources.settings.llm_user_daily_budget_usd * 0}
+    await chat.prepare()
+    chat.resources.settings = chat.resources.settings.model_copy(
+        update={"llm_user_daily_budget_usd": chat.resources.settings.llm_user_daily_budget_usd * 0}
     )
-    assert (await hint(client, headers, evens)).json()["hint"] == EVENS_HINTS[0]
-    assert llm_server.requests == []
+    assert (await hint(chat)).json()["hint"] == EVENS_HINTS[0]
+    assert chat.llm.requests == []
 
 
 async def test_a_withheld_hint_is_counted_in_the_metrics(
+    chat: EvensChat,
     app: FastAPI,
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens)
-    llm_server.script(Reply(text=LEAKING_REPLY))
-    assert (await hint(client, headers, evens)).json()["hint"] == EVENS_HINTS[0]
+    await chat.prepare(Reply(text=LEAKING_REPLY))
+    assert (await hint(chat)).json()["hint"] == EVENS_HINTS[0]
     assert leaks_counted(app) == 1
