@@ -1,4 +1,4 @@
-"""Web UI fixtures: the app with the pages mounted, and a form-posting helper."""
+"""Web UI fixtures: the app with the pages mounted, a form-posting helper and the login page."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
+from koan.models import User
 from koan.web import mount_web
+from tests.fixtures.factories import PASSWORD
 
 
 def with_web(application: FastAPI) -> FastAPI:
@@ -54,3 +56,11 @@ async def post_form(
     page = await client.get(page_path)
     token = csrf_from(page)
     return await client.post(action, data={"csrf_token": token, **data}, **kwargs)  # type: ignore[arg-type]
+
+
+async def log_in(client: httpx.AsyncClient, user: User, password: str = PASSWORD) -> None:
+    """Log in through the login page: the client then holds the page session's cookies."""
+    response = await post_form(
+        client, "/login", "/login", {"email": user.email, "password": password}
+    )
+    assert response.status_code == 303, response.text

@@ -19,8 +19,7 @@ from koan.resources import Resources
 from koan.users import admin
 from tests.fixtures.factories import PASSWORD, bearer, create_exercise, create_user
 from tests.security.test_authorization_matrix import _routes as every_route
-from tests.web.conftest import csrf_from, post_form
-from tests.web.test_pages import log_in
+from tests.web.conftest import csrf_from, log_in, post_form
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from koan.models import Assignment, LearnerProfile, Submission, User
 from koan.resources import Resources
 from tests.fixtures.factories import ADD_SOLUTION, PASSWORD, create_exercise, create_user
 from tests.fixtures.smtp import SMTPServer
-from tests.web.conftest import csrf_from, post_form
+from tests.web.conftest import csrf_from, log_in, post_form
 
 NEW_PASSWORD = "another quite long passphrase 7"
 
@@ -27,13 +27,6 @@ NEW_PASSWORD = "another quite long passphrase 7"
 @pytest.fixture(autouse=True)
 def _pages(web_app: FastAPI) -> FastAPI:
     return web_app
-
-
-async def log_in(client: httpx.AsyncClient, user: User, password: str = PASSWORD) -> None:
-    response = await post_form(
-        client, "/login", "/login", {"email": user.email, "password": password}
-    )
-    assert response.status_code == 303, response.text
 
 
 def htmx(client: httpx.AsyncClient) -> dict[str, str]:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koan.resources import Resources
 from koan.web.markdown import render_markdown
 from tests.fixtures.factories import create_exercise, create_user
-from tests.web.test_pages import log_in
+from tests.web.conftest import log_in
 
 STATEMENT = "Write `add(a, b)`. See [the guide](https://example.com/guide) ![x](https://e.x/a.png)"
 

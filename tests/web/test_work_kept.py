@@ -12,22 +12,14 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.models import User
 from koan.resources import Resources
-from tests.fixtures.factories import ADD_SOLUTION, PASSWORD, create_exercise, create_user
-from tests.web.conftest import csrf_from, page_routes, post_form
+from tests.fixtures.factories import ADD_SOLUTION, create_exercise, create_user
+from tests.web.conftest import csrf_from, log_in, page_routes
 
 
 @pytest.fixture(autouse=True)
 def _pages(web_app: FastAPI) -> FastAPI:
     return web_app
-
-
-async def log_in(client: httpx.AsyncClient, user: User) -> None:
-    response = await post_form(
-        client, "/login", "/login", {"email": user.email, "password": PASSWORD}
-    )
-    assert response.status_code == 303, response.text
 
 
 def api_headers(client: httpx.AsyncClient) -> dict[str, str]:
