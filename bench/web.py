@@ -8,7 +8,7 @@ it references (uncompressed bytes, since Koan serves them uncompressed).
     .venv/bin/python bench/web.py [--runs 40] [--no-write]
 
 Targets: median render under 50 ms, under 200 KB of assets per page. Figures are written to
-docs/web.md between the BENCH markers.
+docs/benchmarks.md ("Web pages").
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ from koan.models import Exercise, LearnerProfile, User
 from koan.resources import Resources
 from koan.web import mount_web
 
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "web.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import write_section  # noqa: E402
+
 PASSWORD = "benchmark passphrase 12345"
 RENDER_TARGET_MS = 50.0
 WEIGHT_TARGET_KB = 200.0
@@ -231,16 +233,6 @@ def table(rows: list[Row], runs: int) -> str:
     return "\n".join(lines)
 
 
-def write(doc: Path, text: str) -> None:
-    begin, end = "<!-- BENCH:BEGIN -->", "<!-- BENCH:END -->"
-    content = doc.read_text() if doc.exists() else f"{begin}\n{end}\n"
-    if begin not in content:
-        content += f"\n{begin}\n{end}\n"
-    head, rest = content.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    doc.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=40)
@@ -250,7 +242,11 @@ def main() -> int:
     text = table(rows, args.runs)
     print(text)  # noqa: T201
     if not args.no_write:
-        write(DOC, text)
+        command = (
+            f"Command: `.venv/bin/python bench/web.py --runs {args.runs}` (every main page "
+            "rendered in-process on SQLite, after a learner has passed one exercise)."
+        )
+        write_section("Web pages", f"{command}\n\n{text}")
     ok = all(r.median_ms < RENDER_TARGET_MS and r.total_kb < WEIGHT_TARGET_KB for r in rows)
     return 0 if ok else 1
 
