@@ -123,6 +123,23 @@ async def test_a_grading_cancelled_as_the_slots_spare_exits_is_not_answered_anyw
         await box.close()
 
 
+async def test_a_sandbox_closing_when_its_caller_is_cancelled_still_stops_its_launchers() -> None:
+    box = Sandbox(SandboxConfig(slots=1, queue_size=1, min_tier=Tier.RLIMITS))
+    await box.start()
+    launcher = box._slots[0].zygote._process
+    assert launcher is not None
+    assert launcher.returncode is None
+
+    closing = asyncio.create_task(box.close())
+    await asyncio.sleep(0)  # it has begun: the launcher is being asked to leave
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+
+    async with asyncio.timeout(10):
+        await launcher.wait()  # stopped all the same
+
+
 async def test_a_flooding_owner_delays_another_by_at_most_one_run() -> None:
     box = Sandbox(SandboxConfig(slots=1, queue_size=16, min_tier=Tier.RLIMITS))
     await box.start()

@@ -136,7 +136,11 @@ class Sandbox:
         )
 
     async def close(self) -> None:
-        """Stop every launcher (and with it every run) and free the slot uids."""
+        """Stop every launcher (and with it every run) and free the slot uids, to the end even
+        if the caller is cancelled meanwhile."""
+        await asyncio.shield(self._close_now())
+
+    async def _close_now(self) -> None:
         self._pool = None
         ending, self._ending = self._ending, set()
         for task in ending:

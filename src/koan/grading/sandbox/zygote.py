@@ -508,7 +508,11 @@ class Zygote:
             await _cancel_and_wait(task)
 
     async def _shutdown(self) -> str:
-        """Stop the launcher for good (bubblewrap takes the whole sandbox with it)."""
+        """Stop the launcher for good (bubblewrap takes the whole sandbox with it). A caller
+        cancelled meanwhile is cancelled at once; the stopping still goes to its end."""
+        return await asyncio.shield(self._stop_now())
+
+    async def _stop_now(self) -> str:
         if self._spare is not None:
             self._spare.close()
             self._spare = None
@@ -531,7 +535,11 @@ class Zygote:
         return tail or f"exit status {None if process is None else process.returncode}"
 
     async def close(self) -> None:
-        """Ask the launcher to leave (it kills its runs first), then make sure it did."""
+        """Ask the launcher to leave (it kills its runs first), then make sure it did, even if
+        the caller is cancelled meanwhile."""
+        await asyncio.shield(self._leave())
+
+    async def _leave(self) -> None:
         process = self._process
         if self._spare is not None:
             # End of file on its job pipe: a spare leaves on its own, even one so new that it
