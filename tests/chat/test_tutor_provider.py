@@ -14,12 +14,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.llm.offline import OFFLINE_NOTE
-from koan.models import ConversationMessage, Exercise, LLMCall, User
+from koan.models import ConversationMessage, LLMCall, User
 from koan.resources import Resources
 from koan.tutor_gateway.budgets import user_spend_key, utc_day
 from tests.chat.helpers import (
     EVENS_SOLUTION,
     EVENS_STARTER,
+    EvensChat,
     ask,
     new_conversation,
     parse_sse,
@@ -38,22 +39,15 @@ async def calls_of(session: AsyncSession, user: User) -> list[LLMCall]:
 
 
 async def test_the_model_sees_profile_exercise_code_and_history_but_never_the_solution(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens, hints_used=1)
-    conversation_id = await new_conversation(client, headers, evens)
-    llm_server.script(
+    chat.tutor()
+    await record_attempt(chat.session, chat.resources, chat.learner, chat.exercise, hints_used=1)
+    conversation_id = await new_conversation(chat.client, chat.headers, chat.exercise)
+    chat.llm.script(
         Reply(text="Which numbers does your loop add?", input_tokens=1000, output_tokens=200)
     )
-    r = await ask(client, headers, conversation_id, "Why is my total too big?")
+    r = await chat.ask(conversation_id, "Why is my total too big?")
     assert r.status_code == 201, r.text
     reply = r.json()["reply"]
     assert reply["content"] == "Which numbers does your loop add?"
@@ -61,8 +55,8 @@ async def test_the_model_sees_profile_exercise_code_and_history_but_never_the_so
     assert reply["cost_usd"] == "0.120000"
     assert reply["model"] == "tutor-test"
 
-    await ask(client, headers, conversation_id, "The odd ones too?")
-    first, second = (req.body for req in llm_server.requests)
+    await chat.ask(conversation_id, "The odd ones too?")
+    first, second = (req.body for req in chat.llm.requests)
     system = first["messages"][0]
     assert system["role"] == "system"
     for fact in (
@@ -318,22 +312,12 @@ async def test_a_stream_cut_mid_reply_ends_with_an_error_event_and_keeps_the_par
 
 
 async def test_chat_replies_are_never_cached(
-    client: httpx.AsyncClient,
-    session: AsyncSession,
-    resources: Resources,
-    learner: User,
-    headers: dict[str, str],
-    evens: Exercise,
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    chat: EvensChat,
 ) -> None:
-    tutor()
-    await record_attempt(session, resources, learner, evens)
-    first = await new_conversation(client, headers, evens)
-    second = await new_conversation(client, headers, evens)
-    llm_server.script(Reply(text="One."), Reply(text="Two."))
-    a = await ask(client, headers, first, "Same question")
-    b = await ask(client, headers, second, "Same question")
+    first = await chat.start(Reply(text="One."), Reply(text="Two."))
+    second = await new_conversation(chat.client, chat.headers, chat.exercise)
+    a = await chat.ask(first, "Same question")
+    b = await chat.ask(second, "Same question")
     assert (a.json()["reply"]["content"], b.json()["reply"]["content"]) == ("One.", "Two.")
-    assert len(llm_server.requests) == 2
-    assert not any(c.cache_hit for c in await calls_of(session, learner))
+    assert len(chat.llm.requests) == 2
+    assert not any(c.cache_hit for c in await calls_of(chat.session, chat.learner))
