@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import BackgroundTasks
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -279,16 +280,22 @@ async def _generate(
     return result
 
 
+@pytest.fixture
+async def made(
+    client: httpx.AsyncClient, headers: dict[str, str], tutor: Tutor, llm_server: FakeLLMServer
+) -> dict[str, Any]:
+    """An exercise the model wrote for the test's learner, through the API."""
+    tutor()
+    return await _generate(client, headers, llm_server)
+
+
 async def test_a_generated_exercise_is_private_to_its_requester(
     client: httpx.AsyncClient,
     session: AsyncSession,
     resources: Resources,
     headers: dict[str, str],
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    made: dict[str, Any],
 ) -> None:
-    tutor()
-    made = await _generate(client, headers, llm_server)
     other = await bearer(session, resources, await create_user(session, resources, onboarded=True))
 
     mine = await client.get("/api/v1/exercises", headers=headers, params={"limit": 100})
@@ -311,11 +318,8 @@ async def test_another_learners_daily_pick_never_offers_a_generated_exercise(
     session: AsyncSession,
     resources: Resources,
     headers: dict[str, str],
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    made: dict[str, Any],
 ) -> None:
-    tutor()
-    made = await _generate(client, headers, llm_server)
     # Only the generated exercise is new: without privacy every other learner would get it.
     for _ in range(3):
         other = await create_user(session, resources, onboarded=True)
@@ -332,11 +336,8 @@ async def test_an_admin_approves_a_generated_exercise_for_everyone(
     session: AsyncSession,
     resources: Resources,
     headers: dict[str, str],
-    tutor: Tutor,
-    llm_server: FakeLLMServer,
+    made: dict[str, Any],
 ) -> None:
-    tutor()
-    made = await _generate(client, headers, llm_server)
     other = await bearer(session, resources, await create_user(session, resources, onboarded=True))
     assert (await client.get(f"/api/v1/exercises/{made['id']}", headers=other)).status_code == 404
 
