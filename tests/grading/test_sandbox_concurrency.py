@@ -102,19 +102,20 @@ async def test_a_grading_cancelled_as_the_slots_spare_exits_is_not_answered_anyw
         zygote = box._slots[0].zygote
         assert zygote.spare_key is not None  # prepared after that run, for its disk size
         exit_report = zygote._exit_report
-        grading: list[asyncio.Task[object]] = []
+        given_up = False
 
         async def exit_then_given_up(run_id: int) -> dict[str, object]:
+            nonlocal given_up
             report = await exit_report(run_id)
-            if len(grading) == 1:  # the first exit: the spare's, ended for this run
-                grading.pop().cancel()
+            if not given_up:  # the first exit: the spare's, ended for this run
+                given_up = True
+                abandoned.cancel()
             return report
 
         monkeypatch.setattr(zygote, "_exit_report", exit_then_given_up)
         other = Limits(disk_mb=8)
         assert box._spare_for("python", other) is not None
-        grading.append(asyncio.create_task(grade_python(box, ADD_SOLUTION, ADD_TESTS, other)))
-        abandoned = grading[0]
+        abandoned = asyncio.create_task(grade_python(box, ADD_SOLUTION, ADD_TESTS, other))
         with pytest.raises(asyncio.CancelledError):
             await abandoned
         monkeypatch.undo()
