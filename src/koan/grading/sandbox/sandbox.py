@@ -39,6 +39,9 @@ from koan.grading.sandbox.zygote import RunResult, Watch, Zygote, ZygoteLost
 log = structlog.get_logger(__name__)
 
 MAX_SOURCE_BYTES = 512 * 1024  # code and tests each; the API layer usually stops far smaller
+# Graded once per slot at start, so the queue is sized from a measured throughput at once.
+WARM_UP_CODE = "def answer():\n    return 42\n"
+WARM_UP_TESTS = "from solution import answer\n\n\ndef test_answer():\n    assert answer() == 42\n"
 
 
 @dataclass
@@ -116,6 +119,7 @@ class Sandbox:
             max_wait_s=config.max_wait_s,
             queue_ceiling=config.queue_ceiling,
         )
+        await self._warm_up()
         log.info(
             "sandbox.started",
             tier=tier.name,
@@ -123,6 +127,21 @@ class Sandbox:
             slots=config.slots,
             uids=self.slot_uids,
         )
+
+    async def _warm_up(self) -> None:
+        """Grade a small program once per slot. The queue holds what the slots can start
+        within `max_wait_s` at the throughput they have shown; before any run it holds only
+        `queue_size` jobs, and a class pressing "Run tests" together right after a restart
+        would be refused. The times of these runs size it from the first request on."""
+        try:
+            await asyncio.gather(
+                *(
+                    self.grade(language="python", code=WARM_UP_CODE, tests=WARM_UP_TESTS)
+                    for _ in self._slots
+                )
+            )
+        except Exception as exc:  # graded again on the first request; it says what fails
+            log.warning("sandbox.warm_up_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _new_zygote(self, uid: int | None) -> Zygote:
         assert self.features is not None
