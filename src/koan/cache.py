@@ -11,6 +11,8 @@ import redis.asyncio as redis_asyncio
 import structlog
 from redis.exceptions import RedisError
 
+from koan.redis_client import redis_pool
+
 log = structlog.get_logger(__name__)
 
 
@@ -214,10 +216,7 @@ class RedisCache:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "koan:") -> RedisCache:
-        client = redis_asyncio.Redis.from_url(
-            url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
-        )
-        return cls(client, prefix)
+        return cls(redis_asyncio.Redis.from_pool(redis_pool(url, decode_responses=True)), prefix)
 
     async def get(self, key: str) -> str | None:
         value = await self.client.get(self.prefix + key)

@@ -18,6 +18,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from koan.errors import RateLimited
+from koan.redis_client import redis_pool
 
 log = structlog.get_logger(__name__)
 
@@ -193,4 +194,8 @@ def create_storage(redis_url: str, *, prefix: str = "koan:") -> Storage:
         return MemoryStorage()
     scheme, rest = redis_url.split("://", 1)
     uri = ("async+rediss://" if scheme == "rediss" else "async+redis://") + rest
-    return RedisStorage(uri, implementation="redispy", key_prefix=f"{prefix}limits")
+    # Passed on to redis-py's client (the library's options are typed for plain values only).
+    client_options: dict[str, Any] = {"connection_pool": redis_pool(redis_url)}
+    return RedisStorage(
+        uri, implementation="redispy", key_prefix=f"{prefix}limits", **client_options
+    )

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
+import pytest
+
+from koan.cache import FallbackCache, RedisCache
+from koan.redis_client import REDIS_CONNECTIONS
 from koan.resources import Resources
+from tests.conftest import REDIS_URL
 
 
 async def test_get_many_reads_present_and_missing_keys_in_order(resources: Resources) -> None:
@@ -56,3 +64,15 @@ async def test_seed_and_add_seeds_only_missing_keys_adds_to_all_and_sets_one_mor
     assert await cache.seed_and_add([("fresh", "0", -1.75)]) == [0.0]
     assert await cache.seed_and_add([], also=("limit", "default", 60)) == []
     assert await cache.get("limit") == "default"
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="KOAN_TEST_REDIS_URL is not set (CI sets it)")
+async def test_a_burst_beyond_the_connection_pool_waits_for_redis_instead_of_falling_back() -> None:
+    cache = FallbackCache(RedisCache.from_url(REDIS_URL, f"burst-{uuid.uuid4().hex}:"))
+    try:
+        await cache.set("seen", "yes", ttl_s=60)
+        burst = [cache.get_many(["seen", "unseen"]) for _ in range(3 * REDIS_CONNECTIONS)]
+        assert await asyncio.gather(*burst) == [["yes", None]] * len(burst)
+        assert not cache.degraded  # still shared by every worker: limits and budgets hold
+    finally:
+        await cache.close()

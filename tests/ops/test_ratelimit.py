@@ -10,6 +10,7 @@ import redis.asyncio as redis_asyncio
 
 from koan.errors import RateLimited
 from koan.ratelimit import RateLimiter, create_storage
+from koan.redis_client import REDIS_CONNECTIONS
 from koan.resources import Resources
 from tests.conftest import REDIS_URL
 
@@ -79,3 +80,12 @@ async def test_on_redis_a_hit_is_one_round_trip() -> None:
     assert sent[0] == "EVALSHA", sent
     assert "EVALSHA" not in sent[1:], sent
     assert sent.count("lpush") == 2, sent
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="KOAN_TEST_REDIS_URL is not set (CI sets it)")
+async def test_a_burst_beyond_the_connection_pool_is_still_counted_on_redis() -> None:
+    limiter = RateLimiter(create_storage(REDIS_URL), namespace=uuid.uuid4().hex)
+    learners = [str(n) for n in range(3 * REDIS_CONNECTIONS)]
+    await asyncio.gather(*(limiter.hit("5/minute", "submissions", who) for who in learners))
+    assert not limiter.degraded  # counted where every worker counts, not per process
+    assert await limiter.used("5/minute", "submissions", learners[-1]) == 1
