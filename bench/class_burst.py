@@ -7,9 +7,11 @@ The same private PostgreSQL, Redis and `koan serve --workers N` as bench/class_l
 learner is logged in and has opened the exercise beforehand; then each sends the exercise's
 reference solution at a moment drawn uniformly from one second. Reported per class size (the
 median over `--rounds` bursts, each on an exercise of its own): when the last verdict came
-(from the burst's start), the median and p95 answer time, how many got a verdict, the statuses
-other than 201 (a `503 GraderBusy` is a refusal), and the most PostgreSQL connections open at
-once during the burst. Target: 200 learners all get verdicts within 3 s, and none gets 503.
+(from the burst's start) with the burst's exercise and the median time of its runs in the
+sandbox (the exercise's tests set most of a burst's length: they take from about 10 to
+190 ms), the median and p95 answer time, how many got a verdict, the statuses other than 201
+(a `503 GraderBusy` is a refusal), and the most PostgreSQL connections open at once during
+the burst. Target: 200 learners all get verdicts within 3 s, and none gets 503.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ class Burst:
     answers: list[float] = field(default_factory=list)  # seconds from the burst's start
     statuses: Counter[str] = field(default_factory=Counter)
     peak_connections: int = 0
+    exercise: str = ""  # the slug
+    runs_ms: list[int] = field(default_factory=list)  # each verdict's run in the sandbox
+
+    def run_ms(self) -> float:
+        return statistics.median(self.runs_ms) if self.runs_ms else float("nan")
 
     def verdicts(self) -> int:
         return self.statuses.get("201", 0)
@@ -90,9 +97,11 @@ async def one_burst(
     conns = [Connection("127.0.0.1", port) for _ in learners]
     path = f"/api/v1/exercises/{exercise_id}"
     # Open the exercise first (as a learner reading it would), so only the gradings remain.
-    await asyncio.gather(
+    opened = await asyncio.gather(
         *(c.request("GET", path, who.token) for c, who in zip(conns, learners, strict=True))
     )
+    _, exercise = opened[0]
+    burst.exercise = str(exercise.get("slug", "?")) if isinstance(exercise, dict) else "?"
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_connections(admin_url, stop, burst))
     started = time.perf_counter()
@@ -110,6 +119,8 @@ async def one_burst(
         code = str(status)
         if status != 201 and isinstance(body, dict):
             code += f" {body.get('error')}"
+        elif isinstance(body, dict):
+            burst.runs_ms.append(int(body.get("duration_ms", 0)))
         burst.statuses[code] += 1
 
     await asyncio.gather(*(submit(c, who) for c, who in zip(conns, learners, strict=True)))
@@ -164,9 +175,9 @@ async def bench(args: argparse.Namespace) -> list[list[Burst]]:
                 )  # fmt: skip
                 rounds.append(burst)
                 print(  # noqa: T201
-                    f"{n:>4} learners: last verdict {burst.last_s():.2f} s, "
-                    f"{dict(burst.statuses)}, peak PostgreSQL connections "
-                    f"{burst.peak_connections}",
+                    f"{n:>4} learners on {burst.exercise} (a run {burst.run_ms():.0f} ms): "
+                    f"last verdict {burst.last_s():.2f} s, {dict(burst.statuses)}, "
+                    f"peak PostgreSQL connections {burst.peak_connections}",
                     flush=True,
                 )
                 await asyncio.sleep(args.pause)
@@ -189,8 +200,9 @@ def report(results: list[list[Burst]], args: argparse.Namespace) -> str:
         f"{args.queue} per worker, private PostgreSQL (fsync off) and Redis; every learner "
         "submits the reference solution of one exercise at a moment drawn from one second; "
         f"{args.rounds} bursts per size (each on its own exercise).\n",
-        "| learners | last verdict s (each burst) | median answer s | p95 answer s | verdicts | "
-        "other statuses | peak PostgreSQL connections |",
+        "| learners | last verdict s (each burst: exercise, its median run in the sandbox) | "
+        "median answer s | p95 answer s | verdicts | other statuses | "
+        "peak PostgreSQL connections |",
         "|---:|---|---:|---:|---:|---|---:|",
     ]
     for rounds in results:
@@ -199,7 +211,9 @@ def report(results: list[list[Burst]], args: argparse.Namespace) -> str:
         for b in rounds:
             others.update({k: v for k, v in b.statuses.items() if k != "201"})
         out.append(
-            f"| {rounds[0].learners} | {', '.join(f'{b.last_s():.2f}' for b in rounds)} | "
+            f"| {rounds[0].learners} | "
+            f"{', '.join(f'{b.last_s():.2f} ({b.exercise}, {b.run_ms():.0f} ms)' for b in rounds)}"
+            " | "
             f"{statistics.median(answers):.2f} | {percentile(answers, 95):.2f} | "
             f"{sum(b.verdicts() for b in rounds)} of {sum(b.learners for b in rounds)} | "
             f"{', '.join(f'{n}× {k}' for k, n in sorted(others.items())) or 'none'} | "
