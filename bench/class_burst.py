@@ -10,7 +10,8 @@ median over `--rounds` bursts, each on an exercise of its own): when the last ve
 (from the burst's start) with the burst's exercise and the median time of its runs in the
 sandbox (the exercise's tests set much of a burst's length; docs/benchmarks.md), the median
 and p95 answer time, how many got a verdict, the statuses other than 201 (a `503 GraderBusy`
-is a refusal), and the most PostgreSQL connections open at once during the burst. Target: 200 learners all get verdicts within 3 s, and none gets 503.
+is a refusal), and the most PostgreSQL connections open at once during the burst.
+Target: 200 learners all get verdicts within 3 s, and none gets 503.
 """
 
 from __future__ import annotations
