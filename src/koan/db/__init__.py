@@ -146,17 +146,10 @@ def _only_named_commits(session: Session) -> None:
 
 
 def after_commit(session: AsyncSession | Session, work: AfterCommit) -> None:
-    """Run `work` once the unit of work has committed, outside it: on PostgreSQL each of its
-    statements commits on its own (autocommit), elsewhere in a short transaction of its own.
+    """Run `work` once the unit of work has committed, in a short transaction of its own.
 
     For a write to a row many learners share (an exercise's rating): done inside the unit of
-    work, its lock would be held until the unit commits and queue every other learner behind
-    it. Even in a transaction of its own, the lock would last until the COMMIT goes out, which
-    waits for the worker's event loop to come back to this request: under a class's burst that
-    is after a step of every other request it serves, and every other worker's write to the
-    row waits as long, holding a pooled connection. In autocommit the lock lasts only while
-    PostgreSQL runs the statement. `work` must be one statement, or statements that need not
-    be atomic together.
+    work, its lock would be held until the unit commits and queue every other learner behind it.
     Forgotten if the transaction (or SAVEPOINT) that asked for it rolls back; if `work` fails,
     or the process dies in between, it is lost, so use it only for what may be lost. Session
     events, which see only the synchronous session, pass that."""
@@ -226,29 +219,16 @@ async def _commit(session: AsyncSession) -> None:
         await session.commit()
         for _, work in session.info.pop(_AFTER_COMMIT, []):
             # A session of its own, so a failure's rollback expires nothing the unit still holds.
-            try:
-                async with _follow_up(session.bind) as follow_up:
+            async with AsyncSession(
+                bind=session.bind, join_transaction_mode="create_savepoint"
+            ) as follow_up:
+                try:
                     await work(follow_up)
                     await follow_up.commit()
-            except Exception:
-                log.exception("db.after_commit_failed", work=getattr(work, "__name__", "?"))
+                except Exception:
+                    log.exception("db.after_commit_failed", work=getattr(work, "__name__", "?"))
     finally:
         session.info.pop(_COMMITTING, None)
-
-
-@asynccontextmanager
-async def _follow_up(bind: Any) -> AsyncIterator[AsyncSession]:
-    """A session for work after a commit (see `after_commit`): in autocommit on a PostgreSQL
-    engine; otherwise (SQLite, or a connection a test rolls back) in a transaction, or a
-    SAVEPOINT of the connection's own."""
-    if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql":
-        async with bind.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            async with AsyncSession(bind=autocommit) as follow_up:
-                yield follow_up
-        return
-    async with AsyncSession(bind=bind, join_transaction_mode="create_savepoint") as follow_up:
-        yield follow_up
 
 
 async def checkpoint(session: AsyncSession) -> None:
