@@ -69,9 +69,10 @@ class RateLimiter:
         self._shared = MovingWindowRateLimiter(storage)
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._hit_on_redis: AsyncScript | None = None
+        self._client: Redis | None = None
         if isinstance(storage, RedisStorage) and isinstance(storage.bridge, RedispyBridge):
-            client = cast(Redis, storage.bridge.get_connection())
-            self._hit_on_redis = client.register_script(_HIT_EVERY_WINDOW)
+            self._client = cast(Redis, storage.bridge.get_connection())
+            self._hit_on_redis = self._client.register_script(_HIT_EVERY_WINDOW)
         # The in-process windows are tested, then hit, by one caller at a time.
         self._local_turn = asyncio.Lock()
         self._down_since: float | None = None
@@ -81,6 +82,11 @@ class RateLimiter:
     def from_url(cls, redis_url: str, *, prefix: str = "koan:") -> RateLimiter:
         """Redis-backed when a URL is given (shared by every worker), else in-process."""
         return cls(create_storage(redis_url, prefix=prefix))
+
+    async def close(self) -> None:
+        """Close the connections to Redis (their pool is this limiter's own)."""
+        if self._client is not None:
+            await self._client.aclose(close_connection_pool=True)
 
     @property
     def degraded(self) -> bool:

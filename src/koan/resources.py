@@ -73,4 +73,5 @@ class Resources:
         await self.sandbox.close()
         await self.llm.close()
         await self.cache.close()
+        await self.limiter.close()
         await self.engine.dispose()

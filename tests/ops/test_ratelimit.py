@@ -76,6 +76,7 @@ async def test_on_redis_a_hit_is_one_round_trip() -> None:
             await hitting
     finally:
         await watcher.aclose()
+        await limiter.close()
     # Koan sent one script for both windows; the commands it ran inside Redis follow it.
     assert sent[0] == "EVALSHA", sent
     assert "EVALSHA" not in sent[1:], sent
@@ -86,6 +87,9 @@ async def test_on_redis_a_hit_is_one_round_trip() -> None:
 async def test_a_burst_beyond_the_connection_pool_is_still_counted_on_redis() -> None:
     limiter = RateLimiter(create_storage(REDIS_URL), namespace=uuid.uuid4().hex)
     learners = [str(n) for n in range(3 * REDIS_CONNECTIONS)]
-    await asyncio.gather(*(limiter.hit("5/minute", "submissions", who) for who in learners))
-    assert not limiter.degraded  # counted where every worker counts, not per process
-    assert await limiter.used("5/minute", "submissions", learners[-1]) == 1
+    try:
+        await asyncio.gather(*(limiter.hit("5/minute", "submissions", who) for who in learners))
+        assert not limiter.degraded  # counted where every worker counts, not per process
+        assert await limiter.used("5/minute", "submissions", learners[-1]) == 1
+    finally:
+        await limiter.close()
