@@ -33,6 +33,7 @@ from koan.ops.metrics_router import install_observability
 from koan.ops.router import router as health_router
 from koan.progress.router import router as progress_router
 from koan.resources import Resources
+from koan.turns import Turns
 from koan.usage.router import router as usage_router
 from koan.users import service as users_service
 from koan.users.router import admin_router as accounts_router
@@ -119,6 +120,12 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     app.add_middleware(SecurityHeaders, hsts=settings.is_production)
     # Outside the app's own work: the client address every per-address limit keys on.
     app.add_middleware(TrustedProxies, proxies=settings.trusted_proxy_networks)
+    # Outside everything a request's own work runs through; inside the request log, so that
+    # a request's time includes its wait for a turn.
+    if settings.request_turns:
+        app.add_middleware(
+            Turns, slots=settings.request_turns, lease_s=settings.request_turn_lease_s
+        )
     # Last, so its middleware is outermost: it times, counts and ids every response.
     install_observability(app)
     return app

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     # GET /metrics: "off", "open", or a bearer token Prometheus must send. Unset: open in
     # development, off in production (see docs/operations.md).
     metrics: SecretStr | None = None
+    # Requests of one worker worked on at once; more wait their turn in order of arrival
+    # (koan/turns.py). A turn is given back when the response starts, when the request waits
+    # on the sandbox or a model, and at the latest after request_turn_lease_s. 0: no turns.
+    request_turns: int = Field(default=4, ge=0, le=10_000)
+    request_turn_lease_s: float = Field(default=0.25, gt=0, le=60)
 
     # Mail: with no SMTP host, mail goes to the development outbox (`koan mail list`).
     smtp_host: str = ""

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from koan import turns
 from koan.errors import TutorUnavailable
 from koan.llm.base import AsyncClosing, LLMProvider, aclose_quietly
 from koan.llm.errors import ProviderError, TutorStreamInterrupted
@@ -182,6 +183,7 @@ class ResilientProvider(AsyncClosing):
 
     async def complete(self, req: CompletionRequest) -> Completion:
         """Complete with retries; raise the last ProviderError when they run out."""
+        turns.give_back()  # the request now waits on the provider, not on this worker's CPU
         retry_number = 0
         while True:
             if not self.breaker.allow():
@@ -220,6 +222,7 @@ class ResilientProvider(AsyncClosing):
 
     async def stream(self, req: CompletionRequest) -> AsyncIterator[StreamItem]:
         """Stream with retries that stop as soon as a token has been passed on."""
+        turns.give_back()
         retry_number = 0
         while True:
             if not self.breaker.allow():

@@ -16,6 +16,7 @@ from typing import Any, get_args
 
 import structlog
 
+from koan import turns
 from koan.errors import BadRequest, PayloadTooLarge
 from koan.grading.sandbox.config import SandboxConfig
 from koan.grading.sandbox.errors import SandboxUnavailable
@@ -246,6 +247,7 @@ class Sandbox:
             js_memory_mb=self.config.js_memory_mb,
             native=self.config.python_native,
         )
+        turns.give_back()  # the run and any wait for a slot are no work for this worker's CPU
         async with self._acquire(owner, language, effective) as slot:
             started = time.perf_counter()
             run = await self._run_in(slot, job, effective, nonce, language=language)
@@ -335,6 +337,7 @@ class Sandbox:
 
         # The answer is in once the harness has sent its `end` record: the caller goes on
         # while the run exits, which still holds the slot and its limits until it has.
+        turns.give_back()  # as for a grading: the trial is the sandbox's work
         task = asyncio.create_task(run_trial())
         try:
             waited: set[asyncio.Future[Any]] = {task, verdict}

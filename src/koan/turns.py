@@ -1,0 +1,95 @@
+"""Requests take turns at the worker's CPU: a few at a time, the others in order of arrival.
+
+One event loop serves every request of a worker. When many arrive at once (a class asking the
+tutor in the same second), the loop moves all of them forward together, a step each, so every
+one of them ends late, at about the time the last one does. With turns, at most `slots`
+requests are being worked on at once and the rest wait in the order they came, so the first
+ones answer as soon as their own work is done.
+
+A request holds its turn only while it keeps the CPU busy: it gives it back when its response
+starts, when it goes to wait on something slow (`give_back()`: the grading sandbox, a model
+provider), and at the latest after `lease_s`, so that a request held up by anything else (a
+lock, a slow query) never holds up the others for long. A request never takes a turn again.
+The health probes and /metrics take none: they answer whatever the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextvars import ContextVar
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Paths that never wait for a turn: a load balancer's probe must not time out behind a queue.
+UNGATED_PREFIXES = ("/health/", "/metrics")
+
+
+class Turn:
+    """One request's turn: given back once, whichever comes first (response, wait, lease)."""
+
+    __slots__ = ("_gate", "_held", "_lease")
+
+    def __init__(self, gate: asyncio.Semaphore, lease_s: float) -> None:
+        self._gate = gate
+        self._held = True
+        self._lease = asyncio.get_running_loop().call_later(lease_s, self.give_back)
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def give_back(self) -> None:
+        if self._held:
+            self._held = False
+            self._lease.cancel()
+            self._gate.release()
+
+
+_current: ContextVar[Turn | None] = ContextVar("koan_turn", default=None)
+
+
+def give_back() -> None:
+    """The current request is about to wait on something slow: let the next one have its turn.
+
+    A no-op outside a request, for a request that took no turn, or one given back already."""
+    turn = _current.get()
+    if turn is not None:
+        turn.give_back()
+
+
+class Turns:
+    """ASGI middleware: at most `slots` HTTP requests of this worker hold a turn at once."""
+
+    def __init__(self, app: ASGIApp, *, slots: int, lease_s: float) -> None:
+        if slots < 1:
+            raise ValueError("turns need at least one slot")
+        self.app = app
+        self.slots = slots
+        self.lease_s = lease_s
+        self._gate: asyncio.Semaphore | None = None
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        # Made on the first request, inside the worker's event loop.
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(self.slots)
+        return self._gate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith(UNGATED_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        gate = self._semaphore()
+        await gate.acquire()
+        turn = Turn(gate, self.lease_s)
+        token = _current.set(turn)
+
+        async def send_and_give_back(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                turn.give_back()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_give_back)
+        finally:
+            turn.give_back()
+            _current.reset(token)

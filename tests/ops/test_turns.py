@@ -1,0 +1,227 @@
+"""Requests take turns at the worker's CPU: in order of arrival, a few at a time, and never
+held up by a request that waits on the sandbox, a model, or anything else for long."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import StreamingResponse
+
+from koan import turns
+from koan.models import Exercise, User
+from koan.resources import Resources
+from koan.turns import Turns
+from tests.exercises.conftest import submit
+from tests.fixtures.factories import create_exercise
+from tests.fixtures.llm_server import FakeLLMServer, Reply
+
+# A guard against a test hanging for ever, never a measure: each wait ends far sooner.
+NEVER = 30.0
+
+
+def _app(slots: int, lease_s: float = NEVER) -> tuple[FastAPI, dict[str, asyncio.Event]]:
+    """A bare app behind Turns whose routes work in steps or wait for an event."""
+    app = FastAPI()
+    events: dict[str, asyncio.Event] = {}
+    app.state.log = []
+
+    def event(name: str) -> asyncio.Event:
+        return events.setdefault(name, asyncio.Event())
+
+    @app.get("/work/{name}")
+    async def work(name: str) -> dict[str, str]:
+        for step in range(5):
+            app.state.log.append((name, step))
+            await asyncio.sleep(0)  # where the event loop may switch to another request
+        return {"done": name}
+
+    @app.get("/hold/{name}")
+    async def hold(name: str) -> dict[str, str]:
+        await event(name).wait()
+        return {"done": name}
+
+    @app.get("/wait-elsewhere/{name}")
+    async def wait_elsewhere(name: str) -> dict[str, str]:
+        turns.give_back()
+        await event(name).wait()
+        return {"done": name}
+
+    @app.get("/stream/{name}")
+    async def stream(name: str) -> StreamingResponse:
+        async def body():  # type: ignore[no-untyped-def]
+            yield b"started\n"
+            await event(name).wait()
+            yield b"ended\n"
+
+        return StreamingResponse(body())
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(Turns, slots=slots, lease_s=lease_s)
+    return app, events
+
+
+def _client(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+async def _started(task: asyncio.Task[httpx.Response]) -> None:
+    """Let `task` run until it waits (for a turn or for its event)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not task.done()
+
+
+async def test_requests_arriving_together_are_served_one_after_another_in_order() -> None:
+    app, _ = _app(slots=1)
+    async with _client(app) as client:
+        answers = await asyncio.gather(*(client.get(f"/work/r{i}") for i in range(4)))
+    assert [a.json()["done"] for a in answers] == ["r0", "r1", "r2", "r3"]
+    # Each request did all its work before the next began: nothing interleaved.
+    assert app.state.log == [(f"r{i}", step) for i in range(4) for step in range(5)]
+
+
+async def test_without_turns_the_same_requests_interleave() -> None:
+    app, _ = _app(slots=1)
+    app.user_middleware.clear()  # the same app, no turns
+    async with _client(app) as client:
+        await asyncio.gather(*(client.get(f"/work/r{i}") for i in range(4)))
+    assert app.state.log != [(f"r{i}", step) for i in range(4) for step in range(5)]
+
+
+async def test_as_many_requests_as_slots_are_worked_on_at_once() -> None:
+    app, events = _app(slots=2)
+    async with _client(app) as client:
+        first = asyncio.create_task(client.get("/hold/a"))
+        second = asyncio.create_task(client.get("/hold/b"))
+        await _started(first)
+        third = asyncio.create_task(client.get("/work/c"))
+        await _started(third)  # two requests hold both turns: the third waits
+        assert app.state.log == []
+        events["a"].set()
+        assert (await asyncio.wait_for(third, NEVER)).json() == {"done": "c"}
+        assert not second.done()
+        events["b"].set()
+        await asyncio.gather(first, second)
+
+
+@pytest.mark.parametrize(
+    "path", ["/stream/a", "/wait-elsewhere/a"], ids=["response-started", "gave-back"]
+)
+async def test_a_request_that_answered_or_waits_elsewhere_lets_the_next_one_in(path: str) -> None:
+    app, events = _app(slots=1)
+    async with _client(app) as client:
+        waiting = asyncio.create_task(client.get(path))
+        await _started(waiting)
+        # It holds no turn: the next request is served while it still waits.
+        assert (await asyncio.wait_for(client.get("/work/b"), NEVER)).status_code == 200
+        assert not waiting.done()
+        events["a"].set()
+        assert (await waiting).status_code == 200
+
+
+async def test_a_request_held_up_past_its_lease_stops_holding_up_the_others() -> None:
+    app, events = _app(slots=1, lease_s=0.05)
+    async with _client(app) as client:
+        held = asyncio.create_task(client.get("/hold/a"))
+        await _started(held)
+        assert (await asyncio.wait_for(client.get("/work/b"), NEVER)).status_code == 200
+        assert not held.done()
+        events["a"].set()
+        await held
+
+
+async def test_health_probes_answer_whatever_the_queue() -> None:
+    app, events = _app(slots=1)
+    async with _client(app) as client:
+        held = asyncio.create_task(client.get("/hold/a"))
+        await _started(held)
+        queued = asyncio.create_task(client.get("/work/b"))
+        await _started(queued)
+        assert (await asyncio.wait_for(client.get("/health/live"), NEVER)).status_code == 200
+        assert not queued.done()
+        events["a"].set()
+        await asyncio.gather(held, queued)
+
+
+def test_turns_need_a_slot() -> None:
+    with pytest.raises(ValueError, match="at least one slot"):
+        Turns(FastAPI(), slots=0, lease_s=1)
+
+
+# -- Koan's own waits: the sandbox and the model provider give the turn back -------------------
+
+# Sleeping in the sandbox takes no CPU of the worker's, but a whole second.
+SLOW_ADD = "import time\ntime.sleep(1)\n\ndef add(a, b):\n    return a + b\n"
+
+
+def _one_turn(resources: Resources, make_app: Callable[[Resources], FastAPI]) -> FastAPI:
+    """Koan's app with one turn and a lease longer than any test, so only a give-back frees it."""
+    resources.settings = resources.settings.model_copy(
+        update={"request_turns": 1, "request_turn_lease_s": NEVER}
+    )
+    return make_app(resources)
+
+
+async def test_a_submission_being_graded_holds_no_turn(
+    resources: Resources,
+    make_app: Callable[[Resources], FastAPI],
+    learner: User,
+    headers: dict[str, str],
+    session: AsyncSession,
+) -> None:
+    exercise: Exercise = await create_exercise(session)
+    app = _one_turn(resources, make_app)
+    async with _client(app) as client:
+        grading = asyncio.create_task(submit(client, headers, exercise, SLOW_ADD))
+        await _started(grading)  # it took the only turn first
+        me = await asyncio.wait_for(client.get("/api/v1/users/me", headers=headers), NEVER)
+        assert me.status_code == 200
+        assert not grading.done()  # answered while the grading went on
+        assert (await grading).json()["status"] == "passed"
+
+
+async def test_a_question_waiting_on_the_model_holds_no_turn(
+    resources: Resources,
+    make_app: Callable[[Resources], FastAPI],
+    tutor: Callable[..., Resources],
+    llm_server: FakeLLMServer,
+    headers: dict[str, str],
+) -> None:
+    tutor()
+    app = _one_turn(resources, make_app)
+    llm_server.script(Reply(text="What does the loop do on its last turn?", delay=1.0))
+    async with _client(app) as client:
+        conversation = await client.post("/api/v1/conversations", headers=headers, json={})
+        assert conversation.status_code == 201, conversation.text
+        asking = asyncio.create_task(
+            client.post(
+                f"/api/v1/conversations/{conversation.json()['id']}/messages",
+                headers=headers,
+                json={"content": "Why does my loop stop early?"},
+            )
+        )
+        await _started(asking)  # it took the only turn first; the model answers in a second
+        me = await asyncio.wait_for(client.get("/api/v1/users/me", headers=headers), NEVER)
+        assert me.status_code == 200
+        assert not asking.done()
+        assert (await asking).status_code == 201
+
+
+def test_koan_takes_turns_as_configured(
+    resources: Resources, make_app: Callable[[Resources], FastAPI]
+) -> None:
+    def turns_of(app: FastAPI) -> list[dict[str, object]]:
+        return [m.kwargs for m in app.user_middleware if m.cls is Turns]
+
+    resources.settings = resources.settings.model_copy(update={"request_turns": 3})
+    assert turns_of(make_app(resources)) == [{"slots": 3, "lease_s": 0.25}]
+    resources.settings = resources.settings.model_copy(update={"request_turns": 0})
+    assert turns_of(make_app(resources)) == []
