@@ -7,9 +7,10 @@ requests are being worked on at once and the rest wait in the order they came, s
 ones answer as soon as their own work is done.
 
 A request holds its turn only while it keeps the CPU busy: it gives it back when its response
-starts, when it goes to wait on something slow (`give_back()`: the grading sandbox, a model
-provider), and at the latest after `lease_s`, so that a request held up by anything else (a
-lock, a slow query) never holds up the others for long. A request never takes a turn again.
+starts, when it goes to wait on something slow or done off the event loop (`give_back()`:
+the grading sandbox, a model provider, a password hash, a slowed login), and at the latest
+after `lease_s`, so that a request held up by anything else (a lock, a slow query) never holds
+up the others for long. A request never takes a turn again.
 The health probes and /metrics take none: they answer whatever the queue.
 """
 

@@ -4,6 +4,7 @@ held up by a request that waits on the sandbox, a model, or anything else for lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import httpx
@@ -22,6 +23,8 @@ from tests.fixtures.llm_server import FakeLLMServer, Reply
 
 # A guard against a test hanging for ever, never a measure: each wait ends far sooner.
 NEVER = 30.0
+# How long a request is given to get through: only a turn never given back holds it longer.
+GUARD = 10.0
 
 
 def _app(slots: int, lease_s: float = NEVER) -> tuple[FastAPI, dict[str, asyncio.Event]]:
@@ -188,7 +191,9 @@ async def test_a_submission_being_graded_holds_no_turn(
         assert (await grading).json()["status"] == "passed"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 async def test_a_question_waiting_on_the_model_holds_no_turn(
+    stream: bool,
     resources: Resources,
     make_app: Callable[[Resources], FastAPI],
     tutor: Callable[..., Resources],
@@ -197,22 +202,47 @@ async def test_a_question_waiting_on_the_model_holds_no_turn(
 ) -> None:
     tutor()
     app = _one_turn(resources, make_app)
-    llm_server.script(Reply(text="What does the loop do on its last turn?", delay=1.0))
+    llm_server.script(Reply.hanging())  # the model says nothing until released
     async with _client(app) as client:
         conversation = await client.post("/api/v1/conversations", headers=headers, json={})
         assert conversation.status_code == 201, conversation.text
         asking = asyncio.create_task(
             client.post(
                 f"/api/v1/conversations/{conversation.json()['id']}/messages",
-                headers=headers,
+                headers={**headers, **({"Accept": "text/event-stream"} if stream else {})},
                 json={"content": "Why does my loop stop early?"},
             )
         )
-        await _started(asking)  # it took the only turn first; the model answers in a second
-        me = await asyncio.wait_for(client.get("/api/v1/users/me", headers=headers), NEVER)
+        await _started(asking)  # it took the only turn first
+        me = await asyncio.wait_for(client.get("/api/v1/users/me", headers=headers), GUARD)
         assert me.status_code == 200
         assert not asking.done()
-        assert (await asking).status_code == 201
+        asking.cancel()  # the learner leaves; the question stays stored, the model is let go
+        with contextlib.suppress(asyncio.CancelledError):
+            await asking
+
+
+async def test_a_login_slowed_after_failures_holds_no_turn(
+    resources: Resources,
+    make_app: Callable[[Resources], FastAPI],
+    learner: User,
+    headers: dict[str, str],
+) -> None:
+    """Else anyone failing logins on purpose would hold up everybody's requests."""
+    resources.settings = resources.settings.model_copy(
+        update={"login_slowdown_step_s": 1.0, "login_slowdown_cap_s": 1.0}
+    )
+    app = _one_turn(resources, make_app)
+    wrong = {"email": learner.email, "password": "not the password"}
+    async with _client(app) as client:
+        for _ in range(3):  # the first failures are answered at once
+            assert (await client.post("/api/v1/auth/login", json=wrong)).status_code == 401
+        slowed = asyncio.create_task(client.post("/api/v1/auth/login", json=wrong))
+        await _started(slowed)  # it took the only turn first; it waits a second to answer
+        me = await asyncio.wait_for(client.get("/api/v1/users/me", headers=headers), NEVER)
+        assert me.status_code == 200
+        assert not slowed.done()
+        assert (await slowed).status_code == 401
 
 
 def test_koan_takes_turns_as_configured(

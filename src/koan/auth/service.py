@@ -15,6 +15,7 @@ import structlog
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan import turns
 from koan.auth import repository
 from koan.auth.schemas import LoginInput, RegisterInput
 from koan.errors import (
@@ -252,6 +253,7 @@ async def login(
     failures = await res.limiter.used(counters.client[0], *counters.client[1])
     delay = login_slowdown_s(failures, step_s=s.login_slowdown_step_s, cap_s=s.login_slowdown_cap_s)
     if delay > 0:
+        turns.give_back()  # a slowed login must not slow anyone else's request
         await asyncio.sleep(delay)
 
     if user is None:

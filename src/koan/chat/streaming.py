@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from koan import turns
 from koan.chat import repository
 from koan.chat.admission import release_reply_lock
 from koan.chat.context import hint_style_answer
@@ -432,6 +433,9 @@ async def store_while_starting(
     first = asyncio.create_task(stream.start())
     try:
         question = await store
+        # The request's own work is done: waiting for the model's first token, it holds no turn
+        # (koan/turns.py). Not sooner: the model is asked while the question is stored.
+        turns.give_back()
     except BaseException:
         first.cancel()
         with anyio.CancelScope(shield=True):

@@ -222,7 +222,6 @@ class ResilientProvider(AsyncClosing):
 
     async def stream(self, req: CompletionRequest) -> AsyncIterator[StreamItem]:
         """Stream with retries that stop as soon as a token has been passed on."""
-        turns.give_back()
         retry_number = 0
         while True:
             if not self.breaker.allow():
