@@ -28,6 +28,7 @@ from koan.handlers import install_error_handlers
 from koan.logs import configure_logging
 from koan.middleware import BodySizeLimit, SecurityHeaders, TrustedProxies
 from koan.onboarding.router import router as onboarding_router
+from koan.ops import metrics
 from koan.ops.metrics import process_exiting
 from koan.ops.metrics_router import install_observability
 from koan.ops.router import router as health_router
@@ -124,7 +125,10 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     # a request's time includes its wait for a turn.
     if settings.request_turns:
         app.add_middleware(
-            Turns, slots=settings.request_turns, lease_s=settings.request_turn_lease_s
+            Turns,
+            slots=settings.request_turns,
+            lease_s=settings.request_turn_lease_s,
+            on_wait=metrics.turn_waited,
         )
     # Last, so its middleware is outermost: it times, counts and ids every response.
     install_observability(app)

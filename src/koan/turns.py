@@ -17,6 +17,8 @@ The health probes and /metrics take none: they answer whatever the queue.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,12 +63,20 @@ def give_back() -> None:
 class Turns:
     """ASGI middleware: at most `slots` HTTP requests of this worker hold a turn at once."""
 
-    def __init__(self, app: ASGIApp, *, slots: int, lease_s: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        slots: int,
+        lease_s: float,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
         if slots < 1:
             raise ValueError("turns need at least one slot")
         self.app = app
         self.slots = slots
         self.lease_s = lease_s
+        self.on_wait = on_wait  # told each request's wait for its turn, in seconds
         self._gate: asyncio.Semaphore | None = None
 
     def _semaphore(self) -> asyncio.Semaphore:
@@ -80,7 +90,10 @@ class Turns:
             await self.app(scope, receive, send)
             return
         gate = self._semaphore()
+        asked = time.perf_counter()
         await gate.acquire()
+        if self.on_wait is not None:
+            self.on_wait(time.perf_counter() - asked)
         turn = Turn(gate, self.lease_s)
         token = _current.set(turn)
 

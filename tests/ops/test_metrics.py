@@ -109,6 +109,17 @@ def test_unset_means_open_in_development_and_off_in_production() -> None:
     assert metrics_access(chosen) == "open"
 
 
+async def test_each_request_s_wait_for_its_turn_is_recorded_the_probes_take_none(
+    observed: FastAPI, client: httpx.AsyncClient, resources: Resources
+) -> None:
+    set_access(resources, "open")
+    for _ in range(3):
+        assert (await client.get("/wp-login.php")).status_code == 404
+    assert (await client.get("/health/live")).status_code == 200
+    samples = await scrape(client)  # /metrics, like the probes, takes no turn
+    assert value(samples, "koan_request_turn_wait_seconds_count") == 3
+
+
 async def test_requests_are_counted_under_their_route_template(
     observed: FastAPI,
     client: httpx.AsyncClient,

@@ -15,6 +15,7 @@ from starlette.responses import StreamingResponse
 
 from koan import turns
 from koan.models import Exercise, User
+from koan.ops import metrics
 from koan.resources import Resources
 from koan.turns import Turns
 from tests.exercises.conftest import submit
@@ -27,7 +28,9 @@ NEVER = 30.0
 GUARD = 10.0
 
 
-def _app(slots: int, lease_s: float = NEVER) -> tuple[FastAPI, dict[str, asyncio.Event]]:
+def _app(
+    slots: int, lease_s: float = NEVER, on_wait: Callable[[float], None] | None = None
+) -> tuple[FastAPI, dict[str, asyncio.Event]]:
     """A bare app behind Turns whose routes work in steps or wait for an event."""
     app = FastAPI()
     events: dict[str, asyncio.Event] = {}
@@ -67,7 +70,7 @@ def _app(slots: int, lease_s: float = NEVER) -> tuple[FastAPI, dict[str, asyncio
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.add_middleware(Turns, slots=slots, lease_s=lease_s)
+    app.add_middleware(Turns, slots=slots, lease_s=lease_s, on_wait=on_wait)
     return app, events
 
 
@@ -152,6 +155,22 @@ async def test_health_probes_answer_whatever_the_queue() -> None:
         assert not queued.done()
         events["a"].set()
         await asyncio.gather(held, queued)
+
+
+async def test_each_request_s_wait_for_its_turn_is_told() -> None:
+    waits: list[float] = []
+    app, events = _app(slots=1, on_wait=waits.append)
+    async with _client(app) as client:
+        held = asyncio.create_task(client.get("/hold/a"))
+        await _started(held)
+        queued = asyncio.create_task(client.get("/work/b"))
+        await _started(queued)
+        assert len(waits) == 1  # the first took its turn at once; the second is waiting
+        events["a"].set()
+        await asyncio.gather(held, queued)
+        await client.get("/health/live")  # takes no turn, so waits for none
+    assert len(waits) == 2
+    assert waits[1] > 0
 
 
 def test_turns_need_a_slot() -> None:
@@ -252,6 +271,8 @@ def test_koan_takes_turns_as_configured(
         return [m.kwargs for m in app.user_middleware if m.cls is Turns]
 
     resources.settings = resources.settings.model_copy(update={"request_turns": 3})
-    assert turns_of(make_app(resources)) == [{"slots": 3, "lease_s": 0.25}]
+    assert turns_of(make_app(resources)) == [
+        {"slots": 3, "lease_s": 0.25, "on_wait": metrics.turn_waited}
+    ]
     resources.settings = resources.settings.model_copy(update={"request_turns": 0})
     assert turns_of(make_app(resources)) == []

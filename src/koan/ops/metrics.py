@@ -26,6 +26,8 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds. API calls are mostly milliseconds; the tail buckets catch a slow database.
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Most requests take a turn at once; a queue of them waits milliseconds, an overloaded one more.
+TURN_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # A grading includes the wait for a slot; wall limits go up to two minutes.
 GRADING_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 # Hosted models answer in seconds; local ones on a CPU can take minutes.
@@ -69,6 +71,11 @@ class Metrics:
         self.http_in_progress = Gauge(
             "koan_http_requests_in_progress", "Requests being handled (streams included).",
             registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.turn_wait = Histogram(
+            "koan_request_turn_wait_seconds",
+            "Time a request waited for its turn at the worker's CPU (koan/turns.py).",
+            buckets=TURN_BUCKETS, registry=r,
         )  # fmt: skip
 
         self.gradings = Counter(
@@ -239,6 +246,12 @@ def bound(metrics: Metrics) -> Iterator[Metrics]:
         yield metrics
     finally:
         _current.reset(token)
+
+
+def turn_waited(seconds: float) -> None:
+    """Record how long a request waited for its turn (koan/turns.py)."""
+    if (m := _current.get()) is not None:
+        m.turn_wait.observe(seconds)
 
 
 def grading_finished(status: str, tier: str, seconds: float) -> None:
