@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
             Turns,
             slots=settings.request_turns,
             lease_s=settings.request_turn_lease_s,
+            max_body_bytes=MAX_BODY_BYTES,
             on_wait=metrics.turn_waited,
         )
     # Last, so its middleware is outermost: it times, counts and ids every response.

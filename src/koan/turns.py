@@ -6,12 +6,13 @@ one of them ends late, at about the time the last one does. With turns, at most 
 requests are being worked on at once and the rest wait in the order they came, so the first
 ones answer as soon as their own work is done.
 
-A request holds its turn only while it keeps the CPU busy: it gives it back when its response
-starts, when it goes to wait on something slow or done off the event loop (`give_back()`:
-the grading sandbox, a model provider, a password hash, a slowed login), and at the latest
-after `lease_s`, so that a request held up by anything else (a lock, a slow query) never holds
-up the others for long. A request never takes a turn again.
-The health probes and /metrics take none: they answer whatever the queue.
+A request takes its turn once its body has arrived (a client sending it slowly holds none), and
+holds it only while it keeps the CPU busy: it gives it back when its response starts, when it
+goes to wait on something slow or done off the event loop (`give_back()`: the grading sandbox,
+a model provider, a password hash, a slowed login), and at the latest after `lease_s`, so that
+a request held up by anything else (a lock, a slow query) never holds up the others for long.
+A request never takes a turn again. The health probes and /metrics take none: they answer
+whatever the queue.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Turns:
         *,
         slots: int,
         lease_s: float,
+        max_body_bytes: int = 1024 * 1024,
         on_wait: Callable[[float], None] | None = None,
     ) -> None:
         if slots < 1:
@@ -76,6 +78,9 @@ class Turns:
         self.app = app
         self.slots = slots
         self.lease_s = lease_s
+        # A body is read whole before its request takes a turn (a client sending it slowly
+        # must not hold one), up to this many bytes: past them, the body limit answers 413.
+        self.max_body_bytes = max_body_bytes
         self.on_wait = on_wait  # told each request's wait for its turn, in seconds
         self._gate: asyncio.Semaphore | None = None
 
@@ -89,6 +94,7 @@ class Turns:
         if scope["type"] != "http" or str(scope.get("path", "")).startswith(UNGATED_PREFIXES):
             await self.app(scope, receive, send)
             return
+        receive = await self._body_first(receive)
         gate = self._semaphore()
         asked = time.perf_counter()
         await gate.acquire()
@@ -107,3 +113,23 @@ class Turns:
         finally:
             turn.give_back()
             _current.reset(token)
+
+    async def _body_first(self, receive: Receive) -> Receive:
+        """Read the request's body (up to max_body_bytes) now; the app gets it from memory."""
+        read: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            read.append(message)
+            if message["type"] != "http.request":
+                break  # the client left
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False) or size > self.max_body_bytes:
+                break
+        pending = iter(read)
+
+        async def replay() -> Message:
+            message = next(pending, None)
+            return message if message is not None else await receive()
+
+        return replay

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import StreamingResponse
 
 from koan import turns
+from koan.app import MAX_BODY_BYTES
 from koan.models import Exercise, User
 from koan.ops import metrics
 from koan.resources import Resources
@@ -65,6 +66,10 @@ def _app(
             yield b"ended\n"
 
         return StreamingResponse(body())
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, int]:
+        return {"bytes": len(await request.body())}
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:
@@ -173,6 +178,46 @@ async def test_each_request_s_wait_for_its_turn_is_told() -> None:
     assert waits[1] > 0
 
 
+async def test_a_body_sent_slowly_holds_no_turn_until_it_has_arrived() -> None:
+    """Else a few clients trickling their bodies would hold up everybody's requests."""
+    app, events = _app(slots=1)
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b"half of it, "
+        await events["rest"].wait()
+        yield b"then the rest"
+
+    events["rest"] = asyncio.Event()
+    async with _client(app) as client:
+        slow = asyncio.create_task(client.post("/echo", content=trickle()))
+        await _started(slow)
+        assert (await asyncio.wait_for(client.get("/work/b"), GUARD)).status_code == 200
+        assert not slow.done()
+        events["rest"].set()
+        assert (await slow).json() == {"bytes": len(b"half of it, then the rest")}
+
+
+async def test_a_body_past_the_limit_is_let_through_to_be_refused() -> None:
+    app = FastAPI()
+    seen: list[int] = []
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, int]:
+        seen.append(len(await request.body()))
+        return {"bytes": seen[-1]}
+
+    app.add_middleware(Turns, slots=1, lease_s=NEVER, max_body_bytes=10)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(5):
+            yield b"0123456789"
+
+    async with _client(app) as client:
+        # Turns reads no further than the limit; what comes after reaches the app as sent.
+        assert (await client.post("/echo", content=chunks())).json() == {"bytes": 50}
+        assert (await client.post("/echo", content=b"short")).json() == {"bytes": 5}
+
+
 def test_turns_need_a_slot() -> None:
     with pytest.raises(ValueError, match="at least one slot"):
         Turns(FastAPI(), slots=0, lease_s=1)
@@ -272,7 +317,12 @@ def test_koan_takes_turns_as_configured(
 
     resources.settings = resources.settings.model_copy(update={"request_turns": 3})
     assert turns_of(make_app(resources)) == [
-        {"slots": 3, "lease_s": 0.25, "on_wait": metrics.turn_waited}
+        {
+            "slots": 3,
+            "lease_s": 0.25,
+            "max_body_bytes": MAX_BODY_BYTES,
+            "on_wait": metrics.turn_waited,
+        }
     ]
     resources.settings = resources.settings.model_copy(update={"request_turns": 0})
     assert turns_of(make_app(resources)) == []
