@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     metrics: SecretStr | None = None
     # Requests of one worker worked on at once; more wait their turn in order of arrival
     # (koan/turns.py). A turn is given back when the response starts, when the request waits
-    # on the sandbox or a model, and at the latest after request_turn_lease_s. 0: no turns.
+    # on something slow (the sandbox, a model, a password hash), and at the latest after
+    # request_turn_lease_s. 0: no turns.
     request_turns: int = Field(default=4, ge=0, le=10_000)
     request_turn_lease_s: float = Field(default=0.25, gt=0, le=60)
 

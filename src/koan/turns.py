@@ -38,10 +38,6 @@ class Turn:
         self._held = True
         self._lease = asyncio.get_running_loop().call_later(lease_s, self.give_back)
 
-    @property
-    def held(self) -> bool:
-        return self._held
-
     def give_back(self) -> None:
         if self._held:
             self._held = False
