@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import cast
 
 import httpx
 import pytest
@@ -60,7 +61,7 @@ def _app(
 
     @app.get("/stream/{name}")
     async def stream(name: str) -> StreamingResponse:
-        async def body():  # type: ignore[no-untyped-def]
+        async def body() -> AsyncIterator[bytes]:
             yield b"started\n"
             await event(name).wait()
             yield b"ended\n"
@@ -313,7 +314,7 @@ def test_koan_takes_turns_as_configured(
     resources: Resources, make_app: Callable[[Resources], FastAPI]
 ) -> None:
     def turns_of(app: FastAPI) -> list[dict[str, object]]:
-        return [m.kwargs for m in app.user_middleware if m.cls is Turns]
+        return [m.kwargs for m in app.user_middleware if cast(object, m.cls) is Turns]
 
     resources.settings = resources.settings.model_copy(update={"request_turns": 3})
     assert turns_of(make_app(resources)) == [
