@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message
 
+from koan.app import MAX_BODY_BYTES
 from koan.ops import metrics
 from koan.turns import Turns
 
@@ -32,7 +33,9 @@ def build(turns: bool) -> ASGIApp:
     app = Starlette(routes=[Route("/x", hello, methods=["POST"])])
     if not turns:
         return app
-    return Turns(app, slots=4, lease_s=0.25, on_wait=metrics.turn_waited)
+    return Turns(
+        app, slots=4, lease_s=0.25, max_body_bytes=MAX_BODY_BYTES, on_wait=metrics.turn_waited
+    )
 
 
 async def cpu_per_request(app: ASGIApp, requests: int) -> float:

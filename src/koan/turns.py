@@ -66,7 +66,7 @@ class Turns:
         *,
         slots: int,
         lease_s: float,
-        max_body_bytes: int = 1024 * 1024,
+        max_body_bytes: int,
         on_wait: Callable[[float], None] | None = None,
     ) -> None:
         if slots < 1:

@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from koan import turns
 from koan.app import MAX_BODY_BYTES
@@ -76,7 +77,9 @@ def _app(
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.add_middleware(Turns, slots=slots, lease_s=lease_s, on_wait=on_wait)
+    app.add_middleware(
+        Turns, slots=slots, lease_s=lease_s, max_body_bytes=MAX_BODY_BYTES, on_wait=on_wait
+    )
     return app, events
 
 
@@ -198,30 +201,41 @@ async def test_a_body_sent_slowly_holds_no_turn_until_it_has_arrived() -> None:
         assert (await slow).json() == {"bytes": len(b"half of it, then the rest")}
 
 
-async def test_a_body_past_the_limit_is_let_through_to_be_refused() -> None:
-    app = FastAPI()
-    seen: list[int] = []
+async def test_a_body_past_the_limit_is_read_no_further_then_reaches_the_app_whole() -> None:
+    """Past the limit the body cap inside answers 413: Turns must not buffer the rest first."""
+    chunks = [b"0123456789"] * 5
+    pulled = 0
+    pulled_when_the_app_began: list[int] = []
+    body: list[bytes] = []
 
-    @app.post("/echo")
-    async def echo(request: Request) -> dict[str, int]:
-        seen.append(len(await request.body()))
-        return {"bytes": seen[-1]}
+    async def client_receive() -> Message:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": chunks[pulled - 1], "more_body": pulled < 5}
 
-    app.add_middleware(Turns, slots=1, lease_s=NEVER, max_body_bytes=10)
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        pulled_when_the_app_began.append(pulled)
+        while True:
+            message = await receive()
+            body.append(message["body"])
+            if not message["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
 
-    async def chunks() -> AsyncIterator[bytes]:
-        for _ in range(5):
-            yield b"0123456789"
+    async def send(message: Message) -> None:
+        return None
 
-    async with _client(app) as client:
-        # Turns reads no further than the limit; what comes after reaches the app as sent.
-        assert (await client.post("/echo", content=chunks())).json() == {"bytes": 50}
-        assert (await client.post("/echo", content=b"short")).json() == {"bytes": 5}
+    gated = Turns(app, slots=1, lease_s=NEVER, max_body_bytes=15)
+    scope: Scope = {"type": "http", "method": "POST", "path": "/x", "headers": []}
+    await gated(scope, client_receive, send)
+    assert pulled_when_the_app_began == [2]  # 10 bytes, then 20: past 15, it stopped reading
+    assert b"".join(body) == b"0123456789" * 5
 
 
 def test_turns_need_a_slot() -> None:
     with pytest.raises(ValueError, match="at least one slot"):
-        Turns(FastAPI(), slots=0, lease_s=1)
+        Turns(FastAPI(), slots=0, lease_s=1, max_body_bytes=MAX_BODY_BYTES)
 
 
 # -- Koan's own waits: the sandbox and the model provider give the turn back -------------------
