@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import event
+from sqlalchemy.engine.interfaces import CacheStats
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.resources import Resources
@@ -47,13 +48,17 @@ CEILINGS: dict[str, int | dict[str, int]] = {
 
 
 @contextmanager
-def counted(backend: Backend) -> Iterator[list[str]]:
-    """The statements sent to the database while the block runs, SAVEPOINTs left out."""
+def counted(backend: Backend, uncached: list[str] | None = None) -> Iterator[list[str]]:
+    """The statements sent to the database while the block runs, SAVEPOINTs left out; those
+    SQLAlchemy cannot keep compiled (no cache key: compiled anew on every call) also go to
+    `uncached` when given."""
     sent: list[str] = []
 
-    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def note(_conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, *_: Any) -> None:
         if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
             sent.append(statement)
+            if uncached is not None and context.cache_hit is CacheStats.NO_CACHE_KEY:
+                uncached.append(statement)
 
     event.listen(backend.engine.sync_engine, "before_cursor_execute", note)
     try:
@@ -158,3 +163,17 @@ async def test_statements_per_request_stay_under_the_ceiling(
     if isinstance(ceiling, dict):
         ceiling = ceiling[backend.name]
     assert len(sent) <= ceiling, f"{route}: {len(sent)} statements\n{shown}"
+
+
+async def test_every_statement_of_the_day_is_compiled_once(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    backend: Backend,
+) -> None:
+    """A statement SQLAlchemy cannot cache (a multi-row `values()`, say) is compiled anew
+    on every request, which costs more CPU than sending it."""
+    uncached: list[str] = []
+    with counted(backend, uncached):
+        await _learner_day(client, session, resources, backend, "GET /progress")
+    assert not uncached, "\n".join(" ".join(s.split())[:230] for s in uncached)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import typing
 import uuid
 from collections.abc import Callable, Sequence
@@ -164,23 +163,24 @@ async def add_level_event(
 _AWARDS = typing.cast(Table, UserAchievement.__table__)
 
 
-_AWARD_COLUMNS = ("id", "user_id", "achievement_code", "earned_at", "submission_id")
 
-
-@functools.cache
-def _award_statement(dialect: str, count: int) -> Any:
-    """Insert `count` awards, skipping the ones the learner holds; built once per size."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    rows: list[dict[str, Any]] = [
-        {name: bindparam(f"{name}_{i}", type_=_AWARDS.c[name].type) for name in _AWARD_COLUMNS}
-        for i in range(count)
-    ]
+def _award_statement(insert: Callable[..., postgresql.Insert | sqlite.Insert]) -> Any:
+    """Insert awards, skipping the ones the learner holds. Sent with a list of rows, it goes
+    out as one `INSERT ... VALUES (...), (...)` built from this statement's compiled form
+    (SQLAlchemy's "insertmanyvalues"); a statement written with several `VALUES` rows would be
+    compiled anew on every call, as SQLAlchemy caches no multi-row `values()`."""
     return (
         insert(_AWARDS)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=[_AWARDS.c.user_id, _AWARDS.c.achievement_code])
         .returning(_AWARDS.c.achievement_code)
     )
+
+
+# Built once per database.
+_AWARD = {
+    "postgresql": _award_statement(postgresql.insert),
+    "sqlite": _award_statement(sqlite.insert),
+}
 
 
 async def award(
@@ -195,14 +195,18 @@ async def award(
     (unique per learner in the database); the codes that were awarded now."""
     if not codes:
         return set()
-    params: dict[str, Any] = {}
-    for i, code in enumerate(codes):
-        row = (uuid.uuid4(), user_id, code, at, submission_id)
-        params.update(
-            {f"{name}_{i}": value for name, value in zip(_AWARD_COLUMNS, row, strict=True)}
-        )
-    statement = _award_statement(session.get_bind().dialect.name, len(codes))
-    return set((await session.execute(statement, params)).scalars())
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "user_id": user_id,
+            "achievement_code": code,
+            "earned_at": at,
+            "submission_id": submission_id,
+        }
+        for code in codes
+    ]
+    result = await session.execute(_AWARD[session.get_bind().dialect.name], rows)
+    return set(result.scalars())
 
 
 async def progress_of(session: AsyncSession, user_id: uuid.UUID) -> LearnerProgress | None:
