@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from koan.errors import BadRequest, PayloadTooLarge
-from koan.grading.sandbox import Limits, Sandbox
+from koan.grading.sandbox import Limits, Sandbox, jobs
+from koan.grading.sandbox.harness.run_python import precompile
 from tests.grading.conftest import ADD_SOLUTION, ADD_TESTS, grade_python
 
 
@@ -235,3 +236,43 @@ async def test_unknown_languages_and_oversized_code_are_client_errors(sandbox: S
         await sandbox.grade(language="cobol", code="", tests="")  # type: ignore[arg-type]
     with pytest.raises(PayloadTooLarge):
         await grade_python(sandbox, "x = 1\n" * 200_000, ADD_TESTS)
+
+
+PASSING_TESTS = "from solution import add\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+FAILING_TESTS = "from solution import add\n\ndef test_add():\n    assert not add(1, 2)\n"
+
+
+async def test_the_run_takes_the_tests_the_server_compiled(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The job says one thing in its source and another in its compiled code: the run
+    # follows the code, so it did not parse and compile the source again.
+    monkeypatch.setattr(jobs, "_precompiled", lambda _tests: precompile(FAILING_TESTS))
+
+    report = await grade_python(sandbox, ADD_SOLUTION, PASSING_TESTS)
+
+    assert report.status == "failed"
+    # Its failures still name the line of the tests, at the path of this run.
+    assert report.tests[0].message.endswith("(tests.py, line 4)")
+
+
+async def test_tests_compiled_for_other_bytecode_are_compiled_again_in_the_run(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def other_python(_tests: str) -> dict[str, object] | None:
+        compiled = precompile(FAILING_TESTS)
+        assert compiled is not None
+        return {**compiled, "magic": "00000000"}
+
+    monkeypatch.setattr(jobs, "_precompiled", other_python)
+
+    report = await grade_python(sandbox, ADD_SOLUTION, PASSING_TESTS)
+
+    assert report.status == "passed"
+
+
+def test_tests_that_do_not_parse_go_as_source() -> None:
+    assert precompile("def test_a(:\n    pass\n") is None
+    compiled = precompile(PASSING_TESTS)
+    assert compiled is not None
+    assert compiled["names"] == ["test_add"]

@@ -163,7 +163,6 @@ async def add_level_event(
 _AWARDS = typing.cast(Table, UserAchievement.__table__)
 
 
-
 def _award_statement(insert: Callable[..., postgresql.Insert | sqlite.Insert]) -> Any:
     """Insert awards, skipping the ones the learner holds. Sent with a list of rows, it goes
     out as one `INSERT ... VALUES (...), (...)` built from this statement's compiled form

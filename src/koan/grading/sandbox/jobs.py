@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Collection, Sequence
-from typing import Literal
+from typing import Any, Literal
 
+from koan.grading.sandbox.harness.run_python import precompile
 from koan.grading.sandbox.limits import Language, Limits, run_plan
 
 StopRule = Literal["any", "all", "never"]
@@ -30,6 +32,7 @@ def build_job(
             "tests": tests,
             "limits": run_plan(language, limits, js_memory_mb),
             "native": native,
+            **_compiled(language, tests),
         }
     ).encode()
 
@@ -59,5 +62,20 @@ def build_trial_job(
             "case_wall_s": case_wall_s,
             "limits": run_plan(language, limits, js_memory_mb),
             "native": native,
+            **_compiled(language, tests),
         }
     ).encode()
+
+
+def _compiled(language: Language, tests: str) -> dict[str, Any]:
+    """Python tests go with their code, compiled here once per tests (`precompile`): a run
+    would otherwise parse and compile them on every grading."""
+    if language != "python":
+        return {}
+    compiled = _precompiled(tests)
+    return {} if compiled is None else {"compiled": compiled}
+
+
+@functools.lru_cache(maxsize=256)
+def _precompiled(tests: str) -> dict[str, Any] | None:
+    return precompile(tests)

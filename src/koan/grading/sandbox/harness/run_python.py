@@ -15,9 +15,12 @@ the tests' code as a constant, under which a learner's object never equals a pla
 from __future__ import annotations
 
 import ast
+import binascii
 import builtins
 import contextlib
+import importlib.util
 import linecache
+import marshal
 import os
 import reprlib
 import signal
@@ -80,17 +83,36 @@ def _compile(job: dict[str, Any], workdir: str) -> CompiledTests:
     # The tests are not on disk (hidden tests stay hidden): tracebacks read their lines here.
     # (Not in linecache, which the solution can read.)
     TEST_LINES[tests_path] = source.splitlines()
-    try:
-        tree = ast.parse(source, tests_path)
-    except SyntaxError as exc:
-        return [], None, describe(exc), tests_path
-    names = discover(tree)
+    names, code, broken = _precompiled(job) or parse_tests(source, tests_path)
+    if code is None:
+        return [], None, broken, tests_path
     only = job.get("only")
     if only is not None:
         # A trial runs only the tests it asks about (the ones a learner's attempt failed).
         wanted = {str(name) for name in only}
         names = [name for name in names if name in wanted]
-    return names, compile_tests(tree, source, tests_path), "", tests_path
+    return names, bind_tests(code, tests_path), "", tests_path
+
+
+def _precompiled(job: dict[str, Any]) -> tuple[list[str], types.CodeType, str] | None:
+    """The tests as the server parsed and compiled them (`precompile`), when it sent them for
+    this interpreter's bytecode; a forked run spends more on compiling than on most tests."""
+    compiled = job.get("compiled")
+    if not isinstance(compiled, dict) or compiled.get("magic") != BYTECODE:
+        return None
+    code = marshal.loads(binascii.a2b_base64(str(compiled["code"])))
+    return [str(name) for name in compiled["names"]], code, ""
+
+
+def precompile(source: str) -> dict[str, Any] | None:
+    """What the server sends with a job so that the run need not parse and compile the tests:
+    their names and code (marshalled, base64) for interpreters of this bytecode version. None
+    for tests that do not parse: the run reports their syntax error itself."""
+    names, code, _ = parse_tests(source, "tests.py")
+    if code is None:
+        return None
+    encoded = binascii.b2a_base64(marshal.dumps(code), newline=False).decode()
+    return {"magic": BYTECODE, "names": names, "code": encoded}
 
 
 def _process(workdir: str) -> None:
@@ -286,6 +308,9 @@ PROTECTED: set[int] = set()  # ids of the harness functions bound into the tests
 TEST_LINES: dict[str, list[str]] = {}  # the tests' source, for messages, out of linecache
 WALKING: set[int] = set()  # ids of the tracebacks the harness is reading right now
 HARNESS_MODULES = ("run_python", "zygote_main", "__main__")
+# The bytecode version of this interpreter: tests compiled by the server run here only if it
+# is the server's too.
+BYTECODE = importlib.util.MAGIC_NUMBER.hex()
 COMPARE = "\x00koan:compare"
 EXPLAIN = "\x00koan:explain"
 
@@ -358,28 +383,40 @@ def seal(*, native: bool = False) -> list[bool]:
     return guard
 
 
-def compile_tests(tree: ast.Module, source: str, path: str) -> types.CodeType:
-    """The tests' code, every comparison strict and bound to the harness's own functions."""
+def parse_tests(source: str, path: str) -> tuple[list[str], types.CodeType | None, str]:
+    """The tests' names and code, every comparison strict; the harness's functions are still
+    placeholders (`bind_tests`). No code, and the syntax error's description, when the tests do
+    not parse."""
     import warnings
 
+    try:
+        tree = ast.parse(source, path)
+    except SyntaxError as exc:
+        return [], None, describe(exc)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "'str' object is not callable": the placeholders
         code = compile(rewrite_asserts(tree, source), path, "exec", dont_inherit=True)
+    return discover(tree), code, ""
+
+
+def bind_tests(code: types.CodeType, path: str) -> types.CodeType:
+    """The tests' code bound to the harness's own functions, and to their path in this run."""
     constants = {COMPARE: private(strict_compare), EXPLAIN: private(explain)}
     PROTECTED.update(id(function) for function in constants.values())
-    return bind_constants(code, constants)
+    return bind_constants(code, constants, path)
 
 
-def bind_constants(code: types.CodeType, constants: dict[str, Any]) -> types.CodeType:
-    """Replace the placeholder string constants, in this code and all code nested in it."""
+def bind_constants(code: types.CodeType, constants: dict[str, Any], path: str) -> types.CodeType:
+    """Replace the placeholder string constants, in this code and all code nested in it, and
+    name `path` as their file."""
     replaced = []
     for value in code.co_consts:
         if isinstance(value, types.CodeType):
-            value = bind_constants(value, constants)
+            value = bind_constants(value, constants, path)
         elif type(value) is str and value in constants:
             value = constants[value]
         replaced.append(value)
-    return code.replace(co_consts=tuple(replaced))
+    return code.replace(co_consts=tuple(replaced), co_filename=path)
 
 
 def private(function: Callable[..., Any]) -> Callable[..., Any]:
