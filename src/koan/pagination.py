@@ -54,6 +54,10 @@ def _load(raw: Any, kind: type) -> Any:
     if not isinstance(raw, str):
         raise ValueError("not a cursor string")
     if kind is str:
+        # What a database can store: no lone surrogate (not UTF-8), no NUL (not in PostgreSQL).
+        raw.encode("utf-8")
+        if "\x00" in raw:
+            raise ValueError("a cursor string holds a NUL")
         return raw
     if kind is datetime:
         moment = datetime.fromisoformat(raw)
@@ -78,6 +82,18 @@ def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
         return tuple(_load(raw, kind) for raw, kind in zip(data, kinds, strict=True))
     except (binascii.Error, UnicodeError, ValueError, OverflowError, RecursionError) as exc:
         raise BadCursor() from exc
+
+
+def decode_time_cursor(cursor: str) -> datetime:
+    """A page address that is a time itself (ISO 8601, with its time zone), in UTC; `BadCursor`
+    for anything else."""
+    try:
+        if len(cursor) > _MAX_CURSOR_CHARS:
+            raise ValueError("cursor too long")
+        moment: datetime = _load(cursor, datetime)
+    except (ValueError, OverflowError) as exc:
+        raise BadCursor() from exc
+    return moment
 
 
 def next_cursor(

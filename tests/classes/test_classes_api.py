@@ -322,3 +322,37 @@ async def test_members_of_class_a_see_nothing_of_class_b(
         r = await client.get(path, headers=h)
         assert r.status_code == 404, (path, r.text)
         assert r.json()["error"] == "NotFound"
+
+
+async def test_a_csv_upload_with_bare_carriage_returns_reads_them_as_line_ends(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    smtp_server: SMTPServer,
+) -> None:
+    course = await create_course(client, session, resources, learners=0)
+    tag = uuid.uuid4().hex[:8]
+
+    r = await client.post(
+        f"/api/v1/classes/{course.id}/invites/csv",
+        files={"file": ("roster.csv", f"email\rcr-{tag}@example.com\r".encode(), "text/csv")},
+        headers=course.headers["instructor"],
+    )
+
+    assert r.status_code == 200, r.text
+    assert r.json()["invited"] == [f"cr-{tag}@example.com"]
+
+
+async def test_a_csv_upload_csv_cannot_read_is_a_400(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=0)
+
+    r = await client.post(
+        f"/api/v1/classes/{course.id}/invites/csv",
+        files={"file": ("roster.csv", ("x" * 200_000).encode(), "text/csv")},
+        headers=course.headers["instructor"],
+    )
+
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "BadCSV"

@@ -417,6 +417,11 @@ def _cursor(*values: object) -> str:
         pytest.param(_cursor("2026-12-05T10:00:00"), id="naive time"),
         pytest.param(_cursor("2026-12-05T10:00:00", str(uuid.uuid4())), id="naive time and id"),
         pytest.param(_cursor("9999-12-31T23:59:59+00:00", "x"), id="time with a bad id"),
+        pytest.param(_cursor(1, "\ud800"), id="lone surrogate"),
+        pytest.param(_cursor(1, "a\x00b"), id="NUL"),
+        pytest.param(
+            _cursor("0001-01-01T00:00:00+05:00", str(uuid.uuid4())), id="time before the calendar"
+        ),
     ],
 )
 async def test_a_forged_cursor_is_a_bad_cursor_on_every_page(

@@ -1002,3 +1002,44 @@ async def test_the_class_page_says_which_invitation_mails_were_not_delivered(
     page = text_of(await teacher.get(f"/classes/{class_id}"))
     assert re.search(re.escape(lost) + r".*Not delivered", page)
     assert "Invite those addresses again to send a new link" in page
+
+
+# --- dates at the ends of the calendar --------------------------------------------------------
+
+
+async def test_dates_beyond_the_years_a_class_may_run_are_explained_beside_their_fields(
+    course: Course,
+) -> None:
+    teacher = course.teacher
+    made = await teacher.post(
+        "/classes", {"name": "Far", "timezone": "Etc/GMT+12", "ends_on": "9999-12-31"}
+    )
+    settings = await teacher.post(
+        f"/classes/{course.id}/settings",
+        {"name": "CS 101", "timezone": "Etc/GMT+12", "starts_on": "", "ends_on": "9999-12-31"},
+    )
+    assignment = await teacher.post(
+        f"/classes/{course.id}/assignments",
+        {"title": "Far", "kind": "exercises", "exercise_ids": [str(course.exercise.id)],
+         "opens_at": "2026-12-01T09:00", "due_at": "9999-12-31T23:59"},
+    )  # fmt: skip
+    window = await teacher.post(
+        f"/classes/{course.id}/tutor",
+        {"mode": "window", "off_from": "2026-12-01T09:00", "off_until": "9999-12-31T23:59"},
+    )
+
+    for response in (made, settings, assignment, window):
+        assert response.status_code == 422, response.text
+        assert "between the years 1970 and 2200" in text_of(response)
+
+
+async def test_a_learners_work_paged_from_before_the_calendar_is_a_bad_address(
+    course: Course,
+) -> None:
+    page = await course.teacher.get(
+        f"/classes/{course.id}/learners/{course.learner.user.id}",
+        params={"before": "0001-01-01T00:00:00+05:00"},
+    )
+
+    assert page.status_code == 400, page.text
+    assert "not valid" in text_of(page)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import File, Query, Response, UploadFile, status
@@ -41,7 +40,7 @@ from koan.classes.schemas import (
 )
 from koan.common.routing import PrefixedRouter
 from koan.deps import ResourcesDep, SessionDep
-from koan.errors import BadRequest
+from koan.pagination import decode_time_cursor
 
 router = PrefixedRouter(prefix="/classes", tags=["classes"])
 
@@ -390,14 +389,7 @@ async def learner_submissions(
 ) -> LearnerSubmissions:
     """One learner's submissions to the class's exercises (code and results), newest first."""
     member = await service.member_of(session, user, class_id, staff=True)
-    before = None
-    if cursor:
-        try:
-            before = datetime.fromisoformat(cursor)
-        except ValueError as exc:
-            raise BadRequest("The cursor is not valid.", code="BadCursor") from exc
-        if before.tzinfo is None:
-            raise BadRequest("The cursor is not valid.", code="BadCursor")
+    before = decode_time_cursor(cursor) if cursor else None
     return await dashboard.learner_submissions(session, member, user_id, before=before, limit=limit)
 
 

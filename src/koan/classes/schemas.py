@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from koan.common.schemas import Input, Line, Schema, Text, TimeZoneName
+from koan.common.schemas import Input, Line, Moment, Schema, Text, TimeZoneName
 
 Strictness = Literal["socratic", "hints", "open"]
 Role = Literal["instructor", "ta", "learner"]
@@ -33,8 +33,8 @@ class TutorSettings(Input):
     avoid: list[Line] | None = Field(default=None, max_length=100)
     off: bool | None = None
     # An exam window in the class's time zone (naive) or with an explicit offset.
-    off_from: datetime | None = None
-    off_until: datetime | None = None
+    off_from: Moment | None = None
+    off_until: Moment | None = None
     off_reason: Line | None = Field(default=None, max_length=300)
     learner_daily_budget_usd: Decimal | None = Field(default=None, ge=0, le=1000)
     class_daily_cap_usd: Decimal | None = Field(default=None, ge=0, le=100000)
@@ -43,15 +43,15 @@ class TutorSettings(Input):
 class ClassCreate(Input):
     name: Line = Field(min_length=1, max_length=120)
     timezone: TimeZoneName = "UTC"
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
 
 
 class ClassUpdate(Input):
     name: Line | None = Field(default=None, min_length=1, max_length=120)
     timezone: TimeZoneName | None = None
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
     tutor: TutorSettings | None = None
 
 
@@ -174,8 +174,8 @@ class ClassAssignmentCreate(Input):
     count: int | None = Field(default=None, ge=1, le=20)
     language: AssignmentLanguage | None = None
     # In the class's time zone when naive.
-    opens_at: datetime
-    due_at: datetime
+    opens_at: Moment
+    due_at: Moment
 
     @model_validator(mode="after")
     def _one_kind(self) -> ClassAssignmentCreate:

@@ -41,6 +41,7 @@ from koan.classes.schemas import (
     TutorOut,
 )
 from koan.clock import Clock
+from koan.common.schemas import EARLIEST_YEAR, LATEST_YEAR
 from koan.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
 from koan.exercises import repository as exercises
 from koan.mail.sender import Mail, MailQueue
@@ -71,15 +72,26 @@ NO_CLASS = "There is no class with this id."
 
 
 def in_zone(moment: datetime, zone: str) -> datetime:
-    """`moment` as an aware UTC time: a naive one is read as wall time in `zone`."""
+    """`moment` as an aware UTC time: a naive one is read as wall time in `zone`. A time that
+    has no UTC equivalent Python can hold (the first or last hours of its calendar) is a 400."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(zone))
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise BadRequest(
+            f"Dates must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}.",
+            code="InvalidDates",
+        ) from exc
 
 
 def local_label(moment: datetime, zone: str) -> str:
-    """'2026-12-07 23:59 (Europe/Paris)': a time as the reader's clock shows it."""
-    return f"{moment.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} ({zone})"
+    """'2026-12-07 23:59 (Europe/Paris)': a time as the reader's clock shows it (in UTC when
+    the reader's clock cannot hold it)."""
+    try:
+        return f"{moment.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} ({zone})"
+    except OverflowError:
+        return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} (UTC)"
 
 
 # -- access -------------------------------------------------------------------------------
@@ -388,8 +400,12 @@ def emails_from_upload(raw: bytes) -> list[str]:
 def emails_from_csv(content: str) -> list[str]:
     """Addresses from a CSV file: every cell that looks like one (a header row is skipped)."""
     found: list[str] = []
-    for row in csv.reader(io.StringIO(content)):
-        found.extend(cell.strip() for cell in row if "@" in cell)
+    try:
+        # newline="": csv reads the line ends itself (a bare carriage return included).
+        for row in csv.reader(io.StringIO(content, newline="")):
+            found.extend(cell.strip() for cell in row if "@" in cell)
+    except csv.Error as exc:
+        raise BadRequest(f"The CSV file could not be read: {exc}.", code="BadCSV") from exc
     return found
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Annotated
 from zoneinfo import available_timezones
@@ -62,6 +63,23 @@ def check_timezone(value: str) -> str:
     return value
 
 
+# The years a date someone enters may fall in: wide enough for any course, narrow enough that
+# reading it in another time zone, or adding a term to it, stays within what Python's dates hold.
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2200
+
+
+def within_years(value: date) -> bool:
+    return EARLIEST_YEAR <= value.year <= LATEST_YEAR
+
+
+def check_moment(value: datetime) -> datetime:
+    if not within_years(value):
+        raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
+    return value
+
+
 Line = Annotated[str, AfterValidator(clean_line)]
 Text = Annotated[str, AfterValidator(clean_text)]
 TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
+# A date and time someone sets (a class's dates, an assignment's, an exam window).
+Moment = Annotated[datetime, AfterValidator(check_moment)]

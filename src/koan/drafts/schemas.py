@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import Field, field_validator
 
-from koan.common.schemas import Input, Schema
+from koan.common.schemas import LATEST_YEAR, Input, Schema
 
 # The same bound as a submission: a draft is what will be submitted.
 MAX_DRAFT_BYTES = 64 * 1024
+# The last millisecond a draft's time may name (the end of the latest year dates may take).
+LATEST_MS = int(datetime(LATEST_YEAR + 1, 1, 1, tzinfo=UTC).timestamp() * 1000) - 1
 
 
 class DraftIn(Input):
     code: str
     # When the browser read the editor (milliseconds since the epoch): saves that arrive out of
     # order (a page's exit save behind a newer one) must not put older code back.
-    written_at_ms: int | None = Field(default=None, ge=0, le=2**53)
+    written_at_ms: int | None = Field(default=None, ge=0, le=LATEST_MS)
 
     @field_validator("code")
     @classmethod

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.common.schemas import EARLIEST_YEAR, LATEST_YEAR, within_years
 from koan.errors import BadRequest, NotFound
 from koan.models import User
 from koan.pagination import decode_cursor, next_cursor
@@ -52,6 +53,12 @@ async def usage_page(
     cursor: str | None,
 ) -> UsagePage:
     """Everyone's spending per learner per day, newest day first."""
+    for day in (since, until):
+        if day is not None and not within_years(day):
+            raise BadRequest(
+                f"Ask for days between the years {EARLIEST_YEAR} and {LATEST_YEAR}.",
+                code="BadPeriod",
+            )
     today = utc_day(res.clock.now())
     until = until or today
     since = since or until - timedelta(days=HISTORY_DAYS - 1)

@@ -57,7 +57,7 @@ def in_zone(moment: datetime, zone: str) -> datetime:
     """`moment` on the learner's clock (UTC when the zone is unknown)."""
     try:
         return moment.astimezone(ZoneInfo(zone))
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OverflowError):
         return moment
 
 

@@ -29,11 +29,12 @@ from koan.classes.schemas import (
     TutorSettings,
 )
 from koan.classes.service import Membership
-from koan.common.schemas import timezones
+from koan.common.schemas import EARLIEST_YEAR, LATEST_YEAR, timezones
 from koan.deps import ResourcesDep
 from koan.errors import BadRequest, KoanError, NotFound
 from koan.mail.sender import MailQueue
 from koan.models import User
+from koan.pagination import BadCursor, decode_time_cursor
 from koan.resources import Resources
 from koan.web.pagekit import (
     LANGUAGE_NAMES,
@@ -160,7 +161,10 @@ def _date_errors(exc: ValidationError) -> dict[str, str]:
     errors = {renamed.get(k, k): v for k, v in field_errors(exc).items()}
     for name in ("starts_on", "ends_on"):
         if name in errors:
-            errors[name] = "Enter a date, like 2026-09-01, or leave it empty."
+            errors[name] = (
+                f"Enter a date between the years {EARLIEST_YEAR} and {LATEST_YEAR}, like "
+                "2026-09-01, or leave it empty."
+            )
     return errors
 
 
@@ -569,11 +573,9 @@ async def learner_page(
     since = None
     if before:
         try:
-            since = datetime.fromisoformat(before)
-        except ValueError as exc:
+            since = decode_time_cursor(before)
+        except BadCursor as exc:
             raise BadRequest("This page address is not valid: go back to the first page.") from exc
-        if since.tzinfo is None:
-            raise BadRequest("This page address is not valid: go back to the first page.")
     work = await dashboard.learner_submissions(
         session, member, learner_id, before=since, limit=SUBMISSIONS_SHOWN
     )
