@@ -6,7 +6,8 @@
 The same private PostgreSQL, Redis and `koan serve --workers N` as bench/class_load.py. Every
 learner is logged in and has opened the exercise beforehand; then each sends the exercise's
 reference solution at a moment drawn uniformly from one second. Reported per class size (the
-median over `--rounds` bursts, each on an exercise of its own): when the last verdict came
+median over `--rounds` bursts, each on an exercise of its own, the same ones for the same
+`--seed`): when the last verdict came
 (from the burst's start) with the burst's exercise and the median time of its runs in the
 sandbox (the exercise's tests set much of a burst's length; docs/benchmarks.md), the median
 and p95 answer time, how many got a verdict, the statuses other than 201 (a `503 GraderBusy`
@@ -161,8 +162,13 @@ async def bench(args: argparse.Namespace) -> list[list[Burst]]:
         server = KoanServer(env, work, name="koan-burst", workers=args.workers).start()
         await server.wait_live()
         await log_in_all(server.port, learners)
-        # Python exercises (the class's language), a fresh one for every burst.
-        exercises = sorted(e for e, language in languages.items() if language == "python")
+        # Python exercises (the class's language), a fresh one for every burst: the same ones,
+        # in the same order, for the same --seed (ordered by their solutions, not their ids,
+        # which are new in every run), so that two versions can be compared burst by burst.
+        exercises = sorted(
+            (e for e, language in languages.items() if language == "python"),
+            key=lambda e: solutions[e][0],
+        )
         rng = random.Random(args.seed)
         rng.shuffle(exercises)
         for n in sizes:
@@ -230,7 +236,7 @@ def main() -> None:
     parser.add_argument("--queue", type=int, default=32, help="sandbox queue per worker")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--pause", type=float, default=3.0, help="seconds between bursts")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=7, help="which exercises, and arrivals")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     results = asyncio.run(bench(args))
