@@ -8,9 +8,10 @@ learner is logged in and has opened the exercise beforehand; then each sends the
 reference solution at a moment drawn uniformly from one second. Reported per class size (the
 median over `--rounds` bursts, each on an exercise of its own, the same ones for the same
 `--seed`): when the last verdict came (from the burst's start) with the burst's exercise and
-the median time of its runs in the sandbox (the exercise's tests set much of a burst's length; docs/benchmarks.md), the median
-and p95 answer time, how many got a verdict, the statuses other than 201 (a `503 GraderBusy`
-is a refusal), and the most PostgreSQL connections open at once during the burst.
+the median time of its runs in the sandbox (the exercise's tests set much of a burst's length;
+docs/benchmarks.md), the median and p95 answer time, how many got a verdict, the statuses
+other than 201 (a `503 GraderBusy` is a refusal), and the most PostgreSQL connections open at
+once during the burst.
 Target: 200 learners all get verdicts within 3 s, and none gets 503.
 """
 
