@@ -86,12 +86,22 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("ValidationError", detail, fields=fields), status_code=422)
 
 
+# What FastAPI says of a body it failed to decode before validation could look at it.
+_UNPARSED_BODY = "There was an error parsing the body"
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "HTTPError")
     detail = exc.detail if isinstance(exc.detail, str) else "The request failed."
     if exc.status_code == 404 and detail == "Not Found":
         detail = "There is nothing at this address."
+    if exc.status_code == 400 and detail == _UNPARSED_BODY:
+        # A body FastAPI could not even decode (not UTF-8, nested past the parser's depth).
+        if "json" in request.headers.get("content-type", ""):
+            code, detail = "MalformedJSON", "The request body is not valid JSON."
+        else:
+            detail = "The request body could not be read."
     return JSONResponse(
         error_body(code, detail), status_code=exc.status_code, headers=exc.headers or None
     )
