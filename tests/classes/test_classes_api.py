@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import ClassMembership, Submission
 from koan.resources import Resources
-from tests.classes.helpers import create_course
+from tests.classes.helpers import Course, create_course
 from tests.fixtures.factories import ADD_SOLUTION, bearer, create_exercise, create_user
 from tests.fixtures.smtp import SMTPServer
 
@@ -232,6 +232,14 @@ async def test_invites_from_a_pasted_list_are_mailed_with_a_link_that_joins(
     assert statuses == {f"ann-{tag}@example.com": "accepted", f"bob-{tag}@example.com": "pending"}
 
 
+async def upload_roster(client: httpx.AsyncClient, course: Course, content: str) -> httpx.Response:
+    return await client.post(
+        f"/api/v1/classes/{course.id}/invites/csv",
+        files={"file": ("roster.csv", content.encode(), "text/csv")},
+        headers=course.headers["instructor"],
+    )
+
+
 async def test_invites_from_a_csv_upload(
     client: httpx.AsyncClient,
     session: AsyncSession,
@@ -241,11 +249,7 @@ async def test_invites_from_a_csv_upload(
     course = await create_course(client, session, resources, learners=0)
     tag = uuid.uuid4().hex[:8]
     content = f"name,email\nCy,cy-{tag}@example.com\nDee,dee-{tag}@example.com\n"
-    r = await client.post(
-        f"/api/v1/classes/{course.id}/invites/csv",
-        files={"file": ("roster.csv", content.encode(), "text/csv")},
-        headers=course.headers["instructor"],
-    )
+    r = await upload_roster(client, course, content)
     assert r.status_code == 200, r.text
     assert r.json()["invited"] == [f"cy-{tag}@example.com", f"dee-{tag}@example.com"]
     assert smtp_server.last_to(f"dee-{tag}@example.com").link_token("/classes/invite")
@@ -333,11 +337,7 @@ async def test_a_csv_upload_with_bare_carriage_returns_reads_them_as_line_ends(
     course = await create_course(client, session, resources, learners=0)
     tag = uuid.uuid4().hex[:8]
 
-    r = await client.post(
-        f"/api/v1/classes/{course.id}/invites/csv",
-        files={"file": ("roster.csv", f"email\rcr-{tag}@example.com\r".encode(), "text/csv")},
-        headers=course.headers["instructor"],
-    )
+    r = await upload_roster(client, course, f"email\rcr-{tag}@example.com\r")
 
     assert r.status_code == 200, r.text
     assert r.json()["invited"] == [f"cr-{tag}@example.com"]
@@ -348,11 +348,7 @@ async def test_a_csv_upload_csv_cannot_read_is_a_400(
 ) -> None:
     course = await create_course(client, session, resources, learners=0)
 
-    r = await client.post(
-        f"/api/v1/classes/{course.id}/invites/csv",
-        files={"file": ("roster.csv", ("x" * 200_000).encode(), "text/csv")},
-        headers=course.headers["instructor"],
-    )
+    r = await upload_roster(client, course, "x" * 200_000)
 
     assert r.status_code == 400, r.text
     assert r.json()["error"] == "BadCSV"
