@@ -150,6 +150,7 @@ async def bench(args: argparse.Namespace) -> list[list[Burst]]:
             KOAN_DATABASE_URL=db_url,
             KOAN_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
             KOAN_LOG_LEVEL="INFO",
+            KOAN_LOG_FORMAT="json",  # as in production
             KOAN_SANDBOX_SLOTS=str(args.slots),
             KOAN_SANDBOX_QUEUE_SIZE=str(args.queue),
             KOAN_LLM_PROVIDER="openai",

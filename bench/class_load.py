@@ -453,6 +453,7 @@ async def bench(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
             KOAN_DATABASE_URL=db_url,
             KOAN_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
             KOAN_LOG_LEVEL="INFO",
+            KOAN_LOG_FORMAT="json",  # as in production
             KOAN_SANDBOX_SLOTS=str(args.slots),
             KOAN_LLM_PROVIDER="openai",
             KOAN_LLM_BASE_URL=fake.openai_base_url,

@@ -220,6 +220,7 @@ async def bench(args: argparse.Namespace) -> list[Level]:
             KOAN_REDIS_URL=args.redis_url,
             KOAN_CACHE_PREFIX=PREFIX,
             KOAN_LOG_LEVEL="INFO",
+            KOAN_LOG_FORMAT="json",  # as in production
             KOAN_SANDBOX_SLOTS="1",  # cores ÷ workers, as docs/operations.md advises
             KOAN_LLM_PROVIDER="openai",
             KOAN_LLM_BASE_URL=fake.openai_base_url,

@@ -201,6 +201,7 @@ async def bench(args: argparse.Namespace) -> list[Row]:
                 KOAN_REDIS_URL=args.redis_url,
                 KOAN_CACHE_PREFIX=f"koan-bench-http-{os.getpid()}:",
                 KOAN_LOG_LEVEL="INFO",  # the access log is part of the real cost
+                KOAN_LOG_FORMAT="json",  # as in production
                 KOAN_SANDBOX_SLOTS="1",
             )
             server = KoanServer(env, work, name=f"koan-{workers}", workers=workers).start()

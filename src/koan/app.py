@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     """Build Koan. Pass `resources` to share an engine/cache (tests, embedding); else they are
     opened on start-up and closed on shutdown."""
     settings = settings or (resources.settings if resources else Settings())
-    configure_logging(json=settings.is_production, level=settings.log_level)
+    configure_logging(json=settings.log_json, level=settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # addresses or CIDRs (e.g. "127.0.0.1,10.0.0.0/8"). Empty: the headers are ignored.
     trusted_proxies: str = ""
     log_level: str = "INFO"
+    # "json" (one object a line, for a log collector), "console" (aligned text, for people), or
+    # "auto": json in production, console elsewhere.
+    log_format: Literal["auto", "json", "console"] = "auto"
     # GET /metrics: "off", "open", or a bearer token Prometheus must send. Unset: open in
     # development, off in production (see docs/operations.md).
     metrics: SecretStr | None = None
@@ -235,6 +238,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def log_json(self) -> bool:
+        return self.log_format == "json" or (self.log_format == "auto" and self.is_production)
 
     @property
     def cookies_secure(self) -> bool:

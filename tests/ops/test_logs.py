@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, MutableMapping
 from typing import Any
@@ -13,6 +14,8 @@ from fastapi import Depends, FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Message, Receive, Scope, Send
 
+from koan.config import Settings
+from koan.logs import configure_logging
 from koan.ops.metrics import Metrics
 from koan.ops.metrics_router import install_observability
 from koan.ops.request_log import REDACTED, RequestLog, bind_user, redact_secrets
@@ -313,3 +316,31 @@ async def test_streamed_responses_pass_through_chunk_by_chunk() -> None:
     await RequestLog(streaming_app, metrics=Metrics())(scope, receive, send)
     assert [m["type"] for m in delivered] == ["http.response.start"] + ["http.response.body"] * 4
     assert dict(delivered[0]["headers"])[b"x-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("env", "log_format", "json_lines"),
+    [
+        ("development", "auto", False),
+        ("production", "auto", True),
+        ("development", "json", True),
+        ("production", "console", False),
+    ],
+)
+def test_the_log_format_is_json_in_production_unless_set(
+    env: str, log_format: str, json_lines: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(env=env, log_format=log_format, secret_key="x" * 40, _env_file=None)  # type: ignore[arg-type]
+    original = structlog.get_config()
+    try:
+        configure_logging(json=settings.log_json)
+        structlog.get_logger().info("format.checked", answer=42)
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+    finally:
+        structlog.configure(**original)
+
+    if json_lines:
+        assert json.loads(line)["answer"] == 42
+    else:
+        assert "format.checked" in line
+        assert "answer=42" in line
