@@ -330,7 +330,12 @@ async def test_streamed_responses_pass_through_chunk_by_chunk() -> None:
 def test_the_log_format_is_json_in_production_unless_set(
     env: str, log_format: str, json_lines: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = Settings(env=env, log_format=log_format, secret_key="x" * 40, _env_file=None)  # type: ignore[arg-type]
+    settings = Settings(
+        env=env,  # type: ignore[arg-type]
+        log_format=log_format,  # type: ignore[arg-type]
+        secret_key="x" * 40,
+        _env_file=None,
+    )
     original = structlog.get_config()
     try:
         configure_logging(json=settings.log_json)
