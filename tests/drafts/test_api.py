@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -145,3 +146,63 @@ async def test_a_save_written_earlier_but_arriving_later_does_not_put_older_code
     # A save without a time is written now: it replaces what is stored.
     plain = await client.put(url, headers=headers, json={"code": "latest\n"})
     assert plain.json()["code"] == "latest\n"
+
+
+async def test_one_devices_saves_follow_its_clock_whatever_order_they_arrive_in(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise
+) -> None:
+    url = f"/api/v1/drafts/{exercise.id}"
+    newer = {"code": "newer\n", "written_at_ms": 1_700_000_002_000, "device": "laptop"}
+    older = {"code": "older\n", "written_at_ms": 1_700_000_001_000, "device": "laptop"}
+    assert (await client.put(url, headers=headers, json=newer)).status_code == 200
+
+    late = await client.put(url, headers=headers, json=older)
+
+    assert late.json()["code"] == "newer\n"
+    assert (await client.get(url, headers=headers)).json()["code"] == "newer\n"
+
+
+async def test_a_device_whose_clock_is_behind_still_saves_after_another_devices_save(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise
+) -> None:
+    # The phone's clock runs ten minutes slow: its save comes after the laptop's, and wins.
+    url = f"/api/v1/drafts/{exercise.id}"
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    laptop = {"code": "from the laptop\n", "written_at_ms": now_ms, "device": "laptop"}
+    phone = {"code": "from the phone\n", "written_at_ms": now_ms - 600_000, "device": "phone"}
+    assert (await client.put(url, headers=headers, json=laptop)).status_code == 200
+
+    saved = await client.put(url, headers=headers, json=phone)
+
+    assert saved.json()["code"] == "from the phone\n"
+    assert (await client.get(url, headers=headers)).json()["code"] == "from the phone\n"
+
+
+async def test_a_timed_save_after_one_the_server_timed_is_kept_whatever_the_devices_clock(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise
+) -> None:
+    # A reset on the page (timed by the server), then typing in a browser whose clock is
+    # behind the server's: what was typed is kept.
+    url = f"/api/v1/drafts/{exercise.id}"
+    assert (await client.put(url, headers=headers, json={"code": "starter\n"})).status_code == 200
+    behind_ms = int(datetime.now(UTC).timestamp() * 1000) - 5_000
+
+    saved = await client.put(
+        url, headers=headers, json={"code": "typed\n", "written_at_ms": behind_ms, "device": "tab"}
+    )
+
+    assert saved.json()["code"] == "typed\n"
+    assert (await client.get(url, headers=headers)).json()["code"] == "typed\n"
+
+
+@pytest.mark.parametrize("device", ["", "a" * 65, "bad device", "../x"])
+async def test_a_device_id_is_a_short_plain_token(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise, device: str
+) -> None:
+    r = await client.put(
+        f"/api/v1/drafts/{exercise.id}",
+        headers=headers,
+        json={"code": "x", "written_at_ms": 1_700_000_000_000, "device": device},
+    )
+
+    assert r.status_code == 422, r.text

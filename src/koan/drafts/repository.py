@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
@@ -21,27 +21,46 @@ async def draft_of(
 
 
 async def save_draft(
-    session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID, code: str, at: datetime
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    exercise_id: uuid.UUID,
+    code: str,
+    *,
+    at: datetime,
+    written_at: datetime | None = None,
+    device: str | None = None,
 ) -> Draft:
-    """Insert or replace in one statement: two tabs saving at once cannot collide, and a save
-    written before the one stored (`at` is when it was written) does not replace it."""
-    values = {"user_id": user_id, "exercise_id": exercise_id, "code": code, "updated_at": at}
+    """Insert or replace in one statement: two tabs saving at once cannot collide. `at` is the
+    server's time; a save timed by a device's clock (`written_at`, `device`) does not replace
+    one that the same device wrote later, whatever order they arrive in. Saves of different
+    clocks (another device, the server's own) follow their arrival: one device's clock says
+    nothing about another's."""
+    values = {
+        "user_id": user_id, "exercise_id": exercise_id, "code": code, "updated_at": at,
+        "written_at": written_at, "device": device,
+    }  # fmt: skip
     keys = [Draft.user_id, Draft.exercise_id]
-    newer = Draft.updated_at <= at
+    changes = {"code": code, "updated_at": at, "written_at": written_at, "device": device}
+    newer = None
+    if device is not None and written_at is not None:
+        newer = or_(
+            Draft.device.is_(None), Draft.device != device, Draft.written_at.is_(None),
+            Draft.written_at <= written_at,
+        )  # fmt: skip
     upsert: ReturningInsert[Draft]
     if session.get_bind().dialect.name == "postgresql":
         pg = postgresql.insert(Draft).values(**values)
-        upsert = pg.on_conflict_do_update(
-            index_elements=keys, set_={"code": pg.excluded.code, "updated_at": at}, where=newer
-        ).returning(Draft)
+        upsert = pg.on_conflict_do_update(index_elements=keys, set_=changes, where=newer).returning(
+            Draft
+        )
     else:
         lite = sqlite.insert(Draft).values(**values)
         upsert = lite.on_conflict_do_update(
-            index_elements=keys, set_={"code": lite.excluded.code, "updated_at": at}, where=newer
+            index_elements=keys, set_=changes, where=newer
         ).returning(Draft)
     result = await session.execute(upsert, execution_options={"populate_existing": True})
     draft = result.scalar_one_or_none()
-    if draft is None:  # an older save arriving late: what is stored stays
+    if draft is None:  # the same device wrote something later, which arrived first: it stays
         kept = await draft_of(session, user_id, exercise_id)
         assert kept is not None
         return kept

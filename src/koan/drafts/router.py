@@ -26,9 +26,12 @@ async def put_draft(
     exercise_id: uuid.UUID, data: DraftIn, user: VerifiedUser, session: SessionDep,
     res: ResourcesDep,
 ) -> DraftOut:  # fmt: skip
-    """Save the editor's content; the most recently written save wins, in whatever order
-    saves arrive (`written_at_ms`, the browser's time of writing, orders them)."""
-    draft = await service.save(session, res, user, exercise_id, data.code, data.written_at_ms)
+    """Save the editor's content. Saves of one device are ordered by the time it wrote them
+    (`written_at_ms` by its clock, `device` its id), whatever order they arrive in; saves of
+    different devices, or without a time, by their arrival."""
+    draft = await service.save(
+        session, res, user, exercise_id, data.code, data.written_at_ms, data.device
+    )
     return DraftOut.model_validate(draft)
 
 

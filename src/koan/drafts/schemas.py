@@ -20,6 +20,9 @@ class DraftIn(Input):
     # When the browser read the editor (milliseconds since the epoch): saves that arrive out of
     # order (a page's exit save behind a newer one) must not put older code back.
     written_at_ms: int | None = Field(default=None, ge=0, le=LATEST_MS)
+    # Which device's clock `written_at_ms` is by (the browser keeps a random id): saves of one
+    # device are ordered by its clock, saves of different devices by their arrival.
+    device: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
     @field_validator("code")
     @classmethod

@@ -33,16 +33,23 @@ async def save(
     exercise_id: uuid.UUID,
     code: str,
     written_at_ms: int | None = None,
+    device: str | None = None,
 ) -> Draft:
-    """Keep the editor's content; a save written before the stored one leaves it as it is."""
+    """Keep the editor's content; a save its own device wrote before the stored one leaves it
+    as it is (docs/web.md, "Drafts")."""
     # Only for an exercise this learner may see (404 otherwise, as if it did not exist).
     await exercises.get_exercise(session, exercise_id, user)
     now = res.clock.now()
-    at = now
+    written_at = None
     if written_at_ms is not None:
-        # The browser's clock orders its own saves; never later than the server's now.
-        at = min(now, datetime.fromtimestamp(written_at_ms / 1000, UTC))
-    return await repository.save_draft(session, user.id, exercise_id, code, at)
+        written_at = datetime.fromtimestamp(written_at_ms / 1000, UTC)
+        # A time with no device names the client's one clock.
+        device = device or ""
+    else:
+        device = None
+    return await repository.save_draft(
+        session, user.id, exercise_id, code, at=now, written_at=written_at, device=device
+    )
 
 
 async def discard(session: AsyncSession, user: User, exercise_id: uuid.UUID) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Text
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from koan.db import Base, utcnow
@@ -23,4 +23,10 @@ class Draft(Base):
         ForeignKey("exercises.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     code: Mapped[str] = mapped_column(Text)
+    # When the server stored it: compared with runs, shown to the learner.
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When it was written by the clock of the device that sent it, and that device (an id the
+    # browser keeps; "" for a client that gave a time but no device). A device's saves are
+    # ordered by its own clock; saves of different clocks by their arrival.
+    written_at: Mapped[datetime | None] = mapped_column(default=None)
+    device: Mapped[str | None] = mapped_column(String(64), default=None)

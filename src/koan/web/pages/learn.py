@@ -238,6 +238,9 @@ async def _exercise_context(
         "hints_remaining": len(exercise.hints) - hints_used,
         "code": code,
         "saved_at_ms": int(saved_at.timestamp() * 1000) if saved_at else 0,
+        # The server's clock as the page left it: the browser measures its own clock's offset
+        # before comparing a copy it kept (its clock) with the saved one (the server's).
+        "server_now_ms": int(res.clock.now().timestamp() * 1000),
         "result": result,
         "tutor_off": tutor_off,
         "one_more": one_more,

@@ -8,6 +8,21 @@
 
   function store() { try { return window.localStorage; } catch (e) { return null; } }
 
+  // This browser's id, so that the server orders its saves by its clock and those of other
+  // devices (whose clocks may be minutes apart) by their arrival.
+  function deviceId() {
+    var shared = store();
+    var id = null;
+    try { id = shared && shared.getItem("koan:device"); } catch (e) { id = null; }
+    if (id && /^[A-Za-z0-9_-]{1,64}$/.test(id)) return id;
+    id = "";
+    var bytes = new Uint8Array(12);
+    window.crypto.getRandomValues(bytes);
+    for (var i = 0; i < bytes.length; i++) id += ("0" + bytes[i].toString(16)).slice(-2);
+    try { if (shared) shared.setItem("koan:device", id); } catch (e) { /* an id for this page */ }
+    return id;
+  }
+
   function Drafts(textarea) {
     this.textarea = textarea;
     this.url = textarea.getAttribute("data-draft-url");
@@ -16,6 +31,9 @@
     this.saved = textarea.value;     // what the server holds
     this.timer = null;
     this.inflight = null;
+    this.device = deviceId();
+    // How far this device's clock is ahead of the server's (the page's trip included).
+    this.skew = Date.now() - Number(textarea.getAttribute("data-server-now") || Date.now());
     var self = this;
     this.restoreLocal(Number(textarea.getAttribute("data-saved-at") || 0));
     textarea.addEventListener("input", function () { self.changed(); });
@@ -49,7 +67,8 @@
     if (!raw) return;
     var local;
     try { local = JSON.parse(raw); } catch (e) { shared.removeItem(this.key); return; }
-    if (!local || typeof local.code !== "string" || local.code === this.textarea.value || local.at < serverAt) {
+    // Both times on the server's clock: the copy's by this device's clock, less its skew.
+    if (!local || typeof local.code !== "string" || local.code === this.textarea.value || local.at - this.skew < serverAt) {
       shared.removeItem(this.key);
       return;
     }
@@ -68,7 +87,7 @@
     this.timer = setTimeout(function () { self.save(); }, QUIET_MS);
   };
 
-  Drafts.prototype.body = function (code) { return JSON.stringify({ code: code, written_at_ms: Date.now() }); };
+  Drafts.prototype.body = function (code) { return JSON.stringify({ code: code, written_at_ms: Date.now(), device: this.device }); };
 
   Drafts.prototype.save = function () {
     var self = this;
