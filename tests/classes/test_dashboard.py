@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -130,6 +131,30 @@ async def test_the_roster_and_gradebook_export_as_csv(
     table = {row[0]: row[2] for row in csv.reader(io.StringIO(book.text))}
     assert table == {"name": "Week 1", "Learner 0": "attempted", "Learner 1": "passed",
                      "Learner 2": "not_started"}  # fmt: skip
+
+
+async def test_an_address_a_spreadsheet_would_run_is_exported_as_text(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    # email_validator accepts = | ' ! / before the @: a learner can sign up as a formula.
+    course = await create_course(client, session, resources, learners=0)
+    tag = uuid.uuid4().hex[:6]
+    evil = await create_user(session, resources, email=f"=cmd|'/ccalc'!a{tag}@example.com")
+    joined = await client.post(
+        "/api/v1/classes/join",
+        json={"code": course.code},
+        headers=await bearer(session, resources, evil),
+    )
+    assert joined.status_code == 200, joined.text
+
+    for table in ("roster", "gradebook"):
+        r = await client.get(
+            f"/api/v1/classes/{course.id}/dashboard/{table}",
+            params={"format": "csv"},
+            headers=course.headers["instructor"],
+        )
+        row = list(csv.reader(io.StringIO(r.text)))[1]
+        assert row[1] == f"'=cmd|'/ccalc'!a{tag}@example.com", table
 
 
 async def test_the_gradebook_shows_passed_late_attempted_and_not_started(

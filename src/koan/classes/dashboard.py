@@ -38,6 +38,7 @@ from koan.classes.schemas import (
     RosterRow,
 )
 from koan.classes.service import Membership
+from koan.common.spreadsheet import safe_cell
 from koan.errors import BadRequest, NotFound
 from koan.exercises import repository as exercises
 from koan.models import User
@@ -119,16 +120,11 @@ def roster_csv(table: Roster) -> str:
     )  # fmt: skip
     for r in table.items:
         writer.writerow(
-            [_cell(r.name), r.email, r.completed, r.attempts, r.hints_used, r.tutor_messages,
-             r.assignments_done, r.assignments_total,
+            [safe_cell(r.name), safe_cell(r.email), r.completed, r.attempts, r.hints_used,
+             r.tutor_messages, r.assignments_done, r.assignments_total,
              r.last_active.isoformat() if r.last_active else "", r.streak]
         )  # fmt: skip
     return out.getvalue()
-
-
-def _cell(value: str) -> str:
-    # A name starting with = + - @ would run as a formula in a spreadsheet.
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
 
 
 # -- gradebook ----------------------------------------------------------------------------
@@ -164,10 +160,14 @@ async def gradebook(session: AsyncSession, member: Membership) -> Gradebook:
 def gradebook_csv(book: Gradebook) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["name", "email", *[_cell(c.title) for c in book.assignments]])
+    writer.writerow(["name", "email", *[safe_cell(c.title) for c in book.assignments]])
     for row in book.rows:
         writer.writerow(
-            [_cell(row.name), row.email, *[row.statuses[str(c.id)] for c in book.assignments]]
+            [
+                safe_cell(row.name),
+                safe_cell(row.email),
+                *[row.statuses[str(c.id)] for c in book.assignments],
+            ]
         )
     return out.getvalue()
 

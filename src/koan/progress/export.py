@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.common.spreadsheet import safe_cell
 from koan.models import Assignment, Submission, User
 from koan.progress import repository, streaks
 from koan.resources import Resources
@@ -61,7 +62,6 @@ CSV_COLUMNS = (
     "code",
 )
 # A cell starting with one of these is a formula to a spreadsheet (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -106,11 +106,6 @@ def _submission_record(submission: Submission) -> dict[str, Any]:
     }
 
 
-def _cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
 def _csv_rows(assignment: Assignment, submissions: Sequence[Submission]) -> list[list[str]]:
     exercise = assignment.exercise
     head: list[object] = [
@@ -138,7 +133,7 @@ def _csv_rows(assignment: Assignment, submissions: Sequence[Submission]) -> list
         ]
         for s in submissions
     ] or [[None] * 8]  # an assignment without submissions still gets its row
-    return [[_cell(v) for v in head + tail] for tail in tails]
+    return [[safe_cell(v) for v in head + tail] for tail in tails]
 
 
 async def _batches(
@@ -184,7 +179,7 @@ async def _conversations_csv(
             head = [record["id"], record["title"], record["exercise_id"]]
             for m in record["messages"]:
                 row = head + [m["seq"], m["role"], m["incomplete"], m["created_at"], m["content"]]
-                writer.writerow([_cell(v) for v in row])
+                writer.writerow([safe_cell(v) for v in row])
         yield buffer.getvalue()
 
 
