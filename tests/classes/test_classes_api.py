@@ -232,6 +232,39 @@ async def test_invites_from_a_pasted_list_are_mailed_with_a_link_that_joins(
     assert statuses == {f"ann-{tag}@example.com": "accepted", f"bob-{tag}@example.com": "pending"}
 
 
+async def test_an_invitation_brings_back_no_one_who_left_until_a_new_one_is_sent(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    smtp_server: SMTPServer,
+) -> None:
+    course = await create_course(client, session, resources, learners=0)
+    guest = await create_user(session, resources, email=f"gus-{uuid.uuid4().hex[:8]}@example.com")
+    h, teacher = await bearer(session, resources, guest), course.headers["instructor"]
+    invites = f"/api/v1/classes/{course.id}/invites"
+    await client.post(invites, json={"emails": guest.email}, headers=teacher)
+    token = smtp_server.last_to(guest.email).link_token("/classes/invite")
+    accept = "/api/v1/classes/invites/accept"
+    assert (await client.post(accept, json={"token": token}, headers=h)).status_code == 200
+    # Following the link again as a member changes nothing.
+    assert (await client.post(accept, json={"token": token}, headers=h)).status_code == 200
+    removed = await client.delete(
+        f"/api/v1/classes/{course.id}/members/{guest.id}", headers=teacher
+    )
+    assert removed.status_code == 200, removed.text
+
+    reused = await client.post(accept, json={"token": token}, headers=h)
+    again = await client.post(invites, json={"emails": guest.email}, headers=teacher)
+    fresh = smtp_server.last_to(guest.email).link_token("/classes/invite")
+    rejoined = await client.post(accept, json={"token": fresh}, headers=h)
+
+    assert reused.status_code == 409, reused.text
+    assert reused.json()["error"] == "InviteUsed"
+    assert again.json()["invited"] == [guest.email]
+    assert fresh != token
+    assert rejoined.status_code == 200, rejoined.text
+
+
 async def upload_roster(client: httpx.AsyncClient, course: Course, content: str) -> httpx.Response:
     return await client.post(
         f"/api/v1/classes/{course.id}/invites/csv",

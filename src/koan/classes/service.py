@@ -324,6 +324,17 @@ async def _invite_for(
     room = await repository.class_by_id(session, invite.class_id)
     if room is None:  # pragma: no cover - the invite goes with its class
         raise NotFound(NO_CLASS)
+    if (
+        invite.status == "accepted"
+        and await repository.membership(session, room.id, user.id) is None
+    ):
+        # Used once, by a member who has since left or been removed: a link in an old mail
+        # does not bring them back.
+        raise Conflict(
+            "This invitation has been used. Ask the class's teacher for a new one, or for the "
+            "class's join code.",
+            code="InviteUsed",
+        )
     return invite, room
 
 
@@ -477,12 +488,14 @@ async def invite(
         token = secrets.token_urlsafe(32)
         found = existing.get(email)
         if found is not None:
-            if found.status != "pending" or found.mail_status != "failed":
+            # Pending with its mail sent: the link is on its way. Accepted by someone who is
+            # no longer a member (above), or a mail that never arrived: a new link and mail.
+            if found.status == "pending" and found.mail_status != "failed":
                 result.already_invited.append(email)
                 continue
-            # Its mail never arrived: a new link (the old one was never seen) and a new mail.
             found.token_hash, found.mail_status, found.mailed_at = hash_token(token), "queued", None
             found.invited_by, found.created_at = inviter.id, res.clock.now()
+            found.status, found.accepted_at = "pending", None
         else:
             found = ClassInvite(
                 class_id=room.id, email=email, token_hash=hash_token(token),
