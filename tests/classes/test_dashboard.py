@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.models import Exercise
+from koan.models import Conversation, Exercise
 from koan.resources import Resources
 from tests.classes.helpers import Course, create_course
 from tests.conftest import Backend
@@ -131,6 +131,46 @@ async def test_the_roster_and_gradebook_export_as_csv(
     table = {row[0]: row[2] for row in csv.reader(io.StringIO(book.text))}
     assert table == {"name": "Week 1", "Learner 0": "attempted", "Learner 1": "passed",
                      "Learner 2": "not_started"}  # fmt: skip
+
+
+async def test_staff_see_none_of_a_learners_work_on_exercises_not_yet_set_for_them(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    # An assignment that opens in years, or one exercise picked for another learner, does not
+    # make a learner's earlier private work on it the class's.
+    course = await create_course(client, session, resources, learners=1)
+    learner, teacher = course.learners[0], course.headers["instructor"]
+    exercise = await create_exercise(session)
+    private = Conversation(user_id=learner.id, exercise_id=exercise.id, title="private")
+    session.add(private)
+    await session.flush()
+    await session.commit()
+    hidden = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "Later", "exercise_ids": [str(exercise.id)],
+              "opens_at": "2199-01-01T00:00", "due_at": "2199-01-02T00:00"},
+        headers=teacher,
+    )  # fmt: skip
+    assert hidden.status_code == 201, hidden.text
+    base = f"/api/v1/classes/{course.id}/learners/{learner.id}"
+
+    talks = await client.get(f"{base}/conversations", headers=teacher)
+    talk = await client.get(f"{base}/conversations/{private.id}", headers=teacher)
+
+    assert talks.json()["items"] == []
+    assert talk.status_code == 404
+    # Once an assignment setting the exercise opens, the conversation is the class's.
+    now = datetime.now(UTC)
+    shown = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "Now", "exercise_ids": [str(exercise.id)],
+              "opens_at": (now - timedelta(hours=1)).isoformat(),
+              "due_at": (now + timedelta(days=1)).isoformat()},
+        headers=teacher,
+    )  # fmt: skip
+    assert shown.status_code == 201, shown.text
+    opened = await client.get(f"{base}/conversations", headers=teacher)
+    assert [c["id"] for c in opened.json()["items"]] == [str(private.id)]
 
 
 async def test_an_address_a_spreadsheet_would_run_is_exported_as_text(

@@ -354,9 +354,12 @@ async def learner_submissions(
     *,
     before: datetime | None,
     limit: int,
+    now: datetime,
 ) -> LearnerSubmissions:
     await _learner(session, member, user_id)
-    exercise_ids = await repository.exercise_ids(session, member.room.id)
+    exercise_ids = await repository.learner_exercise_ids(
+        session, member.room.id, user_id, opened_by=now
+    )
     rows = await exercises.submissions_to(
         session, user_id, exercise_ids, before=before, limit=limit + 1
     )
@@ -382,10 +385,12 @@ async def learner_submissions(
 
 
 async def learner_conversations(
-    session: AsyncSession, member: Membership, user_id: uuid.UUID
+    session: AsyncSession, member: Membership, user_id: uuid.UUID, *, now: datetime
 ) -> ConversationList:
     await _learner(session, member, user_id)
-    exercise_ids = await repository.exercise_ids(session, member.room.id)
+    exercise_ids = await repository.learner_exercise_ids(
+        session, member.room.id, user_id, opened_by=now
+    )
     rows = await chat.conversations_about(session, user_id, exercise_ids)
     titles = await exercises.titles(session, list({c.exercise_id for c in rows if c.exercise_id}))
     return ConversationList(
@@ -405,11 +410,19 @@ async def learner_conversations(
 
 
 async def learner_conversation(
-    session: AsyncSession, member: Membership, user_id: uuid.UUID, conversation_id: uuid.UUID
+    session: AsyncSession,
+    member: Membership,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    *,
+    now: datetime,
 ) -> ConversationDetail:
-    """One conversation about a class exercise; any other conversation is a 404 here."""
+    """One conversation about a class exercise set for this learner; any other conversation
+    is a 404 here."""
     await _learner(session, member, user_id)
-    exercise_ids = await repository.exercise_ids(session, member.room.id)
+    exercise_ids = await repository.learner_exercise_ids(
+        session, member.room.id, user_id, opened_by=now
+    )
     found = await chat.conversations_about(
         session, user_id, exercise_ids, conversation_id=conversation_id
     )

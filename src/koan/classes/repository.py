@@ -337,6 +337,25 @@ async def exercise_ids(session: AsyncSession, class_id: uuid.UUID) -> list[uuid.
     return list((await session.execute(query)).scalars())
 
 
+async def learner_exercise_ids(
+    session: AsyncSession, class_id: uuid.UUID, user_id: uuid.UUID, *, opened_by: datetime
+) -> list[uuid.UUID]:
+    """The exercises the class has set for one learner so far: shared ones and the learner's
+    own picks, of assignments already open. What the class's staff may see of the learner's
+    work; an exercise set for no one yet (or only for another learner) stays the learner's."""
+    query = (
+        select(ClassAssignmentItem.exercise_id)
+        .join(ClassAssignment, ClassAssignment.id == ClassAssignmentItem.class_assignment_id)
+        .where(
+            ClassAssignmentItem.class_id == class_id,
+            or_(ClassAssignmentItem.user_id.is_(None), ClassAssignmentItem.user_id == user_id),
+            ClassAssignment.opens_at <= opened_by,
+        )
+        .group_by(ClassAssignmentItem.exercise_id)
+    )
+    return list((await session.execute(query)).scalars())
+
+
 async def due_times(
     session: AsyncSession, class_id: uuid.UUID, user_id: uuid.UUID
 ) -> dict[uuid.UUID, datetime]:

@@ -384,22 +384,31 @@ async def learner_submissions(
     user_id: uuid.UUID,
     user: VerifiedUser,
     session: SessionDep,
+    res: ResourcesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
 ) -> LearnerSubmissions:
-    """One learner's submissions to the class's exercises (code and results), newest first."""
+    """One learner's submissions to the exercises the class has set them (code and results),
+    newest first."""
     member = await service.member_of(session, user, class_id, staff=True)
     before = decode_time_cursor(cursor) if cursor else None
-    return await dashboard.learner_submissions(session, member, user_id, before=before, limit=limit)
+    return await dashboard.learner_submissions(
+        session, member, user_id, before=before, limit=limit, now=res.clock.now()
+    )
 
 
 @router.get("/{class_id}/learners/{user_id}/conversations", response_model=ConversationList)
 async def learner_conversations(
-    class_id: uuid.UUID, user_id: uuid.UUID, user: VerifiedUser, session: SessionDep
+    class_id: uuid.UUID,
+    user_id: uuid.UUID,
+    user: VerifiedUser,
+    session: SessionDep,
+    res: ResourcesDep,
 ) -> ConversationList:
-    """One learner's tutor conversations about the class's exercises (no others)."""
+    """One learner's tutor conversations about the exercises the class has set them (no
+    others)."""
     member = await service.member_of(session, user, class_id, staff=True)
-    return await dashboard.learner_conversations(session, member, user_id)
+    return await dashboard.learner_conversations(session, member, user_id, now=res.clock.now())
 
 
 @router.get(
@@ -412,7 +421,10 @@ async def learner_conversation(
     conversation_id: uuid.UUID,
     user: VerifiedUser,
     session: SessionDep,
+    res: ResourcesDep,
 ) -> ConversationDetail:
     """One of those conversations, every message."""
     member = await service.member_of(session, user, class_id, staff=True)
-    return await dashboard.learner_conversation(session, member, user_id, conversation_id)
+    return await dashboard.learner_conversation(
+        session, member, user_id, conversation_id, now=res.clock.now()
+    )

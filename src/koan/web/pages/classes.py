@@ -576,10 +576,11 @@ async def learner_page(
             since = decode_time_cursor(before)
         except BadCursor as exc:
             raise BadRequest("This page address is not valid: go back to the first page.") from exc
+    now = res.clock.now()
     work = await dashboard.learner_submissions(
-        session, member, learner_id, before=since, limit=SUBMISSIONS_SHOWN
+        session, member, learner_id, before=since, limit=SUBMISSIONS_SHOWN, now=now
     )
-    talks = await dashboard.learner_conversations(session, member, learner_id)
+    talks = await dashboard.learner_conversations(session, member, learner_id, now=now)
     learner = await _learner(session, member, learner_id)
     ctx = await _class_context(session, res, member, user, "roster", learner=learner, work=work,
                                conversations=talks.items, first_page=before is None)  # fmt: skip
@@ -599,10 +600,11 @@ async def conversation_page(
     """A learner's conversation with the tutor about one of the class's exercises."""
     member = await _member(session, user, class_id, staff=True)
     learner_id = parse_uuid(user_id)
+    now = res.clock.now()
     detail = await dashboard.learner_conversation(
-        session, member, learner_id, parse_uuid(conversation_id)
+        session, member, learner_id, parse_uuid(conversation_id), now=now
     )
-    talks = await dashboard.learner_conversations(session, member, learner_id)
+    talks = await dashboard.learner_conversations(session, member, learner_id, now=now)
     summary = next((c for c in talks.items if c.id == detail.id), None)
     learner = await _learner(session, member, learner_id)
     ctx = await _class_context(session, res, member, user, "roster", learner=learner,
