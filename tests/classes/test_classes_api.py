@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -142,6 +143,33 @@ async def test_leaving_takes_the_learner_out_of_the_roster_but_keeps_their_work(
     )
     assert kept == 1
     assert (await client.get(f"/api/v1/classes/{course.id}", headers=h)).status_code == 404
+
+
+async def test_a_learner_cannot_leave_while_the_tutor_is_off_for_an_exam(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    # Out of the class is out of its tutor policy: leaving, asking, and joining again would
+    # get round the exam.
+    course = await create_course(client, session, resources, learners=1, ta=True)
+    now = resources.clock.now()
+    window = await client.patch(
+        f"/api/v1/classes/{course.id}",
+        json={"tutor": {"off_from": (now - timedelta(minutes=5)).isoformat(),
+                        "off_until": (now + timedelta(minutes=5)).isoformat()}},
+        headers=course.headers["instructor"],
+    )  # fmt: skip
+    assert window.status_code == 200, window.text
+    leave = f"/api/v1/classes/{course.id}/leave"
+
+    during = await client.post(leave, headers=course.headers["learner0"])
+    ta_leaves = await client.post(leave, headers=course.headers["ta"])
+    resources.clock.advance(timedelta(minutes=6))
+    after = await client.post(leave, headers=course.headers["learner0"])
+
+    assert during.status_code == 409, during.text
+    assert during.json()["error"] == "ExamInProgress"
+    assert ta_leaves.status_code == 200, ta_leaves.text
+    assert after.status_code == 200, after.text
 
 
 async def test_the_only_instructor_cannot_leave(

@@ -128,10 +128,13 @@ async def delete_class(class_id: uuid.UUID, user: VerifiedUser, session: Session
 
 
 @router.post("/{class_id}/leave", response_model=Message)
-async def leave(class_id: uuid.UUID, user: VerifiedUser, session: SessionDep) -> Message:
-    """Leave the class: out of its roster and gradebook; your own history stays yours."""
+async def leave(
+    class_id: uuid.UUID, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> Message:
+    """Leave the class: out of its roster and gradebook; your own history stays yours. Not
+    while the class's tutor is off for an exam (409 `ExamInProgress`)."""
     member = await service.member_of(session, user, class_id)
-    await service.leave(session, member, user)
+    await service.leave(session, member, user, now=res.clock.now())
     return Message(message="You have left the class.")
 
 

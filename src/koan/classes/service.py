@@ -94,6 +94,12 @@ def local_label(moment: datetime, zone: str) -> str:
         return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} (UTC)"
 
 
+def exam_window_open(room: ClassRoom, now: datetime) -> bool:
+    """Whether `now` is inside the class's window with the tutor off (an exam)."""
+    start, end = room.tutor_off_from, room.tutor_off_until
+    return start is not None and end is not None and start <= now < end
+
+
 # -- access -------------------------------------------------------------------------------
 
 
@@ -357,8 +363,16 @@ async def accept_invite(
     return Membership(room, joined.role)
 
 
-async def leave(session: AsyncSession, member: Membership, user: User) -> None:
-    """Out of the roster and gradebook; the learner's own work and history stay."""
+async def leave(session: AsyncSession, member: Membership, user: User, *, now: datetime) -> None:
+    """Out of the roster and gradebook; the learner's own work and history stay. Not during an
+    exam window: a learner out of the class is out of its tutor policy too, and could ask the
+    tutor about the exam's exercises, then join again."""
+    if member.role == "learner" and exam_window_open(member.room, now):
+        until = local_label(member.room.tutor_off_until, member.room.timezone)  # type: ignore[arg-type]
+        raise Conflict(
+            f"The class's tutor is off for an exam until {until}: you can leave after that.",
+            code="ExamInProgress",
+        )
     if member.role == "instructor":
         instructors = await repository.members(session, member.room.id, role="instructor")
         if len(instructors) <= 1:

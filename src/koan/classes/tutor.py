@@ -18,7 +18,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.classes import repository
-from koan.classes.service import local_label
+from koan.classes.service import exam_window_open, local_label
 from koan.models import ClassRoom, User
 from koan.tutor_gateway import repository as gateway
 from koan.tutor_gateway.budgets import Limit, day_bounds
@@ -57,8 +57,7 @@ class TutorPolicy:
 
 def tutor_is_off(room: ClassRoom, now: datetime) -> str | None:
     """Why the class's tutor is off at `now`, or None when it is on."""
-    window = room.tutor_off_from is not None and room.tutor_off_until is not None
-    if window and room.tutor_off_from <= now < room.tutor_off_until:  # type: ignore[operator]
+    if exam_window_open(room, now):
         until = local_label(room.tutor_off_until, room.timezone)  # type: ignore[arg-type]
         reason = room.tutor_off_reason or "Exam in progress"
         return f"{reason}: your teacher has switched the tutor off for {room.name} until {until}."

@@ -460,10 +460,10 @@ async def leave_form(
 
 @router.post("/classes/{class_id}/leave")
 async def leave(
-    request: Request, class_id: ClassId, user: PageUser, session: WebSession
+    request: Request, class_id: ClassId, user: PageUser, session: WebSession, res: ResourcesDep
 ) -> Response:
     member = await _member(session, user, class_id)
-    await classes.leave(session, member, user)
+    await classes.leave(session, member, user, now=res.clock.now())
     return redirect(request, "/classes?left=1")
 
 
