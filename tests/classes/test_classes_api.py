@@ -183,6 +183,33 @@ async def test_the_only_instructor_cannot_leave(
     assert r.json()["error"] == "LastInstructor"
 
 
+async def test_an_instructor_hands_the_class_to_a_ta_made_instructor_and_leaves(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=0, ta=True)
+    assert course.ta is not None
+    teacher = course.headers["instructor"]
+    members = f"/api/v1/classes/{course.id}/members"
+
+    by_ta = await client.patch(
+        f"{members}/{course.instructor.id}", json={"role": "learner"}, headers=course.headers["ta"]
+    )
+    promoted = await client.patch(
+        f"{members}/{course.ta.id}", json={"role": "instructor"}, headers=teacher
+    )
+    left = await client.post(f"/api/v1/classes/{course.id}/leave", headers=teacher)
+    # The new instructor's role is not changed by another instructor here.
+    demote = await client.patch(
+        f"{members}/{course.ta.id}", json={"role": "ta"}, headers=course.headers["ta"]
+    )
+
+    assert by_ta.status_code == 403, by_ta.text
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["role"] == "instructor"
+    assert left.status_code == 200, left.text
+    assert demote.status_code == 409, demote.text
+
+
 async def test_deleting_a_class_keeps_every_learners_work(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

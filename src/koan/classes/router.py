@@ -163,7 +163,7 @@ async def change_role(
     user: VerifiedUser,
     session: SessionDep,
 ) -> MemberOut:
-    """Promote a learner to TA, or a TA back to learner (instructors only)."""
+    """Promote a learner to TA or instructor, or a TA back to learner (instructors only)."""
     member = await service.member_of(session, user, class_id, instructor=True)
     changed = await service.change_role(session, member, user_id, data.role)
     account = await repository.user_by_id(session, changed.user_id)

@@ -163,7 +163,9 @@ class InviteList(Schema):
 
 
 class RoleChange(Input):
-    role: Literal["ta", "learner"]
+    # An instructor may make another member an instructor too (who can then let them leave);
+    # an instructor's own role is not changed here.
+    role: Literal["ta", "learner", "instructor"]
 
 
 class ClassAssignmentCreate(Input):

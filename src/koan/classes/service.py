@@ -377,7 +377,8 @@ async def leave(session: AsyncSession, member: Membership, user: User, *, now: d
         instructors = await repository.members(session, member.room.id, role="instructor")
         if len(instructors) <= 1:
             raise Conflict(
-                "You are the class's only instructor: promote another first, or delete the class.",
+                "You are the class's only instructor: make another member an instructor "
+                "first, or delete the class.",
                 code="LastInstructor",
             )
     await repository.remove_member(session, member.room.id, user.id)

@@ -394,11 +394,11 @@ async def invite_csv(
 async def change_role(
     request: Request, class_id: ClassId, user_id: str, user: PageUser, session: WebSession
 ) -> Response:
-    """Promote a learner to TA, or a TA back to learner (instructors)."""
+    """Promote a learner to TA or instructor, or a TA back to learner (instructors)."""
     member = await _member(session, user, class_id, instructor=True)
     role = (await form_data(request)).get("role", "")
-    if role not in ("ta", "learner"):
-        raise BadRequest("Choose TA or learner.", code="BadRole")
+    if role not in ("ta", "learner", "instructor"):
+        raise BadRequest("Choose TA, learner or instructor.", code="BadRole")
     await classes.change_role(session, member, parse_uuid(user_id), role)
     return redirect(request, f"/classes/{member.room.id}?role={role}#members")
 
