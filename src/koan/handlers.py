@@ -15,6 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from koan.common.schemas import encodable
+from koan.db.refusals import refusal
 from koan.errors import BudgetExceeded, GraderBusy, KoanError, RateLimited
 from koan.ops import metrics
 from koan.ops.request_log import REQUEST_ID_HEADER, current_request_id
@@ -108,6 +109,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    refused = refusal(exc)
+    if refused is not None:
+        log.warning("request.refused_by_database", error=refused.code, path=request.url.path)
+        return await _koan_error(request, refused)
     if (
         isinstance(exc, DBAPIError)
         and not exc.connection_invalidated

@@ -36,8 +36,12 @@ class TutorSettings(Input):
     off_from: Moment | None = None
     off_until: Moment | None = None
     off_reason: Line | None = Field(default=None, max_length=300)
-    learner_daily_budget_usd: Decimal | None = Field(default=None, ge=0, le=1000)
-    class_daily_cap_usd: Decimal | None = Field(default=None, ge=0, le=100000)
+    learner_daily_budget_usd: Decimal | None = Field(
+        default=None, ge=0, le=1000, max_digits=12, decimal_places=6
+    )
+    class_daily_cap_usd: Decimal | None = Field(
+        default=None, ge=0, le=100000, max_digits=12, decimal_places=6
+    )
 
 
 class ClassCreate(Input):

@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from koan.auth import snapshots
 from koan.auth.deps import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, Auth
+from koan.db.refusals import refusal
 from koan.deps import ResourcesDep, get_session
 from koan.errors import Forbidden, KoanError, NotFound
 from koan.models import User
@@ -288,8 +289,12 @@ class WebRoute(APIRoute):
                 return error_page(
                     request, exc.status_code, _TITLES.get(exc.status_code, "Error"), detail
                 )
-            except Exception:
+            except Exception as exc:
                 await _rollback(request)
+                refused = refusal(exc)
+                if refused is not None:
+                    title = _TITLES.get(refused.status_code, "Error")
+                    return error_page(request, refused.status_code, title, refused.detail)
                 log.exception("web.page_failed", path=request.url.path)
                 return error_page(
                     request,
