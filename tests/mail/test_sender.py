@@ -58,3 +58,18 @@ async def test_mail_sent_now_joins_the_callers_outbox_transaction(
     await Mailer(outbox).send(session, to=to, subject="Invite", body="Join")
     query = select(OutboxMail.subject).where(OutboxMail.to_address == to)
     assert (await session.execute(query)).scalars().all() == ["Invite"]
+
+
+async def test_a_subject_longer_than_the_outbox_keeps_is_cut_not_refused(
+    settings: Settings, session: AsyncSession
+) -> None:
+    # An invitation's subject names the class and the teacher, each up to their own limit.
+    from sqlalchemy import select
+
+    from koan.models import OutboxMail
+
+    to = unique_email()
+    outbox = settings.model_copy(update={"smtp_host": ""})
+    await Mailer(outbox).send(session, to=to, subject="S" * 400, body="Join")
+    query = select(OutboxMail.subject).where(OutboxMail.to_address == to)
+    assert (await session.execute(query)).scalars().all() == ["S" * 200]
