@@ -749,6 +749,9 @@ async def test_catalogue_filters(
     too_hard = await client.get("/exercises?difficulty=9")
     assert too_hard.status_code == 200
     assert "Difficulty goes from 1 to 5" in too_hard.text
+    superscript = await client.get("/exercises", params={"difficulty": "²"})  # isdigit(), not int()
+    assert superscript.status_code == 200
+    assert "Difficulty goes from 1 to 5" in superscript.text
     assert "Python thing" in too_hard.text
     cobol = await client.get("/exercises?language=cobol")
     assert "no exercises in “cobol”" in cobol.text
@@ -841,12 +844,15 @@ async def test_settings_change_what_the_learner_practises(
     for bad, field in (
         ({"minutes_per_day": "lots"}, "minutes_per_day"),
         ({"minutes_per_day": "9999"}, "minutes_per_day"),
+        # Digits to str.isdigit() that int() refuses: a superscript, and thousands of them.
+        ({"minutes_per_day": "²"}, "minutes_per_day"),
+        ({"minutes_per_day": "9" * 5000}, "minutes_per_day"),
         ({"language": "cobol"}, "language"),
     ):
         refused = await post_form(client, "/settings", "/settings/learning", {**wanted, **bad})
         assert refused.status_code == 422
         assert f'id="f-{field}-error"' in refused.text
-        if field == "minutes_per_day":  # what the learner typed stays in the form
+        if field == "minutes_per_day" and len(bad[field]) < 10:  # what was typed stays
             assert f'value="{bad[field]}"' in refused.text
         assert "Input should be" not in refused.text  # the app's words, not the framework's
     await session.refresh(profile)

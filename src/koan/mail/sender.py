@@ -138,7 +138,11 @@ class MailQueue:
             except Exception:
                 log.exception("mail.compose_failed")
         for mail in mails:
-            delivered = await self.mailer.deliver(mail, self.open_session)
+            try:
+                delivered = await self.mailer.deliver(mail, self.open_session)
+            except Exception:
+                log.exception("mail.failed", subject=mail.subject)
+                delivered = False
             outcome = outcomes.get(id(mail))
             if outcome is None:
                 continue

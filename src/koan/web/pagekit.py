@@ -54,6 +54,13 @@ templates.env.filters["markdown"] = render_markdown
 LANGUAGE_NAMES = {"python": "Python", "javascript": "JavaScript"}
 
 
+def small_int(text: str) -> int | None:
+    """A form's or query's whole number, or None: ASCII digits only (`"²".isdigit()` is true,
+    and `int()` refuses it) and a few of them (`int()` refuses thousands)."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
+
+
 def in_zone(moment: datetime, zone: str) -> datetime:
     """`moment` on the learner's clock (UTC when the zone is unknown)."""
     try:

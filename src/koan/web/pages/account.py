@@ -32,6 +32,7 @@ from koan.web.pagekit import (
     form_lists,
     redirect,
     render,
+    small_int,
 )
 from koan.web.pages.onboarding import LABELS
 
@@ -158,7 +159,7 @@ async def save_learning(
             language=values["language"],
             experience=values["experience"],
             learning_style=values["learning_style"] or None,
-            minutes_per_day=int(minutes) if minutes.isdigit() else minutes,
+            minutes_per_day=small_int(minutes) if small_int(minutes) is not None else minutes,
             goals=values["goals"],
             interests=values["interests"],
         )

@@ -33,6 +33,7 @@ from koan.web.pagekit import (
     parse_uuid,
     redirect,
     render,
+    small_int,
 )
 from koan.web.pages.classes import STATUS_TEXT as CLASS_STATUS_TEXT
 
@@ -156,8 +157,9 @@ async def catalogue(
         language = ""
     level = None
     if difficulty.strip():
-        if difficulty.strip().isdigit() and 1 <= int(difficulty) <= 5:
-            level = int(difficulty)
+        number = small_int(difficulty)
+        if number is not None and 1 <= number <= 5:
+            level = number
         else:
             notices.append("Difficulty goes from 1 to 5: showing every difficulty.")
         difficulty = str(level or "")
