@@ -73,3 +73,33 @@ async def test_a_subject_longer_than_the_outbox_keeps_is_cut_not_refused(
     await Mailer(outbox).send(session, to=to, subject="S" * 400, body="Join")
     query = select(OutboxMail.subject).where(OutboxMail.to_address == to)
     assert (await session.execute(query)).scalars().all() == ["S" * 200]
+
+
+async def test_a_mailer_that_fails_outright_is_logged_and_the_queue_goes_on(
+    settings: Settings,
+) -> None:
+    from koan.mail.sender import MailQueue
+
+    class Broken(Mailer):
+        async def deliver(self, mail: Mail, open_session: object) -> bool:  # type: ignore[override]
+            if mail.subject == "first":
+                raise RuntimeError("the mailer broke")
+            return True
+
+    recorded: list[bool] = []
+
+    async def outcome(_session: object, delivered: bool) -> None:
+        recorded.append(delivered)
+
+    @asynccontextmanager
+    async def fake_session() -> AsyncIterator[AsyncSession]:
+        yield None  # type: ignore[misc]
+
+    queue = MailQueue(Broken(settings), fake_session)
+    queue.send(Mail(unique_email(), "first", "x"), outcome=outcome)
+    queue.send(Mail(unique_email(), "second", "y"), outcome=outcome)
+    with capture_logs() as logs:
+        await queue.deliver()
+
+    assert recorded == [False, True]
+    assert "mail.failed" in [e["event"] for e in logs]
