@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -146,3 +147,31 @@ async def test_outbox_stores_mail_when_no_smtp_host(
     )
     assert len(mails) == 1
     assert "http://testserver/verify-email?token=" in mails[0].body
+
+
+async def test_a_link_spent_by_another_request_meanwhile_is_refused(
+    session: AsyncSession, resources: Resources
+) -> None:
+    # Two requests with one reset link: both read it unused, and only one may spend it.
+    from sqlalchemy import update
+
+    from koan.auth import service
+    from koan.errors import BadRequest
+
+    user = await create_user(session, resources)
+    token = await service._issue_email_token(session, resources, user, service.RESET, 600)
+    record = await session.scalar(select(EmailToken).where(EmailToken.user_id == user.id))
+    assert record is not None
+    assert record.used_at is None
+    # The other request spends it after this one has read it.
+    await session.execute(
+        update(EmailToken)
+        .where(EmailToken.id == record.id)
+        .values(used_at=resources.clock.now())
+        .execution_options(synchronize_session=False)
+    )
+
+    with pytest.raises(BadRequest) as refused:
+        await service._spend_email_token(session, resources, token, service.RESET)
+
+    assert refused.value.code == "InvalidToken"

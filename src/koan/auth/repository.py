@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from koan.db import memo
 from koan.models import AuthSession, EmailToken, LearnerProfile, RefreshToken, User
@@ -104,6 +105,21 @@ async def last_seen(
 async def email_token_by_hash(session: AsyncSession, token_hash: str) -> EmailToken | None:
     query = select(EmailToken).where(EmailToken.token_hash == token_hash)
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def spend_email_token(session: AsyncSession, token: EmailToken, *, now: datetime) -> bool:
+    """Mark the token used, unless another request did first: one conditional UPDATE, so two
+    requests spending one link at once cannot both succeed."""
+    statement = (
+        update(EmailToken)
+        .where(EmailToken.id == token.id, EmailToken.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    spent = bool(getattr(await session.execute(statement), "rowcount", 0))
+    if spent:
+        set_committed_value(token, "used_at", now)
+    return spent
 
 
 async def retire_email_tokens(

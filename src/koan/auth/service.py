@@ -154,7 +154,8 @@ async def _spend_email_token(
         raise BadRequest("This link is invalid or has already been used.", code="InvalidToken")
     if record.expires_at <= now:
         raise BadRequest("This link has expired; ask for a new one.", code="TokenExpired")
-    record.used_at = now
+    if not await repository.spend_email_token(session, record, now=now):
+        raise BadRequest("This link is invalid or has already been used.", code="InvalidToken")
     user = await repository.user_by_id(session, record.user_id)
     if user is None:  # the account was deleted; its tokens go with it, but be safe
         raise BadRequest("This link is invalid or has already been used.", code="InvalidToken")
