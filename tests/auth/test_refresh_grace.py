@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -94,3 +95,46 @@ async def test_the_grace_pair_is_not_readable_from_the_cache(
     assert sealed is not None
     assert rotated not in sealed
     assert rotated.encode().hex() not in sealed
+
+
+async def test_a_refresh_that_loses_the_race_to_spend_its_token_gets_the_winners_pair(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    # Two tabs refresh at once and both read the token unspent. The conditional UPDATE lets one
+    # spend it; the other gets the pair the first was rotated into, not a pair of its own.
+    from sqlalchemy import update
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    from koan.auth import repository, service
+    from koan.errors import Conflict
+    from koan.models import RefreshToken
+    from koan.security import hash_token
+
+    user = await create_user(session, resources)
+    login = await client.post(
+        "/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}
+    )
+    token = login.json()["refresh_token"]
+    record = await repository.refresh_token_by_hash(session, hash_token(token))
+    assert record is not None
+    assert record.spent_at is None
+
+    async def spent_by_the_other_tab() -> None:
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == record.id)
+            .values(spent_at=resources.clock.now())
+            .execution_options(synchronize_session=False)
+        )
+
+    await spent_by_the_other_tab()
+    with pytest.raises(Conflict) as renewing:  # its pair not yet kept: try again
+        await service.refresh(session, resources, token)
+    winners = service.IssuedTokens("access", "refresh", 900, str(record.session_id))
+    await service._remember_rotation(resources, token, winners)
+    set_committed_value(record, "spent_at", None)  # as this request read it, unspent
+    await spent_by_the_other_tab()
+    pair = await service.refresh(session, resources, token)
+
+    assert renewing.value.code == "RefreshInProgress"
+    assert (pair.access_token, pair.refresh_token) == ("access", "refresh")

@@ -122,6 +122,21 @@ async def spend_email_token(session: AsyncSession, token: EmailToken, *, now: da
     return spent
 
 
+async def spend_refresh_token(session: AsyncSession, token: RefreshToken, *, now: datetime) -> bool:
+    """Mark the refresh token spent, unless another request did first (one conditional UPDATE;
+    on PostgreSQL it waits for that request's transaction, so the loser sees it spent)."""
+    statement = (
+        update(RefreshToken)
+        .where(RefreshToken.id == token.id, RefreshToken.spent_at.is_(None))
+        .values(spent_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    spent = bool(getattr(await session.execute(statement), "rowcount", 0))
+    if spent:
+        set_committed_value(token, "spent_at", now)
+    return spent
+
+
 async def retire_email_tokens(
     session: AsyncSession, user_id: uuid.UUID, purpose: str, *, now: datetime
 ) -> None:

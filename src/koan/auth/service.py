@@ -21,6 +21,7 @@ from koan.auth.schemas import LoginInput, RegisterInput
 from koan.errors import (
     AccountDisabled,
     BadRequest,
+    Conflict,
     CSRFFailed,
     InvalidCredentials,
     InvalidToken,
@@ -367,7 +368,15 @@ async def refresh(
         raise InvalidToken("The refresh token is invalid.")
     if user.disabled:  # a session opened while the account was being disabled
         raise AccountDisabled(DISABLED_DETAIL)
-    record.spent_at = now
+    if not await repository.spend_refresh_token(session, record, now=now):
+        # Another request (a second tab) spent it a moment ago: the pair it was rotated into.
+        pair = await _rotated_pair(res, token)
+        if pair is not None:
+            return pair
+        raise Conflict(
+            "This session is being renewed by another request; try again.",
+            code="RefreshInProgress",
+        )
     pair = await _issue_pair(session, res, user, auth_session, now)
     await _remember_rotation(res, token, pair)
     return pair
