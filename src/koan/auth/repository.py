@@ -107,34 +107,34 @@ async def email_token_by_hash(session: AsyncSession, token_hash: str) -> EmailTo
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def spend_email_token(session: AsyncSession, token: EmailToken, *, now: datetime) -> bool:
-    """Mark the token used, unless another request did first: one conditional UPDATE, so two
-    requests spending one link at once cannot both succeed."""
+async def _spend_once(
+    session: AsyncSession, row: EmailToken | RefreshToken, column: str, now: datetime
+) -> bool:
+    """Set `row.<column>` to `now` unless it is set already, in one conditional UPDATE: of two
+    requests spending one token at once, only one succeeds (on PostgreSQL the other waits for
+    the first's transaction, then sees the token spent)."""
+    model = type(row)
+    field = getattr(model, column)
     statement = (
-        update(EmailToken)
-        .where(EmailToken.id == token.id, EmailToken.used_at.is_(None))
-        .values(used_at=now)
+        update(model)
+        .where(model.id == row.id, field.is_(None))
+        .values({column: now})
         .execution_options(synchronize_session=False)
     )
     spent = bool(getattr(await session.execute(statement), "rowcount", 0))
     if spent:
-        set_committed_value(token, "used_at", now)
+        set_committed_value(row, column, now)
     return spent
+
+
+async def spend_email_token(session: AsyncSession, token: EmailToken, *, now: datetime) -> bool:
+    """Mark a mailed link used, unless another request did first."""
+    return await _spend_once(session, token, "used_at", now)
 
 
 async def spend_refresh_token(session: AsyncSession, token: RefreshToken, *, now: datetime) -> bool:
-    """Mark the refresh token spent, unless another request did first (one conditional UPDATE;
-    on PostgreSQL it waits for that request's transaction, so the loser sees it spent)."""
-    statement = (
-        update(RefreshToken)
-        .where(RefreshToken.id == token.id, RefreshToken.spent_at.is_(None))
-        .values(spent_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    spent = bool(getattr(await session.execute(statement), "rowcount", 0))
-    if spent:
-        set_committed_value(token, "spent_at", now)
-    return spent
+    """Mark a refresh token spent, unless another request did first."""
+    return await _spend_once(session, token, "spent_at", now)
 
 
 async def retire_email_tokens(
