@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.resources import Resources
@@ -184,3 +187,52 @@ async def test_the_daily_exercise_is_never_part_of_an_open_class_assignment(
     daily = await client.get("/api/v1/exercises/daily", headers=h)
     assert daily.status_code == 200, daily.text
     assert daily.json()["exercise"]["id"] == str(made_here[2].id)
+
+
+async def test_picks_made_by_a_racing_request_are_the_ones_the_learner_gets(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two requests show the learner their assignments at once; both find no picks yet. The
+    # second to write meets the unique index and takes the first's picks, not a second set.
+    from sqlalchemy import func, select
+
+    from koan.classes import repository
+    from koan.models import ClassAssignmentItem
+
+    course = await create_course(client, session, resources, learners=1)
+    skill = f"skill-{course.code.lower()}"
+    for _ in range(4):
+        await create_exercise(session, skills=[skill], difficulty=2)
+    now = datetime.now(UTC)
+    made = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "Practice", "skill": skill, "level": 2, "count": 2,
+              "opens_at": _iso(now - timedelta(hours=1)), "due_at": _iso(now + timedelta(days=2))},
+        headers=course.headers["instructor"],
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    h = course.headers["learner0"]
+    first = (await client.get("/api/v1/classes/assignments", headers=h)).json()["items"][0]
+    real_items = repository.items
+    calls = 0
+
+    async def not_seen_yet(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return [] if calls == 1 else await real_items(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "items", not_seen_yet)
+    raced = await client.get("/api/v1/classes/assignments", headers=h)
+
+    assert raced.status_code == 200, raced.text
+    picked = [i["exercise_id"] for i in raced.json()["items"][0]["items"]]
+    assert picked == [i["exercise_id"] for i in first["items"]]
+    rows = await session.scalar(
+        select(func.count())
+        .select_from(ClassAssignmentItem)
+        .where(ClassAssignmentItem.class_assignment_id == uuid.UUID(made.json()["id"]))
+    )
+    assert rows == 2

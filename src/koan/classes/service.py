@@ -16,6 +16,7 @@ from typing import cast, get_args
 from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import service as adaptive
@@ -825,7 +826,13 @@ async def learner_assignments(
             by_assignment.setdefault(item.class_assignment_id, []).append(item)
         for a in assignments:
             if a.kind == "adaptive" and a.id not in by_assignment and a.due_at > now:
-                by_assignment[a.id] = await _pick_for(session, res, a, user)
+                try:
+                    async with session.begin_nested():
+                        by_assignment[a.id] = await _pick_for(session, res, a, user)
+                except IntegrityError:
+                    # Another request made this learner's picks at the same moment: theirs.
+                    mine = await repository.items(session, room.id, user_id=user.id)
+                    by_assignment[a.id] = [i for i in mine if i.class_assignment_id == a.id]
         ids = list({i.exercise_id for items in by_assignment.values() for i in items})
         stats = await exercises.learner_work(session, user.id, ids)
         titles = await exercises.titles(session, ids)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -150,6 +151,16 @@ class ClassAssignmentItem(UUIDPrimaryKey, Base):
         Index("ix_class_assignment_items_assignment_user", "class_assignment_id", "user_id"),
         # The tutor's policy and the daily picker ask "is this exercise set by a class?".
         Index("ix_class_assignment_items_exercise", "exercise_id"),
+        # A learner's adaptive picks are made once, whatever requests race to make them.
+        Index(
+            "uq_class_assignment_items_pick",
+            "class_assignment_id",
+            "user_id",
+            "position",
+            unique=True,
+            postgresql_where=text("user_id IS NOT NULL"),
+            sqlite_where=text("user_id IS NOT NULL"),
+        ),  # fmt: skip
     )
 
     class_assignment_id: Mapped[uuid.UUID] = mapped_column(
