@@ -43,10 +43,8 @@ async def save_draft(
     changes = {"code": code, "updated_at": at, "written_at": written_at, "device": device}
     newer = None
     if device is not None and written_at is not None:
-        newer = or_(
-            Draft.device.is_(None), Draft.device != device, Draft.written_at.is_(None),
-            Draft.written_at <= written_at,
-        )  # fmt: skip
+        # A stored device always has its time (the service sets both or neither).
+        newer = or_(Draft.device.is_(None), Draft.device != device, Draft.written_at <= written_at)
     upsert: ReturningInsert[Draft]
     if session.get_bind().dialect.name == "postgresql":
         pg = postgresql.insert(Draft).values(**values)

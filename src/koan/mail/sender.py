@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.config import Settings
 from koan.models import OutboxMail
-from koan.models import mail as outbox
+from koan.models.mail import SUBJECT_CHARS
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +65,7 @@ class Mailer:
         if self.uses_outbox:
             async with open_session() as session:
                 # A subject naming a long class and teacher may pass the column's length.
-                subject = mail.subject[: outbox.SUBJECT_CHARS]
+                subject = mail.subject[:SUBJECT_CHARS]
                 session.add(OutboxMail(to_address=mail.to, subject=subject, body=mail.body))
             # The outbox is for development: printing the mail is the point of it.
             log.info("mail.outbox", to=mail.to, subject=mail.subject, body=mail.body)

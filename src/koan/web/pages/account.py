@@ -153,13 +153,14 @@ async def save_learning(
     fields = ("language", "experience", "learning_style", "minutes_per_day", "goals")
     values: dict[str, Any] = {name: form.get(name, "") for name in fields}
     minutes = values["minutes_per_day"].strip()
+    whole_minutes = small_int(minutes)
     values["interests"] = (await form_lists(request)).get("interests", [])
     try:
         data = ProfileUpdate(
             language=values["language"],
             experience=values["experience"],
             learning_style=values["learning_style"] or None,
-            minutes_per_day=small_int(minutes) if small_int(minutes) is not None else minutes,
+            minutes_per_day=minutes if whole_minutes is None else whole_minutes,
             goals=values["goals"],
             interests=values["interests"],
         )
