@@ -58,6 +58,40 @@ async def test_passing_first_try_raises_the_skill_and_lowers_the_item(
     assert (await ratings(session, other.id))["zz-adding"].rating < skilled
 
 
+async def test_an_exercise_solved_before_moves_no_rating_when_done_again(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session, skills=["zz-adding"])
+    user = await create_user(session, resources, onboarded=True)
+    headers = await bearer(session, resources, user)
+    url = f"/api/v1/exercises/{exercise.id}"
+    r = await client.post(f"{url}/submissions", headers=headers, json={"code": ADD_SOLUTION})
+    assert r.json()["status"] == "passed"
+    first = {
+        skill: (row.rating, row.attempts)
+        for skill, row in (await ratings(session, user.id)).items()
+    }
+    item = await session.get(Exercise, exercise.id, populate_existing=True)
+    assert item is not None
+    first_item = (item.rating, item.rating_attempts)
+    # Solved again and again with the same code: no new evidence, about the learner or it.
+    for _ in range(3):
+        assert (await client.post(f"{url}/start", headers=headers)).status_code == 200
+        r = await client.post(f"{url}/submissions", headers=headers, json={"code": ADD_SOLUTION})
+        assert r.json()["status"] == "passed"
+    # Nor is skipping it once it is solved a miss.
+    assert (await client.post(f"{url}/start", headers=headers)).status_code == 200
+    assert (await client.post(f"{url}/skip", headers=headers)).status_code == 200
+    after = {
+        skill: (row.rating, row.attempts)
+        for skill, row in (await ratings(session, user.id)).items()
+    }
+    assert after == first
+    item = await session.get(Exercise, exercise.id, populate_existing=True)
+    assert item is not None
+    assert (item.rating, item.rating_attempts) == first_item
+
+
 async def test_daily_pick_explains_itself_and_matches_the_level(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

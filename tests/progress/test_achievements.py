@@ -84,6 +84,15 @@ def test_exercise_milestones_count_different_exercises() -> None:
     assert "exercises-10" not in codes(facts_from(ten[:9]))
 
 
+def test_clean_runs_count_different_exercises() -> None:
+    # One exercise passed again and again, its code at hand, is one clean run, not ten.
+    same = [done(d, exercise="the-same-one") for d in range(10)]
+    assert facts_from(same).flawless == 1
+    assert "first-try-10" not in codes(facts_from(same))
+    ten = [done(0, exercise=f"ex-{i}") for i in range(10)]
+    assert "first-try-10" in codes(facts_from(ten))
+
+
 def test_streak_achievements_use_the_longest_run() -> None:
     week = [done(d) for d in range(7)]
     later = [done(d) for d in (20, 21)]  # the current run is only 2 now

@@ -163,7 +163,8 @@ async def start(
 
 
 async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exercise) -> Assignment:
-    """Close the open assignment as skipped; the ratings count it as a miss."""
+    """Close the open assignment as skipped; the ratings count it as a miss (unless the
+    learner solved its exercise before: that says nothing new about them, nor about it)."""
     latest = await repository.latest_assignment(session, user.id, exercise.id)
     if latest is None or latest.status not in OPEN_STATUSES:
         raise Conflict(
@@ -175,6 +176,8 @@ async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exer
     latest.closed_at = now
     await session.flush()
     await progress.lock_learner(session, user)
+    if await repository.solved_before(session, latest):
+        return latest  # an exercise solved before says nothing new (see `attempted`)
     await adaptive.record_outcome(
         session,
         user=user,
@@ -213,7 +216,7 @@ async def attempted(
     A run whose code could not load (`tests_ran` false: a syntax or import error) is recorded
     but is not an attempt, so it does not cost the learner a first-try pass.
     """
-    completed_now = await repository.count_attempt(
+    counted = await repository.count_attempt(
         session,
         assignment,
         exercise,
@@ -224,7 +227,10 @@ async def attempted(
     # One learner's submissions are counted one after another (ratings, streaks, awards).
     await progress.lock_learner(session, user)
     await repository.set_submission(session, submission, graded_at=graded_at, **verdict)
-    if completed_now:
+    # Only the first time a learner solves an exercise tells the ratings something: passing it
+    # again (with the code they wrote before at hand) would raise their skills and lower the
+    # exercise's difficulty for everyone, as often as they liked.
+    if counted.completed and not counted.solved_before:
         await adaptive.record_outcome(
             session,
             user=user,

@@ -515,6 +515,21 @@ async def latest_assignment(
     return None if found is None else await _with_exercise(session, found)
 
 
+async def solved_before(session: AsyncSession, assignment: Assignment) -> bool:
+    """Whether the learner completed the assignment's exercise in another assignment."""
+    query = select(
+        select(Assignment.id)
+        .where(
+            Assignment.user_id == assignment.user_id,
+            Assignment.exercise_id == assignment.exercise_id,
+            Assignment.status == "completed",
+            Assignment.id != assignment.id,
+        )
+        .exists()
+    )
+    return bool((await session.execute(query)).scalar())
+
+
 async def assignment_by_id(session: AsyncSession, assignment_id: uuid.UUID) -> Assignment | None:
     query = (
         select(Assignment)
@@ -537,8 +552,23 @@ def _of_its_exercise(column: str) -> Any:
     )
 
 
+_EARLIER_ASSIGNMENTS = _ASSIGNMENTS.alias("earlier_assignment")
+# Whether the learner completed the assignment's exercise before, in another assignment.
+_SOLVED_BEFORE = (
+    select(_EARLIER_ASSIGNMENTS.c.id)
+    .where(
+        # Bound, not correlated: SQLite's RETURNING drops the table names a correlation needs.
+        _EARLIER_ASSIGNMENTS.c.user_id == bindparam("learner", type_=_ASSIGNMENTS.c.user_id.type),
+        _EARLIER_ASSIGNMENTS.c.exercise_id
+        == bindparam("exercise", type_=_ASSIGNMENTS.c.exercise_id.type),
+        _EARLIER_ASSIGNMENTS.c.status == "completed",
+        _EARLIER_ASSIGNMENTS.c.id != bindparam("assignment"),
+    )
+    .exists()
+)
 # What an attempt returns: the assignment's new state, and its exercise's current difficulty
-# rating (other learners' outcomes move it meanwhile; read, not locked: the row is everyone's).
+# rating (other learners' outcomes move it meanwhile; read, not locked: the row is everyone's),
+# and whether the learner had solved the exercise before.
 _ATTEMPT_STATE = (
     _ASSIGNMENTS.c.status,
     _ASSIGNMENTS.c.attempts,
@@ -549,6 +579,7 @@ _ATTEMPT_STATE = (
     _of_its_exercise("rating"),
     _of_its_exercise("rating_uncertainty"),
     _of_its_exercise("rating_attempts"),
+    _SOLVED_BEFORE,
 )
 _ASSIGNMENT_STATE = ("status", "attempts", "hints_used", "started_at", "completed_at", "closed_at")
 _ITEM_RATING = ("rating", "rating_uncertainty", "rating_attempts")
@@ -586,6 +617,15 @@ _COMPLETING_ATTEMPT = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What counting a verdict did: `completed` the assignment now; and whether the learner
+    had `solved_before` its exercise, in an earlier assignment."""
+
+    completed: bool
+    solved_before: bool
+
+
 async def count_attempt(
     session: AsyncSession,
     assignment: Assignment,
@@ -594,12 +634,19 @@ async def count_attempt(
     counted: bool,
     started_at: datetime,
     completes_at: datetime | None,
-) -> bool:
+) -> Counted:
     """Count a verdict on the assignment in one statement, which locks its row (PostgreSQL):
     one more attempt if `counted`, `in_progress` once started, `completed` at `completes_at`
     (a pass) unless completed before. `assignment` and `exercise` take the row's new state and
-    the exercise's current difficulty rating. True when this verdict completed it."""
-    params = {"assignment": assignment.id, "counted": int(counted), "begun": started_at}
+    the exercise's current difficulty rating. Says whether this verdict completed it, and
+    whether the learner had completed the exercise before in another assignment."""
+    params = {
+        "assignment": assignment.id,
+        "learner": assignment.user_id,
+        "exercise": assignment.exercise_id,
+        "counted": int(counted),
+        "begun": started_at,
+    }
     row = None
     if completes_at is not None:
         row = (
@@ -610,9 +657,9 @@ async def count_attempt(
         row = (await session.execute(_ATTEMPT, params)).one()
     for name, value in zip(_ASSIGNMENT_STATE, row[:6], strict=True):
         set_committed_value(assignment, name, value)
-    for name, value in zip(_ITEM_RATING, row[6:], strict=True):
+    for name, value in zip(_ITEM_RATING, row[6:9], strict=True):
         set_committed_value(exercise, name, value)
-    return completed
+    return Counted(completed=completed, solved_before=bool(row[9]))
 
 
 _EARLIER = _SUBMISSIONS.alias("earlier")

@@ -286,7 +286,8 @@ def facts_from(completions: Sequence[Completion], *, mastered_skills: int = 0) -
     return Facts(
         exercises=len({c.exercise_id for c in completions}),
         streak=streaks.from_days(days).longest,
-        flawless=sum(1 for c in completions if c.flawless),
+        # Different exercises: passing one again, its code at hand, is not another clean run.
+        flawless=len({c.exercise_id for c in completions if c.flawless}),
         mastered_skills=mastered_skills,
         comebacks=_comebacks(days),
         hint_free_days=_longest_hint_free_run(completions),
