@@ -266,3 +266,36 @@ async def test_a_total_missing_beside_a_kept_one_is_seeded_then_added_to(
         await budgets.reserve(session, res, learner.id, Decimal("0.40"))
     assert await spent_in_cache(res, learner) == pytest.approx(0.15)
     assert float(await res.cache.get(global_spend_key(day)) or 0) == pytest.approx(0.30)
+
+
+async def test_a_total_lost_while_a_call_runs_is_seeded_again_not_settled_into(
+    session: AsyncSession, learner: User, tutor: Tutor
+) -> None:
+    res = tutor(llm_user_daily_budget_usd=Decimal("0.50"))
+    day = utc_day(res.clock.now())
+    session.add(
+        LLMCall(
+            user_id=learner.id, purpose="chat", provider="openai", model="tutor-test",
+            cost_usd=Decimal("0.40"), day=day,
+        )
+    )  # fmt: skip
+    await session.flush()
+    held = await budgets.reserve(session, res, learner.id, Decimal("0.05"))
+    assert await spent_in_cache(res, learner) == pytest.approx(0.45)
+    # The cache loses the day's totals while the call runs (a flushed Redis, an evicted key).
+    await res.cache.delete(user_spend_key(day, learner.id))
+    await res.cache.delete(global_spend_key(day))
+    await budgets.settle(res, held, Decimal("0.02"))
+    assert await res.cache.get(user_spend_key(day, learner.id)) is None
+    assert await res.cache.get(global_spend_key(day)) is None
+    session.add(
+        LLMCall(
+            user_id=learner.id, purpose="chat", provider="openai", model="tutor-test",
+            cost_usd=Decimal("0.02"), day=day,
+        )
+    )  # fmt: skip
+    await session.flush()
+    # The next call starts from what the records say ($0.42), not from the correction alone.
+    with pytest.raises(BudgetExceeded):
+        await budgets.reserve(session, res, learner.id, Decimal("0.10"))
+    assert await spent_in_cache(res, learner) == pytest.approx(0.42)

@@ -231,7 +231,7 @@ async def reserve(
             except BudgetExceeded as exc:
                 raise _budget_error(whose, limit_usd, now, reset, exc.retry_after) from None
     except BaseException:
-        await res.cache.incr_float_many(
+        await res.cache.add_to_existing(
             [(total.key, -amount) for total in totals], ttl_s=_ttl(res, until)
         )
         raise
@@ -286,7 +286,7 @@ async def _add(
         for i, seeded in zip(missing, again, strict=True):
             after[i] = seeded
     except BaseException:
-        await res.cache.incr_float_many([(key, -amount) for key in counted], ttl_s=ttl_s)
+        await res.cache.add_to_existing([(key, -amount) for key in counted], ttl_s=ttl_s)
         raise
     return [value or 0.0 for value in after], budget
 
@@ -304,14 +304,18 @@ def _budget_error(
 
 
 async def settle(res: Resources, reservation: Reservation, actual: Decimal) -> None:
-    """Replace the held projection by the real cost (once; later calls do nothing)."""
+    """Replace the held projection by the real cost (once; later calls do nothing).
+
+    Only totals the cache still keeps are corrected: one lost meanwhile (a flushed or
+    restarted cache, an evicted key) is seeded again from the call records when next needed,
+    whereas a correction written alone would stand as the day's whole total."""
     if reservation.settled:
         return
     reservation.settled = True
     delta = float(actual) - reservation.amount
     if delta and reservation.keys:
         until = reservation.until or resets_at(res.clock.now())
-        await res.cache.incr_float_many(
+        await res.cache.add_to_existing(
             [(key, delta) for key in reservation.keys], ttl_s=_ttl(res, until)
         )
 
