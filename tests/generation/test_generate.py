@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -138,6 +139,31 @@ async def test_after_the_retries_the_reasons_are_reported_and_nothing_is_saved(
         select(func.count()).select_from(LLMCall).where(LLMCall.user_id == learner.id)
     )
     assert calls == 3  # what the attempts cost stays on record
+
+
+async def test_the_calls_made_stay_on_record_when_the_budget_stops_a_retry(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    # $0.60 for the first attempt; the retry's worst case (over $0.40) would cross $1.00.
+    tutor(llm_generation_retries=2, llm_user_daily_budget_usd=Decimal("1.00"))
+    llm_server.script(
+        Reply(text="Here is a great exercise!", input_tokens=1000, output_tokens=5000)
+    )
+    r = await client.post("/api/v1/exercises/generate", headers=headers, json=REQUEST)
+    assert r.status_code == 429
+    assert r.json()["error"] == "BudgetExceeded"
+    assert len(llm_server.requests) == 1
+    spent = await session.scalar(
+        select(func.sum(LLMCall.cost_usd)).where(LLMCall.user_id == learner.id)
+    )
+    assert spent == Decimal("0.6")  # the call that was made, and paid for, is on record
+    me = (await client.get("/api/v1/users/me/usage", headers=headers)).json()
+    assert me["spent_usd"] == "0.600000"
 
 
 async def test_generation_is_rate_limited_and_validates_its_input(

@@ -196,12 +196,22 @@ async def generate_exercise(
     limits = server_limits(res.settings)
     feedback: list[str] = []
     reasons: list[str] = []
+    recorded = False
     for attempt in range(1, attempts + 1):
-        call = await calls.complete(session, res, user_id=user.id, request=_request(data, feedback))
-        spec, problems = parse_spec(call.completion.text, data)
-        if spec is not None:
-            outcome = await validate_spec(res.sandbox, spec, limits)
-            problems = outcome.problems
+        try:
+            call = await calls.complete(
+                session, res, user_id=user.id, request=_request(data, feedback)
+            )
+            recorded = True
+            spec, problems = parse_spec(call.completion.text, data)
+            if spec is not None:
+                outcome = await validate_spec(res.sandbox, spec, limits)
+                problems = outcome.problems
+        except KoanError as exc:
+            # Refused (a retry over budget), the model down, the sandbox busy: the calls
+            # already made were paid for, and stay on record like those of a failed validation.
+            exc.keep_changes = exc.keep_changes or recorded
+            raise
         if spec is not None and not problems:
             await import_specs(session, [spec], source="generated")
             exercise = (await exercises.exercises_by_slug(session, [spec.slug]))[spec.slug]
