@@ -11,6 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import GENERAL
+from koan.grading import service as grading
+from koan.grading.sandbox import GradeReport
 from koan.models.progress import LearnerSkillRating, LevelEvent, PracticeEntry, UserAchievement
 from koan.progress import service as progress
 from tests.fixtures.factories import create_exercise
@@ -150,6 +152,29 @@ async def test_streak_follows_the_learners_calendar_days(learner: Learner) -> No
     await learner.solve()
     kept = await learner.check_consistent()
     assert (kept.current_streak, kept.longest_streak) == (1, 3)
+
+
+async def test_code_handed_in_before_midnight_counts_that_day_when_graded_after(
+    learner: Learner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    learner.travel(paris(MONDAY, 20, 0))
+    await learner.solve()
+    # Tuesday 23:59:58: the grader takes five seconds, and answers on Wednesday.
+    learner.travel(paris(MONDAY + timedelta(days=1), 23, 59) + timedelta(seconds=58))
+    run = grading.run
+
+    async def slow_run(*args: object, **kwargs: object) -> GradeReport:
+        report = await run(*args, **kwargs)  # type: ignore[arg-type]
+        learner.res.clock.advance(timedelta(seconds=5))
+        return report
+
+    monkeypatch.setattr(grading, "run", slow_run)
+    late = await learner.solve()
+    assert late.submission.graded_at is not None
+    assert late.submission.graded_at >= paris(MONDAY + timedelta(days=2), 0, 0)
+    kept = await learner.check_consistent()
+    assert (kept.current_streak, kept.last_active_day) == (2, MONDAY + timedelta(days=1))
+    assert "night-owl" not in learner.unlocked
 
 
 async def test_moving_east_keeps_each_day_as_it_was_lived(

@@ -63,7 +63,9 @@ async def on_submission_graded(
         return []  # no verdict (the grader failed or never ran): not an attempt
     progress = await lock_learner(session, user)
     now = res.clock.now()
-    at = submission.graded_at or now
+    # The work counts on the day it was handed in, as a class's deadline judges it: code sent
+    # at 23:59:58 and graded after midnight keeps the day's streak.
+    at = submission.created_at
     day = streaks.local_day(at, user.timezone)
     # grade() stamps completed_at with the graded_at of the verdict that completed the
     # assignment; the log refuses to count one completion twice.
