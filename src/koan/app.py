@@ -15,7 +15,7 @@ from koan.chat.export import conversation_records
 from koan.chat.hints import tailored_hint
 from koan.chat.router import router as chat_router
 from koan.classes.router import router as classes_router
-from koan.classes.service import open_assignment_exercises
+from koan.classes.service import check_account_closable, open_assignment_exercises
 from koan.classes.tutor import tutor_policy_for
 from koan.config import Settings
 from koan.db import transactional
@@ -99,6 +99,8 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     # The data export (progress) includes the learner's tutor conversations (chat).
     app.state.conversation_export = conversation_records
     app.state.account_maker = users_service.create_user
+    # Deleting an account asks classes first: a class must not lose its only instructor.
+    app.state.account_close_check = check_account_closable
     # FastAPI tries the routers in this order on every request, each route of each (a
     # PrefixedRouter whose prefix the path lacks is passed over at once): the probes, the
     # account every page asks for, then the learner's loop (exercises, progress, the tutor).

@@ -14,7 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koan.models import ClassMembership, Submission
 from koan.resources import Resources
 from tests.classes.helpers import Course, create_course
-from tests.fixtures.factories import ADD_SOLUTION, bearer, create_exercise, create_user
+from tests.fixtures.factories import (
+    ADD_SOLUTION,
+    PASSWORD,
+    bearer,
+    create_exercise,
+    create_user,
+)
 from tests.fixtures.smtp import SMTPServer
 
 
@@ -170,6 +176,34 @@ async def test_a_learner_cannot_leave_while_the_tutor_is_off_for_an_exam(
     assert during.json()["error"] == "ExamInProgress"
     assert ta_leaves.status_code == 200, ta_leaves.text
     assert after.status_code == 200, after.text
+
+
+async def test_the_only_instructor_cannot_delete_their_account(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=1)
+    delete = {"password": PASSWORD}
+    mine = course.headers["instructor"]
+    r = await client.request("DELETE", "/api/v1/users/me", headers=mine, json=delete)
+    assert r.status_code == 409, r.text
+    assert r.json()["error"] == "LastInstructor"
+    assert "CS 101" in r.json()["detail"]
+    # The class still has its instructor; once another member is one, the account can go.
+    assert (await client.get(f"/api/v1/classes/{course.id}", headers=mine)).status_code == 200
+    learner = course.learners[0]
+    promoted = await client.patch(
+        f"/api/v1/classes/{course.id}/members/{learner.id}",
+        json={"role": "instructor"},
+        headers=mine,
+    )
+    assert promoted.status_code == 200, promoted.text
+    r = await client.request("DELETE", "/api/v1/users/me", headers=mine, json=delete)
+    assert r.status_code == 200, r.text
+    roster = await client.get(
+        f"/api/v1/classes/{course.id}/members", headers=course.headers["learner0"]
+    )
+    assert roster.status_code == 200, roster.text
+    assert [m["role"] for m in roster.json()["items"]] == ["instructor"]
 
 
 async def test_the_only_instructor_cannot_leave(

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import BackgroundTasks, Depends, Request
 
 from koan.auth import snapshots
-from koan.auth.service import AccountMaker
+from koan.auth.service import AccountCloseCheck, AccountMaker
 from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
 from koan.errors import CSRFFailed, EmailNotVerified, Forbidden, InvalidToken, NotAuthenticated
 from koan.mail.sender import MailQueue
@@ -133,6 +133,15 @@ async def account_maker(request: Request) -> AccountMaker:
 
 
 AccountMakerDep = Annotated[AccountMaker, Depends(account_maker)]
+
+
+async def account_close_check(request: Request) -> AccountCloseCheck | None:
+    """What must hold before an account is deleted: the check the app wired in (app.py)."""
+    check: AccountCloseCheck | None = getattr(request.app.state, "account_close_check", None)
+    return check
+
+
+AccountCloseCheckDep = Annotated[AccountCloseCheck | None, Depends(account_close_check)]
 
 
 async def mail_queue(

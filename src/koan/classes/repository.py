@@ -124,6 +124,27 @@ async def classes_of(session: AsyncSession, user_id: uuid.UUID) -> Sequence[tupl
     return [(row[0], row[1]) for row in (await session.execute(query)).all()]
 
 
+async def sole_instructor_of(session: AsyncSession, user_id: uuid.UUID) -> Sequence[ClassRoom]:
+    """The classes whose only instructor `user_id` is, by name."""
+    others = ClassMembership.__table__.alias("other_instructor")
+    another = (
+        select(others.c.user_id)
+        .where(
+            others.c.class_id == ClassMembership.class_id,
+            others.c.role == "instructor",
+            others.c.user_id != user_id,
+        )
+        .exists()
+    )
+    query = (
+        select(ClassRoom)
+        .join(ClassMembership, ClassMembership.class_id == ClassRoom.id)
+        .where(ClassMembership.user_id == user_id, ClassMembership.role == "instructor", ~another)
+        .order_by(ClassRoom.name, ClassRoom.id)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
 async def member_count(session: AsyncSession, class_id: uuid.UUID) -> int:
     query = select(func.count()).where(ClassMembership.class_id == class_id)
     return int((await session.execute(query)).scalar_one())

@@ -385,6 +385,19 @@ async def leave(session: AsyncSession, member: Membership, user: User, *, now: d
     await repository.remove_member(session, member.room.id, user.id)
 
 
+async def check_account_closable(session: AsyncSession, user: User) -> None:
+    """An account may be deleted unless it is the only instructor of a class: like leaving,
+    that would leave the class (its learners, its tutor's policy) with nobody to run it."""
+    classes = await repository.sole_instructor_of(session, user.id)
+    if classes:
+        names = ", ".join(room.name for room in classes)
+        raise Conflict(
+            f"You are the only instructor of {names}: make another member an instructor "
+            "first, or delete the class, then delete your account.",
+            code="LastInstructor",
+        )
+
+
 # -- roster -------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import Query, Response
 
 from koan.auth import service as auth_service
-from koan.auth.deps import AdminUser, CurrentAuth, CurrentUser, VerifiedUser
+from koan.auth.deps import AccountCloseCheckDep, AdminUser, CurrentAuth, CurrentUser, VerifiedUser
 from koan.auth.router import clear_auth_cookies
 from koan.auth.schemas import Message
 from koan.common.routing import PrefixedRouter
@@ -65,9 +65,11 @@ async def delete_me(
     response: Response,
     session: SessionDep,
     res: ResourcesDep,
+    check: AccountCloseCheckDep,
 ) -> Message:
-    """Delete the account and everything it owns (needs the password)."""
-    await auth_service.delete_account(session, res, user, data.password)
+    """Delete the account and everything it owns (needs the password); 409 LastInstructor
+    while it is the only instructor of a class."""
+    await auth_service.delete_account(session, res, user, data.password, check=check)
     clear_auth_cookies(response)
     return Message(message="Your account and everything in it have been deleted.")
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from koan.auth import service as auth_service
+from koan.auth.deps import AccountCloseCheckDep
 from koan.auth.router import clear_auth_cookies
 from koan.common.schemas import timezones
 from koan.deps import ResourcesDep
@@ -209,7 +210,11 @@ async def change_password(
 
 @router.post("/settings/delete")
 async def delete_account(
-    request: Request, user: PageUser, session: WebSession, res: ResourcesDep
+    request: Request,
+    user: PageUser,
+    session: WebSession,
+    res: ResourcesDep,
+    check: AccountCloseCheckDep,
 ) -> Response:
     form = await form_data(request)
     errors: dict[str, str] = {}
@@ -220,7 +225,9 @@ async def delete_account(
     if not errors:
         try:
             async with session.begin_nested():
-                await auth_service.delete_account(session, res, user, form.get("password", ""))
+                await auth_service.delete_account(
+                    session, res, user, form.get("password", ""), check=check
+                )
         except KoanError as exc:
             errors["delete_password"] = exc.detail
     if errors:
