@@ -14,6 +14,7 @@ from koan.resources import Resources
 from tests.classes.helpers import Course, create_course
 from tests.fixtures.factories import create_exercise
 from tests.fixtures.llm_server import FakeLLMServer, Reply
+from tests.web.conftest import log_in
 
 
 async def _set(client: httpx.AsyncClient, course: Course, **tutor: object) -> None:
@@ -115,12 +116,71 @@ async def test_a_tutor_the_class_switched_off_says_why_in_chat(
     assert r.status_code == 403, r.text
     assert r.json()["error"] == "TutorOff"
     assert "Exam until noon." in r.json()["detail"]
-    # Outside the class's exercises the tutor still answers.
+    # Switched off outside an exam, the tutor still answers outside the class's exercises.
     other = await _conversation(client, headers, await create_exercise(session))
     r = await client.post(
         f"/api/v1/conversations/{other}/messages", json={"content": "help?"}, headers=headers
     )
     assert r.status_code == 201, r.text
+
+
+async def _ask(
+    client: httpx.AsyncClient, headers: dict[str, str], conversation: str
+) -> httpx.Response:
+    return await client.post(
+        f"/api/v1/conversations/{conversation}/messages", json={"content": "solve this"},
+        headers=headers,
+    )  # fmt: skip
+
+
+async def test_an_exam_window_switches_off_every_conversation_of_the_class_learners(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course, exercise = await _course_with_exercise(client, session, resources)
+    now = datetime.now(UTC)
+    await _set(client, course, off_reason="Final exam",
+               off_from=(now - timedelta(hours=1)).isoformat(),
+               off_until=(now + timedelta(hours=1)).isoformat())  # fmt: skip
+    headers = course.headers["learner0"]
+    # The exam's statement pasted into a conversation about nothing, or about another exercise,
+    # is the exam's question all the same.
+    r = await client.post("/api/v1/conversations", json={}, headers=headers)
+    assert r.status_code == 201, r.text
+    free = str(r.json()["id"])
+    about_other = await _conversation(client, headers, await create_exercise(session))
+    for conversation in (free, about_other):
+        r = await _ask(client, headers, conversation)
+        assert r.status_code == 403, r.text
+        assert r.json()["error"] == "TutorOff"
+        assert "Final exam" in r.json()["detail"]
+    # The class's staff, and learners of no class in an exam, keep their tutor.
+    staff = course.headers["instructor"]
+    r = await client.post("/api/v1/conversations", json={}, headers=staff)
+    assert (await _ask(client, staff, str(r.json()["id"]))).status_code == 201
+    outsider = await create_course(client, session, resources, learners=1)
+    r = await client.post("/api/v1/conversations", json={}, headers=outsider.headers["learner0"])
+    r = await _ask(client, outsider.headers["learner0"], str(r.json()["id"]))
+    assert r.status_code == 201, r.text
+    # The window over, the tutor answers in every conversation again.
+    await _set(client, course, off_from=(now - timedelta(hours=2)).isoformat(),
+               off_until=(now - timedelta(hours=1)).isoformat())  # fmt: skip
+    for conversation in (free, about_other):
+        assert (await _ask(client, headers, conversation)).status_code == 201
+
+
+async def test_an_exam_window_is_said_on_the_chat_page_before_any_question(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course, _ = await _course_with_exercise(client, session, resources)
+    now = datetime.now(UTC)
+    await _set(client, course, off_reason="Final exam",
+               off_from=(now - timedelta(hours=1)).isoformat(),
+               off_until=(now + timedelta(hours=1)).isoformat())  # fmt: skip
+    await log_in(client, course.learners[0])
+    page = await client.get("/chat")
+    assert page.status_code == 200, page.text
+    assert 'data-testid="tutor-off"' in page.text
+    assert "Final exam" in page.text
 
 
 async def test_the_teachers_instructions_reach_the_model(

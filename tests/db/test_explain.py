@@ -431,8 +431,11 @@ async def test_every_class_dashboard_query_reads_through_indexes(
             s, day_bounds(now.date(), "Europe/Paris"), learners, exercises
         ),
         "classes_of": lambda s: class_repository.classes_of(s, user_id),
-        "tutor policy": lambda s: class_repository.classes_setting_exercise(
-            s, user_id, seeded.exercise_id
+        "tutor policy": lambda s: class_repository.classes_ruling_tutor(
+            s, user_id, seeded.exercise_id, now
+        ),
+        "tutor policy, no exercise": lambda s: class_repository.classes_ruling_tutor(
+            s, user_id, None, now
         ),
         "daily exclusion": lambda s: class_repository.open_class_exercise_ids(s, user_id, now),
     }

@@ -41,7 +41,7 @@ async def reply_target(request: Request, session: SessionDep, res: ResourcesDep)
         raise no_conversation()
     policy = None
     lookup: PolicyLookup | None = getattr(request.app.state, "tutor_policy", None)
-    if lookup is not None and found.conversation.exercise_id is not None:
+    if lookup is not None:
         policy = await lookup(
             session, auth.user, found.conversation.exercise_id, now=res.clock.now()
         )

@@ -11,14 +11,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Select,
     Subquery,
     and_,
     bindparam,
     delete,
     func,
+    literal,
     or_,
     select,
     union_all,
@@ -292,34 +295,55 @@ async def open_class_exercise_ids(
     return set(found.scalars().all())
 
 
-_CLASSES_SETTING_EXERCISE = (
-    select(ClassRoom)
-    .join(ClassMembership, ClassMembership.class_id == ClassRoom.id)
-    .where(
-        ClassMembership.user_id == bindparam("user_id"),
-        ClassMembership.role == "learner",
-        ClassRoom.id.in_(
-            select(ClassAssignmentItem.class_id).where(
-                ClassAssignmentItem.exercise_id == bindparam("exercise_id"),
-                or_(
-                    ClassAssignmentItem.user_id.is_(None),
-                    ClassAssignmentItem.user_id == bindparam("user_id"),
-                ),
-            )
-        ),
+def _sets_exercise() -> ColumnElement[bool]:
+    """The class sets `exercise_id`, for everyone or for `user_id`."""
+    return ClassRoom.id.in_(
+        select(ClassAssignmentItem.class_id).where(
+            ClassAssignmentItem.exercise_id == bindparam("exercise_id"),
+            or_(
+                ClassAssignmentItem.user_id.is_(None),
+                ClassAssignmentItem.user_id == bindparam("user_id"),
+            ),
+        )
     )
-    .order_by(ClassRoom.created_at)
+
+
+_EXAM_WINDOW_OPEN = and_(
+    ClassRoom.tutor_off_from <= bindparam("now"), ClassRoom.tutor_off_until > bindparam("now")
 )
 
 
-async def classes_setting_exercise(
-    session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID
-) -> Sequence[ClassRoom]:
-    """The classes in which `user_id` is a learner and `exercise_id` is set (for them): the
-    tutor's per-class policy. Read through ix_class_assignment_items_exercise and the
-    memberships' primary key."""
-    params = {"user_id": user_id, "exercise_id": exercise_id}
-    return (await session.execute(_CLASSES_SETTING_EXERCISE, params)).scalars().all()
+def _learners_classes(*columns: Any) -> Select[Any]:
+    return (
+        select(*columns)
+        .join(ClassMembership, ClassMembership.class_id == ClassRoom.id)
+        .where(ClassMembership.user_id == bindparam("user_id"), ClassMembership.role == "learner")
+        .order_by(ClassRoom.created_at)
+    )
+
+
+_CLASSES_RULING_EXERCISE = _learners_classes(ClassRoom, _sets_exercise().label("sets")).where(
+    or_(_sets_exercise(), _EXAM_WINDOW_OPEN)
+)
+_CLASSES_IN_EXAM = _learners_classes(ClassRoom, literal(False).label("sets")).where(
+    _EXAM_WINDOW_OPEN
+)
+
+
+async def classes_ruling_tutor(
+    session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID | None, now: datetime
+) -> list[tuple[ClassRoom, bool]]:
+    """The classes of which `user_id` is a learner that have a say over their tutor on
+    `exercise_id` (None: a conversation about no exercise), each with whether it sets that
+    exercise (for them): the classes that set it, and the classes in an exam window at `now`,
+    which switches the tutor off whatever the learner asks about. Read through the
+    memberships' user index and ix_class_assignment_items_exercise."""
+    if exercise_id is None:
+        found = await session.execute(_CLASSES_IN_EXAM, {"user_id": user_id, "now": now})
+    else:
+        params = {"user_id": user_id, "exercise_id": exercise_id, "now": now}
+        found = await session.execute(_CLASSES_RULING_EXERCISE, params)
+    return [(room, bool(sets)) for room, sets in found.all()]
 
 
 # -- what a class sets: the dashboards' scope ----------------------------------------------

@@ -1,6 +1,7 @@
 """The tutor's policy a class sets for its learners' conversations about its exercises:
-strictness, the teacher's instructions and words to avoid, the tutor off (at all times or in
-an exam window), and daily budgets, per learner and for the whole class, within the server's.
+strictness, the teacher's instructions and words to avoid, the tutor off (at all times, or in
+an exam window, when it is off for every conversation of the class's learners), and daily
+budgets, per learner and for the whole class, within the server's.
 
 The app hands `tutor_policy_for` to the chat (`app.state.tutor_policy`), which sits below
 classes: the chat applies the policy to the prompt, refuses while the tutor is off, and holds
@@ -115,18 +116,25 @@ def budgets_of(room: ClassRoom, user_id: uuid.UUID) -> list[Limit]:
 async def tutor_policy_for(
     session: AsyncSession, user: User, exercise_id: uuid.UUID | None, *, now: datetime
 ) -> TutorPolicy | None:
-    """The class controls over a conversation of `user` about `exercise_id`, or None when no
-    class of theirs sets that exercise (then the server's settings alone apply). One query:
-    the budgets' spend is kept by the budgets themselves, not read here."""
-    if exercise_id is None:
+    """The class controls over a conversation of `user` about `exercise_id` (None: about no
+    exercise), or None when no class of theirs has a say (then the server's settings alone
+    apply). The classes that set the exercise bring their settings and budgets; a class in an
+    exam window switches the tutor off for everything its learners ask, since a conversation
+    about another exercise or none could carry the exam's. One query: the budgets' spend is
+    kept by the budgets themselves, not read here."""
+    ruling = await repository.classes_ruling_tutor(session, user.id, exercise_id, now)
+    if not ruling:
         return None
-    rooms = await repository.classes_setting_exercise(session, user.id, exercise_id)
-    if not rooms:
-        return None
+    rooms = [room for room, sets in ruling if sets]
     strictness = [r.tutor_strictness for r in rooms if r.tutor_strictness]
-    reasons = [why for r in rooms if (why := tutor_is_off(r, now))]
+    # A class that does not set the exercise is here for its exam alone.
+    reasons = [
+        why
+        for room, sets in ruling
+        if (sets or exam_window_open(room, now)) and (why := tutor_is_off(room, now))
+    ]
     return TutorPolicy(
-        class_names=tuple(r.name for r in rooms),
+        class_names=tuple(room.name for room, _ in ruling),
         strictness=max(strictness, key=_STRICTNESS_ORDER.__getitem__) if strictness else None,
         instructions="\n".join(r.tutor_instructions for r in rooms if r.tutor_instructions),
         avoid=tuple(dict.fromkeys(w for r in rooms for w in (r.tutor_avoid or []))),

@@ -32,12 +32,11 @@ async def chat_page(
     if c:
         conversation = await chat.owned(session, user, parse_uuid(c))
         current = await chat.detail(session, conversation, limit=MESSAGES_SHOWN, cursor=None)
-        if conversation.exercise_id is not None:
-            policy = await tutor_policy_for(
-                session, user, conversation.exercise_id, now=res.clock.now()
-            )
-            if policy is not None and policy.off:
-                tutor_off = policy.off_reason or "Your class has switched the tutor off for now."
+    # A new conversation is about no exercise: a class in an exam window switches it off too.
+    exercise_id = current.exercise_id if current is not None else None
+    policy = await tutor_policy_for(session, user, exercise_id, now=res.clock.now())
+    if policy is not None and policy.off:
+        tutor_off = policy.off_reason or "Your class has switched the tutor off for now."
     return render(
         request,
         "chat.html",
