@@ -93,6 +93,17 @@ def test_clean_runs_count_different_exercises() -> None:
     assert "first-try-10" in codes(facts_from(ten))
 
 
+def test_an_exercise_counts_as_first_solved_for_clean_runs_and_persistence() -> None:
+    # Solved after two misses and a hint, then again at once with the code at hand: neither a
+    # clean run nor, failed on purpose before passing again, a show of persistence.
+    first = done(0, exercise="ex", attempt=3, hints=1)
+    assert facts_from([first, done(1, exercise="ex")]).flawless == 0
+    again = [first, done(2, exercise="ex", attempt=9)]
+    assert facts_from(list(reversed(again))).persistence == 2
+    assert "persistence" not in codes(facts_from(again))
+    assert "persistence" in codes(facts_from([done(0, exercise="hard", attempt=6)]))
+
+
 def test_streak_achievements_use_the_longest_run() -> None:
     week = [done(d) for d in range(7)]
     later = [done(d) for d in (20, 21)]  # the current run is only 2 now

@@ -283,18 +283,23 @@ def facts_from(completions: Sequence[Completion], *, mastered_skills: int = 0) -
         return Facts(mastered_skills=mastered_skills)
     days = [c.day for c in completions]
     hours = [c.local_hour for c in completions]
+    # How each exercise was first solved: passing it again, its code at hand, is neither
+    # another clean run nor (failed on purpose first) a show of persistence.
+    first: dict[str, Completion] = {}
+    for c in completions:
+        if c.exercise_id not in first or c.at < first[c.exercise_id].at:
+            first[c.exercise_id] = c
     return Facts(
-        exercises=len({c.exercise_id for c in completions}),
+        exercises=len(first),
         streak=streaks.from_days(days).longest,
-        # Different exercises: passing one again, its code at hand, is not another clean run.
-        flawless=len({c.exercise_id for c in completions if c.flawless}),
+        flawless=sum(1 for c in first.values() if c.flawless),
         mastered_skills=mastered_skills,
         comebacks=_comebacks(days),
         hint_free_days=_longest_hint_free_run(completions),
         languages=len({c.language for c in completions}),
         night=sum(1 for h in hours if h in NIGHT_HOURS),
         early=sum(1 for h in hours if h in EARLY_HOURS),
-        persistence=max(c.attempt - 1 for c in completions),
+        persistence=max(c.attempt - 1 for c in first.values()),
         hardest=max(c.difficulty for c in completions),
     )
 
