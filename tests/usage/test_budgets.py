@@ -232,6 +232,18 @@ async def test_an_administrator_sets_a_learners_own_budget(
     assert (await client.get(missing, headers=admin_headers)).status_code == 404
 
 
+async def test_a_budget_change_rolled_back_leaves_the_learner_the_budget_on_record(
+    session: AsyncSession, resources: Resources, learner: User
+) -> None:
+    admin = await create_user(session, resources, role="admin")
+    default = await budgets.daily_budget(session, resources, learner.id)
+    savepoint = await session.begin_nested()
+    await budgets.set_budget_override(session, resources, learner.id, Decimal("9"), by=admin.id)
+    await savepoint.rollback()
+    # Every worker reads the budget through the cache: a change that never committed is not it.
+    assert await budgets.daily_budget(session, resources, learner.id) == default
+
+
 async def test_the_offline_tutor_is_never_refused_for_budget(
     client: httpx.AsyncClient, resources: Resources, learner: User, headers: dict[str, str]
 ) -> None:

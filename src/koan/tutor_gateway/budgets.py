@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.db import after_commit
 from koan.errors import BudgetExceeded
 from koan.llm import ensure_within_budget
 from koan.resources import Resources
@@ -101,10 +102,20 @@ async def set_budget_override(
     *,
     by: uuid.UUID,
 ) -> None:
-    """Give a learner their own daily budget (None: back to the default), for every worker."""
+    """Give a learner their own daily budget (None: back to the default), for every worker.
+
+    The cached copy is dropped now and written once the change has committed: written before,
+    it would stand if the commit failed, and a worker reading the row meanwhile could put the
+    old value back for as long as the copy is kept."""
+    key = _budget_key(user_id)
+    await res.cache.delete(key)
     await repository.set_budget_override(session, user_id, amount, by=by)
     value = _DEFAULT_BUDGET if amount is None else str(amount)
-    await res.cache.set(_budget_key(user_id), value, ttl_s=_BUDGET_TTL_S)
+
+    async def publish(_: AsyncSession) -> None:
+        await res.cache.set(key, value, ttl_s=_BUDGET_TTL_S)
+
+    after_commit(session, publish)
 
 
 def _ttl(res: Resources, until: datetime) -> float:
