@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.chat.context import sandbox_runner
 from koan.llm.leak_check import KnownPrograms
+from koan.llm.patches import visible
 from koan.models import Assignment, Exercise, User
 from koan.resources import Resources
 from tests.chat.helpers import (
@@ -68,6 +69,44 @@ async def test_a_fix_in_any_form_is_withheld_and_regenerated(
     assert await chat.leak_flags() == [True, False]
     second = chat.llm.requests[1].body["messages"][0]["content"]
     assert "IMPORTANT: your previous draft was withheld" in second
+
+
+# The same fix disguised: as the learner reads it, each still hands the change over.
+DISGUISED = {
+    "look-alike letters": (
+        "Wrap the addition like this:\n\n```python\nif n % 2 == 0:\n    t\u043etal += n\n```"
+    ),
+    "zero-width characters": "\u200bif n % 2 =\u200b= 0:\n\u200b    total +\u200b= n",
+    "fullwidth": "```python\nif n \uff05 2 \uff1d\uff1d 0:\n    total \uff0b= n\n```",
+    "character references": (
+        "Wrap it:\\\nif n % 2 &#61;&#61; 0:\\\n&nbsp;&nbsp;&nbsp;&nbsp;total &#43;= n"
+    ),
+    "another solution": "```python\nreturn sum(n for n in numbers if n % 2 == 0)\n```",
+    "one line": "Use `if n % 2 == 0: total += n` in the loop.",
+    "after a colon": "The line in your loop should read: if n % 2 == 0: total += n",
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("form", list(DISGUISED))
+async def test_a_disguised_fix_is_withheld_and_never_streamed(
+    chat: EvensChat,
+    form: str,
+    stream: bool,
+) -> None:
+    conversation_id = await chat.start(Reply(text=DISGUISED[form]), Reply(text=SAFE))
+
+    r = await chat.ask(conversation_id, "fix it for me", stream=stream)
+
+    assert await reply_text(r, stream) == SAFE
+    if stream:
+        sent, _ = streamed_text(parse_sse(r.text))
+        assert "% 2" not in visible(sent)  # not even the start of the fix went out
+    assert await chat.leak_flags() == [True, False]
+    history = await chat.client.get(
+        f"/api/v1/conversations/{conversation_id}", headers=chat.headers
+    )
+    assert "% 2" not in visible(str(history.json()["messages"]))
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])

@@ -26,7 +26,7 @@ from koan.chat.context import hint_style_answer
 from koan.chat.hints import count_offline_rung
 from koan.chat.reply import Answer, Prepared, caught, replace_leak
 from koan.errors import KoanError, TutorUnavailable
-from koan.llm import Completion, StreamEnd, StreamItem, Usage, holdback
+from koan.llm import Completion, StreamEnd, StreamItem, Usage, holdback, patches
 from koan.llm.base import aclose_quietly
 from koan.llm.leak_check import Verdict
 from koan.llm.offline import OFFLINE_MODEL
@@ -345,20 +345,23 @@ class GuardedReplyStream(LiveReplyStream):
         assert prepared.guard is not None
         self._guard = prepared.guard
         self._text = ""
+        self._folded = ""  # the text with look-alike letters folded, scanned for what to hold
         self._shown = 0  # how much of the text has gone out
         self._tried: set[str] = set()
         self._verdict: Verdict | None = None  # the leak that withholds this draft
         self._replacement: Answer | None = None
 
     async def _pass_on(self, delta: str) -> AsyncIterator[bytes]:
-        self._text += delta
+        # What takes no room on the screen is not sent: code strewn with it reads as the code.
+        self._text += patches.strip_invisible(delta)
+        self._folded += patches.fold(self._text[len(self._folded) :])
         async for event in self._release(final=False):
             yield event
 
     async def _release(self, *, final: bool) -> AsyncIterator[bytes]:
         """Send what is prose, and each held stretch once the guard has passed it."""
         while self._verdict is None:
-            found = holdback.scan(self._text, self._shown, final=final)
+            found = holdback.scan(self._folded, self._shown, final=final)
             if found.free > self._shown:
                 yield self._send(found.free)
             if found.unit is None or found.unit <= self._shown:

@@ -8,10 +8,15 @@ reply up to its end:
 - a line that starts like code (indented, a keyword, an assignment, a call, a bracket), and
   the code-looking lines after it, until a line that is not code;
 - in a prose line, from the first character that could begin code or a quotation (a backtick,
-  a bracket, `=`, `<`, `>`, `;`, a quote or a backslash) to the end of that sentence: inline
+  a bracket, `=`, `<`, `>`, `;`, a quote, a backslash or `&`) to the end of that sentence: inline
   spans, "replace `X` with `Y`", a string literal holding a program;
 - a held sentence that ends with a colon introduces what follows: it waits with the block
-  after it.
+  after it; and a colon inside a prose line followed by a word that begins code ("should read:
+  return ...") holds from there, as a trigger does.
+
+The text scanned is the reply as the learner reads it: the caller drops characters that take
+no room and folds look-alike letters (`koan.llm.patches.fold`), so `іf` with a Cyrillic і
+starts code as `if` does.
 
 A line's first word is held until it shows whether the line is prose ("Look at", "What does")
 or code ("total = 0", "items.sort()"), except for common sentence openings, so the first word
@@ -24,15 +29,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from koan.llm.patches import looks_like_code, strip_markers
+from koan.llm.patches import looks_like_code, strip_markers, visible
 
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(re.findall(r"\S+", text))
 
 
-# Characters that start a held stretch inside a prose line.
-TRIGGERS = frozenset('`([{<>=;\\"')
+# Characters that start a held stretch inside a prose line (`&`: a character reference, `&#61;`).
+TRIGGERS = frozenset('`([{<>=;\\"&')
 # Words that begin code at the start of a line (lower case; "If you..." is prose).
 _CODE_WORDS = _words(
     """def class return for while if elif else try except finally with import from yield raise
@@ -89,6 +94,13 @@ def scan(text: str, start: int, *, final: bool = False) -> Scan:
         stop = len(text) if line_end < 0 else line_end + 1
         begin = max(pos, line_start)
         trigger = next((i for i in range(begin, stop) if text[i] in TRIGGERS), None)
+        # A colon decided before (its word whole) decides the same again: look from just before.
+        after = max(line_start, pos - 1)
+        labelled = _code_after_colon(text, after, stop if trigger is None else trigger, final)
+        if labelled is not None:
+            if labelled < 0:  # too early to say whether code follows the colon
+                return Scan(-labelled - 1)
+            trigger = labelled
         if trigger is None:
             if line_end < 0:
                 return Scan(stop)
@@ -98,6 +110,28 @@ def scan(text: str, start: int, *, final: bool = False) -> Scan:
         if end is not None and text[trigger:end].rstrip().endswith(":") and text[end - 1] == "\n":
             end = _lead_in_end(text, end, final)
         return Scan(trigger, end)
+
+
+_AFTER_COLON = re.compile(r":[ \t]+(?P<word>[^\W\d][\w$']*)")
+
+
+def _code_after_colon(text: str, begin: int, stop: int, final: bool) -> int | None:
+    """In a prose line, the first colon before `stop` followed by a word that begins code
+    ("The line should read: if n % 2 ..."): where to hold from. -(colon + 1) while the word
+    after a colon is not whole yet."""
+    at = text.find(":", begin, stop)
+    while at >= 0:
+        match = _AFTER_COLON.match(text, at)
+        if match is None:
+            rest = text[at + 1 : stop]
+            if not final and not rest.strip(" \t") and stop == len(text):
+                return -(at + 1)  # ": " at the end so far: a word may follow
+        elif match.end() == len(text) and not final:
+            return -(at + 1)
+        elif match.group("word") in _CODE_WORDS:
+            return at + 1
+        at = text.find(":", at + 1, stop)
+    return None
 
 
 def _line_kind(text: str, line_start: int, final: bool) -> str | None:
@@ -149,7 +183,12 @@ def _line_kind(text: str, line_start: int, final: bool) -> str | None:
 def _by_whole_line(line: str, complete: bool) -> str | None:
     if not complete:
         return None
-    return "code" if looks_like_code(strip_markers(line)) else "prose"
+    return "code" if _code_line(line) else "prose"
+
+
+def _code_line(line: str) -> bool:
+    """A whole line that reads as code, character references decoded (`&nbsp;` indents)."""
+    return looks_like_code(strip_markers(visible(line)))
 
 
 def _fence_end(text: str, line_start: int, final: bool) -> int | None:
@@ -182,11 +221,11 @@ def _code_run_end(text: str, line_start: int, final: bool) -> int | None:
             if not final:
                 return None
             line = text[at:]
-            if line.strip() and looks_like_code(strip_markers(line)):
+            if line.strip() and _code_line(line):
                 return len(text)
             return at
         line = text[at:next_end]
-        if not line.strip() or not looks_like_code(strip_markers(line)):
+        if not line.strip() or not _code_line(line):
             return at
         at = next_end + 1
 

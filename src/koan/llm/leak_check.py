@@ -13,7 +13,7 @@ import enum
 import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -152,8 +152,12 @@ async def check(
     `tried` holds programs already run without fixing anything (a streamed reply is checked
     as it grows): they are not run again, and the ones run clean now are added.
     """
+    # Read as the learner reads it: no code hidden in entities, invisible or look-alike letters.
+    reply = patches.visible(reply)
     if not needs_check(reply, secrets):
         return CLEAN
+    if secrets.shown:
+        secrets = replace(secrets, shown=tuple(patches.visible(text) for text in secrets.shown))
     score = secrets.solution_score(reply)
     if score >= secrets.threshold:
         return Verdict(True, "solution", _first_code(reply))

@@ -18,9 +18,12 @@ solution written as `1. def f(...):` reads as code.
 from __future__ import annotations
 
 import ast
+import functools
+import html
 import json
 import re
 import textwrap
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
@@ -88,6 +91,54 @@ class Candidate:
 
 
 # -- reading the reply --------------------------------------------------------------------------
+
+
+# Letters of other scripts drawn like Latin ones: `tоtal` with a Cyrillic о reads as `total`.
+_LOOK_ALIKES = str.maketrans(
+    "АВЕЅІЈКМНОРСТХУаеіјосрхуѕԁһԛԝ"  # Cyrillic
+    "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧονρτυχαι"  # Greek
+    "ɑɡɩʟ",
+    "ABESIJKMHOPCTXYaeijocpxysdhqwABEZHIKMNOPTYXovptuxaiagil",
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fold_char(char: str) -> str:
+    folded = unicodedata.normalize("NFKC", char)
+    if len(folded) != 1:
+        folded = char
+    return folded.translate(_LOOK_ALIKES)
+
+
+def fold(text: str) -> str:
+    """The text with each character drawn like an ASCII one replaced by it (fullwidth forms,
+    Cyrillic and Greek look-alikes, non-breaking spaces): one character for one, so positions
+    in it are positions in `text`."""
+    if text.isascii():
+        return text
+    return "".join(_fold_char(c) if not c.isascii() else c for c in text)
+
+
+def invisible(char: str) -> bool:
+    """A character that takes no room when shown (zero-width spaces and joiners, soft
+    hyphens, direction marks): code strewn with them reads as the code."""
+    return not char.isascii() and unicodedata.category(char) == "Cf"
+
+
+def strip_invisible(text: str) -> str:
+    """The text without characters that take no room when shown."""
+    if text.isascii():
+        return text
+    return "".join(c for c in text if not invisible(c))
+
+
+def visible(text: str) -> str:
+    """The text as a learner reads it: HTML character references decoded (the hint panel's
+    Markdown shows `&#61;` as `=`), characters that take no room dropped, look-alikes folded
+    to ASCII. The guard reads this, so a reply cannot hide code from it in how it is spelt."""
+    if "&" in text:
+        text = html.unescape(text)
+    return fold(strip_invisible(text))
 
 
 def normalize_language(language: str | None) -> str:
@@ -175,7 +226,29 @@ def code_blocks(reply: str) -> list[str]:
         if any(x.strip() for x in run):
             blocks.append(unwrap_string(textwrap.dedent("\n".join(run))).rstrip())
         run = []
+        after = _code_after_label(line)
+        if after is not None:
+            blocks.append(after)
     return blocks
+
+
+_LABELLED = re.compile(r"^[^:`]*[A-Za-z][^:`]*:[ \t]+(?P<code>\S.*?)[.;]?\s*$")
+
+
+def _code_after_label(line: str) -> str | None:
+    """The code a prose line hands over after a colon: "The line should read: if n % 2 ==
+    0: total += n". Only a statement that parses (Python) or ends like one (`;`, `}`)."""
+    match = _LABELLED.match(line)
+    if match is None:
+        return None
+    code = match.group("code")
+    if not _CODE_WORD.match(code):
+        return None
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return code if re.search(r"[;{}]\s*$", code) else None
+    return code
 
 
 def _sentences(text: str) -> Iterator[str]:
@@ -504,8 +577,21 @@ def apply_lines(attempt: str, snippet: str) -> list[str]:
                     moved[i] = _indent(a_lines[i]) + line
                     results.append("\n".join(moved) + "\n")
         return results
-    # Nothing alike: insert at the end of each function body (the last one first), and at the
-    # end of the file, re-indented to that body.
+    # Nothing alike. A lone statement takes the place of the learner's statement of the same
+    # kind (`return sum(...)` of `return total`, `total = ...` of `total = 0`) or of the line it
+    # holds, first; else it
+    # is inserted at the end of each function body (the last one first), re-indented to it.
+    if len([ln for ln in s_lines if ln.strip()]) == 1:
+        head, flat = _head(s_lines[0]), _flat(s_lines[0])
+        for i, text in enumerate(a_lines):
+            # Or it holds a whole line of theirs (`if n % 2 == 0: total += n` wraps `total += n`).
+            wraps = len(_tokens(text)) >= 3 and _flat(text) in flat
+            if wraps or (head is not None and _head(text) == head):
+                results.append(
+                    "\n".join([*a_lines[:i], _indent(text) + s_lines[0].strip(), *a_lines[i + 1 :]])
+                    + "\n"
+                )
+    inserted = 0
     for start, end in sorted(_regex_defs(attempt, _guess_language(attempt)).values(), reverse=True):
         body = [ln for ln in a_lines[start + 1 : end] if ln.strip()]
         if not body:
@@ -518,9 +604,24 @@ def apply_lines(attempt: str, snippet: str) -> list[str]:
             at = end - 1
         new = _reindent(s_lines, _indent(s_lines[0]), target)
         results.append("\n".join([*a_lines[:at], *new, *a_lines[at:]]) + "\n")
-        if len(results) >= 2:
+        inserted += 1
+        if inserted >= 2:
             break
     return results
+
+
+_HEAD = re.compile(
+    r"\s*(?:(?P<kw>return|yield|raise|throw)\b"
+    r"|(?:(?:let|const|var)\s+)?(?P<target>[\w.$\[\]'\"]+)\s*(?:[-+*/%]|//|\*\*)?=(?!=))"
+)
+
+
+def _head(line: str) -> str | None:
+    """What a statement is about: its keyword (`return`), or the name it assigns to."""
+    match = _HEAD.match(line)
+    if match is None:
+        return None
+    return match.group("kw") or match.group("target")
 
 
 def _guess_language(code: str) -> str:
