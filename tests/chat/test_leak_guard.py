@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -115,6 +116,33 @@ async def test_a_streamed_exercise_reply_sends_its_prose_and_withholds_the_code(
     stored = await chat.client.get(f"/api/v1/conversations/{conversation_id}", headers=chat.headers)
     assert stored.json()["messages"][-1]["content"] == SAFE_REPLY
     assert await chat.leak_flags() == [True, False]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_a_solution_split_over_two_conversations_adds_up(
+    chat: EvensChat,
+    stream: bool,
+) -> None:
+    first_half = (
+        "First guard the addition:\n\n```python\nfor n in numbers:\n    if n % 2 == 0:\n```"
+    )
+    second_half = "Then its body:\n\n```python\n        total += n\n```"
+    first = await chat.start(
+        Reply(text=first_half), Reply(text=second_half), Reply(text=SAFE_REPLY)
+    )
+    r = await chat.ask(first, "the start, please")
+    assert r.json()["reply"]["content"] == first_half  # on its own, no solution
+    second = await new_conversation(chat.client, chat.headers, chat.exercise)
+
+    r = await chat.ask(second, "and now the rest", stream=stream)
+
+    if stream:
+        sent, shown = streamed_text(parse_sse(r.text))
+        assert "total += n" not in sent
+    else:
+        shown = r.json()["reply"]["content"]
+    assert shown == SAFE_REPLY
+    assert await chat.leak_flags() == [False, True, False]
 
 
 async def test_a_conversation_without_an_exercise_has_nothing_to_guard(

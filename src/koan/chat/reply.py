@@ -9,6 +9,7 @@ from decimal import Decimal
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.chat import repository as chat_repository
 from koan.chat.context import (
     LeakGuard,
     exercise_context,
@@ -95,8 +96,17 @@ async def prepare(
                 session, user, exercise, threshold=settings.llm_leak_threshold,
                 strictness=strictness, sandbox=res.sandbox, known=res.known_programs,
             )  # fmt: skip
-            # What the learner has been shown adds up: a solution handed out in parts leaks.
-            guard = guard.with_shown([text for role, text in target.history if role != "user"])
+            # What the learner has been shown adds up: a solution handed out in parts leaks,
+            # in this conversation or spread over their others about the exercise.
+            elsewhere = (
+                await chat_repository.replies_about(
+                    session, user.id, exercise_id, besides=conversation.id, limit=HISTORY_LIMIT
+                )
+                if not res.llm.offline_only  # Koan's own tutor writes no code: nothing to add up
+                else []
+            )
+            here = [text for role, text in target.history if role != "user"]
+            guard = guard.with_shown([*elsewhere, *here])
     system = build_system_prompt(
         profile=profile, context=context, mode="chat", strictness=strictness
     )

@@ -350,3 +350,31 @@ async def conversations_about(
         query = query.where(Conversation.id == conversation_id)
     query = query.order_by(Conversation.updated_at.desc(), Conversation.id.desc())
     return (await session.execute(query)).scalars().all()
+
+
+async def replies_about(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    exercise_id: uuid.UUID,
+    *,
+    besides: uuid.UUID,
+    limit: int,
+) -> list[str]:
+    """The tutor's newest `limit` replies to one learner about one exercise in their
+    conversations other than `besides`, oldest first (conversations by
+    ix_conversations_user_updated, messages by their conversation key)."""
+    query = (
+        select(ConversationMessage.content)
+        .join(Conversation, ConversationMessage.conversation_id == Conversation.id)
+        .where(
+            Conversation.user_id == user_id,
+            Conversation.exercise_id == exercise_id,
+            Conversation.id != besides,
+            ConversationMessage.role == "assistant",
+        )
+        .order_by(ConversationMessage.created_at.desc(), ConversationMessage.id.desc())
+        .limit(limit)
+    )
+    rows = list((await session.execute(query)).scalars())
+    rows.reverse()
+    return rows
