@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import LLMCall
+from koan.web.markdown import render_markdown
 from tests.chat.helpers import EVENS_HINTS, LEAKING_REPLY, EvensChat, leaks_counted, record_attempt
 from tests.fixtures.factories import bearer, create_user
 from tests.fixtures.llm_server import Reply
@@ -112,6 +113,20 @@ async def test_a_hint_that_leaks_is_withheld_and_never_cached(
     chat.llm.script(Reply(text="A fresh, safe first hint."))
     r = await hint(chat, await bearer(chat.session, chat.resources, other))
     assert r.json()["hint"] == "A fresh, safe first hint."
+
+
+async def test_a_hint_that_spells_the_fix_in_character_references_is_withheld(
+    chat: EvensChat,
+) -> None:
+    # The Hints panel renders Markdown, which decodes references: the learner would read
+    # "if n % 2 == 0:" with the addition indented under it.
+    spelt = "Wrap it:\\\nif n % 2 &#61;&#61; 0:\\\n&nbsp;&nbsp;&nbsp;&nbsp;total &#43;= n"
+    assert "if n % 2 == 0:" in render_markdown(spelt, links=False)
+    await chat.prepare(Reply(text=spelt))
+
+    assert (await hint(chat)).json()["hint"] == EVENS_HINTS[0]
+    [leak] = await hint_calls(chat.session)
+    assert leak.leak_caught
 
 
 async def test_the_authored_rung_is_served_without_asking_the_model_when_the_budget_is_used_up(
