@@ -577,10 +577,10 @@ def apply_lines(attempt: str, snippet: str) -> list[str]:
                     moved[i] = _indent(a_lines[i]) + line
                     results.append("\n".join(moved) + "\n")
         return results
-    # Nothing alike. A lone statement takes the place of the learner's statement of the same
-    # kind (`return sum(...)` of `return total`, `total = ...` of `total = 0`) or of the line it
-    # holds, first; else it
-    # is inserted at the end of each function body (the last one first), re-indented to it.
+    # Nothing alike. A lone statement is tried first in the place of the learner's statement of
+    # the same kind (`return sum(...)` for `return total`, `total = ...` for `total = 0`) or of
+    # a line it holds; then it is inserted at the end of each function body (the last one
+    # first), re-indented to it.
     if len([ln for ln in s_lines if ln.strip()]) == 1:
         head, flat = _head(s_lines[0]), _flat(s_lines[0])
         for i, text in enumerate(a_lines):
