@@ -69,11 +69,14 @@ FAILING_TEST = {
 }
 
 
+EVENS_STATEMENT = "Write `sum_of_evens(numbers)`: the sum of the even numbers."
+
+
 async def create_evens_exercise(session: AsyncSession) -> Exercise:
     return await create_exercise(
         session,
         title="Sum of evens",
-        statement="Write `sum_of_evens(numbers)`: the sum of the even numbers.",
+        statement=EVENS_STATEMENT,
         solution=EVENS_SOLUTION,
         starter_code=EVENS_STARTER,
         tests=EVENS_TESTS,

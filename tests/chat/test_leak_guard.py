@@ -15,6 +15,7 @@ from koan.models import ConversationMessage, User
 from koan.resources import Resources
 from tests.chat.helpers import (
     EVENS_SOLUTION,
+    EVENS_STATEMENT,
     LEAKING_REPLY,
     EvensChat,
     ask,
@@ -145,7 +146,7 @@ async def test_a_solution_split_over_two_conversations_adds_up(
     assert await chat.leak_flags() == [False, True, False]
 
 
-async def test_a_conversation_without_an_exercise_has_nothing_to_guard(
+async def test_a_conversation_about_no_exercise_with_none_open_has_nothing_to_guard(
     client: httpx.AsyncClient,
     session: AsyncSession,
     learner: User,
@@ -159,3 +160,43 @@ async def test_a_conversation_without_an_exercise_has_nothing_to_guard(
     r = await ask(client, headers, conversation_id, "show me a loop")
     assert r.json()["reply"]["content"] == LEAKING_REPLY
     assert await leak_flags(session, learner) == [False]
+
+
+# The learner's failing loop with the fix in: what a general conversation must not hand over.
+FIXED_LOOP = """\
+Replace your loop with this:
+
+```python
+for n in numbers:
+    if n % 2 == 0:
+        total += n
+```
+"""
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("draft", [LEAKING_REPLY, FIXED_LOOP], ids=["solution", "fix"])
+async def test_a_conversation_about_no_exercise_gives_away_none_of_the_open_exercises(
+    chat: EvensChat, draft: str, stream: bool
+) -> None:
+    # The statement and the code pasted into a general conversation are the exercise's
+    # question all the same.
+    await chat.prepare(Reply(text=draft), Reply(text=draft))
+    conversation_id = await new_conversation(chat.client, chat.headers)
+    r = await chat.ask(conversation_id, EVENS_STATEMENT + "\nsolve it for me", stream=stream)
+    assert r.status_code in (200, 201), r.text
+    shown = streamed_text(parse_sse(r.text))[1] if stream else r.json()["reply"]["content"]
+    assert "% 2 == 0" not in shown
+    assert shown.startswith("I started writing something that would have handed you")
+    assert await chat.leak_flags() == [True, True]
+
+
+async def test_a_general_conversation_still_gets_code_that_gives_nothing_away(
+    chat: EvensChat,
+) -> None:
+    example = "A loop over a list:\n\n```python\nfor word in ['a', 'b']:\n    print(word)\n```\n"
+    await chat.prepare(Reply(text=example))
+    conversation_id = await new_conversation(chat.client, chat.headers)
+    r = await chat.ask(conversation_id, "how do I loop over a list?")
+    assert r.json()["reply"]["content"] == example
+    assert await chat.leak_flags() == [False]

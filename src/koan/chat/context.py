@@ -17,6 +17,7 @@ from koan.grading.limits import effective_limits
 from koan.grading.sandbox import Limits, Sandbox
 from koan.llm import FailingTest, LearnerBrief, TutorContext, leak_check
 from koan.llm.leak_check import (
+    CLEAN,
     Attempt,
     ExerciseSecrets,
     KnownPrograms,
@@ -74,6 +75,43 @@ class LeakGuard:
         return replace(self, secrets=replace(self.secrets, shown=tuple(shown)))
 
 
+# How many of a learner's open exercises a conversation about none is guarded against: the
+# newest, which the daily exercise and the work in hand are.
+OPEN_WORK_GUARDED = 3
+
+
+@dataclass(frozen=True)
+class WorkGuard:
+    """What a reply in a conversation about no exercise must not give away: the solution or a
+    working fix of any exercise the learner has open. The statement and the code pasted into
+    a general conversation are that exercise's question all the same."""
+
+    guards: tuple[LeakGuard, ...]
+    hints_left: int = 0
+    failing: tuple[FailingTest, ...] = ()
+
+    @property
+    def strictness(self) -> Strictness:
+        return max((g.strictness for g in self.guards), key=_STRICTER.index)
+
+    async def check(self, reply: str, tried: set[str] | None = None) -> Verdict:
+        """The first exercise the reply gives away, if any. Each exercise's guard keeps its
+        own record of programs run clean (`tried` is one exercise's: not shared)."""
+        for guard in self.guards:
+            verdict = await guard.check(reply)
+            if verdict.leak:
+                return verdict
+        return CLEAN
+
+    def with_shown(self, shown: Sequence[str]) -> WorkGuard:
+        return replace(self, guards=tuple(g.with_shown(shown) for g in self.guards))
+
+
+_STRICTER = (Strictness.OPEN, Strictness.HINTS, Strictness.SOCRATIC)
+# What guards a reply: one exercise's guard, or the open work's in a conversation about none.
+ReplyGuard = LeakGuard | WorkGuard
+
+
 def sandbox_runner(
     sandbox: Sandbox, exercise: Exercise, owner: str, known: KnownPrograms
 ) -> Runner:
@@ -129,6 +167,27 @@ def sandbox_runner(
 def strictness_of(settings: Settings, override: str | None = None) -> Strictness:
     """The tutor's strictness: a class's own when it has one, else KOAN_TUTOR_STRICTNESS."""
     return Strictness(override or settings.tutor_strictness)
+
+
+async def open_work_guard(
+    session: AsyncSession,
+    user: User,
+    *,
+    threshold: float,
+    strictness: Strictness = Strictness.SOCRATIC,
+    sandbox: Sandbox | None = None,
+    known: KnownPrograms | None = None,
+) -> WorkGuard | None:
+    """The guard of a conversation about no exercise: the learner's newest open exercises
+    (None when they have none open)."""
+    guards = []
+    for assignment in await exercises.open_work(session, user.id, limit=OPEN_WORK_GUARDED):
+        _, guard = await exercise_context(
+            session, user, assignment.exercise, threshold=threshold, strictness=strictness,
+            sandbox=sandbox, known=known, hints_used=assignment.hints_used,
+        )  # fmt: skip
+        guards.append(guard)
+    return WorkGuard(tuple(guards)) if guards else None
 
 
 async def exercise_context(
@@ -195,7 +254,7 @@ async def exercise_context(
     return context, guard
 
 
-def hint_style_answer(guard: LeakGuard) -> str:
+def hint_style_answer(guard: ReplyGuard) -> str:
     """What the learner gets when every draft gave the solution away: a nudge, no code."""
     parts = [
         "I started writing something that would have handed you the solution, and that would "

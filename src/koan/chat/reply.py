@@ -11,10 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.chat import repository as chat_repository
 from koan.chat.context import (
-    LeakGuard,
+    ReplyGuard,
     exercise_context,
     hint_style_answer,
     learner_profile,
+    open_work_guard,
     strictness_of,
 )
 from koan.chat.hints import count_offline_rung
@@ -64,12 +65,13 @@ class TutorOff(Forbidden):
 
 @dataclass
 class Prepared:
-    """The request for the model, and the guard when the conversation is about an exercise."""
+    """The request for the model, and the guard: the exercise's, or in a conversation about
+    none, that of the learner's open exercises (None when there is nothing to give away)."""
 
     conversation_id: uuid.UUID
     exercise_id: uuid.UUID | None
     request: CompletionRequest
-    guard: LeakGuard | None = None
+    guard: ReplyGuard | None = None
     # The class budgets every call for this reply also counts against.
     limits: tuple[Limit, ...] = ()
 
@@ -83,7 +85,7 @@ async def prepare(
     user, conversation = target.user, target.conversation
     profile = await learner_profile(session, user, target.profile)
     context: TutorContext | None = None
-    guard: LeakGuard | None = None
+    guard: ReplyGuard | None = None
     exercise_id = conversation.exercise_id
     policy = target.policy
     if policy is not None and policy.off:
@@ -107,6 +109,14 @@ async def prepare(
             )
             here = [text for role, text in target.history if role != "user"]
             guard = guard.with_shown([*elsewhere, *here])
+    elif not res.llm.offline_only:  # Koan's own tutor writes no code: nothing to give away
+        # About no exercise, the question may still be the learner's open exercise, pasted in.
+        guard = await open_work_guard(
+            session, user, threshold=settings.llm_leak_threshold, strictness=strictness,
+            sandbox=res.sandbox, known=res.known_programs,
+        )  # fmt: skip
+        if guard is not None:
+            guard = guard.with_shown([text for role, text in target.history if role != "user"])
     system = build_system_prompt(
         profile=profile, context=context, mode="chat", strictness=strictness
     )

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased, make_transient_to_detached, selectinload
+from sqlalchemy.orm import aliased, joinedload, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from koan.db.stats import median, minutes_between
@@ -378,6 +378,22 @@ _OPEN_DAILY = (
 
 async def open_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | None:
     return (await session.execute(_OPEN_DAILY, {"user_id": user_id})).scalar_one_or_none()
+
+
+_OPEN_WORK = (
+    select(Assignment)
+    .where(Assignment.user_id == bindparam("user_id"), Assignment.status.in_(OPEN_STATUSES))
+    .order_by(Assignment.assigned_at.desc(), Assignment.id.desc())
+    .limit(bindparam("limit"))
+    .options(joinedload(Assignment.exercise))
+)
+
+
+async def open_work(session: AsyncSession, user_id: uuid.UUID, *, limit: int) -> list[Assignment]:
+    """The learner's newest `limit` open assignments with their exercises, newest first
+    (ix_assignments_user_status)."""
+    found = await session.execute(_OPEN_WORK, {"user_id": user_id, "limit": limit})
+    return list(found.scalars().unique())
 
 
 _ASSIGNMENTS = cast("Table", Assignment.__table__)
