@@ -11,6 +11,7 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -20,10 +21,12 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.chat import service as chat_service
+from koan.chat.reply import ReplyTarget
 from koan.models import ConversationMessage, LLMCall, User
 from koan.resources import Resources
 from tests.chat.helpers import HeldReply, HoldingServer, new_conversation
-from tests.fixtures.llm_server import Reply
+from tests.fixtures.llm_server import FakeLLMServer, Reply
 
 Tutor = Callable[..., Resources]
 
@@ -109,3 +112,33 @@ async def test_leaving_mid_stream_stores_the_partial_reply_as_incomplete(
             ("user", False),
             ("assistant", False),
         ]
+
+
+async def test_a_stream_left_before_its_first_token_is_billed_the_prompt_the_model_read(
+    session: AsyncSession, resources: Resources, learner: User, tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:  # fmt: skip
+    # A learner who closes the connection as the reply starts leaves no text behind, but the
+    # model read the whole prompt: a call billed nothing would let questions cost nothing.
+    res = tutor()
+    llm_server.script(Reply(text="alpha beta gamma"))
+    conversation = await chat_service.start(session, res, learner, None)
+    target = ReplyTarget(learner, conversation, None)
+
+    @asynccontextmanager
+    async def open_session() -> AsyncIterator[AsyncSession]:
+        async with res.session_factory() as own:
+            yield own
+            await own.commit()
+
+    asked = await chat_service.ask(session, res, open_session, target, "a question", stream=True)
+    assert asked.events is not None
+    await asked.events.aclose()  # the response ended before it sent a token
+    [call] = (
+        (await session.execute(select(LLMCall).where(LLMCall.user_id == learner.id)))
+        .scalars()
+        .all()
+    )
+    assert call.outcome == "incomplete"
+    assert call.input_tokens > 0
+    assert call.cost_usd > 0

@@ -178,6 +178,13 @@ class LiveReplyStream:
         with anyio.CancelScope(shield=True):
             await self._finish(incomplete=True)
 
+    async def abandon(self) -> None:
+        """End a stream Koan gives up before sending anything (its question could not be
+        stored): nothing is stored or billed to the learner, the provider is let go."""
+        await self._events.aclose()
+        with anyio.CancelScope(shield=True):
+            await self._finish(incomplete=True, billed=False)
+
     async def _generate(self) -> AsyncGenerator[bytes, None]:
         try:
             item = self._pending
@@ -217,8 +224,11 @@ class LiveReplyStream:
         """What is stored as the reply: everything the model sent."""
         return _Stored("".join(self._parts))
 
-    async def _bill(self) -> _Bill:
-        """What the model's call cost, with the budget held for it settled (once)."""
+    async def _bill(self, *, prompt_read: bool = True) -> _Bill:
+        """What the model's call cost, with the budget held for it settled (once). A reply the
+        learner left before its first token still had its prompt read by the model, which is
+        billed; a provider that failed before writing anything (or a stream Koan gave up
+        before sending anything: `prompt_read` false) costs the learner nothing."""
         if self._billed is not None:
             return self._billed
         res, prepared = self._res, self._prepared
@@ -228,8 +238,8 @@ class LiveReplyStream:
         if completion is not None:
             used, cost = completion.usage, completion.cost_usd
             model, provider = completion.model, completion.provider
-        elif generated:
-            # Billed for what was generated; the provider never sent its count.
+        elif generated or prompt_read:
+            # Billed for what the model read and wrote; the provider never sent its count.
             model, provider = res.llm.model, res.llm.provider.name
             used = estimate_usage(prepared.request.messages, generated)
             cost = res.llm.prices.cost_usd(model, used)
@@ -258,7 +268,7 @@ class LiveReplyStream:
         )  # fmt: skip
 
     async def _finish(
-        self, *, error: KoanError | None = None, incomplete: bool = False
+        self, *, error: KoanError | None = None, incomplete: bool = False, billed: bool = True
     ) -> _Outcome:
         """Store the reply (complete or partial) and its call, settle the budget, unlock.
         Runs once; later calls return the first outcome."""
@@ -267,7 +277,7 @@ class LiveReplyStream:
         self._outcome = outcome = _Outcome()
         res, prepared = self._res, self._prepared
         try:
-            bill = await self._bill()
+            bill = await self._bill(prompt_read=billed and error is None)
             generated = "".join(self._parts)
             stored = self._stored()
             cut_short = self._completion is None or error is not None or incomplete
@@ -447,7 +457,7 @@ async def store_while_starting(
             await stream.fail(started)
         else:  # the first token may have come: release the provider
             with anyio.CancelScope(shield=True):
-                await stream.aclose()
+                await stream.abandon()
         raise
     try:
         await first
