@@ -210,6 +210,34 @@ async def test_daily_assignment_is_stable_and_follows_the_profile(
     assert js.id  # the javascript bank has at least this exercise
 
 
+async def test_a_daily_not_yet_touched_follows_a_change_of_language(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    for language in ("python", "javascript"):
+        await create_exercise(session, language=language, difficulty=1, skills=["strings"])
+    user = await create_user(session, resources, onboarded=True, language="python")
+    h = await bearer(session, resources, user)
+    first = (await client.get("/api/v1/exercises/daily", headers=h)).json()
+    assert first["exercise"]["language"] == "python"
+    r = await client.patch("/api/v1/users/me/profile", headers=h, json={"language": "javascript"})
+    assert r.status_code == 200, r.text
+    # Untouched, the Python daily gives way to one in the language now chosen.
+    switched = (await client.get("/api/v1/exercises/daily", headers=h)).json()
+    assert switched["exercise"]["language"] == "javascript"
+    assert switched["assignment_id"] != first["assignment_id"]
+    old = await client.get(f"/api/v1/assignments/{first['assignment_id']}", headers=h)
+    assert old.json()["status"] == "expired"
+    # A daily the learner has started is theirs to finish or skip, whatever the language.
+    started = await client.post(
+        f"/api/v1/exercises/{switched['exercise']['id']}/hints", headers=h
+    )
+    assert started.status_code == 200, started.text
+    r = await client.patch("/api/v1/users/me/profile", headers=h, json={"language": "python"})
+    assert r.status_code == 200, r.text
+    kept = (await client.get("/api/v1/exercises/daily", headers=h)).json()
+    assert kept["assignment_id"] == switched["assignment_id"]
+
+
 async def test_a_daily_asked_for_after_finishing_todays_is_flagged_extra(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

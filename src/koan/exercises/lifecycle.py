@@ -69,12 +69,19 @@ async def open_daily(
 
 
 async def current_daily(
-    session: AsyncSession, user: User, now: datetime
+    session: AsyncSession, user: User, now: datetime, *, language: str
 ) -> tuple[Assignment | None, datetime | None]:
-    """The learner's open daily assignment (one left open too long expires instead), and when
-    they last completed a daily one."""
+    """The learner's open daily assignment, and when they last completed a daily one. One left
+    open too long expires instead, and so does one not yet touched in another language than
+    `language`, the learner's (they changed it since): the next is in theirs."""
     assignment, last_done = await repository.open_daily_and_last_done(session, user.id)
-    if assignment is not None and assignment.assigned_at < now - DAILY_TTL:
+    if assignment is None:
+        return None, last_done
+    untouched = assignment.status == "assigned" and not (
+        assignment.hints_used or assignment.attempts
+    )
+    untouched_elsewhere = untouched and assignment.exercise.language != language
+    if assignment.assigned_at < now - DAILY_TTL or untouched_elsewhere:
         _expire(assignment, now)
         await session.flush()
         return None, last_done

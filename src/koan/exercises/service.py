@@ -203,7 +203,8 @@ async def daily(
             "Finish the onboarding interview first, so Koan knows what to give you.",
             code="OnboardingRequired",
         )
-    assignment, last_done = await lifecycle.current_daily(session, user, now)
+    language = profile.language or "python"
+    assignment, last_done = await lifecycle.current_daily(session, user, now, language=language)
     if assignment is None:
         assignment = await _assign_daily(session, res, user, now, hooks)
     return DailyOut(
