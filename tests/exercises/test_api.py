@@ -228,9 +228,7 @@ async def test_a_daily_not_yet_touched_follows_a_change_of_language(
     old = await client.get(f"/api/v1/assignments/{first['assignment_id']}", headers=h)
     assert old.json()["status"] == "expired"
     # A daily the learner has started is theirs to finish or skip, whatever the language.
-    started = await client.post(
-        f"/api/v1/exercises/{switched['exercise']['id']}/hints", headers=h
-    )
+    started = await client.post(f"/api/v1/exercises/{switched['exercise']['id']}/hints", headers=h)
     assert started.status_code == 200, started.text
     r = await client.patch("/api/v1/users/me/profile", headers=h, json={"language": "python"})
     assert r.status_code == 200, r.text

@@ -19,6 +19,7 @@ from koan.models import Assignment, Exercise, Submission, User
 from koan.models.progress import Achievement, UserAchievement
 from koan.progress import repository as progress_repository
 from koan.progress import service as progress
+from koan.progress.achievements import Summary
 from koan.resources import Resources
 from tests.fixtures.factories import create_exercise, create_user
 from tests.fixtures.live import live, live_resources
@@ -128,6 +129,11 @@ class Learner:
         """The maintained numbers equal a recompute from the rows."""
         kept = await progress.stored(self.session, self.user)
         assert kept == await progress.recompute(self.session, self.res, self.user)
+        # The achievement summary kept one completion at a time is the whole log's.
+        row = await progress_repository.progress_of(self.session, self.user.id)
+        if row is not None and row.achievement_summary is not None:
+            done = await progress_repository.completions(self.session, self.user.id)
+            assert Summary.from_json(row.achievement_summary) == Summary.of(done)
         return kept
 
 

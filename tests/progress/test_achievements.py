@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +17,7 @@ from koan.progress.achievements import (
     Completion,
     Facts,
     Kind,
+    Summary,
     earned,
     facts_from,
     progress,
@@ -183,3 +186,39 @@ async def test_the_migration_seeded_the_catalogue(session: AsyncSession) -> None
     assert [(r.code, r.title, r.description, r.kind, r.threshold) for r in rows] == [
         (a.code, a.title, a.description, a.kind.value, a.threshold) for a in CATALOGUE
     ]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_summary_kept_one_completion_at_a_time_gives_the_facts_of_the_whole_history(
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    history: list[Completion] = []
+    day = 0
+    for _ in range(rng.randint(1, 60)):
+        day += rng.choice([0, 0, 1, 1, 1, 2, 3, 8, 12])  # the same day, the next, gaps, away
+        history.append(
+            done(
+                day,
+                exercise=f"ex-{rng.randint(0, 15)}",
+                attempt=rng.choice([1, 1, 2, 6, 7]),
+                hints=rng.choice([0, 0, 0, 1, 2]),
+                language=rng.choice(["python", "python", "javascript"]),
+                difficulty=rng.randint(1, 5),
+                hour_utc=rng.randint(0, 23),
+            )
+        )
+    history.sort(key=lambda c: c.at)
+    summary, seen = Summary(), set()
+    for c in history:
+        summary = summary.add(c, first=c.exercise_id not in seen)
+        seen.add(c.exercise_id)
+        # Stored and read back between completions, as the progress row keeps it.
+        summary = Summary.from_json(json.loads(json.dumps(summary.to_json())))
+    totals = {
+        "exercises": len(seen),
+        "streak": achievements.streaks.from_days(c.day for c in history).longest,
+        "mastered_skills": 2,
+    }
+    assert summary.facts(**totals) == facts_from(history, mastered_skills=2)
+    assert Summary.of(list(reversed(history))) == summary

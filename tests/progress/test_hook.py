@@ -3,6 +3,7 @@ achievements, each awarded once, and always equal to a recompute from the rows."
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -11,10 +12,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import GENERAL
+from koan.db import locked_rows
 from koan.grading import service as grading
 from koan.grading.sandbox import GradeReport
-from koan.models.progress import LearnerSkillRating, LevelEvent, PracticeEntry, UserAchievement
+from koan.models.progress import (
+    LearnerProgress,
+    LearnerSkillRating,
+    LevelEvent,
+    PracticeEntry,
+    UserAchievement,
+)
+from koan.progress import repository as progress_repository
 from koan.progress import service as progress
+from koan.progress.achievements import Completion
 from tests.fixtures.factories import create_exercise
 from tests.progress.conftest import WRONG, Learner, create_js_exercise
 
@@ -294,3 +304,34 @@ async def test_an_achievement_is_unique_per_learner_in_the_database(
                     earned_at=learner.res.clock.now(),
                 )
             )
+
+
+async def test_the_practice_log_is_read_whole_only_to_build_the_achievement_summary(
+    learner: Learner, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[uuid.UUID] = []
+    whole_log = progress_repository.completions
+
+    async def counted(session: AsyncSession, user_id: uuid.UUID) -> list[Completion]:
+        reads.append(user_id)
+        return await whole_log(session, user_id)
+
+    monkeypatch.setattr(progress_repository, "completions", counted)
+    for day in range(4):
+        learner.travel(paris(MONDAY + timedelta(days=day), 12))
+        await learner.solve(hints=day % 2)
+    assert len(reads) == 1  # the first completion built it; the others were added to it
+    # A learner whose summary was never kept (from before it was) gets it built once.
+    await session.execute(
+        update(LearnerProgress)
+        .where(LearnerProgress.user_id == learner.user.id)
+        .values(achievement_summary=None)
+        .execution_options(synchronize_session=False)
+    )
+    locked_rows(session).pop(("learner_progress", learner.user.id), None)  # read it again
+    learner.travel(paris(MONDAY + timedelta(days=5), 12))
+    await learner.solve()
+    learner.travel(paris(MONDAY + timedelta(days=6), 12))
+    await learner.solve()
+    assert len(reads) == 2
+    await learner.check_consistent()

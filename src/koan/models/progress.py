@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -82,6 +83,10 @@ class LearnerProgress(Base):
     longest_streak: Mapped[int] = mapped_column(Integer, default=0)
     last_active_day: Mapped[date | None] = mapped_column(Date, default=None)
     level: Mapped[int] = mapped_column(Integer, default=1)
+    # What the achievement rules read of the completions beyond these totals
+    # (`koan.progress.achievements.Summary`), kept one completion at a time; None until the
+    # first award pass builds it from the practice log.
+    achievement_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

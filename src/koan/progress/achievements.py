@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import date, datetime
-from typing import Final
+from typing import Any, Final
 
 from koan.progress import streaks
 
@@ -302,6 +302,107 @@ def facts_from(completions: Sequence[Completion], *, mastered_skills: int = 0) -
         persistence=max(c.attempt - 1 for c in first.values()),
         hardest=max(c.difficulty for c in completions),
     )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the rules read of a learner's completions beyond the totals progress keeps
+    (exercises completed, the longest streak), brought up to date one completion at a time
+    (`add`), so awarding never reads the whole history again. `of` builds it from a whole
+    history, and `facts` gives what `facts_from` gives for that history. A completion dated
+    before the last one (a learner who moved west) may fall between older runs of days, which
+    only the whole history can tell: it does not `follow`, and the summary is built again."""
+
+    flawless: int = 0
+    persistence: int = 0
+    hardest: int = 0
+    languages: tuple[str, ...] = ()
+    night: int = 0
+    early: int = 0
+    comebacks: int = 0
+    last_day: date | None = None
+    last_day_hinted: bool = False
+    hint_free_run: int = 0  # the run of hint-free days ending on `last_day`
+    hint_free_best: int = 0  # the longest run before it
+
+    def follows(self, c: Completion) -> bool:
+        """Whether `add` can take this completion: it is dated on or after the last one."""
+        return self.last_day is None or c.day >= self.last_day
+
+    def add(self, c: Completion, *, first: bool) -> Summary:
+        """With one more completion that `follows`; `first` when it is the first of its
+        exercise."""
+        hour = c.local_hour
+        changes: dict[str, object] = {
+            "hardest": max(self.hardest, c.difficulty),
+            "languages": tuple(sorted({*self.languages, c.language})),
+            "night": self.night + (hour in NIGHT_HOURS),
+            "early": self.early + (hour in EARLY_HOURS),
+        }
+        if first:
+            changes["flawless"] = self.flawless + c.flawless
+            changes["persistence"] = max(self.persistence, c.attempt - 1)
+        hinted, last = c.hints_used > 0, self.last_day
+        if last is None or c.day > last:
+            away = (c.day - last).days - 1 if last is not None else 0
+            follows = last is not None and away == 0
+            changes.update(
+                comebacks=self.comebacks + (away >= AWAY_DAYS),
+                last_day=c.day,
+                last_day_hinted=hinted,
+                hint_free_run=0 if hinted else (self.hint_free_run + 1 if follows else 1),
+                hint_free_best=(
+                    self.hint_free_best
+                    if follows and not hinted
+                    else max(self.hint_free_best, self.hint_free_run)
+                ),
+            )
+        elif c.day == last and hinted and not self.last_day_hinted:
+            # The day the run ended on took a hint after all: the run ends the day before.
+            changes.update(
+                last_day_hinted=True,
+                hint_free_run=0,
+                hint_free_best=max(self.hint_free_best, self.hint_free_run - 1),
+            )
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def of(cls, completions: Sequence[Completion]) -> Summary:
+        summary, seen = cls(), set()
+        for c in sorted(completions, key=lambda c: c.at):
+            summary = summary.add(c, first=c.exercise_id not in seen)
+            seen.add(c.exercise_id)
+        return summary
+
+    def facts(self, *, exercises: int, streak: int, mastered_skills: int = 0) -> Facts:
+        return Facts(
+            exercises=exercises,
+            streak=streak,
+            flawless=self.flawless,
+            mastered_skills=mastered_skills,
+            comebacks=self.comebacks,
+            hint_free_days=max(self.hint_free_best, self.hint_free_run),
+            languages=len(self.languages),
+            night=self.night,
+            early=self.early,
+            persistence=self.persistence,
+            hardest=self.hardest,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["languages"] = list(self.languages)
+        values["last_day"] = self.last_day.isoformat() if self.last_day else None
+        return values
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> Summary:
+        known = {f.name for f in fields(cls)}
+        kept = {k: v for k, v in values.items() if k in known}
+        kept["languages"] = tuple(kept.get("languages") or ())
+        day = kept.get("last_day")
+        kept["last_day"] = date.fromisoformat(day) if day else None
+        return cls(**kept)
 
 
 def earned(facts: Facts) -> list[Achievement]:

@@ -54,6 +54,7 @@ _TOTALS = (
     "longest_streak",
     "last_active_day",
     "level",
+    "achievement_summary",
 )
 
 
@@ -69,6 +70,9 @@ class Totals:
     longest_streak: int
     last_active_day: date | None
     level: int
+    # `achievements.Summary.to_json()`; None until the first award pass builds it. Replaced,
+    # never changed in place, so a save sees that it changed.
+    achievement_summary: dict[str, Any] | None
     # The values the database holds, so a save writes only what changed.
     stored: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -122,7 +126,7 @@ async def create_progress(
     """Insert the learner's first totals (all zero, at `level`), locked until this transaction
     ends (no other can lock a row it has not committed); None if another transaction created
     them first. One statement, no SAVEPOINT: a conflict is not an error."""
-    totals = Totals(user_id, 0, 0, 0, 0, 0, None, level)
+    totals = Totals(user_id, 0, 0, 0, 0, 0, None, level, None)
     params = {"user_id": user_id, **totals.values(), "updated_at": utcnow()}
     statement = _CREATE_PROGRESS[session.get_bind().dialect.name]
     if (await session.execute(statement, params)).one_or_none() is None:

@@ -95,11 +95,22 @@ async def on_submission_graded(
         progress.exercises_completed += int(not logged.exercise_completed_before)
         progress.first_try_passes += int(assignment.attempts == 1)
         await _count_day(session, progress, day)
+        completion = achievements.Completion(
+            str(exercise.id), at, user.timezone, day, assignment.attempts,
+            assignment.hints_used, exercise.language, exercise.difficulty,
+        )  # fmt: skip
+        kept = progress.achievement_summary
+        summary = achievements.Summary.from_json(kept) if kept is not None else None
+        if summary is not None and summary.follows(completion):
+            summary = summary.add(completion, first=not logged.exercise_completed_before)
+        else:  # built from the log (this completion is in it), as a streak is after a move west
+            summary = achievements.Summary.of(await repository.completions(session, user.id))
+        progress.achievement_summary = summary.to_json()
     await _follow_level(session, user, progress, now)
     await repository.save_progress(session, progress)
     if submission.status != "passed":
         return []  # nothing is earned by a failed attempt
-    return await _award(session, user, submission_id=submission.id, now=now)
+    return await _award(session, user, progress, submission_id=submission.id, now=now)
 
 
 async def on_assignment_skipped(session: AsyncSession, res: Resources, *, user: User) -> None:
@@ -154,11 +165,16 @@ async def _follow_level(
 
 
 async def _award(
-    session: AsyncSession, user: User, *, submission_id: uuid.UUID, now: datetime
+    session: AsyncSession,
+    user: User,
+    progress: repository.Totals,
+    *,
+    submission_id: uuid.UUID,
+    now: datetime,
 ) -> list[str]:
     """Award what the learner's record now earns; the codes awarded by this call, in the
     catalogue's order (what they held already is left as it is, in the same statement)."""
-    facts = await _facts(session, user, now)
+    facts = await _facts(session, user, now, progress)
     earned = [achievement.code for achievement in achievements.earned(facts)]
     awarded = await repository.award(session, user.id, earned, submission_id=submission_id, at=now)
     return [code for code in earned if code in awarded]
@@ -191,15 +207,30 @@ def _masteries(ratings: dict[str, SkillRating], now: datetime) -> dict[str, floa
     return {skill: mastery(r, now) for skill, r in ratings.items() if skill != GENERAL}
 
 
+async def _summary(
+    session: AsyncSession,
+    user: User,
+    progress: repository.Totals | LearnerProgress | None,
+) -> achievements.Summary:
+    """The learner's achievement summary as kept, or built from the practice log when it has
+    not been kept yet (a learner from before it was, or one with no completion)."""
+    if progress is not None and progress.achievement_summary is not None:
+        return achievements.Summary.from_json(progress.achievement_summary)
+    return achievements.Summary.of(await repository.completions(session, user.id))
+
+
 async def _facts(
     session: AsyncSession,
     user: User,
     now: datetime,
-    done: Sequence[achievements.Completion] | None = None,
+    progress: repository.Totals | LearnerProgress | None,
 ) -> achievements.Facts:
+    """What the rules read: the kept totals and summary, and today's masteries."""
     masteries = _masteries(await _ratings(session, user), now)
-    return achievements.facts_from(
-        await repository.completions(session, user.id) if done is None else done,
+    summary = await _summary(session, user, progress)
+    return summary.facts(
+        exercises=progress.exercises_completed if progress is not None else 0,
+        streak=progress.longest_streak if progress is not None else 0,
         mastered_skills=achievements.count_mastered(masteries.values()),
     )
 
@@ -332,7 +363,8 @@ async def history(
 async def achievement_list(session: AsyncSession, res: Resources, user: User) -> AchievementsOut:
     catalogue = await repository.catalogue(session)
     earned = {row.achievement_code: row for row in await repository.earned(session, user.id)}
-    facts = await _facts(session, user, res.clock.now())
+    progress = await repository.progress_of(session, user.id)
+    facts = await _facts(session, user, res.clock.now(), progress)
     locked: list[LockedAchievement] = []
     for row in catalogue:
         if row.code in earned:
@@ -405,7 +437,10 @@ async def recompute(session: AsyncSession, res: Resources, user: User) -> Snapsh
     totals = await repository.assignment_totals(session, user.id)
     done = await repository.completions(session, user.id)
     streak = streaks.from_days(c.day for c in done)
-    facts = await _facts(session, user, res.clock.now(), done)
+    masteries = _masteries(await _ratings(session, user), res.clock.now())
+    facts = achievements.facts_from(
+        done, mastered_skills=achievements.count_mastered(masteries.values())
+    )
     held = {row.achievement_code for row in await repository.earned(session, user.id)}
     # Mastery fades, so a mastery achievement earned earlier may not be earned again from
     # today's ratings; every other rule reads values that only grow.
