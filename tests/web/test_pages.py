@@ -239,6 +239,20 @@ async def test_login_next_is_followed_only_within_the_site(
         assert response.headers["location"] == expected
 
 
+async def test_a_next_address_past_latin_1_is_followed_by_htmx_too(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """HTMX is sent on with a header, which holds no character past Latin-1: the address goes
+    percent-encoded, as in a redirect's Location, instead of failing the request."""
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    response = await client.get("/login?next=/exercises?q=%E2%82%AC", headers=htmx(client))
+    assert response.status_code == 200
+    assert response.headers["HX-Redirect"] == "/exercises?q=%E2%82%AC"
+    plain = await client.get("/login?next=/exercises?q=%E2%82%AC")
+    assert plain.headers["location"] == response.headers["HX-Redirect"]
+
+
 async def test_an_unverified_user_is_sent_to_check_email(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

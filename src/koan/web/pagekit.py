@@ -131,10 +131,12 @@ def login_url(request: Request) -> str:
 
 
 def redirect(request: Request, url: str) -> Response:
+    response = RedirectResponse(url, status_code=303)
     if request.headers.get("HX-Request"):
-        # HTMX follows this with a full page load.
-        return Response(status_code=200, headers={"HX-Redirect": url})
-    return RedirectResponse(url, status_code=303)
+        # HTMX follows this with a full page load. The address as the Location header carries
+        # it (percent-encoded): a header holds no character past Latin-1, as `next` may.
+        return Response(status_code=200, headers={"HX-Redirect": response.headers["location"]})
+    return response
 
 
 # ---------------------------------------------------------------------------------------------
