@@ -1033,6 +1033,39 @@ async def test_dates_beyond_the_years_a_class_may_run_are_explained_beside_their
         assert "between the years 1970 and 2200" in text_of(response)
 
 
+async def test_a_date_typed_as_digits_is_refused_not_read_as_seconds_after_1970(
+    course: Course,
+) -> None:
+    """A browser without a date picker sends what was typed: "20260901" is not a date (it was
+    read as that many seconds after 1970, and the class started in August 1970)."""
+    teacher = course.teacher
+    made = await teacher.post(
+        "/classes", {"name": "Digits", "timezone": "UTC", "starts_on": "20260901"}
+    )
+    settings = await teacher.post(
+        f"/classes/{course.id}/settings",
+        {"name": "CS 101", "timezone": "UTC", "starts_on": "1", "ends_on": ""},
+    )
+    assignment = await teacher.post(
+        f"/classes/{course.id}/assignments",
+        {"title": "Digits", "kind": "exercises", "exercise_ids": [str(course.exercise.id)],
+         "opens_at": "20260901", "due_at": "2026-12-01T09:00"},
+    )  # fmt: skip
+    window = await teacher.post(
+        f"/classes/{course.id}/tutor",
+        {"mode": "window", "off_from": "1780000000", "off_until": "2026-12-01T09:00"},
+    )
+
+    for response, typed in ((made, "20260901"), (settings, "1"), (assignment, "20260901"),
+                            (window, "1780000000")):  # fmt: skip
+        assert response.status_code == 422, response.text
+        assert "Enter a date" in text_of(response)
+        assert f'value="{typed}"' in response.text  # kept to correct
+    mine = text_of(await teacher.get("/classes"))
+    assert "Digits" not in mine
+    assert "Digits" not in text_of(await teacher.get(f"/classes/{course.id}/assignments"))
+
+
 async def test_a_learners_work_paged_from_before_the_calendar_is_a_bad_address(
     course: Course,
 ) -> None:

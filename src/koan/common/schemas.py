@@ -9,7 +9,8 @@ from functools import lru_cache
 from typing import Annotated
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic_core import PydanticCustomError
 
 # Control characters (NUL, escape sequences) and bidi overrides never belong in stored text.
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
@@ -72,6 +73,22 @@ def within_years(value: date) -> bool:
     return EARLIEST_YEAR <= value.year <= LATEST_YEAR
 
 
+_WRITTEN_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def written_moment(value: object) -> object:
+    """A date and time written out (2026-09-01T09:00), never a number: pydantic reads one, or a
+    text of digits, as seconds after 1970, so a date typed as "20260901" became 23 August 1970."""
+    if isinstance(value, int | float | str) and not (
+        isinstance(value, str) and _WRITTEN_DATE.match(value)
+    ):
+        raise PydanticCustomError(
+            "datetime_parsing",
+            "Input should be a date and time written out, like 2026-09-01T09:00",
+        )
+    return value
+
+
 def check_moment(value: datetime) -> datetime:
     if not within_years(value):
         raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
@@ -82,4 +99,4 @@ Line = Annotated[str, AfterValidator(clean_line)]
 Text = Annotated[str, AfterValidator(clean_text)]
 TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
 # A date and time someone sets (a class's dates, an assignment's, an exam window).
-Moment = Annotated[datetime, AfterValidator(check_moment)]
+Moment = Annotated[datetime, BeforeValidator(written_moment), AfterValidator(check_moment)]
