@@ -244,6 +244,33 @@ async def test_no_form_address_opened_in_the_browser_is_a_json_error(
         assert kind.startswith("text/html"), (path, opened.status_code, kind, opened.text[:200])
 
 
+async def test_every_page_answers_head_as_it_answers_get(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources, web_app: FastAPI
+) -> None:
+    # Link checkers and uptime monitors ask with HEAD: a page that answers GET answers HEAD
+    # the same way (without the body), never 405.
+    exercise = await create_exercise(session)
+    admin = await create_user(session, resources, onboarded=True, role="admin")
+    ids = {"exercise_id": str(exercise.id), "user_id": str(admin.id), "action": "run"}
+    pages = sorted(
+        {p for method, p in page_routes(web_app) if method == "GET" and "{class_id}" not in p}
+        - {"/docs", "/redoc", "/openapi.json", "/health/live", "/health/ready", "/metrics"}
+    )
+    assert "/dashboard" in pages
+    browser = {"Accept": "text/html,application/xhtml+xml"}
+    for signed_in in (False, True):
+        if signed_in:
+            await log_in(client, admin)
+        for path in pages:
+            if path.startswith(("/api/v1/", "/health")) and path != "/api/v1/auth/resume":
+                continue
+            url = re.sub(r"\{(\w+)\}", lambda m: ids.get(m.group(1), str(uuid.uuid4())), path)
+            got = await client.get(url, headers=browser)
+            head = await client.head(url, headers=browser)
+            assert head.status_code == got.status_code, (url, signed_in, head.status_code)
+            assert head.content == b""
+
+
 async def test_the_api_reference_needs_no_internet(client: httpx.AsyncClient) -> None:
     for path, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
         page = await client.get(path)

@@ -257,6 +257,13 @@ class WebRoute(APIRoute):
     outside it.
     """
 
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if self.methods and "GET" in self.methods:
+            # A page answers HEAD as GET (the server sends no body): link checkers and uptime
+            # monitors ask with HEAD, and a 405 says the page is broken.
+            self.methods.add("HEAD")
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
 
