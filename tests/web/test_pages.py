@@ -334,6 +334,35 @@ async def test_an_expired_page_session_is_renewed_with_the_refresh_cookie(
     assert page.status_code == 200
 
 
+async def test_a_session_that_lapsed_on_a_long_address_comes_back_to_it(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """Sixty Chinese letters in a search are 540 characters percent-encoded: the resume and
+    login pages took a `next` of 500 at most and answered 404 "There is nothing at this
+    address" on the way back."""
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    search = await client.get("/exercises", params={"q": "中文" * 30})
+    address = search.url.raw_path.decode()
+    assert len(address) > 500
+    resources.clock.advance(timedelta(seconds=resources.settings.access_token_ttl_s + 60))
+
+    response = await client.get(address)
+    form = await client.get(response.headers["location"])
+    assert form.status_code == 200
+    back = re.search(r'name="next" value="([^"]+)"', form.text)
+    assert back is not None
+    assert unescape(back.group(1)) == address
+    renewed = await client.post(
+        "/api/v1/auth/resume", data={"csrf_token": csrf_from(form), "next": address}
+    )
+    assert renewed.headers["location"] == address
+    client.cookies.clear()
+    login = await client.get((await client.get(address)).headers["location"])
+    assert login.status_code == 200
+    assert f'name="next" value="{address}"' in login.text
+
+
 async def test_a_resume_posted_without_the_csrf_token_changes_nothing(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

@@ -98,18 +98,28 @@ class ShowPage(KoanError):
 
 class LoginRequired(Redirect):
     def __init__(self, request: Request, *, resume: bool) -> None:
-        target = local_url(
-            request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        )
+        target = _return_to(request.url.path, request.url.query)
         if request.headers.get("HX-Request") and request.headers.get("HX-Current-URL"):
-            target = local_url(_path_of(request.headers["HX-Current-URL"]))
+            target = _return_to(*_path_and_query(request.headers["HX-Current-URL"]))
         base = RESUME_PATH if resume else "/login"
         super().__init__(f"{base}?next={quote(target, safe='/')}")
 
 
-def _path_of(url: str) -> str:
+def _path_and_query(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
-    return parts.path + (f"?{parts.query}" if parts.query else "")
+    return parts.path, parts.query
+
+
+# The longest page address the way back through the login page carries with its query
+# (percent-encoded again in `next=`, it stays far below the 8 KB a query string may take).
+MAX_NEXT = 2000
+
+
+def _return_to(path: str, query: str) -> str:
+    """The page to come back to after logging in: with its query, or without it when that
+    is longer than MAX_NEXT."""
+    address = path + (f"?{query}" if query else "")
+    return local_url(address if len(address) <= MAX_NEXT else path)
 
 
 def local_url(value: str | None, default: str = "/dashboard") -> str:
@@ -124,9 +134,9 @@ def local_url(value: str | None, default: str = "/dashboard") -> str:
 def login_url(request: Request) -> str:
     """The login page, coming back to the page the learner is on (for HTMX: the page, not the
     fragment's address)."""
-    target = local_url(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    target = _return_to(request.url.path, request.url.query)
     if request.headers.get("HX-Current-URL"):
-        target = local_url(_path_of(request.headers["HX-Current-URL"]))
+        target = _return_to(*_path_and_query(request.headers["HX-Current-URL"]))
     return f"/login?next={quote(target, safe='/')}"
 
 

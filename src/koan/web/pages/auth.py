@@ -36,7 +36,9 @@ from koan.web.pagekit import (
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
-Next = Annotated[str | None, Query(max_length=500)]
+# No length of its own (the query string has one): a page whose session lapsed comes back
+# through the resume and login pages with its whole address, a long search included.
+Next = Annotated[str | None, Query()]
 Token = Annotated[str, Query(max_length=200)]
 
 
