@@ -9,7 +9,13 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from koan.pagination import BadCursor, decode_cursor, encode_cursor, next_cursor
+from koan.pagination import (
+    MAX_CURSOR_CHARS,
+    BadCursor,
+    decode_cursor,
+    encode_cursor,
+    next_cursor,
+)
 
 
 def _raw(value: object) -> str:
@@ -69,3 +75,13 @@ def test_next_cursor_only_when_there_is_a_further_page() -> None:
 def test_a_naive_time_cannot_be_encoded() -> None:
     with pytest.raises(ValueError, match="time zone"):
         encode_cursor(datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize("letter", ["a", "я", "长", "😀", '"'])
+def test_the_longest_sort_key_makes_a_cursor_every_route_takes(letter: str) -> None:
+    # An exercise's title (200 letters) and slug (80): every route's `cursor` takes
+    # MAX_CURSOR_CHARS, so the next page's address is never refused.
+    key = (letter * 200, "s" * 80)
+    cursor = encode_cursor(*key)
+    assert len(cursor) <= MAX_CURSOR_CHARS
+    assert decode_cursor(cursor, str, str) == key

@@ -22,7 +22,10 @@ T = TypeVar("T")
 CursorValue = int | str | datetime | date | uuid.UUID
 # The widest integer a cursor may carry: the smallest integer column any page sorts on.
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
-_MAX_CURSOR_CHARS = 1024
+# The longest cursor, for the codec and for every route's `cursor` parameter alike: the
+# longest sort key (an exercise's title, 200 letters of up to four bytes each, and its slug)
+# encodes to about 1,200 characters, so a cursor the app hands out is one it takes back.
+MAX_CURSOR_CHARS = 2048
 
 
 class BadCursor(BadRequest):
@@ -42,8 +45,11 @@ def _dump(value: CursorValue) -> Any:
 
 def encode_cursor(*values: CursorValue) -> str:
     """The opaque cursor for a page that continues after an item with this sort key."""
-    payload = json.dumps([_dump(v) for v in values], separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode()
+    # UTF-8 rather than \\u escapes: a letter of Cyrillic or Chinese takes two or three bytes
+    # instead of six. surrogatepass: a text holding a lone surrogate still makes a cursor (that
+    # decode_cursor refuses), not a failed page.
+    payload = json.dumps([_dump(v) for v in values], separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(payload.encode("utf-8", "surrogatepass")).decode()
 
 
 def _load(raw: Any, kind: type) -> Any:
@@ -74,7 +80,7 @@ def _load(raw: Any, kind: type) -> Any:
 def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
     """The sort key a cursor carries, one value per kind; `BadCursor` for anything else."""
     try:
-        if len(cursor) > _MAX_CURSOR_CHARS:
+        if len(cursor) > MAX_CURSOR_CHARS:
             raise ValueError("cursor too long")
         data = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
         if not isinstance(data, list) or len(data) != len(kinds):
@@ -88,7 +94,7 @@ def decode_time_cursor(cursor: str) -> datetime:
     """A page address that is a time itself (ISO 8601, with its time zone), in UTC; `BadCursor`
     for anything else."""
     try:
-        if len(cursor) > _MAX_CURSOR_CHARS:
+        if len(cursor) > MAX_CURSOR_CHARS:
             raise ValueError("cursor too long")
         moment: datetime = _load(cursor, datetime)
     except (ValueError, OverflowError) as exc:

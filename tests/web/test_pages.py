@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import timedelta
+from html import unescape
 from html.parser import HTMLParser
 from zoneinfo import ZoneInfo
 
@@ -846,6 +847,24 @@ async def test_catalogue_marks_solved_and_skipped_searches_titles_and_sorts(
     assert _titles(unknown.text) == [f"Zebra {tag}", f"mango {tag}", f"Apple {tag}"]
     # Wildcards are searched for as text.
     assert _titles((await client.get("/exercises?q=%25")).text) == []
+
+
+async def test_the_catalogue_pages_on_past_long_titles_in_any_script(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """Sorted by title, the next page's cursor carries the last title: 200 letters of Chinese
+    made a cursor the page itself refused (404 "There is nothing at this address")."""
+    tag = uuid.uuid4().hex[:8]
+    for n in range(21):
+        await create_exercise(session, title=f"{tag} {n:02d} " + "长" * 188)
+    await log_in(client, await create_user(session, resources, onboarded=True))
+
+    first = await client.get("/exercises", params={"q": tag, "sort": "title"})
+    more = re.search(r'href="(/exercises\?[^"]*cursor=[^"]*)"', first.text)
+    assert more is not None
+    second = await client.get(unescape(more.group(1)))
+    assert second.status_code == 200, second.text
+    assert _titles(second.text) == [f"{tag} 20 " + "长" * 188]
 
 
 # --- settings and admin ------------------------------------------------------------------------

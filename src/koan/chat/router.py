@@ -22,11 +22,14 @@ from koan.chat.schemas import (
 from koan.chat.streaming import EventStream
 from koan.common.routing import PrefixedRouter
 from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
+from koan.pagination import MAX_CURSOR_CHARS
 
 router = PrefixedRouter(prefix="/conversations", tags=["tutor"])
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
-Cursor = Annotated[str | None, Query(max_length=500, description="From the previous page.")]
+Cursor = Annotated[
+    str | None, Query(max_length=MAX_CURSOR_CHARS, description="From the previous page.")
+]
 
 
 @router.post("", response_model=ConversationOut, status_code=status.HTTP_201_CREATED)

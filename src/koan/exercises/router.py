@@ -24,11 +24,14 @@ from koan.exercises.schemas import (
     SubmissionOut,
     SubmissionPage,
 )
+from koan.pagination import MAX_CURSOR_CHARS
 
 router = APIRouter(tags=["exercises"])
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
-Cursor = Annotated[str | None, Query(max_length=500, description="From the previous page.")]
+Cursor = Annotated[
+    str | None, Query(max_length=MAX_CURSOR_CHARS, description="From the previous page.")
+]
 AssignmentStatus = Literal["assigned", "in_progress", "completed", "skipped", "expired"]
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 
 from koan.auth.deps import AdminUser, CurrentUser
 from koan.deps import ResourcesDep, SessionDep
+from koan.pagination import MAX_CURSOR_CHARS
 from koan.usage import reports
 from koan.usage.schemas import BudgetIn, BudgetOut, UsageOut, UsagePage
 
@@ -31,7 +32,7 @@ async def all_usage(
     until: date | None = None,
     user_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> UsagePage:
     """Everyone's spending per learner per UTC day (default: the last 30 days)."""
     return await reports.usage_page(

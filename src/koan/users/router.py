@@ -16,6 +16,7 @@ from koan.deps import ResourcesDep, SessionDep
 from koan.onboarding import service as onboarding
 from koan.onboarding import service as profiles
 from koan.onboarding.schemas import ProfileOut, ProfileUpdate
+from koan.pagination import MAX_CURSOR_CHARS
 from koan.users import admin, service
 from koan.users.schemas import (
     AccountDeletion,
@@ -96,7 +97,7 @@ async def accounts(
     role: Literal["learner", "admin"] | None = None,
     disabled: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> AccountPage:
     """Accounts, newest first, filtered by a substring of the email or name, role, status."""
     return await admin.account_page(

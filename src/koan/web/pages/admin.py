@@ -12,6 +12,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 
 from koan.deps import ResourcesDep
 from koan.exercises import admin as bank
+from koan.pagination import MAX_CURSOR_CHARS
 from koan.resources import Resources
 from koan.usage import reports as usage_reports
 from koan.users import admin as accounts
@@ -32,7 +33,7 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 PAGE_SIZE = 50
 STATUSES = {"": None, "active": False, "disabled": True}
 Search = Annotated[str, Query(max_length=200)]
-Cursor = Annotated[str | None, Query(max_length=500)]
+Cursor = Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)]
 
 
 async def _llm_usage_by_day(session: WebSession, res: Resources) -> list[dict[str, Any]]:

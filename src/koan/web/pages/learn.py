@@ -20,6 +20,7 @@ from koan.exercises.deps import DailyHooksDep, HintTailorDep
 from koan.exercises.schemas import CatalogueSort, SubmissionIn, SubmissionOut
 from koan.exercises.submit import submission_out, submit
 from koan.models import Exercise, User
+from koan.pagination import MAX_CURSOR_CHARS
 from koan.progress import achievements
 from koan.progress import service as progress_service
 from koan.resources import Resources
@@ -138,7 +139,7 @@ async def catalogue(
     skill: Annotated[str, Query(max_length=80)] = "",
     q: Annotated[str, Query(max_length=100)] = "",
     sort: Annotated[str, Query(max_length=40)] = "",
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> Response:
     """Browse and practise any exercise, marked solved or skipped; search titles, sort, and
     filter (a filter that cannot match says so)."""
