@@ -82,11 +82,12 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         headers = scope.get("headers", [])
+        page = _wants_page(headers)
         if sum(len(name) + len(value) + 4 for name, value in headers) > self.max_header_bytes:
-            await _refuse(send, 431, "HeadersTooLarge", "The request headers are too large.")
+            await _refuse(send, 431, "HeadersTooLarge", "The request headers are too large.", page)
             return
         if len(scope.get("query_string", b"")) > self.max_query_bytes:
-            await _refuse(send, 414, "URITooLong", "The query string is too long.")
+            await _refuse(send, 414, "URITooLong", "The query string is too long.", page)
             return
         for name, value in headers:
             if name == b"content-length":
@@ -95,7 +96,7 @@ class BodySizeLimit:
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await self._reject(send)
+                    await self._reject(send, page)
                     return
         received = 0
         response_started = False
@@ -114,7 +115,7 @@ class BodySizeLimit:
                     # Answer 413 here: an exception would be caught by FastAPI's body parsing
                     # and turned into a 400. The app then sees the client gone.
                     refused = True
-                    await self._reject(send)
+                    await self._reject(send, page)
                     return {"type": "http.disconnect"}
             return message
 
@@ -130,23 +131,52 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not response_started:
-                await self._reject(send)
+                await self._reject(send, page)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, page: bool) -> None:
         detail = f"The request body is larger than {self.max_bytes} bytes."
-        await _refuse(send, 413, "PayloadTooLarge", detail)
+        await _refuse(send, 413, "PayloadTooLarge", detail, page)
 
 
-async def _refuse(send: Send, status: int, code: str, detail: str) -> None:
-    body = json.dumps({"error": code, "detail": detail}).encode()
+def _wants_page(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """A browser's navigation or form (it asks for HTML): refused with a page, as the pages
+    answer every other error, not with the API's JSON body."""
+    return any(name == b"accept" and b"text/html" in value for name, value in headers)
+
+
+# What a browser is shown instead of the JSON body: no stack, no framework's words.
+_PAGE_WORDS = {
+    413: ("Too large", "What you sent is more than Koan takes at once. Go back, send less "
+          "(a smaller file, a shorter text), and try again."),
+    414: ("Address too long", "This address is longer than Koan reads. Go back and try again "
+          "with a shorter one."),
+    431: ("Too large", "Your browser sent more than Koan reads with a request. Clearing this "
+          "site's cookies and logging in again mends it."),
+}  # fmt: skip
+
+
+def _page(status: int) -> bytes:
+    title, message = _PAGE_WORDS[status]
+    return (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{title} · Koan</title>\n"
+        '<link rel="stylesheet" href="/static/css/koan.css">\n</head>\n<body>\n'
+        f'<main id="main" class="wrap">\n<h1>{title}</h1>\n<p>{message}</p>\n'
+        '<p><a href="/">Koan</a></p>\n</main>\n</body>\n</html>\n'
+    ).encode()
+
+
+async def _refuse(send: Send, status: int, code: str, detail: str, page: bool = False) -> None:
+    if page:
+        body, kind = _page(status), b"text/html; charset=utf-8"
+    else:
+        body, kind = json.dumps({"error": code, "detail": detail}).encode(), b"application/json"
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
+            "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -116,6 +116,28 @@ async def test_bodies_over_one_megabyte_are_refused_with_413(
     assert code.json()["error"] == "PayloadTooLarge"
 
 
+async def test_a_browser_is_refused_a_size_with_a_page_and_a_program_with_json(
+    client: httpx.AsyncClient,
+) -> None:
+    # A form past the cap (a long pasted list, a big file) from a browser: a page saying what
+    # to do, never the API's JSON body; a program still gets the JSON.
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    form = {"emails": "a@example.com " * (100 * 1024)}
+    refusals = [
+        await client.post("/classes", data=form, headers=browser),
+        await client.get("/exercises", params={"q": "x" * 9000}, headers=browser),
+        await client.get("/dashboard", headers={**browser, "Cookie": "x=" + "y" * 40_000}),
+    ]
+    for response, status in zip(refusals, (413, 414, 431), strict=True):
+        assert response.status_code == status
+        assert response.headers["content-type"].startswith("text/html")
+        assert "<h1>" in response.text
+        assert '"error"' not in response.text
+    program = await client.post("/classes", data=form, headers={"Accept": "application/json"})
+    assert program.status_code == 413
+    assert program.json()["error"] == "PayloadTooLarge"
+
+
 @pytest.mark.parametrize("depth", [1_000, 100_000])
 async def test_deeply_nested_json_is_a_client_error(
     client: httpx.AsyncClient, learner: Learner, depth: int
