@@ -791,6 +791,21 @@ async def test_tutor_settings_with_mistakes_are_shown_again(course: Course) -> N
     assert re.search(r'value="on" checked', page.text)
 
 
+async def test_a_budget_is_an_amount_as_people_write_one(course: Course) -> None:
+    """Decimal reads "1_000", "1e3" and Arabic digits, and a lone "$" read as blank lifted the
+    limit: each is refused beside its field, kept to correct, and the budget stays."""
+    path = f"/classes/{course.id}/tutor"
+    saved = await course.teacher.post(path, {"mode": "on", "learner_daily_budget_usd": "$0.50"})
+    assert saved.status_code == 303, saved.text
+    for typed in ("$", "1_000", "1e3", "١"):
+        r = await course.teacher.post(path, {"mode": "on", "learner_daily_budget_usd": typed})
+        assert r.status_code == 422, (typed, r.text)
+        assert "amount in US dollars" in text_of(r)
+        assert f'value="{typed}"' in r.text
+    page = await course.teacher.get(path)
+    assert re.search(r'name="learner_daily_budget_usd"[^>]*value="0.50"', page.text)
+
+
 # --- the class's settings and deleting it -----------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -120,15 +120,20 @@ def _blank(value: str | None) -> str | None:
 BUDGETS = ("learner_daily_budget_usd", "class_daily_cap_usd")
 
 
+# An amount as people write one: ASCII digits, a point, one dollar sign before them (Decimal
+# also reads "1_000", "1e3", "١" and "NaN", and "$" alone was read as blank: no limit at all).
+_AMOUNT = re.compile(r"([-+]?)\s*\$?\s*(\d+(?:\.\d*)?|\.\d+)")
+
+
 def _money(value: str) -> Decimal | None:
     """A budget field: blank is no limit. Raises ValueError for what is not an amount."""
-    text = value.strip().lstrip("$").strip()
+    text = value.strip()
     if not text:
         return None
-    try:
-        return Decimal(text)
-    except InvalidOperation as exc:
-        raise ValueError(text) from exc
+    amount = _AMOUNT.fullmatch(text) if text.isascii() else None
+    if amount is None:
+        raise ValueError(text)
+    return Decimal(amount.group(1) + amount.group(2))
 
 
 def _file_name(name: str, what: str) -> str:
