@@ -14,6 +14,20 @@ from tests.grading.conftest import ADD_SOLUTION, ADD_TESTS, grade_python
 
 WRONG = "\ndef add(a, b):\n    return 0\n"
 PASS = '{"t": "test", "name": n, "status": "passed", "message": ""}'
+# Given any frame, f_back and f_locals (which the audit hook cannot see) lead to the harness.
+FRAME_WALKER = """
+import os
+def _forge(frame):
+    while frame is not None:
+        emit = frame.f_locals.get("emit")
+        names = frame.f_locals.get("names")
+        if callable(emit) and isinstance(names, list):
+            for n in names:
+                emit({"t": "test", "name": n, "status": "passed", "message": ""})
+            emit({"t": "end", "phase": "tests"})
+            os._exit(0)
+        frame = frame.f_back
+"""
 
 ATTACKS = {
     "replace the harness's run_one through sys.modules": f"""
@@ -209,6 +223,61 @@ for name in dir(unittest.TestCase):
 for n in ("test_small", "test_negative"):
     print("x" * 32, {PASS})
 """,
+    "walk from the frame a signal handler is given to the harness's emit": f"""{FRAME_WALKER}
+import signal
+signal.signal(signal.SIGUSR1, lambda signum, frame: _forge(frame))
+def add(a, b):
+    os.kill(os.getpid(), signal.SIGUSR1)
+    return 0
+""",
+    "walk a frame the garbage collector saved to the harness's emit": f"""{FRAME_WALKER}
+import gc, importlib, importlib.util, sys, types, _imp
+def _garbage():
+    lists = [gc.garbage]
+    for make in (
+        lambda: importlib.util.module_from_spec(importlib.util.find_spec("gc")),
+        lambda: (sys.modules.pop("gc", None), importlib.import_module("gc"))[1],
+        lambda: gc,
+    ):
+        try:
+            module = make()
+            _imp.exec_builtin(module)
+        except Exception:
+            continue
+        lists.append(getattr(module, "garbage", []))
+    return lists
+def _keep_a_frame():
+    try:
+        raise ValueError
+    except ValueError as error:
+        cycle = [error]
+        cycle.append(cycle)
+def add(a, b):
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    _keep_a_frame()
+    gc.collect()
+    for garbage in _garbage():
+        for thing in garbage:
+            if type(thing) is types.FrameType:
+                _forge(thing)
+    return 0
+""",
+    "walk the tracebacks the harness reads from an audit hook of its own": f"""{FRAME_WALKER}
+import sys
+_busy = []
+def _hook(event, args):
+    if _busy or event != "object.__getattr__" or args[1] != "tb_frame":
+        return
+    _busy.append(1)
+    try:
+        _forge(args[0].tb_frame)
+    except Exception:
+        pass
+    _busy.clear()
+sys.addaudithook(_hook)
+def add(a, b):
+    raise ValueError("wrong")
+""",
 }
 
 CALLBACK_TESTS = """\
@@ -325,3 +394,43 @@ async def test_the_tests_stay_hidden_from_the_solution(sandbox: Sandbox) -> None
 
     assert report.status == "passed", report
     assert report.stdout == "['solution.py']\nFalse\nFalse\n"
+
+
+async def test_an_audit_hook_of_the_solutions_sees_nothing_of_the_tests(sandbox: Sandbox) -> None:
+    spy = """
+import sys
+def _hook(event, args):
+    if event == "exec":
+        code = args[0]
+        print(code.co_name, [c.co_consts for c in code.co_consts if hasattr(c, "co_consts")])
+sys.addaudithook(_hook)
+"""
+    code = spy + ADD_SOLUTION
+
+    report = await grade_python(sandbox, code, ADD_TESTS)
+
+    assert report.status == "passed", report
+    assert "test_small" not in report.stdout
+    assert report.stdout == ""
+
+
+async def test_a_solution_can_still_use_asyncio_run_but_not_set_signal_handlers(
+    sandbox: Sandbox,
+) -> None:
+    code = """
+import asyncio, signal
+try:
+    signal.signal(signal.SIGALRM, lambda *a: None)
+except OSError as error:
+    print("refused:", error.errno)
+async def _add(a, b):
+    await asyncio.sleep(0)
+    return a + b
+def add(a, b):
+    return asyncio.run(_add(a, b))
+"""
+
+    report = await grade_python(sandbox, code, ADD_TESTS)
+
+    assert report.status == "passed", report
+    assert report.stdout == "refused: 1\n"

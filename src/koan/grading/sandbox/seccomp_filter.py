@@ -8,7 +8,9 @@ in-sandbox launcher loads it with one prctl() through ctypes. Three programs:
 * ``python`` / ``javascript``: stacked on top of the zygote's for each run. No new processes
   (threads only), no namespaces or mounts, no signals to other processes, no sending on sockets,
   no SysV IPC or POSIX message queues (objects that would outlive the run),
-  and for Python no execve either (node is reached by one execve before the filter matters).
+  and for Python no execve either (node is reached by one execve before the filter matters)
+  and no new signal handlers (Python calls a handler with the frame that was running: the
+  harness's own, out of the audit hook's sight).
 
 Every program kills the process on a foreign architecture (32-bit int 0x80 calls); libseccomp
 also rejects x32 syscall numbers on x86-64.
@@ -155,12 +157,14 @@ def _base(sc: Any) -> Any:
     return flt
 
 
-def _run_filter(sc: Any, *, allow_exec: bool) -> Any:
+def _run_filter(sc: Any, *, python: bool) -> Any:
     flt = _base(sc)
     _deny(flt, sc, RUN_ONLY_DENIED, errno.EPERM)
     _deny(flt, sc, IPC, errno.EPERM)
-    if not allow_exec:
+    if python:
         _deny(flt, sc, NO_EXEC, errno.EPERM)
+        # Reading a disposition (no new action) stays allowed: signal.getsignal() needs it.
+        flt.add_rule(sc.ERRNO(errno.EPERM), "rt_sigaction", sc.Arg(1, sc.NE, 0))
     # Threads only: a clone without CLONE_THREAD is a new process (glibc's fork() is one).
     flt.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
     for flag in CLONE_NAMESPACE_FLAGS:
@@ -197,6 +201,6 @@ def build_filters() -> FilterSet:
 
     return FilterSet(
         zygote=_export(_base(sc)),
-        python=_export(_run_filter(sc, allow_exec=False)),
-        javascript=_export(_run_filter(sc, allow_exec=True)),
+        python=_export(_run_filter(sc, python=True)),
+        javascript=_export(_run_filter(sc, python=False)),
     )

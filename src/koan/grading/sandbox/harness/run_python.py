@@ -40,7 +40,7 @@ _repr.maxother = 160
 _repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 12
 
 
-def run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
+def run(job: dict[str, Any], emit: Emit, workdir: str, armed: list[bool]) -> NoReturn:
     """Import the solution, run every test, report each, then exit the process.
 
     The work is done by copies of this module's functions whose globals (and builtins) are a
@@ -48,13 +48,14 @@ def run(job: dict[str, Any], emit: Emit, workdir: str) -> NoReturn:
     methods, from object.__subclasses__()), but changing it changes nothing that runs here.
 
     A job with `programs` instead of `code` is a trial (the tutor's guard trying the fixes a
-    reply suggests): each program in turn, see `_trial`.
+    reply suggests): each program in turn, see `_trial`; `armed` is the switch of its alarm
+    (`claim_signals`).
     """
     snapshot = _snapshot()
     tests = snapshot["_compile"](job, workdir)
     native = bool(job.get("native"))
     if "programs" in job:
-        snapshot["_trial"](tests, job, emit, workdir, native)
+        snapshot["_trial"](tests, job, emit, workdir, native, armed)
     snapshot["_run"](tests, str(job["code"]), emit, workdir, native)
     os._exit(0)
 
@@ -172,8 +173,38 @@ class _Deadline(BaseException):
     """A trial's program ran past its time."""
 
 
+def claim_signals(*, trial: bool) -> list[bool]:
+    """Set the only signal handlers a run will have, before its filter goes on; returns the
+    switch of a trial's alarm (raising `_Deadline` while it is on).
+
+    A Python signal handler is called with the frame that was running, which can be the
+    harness's own: from there `f_back` and `f_locals` reach `emit`. So the Python run filter
+    refuses to install handlers (rt_sigaction with a new action), and everything a run needs is
+    installed here. SIGINT goes back to the system's default: asyncio.run() only installs a
+    handler of its own over Python's default one, which it could not now.
+    """
+    armed = [False]
+
+    def on_alarm(
+        signum: int, frame: Any, armed: list[bool] = armed, deadline: type = _Deadline
+    ) -> None:
+        if armed[0]:
+            armed[0] = False
+            raise deadline
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if trial:
+        signal.signal(signal.SIGALRM, on_alarm)
+    return armed
+
+
 def _trial(
-    tests: CompiledTests, job: dict[str, Any], emit: Emit, workdir: str, native: bool
+    tests: CompiledTests,
+    job: dict[str, Any],
+    emit: Emit,
+    workdir: str,
+    native: bool,
+    armed: list[bool],
 ) -> NoReturn:
     """Try each program in turn against the (selected) tests; one `case` record for each.
 
@@ -192,14 +223,6 @@ def _trial(
     stop = str(job.get("stop", "never"))
     wall_s = float(job.get("case_wall_s", 2.0))
     pristine = dict(vars(builtins))
-    armed = [False]
-
-    def on_alarm(signum: int, frame: Any, armed: list[bool] = armed) -> None:
-        if armed[0]:
-            armed[0] = False
-            raise _Deadline
-
-    signal.signal(signal.SIGALRM, on_alarm)
     guard = seal(native=native)
     guard[0] = True  # from here on, the learner's code may be running
     for index, program in enumerate(programs):
@@ -300,6 +323,9 @@ DENIED_EVENTS = frozenset(
         "code.__new__",
         "marshal.loads",
         "marshal.load",
+        # A hook of the learner's would be called with the harness's own events: the tests'
+        # code as it is run ("exec"), the tracebacks the harness reads and their frames.
+        "sys.addaudithook",
     }
 )
 FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
@@ -374,6 +400,7 @@ def seal(*, native: bool = False) -> list[bool]:
             raise refused(f"{event} is not available to graded code")
 
     sys.addaudithook(hook)
+    _hide_garbage()
     # Modules imported from now on compile from source: loading bytecode is refused.
     sys.pycache_prefix = "/nonexistent"
     main = types.ModuleType("__main__")
@@ -381,6 +408,32 @@ def seal(*, native: bool = False) -> list[bool]:
         sys.modules.pop(name, None)
     sys.modules["__main__"] = main
     return guard
+
+
+def _refused(what: Any, _error: type[Exception] = ImportError) -> NoReturn:
+    raise _error("built-in modules cannot be loaded again in the grader")
+
+
+def _hide_garbage() -> None:
+    """Take the garbage collector's `garbage` list out of the learner's reach.
+
+    With gc.DEBUG_SAVEALL every unreachable cycle goes to that list instead of being freed,
+    frames included (a traceback the learner kept in a cycle holds its own frame, whose
+    `f_back` leads to the harness's). `gc.garbage` becomes a list of its own; the interpreter's
+    list is only put back on a gc module by loading the built-in module again, which is refused
+    (every built-in module is loaded by now, so imports do not need to).
+    """
+    import _imp
+    import gc
+
+    for name in sys.builtin_module_names:
+        if name not in sys.modules:
+            importlib.import_module(name)
+    gc.set_debug(0)
+    del gc.garbage[:]
+    gc.garbage = []
+    _imp.create_builtin = private(_refused)
+    _imp.exec_builtin = private(_refused)
 
 
 def parse_tests(source: str, path: str) -> tuple[list[str], types.CodeType | None, str]:

@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import fcntl
 import gc
+import importlib
 import json
 import os
 import resource
@@ -52,6 +53,11 @@ import typing  # noqa: E402,F401
 from _json import encode_basestring_ascii  # noqa: E402
 
 import run_python
+
+# Every built-in module too: a run may not load one again (run_python.seal), so it finds them
+# all loaded.
+for _name in sys.builtin_module_names:
+    importlib.import_module(_name)
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -586,12 +592,14 @@ class Launch:
         self.verdict_fd = verdict
         os.environ.clear()
         os.environ.update(environment)
+        # The run's filter refuses new signal handlers: the harness's are set first.
+        armed = run_python.claim_signals(trial="programs" in job)
         self.lock_down("python")
         emit = self.make_emit()
         emit({"t": "ready"})
         self.nonce = ""
         del job["nonce"]
-        run_python.run(job, emit, self.workdir)
+        run_python.run(job, emit, self.workdir, armed)
         os._exit(EXIT_SETUP_FAILED)  # not reached: run() ends the process itself
 
     def make_emit(self) -> Callable[[dict[str, Any]], None]:
