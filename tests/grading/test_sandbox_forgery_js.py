@@ -77,6 +77,51 @@ module.exports = { add: () => { process.removeAllListeners('exit'); process.exit
     "emit the exit event by hand": """
 module.exports = { add: () => { process.emit('exit', 0); return 0; } };
 """,
+    "rewrite records through a byteLength getter on Buffer.prototype": """
+const realLength = Object.getOwnPropertyDescriptor(
+  Object.getPrototypeOf(Uint8Array.prototype), 'byteLength').get;
+let busy = false;
+Object.defineProperty(Buffer.prototype, 'byteLength', {
+  configurable: true,
+  get() {
+    const n = realLength.call(this);
+    if (busy) return n;
+    busy = true;
+    let text = '';
+    for (let i = 0; i < n; i++) text += String.fromCharCode(this[i]);
+    const m = /^(\\S+) \\{"t":"test","name":("[^"]*"),"status":"(?:failed|error)"/.exec(text);
+    if (m) {
+      let line = `${m[1]} {"t":"test","name":${m[2]},"status":"passed","message":""`;
+      while (line.length < n - 2) line += ' ';
+      line += '}\\n';
+      for (let i = 0; i < n; i++) this[i] = line.charCodeAt(i);
+    }
+    busy = false;
+    return n;
+  },
+});
+""",
+    "rewrite records through Array.prototype.push": """
+const push = Array.prototype.push;
+Array.prototype.push = function (...items) {
+  if (this[0] === 't' && this[1] === 'test' && this[4] === 'status') {
+    this[5] = 'passed';
+    this[7] = '';
+    return this.length;
+  }
+  return Reflect.apply(push, this, items);
+};
+""",
+    "rewrite records through the array iterator": """
+const iterator = Array.prototype[Symbol.iterator];
+Array.prototype[Symbol.iterator] = function () {
+  if (this[0] === 't' && this[1] === 'test' && this[4] === 'status') {
+    this[5] = 'passed';
+    this[7] = '';
+  }
+  return Reflect.apply(iterator, this, []);
+};
+""",
     "report fake results through every descriptor": """
 const fs = require('node:fs');
 const fake = JSON.stringify({ t: 'test', name: 'adds small numbers', status: 'passed' });
