@@ -277,6 +277,24 @@ async def test_ctypes_is_refused_to_graded_code(hostile_sandbox: Sandbox) -> Non
     await assert_still_works(hostile_sandbox)
 
 
+@pytest.mark.parametrize(
+    "module", ["_testcapi", "_testinternalcapi", "_xxsubinterpreters", "_ctypes_test"]
+)
+async def test_cpythons_own_test_extensions_and_subinterpreters_are_refused(
+    hostile_sandbox: Sandbox, module: str
+) -> None:
+    # C helpers with no audit event of their own, and interpreters none of the guard's hooks
+    # watch: present wherever the standard library is (Debian ships them in it).
+    code = "import importlib\n" + attack(f"return importlib.import_module({module!r})")
+
+    report = await grade_python(hostile_sandbox, code, RUN_IT)
+
+    assert report.status == "failed"
+    assert "ModuleNotFoundError" in report.tests[0].message, report.tests[0].message
+    assert "grader" in report.tests[0].message
+    await assert_still_works(hostile_sandbox)
+
+
 async def test_raw_syscalls_through_ctypes_are_refused(native_sandbox: Sandbox) -> None:
     if native_sandbox.tier < Tier.FULL:
         pytest.skip("syscall filtering needs Tier.FULL")

@@ -328,6 +328,10 @@ DENIED_EVENTS = frozenset(
         "sys.addaudithook",
     }
 )
+# Extension modules CPython builds for its own tests and experiments (Debian ships them with
+# the standard library): C helpers that reach code objects, threads and raw memory with no audit
+# event of their own, and sub-interpreters, which run code under none of this one's hooks.
+UNSAFE_EXTENSIONS = ("_test", "_xx", "xx", "_ctypes_test")
 FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
 FIXED_ATTRIBUTES = frozenset({"__defaults__", "__kwdefaults__"})  # of the harness's functions
 PROTECTED: set[int] = set()  # ids of the harness functions bound into the tests' code
@@ -382,9 +386,14 @@ def seal(*, native: bool = False) -> list[bool]:
         denied_file: type[Exception] = PermissionError,
         walking: set[int] = WALKING,
         _proc: Callable[[Any], bool] = _under_proc,
+        unsafe: tuple[str, ...] = UNSAFE_EXTENSIONS,
+        _str: Any = str,
+        no_module: type[Exception] = ModuleNotFoundError,
     ) -> None:
         if not guard[0]:
             return
+        if event == "import" and _str(args[0]).startswith(unsafe):
+            raise no_module(f"No module named {args[0]!r} in the grader")
         if event == "os.symlink" or (event in ("open", "os.chdir") and _proc(args[0])):
             raise denied_file(13, "Permission denied (graded code may not use /proc or symlinks)")
         if (
