@@ -133,14 +133,20 @@ async def _ask(
     )  # fmt: skip
 
 
-async def test_an_exam_window_switches_off_every_conversation_of_the_class_learners(
-    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
-) -> None:
-    course, exercise = await _course_with_exercise(client, session, resources)
+async def _exam_under_way(client: httpx.AsyncClient, course: Course) -> datetime:
+    """An exam window around now, "Final exam"; now."""
     now = datetime.now(UTC)
     await _set(client, course, off_reason="Final exam",
                off_from=(now - timedelta(hours=1)).isoformat(),
                off_until=(now + timedelta(hours=1)).isoformat())  # fmt: skip
+    return now
+
+
+async def test_an_exam_window_switches_off_every_conversation_of_the_class_learners(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course, exercise = await _course_with_exercise(client, session, resources)
+    now = await _exam_under_way(client, course)
     headers = course.headers["learner0"]
     # The exam's statement pasted into a conversation about nothing, or about another exercise,
     # is the exam's question all the same.
@@ -172,10 +178,7 @@ async def test_an_exam_window_is_said_on_the_chat_page_before_any_question(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
     course, _ = await _course_with_exercise(client, session, resources)
-    now = datetime.now(UTC)
-    await _set(client, course, off_reason="Final exam",
-               off_from=(now - timedelta(hours=1)).isoformat(),
-               off_until=(now + timedelta(hours=1)).isoformat())  # fmt: skip
+    await _exam_under_way(client, course)
     await log_in(client, course.learners[0])
     page = await client.get("/chat")
     assert page.status_code == 200, page.text
