@@ -418,19 +418,27 @@ async def test_a_solution_can_still_use_asyncio_run_but_not_set_signal_handlers(
     sandbox: Sandbox,
 ) -> None:
     code = """
-import asyncio, signal
+import _signal, asyncio, signal
 try:
     signal.signal(signal.SIGALRM, lambda *a: None)
+except ValueError as error:
+    print("refused:", error)
+try:
+    _signal.signal(signal.SIGALRM, lambda *a: None)
 except OSError as error:
     print("refused:", error.errno)
 async def _add(a, b):
     await asyncio.sleep(0)
     return a + b
 def add(a, b):
+    try:  # Python's own SIGINT handler stays
+        signal.raise_signal(signal.SIGINT)
+    except KeyboardInterrupt:
+        pass
     return asyncio.run(_add(a, b))
 """
 
     report = await grade_python(sandbox, code, ADD_TESTS)
 
     assert report.status == "passed", report
-    assert report.stdout == "refused: 1\n"
+    assert report.stdout == "refused: graded code may not install signal handlers\nrefused: 1\n"

@@ -285,13 +285,23 @@ async def test_cpythons_own_test_extensions_and_subinterpreters_are_refused(
 ) -> None:
     # C helpers with no audit event of their own, and interpreters none of the guard's hooks
     # watch: present wherever the standard library is (Debian ships them in it).
-    code = "import importlib\n" + attack(f"return importlib.import_module({module!r})")
+    imports = {
+        "by its name": f"return importlib.import_module({module!r})",
+        # Loaded from its file under a package's name: the extension is the same.
+        "under another name": (
+            f"found = importlib.machinery.PathFinder.find_spec({module!r})\n"
+            f"spec = importlib.util.spec_from_file_location('x.{module}', found.origin)\n"
+            "return importlib.util.module_from_spec(spec)"
+        ),
+    }
+    for how, body in imports.items():
+        code = "import importlib.machinery, importlib.util\n" + attack(body)
 
-    report = await grade_python(hostile_sandbox, code, RUN_IT)
+        report = await grade_python(hostile_sandbox, code, RUN_IT)
 
-    assert report.status == "failed"
-    assert "ModuleNotFoundError" in report.tests[0].message, report.tests[0].message
-    assert "grader" in report.tests[0].message
+        assert report.status == "failed", how
+        assert "ModuleNotFoundError" in report.tests[0].message, (how, report.tests[0].message)
+        assert "grader" in report.tests[0].message, how
     await assert_still_works(hostile_sandbox)
 
 

@@ -180,8 +180,9 @@ def claim_signals(*, trial: bool) -> list[bool]:
     A Python signal handler is called with the frame that was running, which can be the
     harness's own: from there `f_back` and `f_locals` reach `emit`. So the Python run filter
     refuses to install handlers (rt_sigaction with a new action), and everything a run needs is
-    installed here. SIGINT goes back to the system's default: asyncio.run() only installs a
-    handler of its own over Python's default one, which it could not now.
+    installed here. `signal.signal` then refuses with a ValueError that says why, as it does
+    where signals cannot be handled at all: asyncio.run() carries on without its own SIGINT
+    handler, and Python's stays (KeyboardInterrupt, `_thread.interrupt_main`).
     """
     armed = [False]
 
@@ -192,10 +193,14 @@ def claim_signals(*, trial: bool) -> list[bool]:
             armed[0] = False
             raise deadline
 
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
     if trial:
         signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal = private(_no_signal_handlers)
     return armed
+
+
+def _no_signal_handlers(signalnum: Any, handler: Any, _error: type = ValueError) -> NoReturn:
+    raise _error("graded code may not install signal handlers")
 
 
 def _trial(
@@ -392,7 +397,9 @@ def seal(*, native: bool = False) -> list[bool]:
     ) -> None:
         if not guard[0]:
             return
-        if event == "import" and _str(args[0]).startswith(unsafe):
+        # The last part of the name: an extension's init function is named after it, so a
+        # module loaded under a package's name ("x._testcapi") is still that extension.
+        if event == "import" and _str(args[0]).rpartition(".")[2].startswith(unsafe):
             raise no_module(f"No module named {args[0]!r} in the grader")
         if event == "os.symlink" or (event in ("open", "os.chdir") and _proc(args[0])):
             raise denied_file(13, "Permission denied (graded code may not use /proc or symlinks)")
