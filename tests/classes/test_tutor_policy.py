@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koan.classes.tutor import tutor_policy_for
 from koan.models import Exercise
 from koan.resources import Resources
+from tests.chat.helpers import LEAKING_REPLY, create_evens_exercise, record_attempt
 from tests.classes.helpers import Course, create_course
 from tests.fixtures.factories import create_exercise
 from tests.fixtures.llm_server import FakeLLMServer, Reply
@@ -208,3 +209,33 @@ async def test_the_teachers_instructions_reach_the_model(
     system = llm_server.requests[-1].body["messages"][0]["content"]
     assert "We have not covered recursion." in system
     assert "list comprehension" in system
+
+
+async def test_a_general_conversation_guards_a_class_exercise_as_strictly_as_its_class_does(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    tutor: Callable[..., Resources],
+    llm_server: FakeLLMServer,
+) -> None:
+    # The server lets the tutor show solutions; the class does not, for its exercise.
+    tutor(tutor_strictness="open")
+    course = await create_course(client, session, resources, learners=1)
+    exercise = await create_evens_exercise(session)
+    now = datetime.now(UTC)
+    r = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "W1", "exercise_ids": [str(exercise.id)],
+              "opens_at": (now - timedelta(days=1)).isoformat(),
+              "due_at": (now + timedelta(days=1)).isoformat()},
+        headers=course.headers["instructor"],
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    await _set(client, course, strictness="socratic")
+    await record_attempt(session, resources, course.learners[0], exercise)
+    llm_server.script(Reply(text=LEAKING_REPLY), Reply(text=LEAKING_REPLY))
+    headers = course.headers["learner0"]
+    r = await client.post("/api/v1/conversations", json={}, headers=headers)
+    r = await _ask(client, headers, str(r.json()["id"]))
+    assert r.status_code == 201, r.text
+    assert "% 2 == 0" not in r.json()["reply"]["content"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import structlog
@@ -95,10 +96,14 @@ class WorkGuard:
         return max((g.strictness for g in self.guards), key=_STRICTER.index)
 
     async def check(self, reply: str, tried: set[str] | None = None) -> Verdict:
-        """The first exercise the reply gives away, if any. Each exercise's guard keeps its
-        own record of programs run clean (`tried` is one exercise's: not shared)."""
-        for guard in self.guards:
-            verdict = await guard.check(reply)
+        """The first exercise the reply gives away, if any. `tried` keeps each exercise's
+        programs run clean apart (a program that fixes nothing in one may fix another)."""
+        for index, guard in enumerate(self.guards):
+            mark = f"{index}\x00"
+            own = None if tried is None else {t[len(mark) :] for t in tried if t.startswith(mark)}
+            verdict = await guard.check(reply, own)
+            if tried is not None and own is not None:
+                tried.update(mark + program for program in own)
             if verdict.leak:
                 return verdict
         return CLEAN
@@ -174,17 +179,19 @@ async def open_work_guard(
     user: User,
     *,
     threshold: float,
-    strictness: Strictness = Strictness.SOCRATIC,
+    strictness_for: Callable[[uuid.UUID], Awaitable[Strictness]],
     sandbox: Sandbox | None = None,
     known: KnownPrograms | None = None,
 ) -> WorkGuard | None:
-    """The guard of a conversation about no exercise: the learner's newest open exercises
-    (None when they have none open)."""
+    """The guard of a conversation about no exercise: the learner's newest open exercises,
+    each as strict as in a conversation about it (`strictness_for`: its class's setting, or the
+    server's); None when they have none open."""
     guards = []
     for assignment in await exercises.open_work(session, user.id, limit=OPEN_WORK_GUARDED):
         _, guard = await exercise_context(
-            session, user, assignment.exercise, threshold=threshold, strictness=strictness,
-            sandbox=sandbox, known=known, hints_used=assignment.hints_used,
+            session, user, assignment.exercise, threshold=threshold,
+            strictness=await strictness_for(assignment.exercise_id), sandbox=sandbox,
+            known=known, hints_used=assignment.hints_used,
         )  # fmt: skip
         guards.append(guard)
     return WorkGuard(tuple(guards)) if guards else None

@@ -45,7 +45,7 @@ async def reply_target(request: Request, session: SessionDep, res: ResourcesDep)
         policy = await lookup(
             session, auth.user, found.conversation.exercise_id, now=res.clock.now()
         )
-    return ReplyTarget(auth.user, found.conversation, found.profile, found.history, policy)
+    return ReplyTarget(auth.user, found.conversation, found.profile, found.history, policy, lookup)
 
 
 ReplyTargetDep = Annotated[ReplyTarget, Depends(reply_target)]

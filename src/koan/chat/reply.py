@@ -19,7 +19,7 @@ from koan.chat.context import (
     strictness_of,
 )
 from koan.chat.hints import count_offline_rung
-from koan.chat.policy import ClassPolicy
+from koan.chat.policy import ClassPolicy, PolicyLookup
 from koan.errors import BudgetExceeded, Forbidden, TutorUnavailable
 from koan.exercises import repository as exercises
 from koan.llm import (
@@ -30,7 +30,7 @@ from koan.llm import (
     build_system_prompt,
     trim_history,
 )
-from koan.llm.leak_check import Verdict, regenerate_instruction
+from koan.llm.leak_check import Strictness, Verdict, regenerate_instruction
 from koan.llm.offline import OFFLINE_MODEL
 from koan.models import Conversation, User
 from koan.models import LearnerProfile as LearnerProfileRow
@@ -57,6 +57,9 @@ class ReplyTarget:
     profile: LearnerProfileRow | None
     history: list[tuple[str, str]] = field(default_factory=list)
     policy: ClassPolicy | None = None
+    # The classes' controls for any of the learner's exercises (a conversation about none is
+    # guarded over their open exercises, each as strictly as in its own conversation).
+    lookup: PolicyLookup | None = None
 
 
 class TutorOff(Forbidden):
@@ -111,8 +114,16 @@ async def prepare(
             guard = guard.with_shown([*elsewhere, *here])
     elif not res.llm.offline_only:  # Koan's own tutor writes no code: nothing to give away
         # About no exercise, the question may still be the learner's open exercise, pasted in.
+        lookup = target.lookup
+
+        async def strictness_for(exercise_id: uuid.UUID) -> Strictness:
+            found = (
+                await lookup(session, user, exercise_id, now=res.clock.now()) if lookup else None
+            )
+            return strictness_of(settings, found.strictness if found else None)
+
         guard = await open_work_guard(
-            session, user, threshold=settings.llm_leak_threshold, strictness=strictness,
+            session, user, threshold=settings.llm_leak_threshold, strictness_for=strictness_for,
             sandbox=res.sandbox, known=res.known_programs,
         )  # fmt: skip
         if guard is not None:
