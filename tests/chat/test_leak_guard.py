@@ -29,6 +29,19 @@ from tests.fixtures.llm_server import FakeLLMServer, Reply
 
 Tutor = Callable[..., Resources]
 SAFE_REPLY = "Look at `total += n`: which numbers reach that line? What should happen to 3?"
+ONE_LINE_FIX = (
+    "The line in your loop should read:\n\n```python\n        if n % 2 == 0: total += n\n```"
+)
+# The learner's failing loop with the fix in: what a general conversation must not hand over.
+FIXED_LOOP = """\
+Replace your loop with this:
+
+```python
+for n in numbers:
+    if n % 2 == 0:
+        total += n
+```
+"""
 
 
 async def test_a_reply_that_does_not_leak_goes_through_untouched(
@@ -146,6 +159,29 @@ async def test_a_solution_split_over_two_conversations_adds_up(
     assert await chat.leak_flags() == [False, True, False]
 
 
+@pytest.mark.parametrize(
+    "shown", [LEAKING_REPLY, FIXED_LOOP, ONE_LINE_FIX], ids=["solution", "loop", "one line"]
+)
+async def test_what_was_shown_before_does_not_withhold_every_reply_after_it(
+    chat: EvensChat, shown: str
+) -> None:
+    # Shown while the tutor was open (a class's setting, a reply the guard let through): what
+    # follows adds nothing to it, and a reply quoting the learner's code is teaching still.
+    earlier = await chat.start(Reply(text=shown), tutor_strictness="open")
+    assert (await chat.ask(earlier, "the code")).json()["reply"]["content"] == shown
+    quoting = (
+        "Look at this line of yours:\n\n```python\n        total += n\n```\n\nWhen does it run?"
+    )
+    chat.tutor(tutor_strictness="socratic")
+    chat.llm.script(Reply(text=quoting))
+    later = await new_conversation(chat.client, chat.headers, chat.exercise)
+
+    r = await chat.ask(later, "why does it fail?")
+
+    assert r.json()["reply"]["content"] == quoting
+    assert await chat.leak_flags() == [False, False]
+
+
 async def test_a_conversation_about_no_exercise_with_none_open_has_nothing_to_guard(
     client: httpx.AsyncClient,
     session: AsyncSession,
@@ -160,18 +196,6 @@ async def test_a_conversation_about_no_exercise_with_none_open_has_nothing_to_gu
     r = await ask(client, headers, conversation_id, "show me a loop")
     assert r.json()["reply"]["content"] == LEAKING_REPLY
     assert await leak_flags(session, learner) == [False]
-
-
-# The learner's failing loop with the fix in: what a general conversation must not hand over.
-FIXED_LOOP = """\
-Replace your loop with this:
-
-```python
-for n in numbers:
-    if n % 2 == 0:
-        total += n
-```
-"""
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])

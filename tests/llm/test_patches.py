@@ -173,6 +173,15 @@ def test_edits_spread_over_two_turns_add_up() -> None:
     assert "def f(a, b):\n    x = a + b\n    return x * 2\n" in [c.program for c in found]
 
 
+def test_earlier_turns_alone_are_not_this_replys_program() -> None:
+    # The fix was shown before (while the tutor was open); a reply that changes nothing of what
+    # it made builds no program: it is not this reply that gives the fix.
+    attempt = "def f(a, b):\n    x = a - b\n    return x * 3\n"
+    earlier = "Here:\n\n```python\ndef f(a, b):\n    x = a + b\n    return x * 2\n```"
+    quoting = "Your line `x = a - b` runs first. What does it give for 1 and 2?"
+    assert candidates(quoting, attempt, "python", earlier=[earlier]) == []
+
+
 def test_at_most_the_cap_of_programs_is_built() -> None:
     reply = "\n".join(f"Replace `total` with `total + {i}`." for i in range(20))
     assert len(candidates(reply, PY_ATTEMPT, "python", cap=8)) == 8

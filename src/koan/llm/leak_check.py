@@ -10,6 +10,7 @@ grading sandbox; this package knows nothing of it).
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -115,21 +116,34 @@ class ExerciseSecrets:
     shown: tuple[str, ...] = field(default_factory=tuple)  # earlier replies in the conversation
 
     def solution_score(self, reply: str) -> float:
-        """How much of the solution the learner will have seen, this reply included."""
-        score = leak_score(reply, self.solution, self.language, starter=self.starter or None)
-        if self.strictness is Strictness.SOCRATIC and self.shown:
-            earlier = [code for text in self.shown for code in patches.code_blocks(text)]
-            earlier += [s for text in self.shown for s in _long_spans(text)]
-            if earlier:
-                mine = patches.code_blocks(reply) + _long_spans(reply)
-                together = "\n\n".join(f"```\n{c}\n```" for c in [*earlier, *mine])
-                score = max(
-                    score,
-                    leak_score(
-                        together, self.solution, self.language, starter=self.starter or None
-                    ),
-                )
+        """How much of the solution the learner will have seen, this reply included: the reply
+        alone, or what it adds to what they were shown before, when that did not give the
+        solution away already (once it has, a reply that quotes it adds nothing: withholding
+        every reply after it would only stop the teaching)."""
+        score = self._score(reply, self.starter)
+        earlier = self._earlier_code
+        # Added up, the learner's own code counts as theirs: replies quoting a line of it each
+        # would otherwise add up to the solution their attempt nearly is.
+        known = "\n".join(x for x in (self.starter, self.attempt and self.attempt.code) if x)
+        if earlier and self._score(_fenced(earlier), known) < self.threshold:
+            mine = patches.code_blocks(reply) + _long_spans(reply)
+            score = max(score, self._score(_fenced([*earlier, *mine]), known))
         return score
+
+    def _score(self, text: str, known: str) -> float:
+        return leak_score(text, self.solution, self.language, starter=known or None)
+
+    @functools.cached_property
+    def _earlier_code(self) -> list[str]:
+        """The code of the replies shown before (socratic: they add up)."""
+        if self.strictness is not Strictness.SOCRATIC:
+            return []
+        earlier = [code for text in self.shown for code in patches.code_blocks(text)]
+        return earlier + [s for text in self.shown for s in _long_spans(text)]
+
+
+def _fenced(blocks: Sequence[str]) -> str:
+    return "\n\n".join(f"```\n{c}\n```" for c in blocks)
 
 
 def _long_spans(text: str) -> list[str]:

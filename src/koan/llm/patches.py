@@ -824,15 +824,25 @@ def candidates(
     if len(blocks) + len(edits) > 1:
         add([combined], "combined", reply)
     if earlier:
-        # A fix handed out over several turns adds up: this reply on top of the earlier ones.
-        stacked = attempt
-        for text in [*earlier, reply]:
-            for block in code_blocks(text):
-                stacked = (
-                    replace_functions(stacked, block, lang)
-                    or (apply_lines(stacked, block) or [stacked])[0]
-                )
-            for edit in prose_edits(text):
-                stacked = (apply_edit(stacked, edit) or [stacked])[0]
-        add([stacked], "combined", reply)
+        # A fix handed out over several turns adds up: this reply on top of the earlier ones,
+        # when it changes what they made of the attempt (what they made alone is theirs, not
+        # this reply's: they were let through, or shown while the tutor was open).
+        before = _stack(attempt, earlier, lang)
+        stacked = _stack(before, [reply], lang)
+        if _shape(stacked) != _shape(before):
+            add([stacked], "combined", reply)
     return found[:cap]
+
+
+def _stack(attempt: str, texts: Sequence[str], lang: str) -> str:
+    """The attempt with every block and prose edit of `texts` applied in turn."""
+    stacked = attempt
+    for text in texts:
+        for block in code_blocks(text):
+            stacked = (
+                replace_functions(stacked, block, lang)
+                or (apply_lines(stacked, block) or [stacked])[0]
+            )
+        for edit in prose_edits(text):
+            stacked = (apply_edit(stacked, edit) or [stacked])[0]
+    return stacked
