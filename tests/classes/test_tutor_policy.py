@@ -26,10 +26,14 @@ async def _set(client: httpx.AsyncClient, course: Course, **tutor: object) -> No
 
 
 async def _course_with_exercise(
-    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    exercise: Exercise | None = None,
 ) -> tuple[Course, Exercise]:
+    """A class of two learners with one assignment open now, of `exercise` (a new one)."""
     course = await create_course(client, session, resources, learners=2, timezone="Europe/Paris")
-    exercise = await create_exercise(session)
+    exercise = exercise or await create_exercise(session)
     now = datetime.now(UTC)
     r = await client.post(
         f"/api/v1/classes/{course.id}/assignments",
@@ -220,17 +224,8 @@ async def test_a_general_conversation_guards_a_class_exercise_as_strictly_as_its
 ) -> None:
     # The server lets the tutor show solutions; the class does not, for its exercise.
     tutor(tutor_strictness="open")
-    course = await create_course(client, session, resources, learners=1)
-    exercise = await create_evens_exercise(session)
-    now = datetime.now(UTC)
-    r = await client.post(
-        f"/api/v1/classes/{course.id}/assignments",
-        json={"title": "W1", "exercise_ids": [str(exercise.id)],
-              "opens_at": (now - timedelta(days=1)).isoformat(),
-              "due_at": (now + timedelta(days=1)).isoformat()},
-        headers=course.headers["instructor"],
-    )  # fmt: skip
-    assert r.status_code == 201, r.text
+    evens = await create_evens_exercise(session)
+    course, exercise = await _course_with_exercise(client, session, resources, evens)
     await _set(client, course, strictness="socratic")
     await record_attempt(session, resources, course.learners[0], exercise)
     llm_server.script(Reply(text=LEAKING_REPLY), Reply(text=LEAKING_REPLY))
