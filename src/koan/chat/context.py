@@ -93,7 +93,7 @@ class WorkGuard:
 
     @property
     def strictness(self) -> Strictness:
-        return max((g.strictness for g in self.guards), key=_STRICTER.index)
+        return max((g.strictness for g in self.guards), key=STRICTER.index)
 
     async def check(self, reply: str, tried: set[str] | None = None) -> Verdict:
         """The first exercise the reply gives away, if any. `tried` keeps each exercise's
@@ -112,7 +112,8 @@ class WorkGuard:
         return replace(self, guards=tuple(g.with_shown(shown) for g in self.guards))
 
 
-_STRICTER = (Strictness.OPEN, Strictness.HINTS, Strictness.SOCRATIC)
+# From the laxest to the strictest.
+STRICTER = (Strictness.OPEN, Strictness.HINTS, Strictness.SOCRATIC)
 # What guards a reply: one exercise's guard, or the open work's in a conversation about none.
 ReplyGuard = LeakGuard | WorkGuard
 
@@ -184,8 +185,8 @@ async def open_work_guard(
     known: KnownPrograms | None = None,
 ) -> WorkGuard | None:
     """The guard of a conversation about no exercise: the learner's newest open exercises,
-    each as strict as in a conversation about it (`strictness_for`: its class's setting, or the
-    server's); None when they have none open."""
+    each at least as strict as in a conversation about it (`strictness_for`); None when they
+    have none open."""
     guards = []
     for assignment in await exercises.open_work(session, user.id, limit=OPEN_WORK_GUARDED):
         _, guard = await exercise_context(

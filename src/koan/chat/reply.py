@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.chat import repository as chat_repository
 from koan.chat.context import (
+    STRICTER,
     ReplyGuard,
     exercise_context,
     hint_style_answer,
@@ -117,10 +118,13 @@ async def prepare(
         lookup = target.lookup
 
         async def strictness_for(exercise_id: uuid.UUID) -> Strictness:
-            found = (
-                await lookup(session, user, exercise_id, now=res.clock.now()) if lookup else None
-            )
-            return strictness_of(settings, found.strictness if found else None)
+            # At least as strict as in the exercise's own conversation: the strictest setting
+            # needs no class's word.
+            if strictness is Strictness.SOCRATIC or lookup is None:
+                return strictness
+            found = await lookup(session, user, exercise_id, now=res.clock.now())
+            own = strictness_of(settings, found.strictness if found else None)
+            return max(strictness, own, key=STRICTER.index)
 
         guard = await open_work_guard(
             session, user, threshold=settings.llm_leak_threshold, strictness_for=strictness_for,
