@@ -174,16 +174,17 @@ class LiveReplyStream:
 
     async def aclose(self) -> None:
         """Called by the response however it ends: a learner who left gets a partial reply."""
-        await self._events.aclose()
-        with anyio.CancelScope(shield=True):
-            await self._finish(incomplete=True)
+        await self._close(billed=True)
 
     async def abandon(self) -> None:
         """End a stream Koan gives up before sending anything (its question could not be
         stored): nothing is stored or billed to the learner, the provider is let go."""
+        await self._close(billed=False)
+
+    async def _close(self, *, billed: bool) -> None:
         await self._events.aclose()
         with anyio.CancelScope(shield=True):
-            await self._finish(incomplete=True, billed=False)
+            await self._finish(incomplete=True, billed=billed)
 
     async def _generate(self) -> AsyncGenerator[bytes, None]:
         try:

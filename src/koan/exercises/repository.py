@@ -532,18 +532,14 @@ async def latest_assignment(
 
 
 async def solved_before(session: AsyncSession, assignment: Assignment) -> bool:
-    """Whether the learner completed the assignment's exercise in another assignment."""
-    query = select(
-        select(Assignment.id)
-        .where(
-            Assignment.user_id == assignment.user_id,
-            Assignment.exercise_id == assignment.exercise_id,
-            Assignment.status == "completed",
-            Assignment.id != assignment.id,
-        )
-        .exists()
-    )
-    return bool((await session.execute(query)).scalar())
+    """Whether the learner completed the assignment's exercise in another assignment (the
+    question `count_attempt` asks in its own statement)."""
+    params = {
+        "learner": assignment.user_id,
+        "exercise": assignment.exercise_id,
+        "assignment": assignment.id,
+    }
+    return bool((await session.execute(_ASK_SOLVED_BEFORE, params)).scalar())
 
 
 async def assignment_by_id(session: AsyncSession, assignment_id: uuid.UUID) -> Assignment | None:
@@ -582,6 +578,7 @@ _SOLVED_BEFORE = (
     )
     .exists()
 )
+_ASK_SOLVED_BEFORE = select(_SOLVED_BEFORE)
 # What an attempt returns: the assignment's new state, and its exercise's current difficulty
 # rating (other learners' outcomes move it meanwhile; read, not locked: the row is everyone's),
 # and whether the learner had solved the exercise before.

@@ -10,7 +10,6 @@ grading sandbox; this package knows nothing of it).
 from __future__ import annotations
 
 import enum
-import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -121,7 +120,7 @@ class ExerciseSecrets:
         solution away already (once it has, a reply that quotes it adds nothing: withholding
         every reply after it would only stop the teaching)."""
         score = self._score(reply, self.starter)
-        earlier = self._earlier_code
+        earlier = self._earlier_code()
         # Added up, the learner's own code counts as theirs: replies quoting a line of it each
         # would otherwise add up to the solution their attempt nearly is.
         known = "\n".join(x for x in (self.starter, self.attempt and self.attempt.code) if x)
@@ -133,7 +132,6 @@ class ExerciseSecrets:
     def _score(self, text: str, known: str) -> float:
         return leak_score(text, self.solution, self.language, starter=known or None)
 
-    @functools.cached_property
     def _earlier_code(self) -> list[str]:
         """The code of the replies shown before (socratic: they add up)."""
         if self.strictness is not Strictness.SOCRATIC:

@@ -226,13 +226,17 @@ async def _facts(
     progress: repository.Totals | LearnerProgress | None,
 ) -> achievements.Facts:
     """What the rules read: the kept totals and summary, and today's masteries."""
-    masteries = _masteries(await _ratings(session, user), now)
     summary = await _summary(session, user, progress)
     return summary.facts(
         exercises=progress.exercises_completed if progress is not None else 0,
         streak=progress.longest_streak if progress is not None else 0,
-        mastered_skills=achievements.count_mastered(masteries.values()),
+        mastered_skills=await _mastered_skills(session, user, now),
     )
+
+
+async def _mastered_skills(session: AsyncSession, user: User, now: datetime) -> int:
+    masteries = _masteries(await _ratings(session, user), now)
+    return achievements.count_mastered(masteries.values())
 
 
 def _streak_of(
@@ -437,10 +441,8 @@ async def recompute(session: AsyncSession, res: Resources, user: User) -> Snapsh
     totals = await repository.assignment_totals(session, user.id)
     done = await repository.completions(session, user.id)
     streak = streaks.from_days(c.day for c in done)
-    masteries = _masteries(await _ratings(session, user), res.clock.now())
-    facts = achievements.facts_from(
-        done, mastered_skills=achievements.count_mastered(masteries.values())
-    )
+    mastered = await _mastered_skills(session, user, res.clock.now())
+    facts = achievements.facts_from(done, mastered_skills=mastered)
     held = {row.achievement_code for row in await repository.earned(session, user.id)}
     # Mastery fades, so a mastery achievement earned earlier may not be earned again from
     # today's ratings; every other rule reads values that only grow.
