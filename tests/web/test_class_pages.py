@@ -1022,26 +1022,52 @@ async def test_the_class_page_says_which_invitation_mails_were_not_delivered(
 # --- dates at the ends of the calendar --------------------------------------------------------
 
 
+async def _every_date_form(
+    course: Course,
+    name: str,
+    timezone: str,
+    *,
+    class_dates: tuple[dict[str, str], dict[str, str]],
+    opens_at: str,
+    later: str,
+    off_from: str | None = None,
+) -> tuple[httpx.Response, ...]:
+    """The teacher's answers from every form that takes a date: a new class and the class's
+    settings (`class_dates` each), an assignment opening at `opens_at` and due `later`, and
+    an exam window from `off_from` (`opens_at` by default) until `later`."""
+    teacher = course.teacher
+    new_class, settings_dates = class_dates
+    return (
+        await teacher.post("/classes", {"name": name, "timezone": timezone, **new_class}),
+        await teacher.post(
+            f"/classes/{course.id}/settings",
+            {"name": "CS 101", "timezone": timezone, **settings_dates},
+        ),
+        await teacher.post(
+            f"/classes/{course.id}/assignments",
+            {
+                "title": name,
+                "kind": "exercises",
+                "exercise_ids": [str(course.exercise.id)],
+                "opens_at": opens_at,
+                "due_at": later,
+            },
+        ),  # fmt: skip
+        await teacher.post(
+            f"/classes/{course.id}/tutor",
+            {"mode": "window", "off_from": off_from or opens_at, "off_until": later},
+        ),
+    )
+
+
 async def test_dates_beyond_the_years_a_class_may_run_are_explained_beside_their_fields(
     course: Course,
 ) -> None:
-    teacher = course.teacher
-    made = await teacher.post(
-        "/classes", {"name": "Far", "timezone": "Etc/GMT+12", "ends_on": "9999-12-31"}
-    )
-    settings = await teacher.post(
-        f"/classes/{course.id}/settings",
-        {"name": "CS 101", "timezone": "Etc/GMT+12", "starts_on": "", "ends_on": "9999-12-31"},
-    )
-    assignment = await teacher.post(
-        f"/classes/{course.id}/assignments",
-        {"title": "Far", "kind": "exercises", "exercise_ids": [str(course.exercise.id)],
-         "opens_at": "2026-12-01T09:00", "due_at": "9999-12-31T23:59"},
+    made, settings, assignment, window = await _every_date_form(
+        course, "Far", "Etc/GMT+12",
+        class_dates=({"ends_on": "9999-12-31"}, {"starts_on": "", "ends_on": "9999-12-31"}),
+        opens_at="2026-12-01T09:00", later="9999-12-31T23:59",
     )  # fmt: skip
-    window = await teacher.post(
-        f"/classes/{course.id}/tutor",
-        {"mode": "window", "off_from": "2026-12-01T09:00", "off_until": "9999-12-31T23:59"},
-    )
 
     for response in (made, settings, assignment, window):
         assert response.status_code == 422, response.text
@@ -1053,32 +1079,20 @@ async def test_a_date_typed_as_digits_is_refused_not_read_as_seconds_after_1970(
 ) -> None:
     """A browser without a date picker sends what was typed: "20260901" is not a date (it was
     read as that many seconds after 1970, and the class started in August 1970)."""
-    teacher = course.teacher
-    made = await teacher.post(
-        "/classes", {"name": "Digits", "timezone": "UTC", "starts_on": "20260901"}
-    )
-    settings = await teacher.post(
-        f"/classes/{course.id}/settings",
-        {"name": "CS 101", "timezone": "UTC", "starts_on": "1", "ends_on": ""},
-    )
-    assignment = await teacher.post(
-        f"/classes/{course.id}/assignments",
-        {"title": "Digits", "kind": "exercises", "exercise_ids": [str(course.exercise.id)],
-         "opens_at": "20260901", "due_at": "2026-12-01T09:00"},
+    made, settings, assignment, window = await _every_date_form(
+        course, "Digits", "UTC",
+        class_dates=({"starts_on": "20260901"}, {"starts_on": "1", "ends_on": ""}),
+        opens_at="20260901", later="2026-12-01T09:00", off_from="1780000000",
     )  # fmt: skip
-    window = await teacher.post(
-        f"/classes/{course.id}/tutor",
-        {"mode": "window", "off_from": "1780000000", "off_until": "2026-12-01T09:00"},
-    )
 
     for response, typed in ((made, "20260901"), (settings, "1"), (assignment, "20260901"),
                             (window, "1780000000")):  # fmt: skip
         assert response.status_code == 422, response.text
         assert "Enter a date" in text_of(response)
         assert f'value="{typed}"' in response.text  # kept to correct
-    mine = text_of(await teacher.get("/classes"))
+    mine = text_of(await course.teacher.get("/classes"))
     assert "Digits" not in mine
-    assert "Digits" not in text_of(await teacher.get(f"/classes/{course.id}/assignments"))
+    assert "Digits" not in text_of(await course.teacher.get(f"/classes/{course.id}/assignments"))
 
 
 async def test_a_learners_work_paged_from_before_the_calendar_is_a_bad_address(
