@@ -15,7 +15,7 @@ from koan.config import Settings
 from koan.db import transactional
 from koan.exercises import lifecycle
 from koan.exercises.submit import submit
-from koan.models import Exercise, User
+from koan.models import Exercise, LearnerSkillRating, User
 from koan.models.progress import PracticeEntry, UserAchievement
 from koan.progress import service as progress
 from koan.resources import Resources
@@ -132,3 +132,25 @@ async def test_concurrent_submissions_over_http(live: LiveApp) -> None:
     unlocked = [code for r in responses for code in r.json()["achievements_unlocked"]]
     kept = await check(live.res, user_id, unlocked)
     assert (kept.exercises_completed, kept.attempts) == (5, 5)
+
+
+async def test_concurrent_first_passes_of_one_exercise_move_the_ratings_once(
+    live: LiveApp,
+) -> None:
+    # No assignment yet: each submission may open one of its own, and both pass at once.
+    user_id, (exercise_id,), _ = await setup(live, 1)
+    results = await together(
+        *(submit_and_count(live.res, user_id, exercise_id) for _ in range(LEARNERS_AT_ONCE))
+    )
+    await check(live.res, user_id, [code for codes in results for code in codes])
+    async with live.res.session_factory() as session:
+        exercise = await session.get_one(Exercise, exercise_id)
+        skill_attempts = (
+            await session.scalars(
+                select(LearnerSkillRating.attempts).where(LearnerSkillRating.user_id == user_id)
+            )
+        ).all()
+    # One first solve: one step for the exercise's difficulty and each of the learner's skills.
+    assert exercise.rating_attempts == 1
+    assert skill_attempts
+    assert set(skill_attempts) == {1}

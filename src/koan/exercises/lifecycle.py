@@ -178,11 +178,12 @@ async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exer
             "There is no open assignment of this exercise to skip.", code="NothingToSkip"
         )
     now = res.clock.now()
+    # The learner's lock first, as for a verdict (see `attempted`).
+    await progress.lock_learner(session, user)
     latest.status = "skipped"
     latest.skipped_at = now
     latest.closed_at = now
     await session.flush()
-    await progress.lock_learner(session, user)
     if await repository.solved_before(session, latest):
         return latest  # an exercise solved before says nothing new (see `attempted`)
     await adaptive.record_outcome(
@@ -223,6 +224,10 @@ async def attempted(
     A run whose code could not load (`tests_ran` false: a syntax or import error) is recorded
     but is not an attempt, so it does not cost the learner a first-try pass.
     """
+    # One learner's verdicts are counted one after another (ratings, streaks, awards), and the
+    # lock comes before the count: two first submissions at once may each have opened an
+    # assignment of the exercise, and the second pass must see the first as solved before.
+    await progress.lock_learner(session, user)
     counted = await repository.count_attempt(
         session,
         assignment,
@@ -231,8 +236,6 @@ async def attempted(
         started_at=submission.created_at,
         completes_at=graded_at if verdict["status"] == "passed" else None,
     )
-    # One learner's submissions are counted one after another (ratings, streaks, awards).
-    await progress.lock_learner(session, user)
     await repository.set_submission(session, submission, graded_at=graded_at, **verdict)
     # Only the first time a learner solves an exercise tells the ratings something: passing it
     # again (with the code they wrote before at hand) would raise their skills and lower the
