@@ -133,7 +133,7 @@ class MemoryCache:
             totals.append(await self.incr_float(key, amount, ttl_s=ttl_s))
         if also is not None:
             key, value, also_ttl_s = also
-            await self.set(key, value, ttl_s=also_ttl_s)
+            await self.set_if_absent(key, value, ttl_s=also_ttl_s)
         return totals
 
     async def ping(self) -> bool:
@@ -182,9 +182,9 @@ return {totals, values}
 """
 
 
-# KEYS: the keys to seed and add to, then (if ARGV[2] is not "") one key to set; ARGV: how many
-# keys to add to, the value to set and its TTL ("" when nothing is set), the TTL of the keys
-# added to as above, then a seed and an amount per key.
+# KEYS: the keys to seed and add to, then (if ARGV[2] is not "") one key to set if absent;
+# ARGV: how many keys to add to, the value to set and its TTL ("" when nothing is set), the TTL
+# of the keys added to as above, then a seed and an amount per key.
 _SEED_AND_ADD = """
 local n = tonumber(ARGV[1])
 local ttl = ARGV[4]
@@ -198,7 +198,7 @@ for i = 1, n do
     totals[i] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[4 + 2 * i])
 end
 if ARGV[2] ~= '' then
-    redis.call('SET', KEYS[n + 1], ARGV[2], 'EX', ARGV[3])
+    redis.call('SET', KEYS[n + 1], ARGV[2], 'NX', 'EX', ARGV[3])
 end
 return totals
 """
@@ -281,8 +281,8 @@ class RedisCache:
         also: tuple[str, str, float] | None = None,
     ) -> list[float]:
         """Seed each key that does not exist (`set_if_absent`: a key another worker seeded
-        first keeps its value), add to each (`incr_float_many`), and set `also` (key, value,
-        TTL): one round trip, atomically. Returns the totals."""
+        first keeps its value), add to each (`incr_float_many`), and add `also` (key, value,
+        TTL) unless that key exists: one round trip, atomically. Returns the totals."""
         keys = [self.prefix + key for key, _, _ in seeded]
         args = [str(len(seeded)), "", "", "" if ttl_s is None else str(max(1, int(ttl_s)))]
         if also is not None:

@@ -50,7 +50,7 @@ async def test_add_to_existing_adds_only_to_present_keys_and_reads_others(
     assert await cache.add_to_existing([("spent", -0.75)]) == ([0.0], [])
 
 
-async def test_seed_and_add_seeds_only_missing_keys_adds_to_all_and_sets_one_more(
+async def test_seed_and_add_seeds_only_missing_keys_adds_to_all_and_adds_one_more(
     resources: Resources,
 ) -> None:
     cache = resources.cache
@@ -62,6 +62,11 @@ async def test_seed_and_add_seeds_only_missing_keys_adds_to_all_and_sets_one_mor
     assert totals == [0.75, 1.75]  # a key already there keeps its value: only "fresh" is seeded
     assert await cache.get_many(["spent", "fresh", "limit"]) == ["0.75", "1.75", "2.00"]
     assert await cache.seed_and_add([("fresh", "0", -1.75)]) == [0.0]
+    # The one more is added only where absent: a value already there (a budget another worker
+    # published) is not written over.
+    assert await cache.seed_and_add([], also=("limit", "default", 60)) == []
+    assert await cache.get("limit") == "2.00"
+    await cache.delete("limit")
     assert await cache.seed_and_add([], also=("limit", "default", 60)) == []
     assert await cache.get("limit") == "default"
 

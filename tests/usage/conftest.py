@@ -7,6 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.resources import Resources
 from tests.fixtures.factories import bearer, create_user
+from tests.fixtures.live import live, live_resources
+
+__all__ = ["live", "live_resources"]  # fixtures from tests/fixtures/live.py
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,9 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.cache import Cache, RedisCache
+from koan.db import transactional
 from koan.errors import BudgetExceeded
+from koan.llm.tutor_llm import build_tutor_llm
 from koan.models import LLMCall, User
 from koan.ratelimit import RateLimiter, create_storage
 from koan.resources import Resources
@@ -23,7 +26,8 @@ from koan.tutor_gateway import budgets
 from koan.tutor_gateway.budgets import global_spend_key, user_spend_key, utc_day
 from tests.chat.helpers import ask, new_conversation
 from tests.fixtures.factories import bearer, create_user
-from tests.fixtures.llm_server import FakeLLMServer, Reply
+from tests.fixtures.live import LiveApp
+from tests.fixtures.llm_server import FakeLLMServer, FakeTimer, Reply
 
 Tutor = Callable[..., Resources]
 # 1000 + 1000 tokens at $100 per million: $0.20 a reply, far above any projection (~$0.03).
@@ -311,3 +315,63 @@ async def test_a_total_lost_while_a_call_runs_is_seeded_again_not_settled_into(
     with pytest.raises(BudgetExceeded):
         await budgets.reserve(session, res, learner.id, Decimal("0.10"))
     assert await spent_in_cache(res, learner) == pytest.approx(0.42)
+
+
+async def _change_while_read(live: LiveApp, monkeypatch: pytest.MonkeyPatch, read: str) -> User:
+    """Make the budget module's `read` (a query of the override) return what the row held,
+    then let an administrator change the learner's budget to $9 and commit before the reader
+    goes on: the reader holds the row as it was before the change."""
+    res = live.res
+    async with res.session_factory() as session, transactional(session):
+        learner = await create_user(session, res, onboarded=True)
+        admin = await create_user(session, res, role="admin")
+    live.users += [learner.id, admin.id]
+    original = getattr(budgets.repository, read)
+
+    async def read_then_change(session: AsyncSession, *args: Any, **kwargs: Any) -> Any:
+        found = await original(session, *args, **kwargs)
+        # The reader's transaction ends (SQLite would make the change wait for it); what it
+        # read is all it keeps.
+        await session.rollback()
+        monkeypatch.setattr(budgets.repository, read, original)
+        async with res.session_factory() as session, transactional(session):
+            await budgets.set_budget_override(session, res, learner.id, Decimal("9"), by=admin.id)
+        return found
+
+    monkeypatch.setattr(budgets.repository, read, read_then_change)
+    return learner
+
+
+async def test_a_worker_reading_the_old_budget_does_not_put_it_back(
+    live: LiveApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    learner = await _change_while_read(live, monkeypatch, "budget_override")
+    async with live.res.session_factory() as session:
+        # This read raced the change: it may answer with what it read, once.
+        await budgets.daily_budget(session, live.res, learner.id)
+        # Every later read, on any worker, has the administrator's budget.
+        assert await budgets.daily_budget(session, live.res, learner.id) == Decimal("9")
+
+
+async def test_a_call_reading_the_old_budget_does_not_put_it_back(
+    live: LiveApp,
+    monkeypatch: pytest.MonkeyPatch,
+    llm_server: FakeLLMServer,
+    fake_timer: FakeTimer,
+) -> None:
+    learner = await _change_while_read(live, monkeypatch, "spending_and_override")
+    res = live.res
+    res.settings = res.settings.model_copy(
+        update={
+            "llm_provider": "openai",
+            "llm_base_url": llm_server.openai_base_url,
+            "llm_model": "gpt-4o-mini",
+        }
+    )
+    res.llm = build_tutor_llm(res.settings, timer=fake_timer)
+    async with res.session_factory() as session:
+        # The learner's first call of the day seeds their total, and reads the budget with it.
+        reservation = await budgets.reserve(session, res, learner.id, Decimal("0.01"))
+        await budgets.settle(res, reservation, Decimal("0.01"))
+        assert await budgets.daily_budget(session, res, learner.id) == Decimal("9")
+    await res.llm.close()

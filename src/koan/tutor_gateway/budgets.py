@@ -69,6 +69,9 @@ def global_spend_key(day: date) -> str:
 _DEFAULT_BUDGET = "default"
 # Overrides change rarely and are written through (set_budget_override), so every call can
 # skip the query; the TTL only bounds how long a change made behind Koan's back goes unseen.
+# A value read from the database is only ever added to the cache, never written over what is
+# there: a worker that read the row just before a change committed would otherwise put the
+# old budget back over the one the change published.
 _BUDGET_TTL_S = 300.0
 
 
@@ -88,7 +91,7 @@ async def _daily_budget(
     if cached is None:
         override = await repository.budget_override(session, user_id)
         cached = _DEFAULT_BUDGET if override is None else str(override)
-        await res.cache.set(_budget_key(user_id), cached, ttl_s=_BUDGET_TTL_S)
+        await res.cache.set_if_absent(_budget_key(user_id), cached, ttl_s=_BUDGET_TTL_S)
     if cached == _DEFAULT_BUDGET:
         return res.settings.llm_user_daily_budget_usd
     return Decimal(cached)
@@ -104,9 +107,9 @@ async def set_budget_override(
 ) -> None:
     """Give a learner their own daily budget (None: back to the default), for every worker.
 
-    The cached copy is dropped now and written once the change has committed: written before,
-    it would stand if the commit failed, and a worker reading the row meanwhile could put the
-    old value back for as long as the copy is kept."""
+    The cached copy is dropped now and written over once the change has committed (written
+    before, it would stand if the commit failed). Readers only add a copy where there is none,
+    so one that read the row before the change cannot put the old budget back."""
     key = _budget_key(user_id)
     await res.cache.delete(key)
     await repository.set_budget_override(session, user_id, amount, by=by)
