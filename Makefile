@@ -10,7 +10,7 @@ PORT ?= 8000
 PYTEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run test lint typecheck check bench clean
+.PHONY: help install system-deps bench-deps run test lint typecheck check bench clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,8 +63,15 @@ typecheck: install ## mypy (strict on src/)
 
 check: lint typecheck test ## Everything CI checks
 
-bench: install ## Run the benchmarks and write docs/benchmarks.md
+bench-deps: install ## Install what the benchmarks use: their Python extras, and wrk (as root) for bench/throughput.py
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[dev,bench]'
+	@if command -v wrk >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get install -y -q wrk >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; \
+	else echo "note: wrk missing (bench/throughput.py needs it): install it with your package manager"; fi
+
+bench: bench-deps ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python bench/grading.py --write
 	$(BIN)/python bench/adaptive.py --write
 	$(BIN)/python bench/web.py
