@@ -15,7 +15,7 @@ from koan.config import Settings
 from koan.db import transactional
 from koan.exercises import lifecycle
 from koan.exercises.submit import submit
-from koan.models import Exercise, LearnerSkillRating, User
+from koan.models import Assignment, Exercise, LearnerSkillRating, User
 from koan.models.progress import PracticeEntry, UserAchievement
 from koan.progress import service as progress
 from koan.resources import Resources
@@ -134,7 +134,7 @@ async def test_concurrent_submissions_over_http(live: LiveApp) -> None:
     assert (kept.exercises_completed, kept.attempts) == (5, 5)
 
 
-async def test_concurrent_first_passes_of_one_exercise_move_the_ratings_once(
+async def test_concurrent_first_passes_of_one_exercise_count_once(
     live: LiveApp,
 ) -> None:
     # No assignment yet: each submission may open one of its own, and both pass at once.
@@ -150,7 +150,12 @@ async def test_concurrent_first_passes_of_one_exercise_move_the_ratings_once(
                 select(LearnerSkillRating.attempts).where(LearnerSkillRating.user_id == user_id)
             )
         ).all()
+        assignments = (
+            await session.scalars(select(Assignment).where(Assignment.user_id == user_id))
+        ).all()
     # One first solve: one step for the exercise's difficulty and each of the learner's skills.
     assert exercise.rating_attempts == 1
+    # In one assignment (a double click on a new exercise opens it once), attempted five times.
+    assert [a.attempts for a in assignments] == [LEARNERS_AT_ONCE]
     assert skill_attempts
     assert set(skill_attempts) == {1}

@@ -91,6 +91,13 @@ async def current_daily(
 async def _open_practice(
     session: AsyncSession, user: User, exercise: Exercise, now: datetime
 ) -> Assignment:
+    """Open practice on `exercise`; one opened meanwhile by another request is returned."""
+    # Two first requests at once (a double click on "Run tests") would each open one: under
+    # the learner's lock, the second finds the first's.
+    await progress.lock_learner(session, user)
+    latest = await repository.latest_assignment(session, user.id, exercise.id)
+    if latest is not None and latest.status in OPEN_STATUSES:
+        return latest
     assignment = Assignment(
         user_id=user.id,
         exercise_id=exercise.id,
