@@ -12,6 +12,7 @@ from koan.llm.patches import (
     code_blocks,
     has_code,
     prose_edits,
+    shown_code,
     strip_markers,
 )
 
@@ -180,6 +181,37 @@ def test_earlier_turns_alone_are_not_this_replys_program() -> None:
     earlier = "Here:\n\n```python\ndef f(a, b):\n    x = a + b\n    return x * 2\n```"
     quoting = "Your line `x = a - b` runs first. What does it give for 1 and 2?"
     assert candidates(quoting, attempt, "python", earlier=[earlier]) == []
+
+
+EARLIER_TURNS = [
+    "First guard the addition:\n\n```python\nfor n in numbers:\n    if n % 2 == 0:\n```\n\n"
+    "Does that help?",
+    "Replace `a - b` with `a + b`. Then think about the return value.",
+    "Nice work so far! Your function is close.\n\n    x = a + b\n    return x * 2\n\nWhy?",
+    "On line 3, write `return x * 2`. The test named `test_double` will tell you.",
+    "The line should read: if n % 2 == 0: total += n",
+]
+
+
+@pytest.mark.parametrize("earlier", EARLIER_TURNS)
+def test_the_code_kept_of_a_reply_adds_up_as_the_reply_does(earlier: str) -> None:
+    attempt = "def f(a, b):\n    x = a - b\n    return x * 3\n"
+    later = "And change `x * 3` to `x * 2`."
+    kept = shown_code(earlier)
+    assert code_blocks(kept) == code_blocks(earlier)
+    assert prose_edits(kept) == prose_edits(earlier)
+    assert candidates(later, attempt, "python", earlier=[kept]) == candidates(
+        later, attempt, "python", earlier=[earlier]
+    )
+
+
+def test_the_code_kept_of_a_reply_leaves_its_words_out() -> None:
+    reply = "Good thinking, Ada. Look at this.\n\n```python\nx = a + b\n```\n\nMy cat says hi."
+    kept = shown_code(reply)
+    assert "x = a + b" in kept
+    assert "Ada" not in kept
+    assert "cat" not in kept
+    assert shown_code("What does your loop do with 3? Try it by hand.") == ""
 
 
 def test_at_most_the_cap_of_programs_is_built() -> None:

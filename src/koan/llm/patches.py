@@ -333,6 +333,22 @@ def has_code(reply: str) -> bool:
     return "`" in reply or "~~~" in reply or bool(code_blocks(reply))
 
 
+def shown_code(reply: str) -> str:
+    """What of a reply the guard adds up later, and nothing else: its code blocks, fenced, and
+    the sentences holding an inline span (the prose edits), read as the learner read it; ""
+    when it shows no code. Added up with later replies it counts as the whole reply does."""
+    reply = visible(reply)
+    if not has_code(reply):
+        return ""
+    parts = [f"```\n{block}\n```" for block in code_blocks(reply)]
+    parts.extend(
+        sentence.strip()
+        for sentence in _sentences(_FENCE.sub("\n", reply))
+        if _SPAN.search(sentence)
+    )
+    return "\n\n".join(parts)
+
+
 # -- applying it ----------------------------------------------------------------------------------
 
 
