@@ -9,11 +9,16 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from koan.db import Base, UTCDateTime
 from koan.migrate import alembic_config, downgrade_connection, upgrade_connection
+from koan.models import Conversation, ConversationMessage, ShownCode
+from koan.resources import Resources
 from tests.conftest import Backend
+from tests.fixtures.factories import create_exercise, create_user
 
 
 def test_a_single_head() -> None:
@@ -88,3 +93,36 @@ async def test_accounts_made_before_profiles_came_with_them_get_an_empty_one(
         row = (await conn.execute(query)).one()
         await transaction.rollback()
     assert tuple(row) == (False, "")
+
+
+async def test_replies_kept_before_the_ledger_still_count_after_it(
+    connection: AsyncConnection, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    exercise = await create_exercise(session)
+    about = Conversation(user_id=user.id, exercise_id=exercise.id, title="t")
+    general = Conversation(user_id=user.id, title="g")
+    session.add_all([about, general])
+    await session.flush()
+    code = "Try this:\n\n```python\nfor n in numbers:\n    if n % 2 == 0:\n```"
+    for conversation, seq, role, content, model in (
+        (about, 1, "user", "```python\nprint('mine')\n```", None),
+        (about, 2, "assistant", code, "gpt"),
+        (about, 3, "assistant", "What does `n % 2` give for 3?", "koan-offline"),
+        (about, 4, "assistant", "Which numbers should reach the addition?", "gpt"),
+        (general, 1, "assistant", code, "gpt"),
+    ):
+        session.add(ConversationMessage(
+            conversation_id=conversation.id, seq=seq, role=role, content=content, model=model,
+        ))  # fmt: skip
+    await session.flush()
+    await connection.run_sync(downgrade_connection, "6f2b9e4a7c13")
+
+    await connection.run_sync(upgrade_connection)
+
+    rows = (await session.execute(select(ShownCode))).scalars().all()
+    assert [(r.user_id, r.exercise_id, r.conversation_id) for r in rows] == [
+        (user.id, exercise.id, about.id)
+    ]
+    assert "if n % 2 == 0:" in rows[0].code
+    assert "Try this" not in rows[0].code

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import structlog
@@ -61,20 +61,33 @@ class LeakGuard:
     hints_left: int
     failing: tuple[FailingTest, ...] = ()
     runner: Runner | None = None
+    exercise_id: uuid.UUID | None = None
 
     @property
     def strictness(self) -> Strictness:
         return self.secrets.strictness
+
+    @property
+    def exercise_ids(self) -> tuple[uuid.UUID, ...]:
+        """The exercise a reply it let through counts towards."""
+        return (self.exercise_id,) if self.exercise_id is not None else ()
 
     async def check(self, reply: str, tried: set[str] | None = None) -> Verdict:
         """Whether the reply gives the solution or a working fix away (`tried`: programs
         already run clean for an earlier part of the same reply)."""
         return await leak_check.check(reply, self.secrets, self.runner, tried)
 
-    def with_shown(self, shown: Sequence[str]) -> LeakGuard:
-        """The guard for a conversation that has already shown these replies."""
-        return replace(self, secrets=replace(self.secrets, shown=tuple(shown)))
+    def with_shown(
+        self, shown: Sequence[str], elsewhere: Mapping[uuid.UUID, Sequence[str]] | None = None
+    ) -> LeakGuard:
+        """The guard for a conversation that has already shown these replies (`elsewhere`:
+        what the learner was shown about the exercise besides, shown first)."""
+        before = (elsewhere or {}).get(self.exercise_id) if self.exercise_id else None
+        return replace(self, secrets=replace(self.secrets, shown=(*(before or ()), *shown)))
 
+
+# The most pieces of code shown before that a reply's check adds up, per exercise: the newest.
+SHOWN_LIMIT = 200
 
 # How many of a learner's open exercises a conversation about none is guarded against: the
 # newest, which the daily exercise and the work in hand are.
@@ -108,8 +121,16 @@ class WorkGuard:
                 return verdict
         return CLEAN
 
-    def with_shown(self, shown: Sequence[str]) -> WorkGuard:
-        return replace(self, guards=tuple(g.with_shown(shown) for g in self.guards))
+    @property
+    def exercise_ids(self) -> tuple[uuid.UUID, ...]:
+        """The exercises a reply it let through counts towards: every one it was checked
+        against."""
+        return tuple(i for g in self.guards for i in g.exercise_ids)
+
+    def with_shown(
+        self, shown: Sequence[str], elsewhere: Mapping[uuid.UUID, Sequence[str]] | None = None
+    ) -> WorkGuard:
+        return replace(self, guards=tuple(g.with_shown(shown, elsewhere) for g in self.guards))
 
 
 # From the laxest to the strictest.
@@ -258,6 +279,7 @@ async def exercise_context(
             if sandbox is not None
             else None
         ),
+        exercise_id=exercise.id,
     )
     return context, guard
 

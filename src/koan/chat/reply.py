@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.chat import repository as chat_repository
 from koan.chat.context import (
+    SHOWN_LIMIT,
     STRICTER,
     ReplyGuard,
     exercise_context,
@@ -29,6 +30,7 @@ from koan.llm import (
     CompletionRequest,
     TutorContext,
     build_system_prompt,
+    patches,
     trim_history,
 )
 from koan.llm.leak_check import Strictness, Verdict, regenerate_instruction
@@ -103,16 +105,14 @@ async def prepare(
                 strictness=strictness, sandbox=res.sandbox, known=res.known_programs,
             )  # fmt: skip
             # What the learner has been shown adds up: a solution handed out in parts leaks,
-            # in this conversation or spread over their others about the exercise.
-            elsewhere = (
-                await chat_repository.replies_about(
-                    session, user.id, exercise_id, besides=conversation.id, limit=HISTORY_LIMIT
+            # in this conversation or spread over their others about the exercise, hints and
+            # conversations they deleted included.
+            elsewhere: dict[uuid.UUID, list[str]] = {}
+            if not res.llm.offline_only:  # Koan's own tutor writes no code: nothing to add up
+                elsewhere = await chat_repository.shown_about(
+                    session, user.id, guard.exercise_ids, besides=conversation.id, limit=SHOWN_LIMIT
                 )
-                if not res.llm.offline_only  # Koan's own tutor writes no code: nothing to add up
-                else []
-            )
-            here = [text for role, text in target.history if role != "user"]
-            guard = guard.with_shown([*elsewhere, *here])
+            guard = guard.with_shown(_replies(target.history), elsewhere)
     elif not res.llm.offline_only:  # Koan's own tutor writes no code: nothing to give away
         # About no exercise, the question may still be the learner's open exercise, pasted in.
         lookup = target.lookup
@@ -131,7 +131,10 @@ async def prepare(
             sandbox=res.sandbox, known=res.known_programs,
         )  # fmt: skip
         if guard is not None:
-            guard = guard.with_shown([text for role, text in target.history if role != "user"])
+            elsewhere = await chat_repository.shown_about(
+                session, user.id, guard.exercise_ids, besides=conversation.id, limit=SHOWN_LIMIT
+            )
+            guard = guard.with_shown(_replies(target.history), elsewhere)
     system = build_system_prompt(
         profile=profile, context=context, mode="chat", strictness=strictness
     )
@@ -153,6 +156,34 @@ async def prepare(
     )
     limits = tuple(policy.budgets) if policy is not None else ()
     return Prepared(conversation.id, exercise_id, request, guard, limits)
+
+
+def _replies(history: list[tuple[str, str]]) -> list[str]:
+    return [text for role, text in history if role != "user"]
+
+
+async def remember_shown(
+    session: AsyncSession,
+    res: Resources,
+    user_id: uuid.UUID,
+    prepared: Prepared,
+    text: str,
+    model: str,
+    *,
+    conversation_id: uuid.UUID | None,
+) -> None:
+    """Keep the code a delivered reply showed, towards every exercise its guard checked it
+    against, so that it counts in the learner's later replies and hints about them, even once
+    its conversation (`conversation_id`, None if gone) is deleted."""
+    guard = prepared.guard
+    if guard is None or model == OFFLINE_MODEL:  # Koan's own tutor writes no code
+        return
+    code = patches.shown_code(text)
+    if code:
+        await chat_repository.add_shown(
+            session, user_id, guard.exercise_ids, code, conversation_id=conversation_id,
+            now=res.clock.now(),
+        )  # fmt: skip
 
 
 def _stricter(request: CompletionRequest, instruction: str) -> CompletionRequest:

@@ -28,7 +28,14 @@ from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefa
 from koan.auth.repository import LIVE_SESSION_AND_USER
 from koan.db import utcnow
 from koan.db.stats import json_rows
-from koan.models import AuthSession, Conversation, ConversationMessage, LearnerProfile, User
+from koan.models import (
+    AuthSession,
+    Conversation,
+    ConversationMessage,
+    LearnerProfile,
+    ShownCode,
+    User,
+)
 
 
 async def conversation_of(
@@ -352,29 +359,77 @@ async def conversations_about(
     return (await session.execute(query)).scalars().all()
 
 
-async def replies_about(
+# -- what the tutor showed about an exercise (the leak guard's sum) ------------------------------
+
+
+_SHOWN = cast(Table, ShownCode.__table__)
+_INSERT_SHOWN = insert(_SHOWN)
+
+
+async def add_shown(
     session: AsyncSession,
     user_id: uuid.UUID,
-    exercise_id: uuid.UUID,
+    exercise_ids: Sequence[uuid.UUID],
+    code: str,
     *,
-    besides: uuid.UUID,
+    conversation_id: uuid.UUID | None,
+    now: datetime,
+) -> None:
+    """Note that the learner was shown `code` about each of these exercises."""
+    rows = [
+        {"user_id": user_id, "exercise_id": exercise_id, "conversation_id": conversation_id,
+         "code": code, "created_at": now}
+        for exercise_id in exercise_ids
+    ]  # fmt: skip
+    if rows:
+        await session.execute(_INSERT_SHOWN, rows)
+
+
+async def shown_about(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    exercise_ids: Sequence[uuid.UUID],
+    *,
+    besides: uuid.UUID | None,
     limit: int,
-) -> list[str]:
-    """The tutor's newest `limit` replies to one learner about one exercise in their
-    conversations other than `besides`, oldest first (conversations by
-    ix_conversations_user_updated, messages by their conversation key)."""
-    query = (
-        select(ConversationMessage.content)
-        .join(Conversation, ConversationMessage.conversation_id == Conversation.id)
-        .where(
-            Conversation.user_id == user_id,
-            Conversation.exercise_id == exercise_id,
-            Conversation.id != besides,
-            ConversationMessage.role == "assistant",
-        )
-        .order_by(ConversationMessage.created_at.desc(), ConversationMessage.id.desc())
-        .limit(limit)
+) -> dict[uuid.UUID, list[str]]:
+    """Exercise -> the newest `limit` pieces of code the learner was shown about it, oldest
+    first, but those shown in conversation `besides` (its history is read whole), in one
+    query (ix_shown_code_user_exercise)."""
+    if not exercise_ids:
+        return {}
+    params = {"user_id": user_id, "exercise_ids": list(exercise_ids),
+              "besides": besides or _NO_CONVERSATION, "limit": limit}  # fmt: skip
+    found: dict[uuid.UUID, list[str]] = {exercise_id: [] for exercise_id in exercise_ids}
+    for exercise_id, code in await session.execute(_SHOWN_ABOUT, params):
+        found[exercise_id].append(code)
+    return found
+
+
+# No conversation's id: `besides` for a hint, which has none to leave out.
+_NO_CONVERSATION = uuid.UUID(int=0)
+_NUMBERED_SHOWN = (
+    select(
+        _SHOWN.c.id,
+        _SHOWN.c.exercise_id,
+        _SHOWN.c.code,
+        func.row_number()
+        .over(partition_by=_SHOWN.c.exercise_id, order_by=_SHOWN.c.id.desc())
+        .label("newest"),
     )
-    rows = list((await session.execute(query)).scalars())
-    rows.reverse()
-    return rows
+    .where(
+        _SHOWN.c.user_id == bindparam("user_id"),
+        _SHOWN.c.exercise_id.in_(bindparam("exercise_ids", expanding=True)),
+        # A deleted conversation's code has no conversation any more, and counts.
+        or_(
+            _SHOWN.c.conversation_id.is_(None),
+            _SHOWN.c.conversation_id != bindparam("besides", type_=_SHOWN.c.conversation_id.type),
+        ),
+    )
+    .subquery("numbered")
+)
+_SHOWN_ABOUT = (
+    select(_NUMBERED_SHOWN.c.exercise_id, _NUMBERED_SHOWN.c.code)
+    .where(_NUMBERED_SHOWN.c.newest <= bindparam("limit"))
+    .order_by(_NUMBERED_SHOWN.c.id)
+)

@@ -237,6 +237,10 @@ async def ask(
         # Checked against the solution (and a fix proved by running it) before it is sent.
         result = await reply.answer(session, res, user, prepared)
         answer = await store_answer(session, res, conversation, result)
+        await reply.remember_shown(
+            session, res, user.id, prepared, result.text, result.model,
+            conversation_id=conversation.id,
+        )  # fmt: skip
         await db_checkpoint(session)  # before the lock goes: the next message sees this reply
         if stream:
             return Asked(question, answer, streaming.StoredReplyStream(answer, conversation.id))

@@ -24,7 +24,7 @@ from koan.chat import repository
 from koan.chat.admission import release_reply_lock
 from koan.chat.context import hint_style_answer
 from koan.chat.hints import count_offline_rung
-from koan.chat.reply import Answer, Prepared, caught, replace_leak
+from koan.chat.reply import Answer, Prepared, caught, remember_shown, replace_leak
 from koan.errors import KoanError, TutorUnavailable
 from koan.llm import Completion, StreamEnd, StreamItem, Usage, holdback, patches
 from koan.llm.base import aclose_quietly
@@ -305,6 +305,12 @@ class LiveReplyStream:
                             created_at=res.clock.now(),
                         ),
                     )
+                    # Shown, whether or not its conversation is still there to store it.
+                    await remember_shown(
+                        session, res, self._user_id, prepared, stored.text,
+                        extra.model if extra else bill.model,
+                        conversation_id=prepared.conversation_id if outcome.message else None,
+                    )  # fmt: skip
                 await self._record_call(
                     session,
                     leak_caught=stored.replaced,

@@ -1,7 +1,7 @@
 """Every ORM model, imported here so Alembic and the mappers see them all."""
 
 from koan.models.auth import AuthSession, EmailToken, RefreshToken
-from koan.models.chat import Conversation, ConversationMessage
+from koan.models.chat import Conversation, ConversationMessage, ShownCode
 from koan.models.classes import (
     ClassAssignment,
     ClassAssignmentItem,
@@ -50,6 +50,7 @@ __all__ = [
     "LearnerProfile",
     "OutboxMail",
     "RefreshToken",
+    "ShownCode",
     "Submission",
     "User",
 ]

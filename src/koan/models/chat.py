@@ -51,3 +51,25 @@ class ConversationMessage(UUIDPrimaryKey, Base):
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
     leak_caught: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ShownCode(Base):
+    """Code the tutor showed a learner about one exercise (a reply's or a tailored hint's), kept
+    for the leak guard's sum: a solution handed out in parts adds up even after the learner
+    deletes the conversation that showed a part. Only the code and the sentences holding it,
+    never the conversation's words."""
+
+    __tablename__ = "shown_code"
+    __table_args__ = (Index("ix_shown_code_user_exercise", "user_id", "exercise_id", "id"),)
+
+    # Numbered in the order shown: the guard stacks earlier edits in that order.
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    exercise_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("exercises.id", ondelete="CASCADE"))
+    # The conversation it was shown in, while it exists (its own history is read whole); None
+    # for a hint.
+    conversation_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), default=None
+    )
+    code: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
