@@ -1,5 +1,5 @@
 """What the tutor showed a learner about an exercise keeps counting towards the guard's sum:
-after the conversation is deleted, and from a conversation about no exercise."""
+after the conversation is deleted, from a conversation about no exercise, and in hints."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from koan.models import ShownCode
-from tests.chat.helpers import EvensChat, new_conversation, parse_sse, streamed_text
+from tests.chat.helpers import EVENS_HINTS, EvensChat, new_conversation, parse_sse, streamed_text
 from tests.fixtures.factories import PASSWORD
 from tests.fixtures.llm_server import Reply
 
@@ -16,11 +16,18 @@ from tests.fixtures.llm_server import Reply
 FIRST_HALF = "First guard the addition:\n\n```python\nfor n in numbers:\n    if n % 2 == 0:\n```"
 SECOND_HALF = "Then its body:\n\n```python\n        total += n\n```"
 SAFE_REPLY = "Look at `total += n`: which numbers reach that line? What should happen to 3?"
+SAFE_HINT = "Some numbers should not reach your addition. Which ones?"
 
 
 def shown_of(r: httpx.Response, *, stream: bool) -> str:
     """The reply as the learner ends up seeing it."""
     return streamed_text(parse_sse(r.text))[1] if stream else str(r.json()["reply"]["content"])
+
+
+async def hint(chat: EvensChat) -> str:
+    r = await chat.client.post(f"/api/v1/exercises/{chat.exercise.id}/hints", headers=chat.headers)
+    assert r.status_code == 200, r.text
+    return str(r.json()["hint"])
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
@@ -91,6 +98,41 @@ async def test_a_general_conversation_deleted_still_counts_towards_the_exercise(
     r = await chat.ask(about, "and now the rest")
 
     assert r.json()["reply"]["content"] == SAFE_REPLY
+
+
+async def test_a_tailored_hint_and_a_reply_add_up(chat: EvensChat) -> None:
+    await chat.prepare(Reply(text=FIRST_HALF), Reply(text=SECOND_HALF), Reply(text=SAFE_REPLY))
+    assert await hint(chat) == FIRST_HALF
+    about = await new_conversation(chat.client, chat.headers, chat.exercise)
+
+    r = await chat.ask(about, "and now the rest")
+
+    assert r.json()["reply"]["content"] == SAFE_REPLY
+    assert await chat.leak_flags() == [False, True, False]
+
+
+async def test_a_reply_and_a_tailored_hint_add_up(chat: EvensChat) -> None:
+    about = await chat.start(Reply(text=FIRST_HALF), Reply(text=SECOND_HALF))
+    assert (await chat.ask(about, "the start")).json()["reply"]["content"] == FIRST_HALF
+
+    assert await hint(chat) == EVENS_HINTS[0]  # the authored rung instead
+    assert await chat.leak_flags() == [False, True]
+
+
+async def test_two_tailored_hints_add_up(chat: EvensChat) -> None:
+    await chat.prepare(Reply(text=FIRST_HALF), Reply(text=SECOND_HALF))
+    assert await hint(chat) == FIRST_HALF
+
+    assert await hint(chat) == EVENS_HINTS[1]
+    assert await chat.leak_flags() == [False, True]
+
+
+async def test_hints_that_give_nothing_away_are_served_still(chat: EvensChat) -> None:
+    about = await chat.start(Reply(text=FIRST_HALF), Reply(text=SAFE_HINT), Reply(text=SAFE_HINT))
+    assert (await chat.ask(about, "the start")).json()["reply"]["content"] == FIRST_HALF
+
+    assert await hint(chat) == SAFE_HINT
+    assert await hint(chat) == SAFE_HINT
 
 
 async def test_what_was_shown_goes_with_the_account(chat: EvensChat) -> None:

@@ -8,13 +8,14 @@ import uuid
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.chat.context import exercise_context, strictness_of
+from koan.chat import repository as chat_repository
+from koan.chat.context import SHOWN_LIMIT, exercise_context, strictness_of
 from koan.chat.policy import PolicyLookup
 from koan.errors import BudgetExceeded, TutorUnavailable
 from koan.exercises import lifecycle
 from koan.exercises import repository as exercises
-from koan.llm import ChatMessage, CompletionRequest, LearnerBrief, build_system_prompt
-from koan.llm.offline import offline_rung_given
+from koan.llm import ChatMessage, CompletionRequest, LearnerBrief, build_system_prompt, patches
+from koan.llm.offline import OFFLINE_MODEL, offline_rung_given
 from koan.models import Exercise, User
 from koan.onboarding import service as profiles
 from koan.ops import metrics
@@ -84,6 +85,12 @@ async def tailored_hint(
     text = call.completion.text.strip()
     if not text:
         return authored
+    code = patches.shown_code(text)
+    if code:  # added up with what the learner was shown before (replies, hints), as a reply is
+        shown = await chat_repository.shown_about(
+            session, user.id, guard.exercise_ids, besides=None, limit=SHOWN_LIMIT
+        )
+        guard = guard.with_shown((), shown)
     if (await guard.check(text)).leak:
         call.record.leak_caught = True
         await session.flush()
@@ -92,6 +99,10 @@ async def tailored_hint(
         return authored
     if not call.cache_hit:
         await calls.store_reply(res, key, call.completion)
+    if code and call.completion.model != OFFLINE_MODEL:  # Koan's own tutor writes no code
+        await chat_repository.add_shown(
+            session, user.id, guard.exercise_ids, code, conversation_id=None, now=res.clock.now()
+        )
     return text
 
 
