@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 from koan.models import User
 from koan.resources import Resources
 from koan.security import device_token
-from tests.fixtures.factories import PASSWORD, create_user
+from tests.fixtures.factories import PASSWORD, bearer, create_user
 
 WRONG = "not the right password"
 Client = Callable[[str], httpx.AsyncClient]
@@ -118,3 +118,36 @@ async def test_a_forged_or_borrowed_device_cookie_does_not_exempt(
     # A genuine proof, but for another account.
     borrowed.cookies.set("koan_device", device_token(resources.settings.signing_key, other.id))
     assert await login(borrowed, user) == 429
+
+
+async def test_a_session_cannot_guess_its_own_password_faster_than_a_login(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """Whoever holds a session (a browser left signed in, a stolen token) has no password, and
+    the password outlives every session: changing it or deleting the account asks for it at a
+    login's pace, per session, so the owner's own session is never locked out."""
+    resources.settings.login_limit_per_account_client = "3/minute"
+    user = await create_user(session, resources)
+    holder = await bearer(session, resources, user)
+    owner = await bearer(session, resources, user)
+    change = {"current_password": WRONG, "new_password": "a brand new passphrase 7"}
+    for _ in range(2):
+        r = await client.post("/api/v1/users/me/password", json=change, headers=holder)
+        assert r.status_code == 400
+    r = await client.request("DELETE", "/api/v1/users/me", json={"password": WRONG}, headers=holder)
+    assert r.status_code == 400
+    # The right password is refused too now: the answer tells nothing once the limit is met.
+    for attempt in (change, {**change, "current_password": PASSWORD}):
+        r = await client.post("/api/v1/users/me/password", json=attempt, headers=holder)
+        assert r.status_code == 429, r.text
+        assert r.json()["error"] == "RateLimited"
+        assert int(r.headers["Retry-After"]) >= 1
+    r = await client.request(
+        "DELETE", "/api/v1/users/me", json={"password": PASSWORD}, headers=holder
+    )
+    assert r.status_code == 429
+    # The owner's session changes the password (ending the other one).
+    right = {**change, "current_password": PASSWORD}
+    r = await client.post("/api/v1/users/me/password", json=right, headers=owner)
+    assert r.status_code == 200, r.text
+    assert (await client.get("/api/v1/users/me", headers=holder)).status_code == 401

@@ -994,6 +994,29 @@ async def test_settings_profile_password_and_deletion(
     assert await session.scalar(select(User.id).where(User.id == user.id)) is None
 
 
+async def test_the_settings_page_asks_for_the_password_at_a_logins_pace(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    resources.settings.login_limit_per_account_client = "2/minute"
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    for _ in range(2):
+        wrong = await post_form(
+            client, "/settings", "/settings/delete", {"password": "not it", "confirm": "DELETE"}
+        )
+        assert wrong.status_code == 422
+    refused = await post_form(
+        client,
+        "/settings",
+        "/settings/password",
+        {"current_password": PASSWORD, "new_password": NEW_PASSWORD,
+         "password_confirm": NEW_PASSWORD},
+    )  # fmt: skip
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "Too many wrong passwords" in refused.text
+
+
 async def test_admin_page_is_for_admins(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

@@ -518,6 +518,27 @@ async def confirm_password_reset(
     await session.flush()
 
 
+PASSWORD_CHECKS_REFUSED = "Too many wrong passwords; wait before trying again."
+
+
+async def confirm_password(
+    res: Resources, user: User, current_session: AuthSession, password: str, *, wrong: str
+) -> None:
+    """The account's password, asked again before a change only its owner may make.
+
+    Wrong answers count per session, under the limit of failed logins from one client:
+    otherwise whoever holds a session (a browser left signed in, a stolen token) could guess
+    the password, which outlives every session, at full speed instead of a login's pace. Per
+    session, so such a holder cannot lock the owner out of changing it."""
+    rule = res.settings.login_limit_per_account_client
+    ids = ("password-check", str(current_session.id))
+    await res.limiter.check(rule, *ids, detail=PASSWORD_CHECKS_REFUSED)
+    if not await res.hasher.verify(user.password_hash, password):
+        await res.limiter.hit(rule, *ids, detail=PASSWORD_CHECKS_REFUSED)
+        raise InvalidCredentials(wrong, status_code=400)
+    await res.limiter.clear(rule, *ids)
+
+
 async def change_password(
     session: AsyncSession,
     res: Resources,
@@ -528,8 +549,9 @@ async def change_password(
     new_password: str,
 ) -> None:
     """Change a password knowing the current one; other sessions are ended."""
-    if not await res.hasher.verify(user.password_hash, current_password):
-        raise InvalidCredentials("The current password is incorrect.", status_code=400)
+    await confirm_password(
+        res, user, current_session, current_password, wrong="The current password is incorrect."
+    )
     check_password(new_password, email=user.email, field="new_password")
     user.password_hash = await res.hasher.hash(new_password)
     now = res.clock.now()
@@ -550,12 +572,12 @@ async def delete_account(
     session: AsyncSession,
     res: Resources,
     user: User,
+    current_session: AuthSession,
     password: str,
     *,
     check: AccountCloseCheck | None = None,
 ) -> None:
-    if not await res.hasher.verify(user.password_hash, password):
-        raise InvalidCredentials("The password is incorrect.", status_code=400)
+    await confirm_password(res, user, current_session, password, wrong="The password is incorrect.")
     if check is not None:
         await check(session, user)
     await session.delete(user)

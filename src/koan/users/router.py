@@ -62,7 +62,7 @@ async def change_password(
 @router.delete("/me", response_model=Message)
 async def delete_me(
     data: AccountDeletion,
-    user: CurrentUser,
+    auth: CurrentAuth,
     response: Response,
     session: SessionDep,
     res: ResourcesDep,
@@ -70,7 +70,9 @@ async def delete_me(
 ) -> Message:
     """Delete the account and everything it owns (needs the password); 409 LastInstructor
     while it is the only instructor of a class."""
-    await auth_service.delete_account(session, res, user, data.password, check=check)
+    await auth_service.delete_account(
+        session, res, auth.user, auth.session, data.password, check=check
+    )
     clear_auth_cookies(response)
     return Message(message="Your account and everything in it have been deleted.")
 

@@ -12,7 +12,7 @@ from koan.auth.deps import AccountCloseCheckDep
 from koan.auth.router import clear_auth_cookies
 from koan.common.schemas import timezones
 from koan.deps import ResourcesDep
-from koan.errors import KoanError
+from koan.errors import KoanError, RateLimited
 from koan.models import User
 from koan.onboarding import service as onboarding
 from koan.onboarding.questions import INTEREST_TAGS, MAX_MINUTES, MIN_MINUTES
@@ -181,6 +181,7 @@ async def change_password(
     user = auth.user
     form = await form_data(request)
     errors: dict[str, str] = {}
+    refused: KoanError | None = None
     new = form.get("new_password", "")
     if not form.get("current_password"):
         errors["current_password"] = "Enter your current password."
@@ -202,15 +203,33 @@ async def change_password(
         except KoanError as exc:
             field = "new_password" if exc.code == "WeakPassword" else "current_password"
             errors[field] = exc.detail
+            refused = exc
     if errors:
-        ctx = await _settings_context(session, res, user, errors=errors)
-        return render(request, "settings.html", ctx, status_code=422)
+        return await _settings_refused(request, session, res, user, errors, refused)
     return redirect(request, "/settings?saved=password#password")
+
+
+async def _settings_refused(
+    request: Request,
+    session: WebSession,
+    res: Resources,
+    user: User,
+    errors: dict[str, str],
+    refused: KoanError | None,
+) -> Response:
+    """The settings page again with its errors; a password asked too often keeps its 429."""
+    ctx = await _settings_context(session, res, user, errors=errors)
+    limited = isinstance(refused, RateLimited)
+    response = render(request, "settings.html", ctx, status_code=429 if limited else 422)
+    if limited and refused is not None and "Retry-After" in refused.headers:
+        response.headers["Retry-After"] = refused.headers["Retry-After"]
+    return response
 
 
 @router.post("/settings/delete")
 async def delete_account(
     request: Request,
+    auth: PageAuth,
     user: PageUser,
     session: WebSession,
     res: ResourcesDep,
@@ -218,6 +237,7 @@ async def delete_account(
 ) -> Response:
     form = await form_data(request)
     errors: dict[str, str] = {}
+    refused: KoanError | None = None
     if form.get("confirm") != "DELETE":
         errors["confirm"] = "Type DELETE in capitals to confirm."
     if not form.get("password"):
@@ -226,13 +246,13 @@ async def delete_account(
         try:
             async with session.begin_nested():
                 await auth_service.delete_account(
-                    session, res, user, form.get("password", ""), check=check
+                    session, res, user, auth.session, form.get("password", ""), check=check
                 )
         except KoanError as exc:
             errors["delete_password"] = exc.detail
+            refused = exc
     if errors:
-        ctx = await _settings_context(session, res, user, errors=errors)
-        return render(request, "settings.html", ctx, status_code=422)
+        return await _settings_refused(request, session, res, user, errors, refused)
     response = redirect(request, "/?deleted=1")
     clear_auth_cookies(response)
     return response
