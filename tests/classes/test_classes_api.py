@@ -354,6 +354,42 @@ async def test_an_invitation_brings_back_no_one_who_left_until_a_new_one_is_sent
     assert rejoined.status_code == 200, rejoined.text
 
 
+async def test_a_new_join_code_keeps_out_a_removed_learner_who_kept_the_old_one(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=2, ta=True)
+    kicked, stays = course.learners
+    teacher, h = course.headers["instructor"], course.headers["learner0"]
+    removed = await client.delete(
+        f"/api/v1/classes/{course.id}/members/{kicked.id}", headers=teacher
+    )
+    assert removed.status_code == 200
+    renew = f"/api/v1/classes/{course.id}/join-code"
+    by_ta = await client.post(renew, headers=course.headers["ta"])
+    by_learner = await client.post(renew, headers=course.headers["learner1"])
+    renewed = await client.post(renew, headers=teacher)
+
+    old = await client.post("/api/v1/classes/join", json={"code": course.code}, headers=h)
+    looked = await client.get("/api/v1/classes/preview", params={"code": course.code}, headers=h)
+    new_code = renewed.json()["join_code"]
+    newcomer = await bearer(session, resources, await create_user(session, resources))
+    joined = await client.post("/api/v1/classes/join", json={"code": new_code}, headers=newcomer)
+    members = await client.get(f"/api/v1/classes/{course.id}/members", headers=teacher)
+
+    assert by_ta.status_code == 403
+    assert by_learner.status_code == 403
+    assert renewed.status_code == 200, renewed.text
+    assert new_code != course.code
+    assert renewed.json()["join_link"].endswith(f"?code={new_code}")
+    assert old.status_code == 404
+    assert old.json()["error"] == "NoSuchClass"
+    assert looked.status_code == 404
+    assert joined.status_code == 200
+    ids = {m["user_id"] for m in members.json()["items"]}
+    assert str(stays.id) in ids
+    assert str(kicked.id) not in ids
+
+
 async def upload_roster(client: httpx.AsyncClient, course: Course, content: str) -> httpx.Response:
     return await client.post(
         f"/api/v1/classes/{course.id}/invites/csv",

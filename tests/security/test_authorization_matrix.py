@@ -137,6 +137,7 @@ ACCESS: dict[str, Rule] = {
     "GET /api/v1/classes/{class_id}": Rule(V, owned_by_a=True),
     "PATCH /api/v1/classes/{class_id}": Rule(V, {"name": "Renamed"}, owned_by_a=True),
     "DELETE /api/v1/classes/{class_id}": Rule(V, owned_by_a=True),
+    "POST /api/v1/classes/{class_id}/join-code": Rule(V, owned_by_a=True),
     "POST /api/v1/classes/{class_id}/leave": Rule(V, owned_by_a=True),
     "GET /api/v1/classes/{class_id}/members": Rule(V, owned_by_a=True),
     "DELETE /api/v1/classes/{class_id}/members/{user_id}": Rule(V, owned_by_a=True),

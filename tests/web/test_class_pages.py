@@ -416,6 +416,36 @@ async def test_the_instructor_promotes_a_ta_and_removes_a_member(
     assert "Only instructors may remove" in staff.text
 
 
+async def test_the_instructor_gives_the_class_a_new_join_code(
+    course: Course,
+    session: AsyncSession,
+    resources: Resources,
+    browsers: Callable[[User], Awaitable[Browser]],
+) -> None:
+    removed = await course.teacher.post(
+        f"/classes/{course.id}/members/{course.learner.user.id}/remove"
+    )
+    assert removed.status_code == 303
+    helper = await browsers(await create_user(session, resources, name="Tara Helper"))
+    await join(helper, course.code)
+    await course.teacher.post(f"/classes/{course.id}/members/{helper.user.id}/role", {"role": "ta"})
+    assert "New join code" not in (await helper.get(f"/classes/{course.id}")).text
+    assert (await helper.post(f"/classes/{course.id}/join-code")).status_code == 403
+
+    renewed = await course.teacher.post(f"/classes/{course.id}/join-code")
+    assert renewed.status_code == 303
+    page = await course.teacher.get(renewed.headers["location"])
+    assert "The class has a new join code." in page.text
+    code = await join_code(course.teacher, course.id)
+    assert code != course.code
+    back = await course.learner.post("/classes/join", {"code": course.code})
+    assert back.status_code == 404
+    assert (await course.learner.get(f"/classes/{course.id}")).status_code == 404
+    # The form's address opened directly is the class page.
+    direct = await course.teacher.get(f"/classes/{course.id}/join-code")
+    assert direct.headers["location"] == f"/classes/{course.id}"
+
+
 async def test_the_roster_sorts_by_any_column_and_exports_csv(
     course: Course,
     session: AsyncSession,
@@ -855,6 +885,8 @@ CLASS_PAGES = {
     "GET /classes/{class_id}/invites": MEMBER,  # a form's address opened: back to the class
     "POST /classes/{class_id}/invites/csv": STAFF,
     "GET /classes/{class_id}/invites/csv": MEMBER,
+    "POST /classes/{class_id}/join-code": INSTRUCTOR,
+    "GET /classes/{class_id}/join-code": MEMBER,
     "POST /classes/{class_id}/members/{user_id}/role": INSTRUCTOR,
     "GET /classes/{class_id}/members/{user_id}/role": MEMBER,
     "GET /classes/{class_id}/members/{user_id}/remove": STAFF,

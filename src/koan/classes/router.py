@@ -127,6 +127,16 @@ async def delete_class(class_id: uuid.UUID, user: VerifiedUser, session: Session
     return Message(message="The class has been deleted; its learners keep their work.")
 
 
+@router.post("/{class_id}/join-code", response_model=ClassOut)
+async def new_join_code(
+    class_id: uuid.UUID, user: VerifiedUser, session: SessionDep, res: ResourcesDep
+) -> ClassOut:
+    """Replace the join code (instructors): the old code and link stop working."""
+    member = await service.member_of(session, user, class_id, instructor=True)
+    room = await service.new_join_code(session, member)
+    return await service.describe(session, res, room, member.role)
+
+
 @router.post("/{class_id}/leave", response_model=Message)
 async def leave(
     class_id: uuid.UUID, user: VerifiedUser, session: SessionDep, res: ResourcesDep

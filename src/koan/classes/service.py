@@ -266,6 +266,16 @@ async def update_class(session: AsyncSession, member: Membership, data: ClassUpd
     return room
 
 
+async def new_join_code(session: AsyncSession, member: Membership) -> ClassRoom:
+    """Replace the class's join code: the old one (and the join link with it) joins nobody
+    any more, so a learner who was removed, or anyone the code reached, cannot come back
+    with it. Members and pending invitations are untouched."""
+    room = member.room
+    room.join_code = await _new_code(session)
+    await session.flush()
+    return room
+
+
 async def delete_class(session: AsyncSession, member: Membership) -> None:
     """The class, its roster and its assignments go; learners' work stays theirs."""
     await repository.delete_class(session, member.room.id)

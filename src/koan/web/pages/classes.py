@@ -395,6 +395,16 @@ async def invite_csv(
     return await _invited(request, session, res, member, user, addresses, mail, field="file")
 
 
+@router.post("/classes/{class_id}/join-code")
+async def new_join_code(
+    request: Request, class_id: ClassId, user: PageUser, session: WebSession
+) -> Response:
+    """A new join code (instructors): the old code and link join nobody any more."""
+    member = await _member(session, user, class_id, instructor=True)
+    await classes.new_join_code(session, member)
+    return redirect(request, f"/classes/{member.room.id}?new_code=1")
+
+
 @router.post("/classes/{class_id}/members/{user_id}/role")
 async def change_role(
     request: Request, class_id: ClassId, user_id: str, user: PageUser, session: WebSession
@@ -938,6 +948,7 @@ async def delete_class(
 
 @router.get("/classes/{class_id}/invites")
 @router.get("/classes/{class_id}/invites/csv")
+@router.get("/classes/{class_id}/join-code")
 @router.get("/classes/{class_id}/generated/{exercise_id}/approve")
 @router.get("/classes/{class_id}/generated/{exercise_id}/reject")
 @router.get("/classes/{class_id}/members/{user_id}/role")
