@@ -107,6 +107,9 @@ class Settings(BaseSettings):
 
     # Who may create classes: any verified user, or administrators only.
     class_creators: Literal["anyone", "admins"] = "anyone"
+    # Wrong join codes one account may try (joining or previewing): a code is the only key to
+    # a class, so guessing them must stay slow.
+    class_code_limit: str = "10/minute;50/day"
 
     # Adaptive practice: the predicted chance of success the daily exercise aims for.
     adaptive_target_success: float = Field(default=0.75, gt=0.3, lt=0.95)

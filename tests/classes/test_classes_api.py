@@ -99,6 +99,33 @@ async def test_joining_with_a_wrong_code_is_a_404(
     assert r.json()["error"] == "NoSuchClass"
 
 
+async def test_join_codes_cannot_be_found_by_trying_them(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    resources.settings.class_code_limit = "3/minute"
+    course = await create_course(client, session, resources, learners=0)
+    h = await bearer(session, resources, await create_user(session, resources))
+    other = await bearer(session, resources, await create_user(session, resources))
+    tried = [
+        await client.post("/api/v1/classes/join", json={"code": "NOPE2345"}, headers=h),
+        await client.get("/api/v1/classes/preview", params={"code": "NOPE2346"}, headers=h),
+        await client.post("/api/v1/classes/join", json={"code": "NOPE2347"}, headers=h),
+    ]
+    refused = await client.post("/api/v1/classes/join", json={"code": "NOPE2348"}, headers=h)
+    # Past the limit the right code is refused as well: the answer tells nothing.
+    right = await client.post("/api/v1/classes/join", json={"code": course.code}, headers=h)
+    looked = await client.get("/api/v1/classes/preview", params={"code": course.code}, headers=h)
+    elsewhere = await client.post("/api/v1/classes/join", json={"code": course.code}, headers=other)
+
+    assert [r.status_code for r in tried] == [404, 404, 404]
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "RateLimited"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert right.status_code == 429
+    assert looked.status_code == 429
+    assert elsewhere.status_code == 200
+
+
 async def test_a_learner_sees_the_class_but_not_its_code_settings_or_roster(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

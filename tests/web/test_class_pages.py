@@ -252,6 +252,22 @@ async def test_a_wrong_code_is_explained_beside_the_field(
         assert 'aria-invalid="true"' in response.text
 
 
+async def test_too_many_wrong_codes_are_refused_beside_the_field(
+    session: AsyncSession, resources: Resources, browsers: Callable[[User], Awaitable[Browser]]
+) -> None:
+    resources.settings.class_code_limit = "2/minute"
+    learner = await browsers(await create_user(session, resources, onboarded=True))
+    await learner.get("/classes/join?code=NOPE2345")
+    await learner.post("/classes/join", {"code": "NOPE2346"})
+    for response in (
+        await learner.get("/classes/join?code=NOPE2347"),
+        await learner.post("/classes/join", {"code": "NOPE2348"}),
+    ):
+        assert response.status_code == 429
+        assert int(response.headers["Retry-After"]) >= 1
+        assert re.search(r'id="f-code-error"[^>]*>.*Too many wrong join codes', response.text, re.S)
+
+
 async def test_a_learner_leaves_a_class_after_confirming(course: Course) -> None:
     learner, teacher = course.learner, course.teacher
     confirm = await learner.get(f"/classes/{course.id}/leave")

@@ -64,10 +64,11 @@ async def my_classes(user: VerifiedUser, session: SessionDep, res: ResourcesDep)
 async def preview(
     user: VerifiedUser,
     session: SessionDep,
+    res: ResourcesDep,
     code: Annotated[str, Query(min_length=4, max_length=16)],
 ) -> ClassPreview:
     """What joining the class with this code means: who teaches it and what they will see."""
-    return await service.preview(session, user, code)
+    return await service.preview(session, res, user, code)
 
 
 @router.post("/join", response_model=ClassOut)

@@ -288,15 +288,23 @@ def _normal_code(code: str) -> str:
     return re.sub(r"[\s-]", "", code).upper()
 
 
-async def _class_by_code(session: AsyncSession, code: str) -> ClassRoom:
+CODE_GUESSES = "Too many wrong join codes; check the code with your teacher and try later."
+
+
+async def _class_by_code(session: AsyncSession, res: Resources, user: User, code: str) -> ClassRoom:
+    """The class with this join code. Wrong codes count per account, so nobody can find
+    classes by trying codes (the right one still joins, once the limit has room)."""
+    rule, ids = res.settings.class_code_limit, ("class-code", str(user.id))
+    await res.limiter.check(rule, *ids, detail=CODE_GUESSES)
     room = await repository.class_by_code(session, _normal_code(code))
     if room is None:
+        await res.limiter.hit(rule, *ids, detail=CODE_GUESSES)
         raise NotFound("No class has this code; check it with your teacher.", code="NoSuchClass")
     return room
 
 
-async def preview(session: AsyncSession, user: User, code: str) -> ClassPreview:
-    return await preview_of(session, user, await _class_by_code(session, code))
+async def preview(session: AsyncSession, res: Resources, user: User, code: str) -> ClassPreview:
+    return await preview_of(session, user, await _class_by_code(session, res, user, code))
 
 
 async def preview_of(session: AsyncSession, user: User, room: ClassRoom) -> ClassPreview:
@@ -324,7 +332,7 @@ async def _join(
 
 
 async def join(session: AsyncSession, res: Resources, user: User, code: str) -> Membership:
-    room = await _class_by_code(session, code)
+    room = await _class_by_code(session, res, user, code)
     joined = await _join(session, room, user, res.clock.now())
     return Membership(room, joined.role)
 

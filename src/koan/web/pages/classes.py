@@ -31,7 +31,7 @@ from koan.classes.schemas import (
 from koan.classes.service import Membership
 from koan.common.schemas import EARLIEST_YEAR, LATEST_YEAR, timezones
 from koan.deps import ResourcesDep
-from koan.errors import BadRequest, KoanError, NotFound
+from koan.errors import BadRequest, KoanError, NotFound, RateLimited
 from koan.mail.sender import MailQueue
 from koan.models import User
 from koan.pagination import BadCursor, decode_time_cursor
@@ -230,18 +230,26 @@ JoinCode = Annotated[str, Query(max_length=40)]
 
 @router.get("/classes/join")
 async def join_page(
-    request: Request, user: PageUser, session: WebSession, code: JoinCode = ""
+    request: Request, user: PageUser, session: WebSession, res: ResourcesDep, code: JoinCode = ""
 ) -> Response:
     """The join link's page: with a code, the class and what its teacher will see before
     joining; without, a form for the code."""
     ctx: dict[str, Any] = _common(user, code=code.strip(), preview=None, errors={})
     if code.strip():
         try:
-            ctx["preview"] = await classes.preview(session, user, code)
-        except NotFound as exc:
-            ctx["errors"] = {"code": exc.detail}
-            return render(request, "classes/join.html", ctx, status_code=404)
+            ctx["preview"] = await classes.preview(session, res, user, code)
+        except (NotFound, RateLimited) as exc:
+            return _code_refused(request, ctx, exc)
     return render(request, "classes/join.html", ctx)
+
+
+def _code_refused(request: Request, ctx: dict[str, Any], exc: KoanError) -> Response:
+    """The join form again, the reason beside the code (and, past the limit, when to retry)."""
+    ctx["errors"] = {"code": exc.detail}
+    page = render(request, "classes/join.html", ctx, status_code=exc.status_code)
+    if "Retry-After" in exc.headers:
+        page.headers["Retry-After"] = exc.headers["Retry-After"]
+    return page
 
 
 @router.post("/classes/join")
@@ -252,9 +260,8 @@ async def join(
     try:
         async with session.begin_nested():
             member = await classes.join(session, res, user, code[:40])
-    except NotFound as exc:
-        ctx = _common(user, code=code.strip()[:40], preview=None, errors={"code": exc.detail})
-        return render(request, "classes/join.html", ctx, status_code=404)
+    except (NotFound, RateLimited) as exc:
+        return _code_refused(request, _common(user, code=code.strip()[:40], preview=None), exc)
     return redirect(request, f"/classes/{member.room.id}?joined=1")
 
 
