@@ -26,26 +26,34 @@ _STORAGE_DOWN = (StorageError, RedisError, OSError, TimeoutError)
 
 # Every window of a rule in one round trip, on the lists the `limits` library keeps for a moving
 # window (newest entry first, at most `limit` long), so its other operations read them as their
-# own. A hit is recorded only when every window has room, then in each of them; the answer is
-# 0, or the whole seconds (at least 1) until every full window has a place again.
+# own. A hit of `cost` (ARGV[2]) entries is recorded only when every window has room for all of
+# them, then in each; the answer is 0, or the whole seconds (at least 1) until every full window
+# has that room again (a cost above a window's limit never fits: its whole window).
 _HIT_EVERY_WINDOW = """
 local now = tonumber(ARGV[1])
+local cost = tonumber(ARGV[2])
 local wait = 0
 for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 * i])
-  local expiry = tonumber(ARGV[2 * i + 1])
-  local oldest = redis.call('lindex', key, limit - 1)
-  if oldest and tonumber(oldest) >= now - expiry then
-    wait = math.max(wait, math.floor(tonumber(oldest) + expiry - now) + 1)
+  local limit = tonumber(ARGV[2 * i + 1])
+  local expiry = tonumber(ARGV[2 * i + 2])
+  if cost > limit then
+    wait = math.max(wait, expiry)
+  else
+    local oldest = redis.call('lindex', key, limit - cost)
+    if oldest and tonumber(oldest) >= now - expiry then
+      wait = math.max(wait, math.floor(tonumber(oldest) + expiry - now) + 1)
+    end
   end
 end
 if wait > 0 then
   return wait
 end
 for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 * i])
-  local expiry = tonumber(ARGV[2 * i + 1])
-  redis.call('lpush', key, ARGV[1])
+  local limit = tonumber(ARGV[2 * i + 1])
+  local expiry = tonumber(ARGV[2 * i + 2])
+  for _ = 1, cost do
+    redis.call('lpush', key, ARGV[1])
+  end
   redis.call('ltrim', key, 0, limit - 1)
   redis.call('expire', key, expiry)
 end
@@ -123,21 +131,23 @@ class RateLimiter:
     def _items(rule: str) -> list[RateLimitItem]:
         return parse_many(rule)
 
-    async def hit(self, rule: str, *identifiers: str, detail: str = "Too many requests.") -> None:
-        """Record one hit in every window of `rule`; raise RateLimited, recording nothing, when
-        any of them is full (Retry-After: until all of them have room again)."""
+    async def hit(
+        self, rule: str, *identifiers: str, detail: str = "Too many requests.", cost: int = 1
+    ) -> None:
+        """Record `cost` hits (one by default) in every window of `rule`; raise RateLimited,
+        recording nothing, when any of them lacks room (Retry-After: until all of them have)."""
         items = self._items(rule)
         script = self._hit_on_redis
         if script is None:
-            wait = await self._hit_locally(self._shared, items, identifiers)
+            wait = await self._hit_locally(self._shared, items, identifiers, cost)
         else:
             keys = [self._redis_key(item, identifiers) for item in items]
-            args: list[float] = [time.time()]
+            args: list[float] = [time.time(), cost]
             for item in items:
                 args += [item.amount, item.get_expiry()]
             wait = await self._either(
                 lambda: script(keys, args),
-                lambda: self._hit_locally(self._local, items, identifiers),
+                lambda: self._hit_locally(self._local, items, identifiers, cost),
             )
         if wait:
             raise RateLimited(detail, retry_after=int(wait))
@@ -151,16 +161,19 @@ class RateLimiter:
         limiter: MovingWindowRateLimiter,
         items: list[RateLimitItem],
         identifiers: tuple[str, ...],
+        cost: int = 1,
     ) -> int:
         """What the script does, on storage in this process."""
         async with self._local_turn:
             full = [
-                item for item in items if not await limiter.test(item, self.namespace, *identifiers)
+                item
+                for item in items
+                if not await limiter.test(item, self.namespace, *identifiers, cost=cost)
             ]
             if full:
                 return max([await self._retry_after(limiter, item, identifiers) for item in full])
             for item in items:
-                await limiter.hit(item, self.namespace, *identifiers)
+                await limiter.hit(item, self.namespace, *identifiers, cost=cost)
             return 0
 
     async def check(self, rule: str, *identifiers: str, detail: str = "Too many requests.") -> None:

@@ -27,6 +27,21 @@ async def test_a_refused_hit_is_recorded_in_no_window(resources: Resources) -> N
     assert await limiter.used("2/minute", "submissions", learner) == 2
 
 
+async def test_a_hit_may_cost_several_and_is_refused_whole(resources: Resources) -> None:
+    limiter = resources.limiter
+    teacher = str(uuid.uuid4())
+    rule = "10/hour;6/minute"
+    await limiter.hit(rule, "invites", teacher, cost=4)
+    with pytest.raises(RateLimited) as refused:
+        await limiter.hit(rule, "invites", teacher, cost=3)  # the minute has room for 2
+    assert refused.value.retry_after >= 1
+    assert await limiter.used("10/hour", "invites", teacher) == 4
+    await limiter.hit(rule, "invites", teacher, cost=2)
+    assert await limiter.used("6/minute", "invites", teacher) == 6
+    with pytest.raises(RateLimited):
+        await limiter.hit("5/hour", "invites", str(uuid.uuid4()), cost=6)  # never fits
+
+
 async def test_retry_after_waits_for_every_full_window(resources: Resources) -> None:
     limiter = resources.limiter
     learner = str(uuid.uuid4())
