@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     # Wrong join codes one account may try (joining or previewing): a code is the only key to
     # a class, so guessing them must stay slow.
     class_code_limit: str = "10/minute;50/day"
+    # Invitation mails one account may have sent (each address counts): an invitation carries
+    # text its sender chose (their name, the class's) to any address, so without a bound any
+    # verified account could send mail in bulk through this server.
+    class_invite_limit: str = "1000/day"
 
     # Adaptive practice: the predicted chance of success the daily exercise aims for.
     adaptive_target_success: float = Field(default=0.75, gt=0.3, lt=0.95)

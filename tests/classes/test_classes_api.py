@@ -348,6 +348,43 @@ async def test_invites_from_a_pasted_list_are_mailed_with_a_link_that_joins(
     assert statuses == {f"ann-{tag}@example.com": "accepted", f"bob-{tag}@example.com": "pending"}
 
 
+async def test_one_account_sends_a_bounded_number_of_invitations_across_its_classes(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """An invitation carries text its sender chose to any address: no account may use the
+    server to mail in bulk, however many classes it makes."""
+    resources.settings.class_invite_limit = "3/day"
+    course = await create_course(client, session, resources, learners=0)
+    teacher = course.headers["instructor"]
+    tag = uuid.uuid4().hex[:8]
+    first = await client.post(
+        f"/api/v1/classes/{course.id}/invites",
+        json={"emails": f"a-{tag}@example.com b-{tag}@example.com"},
+        headers=teacher,
+    )
+    # Addresses invited already are not mailed again, so they cost nothing.
+    repeated = await client.post(
+        f"/api/v1/classes/{course.id}/invites", json={"emails": f"a-{tag}@example.com"},
+        headers=teacher,
+    )  # fmt: skip
+    other = await client.post("/api/v1/classes", json={"name": "Spam 1"}, headers=teacher)
+    invites = f"/api/v1/classes/{other.json()['id']}/invites"
+    refused = await client.post(
+        invites, json={"emails": f"c-{tag}@example.com d-{tag}@example.com"}, headers=teacher
+    )
+    listed = await client.get(invites, headers=teacher)
+    last = await client.post(invites, json={"emails": f"c-{tag}@example.com"}, headers=teacher)
+
+    assert first.status_code == 200
+    assert repeated.json()["already_invited"] == [f"a-{tag}@example.com"]
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"] == "RateLimited"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert listed.json()["items"] == []  # nothing was invited, nothing will be mailed
+    assert last.status_code == 200
+    assert last.json()["invited"] == [f"c-{tag}@example.com"]
+
+
 async def test_an_invitation_brings_back_no_one_who_left_until_a_new_one_is_sent(
     client: httpx.AsyncClient,
     session: AsyncSession,

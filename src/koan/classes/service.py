@@ -506,6 +506,12 @@ class InviteMailed:
         )  # fmt: skip
 
 
+TOO_MANY_INVITES = (
+    "You have sent as many invitations as one account may for now: share the class's join "
+    "code or link instead, or invite these addresses later."
+)
+
+
 async def invite(
     session: AsyncSession,
     res: Resources,
@@ -551,6 +557,14 @@ async def invite(
             session.add(found)
         outgoing.append((found, token))
         result.invited.append(email)
+    if outgoing:
+        await res.limiter.hit(
+            res.settings.class_invite_limit,
+            "class-invites",
+            str(inviter.id),
+            cost=len(outgoing),
+            detail=TOO_MANY_INVITES,
+        )
     await session.flush()
     # Queued only once the invitations are written: a request that fails before this point
     # mails nothing (and the queue runs only after a response that committed).

@@ -345,7 +345,10 @@ async def _invited(
         ctx = await _overview_context(
             session, res, member, user, errors={field: exc.detail}, pasted=pasted
         )
-        return render(request, "classes/overview.html", ctx, status_code=exc.status_code)
+        page = render(request, "classes/overview.html", ctx, status_code=exc.status_code)
+        if "Retry-After" in exc.headers:
+            page.headers["Retry-After"] = exc.headers["Retry-After"]
+        return page
     if result.invalid:
         ctx = await _overview_context(
             session, res, member, user, invite_result=result, pasted="\n".join(result.invalid),
