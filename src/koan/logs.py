@@ -7,7 +7,7 @@ import sys
 
 import structlog
 
-from koan.ops.request_log import redact_secrets
+from koan.ops.request_log import hide_statement_values, redact_secrets
 
 
 def configure_logging(*, json: bool, level: str = "INFO") -> None:
@@ -20,7 +20,13 @@ def configure_logging(*, json: bool, level: str = "INFO") -> None:
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
-        processors=[*processors, structlog.processors.format_exc_info, redact_secrets, renderer],
+        processors=[
+            *processors,
+            hide_statement_values,
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            renderer,
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),

@@ -11,10 +11,12 @@ import httpx
 import pytest
 import structlog
 from fastapi import Depends, FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Message, Receive, Scope, Send
 
 from koan.config import Settings
+from koan.deps import SessionDep
 from koan.logs import configure_logging
 from koan.ops.metrics import Metrics
 from koan.ops.metrics_router import install_observability
@@ -160,6 +162,28 @@ async def test_an_unhandled_error_is_logged_with_the_request_id(
     assert line["route"] == "/broken"
     failure = next(e for e in events if e.get("event") == "request.failed")
     assert failure["request_id"] == "trace-500"
+
+
+async def test_a_failed_statement_is_logged_without_the_values_it_carried(
+    observed: FastAPI, client: httpx.AsyncClient, events: Events
+) -> None:
+    """A statement's values are a learner's code, an address, a password's hash: the
+    traceback of a statement the database refused names the statement, never them."""
+    marker = f"MARKER_{uuid.uuid4().hex}"
+
+    async def refused(session: SessionDep) -> None:
+        # A column that must not be empty left empty: a fault of the server, not the client's.
+        statement = text("INSERT INTO class_invites (id, class_id, email) VALUES (:id, NULL, :e)")
+        await session.execute(statement, {"id": str(uuid.uuid4()), "e": marker})
+
+    observed.add_api_route("/refused", refused)
+    r = await client.get("/refused")
+    assert r.status_code == 500
+    assert marker not in r.text
+    failure = next(e for e in events if e.get("event") == "request.failed")
+    assert failure["error"] == "IntegrityError"
+    assert "INSERT INTO class_invites" in failure["exception"]
+    assert marker not in repr(events)
 
 
 async def test_logs_hold_no_password_token_secret_or_code(

@@ -75,6 +75,9 @@ PREPARED_STATEMENTS_KEPT = 2000
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; SQLite gets foreign keys and real SAVEPOINT support."""
+    # A failed statement's values (a learner's code, a password's hash, an address) stay out
+    # of its error's text, which the log of a failed request carries with its traceback.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_async_engine(
             url, module=sqlite.ONE_TRIP_DBAPI, connect_args={"timeout": 30}, **kwargs

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 import time
 import uuid
 from collections.abc import Mapping, MutableMapping
@@ -14,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import DBAPIError
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -234,6 +236,33 @@ def _redact_field(key: object, value: Any, depth: int) -> Any:
     ):
         return REDACTED
     return _redact(value, depth)
+
+
+def hide_statement_values(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor, before the traceback is written: an error of a failed statement is
+    logged without the driver's own error beneath it, whose detail repeats the row's values
+    (PostgreSQL's "Failing row contains (...)": a learner's code, a password's hash). The
+    statement's own error still names the statement and the constraint it broke."""
+    exc_info = event_dict.get("exc_info")
+    if exc_info is True:
+        exc = sys.exc_info()[1]
+    elif isinstance(exc_info, BaseException):
+        exc = exc_info
+    elif isinstance(exc_info, tuple):
+        exc = exc_info[1]
+    else:
+        return event_dict
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DBAPIError):
+            exc.__cause__ = None
+            exc.__suppress_context__ = True
+            break
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return event_dict
 
 
 def redact_secrets(
