@@ -76,6 +76,9 @@ ACCESS: dict[str, Rule] = {
     # The GET only shows the form; the POST (with the session's CSRF token) rotates.
     "GET /api/v1/auth/resume": Rule(P, query={"next": "/dashboard"}),
     "POST /api/v1/auth/resume": Rule(P),
+    # The pages' log-out form (under the refresh cookie's path, so it ends a session whose
+    # access cookie lapsed); the session's own CSRF token is its key.
+    "POST /api/v1/auth/end-session": Rule(P),
     "POST /api/v1/auth/logout": Rule(A),
     "POST /api/v1/auth/logout-all": Rule(A),
     "POST /api/v1/auth/resend-verification": Rule(A),

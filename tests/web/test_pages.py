@@ -415,6 +415,46 @@ async def test_logout_ends_the_session(
     assert after.status_code == 303
 
 
+async def test_logging_out_after_the_access_cookie_lapsed_ends_the_session(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """Without script nothing renews the access cookie before the form is sent: logging out
+    then must still end the session, not lead through a renewal back into it."""
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get("/dashboard")
+    form = re.search(r'<form method="post" action="([^"]+)" class="inline-form">', page.text)
+    assert form is not None
+    refresh = client.cookies.get("koan_refresh", path="/api/v1/auth")
+    resources.clock.advance(timedelta(seconds=resources.settings.access_token_ttl_s + 60))
+
+    response = await client.post(form.group(1), data={"csrf_token": csrf_from(page)})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/"
+    assert client.cookies.get("koan_refresh", path="/api/v1/auth") is None
+    renewed = await client.post("/api/v1/auth/refresh", json={"refresh_token": refresh})
+    assert renewed.status_code == 401
+    assert (await client.get("/dashboard")).headers["location"] == "/login?next=/dashboard"
+
+
+async def test_a_log_out_form_from_another_site_ends_nothing(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get("/dashboard")
+    form = re.search(r'<form method="post" action="([^"]+)" class="inline-form">', page.text)
+    assert form is not None
+    resources.clock.advance(timedelta(seconds=resources.settings.access_token_ttl_s + 60))
+    forged = await client.post(form.group(1), data={"csrf_token": "guessed"})
+    assert forged.status_code == 403
+    assert client.cookies.get("koan_refresh", path="/api/v1/auth") is not None
+    renewed = await client.post(
+        "/api/v1/auth/refresh", headers={"X-CSRF-Token": client.cookies["koan_csrf"]}
+    )
+    assert renewed.status_code == 200
+
+
 # --- onboarding --------------------------------------------------------------------------------
 
 

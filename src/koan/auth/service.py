@@ -434,6 +434,17 @@ async def _rotated_pair(res: Resources, token: str) -> IssuedTokens | None:
     )
 
 
+async def session_of_refresh_token(session: AsyncSession, token: str | None) -> AuthSession | None:
+    """The live session a refresh token was issued to (spent or not), or None."""
+    if not token:
+        return None
+    record = await repository.refresh_token_by_hash(session, hash_token(token))
+    if record is None:
+        return None
+    found = await repository.auth_session(session, record.session_id)
+    return found if found is not None and found.revoked_at is None else None
+
+
 async def logout(session: AsyncSession, res: Resources, auth_session: AuthSession) -> None:
     auth_session.revoked_at = res.clock.now()
     auth_session.revoked_reason = "logout"

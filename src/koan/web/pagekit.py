@@ -48,6 +48,9 @@ CSRF_FIELD = "csrf_token"
 # sends it: pages whose access cookie has lapsed pass through it to be renewed (a GET shows a
 # form that posts itself back with the CSRF token; only the POST rotates the token).
 RESUME_PATH = "/api/v1/auth/resume"
+# The log-out form's page route, under the same path for the same reason: the refresh cookie
+# names the session to end even when the access cookie has lapsed.
+END_SESSION_PATH = "/api/v1/auth/end-session"
 
 templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
 templates.env.filters["markdown"] = render_markdown
@@ -72,6 +75,7 @@ def in_zone(moment: datetime, zone: str) -> datetime:
 templates.env.filters["in_zone"] = in_zone
 templates.env.filters["language"] = lambda value: LANGUAGE_NAMES.get(value, str(value).title())
 templates.env.globals["CSRF_FIELD"] = CSRF_FIELD
+templates.env.globals["END_SESSION_PATH"] = END_SESSION_PATH
 
 
 # ---------------------------------------------------------------------------------------------

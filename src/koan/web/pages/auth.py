@@ -19,6 +19,7 @@ from koan.errors import KoanError
 from koan.security import password_problems, same_token
 from koan.users import service as users
 from koan.web.pagekit import (
+    END_SESSION_PATH,
     RESUME_PATH,
     MaybeAuth,
     PageAuth,
@@ -249,6 +250,29 @@ async def logout(
     request: Request, auth: PageAuth, session: WebSession, res: ResourcesDep
 ) -> Response:
     await auth_service.logout(session, res, auth.session)
+    response = redirect(request, "/")
+    clear_auth_cookies(response)
+    return response
+
+
+@router.post(END_SESSION_PATH)
+async def end_session(
+    request: Request, auth: MaybeAuth, session: WebSession, res: ResourcesDep
+) -> Response:
+    """The log-out form of every page. Posted under the refresh cookie's path, it ends the
+    session even when the access cookie has lapsed (without script nothing renews it first):
+    the refresh cookie names the session, instead of a renewal leading back into it."""
+    await check_csrf(request, bound_to=auth)
+    ended = auth.session if auth is not None else None
+    if ended is None:
+        ended = await auth_service.session_of_refresh_token(
+            session, request.cookies.get(REFRESH_COOKIE)
+        )
+        if ended is not None:
+            # The form's token must be this session's, as for any form of a signed-in page.
+            auth_service.check_session_csrf(res, ended.id, await sent_csrf_token(request))
+    if ended is not None:
+        await auth_service.logout(session, res, ended)
     response = redirect(request, "/")
     clear_auth_cookies(response)
     return response
