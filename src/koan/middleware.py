@@ -25,6 +25,12 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 
 # The docs page loads its assets from a CDN; only it gets a looser policy.
 _DOCS_PATHS = ("/docs", "/redoc")
+# Files the same for everyone, which browsers may keep. Every other answer is someone's own
+# (their code, their learners' names, a form's CSRF token, a reset link's token) and is kept
+# by no cache: on a shared computer (a school's lab) the next person's Back button or a proxy
+# would show it after its owner logged out.
+_SHARED_FILES = ("/static/", "/api-docs-assets/")
+_NO_STORE = (b"cache-control", b"no-store")
 
 
 class SecurityHeaders:
@@ -36,7 +42,9 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        is_docs = str(scope.get("path", "")).startswith(_DOCS_PATHS)
+        path = str(scope.get("path", ""))
+        is_docs = path.startswith(_DOCS_PATHS)
+        shared = path.startswith(_SHARED_FILES)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -48,6 +56,8 @@ class SecurityHeaders:
                     headers.append((name, value))
                 if self.hsts:
                     headers.append((b"strict-transport-security", b"max-age=31536000"))
+                if not shared and b"cache-control" not in present:
+                    headers.append(_NO_STORE)
                 message["headers"] = headers
             await send(message)
 

@@ -77,6 +77,18 @@ async def test_security_headers_on_every_response(client: httpx.AsyncClient) -> 
     assert r.json()["error"] == "NotFound"
 
 
+async def test_no_cache_keeps_what_was_shown_to_someone_signed_in(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """On a shared computer the next person must not find the last one's answers in the
+    browser's cache (the Back button after logging out) nor in a proxy's."""
+    user = await create_user(session, resources)
+    await cookie_login(client, user.email)
+    for path in ("/api/v1/users/me", "/api/v1/progress/export?format=json", "/no/such/page"):
+        r = await client.get(path)
+        assert r.headers["cache-control"] == "no-store", path
+
+
 def plant(client: httpx.AsyncClient, value: str) -> None:
     """Replace the koan_csrf cookie, as a sibling subdomain's Set-Cookie can."""
     domain = next(c.domain for c in client.cookies.jar if c.name == "koan_csrf")

@@ -93,6 +93,18 @@ async def test_static_assets_are_served(client: httpx.AsyncClient) -> None:
     for path in ("/static/css/koan.css", "/static/js/koan.js", "/static/vendor/htmx.min.js"):
         response = await client.get(path)
         assert response.status_code == 200, path
+        # The same for everyone: browsers may keep them (unlike every page, below).
+        assert "no-store" not in response.headers.get("cache-control", ""), path
+
+
+async def test_no_cache_keeps_a_signed_in_page_or_a_reset_link_page(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    assert (await client.get("/reset-password?token=abc")).headers["cache-control"] == "no-store"
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    for path in ("/dashboard", "/settings", "/classes"):
+        assert (await client.get(path)).headers["cache-control"] == "no-store", path
 
 
 # --- signing up, verifying, logging in ---------------------------------------------------------
