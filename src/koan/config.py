@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     refresh_grace_s: float = Field(default=10.0, ge=0, le=60)
     # How long a browser that logged in stays trusted to skip the account's login ceiling.
     device_cookie_ttl_s: int = Field(default=365 * 24 * 3600, ge=60)
+    # A form posted after the login lapsed is kept this long for the page to put back once the
+    # learner has logged in again (koan.web.kept), and this many times per client address.
+    kept_form_ttl_s: int = Field(default=3600, ge=60)
+    kept_form_limit_per_address: str = "30/hour"
     secure_cookies: bool | None = None  # None: secure in production only
 
     # Argon2id cost; tests lower these through the environment, never through a code branch.

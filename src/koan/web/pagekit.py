@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
@@ -36,6 +36,7 @@ from koan.errors import Forbidden, KoanError, NotFound
 from koan.models import User
 from koan.resources import Resources
 from koan.security import csrf_token_for, decode_access_token, same_token
+from koan.web import kept as kept_forms
 from koan.web.markdown import render_markdown
 
 log = structlog.get_logger(__name__)
@@ -101,10 +102,13 @@ class ShowPage(KoanError):
 
 
 class LoginRequired(Redirect):
-    def __init__(self, request: Request, *, resume: bool) -> None:
+    def __init__(self, request: Request, *, resume: bool, kept: str | None = None) -> None:
         target = _return_to(request.url.path, request.url.query)
         if request.headers.get("HX-Request") and request.headers.get("HX-Current-URL"):
             target = _return_to(*_path_and_query(request.headers["HX-Current-URL"]))
+        if kept:
+            # The form's address leads back to its page, which puts the kept fields back.
+            target += ("&" if "?" in target else "?") + urlencode({kept_forms.QUERY: kept})
         base = RESUME_PATH if resume else "/login"
         super().__init__(f"{base}?next={quote(target, safe='/')}")
 
@@ -288,7 +292,9 @@ class WebRoute(APIRoute):
                 await _rollback(request)
                 if request.headers.get("HX-Request"):
                     return _session_ended(request)
-                return redirect(request, exc.url)
+                response = redirect(request, exc.url)
+                kept_forms.remember_browser(request, response, request.app.state.resources)
+                return response
             except Redirect as exc:
                 await _rollback(request)
                 return redirect(request, exc.url)
@@ -415,9 +421,14 @@ async def identify_viewer(request: Request) -> None:
 async def page_auth(request: Request, auth: Annotated[Auth | None, Depends(maybe_auth)]) -> Auth:
     """Signed in (verified or not); otherwise renew the session or go to the login page."""
     if auth is None:
+        # What the learner typed in a form posted now is kept for after the login.
+        kept = None
+        if request.method == "POST":
+            res: Resources = request.app.state.resources
+            kept = await kept_forms.keep(request, res, await sent_csrf_token(request))
         # The CSRF cookie lives as long as the refresh cookie: when it is here, a refresh
         # token probably is too (the browser drops the access cookie when it expires).
-        raise LoginRequired(request, resume=CSRF_COOKIE in request.cookies)
+        raise LoginRequired(request, resume=CSRF_COOKIE in request.cookies, kept=kept)
     if request.method not in ("GET", "HEAD"):
         await check_csrf(request, bound_to=auth)
     return auth

@@ -18,6 +18,7 @@ from koan.deps import ResourcesDep
 from koan.errors import KoanError
 from koan.security import password_problems, same_token
 from koan.users import service as users
+from koan.web import kept as kept_forms
 from koan.web.pagekit import (
     END_SESSION_PATH,
     RESUME_PATH,
@@ -252,6 +253,8 @@ async def logout(
     await auth_service.logout(session, res, auth.session)
     response = redirect(request, "/")
     clear_auth_cookies(response)
+    # Forms kept on this browser while the login had lapsed are no one's to see now.
+    kept_forms.forget_browser(response)
     return response
 
 

@@ -24,6 +24,8 @@ from koan.pagination import MAX_CURSOR_CHARS
 from koan.progress import achievements
 from koan.progress import service as progress_service
 from koan.resources import Resources
+from koan.web import kept as kept_forms
+from koan.web.kept import KeptForm
 from koan.web.pagekit import (
     LANGUAGE_NAMES,
     PageUser,
@@ -207,6 +209,7 @@ async def _exercise_context(
     exercise: Exercise,
     *,
     code: str | None = None,
+    kept: KeptForm | None = None,
 ) -> dict[str, Any]:
     assignment, latest = await exercises.latest_work(session, user, exercise)
     # Said on the page, in place of the chat box, before the learner types a question.
@@ -233,6 +236,15 @@ async def _exercise_context(
             code, saved_at = latest.code, latest.created_at
         else:
             code = exercise.starter_code
+    # Code run while the login had lapsed, unless the learner has written or run since.
+    restored = (
+        kept is not None
+        and kept.action == f"/exercises/{exercise.id}/run"
+        and "code" in kept.fields
+        and (saved_at is None or kept.kept_at > saved_at)
+    )
+    if restored and kept is not None:
+        code, saved_at = kept.fields["code"].replace("\r\n", "\n"), None
     return {
         **_common(),
         "exercise": exercises.detail(exercise),
@@ -247,6 +259,7 @@ async def _exercise_context(
         "result": result,
         "tutor_off": tutor_off,
         "one_more": one_more,
+        "restored": restored,
     }
 
 
@@ -258,10 +271,12 @@ async def exercise_page(
     session: WebSession,
     res: ResourcesDep,
     unlocked_codes: Annotated[str, Query(alias="unlocked", max_length=500)] = "",
+    kept: Annotated[str, Query(max_length=100)] = "",
 ) -> Response:
     """Statement, editor, tests, hints and the tutor, side by side."""
     exercise = await _exercise(session, exercise_id, user)
-    ctx = await _exercise_context(session, res, user, exercise)
+    kept_form = await kept_forms.take(request, res, kept) if kept else None
+    ctx = await _exercise_context(session, res, user, exercise, kept=kept_form)
     until = lifecycle.resumable_until(ctx["assignment"]) if ctx["assignment"] else None
     ctx["resume_until"] = until if until and until > res.clock.now() else None
     if ctx["result"] is not None:
@@ -411,7 +426,9 @@ async def start(
 @router.get("/exercises/{exercise_id}/{action}")
 async def exercise_form_address(
     request: Request, exercise_id: str, action: Literal["run", "hint", "skip", "start"],
-    user: PageUser,
+    user: PageUser, kept: Annotated[str, Query(max_length=100)] = "",
 ) -> Response:  # fmt: skip
-    """A form's address opened directly (a reload after a page the form showed): the exercise."""
-    return redirect(request, f"/exercises/{parse_uuid(exercise_id)}")
+    """A form's address opened directly (a reload after a page the form showed, the way back
+    from the login page with the code it kept): the exercise."""
+    query = "?" + urlencode({kept_forms.QUERY: kept}) if kept else ""
+    return redirect(request, f"/exercises/{parse_uuid(exercise_id)}{query}")
