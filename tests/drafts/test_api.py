@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -206,3 +206,39 @@ async def test_a_device_id_is_a_short_plain_token(
     )
 
     assert r.status_code == 422, r.text
+
+
+def ms(stamp: str) -> int:
+    return int(datetime.fromisoformat(stamp).timestamp() * 1000)
+
+
+async def test_a_stale_editor_cannot_overwrite_what_another_tab_saved_since_it_opened(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise, resources: Resources
+) -> None:
+    """Two tabs open on one draft: the one left behind must not silently put its older text
+    over what the learner wrote since in the other."""
+    url = f"/api/v1/drafts/{exercise.id}"
+    # A page opened before any draft was saved starts from nothing saved (0).
+    first = await client.put(url, headers=headers, json={"code": "both tabs\n", "base_ms": 0})
+    assert first.status_code == 200
+    opened = ms(first.json()["updated_at"])
+    resources.clock.advance(timedelta(seconds=30))
+    newer = await client.put(url, headers=headers, json={"code": "tab B\n", "base_ms": opened})
+    assert newer.status_code == 200
+    resources.clock.advance(timedelta(seconds=30))
+
+    stale = await client.put(url, headers=headers, json={"code": "tab A\n", "base_ms": opened})
+
+    assert stale.status_code == 409, stale.text
+    assert stale.json()["error"] == "DraftConflict"
+    assert (await client.get(url, headers=headers)).json()["code"] == "tab B\n"
+    # Tab B goes on from its own save; tab A may keep its text on purpose (no base).
+    resources.clock.advance(timedelta(seconds=30))
+    base = ms(newer.json()["updated_at"])
+    again = await client.put(url, headers=headers, json={"code": "tab B, 2\n", "base_ms": base})
+    assert again.status_code == 200
+    kept = await client.put(url, headers=headers, json={"code": "tab A\n"})
+    assert kept.json()["code"] == "tab A\n"
+    # The same text is no conflict.
+    same = await client.put(url, headers=headers, json={"code": "tab A\n", "base_ms": opened})
+    assert same.status_code == 200

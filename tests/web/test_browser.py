@@ -678,6 +678,42 @@ def test_reloading_or_closing_the_tab_right_after_typing_loses_nothing(
     other.context.close()
 
 
+def test_a_tab_left_behind_does_not_overwrite_what_another_tab_saved(
+    page: Any, live: LiveServer, problems: PageProblems
+) -> None:
+    user, exercise_id = open_exercise(page, live)
+    type_code(page, "def add(a, b):\n    return 1  # first, in tab A\n")
+    save_now(page)
+
+    tab_b = page.context.new_page()
+    problems.attach(tab_b)
+    tab_b.goto(f"/exercises/{exercise_id}")
+    newer = "def add(a, b):\n    return a + b  # later, in tab B\n"
+    type_code(tab_b, newer)
+    save_now(tab_b)
+
+    # Back in tab A, still showing the first version, the learner types on.
+    stale = "def add(a, b):\n    return 2  # typed in tab A, not knowing\n"
+    type_code(page, stale)
+    page.evaluate("() => window.Koan.drafts.save()")
+    status = page.locator("#draft-status")
+    expect(status).to_contain_text("changed in another tab")
+    assert server_draft(live, user, exercise_id, wait_for=newer) == newer
+    editor = page.get_by_role("textbox", name="Your code")
+    expect(editor).to_have_value(stale)  # neither version is thrown away
+
+    status.get_by_role("button", name="Show the newer version").click()
+    expect(editor).to_have_value(newer)
+
+    # Looking at a tab again brings it up to date when it holds nothing unsaved.
+    newest = "def add(a, b):\n    return b + a  # tab B again\n"
+    type_code(tab_b, newest)
+    save_now(tab_b)
+    page.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")
+    expect(editor).to_have_value(newest)
+    tab_b.close()
+
+
 def test_the_session_is_renewed_before_the_access_token_lapses(page: Any, live: LiveServer) -> None:
     page.clock.install()
     open_exercise(page, live)

@@ -28,9 +28,10 @@ async def put_draft(
 ) -> DraftOut:  # fmt: skip
     """Save the editor's content. Saves of one device are ordered by the time it wrote them
     (`written_at_ms` by its clock, `device` its id), whatever order they arrive in; saves of
-    different devices, or without a time, by their arrival."""
+    different devices, or without a time, by their arrival. With `base_ms`, a save over a draft
+    saved since that time (another tab or device) is refused with 409 `DraftConflict`."""
     draft = await service.save(
-        session, res, user, exercise_id, data.code, data.written_at_ms, data.device
+        session, res, user, exercise_id, data.code, data.written_at_ms, data.device, data.base_ms
     )
     return DraftOut.model_validate(draft)
 

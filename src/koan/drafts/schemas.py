@@ -23,6 +23,10 @@ class DraftIn(Input):
     # Which device's clock `written_at_ms` is by (the browser keeps a random id): saves of one
     # device are ordered by its clock, saves of different devices by their arrival.
     device: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # The saved draft the editor's text grew from (its `updated_at` in milliseconds; 0: none
+    # was saved): a save over another one made since (another tab, another device) is refused
+    # with 409 DraftConflict instead of putting older work over newer. Without it: saved.
+    base_ms: int | None = Field(default=None, ge=0, le=LATEST_MS)
 
     @field_validator("code")
     @classmethod

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.drafts import repository
-from koan.errors import NotFound
+from koan.errors import Conflict, NotFound
 from koan.exercises import service as exercises
 from koan.models import Draft, User
 from koan.resources import Resources
@@ -34,11 +34,21 @@ async def save(
     code: str,
     written_at_ms: int | None = None,
     device: str | None = None,
+    base_ms: int | None = None,
 ) -> Draft:
     """Keep the editor's content; a save its own device wrote before the stored one leaves it
-    as it is (docs/web.md, "Drafts")."""
+    as it is, and one from an editor opened before the stored draft was saved is refused
+    (docs/web.md, "Drafts")."""
     # Only for an exercise this learner may see (404 otherwise, as if it did not exist).
     await exercises.get_exercise(session, exercise_id, user)
+    if base_ms is not None:
+        stored = await repository.draft_of(session, user.id, exercise_id)
+        if stored is not None and stored.code != code and _ms(stored.updated_at) > base_ms:
+            raise Conflict(
+                "This code was changed in another tab or on another device since this editor "
+                "opened it.",
+                code="DraftConflict",
+            )
     now = res.clock.now()
     written_at = None
     if written_at_ms is not None:
@@ -50,6 +60,11 @@ async def save(
     return await repository.save_draft(
         session, user.id, exercise_id, code, at=now, written_at=written_at, device=device
     )
+
+
+def _ms(moment: datetime) -> int:
+    """As the pages and the API give it to the browser (whole milliseconds)."""
+    return int(moment.timestamp() * 1000)
 
 
 async def discard(session: AsyncSession, user: User, exercise_id: uuid.UUID) -> None:

@@ -253,6 +253,9 @@ async def _exercise_context(
         "hints_remaining": len(exercise.hints) - hints_used,
         "code": code,
         "saved_at_ms": int(saved_at.timestamp() * 1000) if saved_at else 0,
+        # The saved draft the editor's saves build on: one saved since (another tab) is not
+        # overwritten without the learner's say.
+        "draft_at_ms": int(draft.updated_at.timestamp() * 1000) if draft else 0,
         # The server's clock as the page left it: the browser measures its own clock's offset
         # before comparing a copy it kept (its clock) with the saved one (the server's).
         "server_now_ms": int(res.clock.now().timestamp() * 1000),

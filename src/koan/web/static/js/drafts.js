@@ -32,6 +32,10 @@
     this.timer = null;
     this.inflight = null;
     this.device = deviceId();
+    // The saved draft this editor builds on (the server's time of it, 0: none): a save over
+    // one saved since, in another tab or on another device, is refused and the learner chooses.
+    this.base = Number(textarea.getAttribute("data-draft-at") || 0);
+    this.conflict = false;
     // How far this device's clock is ahead of the server's (the page's trip included).
     this.skew = Date.now() - Number(textarea.getAttribute("data-server-now") || Date.now());
     var self = this;
@@ -41,6 +45,7 @@
     window.addEventListener("pagehide", function () { self.flushOnExit(); });
     document.addEventListener("visibilitychange", function () {
       if (document.visibilityState === "hidden") self.flushOnExit();
+      else self.refresh();
     });
     window.addEventListener("online", function () { if (self.dirty()) self.save(); });
     document.addEventListener("koan:session-ended", function () { self.show("Not saved: log in again to save it. It is kept on this device."); });
@@ -54,7 +59,7 @@
     var shared = store();
     if (!shared) return;
     try {
-      if (this.dirty()) shared.setItem(this.key, JSON.stringify({ code: this.textarea.value, at: Date.now() }));
+      if (this.dirty()) shared.setItem(this.key, JSON.stringify({ code: this.textarea.value, at: Date.now(), base: this.base }));
       else shared.removeItem(this.key);
     } catch (e) { /* storage full or refused: the server copy still counts */ }
   };
@@ -72,6 +77,8 @@
       shared.removeItem(this.key);
       return;
     }
+    // Saved over only if the draft it grew from is still the saved one.
+    if (typeof local.base === "number") this.base = local.base;
     this.textarea.value = local.code;
     this.textarea.dispatchEvent(new Event("input", { bubbles: true }));
     this.show("Restored what you wrote on this device; saving it…");
@@ -81,13 +88,17 @@
   Drafts.prototype.changed = function () {
     var self = this;
     this.keepLocal();
-    if (!this.dirty()) return;
+    if (!this.dirty() || this.conflict) return;
     this.show("Unsaved changes");
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(function () { self.save(); }, QUIET_MS);
   };
 
-  Drafts.prototype.body = function (code) { return JSON.stringify({ code: code, written_at_ms: Date.now(), device: this.device }); };
+  Drafts.prototype.body = function (code, base) {
+    var body = { code: code, written_at_ms: Date.now(), device: this.device };
+    if (base !== null) body.base_ms = base;
+    return JSON.stringify(body);
+  };
 
   Drafts.prototype.save = function () {
     var self = this;
@@ -97,17 +108,26 @@
     var code = this.textarea.value;
     this.show("Saving…");
     this.inflight = window.Koan.fetch(this.url, {
-      method: "PUT", headers: { "Content-Type": "application/json", Accept: "application/json" }, body: this.body(code)
+      method: "PUT", headers: { "Content-Type": "application/json", Accept: "application/json" }, body: this.body(code, this.base)
     }).then(function (response) {
+      return response.json().then(function (body) { return { status: response.status, body: body }; },
+        function () { return { status: response.status, body: null }; });
+    }).then(function (answer) {
       self.inflight = null;
-      if (response.ok) {
+      if (answer.status >= 200 && answer.status < 300) {
         self.saved = code;
+        var at = answer.body ? Date.parse(answer.body.updated_at) : NaN;
+        if (!isNaN(at)) self.base = at;
         self.keepLocal();
         self.show(self.dirty() ? "Unsaved changes" : "Draft saved");
         if (self.dirty()) self.changed();
         return true;
       }
-      if (response.status !== 401) self.show("Not saved: " + (response.status === 422 || response.status === 413 ? "the code is too large or not text." : "please try again."));
+      if (answer.status === 409 && answer.body && answer.body.error === "DraftConflict") {
+        self.conflicted();
+        return false;
+      }
+      if (answer.status !== 401) self.show("Not saved: " + (answer.status === 422 || answer.status === 413 ? "the code is too large or not text." : "please try again."));
       return false;
     }, function () {
       self.inflight = null;
@@ -118,14 +138,78 @@
     return this.inflight;
   };
 
+  // Another tab or device saved this draft since this editor last saw it: nothing is saved
+  // over it until the learner says which version to keep (this one stays on this device).
+  Drafts.prototype.conflicted = function () {
+    var self = this;
+    this.conflict = true;
+    this.keepLocal();
+    if (!this.status) return;
+    this.status.textContent = "This code was changed in another tab or on another device since this page opened it. ";
+    var newer = document.createElement("button");
+    newer.type = "button";
+    newer.className = "link-button";
+    newer.textContent = "Show the newer version";
+    newer.addEventListener("click", function () {
+      self.load(function (draft) { self.take(draft); self.show("Showing the newer version."); });
+    });
+    var mine = document.createElement("button");
+    mine.type = "button";
+    mine.className = "link-button";
+    mine.textContent = "Keep this version";
+    mine.addEventListener("click", function () {
+      self.conflict = false;
+      self.base = null;  // saved over the other, as the learner asked
+      self.save();
+    });
+    this.status.appendChild(newer);
+    this.status.appendChild(document.createTextNode(" "));
+    this.status.appendChild(mine);
+  };
+
+  // The saved draft, handed to `use` (nothing when there is none or Koan cannot be reached).
+  Drafts.prototype.load = function (use) {
+    window.Koan.fetch(this.url, { headers: { Accept: "application/json" } }).then(function (response) {
+      return response.ok ? response.json() : null;
+    }).then(function (draft) {
+      if (draft && typeof draft.code === "string" && !isNaN(Date.parse(draft.updated_at))) use(draft);
+    }, function () { /* unreachable: the editor keeps what it has */ });
+  };
+
+  Drafts.prototype.take = function (draft) {
+    this.conflict = false;
+    this.saved = draft.code;
+    this.base = Date.parse(draft.updated_at);
+    this.textarea.value = draft.code;
+    this.textarea.dispatchEvent(new Event("input", { bubbles: true }));
+  };
+
+  // Looked at again: a tab with nothing unsaved catches up with a draft saved elsewhere since,
+  // so that the learner does not type on over an older version.
+  Drafts.prototype.refresh = function () {
+    var self = this;
+    if (this.dirty() || this.inflight || this.timer || this.conflict) return;
+    this.load(function (draft) {
+      if (self.dirty() || self.inflight || self.conflict) return;
+      var at = Date.parse(draft.updated_at);
+      if (at <= self.base) return;
+      if (draft.code === self.textarea.value) { self.base = at; return; }
+      self.take(draft);
+      self.show("Updated with what was saved in another tab or on another device.");
+    });
+  };
+
   Drafts.prototype.flushOnExit = function () {
     if (!this.dirty()) return;
     this.keepLocal();
+    if (this.conflict) return;  // kept on this device until the learner chooses
     try {
       fetch(this.url, {
         method: "PUT", keepalive: true, credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": window.Koan.csrfToken() },
-        body: this.body(this.textarea.value)
+        // Behind a save still on its way, the draft it builds on is not known yet: this tab,
+        // the one just typed in, is saved over it.
+        body: this.body(this.textarea.value, this.inflight ? null : this.base)
       }).catch(function () { /* kept on this device */ });
     } catch (e) { /* too large for keepalive: kept on this device */ }
   };
