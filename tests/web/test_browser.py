@@ -640,7 +640,9 @@ def test_a_draft_follows_the_learner_to_another_device_and_can_be_reset(
     expect(page.get_by_role("textbox", name="Your code")).to_have_value(starter)
 
 
-def server_draft(live: LiveServer, user: User, exercise_id: str, *, wait_for: str) -> str | None:
+def server_draft(
+    live: LiveServer, user: User, exercise_id: str, *, wait_for: str | None
+) -> str | None:
     """The learner's draft as the server holds it, once it reads `wait_for` (or a while passed)."""
 
     async def work(session: AsyncSession, res: Resources) -> str | None:
@@ -712,6 +714,36 @@ def test_a_tab_left_behind_does_not_overwrite_what_another_tab_saved(
     page.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")
     expect(editor).to_have_value(newest)
     tab_b.close()
+
+
+def test_what_one_learner_left_on_a_shared_browser_is_kept_for_them_alone(
+    page: Any, live: LiveServer
+) -> None:
+    first, exercise_id = open_exercise(page, live)
+    page.context.clear_cookies(name="koan_access")
+    page.context.clear_cookies(name="koan_refresh")
+    unsaved = "def add(a, b):\n    return a + b  # never reached the server\n"
+    type_code(page, unsaved)
+    page.get_by_label("Your question").fill("Why is my loop off by one?")
+    page.get_by_role("button", name="Run tests").click()
+    expect(page.locator("[data-session='ended']")).to_contain_text("Your session has ended")
+
+    # Someone else logs in on this browser: they see none of it, and save none of it as theirs.
+    second = make_user(live, onboarded=True)
+    sign_in(page, second.email)
+    page.goto(f"/exercises/{exercise_id}")
+    editor = page.get_by_role("textbox", name="Your code")
+    expect(editor).not_to_have_value(unsaved)
+    expect(page.get_by_label("Your question")).to_have_value("")
+    assert server_draft(live, second, exercise_id, wait_for=None) is None
+    page.get_by_role("button", name="Log out").click()
+
+    # The learner who wrote it logs in again: it is all there, and saved.
+    sign_in(page, first.email)
+    page.goto(f"/exercises/{exercise_id}")
+    expect(editor).to_have_value(unsaved)
+    expect(page.get_by_label("Your question")).to_have_value("Why is my loop off by one?")
+    wait_saved(page)
 
 
 def test_the_session_is_renewed_before_the_access_token_lapses(page: Any, live: LiveServer) -> None:

@@ -385,3 +385,40 @@ async def test_a_traceback_in_the_learners_code_marks_its_line(
     assert "Every test stopped at the same problem" not in run.text
     assert 'data-error-line="3"' in run.text
     assert "The error is on line 3 of your code." in run.text
+
+
+async def test_a_page_of_another_account_acts_for_nobody(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """Tabs share the browser's cookies: once someone else has logged in, a page still open
+    for the first learner (its exit save, a run) must not save into the new account."""
+    exercise = await create_exercise(session)
+    first = await create_user(session, resources, onboarded=True)
+    await log_in(client, first)
+    page = await client.get(f"/exercises/{exercise.id}")
+    assert f'data-owner="{first.id}"' in page.text
+    second = await create_user(session, resources, onboarded=True)
+    client.cookies.clear()  # the first's session ended, in another tab
+    await log_in(client, second)
+
+    as_first = {**api_headers(client), "X-Koan-Owner": str(first.id)}
+    saved = await client.put(
+        f"/api/v1/drafts/{exercise.id}", json={"code": "the first's"}, headers=as_first
+    )
+    assert saved.status_code == 409
+    assert saved.json()["error"] == "OtherAccount"
+    run = await client.post(
+        f"/exercises/{exercise.id}/run",
+        data={"code": ADD_SOLUTION},
+        headers={"HX-Request": "true", **as_first},
+    )
+    assert run.status_code == 409
+    assert "another account" in run.text
+    assert (await client.get(f"/api/v1/drafts/{exercise.id}")).status_code == 404
+    runs = await client.get(f"/api/v1/exercises/{exercise.id}/submissions")
+    assert runs.json()["items"] == []
+
+    # The new account's own pages work as before.
+    as_second = {**api_headers(client), "X-Koan-Owner": str(second.id)}
+    mine = await client.put(f"/api/v1/drafts/{exercise.id}", json={"code": "x"}, headers=as_second)
+    assert mine.status_code == 200

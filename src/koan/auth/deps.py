@@ -11,7 +11,14 @@ from fastapi import BackgroundTasks, Depends, Request
 from koan.auth import snapshots
 from koan.auth.service import AccountCloseCheck, AccountMaker
 from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
-from koan.errors import CSRFFailed, EmailNotVerified, Forbidden, InvalidToken, NotAuthenticated
+from koan.errors import (
+    Conflict,
+    CSRFFailed,
+    EmailNotVerified,
+    Forbidden,
+    InvalidToken,
+    NotAuthenticated,
+)
 from koan.mail.sender import MailQueue
 from koan.models import AuthSession, User
 from koan.ops.request_log import bind_user
@@ -23,6 +30,8 @@ REFRESH_COOKIE = "koan_refresh"
 CSRF_COOKIE = "koan_csrf"
 DEVICE_COOKIE = "koan_device"
 CSRF_HEADER = "X-CSRF-Token"
+# The account a page was shown to, sent by its script with every request it makes.
+OWNER_HEADER = "X-Koan-Owner"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -81,6 +90,19 @@ def authenticated(found: tuple[AuthSession, User] | None, *, via_cookie: bool) -
     return Auth(user=user, session=auth_session, via_cookie=via_cookie)
 
 
+def check_owner(request: Request, user: User) -> None:
+    """A page's request acts for the account the page was shown to, never for another one
+    logged in since on the same browser (every tab shares its cookies): a draft saved as a tab
+    is left, a run, a question, would otherwise land in the wrong account."""
+    owner = request.headers.get(OWNER_HEADER)
+    if owner and owner != str(user.id):
+        raise Conflict(
+            "This page was opened by another account than the one now logged in on this "
+            "browser, so nothing was saved or sent. Log in again as yourself to carry on.",
+            code="OtherAccount",
+        )
+
+
 def ensure_verified(user: User) -> User:
     if not user.email_verified:
         raise EmailNotVerified("Verify your email address first: check your inbox for the link.")
@@ -99,6 +121,8 @@ async def current_auth(request: Request, session: SessionDep) -> Auth:
         session, res.cache, claims.session_id, claims.user_id
     )
     auth = authenticated(caller, via_cookie=via_cookie)
+    if via_cookie:
+        check_owner(request, auth.user)
     request.state.koan_auth = auth
     return auth
 

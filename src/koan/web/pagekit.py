@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from koan.auth import snapshots
-from koan.auth.deps import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, Auth
+from koan.auth.deps import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, Auth, check_owner
 from koan.db.refusals import refusal
 from koan.deps import ResourcesDep, get_session
 from koan.errors import Forbidden, KoanError, NotFound
@@ -429,6 +429,7 @@ async def page_auth(request: Request, auth: Annotated[Auth | None, Depends(maybe
         # The CSRF cookie lives as long as the refresh cookie: when it is here, a refresh
         # token probably is too (the browser drops the access cookie when it expires).
         raise LoginRequired(request, resume=CSRF_COOKIE in request.cookies, kept=kept)
+    check_owner(request, auth.user)
     if request.method not in ("GET", "HEAD"):
         await check_csrf(request, bound_to=auth)
     return auth

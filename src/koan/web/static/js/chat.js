@@ -128,8 +128,9 @@
     this.conversationId = null;
     var self = this;
     this.form.addEventListener("submit", function (event) { event.preventDefault(); self.ask(); });
-    // A question being typed survives a reload or a new login on this device.
-    this.key = "koan:question:" + location.pathname;
+    // A question being typed survives a reload or a new login on this device, for the learner
+    // who typed it (on a shared browser, not for the next one).
+    this.key = "koan:question:" + (document.body.getAttribute("data-owner") || "") + ":" + location.pathname;
     var kept = null;
     try { kept = window.localStorage.getItem(this.key); } catch (e) { /* storage refused */ }
     if (kept && !this.input.value) this.input.value = kept;

@@ -23,10 +23,14 @@
     return id;
   }
 
+  function owner() { return document.body.getAttribute("data-owner") || ""; }
+
   function Drafts(textarea) {
     this.textarea = textarea;
     this.url = textarea.getAttribute("data-draft-url");
-    this.key = "koan:draft:" + this.url;
+    // Kept per learner: on a shared browser, what one left unsaved is theirs alone to get back.
+    this.key = "koan:draft:" + owner() + ":" + this.url;
+    this.legacyKey = "koan:draft:" + this.url;
     this.status = document.getElementById("draft-status");
     this.saved = textarea.value;     // what the server holds
     this.timer = null;
@@ -68,7 +72,15 @@
   // holds something newer (written on another device since).
   Drafts.prototype.restoreLocal = function (serverAt) {
     var shared = store();
-    var raw = shared && shared.getItem(this.key);
+    if (!shared) return;
+    var raw = shared.getItem(this.key);
+    var legacy = shared.getItem(this.legacyKey);
+    if (legacy !== null) {
+      // A copy kept before copies were kept per learner: its writer cannot be known, and
+      // losing it would lose work, so the first learner to open the page takes it over.
+      shared.removeItem(this.legacyKey);
+      raw = raw || legacy;
+    }
     if (!raw) return;
     var local;
     try { local = JSON.parse(raw); } catch (e) { shared.removeItem(this.key); return; }
@@ -125,6 +137,10 @@
       }
       if (answer.status === 409 && answer.body && answer.body.error === "DraftConflict") {
         self.conflicted();
+        return false;
+      }
+      if (answer.status === 409 && answer.body && answer.body.error === "OtherAccount") {
+        self.show("Not saved: another account has logged in on this browser. It is kept on this device for you.");
         return false;
       }
       if (answer.status !== 401) self.show("Not saved: " + (answer.status === 422 || answer.status === 413 ? "the code is too large or not text." : "please try again."));
@@ -206,7 +222,7 @@
     try {
       fetch(this.url, {
         method: "PUT", keepalive: true, credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": window.Koan.csrfToken() },
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": window.Koan.csrfToken(), "X-Koan-Owner": owner() },
         // Behind a save still on its way, the draft it builds on is not known yet: this tab,
         // the one just typed in, is saved over it.
         body: this.body(this.textarea.value, this.inflight ? null : this.base)

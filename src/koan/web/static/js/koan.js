@@ -86,6 +86,10 @@
     return match ? decodeURIComponent(match[1]) : "";
   }
   window.Koan.csrfToken = csrfToken;
+  // The account this page was shown to: requests it sends say so, and the server refuses them
+  // when another account has logged in on this browser since (tabs share the cookies).
+  function owner() { return document.body.getAttribute("data-owner") || ""; }
+  window.Koan.owner = owner;
 
   /* ---- The session: renewed before the access token lapses, and again on a 401. ----------
      The access cookie is short-lived; the refresh cookie (sent only under /api/v1/auth) trades
@@ -179,6 +183,7 @@
       for (var k in options || {}) opts[k] = options[k];
       var headers = new Headers(opts.headers || {});
       headers.set("X-CSRF-Token", csrfToken());
+      if (owner()) headers.set("X-Koan-Owner", owner());
       opts.headers = headers;
       opts.credentials = "same-origin";
       return fetch(url, opts);
@@ -217,6 +222,7 @@
   // sent once more (the same request, with what the form holds then).
   document.addEventListener("htmx:configRequest", function (event) {
     event.detail.headers["X-CSRF-Token"] = csrfToken();
+    if (owner()) event.detail.headers["X-Koan-Owner"] = owner();
     if (event.detail.parameters && "csrf_token" in event.detail.parameters) {
       event.detail.parameters.csrf_token = csrfToken();
     }
