@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import timedelta
+from html import unescape
 
 import httpx
 import pytest
@@ -422,3 +423,39 @@ async def test_a_page_of_another_account_acts_for_nobody(
     as_second = {**api_headers(client), "X-Koan-Owner": str(second.id)}
     mine = await client.put(f"/api/v1/drafts/{exercise.id}", json={"code": "x"}, headers=as_second)
     assert mine.status_code == 200
+
+
+async def test_code_run_on_an_exercise_skipped_in_another_tab_is_kept_for_the_resume(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get(f"/exercises/{exercise.id}")
+    token = csrf_from(page)
+    await client.post(f"/exercises/{exercise.id}/start", data={"csrf_token": token})
+    await client.post(f"/exercises/{exercise.id}/skip", data={"csrf_token": token})
+    code = "def add(a, b):\n    return a + b  # typed before the skip in the other tab\n"
+
+    # Without JavaScript: the page comes back with the code, in the app's words.
+    refused = await client.post(
+        f"/exercises/{exercise.id}/run", data={"csrf_token": token, "code": code}
+    )
+    assert refused.status_code == 409
+    assert "POST /api" not in refused.text
+    assert "not graded" in refused.text
+    assert unescape(editor_text(refused.text)) == code
+    # Resuming opens the exercise on that code, not on the starter code.
+    await client.post(f"/exercises/{exercise.id}/start", data={"csrf_token": token})
+    assert unescape(editor_text((await client.get(f"/exercises/{exercise.id}")).text)) == code
+
+    # With HTMX only the results change: they offer the way back in place.
+    await client.post(f"/exercises/{exercise.id}/skip", data={"csrf_token": token})
+    blocked = await client.post(
+        f"/exercises/{exercise.id}/run",
+        data={"code": code},
+        headers={"HX-Request": "true", **api_headers(client)},
+    )
+    assert blocked.status_code == 409
+    assert "POST /api" not in blocked.text
+    assert f'action="/exercises/{exercise.id}/start"' in blocked.text

@@ -59,6 +59,20 @@ ASSIGNMENT_TEXT = {
     "skipped": "Skipped",
     "expired": "Expired",
 }
+# A run refused because the exercise is closed: the page's words (the API's name its route)
+# and the button that opens it again.
+NOT_GRADED = {
+    "AssignmentSkipped": (
+        "You skipped this exercise, so this run was not graded. Resume it to keep working on "
+        "it: your code is kept.",
+        "Resume this exercise",
+    ),
+    "AssignmentExpired": (
+        "This exercise has expired, so this run was not graded. Start it again to keep "
+        "working on it: your code is kept.",
+        "Start it again",
+    ),
+}
 DIFFICULTY = {1: "Warm-up", 2: "Easy", 3: "Medium", 4: "Hard", 5: "Expert"}
 CATALOGUE_SORTS: dict[str, str] = {"difficulty": "Difficulty", "title": "Title", "skill": "Skill"}
 WORK_TEXT = {"solved": "Solved", "skipped": "Skipped", "in_progress": "In progress"}
@@ -348,8 +362,15 @@ async def run_tests(
     try:
         graded = await submit(session, res, user, exercise, data.code)
     except KoanError as exc:
+        if not request.headers.get("HX-Request"):
+            # Without script nothing else keeps the code: as the draft, it is what the page
+            # opens on after the learner resumes, reloads or comes back.
+            await drafts.save(session, res, user, exercise.id, data.code)
         # What the refusal left (a submission kept as an error) is committed with the page.
         ctx = await _exercise_context(session, res, user, exercise, code=code)
+        if exc.code in NOT_GRADED:
+            message, ctx["start_offer"] = NOT_GRADED[exc.code]
+            return _results(request, ctx, error=message, status_code=exc.status_code)
         return _results(request, ctx, error=exc)
     result = submission_out(graded.submission, graded.achievements_unlocked)
     if not request.headers.get("HX-Request"):
