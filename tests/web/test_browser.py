@@ -746,6 +746,29 @@ def test_what_one_learner_left_on_a_shared_browser_is_kept_for_them_alone(
     wait_saved(page)
 
 
+def test_without_javascript_code_run_after_the_session_ended_survives_the_login(
+    browser: Any, live: LiveServer, problems: PageProblems
+) -> None:
+    page = _new_page(browser, live, problems, java_script_enabled=False)
+    user, exercise_id = open_exercise(page, live)
+    code = "def add(a, b):\n    return a + b  # typed with no script, then logged out\n"
+    type_code(page, code)
+    page.context.clear_cookies(name="koan_access")
+    page.context.clear_cookies(name="koan_refresh")
+
+    page.get_by_role("button", name="Run tests").click()
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.get_by_label("Email").fill(user.email)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+    expect(page).to_have_url(re.compile(f"/exercises/{exercise_id}\\?kept="))
+    expect(page.get_by_role("textbox", name="Your code")).to_have_value(code)
+    expect(page.get_by_test_id("code-restored")).to_contain_text("has not been run")
+    page.context.close()
+    assert not problems.errors, problems.errors
+
+
 def test_the_session_is_renewed_before_the_access_token_lapses(page: Any, live: LiveServer) -> None:
     page.clock.install()
     open_exercise(page, live)
