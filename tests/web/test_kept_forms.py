@@ -155,3 +155,14 @@ async def test_a_post_from_another_site_keeps_nothing(
     assert sent.status_code == 303
     assert "kept" not in sent.headers["location"]
     assert "koan_kept" not in sent.headers.get("set-cookie", "")
+
+
+async def test_only_forms_whose_page_puts_them_back_are_kept(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    page = await client.get("/login")  # a visitor's CSRF cookie and token
+    sent = await client.post(
+        "/classes/join", data={"csrf_token": csrf_from(page), "code": "ABCD-1234"}
+    )
+    assert sent.status_code == 303
+    assert "kept" not in sent.headers["location"]

@@ -2,7 +2,7 @@
 
 Without JavaScript, a form posted without a live session is answered with the way to the login
 page (through the resume route when a refresh token may still be there), and what the learner
-typed would be gone when they came back. Koan keeps the fields a page can put back (`FIELDS`)
+typed would be gone when they came back. Koan keeps the fields a page can put back (`FORMS`)
 in the cache under a random token that travels in the login's `next` address, and the page puts
 them back in its form, unsent. Whose text it is cannot be known while nobody is signed in, so
 it is given back to whoever logs in on the browser that sent it, as that browser's own autofill
@@ -33,8 +33,9 @@ log = structlog.get_logger(__name__)
 
 QUERY = "kept"
 COOKIE = "koan_kept"
-# The fields a page puts back after the login: what a learner writes at length.
-FIELDS = frozenset({"code"})
+# The forms whose page puts fields back after the login (by route), and those fields: what a
+# learner writes at length.
+FORMS: dict[str, frozenset[str]] = {"/exercises/{exercise_id}/run": frozenset({"code"})}
 # Above what any kept field may be submitted with (code: 64 KB), so that code too long to run
 # still comes back to be shortened; the per-address limit bounds what visitors can store.
 MAX_BYTES = 256 * 1024
@@ -68,15 +69,19 @@ async def _from_this_site(request: Request, csrf_sent: str) -> bool:
 
 
 async def keep(request: Request, res: Resources, csrf_sent: str) -> str | None:
-    """Keep the posted form's `FIELDS`; the token that finds them again, or None when there is
-    nothing to keep or it may not be kept."""
+    """Keep the posted form's fields named in `FORMS`; the token that finds them again, or None
+    when there is nothing to keep or it may not be kept."""
     if request.method != "POST" or request.headers.get("HX-Request"):
         return None  # HTMX requests keep the page (and its form) where it is
+    route = request.scope.get("route")
+    kept_fields = FORMS.get(getattr(route, "path", ""))
+    if kept_fields is None:
+        return None
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
         return None
     form = await request.form()
-    fields = {k: v for k, v in form.multi_items() if k in FIELDS and isinstance(v, str)}
+    fields = {k: v for k, v in form.multi_items() if k in kept_fields and isinstance(v, str)}
     if not any(value.strip() for value in fields.values()):
         return None
     if not await _from_this_site(request, csrf_sent):
@@ -141,6 +146,6 @@ async def take(request: Request, res: Resources, token: str) -> KeptForm | None:
         return None
     return KeptForm(
         action=record["action"],
-        fields={k: v for k, v in record["fields"].items() if k in FIELDS},
+        fields=dict(record["fields"]),
         kept_at=datetime.fromisoformat(record["kept_at"]),
     )
