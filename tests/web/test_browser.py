@@ -769,6 +769,24 @@ def test_without_javascript_code_run_after_the_session_ended_survives_the_login(
     assert not problems.errors, problems.errors
 
 
+def test_code_not_saved_while_logged_out_is_saved_once_the_learner_is_back(
+    page: Any, live: LiveServer
+) -> None:
+    user, exercise_id = open_exercise(page, live)
+    page.context.clear_cookies(name="koan_access")
+    page.context.clear_cookies(name="koan_refresh")
+    code = "def add(a, b):\n    return a + b  # typed after the session ended\n"
+    type_code(page, code)
+    page.evaluate("() => window.Koan.drafts.save()")
+    expect(page.locator("[data-session='ended']")).to_contain_text("Your session has ended")
+
+    # The learner logs in again in another tab, then comes back to this one.
+    sign_in(page, user.email)
+    page.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")
+    wait_saved(page)
+    assert server_draft(live, user, exercise_id, wait_for=code) == code
+
+
 def test_the_session_is_renewed_before_the_access_token_lapses(page: Any, live: LiveServer) -> None:
     page.clock.install()
     open_exercise(page, live)

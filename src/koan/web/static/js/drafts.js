@@ -49,6 +49,9 @@
     window.addEventListener("pagehide", function () { self.flushOnExit(); });
     document.addEventListener("visibilitychange", function () {
       if (document.visibilityState === "hidden") self.flushOnExit();
+      // Back on the page: what could not be saved (the session had ended, say, and the learner
+      // has logged in again elsewhere) is tried again; otherwise catch up with other tabs.
+      else if (self.dirty() && !self.conflict) self.save();
       else self.refresh();
     });
     window.addEventListener("online", function () { if (self.dirty()) self.save(); });
