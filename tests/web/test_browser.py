@@ -787,6 +787,15 @@ def test_code_not_saved_while_logged_out_is_saved_once_the_learner_is_back(
     assert server_draft(live, user, exercise_id, wait_for=code) == code
 
 
+def test_logging_out_right_after_typing_saves_the_code_first(page: Any, live: LiveServer) -> None:
+    user, exercise_id = open_exercise(page, live)
+    code = "def add(a, b):\n    return a + b  # typed just before logging out\n"
+    type_code(page, code)
+    page.get_by_role("button", name="Log out").click()  # sooner than the save typing schedules
+    expect(page).to_have_url(re.compile(r"/$"))
+    assert server_draft(live, user, exercise_id, wait_for=code) == code
+
+
 def test_the_session_is_renewed_before_the_access_token_lapses(page: Any, live: LiveServer) -> None:
     page.clock.install()
     open_exercise(page, live)

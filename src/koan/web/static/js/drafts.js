@@ -255,6 +255,17 @@
         }
       });
     }
+    // Logging out ends the session before the page's exit save would reach the server: what
+    // is not saved yet goes first (kept on this device if it cannot).
+    document.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (!form || form.getAttribute("action") !== "/logout") return;
+      if (form.koanDraftSaved || !drafts.dirty() || drafts.conflict) return;
+      event.preventDefault();
+      event.stopPropagation();
+      function logOut() { form.koanDraftSaved = true; form.requestSubmit(); }
+      drafts.save().then(logOut, logOut);
+    }, true);
     // A run stores the code too; the draft follows so that both agree.
     var runForm = document.getElementById("run-form");
     if (runForm) runForm.addEventListener("submit", function () { if (drafts.dirty()) drafts.save(); });
