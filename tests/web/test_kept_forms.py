@@ -166,3 +166,19 @@ async def test_only_forms_whose_page_puts_them_back_are_kept(
     )
     assert sent.status_code == 303
     assert "kept" not in sent.headers["location"]
+
+
+async def test_each_kept_form_gives_the_browser_its_secret_for_as_long_as_it_lasts(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session)
+    page = await client.get("/login")
+    for attempt in range(2):
+        sent = await client.post(
+            f"/exercises/{exercise.id}/run",
+            data={"csrf_token": csrf_from(page), "code": f"{CODE}# {attempt}\n"},
+        )
+        assert "kept" in sent.headers["location"]
+        cookie = sent.headers.get("set-cookie", "")
+        assert "koan_kept=" in cookie
+        assert f"Max-Age={resources.settings.kept_form_ttl_s}" in cookie

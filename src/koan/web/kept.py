@@ -116,9 +116,10 @@ async def keep(request: Request, res: Resources, csrf_sent: str) -> str | None:
 
 
 def remember_browser(request: Request, response: Response, res: Resources) -> None:
-    """Give the browser the secret its kept forms name (when one was just kept)."""
+    """Give the browser the secret its kept forms name (when one was just kept), for as long
+    as the newest of them lasts."""
     secret: str | None = getattr(request.state, "kept_secret", None)
-    if secret and request.cookies.get(COOKIE) != secret:
+    if secret:
         response.set_cookie(
             COOKIE, secret, max_age=res.settings.kept_form_ttl_s,
             httponly=True, secure=res.settings.cookies_secure, samesite="lax", path="/",
