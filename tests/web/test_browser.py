@@ -796,6 +796,35 @@ def test_logging_out_right_after_typing_saves_the_code_first(page: Any, live: Li
     assert server_draft(live, user, exercise_id, wait_for=code) == code
 
 
+def test_a_save_the_server_could_not_take_is_tried_again(
+    page: Any, live: LiveServer, problems: PageProblems
+) -> None:
+    """A restart behind a proxy answers 502/503 for a moment: the draft is saved once it is
+    back, without the learner typing again."""
+    page.clock.install()
+    user, exercise_id = open_exercise(page, live)
+    refused: list[str] = []
+
+    def unavailable(route: Any) -> None:
+        if route.request.method == "PUT" and not refused:
+            refused.append(route.request.url)
+            route.fulfill(status=503, content_type="text/html", body="<h1>503</h1>")
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/drafts/*", unavailable)
+    code = "def add(a, b):\n    return a + b  # saved while Koan restarted\n"
+    type_code(page, code)
+    page.clock.fast_forward(3_000)
+    expect(page.locator("#draft-status")).to_contain_text("Not saved yet")
+    assert refused
+    page.clock.fast_forward(15_000)
+    wait_saved(page)
+    assert server_draft(live, user, exercise_id, wait_for=code) == code
+    # The one 503 was this test's own.
+    problems.errors[:] = [e for e in problems.errors if "503" not in e]
+
+
 def test_the_session_is_renewed_before_the_access_token_lapses(page: Any, live: LiveServer) -> None:
     page.clock.install()
     open_exercise(page, live)

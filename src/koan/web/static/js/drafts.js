@@ -146,6 +146,12 @@
         self.show("Not saved: another account has logged in on this browser. It is kept on this device for you.");
         return false;
       }
+      if (answer.status >= 500) {
+        // Koan restarting, or a proxy in front of it: the same as no answer at all.
+        self.show("Not saved yet: Koan is not answering right now. It is kept on this device.");
+        self.timer = setTimeout(function () { self.save(); }, RETRY_MS);
+        return false;
+      }
       if (answer.status !== 401) self.show("Not saved: " + (answer.status === 422 || answer.status === 413 ? "the code is too large or not text." : "please try again."));
       return false;
     }, function () {
