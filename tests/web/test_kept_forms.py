@@ -182,3 +182,36 @@ async def test_each_kept_form_gives_the_browser_its_secret_for_as_long_as_it_las
         cookie = sent.headers.get("set-cookie", "")
         assert "koan_kept=" in cookie
         assert f"Max-Age={resources.settings.kept_form_ttl_s}" in cookie
+
+
+async def test_code_run_from_a_page_of_an_earlier_login_comes_back_unsent(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """Logged out and in again in another tab: the page's form carries the old session's CSRF
+    token, which is refused; the code is not run, and not thrown away either."""
+    exercise = await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    page = await client.get(f"/exercises/{exercise.id}")
+    other_tab = await client.get("/dashboard")
+    await client.post("/logout", data={"csrf_token": csrf_from(other_tab)})
+    await log_in(client, user)
+
+    sent = await client.post(
+        f"/exercises/{exercise.id}/run",
+        data={"csrf_token": csrf_from(page), "code": CODE},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    assert sent.status_code == 303
+    back = await follow(client, sent)
+    assert back.url.path == f"/exercises/{exercise.id}"
+    assert unescape(editor_text(back.text)) == CODE
+    assert "has not been run" in back.text
+    runs = await client.get(f"/api/v1/exercises/{exercise.id}/submissions")
+    assert runs.json()["items"] == []
+
+    # Without the browser's word that the post is the site's own, it is refused as before.
+    forged = await client.post(
+        f"/exercises/{exercise.id}/run", data={"csrf_token": csrf_from(page), "code": CODE}
+    )
+    assert forged.status_code == 403

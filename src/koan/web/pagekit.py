@@ -107,10 +107,15 @@ class LoginRequired(Redirect):
         if request.headers.get("HX-Request") and request.headers.get("HX-Current-URL"):
             target = _return_to(*_path_and_query(request.headers["HX-Current-URL"]))
         if kept:
-            # The form's address leads back to its page, which puts the kept fields back.
-            target += ("&" if "?" in target else "?") + urlencode({kept_forms.QUERY: kept})
+            target = with_kept(target, kept)
         base = RESUME_PATH if resume else "/login"
         super().__init__(f"{base}?next={quote(target, safe='/')}")
+
+
+def with_kept(address: str, kept: str) -> str:
+    """`address` (a form's) naming the form kept under `kept`: it leads back to the form's
+    page, which puts the kept fields back."""
+    return address + ("&" if "?" in address else "?") + urlencode({kept_forms.QUERY: kept})
 
 
 def _path_and_query(url: str) -> tuple[str, str]:
@@ -297,7 +302,9 @@ class WebRoute(APIRoute):
                 return response
             except Redirect as exc:
                 await _rollback(request)
-                return redirect(request, exc.url)
+                response = redirect(request, exc.url)
+                kept_forms.remember_browser(request, response, request.app.state.resources)
+                return response
             except ShowPage as exc:
                 if not exc.keep_changes:
                     await _rollback(request)
@@ -420,18 +427,26 @@ async def identify_viewer(request: Request) -> None:
 
 async def page_auth(request: Request, auth: Annotated[Auth | None, Depends(maybe_auth)]) -> Auth:
     """Signed in (verified or not); otherwise renew the session or go to the login page."""
+    res: Resources = request.app.state.resources
     if auth is None:
         # What the learner typed in a form posted now is kept for after the login.
         kept = None
         if request.method == "POST":
-            res: Resources = request.app.state.resources
             kept = await kept_forms.keep(request, res, await sent_csrf_token(request))
         # The CSRF cookie lives as long as the refresh cookie: when it is here, a refresh
         # token probably is too (the browser drops the access cookie when it expires).
         raise LoginRequired(request, resume=CSRF_COOKIE in request.cookies, kept=kept)
     check_owner(request, auth.user)
     if request.method not in ("GET", "HEAD"):
-        await check_csrf(request, bound_to=auth)
+        try:
+            await check_csrf(request, bound_to=auth)
+        except CSRFRejected:
+            # A page of an earlier login (logged out and in again in another tab): what it
+            # sent is not acted on, but what the learner typed goes back in the form.
+            kept = await kept_forms.keep(request, res, await sent_csrf_token(request))
+            if kept is None:
+                raise
+            raise Redirect(with_kept(_return_to(request.url.path, ""), kept)) from None
     return auth
 
 
