@@ -258,7 +258,8 @@ async def _exercise_context(
         and (saved_at is None or kept.kept_at > saved_at)
     )
     if restored and kept is not None:
-        code, saved_at = kept.fields["code"].replace("\r\n", "\n"), None
+        # As written then: a copy the browser kept from before it is older.
+        code, saved_at = kept.fields["code"].replace("\r\n", "\n"), kept.kept_at
     return {
         **_common(),
         "exercise": exercises.detail(exercise),
