@@ -10,6 +10,10 @@ would, and to no other: the record names a random secret the browser keeps in th
 `koan_kept` cookie, so the address alone (a history entry, a log line) shows nothing. Logging
 out deletes that cookie. Only what this site's own pages post is kept (another site must not
 put text in a learner's editor), the text itself is never logged, and records expire.
+
+A form from a page of an earlier login (logged out and in again in another tab) carries that
+session's CSRF token and is refused; its fields are kept the same way and the page opens with
+them, so a stale page costs a click, not the code.
 """
 
 from __future__ import annotations
