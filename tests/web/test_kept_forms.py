@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import User
 from koan.resources import Resources
+from koan.web.pagekit import END_SESSION_PATH
 from tests.fixtures.factories import PASSWORD, create_exercise, create_user
 from tests.web.conftest import csrf_from, log_in
 from tests.web.test_work_kept import api_headers, editor_text
@@ -136,8 +137,8 @@ async def test_kept_code_comes_back_only_in_the_browser_that_sent_it(
         assert elsewhere.status_code == 200
         assert unescape(editor_text(elsewhere.text)) == exercise.starter_code
 
-    # Logging out forgets it on this browser too.
-    await client.post("/logout", data={"csrf_token": csrf_from(back)})
+    # Logging out (the pages' form) forgets it on this browser too.
+    await client.post(END_SESSION_PATH, data={"csrf_token": csrf_from(back)})
     await log_in(client, user)
     assert unescape(editor_text((await client.get(address)).text)) == exercise.starter_code
 

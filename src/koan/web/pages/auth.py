@@ -278,6 +278,7 @@ async def end_session(
         await auth_service.logout(session, res, ended)
     response = redirect(request, "/")
     clear_auth_cookies(response)
+    kept_forms.forget_browser(response)
     return response
 
 

@@ -265,7 +265,7 @@
     // is not saved yet goes first (kept on this device if it cannot).
     document.addEventListener("submit", function (event) {
       var form = event.target;
-      if (!form || form.getAttribute("action") !== "/logout") return;
+      if (!form || !form.hasAttribute || !form.hasAttribute("data-log-out")) return;
       if (form.koanDraftSaved || !drafts.dirty() || drafts.conflict) return;
       event.preventDefault();
       event.stopPropagation();
