@@ -435,7 +435,7 @@ async def test_logging_out_after_the_access_cookie_lapsed_ends_the_session(
     user = await create_user(session, resources, onboarded=True)
     await log_in(client, user)
     page = await client.get("/dashboard")
-    form = re.search(r'<form method="post" action="([^"]+)" class="inline-form">', page.text)
+    form = re.search(r'<form method="post" action="([^"]+)"[^>]*data-log-out>', page.text)
     assert form is not None
     refresh = client.cookies.get("koan_refresh", path="/api/v1/auth")
     resources.clock.advance(timedelta(seconds=resources.settings.access_token_ttl_s + 60))
@@ -455,7 +455,7 @@ async def test_a_log_out_form_from_another_site_ends_nothing(
     user = await create_user(session, resources, onboarded=True)
     await log_in(client, user)
     page = await client.get("/dashboard")
-    form = re.search(r'<form method="post" action="([^"]+)" class="inline-form">', page.text)
+    form = re.search(r'<form method="post" action="([^"]+)"[^>]*data-log-out>', page.text)
     assert form is not None
     resources.clock.advance(timedelta(seconds=resources.settings.access_token_ttl_s + 60))
     forged = await client.post(form.group(1), data={"csrf_token": "guessed"})
