@@ -91,13 +91,6 @@ async def current_daily(
 async def _open_practice(
     session: AsyncSession, user: User, exercise: Exercise, now: datetime
 ) -> Assignment:
-    """Open practice on `exercise`; one opened meanwhile by another request is returned."""
-    # Two first requests at once (a double click on "Run tests") would each open one: under
-    # the learner's lock, the second finds the first's.
-    await progress.lock_learner(session, user)
-    latest = await repository.latest_assignment(session, user.id, exercise.id)
-    if latest is not None and latest.status in OPEN_STATUSES:
-        return latest
     assignment = Assignment(
         user_id=user.id,
         exercise_id=exercise.id,
@@ -126,6 +119,11 @@ async def for_work(
     also recorded as expired first (False: the caller would undo that write anyway)."""
     latest = await repository.latest_assignment(session, user.id, exercise.id)
     now = res.clock.now()
+    if latest is None:
+        # Two first requests at once (a double click on "Run tests") would each open one:
+        # under the learner's lock, the second finds the first's, whatever became of it.
+        await progress.lock_learner(session, user)
+        latest = await repository.latest_assignment(session, user.id, exercise.id)
     if latest is None:
         return await _open_practice(session, user, exercise, now)
     if latest.status == "skipped":
@@ -158,6 +156,7 @@ async def start(
 ) -> Assignment:
     """Open (or resume) practice on an exercise outside the daily pick."""
     now = res.clock.now()
+    await progress.lock_learner(session, user)  # one opening at a time (see `for_work`)
     latest = await repository.latest_assignment(session, user.id, exercise.id)
     if latest is not None and latest.status in OPEN_STATUSES:
         return latest
