@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
+import structlog
 from fastapi import FastAPI
 
 from koan import __version__
@@ -41,6 +43,8 @@ from koan.users.router import admin_router as accounts_router
 from koan.users.router import router as users_router
 from koan.web import mount_web
 
+log = structlog.get_logger(__name__)
+
 MAX_BODY_BYTES = 1024 * 1024
 API_PREFIX = "/api/v1"
 
@@ -49,6 +53,18 @@ async def _recover(res: Resources) -> None:
     """What a crash left half done is settled before the first request."""
     async with res.session_factory() as session, transactional(session):
         await submissions.fail_interrupted(session, res.clock.now())
+
+
+async def _keep_recovering(res: Resources) -> None:
+    """For the process's life: a grading interrupted by a restart shortly after it was sent
+    is too recent for the start-up's sweep (another process may still be grading it), so every
+    process looks again now and then. The sweep is idempotent: processes need no turns."""
+    while True:
+        await asyncio.sleep(res.settings.interrupted_sweep_s)
+        try:
+            await _recover(res)
+        except Exception:  # the database away for a moment: the next sweep tries again
+            log.warning("recovery.sweep_failed", exc_info=True)
 
 
 def create_app(settings: Settings | None = None, *, resources: Resources | None = None) -> FastAPI:
@@ -64,6 +80,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         if owned:
             await app.state.resources.start()
             await _recover(app.state.resources)
+            sweeper = asyncio.create_task(_keep_recovering(app.state.resources))
             # What is alive now (modules, routes, pools) lives as long as the process: out of
             # the collector's sight, a full collection no longer walks it and pauses a worker
             # mid-request.
@@ -73,6 +90,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
             yield
         finally:
             if owned:
+                sweeper.cancel()
                 gc.unfreeze()  # an app served inside a longer-lived process (tests) gives it back
                 await app.state.resources.close()
             process_exiting()

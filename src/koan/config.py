@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     submissions_in_flight: int = Field(default=2, ge=1)
     submission_limit: str = "20/minute;300/hour"
     submission_history: int = Field(default=25, ge=1)
+    # How often each server process looks for gradings a crash or restart interrupted (they are
+    # recorded as errors, the code kept): start-up alone would leave one sent just before a
+    # restart waiting for the grader until the next start.
+    interrupted_sweep_s: float = Field(default=60.0, gt=0)
     submission_output_chars: int = Field(default=16 * 1024, ge=256)
 
     # Who may create classes: any verified user, or administrators only.
