@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from functools import partial
 
 import structlog
@@ -91,6 +91,8 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         finally:
             if owned:
                 sweeper.cancel()
+                with suppress(asyncio.CancelledError):
+                    await sweeper
                 gc.unfreeze()  # an app served inside a longer-lived process (tests) gives it back
                 await app.state.resources.close()
             process_exiting()
