@@ -8,10 +8,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.models import User
+from koan.models import Exercise, User
+from koan.resources import Resources
 from koan.web import mount_web
-from tests.fixtures.factories import PASSWORD
+from tests.fixtures.factories import PASSWORD, create_exercise, create_user
 
 
 def with_web(application: FastAPI) -> FastAPI:
@@ -64,3 +66,13 @@ async def log_in(client: httpx.AsyncClient, user: User, password: str = PASSWORD
         client, "/login", "/login", {"email": user.email, "password": password}
     )
     assert response.status_code == 303, response.text
+
+
+async def on_exercise_page(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> tuple[Exercise, User, httpx.Response]:
+    """A new exercise, and a new onboarded learner logged in on its page."""
+    exercise = await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    return exercise, user, await client.get(f"/exercises/{exercise.id}")

@@ -17,7 +17,7 @@ from koan.models import User
 from koan.resources import Resources
 from koan.web.pagekit import END_SESSION_PATH
 from tests.fixtures.factories import PASSWORD, create_exercise, create_user
-from tests.web.conftest import csrf_from, log_in
+from tests.web.conftest import csrf_from, log_in, on_exercise_page
 from tests.web.test_work_kept import api_headers, editor_text
 
 CODE = "def add(a, b):\n    # written at length, then the session lapsed\n    return a + b\n"
@@ -64,10 +64,7 @@ async def log_in_from(client: httpx.AsyncClient, login_page: httpx.Response, use
 async def test_code_run_after_the_access_token_lapsed_comes_back_in_the_editor(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
-    exercise = await create_exercise(session)
-    user = await create_user(session, resources, onboarded=True)
-    await log_in(client, user)
-    page = await client.get(f"/exercises/{exercise.id}")
+    exercise, user, page = await on_exercise_page(client, session, resources)
     resources.clock.advance(timedelta(seconds=resources.settings.access_token_ttl_s + 60))
 
     with structlog.testing.capture_logs() as logs:
@@ -88,10 +85,7 @@ async def test_code_run_after_the_access_token_lapsed_comes_back_in_the_editor(
 async def test_code_run_after_logging_out_in_another_tab_survives_the_login(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
-    exercise = await create_exercise(session)
-    user = await create_user(session, resources, onboarded=True)
-    await log_in(client, user)
-    page = await client.get(f"/exercises/{exercise.id}")
+    exercise, user, page = await on_exercise_page(client, session, resources)
     other_tab = await client.get("/dashboard")
     await client.post("/logout", data={"csrf_token": csrf_from(other_tab)})
 
@@ -117,10 +111,7 @@ async def test_code_run_after_logging_out_in_another_tab_survives_the_login(
 async def test_kept_code_comes_back_only_in_the_browser_that_sent_it(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources, app: FastAPI
 ) -> None:
-    exercise = await create_exercise(session)
-    user = await create_user(session, resources, onboarded=True)
-    await log_in(client, user)
-    page = await client.get(f"/exercises/{exercise.id}")
+    exercise, user, page = await on_exercise_page(client, session, resources)
     resources.clock.advance(timedelta(seconds=resources.settings.access_token_ttl_s + 60))
     sent = await client.post(
         f"/exercises/{exercise.id}/run", data={"csrf_token": csrf_from(page), "code": CODE}
@@ -190,10 +181,7 @@ async def test_code_run_from_a_page_of_an_earlier_login_comes_back_unsent(
 ) -> None:
     """Logged out and in again in another tab: the page's form carries the old session's CSRF
     token, which is refused; the code is not run, and not thrown away either."""
-    exercise = await create_exercise(session)
-    user = await create_user(session, resources, onboarded=True)
-    await log_in(client, user)
-    page = await client.get(f"/exercises/{exercise.id}")
+    exercise, user, page = await on_exercise_page(client, session, resources)
     other_tab = await client.get("/dashboard")
     await client.post("/logout", data={"csrf_token": csrf_from(other_tab)})
     await log_in(client, user)

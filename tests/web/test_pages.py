@@ -20,7 +20,7 @@ from koan.models import Assignment, LearnerProfile, Submission, User
 from koan.resources import Resources
 from tests.fixtures.factories import ADD_SOLUTION, PASSWORD, create_exercise, create_user
 from tests.fixtures.smtp import SMTPServer
-from tests.web.conftest import csrf_from, log_in, post_form
+from tests.web.conftest import csrf_from, log_in, on_exercise_page, post_form
 
 NEW_PASSWORD = "another quite long passphrase 7"
 
@@ -546,10 +546,7 @@ async def test_dashboard_shows_the_daily_exercise_and_why(
 async def test_run_tests_shows_each_test_and_then_a_pass(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
-    exercise = await create_exercise(session)
-    user = await create_user(session, resources, onboarded=True)
-    await log_in(client, user)
-    page = await client.get(f"/exercises/{exercise.id}")
+    exercise, user, page = await on_exercise_page(client, session, resources)
     assert "def add(a, b):" in page.text  # the starter code is in the editor
 
     failing = await client.post(
@@ -577,10 +574,7 @@ async def test_run_tests_shows_each_test_and_then_a_pass(
 async def test_run_without_javascript_renders_the_whole_page(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
-    exercise = await create_exercise(session)
-    user = await create_user(session, resources, onboarded=True)
-    await log_in(client, user)
-    page = await client.get(f"/exercises/{exercise.id}")
+    exercise, user, page = await on_exercise_page(client, session, resources)
     response = await client.post(
         f"/exercises/{exercise.id}/run", data={"csrf_token": csrf_from(page), "code": "   "}
     )
@@ -592,10 +586,7 @@ async def test_run_without_javascript_renders_the_whole_page(
 async def test_without_javascript_a_run_and_a_hint_redirect_so_a_reload_repeats_neither(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
-    exercise = await create_exercise(session)
-    user = await create_user(session, resources, onboarded=True)
-    await log_in(client, user)
-    page = await client.get(f"/exercises/{exercise.id}")
+    exercise, user, page = await on_exercise_page(client, session, resources)
     token = csrf_from(page)
 
     hint = await client.post(f"/exercises/{exercise.id}/hint", data={"csrf_token": token})
@@ -672,10 +663,7 @@ async def test_hints_climb_the_ladder_then_stop(
 async def test_skip_then_resume(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
-    exercise = await create_exercise(session)
-    user = await create_user(session, resources, onboarded=True)
-    await log_in(client, user)
-    page = await client.get(f"/exercises/{exercise.id}")
+    exercise, user, page = await on_exercise_page(client, session, resources)
     await client.post(f"/exercises/{exercise.id}/start", data={"csrf_token": csrf_from(page)})
     skipped = await client.post(
         f"/exercises/{exercise.id}/skip", data={"csrf_token": csrf_from(page)}

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.resources import Resources
 from tests.fixtures.factories import ADD_SOLUTION, create_exercise, create_user
-from tests.web.conftest import csrf_from, log_in, page_routes
+from tests.web.conftest import csrf_from, log_in, on_exercise_page, page_routes
 
 
 @pytest.fixture(autouse=True)
@@ -36,10 +36,7 @@ def editor_text(html: str) -> str:
 async def test_the_editor_opens_on_the_draft_or_a_later_run(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
-    exercise = await create_exercise(session)
-    user = await create_user(session, resources, onboarded=True)
-    await log_in(client, user)
-    page = await client.get(f"/exercises/{exercise.id}")
+    exercise, user, page = await on_exercise_page(client, session, resources)
     assert editor_text(page.text) == exercise.starter_code
     assert f'data-draft-url="/api/v1/drafts/{exercise.id}"' in page.text
 
@@ -127,10 +124,7 @@ def session_ttl(html: str) -> int:
 async def test_a_run_updates_the_status_pill_in_place(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
-    exercise = await create_exercise(session)
-    user = await create_user(session, resources, onboarded=True)
-    await log_in(client, user)
-    page = await client.get(f"/exercises/{exercise.id}")
+    exercise, user, page = await on_exercise_page(client, session, resources)
     assert '<span id="status-pill"></span>' in page.text  # no assignment yet: an empty slot
     headers = {"HX-Request": "true", **api_headers(client)}
     failing = await client.post(
@@ -428,10 +422,7 @@ async def test_a_page_of_another_account_acts_for_nobody(
 async def test_code_run_on_an_exercise_skipped_in_another_tab_is_kept_for_the_resume(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
-    exercise = await create_exercise(session)
-    user = await create_user(session, resources, onboarded=True)
-    await log_in(client, user)
-    page = await client.get(f"/exercises/{exercise.id}")
+    exercise, user, page = await on_exercise_page(client, session, resources)
     token = csrf_from(page)
     await client.post(f"/exercises/{exercise.id}/start", data={"csrf_token": token})
     await client.post(f"/exercises/{exercise.id}/skip", data={"csrf_token": token})
