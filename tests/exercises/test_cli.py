@@ -87,3 +87,25 @@ def test_missing_path_is_a_clear_error(cli_env: Path) -> None:
     result = runner.invoke(app, ["exercises", "import"])
     assert result.exit_code != 0
     assert "--builtin" in result.output
+
+
+def test_an_export_that_cannot_be_written_says_where(cli_env: Path) -> None:
+    runner.invoke(
+        app,
+        [
+            "exercises",
+            "import",
+            str(
+                write_jsonl(
+                    cli_env / "p.jsonl", [exercise_spec(slug="kept").model_dump(exclude_none=True)]
+                )
+            ),
+        ],
+    )
+    taken = cli_env / "notes.txt"
+    taken.write_text("mine")
+    result = runner.invoke(app, ["exercises", "export", str(taken)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert f"Cannot write {taken}" in result.stderr
+    assert taken.read_text() == "mine"

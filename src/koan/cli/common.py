@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
@@ -22,28 +23,16 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-async def with_session(work: Any, *, commit: bool = False) -> Any:
-    """Run `work(session, res)` in one unit of work (committed when `commit`). A refusal of
-    Koan's (an unknown account, a rule) or a database that cannot be read ends the command
-    with its message and status 1, not a traceback."""
-    from sqlalchemy.exc import DBAPIError
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """End the command with one line and status 1, not a traceback, when Koan refuses (an
+    unknown account, a rule) or the database cannot be reached, opened or read."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError
 
-    # Its session events tell running workers about changed accounts when this commits.
-    from koan.auth import snapshots  # noqa: F401
-    from koan.cache import SESSION_CACHE
-    from koan.db import transactional
     from koan.errors import KoanError
-    from koan.resources import Resources
 
-    res = Resources.from_settings(Settings())
     try:
-        async with res.session_factory() as session:
-            session.info[SESSION_CACHE] = res.cache
-            if not commit:
-                return await work(session, res)
-            # Committed as a request's work is, with what must follow the commit.
-            async with transactional(session):
-                return await work(session, res)
+        yield
     except KoanError as exc:
         fail(exc.detail)
     except DBAPIError as exc:
@@ -51,8 +40,38 @@ async def with_session(work: Any, *, commit: bool = False) -> Any:
             f"The database could not be used ({str(exc.orig).strip()}). Check "
             "KOAN_DATABASE_URL, and that `koan db upgrade` has been run."
         )
-    finally:
-        await res.close()
+    except ArgumentError as exc:
+        fail(f"KOAN_DATABASE_URL cannot be used ({exc}).")
+    except OSError as exc:
+        # A server that refuses the connection or a host name that does not resolve: the
+        # driver raises these as they come, not wrapped as database errors.
+        fail(
+            f"The database could not be reached ({exc.strerror or exc}). Check "
+            "KOAN_DATABASE_URL, and that the database server is running."
+        )
+
+
+async def with_session(work: Any, *, commit: bool = False) -> Any:
+    """Run `work(session, res)` in one unit of work (committed when `commit`), its failures
+    said as `database_errors` says them."""
+    # Its session events tell running workers about changed accounts when this commits.
+    from koan.auth import snapshots  # noqa: F401
+    from koan.cache import SESSION_CACHE
+    from koan.db import transactional
+    from koan.resources import Resources
+
+    with database_errors():
+        res = Resources.from_settings(Settings())
+        try:
+            async with res.session_factory() as session:
+                session.info[SESSION_CACHE] = res.cache
+                if not commit:
+                    return await work(session, res)
+                # Committed as a request's work is, with what must follow the commit.
+                async with transactional(session):
+                    return await work(session, res)
+        finally:
+            await res.close()
 
 
 def print_rows(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from koan.cli.common import console
+from koan.cli.common import console, database_errors, fail
 from koan.config import Settings
 from koan.db import transactional
 
@@ -61,7 +61,8 @@ def exercises_import(path: PackPath = None, builtin: Builtin = False) -> None:
     """Import exercises (idempotent by slug: re-importing updates them)."""
     pack = _pack_path(path, builtin)
     specs, rejected = _read(pack)
-    result = asyncio.run(_import(specs, source="builtin" if builtin else "imported"))
+    with database_errors():
+        result = asyncio.run(_import(specs, source="builtin" if builtin else "imported"))
     _report_rejected(rejected)
     console.print(
         f"{len(result.created)} created, {len(result.updated)} updated, "
@@ -159,20 +160,25 @@ def exercises_export(
     path: Annotated[Path, typer.Argument(help="A .jsonl file, or a directory to fill.")],
 ) -> None:
     """Write the installed exercises out in the pack format."""
-    count = asyncio.run(_export(path))
+    from koan.exercises.pack import write_pack
+
+    with database_errors():
+        specs = asyncio.run(_export())
+    try:
+        count = write_pack(specs, path)
+    except OSError as exc:
+        fail(f"Cannot write {exc.filename or path}: {exc.strerror or exc}.")
     console.print(f"Exported {count} exercises to {path}.")
 
 
-async def _export(path: Path) -> int:
+async def _export() -> list[ExerciseSpec]:
     from koan.exercises import repository
     from koan.exercises.bank import to_spec
-    from koan.exercises.pack import write_pack
     from koan.resources import Resources
 
     res = Resources.from_settings(Settings())
     try:
         async with res.session_factory() as session:
-            specs = [to_spec(e) for e in await repository.all_exercises(session)]
+            return [to_spec(e) for e in await repository.all_exercises(session)]
     finally:
         await res.close()
-    return write_pack(specs, path)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from koan.cli.common import console
+from koan.cli.common import console, database_errors
 from koan.config import Settings
 
 app = typer.Typer(help="The development outbox.", no_args_is_help=True)
@@ -22,7 +22,8 @@ def mail_list(
     full: Annotated[bool, typer.Option("--full", help="Print each mail's body.")] = False,
 ) -> None:
     """Show the mails stored in the development outbox (used when no SMTP host is set)."""
-    asyncio.run(_mail_list(limit, to, full))
+    with database_errors():
+        asyncio.run(_mail_list(limit, to, full))
 
 
 async def _mail_list(limit: int, to: str | None, full: bool) -> None:

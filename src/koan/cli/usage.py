@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from koan.cli.common import console, print_rows
+from koan.cli.common import console, database_errors, print_rows
 from koan.config import Settings
 
 app = typer.Typer(help="AI tutor usage and budgets.", no_args_is_help=True)
@@ -19,7 +19,8 @@ def usage_report(
     user: Annotated[str | None, typer.Option(help="Only this learner (email).")] = None,
 ) -> None:
     """Spending on the AI tutor per learner per day (from the llm_calls records)."""
-    asyncio.run(_usage_report(days, user))
+    with database_errors():
+        asyncio.run(_usage_report(days, user))
 
 
 async def _usage_report(days: int, email: str | None) -> None:

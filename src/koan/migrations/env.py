@@ -28,9 +28,12 @@ def _run(connection: Connection) -> None:
 
 async def _run_async(url: str) -> None:
     engine = create_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(_run)
-    await engine.dispose()
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_run)
+    finally:
+        # Also when the database cannot be opened: the driver's threads end with the loop.
+        await engine.dispose()
 
 
 def run_migrations_online() -> None:

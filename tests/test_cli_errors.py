@@ -1,0 +1,80 @@
+"""Every `koan` command that needs the database says in one line why it cannot use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from koan.cli import app
+
+runner = CliRunner()
+
+COMMANDS = [
+    ["users", "list"],
+    ["classes", "list"],
+    ["mail", "list"],
+    ["usage", "report"],
+    ["exercises", "import", "--builtin"],
+    ["exercises", "export", "exported.jsonl"],
+]
+
+
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, args: list[str]) -> str:
+    monkeypatch.setenv("KOAN_DATABASE_URL", url)
+    monkeypatch.setenv("KOAN_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    # Ended by Koan with its message, not by the error it met.
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    return result.stderr
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_a_database_never_upgraded_is_explained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    assert "koan db upgrade" in run(tmp_path, monkeypatch, url, args)
+    assert not (tmp_path / "exported.jsonl").exists()
+
+
+@pytest.mark.parametrize("args", [*COMMANDS, ["db", "upgrade"]], ids=lambda a: " ".join(a[:2]))
+def test_a_database_server_that_refuses_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    # Port 1 on loopback: nothing listens there, the connection is refused at once.
+    url = "postgresql+asyncpg://koan@127.0.0.1:1/koan"
+    said = run(tmp_path, monkeypatch, url, args)
+    assert "The database could not be reached" in said
+    assert "database server is running" in said
+
+
+@pytest.mark.parametrize("args", [["users", "list"], ["db", "upgrade"]], ids=" ".join)
+def test_a_database_url_koan_cannot_use_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    said = run(tmp_path, monkeypatch, "mysql-nope://db/koan", args)
+    assert said.startswith("KOAN_DATABASE_URL cannot be used")
+
+
+def test_upgrading_to_a_revision_that_does_not_exist_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'koan.db'}"
+    said = run(tmp_path, monkeypatch, url, ["db", "upgrade", "no-such-revision"])
+    assert "Cannot upgrade to 'no-such-revision'" in said
+
+
+def test_upgrading_an_upgraded_database_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KOAN_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'koan.db'}")
+    monkeypatch.setenv("KOAN_DATA_DIR", str(tmp_path))
+    for _ in range(2):
+        result = runner.invoke(app, ["db", "upgrade"])
+        assert result.exit_code == 0, result.output
+        assert "Database is up to date." in result.output
