@@ -61,3 +61,52 @@ def test_directory_pack_and_round_trip(tmp_path: Path) -> None:
     write_pack(specs, jsonl)
     assert [e.spec for e in read_pack(jsonl)] == specs
     assert yaml.safe_load(written[0].read_text())["slug"] == "ex-1"
+
+
+def test_a_line_that_is_not_utf8_is_rejected_alone(tmp_path: Path) -> None:
+    rows = [exercise_spec(slug=f"line-{i}").model_dump(exclude_none=True) for i in range(3)]
+    latin1 = json.dumps({**rows[1], "title": "Café"}, ensure_ascii=False).encode("latin-1")
+    pack = tmp_path / "pack.jsonl"
+    # A byte-order mark, as some editors write one, is not part of the first exercise.
+    pack.write_bytes(
+        b"\xef\xbb\xbf" + json.dumps(rows[0]).encode() + b"\n" + latin1 + b"\n"
+        + json.dumps(rows[2]).encode() + b"\n"
+    )  # fmt: skip
+    entries = list(read_pack(pack))
+    assert [e.spec.slug for e in entries if e.spec] == ["line-0", "line-2"]
+    (bad,) = [e for e in entries if e.spec is None]
+    assert bad.origin.endswith("pack.jsonl:2")
+    assert "not UTF-8" in (bad.error or "")
+
+
+def test_a_file_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    spec = exercise_spec(slug="with-bom").model_dump(exclude_none=True)
+    (tmp_path / "a.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(spec).encode())
+    (tmp_path / "b.yaml").write_bytes(
+        b"\xef\xbb\xbf" + yaml.safe_dump({**spec, "slug": "yaml-bom"}).encode()
+    )
+    entries = list(read_pack(tmp_path))
+    assert sorted(e.spec.slug for e in entries if e.spec) == ["with-bom", "yaml-bom"]
+
+
+def test_text_the_database_cannot_hold_is_refused_by_name(tmp_path: Path) -> None:
+    good = exercise_spec(slug="good").model_dump(exclude_none=True)
+    lines = [
+        json.dumps({**good, "slug": "nul", "statement": "Add\u0000 them"}),
+        json.dumps({**good, "slug": "surrogate", "hints": ["fine", "half \ud800 a pair"]}),
+        json.dumps(good),
+    ]
+    pack = tmp_path / "pack.jsonl"
+    pack.write_text("\n".join(lines) + "\n")
+    entries = list(read_pack(pack))
+    assert [e.spec.slug for e in entries if e.spec] == ["good"]
+    errors = [e.error or "" for e in entries if e.spec is None]
+    assert "statement holds a NUL character" in errors[0]
+    assert "hints holds a NUL character or a lone surrogate" in errors[1]
+
+
+def test_a_rejection_says_how_many_problems_it_left_out(tmp_path: Path) -> None:
+    pack = tmp_path / "pack.jsonl"
+    pack.write_text(json.dumps({"slug": "bare"}) + "\n")
+    (entry,) = read_pack(pack)
+    assert (entry.error or "").endswith("and 4 more")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SKILL_VOCABULARY = (
     "variables", "conditionals", "loops", "strings", "lists", "dictionaries", "sets", "tuples",
@@ -73,9 +73,26 @@ class ExerciseSpec(BaseModel):
             raise ValueError("a hint is at most 2000 characters")
         return value
 
+    @model_validator(mode="after")
+    def _storable(self) -> ExerciseSpec:
+        # PostgreSQL's text holds neither a NUL nor half of a surrogate pair (JSON can spell
+        # both): refused here, the exercise is named, instead of its whole batch failing in
+        # the database, and a pack imports the same on SQLite and PostgreSQL.
+        for name, value in self:
+            for text in value if isinstance(value, list) else [value]:
+                if isinstance(text, str) and not _storable(text):
+                    raise ValueError(
+                        f"{name} holds a NUL character or a lone surrogate, which cannot be stored"
+                    )
+        return self
+
     def content_hash(self) -> str:
         payload = json.dumps(self.model_dump(), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _storable(text: str) -> bool:
+    return "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 @dataclass(frozen=True)
@@ -88,10 +105,13 @@ class PackEntry:
 
 
 def _describe(exc: ValidationError) -> str:
+    errors = exc.errors()
     parts = []
-    for err in exc.errors()[:5]:
+    for err in errors[:5]:
         where = ".".join(str(p) for p in err["loc"]) or "exercise"
         parts.append(f"{where}: {err['msg']}")
+    if len(errors) > 5:
+        parts.append(f"and {len(errors) - 5} more")
     return "; ".join(parts)
 
 
@@ -111,7 +131,8 @@ def read_pack(path: Path) -> Iterator[PackEntry]:
         for file in files:
             origin = str(file)
             try:
-                text = file.read_text("utf-8")
+                # utf-8-sig: a file an editor saved with a byte-order mark reads as text.
+                text = file.read_text("utf-8-sig")
                 data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
             except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
                 yield PackEntry(origin, None, f"cannot be read: {exc}".splitlines()[0])
@@ -120,13 +141,18 @@ def read_pack(path: Path) -> Iterator[PackEntry]:
         return
     if path.suffix != ".jsonl":
         raise ValueError(f"{path}: expected a .jsonl file or a directory")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    # Read as bytes and decoded line by line: a line that is not UTF-8 is rejected with its
+    # number, the rest of the pack still read.
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             origin = f"{path}:{number}"
             try:
-                data = json.loads(line)
+                data = json.loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+            except UnicodeDecodeError as exc:
+                yield PackEntry(origin, None, f"not UTF-8 text: {exc.reason} at byte {exc.start}")
+                continue
             except ValueError as exc:
                 yield PackEntry(origin, None, f"not valid JSON: {exc}")
                 continue
