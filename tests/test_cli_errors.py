@@ -78,3 +78,11 @@ def test_upgrading_an_upgraded_database_changes_nothing(
         result = runner.invoke(app, ["db", "upgrade"])
         assert result.exit_code == 0, result.output
         assert "Database is up to date." in result.output
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999"])
+def test_serve_refuses_a_port_that_cannot_be_listened_on(port: str) -> None:
+    result = runner.invoke(app, ["serve", "--port", port])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--port'" in result.output
+    assert "Koan (" not in result.output  # nothing was started
