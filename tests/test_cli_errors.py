@@ -86,3 +86,23 @@ def test_serve_refuses_a_port_that_cannot_be_listened_on(port: str) -> None:
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--port'" in result.output
     assert "Koan (" not in result.output  # nothing was started
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["users", "show", "caf\udce9"],
+        ["classes", "show", "caf\udce9"],
+        ["mail", "list", "--to", "\udce9"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_an_argument_that_is_not_utf8_is_refused_before_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    # What a terminal set to Latin-1 passes for "café": the byte 0xE9, not UTF-8.
+    monkeypatch.setenv("KOAN_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'koan.db'}")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "is not UTF-8 text" in result.output
+    assert "database" not in result.output

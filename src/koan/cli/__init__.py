@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from koan.cli import classes, db, exercises, mail, server, usage, users
 
-app = typer.Typer(help="Koan: a self-hosted AI coding tutor.", no_args_is_help=True)
+
+class _Koan(TyperGroup):
+    """The root group: refuses arguments that are not text before any command reads them."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # Bytes that are not UTF-8 (a terminal set to another encoding) reach Python as lone
+        # surrogates, which no database accepts: said here, not as a database failure.
+        for arg in args:
+            if any("\udc80" <= ch <= "\udcff" for ch in arg):
+                shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                raise typer.BadParameter(
+                    f"{shown!r} is not UTF-8 text: set the terminal's encoding to UTF-8."
+                )
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=_Koan, help="Koan: a self-hosted AI coding tutor.", no_args_is_help=True)
 app.command()(server.serve)
 app.add_typer(db.app, name="db")
 app.add_typer(exercises.app, name="exercises")
