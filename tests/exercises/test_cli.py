@@ -109,3 +109,24 @@ def test_an_export_that_cannot_be_written_says_where(cli_env: Path) -> None:
     assert isinstance(result.exception, SystemExit)
     assert f"Cannot write {taken}" in result.stderr
     assert taken.read_text() == "mine"
+
+
+def test_reading_a_pack_shows_its_progress_on_a_terminal(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from koan.cli import exercises as command
+
+    for i in range(3):
+        spec = exercise_spec(slug=f"shown-{i}").model_dump(exclude_none=True)
+        (cli_env / f"shown-{i}.json").write_text(json.dumps(spec))
+    screen = io.StringIO()
+    monkeypatch.setattr(command, "console", Console(file=screen, force_terminal=True, width=200))
+    result = runner.invoke(app, ["exercises", "import", str(cli_env)])
+    assert result.exit_code == 0, result.output
+    # A live count while the files are read (a terminal only; it is cleared once done).
+    assert f"Reading {cli_env}: " in screen.getvalue()
+    assert "rejected." in screen.getvalue()

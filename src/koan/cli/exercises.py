@@ -41,12 +41,24 @@ def _pack_path(path: Path | None, builtin: bool) -> Path:
 
 
 def _read(path: Path) -> tuple[list[ExerciseSpec], list[PackEntry]]:
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
     from koan.exercises.pack import check_unique, read_pack
 
+    # A pack of thousands of files takes a while to parse: the count shows it is moving.
+    columns = (SpinnerColumn(), TextColumn("Reading {task.fields[path]}: {task.completed} read"))
     try:
-        entries = check_unique(read_pack(path))
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("Reading", total=None, path=path)
+            read = []
+            for entry in read_pack(path):
+                read.append(entry)
+                progress.advance(task)
+        entries = check_unique(read)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {exc.filename or path}: {exc.strerror}") from exc
     specs = [e.spec for e in entries if e.spec is not None]
     return specs, [e for e in entries if e.spec is None]
 
