@@ -65,6 +65,9 @@ async def test_update_name_timezone_preferences(
     [
         {"timezone": "Mars/Olympus_Mons"},
         {"timezone": "../../etc/passwd"},
+        # In the zone database, but the server's own zone and an unset clock: no place.
+        {"timezone": "localtime"},
+        {"timezone": "Factory"},
         {"timezone": None},
         {"name": ""},
         {"name": None},

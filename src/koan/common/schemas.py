@@ -53,9 +53,14 @@ def clean_text(value: str) -> str:
     return value
 
 
+# Names the zone database carries that are no place: "localtime" is whatever zone the server
+# is set to (a learner's days would move with the server), "Factory" an unset clock.
+_NOT_PLACES = frozenset({"localtime", "Factory"})
+
+
 @lru_cache(maxsize=1)
 def timezones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - _NOT_PLACES
 
 
 def check_timezone(value: str) -> str:
