@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -12,6 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.exercises import lifecycle
+from koan.grading import service as grading
+from koan.grading.sandbox import GradeReport
 from koan.models import Assignment, Exercise, Submission, User
 from koan.resources import Resources
 from tests.exercises.conftest import WRONG, submit
@@ -263,6 +266,43 @@ async def test_a_daily_asked_for_after_finishing_todays_is_flagged_extra(
     h = await bearer(session, resources, user)
     tomorrow = (await client.get("/api/v1/exercises/daily", headers=h)).json()
     assert (tomorrow["assignment_id"], tomorrow["extra"]) == (more["assignment_id"], False)
+
+
+async def test_code_sent_before_midnight_and_graded_after_finishes_that_days_daily(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for _ in range(3):
+        await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True, timezone="Asia/Kathmandu")
+    # 23:59:58 in Kathmandu (UTC+05:45), some day ahead of now.
+    now = resources.clock.now()
+    local = now.astimezone(ZoneInfo("Asia/Kathmandu"))
+    sent = datetime.combine(local.date() + timedelta(days=2), time(23, 59, 58), local.tzinfo)
+    resources.clock.advance(sent - now)
+    h = await bearer(session, resources, user)
+    todays = (await client.get("/api/v1/exercises/daily", headers=h)).json()
+    exercise = await session.get(Exercise, uuid.UUID(todays["exercise"]["id"]))
+    assert exercise is not None
+    run = grading.run
+
+    async def past_midnight(*args: object, **kwargs: object) -> GradeReport:
+        report = await run(*args, **kwargs)  # type: ignore[arg-type]
+        resources.clock.advance(timedelta(seconds=5))  # the verdict comes after midnight
+        return report
+
+    monkeypatch.setattr(grading, "run", past_midnight)
+    assert (await submit(client, h, exercise, exercise.solution)).json()["status"] == "passed"
+
+    # The streak counts the day the code was sent; the new day's exercise is that day's own,
+    # not "one more" after a finished one.
+    progress = (await client.get("/api/v1/progress", headers=h)).json()
+    assert (progress["current_streak"], progress["active_today"]) == (1, False)
+    next_day = (await client.get("/api/v1/exercises/daily", headers=h)).json()
+    assert next_day["assignment_id"] != todays["assignment_id"]
+    assert next_day["extra"] is False
 
 
 async def test_a_daily_given_after_a_skip_is_todays_not_extra(

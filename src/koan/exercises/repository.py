@@ -453,12 +453,25 @@ async def add_open_daily(session: AsyncSession, assignment: Assignment) -> bool:
 
 
 _DONE_DAILY = aliased(Assignment)
+_COMPLETING = aliased(Submission)
+# When a completed assignment's work was done: when the code that completed it was sent (the
+# verdict stamps completed_at with its graded_at), as the streak counts it, so code sent at
+# 23:59 and graded after midnight finishes that day's exercise, not the next day's.
+_DAILY_DONE_AT = func.coalesce(_COMPLETING.created_at, _DONE_DAILY.completed_at)
 # One row whatever the learner has: their open daily assignment (or NULLs) beside when they
 # last completed a daily one, so the daily route learns both in one round trip.
 _OPEN_DAILY_AND_LAST_DONE = (
     select(
         Assignment,
-        select(func.max(_DONE_DAILY.completed_at))
+        select(func.max(_DAILY_DONE_AT))
+        .select_from(_DONE_DAILY)
+        .outerjoin(
+            _COMPLETING,
+            and_(
+                _COMPLETING.assignment_id == _DONE_DAILY.id,
+                _COMPLETING.graded_at == _DONE_DAILY.completed_at,
+            ),
+        )
         .where(
             _DONE_DAILY.user_id == bindparam("user_id"),
             _DONE_DAILY.kind == "daily",
@@ -487,20 +500,31 @@ async def open_daily_and_last_done(
     return row[0], row[1]
 
 
-async def last_completed_daily(session: AsyncSession, user_id: uuid.UUID) -> Assignment | None:
-    """The learner's most recently completed daily assignment."""
+async def last_completed_daily(
+    session: AsyncSession, user_id: uuid.UUID
+) -> tuple[Assignment, datetime] | None:
+    """The learner's most recently completed daily assignment, and when the code that
+    completed it was sent."""
     query = (
-        select(Assignment)
-        .where(
-            Assignment.user_id == user_id,
-            Assignment.kind == "daily",
-            Assignment.status == "completed",
+        select(_DONE_DAILY, _DAILY_DONE_AT)
+        .outerjoin(
+            _COMPLETING,
+            and_(
+                _COMPLETING.assignment_id == _DONE_DAILY.id,
+                _COMPLETING.graded_at == _DONE_DAILY.completed_at,
+            ),
         )
-        .order_by(Assignment.completed_at.desc())
+        .where(
+            _DONE_DAILY.user_id == user_id,
+            _DONE_DAILY.kind == "daily",
+            _DONE_DAILY.status == "completed",
+        )
+        .order_by(_DAILY_DONE_AT.desc())
         .limit(1)
-        .options(selectinload(Assignment.exercise))
+        .options(selectinload(_DONE_DAILY.exercise))
     )
-    return (await session.execute(query)).scalar_one_or_none()
+    row = (await session.execute(query)).first()
+    return None if row is None else (row[0], row[1])
 
 
 async def _with_exercise(session: AsyncSession, assignment: Assignment) -> Assignment:

@@ -223,10 +223,11 @@ async def daily_done_today(
 ) -> AssignmentOut | None:
     """The daily exercise the learner completed today (on their own clock), if any: the next
     daily is then an extra, not today's."""
-    done = await repository.last_completed_daily(session, user.id)
-    if done is None or done.completed_at is None:
+    found = await repository.last_completed_daily(session, user.id)
+    if found is None:
         return None
-    if not _same_day(done.completed_at, res.clock.now(), user.timezone):
+    done, done_at = found
+    if not _same_day(done_at, res.clock.now(), user.timezone):
         return None
     return assignment_out(done)
 
