@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
+from koan.exercises import pack
 from koan.exercises.pack import check_unique, read_pack, write_pack
 from tests.fixtures.factories import exercise_spec
 
@@ -110,3 +112,29 @@ def test_a_rejection_says_how_many_problems_it_left_out(tmp_path: Path) -> None:
     pack.write_text(json.dumps({"slug": "bare"}) + "\n")
     (entry,) = read_pack(pack)
     assert (entry.error or "").endswith("and 4 more")
+
+
+def test_files_and_lines_larger_than_any_exercise_are_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pack, "MAX_ENTRY_BYTES", 4096)
+    good = exercise_spec(slug="small").model_dump(exclude_none=True)
+    huge = {**good, "slug": "huge", "statement": "x" * 10_000}
+    pack_file = tmp_path / "pack.jsonl"
+    pack_file.write_text(json.dumps(huge) + "\n" + json.dumps(good) + "\n" + json.dumps(huge))
+    entries = list(read_pack(pack_file))
+    assert [e.spec.slug if e.spec else e.error for e in entries] == [
+        entries[0].error,
+        "small",
+        entries[2].error,
+    ]
+    assert "too large: an exercise takes at most" in (entries[0].error or "")
+    assert entries[2].origin.endswith("pack.jsonl:3")
+
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    (folder / "big.yaml").write_text(yaml.safe_dump(huge))
+    (folder / "small.json").write_text(json.dumps(good))
+    read = {Path(e.origin).name: e for e in read_pack(folder)}
+    assert read["small.json"].spec is not None
+    assert "too large" in (read["big.yaml"].error or "")

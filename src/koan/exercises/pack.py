@@ -24,6 +24,10 @@ SLUG_PATTERN = r"^[a-z0-9-]{1,80}$"
 TAG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
 MAX_CODE_CHARS = 64 * 1024
 PACK_SUFFIXES = (".yaml", ".yml", ".json")
+# Larger than any exercise the rules allow can be, however it is spelt (three code fields of
+# 64 KB of four-byte characters, the statement and hints, JSON escapes): a bigger file or line
+# is refused unread, where parsing it would take minutes and its size in memory many times.
+MAX_ENTRY_BYTES = 4 * 1024 * 1024
 
 
 class ExerciseSpec(BaseModel):
@@ -131,6 +135,9 @@ def read_pack(path: Path) -> Iterator[PackEntry]:
         for file in files:
             origin = str(file)
             try:
+                if file.stat().st_size > MAX_ENTRY_BYTES:
+                    yield PackEntry(origin, None, _too_large(file.stat().st_size))
+                    continue
                 # utf-8-sig: a file an editor saved with a byte-order mark reads as text.
                 text = file.read_text("utf-8-sig")
                 data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
@@ -144,10 +151,18 @@ def read_pack(path: Path) -> Iterator[PackEntry]:
     # Read as bytes and decoded line by line: a line that is not UTF-8 is rejected with its
     # number, the rest of the pack still read.
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        number = 0
+        while raw := handle.readline(MAX_ENTRY_BYTES + 1):
+            number += 1
+            origin = f"{path}:{number}"
+            if len(raw) > MAX_ENTRY_BYTES and not raw.endswith(b"\n"):
+                size = len(raw)
+                while (rest := handle.readline(MAX_ENTRY_BYTES)) and not rest.endswith(b"\n"):
+                    size += len(rest)  # the rest of the line, skipped a piece at a time
+                yield PackEntry(origin, None, _too_large(size + len(rest)))
+                continue
             if not raw.strip():
                 continue
-            origin = f"{path}:{number}"
             try:
                 data = json.loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
             except UnicodeDecodeError as exc:
@@ -157,6 +172,13 @@ def read_pack(path: Path) -> Iterator[PackEntry]:
                 yield PackEntry(origin, None, f"not valid JSON: {exc}")
                 continue
             yield parse_entry(origin, data)
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"{size / 1024 / 1024:.1f} MB is too large: an exercise takes at most "
+        f"{MAX_ENTRY_BYTES // 1024 // 1024} MB"
+    )
 
 
 def check_unique(entries: Iterable[PackEntry]) -> list[PackEntry]:
