@@ -106,3 +106,37 @@ def test_an_argument_that_is_not_utf8_is_refused_before_the_database(
     assert result.exit_code == 2, result.output
     assert "is not UTF-8 text" in result.output
     assert "database" not in result.output
+
+
+def test_serve_refuses_a_database_never_upgraded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    started: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: started.append(kw))
+    url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    said = run(tmp_path, monkeypatch, url, ["serve"])
+    assert "no tables yet: run `koan db upgrade` first" in said
+    assert started == []
+
+
+def test_serve_warns_of_a_database_behind_its_migrations_and_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+    from alembic.script import ScriptDirectory
+
+    from koan.migrate import alembic_config, upgrade
+
+    first = list(ScriptDirectory.from_config(alembic_config()).walk_revisions())[-1].revision
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, first)
+    monkeypatch.setenv("KOAN_DATABASE_URL", url)
+    monkeypatch.setenv("KOAN_DATA_DIR", str(tmp_path))
+    started: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: started.append(kw))
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 0, result.output
+    assert f"The database is at revision {first}, behind" in result.stderr
+    assert len(started) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ipaddress import ip_network
+from pathlib import Path
 
 import httpx
 import pytest
@@ -75,14 +76,18 @@ async def test_a_local_sidecar_cannot_spread_one_client_over_many_addresses(
     assert await register("203.0.113.2") == 429
 
 
-async def test_koan_serve_leaves_forwarded_headers_to_koan(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+def test_koan_serve_leaves_forwarded_headers_to_koan(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import uvicorn
     from typer.testing import CliRunner
 
     from koan.cli import app as cli
+    from koan.migrate import upgrade
 
+    url = f"sqlite+aiosqlite:///{tmp_path / 'koan.db'}"
+    upgrade(url)
+    monkeypatch.setenv("KOAN_DATABASE_URL", url)
     calls: list[dict[str, object]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append(kw))
     result = CliRunner().invoke(cli, ["serve"])

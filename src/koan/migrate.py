@@ -6,6 +6,8 @@ from importlib import resources
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 
@@ -17,6 +19,33 @@ def alembic_config(database_url: str | None = None, connection: Connection | Non
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg
+
+
+def head_revision() -> str | None:
+    """The newest revision this Koan's migrations know."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def is_behind(revision: str) -> bool:
+    """Whether a schema at `revision` lacks some of this Koan's migrations (False for one
+    this Koan does not know: a newer release's)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    known = {rev.revision for rev in script.walk_revisions()}
+    return revision in known and revision != script.get_current_head()
+
+
+async def current_revision(database_url: str) -> str | None:
+    """The revision the database's schema is at; None when it has none yet."""
+    from koan.db import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+    finally:
+        await engine.dispose()
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from koan.cli.common import console
+from koan.cli.common import console, database_errors, err_console, fail
 from koan.config import Settings
 
 
@@ -27,6 +27,7 @@ def serve(
     import uvicorn
 
     settings = Settings()
+    _check_schema(settings.effective_database_url)
     if workers > 1:
         from koan.ops.metrics import MULTIPROCESS_ENV, prepare_multiprocess_dir
 
@@ -57,6 +58,27 @@ def serve(
     if workers > 1 and not reload and hasattr(socket, "SO_REUSEPORT"):
         raise typer.Exit(serve_reuseport(options, workers))
     uvicorn.run("koan.app:create_app", workers=workers, reload=reload, **options)
+
+
+def _check_schema(database_url: str) -> None:
+    """Refuse to start on a database with no schema (every request would fail), and say so
+    when it is behind this Koan's migrations; one ahead (a rolled-back release) is served."""
+    import asyncio
+
+    from koan.migrate import current_revision, head_revision, is_behind
+
+    with database_errors():
+        current = asyncio.run(current_revision(database_url))
+    if current is None:
+        fail("The database has no tables yet: run `koan db upgrade` first, then `koan serve`.")
+    if is_behind(current):
+        err_console.print(
+            f"The database is at revision {current}, behind this Koan's {head_revision()}: "
+            "run `koan db upgrade`. Serving anyway.",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def reuseport_socket(host: str, port: int) -> socket.socket:
