@@ -130,3 +130,29 @@ def test_reading_a_pack_shows_its_progress_on_a_terminal(
     # A live count while the files are read (a terminal only; it is cleared once done).
     assert f"Reading {cli_env}: " in screen.getvalue()
     assert "rejected." in screen.getvalue()
+
+
+def test_validate_starts_no_more_sandbox_slots_than_it_has_exercises(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from koan.grading import sandbox
+
+    started: list[int] = []
+    real = sandbox.Sandbox.__init__
+
+    def recording(self: sandbox.Sandbox, config: sandbox.SandboxConfig) -> None:
+        started.append(config.slots)
+        real(self, config)
+
+    monkeypatch.setattr(sandbox.Sandbox, "__init__", recording)
+    one = write_jsonl(cli_env / "one.jsonl", [exercise_spec().model_dump(exclude_none=True)])
+    result = runner.invoke(app, ["exercises", "validate", str(one), "--jobs", "50"])
+    assert result.exit_code == 0, result.output
+    assert started == [1]
+
+    # Nothing left to run once every entry is rejected: no sandbox at all.
+    bad = write_jsonl(cli_env / "bad.jsonl", [{"slug": "NOT VALID"}])
+    result = runner.invoke(app, ["exercises", "validate", str(bad)])
+    assert result.exit_code == 1
+    assert "0 valid, 0 invalid, 1 rejected" in result.output
+    assert started == [1]

@@ -150,10 +150,13 @@ async def _validate(specs: list[ExerciseSpec], jobs: int) -> list[ValidationOutc
     from koan.grading.limits import sandbox_config, server_limits
     from koan.grading.sandbox import Sandbox
 
+    if not specs:
+        return []
     settings = Settings()
     config = sandbox_config(settings)
-    if jobs:
-        config = replace(config, slots=jobs)
+    # Each slot validates one exercise at a time: more slots than exercises would only be
+    # started (a warm process each) and never used.
+    config = replace(config, slots=min(jobs or config.slots, len(specs)))
     sandbox = Sandbox(config)
     await sandbox.start()
     try:
