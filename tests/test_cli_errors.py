@@ -140,3 +140,19 @@ def test_serve_warns_of_a_database_behind_its_migrations_and_serves(
     assert result.exit_code == 0, result.output
     assert f"The database is at revision {first}, behind" in result.stderr
     assert len(started) == 1
+
+
+def test_upgrading_a_database_a_newer_release_migrated_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    db = tmp_path / "koan.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    monkeypatch.setenv("KOAN_DATABASE_URL", url)
+    monkeypatch.setenv("KOAN_DATA_DIR", str(tmp_path))
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    with sqlite3.connect(db) as conn:  # as a later release's migration leaves it
+        conn.execute("UPDATE alembic_version SET version_num = 'f00dfacecafe'")
+    said = run(tmp_path, monkeypatch, url, ["db", "upgrade"])
+    assert "at revision f00dfacecafe, which this Koan's migrations do not include" in said

@@ -26,12 +26,16 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def is_known(revision: str) -> bool:
+    """Whether this Koan's migrations include `revision`."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return revision in {rev.revision for rev in script.walk_revisions()}
+
+
 def is_behind(revision: str) -> bool:
     """Whether a schema at `revision` lacks some of this Koan's migrations (False for one
     this Koan does not know: a newer release's)."""
-    script = ScriptDirectory.from_config(alembic_config())
-    known = {rev.revision for rev in script.walk_revisions()}
-    return revision in known and revision != script.get_current_head()
+    return is_known(revision) and revision != head_revision()
 
 
 async def current_revision(database_url: str) -> str | None:

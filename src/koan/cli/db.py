@@ -15,9 +15,11 @@ app = typer.Typer(help="Database schema.", no_args_is_help=True)
 @app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply the migrations up to REVISION (default: the newest)."""
+    import asyncio
+
     from alembic.util import CommandError
 
-    from koan.migrate import upgrade
+    from koan.migrate import current_revision, is_known, upgrade
 
     settings = Settings()
     if settings.effective_database_url.startswith("sqlite"):
@@ -25,6 +27,13 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     with database_errors():
         try:
             upgrade(settings.effective_database_url, revision)
-        except CommandError as exc:  # a revision Koan does not know
+        except CommandError as exc:
+            current = asyncio.run(current_revision(settings.effective_database_url))
+            if current is not None and not is_known(current):
+                fail(
+                    f"The database is at revision {current}, which this Koan's migrations do "
+                    "not include: it was migrated by a newer release. Install that release "
+                    "(or newer) to use it."
+                )
             fail(f"Cannot upgrade to {revision!r}: {exc}.")
     console.print("Database is up to date.")
