@@ -156,3 +156,21 @@ def test_upgrading_a_database_a_newer_release_migrated_says_so(
         conn.execute("UPDATE alembic_version SET version_num = 'f00dfacecafe'")
     said = run(tmp_path, monkeypatch, url, ["db", "upgrade"])
     assert "at revision f00dfacecafe, which this Koan's migrations do not include" in said
+
+
+def test_a_pack_whose_path_is_not_utf8_is_still_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import os
+
+    from tests.fixtures.factories import exercise_spec
+
+    folder = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9")  # a Latin-1 name on disk
+    os.mkdir(folder)
+    spec = exercise_spec(slug="from-latin1-folder").model_dump(exclude_none=True)
+    Path(folder, "one.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("KOAN_SANDBOX_SLOTS", "1")
+    result = runner.invoke(app, ["exercises", "validate", folder])
+    assert result.exit_code == 0, result.output
+    assert "1 valid" in result.output

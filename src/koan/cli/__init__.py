@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import typer
@@ -15,9 +16,10 @@ class _Koan(TyperGroup):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         # Bytes that are not UTF-8 (a terminal set to another encoding) reach Python as lone
-        # surrogates, which no database accepts: said here, not as a database failure.
+        # surrogates, which no database accepts: said here, not as a database failure. A path
+        # that exists is bytes to the system, and is let through.
         for arg in args:
-            if any("\udc80" <= ch <= "\udcff" for ch in arg):
+            if any("\udc80" <= ch <= "\udcff" for ch in arg) and not os.path.lexists(arg):
                 shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                 raise typer.BadParameter(
                     f"{shown!r} is not UTF-8 text: set the terminal's encoding to UTF-8."
