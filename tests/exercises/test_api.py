@@ -305,6 +305,33 @@ async def test_code_sent_before_midnight_and_graded_after_finishes_that_days_dai
     assert next_day["extra"] is False
 
 
+async def test_a_daily_finished_before_a_move_east_is_not_todays_on_the_new_clock(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    for _ in range(3):
+        await create_exercise(session)
+    user = await create_user(session, resources, onboarded=True, timezone="America/New_York")
+    # 20:00 in New York: already the next morning in Tokyo.
+    now = resources.clock.now()
+    local = now.astimezone(ZoneInfo("America/New_York"))
+    evening = datetime.combine(local.date() + timedelta(days=2), time(20, 0), local.tzinfo)
+    resources.clock.advance(evening - now)
+    h = await bearer(session, resources, user)
+    todays = (await client.get("/api/v1/exercises/daily", headers=h)).json()
+    exercise = await session.get(Exercise, uuid.UUID(todays["exercise"]["id"]))
+    assert exercise is not None
+    assert (await submit(client, h, exercise, exercise.solution)).json()["status"] == "passed"
+    assert (await client.get("/api/v1/exercises/daily", headers=h)).json()["extra"] is True
+
+    moved = await client.patch("/api/v1/users/me", headers=h, json={"timezone": "Asia/Tokyo"})
+    assert moved.status_code == 200, moved.text
+    # That completion keeps the New York day it was lived on: Tokyo's today has none yet, as
+    # the progress says, so the exercise offered is today's own.
+    progress = (await client.get("/api/v1/progress", headers=h)).json()
+    assert (progress["current_streak"], progress["active_today"]) == (1, False)
+    assert (await client.get("/api/v1/exercises/daily", headers=h)).json()["extra"] is False
+
+
 async def test_a_daily_given_after_a_skip_is_todays_not_extra(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

@@ -30,6 +30,7 @@ from koan.exercises.schemas import (
 from koan.models import Assignment, Exercise, Submission, User
 from koan.onboarding import service as profiles
 from koan.pagination import decode_cursor, next_cursor
+from koan.progress import service as progress
 from koan.progress import streaks
 from koan.resources import Resources
 
@@ -213,7 +214,7 @@ async def daily(
         hints_used=assignment.hints_used,
         reason=assignment.reason,
         # An open daily is never the completed one: finishing today's makes this one more.
-        extra=last_done is not None and _same_day(last_done, now, user.timezone),
+        extra=last_done is not None and await _done_today(session, user, last_done, now),
         exercise=detail(assignment.exercise),
     )
 
@@ -227,14 +228,18 @@ async def daily_done_today(
     if found is None:
         return None
     done, done_at = found
-    if not _same_day(done_at, res.clock.now(), user.timezone):
+    if not await _done_today(session, user, done_at, res.clock.now()):
         return None
     return assignment_out(done)
 
 
-def _same_day(when: datetime, now: datetime, timezone: str) -> bool:
-    """Whether `when` falls on today, on the learner's clock."""
-    return streaks.local_day(when, timezone) == streaks.local_day(now, timezone)
+async def _done_today(session: AsyncSession, user: User, done_at: datetime, now: datetime) -> bool:
+    """Whether work done at `done_at` was done today, as the learner's streak counts it."""
+    if streaks.local_day(done_at, user.timezone) != streaks.local_day(now, user.timezone):
+        return False
+    # The same day on today's clock, yet after a move east it may have been lived the day
+    # before: progress keeps each completion on the day it was lived on.
+    return await progress.active_today(session, user, now)
 
 
 async def _assign_daily(

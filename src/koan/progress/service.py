@@ -261,6 +261,14 @@ async def current_streaks(
     }
 
 
+async def active_today(session: AsyncSession, user: User, now: datetime) -> bool:
+    """Whether the learner completed an exercise today, as their progress page says: each
+    completion on the day it was lived on, in the zone the learner was in then."""
+    found = await repository.progress_of(session, user.id)
+    last = found.last_active_day if found is not None else None
+    return last is not None and last >= streaks.local_day(now, user.timezone)
+
+
 def today_for(res: Resources, user: User) -> date:
     return streaks.local_day(res.clock.now(), user.timezone)
 
