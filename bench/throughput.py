@@ -3,8 +3,8 @@
     .venv/bin/python bench/throughput.py [--duration 10] [--connections 200] [--database-url URL]
                                    [--redis-url URL] [--write]
 
-Each target is a real Uvicorn process on loopback, driven by `wrk` (`make bench-deps` installs it) at
-200 concurrent connections, one after the other on the same machine in the same run:
+Each target is a real Uvicorn process on loopback, driven by `wrk` (`make bench-deps` installs
+it) at 200 concurrent connections, one after the other on the same machine in the same run:
 
 - bare Starlette: `GET /` answering a small JSON body (the ceiling: no auth, no database);
 - FastAPI hello world: one dependency and a response model (the framework's own floor);
@@ -272,7 +272,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     if not shutil.which("wrk"):
-        sys.exit("bench/throughput.py needs wrk: `make bench-deps` installs it (or apt-get install wrk)")
+        sys.exit("bench/throughput.py needs wrk: run `make bench-deps` (or apt install wrk)")
     rows = asyncio.run(bench(args))
     body = table(rows, args)
     print(f"## HTTP: Koan vs bare Starlette\n\n{body}\n\n_{machine()}_")  # noqa: T201
