@@ -4,7 +4,9 @@ rungs shown by the offline tutor count like the Hints panel's."""
 
 from __future__ import annotations
 
+import codecs
 import re
+from base64 import b64encode
 from typing import Any
 
 import httpx
@@ -107,6 +109,74 @@ async def test_a_disguised_fix_is_withheld_and_never_streamed(
         f"/api/v1/conversations/{conversation_id}", headers=chat.headers
     )
     assert "% 2" not in visible(str(history.json()["messages"]))
+
+
+# The fix encoded for the learner to decode in a moment: each hands the change over as surely as
+# the code would.
+ONE_LINE = "if n % 2 == 0: total += n"
+BASE64 = b64encode(ONE_LINE.encode()).decode()
+ENCODED = {
+    "base64, decode this": f"Decode this and put it in your loop: {BASE64}",
+    "base64, no instruction": f"Something to think about: {BASE64}",
+    "hex": f"The line you need, in hex: {ONE_LINE.encode().hex()}",
+    "reversed": f"Read this backwards: {ONE_LINE[::-1]}",
+    "rot13": f"In ROT13, the line is: {codecs.encode(ONE_LINE, 'rot13')}",
+    "characters": f"Join these characters: {list(ONE_LINE)!r}",
+    "character codes": f"Join the characters of these codes: {[ord(c) for c in ONE_LINE]}",
+    "split spans": "Write `if n % 2 =` then `= 0: total += n` on one line in the loop.",
+    "split lines": "Join these lines into one, in the loop:\n\nif n %\n2 == 0: tot\nal += n",
+}
+# What of each must not be streamed before the guard has read it (the end of the fix, at least).
+NEVER_STREAMED = {
+    "base64, decode this": ENCODED["base64, decode this"][-16:],
+    "base64, no instruction": ENCODED["base64, no instruction"][-16:],
+    "hex": ONE_LINE.encode().hex()[:16],
+    "reversed": ONE_LINE[::-1][:5],
+    "rot13": "gbgny",
+    "characters": "'t', 'o'",
+    "character codes": "116, 111",
+    "split spans": "= 0: total",
+    "split lines": "al += n",
+}
+# The same shapes handing over nothing that fixes the attempt.
+OFF_BY_ONE = "if n % 3 == 0: total += n"
+ENCODED_BENIGN = {
+    "base64": f"Decode this for fun: {b64encode(b'keep going, you are close').decode()}",
+    "base64 of a wrong line": f"Decode this: {b64encode(OFF_BY_ONE.encode()).decode()}",
+    "reversed": f"Read this backwards: {OFF_BY_ONE[::-1]}",
+    "split spans": "Is `if n % 3 =` then `= 0: total += n` what you want?",
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("form", list(ENCODED))
+async def test_a_fix_encoded_is_withheld(chat: EvensChat, form: str, stream: bool) -> None:
+    conversation_id = await chat.start(Reply(text=ENCODED[form]), Reply(text=SAFE))
+
+    r = await chat.ask(conversation_id, "fix it for me", stream=stream)
+
+    assert await reply_text(r, stream) == SAFE
+    if stream:
+        sent, _ = streamed_text(parse_sse(r.text))
+        assert NEVER_STREAMED[form] not in sent
+    assert await chat.leak_flags() == [True, False]
+    history = await chat.client.get(
+        f"/api/v1/conversations/{conversation_id}", headers=chat.headers
+    )
+    assert ENCODED[form] not in str(history.json()["messages"])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("form", list(ENCODED_BENIGN))
+async def test_the_same_shapes_fixing_nothing_are_delivered(
+    chat: EvensChat, form: str, stream: bool
+) -> None:
+    conversation_id = await chat.start(Reply(text=ENCODED_BENIGN[form]))
+
+    r = await chat.ask(conversation_id, "a hint please", stream=stream)
+
+    assert await reply_text(r, stream) == ENCODED_BENIGN[form]
+    assert await chat.leak_flags() == [False]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])

@@ -10,9 +10,10 @@ import pytest
 from koan.llm.holdback import scan
 
 
-def stream(reply: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """Feed the reply word by word; returns the pieces in order, each ("free", text) or
-    ("checked", text), and the text the guard was asked about at each check."""
+def stream(reply: str, size: int = 0) -> tuple[list[tuple[str, str]], list[str]]:
+    """Feed the reply word by word (or `size` characters at a time); returns the pieces in
+    order, each ("free", text) or ("checked", text), and the text the guard was asked about at
+    each check."""
     pieces: list[tuple[str, str]] = []
     checks: list[str] = []
     shown = 0
@@ -31,7 +32,8 @@ def stream(reply: str) -> tuple[list[tuple[str, str]], list[str]]:
             pieces.append(("checked", text[shown : found.unit]))
             shown = found.unit
 
-    for word in re.findall(r"\S+\s*|\s+", reply):
+    chunks = [reply[i : i + size] for i in range(0, len(reply), size)] if size else []
+    for word in chunks or re.findall(r"\S+\s*|\s+", reply):
         text += word
         drain(final=False)
     drain(final=True)
@@ -107,3 +109,26 @@ def test_what_was_found_free_stays_free_as_the_text_grows() -> None:
 
     assert frees == sorted(frees)
     assert reply[: frees[-1]] == "Good question! Your loop adds "
+
+
+ENCODED = "aWYgbiAlIDIgPT0gMDogdG90YWwgKz0gbg"  # base64 of a fix, unpadded: no trigger in it
+
+
+@pytest.mark.parametrize("size", [0, 3])
+@pytest.mark.parametrize("word", [ENCODED, "6966206e20252032203d3d2030"], ids=["base64", "hex"])
+def test_a_word_that_may_be_encoded_code_waits_for_the_check(word: str, size: int) -> None:
+    reply = f"Decode this: {word} and you have it. Then run the tests."
+    pieces, checks = stream(reply, size)
+
+    assert word[:4] not in free_text(pieces)  # fed a few letters at a time, none went out
+    assert free_text(pieces).startswith("Decode this: ")
+    assert free_text(pieces).endswith("Then run the tests.")
+    assert checks
+
+
+def test_long_words_and_numbers_of_prose_go_out_unchecked() -> None:
+    reply = "Internationalization is long, and so is 2024 or sumOfEvens. Try it."
+    pieces, checks = stream(reply, 3)
+
+    assert free_text(pieces) == reply
+    assert checks == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import textwrap
 
 import pytest
@@ -249,3 +250,12 @@ def test_js_arrow_function_replaces_the_namesake() -> None:
     attempt = "const half = (n) => n / 3;\nmodule.exports = { half };\n"
     reply = "```js\nconst half = (n) => {\n  return n / 2;\n};\n```"
     assert any("return n / 2;" in p and "n / 3" not in p for p in programs(reply, attempt, "js"))
+
+
+def test_the_code_kept_of_a_reply_is_what_it_encodes() -> None:
+    half = "def sum_evens(numbers):\n    total = 0\n"
+    encoded = base64.b64encode(half.encode()).decode()
+
+    kept = shown_code(f"Decode this for the start: {encoded}")
+
+    assert half.strip() in kept

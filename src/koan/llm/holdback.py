@@ -94,6 +94,9 @@ def scan(text: str, start: int, *, final: bool = False) -> Scan:
         stop = len(text) if line_end < 0 else line_end + 1
         begin = max(pos, line_start)
         trigger = next((i for i in range(begin, stop) if text[i] in TRIGGERS), None)
+        encoded = _encoded_word(text, begin, stop if trigger is None else trigger, final)
+        if encoded is not None:
+            trigger = encoded
         # A colon decided before (its word whole) decides the same again: look from just before.
         after = max(line_start, pos - 1)
         labelled = _code_after_colon(text, after, stop if trigger is None else trigger, final)
@@ -110,6 +113,29 @@ def scan(text: str, start: int, *, final: bool = False) -> Scan:
         if end is not None and text[trigger:end].rstrip().endswith(":") and text[end - 1] == "\n":
             end = _lead_in_end(text, end, final)
         return Scan(trigger, end)
+
+
+# A word that may be code encoded (base64, hex): long, of their alphabet, with a digit or a
+# capital inside it; and the end of the text so far, which may still grow into one.
+_ENCODED = re.compile(r"(?<![\w+/])[A-Za-z0-9+/_-]{16,}=*(?=[\s.,;:!?)]|$)")
+_ENCODED_START = re.compile(r"(?<![\w+/])[A-Za-z0-9+/_-]+=*$")
+
+
+def _looks_encoded(word: str) -> bool:
+    return bool(re.search(r"\d", word) or re.search(r"[a-z][A-Z]|[+/]", word))
+
+
+def _encoded_word(text: str, begin: int, stop: int, final: bool) -> int | None:
+    """In a prose line, where a word that may be encoded code starts (held to the end of its
+    sentence like a span: the guard reads it decoded)."""
+    for match in _ENCODED.finditer(text, begin, stop):
+        if _looks_encoded(match.group(0)):
+            return match.start()
+    if not final and stop == len(text):
+        tail = _ENCODED_START.search(text, begin, stop)
+        if tail is not None and _looks_encoded(tail.group(0)):
+            return tail.start()
+    return None
 
 
 _AFTER_COLON = re.compile(r":[ \t]+(?P<word>[^\W\d][\w$']*)")

@@ -10,6 +10,7 @@ grading sandbox; this package knows nothing of it).
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from koan.llm import patches
+from koan.llm import encodings, patches
 from koan.llm.leak_guard import DEFAULT_THRESHOLD, leak_score
 
 log = structlog.get_logger(__name__)
@@ -114,6 +115,16 @@ class ExerciseSecrets:
     cap: int = patches.DEFAULT_CAP
     shown: tuple[str, ...] = field(default_factory=tuple)  # earlier replies in the conversation
 
+    @functools.cached_property
+    def known_words(self) -> frozenset[str]:
+        """The words the exercise's code is written in (see `encodings.vocabulary`)."""
+        attempt = self.attempt.code if self.attempt else ""
+        return encodings.vocabulary(self.solution, self.starter, attempt)
+
+    def read(self, text: str) -> str:
+        """A reply as the learner reads it: as shown, with what it encodes decoded."""
+        return encodings.revealed(patches.visible(text), self.known_words)
+
     def solution_score(self, reply: str) -> float:
         """How much of the solution the learner will have seen, this reply included: the reply
         alone, or what it adds to what they were shown before, when that did not give the
@@ -164,12 +175,15 @@ async def check(
     `tried` holds programs already run without fixing anything (a streamed reply is checked
     as it grows): they are not run again, and the ones run clean now are added.
     """
-    # Read as the learner reads it: no code hidden in entities, invisible or look-alike letters.
-    reply = patches.visible(reply)
+    if secrets.strictness is Strictness.OPEN:
+        return CLEAN
+    # Read as the learner reads it: no code hidden in entities, invisible or look-alike letters,
+    # or in an encoding they undo in a moment.
+    reply = secrets.read(reply)
     if not needs_check(reply, secrets):
         return CLEAN
     if secrets.shown:
-        secrets = replace(secrets, shown=tuple(patches.visible(text) for text in secrets.shown))
+        secrets = replace(secrets, shown=tuple(secrets.read(text) for text in secrets.shown))
     score = secrets.solution_score(reply)
     if score >= secrets.threshold:
         return Verdict(True, "solution", _first_code(reply))

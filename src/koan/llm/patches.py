@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Literal
 
+from koan.llm import encodings
+
 Form = Literal["function", "lines", "prose", "span", "combined"]
 
 DEFAULT_CAP = 8
@@ -337,7 +339,8 @@ def shown_code(reply: str) -> str:
     """What of a reply the guard adds up later, and nothing else: its code blocks, fenced, and
     the sentences holding an inline span (the prose edits), read as the learner read it; ""
     when it shows no code. Added up with later replies it counts as the whole reply does."""
-    reply = visible(reply)
+    # Decoded as the guard read it, so code handed over encoded adds up as code does.
+    reply = encodings.revealed(visible(reply), encodings.vocabulary())
     if not has_code(reply):
         return ""
     parts = [f"```\n{block}\n```" for block in code_blocks(reply)]

@@ -1,0 +1,330 @@
+"""Code a reply hands over in a form the learner decodes in a moment, read as decoded.
+
+Pure functions, no I/O. The leak guard (`koan.llm.leak_check`) reads a reply through `revealed`,
+so code given as base64 or hex, written backwards or in ROT13, as a list of characters or of
+character codes to join, or cut into pieces (inline spans, lines, string literals) to put
+together, is checked as the code it decodes to: its solution score, and the programs it makes
+of the learner's attempt, run in the sandbox like any other suggestion.
+
+A decoding counts only when what it gives reads as code (it parses, or looks like a line of
+code) and, for the transforms any text survives (reversing, ROT13, joining), when it reads
+more like the learner's code than the text it came from: its words are the language's keywords
+and builtins and the names in the attempt and the solution (`vocabulary`). Text that decodes to
+words, or to nothing readable, is left as it is, so the reply's prose is unchanged.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import binascii
+import builtins
+import codecs
+import itertools
+import keyword
+import re
+import textwrap
+from collections.abc import Callable, Iterator
+
+_JS_WORDS = frozenset(
+    re.findall(
+        r"\S+",
+        """function return const let var if else for while do break continue switch case default
+    new typeof instanceof of in this null undefined true false class extends await async throw
+    try catch finally length push pop slice map filter reduce console log Math Object Array
+    String Number JSON module exports require""",
+    )
+)
+_BASE_WORDS = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | _JS_WORDS
+_WORD = re.compile(r"[A-Za-z_$][\w$]*")
+
+# A run of base64 (or base64url) long enough to hold a statement, padded or not.
+_BASE64 = re.compile(r"(?<![\w+/=-])[A-Za-z0-9+/_-]{16,}={0,2}(?![\w+/=-])")
+# Hex: a run of digit pairs, `\x..` escapes, or `0x..`/pairs separated by spaces or commas.
+_HEX = re.compile(
+    r"(?<![\w\\])(?:[0-9A-Fa-f]{2}){8,}(?!\w)"
+    r"|(?:\\x[0-9A-Fa-f]{2}){6,}"
+    r"|(?<![\w])(?:(?:0x)?[0-9A-Fa-f]{2}(?:[ \t]*,[ \t]*|[ \t]+)){5,}(?:0x)?[0-9A-Fa-f]{2}(?!\w)"
+)
+_CHAR = r"""'(?:\\.|[^'\\\n]){1,2}'|"(?:\\.|[^"\\\n]){1,2}"|\d{1,3}"""
+# A bracketed list of single characters or of character codes, to be joined.
+_CHARS = re.compile(rf"[\[(]\s*(?:(?:{_CHAR})\s*,\s*){{4,}}(?:{_CHAR})\s*,?\s*[\])]")
+# String literals joined with `+` ("'if n % 2' + ' == 0:'").
+_LITERAL = r"""'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*\""""
+_CONCAT = re.compile(rf"(?:{_LITERAL})(?:\s*\+\s*(?:{_LITERAL}))+")
+_SPAN = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+_FENCE = re.compile(r"^([ \t]*(`{3,}|~{3,})[^\n]*\n)(.*?)(^[ \t]*\2[ \t]*$)", re.M | re.S)
+# Characters code keeps when written backwards or in ROT13, and prose mostly lacks.
+_CODE_MARK = re.compile(r"[=<>()\[\]%+*/]")
+_ROT13_WORDS = re.compile(r"(?i)\b(?:rot-?13|rot\s+13|caesar)\b")
+
+
+def vocabulary(*code: str) -> frozenset[str]:
+    """The words code is written in: the languages' keywords and builtins, and the names in
+    `code` (the learner's attempt, the starter, the solution)."""
+    names = {word for text in code for word in _WORD.findall(text)}
+    return _BASE_WORDS | frozenset(names)
+
+
+def revealed(text: str, known: frozenset[str]) -> str:
+    """The reply with what it gives encoded decoded in place, and the pieces it asks to put
+    together appended, put together (`known`: the words of `vocabulary`). The reply itself
+    when there is nothing of the sort, which is most replies."""
+    found: list[str] = []
+    decoded = _decode_in_place(text, known, found)
+    # Each piece also on its own, as an instruction to use it: in place, it may sit in a
+    # sentence that says nothing of what to do with it ("Decode this: ...").
+    pieces = list(dict.fromkeys([*(c for c in found if "\n" not in c), *_joined(decoded, known)]))
+    if not pieces:
+        return decoded
+    return decoded + "\n\n" + "\n\n".join(_as_shown(code) for code in pieces)
+
+
+def _as_shown(code: str) -> str:
+    # A piece of code the learner is told to use, as the guard reads an instruction to.
+    if "\n" in code:
+        return f"```\n{code}\n```"
+    return f"Use `{code}`."
+
+
+# -- decoding ------------------------------------------------------------------------------------
+
+
+def _decode_in_place(text: str, known: frozenset[str], found: list[str]) -> str:
+    out: list[str] = []
+    at = 0
+    for match in _FENCE.finditer(text):
+        out.append(_decode_prose(text[at : match.start()], known, found))
+        out.append(match.group(1) + _decode_block(match.group(3), known) + match.group(4))
+        at = match.end()
+    out.append(_decode_prose(text[at:], known, found))
+    return "".join(out)
+
+
+def _decode_prose(text: str, known: frozenset[str], found: list[str]) -> str:
+    text = "\n".join(_decode_line(line, known, found) for line in text.split("\n"))
+    parts = _SPAN.split(text)  # text, span, text, span, ..., text
+    for i, part in enumerate(parts):
+        if i % 2:
+            parts[i] = _decode_span(part, known, found)
+            continue
+        for pattern, decode in _DECODERS:
+            part = pattern.sub(
+                lambda m, d=decode: _replacement(d(m.group(0)), m.group(0), found), part
+            )
+        parts[i] = part
+    return "".join(parts)
+
+
+def _replacement(code: str | None, original: str, found: list[str]) -> str:
+    if code is None or not _reads_as_code(code):
+        return original
+    code = code.strip("\n")
+    found.append(code)
+    return f"\n\n```\n{code}\n```\n\n" if "\n" in code else f"`{code}`"
+
+
+def _decode_block(body: str, known: frozenset[str]) -> str:
+    """A fenced block that is base64 or hex as a whole (lines wrapped), or code written
+    backwards."""
+    squeezed = "".join(body.split())
+    for decode in (_from_base64, _from_hex):
+        if len(squeezed) >= 16:
+            code = decode(squeezed)
+            if code is not None and _reads_as_code(code):
+                return code.rstrip("\n") + "\n"
+    backwards = body.rstrip("\n")[::-1].strip("\n")
+    if _CODE_MARK.search(body) and _closer(backwards, body, known):
+        return backwards + "\n"
+    return body
+
+
+def _decode_span(span: str, known: frozenset[str], found: list[str]) -> str:
+    for pattern, decode in _DECODERS:
+        if pattern.fullmatch(span.strip()):
+            code = decode(span.strip())
+            if code is not None and _reads_as_code(code):
+                return _replacement(code, span, found)
+    for code in _transforms(span):
+        if _closer(code, span, known):
+            found.append(code)
+            return f"`{code}`"
+    return f"`{span}`"
+
+
+def _decode_line(line: str, known: frozenset[str], found: list[str]) -> str:
+    """A prose line holding code written backwards or in ROT13: the whole line, or what
+    follows a colon ("Read it backwards: n =+ latot")."""
+    if "`" in line or not (_CODE_MARK.search(line) or _ROT13_WORDS.search(line)):
+        return line
+    head, sep, tail = line.partition(": ")
+    parts = [(head + sep, tail)] if sep and tail.strip() else []
+    parts.append(("", line))
+    for lead, stretch in parts:
+        for code in _transforms(stretch.strip()):
+            if _closer(code, stretch, known):
+                found.append(code)
+                return f"{lead}`{code}`"
+    return line
+
+
+def _transforms(text: str) -> Iterator[str]:
+    yield text[::-1]
+    yield codecs.encode(text, "rot13")
+
+
+def _from_base64(run: str) -> str | None:
+    run = run.replace("-", "+").replace("_", "/").rstrip("=")
+    if len(run) % 4 == 1:
+        return None
+    try:
+        raw = base64.b64decode(run + "=" * (-len(run) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return _text(raw)
+
+
+def _from_hex(run: str) -> str | None:
+    digits = re.sub(r"\\x|0x|[\s,]", "", run)
+    try:
+        return _text(bytes.fromhex(digits))
+    except ValueError:
+        return None
+
+
+def _from_chars(run: str) -> str | None:
+    try:
+        items = ast.literal_eval("[" + run[1:-1] + "]")
+    except (SyntaxError, ValueError):
+        return None
+    if all(isinstance(item, str) and len(item) == 1 for item in items):
+        return "".join(items)
+    if all(isinstance(item, int) and 9 <= item < 127 for item in items):
+        return "".join(chr(item) for item in items)
+    return None
+
+
+def _from_concat(run: str) -> str | None:
+    try:
+        parts = [ast.literal_eval(m.group(0)) for m in re.finditer(_LITERAL, run)]
+    except (SyntaxError, ValueError):
+        return None
+    return "".join(p for p in parts if isinstance(p, str))
+
+
+_DECODERS: tuple[tuple[re.Pattern[str], Callable[[str], str | None]], ...] = (
+    (_BASE64, _from_base64),
+    (_HEX, _from_hex),
+    (_CHARS, _from_chars),
+    (_CONCAT, _from_concat),
+)
+
+
+def _text(raw: bytes) -> str | None:
+    """Bytes that are readable text (what a learner would take from a decoder), else None."""
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if len(decoded) < 4 or not all(c.isprintable() or c in "\n\t\r" for c in decoded):
+        return None
+    return decoded.replace("\r\n", "\n")
+
+
+# -- what counts as code -------------------------------------------------------------------------
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        pass
+    else:
+        return True
+    if code.rstrip().endswith(":"):
+        # The head of a block ("if n % 2 == 0:") is code the line under it completes.
+        last = code.rstrip().splitlines()[-1]
+        body = last[: len(last) - len(last.lstrip())] + "    pass"
+        try:
+            ast.parse(code.rstrip() + "\n" + body)
+        except (SyntaxError, ValueError):
+            return False
+        return True
+    return _js_statement(code)
+
+
+def _js_statement(code: str) -> bool:
+    # No JavaScript parser here: balanced brackets, ending like a statement or a block.
+    depth = 0
+    for char in code:
+        depth += (char in "([{") - (char in ")]}")
+        if depth < 0:
+            return False
+    return depth == 0 and bool(re.search(r"[;})]\s*$", code))
+
+
+def _reads_as_code(code: str) -> bool:
+    """Decoded text that is code: it parses (or reads as a JavaScript statement) and is more
+    than words."""
+    stripped = code.strip()
+    if not stripped or not re.search(r"[^\w\s]", stripped):
+        return False  # words alone ("keep going")
+    return _parses(textwrap.dedent(code).strip("\n")) and bool(
+        _CODE_MARK.search(stripped) or ":" in stripped or "\n" in stripped
+    )
+
+
+def _known_share(text: str, known: frozenset[str]) -> float:
+    words = _WORD.findall(text)
+    if not words:
+        return 0.0
+    return sum(w in known for w in words) / len(words)
+
+
+def _closer(code: str, original: str, known: frozenset[str]) -> bool:
+    """Whether `code` (a transform of `original` any text survives) is code and reads far more
+    like it than the original does."""
+    if not _reads_as_code(code):
+        return False
+    share = _known_share(code, known)
+    return share >= 0.75 and share >= _known_share(original, known) + 0.3
+
+
+# -- pieces to put together ----------------------------------------------------------------------
+
+
+def _joined(text: str, known: frozenset[str]) -> Iterator[str]:
+    """Code cut into pieces the reply asks to join: inline spans of one sentence, or lines of
+    a paragraph, that are not code apart and are code together."""
+    prose = _FENCE.sub("\n", text)
+    for paragraph in re.split(r"\n[ \t]*\n", prose):
+        spans = [s for s in _SPAN.findall(paragraph)]
+        if 2 <= len(spans) <= 8:
+            yield from _put_together(spans, known)
+        lines = [ln for ln in paragraph.split("\n") if ln.strip() and "`" not in ln]
+        # The lines after an introducing sentence ("Join these lines into one:").
+        while lines and not _CODE_MARK.search(lines[0]):
+            lines.pop(0)
+        if 2 <= len(lines) <= 8 and not _parses("\n".join(ln.strip() for ln in lines)):
+            yield from _put_together([ln.strip() for ln in lines], known)
+
+
+def _put_together(pieces: list[str], known: frozenset[str]) -> Iterator[str]:
+    if all(_parses(p.strip()) for p in pieces):
+        return  # each is code already: read on its own
+    # Between two word characters the cut may fall inside a name (`tot` + `al`) or between
+    # two words; elsewhere a space keeps the tokens as they were. The best-known reading wins.
+    options = [
+        ("", " ") if a[-1:].isalnum() and b[:1].isalnum() else (" ", "")
+        for a, b in itertools.pairwise(pieces)
+    ]
+    best: tuple[float, str] | None = None
+    for joins in itertools.islice(itertools.product(*options), 64):
+        code = pieces[0] + "".join(j + p for j, p in zip(joins, pieces[1:], strict=True))
+        code = re.sub(r"[ \t]+", " ", code).strip()
+        if _parses(code) and _CODE_MARK.search(code):
+            share = _known_share(code, known)
+            if best is None or share > best[0]:
+                best = (share, code)
+    if best is not None and best[0] >= 0.75:
+        yield best[1]
