@@ -179,6 +179,38 @@ async def test_the_same_shapes_fixing_nothing_are_delivered(
     assert await chat.leak_flags() == [False]
 
 
+# An expression to drop into the learner's code, and a fix said in words (the learner subtracts
+# instead of adding, inside the right condition); the same shapes fixing nothing are delivered.
+MINUS = EVENS_SOLUTION.replace("total += n", "total -= n")
+DROPPED_IN_OR_IN_WORDS = {
+    "expression": (
+        EVENS_STARTER,
+        "The return should be `sum(n for n in numbers if n % 2 == 0)`.",
+        True,
+    ),
+    "expression, no fix": (EVENS_STARTER, "What if the return were `sum(numbers) - 1`?", False),
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("form", list(DROPPED_IN_OR_IN_WORDS))
+async def test_a_fix_dropped_in_or_said_in_words_is_withheld_and_a_remark_delivered(
+    chat: EvensChat, form: str, stream: bool
+) -> None:
+    attempt, reply, withheld = DROPPED_IN_OR_IN_WORDS[form]
+    await chat.prepare(Reply(text=reply), Reply(text=SAFE), attempted=False)
+    await record_attempt(chat.session, chat.resources, chat.learner, chat.exercise, code=attempt)
+    conversation_id = await new_conversation(chat.client, chat.headers, chat.exercise)
+
+    r = await chat.ask(conversation_id, "what is wrong?", stream=stream)
+
+    assert await reply_text(r, stream) == (SAFE if withheld else reply)
+    assert await chat.leak_flags() == ([True, False] if withheld else [False])
+    if stream and withheld:
+        sent, _ = streamed_text(parse_sse(r.text))
+        assert reply not in sent
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 async def test_a_socratic_reply_that_quotes_the_code_is_delivered(
     chat: EvensChat,

@@ -256,3 +256,94 @@ def test_known_programs_are_kept_per_scope_and_the_least_recently_used_go_first(
     known.get(fix)  # used last: `clean` is now the oldest
     known.put(other, False)
     assert (known.get(fix), known.get(clean), known.get(other)) == (True, None, False)
+
+
+# -- an expression to drop in, and fixes said in words ---------------------------------------------
+
+POWER_SOLUTION = "def power(base, exponent):\n    return pow(base, exponent)\n"
+POWER_TESTS = "from solution import power\n\ndef test_cube():\n    assert power(2, 3) == 8\n"
+COUNT_SOLUTION = textwrap.dedent(
+    """\
+    def count_up(n):
+        out = []
+        i = 1
+        while i <= n:
+            out.append(i)
+            i += 1
+        return out
+    """
+)
+COUNT_TESTS = (
+    "from solution import count_up\n\ndef test_three():\n    assert count_up(3) == [1, 2, 3]\n"
+)
+UNIQUE_SOLUTION = "def unique_sorted(xs):\n    return sorted(set(xs))\n"
+UNIQUE_TESTS = (
+    "from solution import unique_sorted\n\n"
+    "def test_dupes():\n    assert unique_sorted([3, 1, 3]) == [1, 3]\n"
+)
+# (solution, tests, the learner's failing attempt, its failed test)
+EXERCISES = {
+    "evens": (PY_SOLUTION, PY_TESTS, PY_ATTEMPT, "test_mixed"),
+    "evens, minus": (
+        PY_SOLUTION,
+        PY_TESTS,
+        PY_SOLUTION.replace("total += n", "total -= n"),
+        "test_mixed",
+    ),
+    "power": (
+        POWER_SOLUTION,
+        POWER_TESTS,
+        POWER_SOLUTION.replace("pow(base, exponent)", "pow(exponent, base)"),
+        "test_cube",
+    ),
+    "count": (COUNT_SOLUTION, COUNT_TESTS, COUNT_SOLUTION.replace("i <= n", "i < n"), "test_three"),
+    "unique": (
+        UNIQUE_SOLUTION,
+        UNIQUE_TESTS,
+        "def unique_sorted(xs):\n    return xs\n",
+        "test_dupes",
+    ),
+}
+# A working fix said as an expression to drop in, or in words: each is a leak...
+DROPPED_IN = [
+    ("evens", "Replace the condition with `n % 2 == 0`."),
+    ("unique", "The return should be `sorted(set(xs))`."),
+    ("unique", "Make it return `sorted(set(xs))` and you are done."),
+]
+IN_WORDS: list[tuple[str, str]] = []
+# ...and the same shapes that fix nothing are delivered.
+NOT_A_FIX = [
+    ("evens", "Replace the condition with `n % 3 == 0`?"),
+    ("unique", "What if the return were `sorted(xs)`?"),
+]
+
+
+def secrets_of(name: str) -> tuple[ExerciseSecrets, str]:
+    solution, tests, attempt, failed = EXERCISES[name]
+    secrets = ExerciseSecrets(
+        solution=solution,
+        starter="",
+        language="python",
+        attempt=Attempt(attempt, frozenset({failed})),
+    )
+    return secrets, tests
+
+
+@pytest.mark.parametrize(("exercise", "reply"), DROPPED_IN + IN_WORDS)
+async def test_a_fix_dropped_in_or_said_in_words_is_a_leak(
+    sandbox: Sandbox, exercise: str, reply: str
+) -> None:
+    secrets, tests = secrets_of(exercise)
+    verdict = await check(reply, secrets, runner(sandbox, "python", tests, []))
+
+    assert verdict.leak
+    assert verdict.reason == "fix"
+
+
+@pytest.mark.parametrize(("exercise", "reply"), NOT_A_FIX)
+async def test_the_same_shapes_that_fix_nothing_are_delivered(
+    sandbox: Sandbox, exercise: str, reply: str
+) -> None:
+    secrets, tests = secrets_of(exercise)
+
+    assert not (await check(reply, secrets, runner(sandbox, "python", tests, []))).leak

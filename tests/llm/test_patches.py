@@ -259,3 +259,17 @@ def test_the_code_kept_of_a_reply_is_what_it_encodes() -> None:
     kept = shown_code(f"Decode this for the start: {encoded}")
 
     assert half.strip() in kept
+
+
+@pytest.mark.parametrize(
+    ("reply", "fixed"),
+    [
+        ("Replace the condition with `n % 2 == 0`.", "if n % 2 == 0:"),
+        ("The return should be `sum(numbers)`.", "return sum(numbers)"),
+        ("Make it return `sum(n for n in numbers if n % 2 == 0)`.", "return sum(n for n in"),
+    ],
+)
+def test_a_lone_expression_goes_in_the_place_the_sentence_names(reply: str, fixed: str) -> None:
+    programs = [c.program for c in candidates(reply, PY_ATTEMPT, "python")]
+
+    assert any(fixed in p for p in programs)

@@ -81,6 +81,7 @@ class Edit:
     old: str | None = None
     line: int | None = None
     evidence: str = ""
+    role: str | None = None  # where a lone expression goes: "condition", "return" (`slot_of`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +284,24 @@ _PAIR_PATTERNS: tuple[tuple[re.Pattern[str], bool], ...] = tuple(
 _SINGLE = re.compile(
     r"(?i)\b(?:use|write|try|put|change\s+it\s+to|make\s+it|should\s+(?:be|read|use)|needs?|"
     r"want|replace\s+it\s+with|return|add|insert|it\s+should\s+be)\b"
+    # "replace the condition with `X`": what to replace is named in words.
+    r"|(?i:\breplace\s+(?:the|this|that|your)\s+[\w' -]{1,40}?\s+with\b)"
 )
+# What a sentence says a lone expression is: the condition of an `if`/`while`, or what the
+# function returns.
+_ROLES = (
+    ("condition", re.compile(r"(?i)\b(?:condition|check|test|if|while|loop)\b")),
+    ("return", re.compile(r"(?i)\b(?:return(?:s|ed)?|result)\b")),
+)
+
+
+def slot_of(sentence: str) -> str | None:
+    """The kind of place a sentence puts its expression in, if it names one."""
+    sentence = _SPAN.sub("", sentence)  # `sum(n for n in xs if ...)` names no `if`
+    for role, pattern in _ROLES:
+        if pattern.search(sentence):
+            return role
+    return None
 
 
 def prose_edits(reply: str) -> list[Edit]:
@@ -311,7 +329,7 @@ def prose_edits(reply: str) -> list[Edit]:
         elif not found_pair and _SINGLE.search(sentence):
             for span in spans:
                 if _codeish(span):
-                    edits.append(Edit(new=span, evidence=sentence.strip()))
+                    edits.append(Edit(new=span, evidence=sentence.strip(), role=slot_of(sentence)))
     return edits
 
 
@@ -795,9 +813,54 @@ def apply_edit(attempt: str, edit: Edit) -> list[str]:
     if not results:
         if _flat(edit.new) in _flat(attempt):
             return []  # a quote of the learner's own code, not an edit
+        dropped = drop_in(attempt, edit.new, edit.role)
+        if edit.role is not None:
+            results.extend(dropped)  # the place named comes first
         results.extend(substitute_span(attempt, edit.new))
         if "\n" not in edit.new.strip():
             results.extend(apply_lines(attempt, edit.new)[:1])
+        if edit.role is None:
+            results.extend(dropped)
+    return results
+
+
+_RETURN_SLOT = re.compile(r"^(?P<head>\s*return\s+)(?P<expr>.*?)(?P<tail>;?\s*)$")
+_CONDITION_SLOT = re.compile(
+    r"^(?P<head>\s*(?:elif|if|while)\s+)(?P<expr>.+?)(?P<tail>\s*:\s*(?:#.*)?)$"
+    r"|^(?P<jhead>\s*(?:\}\s*)?(?:else\s+)?(?:if|while)\s*\()(?P<jexpr>.+)(?P<jtail>\)\s*\{?\s*)$"
+)
+_STATEMENT = re.compile(
+    r"^\s*(?:return|if|elif|else|for|while|def|function|let|const|var|import|from)\b"
+    r"|^[\w.\[\]]+\s*(?:[-+*/%]|//|\*\*)?=(?!=)"
+)
+_BOOLEAN = re.compile(r"==|!=|<|>|\bnot\b|\band\b|\bor\b|&&|\|\||!|\bin\b|\bis\b")
+
+
+def drop_in(attempt: str, expression: str, role: str | None) -> list[str]:
+    """The attempt with a lone expression in the place a sentence names for it (`role`), or,
+    when it names none, where its kind goes: a condition for a comparison, else the value
+    returned. Each such place on its own, the first few."""
+    expression = expression.strip().rstrip(";")
+    if not expression or "\n" in expression or _STATEMENT.match(expression):
+        return []
+    if role is None:
+        role = "condition" if _BOOLEAN.search(expression) else "return"
+    pattern = _CONDITION_SLOT if role == "condition" else _RETURN_SLOT
+    results = []
+    lines = attempt.splitlines()
+    for i, line in enumerate(lines):
+        match = pattern.match(line)
+        if match is None:
+            continue
+        parts = match.groupdict()
+        head, expr, tail = (parts[k] or parts.get("j" + k) or "" for k in ("head", "expr", "tail"))
+        if _flat(expr) == _flat(expression):
+            continue
+        changed = [*lines]
+        changed[i] = head + expression + tail
+        results.append("\n".join(changed) + "\n")
+        if len(results) >= 3:
+            break
     return results
 
 
