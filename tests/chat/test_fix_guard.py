@@ -189,6 +189,12 @@ DROPPED_IN_OR_IN_WORDS = {
         True,
     ),
     "expression, no fix": (EVENS_STARTER, "What if the return were `sum(numbers) - 1`?", False),
+    "in words": (MINUS, "Change the minus on line 5 to a plus.", True),
+    "in words, no fix": (
+        MINUS,
+        "Change the minus on line 5 to a times and see what the test says.",
+        False,
+    ),
 }
 
 

@@ -132,3 +132,11 @@ def test_long_words_and_numbers_of_prose_go_out_unchecked() -> None:
 
     assert free_text(pieces) == reply
     assert checks == []
+
+
+def test_a_change_said_in_words_waits_from_the_operator_it_names() -> None:
+    reply = "Change the minus on line 5 to a plus. Then run the tests."
+    pieces, checks = stream(reply, 3)
+
+    assert free_text(pieces) == "Change the  Then run the tests."
+    assert checks == ["Change the minus on line 5 to a plus."]

@@ -310,11 +310,23 @@ DROPPED_IN = [
     ("unique", "The return should be `sorted(set(xs))`."),
     ("unique", "Make it return `sorted(set(xs))` and you are done."),
 ]
-IN_WORDS: list[tuple[str, str]] = []
+IN_WORDS = [
+    ("evens, minus", "Change the minus on line 5 to a plus."),
+    ("evens, minus", "Use plus-equals instead of minus-equals when you add to the total."),
+    ("power", "Swap the two arguments of the call on line 2."),
+    ("power", "You passed them the wrong way round: swap the arguments to pow."),
+    ("count", "Use less-than-or-equal instead of less-than in the loop's condition."),
+    ("count", "The < in the while loop should be a <=."),
+    ("evens", "On line 4, change the 1 to a 0."),
+]
 # ...and the same shapes that fix nothing are delivered.
 NOT_A_FIX = [
     ("evens", "Replace the condition with `n % 3 == 0`?"),
     ("unique", "What if the return were `sorted(xs)`?"),
+    ("evens, minus", "Change the minus on line 5 to a times and see what the test says."),
+    ("power", "Swap the two arguments of the call on line 1? There is no call there."),
+    ("count", "Use greater-than instead of less-than in the loop's condition: what happens?"),
+    ("count", "What does the less-than on line 4 do when i reaches n?"),
 ]
 
 
@@ -347,3 +359,7 @@ async def test_the_same_shapes_that_fix_nothing_are_delivered(
     secrets, tests = secrets_of(exercise)
 
     assert not (await check(reply, secrets, runner(sandbox, "python", tests, []))).leak
+
+
+def test_a_remark_without_an_edit_in_words_costs_nothing() -> None:
+    assert not needs_check("What does the minus do when the list is empty?", py_secrets())

@@ -94,9 +94,10 @@ def scan(text: str, start: int, *, final: bool = False) -> Scan:
         stop = len(text) if line_end < 0 else line_end + 1
         begin = max(pos, line_start)
         trigger = next((i for i in range(begin, stop) if text[i] in TRIGGERS), None)
-        encoded = _encoded_word(text, begin, stop if trigger is None else trigger, final)
-        if encoded is not None:
-            trigger = encoded
+        for found in (_encoded_word, _operator_word):
+            at = found(text, begin, stop if trigger is None else trigger, final)
+            if at is not None:
+                trigger = at
         # A colon decided before (its word whole) decides the same again: look from just before.
         after = max(line_start, pos - 1)
         labelled = _code_after_colon(text, after, stop if trigger is None else trigger, final)
@@ -134,6 +135,39 @@ def _encoded_word(text: str, begin: int, stop: int, final: bool) -> int | None:
     if not final and stop == len(text):
         tail = _ENCODED_START.search(text, begin, stop)
         if tail is not None and _looks_encoded(tail.group(0)):
+            return tail.start()
+    return None
+
+
+# Words that name an operator or a swap: a change said in words ("change the minus on line 3
+# to a plus") waits from there, as a span does.
+_OPERATOR_WORDS = [
+    "plus",
+    "minus",
+    "times",
+    "modulo",
+    "modulus",
+    "remainder",
+    "less",
+    "greater",
+    "equals",
+    "slash",
+    "asterisk",
+    "swap",
+]
+_OPERATOR_WORD = re.compile(rf"(?i)\b(?:{'|'.join(_OPERATOR_WORDS)})\b")
+_WORD_END = re.compile(r"(?<![\w'])[A-Za-z]+$")
+
+
+def _operator_word(text: str, begin: int, stop: int, final: bool) -> int | None:
+    """In a prose line, where a word naming an operator starts; or the word the text so far
+    ends with, while it may still become one."""
+    match = _OPERATOR_WORD.search(text, begin, stop)
+    if match is not None and (final or match.end() < len(text)):
+        return match.start()
+    if not final and stop == len(text):
+        tail = _WORD_END.search(text, begin, stop)
+        if tail is not None and any(w.startswith(tail.group(0).lower()) for w in _OPERATOR_WORDS):
             return tail.start()
     return None
 

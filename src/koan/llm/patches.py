@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Literal
 
-from koan.llm import encodings
+from koan.llm import encodings, verbal
 
-Form = Literal["function", "lines", "prose", "span", "combined"]
+Form = Literal["function", "lines", "prose", "span", "combined", "words"]
 
 DEFAULT_CAP = 8
 # Two lines this alike are taken to be the same line, edited.
@@ -349,8 +349,9 @@ def spans_outside_attempt(reply: str, attempt: str) -> list[str]:
 
 
 def has_code(reply: str) -> bool:
-    """Whether the reply holds anything the guard must read: a fence, a span or a code line."""
-    return "`" in reply or "~~~" in reply or bool(code_blocks(reply))
+    """Whether the reply holds anything the guard must read: a fence, a span, a code line, or
+    a change said in words ("change the minus on line 3 to a plus")."""
+    return "`" in reply or "~~~" in reply or bool(code_blocks(reply)) or verbal.mentions_edit(reply)
 
 
 def shown_code(reply: str) -> str:
@@ -905,6 +906,8 @@ def candidates(
             combined = (apply_edit(combined, edit) or [combined])[0]
     if len(blocks) + len(edits) > 1:
         add([combined], "combined", reply)
+    for program, evidence in verbal.programs(reply, attempt):
+        add([program], "words", evidence)
     if earlier:
         # A fix handed out over several turns adds up: this reply on top of the earlier ones,
         # when it changes what they made of the attempt (what they made alone is theirs, not

@@ -1,0 +1,269 @@
+"""Fixes a tutor reply states in words only, as the programs they make of the learner's code.
+
+Pure functions, no I/O: `koan.llm.patches` adds these programs to the candidates the leak guard
+runs. A small set of forms, each applied literally to the attempt:
+
+- an operator named in words or written bare, changed for another: "change the minus on line
+  3 to a plus", "use less-than-or-equal instead of less-than in the loop's condition", "the <
+  in the while loop should be a <=";
+- a number changed for another ("on line 4, change the 1 to a 0");
+- the two arguments of a call swapped ("swap the two arguments of the call on line 2", "swap
+  the arguments to pow").
+
+Where the reply says where (a line, the condition, the return, a call by name) only that place
+is changed; each place on its own is a program, and all of them together another.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+# Longest first: "less-than-or-equal" before "less-than".
+_OPERATOR_WORDS: tuple[tuple[str, str], ...] = (
+    (r"less[- ]than[- ]or[- ]equal(?:[- ]to)?", "<="),
+    (r"greater[- ]than[- ]or[- ]equal(?:[- ]to)?", ">="),
+    (r"not[- ]equals?(?:[- ]to)?", "!="),
+    (r"double[- ]equals?|equals[- ]equals", "=="),
+    (r"plus[- ]equals?", "+="),
+    (r"minus[- ]equals?", "-="),
+    (r"times[- ]equals?", "*="),
+    (r"floor[- ]division|integer[- ]division|double[- ]slash", "//"),
+    (r"less[- ]than", "<"),
+    (r"greater[- ]than", ">"),
+    (r"plus(?:[- ]sign)?|addition", "+"),
+    (r"minus(?:[- ]sign)?|subtraction", "-"),
+    (r"times|multiplication|asterisk", "*"),
+    (r"division|slash", "/"),
+    (r"modulo|modulus|remainder|percent(?:[- ]sign)?", "%"),
+)
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+    )
+}
+_SYMBOL = r"<=|>=|==|!=|\+=|-=|\*=|//|[<>+\-*/%]"
+_MENTION = re.compile(
+    "|".join(f"(?P<w{i}>\\b(?:{p})\\b)" for i, (p, _) in enumerate(_OPERATOR_WORDS))
+    + rf"|(?P<sym>(?<![\w<>=!+\-*/%])(?:{_SYMBOL})(?![\w<>=!+\-*/%]))"
+    + r"|(?P<num>(?<![\w.])\d+(?!\w|\.\d)|\b(?:"
+    + "|".join(_NUMBER_WORDS)
+    + r")\b)",
+    re.IGNORECASE,
+)
+_VERB = re.compile(
+    r"(?i)\b(?:change|replace|turn|switch|flip|use|make|should|must|needs?|write|put)\b"
+)
+_SWAP = re.compile(r"(?i)\b(?:swap|switch|reverse|flip)\b[^.?!]*?\b(?:arguments|args|parameters)\b")
+_INSTEAD = re.compile(r"(?i)\b(?:instead\s+of|rather\s+than|in\s+place\s+of)\b")
+_TO = re.compile(r"(?i)\b(?:to|with|into|for|should\s+be|must\s+be|needs\s+to\s+be|becomes?)\b")
+_LINE = re.compile(r"(?i)\bline\s+(?P<n>\d{1,4})\b")
+_TOKEN = re.compile(
+    r"""("(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')|(\d+(?:\.\d+)?)|([A-Za-z_$][\w$]*)
+    |(\*\*=|//=|===|!==|\*\*|//|==|!=|<=|>=|\+=|-=|\*=|/=|%=|&&|\|\||=>|[^\s\w])""",
+    re.VERBOSE,
+)
+# Words a reply names an operator or a swap with: a reply with none of them is not read here.
+_HINT = re.compile(
+    r"(?i)\b(?:plus|minus|times|modulo|modulus|remainder|less|greater|equals?|slash|asterisk|"
+    r"addition|subtraction|multiplication|division|swap|arguments)\b|\bthe\s+\d+\b"
+    r"|\s(?:<=|>=|==|!=|[<>+\-*/%])\s"
+)
+
+_MAX_PLACES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change said in words: `new` for `old` (operators or numbers), or a swap of the
+    arguments of a call; where: a line, a kind of line, or a function's name."""
+
+    old: str = ""
+    new: str = ""
+    swap: bool = False
+    line: int | None = None
+    role: str | None = None  # "condition", "return"
+    callee: str | None = None
+    evidence: str = ""
+
+
+def mentions_edit(reply: str) -> bool:
+    """Whether the reply may state a change in words (a cheap test before reading it)."""
+    return bool(_HINT.search(reply)) and bool(_VERB.search(reply) or _SWAP.search(reply))
+
+
+def changes(reply: str) -> list[Change]:
+    """The changes the reply states in words, in its prose outside code."""
+    found: list[Change] = []
+    prose = re.sub(r"(?ms)^[ \t]*(`{3,}|~{3,}).*?^[ \t]*\1[ \t]*$", "\n", reply)
+    for sentence in re.split(r"(?<=[.!?])\s+|\n", prose):
+        if "`" in sentence or not mentions_edit(sentence):
+            continue  # spans are read by `patches.prose_edits`
+        where = _where(sentence)
+        if _SWAP.search(sentence):
+            found.append(replace(where, swap=True))
+            continue
+        change = _operator_change(sentence)
+        if change is not None:
+            found.append(replace(where, old=change[0], new=change[1]))
+    return found
+
+
+def _where(sentence: str) -> Change:
+    """A change of nothing yet, at the place the sentence names."""
+    line = _LINE.search(sentence)
+    role = None
+    if re.search(r"(?i)\b(?:condition|check|test|loop|while|if)\b", sentence):
+        role = "condition"
+    elif re.search(r"(?i)\breturn", sentence):
+        role = "return"
+    callee = re.search(
+        r"(?i)\b(?:to|of|in)\s+(?:the\s+call\s+to\s+)?(?P<name>[A-Za-z_]\w*)\s*[.?!]?$",
+        sentence.strip(),
+    )
+    return Change(
+        line=int(line.group("n")) if line else None,
+        role=role,
+        callee=callee.group("name") if callee else None,
+        evidence=sentence.strip(),
+    )
+
+
+def _mentions(text: str) -> list[tuple[int, str]]:
+    out = []
+    for match in _MENTION.finditer(text):
+        kind = match.lastgroup or ""
+        word = match.group(0)
+        if kind.startswith("w"):
+            out.append((match.start(), _OPERATOR_WORDS[int(kind[1:])][1]))
+        elif kind == "num":
+            out.append((match.start(), _NUMBER_WORDS.get(word.lower(), word)))
+        else:
+            out.append((match.start(), word))
+    return out
+
+
+def _operator_change(sentence: str) -> tuple[str, str] | None:
+    """(old, new) named in the sentence, or None. Line numbers are places, not values."""
+    masked = _LINE.sub(lambda m: " " * len(m.group(0)), sentence)
+    mentions = _mentions(masked)
+    if len(mentions) < 2 or not _VERB.search(sentence):
+        return None
+    instead = _INSTEAD.search(masked)
+    if instead is not None:
+        before = [m for m in mentions if m[0] < instead.start()]
+        after = [m for m in mentions if m[0] >= instead.end()]
+        if before and after:
+            return _pair(after[0][1], before[-1][1])
+        return None
+    first = mentions[0]
+    to = _TO.search(masked, first[0] + 1)
+    if to is None:
+        return None
+    after = [m for m in mentions if m[0] >= to.end()]
+    before = [m for m in mentions if m[0] < to.start()]
+    if not after or not before:
+        return None
+    return _pair(before[-1][1], after[0][1])
+
+
+def _pair(old: str, new: str) -> tuple[str, str] | None:
+    if old == new or old.isdigit() != new.isdigit():
+        return None
+    return old, new
+
+
+# -- applying them -------------------------------------------------------------------------------
+
+
+def programs(reply: str, attempt: str) -> Iterator[tuple[str, str]]:
+    """(program, evidence) for each change the reply states in words, most literal first."""
+    for change in changes(reply):
+        for program in apply(attempt, change):
+            yield program, change.evidence
+
+
+def apply(attempt: str, change: Change) -> list[str]:
+    """The programs a change can mean: each place on its own, then all of them."""
+    lines = attempt.splitlines()
+    targets = _target_lines(lines, change)
+    # "swap the arguments to pow": that call, when the attempt calls it.
+    callee = change.callee
+    if callee is None or not re.search(rf"\b{re.escape(callee)}\s*\(", attempt):
+        callee = None
+    edits: list[tuple[int, int, int, str]] = []  # (line, start, end, new text)
+    for index in targets:
+        if change.swap:
+            edits.extend((index, *swap) for swap in _swaps(lines[index], callee))
+        else:
+            edits.extend((index, *sub) for sub in _substitutions(lines[index], change))
+    results = []
+    for edit in edits[:_MAX_PLACES]:
+        results.append(_edited(lines, [edit]))
+    if len(edits) > 1:
+        results.append(_edited(lines, edits))
+    return results
+
+
+def _edited(lines: list[str], edits: list[tuple[int, int, int, str]]) -> str:
+    out = [*lines]
+    for index, start, end, new in sorted(edits, key=lambda e: (e[0], -e[1])):
+        out[index] = out[index][:start] + new + out[index][end:]
+    return "\n".join(out) + "\n"
+
+
+def _target_lines(lines: list[str], change: Change) -> list[int]:
+    if change.line is not None:
+        return [change.line - 1] if 1 <= change.line <= len(lines) else []
+    every = [i for i, text in enumerate(lines) if text.strip()]
+    if change.role == "condition":
+        chosen = [i for i in every if re.match(r"\s*(?:\}\s*)?(?:if|elif|while|for)\b", lines[i])]
+    elif change.role == "return":
+        chosen = [i for i in every if re.match(r"\s*return\b", lines[i])]
+    else:
+        chosen = []
+    return chosen or every
+
+
+def _substitutions(line: str, change: Change) -> Iterator[tuple[int, int, str]]:
+    for match in _TOKEN.finditer(line):
+        token = match.group(0)
+        if token == change.old:
+            yield match.start(), match.end(), change.new
+        elif change.old in "+-*/%" and change.new in "+-*/%" and token == change.old + "=":
+            # "the minus" in `total -= n` is the minus of the augmented assignment.
+            yield match.start(), match.end(), change.new + "="
+
+
+def _swaps(line: str, callee: str | None) -> Iterator[tuple[int, int, str]]:
+    if re.match(r"\s*(?:async\s+)?(?:def|function|class)\b", line):
+        return  # a definition's parameters are not a call's arguments
+    for match in re.finditer(r"(?P<name>[A-Za-z_$][\w$.]*)\s*\(", line):
+        name = match.group("name").rsplit(".", 1)[-1]
+        if callee is not None and name != callee:
+            continue
+        args = _arguments(line, match.end())
+        if args is None or len(args[0]) != 2:
+            continue
+        (first, second), end = args
+        yield match.end(), end, f"{second.strip()}, {first.strip()}"
+
+
+def _arguments(line: str, start: int) -> tuple[list[str], int] | None:
+    """The top-level arguments of the call whose `(` ends at `start`, and where they end."""
+    depth, parts, at = 0, [], start
+    for i in range(start, len(line)):
+        char = line[i]
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            if depth == 0:
+                parts.append(line[at:i])
+                return parts, i
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(line[at:i])
+            at = i + 1
+    return None

@@ -1,0 +1,75 @@
+"""Fixes said in words only, applied to the learner's code (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from koan.llm.verbal import Change, apply, changes, mentions_edit, programs
+
+COUNT = "def count_up(n):\n    out = []\n    i = 1\n    while i < n:\n        out.append(i)\n        i += 1\n    return out\n"  # noqa: E501
+
+
+@pytest.mark.parametrize(
+    ("reply", "old", "new"),
+    [
+        ("Change the minus on line 3 to a plus.", "-", "+"),
+        ("Use less-than-or-equal instead of less-than in the loop's condition.", "<", "<="),
+        ("The < in the while loop should be a <=.", "<", "<="),
+        ("Replace the modulo with floor division.", "%", "//"),
+        ("On line 4, change the 1 to a 0.", "1", "0"),
+        ("Use greater than or equal to instead of greater than.", ">", ">="),
+    ],
+)
+def test_an_operator_or_number_named_in_words_is_read(reply: str, old: str, new: str) -> None:
+    [change] = changes(reply)
+
+    assert (change.old, change.new) == (old, new)
+
+
+def test_the_place_named_is_the_one_changed() -> None:
+    [change] = changes("Use less-than-or-equal instead of less-than in the loop's condition.")
+
+    assert change.role == "condition"
+    assert apply(COUNT, change) == [COUNT.replace("i < n", "i <= n")]
+
+
+def test_each_place_alone_then_all_of_them() -> None:
+    code = "def f(a, b):\n    x = a - b\n    return x - 1\n"
+
+    found = apply(code, Change(old="-", new="+"))
+
+    assert found == [
+        "def f(a, b):\n    x = a + b\n    return x - 1\n",
+        "def f(a, b):\n    x = a - b\n    return x + 1\n",
+        "def f(a, b):\n    x = a + b\n    return x + 1\n",
+    ]
+
+
+def test_the_minus_of_an_augmented_assignment_is_its_minus() -> None:
+    code = "def f(xs):\n    t = 0\n    for x in xs:\n        t -= x\n    return t\n"
+
+    [(program, _)] = programs("Change the minus on line 4 to a plus.", code)
+
+    assert "t += x" in program
+
+
+def test_a_swap_of_arguments_swaps_a_call_not_a_definition() -> None:
+    code = "def power(base, exponent):\n    return pow(exponent, base)\n"
+
+    assert [p for p, _ in programs("Swap the arguments to pow.", code)] == [
+        "def power(base, exponent):\n    return pow(base, exponent)\n"
+    ]
+    assert list(programs("Swap the two arguments on line 1.", code)) == []
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "What does the minus do when the list is empty?",
+        "Your loop takes less time than you think. Which values reach it?",
+        "Look at line 4: what is i when the loop stops?",
+    ],
+)
+def test_a_remark_is_no_change(reply: str) -> None:
+    assert changes(reply) == [] or not mentions_edit(reply)
+    assert list(programs(reply, COUNT)) == []
