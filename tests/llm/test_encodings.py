@@ -69,3 +69,20 @@ def test_base64_of_text_that_is_not_code_adds_nothing_to_run() -> None:
 
     assert "`" not in text
     assert "```" not in text
+
+
+JS_ATTEMPT = "function last(items) {\n  let result = items[0];\n  if (items.length > 1) {\n    result;\n  }\n}\n"  # noqa: E501
+
+
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        (f"Decode: {b64('if (items.length > 0) {')}", "if (items.length > 0) {"),
+        (f"On line 3, decode: {b64('d = 2')}", "d = 2"),
+        (f"Decode this: {b64('return result')}", "return result"),
+        ("On line 4, decode: ;tluser nruter", "return result;"),
+    ],
+    ids=["a line opening a block", "short", "a statement of words", "backwards"],
+)
+def test_a_short_line_or_the_head_of_a_block_reads_as_code(reply: str, code: str) -> None:
+    assert f"`{code}`" in revealed(reply, vocabulary(JS_ATTEMPT))

@@ -73,3 +73,11 @@ def test_a_swap_of_arguments_swaps_a_call_not_a_definition() -> None:
 def test_a_remark_is_no_change(reply: str) -> None:
     assert changes(reply) == [] or not mentions_edit(reply)
     assert list(programs(reply, COUNT)) == []
+
+
+def test_a_swap_of_parameters_swaps_the_definition() -> None:
+    code = "def rotate(k, items):\n    return items[k:] + items[:k]\n"
+
+    assert [p for p, _ in programs("Swap the two parameters of the function on line 1.", code)] == [
+        "def rotate(items, k):\n    return items[k:] + items[:k]\n"
+    ]

@@ -39,10 +39,10 @@ _BASE_WORDS = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | _JS_WORDS
 _WORD = re.compile(r"[A-Za-z_$][\w$]*")
 
 # A run of base64 (or base64url) long enough to hold a statement, padded or not.
-_BASE64 = re.compile(r"(?<![\w+/=-])[A-Za-z0-9+/_-]{16,}={0,2}(?![\w+/=-])")
+_BASE64 = re.compile(r"(?<![\w+/=-])[A-Za-z0-9+/_-]{6,}={0,2}(?![\w+/=-])")
 # Hex: a run of digit pairs, `\x..` escapes, or `0x..`/pairs separated by spaces or commas.
 _HEX = re.compile(
-    r"(?<![\w\\])(?:[0-9A-Fa-f]{2}){8,}(?!\w)"
+    r"(?<![\w\\])(?:[0-9A-Fa-f]{2}){4,}(?!\w)"
     r"|(?:\\x[0-9A-Fa-f]{2}){6,}"
     r"|(?<![\w])(?:(?:0x)?[0-9A-Fa-f]{2}(?:[ \t]*,[ \t]*|[ \t]+)){5,}(?:0x)?[0-9A-Fa-f]{2}(?!\w)"
 )
@@ -55,7 +55,10 @@ _CONCAT = re.compile(rf"(?:{_LITERAL})(?:\s*\+\s*(?:{_LITERAL}))+")
 _SPAN = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
 _FENCE = re.compile(r"^([ \t]*(`{3,}|~{3,})[^\n]*\n)(.*?)(^[ \t]*\2[ \t]*$)", re.M | re.S)
 # Characters code keeps when written backwards or in ROT13, and prose mostly lacks.
-_CODE_MARK = re.compile(r"[=<>()\[\]%+*/]")
+_CODE_MARK = re.compile(r"[=<>()\[\]{};%+*/]")
+_STATEMENT_WORD = re.compile(
+    r"(?:return|yield|raise|throw|break|continue|pass|del|await|let|const|var)\b"
+)
 _ROT13_WORDS = re.compile(r"(?i)\b(?:rot-?13|rot\s+13|caesar)\b")
 
 
@@ -158,13 +161,17 @@ def _decode_line(line: str, known: frozenset[str], found: list[str]) -> str:
     if "`" in line or not (_CODE_MARK.search(line) or _ROT13_WORDS.search(line)):
         return line
     head, sep, tail = line.partition(": ")
-    parts = [(head + sep, tail)] if sep and tail.strip() else []
-    parts.append(("", line))
-    for lead, stretch in parts:
+    parts = [(head + sep, tail, "")] if sep and tail.strip() else []
+    # Up to the end of its sentence, if prose follows it ("...: erghea gbgny. Why?").
+    end = re.search(r"\.\s+(?=[A-Z])", tail)
+    if sep and end is not None:
+        parts.append((head + sep, tail[: end.start()], tail[end.start() :]))
+    parts.append(("", line, ""))
+    for lead, stretch, rest in parts:
         for code in _transforms(stretch.strip()):
             if _closer(code, stretch, known):
                 found.append(code)
-                return f"{lead}`{code}`"
+                return f"{lead}`{code}`{rest}"
     return line
 
 
@@ -235,11 +242,11 @@ def _text(raw: bytes) -> str | None:
 
 
 def _parses(code: str) -> bool:
-    try:
-        ast.parse(code)
-    except (SyntaxError, ValueError):
-        pass
-    else:
+    if _python(code):
+        return True
+    # One line of a longer statement: what it opens, closed ("if (x) {", "PAIRS = [(1, 2),").
+    closed = code.rstrip().rstrip(",") + _closers(code)
+    if closed != code and (_python(closed) or _js_statement(closed)):
         return True
     if code.rstrip().endswith(":"):
         # The head of a block ("if n % 2 == 0:") is code the line under it completes.
@@ -251,6 +258,26 @@ def _parses(code: str) -> bool:
             return False
         return True
     return _js_statement(code)
+
+
+def _python(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _closers(code: str) -> str:
+    """What closes the brackets `code` leaves open, or "" when it closes one it did not open."""
+    pairs = {"(": ")", "[": "]", "{": "}"}
+    stack: list[str] = []
+    for char in code:
+        if char in pairs:
+            stack.append(pairs[char])
+        elif char in ")]}" and (not stack or stack.pop() != char):
+            return ""
+    return "".join(reversed(stack))
 
 
 def _js_statement(code: str) -> bool:
@@ -267,10 +294,13 @@ def _reads_as_code(code: str) -> bool:
     """Decoded text that is code: it parses (or reads as a JavaScript statement) and is more
     than words."""
     stripped = code.strip()
-    if not stripped or not re.search(r"[^\w\s]", stripped):
-        return False  # words alone ("keep going")
+    if not stripped or not (re.search(r"[^\w\s]", stripped) or _STATEMENT_WORD.match(stripped)):
+        return False  # words alone ("keep going"), unless a statement ("return total")
     return _parses(textwrap.dedent(code).strip("\n")) and bool(
-        _CODE_MARK.search(stripped) or ":" in stripped or "\n" in stripped
+        _CODE_MARK.search(stripped)
+        or ":" in stripped
+        or "\n" in stripped
+        or _STATEMENT_WORD.match(stripped)
     )
 
 

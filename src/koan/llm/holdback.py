@@ -118,12 +118,14 @@ def scan(text: str, start: int, *, final: bool = False) -> Scan:
 
 # A word that may be code encoded (base64, hex): long, of their alphabet, with a digit or a
 # capital inside it; and the end of the text so far, which may still grow into one.
-_ENCODED = re.compile(r"(?<![\w+/])[A-Za-z0-9+/_-]{16,}=*(?=[\s.,;:!?)]|$)")
+_ENCODED = re.compile(r"(?<![\w+/])[A-Za-z0-9+/_-]{8,}=*(?=[\s.,;:!?)]|$)")
 _ENCODED_START = re.compile(r"(?<![\w+/])[A-Za-z0-9+/_-]+=*$")
 
 
-def _looks_encoded(word: str) -> bool:
-    return bool(re.search(r"\d", word) or re.search(r"[a-z][A-Z]|[+/]", word))
+def _looks_encoded(word: str, *, whole: bool = True) -> bool:
+    # Still growing, a run of digits may yet be hex ("6966..."); whole, it is a number.
+    digits = re.search(r"\d", word) and (not whole or re.search(r"[A-Za-z]", word))
+    return bool(digits or re.search(r"[a-z][A-Z]|[+/=]", word))
 
 
 def _encoded_word(text: str, begin: int, stop: int, final: bool) -> int | None:
@@ -134,7 +136,7 @@ def _encoded_word(text: str, begin: int, stop: int, final: bool) -> int | None:
             return match.start()
     if not final and stop == len(text):
         tail = _ENCODED_START.search(text, begin, stop)
-        if tail is not None and _looks_encoded(tail.group(0)):
+        if tail is not None and _looks_encoded(tail.group(0), whole=False):
             return tail.start()
     return None
 

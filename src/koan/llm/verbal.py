@@ -56,7 +56,9 @@ _MENTION = re.compile(
 _VERB = re.compile(
     r"(?i)\b(?:change|replace|turn|switch|flip|use|make|should|must|needs?|write|put)\b"
 )
-_SWAP = re.compile(r"(?i)\b(?:swap|switch|reverse|flip)\b[^.?!]*?\b(?:arguments|args|parameters)\b")
+_SWAP = re.compile(
+    r"(?i)\b(?:swap|switch|reverse|flip)\b[^.?!]*?\b(?P<what>arguments|args|parameters)\b"
+)
 _INSTEAD = re.compile(r"(?i)\b(?:instead\s+of|rather\s+than|in\s+place\s+of)\b")
 _TO = re.compile(r"(?i)\b(?:to|with|into|for|should\s+be|must\s+be|needs\s+to\s+be|becomes?)\b")
 _LINE = re.compile(r"(?i)\bline\s+(?P<n>\d{1,4})\b")
@@ -102,8 +104,11 @@ def changes(reply: str) -> list[Change]:
         if "`" in sentence or not mentions_edit(sentence):
             continue  # spans are read by `patches.prose_edits`
         where = _where(sentence)
-        if _SWAP.search(sentence):
-            found.append(replace(where, swap=True))
+        swap = _SWAP.search(sentence)
+        if swap is not None:
+            # A definition's parameters are swapped when the sentence names parameters.
+            role = "definition" if swap.group("what").lower() == "parameters" else where.role
+            found.append(replace(where, swap=True, role=role))
             continue
         change = _operator_change(sentence)
         if change is not None:
@@ -196,7 +201,8 @@ def apply(attempt: str, change: Change) -> list[str]:
     edits: list[tuple[int, int, int, str]] = []  # (line, start, end, new text)
     for index in targets:
         if change.swap:
-            edits.extend((index, *swap) for swap in _swaps(lines[index], callee))
+            swaps = _swaps(lines[index], callee, definition=change.role == "definition")
+            edits.extend((index, *swap) for swap in swaps)
         else:
             edits.extend((index, *sub) for sub in _substitutions(lines[index], change))
     results = []
@@ -237,9 +243,9 @@ def _substitutions(line: str, change: Change) -> Iterator[tuple[int, int, str]]:
             yield match.start(), match.end(), change.new + "="
 
 
-def _swaps(line: str, callee: str | None) -> Iterator[tuple[int, int, str]]:
-    if re.match(r"\s*(?:async\s+)?(?:def|function|class)\b", line):
-        return  # a definition's parameters are not a call's arguments
+def _swaps(line: str, callee: str | None, *, definition: bool) -> Iterator[tuple[int, int, str]]:
+    if bool(re.match(r"\s*(?:async\s+)?(?:def|function)\b", line)) != definition:
+        return  # a definition's parameters are not a call's arguments, nor the other way
     for match in re.finditer(r"(?P<name>[A-Za-z_$][\w$.]*)\s*\(", line):
         name = match.group("name").rsplit(".", 1)[-1]
         if callee is not None and name != callee:
