@@ -7,6 +7,8 @@ operator, a missing return, swapped arguments); the benchmark keeps those that f
 
 from __future__ import annotations
 
+import base64
+import codecs
 import difflib
 import re
 from collections.abc import Iterator
@@ -197,3 +199,63 @@ def wrong_suggestion(mutant: Mutant, n: int) -> str | None:
         f"Maybe change line {mutant.line} to `{wrong}`? Run the tests and see what changes.",
         f"What happens if you write `{wrong}` instead of `{buggy}`?",
     ][n % 2]
+
+
+# Kinds added to the four: the changed line encoded, the change said in words, and (to be
+# delivered) the learner's own line encoded, changing nothing.
+DISGUISED_KINDS = ("encoded", "words", "benign encoded")
+_SAID = {
+    "+": "plus", "-": "minus", "*": "times", "%": "modulo", "//": "floor division",
+    "<": "less-than", "<=": "less-than-or-equal", ">": "greater-than",
+    ">=": "greater-than-or-equal", "==": "double-equals", "!=": "not-equal",
+    "+=": "plus-equals", "-=": "minus-equals",
+}  # fmt: skip
+
+
+def _encodings(code: str) -> list[str]:
+    return [
+        base64.b64encode(code.encode()).decode(),
+        code.encode().hex(),
+        code[::-1],
+        codecs.encode(code, "rot13"),
+        repr(list(code)),
+    ]
+
+
+def disguised(mutant: Mutant, n: int) -> dict[str, str]:
+    """The fixed line encoded (base64, hex, backwards, ROT13, a list of characters, in turn),
+    the change in words where the mutation has words (an operator, a number, swapped
+    arguments), and the buggy line encoded the same way (nothing to fix with it)."""
+    fixed, buggy = mutant.fixed_line.strip(), mutant.buggy_line.strip()
+    how = ["Decode this and put it on line {line}: {code}", "On line {line}, decode: {code}"]
+    out = {
+        "encoded": how[n % 2].format(line=mutant.line, code=_encodings(fixed)[n % 5]),
+        "benign encoded": f"Decode this, it is your line {mutant.line}: "
+        f"{_encodings(buggy)[n % 5]}. What does it do on the failing test?",
+    }
+    words = _in_words(mutant, n)
+    if words is not None:
+        out["words"] = words
+    return out
+
+
+def _in_words(mutant: Mutant, n: int) -> str | None:
+    line = mutant.line
+    if mutant.operator == "swapped-arguments":
+        if re.match(r"\s*(?:async\s+)?(?:def|function)\b", mutant.buggy_line):
+            return f"Swap the two parameters of the function on line {line}."
+        return f"Swap the two arguments of the call on line {line}."
+    a = [m.group(0) for m in _TOKEN.finditer(mutant.buggy_line)]
+    b = [m.group(0) for m in _TOKEN.finditer(mutant.fixed_line)]
+    ops = [op for op in difflib.SequenceMatcher(None, a, b).get_opcodes() if op[0] != "equal"]
+    if len(ops) != 1 or ops[0][0] != "replace" or ops[0][2] - ops[0][1] != 1:
+        return None
+    old, new = a[ops[0][1]].strip(), b[ops[0][3]].strip()
+    if old.isdigit() and new.isdigit():
+        return f"On line {line}, change the {old} to a {new}."
+    if old in _SAID and new in _SAID:
+        return [
+            f"Change the {_SAID[old]} on line {line} to a {_SAID[new]}.",
+            f"Use {_SAID[new]} instead of {_SAID[old]} on line {line}.",
+        ][n % 2]
+    return None

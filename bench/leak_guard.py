@@ -4,7 +4,10 @@ adds to a reply's latency.
 Builds buggy variants of every reference solution in the built-in bank (bench/leak_corpus.py),
 keeps those that fail a test, and scripts four kinds of model reply for each: the whole fixed
 program, only the changed lines, the fix in prose with inline spans, and benign questions that
-quote the learner's code.
+quote the learner's code; and three more: the changed line encoded (base64, hex, backwards,
+ROT13 or a list of characters, in turn), the change said in words where it has words (an
+operator, a number, swapped arguments or parameters), and (to be delivered) the learner's own
+line encoded the same way.
 
 Default mode, the real chat path: Koan's app in this process (httpx against the ASGI app, SQLite,
 the grading sandbox with 2 slots), its OpenAI-compatible provider a fake server on loopback in
@@ -55,7 +58,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 from bench._common import percentile, write_section  # noqa: E402
-from bench.leak_corpus import KINDS, Mutant, bank, mutants, replies, wrong_suggestion  # noqa: E402
+from bench.leak_corpus import (  # noqa: E402
+    DISGUISED_KINDS,
+    KINDS,
+    Mutant,
+    bank,
+    disguised,
+    mutants,
+    replies,
+    wrong_suggestion,
+)
 from sqlalchemy import select  # noqa: E402
 from tests.fixtures.factories import bearer, create_user  # noqa: E402
 from tests.fixtures.llm_server import FakeLLMServer, Reply  # noqa: E402
@@ -85,7 +97,7 @@ from koan.resources import Resources  # noqa: E402
 
 # Replies that must be delivered: Socratic ones, and (an extra kind, not one of the four the
 # targets are about) wrong suggestions, whose code the guard runs before letting them through.
-DELIVERED = ("benign", "wrong")
+DELIVERED = ("benign", "benign encoded", "wrong")
 REGENERATED = "What does the failing test expect, and where does your code start to differ?"
 MODEL = "bench-model"
 
@@ -120,8 +132,9 @@ def ms_pair(values: list[float]) -> str:
 
 
 def scripted(mutant: Mutant, solution: str, n: int) -> dict[str, str]:
-    """The four kinds of reply, and a wrong suggestion where the line has one."""
-    kinds = replies(mutant, solution, n)
+    """The four kinds of reply, the disguised ones, and a wrong suggestion where the line has
+    one."""
+    kinds = replies(mutant, solution, n) | disguised(mutant, n)
     wrong = wrong_suggestion(mutant, n)
     if wrong is not None:
         kinds["wrong"] = wrong
@@ -130,7 +143,7 @@ def scripted(mutant: Mutant, solution: str, n: int) -> dict[str, str]:
 
 def rows(results: Results, *, chat: bool) -> list[str]:
     out = []
-    for kind in (*KINDS, "wrong"):
+    for kind in (*KINDS, *DISGUISED_KINDS, "wrong"):
         done = results.withheld[kind]
         share = sum(done) / max(1, len(done))
         shown = f"{1 - share:.1%} delivered" if kind in DELIVERED else f"{share:.1%} withheld"
