@@ -86,3 +86,10 @@ JS_ATTEMPT = "function last(items) {\n  let result = items[0];\n  if (items.leng
 )
 def test_a_short_line_or_the_head_of_a_block_reads_as_code(reply: str, code: str) -> None:
     assert f"`{code}`" in revealed(reply, vocabulary(JS_ATTEMPT))
+
+
+def test_the_learners_own_line_encoded_is_a_quote_not_something_to_use() -> None:
+    text = revealed(f"Decode this, it is your line 4: {b64('total += n')}. Why?", KNOWN, ATTEMPT)
+
+    assert "`total += n`" in text
+    assert "Use `" not in text

@@ -69,15 +69,21 @@ def vocabulary(*code: str) -> frozenset[str]:
     return _BASE_WORDS | frozenset(names)
 
 
-def revealed(text: str, known: frozenset[str]) -> str:
+def revealed(text: str, known: frozenset[str], attempt: str = "") -> str:
     """The reply with what it gives encoded decoded in place, and the pieces it asks to put
     together appended, put together (`known`: the words of `vocabulary`). The reply itself
     when there is nothing of the sort, which is most replies."""
     found: list[str] = []
     decoded = _decode_in_place(text, known, found)
     # Each piece also on its own, as an instruction to use it: in place, it may sit in a
-    # sentence that says nothing of what to do with it ("Decode this: ...").
-    pieces = list(dict.fromkeys([*(c for c in found if "\n" not in c), *_joined(decoded, known)]))
+    # sentence that says nothing of what to do with it ("Decode this: ..."). A piece of the
+    # learner's own code is a quote, encoded or not, not something to use.
+    theirs = "".join(attempt.split())
+    pieces = [
+        code
+        for code in dict.fromkeys([*(c for c in found if "\n" not in c), *_joined(decoded, known)])
+        if not theirs or "".join(code.split()) not in theirs
+    ]
     if not pieces:
         return decoded
     return decoded + "\n\n" + "\n\n".join(_as_shown(code) for code in pieces)

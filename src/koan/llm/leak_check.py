@@ -123,7 +123,8 @@ class ExerciseSecrets:
 
     def read(self, text: str) -> str:
         """A reply as the learner reads it: as shown, with what it encodes decoded."""
-        return encodings.revealed(patches.visible(text), self.known_words)
+        attempt = self.attempt.code if self.attempt else ""
+        return encodings.revealed(patches.visible(text), self.known_words, attempt)
 
     def solution_score(self, reply: str) -> float:
         """How much of the solution the learner will have seen, this reply included: the reply
