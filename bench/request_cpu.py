@@ -1,7 +1,7 @@
 """Koan's own CPU per request on the learner's loop, one request at a time, and where it goes.
 
     .venv/bin/python bench/request_cpu.py [--learners 80] [--warmup 10] [--profile FILE]
-        [--top 30] [--write]
+        [--top 30] [--route ROUTE] [--write]
 
 The same private PostgreSQL, Redis and fake provider as bench/class_load.py, with
 `koan serve --workers 1`. Each learner (logged in beforehand) runs the loop once, one request
@@ -18,6 +18,8 @@ machine the p10s move less from run to run than the means.
 the worker about threefold, so that run's CPU figures are not comparable) and prints where the
 time went: own time by package, then the functions with the most own time. The profiler
 starts once the warm-up loops are done, so start-up and first-request work are left out.
+With `--route` (one of the routes in the table, for example "GET /users/me"), the profiler
+runs only while that route's requests are answered.
 The profile is kept in FILE in pstats format (`python -m pstats FILE`: `sort cumulative`,
 `callees <name>`). Time spent inside SQLAlchemy's greenlets is not added to the cumulative
 time of the coroutines that awaited them; own time is exact.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import pstats
 import shutil
 import signal
@@ -91,6 +94,8 @@ yappi.set_context_backend("greenlet")
 sys.argv = ["koan", *sys.argv[1:]]
 # Started by the bench once the warm-up loops are done, so start-up is left out.
 signal.signal(signal.SIGUSR1, lambda *_: yappi.start())
+# With --route, paused between that route's requests.
+signal.signal(signal.SIGUSR2, lambda *_: yappi.stop())
 try:
     app()
 except (SystemExit, KeyboardInterrupt):
@@ -137,11 +142,18 @@ async def one_loop(
     solutions: dict[str, tuple[str, str]],
     cpu: dict[str, list[float]] | None,
     index: int,
+    profiled: str | None = None,
 ) -> None:
     async def timed(route: str, method: str, path: str, body: Any = None) -> Any:
+        if route == profiled:
+            os.kill(pid, signal.SIGUSR1)
+            await asyncio.sleep(0.005)  # the handler runs when the worker's loop wakes
         before = worker_cpu_ns(pid)
         status, data = await conn.request(method, path, who.token, body)
         spent = (worker_cpu_ns(pid) - before) / 1e6
+        if route == profiled:
+            await asyncio.sleep(0.005)  # a stream's last work after its last byte
+            os.kill(pid, signal.SIGUSR2)
         if status >= 300:
             raise RuntimeError(f"{route} answered {status}: {data}")
         if cpu is not None:
@@ -196,10 +208,12 @@ async def bench(args: argparse.Namespace) -> dict[str, list[float]]:
         await log_in_all(server.port, learners)
         conn = Connection("127.0.0.1", server.port)
         for i, who in enumerate(learners):
-            if i == args.warmup and args.profile is not None:
+            measured = i >= args.warmup
+            if measured and args.profile is not None and args.route is None and i == args.warmup:
                 server.proc.send_signal(signal.SIGUSR1)
+            profiled = args.route if measured and args.profile is not None else None
             await one_loop(
-                conn, who, server.proc.pid, solutions, cpu if i >= args.warmup else None, i
+                conn, who, server.proc.pid, solutions, cpu if measured else None, i, profiled
             )
         conn.close()
     finally:
@@ -282,6 +296,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="loops before measuring")
     parser.add_argument("--profile", type=Path, help="profile the worker (yappi), keep it here")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--route", choices=ROUTES, help="with --profile: profile only this route's requests"
+    )
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     if args.profile is not None:
