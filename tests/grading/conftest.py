@@ -72,10 +72,16 @@ async def assert_still_works(sandbox: Sandbox) -> None:
     report = await grade_python(sandbox, ADD_SOLUTION, ADD_TESTS)
     assert report.status == "passed", report
     assert (report.passed, report.total) == (2, 2)
-    # A launcher reports a run before its sweep (a helper running as the slot uid, killing
-    # whatever is left) has finished, and the other slot may still be sweeping: give the
-    # sweeps a moment. What a run really left behind would outlive this bound. A slot's spare
-    # node (started after the sweep, for the next JavaScript run) is ended first.
+    await assert_nothing_left_running(sandbox)
+
+
+async def assert_nothing_left_running(sandbox: Sandbox) -> None:
+    """No process runs as a slot uid once the runs so far are over.
+
+    A launcher reports a run before its sweep (a helper running as the slot uid, killing
+    whatever is left) has finished, and the other slot may still be sweeping: give the sweeps
+    a moment. What a run really left behind would outlive this bound. A slot's spare node
+    (started after the sweep, for the next JavaScript run) is ended first."""
     await sandbox.discard_spares()
     for _ in range(250):
         left = processes_of(sandbox.slot_uids)
