@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -156,3 +157,59 @@ def test_validate_starts_no_more_sandbox_slots_than_it_has_exercises(
     assert result.exit_code == 1
     assert "0 valid, 0 invalid, 1 rejected" in result.output
     assert started == [1]
+
+
+def test_export_leaves_out_generated_exercises_nobody_approved(cli_env: Path) -> None:
+    from datetime import UTC, datetime
+
+    from koan.db import create_engine, create_session_factory, transactional
+    from koan.exercises.bank import import_specs
+    from koan.exercises.repository import exercises_by_slug
+    from koan.models import ClassExerciseReview, ClassRoom
+
+    async def seed() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{cli_env / 'koan.db'}")
+        async with create_session_factory(engine)() as session, transactional(session):
+            await import_specs(session, [exercise_spec(slug="authored")], source="imported")
+            slugs = ["written-for-one", "shared-by-admin", "shared-by-class", "refused-by-class"]
+            await import_specs(session, [exercise_spec(slug=s) for s in slugs], source="generated")
+            made = await exercises_by_slug(session, slugs)
+            made["shared-by-admin"].approved_at = datetime(2025, 3, 1, tzinfo=UTC)
+            room = ClassRoom(name="CS 101", join_code="EXPORT23")
+            session.add(room)
+            await session.flush()
+            session.add_all(
+                [
+                    ClassExerciseReview(
+                        class_id=room.id, exercise_id=made["shared-by-class"].id, status="approved"
+                    ),
+                    ClassExerciseReview(
+                        class_id=room.id, exercise_id=made["refused-by-class"].id, status="rejected"
+                    ),
+                ]
+            )
+        await engine.dispose()
+
+    asyncio.run(seed())
+    out = cli_env / "export.jsonl"
+    exported = runner.invoke(app, ["exercises", "export", str(out)])
+    assert exported.exit_code == 0, exported.output
+    assert {e.spec.slug for e in read_pack(out) if e.spec} == {
+        "authored",
+        "shared-by-admin",
+        "shared-by-class",
+    }
+    assert "Exported 3 exercises" in exported.output
+    assert "2 generated exercises nobody approved were left out" in exported.output
+
+    everything = cli_env / "everything.jsonl"
+    exported = runner.invoke(app, ["exercises", "export", str(everything), "--include-generated"])
+    assert exported.exit_code == 0, exported.output
+    assert {e.spec.slug for e in read_pack(everything) if e.spec} == {
+        "authored",
+        "written-for-one",
+        "shared-by-admin",
+        "shared-by-class",
+        "refused-by-class",
+    }
+    assert "left out" not in exported.output

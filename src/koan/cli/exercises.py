@@ -173,20 +173,34 @@ async def _validate(specs: list[ExerciseSpec], jobs: int) -> list[ValidationOutc
 @app.command("export")
 def exercises_export(
     path: Annotated[Path, typer.Argument(help="A .jsonl file, or a directory to fill.")],
+    include_generated: Annotated[
+        bool,
+        typer.Option(
+            "--include-generated",
+            help="Also write the exercises the model wrote for one learner that no "
+            "administrator or class instructor approved.",
+        ),
+    ] = False,
 ) -> None:
-    """Write the installed exercises out in the pack format."""
+    """Write the installed exercises out in the pack format: authored ones and approved
+    generated ones (--include-generated: every generated one too)."""
     from koan.exercises.pack import write_pack
 
     with database_errors():
-        specs = asyncio.run(_export())
+        specs, left_out = asyncio.run(_export(include_generated=include_generated))
     try:
         count = write_pack(specs, path)
     except OSError as exc:
         fail(f"Cannot write {exc.filename or path}: {exc.strerror or exc}.")
     console.print(f"Exported {count} exercises to {path}.")
+    if left_out:
+        what = "exercise nobody approved was" if left_out == 1 else "exercises nobody approved were"
+        console.print(
+            f"{left_out} generated {what} left out (--include-generated writes them too)."
+        )
 
 
-async def _export() -> list[ExerciseSpec]:
+async def _export(*, include_generated: bool) -> tuple[list[ExerciseSpec], int]:
     from koan.exercises import repository
     from koan.exercises.bank import to_spec
     from koan.resources import Resources
@@ -194,6 +208,9 @@ async def _export() -> list[ExerciseSpec]:
     res = Resources.from_settings(Settings())
     try:
         async with res.session_factory() as session:
-            return [to_spec(e) for e in await repository.all_exercises(session)]
+            found, left_out = await repository.exportable_exercises(
+                session, include_generated=include_generated
+            )
+            return [to_spec(e) for e in found], left_out
     finally:
         await res.close()

@@ -122,6 +122,30 @@ async def all_exercises(session: AsyncSession) -> Sequence[Exercise]:
     return (await session.execute(query)).scalars().all()
 
 
+# Approved by an administrator (shared with everyone) or by a class's instructor.
+_APPROVED = or_(
+    Exercise.approved_at.is_not(None),
+    Exercise.id.in_(
+        select(ClassExerciseReview.exercise_id).where(ClassExerciseReview.status == "approved")
+    ),
+)
+
+
+async def exportable_exercises(
+    session: AsyncSession, *, include_generated: bool
+) -> tuple[Sequence[Exercise], int]:
+    """The exercises a pack export writes, and how many it leaves out: authored ones and
+    generated ones an administrator or a class's instructor approved; with
+    `include_generated`, those written for one learner that nobody approved as well."""
+    query = select(Exercise).order_by(Exercise.language, Exercise.difficulty, Exercise.slug)
+    if include_generated:
+        return (await session.execute(query)).scalars().all(), 0
+    shared = or_(Exercise.source != "generated", _APPROVED)
+    kept = (await session.execute(query.where(shared))).scalars().all()
+    left_out = await session.scalar(select(func.count()).select_from(Exercise).where(~shared))
+    return kept, left_out or 0
+
+
 async def bank_page(
     session: AsyncSession,
     *,
