@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from koan import __version__
 from koan.auth.router import router as auth_router
-from koan.chat.export import conversation_records
+from koan.chat.export import conversation_records, shown_code_records
 from koan.chat.hints import tailored_hint
 from koan.chat.router import router as chat_router
 from koan.classes.router import router as classes_router
@@ -116,8 +116,10 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     app.state.class_work = open_assignment_exercises
     app.state.tutor_policy = tutor_policy_for
     app.state.hint_tailor = partial(tailored_hint, policy=tutor_policy_for)
-    # The data export (progress) includes the learner's tutor conversations (chat).
+    # The data export (progress) includes the learner's tutor conversations and the code the
+    # tutor showed them (chat).
     app.state.conversation_export = conversation_records
+    app.state.shown_code_export = shown_code_records
     app.state.account_maker = users_service.create_user
     # Deleting an account asks classes first: a class must not lose its only instructor.
     app.state.account_close_check = check_account_closable

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, timedelta
+import uuid
+from datetime import UTC, date, timedelta
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import GENERAL
+from koan.chat import export as chat_export
+from koan.chat import repository as chat_repository
 from koan.exercises import lifecycle
 from koan.models.progress import LearnerSkillRating
 from koan.progress import export
@@ -238,6 +241,48 @@ async def test_export_includes_the_tutor_conversations(
     typed = next(r for r in records if r["conversation_id"] == general and r["seq"] == "1")
     assert typed["content"] == "'=HYPERLINK('x') is what I typed"  # neutralised for spreadsheets
     assert "Someone else's question" not in r.text
+
+
+async def test_export_includes_the_code_the_tutor_showed(
+    client: httpx.AsyncClient,
+    learner: Learner,
+    session: AsyncSession,
+    resources: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(chat_export, "SHOWN_BATCH", 2)  # three pieces span two pages
+    exercise = await create_exercise(learner.session)
+    mine = await headers(learner)
+    about = await new_conversation(client, mine, exercise)
+    shown_at = learner.res.clock.now()
+    await chat_repository.add_shown(
+        session,
+        learner.user.id,
+        [exercise.id],
+        "for n in numbers:",
+        conversation_id=uuid.UUID(about),
+        now=shown_at,
+    )
+    await chat_repository.add_shown(
+        session, learner.user.id, [exercise.id], "total += n", conversation_id=None, now=shown_at
+    )
+    await chat_repository.add_shown(
+        session, learner.user.id, [exercise.id], "return total", conversation_id=None, now=shown_at
+    )
+    other = await create_user(session, resources, onboarded=True)
+    await chat_repository.add_shown(
+        session, other.id, [exercise.id], "someone else's code", conversation_id=None, now=shown_at
+    )
+
+    data = (await get(client, learner, "/export", format="json")).json()
+
+    shown = data["shown_code"]
+    assert [s["code"] for s in shown] == ["for n in numbers:", "total += n", "return total"]
+    assert shown[0]["exercise_id"] == str(exercise.id)
+    assert shown[0]["conversation_id"] == about
+    assert shown[1]["conversation_id"] is None  # a hint's, or a deleted conversation's
+    assert shown[0]["shown_at"] == shown_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    assert "someone else's code" not in str(data)
 
 
 async def test_export_rejects_unknown_formats(client: httpx.AsyncClient, learner: Learner) -> None:

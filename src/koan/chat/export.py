@@ -1,4 +1,5 @@
-"""The learner's tutor conversations for their data export (the app hands this to progress)."""
+"""The learner's tutor conversations and the code the tutor showed them, for their data export
+(the app hands these to progress)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.chat import repository
-from koan.models import Conversation, ConversationMessage
+from koan.models import Conversation, ConversationMessage, ShownCode
 
 # Conversations per query: a page of them with all their messages stays small in memory.
 BATCH = 50
+# Pieces of shown code per query.
+SHOWN_BATCH = 200
 
 
 def _iso(value: datetime) -> str:
@@ -55,3 +58,28 @@ async def conversation_records(
             by_conversation[message.conversation_id].append(message)
         yield [_record(c, by_conversation[c.id]) for c in page]
         after = (page[-1].created_at, page[-1].id)
+
+
+def _shown_record(shown: ShownCode) -> dict[str, Any]:
+    return {
+        "id": shown.id,
+        "exercise_id": str(shown.exercise_id),
+        # None for a tailored hint, or once the conversation that showed it was deleted.
+        "conversation_id": str(shown.conversation_id) if shown.conversation_id else None,
+        "code": shown.code,
+        "shown_at": _iso(shown.created_at),
+    }
+
+
+async def shown_code_records(
+    session: AsyncSession, user_id: uuid.UUID
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The code the tutor showed the learner (the leak guard's ledger), in the order shown,
+    in batches of JSON-ready records."""
+    after: int | None = None
+    while True:
+        page = await repository.shown_after(session, user_id, after=after, limit=SHOWN_BATCH)
+        if not page:
+            return
+        yield [_shown_record(s) for s in page]
+        after = page[-1].id

@@ -406,6 +406,18 @@ async def shown_about(
     return found
 
 
+async def shown_after(
+    session: AsyncSession, user_id: uuid.UUID, *, after: int | None, limit: int
+) -> Sequence[ShownCode]:
+    """What the learner was shown, in the order shown, after the ledger row numbered `after`."""
+    query = (
+        select(ShownCode).where(ShownCode.user_id == user_id).order_by(ShownCode.id).limit(limit)
+    )
+    if after is not None:
+        query = query.where(ShownCode.id > after)
+    return (await session.execute(query)).scalars().all()
+
+
 # No conversation's id: `besides` for a hint, which has none to leave out.
 _NO_CONVERSATION = uuid.UUID(int=0)
 _NUMBERED_SHOWN = (

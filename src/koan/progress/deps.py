@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from koan.progress.export import ConversationExport
+from koan.progress.export import ConversationExport, ShownCodeExport
 
 
 async def conversation_export(request: Request) -> ConversationExport | None:
@@ -16,3 +16,12 @@ async def conversation_export(request: Request) -> ConversationExport | None:
 
 
 ConversationExportDep = Annotated[ConversationExport | None, Depends(conversation_export)]
+
+
+async def shown_code_export(request: Request) -> ShownCodeExport | None:
+    """The code the tutor showed the learner, for the data export, as the app wired it in."""
+    found: ShownCodeExport | None = getattr(request.app.state, "shown_code_export", None)
+    return found
+
+
+ShownCodeExportDep = Annotated[ShownCodeExport | None, Depends(shown_code_export)]

@@ -1,5 +1,6 @@
-"""The learner's own data as JSON (assignments, submissions with their code, and tutor
-conversations) or as CSV (one file of the practice, one of the conversations)."""
+"""The learner's own data as JSON (assignments, submissions with their code, tutor
+conversations and the code the tutor showed them) or as CSV (one file of the practice, one of
+the conversations)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ MEDIA_TYPES: dict[str, str] = {
     "conversations-csv": "text/csv; charset=utf-8",
 }
 BATCH = 200
-# The learner's tutor conversations, in batches of JSON-ready records (see
-# koan.chat.export): chat sits above progress, so the app wires it in (app.py).
+# The learner's tutor conversations, and the code the tutor showed them, each in batches of
+# JSON-ready records (see koan.chat.export): chat sits above progress, so the app wires them in
+# (app.py).
 ConversationExport = Callable[[AsyncSession, uuid.UUID], AsyncIterator[list[dict[str, Any]]]]
+ShownCodeExport = ConversationExport
 
 CONVERSATION_CSV_COLUMNS = (
     "conversation_id",
@@ -158,7 +161,7 @@ def filename(res: Resources, user: User, fmt: ExportFormat) -> str:
     return f"koan-export-{today}.{fmt}"
 
 
-async def _no_conversations(
+async def _no_records(
     session: AsyncSession, user_id: uuid.UUID
 ) -> AsyncIterator[list[dict[str, Any]]]:
     return
@@ -189,10 +192,12 @@ async def stream(
     user: User,
     fmt: ExportFormat,
     conversations: ConversationExport | None = None,
+    shown_code: ShownCodeExport | None = None,
 ) -> AsyncIterator[str]:
-    """The learner's assignments, submissions and tutor conversations, streamed in batches so
-    memory stays flat."""
-    conversations = conversations or _no_conversations
+    """The learner's assignments, submissions, tutor conversations and the code the tutor
+    showed them, streamed in batches so memory stays flat."""
+    conversations = conversations or _no_records
+    shown_code = shown_code or _no_records
     if fmt == "conversations-csv":
         async for chunk in _conversations_csv(session, user, conversations):
             yield chunk
@@ -231,5 +236,11 @@ async def stream(
     async for conversation_batch in conversations(session, user.id):
         for conversation in conversation_batch:
             yield ("" if first else ",") + json.dumps(conversation)
+            first = False
+    yield '], "shown_code": ['
+    first = True
+    async for shown_batch in shown_code(session, user.id):
+        for shown in shown_batch:
+            yield ("" if first else ",") + json.dumps(shown)
             first = False
     yield "]}"

@@ -13,7 +13,7 @@ from koan.auth.deps import VerifiedUser
 from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
 from koan.progress import export as exporting
 from koan.progress import service
-from koan.progress.deps import ConversationExportDep
+from koan.progress.deps import ConversationExportDep, ShownCodeExportDep
 from koan.progress.schemas import AchievementsOut, HistoryOut, ProgressOut
 
 router = APIRouter(prefix="/progress", tags=["progress"])
@@ -59,23 +59,26 @@ async def export(
     open_session: SessionOpenerDep,
     res: ResourcesDep,
     conversations: ConversationExportDep,
+    shown_code: ShownCodeExportDep,
     fmt: Annotated[
         exporting.ExportFormat,
         Query(
             alias="format",
-            description="json: everything; csv: assignments and submissions, a row per "
-            "submission; conversations-csv: tutor conversations, a row per message.",
+            description="json: everything, the code the tutor showed you too; csv: "
+            "assignments and submissions, a row per submission; conversations-csv: tutor "
+            "conversations, a row per message.",
         ),
     ] = "json",
 ) -> StreamingResponse:
-    """Download your data: assignments and submissions (with your code) and your tutor
-    conversations, as JSON or CSV."""
+    """Download your data: assignments and submissions (with your code), your tutor
+    conversations and the code the tutor showed you, as JSON; or the practice or the
+    conversations as CSV."""
     filename = exporting.filename(res, user, fmt)
 
     async def body() -> AsyncIterator[str]:
         # The body streams after the handler has returned (and its session has closed).
         async with open_session() as session:
-            async for chunk in exporting.stream(session, res, user, fmt, conversations):
+            async for chunk in exporting.stream(session, res, user, fmt, conversations, shown_code):
                 yield chunk
 
     return StreamingResponse(
