@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -20,7 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.mail.sender import Mailer
-from koan.models import Exercise, User
+from koan.models import ClassRoom, Exercise, User
 from koan.resources import Resources
 from tests.fixtures.factories import ADD_SOLUTION, PASSWORD, bearer, create_exercise, create_user
 from tests.fixtures.smtp import SMTPServer, closed_port
@@ -681,6 +682,47 @@ async def test_the_teacher_sees_who_needs_help_and_opens_their_work_and_conversa
     rows = list(csv.reader(io.StringIO(exported.text)))
     assert rows[0] == ["name", "email", "Week 1"]
     assert rows[1] == ["Lea Learner", course.learner.user.email, "attempted"]
+
+
+def saved_as(response: httpx.Response) -> tuple[str, str | None]:
+    """The ASCII `filename` and the decoded `filename*` of a download's Content-Disposition."""
+    header = response.headers["content-disposition"]
+    assert header.isascii(), header
+    plain = re.match(r'attachment; filename="([^"\\]*)"', header)
+    assert plain, header
+    extended = re.search(r"filename\*=UTF-8''([A-Za-z0-9!#$&+\-.^_`|~%]+)$", header)
+    return plain.group(1), unquote(extended.group(1), errors="strict") if extended else None
+
+
+async def test_a_class_download_keeps_the_class_name_in_any_script(
+    session: AsyncSession, resources: Resources, browsers: Callable[[User], Awaitable[Browser]]
+) -> None:
+    teacher = await browsers(await create_user(session, resources))
+    class_id = await new_class(teacher, "Informática 1º")
+    roster = await teacher.get(f"/classes/{class_id}/roster.csv")
+    assert roster.status_code == 200
+    assert saved_as(roster) == ("informatica-1o-roster.csv", "informática-1º-roster.csv")
+
+    renamed = await teacher.post(
+        f"/classes/{class_id}/settings", {"name": "数学", "timezone": "UTC"}
+    )
+    assert renamed.status_code == 303, renamed.text
+    book = await teacher.get(f"/classes/{class_id}/gradebook.csv")
+    assert book.status_code == 200
+    assert saved_as(book) == ("gradebook.csv", "数学-gradebook.csv")
+
+    # A name written before names were checked, with a quote and a line break in it.
+    room = await session.get(ClassRoom, uuid.UUID(class_id))
+    assert room is not None
+    room.name = 'Year "9"\r\nSet-Cookie: a=b / ../x'
+    await session.flush()
+    roster = await teacher.get(f"/classes/{class_id}/roster.csv")
+    assert roster.status_code == 200
+    assert "\n" not in roster.headers["content-disposition"]
+    assert "a=b" not in roster.headers.get("set-cookie", "")
+    plain, extended = saved_as(roster)
+    for name in (plain, extended or plain):
+        assert re.fullmatch(r"[^\"\\/\x00-\x1f]+-roster\.csv", name), name
 
 
 async def test_older_submissions_are_a_page_away(

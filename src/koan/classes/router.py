@@ -38,6 +38,7 @@ from koan.classes.schemas import (
     RoleChange,
     Roster,
 )
+from koan.common.download import attachment
 from koan.common.routing import PrefixedRouter
 from koan.deps import ResourcesDep, SessionDep
 from koan.pagination import decode_time_cursor
@@ -316,7 +317,7 @@ def csv_response(content: str, filename: str) -> Response:
     return Response(
         content,
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": attachment(filename)},
     )
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from koan.auth.deps import VerifiedUser
+from koan.common.download import attachment
 from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
 from koan.progress import export as exporting
 from koan.progress import service
@@ -84,5 +85,5 @@ async def export(
     return StreamingResponse(
         body(),
         media_type=exporting.MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": attachment(filename)},
     )

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from koan.classes import service as classes
 from koan.classes.service import Membership
+from koan.common.download import attachment
 from koan.common.schemas import EARLIEST_YEAR, LATEST_YEAR
 from koan.models import User
 from koan.resources import Resources
@@ -107,7 +108,9 @@ def money(value: str) -> Decimal | None:
 
 
 def csv_file_name(name: str, what: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or "class"
+    """The class's name in lower case, letters and digits of any script kept and the rest
+    hyphens ("Informática 1º" -> "informática-1º-roster.csv")."""
+    slug = re.sub(r"[\W_]+", "-", name.lower()).strip("-")[:60].strip("-") or "class"
     return f"{slug}-{what}.csv"
 
 
@@ -115,7 +118,7 @@ def csv_download(content: str, filename: str) -> Response:
     return Response(
         content,
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": attachment(filename)},
     )
 
 
