@@ -236,3 +236,55 @@ async def test_picks_made_by_a_racing_request_are_the_ones_the_learner_gets(
         .where(ClassAssignmentItem.class_assignment_id == uuid.UUID(made.json()["id"]))
     )
     assert rows == 2
+
+
+async def test_wall_times_across_a_daylight_saving_change_are_read_by_a_stated_rule(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=0, timezone="Europe/Berlin")
+    exercise = await create_exercise(session)
+    h = course.headers["instructor"]
+    url = f"/api/v1/classes/{course.id}/assignments"
+
+    def body(opens_at: str, due_at: str) -> dict[str, Any]:
+        return {"title": "DST", "exercise_ids": [str(exercise.id)], "opens_at": opens_at,
+                "due_at": due_at}  # fmt: skip
+
+    # 29 March 2026: Berlin's clocks go from 02:00 straight to 03:00; 02:30 never happens.
+    skipped = await client.post(url, json=body("2026-03-29T02:30", "2026-04-05T09:00"), headers=h)
+    assert skipped.status_code == 400, skipped.text
+    assert skipped.json()["error"] == "NonexistentTime"
+    assert skipped.json()["detail"] == (
+        "opens_at: 2026-03-29 02:30 does not exist in Europe/Berlin (the clocks skip from "
+        "02:00 to 03:00 that day). Choose a time outside the change, such as 03:00."
+    )
+    # An aware time is one instant whatever the zone's clocks do.
+    aware = await client.post(
+        url, json=body("2026-03-29T02:30:00+01:00", "2026-04-05T09:00"), headers=h
+    )
+    assert aware.status_code == 201, aware.text
+    assert aware.json()["opens_at"].startswith("2026-03-29T01:30:00")
+
+    # 25 October 2026: 02:30 happens twice (summer time, then winter time); the first counts.
+    twice = await client.post(url, json=body("2026-10-18T09:00", "2026-10-25T02:30"), headers=h)
+    assert twice.status_code == 201, twice.text
+    assert twice.json()["due_at"].startswith("2026-10-25T00:30:00")  # 02:30 CEST, UTC+2
+    # The first minute after the gap is read as it is written.
+    after = await client.post(url, json=body("2026-03-29T03:00", "2026-04-05T09:00"), headers=h)
+    assert after.status_code == 201, after.text
+    assert after.json()["opens_at"].startswith("2026-03-29T01:00:00")
+
+    # An exam window and the class's dates follow the same rules.
+    window = await client.patch(
+        f"/api/v1/classes/{course.id}",
+        json={"tutor": {"off_from": "2026-03-29T02:15", "off_until": "2026-03-29T05:00"}},
+        headers=h,
+    )
+    assert window.status_code == 400, window.text
+    assert window.json()["error"] == "NonexistentTime"
+    assert window.json()["detail"].startswith("off_from: 2026-03-29 02:15 does not exist")
+    dates = await client.patch(
+        f"/api/v1/classes/{course.id}", json={"ends_at": "2026-10-25T02:59"}, headers=h
+    )
+    assert dates.status_code == 200, dates.text
+    assert dates.json()["ends_at"].startswith("2026-10-25T00:59:00")

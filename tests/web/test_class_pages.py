@@ -725,6 +725,57 @@ async def test_a_class_download_keeps_the_class_name_in_any_script(
         assert re.fullmatch(r"[^\"\\/\x00-\x1f]+-roster\.csv", name), name
 
 
+async def test_times_typed_across_a_daylight_saving_change(
+    session: AsyncSession,
+    resources: Resources,
+    browsers: Callable[[User], Awaitable[Browser]],
+    client: httpx.AsyncClient,
+) -> None:
+    teacher_user = await create_user(session, resources)
+    teacher = await browsers(teacher_user)
+    class_id = await new_class(teacher, "Night class", zone="America/New_York")
+    exercise = await create_exercise(session)
+    path = f"/classes/{class_id}/assignments"
+    form = {"title": "DST", "kind": "exercises", "exercise_ids": [str(exercise.id)]}
+
+    page = await teacher.get(path)
+    assert "does not exist" in text_of(page)  # the form says the rule before it is needed
+
+    # 8 March 2026: New York's clocks go from 02:00 straight to 03:00.
+    skipped = await teacher.post(
+        path, {**form, "opens_at": "2026-03-01T09:00", "due_at": "2026-03-08T02:30"}
+    )
+    assert skipped.status_code == 422
+    error = re.search(r'<p class="error" id="f-due_at-error">(.*?)</p>', skipped.text, re.S)
+    assert error, skipped.text
+    assert unescape(re.sub(r"<[^>]+>", "", error.group(1))).strip() == (
+        "2026-03-08 02:30 does not exist in America/New_York (the clocks skip from 02:00 to "
+        "03:00 that day). Choose a time outside the change, such as 03:00."
+    )
+    assert 'value="2026-03-08T02:30"' in skipped.text  # kept, to be corrected
+
+    # 1 November 2026: 01:30 happens twice; the first (summer time, UTC-4) is the one.
+    twice = await teacher.post(
+        path, {**form, "opens_at": "2026-11-01T01:30", "due_at": "2026-11-08T09:00"}
+    )
+    assert twice.status_code == 303, twice.text
+    listed = await client.get(
+        f"/api/v1/classes/{class_id}/assignments",
+        headers=await bearer(session, resources, teacher_user),
+    )
+    (made,) = listed.json()["items"]
+    assert made["opens_at"].startswith("2026-11-01T05:30:00")
+
+    window = await teacher.post(
+        f"/classes/{class_id}/tutor",
+        {"mode": "window", "off_from": "2026-03-08T02:00", "off_until": "2026-03-08T04:00",
+         "off_reason": "Exam"},
+    )  # fmt: skip
+    assert window.status_code == 422
+    assert 'id="f-off_from-error"' in window.text
+    assert "2026-03-08 02:00 does not exist in America/New_York" in unescape(window.text)
+
+
 async def test_older_submissions_are_a_page_away(
     course: Course, session: AsyncSession, resources: Resources, client: httpx.AsyncClient
 ) -> None:

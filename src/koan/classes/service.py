@@ -11,7 +11,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import cast, get_args
 from zoneinfo import ZoneInfo
 
@@ -43,7 +43,7 @@ from koan.classes.schemas import (
 )
 from koan.clock import Clock
 from koan.common.schemas import EARLIEST_YEAR, LATEST_YEAR
-from koan.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
+from koan.errors import BadRequest, Conflict, Forbidden, KoanError, NotFound, PayloadTooLarge
 from koan.exercises import repository as exercises
 from koan.mail.sender import Mail, MailQueue
 from koan.models import (
@@ -72,12 +72,52 @@ NO_CLASS = "There is no class with this id."
 # -- times --------------------------------------------------------------------------------
 
 
-def in_zone(moment: datetime, zone: str) -> datetime:
-    """`moment` as an aware UTC time: a naive one is read as wall time in `zone`. A time that
-    has no UTC equivalent Python can hold (the first or last hours of its calendar) is a 400."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(zone))
+class NonexistentTime(KoanError, status=400):
+    """A wall time the class's clocks skip (the hour lost when summer time starts); `field`
+    names the time refused, `reason` says why without naming it (a form shows it beside it)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def _skipped(moment: datetime, zone: ZoneInfo) -> tuple[datetime, datetime] | None:
+    """The wall times the zone's clocks jump from and to, if `moment` (naive) falls between."""
+    earlier = moment.replace(tzinfo=zone, fold=0)
+    if earlier.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == moment:
+        return None
+    before = earlier.utcoffset() or timedelta(0)
+    after = moment.replace(tzinfo=zone, fold=1).utcoffset() or timedelta(0)
+    # The change happened between these two instants: find its second.
+    low = (moment - after).replace(tzinfo=UTC)
+    high = (moment - before).replace(tzinfo=UTC)
+    while high - low > timedelta(seconds=1):
+        middle = (low + (high - low) / 2).replace(microsecond=0)
+        if middle.astimezone(zone).utcoffset() == after:
+            high = middle
+        else:
+            low = middle
+    return (high + before).replace(tzinfo=None), (high + after).replace(tzinfo=None)
+
+
+def in_zone(moment: datetime, zone: str, field: str = "time") -> datetime:
+    """`moment` as an aware UTC time: a naive one is read as wall time in `zone`. A wall time
+    the clocks skip (summer time starting) is refused (400 NonexistentTime); one they show
+    twice (summer time ending) is the first of the two, in summer time. A time that has no UTC
+    equivalent Python can hold (the first or last hours of its calendar) is a 400."""
     try:
+        if moment.tzinfo is None:
+            place = ZoneInfo(zone)
+            if skipped := _skipped(moment, place):
+                start, end = skipped
+                raise NonexistentTime(
+                    field,
+                    f"{moment:%Y-%m-%d %H:%M} does not exist in {zone} (the clocks skip from "
+                    f"{start:%H:%M} to {end:%H:%M} that day). Choose a time outside the change, "
+                    f"such as {end:%H:%M}.",
+                )
+            moment = moment.replace(tzinfo=place, fold=0)
         return moment.astimezone(UTC)
     except OverflowError as exc:
         raise BadRequest(
@@ -198,8 +238,8 @@ async def create_class(
         name=data.name,
         join_code=await _new_code(session),
         timezone=data.timezone,
-        starts_at=in_zone(data.starts_at, data.timezone) if data.starts_at else None,
-        ends_at=in_zone(data.ends_at, data.timezone) if data.ends_at else None,
+        starts_at=in_zone(data.starts_at, data.timezone, "starts_at") if data.starts_at else None,
+        ends_at=in_zone(data.ends_at, data.timezone, "ends_at") if data.ends_at else None,
         tutor_avoid=[],
         created_by=user.id,
     )
@@ -235,9 +275,11 @@ async def update_class(session: AsyncSession, member: Membership, data: ClassUpd
     if "timezone" in changes and data.timezone:
         room.timezone = data.timezone
     if "starts_at" in changes:
-        room.starts_at = in_zone(data.starts_at, room.timezone) if data.starts_at else None
+        room.starts_at = (
+            in_zone(data.starts_at, room.timezone, "starts_at") if data.starts_at else None
+        )
     if "ends_at" in changes:
-        room.ends_at = in_zone(data.ends_at, room.timezone) if data.ends_at else None
+        room.ends_at = in_zone(data.ends_at, room.timezone, "ends_at") if data.ends_at else None
     if data.tutor is not None:
         tutor = data.tutor
         given = tutor.model_dump(exclude_unset=True)
@@ -250,10 +292,12 @@ async def update_class(session: AsyncSession, member: Membership, data: ClassUpd
         if "off" in given:
             room.tutor_off = bool(tutor.off)
         if "off_from" in given:
-            room.tutor_off_from = in_zone(tutor.off_from, room.timezone) if tutor.off_from else None
+            room.tutor_off_from = (
+                in_zone(tutor.off_from, room.timezone, "off_from") if tutor.off_from else None
+            )
         if "off_until" in given:
             room.tutor_off_until = (
-                in_zone(tutor.off_until, room.timezone) if tutor.off_until else None
+                in_zone(tutor.off_until, room.timezone, "off_until") if tutor.off_until else None
             )
         if "off_reason" in given:
             room.tutor_off_reason = tutor.off_reason or ""
@@ -638,8 +682,8 @@ async def create_assignment(
     data: ClassAssignmentCreate,
 ) -> ClassAssignment:
     room = member.room
-    opens_at = in_zone(data.opens_at, room.timezone)
-    due_at = in_zone(data.due_at, room.timezone)
+    opens_at = in_zone(data.opens_at, room.timezone, "opens_at")
+    due_at = in_zone(data.due_at, room.timezone, "due_at")
     if due_at <= opens_at:
         raise BadRequest("The due time must be after the opening time.", code="InvalidDates")
     adaptive_kind = data.exercise_ids is None

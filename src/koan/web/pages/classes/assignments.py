@@ -35,6 +35,7 @@ from koan.web.pages.classes.common import (
     class_context,
     confirm_page,
     membership,
+    refused,
 )
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -113,7 +114,7 @@ async def create_assignment(
                 async with session.begin_nested():
                     await classes.create_assignment(session, res, member, user, data)
             except KoanError as exc:
-                errors = {"due_at" if exc.code == "InvalidDates" else "form": exc.detail}
+                errors = refused(exc, dates="due_at")
     if errors:
         ctx = await _assignments_context(session, res, member, user, errors=errors, values=values)
         return render(request, "classes/assignments.html", ctx, status_code=422)

@@ -13,6 +13,7 @@ from koan.classes import service as classes
 from koan.classes.service import Membership
 from koan.common.download import attachment
 from koan.common.schemas import EARLIEST_YEAR, LATEST_YEAR
+from koan.errors import KoanError
 from koan.models import User
 from koan.resources import Resources
 from koan.web.pagekit import (
@@ -134,9 +135,21 @@ def class_fields(values: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def refused(exc: KoanError, *, dates: str, fields: dict[str, str] | None = None) -> dict[str, str]:
+    """A form's errors for what the classes service refused: a skipped wall time beside its
+    field (`fields` renames the service's names to the form's), dates in the wrong order
+    beside `dates`, anything else above the form."""
+    if isinstance(exc, classes.NonexistentTime):
+        return {(fields or {}).get(exc.field, exc.field): exc.reason}
+    return {dates if exc.code == "InvalidDates" else "form": exc.detail}
+
+
+# A class's dates: the form's fields (days) and the service's names (times).
+CLASS_DATE_FIELDS = {"starts_at": "starts_on", "ends_at": "ends_on"}
+
+
 def date_errors(exc: ValidationError) -> dict[str, str]:
-    renamed = {"starts_at": "starts_on", "ends_at": "ends_on"}
-    errors = {renamed.get(k, k): v for k, v in field_errors(exc).items()}
+    errors = {CLASS_DATE_FIELDS.get(k, k): v for k, v in field_errors(exc).items()}
     for name in ("starts_on", "ends_on"):
         if name in errors:
             errors[name] = (

@@ -26,9 +26,11 @@ from koan.web.pagekit import (
     render,
 )
 from koan.web.pages.classes.common import (
+    CLASS_DATE_FIELDS,
     class_fields,
     common_context,
     date_errors,
+    refused,
 )
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -76,7 +78,7 @@ async def create_class(
                 room = await classes.create_class(session, res, user, data)
                 class_id = room.id
         except KoanError as exc:
-            errors = {"ends_on" if exc.code == "InvalidDates" else "form": exc.detail}
+            errors = refused(exc, dates="ends_on", fields=CLASS_DATE_FIELDS)
     if errors:
         ctx = await _classes_context(session, res, user, values=values, errors=errors)
         return render(request, "classes/index.html", ctx, status_code=422)

@@ -27,12 +27,14 @@ from koan.web.pagekit import (
     render,
 )
 from koan.web.pages.classes.common import (
+    CLASS_DATE_FIELDS,
     ClassId,
     class_context,
     class_fields,
     confirm_page,
     date_errors,
     membership,
+    refused,
 )
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -81,7 +83,7 @@ async def save_settings(
     except ValidationError as exc:
         errors = date_errors(exc)
     except KoanError as exc:
-        errors = {"ends_on" if exc.code == "InvalidDates" else "form": exc.detail}
+        errors = refused(exc, dates="ends_on", fields=CLASS_DATE_FIELDS)
     if errors:
         member = await membership(session, user, class_id, instructor=True)
         ctx = await _settings_context(session, res, member, user, errors=errors, values=values)

@@ -41,6 +41,7 @@ from koan.web.pages.classes.common import (
     class_context,
     membership,
     money,
+    refused,
 )
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -140,7 +141,7 @@ async def save_tutor(
         except ValidationError as exc:
             errors = field_errors(exc)
         except KoanError as exc:
-            errors = {"off_until" if exc.code == "InvalidDates" else "form": exc.detail}
+            errors = refused(exc, dates="off_until")
     if errors:
         values["mode"] = mode
         # The refused change was rolled back: read the class again.
