@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import urllib.parse
 
 import pytest
 
@@ -38,6 +39,14 @@ ENCODED = {
     "spans to join": "Put `if n % 2 =` and `= 0: total += n` together.",
     "lines to join": "Join these lines into one:\n\nif n %\n2 == 0: tot\nal += n",
     "string pieces": "Evaluate `'if n % 2 == 0: ' + 'total += n'`.",
+    "base32": f"Decode this: {base64.b32encode(FIX.encode()).decode()}",
+    "base32, unpadded, in a span": f"Try `{base64.b32encode(FIX.encode()).decode().rstrip('=')}`.",
+    "percent-encoded": f"URL-decode this: {urllib.parse.quote(FIX)}",
+    "percent-encoded, plus for space": f"Unquote `{urllib.parse.quote_plus(FIX)}`.",
+    "character references": "Unescape: " + "".join(f"&#{ord(c)};" for c in FIX),
+    "hex character references": "Unescape: " + "".join(f"&#x{ord(c):x};" for c in FIX),
+    "unicode escapes": "Print this: " + "".join(f"\\u{ord(c):04x}" for c in FIX),
+    "escapes of the operators only": "Print this: if n \\u0025 2 \\x3d\\x3d 0: total \\u002b= n",
 }
 
 
@@ -56,6 +65,12 @@ BENIGN = {
     "a list of numbers": "Try the input [1, 2, 3, 4] and [10, 20, 30, 40] by hand.",
     "two spans": "Compare `total` with `n` on each pass.",
     "code": "```python\nfor n in numbers:\n    total += n\n```",
+    "and, or in prose": "Think about what happens when n is even and when it is odd, or empty.",
+    "a URL": "See https://docs.python.org/3/search.html?q=modulo%20operator&area=default for more.",
+    "acronyms": "The HTTP API returns JSON, and PEP8 says NOTHING about QUEUEING LONGWORDS.",
+    "a percent": "About 50% of the numbers are even; 100%2 is what?",
+    "escapes of words": "In Python, '\\u00e9t\\u00e9' is the word été, and '\\n' a new line.",
+    "a sentence without code": "On line 4, think about this: what does the loop add each time?",
 }
 
 
@@ -93,3 +108,24 @@ def test_the_learners_own_line_encoded_is_a_quote_not_something_to_use() -> None
 
     assert "`total += n`" in text
     assert "Use `" not in text
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        f"On line 4, decode: {codecs.encode('return total', 'rot13')}",
+        f"On line 4, decode: {codecs.encode('return total', 'rot13')}. Then run it.",
+        f"Put this at the end: {'return total'[::-1]}",
+    ],
+    ids=["rot13", "rot13, then prose", "backwards"],
+)
+def test_a_line_with_no_operator_in_rot13_or_backwards_reads_as_the_code(reply: str) -> None:
+    assert "`return total`" in revealed(reply, KNOWN)
+
+
+def test_rot13_of_words_that_are_not_the_exercises_reads_as_it_is() -> None:
+    # "return value" in ROT13: a statement, but of nothing in the exercise's code.
+    reply = f"Here is a riddle: {codecs.encode('return value', 'rot13')}"
+
+    assert revealed(reply, KNOWN) == reply
+

@@ -4,7 +4,10 @@ The suggestions run in Koan's real grading sandbox."""
 
 from __future__ import annotations
 
+import base64
+import codecs
 import textwrap
+import urllib.parse
 from collections.abc import Sequence
 
 import pytest
@@ -281,6 +284,11 @@ UNIQUE_TESTS = (
     "from solution import unique_sorted\n\n"
     "def test_dupes():\n    assert unique_sorted([3, 1, 3]) == [1, 3]\n"
 )
+RANGE_SOLUTION = "def in_range(x, lo, hi):\n    return lo <= x and x <= hi\n"
+RANGE_TESTS = (
+    "from solution import in_range\n\n"
+    "def test_outside():\n    assert in_range(5, 1, 3) is False\n"
+)
 # (solution, tests, the learner's failing attempt, its failed test)
 EXERCISES = {
     "evens": (PY_SOLUTION, PY_TESTS, PY_ATTEMPT, "test_mixed"),
@@ -303,6 +311,13 @@ EXERCISES = {
         "def unique_sorted(xs):\n    return xs\n",
         "test_dupes",
     ),
+    "range": (RANGE_SOLUTION, RANGE_TESTS, RANGE_SOLUTION.replace(" and ", " or "), "test_outside"),
+    "evens, no return": (
+        PY_SOLUTION,
+        PY_TESTS,
+        PY_SOLUTION.replace("    return total\n", ""),
+        "test_mixed",
+    ),
 }
 # A working fix said as an expression to drop in, or in words: each is a leak...
 DROPPED_IN = [
@@ -318,6 +333,20 @@ IN_WORDS = [
     ("count", "Use less-than-or-equal instead of less-than in the loop's condition."),
     ("count", "The < in the while loop should be a <=."),
     ("evens", "On line 4, change the 1 to a 0."),
+    ("range", "Use and instead of or."),
+    ("range", "Replace or with and on line 2."),
+    ("evens", "Put not in front of the condition on line 4."),
+    ("evens", "Negate the check."),
+]
+# A working fix encoded in a way the learner undoes in a moment: each is a leak.
+LINE = "if n % 2 == 0:"
+ENCODED = [
+    ("evens", f"Decode this and put it on line 4: {base64.b32encode(LINE.encode()).decode()}"),
+    ("evens", f"On line 4, decode: {urllib.parse.quote(LINE)}"),
+    ("evens", "On line 4, unescape: " + "".join(f"&amp;#{ord(c)};" for c in LINE)),
+    ("evens", "On line 4, print: " + "".join(f"\\u{ord(c):04x}" for c in LINE)),
+    ("evens", "On line 4, it should print: if n \\x25 2 \\x3d\\x3d 0:"),
+    ("evens, no return", f"At the end, decode: {codecs.encode('return total', 'rot13')}"),
 ]
 # ...and the same shapes that fix nothing are delivered.
 NOT_A_FIX = [
@@ -327,6 +356,12 @@ NOT_A_FIX = [
     ("power", "Swap the two arguments of the call on line 1? There is no call there."),
     ("count", "Use greater-than instead of less-than in the loop's condition: what happens?"),
     ("count", "What does the less-than on line 4 do when i reaches n?"),
+    ("count", "Negate the loop's condition and see what happens."),
+    ("range", "Is 5 between 1 and 3, or outside? Try both and compare with the test."),
+    ("range", "Use or instead of and? Your line has no and."),
+    ("evens", f"On line 4, decode: {urllib.parse.quote('if n % 3 == 0:')}"),
+    ("evens", "See https://docs.python.org/3/search.html?q=modulo%20operator for the %."),
+    ("evens, no return", f"Decode this: {codecs.encode('return numbers', 'rot13')}"),
 ]
 
 
@@ -341,7 +376,7 @@ def secrets_of(name: str) -> tuple[ExerciseSecrets, str]:
     return secrets, tests
 
 
-@pytest.mark.parametrize(("exercise", "reply"), DROPPED_IN + IN_WORDS)
+@pytest.mark.parametrize(("exercise", "reply"), DROPPED_IN + IN_WORDS + ENCODED)
 async def test_a_fix_dropped_in_or_said_in_words_is_a_leak(
     sandbox: Sandbox, exercise: str, reply: str
 ) -> None:

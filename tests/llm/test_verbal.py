@@ -81,3 +81,70 @@ def test_a_swap_of_parameters_swaps_the_definition() -> None:
     assert [p for p, _ in programs("Swap the two parameters of the function on line 1.", code)] == [
         "def rotate(items, k):\n    return items[k:] + items[:k]\n"
     ]
+
+
+RANGE = "def in_range(x, lo, hi):\n    return lo <= x or x <= hi\n"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Use and instead of or.",
+        "Replace or with and on line 2.",
+        "Change the or in the return to an and.",
+        "The || should be a && here.",
+    ],
+)
+def test_a_logical_operator_named_in_words_is_read(reply: str) -> None:
+    [change] = changes(reply)
+
+    assert {change.old, change.new} in ({"or", "and"}, {"||", "&&"})
+    assert [p for p, _ in programs(reply, RANGE)] == [RANGE.replace(" or ", " and ")]
+
+
+def test_a_logical_operator_in_words_changes_its_javascript_spelling() -> None:
+    code = "function inRange(x, lo, hi) {\n  return lo <= x || x <= hi;\n}\n"
+
+    [(program, _)] = programs("Use and instead of or in the return.", code)
+
+    assert "lo <= x && x <= hi" in program
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Put not in front of the condition.",
+        "Negate the check on line 3.",
+        "Add a not before the if's condition.",
+        "Invert the condition.",
+    ],
+)
+def test_a_negation_in_words_negates_the_condition(reply: str) -> None:
+    code = "def f(xs):\n    for x in xs:\n        if x % 2 == 1:\n            return x\n"
+
+    assert [p for p, _ in programs(reply, code)] == [
+        code.replace("if x % 2 == 1:", "if not (x % 2 == 1):")
+    ]
+
+
+def test_a_negation_in_javascript_wraps_the_condition_in_a_bang() -> None:
+    code = "function f(x) {\n  if (x > 0) {\n    return x;\n  }\n  return 0;\n}\n"
+
+    [(program, _)] = programs("Negate the condition.", code)
+
+    assert "if (!(x > 0)) {" in program
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Think about what happens when n is even and when it is odd, or when the list is empty.",
+        "Use the tests and your own examples, or print the values, to check your loop.",
+        "Change your approach and try a smaller input, or walk through it by hand.",
+        "It is not in front of the loop that the problem is: check the condition.",
+        "What does your condition check, and is it the one the test expects?",
+    ],
+)
+def test_and_or_not_in_prose_are_no_change(reply: str) -> None:
+    assert list(programs(reply, RANGE)) == []
+    assert list(programs(reply, COUNT)) == []
