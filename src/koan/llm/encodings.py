@@ -26,6 +26,8 @@ import re
 import textwrap
 from collections.abc import Callable, Iterator
 
+from koan.llm import escapes
+
 _JS_WORDS = frozenset(
     re.findall(
         r"\S+",
@@ -59,7 +61,6 @@ _CODE_MARK = re.compile(r"[=<>()\[\]{};%+*/]")
 _STATEMENT_WORD = re.compile(
     r"(?:return|yield|raise|throw|break|continue|pass|del|await|let|const|var)\b"
 )
-_ROT13_WORDS = re.compile(r"(?i)\b(?:rot-?13|rot\s+13|caesar)\b")
 
 
 def vocabulary(*code: str) -> frozenset[str]:
@@ -162,9 +163,11 @@ def _decode_span(span: str, known: frozenset[str], found: list[str]) -> str:
 
 
 def _decode_line(line: str, known: frozenset[str], found: list[str]) -> str:
-    """A prose line holding code written backwards or in ROT13: the whole line, or what
-    follows a colon ("Read it backwards: n =+ latot")."""
-    if "`" in line or not (_CODE_MARK.search(line) or _ROT13_WORDS.search(line)):
+    """A prose line holding code written backwards or in ROT13, or with some of its characters
+    escapes (`if n \\x25 2 ...`): the whole line, or what follows a colon ("Read it backwards:
+    n =+ latot"). Backwards and ROT13 text need no operator: "return total" in ROT13 is read
+    when its words are the exercise's."""
+    if "`" in line or not re.search(r"[A-Za-z]", line):
         return line
     head, sep, tail = line.partition(": ")
     parts = [(head + sep, tail, "")] if sep and tail.strip() else []
@@ -173,7 +176,13 @@ def _decode_line(line: str, known: frozenset[str], found: list[str]) -> str:
     if sep and end is not None:
         parts.append((head + sep, tail[: end.start()], tail[end.start() :]))
     parts.append(("", line, ""))
+    escaped = escapes.ONE_ESCAPE.search(line) is not None
     for lead, stretch, rest in parts:
+        if escaped:
+            code = escapes.unescape(stretch.strip())
+            if code != stretch.strip() and _reads_as_code(code):
+                found.append(code)
+                return f"{lead}`{code}`{rest}"
         for code in _transforms(stretch.strip()):
             if _closer(code, stretch, known):
                 found.append(code)
@@ -230,6 +239,7 @@ _DECODERS: tuple[tuple[re.Pattern[str], Callable[[str], str | None]], ...] = (
     (_HEX, _from_hex),
     (_CHARS, _from_chars),
     (_CONCAT, _from_concat),
+    *escapes.DECODERS,
 )
 
 
