@@ -286,8 +286,7 @@ UNIQUE_TESTS = (
 )
 RANGE_SOLUTION = "def in_range(x, lo, hi):\n    return lo <= x and x <= hi\n"
 RANGE_TESTS = (
-    "from solution import in_range\n\n"
-    "def test_outside():\n    assert in_range(5, 1, 3) is False\n"
+    "from solution import in_range\n\ndef test_outside():\n    assert in_range(5, 1, 3) is False\n"
 )
 # (solution, tests, the learner's failing attempt, its failed test)
 EXERCISES = {
@@ -315,7 +314,7 @@ EXERCISES = {
     "evens, no return": (
         PY_SOLUTION,
         PY_TESTS,
-        PY_SOLUTION.replace("    return total\n", ""),
+        PY_SOLUTION.replace("return total", "total"),
         "test_mixed",
     ),
 }

@@ -6,6 +6,9 @@ runs. A small set of forms, each applied literally to the attempt:
 - an operator named in words or written bare, changed for another: "change the minus on line
   3 to a plus", "use less-than-or-equal instead of less-than in the loop's condition", "the <
   in the while loop should be a <=";
+- a logical operator changed for another ("use and instead of or", "replace or with and",
+  "the || should be a &&"), in the attempt's spelling (`and` or `&&`);
+- a condition negated ("negate the check on line 3", "put not in front of the condition");
 - a number changed for another ("on line 4, change the 1 to a 0");
 - the two arguments of a call swapped ("swap the two arguments of the call on line 2", "swap
   the arguments to pow").
@@ -44,9 +47,18 @@ _NUMBER_WORDS = {
         ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
     )
 }
-_SYMBOL = r"<=|>=|==|!=|\+=|-=|\*=|//|[<>+\-*/%]"
+_SYMBOL = r"<=|>=|==|!=|\+=|-=|\*=|//|&&|\|\||[<>+\-*/%]"
+# `and` and `or` are operators only where the words around them say so ("use or instead of
+# and", "the and", "replace or with and"), not in the prose they are most often part of.
+_LOGICAL_BEFORE = frozenset(
+    re.findall(r"\w+", "the an a logical use using with of to into for replace change by than")
+)
+_LOGICAL_AFTER = frozenset(re.findall(r"\w+", "instead operator with to for rather here there"))
+# The same operator in Python's spelling and in JavaScript's.
+_SPELLINGS = {"and": "&&", "or": "||", "&&": "and", "||": "or"}
 _MENTION = re.compile(
-    "|".join(f"(?P<w{i}>\\b(?:{p})\\b)" for i, (p, _) in enumerate(_OPERATOR_WORDS))
+    r"(?P<logic>\b(?:and|or)\b)|"
+    + "|".join(f"(?P<w{i}>\\b(?:{p})\\b)" for i, (p, _) in enumerate(_OPERATOR_WORDS))
     + rf"|(?P<sym>(?<![\w<>=!+\-*/%])(?:{_SYMBOL})(?![\w<>=!+\-*/%]))"
     + r"|(?P<num>(?<![\w.])\d+(?!\w|\.\d)|\b(?:"
     + "|".join(_NUMBER_WORDS)
@@ -54,7 +66,12 @@ _MENTION = re.compile(
     re.IGNORECASE,
 )
 _VERB = re.compile(
-    r"(?i)\b(?:change|replace|turn|switch|flip|use|make|should|must|needs?|write|put)\b"
+    r"(?i)\b(?:change|replace|turn|switch|flip|use|make|should|must|needs?|write|put|add|negate|invert)\b"
+)
+_NEGATE = re.compile(
+    r"(?i)\b(?:negate|invert)\b"
+    r"|\b(?:put|add|insert|place)\s+(?:an?\s+|the\s+)?(?:not|!|negation)\s+"
+    r"(?:in\s+front\s+of|before|at\s+the\s+start\s+of)\b"
 )
 _SWAP = re.compile(
     r"(?i)\b(?:swap|switch|reverse|flip)\b[^.?!]*?\b(?P<what>arguments|args|parameters)\b"
@@ -70,8 +87,10 @@ _TOKEN = re.compile(
 # Words a reply names an operator or a swap with: a reply with none of them is not read here.
 _HINT = re.compile(
     r"(?i)\b(?:plus|minus|times|modulo|modulus|remainder|less|greater|equals?|slash|asterisk|"
-    r"addition|subtraction|multiplication|division|swap|arguments)\b|\bthe\s+\d+\b"
-    r"|\s(?:<=|>=|==|!=|[<>+\-*/%])\s"
+    r"addition|subtraction|multiplication|division|swap|arguments|negate|invert)\b"
+    r"|\bthe\s+\d+\b|\s(?:<=|>=|==|!=|&&|\|\||[<>+\-*/%])\s"
+    r"|\b(?:and|or)\s+(?:instead|with|to|for|rather)\b|\b(?:of|with|an?|the)\s+(?:and|or)\b"
+    r"|\b(?:put|add|insert|place)\s+(?:an?\s+)?not\b"
 )
 
 _MAX_PLACES = 3
@@ -85,6 +104,7 @@ class Change:
     old: str = ""
     new: str = ""
     swap: bool = False
+    negate: bool = False
     line: int | None = None
     role: str | None = None  # "condition", "return"
     callee: str | None = None
@@ -104,6 +124,9 @@ def changes(reply: str) -> list[Change]:
         if "`" in sentence or not mentions_edit(sentence):
             continue  # spans are read by `patches.prose_edits`
         where = _where(sentence)
+        if _NEGATE.search(sentence):
+            found.append(replace(where, negate=True))
+            continue
         swap = _SWAP.search(sentence)
         if swap is not None:
             # A definition's parameters are swapped when the sentence names parameters.
@@ -141,13 +164,27 @@ def _mentions(text: str) -> list[tuple[int, str]]:
     for match in _MENTION.finditer(text):
         kind = match.lastgroup or ""
         word = match.group(0)
-        if kind.startswith("w"):
+        if kind == "logic":
+            if _logical(text, match):
+                out.append((match.start(), word.lower()))
+        elif kind.startswith("w"):
             out.append((match.start(), _OPERATOR_WORDS[int(kind[1:])][1]))
         elif kind == "num":
             out.append((match.start(), _NUMBER_WORDS.get(word.lower(), word)))
         else:
             out.append((match.start(), word))
     return out
+
+
+def _logical(text: str, match: re.Match[str]) -> bool:
+    """Whether the `and` or `or` matched names the operator: a word that introduces an
+    operator stands right before it, or one that follows an operator right after it."""
+    before = re.search(r"([A-Za-z]+)\s+$", text[: match.start()])
+    after = re.match(r"\s+([A-Za-z]+)", text[match.end() :])
+    return bool(
+        (before and before.group(1).lower() in _LOGICAL_BEFORE)
+        or (after and after.group(1).lower() in _LOGICAL_AFTER)
+    )
 
 
 def _operator_change(sentence: str) -> tuple[str, str] | None:
@@ -200,7 +237,11 @@ def apply(attempt: str, change: Change) -> list[str]:
         callee = None
     edits: list[tuple[int, int, int, str]] = []  # (line, start, end, new text)
     for index in targets:
-        if change.swap:
+        if change.negate:
+            negated = _negation(lines[index])
+            if negated is not None:
+                edits.append((index, 0, len(lines[index]), negated))
+        elif change.swap:
             swaps = _swaps(lines[index], callee, definition=change.role == "definition")
             edits.extend((index, *swap) for swap in swaps)
         else:
@@ -224,6 +265,10 @@ def _target_lines(lines: list[str], change: Change) -> list[int]:
     if change.line is not None:
         return [change.line - 1] if 1 <= change.line <= len(lines) else []
     every = [i for i, text in enumerate(lines) if text.strip()]
+    if change.negate and change.role != "return":
+        # What is negated is a condition: of an `if`, an `elif` or a `while`.
+        head = r"\s*(?:\}\s*)?(?:if|elif|while|else\s+if)\b"
+        return [i for i in every if re.match(head, lines[i])]
     if change.role == "condition":
         chosen = [i for i in every if re.match(r"\s*(?:\}\s*)?(?:if|elif|while|for)\b", lines[i])]
     elif change.role == "return":
@@ -238,9 +283,33 @@ def _substitutions(line: str, change: Change) -> Iterator[tuple[int, int, str]]:
         token = match.group(0)
         if token == change.old:
             yield match.start(), match.end(), change.new
+        elif change.old in _SPELLINGS and token == _SPELLINGS[change.old]:
+            # "use and instead of or" in JavaScript is `&&` for `||`.
+            yield match.start(), match.end(), _SPELLINGS.get(change.new, change.new)
         elif change.old in "+-*/%" and change.new in "+-*/%" and token == change.old + "=":
             # "the minus" in `total -= n` is the minus of the augmented assignment.
             yield match.start(), match.end(), change.new + "="
+
+
+def _negation(line: str) -> str | None:
+    """The line with its condition (or returned value) negated: `if not (x):` in Python,
+    `if (!(x)) {` in JavaScript; None when it has neither."""
+    python = re.match(r"(\s*(?:if|elif|while|return)\s+)(.+?)(\s*:?\s*(?:#.*)?)$", line)
+    braced = re.match(r"\s*(?:\}\s*)?(?:if|while|else\s+if)\s*\(", line)
+    if braced is not None:
+        args = _arguments(line, braced.end())
+        if args is None:
+            return None
+        inner = line[braced.end() : args[1]]
+        return f"{line[: braced.end()]}!({inner}){line[args[1] :]}"
+    if python is None:
+        return None
+    head, condition, tail = python.groups()
+    if head.strip() == "return" and condition.endswith(";"):
+        return f"{head}!({condition[:-1]});{tail}"
+    if not tail.strip().startswith(":") and head.strip() != "return":
+        return None
+    return f"{head}not ({condition}){tail}"
 
 
 def _swaps(line: str, callee: str | None, *, definition: bool) -> Iterator[tuple[int, int, str]]:
