@@ -140,3 +140,20 @@ def test_a_change_said_in_words_waits_from_the_operator_it_names() -> None:
 
     assert free_text(pieces) == "Change the  Then run the tests."
     assert checks == ["Change the minus on line 5 to a plus."]
+
+
+@pytest.mark.parametrize(
+    ("reply", "word"),
+    [
+        ("Decode this: if%20n%20%25%202%20%3D%3D%200 and you have it. Run it.", "if%20"),
+        ("On line 6, decode: erghea gbgny. Then run the tests.", "erghea"),
+        ("Negate the check on line 4. Then run the tests.", "Negate the check"),
+    ],
+    ids=["percent-encoded", "rot13 after a colon", "a negation"],
+)
+def test_other_encodings_and_negations_wait_for_the_check(reply: str, word: str) -> None:
+    pieces, checks = stream(reply, 3)
+
+    assert word not in free_text(pieces)
+    assert free_text(pieces).endswith("Run it." if "Run it" in reply else "Then run the tests.")
+    assert checks

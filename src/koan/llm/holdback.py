@@ -11,8 +11,9 @@ reply up to its end:
   a bracket, `=`, `<`, `>`, `;`, a quote, a backslash or `&`) to the end of that sentence: inline
   spans, "replace `X` with `Y`", a string literal holding a program;
 - a held sentence that ends with a colon introduces what follows: it waits with the block
-  after it; and a colon inside a prose line followed by a word that begins code ("should read:
-  return ...") holds from there, as a trigger does.
+  after it; and a colon inside a prose line followed by a word that begins code, as written or
+  in ROT13 ("should read: return ...", "decode: erghea ..."), holds from there, as a trigger
+  does.
 
 The text scanned is the reply as the learner reads it: the caller drops characters that take
 no room and folds look-alike letters (`koan.llm.patches.fold`), so `іf` with a Cyrillic і
@@ -26,6 +27,7 @@ changes what was found releasable before.
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass
 
@@ -156,6 +158,8 @@ _OPERATOR_WORDS = [
     "slash",
     "asterisk",
     "swap",
+    "negate",
+    "invert",
 ]
 _OPERATOR_WORD = re.compile(rf"(?i)\b(?:{'|'.join(_OPERATOR_WORDS)})\b")
 _WORD_END = re.compile(r"(?<![\w'])[A-Za-z]+$")
@@ -190,10 +194,15 @@ def _code_after_colon(text: str, begin: int, stop: int, final: bool) -> int | No
                 return -(at + 1)  # ": " at the end so far: a word may follow
         elif match.end() == len(text) and not final:
             return -(at + 1)
-        elif match.group("word") in _CODE_WORDS:
+        elif _begins_code(match.group("word")):
             return at + 1
         at = text.find(":", at + 1, stop)
     return None
+
+
+def _begins_code(word: str) -> bool:
+    # A word that begins code, as written or in ROT13 ("erghea" is `return`).
+    return word in _CODE_WORDS or codecs.encode(word, "rot13") in _CODE_WORDS
 
 
 def _line_kind(text: str, line_start: int, final: bool) -> str | None:
