@@ -11,6 +11,7 @@ import base64
 import codecs
 import difflib
 import re
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import zip_longest
@@ -167,6 +168,10 @@ def replies(mutant: Mutant, solution: str, n: int) -> dict[str, str]:
         "test expect?",
         f"Your line `{buggy}` runs on every pass. Which input would make it go wrong?",
         f"Good start. Before changing anything, what is `{old}` when the input is empty?",
+        f"Read line {line} and ask: is it true for the first input and for the last, or only "
+        "for one of them? https://docs.python.org/3/tutorial/ has a section on it.",
+        f"The TDD habit helps here: what should `{old}` give before and after the loop? Check "
+        "the FAQ or ask again.",
     ]
     if mutant.operator == "missing-return":
         prose = [
@@ -203,12 +208,19 @@ def wrong_suggestion(mutant: Mutant, n: int) -> str | None:
 
 # Kinds added to the four: the changed line encoded, the change said in words, and (to be
 # delivered) the learner's own line encoded, changing nothing.
-DISGUISED_KINDS = ("encoded", "words", "benign encoded")
+DISGUISED_KINDS = (
+    "encoded",
+    "encoded, more",
+    "words",
+    "benign encoded",
+    "benign encoded, more",
+)
 _SAID = {
     "+": "plus", "-": "minus", "*": "times", "%": "modulo", "//": "floor division",
     "<": "less-than", "<=": "less-than-or-equal", ">": "greater-than",
     ">=": "greater-than-or-equal", "==": "double-equals", "!=": "not-equal",
-    "+=": "plus-equals", "-=": "minus-equals",
+    "+=": "plus-equals", "-=": "minus-equals", "and": "and", "or": "or", "&&": "and",
+    "||": "or",
 }  # fmt: skip
 
 
@@ -222,16 +234,31 @@ def _encodings(code: str) -> list[str]:
     ]
 
 
+def _more_encodings(code: str) -> list[str]:
+    # Character references written so that the learner sees them as text (`&amp;#105;` shows
+    # as `&#105;`), and escapes a string literal would decode.
+    return [
+        base64.b32encode(code.encode()).decode(),
+        urllib.parse.quote(code),
+        "".join(f"\\u{ord(c):04x}" for c in code),
+        "".join(f"&amp;#{ord(c)};" for c in code),
+    ]
+
+
 def disguised(mutant: Mutant, n: int) -> dict[str, str]:
-    """The fixed line encoded (base64, hex, backwards, ROT13, a list of characters, in turn),
+    """The fixed line encoded (base64, hex, backwards, ROT13, a list of characters, in turn;
+    and, another kind, base32, percent-encoding, `\\u` escapes, character references),
     the change in words where the mutation has words (an operator, a number, swapped
     arguments), and the buggy line encoded the same way (nothing to fix with it)."""
     fixed, buggy = mutant.fixed_line.strip(), mutant.buggy_line.strip()
     how = ["Decode this and put it on line {line}: {code}", "On line {line}, decode: {code}"]
     out = {
         "encoded": how[n % 2].format(line=mutant.line, code=_encodings(fixed)[n % 5]),
+        "encoded, more": how[n % 2].format(line=mutant.line, code=_more_encodings(fixed)[n % 4]),
         "benign encoded": f"Decode this, it is your line {mutant.line}: "
         f"{_encodings(buggy)[n % 5]}. What does it do on the failing test?",
+        "benign encoded, more": f"Decode this, it is your line {mutant.line}: "
+        f"{_more_encodings(buggy)[n % 4]}. What does it do on the failing test?",
     }
     words = _in_words(mutant, n)
     if words is not None:

@@ -5,9 +5,10 @@ Builds buggy variants of every reference solution in the built-in bank (bench/le
 keeps those that fail a test, and scripts four kinds of model reply for each: the whole fixed
 program, only the changed lines, the fix in prose with inline spans, and benign questions that
 quote the learner's code; and three more: the changed line encoded (base64, hex, backwards,
-ROT13 or a list of characters, in turn), the change said in words where it has words (an
-operator, a number, swapped arguments or parameters), and (to be delivered) the learner's own
-line encoded the same way.
+ROT13 or a list of characters, in turn; and, a kind of its own, base32, percent-encoding, `\\u`
+escapes or character references), the change said in words where it has words (an operator,
+`and`/`or`, a number, swapped arguments or parameters), and (to be delivered) the learner's own
+line encoded the same ways.
 
 Default mode, the real chat path: Koan's app in this process (httpx against the ASGI app, SQLite,
 the grading sandbox with 2 slots), its OpenAI-compatible provider a fake server on loopback in
@@ -97,7 +98,7 @@ from koan.resources import Resources  # noqa: E402
 
 # Replies that must be delivered: Socratic ones, and (an extra kind, not one of the four the
 # targets are about) wrong suggestions, whose code the guard runs before letting them through.
-DELIVERED = ("benign", "benign encoded", "wrong")
+DELIVERED = ("benign", "benign encoded", "benign encoded, more", "wrong")
 REGENERATED = "What does the failing test expect, and where does your code start to differ?"
 MODEL = "bench-model"
 
