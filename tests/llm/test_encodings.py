@@ -128,4 +128,3 @@ def test_rot13_of_words_that_are_not_the_exercises_reads_as_it_is() -> None:
     reply = f"Here is a riddle: {codecs.encode('return value', 'rot13')}"
 
     assert revealed(reply, KNOWN) == reply
-
