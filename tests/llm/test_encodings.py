@@ -116,8 +116,9 @@ def test_the_learners_own_line_encoded_is_a_quote_not_something_to_use() -> None
         f"On line 4, decode: {codecs.encode('return total', 'rot13')}",
         f"On line 4, decode: {codecs.encode('return total', 'rot13')}. Then run it.",
         f"Put this at the end: {'return total'[::-1]}",
+        "On line 4, decode: return%20total",
     ],
-    ids=["rot13", "rot13, then prose", "backwards"],
+    ids=["rot13", "rot13, then prose", "backwards", "one percent escape"],
 )
 def test_a_line_with_no_operator_in_rot13_or_backwards_reads_as_the_code(reply: str) -> None:
     assert "`return total`" in revealed(reply, KNOWN)

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 # Upper-case base32, padded or not, long enough to hold a statement.
 BASE32 = re.compile(r"(?<![\w=+/-])[A-Z2-7]{8,}={0,6}(?![\w=+/-])")
-# A run without spaces holding two or more `%XX` escapes (a space is `%20` or `+`).
-PERCENT = re.compile(r"(?<![\w%])(?:[^\s`%]*%[0-9A-Fa-f]{2}){2,}[^\s`%]*")
+# A run without spaces holding `%XX` escapes (a space is `%20` or `+`): `return%20total` too.
+PERCENT = re.compile(r"(?<![\w%])(?:[^\s`%]*%[0-9A-Fa-f]{2})+[^\s`%]*")
 _ESCAPE = (
     r"\\x[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|\\u\{[0-9A-Fa-f]{1,6}\}|\\U[0-9A-Fa-f]{8}"
     r"|&#[0-9]{1,7};|&#[xX][0-9A-Fa-f]{1,6};|&[A-Za-z][A-Za-z0-9]{1,7};"
