@@ -7,7 +7,7 @@ import copy
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import httpx
@@ -28,6 +28,7 @@ from tests.conftest import Backend
 from tests.exercises.conftest import WRONG, submit
 from tests.fixtures.factories import ADD_SOLUTION, bearer, create_exercise, create_user
 from tests.fixtures.live import LiveApp
+from tests.web.conftest import csrf_from, log_in
 
 BUSY_LOOP = "while True:\n    pass\n"
 # Holds a grading slot for a moment whatever the machine's load (sleeping uses no CPU).
@@ -346,3 +347,64 @@ async def statuses(res: Resources, user_id: uuid.UUID) -> list[tuple[str, str]]:
             select(Submission.status, Submission.stderr).where(Submission.user_id == user_id)
         )
         return [(status, stderr) for status, stderr in rows.all()]
+
+
+SLOW_PASS = "import time\ntime.sleep(1)\n" + ADD_SOLUTION
+
+
+async def delete_while_grading(
+    live: LiveApp, user: User, send: Coroutine[Any, Any, httpx.Response]
+) -> httpx.Response:
+    """Send `send` (a submission of SLOW_PASS), delete `user` while it is graded, and return
+    the answer."""
+    graded = asyncio.create_task(send)
+    while not await statuses(live.res, user.id):  # stored at its checkpoint: now it is grading
+        await asyncio.sleep(0.01)
+    async with live.res.session_factory() as session, transactional(session):
+        await session.delete(await session.get_one(User, user.id))
+    answer = await graded
+    assert await statuses(live.res, user.id) == []
+    return answer
+
+
+async def test_an_account_deleted_while_its_code_is_graded_gets_a_404_not_a_500(
+    live: LiveApp,
+) -> None:
+    res = live.res
+    async with res.session_factory() as session, transactional(session):
+        user = await create_user(session, res, onboarded=True)
+        live.users.append(user.id)
+        exercise = await create_exercise(session, time_limit_s=5)
+        live.exercises.append(exercise.id)
+        headers = await bearer(session, res, user)
+
+    answer = await delete_while_grading(
+        live, user, submit(live.client, headers, exercise, SLOW_PASS)
+    )
+    assert answer.status_code == 404
+    assert answer.json()["error"] == "AccountDeleted"
+
+
+async def test_an_account_deleted_while_the_page_runs_its_code_gets_a_404_page(
+    live: LiveApp,
+) -> None:
+    res = live.res
+    async with res.session_factory() as session, transactional(session):
+        user = await create_user(session, res, onboarded=True)
+        live.users.append(user.id)
+        exercise = await create_exercise(session, time_limit_s=5)
+        live.exercises.append(exercise.id)
+    await log_in(live.client, user)
+    token = csrf_from(await live.client.get(f"/exercises/{exercise.id}"))
+    url = f"/exercises/{exercise.id}/run"
+    for headers in ({}, {"HX-Request": "true"}):  # without script, and with HTMX
+        run = live.client.post(url, data={"csrf_token": token, "code": SLOW_PASS}, headers=headers)
+        answer = await delete_while_grading(live, user, run)
+        assert answer.status_code == 404, answer.text
+        assert "deleted while the code was being graded" in answer.text
+        async with res.session_factory() as session, transactional(session):
+            user = await create_user(session, res, onboarded=True)
+            live.users.append(user.id)
+        live.client.cookies.clear()
+        await log_in(live.client, user)
+        token = csrf_from(await live.client.get(f"/exercises/{exercise.id}"))

@@ -20,10 +20,17 @@ from math import ceil
 from typing import Any, cast
 
 import structlog
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.db import checkpoint
-from koan.errors import KoanError, PayloadTooLarge, ServiceUnavailable, TooManySubmissions
+from koan.errors import (
+    KoanError,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TooManySubmissions,
+)
 from koan.exercises import lifecycle, repository
 from koan.exercises.schemas import MAX_CODE_BYTES, SubmissionOut, TestResult
 from koan.grading import service as grading
@@ -43,6 +50,8 @@ BUSY = "The grader could not run your code just now; it is saved, submit it agai
 FAILED = "Grading failed on our side; your code is saved. Please submit again."
 NOT_STORED = "The result could not be stored; your code is saved. Please submit again."
 INTERRUPTED = "Grading was interrupted; your code is saved. Please submit again."
+ACCOUNT_DELETED = "This account was deleted while the code was being graded; nothing was kept."
+EXERCISE_DELETED = "This exercise was removed while the code was being graded."
 
 
 @dataclass
@@ -251,9 +260,15 @@ async def _grade(
         await _undo_verdict(session, submission)
         raise
     except Exception as exc:
+        gone = await _undo_verdict(session, user, exercise, submission, assignment)
+        if gone is not None:
+            # Deleted meanwhile, and the submission with it: the verdict has nowhere to go, and
+            # there is nothing left to record as failed.
+            if gone is user:
+                raise NotFound(ACCOUNT_DELETED, code="AccountDeleted") from exc
+            raise NotFound(EXERCISE_DELETED) from exc
         if not isinstance(exc, KoanError):
             log.exception("submission.store_failed", submission_id=str(submission.id))
-        await _undo_verdict(session, submission, assignment, exercise, user)
         if isinstance(exc, KoanError):
             raise
         await _failed(session, res, submission, NOT_STORED)
@@ -261,12 +276,17 @@ async def _grade(
     return Graded(submission, assignment, unlocked)
 
 
-async def _undo_verdict(session: AsyncSession, *held: object) -> None:
+async def _undo_verdict(session: AsyncSession, *held: object) -> object | None:
     """Roll back what recording a verdict wrote (the checkpoint kept everything before it), and
-    read back the rows the request still shows: the rollback expired every row it held."""
+    read back the rows the request still shows: the rollback expired every row it held. Returns
+    the first of them that is gone (an account or exercise deleted while the code was graded)."""
     await session.rollback()
     for row in held:
-        await session.refresh(row)
+        try:
+            await session.refresh(row)
+        except InvalidRequestError:  # no longer in the database
+            return row
+    return None
 
 
 async def _failed(session: AsyncSession, res: Resources, submission: Submission, why: str) -> None:

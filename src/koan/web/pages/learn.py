@@ -363,6 +363,8 @@ async def run_tests(
     try:
         graded = await submit(session, res, user, exercise, data.code)
     except KoanError as exc:
+        if exc.code == "AccountDeleted":
+            raise  # deleted while the code was graded: nothing is left to keep it in
         if not request.headers.get("HX-Request"):
             # Without script nothing else keeps the code: as the draft, it is what the page
             # opens on after the learner resumes, reloads or comes back.
