@@ -21,6 +21,7 @@ from koan.classes.service import check_account_closable, open_assignment_exercis
 from koan.classes.tutor import tutor_policy_for
 from koan.config import Settings
 from koan.db import transactional
+from koan.drafts.export import draft_records
 from koan.drafts.router import router as drafts_router
 from koan.exercises import submit as submissions
 from koan.exercises.router import router as exercises_router
@@ -117,9 +118,10 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     app.state.tutor_policy = tutor_policy_for
     app.state.hint_tailor = partial(tailored_hint, policy=tutor_policy_for)
     # The data export (progress) includes the learner's tutor conversations and the code the
-    # tutor showed them (chat).
+    # tutor showed them (chat), and their drafts (drafts).
     app.state.conversation_export = conversation_records
     app.state.shown_code_export = shown_code_records
+    app.state.draft_export = draft_records
     app.state.account_maker = users_service.create_user
     # Deleting an account asks classes first: a class must not lose its only instructor.
     app.state.account_close_check = check_account_closable

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koan.adaptive import GENERAL
 from koan.chat import export as chat_export
 from koan.chat import repository as chat_repository
+from koan.drafts import export as drafts_export
 from koan.exercises import lifecycle
 from koan.models.progress import LearnerSkillRating
 from koan.progress import export
@@ -283,6 +284,36 @@ async def test_export_includes_the_code_the_tutor_showed(
     assert shown[1]["conversation_id"] is None  # a hint's, or a deleted conversation's
     assert shown[0]["shown_at"] == shown_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     assert "someone else's code" not in str(data)
+
+
+async def test_export_includes_the_drafts(
+    client: httpx.AsyncClient,
+    learner: Learner,
+    session: AsyncSession,
+    resources: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(drafts_export, "BATCH", 2)  # three drafts span two pages
+    exercises = [await create_exercise(learner.session) for _ in range(3)]
+    mine = await headers(learner)
+    for n, exercise in enumerate(exercises):
+        saved = await client.put(
+            f"/api/v1/drafts/{exercise.id}", headers=mine, json={"code": f"# draft {n}\n"}
+        )
+        assert saved.status_code == 200, saved.text
+    other = await create_user(session, resources, onboarded=True)
+    theirs = await bearer(session, resources, other)
+    await client.put(
+        f"/api/v1/drafts/{exercises[0].id}", headers=theirs, json={"code": "someone else's"}
+    )
+
+    data = (await get(client, learner, "/export", format="json")).json()
+
+    drafts = {d["exercise_id"]: d for d in data["drafts"]}
+    assert set(drafts) == {str(e.id) for e in exercises}
+    assert [drafts[str(e.id)]["code"] for e in exercises] == [f"# draft {n}\n" for n in range(3)]
+    assert drafts[str(exercises[0].id)]["updated_at"].endswith("Z")
+    assert "someone else's" not in str(data)
 
 
 async def test_export_rejects_unknown_formats(client: httpx.AsyncClient, learner: Learner) -> None:

@@ -71,7 +71,12 @@ async def delete_draft(session: AsyncSession, user_id: uuid.UUID, exercise_id: u
     return bool(getattr(result, "rowcount", 0))
 
 
-async def drafts_of(session: AsyncSession, user_id: uuid.UUID) -> list[Draft]:
-    """Every draft of a learner (their data export)."""
-    query = select(Draft).where(Draft.user_id == user_id).order_by(Draft.updated_at)
+async def drafts_after(
+    session: AsyncSession, user_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+) -> list[Draft]:
+    """A learner's drafts in the order of their exercise's id, after the exercise `after`
+    (their data export)."""
+    query = select(Draft).where(Draft.user_id == user_id).order_by(Draft.exercise_id).limit(limit)
+    if after is not None:
+        query = query.where(Draft.exercise_id > after)
     return list((await session.execute(query)).scalars())

@@ -70,7 +70,3 @@ def _ms(moment: datetime) -> int:
 async def discard(session: AsyncSession, user: User, exercise_id: uuid.UUID) -> None:
     """Forget the draft (the editor then starts from the last run or the starter code)."""
     await repository.delete_draft(session, user.id, exercise_id)
-
-
-async def all_of(session: AsyncSession, user: User) -> list[Draft]:
-    return await repository.drafts_of(session, user.id)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from koan.progress.export import ConversationExport, ShownCodeExport
+from koan.progress.export import ConversationExport, DraftExport, ShownCodeExport
 
 
 async def conversation_export(request: Request) -> ConversationExport | None:
@@ -25,3 +25,12 @@ async def shown_code_export(request: Request) -> ShownCodeExport | None:
 
 
 ShownCodeExportDep = Annotated[ShownCodeExport | None, Depends(shown_code_export)]
+
+
+async def draft_export(request: Request) -> DraftExport | None:
+    """The learner's drafts, for the data export, as the app wired them in."""
+    found: DraftExport | None = getattr(request.app.state, "draft_export", None)
+    return found
+
+
+DraftExportDep = Annotated[DraftExport | None, Depends(draft_export)]

@@ -1,4 +1,4 @@
-"""The learner's own data as JSON (assignments, submissions with their code, tutor
+"""The learner's own data as JSON (assignments, submissions with their code, drafts, tutor
 conversations and the code the tutor showed them) or as CSV (one file of the practice, one of
 the conversations)."""
 
@@ -31,6 +31,8 @@ BATCH = 200
 # (app.py).
 ConversationExport = Callable[[AsyncSession, uuid.UUID], AsyncIterator[list[dict[str, Any]]]]
 ShownCodeExport = ConversationExport
+# The learner's drafts (see koan.drafts.export), wired in the same way.
+DraftExport = ConversationExport
 
 CONVERSATION_CSV_COLUMNS = (
     "conversation_id",
@@ -193,11 +195,13 @@ async def stream(
     fmt: ExportFormat,
     conversations: ConversationExport | None = None,
     shown_code: ShownCodeExport | None = None,
+    drafts: DraftExport | None = None,
 ) -> AsyncIterator[str]:
-    """The learner's assignments, submissions, tutor conversations and the code the tutor
-    showed them, streamed in batches so memory stays flat."""
+    """The learner's assignments, submissions, drafts, tutor conversations and the code the
+    tutor showed them, streamed in batches so memory stays flat."""
     conversations = conversations or _no_records
     shown_code = shown_code or _no_records
+    drafts = drafts or _no_records
     if fmt == "conversations-csv":
         async for chunk in _conversations_csv(session, user, conversations):
             yield chunk
@@ -230,6 +234,12 @@ async def stream(
             record = _assignment_record(assignment)
             record["submissions"] = [_submission_record(s) for s in submissions]
             yield ("" if first else ",") + json.dumps(record)
+            first = False
+    yield '], "drafts": ['
+    first = True
+    async for draft_batch in drafts(session, user.id):
+        for draft in draft_batch:
+            yield ("" if first else ",") + json.dumps(draft)
             first = False
     yield '], "conversations": ['
     first = True

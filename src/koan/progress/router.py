@@ -14,7 +14,7 @@ from koan.common.download import attachment
 from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
 from koan.progress import export as exporting
 from koan.progress import service
-from koan.progress.deps import ConversationExportDep, ShownCodeExportDep
+from koan.progress.deps import ConversationExportDep, DraftExportDep, ShownCodeExportDep
 from koan.progress.schemas import AchievementsOut, HistoryOut, ProgressOut
 
 router = APIRouter(prefix="/progress", tags=["progress"])
@@ -61,6 +61,7 @@ async def export(
     res: ResourcesDep,
     conversations: ConversationExportDep,
     shown_code: ShownCodeExportDep,
+    drafts: DraftExportDep,
     fmt: Annotated[
         exporting.ExportFormat,
         Query(
@@ -71,15 +72,17 @@ async def export(
         ),
     ] = "json",
 ) -> StreamingResponse:
-    """Download your data: assignments and submissions (with your code), your tutor
-    conversations and the code the tutor showed you, as JSON; or the practice or the
+    """Download your data: assignments and submissions (with your code), your drafts, your
+    tutor conversations and the code the tutor showed you, as JSON; or the practice or the
     conversations as CSV."""
     filename = exporting.filename(res, user, fmt)
 
     async def body() -> AsyncIterator[str]:
         # The body streams after the handler has returned (and its session has closed).
         async with open_session() as session:
-            async for chunk in exporting.stream(session, res, user, fmt, conversations, shown_code):
+            async for chunk in exporting.stream(
+                session, res, user, fmt, conversations, shown_code, drafts
+            ):
                 yield chunk
 
     return StreamingResponse(
