@@ -8,10 +8,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.models import Conversation, Exercise
+from koan.models import ClassAssignment, Conversation, Exercise
 from koan.resources import Resources
 from tests.classes.helpers import Course, create_course
 from tests.conftest import Backend
@@ -226,6 +226,56 @@ async def test_a_learner_who_leaves_drops_out_of_the_gradebook(
         f"/api/v1/classes/{course.id}/dashboard/gradebook", headers=course.headers["instructor"]
     )
     assert [row["name"] for row in r.json()["rows"]] == ["Learner 0", "Learner 2"]
+
+
+async def test_a_learner_let_back_in_after_the_due_time_keeps_their_adaptive_picks(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """Removed by mistake and let back in: the exercises picked for them, and the work they
+    did on them, are still theirs in the gradebook, even once no new picks are made."""
+    course = await create_course(client, session, resources, learners=1)
+    skill = f"skill-{course.code.lower()}"
+    for _ in range(4):
+        await create_exercise(session, skills=[skill], difficulty=2)
+    now = datetime.now(UTC)
+    made = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "Practice", "skill": skill, "level": 2, "count": 2,
+              "opens_at": (now - timedelta(days=2)).isoformat(),
+              "due_at": (now + timedelta(days=1)).isoformat()},
+        headers=course.headers["instructor"],
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    mine = await client.get("/api/v1/classes/assignments", headers=course.headers["learner0"])
+    picks = [i["exercise_id"] for i in mine.json()["items"][0]["items"]]
+    assert len(picks) == 2
+    by_id = {str(e.id): e for e in await _bank(session, skill)}
+    for pick in picks:
+        await _submit(client, course, 0, by_id[pick], ADD_SOLUTION)
+    # The assignment falls due.
+    await session.execute(
+        update(ClassAssignment)
+        .where(ClassAssignment.id == uuid.UUID(made.json()["id"]))
+        .values(due_at=now - timedelta(minutes=1))
+    )
+    await session.commit()
+    learner = course.learners[0]
+    removed = await client.delete(
+        f"/api/v1/classes/{course.id}/members/{learner.id}", headers=course.headers["instructor"]
+    )
+    assert removed.status_code == 200
+    back = await client.post(
+        "/api/v1/classes/join", json={"code": course.code}, headers=course.headers["learner0"]
+    )
+    assert back.status_code == 200
+    book = await client.get(
+        f"/api/v1/classes/{course.id}/dashboard/gradebook", headers=course.headers["instructor"]
+    )
+    assert book.json()["rows"][0]["statuses"] == {made.json()["id"]: "late"}
+    again = await client.get("/api/v1/classes/assignments", headers=course.headers["learner0"])
+    item = again.json()["items"][0]
+    assert [i["exercise_id"] for i in item["items"]] == picks
+    assert item["status"] == "late"
 
 
 async def test_needs_help_lists_who_is_stuck_and_why(

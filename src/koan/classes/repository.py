@@ -170,15 +170,13 @@ async def members(
 
 
 async def remove_member(session: AsyncSession, class_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """The membership goes. The exercises picked for the learner stay, as their submissions and
+    conversations do: nobody sees them while they are out of the class (every dashboard reads
+    the class's current learners), and a learner let back in has the same picks, graded on
+    the work they did, even after the assignment's due time, when no new picks are made."""
     await session.execute(
         delete(ClassMembership).where(
             ClassMembership.class_id == class_id, ClassMembership.user_id == user_id
-        )
-    )
-    # The learner's own picks go with them; their submissions and conversations stay.
-    await session.execute(
-        delete(ClassAssignmentItem).where(
-            ClassAssignmentItem.class_id == class_id, ClassAssignmentItem.user_id == user_id
         )
     )
 
@@ -366,12 +364,17 @@ async def learner_ids(session: AsyncSession, class_id: uuid.UUID) -> list[uuid.U
 
 
 async def exercise_ids(session: AsyncSession, class_id: uuid.UUID) -> list[uuid.UUID]:
-    """Every exercise the class sets, for everyone or picked for one learner, in the order
-    the class meets them (earliest due first; ix_class_assignment_items_class_id)."""
+    """Every exercise the class sets, for everyone or picked for one of its members (not for
+    somebody who has left), in the order the class meets them (earliest due first;
+    ix_class_assignment_items_class_id)."""
+    members = select(ClassMembership.user_id).where(ClassMembership.class_id == class_id)
     query = (
         select(ClassAssignmentItem.exercise_id)
         .join(ClassAssignment, ClassAssignment.id == ClassAssignmentItem.class_assignment_id)
-        .where(ClassAssignmentItem.class_id == class_id)
+        .where(
+            ClassAssignmentItem.class_id == class_id,
+            or_(ClassAssignmentItem.user_id.is_(None), ClassAssignmentItem.user_id.in_(members)),
+        )
         .group_by(ClassAssignmentItem.exercise_id)
         .order_by(
             func.min(ClassAssignment.due_at),
