@@ -288,3 +288,35 @@ async def test_wall_times_across_a_daylight_saving_change_are_read_by_a_stated_r
     )
     assert dates.status_code == 200, dates.text
     assert dates.json()["ends_at"].startswith("2026-10-25T00:59:00")
+
+
+async def test_an_exercise_chosen_twice_is_set_once_and_counted_once(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=0)
+    first, second = await create_exercise(session), await create_exercise(session)
+    made = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "Week 1", "exercise_ids": [str(first.id), str(first.id), str(second.id)],
+              "opens_at": "2026-01-01T00:00:00", "due_at": "2026-01-02T00:00:00"},
+        headers=course.headers["instructor"],
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert [i["exercise_id"] for i in body["items"]] == [str(first.id), str(second.id)]
+    assert body["count"] == 2
+
+
+async def test_a_title_of_spaces_alone_is_refused(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=0)
+    exercise = await create_exercise(session)
+    r = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "   ", "exercise_ids": [str(exercise.id)],
+              "opens_at": "2026-01-01T00:00:00", "due_at": "2026-01-02T00:00:00"},
+        headers=course.headers["instructor"],
+    )  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert [f["field"] for f in r.json()["fields"]] == ["title"]

@@ -574,3 +574,41 @@ async def test_a_csv_upload_csv_cannot_read_is_a_400(
 
     assert r.status_code == 400, r.text
     assert r.json()["error"] == "BadCSV"
+
+
+async def test_a_class_name_of_spaces_alone_is_refused(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=0)
+    h = course.headers["instructor"]
+    made = await client.post("/api/v1/classes", json={"name": "   "}, headers=h)
+    assert made.status_code == 422, made.text
+    assert [f["field"] for f in made.json()["fields"]] == ["name"]
+    renamed = await client.patch(f"/api/v1/classes/{course.id}", json={"name": " \t "}, headers=h)
+    assert renamed.status_code == 422, renamed.text
+    assert renamed.json()["fields"][0]["type"] == "string_too_short"
+    kept = await client.get(f"/api/v1/classes/{course.id}", headers=h)
+    assert kept.json()["name"] == "CS 101"
+    trimmed = await client.post("/api/v1/classes", json={"name": "  Intro  "}, headers=h)
+    assert trimmed.json()["name"] == "Intro"
+
+
+async def test_words_to_avoid_are_kept_once_each_and_of_bounded_length(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    course = await create_course(client, session, resources, learners=0)
+    url, h = f"/api/v1/classes/{course.id}", course.headers["instructor"]
+    r = await client.patch(
+        url,
+        json={
+            "tutor": {"avoid": ["Loops", "", "loops", " recursion ", "  ", "LOOPS", "recursion"]}
+        },
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["tutor"]["avoid"] == ["Loops", "recursion"]
+    too_long = await client.patch(url, json={"tutor": {"avoid": ["x" * 201]}}, headers=h)
+    assert too_long.status_code == 422, too_long.text
+    assert too_long.json()["fields"][0]["field"] == "tutor.avoid.0"
+    kept = await client.get(url, headers=h)
+    assert kept.json()["tutor"]["avoid"] == ["Loops", "recursion"]

@@ -194,6 +194,20 @@ async def test_a_class_form_with_mistakes_is_shown_again_with_the_reasons(
     assert "Backwards" not in (await teacher.get("/classes")).text
 
 
+async def test_a_class_name_of_spaces_alone_is_refused_beside_the_field(
+    session: AsyncSession, resources: Resources, browsers: Callable[[User], Awaitable[Browser]]
+) -> None:
+    teacher = await browsers(await create_user(session, resources))
+    made = await teacher.post("/classes", {"name": "   ", "timezone": "UTC"})
+    assert made.status_code == 422, made.text
+    assert re.search(r'id="f-name-error"[^>]*>.*This is required', made.text, re.S)
+    assert "You teach no class yet" in text_of(made)
+    class_id = await new_class(teacher)
+    renamed = await teacher.post(f"/classes/{class_id}/settings", {"name": " ", "timezone": "UTC"})
+    assert renamed.status_code == 422, renamed.text
+    assert re.search(r'id="f-name-error"[^>]*>.*This is required', renamed.text, re.S)
+
+
 async def test_only_admins_create_classes_when_the_server_says_so(
     session: AsyncSession, resources: Resources, browsers: Callable[[User], Awaitable[Browser]]
 ) -> None:

@@ -5,16 +5,33 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from koan.common.schemas import Input, Line, Moment, Schema, Text, TimeZoneName
+from koan.common.schemas import Input, Line, Moment, Schema, Text, TimeZoneName, clean_line
 
 Strictness = Literal["socratic", "hints", "open"]
 Role = Literal["instructor", "ta", "learner"]
 ItemStatus = Literal["passed", "late", "attempted", "not_started"]
 AssignmentLanguage = Literal["python", "javascript"]
+
+
+# One line of text trimmed before its length is checked: a name of spaces alone is empty.
+ClassName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=120),
+    AfterValidator(clean_line),
+]
+AssignmentTitle = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(clean_line),
+]
+# One word or topic the tutor avoids (blank ones are dropped).
+AvoidWord = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(clean_line)
+]
 
 # What a learner agrees to show before joining, in the words the join page uses.
 TEACHER_SEES = (
@@ -30,7 +47,7 @@ class TutorSettings(Input):
 
     strictness: Strictness | None = None
     instructions: Text | None = Field(default=None, max_length=4000)
-    avoid: list[Line] | None = Field(default=None, max_length=100)
+    avoid: list[AvoidWord] | None = Field(default=None, max_length=100)
     off: bool | None = None
     # An exam window in the class's time zone (naive) or with an explicit offset.
     off_from: Moment | None = None
@@ -45,14 +62,14 @@ class TutorSettings(Input):
 
 
 class ClassCreate(Input):
-    name: Line = Field(min_length=1, max_length=120)
+    name: ClassName
     timezone: TimeZoneName = "UTC"
     starts_at: Moment | None = None
     ends_at: Moment | None = None
 
 
 class ClassUpdate(Input):
-    name: Line | None = Field(default=None, min_length=1, max_length=120)
+    name: ClassName | None = None
     timezone: TimeZoneName | None = None
     starts_at: Moment | None = None
     ends_at: Moment | None = None
@@ -173,7 +190,7 @@ class RoleChange(Input):
 
 
 class ClassAssignmentCreate(Input):
-    title: Line = Field(min_length=1, max_length=200)
+    title: AssignmentTitle
     exercise_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=100)
     skill: str | None = Field(default=None, max_length=40, pattern=r"^[a-z0-9-]+$")
     level: int | None = Field(default=None, ge=1, le=5)

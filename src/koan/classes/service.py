@@ -288,7 +288,7 @@ async def update_class(session: AsyncSession, member: Membership, data: ClassUpd
         if "instructions" in given:
             room.tutor_instructions = (tutor.instructions or "").strip()
         if "avoid" in given:
-            room.tutor_avoid = [w for w in (tutor.avoid or []) if w]
+            room.tutor_avoid = distinct_words(tutor.avoid or [])
         if "off" in given:
             room.tutor_off = bool(tutor.off)
         if "off_from" in given:
@@ -308,6 +308,15 @@ async def update_class(session: AsyncSession, member: Membership, data: ClassUpd
     _check_dates(room)
     await session.flush()
     return room
+
+
+def distinct_words(words: Iterable[str]) -> list[str]:
+    """The words to avoid, each once (whatever its case, as first written), blanks dropped."""
+    seen: dict[str, str] = {}
+    for word in words:
+        if word:
+            seen.setdefault(word.casefold(), word)
+    return list(seen.values())
 
 
 async def new_join_code(session: AsyncSession, member: Membership) -> ClassRoom:
@@ -687,13 +696,15 @@ async def create_assignment(
     if due_at <= opens_at:
         raise BadRequest("The due time must be after the opening time.", code="InvalidDates")
     adaptive_kind = data.exercise_ids is None
+    # An exercise chosen twice is set once.
+    ids = list(dict.fromkeys(data.exercise_ids or []))
     assignment = ClassAssignment(
         class_id=room.id,
         title=data.title,
         kind="adaptive" if adaptive_kind else "exercises",
         skill=data.skill,
         level=data.level,
-        count=data.count or len(data.exercise_ids or []),
+        count=data.count or len(ids),
         language=data.language,
         opens_at=opens_at,
         due_at=due_at,
@@ -711,7 +722,6 @@ async def create_assignment(
     session.add(assignment)
     await session.flush()
     if not adaptive_kind:
-        ids = list(dict.fromkeys(data.exercise_ids or []))
         # What every learner may see, or what this class's instructor approved for it: a
         # generated exercise still private to its requester is not the class's to set.
         shared = await exercises.shared_ids(session, ids)

@@ -19,7 +19,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.classes import repository
-from koan.classes.service import exam_window_open, local_label
+from koan.classes.service import distinct_words, exam_window_open, local_label
 from koan.models import ClassRoom, User
 from koan.tutor_gateway import repository as gateway
 from koan.tutor_gateway.budgets import Limit, day_bounds
@@ -137,7 +137,7 @@ async def tutor_policy_for(
         class_names=tuple(room.name for room, _ in ruling),
         strictness=max(strictness, key=_STRICTNESS_ORDER.__getitem__) if strictness else None,
         instructions="\n".join(r.tutor_instructions for r in rooms if r.tutor_instructions),
-        avoid=tuple(dict.fromkeys(w for r in rooms for w in (r.tutor_avoid or []))),
+        avoid=tuple(distinct_words(w for r in rooms for w in (r.tutor_avoid or []))),
         off=bool(reasons),
         off_reason=" ".join(reasons),
         budgets=tuple(limit for r in rooms for limit in budgets_of(r, user.id)),

@@ -127,7 +127,7 @@ def class_fields(values: dict[str, str]) -> dict[str, Any]:
     """A class's name, time zone and dates as the schemas take them."""
     ends_on = blank(values["ends_on"])
     return {
-        "name": values["name"],
+        "name": values["name"].strip(),
         "timezone": values["timezone"] or "UTC",
         "starts_at": blank(values["starts_on"]),
         # The end date is a whole day: the class runs until its last minute.
