@@ -606,6 +606,16 @@ async def test_an_adaptive_assignment_and_the_form_s_mistakes(
     assert "Week 1" in empty_pool.text  # the assignments set so far, and nothing more
     assert ">D<" not in empty_pool.text
 
+    for data, field, message in (
+        ({"kind": "adaptive", "language": "cobol", "skill": "loops", "level": "1",
+          "count": "1"}, "language", "Choose one of the options."),
+        ({"kind": "exercises", "exercise_ids": [str(uuid.uuid4())]}, "exercise_ids",
+         "There is no exercise with id"),
+    ):  # fmt: skip
+        refused = await teacher.post(path, {"title": "E", "opens_at": opens, "due_at": due, **data})
+        assert refused.status_code == 422, (data, refused.text)
+        assert re.search(f'id="f-{field}-error"[^>]*>.*{message}', refused.text, re.S), data
+
     await create_exercise(session, slug=f"loop-{uuid.uuid4().hex[:6]}", skills=["loops"])
     made = await teacher.post(
         path, {"title": "Loops", "kind": "adaptive", "language": "python", "skill": "loops",
@@ -942,6 +952,32 @@ async def test_tutor_settings_with_mistakes_are_shown_again(course: Course) -> N
         assert re.search(f'id="f-{field}-error"[^>]*>.*{message}', unescape(r.text), re.S), data
     page = await course.teacher.get(path)
     assert re.search(r'value="on" checked', page.text)
+
+
+async def test_every_refusal_of_the_tutor_form_is_beside_its_field(course: Course) -> None:
+    path = f"/classes/{course.id}/tutor"
+    for data, field, message in (
+        ({"mode": "on", "strictness": "lenient"}, "strictness", "Choose one of the options."),
+        ({"mode": "on", "avoid": "loops\n" + "x" * 201}, "avoid", "200 characters or fewer"),
+    ):  # fmt: skip
+        r = await course.teacher.post(path, data)
+        assert r.status_code == 422, (data, r.text)
+        assert re.search(f'id="f-{field}-error"[^>]*>.*{message}', unescape(r.text), re.S), data
+    assert "loops\n" + "x" * 201 in r.text  # what was typed is kept
+
+
+async def test_words_to_avoid_typed_twice_are_kept_once(course: Course) -> None:
+    path = f"/classes/{course.id}/tutor"
+    saved = await course.teacher.post(path, {"mode": "on", "avoid": "Loops, loops,\n\nrecursion"})
+    assert saved.status_code == 303, saved.text
+    page = await course.teacher.get(path)
+    assert re.search(r'name="avoid"[^>]*>Loops\nrecursion</textarea>', page.text)
+
+
+async def test_todays_spend_is_the_class_s_day_in_its_time_zone(course: Course) -> None:
+    page = await course.teacher.get(f"/classes/{course.id}/tutor")
+    today = datetime.now(ZoneInfo("Europe/Paris")).date().isoformat()
+    assert f"The class today ({today}, Europe/Paris)" in text_of(page)
 
 
 async def test_a_budget_is_an_amount_as_people_write_one(course: Course) -> None:

@@ -113,6 +113,9 @@ async def create_assignment(
             try:
                 async with session.begin_nested():
                     await classes.create_assignment(session, res, member, user, data)
+            except NotFound as exc:
+                # The class is the viewer's (asked above): the exercise is what is not found.
+                errors = {"exercise_ids": exc.detail}
             except KoanError as exc:
                 errors = refused(exc, dates="due_at")
     if errors:
