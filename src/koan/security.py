@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,10 +37,18 @@ def common_passwords() -> frozenset[str]:
     return frozenset(line.lower() for line in lines if line and not line.startswith("#"))
 
 
+def normalize_password(password: str) -> str:
+    """The password as it is checked and hashed (NFKC): the same characters typed on another
+    keyboard or system, composed (é) or decomposed (e + ´), full-width or not, are the same
+    password."""
+    return unicodedata.normalize("NFKC", password)
+
+
 def password_problems(password: str, *, email: str | None = None) -> list[str]:
     """Every reason a password is unacceptable (none: it is fine), so a form can show them all
     at once. Length and commonness only: no composition rules."""
     problems: list[str] = []
+    password = normalize_password(password)
     if len(password) < MIN_LENGTH:
         problems.append(f"Password must be at least {MIN_LENGTH} characters long.")
     elif len(password) > MAX_LENGTH:
@@ -58,7 +67,8 @@ def password_problem(password: str, *, email: str | None = None) -> str | None:
 
 
 class Hasher:
-    """Argon2id with costs from settings; hashing runs in a thread, so the loop keeps serving."""
+    """Argon2id with costs from settings, of the normalized password (`normalize_password`);
+    hashing runs in a thread, so the loop keeps serving."""
 
     def __init__(self, settings: Settings) -> None:
         self._hasher = PasswordHasher(
@@ -70,14 +80,32 @@ class Hasher:
 
     async def hash(self, password: str) -> str:
         turns.give_back()  # the hash runs off the event loop: let the next request in meanwhile
-        return await asyncio.to_thread(self._hasher.hash, password)
+        return await asyncio.to_thread(self._hasher.hash, normalize_password(password))
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        def _verify() -> bool:
-            try:
-                return self._hasher.verify(password_hash, password)
-            except (VerificationError, InvalidHashError):
-                return False
+        return (await self._match(password_hash, password)) is not None
+
+    async def verify_and_update(self, password_hash: str, password: str) -> tuple[bool, bool]:
+        """Whether `password` matches, and whether the hash should be made again: its costs
+        changed, or it was made of the password as typed, before passwords were normalized."""
+        matched = await self._match(password_hash, password)
+        if matched is None:
+            return False, False
+        return True, matched != normalize_password(password) or self.needs_rehash(password_hash)
+
+    async def _match(self, password_hash: str, password: str) -> str | None:
+        """The form of `password` the hash was made of (normalized, else as typed), or None."""
+        normalized = normalize_password(password)
+        candidates = (normalized,) if normalized == password else (normalized, password)
+
+        def _verify() -> str | None:
+            for candidate in candidates:
+                try:
+                    if self._hasher.verify(password_hash, candidate):
+                        return candidate
+                except (VerificationError, InvalidHashError):
+                    continue
+            return None
 
         turns.give_back()
         return await asyncio.to_thread(_verify)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import timedelta
 
 import httpx
+from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.auth.service import login_slowdown_s
@@ -197,3 +199,40 @@ async def test_logout_all_ends_every_session(
     for t in tokens:
         h = {"Authorization": f"Bearer {t['access_token']}"}
         assert (await client.get("/api/v1/users/me", headers=h)).status_code == 401
+
+
+ACCENTED = "Crème brûlée à la façon 42"
+
+
+async def test_a_password_typed_in_another_unicode_form_still_logs_in(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """The same characters arrive composed (é) from one keyboard and decomposed (e + ´) from
+    another; either way it is the password that was chosen."""
+    composed = unicodedata.normalize("NFC", ACCENTED)
+    decomposed = unicodedata.normalize("NFD", ACCENTED)
+    assert composed != decomposed
+    user = await create_user(session, resources, password=composed)
+    assert (await login(client, user.email, decomposed)).status_code == 200
+    other = await create_user(session, resources, password=decomposed)
+    assert (await login(client, other.email, composed)).status_code == 200
+    assert (await login(client, other.email, ACCENTED.upper())).status_code == 401
+
+
+async def test_a_hash_of_a_password_as_typed_still_verifies_and_is_renewed(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """A hash made before passwords were normalized: the password as typed still logs in, and
+    the hash is replaced by one of the normalized password, which any form of it then matches."""
+    decomposed = unicodedata.normalize("NFD", ACCENTED)
+    user = await create_user(session, resources)
+    s = resources.settings
+    hasher = PasswordHasher(s.password_time_cost, s.password_memory_kib, s.password_parallelism)
+    user.password_hash = hasher.hash(decomposed)
+    await session.flush()
+    before = user.password_hash
+    assert (await login(client, user.email, decomposed)).status_code == 200
+    await session.refresh(user)
+    assert user.password_hash != before
+    composed = unicodedata.normalize("NFC", ACCENTED)
+    assert (await login(client, user.email, composed)).status_code == 200

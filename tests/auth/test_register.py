@@ -54,6 +54,8 @@ async def test_email_is_normalized_and_unique_case_insensitively(
         ("password1234", "too common"),
         ("QWERTYUIOP123", "too common"),
         ("aaaaaaaaaaaaaaaa", "too common"),
+        # Full-width letters and digits are the same password once normalized.
+        ("ｐａｓｓｗｏｒｄ１２３４", "too common"),
     ],
 )
 async def test_weak_passwords_are_refused(

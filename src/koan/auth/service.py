@@ -258,12 +258,13 @@ async def login(
         turns.give_back()  # a slowed login must not slow anyone else's request
         await asyncio.sleep(delay)
 
+    rehash = False
     if user is None:
         # Same work as a real check, so timing does not tell which emails have accounts.
         await res.hasher.verify_against_nothing(data.password)
         ok = False
     else:
-        ok = await res.hasher.verify(user.password_hash, data.password)
+        ok, rehash = await res.hasher.verify_and_update(user.password_hash, data.password)
     if not ok or user is None:
         await _count(res, "hit", counters.address)
         await _count(res, "hit", counters.client)
@@ -274,7 +275,7 @@ async def login(
         # Said only to whoever knows the password: nobody else learns the account exists.
         raise AccountDisabled(DISABLED_DETAIL)
     await res.limiter.clear(counters.client[0], *counters.client[1])
-    if res.hasher.needs_rehash(user.password_hash):
+    if rehash:
         user.password_hash = await res.hasher.hash(data.password)
     tokens = await open_session(session, res, user, user_agent=user_agent)
     # A device keeps its proof; one that had none (or one for another account) gets one.
