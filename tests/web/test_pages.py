@@ -316,6 +316,18 @@ async def test_password_reset_by_mail(
     await log_in(client, user, NEW_PASSWORD)
 
 
+@pytest.mark.parametrize("page", ["/verify-email", "/reset-password"])
+async def test_a_mangled_mailed_link_says_the_link_is_invalid(
+    client: httpx.AsyncClient, page: str
+) -> None:
+    """A token longer than any mailed one (a link run together with the text after it): the
+    page says the link does not work and how to get another, not that the page does not exist."""
+    response = await client.get(page, params={"token": "A" * 43 + "-and-the-next-line" * 12})
+    assert response.status_code == 400
+    assert "This link is invalid" in response.text
+    assert "Ask for a new link" in response.text or "ask for a new link" in response.text
+
+
 # --- sessions: login required, transparent refresh, logout --------------------------------------
 
 

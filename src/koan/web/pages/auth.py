@@ -41,7 +41,10 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 # No length of its own (the query string has one): a page whose session lapsed comes back
 # through the resume and login pages with its whole address, a long search included.
 Next = Annotated[str | None, Query()]
-Token = Annotated[str, Query(max_length=200)]
+Token = Annotated[str, Query()]
+# Longer than any mailed token: a link that ran into the text after it, or a made-up one.
+MAX_TOKEN = 200
+LINK_INVALID = "This link is invalid or has already been used."
 
 
 def _after_login(auth_onboarded: bool, next_url: str | None) -> str:
@@ -147,6 +150,10 @@ async def resend(
 @router.get("/verify-email")
 async def verify_form(request: Request, token: Token = "") -> Response:
     """The link in the verification mail: one button confirms (mail scanners only GET)."""
+    if len(token) > MAX_TOKEN:
+        return render(
+            request, "verify_email.html", {"token": "", "error": LINK_INVALID}, status_code=400
+        )
     return render(request, "verify_email.html", {"token": token, "error": None})
 
 
@@ -156,7 +163,7 @@ async def verify(
 ) -> Response:
     await check_csrf(request)
     form = await form_data(request)
-    token = form.get("token", "")[:200]
+    token = form.get("token", "")[:MAX_TOKEN]
     try:
         await auth_service.verify_email(session, res, token)
     except KoanError as exc:
@@ -370,6 +377,11 @@ async def forgot(
 
 @router.get("/reset-password")
 async def reset_form(request: Request, token: Token = "") -> Response:
+    if len(token) > MAX_TOKEN:
+        errors = {"link": LINK_INVALID}
+        return render(
+            request, "reset_password.html", {"token": "", "errors": errors}, status_code=400
+        )
     return render(request, "reset_password.html", {"token": token, "errors": {}})
 
 
@@ -377,7 +389,7 @@ async def reset_form(request: Request, token: Token = "") -> Response:
 async def reset(request: Request, session: WebSession, res: ResourcesDep) -> Response:
     await check_csrf(request)
     form = await form_data(request)
-    token = form.get("token", "")[:200]
+    token = form.get("token", "")[:MAX_TOKEN]
     password = form.get("new_password", "")
     errors: dict[str, str] = {}
     if not password:
