@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.auth import repository
+from koan.models import User
 from koan.resources import Resources
 from koan.security import password_problem
 from tests.fixtures.factories import create_user, unique_email
@@ -44,6 +47,30 @@ async def test_email_is_normalized_and_unique_case_insensitively(
     mails = smtp_server.mails_to(email)
     assert len(mails) == 2
     assert sum("/verify-email" in m.body for m in mails) == 1
+
+
+async def test_an_address_registered_meanwhile_by_another_request_answers_like_a_new_one(
+    client: httpx.AsyncClient,
+    session: object,
+    resources: Resources,
+    smtp_server: SMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two sign-ups for one address at once: the one whose account the unique index refuses
+    answers as for a taken address, so a race does not tell a free address from a taken one."""
+    owner = await create_user(session, resources, name="Owner")  # type: ignore[arg-type]
+    real_lookup = repository.user_by_email
+    looked_up = 0
+
+    async def lookup_before_the_other_commit(db: AsyncSession, email: str) -> User | None:
+        nonlocal looked_up
+        looked_up += 1
+        return None if looked_up == 1 else await real_lookup(db, email)
+
+    monkeypatch.setattr(repository, "user_by_email", lookup_before_the_other_commit)
+    r = await register(client, email=owner.email)
+    assert r.status_code == 201, r.text
+    assert "already" in smtp_server.last_to(owner.email).body
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import structlog
 from redis.exceptions import RedisError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan import turns
@@ -102,16 +103,22 @@ async def register(
     # Hash in both branches so a duplicate takes as long as a new registration.
     password_hash = await res.hasher.hash(data.password)
     existing = await repository.user_by_email(session, data.email)
-    if existing is not None:
-        subject, body = messages.already_registered(
-            name=existing.name, base_url=res.settings.base_url
-        )
-        mail.send(Mail(to=existing.email, subject=subject, body=body))
-        return
-    user = await make_account(
-        session, email=data.email, name=data.name, password_hash=password_hash
-    )
-    await send_verification(session, res, user, mail)
+    if existing is None:
+        try:
+            async with session.begin_nested():
+                user = await make_account(
+                    session, email=data.email, name=data.name, password_hash=password_hash
+                )
+        except IntegrityError:
+            # Another request registered the address meanwhile: answer as for a taken one.
+            existing = await repository.user_by_email(session, data.email)
+            if existing is None:
+                raise
+        else:
+            await send_verification(session, res, user, mail)
+            return
+    subject, body = messages.already_registered(name=existing.name, base_url=res.settings.base_url)
+    mail.send(Mail(to=existing.email, subject=subject, body=body))
 
 
 async def send_verification(
