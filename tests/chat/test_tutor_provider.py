@@ -321,3 +321,26 @@ async def test_chat_replies_are_never_cached(
     assert (a.json()["reply"]["content"], b.json()["reply"]["content"]) == ("One.", "Two.")
     assert len(chat.llm.requests) == 2
     assert not any(c.cache_hit for c in await calls_of(chat.session, chat.learner))
+
+
+async def test_a_reply_reporting_absurd_usage_is_stored_and_billed_in_bounds(
+    chat: EvensChat,
+) -> None:
+    conversation_id = await chat.start(
+        Reply(text="What does your loop add?", input_tokens=10**12, output_tokens=10**12),
+        Reply(text="Which numbers pass?", input_tokens=-(10**9), output_tokens=5),
+        llm_user_daily_budget_usd=10**9,
+    )
+    for stream in (False, True):
+        r = await chat.ask(conversation_id, "Why does my test fail?", stream=stream)
+        assert r.status_code in (200, 201), r.text
+        await chat.resources.llm.streams.wait_idle()
+    calls = await calls_of(chat.session, chat.learner)
+    assert [c.outcome for c in calls] == ["ok", "ok"]
+    assert all(c.input_tokens >= 0 and c.cost_usd >= 0 for c in calls)
+    replies = (
+        await chat.session.execute(
+            select(ConversationMessage.content).where(ConversationMessage.role == "assistant")
+        )
+    ).scalars()
+    assert sorted(replies) == ["What does your loop add?", "Which numbers pass?"]

@@ -15,7 +15,7 @@ from koan.llm import (
     StreamChunk,
     StreamEnd,
 )
-from koan.llm.base import sse_data
+from koan.llm.base import MAX_REPORTED_TOKENS, sse_data
 from koan.llm.types import StreamItem
 from tests.fixtures.llm_server import FakeLLMServer, Reply, unused_url
 from tests.llm.streams import (
@@ -171,6 +171,31 @@ async def test_missing_usage_is_estimated(
     assert completion.usage.estimated is True
     assert completion.usage.input_tokens > 0
     assert completion.usage.output_tokens > 0
+
+
+async def test_reported_usage_out_of_range_is_bounded(
+    provider: OpenAIProvider, llm_server: FakeLLMServer
+) -> None:
+    # A server reporting negative tokens would credit the budget; absurd counts would not fit
+    # the call's record. Both are held within what one call can have used.
+    llm_server.script(
+        Reply(text="Look again.", input_tokens=-(10**6), output_tokens=10**12),
+        Reply(text="Look again.", input_tokens=10**12, output_tokens=-5),
+    )
+
+    async with provider:
+        first = await provider.complete(REQUEST)
+        streamed = await collect(provider, REQUEST)
+
+    second = streamed[-1]
+    assert isinstance(second, StreamEnd)
+    for usage in (first.usage, second.completion.usage):
+        assert 0 <= usage.input_tokens <= MAX_REPORTED_TOKENS
+        assert 0 <= usage.output_tokens <= MAX_REPORTED_TOKENS
+    assert first.usage.input_tokens == 0
+    assert first.usage.output_tokens == MAX_REPORTED_TOKENS
+    assert first.cost_usd > 0
+    assert second.completion.cost_usd > 0
 
 
 async def test_unknown_model_costs_zero_and_is_flagged(

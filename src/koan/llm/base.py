@@ -13,10 +13,13 @@ from types import ModuleType, TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 import httpx
+import structlog
 
 from koan.llm.errors import ErrorKind, ProviderError, kind_for_status
 from koan.llm.pricing import DEFAULT_PRICES, PriceTable
 from koan.llm.types import Completion, CompletionRequest, StreamItem, Usage
+
+log = structlog.get_logger(__name__)
 
 
 @runtime_checkable
@@ -200,6 +203,22 @@ def malformed(provider: str, detail: str) -> ProviderError:
     return ProviderError(f"malformed response: {detail}"[:500], provider=provider, kind="malformed")
 
 
+# More tokens than any model reads or writes in one call: a count reported above it (or below
+# zero) is a server's error, held within bounds so that it neither credits the budget nor
+# overflows the call's record.
+MAX_REPORTED_TOKENS = 10_000_000
+
+
+def bounded_usage(usage: Usage) -> Usage:
+    """`usage` with each count held within 0..MAX_REPORTED_TOKENS."""
+    counts = (usage.input_tokens, usage.output_tokens)
+    held = tuple(min(max(count, 0), MAX_REPORTED_TOKENS) for count in counts)
+    if held == counts:
+        return usage
+    log.warning("llm.usage_out_of_range", input_tokens=counts[0], output_tokens=counts[1])
+    return Usage(held[0], held[1], usage.estimated)
+
+
 def build_completion(
     *,
     text: str,
@@ -214,6 +233,7 @@ def build_completion(
     """Assemble a Completion with latency and cost filled in."""
     table = prices or DEFAULT_PRICES
     price = table.lookup(model)
+    usage = bounded_usage(usage)
     now = time.perf_counter()
     return Completion(
         text=text,
