@@ -344,3 +344,33 @@ async def test_a_reply_reporting_absurd_usage_is_stored_and_billed_in_bounds(
         )
     ).scalars()
     assert sorted(replies) == ["What does your loop add?", "Which numbers pass?"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_blank_reply_is_a_503_and_never_stored_as_the_answer(
+    chat: EvensChat, stream: bool
+) -> None:
+    conversation_id = await chat.start(Reply(text=" \n\t ", chunks=[" ", "\n", "\t "]))
+    r = await chat.ask(conversation_id, "Why does my test fail?", stream=stream)
+    assert r.status_code == 503, r.text
+    assert r.json()["error"] == "TutorUnavailable"
+    assert int(r.headers["Retry-After"]) >= 1
+    contents = (
+        await chat.session.execute(
+            select(ConversationMessage.role).where(
+                ConversationMessage.conversation_id == uuid.UUID(conversation_id)
+            )
+        )
+    ).scalars()
+    assert list(contents) == ["user"]
+    # The lock was released: the next question is answered.
+    chat.llm.script(
+        Reply(
+            text="\n\nWhich numbers does your loop add?",
+            chunks=["\n", "\n", "Which numbers does your loop add?"],
+        )
+    )
+    r = await chat.ask(conversation_id, "Again?", stream=stream)
+    assert r.status_code in (200, 201), r.text
+    if stream:
+        assert parse_sse(r.text)[0] == ("token", {"delta": "\n\nWhich numbers does your loop add?"})

@@ -198,6 +198,28 @@ async def test_reported_usage_out_of_range_is_bounded(
     assert second.completion.cost_usd > 0
 
 
+async def test_a_blank_reply_is_malformed_and_leading_blanks_wait_for_words(
+    provider: OpenAIProvider, llm_server: FakeLLMServer
+) -> None:
+    llm_server.script(
+        Reply(text=" \n "),
+        Reply(text=" \n ", chunks=[" ", "\n "]),
+        Reply(text="\n Look.", chunks=["\n", " ", "Look."]),
+    )
+
+    async with provider:
+        with pytest.raises(ProviderError) as whole:
+            await provider.complete(REQUEST)
+        streamed: list[str] = []
+        with pytest.raises(ProviderError) as stream:
+            await drain(provider.stream(REQUEST), streamed)
+        words = [item async for item in provider.stream(REQUEST)]
+
+    assert whole.value.kind == stream.value.kind == "malformed"
+    assert streamed == []  # nothing a learner could see was passed on
+    assert [item.delta for item in words if isinstance(item, StreamChunk)] == ["\n Look."]
+
+
 async def test_unknown_model_costs_zero_and_is_flagged(
     provider: OpenAIProvider, llm_server: FakeLLMServer
 ) -> None:

@@ -137,6 +137,7 @@ class AnthropicProvider(AsyncClosing):
         stop_reason: str | None = None
         answered_model = model
         first_token_at: float | None = None
+        blanks = base.LeadingBlanks()
         finished = False
         try:
             response = await self._client.post(
@@ -154,10 +155,13 @@ class AnthropicProvider(AsyncClosing):
                         if text:
                             if not isinstance(text, str):
                                 raise base.malformed(self.name, "text delta is not text")
+                            parts.append(text)
+                            shown = blanks.pass_on(text)
+                            if shown is None:
+                                continue
                             if first_token_at is None:
                                 first_token_at = time.perf_counter()
-                            parts.append(text)
-                            yield StreamChunk(text)
+                            yield StreamChunk(shown)
                     elif kind == "message_start":
                         message = event["message"]
                         answered_model = message.get("model") or answered_model

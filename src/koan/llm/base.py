@@ -209,6 +209,25 @@ def malformed(provider: str, detail: str) -> ProviderError:
 MAX_REPORTED_TOKENS = 10_000_000
 
 
+class LeadingBlanks:
+    """Blanks a stream opens with, held until its first words: a reply that turns out to have
+    none fails (see `build_completion`) before anything of it was passed on."""
+
+    def __init__(self) -> None:
+        self._held: list[str] | None = []
+
+    def pass_on(self, delta: str) -> str | None:
+        """What to pass on for `delta`: None while there are only blanks so far, then the
+        blanks held with the first words, then every delta as it comes."""
+        if self._held is None:
+            return delta
+        self._held.append(delta)
+        if not delta.strip():
+            return None
+        text, self._held = "".join(self._held), None
+        return text
+
+
 def bounded_usage(usage: Usage) -> Usage:
     """`usage` with each count held within 0..MAX_REPORTED_TOKENS."""
     counts = (usage.input_tokens, usage.output_tokens)
@@ -230,7 +249,10 @@ def build_completion(
     prices: PriceTable | None = None,
     first_token_at: float | None = None,
 ) -> Completion:
-    """Assemble a Completion with latency and cost filled in."""
+    """Assemble a Completion with latency and cost filled in; a reply with no words in it is
+    no reply (malformed), so that it is never stored or shown as the tutor's answer."""
+    if not text.strip():
+        raise malformed(provider, "the reply was empty")
     table = prices or DEFAULT_PRICES
     price = table.lookup(model)
     usage = bounded_usage(usage)

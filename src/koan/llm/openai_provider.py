@@ -18,6 +18,7 @@ from koan.llm.base import (
     MALFORMED_ERRORS,
     AsyncClosing,
     ErrorTypes,
+    LeadingBlanks,
     build_completion,
     keep_alive_limits,
     malformed,
@@ -226,6 +227,7 @@ class OpenAIProvider(AsyncClosing):
         finish: str | None = None
         answered_model = model
         first_token_at: float | None = None
+        blanks = LeadingBlanks()
         try:
             # Its status is checked (and errors raised) as for any request.
             response = await self._send(body)
@@ -255,10 +257,13 @@ class OpenAIProvider(AsyncClosing):
                         if delta:
                             if not isinstance(delta, str):
                                 raise malformed(self.name, "delta content is not text")
+                            parts.append(delta)
+                            shown = blanks.pass_on(delta)
+                            if shown is None:
+                                continue
                             if first_token_at is None:
                                 first_token_at = time.perf_counter()
-                            parts.append(delta)
-                            yield StreamChunk(delta)
+                            yield StreamChunk(shown)
             finally:
                 await response.aclose()
         except ProviderError:
