@@ -27,7 +27,7 @@ from koan.exercises import submit as submissions
 from koan.exercises.router import router as exercises_router
 from koan.generation.router import router as generation_router
 from koan.generation.service import refill_scheduler
-from koan.handlers import install_error_handlers
+from koan.handlers import UnexpectedErrors, install_error_handlers
 from koan.logs import configure_logging
 from koan.middleware import BodySizeLimit, SecurityHeaders, TrustedProxies
 from koan.onboarding.router import router as onboarding_router
@@ -144,6 +144,8 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     # The learner's web app (pages and /static), after every API router and error handler.
     mount_web(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    # Inside the security headers and the request log, so that a 500 carries both.
+    app.add_middleware(UnexpectedErrors)
     app.add_middleware(SecurityHeaders, hsts=settings.is_production)
     # Outside the app's own work: the client address every per-address limit keys on.
     app.add_middleware(TrustedProxies, proxies=settings.trusted_proxy_networks)

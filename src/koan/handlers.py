@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from koan.common.schemas import encodable
 from koan.db.refusals import refusal
@@ -143,9 +144,43 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         error_body("InternalError", "Something went wrong on our side; it has been logged."),
         status_code=500,
-        # This handler answers outside the request-log middleware, so it echoes the id itself.
+        # As a last resort this handler answers outside the request-log middleware (an error
+        # in the outer middleware), so it echoes the id itself.
         headers={REQUEST_ID_HEADER: request_id} if (request_id := current_request_id()) else None,
     )
+
+
+class UnexpectedErrors:
+    """Answer an error no handler took with the 500 of `_unexpected`, inside the security
+    headers and the request log: Starlette would answer it from its outermost middleware,
+    past the headers every answer carries, and then raise it on to the server, which logs it
+    again (plain text, past the log's redaction). Answered here, it goes no further.
+
+    An error after the response started is raised on: the server must cut the connection,
+    or the client would take a truncated answer for a whole one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            response = await _unexpected(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 class ErrorOut(BaseModel):

@@ -164,6 +164,39 @@ async def test_an_unhandled_error_is_logged_with_the_request_id(
     assert failure["request_id"] == "trace-500"
 
 
+async def test_an_unhandled_error_answers_with_the_security_headers_and_goes_no_further(
+    observed: FastAPI, events: Events
+) -> None:
+    """The 500 is an answer like any other (the headers every answer carries, kept by no
+    cache); and once answered and logged, the error does not reach the server, which would
+    log it a second time, as plain text and unredacted."""
+
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    observed.add_api_route("/broken", broken)
+    # raise_app_exceptions: an error leaving the app fails the request, as it reaches uvicorn.
+    transport = httpx.ASGITransport(app=observed, raise_app_exceptions=True)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        r = await client.get("/broken", headers={"X-Request-ID": "trace-500"})
+    assert r.status_code == 500
+    assert r.json() == {
+        "error": "InternalError",
+        "detail": "Something went wrong on our side; it has been logged.",
+    }
+    assert r.headers["X-Request-ID"] == "trace-500"
+    assert r.headers["Cache-Control"] == "no-store"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    (failure,) = [e for e in events if e.get("event") == "request.failed"]
+    assert failure["request_id"] == "trace-500"
+    assert "RuntimeError: boom" in failure["exception"]
+    (line,) = access_lines(events)
+    assert line["status"] == 500
+    assert line["route"] == "/broken"
+
+
 async def test_a_failed_statement_is_logged_without_the_values_it_carried(
     observed: FastAPI, client: httpx.AsyncClient, events: Events
 ) -> None:
