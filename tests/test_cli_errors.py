@@ -174,3 +174,37 @@ def test_a_pack_whose_path_is_not_utf8_is_still_read(
     result = runner.invoke(app, ["exercises", "validate", folder])
     assert result.exit_code == 0, result.output
     assert "1 valid" in result.output
+
+
+@pytest.mark.parametrize(
+    ("environment", "named"),
+    [
+        ({"KOAN_DATABASE_POOL_SIZE": "twenty"}, "KOAN_DATABASE_POOL_SIZE"),
+        ({"KOAN_REQUEST_TURNS": "-1"}, "KOAN_REQUEST_TURNS"),
+        ({"KOAN_SUBMISSION_LIMIT": "10/fortnight"}, "KOAN_SUBMISSION_LIMIT"),
+        ({"KOAN_LOGIN_LIMIT_PER_ADDRESS": "20 a minute"}, "KOAN_LOGIN_LIMIT_PER_ADDRESS"),
+        ({"KOAN_LOG_LEVEL": "LOUD"}, "KOAN_LOG_LEVEL"),
+        ({"KOAN_ENV": "prod"}, "KOAN_ENV"),
+        ({"KOAN_ENV": "production", "KOAN_SECRET_KEY": "short"}, "KOAN_SECRET_KEY"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+@pytest.mark.parametrize("args", [["serve"], ["users", "list"]], ids=" ".join)
+def test_a_bad_setting_stops_the_command_in_one_line_naming_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    environment: dict[str, str],
+    named: str,
+    args: list[str],
+) -> None:
+    import uvicorn
+
+    started: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: started.append(kw))
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'koan.db'}"
+    said = run(tmp_path, monkeypatch, url, args)
+    assert named in said
+    assert len(said.strip().splitlines()) == 1, said
+    assert started == []

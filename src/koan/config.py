@@ -9,19 +9,23 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from limits import parse_many
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "production", "test"]
 
 _MIN_SECRET_LENGTH = 32
+_ENV_PREFIX = "KOAN_"
+# What both structlog and uvicorn take for KOAN_LOG_LEVEL.
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
 class Settings(BaseSettings):
     """Koan's configuration; see docs/operations.md for what each setting does."""
 
     model_config = SettingsConfigDict(
-        env_prefix="KOAN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix=_ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
     env: Environment = "development"
@@ -185,6 +189,32 @@ class Settings(BaseSettings):
         # `KOAN_LLM_GLOBAL_DAILY_BUDGET_USD=` in a .env file means "no limit", not an error.
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+    @field_validator(
+        "kept_form_limit_per_address", "login_limit_per_account_client",
+        "login_limit_per_account", "login_limit_per_address", "register_limit_per_address",
+        "resend_verification_limit", "password_reset_limit", "submission_limit",
+        "class_code_limit", "class_invite_limit", "llm_chat_limit", "llm_generation_limit",
+    )  # fmt: skip
+    @classmethod
+    def _rate_parses(cls, value: str) -> str:
+        # Read on the first request that is limited: a typo would fail each of them with a 500.
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate such as '10/minute' or '5/minute;100/day' "
+                "(per second, minute, hour, day, month or year)"
+            ) from None
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies_parse(cls, value: str) -> str:
@@ -282,3 +312,14 @@ class Settings(BaseSettings):
         path.write_text(key)
         path.chmod(0o600)
         return key
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """One line saying which KOAN_* variables are wrong and why (never their values: one may
+    be a secret)."""
+    problems = []
+    for error in exc.errors():
+        message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        problems.append(f"{_ENV_PREFIX}{where.upper()}: {message}" if where else message)
+    return "Invalid settings: " + "; ".join(problems) + "."

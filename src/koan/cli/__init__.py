@@ -6,9 +6,12 @@ import os
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 from typer.core import TyperGroup
 
 from koan.cli import classes, db, exercises, mail, server, usage, users
+from koan.cli.common import fail
+from koan.config import Settings, settings_problem
 
 
 class _Koan(TyperGroup):
@@ -25,6 +28,16 @@ class _Koan(TyperGroup):
                     f"{shown!r} is not UTF-8 text: set the terminal's encoding to UTF-8."
                 )
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: Any) -> Any:
+        # Every command reads the settings: a KOAN_* value of the wrong kind is said in one
+        # line naming the variable, not as the traceback of the first command to read it.
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            if exc.title != Settings.__name__:
+                raise
+            fail(settings_problem(exc))
 
 
 app = typer.Typer(cls=_Koan, help="Koan: a self-hosted AI coding tutor.", no_args_is_help=True)
