@@ -8,11 +8,12 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.exercises import lifecycle
+from koan.exercises import service as exercises_service
 from koan.grading import service as grading
 from koan.grading.sandbox import GradeReport
 from koan.models import Assignment, Exercise, Submission, User
@@ -506,6 +507,41 @@ async def test_hint_ladder_then_no_more_hints(
     assert r.json()["error"] == "NoMoreHints"
     daily = await client.get("/api/v1/assignments", headers=headers)
     assert daily.json()["items"][0]["hints_used"] == 3
+
+
+async def test_a_hint_counted_late_never_lowers_the_count_another_request_raised(
+    session: AsyncSession, resources: Resources, learner: User, exercise: Exercise
+) -> None:
+    """A request that read the count, then waited (the model rewriting its rung) while another
+    request showed the next rungs, counts its own rung without undoing theirs."""
+
+    async def slow_tailor(
+        session: AsyncSession, _res: Resources, _user: User, _ex: Exercise, *, rung: int,
+        authored: str,
+    ) -> str:  # fmt: skip
+        # Meanwhile another request showed rungs 1 and 2 and committed: the row moved on,
+        # the object this request holds did not.
+        await session.execute(
+            update(Assignment)
+            .where(Assignment.user_id == learner.id, Assignment.exercise_id == exercise.id)
+            .values(hints_used=2)
+            .execution_options(synchronize_session=False)
+        )
+        return authored
+
+    shown = await exercises_service.next_hint(session, resources, learner, exercise, slow_tailor)
+
+    assert (shown.index, shown.hint) == (1, "Which operator adds?")
+    assert shown.remaining == 1
+    stored = await session.scalar(
+        select(Assignment.hints_used).where(
+            Assignment.user_id == learner.id, Assignment.exercise_id == exercise.id
+        )
+    )
+    assert stored == 2
+    # The next request goes on to the last rung instead of showing the second one again.
+    last = await exercises_service.next_hint(session, resources, learner, exercise)
+    assert (last.index, last.remaining) == (3, 0)
 
 
 async def test_skip_keeps_it_48_hours_then_it_expires(

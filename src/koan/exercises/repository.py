@@ -422,18 +422,27 @@ async def open_work(session: AsyncSession, user_id: uuid.UUID, *, limit: int) ->
 
 _ASSIGNMENTS = cast("Table", Assignment.__table__)
 # A Core UPDATE of the one column, built once: no ORM flush for a counter.
-_SET_HINTS_USED = (
+_COUNT_HINT_SHOWN = (
     update(_ASSIGNMENTS)
     .where(_ASSIGNMENTS.c.id == bindparam("assignment_id"))
-    .values(hints_used=bindparam("hints_used"))
+    .values(
+        hints_used=case(
+            (_ASSIGNMENTS.c.hints_used < bindparam("shown"), bindparam("shown")),
+            else_=_ASSIGNMENTS.c.hints_used,
+        )
+    )
+    .returning(_ASSIGNMENTS.c.hints_used)
 )
 
 
-async def set_hints_used(session: AsyncSession, assignment: Assignment, hints_used: int) -> None:
-    """Write the assignment's count of hints shown (the row and the object in the session)."""
-    params = {"assignment_id": assignment.id, "hints_used": hints_used}
-    await session.execute(_SET_HINTS_USED, params)
-    set_committed_value(assignment, "hints_used", hints_used)
+async def count_hint_shown(session: AsyncSession, assignment: Assignment, shown: int) -> int:
+    """Count the assignment's first `shown` hints as seen, and return the count stored. It only
+    moves forward: a request that read the count before another showed a later rung cannot
+    lower it. The object in the session takes the stored count."""
+    params = {"assignment_id": assignment.id, "shown": shown}
+    stored = int((await session.execute(_COUNT_HINT_SHOWN, params)).scalar_one())
+    set_committed_value(assignment, "hints_used", stored)
+    return stored
 
 
 _ASSIGNMENT_COLUMNS = [column.key for column in Assignment.__table__.columns]

@@ -297,11 +297,12 @@ async def next_hint(
             "failing test's message.",
             code="NoMoreHints",
         )
-    hint = exercise.hints[assignment.hints_used]
+    rung = assignment.hints_used
+    hint = exercise.hints[rung]
     if tailor is not None:
-        hint = await tailor(session, res, user, exercise, rung=assignment.hints_used, authored=hint)
-    await repository.set_hints_used(session, assignment, assignment.hints_used + 1)
-    return HintOut(hint=hint, index=assignment.hints_used, remaining=total - assignment.hints_used)
+        hint = await tailor(session, res, user, exercise, rung=rung, authored=hint)
+    seen = await repository.count_hint_shown(session, assignment, rung + 1)
+    return HintOut(hint=hint, index=rung + 1, remaining=max(total - seen, 0))
 
 
 async def assignments_page(
