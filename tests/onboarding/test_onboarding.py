@@ -135,3 +135,27 @@ async def test_profile_can_change_after_onboarding(
     assert r.json()["language"] == "python"
     r = await client.patch("/api/v1/users/me/profile", headers=h, json={"language": None})
     assert r.status_code == 422
+
+
+async def test_status_after_onboarding_shows_the_profile_as_changed_since(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)  # python, beginner, Paris
+    h = await bearer(session, resources, user)
+    r = await client.patch(
+        "/api/v1/users/me/profile",
+        headers=h,
+        json={"language": "javascript", "experience": "advanced", "interests": []},
+    )
+    assert r.status_code == 200, r.text
+    r = await client.patch("/api/v1/users/me", headers=h, json={"timezone": "Asia/Tokyo"})
+    assert r.status_code == 200, r.text
+
+    status = (await client.get("/api/v1/onboarding/status", headers=h)).json()
+    assert status["completed"] is True
+    answers = status["answers"]
+    assert (answers["language"], answers["experience"]) == ("javascript", "advanced")
+    assert (answers["interests"], answers["timezone"]) == ([], "Asia/Tokyo")
+    assert status["missing_required"] == []
+    again = (await client.post("/api/v1/onboarding/complete", headers=h)).json()
+    assert again == status

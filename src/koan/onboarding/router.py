@@ -48,4 +48,4 @@ async def complete(user: VerifiedUser, session: SessionDep, res: ResourcesDep) -
 @router.get("/status", response_model=OnboardingStatus)
 async def status(user: VerifiedUser, session: SessionDep) -> OnboardingStatus:
     """What has been answered and what is still missing."""
-    return service.status_of(await service.profile_of(session, user))
+    return service.status_of(await service.profile_of(session, user), user)

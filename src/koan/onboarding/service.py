@@ -68,8 +68,18 @@ async def _profile_to_change(session: AsyncSession, user: User) -> LearnerProfil
     return profile
 
 
-def status_of(profile: LearnerProfile) -> OnboardingStatus:
+def _answers(profile: LearnerProfile, user: User) -> dict[str, Any]:
+    """The interview's answers; once it is complete, as the profile and the account hold them
+    now (settings change them there, not in the interview's record)."""
     answers = dict(profile.answers or {})
+    if profile.onboarding_completed:
+        answers.update({name: getattr(profile, name) for name in PROFILE_FIELDS})
+        answers["timezone"] = user.timezone
+    return answers
+
+
+def status_of(profile: LearnerProfile, user: User) -> OnboardingStatus:
+    answers = _answers(profile, user)
     answered = [q.id for q in QUESTIONS if answers.get(q.id) not in (None, "", [])]
     missing = [q for q in REQUIRED if q not in answered]
     return OnboardingStatus(
@@ -93,14 +103,14 @@ async def save_answers(session: AsyncSession, user: User, data: AnswersInput) ->
     # A new dict, so the JSON column is seen as changed.
     profile.answers = answers
     await session.flush()
-    return status_of(profile)
+    return status_of(profile, user)
 
 
 async def complete(session: AsyncSession, res: Resources, user: User) -> OnboardingStatus:
     profile = await profile_of(session, user)
     if profile.onboarding_completed:
-        return status_of(profile)
-    current = status_of(profile)
+        return status_of(profile, user)
+    current = status_of(profile, user)
     if current.missing_required:
         raise ValidationFailed(
             "Answer these questions first: " + ", ".join(current.missing_required) + ".",
@@ -115,7 +125,7 @@ async def complete(session: AsyncSession, res: Resources, user: User) -> Onboard
     profile.onboarding_completed = True
     profile.completed_at = res.clock.now()
     await session.flush()
-    return status_of(profile)
+    return status_of(profile, user)
 
 
 async def update_profile(session: AsyncSession, user: User, data: ProfileUpdate) -> LearnerProfile:
