@@ -531,6 +531,28 @@ async def test_onboarding_one_question_at_a_time_resumable(
     assert (await client.get("/onboarding")).headers["location"] == "/dashboard"
 
 
+async def test_goals_too_long_are_refused_in_characters_and_kept(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    await log_in(client, user)
+    typed = "g" * 1200
+    refused = await answer(client, "goals", typed)
+    assert refused.status_code == 422
+    assert "Keep this to 1000 characters or fewer." in refused.text
+    assert typed in refused.text  # what was typed stays in the field
+
+    onboarded = await create_user(session, resources, onboarded=True)
+    client.cookies.clear()
+    await log_in(client, onboarded)
+    wanted = {"language": "python", "experience": "beginner", "minutes_per_day": "20"}
+    refused = await post_form(client, "/settings", "/settings/learning", {**wanted, "goals": typed})
+    assert refused.status_code == 422
+    assert 'id="f-goals-error"' in refused.text
+    assert "Keep this to 1000 characters or fewer." in refused.text
+    assert typed in refused.text
+
+
 async def test_pages_send_a_learner_without_onboarding_to_it(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator
 
-from koan.common.schemas import Input, Schema, Text, TimeZoneName, encodable
+from koan.common.schemas import Input, Schema, TimeZoneName, clean_text, encodable
 from koan.onboarding.questions import MAX_INTERESTS, MAX_MINUTES, MIN_MINUTES
 
 Language = Literal["python", "javascript"]
 Experience = Literal["beginner", "intermediate", "advanced"]
 LearningStyle = Literal["examples", "challenges", "explanations", "mixed"]
+
+# The length is checked on the text itself, so a refusal counts characters (a length checked
+# after the validator is any sequence's, and says "items").
+Goals = Annotated[str, StringConstraints(max_length=1000), AfterValidator(clean_text)]
 
 _TAG = re.compile(r"^[a-z0-9][a-z0-9 +#.\-]{0,39}$")
 
@@ -36,7 +40,7 @@ class ProfileFields(Input):
 
     language: Language | None = None
     experience: Experience | None = None
-    goals: Text | None = Field(default=None, max_length=1000)
+    goals: Goals | None = None
     interests: list[str] | None = Field(default=None, max_length=MAX_INTERESTS)
     learning_style: LearningStyle | None = None
     minutes_per_day: int | None = Field(default=None, ge=MIN_MINUTES, le=MAX_MINUTES)
