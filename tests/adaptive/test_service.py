@@ -92,6 +92,39 @@ async def test_an_exercise_solved_before_moves_no_rating_when_done_again(
     assert (item.rating, item.rating_attempts) == first_item
 
 
+async def test_skipping_an_exercise_again_after_resuming_it_is_not_another_miss(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session, skills=["zz-adding"])
+    user = await create_user(session, resources, onboarded=True)
+    headers = await bearer(session, resources, user)
+    url = f"/api/v1/exercises/{exercise.id}"
+    assert (await client.post(f"{url}/start", headers=headers)).status_code == 200
+    assert (await client.post(f"{url}/skip", headers=headers)).status_code == 200
+    first = {
+        skill: (row.rating, row.attempts)
+        for skill, row in (await ratings(session, user.id)).items()
+    }
+    item = await session.get(Exercise, exercise.id, populate_existing=True)
+    assert item is not None
+    first_item = (item.rating, item.rating_attempts)
+    assert first_item[1] == 1
+    # Resumed and skipped again, as often as one likes: the one give-up, counted once, or
+    # anyone could make an exercise look harder for everyone.
+    for _ in range(3):
+        resumed = await client.post(f"{url}/start", headers=headers)
+        assert resumed.json()["status"] == "assigned"
+        assert (await client.post(f"{url}/skip", headers=headers)).status_code == 200
+    after = {
+        skill: (row.rating, row.attempts)
+        for skill, row in (await ratings(session, user.id)).items()
+    }
+    assert after == first
+    item = await session.get(Exercise, exercise.id, populate_existing=True)
+    assert item is not None
+    assert (item.rating, item.rating_attempts) == first_item
+
+
 async def test_daily_pick_explains_itself_and_matches_the_level(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

@@ -166,7 +166,8 @@ async def start(
         and latest.skipped_at
         and latest.skipped_at >= now - SKIP_KEEP
     ):
-        # A resumed daily becomes practice, so a new daily can still be assigned.
+        # A resumed daily becomes practice, so a new daily can still be assigned. Its
+        # `closed_at` stays: the skip that closed it has been counted (see `skip`).
         latest.kind = "practice"
         latest.status = "in_progress" if latest.attempts else "assigned"
         latest.skipped_at = None
@@ -177,7 +178,8 @@ async def start(
 
 async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exercise) -> Assignment:
     """Close the open assignment as skipped; the ratings count it as a miss (unless the
-    learner solved its exercise before: that says nothing new about them, nor about it)."""
+    learner solved its exercise before: that says nothing new about them, nor about it; nor
+    does skipping again an assignment resumed after a skip, whose one give-up was counted)."""
     latest = await repository.latest_assignment(session, user.id, exercise.id)
     if latest is None or latest.status not in OPEN_STATUSES:
         raise Conflict(
@@ -186,11 +188,13 @@ async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exer
     now = res.clock.now()
     # The learner's lock first, as for a verdict (see `attempted`).
     await progress.lock_learner(session, user)
+    # An open assignment closed before was skipped, then resumed (`start`).
+    skipped_before = latest.closed_at is not None
     latest.status = "skipped"
     latest.skipped_at = now
     latest.closed_at = now
     await session.flush()
-    if await repository.solved_before(session, latest):
+    if skipped_before or await repository.solved_before(session, latest):
         return latest  # an exercise solved before says nothing new (see `attempted`)
     await adaptive.record_outcome(
         session,
