@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -123,6 +123,31 @@ async def test_skipping_an_exercise_again_after_resuming_it_is_not_another_miss(
     item = await session.get(Exercise, exercise.id, populate_existing=True)
     assert item is not None
     assert (item.rating, item.rating_attempts) == first_item
+
+
+async def test_giving_up_an_exercise_given_up_before_is_not_another_miss(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session, skills=["zz-adding"])
+    user = await create_user(session, resources, onboarded=True)
+    headers = await bearer(session, resources, user)
+    url = f"/api/v1/exercises/{exercise.id}"
+    assert (await client.post(f"{url}/start", headers=headers)).status_code == 200
+    assert (await client.post(f"{url}/skip", headers=headers)).status_code == 200
+    first = {k: (r.rating, r.attempts) for k, r in (await ratings(session, user.id)).items()}
+    # Given again later (a new assignment once the skipped one has expired, as a daily pick
+    # can give it again at once), and skipped again: the same give-up.
+    for _ in range(2):
+        resources.clock.advance(timedelta(hours=49))
+        headers = await bearer(session, resources, user)
+        opened = await client.post(f"{url}/start", headers=headers)
+        assert opened.json()["status"] == "assigned"
+        assert (await client.post(f"{url}/skip", headers=headers)).status_code == 200
+    after = {k: (r.rating, r.attempts) for k, r in (await ratings(session, user.id)).items()}
+    assert after == first
+    item = await session.get(Exercise, exercise.id, populate_existing=True)
+    assert item is not None
+    assert item.rating_attempts == 1
 
 
 async def test_daily_pick_explains_itself_and_matches_the_level(

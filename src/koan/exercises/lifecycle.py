@@ -177,9 +177,10 @@ async def start(
 
 
 async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exercise) -> Assignment:
-    """Close the open assignment as skipped; the ratings count it as a miss (unless the
-    learner solved its exercise before: that says nothing new about them, nor about it; nor
-    does skipping again an assignment resumed after a skip, whose one give-up was counted)."""
+    """Close the open assignment as skipped; the ratings count it as a miss, once: not when
+    the learner solved its exercise before, nor when they gave it up before (in another
+    assignment, or in this one before resuming it): that says nothing new about them, nor
+    about it."""
     latest = await repository.latest_assignment(session, user.id, exercise.id)
     if latest is None or latest.status not in OPEN_STATUSES:
         raise Conflict(
@@ -194,8 +195,8 @@ async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exer
     latest.skipped_at = now
     latest.closed_at = now
     await session.flush()
-    if skipped_before or await repository.solved_before(session, latest):
-        return latest  # an exercise solved before says nothing new (see `attempted`)
+    if skipped_before or await repository.settled_before(session, latest):
+        return latest  # nothing new (see `attempted`)
     await adaptive.record_outcome(
         session,
         user=user,

@@ -588,15 +588,15 @@ async def latest_assignment(
     return None if found is None else await _with_exercise(session, found)
 
 
-async def solved_before(session: AsyncSession, assignment: Assignment) -> bool:
-    """Whether the learner completed the assignment's exercise in another assignment (the
-    question `count_attempt` asks in its own statement)."""
+async def settled_before(session: AsyncSession, assignment: Assignment) -> bool:
+    """Whether the learner completed the assignment's exercise, or gave it up, in another
+    assignment: a skip then says nothing new about them, nor about the exercise."""
     params = {
         "learner": assignment.user_id,
         "exercise": assignment.exercise_id,
         "assignment": assignment.id,
     }
-    return bool((await session.execute(_ASK_SOLVED_BEFORE, params)).scalar())
+    return bool((await session.execute(_ASK_SETTLED_BEFORE, params)).scalar())
 
 
 async def assignment_by_id(session: AsyncSession, assignment_id: uuid.UUID) -> Assignment | None:
@@ -635,7 +635,22 @@ _SOLVED_BEFORE = (
     )
     .exists()
 )
-_ASK_SOLVED_BEFORE = select(_SOLVED_BEFORE)
+# Whether the learner completed the assignment's exercise, or skipped it, in another assignment
+# (one skipped keeps its skipped_at when it expires).
+_ASK_SETTLED_BEFORE = select(
+    select(_EARLIER_ASSIGNMENTS.c.id)
+    .where(
+        _EARLIER_ASSIGNMENTS.c.user_id == bindparam("learner", type_=_ASSIGNMENTS.c.user_id.type),
+        _EARLIER_ASSIGNMENTS.c.exercise_id
+        == bindparam("exercise", type_=_ASSIGNMENTS.c.exercise_id.type),
+        or_(
+            _EARLIER_ASSIGNMENTS.c.status == "completed",
+            _EARLIER_ASSIGNMENTS.c.skipped_at.is_not(None),
+        ),
+        _EARLIER_ASSIGNMENTS.c.id != bindparam("assignment"),
+    )
+    .exists()
+)
 # What an attempt returns: the assignment's new state, and its exercise's current difficulty
 # rating (other learners' outcomes move it meanwhile; read, not locked: the row is everyone's),
 # and whether the learner had solved the exercise before.
