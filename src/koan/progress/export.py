@@ -227,30 +227,32 @@ async def stream(
             "timezone": user.timezone,
         },
     }
-    yield json.dumps(header)[:-1] + ', "assignments": ['
-    first = True
+    yield json.dumps(header)[:-1]
+    sections: list[tuple[str, AsyncIterator[list[dict[str, Any]]]]] = [
+        ("assignments", _assignment_records(session, user)),
+        ("drafts", drafts(session, user.id)),
+        ("conversations", conversations(session, user.id)),
+        ("shown_code", shown_code(session, user.id)),
+    ]
+    for name, batches in sections:
+        yield f', "{name}": ['
+        first = True
+        async for records in batches:
+            for record in records:
+                yield ("" if first else ",") + json.dumps(record)
+                first = False
+        yield "]"
+    yield "}"
+
+
+async def _assignment_records(
+    session: AsyncSession, user: User
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The learner's assignments with their submissions, in batches of JSON-ready records."""
     async for batch in _batches(session, user):
+        records = []
         for assignment, submissions in batch:
             record = _assignment_record(assignment)
             record["submissions"] = [_submission_record(s) for s in submissions]
-            yield ("" if first else ",") + json.dumps(record)
-            first = False
-    yield '], "drafts": ['
-    first = True
-    async for draft_batch in drafts(session, user.id):
-        for draft in draft_batch:
-            yield ("" if first else ",") + json.dumps(draft)
-            first = False
-    yield '], "conversations": ['
-    first = True
-    async for conversation_batch in conversations(session, user.id):
-        for conversation in conversation_batch:
-            yield ("" if first else ",") + json.dumps(conversation)
-            first = False
-    yield '], "shown_code": ['
-    first = True
-    async for shown_batch in shown_code(session, user.id):
-        for shown in shown_batch:
-            yield ("" if first else ",") + json.dumps(shown)
-            first = False
-    yield "]}"
+            records.append(record)
+        yield records
