@@ -830,6 +830,35 @@ async def test_a_dead_link_is_a_page_for_browsers_and_json_for_programs(
         assert r.json()["error"] == "NotFound"
 
 
+async def test_a_wrong_method_or_a_dead_link_from_a_page_is_a_page_or_a_fragment(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """A form posted to an address that only shows a page, and a request HTMX makes (it asks
+    with Accept: */*) to an address that is gone, answer as pages do: never a JSON body that
+    HTMX would swap in as text."""
+    exercise = await create_exercise(session)
+    await log_in(client, await create_user(session, resources, onboarded=True))
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    wrong = await client.post("/dashboard", headers=browser, data={"x": "1"})
+    assert wrong.status_code == 405
+    assert wrong.headers["content-type"].startswith("text/html")
+    assert "GET" in wrong.headers["allow"]
+    assert "Back to today" in wrong.text
+    from_htmx = {"Accept": "*/*", **htmx(client)}
+    for response in (
+        await client.post(f"/exercises/{exercise.id}", headers=from_htmx),
+        await client.get("/no/such/fragment", headers=from_htmx),
+    ):
+        assert response.status_code in (404, 405)
+        assert response.headers["content-type"].startswith("text/html")
+        assert response.headers["HX-Retarget"] == "#flash"
+        assert 'role="alert"' in response.text
+    # Programs keep the JSON body.
+    program = await client.post("/dashboard")
+    assert program.status_code == 405
+    assert program.json()["error"] == "MethodNotAllowed"
+
+
 async def test_a_dead_link_keeps_the_signed_in_header(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

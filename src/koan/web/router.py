@@ -34,10 +34,12 @@ _MACHINE_PREFIXES = (
 
 
 def _wants_page(request: Request) -> bool:
-    return (
-        request.method in ("GET", "HEAD")
-        and not request.url.path.startswith(_MACHINE_PREFIXES)
-        and "text/html" in request.headers.get("accept", "")
+    """A browser's request (a navigation, a form, or HTMX, which asks with Accept: */*) to an
+    address outside the programs' ones."""
+    if request.url.path.startswith(_MACHINE_PREFIXES):
+        return False
+    return bool(request.headers.get("HX-Request")) or "text/html" in request.headers.get(
+        "accept", ""
     )
 
 
@@ -100,6 +102,15 @@ def mount_web(app: FastAPI) -> None:
         if exc.status_code == 404 and _wants_page(request):
             await identify_viewer(request)
             return error_page(request, 404, "Not found", "There is nothing at this address.")
+        if exc.status_code == 405 and _wants_page(request):
+            # A form posted to an address that only shows a page (or the reverse).
+            await identify_viewer(request)
+            response = error_page(
+                request, 405, "Not here", "This address does not take that kind of request."
+            )
+            if exc.headers and "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         answer = json_handler(request, exc)
         return await answer if inspect.isawaitable(answer) else answer
 
