@@ -204,3 +204,26 @@ async def test_code_run_from_a_page_of_an_earlier_login_comes_back_unsent(
         f"/exercises/{exercise.id}/run", data={"csrf_token": csrf_from(page), "code": CODE}
     )
     assert forged.status_code == 403
+
+
+GOALS = "Automate the reports I write by hand every Monday, then read other people's code."
+
+
+async def test_goals_answered_after_the_access_token_lapsed_come_back_in_the_interview(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    await log_in(client, await create_user(session, resources))
+    page = await client.get("/onboarding?step=goals")
+    resources.clock.advance(timedelta(seconds=resources.settings.access_token_ttl_s + 60))
+
+    sent = await client.post(
+        "/onboarding",
+        data={"csrf_token": csrf_from(page), "question": "goals", "answer": GOALS},
+    )
+    assert sent.status_code == 303
+    back = await follow(client, sent)
+    assert back.url.path == "/onboarding"
+    assert "What do you want to be able to do?" in back.text
+    textarea = back.text.split('id="f-answer"')[1].split(">", 1)[1].split("</textarea>")[0]
+    assert unescape(textarea) == GOALS
+    assert "has not been saved" in back.text  # put back in the form, not sent

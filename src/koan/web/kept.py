@@ -38,8 +38,11 @@ log = structlog.get_logger(__name__)
 QUERY = "kept"
 COOKIE = "koan_kept"
 # The forms whose page puts fields back after the login (by route), and those fields: what a
-# learner writes at length.
-FORMS: dict[str, frozenset[str]] = {"/exercises/{exercise_id}/run": frozenset({"code"})}
+# learner writes at length (the interview's answer, with the question it answers).
+FORMS: dict[str, frozenset[str]] = {
+    "/exercises/{exercise_id}/run": frozenset({"code"}),
+    "/onboarding": frozenset({"question", "answer"}),
+}
 # Above what any kept field may be submitted with (code: 64 KB), so that code too long to run
 # still comes back to be shortened; the per-address limit bounds what visitors can store.
 MAX_BYTES = 256 * 1024

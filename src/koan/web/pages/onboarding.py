@@ -14,6 +14,7 @@ from koan.models import User
 from koan.onboarding import service as onboarding
 from koan.onboarding.questions import QUESTIONS, Question
 from koan.onboarding.schemas import AnswersInput
+from koan.web import kept as kept_forms
 from koan.web.pagekit import (
     PageUser,
     WebRoute,
@@ -100,15 +101,28 @@ async def interview(
     request: Request,
     user: PageUser,
     session: WebSession,
+    res: ResourcesDep,
     step: Annotated[str | None, Query(max_length=40)] = None,
+    kept: Annotated[str, Query(max_length=100)] = "",
 ) -> Response:
-    """Show the question at `step`, or where the learner stopped last time."""
+    """Show the question at `step`, or where the learner stopped last time; `kept` names an
+    answer sent while the login had lapsed, shown again unsaved."""
     profile = await onboarding.profile_of(session, user)
     if profile.onboarding_completed:
         return redirect(request, "/dashboard")
     answers = dict(profile.answers or {})
     question = _BY_ID.get(step or "") or _resume_at(answers) or QUESTIONS[-1]
-    return render(request, "onboarding.html", _context(user, question, answers))
+    restored = False
+    form = await kept_forms.take(request, res, kept) if kept else None
+    if form is not None and form.action == "/onboarding":
+        asked = _BY_ID.get(form.fields.get("question", ""))
+        # One value per field is kept: a list of tags does not come back.
+        if asked is not None and asked.kind != "tags" and form.fields.get("answer", "").strip():
+            question, restored = asked, True
+            answers[asked.id] = form.fields["answer"].replace("\r\n", "\n")
+    ctx = _context(user, question, answers)
+    ctx["restored"] = restored
+    return render(request, "onboarding.html", ctx)
 
 
 @router.post("/onboarding")
