@@ -93,7 +93,17 @@ async def test_missing_function_is_an_import_error(sandbox: Sandbox) -> None:
     report = await grade_python(sandbox, "def plus(a, b):\n    return a + b\n", ADD_TESTS)
 
     assert report.status == "error"
-    assert all("ImportError: cannot import name 'add'" in t.message for t in report.tests)
+    message = "ImportError: solution.py does not define add (tests.py, line 1)"
+    assert [t.message for t in report.tests] == [message, message]
+
+
+async def test_a_missing_name_shows_no_sandbox_path(sandbox: Sandbox) -> None:
+    tests = "from solution import add, sub\n\ndef test_sub():\n    assert sub(3, 1) == 2\n"
+
+    report = await grade_python(sandbox, ADD_SOLUTION, tests)
+
+    message = "ImportError: solution.py does not define sub (tests.py, line 1)"
+    assert report.tests[0].message == message
 
 
 async def test_exit_at_import_is_an_error_not_a_pass(sandbox: Sandbox) -> None:

@@ -766,9 +766,26 @@ def describe(exc: BaseException) -> str:
         return text
     if isinstance(exc, SystemExit):
         return f"SystemExit: the code called exit({exc.code!r})"
+    missing = missing_name(exc)
+    if missing:
+        return f"ImportError: solution.py does not define {missing}" + where(learner_frame(exc))
     detail = str(exc)
     head = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
     return head + where(learner_frame(exc))
+
+
+def missing_name(exc: BaseException) -> str:
+    """The name a `from solution import ...` asked for that solution.py does not define, or ''.
+
+    Python's own message for it names the file by its path inside the sandbox."""
+    if type(exc) is not ImportError or type(exc.name) is not str or exc.name != "solution":
+        return ""
+    prefix = "cannot import name '"
+    detail = str(exc)
+    if not detail.startswith(prefix):
+        return ""
+    name = detail[len(prefix) :].partition("'")[0]
+    return name if name.isidentifier() else ""
 
 
 def assertion_message(exc: AssertionError) -> str:
