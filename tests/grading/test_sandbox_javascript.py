@@ -136,6 +136,25 @@ async def test_an_endless_loop_times_out(sandbox: Sandbox) -> None:
     assert "CPU" in report.tests[0].message
 
 
+async def test_an_endless_loop_left_running_by_the_last_test_is_reported_on_it(
+    sandbox: Sandbox,
+) -> None:
+    # Every test returns the right value, but the last one starts a loop of promise jobs that
+    # never yields to the event loop: the run cannot end, and the learner must see why.
+    code = (
+        "async function spin() { for (;;) await null; }\n"
+        "function add(a, b) {\n  if (a < 0) spin();\n  return a + b;\n}\n"
+        "module.exports = { add };\n"
+    )
+
+    report = await grade_js(sandbox, code, limits=Limits(cpu_s=1, wall_s=30))
+
+    assert report.status == "timeout"
+    assert [t.status for t in report.tests] == ["passed", "error"]
+    assert "CPU" in report.tests[1].message
+    assert "still running after this test" in report.tests[1].message
+
+
 async def test_a_heap_bomb_hits_the_memory_limit(sandbox: Sandbox) -> None:
     code = (
         "module.exports = { add: () => {\n"

@@ -182,6 +182,13 @@ def decide(
             tests.append(TestOutcome(name, result_status, str(record.get("message", ""))))
         else:
             tests.append(TestOutcome(name, "error", reason or "the test did not run"))
+    if reason and tests and len(verdict.results) >= len(names):
+        # Every test reported, yet the run did not end well: code the last test started (a
+        # loop of promise jobs, a timer) kept running. Without this no test would say why.
+        last = tests[-1]
+        after = f"{reason} (the program was still running after this test)"
+        message = f"{last.message}\n{after}" if last.message else after
+        tests[-1] = TestOutcome(last.name, "error", message)
 
     if status == "failed":
         if not tests:
