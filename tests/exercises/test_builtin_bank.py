@@ -55,3 +55,29 @@ async def test_a_starter_that_runs_out_of_time_is_a_problem(sandbox: Sandbox) ->
     outcome = await validate_spec(sandbox, slow, server_limits(Settings(_env_file=None)))
 
     assert outcome.problems == ["starter code hits the timeout limit; it must fail quickly"]
+
+
+def solution_names(spec_tests: str, language: str) -> list[str]:
+    """The names the tests take from the solution module."""
+    if language == "python":
+        pattern = r"^from solution import \(?([^)\n]+)\)?$"
+    else:
+        pattern = r"\{([^}]*)\}\s*=\s*require\('\./solution(?:\.js)?'\)"
+    found = re.findall(pattern, spec_tests, flags=re.MULTILINE)
+    return [
+        part.split(" as ")[0].split(":")[0].strip()
+        for group in found
+        for part in group.split(",")
+        if part.strip()
+    ]
+
+
+def test_every_statement_names_what_the_tests_call() -> None:
+    unnamed = {}
+    for spec in SPECS:
+        names = solution_names(spec.tests, spec.language)
+        assert names, spec.slug
+        missing = [n for n in names if not re.search(rf"\b{re.escape(n)}\b", spec.statement)]
+        if missing:
+            unnamed[spec.slug] = missing
+    assert unnamed == {}
