@@ -531,6 +531,55 @@ async def test_onboarding_one_question_at_a_time_resumable(
     assert (await client.get("/onboarding")).headers["location"] == "/dashboard"
 
 
+class _Described(HTMLParser):
+    """Each element's id, and the ids that each `aria-describedby` names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: dict[str, str] = {}
+        self.described: dict[str, list[str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = dict(attrs)
+        key = str(names.get("id") or tag)
+        if names.get("id"):
+            self.ids[str(names["id"])] = tag
+        if names.get("aria-describedby"):
+            self.described[key] = str(names["aria-describedby"]).split()
+
+
+def described(html: str) -> _Described:
+    parser = _Described()
+    parser.feed(html)
+    return parser
+
+
+@pytest.mark.parametrize("step", ["language", "interests"])
+async def test_onboarding_choice_help_describes_the_fieldset(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources, step: str
+) -> None:
+    user = await create_user(session, resources)
+    await log_in(client, user)
+    page = described((await client.get(f"/onboarding?step={step}")).text)
+    assert page.described["fieldset"] == ["q-help"]
+    assert page.ids["q-help"] == "p"
+    if step == "language":
+        refused = described((await answer(client, "language")).text)
+        assert refused.described["fieldset"] == ["q-help", "q-error"]
+
+
+async def test_onboarding_minutes_unit_describes_the_number_field(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    await log_in(client, user)
+    page = described((await client.get("/onboarding?step=minutes_per_day")).text)
+    assert page.described["f-answer"] == ["q-unit"]
+    assert page.ids["q-unit"] == "span"
+    refused = described((await answer(client, "minutes_per_day", "1000")).text)
+    assert refused.described["f-answer"] == ["q-unit", "q-error"]
+
+
 async def test_goals_too_long_are_refused_in_characters_and_kept(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
