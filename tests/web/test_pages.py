@@ -461,6 +461,35 @@ async def test_logging_out_after_the_access_cookie_lapsed_ends_the_session(
     assert (await client.get("/dashboard")).headers["location"] == "/login?next=/dashboard"
 
 
+async def test_a_bad_optional_parameter_is_ignored_not_a_missing_page(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    exercise = await create_exercise(session)
+    welcomed = await client.get("/dashboard?welcome=1")
+    assert "Your first exercise is ready" in welcomed.text
+    for path in (
+        "/dashboard?welcome=zz",
+        "/exercises?q=" + "x" * 101,
+        f"/exercises/{exercise.id}?unlocked=" + "x" * 501,
+        f"/exercises/{exercise.id}?kept=" + "x" * 101,
+    ):
+        shown = await client.get(path)
+        assert shown.status_code == 200, path[:60]
+        assert "Your first exercise is ready" not in shown.text
+    # A parameter naming what to show still answers that it is not there.
+    assert (await client.get("/chat?c=" + "x" * 41)).status_code == 404
+    assert (await client.get("/chat?c=nonsense")).status_code == 404
+
+    newcomer = await create_user(session, resources)
+    client.cookies.clear()
+    await log_in(client, newcomer)
+    interview = await client.get("/onboarding?step=" + "x" * 41)
+    assert interview.status_code == 200
+    assert "Question 1 of 7" in interview.text
+
+
 async def test_a_log_out_form_from_another_site_ends_nothing(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

@@ -272,6 +272,24 @@ async def _rollback(request: Request) -> None:
         await session.rollback()
 
 
+def _without_bad_options(request: Request, exc: RequestValidationError) -> Request | None:
+    """The page request again without the optional query parameters `exc` finds bad, which
+    only change how the page shows (an unknown sort, a flag that is not one): a page ignores
+    them rather than answer that nothing is there. None when another part is wrong (the path,
+    a required parameter, a form) or the request changes something."""
+    if request.method not in ("GET", "HEAD"):
+        return None
+    bad: set[str] = set()
+    for error in exc.errors():
+        loc = error.get("loc") or ()
+        if len(loc) < 2 or loc[0] != "query" or error.get("type") == "missing":
+            return None
+        bad.add(str(loc[1]))
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in bad]
+    scope = {**request.scope, "query_string": urlencode(kept).encode("latin-1")}
+    return Request(scope, request.receive)
+
+
 class WebRoute(APIRoute):
     """An APIRoute whose errors render as HTML pages (or HTMX fragments), never JSON.
 
@@ -323,7 +341,16 @@ class WebRoute(APIRoute):
                     if name.lower() == "retry-after":
                         response.headers[name] = value
                 return response
-            except (RequestValidationError, ValidationError):
+            except RequestValidationError as exc:
+                await _rollback(request)
+                without = _without_bad_options(request, exc)
+                if without is not None:
+                    try:
+                        return await handler(without)
+                    except RequestValidationError:
+                        pass
+                return error_page(request, 404, "Not found", "There is nothing at this address.")
+            except ValidationError:
                 await _rollback(request)
                 return error_page(request, 404, "Not found", "There is nothing at this address.")
             except StarletteHTTPException as exc:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from koan.chat import service as chat
 from koan.classes.tutor import tutor_policy_for
@@ -23,9 +21,10 @@ async def chat_page(
     user: PageUser,
     session: WebSession,
     res: ResourcesDep,
-    c: Annotated[str | None, Query(max_length=40)] = None,
+    c: str | None = None,
 ) -> Response:
-    """Talk to the tutor; the reply streams in token by token. `c` opens a past conversation."""
+    """Talk to the tutor; the reply streams in token by token. `c` opens a past conversation
+    (any value that is not one of the learner's conversations answers 404)."""
     page = await chat.conversations_page(session, user, limit=CONVERSATIONS_SHOWN, cursor=None)
     current = None
     tutor_off = None
