@@ -12,6 +12,7 @@ from koan.classes import dashboard
 from koan.classes import service as classes
 from koan.classes.schemas import (
     MemberOut,
+    Roster,
 )
 from koan.classes.service import Membership
 from koan.deps import ResourcesDep
@@ -38,6 +39,16 @@ from koan.web.pages.classes.common import (
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
 
+async def _roster(
+    session: WebSession, member: Membership, res: ResourcesDep, sort: str, order: str
+) -> Roster:
+    """The roster as asked; a column it cannot be sorted by is ignored (sorted by name), as an
+    unknown order is (A to Z)."""
+    if sort not in dashboard.ROSTER_SORTS:
+        sort = "name"
+    return await dashboard.roster(session, member, now=res.clock.now(), sort=sort, order=order)
+
+
 @router.get("/classes/{class_id}/roster")
 async def roster_page(
     request: Request,
@@ -51,7 +62,7 @@ async def roster_page(
     """Per learner: completed, attempts, hints, tutor messages, assignments, last active,
     streak; sorted by any column."""
     member = await membership(session, user, class_id, staff=True)
-    table = await dashboard.roster(session, member, now=res.clock.now(), sort=sort, order=order)
+    table = await _roster(session, member, res, sort, order)
     ctx = await class_context(session, res, member, user, "roster", table=table,
                               columns=ROSTER_COLUMNS)  # fmt: skip
     return render(request, "classes/roster.html", ctx)
@@ -68,7 +79,7 @@ async def roster_csv(
     order: Literal["asc", "desc"] = "asc",
 ) -> Response:
     member = await membership(session, user, class_id, staff=True)
-    table = await dashboard.roster(session, member, now=res.clock.now(), sort=sort, order=order)
+    table = await _roster(session, member, res, sort, order)
     return csv_download(dashboard.roster_csv(table), csv_file_name(member.room.name, "roster"))
 
 
