@@ -281,7 +281,7 @@ def _without_bad_options(request: Request, exc: RequestValidationError) -> Reque
         return None
     bad: set[str] = set()
     for error in exc.errors():
-        loc = error.get("loc") or ()
+        loc: tuple[object, ...] = tuple(error.get("loc") or ())
         if len(loc) < 2 or loc[0] != "query" or error.get("type") == "missing":
             return None
         bad.add(str(loc[1]))
