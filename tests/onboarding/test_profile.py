@@ -76,3 +76,22 @@ async def test_an_account_without_a_profile_can_still_onboard(
     done = await client.post("/api/v1/onboarding/complete", headers=headers)
     assert done.json()["completed"] is True
     assert await profile_rows(session, user) == 1
+
+
+async def test_a_required_answer_cannot_be_cleared_once_onboarded(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    headers = await bearer(session, resources, user)
+    before = (await client.get("/api/v1/users/me/profile", headers=headers)).json()["goals"]
+    for goals in ("", "   ", None):
+        refused = await client.patch(
+            "/api/v1/users/me/profile", headers=headers, json={"goals": goals}
+        )
+        assert refused.status_code == 422, goals
+        assert "goals" in refused.text
+        assert "cannot be cleared" in refused.text
+    after = await client.get("/api/v1/users/me/profile", headers=headers)
+    assert after.json()["goals"] == before != ""
+    status = await client.get("/api/v1/onboarding/status", headers=headers)
+    assert status.json()["missing_required"] == []

@@ -631,6 +631,23 @@ async def test_goals_too_long_are_refused_in_characters_and_kept(
     assert typed in refused.text
 
 
+async def test_settings_refuse_to_clear_the_goals_and_keep_what_was_typed(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources, onboarded=True)
+    await log_in(client, user)
+    wanted = {"language": "python", "experience": "beginner", "minutes_per_day": "25"}
+    refused = await post_form(client, "/settings", "/settings/learning", {**wanted, "goals": "  "})
+    assert refused.status_code == 422
+    assert 'id="f-goals-error"' in refused.text
+    assert "cannot be cleared" in refused.text
+    assert 'value="25"' in refused.text  # what was typed stays
+    goals = await session.scalar(
+        select(LearnerProfile.goals).where(LearnerProfile.user_id == user.id)
+    )
+    assert goals
+
+
 async def test_pages_send_a_learner_without_onboarding_to_it(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

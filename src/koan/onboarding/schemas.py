@@ -95,4 +95,14 @@ class ProfileOut(Schema):
 
 
 class ProfileUpdate(ProfileFields):
-    """Changes to the profile after onboarding; fields left out stay as they are."""
+    """Changes to the profile after onboarding; fields left out stay as they are, and the
+    interview's required answers cannot be cleared."""
+
+    @field_validator("goals")
+    @classmethod
+    def _goals_kept(cls, value: str | None) -> str | None:
+        if value is not None and not value:
+            raise ValueError(
+                "Your goals cannot be cleared: say in a sentence what you want to be able to do"
+            )
+        return value

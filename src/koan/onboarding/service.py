@@ -133,7 +133,8 @@ async def update_profile(session: AsyncSession, user: User, data: ProfileUpdate)
     if not profile.onboarding_completed:
         raise Conflict("Complete onboarding first (POST /api/v1/onboarding/complete).")
     for name, value in data.model_dump(exclude_unset=True).items():
-        if value is None and name != "learning_style":
+        cleared = value is None or (name in REQUIRED and value in ("", []))
+        if cleared and name != "learning_style":
             raise ValidationFailed(f"'{name}' cannot be cleared.", code="ValidationError")
         setattr(profile, name, value)
     await session.flush()
