@@ -901,7 +901,11 @@ def test_a_withheld_fix_never_appears_on_the_exercise_page_and_replies_render_co
         solution = solution_of(live, exercise_id)
         marker = "LEAKED-FIX-MARKER"
         leak = f"Here is the fix ({marker}):\n\n```\n{solution}\n```"
-        safe = "Which value does `balance` hold after the first call?\n\n```\nprint(1)\n```"
+        long_line = "total = " + " + ".join(["balance"] * 60)
+        safe = (
+            "Which value does `balance` hold after the first call?\n\n"
+            f"```\nprint(1)\n{long_line}\n```"
+        )
         llm_server.script(Reply(text=leak, chunk_interval=0.005), Reply(text=safe))
         # Everything the chat log ever shows, at every change, not only at the end.
         page.evaluate(
@@ -924,8 +928,12 @@ def test_a_withheld_fix_never_appears_on_the_exercise_page_and_replies_render_co
         assert any("Here is the fix" in text for text in seen)
         expect(answer).to_have_attribute("data-replaced", "true")
         expect(answer.locator(".msg-body code").first).to_have_text("balance")
-        expect(answer.locator(".msg-body pre code")).to_have_text("print(1)")
+        expect(answer.locator(".msg-body pre code")).to_have_text(f"print(1)\n{long_line}")
         assert "`" not in (answer.locator(".msg-body").text_content() or "")
+        # A long line scrolls inside its code block; the reply itself stays within its bubble.
+        pre = answer.locator(".msg-body pre")
+        assert pre.evaluate("p => p.scrollWidth > p.clientWidth")
+        assert answer.evaluate("m => m.scrollWidth - m.clientWidth") <= 0
     finally:
         res.settings, res.llm = saved_settings, saved_llm
 
