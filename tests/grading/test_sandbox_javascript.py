@@ -140,7 +140,9 @@ async def test_an_endless_loop_left_running_by_the_last_test_is_reported_on_it(
     sandbox: Sandbox,
 ) -> None:
     # Every test returns the right value, but the last one starts a loop of promise jobs that
-    # never yields to the event loop: the run cannot end, and the learner must see why.
+    # never yields to the event loop: the run cannot end, and the learner must see why. A test
+    # is settled once its promise jobs have run, so this one never finishes and is the one
+    # the limit stopped.
     code = (
         "async function spin() { for (;;) await null; }\n"
         "function add(a, b) {\n  if (a < 0) spin();\n  return a + b;\n}\n"
@@ -151,7 +153,24 @@ async def test_an_endless_loop_left_running_by_the_last_test_is_reported_on_it(
 
     assert report.status == "timeout"
     assert [t.status for t in report.tests] == ["passed", "error"]
-    assert "CPU" in report.tests[1].message
+    assert report.tests[1].message == "stopped: used more than 1 s of CPU"
+
+
+async def test_a_loop_started_after_the_last_test_reported_is_reported_on_it(
+    sandbox: Sandbox,
+) -> None:
+    # The loop of promise jobs starts two turns of the event loop after the test returned,
+    # once the test has been reported.
+    code = (
+        "async function spin() { for (;;) await null; }\n"
+        "function add(a, b) {\n  if (a < 0) setImmediate(() => setImmediate(spin));\n"
+        "  return a + b;\n}\nmodule.exports = { add };\n"
+    )
+
+    report = await grade_js(sandbox, code, limits=Limits(cpu_s=1, wall_s=30))
+
+    assert report.status == "timeout"
+    assert [t.status for t in report.tests] == ["passed", "error"]
     assert "still running after this test" in report.tests[1].message
 
 
@@ -180,3 +199,76 @@ async def test_network_and_child_processes_are_refused(sandbox: Sandbox) -> None
     assert report.status == "passed"
     if sandbox.tier == Tier.FULL:
         assert report.stdout == "no spawn\n"
+
+
+REJECTING_TESTS = """\
+const assert = require('node:assert');
+const { add } = require('./solution.js');
+
+test('leaves a rejection behind', () => {
+  add(1, 2);
+});
+
+test('async, leaves a rejection behind', async () => {
+  add(1, 2);
+});
+
+test('still runs', () => {
+  assert.strictEqual(1, 1);
+});
+"""
+
+
+async def test_an_unhandled_rejection_in_a_test_fails_it(sandbox: Sandbox) -> None:
+    code = (
+        "function add(a, b) {\n"
+        "  Promise.reject(new RangeError('lost ' + (a + b)));\n"
+        "  return a + b;\n"
+        "}\n"
+        "module.exports = { add };\n"
+    )
+
+    report = await grade_js(sandbox, code, REJECTING_TESTS)
+
+    assert report.status == "failed", report
+    assert [t.status for t in report.tests] == ["error", "error", "passed"]
+    assert report.tests[0].message == (
+        "unhandled promise rejection: RangeError: lost 3 (solution.js, line 2)"
+    )
+    assert "RangeError: lost 3" in report.tests[1].message
+
+
+async def test_a_rejected_async_call_left_unawaited_fails_the_test(sandbox: Sandbox) -> None:
+    code = "async function add() {\n  throw 'no sum';\n}\nmodule.exports = { add };\n"
+
+    report = await grade_js(sandbox, code, REJECTING_TESTS)
+
+    assert [t.status for t in report.tests] == ["error", "error", "passed"]
+    assert report.tests[0].message == "unhandled promise rejection: Thrown: 'no sum'"
+
+
+MISSING_EXPORT_TESTS = """\
+const assert = require('node:assert');
+const { add } = require('./solution.js');
+
+test('adds', () => {
+  assert.strictEqual(add(1, 2), 3);
+});
+"""
+
+
+async def test_a_name_the_solution_does_not_export_is_named(sandbox: Sandbox) -> None:
+    report = await grade_js(
+        sandbox, "function add(a, b) {\n  return a + b;\n}\n", MISSING_EXPORT_TESTS
+    )
+
+    assert report.status == "failed"
+    assert report.tests[0].status == "error"
+    assert report.tests[0].message == "solution.js does not export add (tests.js, line 5)"
+    assert "/" not in report.tests[0].message
+
+
+async def test_a_not_a_function_error_on_an_exported_name_is_unchanged(sandbox: Sandbox) -> None:
+    report = await grade_js(sandbox, "module.exports = { add: 3 };\n", MISSING_EXPORT_TESTS)
+
+    assert report.tests[0].message == "TypeError: add is not a function (tests.js, line 5)"

@@ -40,6 +40,9 @@
   const HEX = '0123456789abcdef';
   const RegExpPrototypeExec = RegExp.prototype.exec;
   const isPromise = util.types.isPromise;
+  const isProxy = util.types.isProxy;
+  const ReflectGetOwnPropertyDescriptor = Reflect.getOwnPropertyDescriptor;
+  const ReflectGetPrototypeOf = Reflect.getPrototypeOf;
   const PromisePrototypeThen = Promise.prototype.then;
   const ArrayPrototypeIncludes = Array.prototype.includes;
   const StringPrototypeReplace = String.prototype.replace;
@@ -163,6 +166,25 @@
     }
   }
 
+  // The name a test called that solution.js does not export, or '': node's own message for
+  // it ("add is not a function") blames the tests. Read through descriptors, so no getter or
+  // proxy of the solution's runs.
+  function missingExport(error) {
+    try {
+      if (!(error instanceof TypeError) || !ReflectApply(RegExpPrototypeExec, /\(tests\.js, line \d+\)$/, [where(error)])) return '';
+      const match = ReflectApply(RegExpPrototypeExec, /^([A-Za-z_$][\w$]*) is not a function$/, [StringCtor(error.message)]);
+      if (!match) return '';
+      for (let seen = exportsSeen, depth = 0; seen !== null && depth < 64; depth += 1) {
+        if ((typeof seen !== 'object' && typeof seen !== 'function') || isProxy(seen)) return '';
+        if (ReflectGetOwnPropertyDescriptor(seen, match[1]) !== undefined) return '';
+        seen = ReflectGetPrototypeOf(seen);
+      }
+      return match[1];
+    } catch {
+      return '';
+    }
+  }
+
   function result(status, message, exc) {
     return { __proto__: null, status, message, exc };
   }
@@ -177,6 +199,8 @@
         error instanceof RangeError &&
         ReflectApply(RegExpPrototypeExec, /allocation failed|Invalid (array|string) length/, [StringCtor(error.message)]);
       const name = isMemory ? 'MemoryError' : StringCtor((error && error.name) || typeof error);
+      const missing = missingExport(error);
+      if (missing) return result('error', clip(`solution.js does not export ${missing}` + where(error)), name);
       return result('error', clip(describe(error)), name);
     } catch {
       return result('error', 'an exception that could not be described', 'Error');
@@ -214,6 +238,14 @@
     ObjectDefineProperty(process, name, { value: undefined, writable: false, configurable: false });
   }
 
+  let exportsSeen = null; // the solution's exports the tests were given
+
+  // Settles a test that returned as passed on the next turn of the event loop, unless an
+  // unhandled rejection of its own settles it first.
+  function passLater(settle) {
+    setImmediateCaptured(() => settle(result('passed', '')));
+  }
+
   let next = 0; // index of the first test not yet reported
   let finished = false;
   let current = null; // settles the running test from an uncaught error
@@ -222,8 +254,13 @@
   processOn('uncaughtException', (error) => {
     if (current) current(classify(error));
   });
+  // Node ends a program on a rejection nobody handles; here it fails the running test. Node
+  // reports one once the microtasks have run, so a test that returns is only settled as
+  // passed on the turn after (see `passLater`), when its rejections are known.
   processOn('unhandledRejection', (error) => {
-    if (current) current(classify(error));
+    if (!current) return;
+    const outcome = classify(error);
+    current(result(outcome.status, clip('unhandled promise rejection: ' + outcome.message), outcome.exc));
   });
   let trialExit = null; // in a trial: reports the program that was running
   processOn('exit', () => {
@@ -270,6 +307,7 @@
       if (name === './solution.js' || name === './solution' || name === solutionFile) return solution;
       return ReflectApply(load, Module, [name, testsModule, false]);
     }
+    exportsSeen = solution;
     tests = [];
     collecting = true;
     try {
@@ -330,11 +368,11 @@
       // Not instanceof: the solution can give Promise a Symbol.hasInstance of its own.
       if (isPromise(value)) {
         ReflectApply(PromisePrototypeThen, value, [
-          () => settle(result('passed', '')),
+          () => passLater(settle),
           (error) => settle(classify(error)),
         ]);
       } else {
-        settle(result('passed', ''));
+        passLater(settle);
       }
     } catch (error) {
       settle(classify(error));
@@ -493,11 +531,11 @@
         if (isPromise(value)) {
           timer = setTimeoutCaptured(() => settle(result('error', 'the test did not finish in time')), remaining);
           ReflectApply(PromisePrototypeThen, value, [
-            () => settle(result('passed', '')),
+            () => passLater(settle),
             (error) => settle(classify(error)),
           ]);
         } else {
-          settle(result('passed', ''));
+          passLater(settle);
         }
       } catch (error) {
         settle(classify(error));
