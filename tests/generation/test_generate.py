@@ -391,3 +391,43 @@ async def test_the_theme_reaches_the_model_as_quoted_data(
     ask = request.body["messages"][1]["content"]
     assert json.dumps(injected) in ask  # quoted, its own quotes escaped
     assert "not an instruction" in ask
+
+
+async def test_an_unknown_skill_is_refused_before_the_model_is_asked(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    tutor()
+    await create_exercise(session, language="python", skills=["bit-twiddling"], difficulty=2)
+    llm_server.script(Reply(text=exercise_json(skills=["bit-twiddling"])))
+
+    r = await client.post(
+        "/api/v1/exercises/generate",
+        headers=headers,
+        json={**REQUEST, "skill": "quantum-basket-weaving"},
+    )
+
+    assert r.status_code == 422
+    assert r.json()["error"] == "UnknownSkill"
+    assert "quantum-basket-weaving" in r.json()["detail"]
+    assert "loops" in r.json()["detail"]  # a few skills that would do
+    assert llm_server.requests == []
+    assert await generated(session) == []
+    spent = await session.scalar(select(func.count()).select_from(LLMCall))
+    assert spent == 0
+    # A skill an exercise of the bank practises, outside the vocabulary, is one Koan knows.
+    r = await client.post(
+        "/api/v1/exercises/generate", headers=headers, json={**REQUEST, "skill": "bit-twiddling"}
+    )
+    assert r.status_code == 201, r.text
+    # ...for that language only.
+    r = await client.post(
+        "/api/v1/exercises/generate",
+        headers=headers,
+        json={**REQUEST, "language": "javascript", "skill": "bit-twiddling"},
+    )
+    assert r.status_code == 422

@@ -22,7 +22,10 @@ router = APIRouter(tags=["exercises"])
     response_model=ExerciseDetail,
     status_code=status.HTTP_201_CREATED,
     responses={
-        422: {"description": "GenerationFailed: no attempt passed validation (reasons given)"},
+        422: {
+            "description": "GenerationFailed: no attempt passed validation (reasons given); "
+            "UnknownSkill: the skill is neither in the vocabulary nor practised in the bank"
+        },
         429: {"description": "Rate limited, or the daily budget is used up"},
         501: {"description": "GenerationUnavailable: only the offline tutor is configured"},
         503: {"description": "The model or the sandbox is unavailable"},

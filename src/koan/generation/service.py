@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 from fastapi import BackgroundTasks
 from pydantic import ValidationError
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive.service import Refill
@@ -24,7 +25,7 @@ from koan.exercises.validation import validate_spec
 from koan.generation.schemas import GenerateIn
 from koan.grading.limits import server_limits
 from koan.llm import ChatMessage, CompletionRequest
-from koan.models import Exercise, User
+from koan.models import Exercise, ExerciseSkill, User
 from koan.resources import Resources
 from koan.tutor_gateway import calls
 
@@ -43,6 +44,37 @@ class GenerationUnavailable(KoanError):
 
 class GenerationFailed(ValidationFailed):
     code = "GenerationFailed"
+
+
+class UnknownSkill(ValidationFailed):
+    code = "UnknownSkill"
+
+
+SKILLS_SUGGESTED = 8
+
+
+async def check_skill(session: AsyncSession, user: User, data: GenerateIn) -> None:
+    """Refuse a skill that is neither in the vocabulary nor practised by an exercise of the
+    language the learner can see: the model would be paid to write about anything."""
+    if data.skill in SKILL_VOCABULARY:
+        return
+    query = (
+        select(ExerciseSkill.skill)
+        .join(Exercise, Exercise.id == ExerciseSkill.exercise_id)
+        .where(
+            Exercise.language == data.language,
+            or_(Exercise.owner_id.is_(None), Exercise.owner_id == user.id),
+        )
+        .distinct()
+    )
+    known = set((await session.execute(query)).scalars())
+    if data.skill in known:
+        return
+    suggested = [*SKILL_VOCABULARY, *sorted(known - set(SKILL_VOCABULARY))][:SKILLS_SUGGESTED]
+    raise UnknownSkill(
+        f"{data.skill!r} is not a skill Koan has {data.language} exercises for. "
+        f"Pick one such as {', '.join(suggested)}."
+    )
 
 
 _CONVENTIONS = {
@@ -175,6 +207,7 @@ async def generate(session: AsyncSession, res: Resources, user: User, data: Gene
             "Generating exercises needs an AI model, and only the offline tutor is configured. "
             "Set KOAN_LLM_PROVIDER (see docs/llm.md), or pick an exercise from the bank."
         )
+    await check_skill(session, user, data)  # before the rate limit counts the request
     await res.limiter.hit(
         res.settings.llm_generation_limit,
         "generation",
@@ -191,7 +224,9 @@ async def generate_exercise(
 
     For callers inside Koan too (e.g. the daily picker when the bank has nothing suitable):
     no rate limit here, but the learner's budget applies. Raises GenerationFailed (422),
-    BudgetExceeded (429), TutorUnavailable (503) or the sandbox's ServiceUnavailable."""
+    BudgetExceeded (429), TutorUnavailable (503) or the sandbox's ServiceUnavailable; UnknownSkill
+    (422) before any call."""
+    await check_skill(session, user, data)
     attempts = 1 + res.settings.llm_generation_retries
     limits = server_limits(res.settings)
     feedback: list[str] = []
