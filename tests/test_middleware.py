@@ -93,3 +93,24 @@ def test_koan_serve_leaves_forwarded_headers_to_koan(
     result = CliRunner().invoke(cli, ["serve"])
     assert result.exit_code == 0, result.output
     assert calls[0]["proxy_headers"] is False
+
+
+async def test_an_api_get_route_answers_head_without_a_body(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    for path in ("/api/v1/users/me", "/api/v1/exercises"):
+        got = await client.get(path, headers=headers)
+        head = await client.head(path, headers=headers)
+        assert head.status_code == got.status_code == 200, (path, head.status_code)
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers.get("content-length") in (None, str(len(got.content)))
+        assert "x-content-type-options" in head.headers
+    # Without credentials, the same refusal as GET; a route without GET stays a 405.
+    assert (await client.head("/api/v1/users/me")).status_code == 401
+    assert (await client.head("/api/v1/auth/logout", headers=headers)).status_code == 405
+
+
+async def test_head_is_not_an_operation_of_the_api_schema(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    assert all("head" not in operations for operations in schema["paths"].values())

@@ -29,7 +29,7 @@ from koan.generation.router import router as generation_router
 from koan.generation.service import refill_scheduler
 from koan.handlers import UnexpectedErrors, install_error_handlers
 from koan.logs import configure_logging
-from koan.middleware import BodySizeLimit, SecurityHeaders, TrustedProxies
+from koan.middleware import BodySizeLimit, HeadAsGet, SecurityHeaders, TrustedProxies
 from koan.onboarding.router import router as onboarding_router
 from koan.ops import metrics
 from koan.ops.metrics import process_exiting
@@ -159,6 +159,9 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
             max_body_bytes=MAX_BODY_BYTES,
             on_wait=metrics.turn_waited,
         )
+    # HEAD on an API path is a GET for everything inside this (routing, authentication, rate
+    # limits, turns); the request log around it records the HEAD the client sent.
+    app.add_middleware(HeadAsGet, prefix="/api/")
     # Last, so its middleware is outermost: it times, counts and ids every response.
     install_observability(app)
     return app

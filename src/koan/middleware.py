@@ -241,3 +241,43 @@ class TrustedProxies:
                 else:
                     scope["scheme"] = "wss" if secure else "ws"
         await self.app(scope, receive, send)
+
+
+class HeadAsGet:
+    """Answer HEAD on a path under `prefix` as GET, without the body: FastAPI's API routes
+    answer only the methods they declare, where pages and probes answer HEAD too.
+
+    The app below sees a GET (its routing, authentication, rate limits, turns), so a HEAD
+    costs and is allowed exactly what the GET is; the status and headers, Content-Length
+    included, are the GET's. The server is given back an empty body. Only on a copy of the
+    scope: the server's own still says HEAD, so it does not expect the body Content-Length
+    announces; what routing records in it is handed back to the server's."""
+
+    def __init__(self, app: ASGIApp, *, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix.rstrip("/") + "/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "HEAD"
+            or not str(scope.get("path", "")).startswith(self.prefix)
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {
+                    "type": "http.response.body",
+                    "body": b"",
+                    "more_body": bool(message.get("more_body", False)),
+                }
+            await send(message)
+
+        inner = {**scope, "method": "GET"}
+        try:
+            await self.app(inner, receive, send_without_body)
+        finally:
+            # What routing recorded (the matched route, for the request log's template).
+            scope.update((key, value) for key, value in inner.items() if key != "method")

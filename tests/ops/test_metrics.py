@@ -136,6 +136,7 @@ async def test_requests_are_counted_under_their_route_template(
     missing = "00000000-0000-0000-0000-000000000000"
     assert (await client.get(f"/api/v1/exercises/{exercise.id}", headers=headers)).is_success
     assert (await client.get(f"/api/v1/exercises/{missing}", headers=headers)).status_code == 404
+    assert (await client.head(f"/api/v1/exercises/{exercise.id}", headers=headers)).is_success
     assert (await client.get("/wp-login.php?token=abc")).status_code == 404
     assert (await client.get("/api/v1/auth/login")).status_code == 405
 
@@ -145,6 +146,7 @@ async def test_requests_are_counted_under_their_route_template(
     total = "koan_http_requests_total"
     assert value(samples, total, method="GET", route=template, status="200") == 1
     assert value(samples, total, method="GET", route=template, status="404") == 1
+    assert value(samples, total, method="HEAD", route=template, status="200") == 1
     assert value(samples, total, method="POST", route="/api/v1/auth/login", status="200") == 1
     assert value(samples, total, method="GET", route="/api/v1/auth/login", status="405") == 1
     assert value(samples, total, method="GET", route="unmatched", status="404") == 1
