@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from fastapi import BackgroundTasks
 from pydantic import ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive.service import Refill
@@ -61,10 +61,7 @@ async def check_skill(session: AsyncSession, user: User, data: GenerateIn) -> No
     query = (
         select(ExerciseSkill.skill)
         .join(Exercise, Exercise.id == ExerciseSkill.exercise_id)
-        .where(
-            Exercise.language == data.language,
-            or_(Exercise.owner_id.is_(None), Exercise.owner_id == user.id),
-        )
+        .where(Exercise.language == data.language, exercises.visible_to(user.id))
         .distinct()
     )
     known = set((await session.execute(query)).scalars())
