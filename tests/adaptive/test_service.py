@@ -29,6 +29,18 @@ async def ratings(session: AsyncSession, user_id: object) -> dict[str, LearnerSk
     return {r.skill: r for r in rows.scalars()}
 
 
+Evidence = tuple[dict[str, tuple[float, int]], tuple[float, int]]
+
+
+async def evidence(session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID) -> Evidence:
+    """What the ratings hold: the learner's (rating, attempts) per skill, and the exercise's
+    (rating, rating attempts), read afresh."""
+    skills = {k: (r.rating, r.attempts) for k, r in (await ratings(session, user_id)).items()}
+    item = await session.get(Exercise, exercise_id, populate_existing=True)
+    assert item is not None
+    return skills, (item.rating, item.rating_attempts)
+
+
 async def test_passing_first_try_raises_the_skill_and_lowers_the_item(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:
@@ -67,13 +79,7 @@ async def test_an_exercise_solved_before_moves_no_rating_when_done_again(
     url = f"/api/v1/exercises/{exercise.id}"
     r = await client.post(f"{url}/submissions", headers=headers, json={"code": ADD_SOLUTION})
     assert r.json()["status"] == "passed"
-    first = {
-        skill: (row.rating, row.attempts)
-        for skill, row in (await ratings(session, user.id)).items()
-    }
-    item = await session.get(Exercise, exercise.id, populate_existing=True)
-    assert item is not None
-    first_item = (item.rating, item.rating_attempts)
+    first, first_item = await evidence(session, user.id, exercise.id)
     # Solved again and again with the same code: no new evidence, about the learner or it.
     for _ in range(3):
         assert (await client.post(f"{url}/start", headers=headers)).status_code == 200
@@ -82,14 +88,7 @@ async def test_an_exercise_solved_before_moves_no_rating_when_done_again(
     # Nor is skipping it once it is solved a miss.
     assert (await client.post(f"{url}/start", headers=headers)).status_code == 200
     assert (await client.post(f"{url}/skip", headers=headers)).status_code == 200
-    after = {
-        skill: (row.rating, row.attempts)
-        for skill, row in (await ratings(session, user.id)).items()
-    }
-    assert after == first
-    item = await session.get(Exercise, exercise.id, populate_existing=True)
-    assert item is not None
-    assert (item.rating, item.rating_attempts) == first_item
+    assert await evidence(session, user.id, exercise.id) == (first, first_item)
 
 
 async def test_skipping_an_exercise_again_after_resuming_it_is_not_another_miss(
@@ -101,13 +100,7 @@ async def test_skipping_an_exercise_again_after_resuming_it_is_not_another_miss(
     url = f"/api/v1/exercises/{exercise.id}"
     assert (await client.post(f"{url}/start", headers=headers)).status_code == 200
     assert (await client.post(f"{url}/skip", headers=headers)).status_code == 200
-    first = {
-        skill: (row.rating, row.attempts)
-        for skill, row in (await ratings(session, user.id)).items()
-    }
-    item = await session.get(Exercise, exercise.id, populate_existing=True)
-    assert item is not None
-    first_item = (item.rating, item.rating_attempts)
+    first, first_item = await evidence(session, user.id, exercise.id)
     assert first_item[1] == 1
     # Resumed and skipped again, as often as one likes: the one give-up, counted once, or
     # anyone could make an exercise look harder for everyone.
@@ -115,14 +108,7 @@ async def test_skipping_an_exercise_again_after_resuming_it_is_not_another_miss(
         resumed = await client.post(f"{url}/start", headers=headers)
         assert resumed.json()["status"] == "assigned"
         assert (await client.post(f"{url}/skip", headers=headers)).status_code == 200
-    after = {
-        skill: (row.rating, row.attempts)
-        for skill, row in (await ratings(session, user.id)).items()
-    }
-    assert after == first
-    item = await session.get(Exercise, exercise.id, populate_existing=True)
-    assert item is not None
-    assert (item.rating, item.rating_attempts) == first_item
+    assert await evidence(session, user.id, exercise.id) == (first, first_item)
 
 
 async def test_giving_up_an_exercise_given_up_before_is_not_another_miss(
