@@ -86,6 +86,28 @@ async def test_resending_verification_queues_the_mail(
     assert "/verify-email?token=" in smtp_server.last_to(user.email).body
 
 
+async def test_a_disabled_account_is_answered_as_any_address_but_sent_no_link(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    smtp_server: SMTPServer,
+    mail: MailQueue,
+) -> None:
+    user = await create_user(session, resources)
+    user.disabled_at = resources.clock.now()
+    await session.flush()
+    disabled = await client.post("/api/v1/auth/password-reset", json={"email": user.email})
+    unknown = await client.post("/api/v1/auth/password-reset", json={"email": unique_email()})
+    assert disabled.status_code == unknown.status_code == 202
+    assert disabled.json() == unknown.json()
+
+    await service.request_password_reset(session, resources, user.email, mail)
+    assert [type(job) for job in mail.jobs] == [service.ResetLink]
+    await mail.deliver()
+    assert smtp_server.mails_to(user.email) == []
+    assert await reset_tokens(session) == []
+
+
 async def test_the_reset_mail_arrives_after_the_api_answers(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources, smtp_server: SMTPServer
 ) -> None:

@@ -60,3 +60,19 @@ async def test_a_reset_link_still_works_when_nothing_changed(
     user = await create_user(session, resources)
     token = await reset_link(client, smtp_server, user)
     assert (await use(client, token)).status_code == 200
+
+
+async def test_a_reset_link_is_refused_once_its_account_is_disabled(
+    client: httpx.AsyncClient, smtp_server: SMTPServer, session: AsyncSession, resources: Resources
+) -> None:
+    user = await create_user(session, resources)
+    token = await reset_link(client, smtp_server, user)
+    # Refused because the account is disabled, whether or not its links were retired then.
+    user.disabled_at = resources.clock.now()
+    await session.flush()
+    r = await use(client, token)
+    assert r.status_code == 400
+    assert r.json()["error"] == "InvalidToken"
+    assert r.json()["detail"] == "This link is invalid or has already been used."
+    await session.refresh(user)
+    assert await resources.hasher.verify(user.password_hash, PASSWORD)

@@ -153,20 +153,23 @@ async def _issue_email_token(
     return token
 
 
+LINK_INVALID = "This link is invalid or has already been used."
+
+
 async def _spend_email_token(
     session: AsyncSession, res: Resources, token: str, purpose: str
 ) -> User:
     record = await repository.email_token_by_hash(session, hash_token(token))
     now = res.clock.now()
     if record is None or record.purpose != purpose or record.used_at is not None:
-        raise BadRequest("This link is invalid or has already been used.", code="InvalidToken")
+        raise BadRequest(LINK_INVALID, code="InvalidToken")
     if record.expires_at <= now:
         raise BadRequest("This link has expired; ask for a new one.", code="TokenExpired")
     if not await repository.spend_email_token(session, record, now=now):
-        raise BadRequest("This link is invalid or has already been used.", code="InvalidToken")
+        raise BadRequest(LINK_INVALID, code="InvalidToken")
     user = await repository.user_by_id(session, record.user_id)
     if user is None:  # the account was deleted; its tokens go with it, but be safe
-        raise BadRequest("This link is invalid or has already been used.", code="InvalidToken")
+        raise BadRequest(LINK_INVALID, code="InvalidToken")
     return user
 
 
@@ -497,7 +500,8 @@ async def request_password_reset(
 
 @dataclass(frozen=True)
 class ResetLink:
-    """After the response: issue a reset token and write its mail, if an account uses `email`."""
+    """After the response: issue a reset token and write its mail, if an enabled account uses
+    `email` (a disabled one is sent nothing, and its requester is answered as for any address)."""
 
     res: Resources
     email: str
@@ -505,7 +509,7 @@ class ResetLink:
     async def __call__(self, session: AsyncSession) -> list[Mail]:
         res = self.res
         user = await repository.user_by_email(session, self.email)
-        if user is None:
+        if user is None or user.disabled:
             return []
         token = await _issue_email_token(session, res, user, RESET, res.settings.reset_token_ttl_s)
         subject, body = messages.password_reset(
@@ -524,6 +528,9 @@ async def confirm_password_reset(
     email = None
     if record is not None:
         owner = await repository.user_by_id(session, record.user_id)
+        # An account disabled since the link was sent: the link is refused like any dead one.
+        if owner is not None and owner.disabled:
+            raise BadRequest(LINK_INVALID, code="InvalidToken")
         email = owner.email if owner else None
     check_password(new_password, email=email, field="new_password")
     user = await _spend_email_token(session, res, token, RESET)
