@@ -136,11 +136,12 @@ async def prepare(
             )
             guard = guard.with_shown(_replies(target.history), elsewhere)
     system = build_system_prompt(
-        profile=profile, context=context, mode="chat", strictness=strictness
+        profile=profile,
+        context=context,
+        mode="chat",
+        strictness=strictness,
+        teacher=policy.system_prompt() if policy is not None else "",
     )
-    extra = policy.system_prompt() if policy is not None else ""
-    if extra:
-        system = ChatMessage("system", f"{system.content}\n\n{extra}")
     history = [ChatMessage("user" if role == "user" else "assistant", content)
                for role, content in target.history if content]  # fmt: skip
     history.append(ChatMessage("user", question))

@@ -47,12 +47,14 @@ class TutorPolicy:
     def system_prompt(self) -> str:
         """The class's part of the tutor's system prompt (empty when it adds nothing)."""
         parts = []
-        if self.instructions:
-            parts.append(f"The learner's teacher asks: {self.instructions}")
+        # The words to avoid first: the prompt keeps the class's part to a bounded length, and
+        # what it cuts is then the end of the free text.
         if self.avoid:
             parts.append(
                 "Do not use or mention these words or topics: " + "; ".join(self.avoid) + "."
             )
+        if self.instructions:
+            parts.append(f"The learner's teacher asks: {self.instructions}")
         return "\n".join(parts)
 
 
