@@ -126,6 +126,7 @@ class Settings(BaseSettings):
     # text its sender chose (their name, the class's) to any address, so without a bound any
     # verified account could send mail in bulk through this server.
     class_invite_limit: str = "1000/day"
+    class_invite_ttl_days: int = Field(default=14, ge=1)
 
     # Adaptive practice: the predicted chance of success the daily exercise aims for.
     adaptive_target_success: float = Field(default=0.75, gt=0.3, lt=0.95)

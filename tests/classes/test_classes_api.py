@@ -612,3 +612,34 @@ async def test_words_to_avoid_are_kept_once_each_and_of_bounded_length(
     assert too_long.json()["fields"][0]["field"] == "tutor.avoid.0"
     kept = await client.get(url, headers=h)
     assert kept.json()["tutor"]["avoid"] == ["Loops", "recursion"]
+
+
+async def test_an_invitation_expires_and_a_new_one_can_be_sent(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    smtp_server: SMTPServer,
+) -> None:
+    course = await create_course(client, session, resources, learners=0)
+    guest = await create_user(session, resources, email=f"eve-{uuid.uuid4().hex[:8]}@example.com")
+    h, teacher = await bearer(session, resources, guest), course.headers["instructor"]
+    invites = f"/api/v1/classes/{course.id}/invites"
+    await client.post(invites, json={"emails": guest.email}, headers=teacher)
+    token = smtp_server.last_to(guest.email).link_token("/classes/invite")
+    resources.clock.advance(timedelta(days=resources.settings.class_invite_ttl_days, seconds=1))
+    # Sessions opened now, after the clock moved.
+    h, teacher = (
+        await bearer(session, resources, guest),
+        await bearer(session, resources, course.instructor),
+    )
+
+    expired = await client.post("/api/v1/classes/invites/accept", json={"token": token}, headers=h)
+    again = await client.post(invites, json={"emails": guest.email}, headers=teacher)
+    fresh = smtp_server.last_to(guest.email).link_token("/classes/invite")
+    joined = await client.post("/api/v1/classes/invites/accept", json={"token": fresh}, headers=h)
+
+    assert expired.status_code == 400, expired.text
+    assert expired.json()["error"] == "InviteExpired"
+    assert "Ask the class's teacher for a new one" in expired.json()["detail"]
+    assert again.json()["invited"] == [guest.email]
+    assert joined.status_code == 200, joined.text

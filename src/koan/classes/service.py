@@ -390,8 +390,20 @@ async def join(session: AsyncSession, res: Resources, user: User, code: str) -> 
     return Membership(room, joined.role)
 
 
+INVITE_EXPIRED = (
+    "This invitation has expired. Ask the class's teacher for a new one, or for the class's "
+    "join code."
+)
+
+
+def _invite_expired(res: Resources, invite: ClassInvite) -> bool:
+    """A pending invitation's link lasts KOAN_CLASS_INVITE_TTL_DAYS from when it was sent."""
+    lifetime = timedelta(days=res.settings.class_invite_ttl_days)
+    return invite.status == "pending" and invite.created_at + lifetime <= res.clock.now()
+
+
 async def _invite_for(
-    session: AsyncSession, user: User, token: str
+    session: AsyncSession, res: Resources, user: User, token: str
 ) -> tuple[ClassInvite, ClassRoom]:
     invite = await repository.invite_by_token(session, hash_token(token))
     if invite is None or invite.email != user.email:
@@ -402,6 +414,8 @@ async def _invite_for(
     room = await repository.class_by_id(session, invite.class_id)
     if room is None:  # pragma: no cover - the invite goes with its class
         raise NotFound(NO_CLASS)
+    if _invite_expired(res, invite):
+        raise BadRequest(INVITE_EXPIRED, code="InviteExpired")
     if (
         invite.status == "accepted"
         and await repository.membership(session, room.id, user.id) is None
@@ -416,16 +430,18 @@ async def _invite_for(
     return invite, room
 
 
-async def invite_preview(session: AsyncSession, user: User, token: str) -> ClassPreview:
+async def invite_preview(
+    session: AsyncSession, res: Resources, user: User, token: str
+) -> ClassPreview:
     """The class an invitation mailed to the caller is for, before they accept it."""
-    _, room = await _invite_for(session, user, token)
+    _, room = await _invite_for(session, res, user, token)
     return await preview_of(session, user, room)
 
 
 async def accept_invite(
     session: AsyncSession, res: Resources, user: User, token: str
 ) -> Membership:
-    invite, room = await _invite_for(session, user, token)
+    invite, room = await _invite_for(session, res, user, token)
     now = res.clock.now()
     joined = await _join(session, room, user, now)
     if invite.status != "accepted":
@@ -575,7 +591,8 @@ async def invite(
 ) -> InviteResult:
     """Invite each new address: the mails with their links go out after the response (each
     invitation records whether its mail was sent). Members and invitations already sent are
-    left as they are; an invitation whose mail failed is sent again with a new link."""
+    left as they are; an invitation whose mail failed or whose link has expired is sent again
+    with a new link."""
     valid, invalid = _split_valid(addresses)
     if len(valid) > MAX_INVITES:
         raise BadRequest(f"At most {MAX_INVITES} invitations at once.", code="TooManyInvites")
@@ -595,8 +612,13 @@ async def invite(
         found = existing.get(email)
         if found is not None:
             # Pending with its mail sent: the link is on its way. Accepted by someone who is
-            # no longer a member (above), or a mail that never arrived: a new link and mail.
-            if found.status == "pending" and found.mail_status != "failed":
+            # no longer a member (above), a mail that never arrived or a link that has
+            # expired: a new link and mail.
+            if (
+                found.status == "pending"
+                and found.mail_status != "failed"
+                and not _invite_expired(res, found)
+            ):
                 result.already_invited.append(email)
                 continue
             found.token_hash, found.mail_status, found.mailed_at = hash_token(token), "queued", None

@@ -132,12 +132,16 @@ InviteToken = Annotated[str, Query(max_length=200)]
 
 @router.get("/classes/invite")
 async def invite_page(
-    request: Request, user: PageUser, session: WebSession, token: InviteToken = ""
+    request: Request,
+    user: PageUser,
+    session: WebSession,
+    res: ResourcesDep,
+    token: InviteToken = "",
 ) -> Response:
     """The mailed invitation's page: the class and what its teacher will see, then Join."""
     if not token:
         raise NotFound("This invitation link is incomplete: open the whole link from the mail.")
-    preview = await classes.invite_preview(session, user, token)
+    preview = await classes.invite_preview(session, res, user, token)
     ctx = common_context(user, code="", preview=preview, token=token, errors={})
     return render(request, "classes/join.html", ctx)
 
