@@ -3,6 +3,9 @@ with the authored ladder as the fallback."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import select
@@ -11,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koan.models import LLMCall
 from koan.web.markdown import render_markdown
 from tests.chat.helpers import EVENS_HINTS, LEAKING_REPLY, EvensChat, leaks_counted, record_attempt
+from tests.classes.helpers import create_course
 from tests.fixtures.factories import bearer, create_user
 from tests.fixtures.llm_server import Reply
 
@@ -147,3 +151,52 @@ async def test_a_withheld_hint_is_counted_in_the_metrics(
     await chat.prepare(Reply(text=LEAKING_REPLY))
     assert (await hint(chat)).json()["hint"] == EVENS_HINTS[0]
     assert leaks_counted(app) == 1
+
+
+async def in_a_class(chat: EvensChat, **tutor: Any) -> None:
+    """The chat's learner in a class that sets the exercise now, with `tutor` its settings."""
+    client = chat.client
+    course = await create_course(client, chat.session, chat.resources, learners=0)
+    staff = course.headers["instructor"]
+    joined = await client.post("/api/v1/classes/join", json={"code": course.code},
+                               headers=chat.headers)  # fmt: skip
+    assert joined.status_code == 200, joined.text
+    now = datetime.now(UTC)
+    made = await client.post(
+        f"/api/v1/classes/{course.id}/assignments",
+        json={"title": "W1", "exercise_ids": [str(chat.exercise.id)],
+              "opens_at": (now - timedelta(days=1)).isoformat(),
+              "due_at": (now + timedelta(days=1)).isoformat()},
+        headers=staff,
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    r = await client.patch(f"/api/v1/classes/{course.id}", json={"tutor": tutor}, headers=staff)
+    assert r.status_code == 200, r.text
+
+
+async def test_during_a_class_exam_the_authored_rung_is_served_without_asking_the_model(
+    chat: EvensChat,
+) -> None:
+    await chat.prepare(Reply(text=TAILORED))
+    now = datetime.now(UTC)
+    await in_a_class(chat, off_reason="Final exam",
+                     off_from=(now - timedelta(hours=1)).isoformat(),
+                     off_until=(now + timedelta(hours=1)).isoformat())  # fmt: skip
+    assert (await hint(chat)).json()["hint"] == EVENS_HINTS[0]
+    assert chat.llm.requests == []
+    assert await hint_calls(chat.session) == []
+
+
+async def test_a_tailored_hint_is_asked_under_the_class_strictness_instructions_and_words(
+    chat: EvensChat,
+) -> None:
+    await chat.prepare(Reply(text=TAILORED))
+    await in_a_class(chat, strictness="hints", instructions="Speak of accumulators only.",
+                     avoid=["modulo"])  # fmt: skip
+    assert (await hint(chat)).json()["hint"] == TAILORED
+    [request] = chat.llm.requests
+    system = request.body["messages"][0]["content"]
+    assert "Strictness: hints" in system
+    assert "## The teacher's instructions" in system
+    assert "Speak of accumulators only." in system
+    assert "Do not use or mention these words or topics: modulo." in system

@@ -40,8 +40,9 @@ async def tailored_hint(
     """Hint number `rung` (0-based) tailored to the learner's code, or the authored rung.
 
     `policy` (the app wires in the classes'): a class that sets the exercise has its say as
-    over the tutor's replies: its strictness, its tutor switched off (the authored rung), and
-    its budgets, which the hint's cost counts against."""
+    over the tutor's replies: its strictness and its instructions and words to avoid (in the
+    hint's prompt), its tutor switched off or an exam window (the authored rung, the model not
+    asked), and its budgets, which the hint's cost counts against."""
     if not res.llm.tailors_hints:
         return authored
     rules = await policy(session, user, exercise.id, now=res.clock.now()) if policy else None
@@ -49,19 +50,26 @@ async def tailored_hint(
         return authored
     # The hint ladder asks for rung `rung` of the assignment it has just read: the hints
     # it has shown so far (next_hint), so the context need not read the assignment again.
+    strictness = strictness_of(res.settings, rules.strictness if rules else None)
     context, guard = await exercise_context(
         session, user, exercise, threshold=res.settings.llm_leak_threshold,
-        strictness=strictness_of(res.settings, rules.strictness if rules else None),
-        sandbox=res.sandbox, known=res.known_programs, hints_used=rung,
+        strictness=strictness, sandbox=res.sandbox, known=res.known_programs, hints_used=rung,
     )  # fmt: skip
     # Only the experience level: the prompt (and so the cache entry) holds nothing personal,
-    # which is what lets two learners with the same code share one cached hint.
+    # which is what lets two learners with the same code share one cached hint (under the
+    # same class policy, which is part of the prompt and so of the key).
     profile = await profiles.profile_of(session, user)
     learner = LearnerBrief(experience=profile.experience or "beginner")
     total = len(exercise.hints)
     request = CompletionRequest(
         messages=[
-            build_system_prompt(profile=learner, context=context, mode="hint"),
+            build_system_prompt(
+                profile=learner,
+                context=context,
+                mode="hint",
+                strictness=strictness,
+                teacher=rules.system_prompt() if rules else "",
+            ),
             ChatMessage(
                 "user",
                 f"I'd like hint {rung + 1} of {total}. Give it at the level of detail of that "
