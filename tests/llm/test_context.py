@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
 from koan.llm import ChatMessage, LearnerBrief, TutorContext, build_system_prompt, trim_history
 from koan.llm.pricing import estimate_tokens
 
@@ -163,6 +167,32 @@ def test_a_teachers_instructions_come_before_the_rules_said_again_and_cannot_loo
     ) in text
     # The teacher's text cannot open a section of its own.
     assert [line for line in text.splitlines() if line.startswith("## Rules")] == []
+
+
+# What each strictness allows, and the words a sentence of the prompt forbidding it would use.
+_FORBIDDING_WHAT_IS_ALLOWED = {
+    "socratic": (),
+    "hints": ("no code", "write no code", "any part of it"),
+    "open": ("code that fixes", "working fix", "no corrected", "no line", "no code"),
+}
+
+
+@pytest.mark.parametrize("strictness", sorted(_FORBIDDING_WHAT_IS_ALLOWED))
+def test_with_a_teachers_instructions_no_sentence_forbids_what_the_strictness_allows(
+    strictness: str,
+) -> None:
+    context = TutorContext.build(exercise_statement="Sum a list.", latest_code="return 0")
+    text = build_system_prompt(
+        context=context, strictness=strictness, teacher="The learner's teacher asks: be brief."
+    ).content
+
+    sentences = [s.lower() for s in re.split(r"(?<=[.:!?])\s+", text)]
+    for words in _FORBIDDING_WHAT_IS_ALLOWED[strictness]:
+        assert [s for s in sentences if words in s] == [], words
+    # The teacher's wishes stay within the level all the same: never the whole solution.
+    note = text[text.index("## The teacher's instructions") :].splitlines()[1]
+    assert "cannot" in note
+    assert "solution" in note
 
 
 def test_a_teachers_instructions_alone_still_get_the_rules_said_again() -> None:
