@@ -5,7 +5,6 @@ rungs shown by the offline tutor count like the Hints panel's."""
 from __future__ import annotations
 
 import codecs
-import re
 from base64 import b64encode
 from typing import Any
 
@@ -410,15 +409,52 @@ async def test_open_strictness_delivers_a_fix_and_says_so_in_the_prompt(
     assert "Strictness: open" in chat.llm.requests[0].body["messages"][0]["content"]
 
 
-async def test_open_strictness_streams_code_as_it_comes(
+async def test_open_strictness_streams_prose_as_it_comes_and_code_once_checked(
     chat: EvensChat,
 ) -> None:
     conversation_id = await chat.start(Reply(text=FIXES["lines"]), tutor_strictness="open")
 
     r = await chat.ask(conversation_id, "fix it", stream=True)
 
-    tokens = [data["delta"] for name, data in parse_sse(r.text) if name == "token"]
-    assert tokens == re.findall(r"\S+\s*|\s+", FIXES["lines"])  # word by word, nothing held
+    events = parse_sse(r.text)
+    tokens = [data["delta"] for name, data in events if name == "token"]
+    assert tokens[0].startswith("Wrap")  # prose as it comes
+    assert "`" not in tokens[0]
+    assert "```python\nif n % 2 == 0:\n    total += n\n```" in tokens  # the block at once
+    assert streamed_text(events)[1] == FIXES["lines"]
+    assert await chat.leak_flags() == [False]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_open_strictness_withholds_the_whole_solution_and_regenerates(
+    chat: EvensChat, stream: bool
+) -> None:
+    conversation_id = await chat.start(
+        Reply(text=FIXES["whole"]), Reply(text=FIXES["lines"]), tutor_strictness="open"
+    )
+
+    r = await chat.ask(conversation_id, "just give me the code", stream=stream)
+
+    assert await reply_text(r, stream) == FIXES["lines"]
+    assert "return acc" not in r.text
+    assert await chat.leak_flags() == [True, False]
+    second = chat.llm.requests[1].body["messages"][0]["content"]
+    assert "reproduced the reference solution" in second
+    assert "never the whole solution" in second
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("form", ["lines", "prose"])
+async def test_open_strictness_delivers_a_corrected_line_unchanged(
+    chat: EvensChat, form: str, stream: bool
+) -> None:
+    conversation_id = await chat.start(Reply(text=FIXES[form]), tutor_strictness="open")
+
+    r = await chat.ask(conversation_id, "fix it", stream=stream)
+
+    assert await reply_text(r, stream) == FIXES[form]
+    assert await chat.leak_flags() == [False]
+    assert len(chat.llm.requests) == 1
 
 
 async def test_hints_strictness_allows_a_construct_but_withholds_a_fix(

@@ -10,7 +10,8 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.llm import is_leak
+from koan.chat import repository as chat_repository
+from koan.llm import is_leak, patches
 from koan.models import ConversationMessage, User
 from koan.resources import Resources
 from tests.chat.helpers import (
@@ -165,21 +166,23 @@ async def test_a_solution_split_over_two_conversations_adds_up(
 async def test_what_was_shown_before_does_not_withhold_every_reply_after_it(
     chat: EvensChat, shown: str
 ) -> None:
-    # Shown while the tutor was open (a class's setting, a reply the guard let through): what
-    # follows adds nothing to it, and a reply quoting the learner's code is teaching still.
-    earlier = await chat.start(Reply(text=shown), tutor_strictness="open")
-    assert (await chat.ask(earlier, "the code")).json()["reply"]["content"] == shown
+    # Shown before (a reply the guard let through, e.g. before a class made the tutor
+    # stricter): what follows adds nothing to it, and a reply quoting the learner's code is
+    # teaching still.
+    await chat_repository.add_shown(
+        chat.session, chat.learner.id, (chat.exercise.id,), patches.shown_code(shown),
+        conversation_id=None, now=chat.resources.clock.now(),
+    )  # fmt: skip
+    await chat.session.commit()
     quoting = (
         "Look at this line of yours:\n\n```python\n        total += n\n```\n\nWhen does it run?"
     )
-    chat.tutor(tutor_strictness="socratic")
-    chat.llm.script(Reply(text=quoting))
-    later = await new_conversation(chat.client, chat.headers, chat.exercise)
+    later = await chat.start(Reply(text=quoting), tutor_strictness="socratic")
 
     r = await chat.ask(later, "why does it fail?")
 
     assert r.json()["reply"]["content"] == quoting
-    assert await chat.leak_flags() == [False, False]
+    assert await chat.leak_flags() == [False]
 
 
 async def test_a_conversation_about_no_exercise_with_none_open_has_nothing_to_guard(

@@ -20,6 +20,7 @@ from koan.llm.leak_check import (
     Runner,
     Strictness,
     Trial,
+    Verdict,
     check,
     needs_check,
     regenerate_instruction,
@@ -205,13 +206,57 @@ async def test_without_a_failing_attempt_only_a_program_passing_everything_leaks
 # -- strictness ------------------------------------------------------------------------------------
 
 
-async def test_open_strictness_turns_the_guard_off(sandbox: Sandbox) -> None:
+async def test_open_strictness_withholds_the_whole_solution(sandbox: Sandbox) -> None:
     calls: list[str] = []
     secrets = py_secrets(strictness=Strictness.OPEN)
-    reply = f"```python\n{PY_SOLUTION}```"
+    reply = f"Here it is:\n\n```python\n{PY_SOLUTION}```"
+
+    assert needs_check(reply, secrets)
+    verdict = await check(reply, secrets, runner(sandbox, "python", PY_TESTS, calls))
+    assert verdict.leak
+    assert verdict.reason == "solution"
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Change line 4 to:\n\n```python\nif n % 2 == 0:\n```",
+        "Replace `n % 2 == 1` with `n % 2 == 0` on line 4.",
+        "Almost there! It should read:\n\n        if not n % 2:\n\nand then it works.",
+    ],
+)
+async def test_open_strictness_delivers_a_corrected_line_without_running_it(
+    sandbox: Sandbox, reply: str
+) -> None:
+    calls: list[str] = []
+    secrets = py_secrets(strictness=Strictness.OPEN)
 
     assert not (await check(reply, secrets, runner(sandbox, "python", PY_TESTS, calls))).leak
     assert calls == []
+
+
+async def test_open_strictness_reads_an_encoded_solution() -> None:
+    encoded = base64.b64encode(PY_SOLUTION.encode()).decode()
+    reply = f"Decode this: {encoded}"
+
+    verdict = await check(reply, py_secrets(strictness=Strictness.OPEN), None)
+    assert verdict.leak
+    assert verdict.reason == "solution"
+
+
+def test_open_strictness_needs_no_check_for_prose() -> None:
+    secrets = py_secrets(strictness=Strictness.OPEN)
+    assert not needs_check("Which numbers reach the line that adds to the total?", secrets)
+
+
+def test_the_open_regeneration_instruction_allows_a_line_but_not_the_solution() -> None:
+    text = regenerate_instruction(Verdict(True, "solution", PY_SOLUTION), Strictness.OPEN)
+
+    assert "reproduced the reference solution" in text
+    assert "corrected line" in text
+    assert "never the whole solution" in text
+    assert "Write no code at all" not in text
 
 
 async def test_hints_strictness_allows_a_construct_but_not_a_fix(sandbox: Sandbox) -> None:
@@ -239,8 +284,6 @@ async def test_socratic_withholds_solution_fragments_that_hints_allows() -> None
 
 
 def test_the_regeneration_instruction_names_what_gave_it_away() -> None:
-    from koan.llm.leak_check import Verdict
-
     text = regenerate_instruction(
         Verdict(True, "fix", "Replace `n % 2 == 1` with `n % 2 == 0`."), Strictness.SOCRATIC
     )

@@ -22,7 +22,6 @@ from koan.chat.schemas import (
 from koan.db import checkpoint as db_checkpoint
 from koan.errors import KoanError, NotFound
 from koan.exercises import repository as exercises
-from koan.llm.leak_check import Strictness
 from koan.models import Conversation, ConversationMessage, User
 from koan.pagination import decode_cursor, next_cursor
 from koan.resources import Resources
@@ -224,7 +223,7 @@ async def ask(
                 raise admitted.over_budget
             assert admitted.reservation is not None
             kind = streaming.LiveReplyStream
-            if prepared.guard is not None and prepared.guard.strictness is not Strictness.OPEN:
+            if prepared.guard is not None:
                 kind = streaming.GuardedReplyStream  # what could be a fix waits for the guard
             events = kind(
                 res, open_session, user_id=user.id, prepared=prepared,

@@ -29,7 +29,7 @@ class Strictness(enum.StrEnum):
 
     SOCRATIC = "socratic"  # no working fix, no solution code
     HINTS = "hints"  # snippets that teach a construct are fine, a working fix is not
-    OPEN = "open"  # the guard is off
+    OPEN = "open"  # code and a corrected line are fine, the whole solution is not
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +162,7 @@ def _long_spans(text: str) -> list[str]:
 
 def needs_check(reply: str, secrets: ExerciseSecrets) -> bool:
     """Whether the reply holds anything to check (prose alone costs nothing)."""
-    return secrets.strictness is not Strictness.OPEN and patches.has_code(reply)
+    return patches.has_code(reply)
 
 
 async def check(
@@ -171,13 +171,12 @@ async def check(
     runner: Runner | None,
     tried: set[str] | None = None,
 ) -> Verdict:
-    """Whether `reply` leaks: solution code, or a fix that makes a failing test pass.
+    """Whether `reply` leaks: solution code, or a fix that makes a failing test pass (open:
+    only the solution, a corrected line is what the learner asked for).
 
     `tried` holds programs already run without fixing anything (a streamed reply is checked
     as it grows): they are not run again, and the ones run clean now are added.
     """
-    if secrets.strictness is Strictness.OPEN:
-        return CLEAN
     # Read as the learner reads it: no code hidden in entities, invisible or look-alike letters,
     # or in an encoding they undo in a moment.
     reply = secrets.read(reply)
@@ -188,6 +187,8 @@ async def check(
     score = secrets.solution_score(reply)
     if score >= secrets.threshold:
         return Verdict(True, "solution", _first_code(reply))
+    if secrets.strictness is Strictness.OPEN:
+        return CLEAN  # a working fix is what open allows: nothing to run
     attempt = secrets.attempt
     if runner is None or attempt is None or attempt.failed == frozenset():
         return CLEAN
@@ -235,6 +236,13 @@ def regenerate_instruction(verdict: Verdict, strictness: Strictness) -> str:
     if len(evidence) > 300:
         evidence = evidence[:300] + "…"
     quoted = f"\nThe part that gave it away:\n{evidence}\n" if evidence else "\n"
+    if strictness is Strictness.OPEN:
+        return (
+            f"IMPORTANT: your previous draft was withheld because {what}.{quoted}"
+            "At this level a corrected line or a small snippet is fine, but never the whole "
+            "solution. Point to the part that needs to change, show at most that part, and let "
+            "the learner write the rest."
+        )
     allowed = (
         "A snippet that teaches a construct on an unrelated example is fine, but nothing the "
         "learner could paste into their code."
