@@ -17,10 +17,11 @@ the learner submits the buggy code through the API (graded for real, so the guar
 failing tests from the stored submission), reads the result (`--think` seconds, 0.5 by
 default: meanwhile a slot starts node for its next JavaScript run), then asks in an exercise
 conversation with
-`Accept: text/event-stream`, once with the guard on (socratic) and once off (open), in
-alternating order. A reply counts as withheld when the stream carries a `replace` event.
+`Accept: text/event-stream`, once at socratic and once at open (where the guard only scores code
+against the solution and runs nothing: the baseline), in alternating order. A reply counts as
+withheld when the stream carries a `replace` event.
 Latency: the guard's own time per reply (every check the stream made, timed around
-`LeakGuard.check`), and the whole request with the guard on minus the same reply with it off
+`LeakGuard.check`), and the whole request at socratic minus the same reply at open
 (delivered replies only: a withheld reply also waits for its regeneration, a second model
 call). The fake model sends the whole reply at once unless `--token-interval` paces its words
 (then checks made while it still writes overlap with it, as with a real model). An extra kind,
