@@ -5,6 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 
+def utc_iso(value: datetime) -> str:
+    """`value` in UTC as ISO 8601 with a `Z`, as exports and reports write times."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class Clock:
     """Wall-clock time in UTC, with an offset that tests may move forward."""
 

@@ -11,13 +11,14 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from koan.errors import BadRequest
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 CursorValue = int | str | datetime | date | uuid.UUID
 # The widest integer a cursor may carry: the smallest integer column any page sorts on.
@@ -109,3 +110,18 @@ def next_cursor(
     if len(rows) <= limit:
         return None
     return encode_cursor(*key(rows[limit - 1]))
+
+
+async def keyset_pages(
+    fetch: Callable[[K | None], Awaitable[Sequence[T]]], key: Callable[[T], K]
+) -> AsyncIterator[Sequence[T]]:
+    """Every page `fetch` returns, in order, until one comes back empty: each call is given the
+    sort key of the last row of the page before (None for the first), as exports read a
+    learner's rows a batch at a time."""
+    after: K | None = None
+    while True:
+        page = await fetch(after)
+        if not page:
+            return
+        yield page
+        after = key(page[-1])

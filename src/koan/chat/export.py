@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.chat import repository
+from koan.clock import utc_iso
 from koan.models import Conversation, ConversationMessage, ShownCode
+from koan.pagination import keyset_pages
 
 # Conversations per query: a page of them with all their messages stays small in memory.
 BATCH = 50
@@ -19,24 +20,20 @@ BATCH = 50
 SHOWN_BATCH = 200
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _record(conversation: Conversation, messages: list[ConversationMessage]) -> dict[str, Any]:
     return {
         "id": str(conversation.id),
         "title": conversation.title,
         "exercise_id": str(conversation.exercise_id) if conversation.exercise_id else None,
-        "created_at": _iso(conversation.created_at),
-        "updated_at": _iso(conversation.updated_at),
+        "created_at": utc_iso(conversation.created_at),
+        "updated_at": utc_iso(conversation.updated_at),
         "messages": [
             {
                 "seq": m.seq,
                 "role": m.role,  # user (the learner) or assistant (the tutor), as in the API
                 "content": m.content,
                 "incomplete": m.incomplete,
-                "created_at": _iso(m.created_at),
+                "created_at": utc_iso(m.created_at),
             }
             for m in messages
         ],
@@ -48,16 +45,15 @@ async def conversation_records(
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Every conversation of the learner with its messages, oldest first, in batches of
     JSON-ready records."""
-    after: tuple[datetime, uuid.UUID] | None = None
-    while True:
-        page = await repository.conversations_after(session, user_id, after=after, limit=BATCH)
-        if not page:
-            return
+    pages = keyset_pages(
+        lambda after: repository.conversations_after(session, user_id, after=after, limit=BATCH),
+        lambda conversation: (conversation.created_at, conversation.id),
+    )
+    async for page in pages:
         by_conversation: dict[uuid.UUID, list[ConversationMessage]] = {c.id: [] for c in page}
         for message in await repository.messages_of(session, list(by_conversation)):
             by_conversation[message.conversation_id].append(message)
         yield [_record(c, by_conversation[c.id]) for c in page]
-        after = (page[-1].created_at, page[-1].id)
 
 
 def _shown_record(shown: ShownCode) -> dict[str, Any]:
@@ -67,7 +63,7 @@ def _shown_record(shown: ShownCode) -> dict[str, Any]:
         # None for a tailored hint, or once the conversation that showed it was deleted.
         "conversation_id": str(shown.conversation_id) if shown.conversation_id else None,
         "code": shown.code,
-        "shown_at": _iso(shown.created_at),
+        "shown_at": utc_iso(shown.created_at),
     }
 
 
@@ -76,10 +72,9 @@ async def shown_code_records(
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """The code the tutor showed the learner (the leak guard's ledger), in the order shown,
     in batches of JSON-ready records."""
-    after: int | None = None
-    while True:
-        page = await repository.shown_after(session, user_id, after=after, limit=SHOWN_BATCH)
-        if not page:
-            return
+    pages = keyset_pages(
+        lambda after: repository.shown_after(session, user_id, after=after, limit=SHOWN_BATCH),
+        lambda shown: shown.id,
+    )
+    async for page in pages:
         yield [_shown_record(s) for s in page]
-        after = page[-1].id

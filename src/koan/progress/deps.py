@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from koan.progress.export import ConversationExport, DraftExport, ShownCodeExport
 
 
-async def conversation_export(request: Request) -> ConversationExport | None:
-    """The tutor's conversations for the data export, as the app wired them in (app.py)."""
-    found: ConversationExport | None = getattr(request.app.state, "conversation_export", None)
-    return found
+def _wired(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency giving what the app wired in as `app.state.<name>` (app.py), or None: the
+    export's sections that other domains, above progress, supply."""
+
+    async def wired(request: Request) -> Any:
+        return getattr(request.app.state, name, None)
+
+    return wired
 
 
-ConversationExportDep = Annotated[ConversationExport | None, Depends(conversation_export)]
-
-
-async def shown_code_export(request: Request) -> ShownCodeExport | None:
-    """The code the tutor showed the learner, for the data export, as the app wired it in."""
-    found: ShownCodeExport | None = getattr(request.app.state, "shown_code_export", None)
-    return found
-
-
-ShownCodeExportDep = Annotated[ShownCodeExport | None, Depends(shown_code_export)]
-
-
-async def draft_export(request: Request) -> DraftExport | None:
-    """The learner's drafts, for the data export, as the app wired them in."""
-    found: DraftExport | None = getattr(request.app.state, "draft_export", None)
-    return found
-
-
-DraftExportDep = Annotated[DraftExport | None, Depends(draft_export)]
+# The tutor's conversations, the code it showed the learner, and the learner's drafts.
+ConversationExportDep = Annotated[ConversationExport | None, Depends(_wired("conversation_export"))]
+ShownCodeExportDep = Annotated[ShownCodeExport | None, Depends(_wired("shown_code_export"))]
+DraftExportDep = Annotated[DraftExport | None, Depends(_wired("draft_export"))]

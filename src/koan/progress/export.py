@@ -9,13 +9,15 @@ import io
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.clock import utc_iso
 from koan.common.spreadsheet import safe_cell
 from koan.models import Assignment, Submission, User
+from koan.pagination import keyset_pages
 from koan.progress import repository, streaks
 from koan.resources import Resources
 
@@ -70,9 +72,7 @@ CSV_COLUMNS = (
 
 
 def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if value is None else utc_iso(value)
 
 
 def _assignment_record(assignment: Assignment) -> dict[str, Any]:
@@ -144,16 +144,15 @@ def _csv_rows(assignment: Assignment, submissions: Sequence[Submission]) -> list
 async def _batches(
     session: AsyncSession, user: User
 ) -> AsyncIterator[list[tuple[Assignment, list[Submission]]]]:
-    after: tuple[datetime, uuid.UUID] | None = None
-    while True:
-        page = await repository.assignments_after(session, user.id, after=after, limit=BATCH)
-        if not page:
-            return
+    pages = keyset_pages(
+        lambda after: repository.assignments_after(session, user.id, after=after, limit=BATCH),
+        lambda assignment: (assignment.assigned_at, assignment.id),
+    )
+    async for page in pages:
         by_assignment: dict[uuid.UUID, list[Submission]] = {a.id: [] for a in page}
         for submission in await repository.submissions_of(session, list(by_assignment)):
             by_assignment[submission.assignment_id].append(submission)
         yield [(a, by_assignment[a.id]) for a in page]
-        after = (page[-1].assigned_at, page[-1].id)
 
 
 def filename(res: Resources, user: User, fmt: ExportFormat) -> str:
