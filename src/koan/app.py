@@ -159,9 +159,9 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
             max_body_bytes=MAX_BODY_BYTES,
             on_wait=metrics.turn_waited,
         )
-    # HEAD on an API path is a GET for everything inside this (routing, authentication, rate
-    # limits, turns); the request log around it records the HEAD the client sent.
-    app.add_middleware(HeadAsGet, prefix="/api/")
+    # HEAD on an API path or a health probe is a GET for everything inside this (routing,
+    # authentication, rate limits, turns); the request log around it records the HEAD sent.
+    app.add_middleware(HeadAsGet, prefixes=("/api/", "/health/"))
     # Last, so its middleware is outermost: it times, counts and ids every response.
     install_observability(app)
     return app

@@ -244,8 +244,9 @@ class TrustedProxies:
 
 
 class HeadAsGet:
-    """Answer HEAD on a path under `prefix` as GET, without the body: FastAPI's API routes
-    answer only the methods they declare, where pages and probes answer HEAD too.
+    """Answer HEAD on a path under one of `prefixes` as GET, without the body: FastAPI's routes
+    answer only the methods they declare (the API's, the health probes that load balancers
+    and uptime monitors often call with HEAD), where pages answer HEAD too.
 
     The app below sees a GET (its routing, authentication, rate limits, turns), so a HEAD
     costs and is allowed exactly what the GET is; the status and headers, Content-Length
@@ -253,15 +254,15 @@ class HeadAsGet:
     scope: the server's own still says HEAD, so it does not expect the body Content-Length
     announces; what routing records in it is handed back to the server's."""
 
-    def __init__(self, app: ASGIApp, *, prefix: str) -> None:
+    def __init__(self, app: ASGIApp, *, prefixes: tuple[str, ...]) -> None:
         self.app = app
-        self.prefix = prefix.rstrip("/") + "/"
+        self.prefixes = tuple(prefix.rstrip("/") + "/" for prefix in prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
             or scope.get("method") != "HEAD"
-            or not str(scope.get("path", "")).startswith(self.prefix)
+            or not str(scope.get("path", "")).startswith(self.prefixes)
         ):
             await self.app(scope, receive, send)
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from koan.deps import ResourcesDep
@@ -65,20 +65,3 @@ async def ready(res: ResourcesDep) -> JSONResponse:
         )
     degraded = any(state.startswith("degraded") for state in checks.values())
     return JSONResponse({"status": "degraded" if degraded else "ok", "checks": checks})
-
-
-# Load balancers and uptime monitors often probe with HEAD: the status GET would answer, and
-# no body.
-
-
-@router.head("/live", include_in_schema=False)
-async def live_head() -> Response:
-    return Response()
-
-
-@router.head("/ready", include_in_schema=False)
-async def ready_head(res: ResourcesDep) -> Response:
-    answer = await ready(res)
-    retry_after = answer.headers.get("Retry-After")
-    headers = {"Retry-After": retry_after} if retry_after else None
-    return Response(status_code=answer.status_code, headers=headers)
