@@ -4,6 +4,7 @@ proxies only (pure ASGI, so streams stay streams)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
@@ -68,11 +69,35 @@ class SecurityHeaders:
 # oversized ones itself; browsers send a few KB, and nginx's defaults stop at 4 x 8 KB.
 MAX_HEADER_BYTES = 32 * 1024
 MAX_QUERY_BYTES = 8 * 1024
+# The deepest JSON a request may nest. Koan's bodies nest a few levels; parsing one nested to
+# near the interpreter's recursion limit runs whatever else happens meanwhile (a collection's
+# finalizers) at that depth. A body with fewer openers than this cannot nest past it, so only
+# one with more is scanned.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `body` nests arrays and objects deeper than `limit` (brackets inside strings
+    do not count), without parsing it."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth = 0
+    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub(b"", body)):
+        if bracket.group() in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 class BodySizeLimit:
     """Refuse request bodies over `max_bytes` with 413, whether or not Content-Length is sent;
-    and headers over `max_header_bytes` (431) and query strings over `max_query_bytes` (414)."""
+    headers over `max_header_bytes` (431) and query strings over `max_query_bytes` (414); and a
+    JSON body nested past MAX_JSON_DEPTH (400 MalformedJSON) before anything parses it."""
 
     def __init__(
         self,
@@ -99,6 +124,8 @@ class BodySizeLimit:
         if len(scope.get("query_string", b"")) > self.max_query_bytes:
             await _refuse(send, 414, "URITooLong", "The query string is too long.", page)
             return
+        is_json = any(name == b"content-type" and b"json" in value for name, value in headers)
+        chunks: list[bytes] = []
         for name, value in headers:
             if name == b"content-length":
                 try:
@@ -127,6 +154,13 @@ class BodySizeLimit:
                     refused = True
                     await self._reject(send, page)
                     return {"type": "http.disconnect"}
+                if is_json:
+                    chunks.append(message.get("body", b""))
+                    if not message.get("more_body", False) and json_too_deep(b"".join(chunks)):
+                        refused = True
+                        detail = f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels."
+                        await _refuse(send, 400, "MalformedJSON", detail)
+                        return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:

@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.middleware import MAX_JSON_DEPTH, json_too_deep
 from koan.models import User
 from koan.resources import Resources
 from tests.fixtures.factories import ADD_SOLUTION, PASSWORD, bearer, create_exercise, create_user
@@ -157,6 +158,31 @@ async def test_deeply_nested_json_is_a_client_error(
             )
             assert r.status_code in (400, 413, 422), (path, depth, r.status_code, r.text[:200])
             _assert_error_shape(r)
+
+
+async def test_json_nested_past_the_bound_is_refused_before_it_is_parsed(
+    client: httpx.AsyncClient, learner: Learner
+) -> None:
+    def nested(depth: int) -> bytes:
+        return b'{"name": ' + b"[" * depth + b"1" + b"]" * depth + b"}"
+
+    headers = {**learner.headers, "content-type": "application/json"}
+    deep = await client.patch("/api/v1/users/me", content=nested(MAX_JSON_DEPTH), headers=headers)
+    assert deep.status_code == 400
+    assert deep.json()["error"] == "MalformedJSON"
+    assert f"deeper than {MAX_JSON_DEPTH}" in deep.json()["detail"]
+    # One level less is read and validated as any body is: a name is not a list.
+    within = await client.patch(
+        "/api/v1/users/me", content=nested(MAX_JSON_DEPTH - 1), headers=headers
+    )
+    assert within.status_code == 422
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    code = b"[" * 5000 + b'\\"{' * 100
+    assert not json_too_deep(b'{"code": "' + code + b'"}')
+    assert not json_too_deep(b"[]" * 10_000)
+    assert json_too_deep(b'{"a": "]]]", "b": ' + b"[" * (MAX_JSON_DEPTH + 1) + b"]}")
 
 
 async def test_malformed_and_non_utf8_json_are_400(
