@@ -32,13 +32,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionOpener = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
 
-async def get_session_opener(request: Request) -> SessionOpener:
-    """Opens a fresh session (committed on success) from the app's session factory, for work
-    that outlives the handler (a streamed reply or download runs after it has returned).
-
-    Tests override this dependency to bind the sessions to their rolled-back connection, as they
-    do for `get_session`."""
-    resources: Resources = request.app.state.resources
+def session_opener(resources: Resources) -> SessionOpener:
+    """Opens a fresh session (committed on success) from the app's session factory."""
     factory = resources.session_factory
 
     @asynccontextmanager
@@ -48,6 +43,15 @@ async def get_session_opener(request: Request) -> SessionOpener:
             yield session
 
     return open_session
+
+
+async def get_session_opener(request: Request) -> SessionOpener:
+    """Opens a fresh session (committed on success) from the app's session factory, for work
+    that outlives the handler (a streamed reply or download runs after it has returned).
+
+    Tests override this dependency to bind the sessions to their rolled-back connection, as they
+    do for `get_session`."""
+    return session_opener(request.app.state.resources)
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]

@@ -158,3 +158,29 @@ async def test_an_account_read_from_the_kept_copy_saves_its_changes(
     assert (learner.name, learner.preferences["theme"]) == ("Grace", "dark")
     me = (await client.get(ME, headers=headers)).json()
     assert (me["name"], me["preferences"]["theme"]) == ("Grace", "dark")
+
+
+async def test_the_account_is_shown_from_the_kept_copy_without_a_database_session(
+    session: AsyncSession, resources: Resources, make_app: Callable[[Resources], FastAPI]
+) -> None:
+    worker = replace(resources)
+    app = make_app(worker)
+    factory = worker.session_factory
+    opened: list[AsyncSession] = []
+
+    def counting_factory() -> AsyncSession:
+        opened.append(factory())
+        return opened[-1]
+
+    worker.session_factory = counting_factory  # type: ignore[assignment]
+    user = await create_user(session, worker)
+    headers = await bearer(session, worker, user)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://worker") as client:
+        first = await client.get(ME, headers=headers)
+        assert len(opened) == 1  # nothing kept yet: the caller is read in a session
+        second = await client.get(ME, headers=headers)
+        assert len(opened) == 1
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json()
+    assert second.json()["email"] == user.email

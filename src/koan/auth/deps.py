@@ -10,7 +10,7 @@ from fastapi import BackgroundTasks, Depends, Request
 
 from koan.auth import snapshots
 from koan.auth.service import AccountCloseCheck, AccountMaker
-from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
+from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep, session_opener
 from koan.errors import (
     Conflict,
     CSRFFailed,
@@ -127,6 +127,23 @@ async def current_auth(request: Request, session: SessionDep) -> Auth:
     return auth
 
 
+async def caller_shown(request: Request) -> snapshots.Caller:
+    """The caller, for a route that only shows their account: the same checks as
+    `current_auth`, from what this worker kept without a session of the request's own (or
+    read in a short one when nothing kept can be used)."""
+    res: Resources = request.app.state.resources
+    claims, via_cookie = access_claims(request, res)
+    caller = await snapshots.caller(
+        session_opener(res), res.cache, claims.session_id, claims.user_id
+    )
+    found = None if caller is None else (caller.auth_session, caller.user)
+    auth = authenticated(found, via_cookie=via_cookie)
+    if via_cookie:
+        check_owner(request, auth.user)
+    assert caller is not None  # authenticated() refused a missing one
+    return caller
+
+
 # Each takes the request and session itself rather than through the dependency above it:
 # FastAPI solves every level of a dependency tree on every request, at a cost that shows.
 async def current_user(request: Request, session: SessionDep) -> User:
@@ -145,6 +162,7 @@ async def admin_user(request: Request, session: SessionDep) -> User:
 
 
 CurrentAuth = Annotated[Auth, Depends(current_auth)]
+CallerShown = Annotated[snapshots.Caller, Depends(caller_shown)]
 CurrentUser = Annotated[User, Depends(current_user)]
 VerifiedUser = Annotated[User, Depends(verified_user)]
 AdminUser = Annotated[User, Depends(admin_user)]

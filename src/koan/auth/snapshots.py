@@ -25,7 +25,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -176,6 +177,52 @@ async def live_session_and_user(
         kept = store.get(cache, session_id, user_id, generations)
         if kept is not None:
             return _attach(session, kept)
+    return await _read(session, cache, session_id, user_id, generations)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The caller's rows for a route that only shows them: in no session, so nothing about
+    them is flushed (or can be lazily loaded)."""
+
+    auth_session: AuthSession
+    user: User
+    profile: LearnerProfile | None
+
+
+async def caller(
+    open_session: Callable[[], AbstractAsyncContextManager[AsyncSession]],
+    cache: Cache,
+    session_id: uuid.UUID,
+    user_id: uuid.UUID,
+) -> Caller | None:
+    """What `live_session_and_user` finds (and the profile), for reading only: from this
+    process's copy under the same check, without a database session; else read in a session
+    `open_session` opens for it."""
+    generations = await _generations(cache, user_id)
+    if generations is not None:
+        kept = store.get(cache, session_id, user_id, generations)
+        if kept is not None:
+            return Caller(
+                _copy(AuthSession, kept.auth_session),
+                _copy(User, kept.user),
+                None if kept.profile is None else _copy(LearnerProfile, kept.profile),
+            )
+    async with open_session() as session:
+        found = await _read(session, cache, session_id, user_id, generations)
+        if found is None:
+            return None
+        return Caller(*found, memo(session).get(("caller_profile", user_id)))
+
+
+async def _read(
+    session: AsyncSession,
+    cache: Cache,
+    session_id: uuid.UUID,
+    user_id: uuid.UUID,
+    generations: tuple[str, str] | None,
+) -> tuple[AuthSession, User] | None:
+    """The query, its rows kept under `generations` when those can be trusted."""
     found = await repository.live_session_and_user(session, session_id, user_id)
     if found is not None and generations is not None:
         auth_session, user = found
@@ -230,12 +277,17 @@ async def _first_generation(cache: Cache, key: str) -> str | None:
     return fresh if await cache.set_if_absent(key, fresh, ttl_s=GENERATION_TTL_S) else None
 
 
-def _instance(session: AsyncSession, cls: type[Any], kept: RowCopy) -> Any:
-    # Built as a query's result is (no constructor, no attribute events), then made what a
-    # row just loaded is: no pending changes, and a persistent member of the request's session
-    # (session.get finds it, a change to it is flushed as an UPDATE).
+def _copy(cls: type[Any], kept: RowCopy) -> Any:
+    # Built as a query's result is: no constructor, no attribute events.
     row = manager_of_class(cls).new_instance()
     instance_dict(row).update(kept.loaded())
+    return row
+
+
+def _instance(session: AsyncSession, cls: type[Any], kept: RowCopy) -> Any:
+    # Made what a row just loaded is: no pending changes, and a persistent member of the
+    # request's session (session.get finds it, a change to it is flushed as an UPDATE).
+    row = _copy(cls, kept)
     make_transient_to_detached(row)
     session.add(row)
     return row

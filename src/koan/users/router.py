@@ -8,7 +8,14 @@ from typing import Annotated, Literal
 from fastapi import Query, Response
 
 from koan.auth import service as auth_service
-from koan.auth.deps import AccountCloseCheckDep, AdminUser, CurrentAuth, CurrentUser, VerifiedUser
+from koan.auth.deps import (
+    AccountCloseCheckDep,
+    AdminUser,
+    CallerShown,
+    CurrentAuth,
+    CurrentUser,
+    VerifiedUser,
+)
 from koan.auth.router import clear_auth_cookies
 from koan.auth.schemas import Message
 from koan.common.routing import PrefixedRouter
@@ -32,9 +39,9 @@ admin_router = PrefixedRouter(prefix="/admin/users", tags=["admin"])
 
 
 @router.get("/me", response_model=UserOut)
-async def me(user: CurrentUser, session: SessionDep) -> UserOut:
+async def me(caller: CallerShown) -> UserOut:
     """Who is signed in (works before the email is verified)."""
-    return await service.describe(session, user)
+    return service.account_of(caller.user, caller.profile)
 
 
 @router.patch("/me", response_model=UserOut)

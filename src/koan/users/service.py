@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.errors import ValidationFailed
-from koan.models import User
+from koan.models import LearnerProfile, User
 from koan.onboarding import service as profiles
 from koan.users.schemas import Preferences, UserOut, UserUpdate
 
@@ -40,7 +40,11 @@ async def create_user(
 
 
 async def describe(session: AsyncSession, user: User) -> UserOut:
-    profile = await profiles.profile_of(session, user)
+    return account_of(user, await profiles.profile_of(session, user))
+
+
+def account_of(user: User, profile: LearnerProfile | None) -> UserOut:
+    """The account as its owner sees it (`profile` None: the account has no profile row)."""
     return UserOut(
         id=user.id,
         email=user.email,
@@ -49,7 +53,7 @@ async def describe(session: AsyncSession, user: User) -> UserOut:
         email_verified=user.email_verified,
         timezone=user.timezone,
         preferences=Preferences.model_validate(user.preferences or {}),
-        onboarding_completed=profile.onboarding_completed,
+        onboarding_completed=profile is not None and profile.onboarding_completed,
         created_at=user.created_at,
     )
 
