@@ -187,6 +187,8 @@ _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+")
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:token|access_token|code|key|password)=)[^&#\s]+")
 _MAX_DEPTH = 4
+# Values no field name makes secret (`_redact_field`).
+_KEPT_AS_THEY_ARE = frozenset({bool, int, float, type(None)})
 
 
 # Field names are few and fixed in the code, and every log line asks about each of its keys.
@@ -269,5 +271,15 @@ def redact_secrets(
     logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor: blank fields named like secrets or code, and tokens inside text."""
-    # A new dict, so objects the caller passed in are never altered.
-    return {key: _redact_field(key, value, 0) for key, value in event_dict.items()}
+    # A new dict, so objects the caller passed in are never altered. Most of a line's values
+    # are text, numbers or None: judged here as `_redact_field` would, without its calls.
+    redacted: dict[str, Any] = {}
+    for key, value in event_dict.items():
+        kind = type(value)
+        if kind is str and type(key) is str:
+            redacted[key] = REDACTED if is_sensitive_key(key) else _scrub_text(value)
+        elif kind in _KEPT_AS_THEY_ARE:
+            redacted[key] = value
+        else:
+            redacted[key] = _redact_field(key, value, 0)
+    return redacted
