@@ -47,10 +47,7 @@ def session_opener(resources: Resources) -> SessionOpener:
 
 async def get_session_opener(request: Request) -> SessionOpener:
     """Opens a fresh session (committed on success) from the app's session factory, for work
-    that outlives the handler (a streamed reply or download runs after it has returned).
-
-    Tests override this dependency to bind the sessions to their rolled-back connection, as they
-    do for `get_session`."""
+    that outlives the handler (a streamed reply or download runs after it has returned)."""
     return session_opener(request.app.state.resources)
 
 
