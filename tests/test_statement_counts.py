@@ -44,7 +44,7 @@ CEILINGS: dict[str, int | dict[str, int]] = {
     "POST submissions (right)": 14,
     # A question about no exercise, here: the learner's classes in an exam window are read (a
     # class's exam switches off every conversation of its learners).
-    "POST conversations/{id}/messages": {"sqlite": 7, "postgres": 5},
+    "POST conversations/{id}/messages": {"sqlite": 7, "postgres": 4},
     "GET /progress": 2,
 }
 

@@ -35,7 +35,7 @@ from koan.llm import (
 )
 from koan.llm.leak_check import Strictness, Verdict, regenerate_instruction
 from koan.llm.offline import OFFLINE_MODEL
-from koan.models import Conversation, User
+from koan.models import Conversation, LLMCall, User
 from koan.models import LearnerProfile as LearnerProfileRow
 from koan.ops import metrics
 from koan.resources import Resources
@@ -207,6 +207,8 @@ class Answer:
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
     leak_caught: bool = False
+    # The record of the first draft's call, stored with the reply (`service.store_answer`).
+    record: LLMCall | None = None
 
     def add(self, completion: Completion) -> None:
         self.input_tokens += completion.usage.input_tokens
@@ -222,9 +224,11 @@ async def answer(session: AsyncSession, res: Resources, user: User, prepared: Pr
     first = await calls.complete(
         session, res, user_id=user.id, request=prepared.request,
         exercise_id=exercise_id, conversation_id=conversation_id, limits=prepared.limits,
+        record_later=True,
     )  # fmt: skip
     result = Answer(first.completion.text, first.completion.model, first.completion.provider)
     result.add(first.completion)
+    result.record = first.record
     guard = prepared.guard
     if guard is None:
         return result

@@ -33,9 +33,11 @@ from koan.models import (
     Conversation,
     ConversationMessage,
     LearnerProfile,
+    LLMCall,
     ShownCode,
     User,
 )
+from koan.tutor_gateway import repository as calls
 
 
 async def conversation_of(
@@ -151,12 +153,18 @@ async def messages_before(
 
 
 async def add_message(
-    session: AsyncSession, conversation: Conversation, message: ConversationMessage
+    session: AsyncSession,
+    conversation: Conversation,
+    message: ConversationMessage,
+    *,
+    call: LLMCall | None = None,
 ) -> ConversationMessage | None:
     """Append a message to a loaded conversation: `append_message`, and the conversation takes
     `conversation.title` if it has none yet. The loaded object is brought up to date as if it
     had been flushed. None if the conversation is gone."""
-    stored = await append_message(session, conversation.id, message, title=conversation.title)
+    stored = await append_message(
+        session, conversation.id, message, title=conversation.title, call=call
+    )
     if stored is not None:
         # As if flushed: the session has nothing left to write for the conversation.
         for key, value in (
@@ -231,23 +239,35 @@ async def append_message(
     message: ConversationMessage,
     *,
     title: str = "",
+    call: LLMCall | None = None,
 ) -> ConversationMessage | None:
     """Append a message: numbered after the last one (the count is bumped and read back in the
     same statement, so the number never comes from a read made before the reply lock was
     taken), and the conversation becomes the most recent. None if the conversation is gone.
+    `call`: the record of the model's call that wrote the message, stored with it (whether or
+    not the conversation is still there).
 
     Callers hold the learner's reply lock, so one writer numbers a conversation's messages at
     a time; the unique (conversation_id, seq) constraint backs that up. Plain statements, not
-    a unit-of-work flush: a third less CPU, on every message. On PostgreSQL the count and the
-    message are written by one statement, on SQLite (no writes inside WITH) by two."""
+    a unit-of-work flush: a third less CPU, on every message. On PostgreSQL the count, the
+    message and the call are written by one statement, on SQLite (no writes inside WITH) by
+    two, and one more for the call."""
     if message.created_at is None:
         message.created_at = utcnow()
     row = _message_row(conversation_id, message)
     bump = {"conversation_id": conversation_id, "now": message.created_at, "title": title}
     if session.get_bind().dialect.name == "postgresql":
         params = {**bump, **{f"message_{key}": value for key, value in row.items()}}
-        seq = (await session.execute(_APPEND_MESSAGE, params)).scalar_one_or_none()
+        statement = _APPEND_MESSAGE
+        if call is not None:
+            params.update(calls.call_params(call))
+            statement = _APPEND_MESSAGE_AND_CALL
+        seq = (await session.execute(statement, params)).scalar_one_or_none()
+        if call is not None:
+            calls.stored_call(session, call)
     else:
+        if call is not None:
+            await calls.add_call(session, call)
         seq = (await session.execute(_NEXT_SEQ, bump)).scalar_one_or_none()
         if seq is not None:
             await session.execute(_INSERT_MESSAGE, {**row, "seq": seq})
@@ -275,6 +295,7 @@ _APPEND_MESSAGE = (
     )
     .returning(_MESSAGES.c.seq)
 )
+_APPEND_MESSAGE_AND_CALL = _APPEND_MESSAGE.add_cte(calls.ADD_CALL_CTE)
 
 
 async def conversations_after(

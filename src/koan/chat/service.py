@@ -22,7 +22,7 @@ from koan.chat.schemas import (
 from koan.db import checkpoint as db_checkpoint
 from koan.errors import KoanError, NotFound
 from koan.exercises import repository as exercises
-from koan.models import Conversation, ConversationMessage, User
+from koan.models import Conversation, ConversationMessage, LLMCall, User
 from koan.pagination import decode_cursor, next_cursor
 from koan.resources import Resources
 from koan.tutor_gateway import budgets
@@ -147,13 +147,18 @@ async def store_answer(
             leak_caught=result.leak_caught,
             created_at=res.clock.now(),
         ),
+        call=result.record,
     )
 
 
 async def _add_message(
-    session: AsyncSession, conversation: Conversation, message: ConversationMessage
+    session: AsyncSession,
+    conversation: Conversation,
+    message: ConversationMessage,
+    *,
+    call: LLMCall | None = None,
 ) -> ConversationMessage:
-    stored = await repository.add_message(session, conversation, message)
+    stored = await repository.add_message(session, conversation, message, call=call)
     if stored is None:  # deleted (in another tab) while the learner was asking
         raise no_conversation()
     return stored

@@ -31,7 +31,7 @@ from koan.llm.base import aclose_quietly
 from koan.llm.leak_check import Verdict
 from koan.llm.offline import OFFLINE_MODEL
 from koan.llm.pricing import estimate_usage
-from koan.models import ConversationMessage, User
+from koan.models import ConversationMessage, LLMCall, User
 from koan.resources import Resources
 from koan.tutor_gateway import budgets, calls
 
@@ -256,12 +256,18 @@ class LiveReplyStream:
         self, session: AsyncSession, *, outcome: str, leak_caught: bool = False
     ) -> None:
         """The model's call on record (once)."""
+        call = await self._call(outcome=outcome, leak_caught=leak_caught)
+        if call is not None:
+            await calls.store(session, call)
+
+    async def _call(self, *, outcome: str, leak_caught: bool = False) -> LLMCall | None:
+        """The record of the model's call, to be stored by the caller; None once it was."""
         if self._call_recorded:
-            return
+            return None
         bill = await self._bill()
         self._call_recorded = True
-        await calls.record(
-            session, self._res, user_id=self._user_id, purpose="chat",
+        return calls.call_record(
+            self._res, user_id=self._user_id, purpose="chat",
             day=self._reservation.day, usage=bill.used, cost_usd=bill.cost,
             completion=self._completion, leak_caught=leak_caught, outcome=outcome,
             exercise_id=self._prepared.exercise_id,
@@ -285,8 +291,15 @@ class LiveReplyStream:
             if stored.replaced:
                 cut_short = False  # Koan stopped the draft; what is stored is whole
             extra = stored.extra
+            call = await self._call(
+                leak_caught=stored.replaced,
+                outcome="error" if error is not None and not generated else (
+                    "incomplete" if cut_short else "ok"
+                ),
+            )  # fmt: skip
             async with self._open_session() as session:
                 if stored.text:
+                    # The call is stored with the reply (in one statement on PostgreSQL).
                     outcome.message = await repository.append_message(
                         session,
                         prepared.conversation_id,
@@ -304,6 +317,7 @@ class LiveReplyStream:
                             leak_caught=stored.replaced,
                             created_at=res.clock.now(),
                         ),
+                        call=call,
                     )
                     # Shown, whether or not its conversation is still there to store it.
                     await remember_shown(
@@ -311,13 +325,8 @@ class LiveReplyStream:
                         extra.model if extra else bill.model,
                         conversation_id=prepared.conversation_id if outcome.message else None,
                     )  # fmt: skip
-                await self._record_call(
-                    session,
-                    leak_caught=stored.replaced,
-                    outcome="error" if error is not None and not generated else (
-                        "incomplete" if cut_short else "ok"
-                    ),
-                )  # fmt: skip
+                elif call is not None:
+                    await calls.store(session, call)
         except Exception:
             log.exception("chat.stream_store_failed", conversation_id=str(prepared.conversation_id))
         finally:

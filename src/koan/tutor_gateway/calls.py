@@ -25,8 +25,12 @@ from koan.tutor_gateway.budgets import Limit, release, reserve, settle, usd, utc
 log = structlog.get_logger(__name__)
 
 
-async def record(
-    session: AsyncSession,
+async def store(session: AsyncSession, call: LLMCall) -> LLMCall:
+    """Store the record of one call (`call_record`)."""
+    return await repository.add_call(session, call)
+
+
+def call_record(
     res: Resources,
     *,
     user_id: uuid.UUID,
@@ -41,12 +45,13 @@ async def record(
     exercise_id: uuid.UUID | None = None,
     conversation_id: uuid.UUID | None = None,
 ) -> LLMCall:
-    """Store one call; the cost of a cache hit is 0, whatever the original cost."""
+    """The record of one call, not stored yet; the cost of a cache hit is 0, whatever the
+    original cost."""
     usage = usage or (completion.usage if completion else Usage(0, 0, True))
     cost = Decimal(0) if cache_hit else (cost_usd if cost_usd is not None else (
         completion.cost_usd if completion else Decimal(0)
     ))  # fmt: skip
-    call = LLMCall(
+    return LLMCall(
         user_id=user_id,
         purpose=purpose,
         provider=(completion.provider if completion else res.llm.provider.name)[:64],
@@ -63,7 +68,6 @@ async def record(
         day=day,
         created_at=res.clock.now(),
     )
-    return await repository.add_call(session, call)
 
 
 # -- the cache of deterministic replies ---------------------------------------------------------
@@ -128,11 +132,13 @@ async def store_reply(res: Resources, key: str, completion: Completion) -> None:
 
 @dataclass
 class Call:
-    """A finished call and its record (the caller may still flag a leak on it)."""
+    """A finished call and its record (the caller may still flag a leak on it; with
+    `complete(..., record_later=True)` the caller also stores it: `stored` is false)."""
 
     completion: Completion
     record: LLMCall
     cache_hit: bool = False
+    stored: bool = True
 
 
 async def complete(
@@ -145,18 +151,21 @@ async def complete(
     conversation_id: uuid.UUID | None = None,
     cache: str | None = None,
     limits: Sequence[Limit] = (),
+    record_later: bool = False,
 ) -> Call:
     """Budget, (cache,) call, record, settle. `cache` is a key from cache_key(): looked up
     here; storing is left to the caller, which stores only replies it accepted. `limits`:
-    daily limits the call counts against beside the learner's and Koan's (a class's)."""
+    daily limits the call counts against beside the learner's and Koan's (a class's).
+    `record_later`: a successful call's record is returned unstored, for the caller to store
+    with what the call produced (a failed call is recorded at once all the same)."""
     day = utc_day(res.clock.now())
     if cache is not None:
         hit = await cached_reply(res, cache)
         if hit is not None:
-            rec = await record(
-                session, res, user_id=user_id, purpose=request.purpose, day=day, completion=hit,
+            rec = await store(session, call_record(
+                res, user_id=user_id, purpose=request.purpose, day=day, completion=hit,
                 cache_hit=True, exercise_id=exercise_id, conversation_id=conversation_id,
-            )  # fmt: skip
+            ))  # fmt: skip
             return Call(hit, rec, cache_hit=True)
     reservation = await reserve(
         session, res, user_id, res.llm.projected_cost(request), limits=limits
@@ -165,10 +174,10 @@ async def complete(
         completion = await res.llm.provider.complete(request)
     except TutorUnavailable as exc:
         await release(res, reservation)
-        await record(
-            session, res, user_id=user_id, purpose=request.purpose, day=reservation.day,
+        await store(session, call_record(
+            res, user_id=user_id, purpose=request.purpose, day=reservation.day,
             outcome="error", exercise_id=exercise_id, conversation_id=conversation_id,
-        )  # fmt: skip
+        ))  # fmt: skip
         # The failed call stays on record (and, in chat, the learner's message was committed).
         exc.keep_changes = True
         raise
@@ -176,10 +185,12 @@ async def complete(
         await release(res, reservation)
         raise
     await settle(res, reservation, completion.cost_usd)
-    rec = await record(
-        session, res, user_id=user_id, purpose=request.purpose, day=reservation.day,
+    rec = call_record(
+        res, user_id=user_id, purpose=request.purpose, day=reservation.day,
         completion=completion, exercise_id=exercise_id, conversation_id=conversation_id,
     )  # fmt: skip
+    if not record_later:
+        await store(session, rec)
     log.info(
         "llm.call",
         purpose=request.purpose,
@@ -188,4 +199,4 @@ async def complete(
         cost_usd=str(completion.cost_usd),
         latency_ms=completion.latency_ms,
     )
-    return Call(completion, rec)
+    return Call(completion, rec, stored=not record_later)

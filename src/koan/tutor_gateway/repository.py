@@ -23,12 +23,34 @@ _ADD_CALL = insert(_CALLS).values(
 )
 
 
+# The same INSERT as a CTE, for a statement that stores a call together with what it
+# produced (a tutor's reply, on PostgreSQL) in one round trip; its values are named apart.
+ADD_CALL_CTE = (
+    insert(_CALLS)
+    .values({name: bindparam(f"call_{name}", type_=_CALLS.c[name].type) for name in _CALL_COLUMNS})
+    .cte("recorded_call")
+)
+
+
 async def add_call(session: AsyncSession, call: LLMCall) -> LLMCall:
     """Store `call` (every column set, its id included) in one statement; it then joins the
     session as a row just loaded, so a later change to it (a leak caught) is written."""
     if call.id is None:
         call.id = uuid.uuid4()
     await session.execute(_ADD_CALL, {name: getattr(call, name) for name in _CALL_COLUMNS})
+    return stored_call(session, call)
+
+
+def call_params(call: LLMCall) -> dict[str, Any]:
+    """The values of `call` for `ADD_CALL_CTE` (an id given if it has none)."""
+    if call.id is None:
+        call.id = uuid.uuid4()
+    return {f"call_{name}": getattr(call, name) for name in _CALL_COLUMNS}
+
+
+def stored_call(session: AsyncSession, call: LLMCall) -> LLMCall:
+    """`call`, once a statement has stored it, joins the session as a row just loaded (as
+    `add_call` leaves it)."""
     make_transient_to_detached(call)
     session.add(call)
     return call
