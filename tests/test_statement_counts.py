@@ -35,13 +35,13 @@ TAILORED = "POST hints (tailored by the model)"
 CEILINGS: dict[str, int | dict[str, int]] = {
     "GET /users/me": 1,
     "GET /exercises/daily": 8,
-    "POST submissions (wrong)": 10,
-    "POST hints": 3,
+    "POST submissions (wrong)": 9,
+    "POST hints": 2,
     # The same, rewritten by the tutor's model for the learner's code: the class policy, the
     # latest submission, the day's spending and budget (the learner's first call of the day),
     # and the call's record.
-    TAILORED: 7,
-    "POST submissions (right)": 14,
+    TAILORED: 6,
+    "POST submissions (right)": 13,
     # A question about no exercise, here: the learner's classes in an exam window are read (a
     # class's exam switches off every conversation of its learners).
     "POST conversations/{id}/messages": {"sqlite": 7, "postgres": 4},

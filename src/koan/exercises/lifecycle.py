@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from enum import Enum
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -105,6 +106,15 @@ async def _open_practice(
     return assignment
 
 
+class Unread(Enum):
+    """The learner's latest assignment of an exercise, not read yet (see `for_work`)."""
+
+    UNREAD = 0
+
+
+UNREAD = Unread.UNREAD
+
+
 async def for_work(
     session: AsyncSession,
     res: Resources,
@@ -112,12 +122,16 @@ async def for_work(
     exercise: Exercise,
     *,
     keep_expiry: bool = True,
+    latest: Assignment | None | Literal[Unread.UNREAD] = UNREAD,
 ) -> Assignment:
     """The assignment a submission or hint belongs to; a practice one is opened if none.
+    `latest`: the learner's latest assignment of the exercise, when the request has read it
+    with the exercise (`service.exercise_for_work`).
 
     A skipped assignment past its 48 hours is refused as expired; with `keep_expiry` it is
     also recorded as expired first (False: the caller would undo that write anyway)."""
-    latest = await repository.latest_assignment(session, user.id, exercise.id)
+    if latest is UNREAD:
+        latest = await repository.latest_assignment(session, user.id, exercise.id)
     now = res.clock.now()
     if latest is None:
         # Two first requests at once (a double click on "Run tests") would each open one:

@@ -108,6 +108,39 @@ async def visible_exercise(
     return found.scalar_one_or_none()
 
 
+# The same exercise with, in the same row, the learner's latest assignment of it (none: NULLs),
+# the one a submission or a hint works in: `latest_assignment`'s order, as a correlated subquery
+# on ix_assignments_user_exercise.
+_LATEST_OF_EXERCISE = (
+    select(Assignment.id)
+    .where(Assignment.user_id == bindparam("viewer"), Assignment.exercise_id == Exercise.id)
+    .order_by(Assignment.assigned_at.desc())
+    .limit(1)
+    .correlate(Exercise)
+    .scalar_subquery()
+)
+_EXERCISE_AND_LATEST = (
+    select(Exercise, Assignment)
+    .outerjoin(Assignment, Assignment.id == _LATEST_OF_EXERCISE)
+    .where(Exercise.id == bindparam("exercise_id"))
+)
+_VISIBLE_EXERCISE_AND_LATEST = _EXERCISE_AND_LATEST.where(_VISIBLE_TO_VIEWER)
+
+
+async def visible_exercise_and_latest(
+    session: AsyncSession, exercise_id: uuid.UUID, user_id: uuid.UUID, *, everything: bool = False
+) -> tuple[Exercise, Assignment | None] | None:
+    """`visible_exercise` and the learner's `latest_assignment` of it, in one statement."""
+    query = _EXERCISE_AND_LATEST if everything else _VISIBLE_EXERCISE_AND_LATEST
+    row = (await session.execute(query, {"exercise_id": exercise_id, "viewer": user_id})).first()
+    if row is None:
+        return None
+    exercise, latest = row
+    if latest is not None:
+        set_committed_value(latest, "exercise", exercise)
+    return exercise, latest
+
+
 async def exercises_by_slug(session: AsyncSession, slugs: Sequence[str]) -> dict[str, Exercise]:
     if not slugs:
         return {}

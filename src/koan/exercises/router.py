@@ -118,8 +118,8 @@ async def submit(
     res: ResourcesDep,
 ) -> SubmissionOut:
     """Grade code against the exercise's tests; the submission is stored before grading."""
-    exercise = await service.get_exercise(session, exercise_id, user)
-    graded = await submitting.submit(session, res, user, exercise, data.code)
+    exercise, latest = await service.exercise_for_work(session, exercise_id, user)
+    graded = await submitting.submit(session, res, user, exercise, data.code, latest=latest)
     return submitting.submission_out(graded.submission, graded.achievements_unlocked)
 
 
@@ -145,8 +145,8 @@ async def hint(
     tailor: HintTailorDep,
 ) -> HintOut:
     """The next rung of the hint ladder, from a nudge to a near-solution."""
-    exercise = await service.get_exercise(session, exercise_id, user)
-    return await service.next_hint(session, res, user, exercise, tailor)
+    exercise, latest = await service.exercise_for_work(session, exercise_id, user)
+    return await service.next_hint(session, res, user, exercise, tailor, latest=latest)
 
 
 @router.post("/exercises/{exercise_id}/skip", response_model=AssignmentOut)

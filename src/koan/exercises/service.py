@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -189,6 +189,19 @@ async def get_exercise(session: AsyncSession, exercise_id: uuid.UUID, user: User
     return exercise
 
 
+async def exercise_for_work(
+    session: AsyncSession, exercise_id: uuid.UUID, user: User
+) -> tuple[Exercise, Assignment | None]:
+    """`get_exercise`, and the learner's latest assignment of it (read with it), which a
+    submission or a hint then works in (`lifecycle.for_work`)."""
+    found = await repository.visible_exercise_and_latest(
+        session, exercise_id, user.id, everything=_sees_everything(user)
+    )
+    if found is None:
+        raise NotFound("There is no exercise with this id.")
+    return found
+
+
 async def daily(
     session: AsyncSession,
     res: Resources,
@@ -286,10 +299,13 @@ async def next_hint(
     user: User,
     exercise: Exercise,
     tailor: HintTailor | None = None,
+    *,
+    latest: Assignment | None | Literal[lifecycle.Unread.UNREAD] = lifecycle.UNREAD,
 ) -> HintOut:
     """The next rung of the hint ladder, counted as used; `tailor` may rewrite it for the
-    learner's latest code (the tutor's model), the authored rung being the fallback."""
-    assignment = await lifecycle.for_work(session, res, user, exercise)
+    learner's latest code (the tutor's model), the authored rung being the fallback.
+    `latest`: as `lifecycle.for_work` takes it."""
+    assignment = await lifecycle.for_work(session, res, user, exercise, latest=latest)
     total = len(exercise.hints)
     if assignment.hints_used >= total:
         raise Conflict(

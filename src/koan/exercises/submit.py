@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from math import ceil
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import structlog
 from sqlalchemy.exc import InvalidRequestError
@@ -144,9 +144,16 @@ def _retry_after(res: Resources) -> int:
 
 
 async def submit(
-    session: AsyncSession, res: Resources, user: User, exercise: Exercise, code: str
+    session: AsyncSession,
+    res: Resources,
+    user: User,
+    exercise: Exercise,
+    code: str,
+    *,
+    latest: Assignment | None | Literal[lifecycle.Unread.UNREAD] = lifecycle.UNREAD,
 ) -> Graded:
-    """Store `code` as a submission of `exercise`, commit, grade it and record the verdict."""
+    """Store `code` as a submission of `exercise`, commit, grade it and record the verdict.
+    `latest`: as `lifecycle.for_work` takes it."""
     if len(code.encode("utf-8")) > MAX_CODE_BYTES:
         raise PayloadTooLarge(f"Code is limited to {MAX_CODE_BYTES // 1024} KB.")
     await res.limiter.hit(
@@ -157,7 +164,9 @@ async def submit(
     )
     # A refusal here (skipped or expired) leaves nothing written, so the exercise page, which
     # shows the refusal and commits, keeps nothing of it; no SAVEPOINT needed to undo it.
-    assignment = await lifecycle.for_work(session, res, user, exercise, keep_expiry=False)
+    assignment = await lifecycle.for_work(
+        session, res, user, exercise, keep_expiry=False, latest=latest
+    )
     async with in_flight_slot(res, user.id) as slot:
         submission = Submission(
             id=uuid.uuid4(),
