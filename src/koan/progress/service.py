@@ -106,11 +106,13 @@ async def on_submission_graded(
         else:  # built from the log (this completion is in it), as a streak is after a move west
             summary = achievements.Summary.of(await repository.completions(session, user.id))
         progress.achievement_summary = summary.to_json()
-    await _follow_level(session, user, progress, now)
+    # Read once for the level and the awards: nothing changes them in between.
+    ratings = await _ratings(session, user)
+    await _follow_level(session, user, progress, now, ratings)
     await repository.save_progress(session, progress)
     if submission.status != "passed":
         return []  # nothing is earned by a failed attempt
-    return await _award(session, user, progress, submission_id=submission.id, now=now)
+    return await _award(session, user, progress, ratings, submission_id=submission.id, now=now)
 
 
 async def on_assignment_skipped(session: AsyncSession, res: Resources, *, user: User) -> None:
@@ -154,9 +156,13 @@ async def _count_day(session: AsyncSession, progress: repository.Totals, day: da
 
 
 async def _follow_level(
-    session: AsyncSession, user: User, progress: repository.Totals, now: datetime
+    session: AsyncSession,
+    user: User,
+    progress: repository.Totals,
+    now: datetime,
+    ratings: dict[str, SkillRating] | None = None,
 ) -> None:
-    current = await _level(session, user)
+    current = await _level(session, user, ratings)
     if current != progress.level:
         await repository.add_level_event(
             session, user.id, from_level=progress.level, to_level=current, at=now
@@ -168,13 +174,14 @@ async def _award(
     session: AsyncSession,
     user: User,
     progress: repository.Totals,
+    ratings: dict[str, SkillRating],
     *,
     submission_id: uuid.UUID,
     now: datetime,
 ) -> list[str]:
     """Award what the learner's record now earns; the codes awarded by this call, in the
     catalogue's order (what they held already is left as it is, in the same statement)."""
-    facts = await _facts(session, user, now, progress)
+    facts = await _facts(session, user, now, progress, ratings)
     earned = [achievement.code for achievement in achievements.earned(facts)]
     awarded = await repository.award(session, user.id, earned, submission_id=submission_id, at=now)
     return [code for code in earned if code in awarded]
@@ -184,7 +191,9 @@ async def _award(
 
 
 async def _ratings(session: AsyncSession, user: User) -> dict[str, SkillRating]:
-    return await adaptive.stored_ratings(session, user.id)
+    # Progress only reads them: the rows the request has loaded (a verdict's adaptive update),
+    # else plain values.
+    return await adaptive.shown_ratings(session, user.id)
 
 
 async def _starting_level(session: AsyncSession, user: User) -> int:
@@ -224,18 +233,25 @@ async def _facts(
     user: User,
     now: datetime,
     progress: repository.Totals | LearnerProgress | None,
+    ratings: dict[str, SkillRating] | None = None,
 ) -> achievements.Facts:
     """What the rules read: the kept totals and summary, and today's masteries."""
     summary = await _summary(session, user, progress)
     return summary.facts(
         exercises=progress.exercises_completed if progress is not None else 0,
         streak=progress.longest_streak if progress is not None else 0,
-        mastered_skills=await _mastered_skills(session, user, now),
+        mastered_skills=await _mastered_skills(session, user, now, ratings),
     )
 
 
-async def _mastered_skills(session: AsyncSession, user: User, now: datetime) -> int:
-    masteries = _masteries(await _ratings(session, user), now)
+async def _mastered_skills(
+    session: AsyncSession,
+    user: User,
+    now: datetime,
+    ratings: dict[str, SkillRating] | None = None,
+) -> int:
+    ratings = await _ratings(session, user) if ratings is None else ratings
+    masteries = _masteries(ratings, now)
     return achievements.count_mastered(masteries.values())
 
 
