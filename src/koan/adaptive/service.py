@@ -113,14 +113,10 @@ def as_rating(row: LearnerSkillRating) -> SkillRating:
     )
 
 
-async def stored_ratings(session: AsyncSession, user_id: uuid.UUID) -> dict[str, SkillRating]:
-    """The learner's saved ratings by skill (alphabetical), none for a newcomer."""
-    rows = sorted(await repository.skill_ratings(session, user_id), key=lambda r: r.skill)
-    return {row.skill: as_rating(row) for row in rows}
-
-
 async def shown_ratings(session: AsyncSession, user_id: uuid.UUID) -> dict[str, SkillRating]:
-    """`stored_ratings` for a page that only shows them (read as plain values)."""
+    """The learner's ratings by skill (alphabetical), none for a newcomer, for a reader that
+    does not write them: the rows the session holds when it has loaded them (with any change
+    not yet written), else plain values."""
     rows = sorted(await repository.rating_rows(session, user_id), key=lambda r: r.skill)
     return {row.skill: as_rating(row) for row in rows}
 
@@ -129,7 +125,13 @@ async def learner_ratings(
     session: AsyncSession, user: User, profile: LearnerProfile
 ) -> dict[str, SkillRating]:
     """The learner's ratings; a newcomer starts from onboarding's experience answer."""
-    rows = await repository.skill_ratings(session, user.id)
+    return await _or_starting(session, await repository.skill_ratings(session, user.id), profile)
+
+
+async def _or_starting(
+    session: AsyncSession, rows: Sequence[LearnerSkillRating], profile: LearnerProfile
+) -> dict[str, SkillRating]:
+    """The ratings of `rows`, or a newcomer's (no rows) starting ones."""
     if rows:
         return {row.skill: as_rating(row) for row in rows}
     settled = await repository.settled_general_ratings(session, profile.experience)
@@ -221,9 +223,11 @@ async def choose_daily(
     """
     if not bank:
         return None
-    ratings = await learner_ratings(session, user, profile)
+    # Only read here (the pick writes no rating): plain values unless the session holds them.
+    stored = await repository.rating_rows(session, user.id)
+    ratings = await _or_starting(session, stored, profile)
     interests = [i.lower() for i in profile.interests or []]
-    if not await repository.skill_ratings(session, user.id) and interests:
+    if not stored and interests:
         # Cold start: onboarding interests first, as long as they leave a real choice.
         liked = [e for e in bank if _matches(e, interests)]
         if len(liked) >= MIN_INTEREST_POOL:
