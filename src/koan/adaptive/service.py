@@ -213,11 +213,14 @@ async def choose_daily(
     bank: Sequence[Offered],
     history: Mapping[uuid.UUID, tuple[datetime, bool]],
     *,
+    given: int | None = None,
     now: datetime,
     target: float,
 ) -> Pick | None:
     """Today's exercise from `bank`: predicted success nearest `target`, weak and stale skills
-    mixed back in. `history` is, per exercise given before, when last and whether completed.
+    mixed back in. `history` is, per exercise given before, when last and whether completed;
+    `given`, how many exercises were given before (`len(history)` when `history` holds them
+    all, not only those of `bank`).
 
     This is the one function the daily route calls to choose.
     """
@@ -244,7 +247,8 @@ async def choose_daily(
                 last_done=last,
             )
         )
-    rng = random.Random(f"{user.id}:{now.date().isoformat()}:{len(history)}")
+    given = len(history) if given is None else given
+    rng = random.Random(f"{user.id}:{now.date().isoformat()}:{given}")
     choice = choose_exercise(
         candidates, ratings, now=now, target=target, rng=rng, experience=profile.experience
     )

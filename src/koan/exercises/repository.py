@@ -396,8 +396,23 @@ class BankEntry:
     rating: float
     rating_uncertainty: float
     rating_attempts: int
+    # The viewer's history of it: when last given (None: never), whether ever completed.
+    last_given: datetime | None
+    completed: bool
+    # How many exercises the viewer has been given, in any language (the same on every entry).
+    given: int
 
 
+_GIVEN = (
+    select(
+        Assignment.exercise_id,
+        func.max(Assignment.assigned_at).label("last_given"),
+        func.max(Assignment.completed_at).label("last_completed"),
+    )
+    .where(Assignment.user_id == bindparam("viewer"))
+    .group_by(Assignment.exercise_id)
+    .subquery("given")
+)
 _DAILY_BANK = (
     select(
         Exercise.id,
@@ -409,15 +424,22 @@ _DAILY_BANK = (
         Exercise.rating,
         Exercise.rating_uncertainty,
         Exercise.rating_attempts,
+        _GIVEN.c.last_given,
+        _GIVEN.c.last_completed.is_not(None),
+        select(func.count(Assignment.exercise_id.distinct()))
+        .where(Assignment.user_id == bindparam("viewer"))
+        .scalar_subquery(),
     )
+    .outerjoin(_GIVEN, _GIVEN.c.exercise_id == Exercise.id)
     .where(Exercise.language == bindparam("language"), _VISIBLE_TO_VIEWER)
     .order_by(Exercise.slug)
 )
 
 
 async def daily_bank(session: AsyncSession, *, language: str, viewer: uuid.UUID) -> list[BankEntry]:
-    """What the daily pick chooses from (the exercises of `candidates`), as plain values: no
-    row is kept in the session, and the content is read only for the exercise chosen."""
+    """What the daily pick chooses from (the exercises of `candidates`), as plain values, with
+    the viewer's history of each: no row is kept in the session, and the content is read only
+    for the exercise chosen."""
     found = await session.execute(_DAILY_BANK, {"language": language, "viewer": viewer})
     return [BankEntry(*row) for row in found]
 
@@ -944,23 +966,6 @@ async def mark_stale_submissions(session: AsyncSession, *, before: datetime) -> 
         .values(status="error", stderr="Grading was interrupted; please submit again.")
     )
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-_EXERCISE_HISTORY = (
-    select(
-        Assignment.exercise_id, func.max(Assignment.assigned_at), func.max(Assignment.completed_at)
-    )
-    .where(Assignment.user_id == bindparam("user_id"))
-    .group_by(Assignment.exercise_id)
-)
-
-
-async def exercise_history(
-    session: AsyncSession, user_id: uuid.UUID
-) -> dict[uuid.UUID, tuple[datetime, bool]]:
-    """For each exercise the learner was given: when last, and whether they ever completed it."""
-    rows = (await session.execute(_EXERCISE_HISTORY, {"user_id": user_id})).all()
-    return {row[0]: (row[1], row[2] is not None) for row in rows}
 
 
 async def skill_names(session: AsyncSession) -> list[str]:

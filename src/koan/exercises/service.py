@@ -270,12 +270,14 @@ async def _assign_daily(
     # class work is all the bank has left).
     class_work = await hooks.class_work(session, user.id, now)
     bank = [e for e in bank if e.id not in class_work] or bank
+    history = {e.id: (e.last_given, e.completed) for e in bank if e.last_given is not None}
     pick = await adaptive.choose_daily(
         session,
         user,
         profile,
         bank,
-        await repository.exercise_history(session, user.id),
+        history,
+        given=bank[0].given if bank else 0,
         now=now,
         target=res.settings.adaptive_target_success,
     )
