@@ -403,36 +403,40 @@ class BankEntry:
     given: int
 
 
+# Table columns, not the mapped class's: the rows come back as plain rows, without the ORM's
+# loading (a whole bank of them on every pick).
+_BANK_EXERCISES = cast(Table, Exercise.__table__)
+_BANK_ASSIGNMENTS = cast(Table, Assignment.__table__)
 _GIVEN = (
     select(
-        Assignment.exercise_id,
-        func.max(Assignment.assigned_at).label("last_given"),
-        func.max(Assignment.completed_at).label("last_completed"),
+        _BANK_ASSIGNMENTS.c.exercise_id,
+        func.max(_BANK_ASSIGNMENTS.c.assigned_at).label("last_given"),
+        func.max(_BANK_ASSIGNMENTS.c.completed_at).label("last_completed"),
     )
-    .where(Assignment.user_id == bindparam("viewer"))
-    .group_by(Assignment.exercise_id)
+    .where(_BANK_ASSIGNMENTS.c.user_id == bindparam("viewer"))
+    .group_by(_BANK_ASSIGNMENTS.c.exercise_id)
     .subquery("given")
 )
 _DAILY_BANK = (
     select(
-        Exercise.id,
-        Exercise.title,
-        Exercise.statement,
-        Exercise.language,
-        Exercise.difficulty,
-        Exercise.skills,
-        Exercise.rating,
-        Exercise.rating_uncertainty,
-        Exercise.rating_attempts,
+        _BANK_EXERCISES.c.id,
+        _BANK_EXERCISES.c.title,
+        _BANK_EXERCISES.c.statement,
+        _BANK_EXERCISES.c.language,
+        _BANK_EXERCISES.c.difficulty,
+        _BANK_EXERCISES.c.skills,
+        _BANK_EXERCISES.c.rating,
+        _BANK_EXERCISES.c.rating_uncertainty,
+        _BANK_EXERCISES.c.rating_attempts,
         _GIVEN.c.last_given,
         _GIVEN.c.last_completed.is_not(None),
-        select(func.count(Assignment.exercise_id.distinct()))
-        .where(Assignment.user_id == bindparam("viewer"))
+        select(func.count(_BANK_ASSIGNMENTS.c.exercise_id.distinct()))
+        .where(_BANK_ASSIGNMENTS.c.user_id == bindparam("viewer"))
         .scalar_subquery(),
     )
-    .outerjoin(_GIVEN, _GIVEN.c.exercise_id == Exercise.id)
-    .where(Exercise.language == bindparam("language"), _VISIBLE_TO_VIEWER)
-    .order_by(Exercise.slug)
+    .outerjoin(_GIVEN, _GIVEN.c.exercise_id == _BANK_EXERCISES.c.id)
+    .where(_BANK_EXERCISES.c.language == bindparam("language"), _VISIBLE_TO_VIEWER)
+    .order_by(_BANK_EXERCISES.c.slug)
 )
 
 
@@ -441,7 +445,7 @@ async def daily_bank(session: AsyncSession, *, language: str, viewer: uuid.UUID)
     the viewer's history of each: no row is kept in the session, and the content is read only
     for the exercise chosen."""
     found = await session.execute(_DAILY_BANK, {"language": language, "viewer": viewer})
-    return [BankEntry(*row) for row in found]
+    return [BankEntry(*cast("tuple[Any, ...]", row)) for row in found]
 
 
 _OPEN_DAILY = (
