@@ -257,11 +257,11 @@ async def attempted(
         session,
         assignment,
         exercise,
+        submission,
+        {**verdict, "graded_at": graded_at},
         counted=tests_ran,
-        started_at=submission.created_at,
         completes_at=graded_at if verdict["status"] == "passed" else None,
     )
-    await repository.set_submission(session, submission, graded_at=graded_at, **verdict)
     # Only the first time a learner solves an exercise tells the ratings something: passing it
     # again (with the code they wrote before at hand) would raise their skills and lower the
     # exercise's difficulty for everyone, as often as they liked.

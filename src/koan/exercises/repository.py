@@ -761,6 +761,22 @@ _COMPLETING_ATTEMPT = (
 )
 
 
+# A submission's verdict: the columns grading sets, and a statement that writes them.
+VERDICT_COLUMNS = (
+    "status", "passed", "total", "tests", "stdout", "stderr", "duration_ms", "tier", "graded_at",
+)  # fmt: skip
+_VERDICT = (
+    update(_SUBMISSIONS)
+    .where(_SUBMISSIONS.c.id == bindparam("submission", type_=_SUBMISSIONS.c.id.type))
+    .values({n: bindparam(f"verdict_{n}", type_=_SUBMISSIONS.c[n].type) for n in VERDICT_COLUMNS})
+    .cte("verdict")
+)
+# PostgreSQL writes the verdict in the attempt's own statement (a data-modifying WITH, which
+# SQLite lacks; it runs even when the attempt's UPDATE matches no row).
+_ATTEMPT_WITH_VERDICT = _ATTEMPT.add_cte(_VERDICT)
+_COMPLETING_ATTEMPT_WITH_VERDICT = _COMPLETING_ATTEMPT.add_cte(_VERDICT)
+
+
 @dataclass(frozen=True, slots=True)
 class Counted:
     """What counting a verdict did: `completed` the assignment now; and whether the learner
@@ -774,31 +790,44 @@ async def count_attempt(
     session: AsyncSession,
     assignment: Assignment,
     exercise: Exercise,
+    submission: Submission,
+    verdict: dict[str, Any],
     *,
     counted: bool,
-    started_at: datetime,
     completes_at: datetime | None,
 ) -> Counted:
-    """Count a verdict on the assignment in one statement, which locks its row (PostgreSQL):
-    one more attempt if `counted`, `in_progress` once started, `completed` at `completes_at`
-    (a pass) unless completed before. `assignment` and `exercise` take the row's new state and
-    the exercise's current difficulty rating. Says whether this verdict completed it, and
-    whether the learner had completed the exercise before in another assignment."""
-    params = {
+    """Record `submission`'s verdict (its `VERDICT_COLUMNS`) and count it on the assignment,
+    in one statement on PostgreSQL (two on SQLite), which locks the assignment's row
+    (PostgreSQL): one more attempt if `counted`, `in_progress` once started (the submission's
+    time), `completed` at `completes_at` (a pass) unless completed before. `submission` takes
+    the verdict, `assignment` and `exercise` the row's new state and the exercise's current
+    difficulty rating. Says whether this verdict completed it, and whether the learner had
+    completed the exercise before in another assignment."""
+    params: dict[str, Any] = {
         "assignment": assignment.id,
         "learner": assignment.user_id,
         "exercise": assignment.exercise_id,
         "counted": int(counted),
-        "begun": started_at,
+        "begun": submission.created_at,
     }
+    with_verdict = session.get_bind().dialect.name == "postgresql"
+    if with_verdict:
+        params["submission"] = submission.id
+        params.update({f"verdict_{name}": verdict[name] for name in VERDICT_COLUMNS})
     row = None
     if completes_at is not None:
-        row = (
-            await session.execute(_COMPLETING_ATTEMPT, {**params, "done_at": completes_at})
-        ).one_or_none()
+        completing = _COMPLETING_ATTEMPT_WITH_VERDICT if with_verdict else _COMPLETING_ATTEMPT
+        row = (await session.execute(completing, {**params, "done_at": completes_at})).one_or_none()
     completed = row is not None
     if row is None:
-        row = (await session.execute(_ATTEMPT, params)).one()
+        # Not a pass, or a pass of an assignment completed before (its verdict is written).
+        attempt = _ATTEMPT_WITH_VERDICT if with_verdict and completes_at is None else _ATTEMPT
+        row = (await session.execute(attempt, params)).one()
+    if with_verdict:
+        for name in VERDICT_COLUMNS:
+            set_committed_value(submission, name, verdict[name])
+    else:
+        await set_submission(session, submission, **verdict)
     for name, value in zip(_ASSIGNMENT_STATE, row[:6], strict=True):
         set_committed_value(assignment, name, value)
     for name, value in zip(_ITEM_RATING, row[6:9], strict=True):
