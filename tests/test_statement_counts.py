@@ -38,10 +38,10 @@ CEILINGS: dict[str, int | dict[str, int]] = {
     # PostgreSQL writes the verdict in the statement that counts the attempt (SQLite cannot).
     "POST submissions (wrong)": {"sqlite": 9, "postgres": 8},
     "POST hints": 2,
-    # The same, rewritten by the tutor's model for the learner's code: the class policy, the
-    # latest submission, the day's spending and budget (the learner's first call of the day),
-    # and the call's record.
-    TAILORED: 6,
+    # The same, rewritten by the tutor's model for the learner's code (their latest submission
+    # read with the exercise): the class policy, the day's spending and budget (the learner's
+    # first call of the day), and the call's record.
+    TAILORED: 5,
     "POST submissions (right)": {"sqlite": 13, "postgres": 12},
     # A question about no exercise, here: the learner's classes in an exam window are read (a
     # class's exam switches off every conversation of its learners).

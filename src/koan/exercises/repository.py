@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, joinedload, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from koan.db import memo
 from koan.db.stats import median, minutes_between
 from koan.exercises.schemas import CatalogueSort
 from koan.models import (
@@ -119,25 +120,58 @@ _LATEST_OF_EXERCISE = (
     .correlate(Exercise)
     .scalar_subquery()
 )
-_EXERCISE_AND_LATEST = (
-    select(Exercise, Assignment)
-    .outerjoin(Assignment, Assignment.id == _LATEST_OF_EXERCISE)
-    .where(Exercise.id == bindparam("exercise_id"))
+_LATEST_SUBMISSION_OF_EXERCISE = (
+    select(Submission.id)
+    .where(Submission.user_id == bindparam("viewer"), Submission.exercise_id == Exercise.id)
+    .order_by(Submission.created_at.desc(), Submission.id.desc())
+    .limit(1)
+    .correlate(Exercise)
+    .scalar_subquery()
 )
-_VISIBLE_EXERCISE_AND_LATEST = _EXERCISE_AND_LATEST.where(_VISIBLE_TO_VIEWER)
+
+
+def _exercise_and_latest(*, visible: bool, submission: bool) -> Any:
+    query = select(Exercise, Assignment).outerjoin(Assignment, Assignment.id == _LATEST_OF_EXERCISE)
+    if submission:
+        query = query.add_columns(Submission).outerjoin(
+            Submission, Submission.id == _LATEST_SUBMISSION_OF_EXERCISE
+        )
+    query = query.where(Exercise.id == bindparam("exercise_id"))
+    return query.where(_VISIBLE_TO_VIEWER) if visible else query
+
+
+# (visible to the viewer only, with the latest submission) -> the statement, built once.
+_EXERCISE_AND_LATEST = {
+    (visible, submission): _exercise_and_latest(visible=visible, submission=submission)
+    for visible in (False, True)
+    for submission in (False, True)
+}
+
+
+def _latest_submission_key(user_id: uuid.UUID, exercise_id: uuid.UUID) -> tuple[Any, ...]:
+    return ("latest_submission", user_id, exercise_id)
 
 
 async def visible_exercise_and_latest(
-    session: AsyncSession, exercise_id: uuid.UUID, user_id: uuid.UUID, *, everything: bool = False
+    session: AsyncSession,
+    exercise_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    everything: bool = False,
+    submission: bool = False,
 ) -> tuple[Exercise, Assignment | None] | None:
-    """`visible_exercise` and the learner's `latest_assignment` of it, in one statement."""
-    query = _EXERCISE_AND_LATEST if everything else _VISIBLE_EXERCISE_AND_LATEST
+    """`visible_exercise` and the learner's `latest_assignment` of it, in one statement; with
+    `submission`, also their `latest_submission`, which that function then answers with
+    (until a submission is added) instead of reading it again."""
+    query = _EXERCISE_AND_LATEST[(not everything, submission)]
     row = (await session.execute(query, {"exercise_id": exercise_id, "viewer": user_id})).first()
     if row is None:
         return None
-    exercise, latest = row
+    exercise, latest = row[0], row[1]
     if latest is not None:
         set_committed_value(latest, "exercise", exercise)
+    if submission:
+        memo(session)[_latest_submission_key(user_id, exercise_id)] = row[2]
     return exercise, latest
 
 
@@ -859,6 +893,7 @@ async def add_submission(session: AsyncSession, submission: Submission) -> int:
     many submissions of the exercise the learner has made, this one counted or not."""
     values = {f"new_{c.key}": getattr(submission, c.key) for c in _SUBMISSIONS.columns}
     made = (await session.execute(_ADD_SUBMISSION, values)).scalar_one()
+    memo(session).pop(_latest_submission_key(submission.user_id, submission.exercise_id), None)
     make_transient_to_detached(submission)
     session.add(submission)
     return int(made)
@@ -946,6 +981,11 @@ async def latest_submission(
     session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID
 ) -> Submission | None:
     """The learner's newest submission of the exercise (what the tutor is told about)."""
+    key = _latest_submission_key(user_id, exercise_id)
+    kept = memo(session)
+    if key in kept:
+        found: Submission | None = kept[key]
+        return found
     params = {"user_id": user_id, "exercise_id": exercise_id}
     return (await session.execute(_LATEST_SUBMISSION, params)).scalars().first()
 

@@ -145,7 +145,9 @@ async def hint(
     tailor: HintTailorDep,
 ) -> HintOut:
     """The next rung of the hint ladder, from a nudge to a near-solution."""
-    exercise, latest = await service.exercise_for_work(session, exercise_id, user)
+    exercise, latest = await service.exercise_for_work(
+        session, exercise_id, user, code=tailor is not None
+    )
     return await service.next_hint(session, res, user, exercise, tailor, latest=latest)
 
 

@@ -190,12 +190,14 @@ async def get_exercise(session: AsyncSession, exercise_id: uuid.UUID, user: User
 
 
 async def exercise_for_work(
-    session: AsyncSession, exercise_id: uuid.UUID, user: User
+    session: AsyncSession, exercise_id: uuid.UUID, user: User, *, code: bool = False
 ) -> tuple[Exercise, Assignment | None]:
     """`get_exercise`, and the learner's latest assignment of it (read with it), which a
-    submission or a hint then works in (`lifecycle.for_work`)."""
+    submission or a hint then works in (`lifecycle.for_work`); with `code`, their latest
+    submission too, for what tailors a hint to it (`repository.latest_submission` then
+    answers without reading it again)."""
     found = await repository.visible_exercise_and_latest(
-        session, exercise_id, user.id, everything=_sees_everything(user)
+        session, exercise_id, user.id, everything=_sees_everything(user), submission=code
     )
     if found is None:
         raise NotFound("There is no exercise with this id.")
