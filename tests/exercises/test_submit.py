@@ -18,7 +18,8 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from koan.cache import RedisCache
 from koan.db import transactional
-from koan.exercises.submit import in_flight_slot
+from koan.exercises import submit as submit_module
+from koan.exercises.submit import INTERRUPTED, in_flight_slot
 from koan.exercises.submit import submit as submit_code
 from koan.grading.limits import sandbox_config
 from koan.grading.sandbox import Sandbox
@@ -339,6 +340,42 @@ async def test_a_request_that_ends_while_grading_leaves_an_error_not_pending(
         await grading
     [status] = await statuses(res, user.id)
     assert status == ("error", "Grading was interrupted; your code is saved. Please submit again.")
+
+
+async def test_a_request_that_ends_as_its_code_is_committed_leaves_an_error_not_pending(
+    live: LiveApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The request ends in the instant after the checkpoint's COMMIT reached the database and
+    # before the request carried on from it: the code is stored, and no verdict will come.
+    res = live.res
+    async with res.session_factory() as session, transactional(session):
+        user = await create_user(session, res, onboarded=True)
+        live.users.append(user.id)
+        exercise = await create_exercise(session)
+        live.exercises.append(exercise.id)
+    committed = asyncio.Event()
+    real_checkpoint = submit_module.checkpoint
+
+    async def checkpoint_then_wait(session: AsyncSession) -> None:
+        await real_checkpoint(session)
+        if not committed.is_set():
+            committed.set()
+            await asyncio.Event().wait()  # ended here, before the request goes on
+
+    monkeypatch.setattr(submit_module, "checkpoint", checkpoint_then_wait)
+
+    async def run() -> None:
+        async with res.session_factory() as session, transactional(session):
+            learner = await session.get_one(User, user.id)
+            mine = await session.get_one(Exercise, exercise.id)
+            await submit_code(session, res, learner, mine, ADD_SOLUTION)
+
+    grading = asyncio.create_task(run())
+    await committed.wait()
+    grading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await grading
+    assert await statuses(res, user.id) == [("error", INTERRUPTED)]
 
 
 async def statuses(res: Resources, user_id: uuid.UUID) -> list[tuple[str, str]]:

@@ -195,16 +195,16 @@ async def submit(
                 retry_after=_retry_after(res),
                 keep_changes=True,
             )
-        # The checkpoint: from here on the learner's code survives whatever happens.
-        await checkpoint(session)
         try:
+            # The checkpoint: from here on the learner's code survives whatever happens.
+            await checkpoint(session)
             # Older submissions lose their code only once there are more than the history keeps.
             forget = made >= res.settings.submission_history
             return await _grade(session, res, user, exercise, assignment, submission, forget)
         except asyncio.CancelledError:
-            # The request ended while grading (the client went away): no verdict will come.
-            await _failed(session, res, submission, INTERRUPTED)
-            await checkpoint(session)
+            # The request ended while grading, or as its code was committed (the client went
+            # away): no verdict will come.
+            await _interrupted(session, res, submission)
             raise
 
 
@@ -296,6 +296,16 @@ async def _undo_verdict(session: AsyncSession, *held: object) -> object | None:
         except InvalidRequestError:  # no longer in the database
             return row
     return None
+
+
+async def _interrupted(session: AsyncSession, res: Resources, submission: Submission) -> None:
+    try:
+        await _failed(session, res, submission, INTERRUPTED)
+        await checkpoint(session)
+    except Exception:
+        # The cancellation cut the checkpoint's COMMIT short, and the session cannot go on: if
+        # the code was stored all the same, the start-up sweep records it as interrupted.
+        log.warning("submission.interruption_not_recorded", submission_id=str(submission.id))
 
 
 async def _failed(session: AsyncSession, res: Resources, submission: Submission, why: str) -> None:
