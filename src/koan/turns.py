@@ -13,6 +13,11 @@ a model provider, a password hash, a slowed login), and at the latest after `lea
 a request held up by anything else (a lock, a slow query) never holds up the others for long.
 A request never takes a turn again. The health probes and /metrics take none: they answer
 whatever the queue.
+
+A response that goes on working after it has started (a reply streamed as the model writes it)
+steps aside while requests wait for a turn (`step_aside()`): the questions of a class asking
+at once reach their first token before the replies already flowing are finished. It does so
+for at most `lease_s` over the whole response, so a reply never stalls for long.
 """
 
 from __future__ import annotations
@@ -28,21 +33,66 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 UNGATED_PREFIXES = ("/health/", "/metrics")
 
 
+class _Gate:
+    """A worker's turns, and how many requests are waiting for one."""
+
+    __slots__ = ("_free", "_emptied", "waiting")
+
+    def __init__(self, slots: int) -> None:
+        self._free = asyncio.Semaphore(slots)
+        self.waiting = 0
+        self._emptied: asyncio.Future[None] | None = None  # done when nobody waits any more
+
+    async def acquire(self) -> None:
+        self.waiting += 1
+        try:
+            await self._free.acquire()
+        finally:
+            self.waiting -= 1
+            emptied = self._emptied
+            if not self.waiting and emptied is not None:
+                self._emptied = None
+                if not emptied.done():
+                    emptied.set_result(None)
+
+    def release(self) -> None:
+        self._free.release()
+
+    async def until_nobody_waits(self, timeout_s: float) -> None:
+        if not self.waiting:
+            return
+        if self._emptied is None:
+            self._emptied = asyncio.get_running_loop().create_future()
+        await asyncio.wait((self._emptied,), timeout=timeout_s)
+
+
 class Turn:
-    """One request's turn: given back once, whichever comes first (response, wait, lease)."""
+    """One request's turn: given back once, whichever comes first (response, wait, lease).
+    Once given back, what is left of `aside_s` is how long the request may still step aside."""
 
-    __slots__ = ("_gate", "_held", "_lease")
+    __slots__ = ("_gate", "_held", "_lease", "aside_s")
 
-    def __init__(self, gate: asyncio.Semaphore, lease_s: float) -> None:
+    def __init__(self, gate: _Gate, lease_s: float) -> None:
         self._gate = gate
         self._held = True
         self._lease = asyncio.get_running_loop().call_later(lease_s, self.give_back)
+        self.aside_s = lease_s
 
     def give_back(self) -> None:
         if self._held:
             self._held = False
             self._lease.cancel()
             self._gate.release()
+
+    async def step_aside(self) -> None:
+        if self._held or not self._gate.waiting or self.aside_s <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            await self._gate.until_nobody_waits(self.aside_s)
+        finally:
+            self.aside_s -= loop.time() - began
 
 
 _current: ContextVar[Turn | None] = ContextVar("koan_turn", default=None)
@@ -55,6 +105,17 @@ def give_back() -> None:
     turn = _current.get()
     if turn is not None:
         turn.give_back()
+
+
+async def step_aside() -> None:
+    """The current request, whose response has started, lets the requests waiting for a turn
+    go first: it waits until none does, for at most its lease over the whole response.
+
+    Returns at once when nobody waits, outside a request, for a request that took no turn,
+    or one that still holds its turn (it would hold up the very requests it waits for)."""
+    turn = _current.get()
+    if turn is not None:
+        await turn.step_aside()
 
 
 class Turns:
@@ -78,12 +139,12 @@ class Turns:
         # must not hold one), up to this many bytes: past them, the body limit answers 413.
         self.max_body_bytes = max_body_bytes
         self.on_wait = on_wait  # told each request's wait for its turn, in seconds
-        self._gate: asyncio.Semaphore | None = None
+        self._gate: _Gate | None = None
 
-    def _semaphore(self) -> asyncio.Semaphore:
+    def _turns(self) -> _Gate:
         # Made on the first request, inside the worker's event loop.
         if self._gate is None:
-            self._gate = asyncio.Semaphore(self.slots)
+            self._gate = _Gate(self.slots)
         return self._gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -91,7 +152,7 @@ class Turns:
             await self.app(scope, receive, send)
             return
         receive = await self._body_first(receive)
-        gate = self._semaphore()
+        gate = self._turns()
         asked = time.perf_counter()
         await gate.acquire()
         if self.on_wait is not None:

@@ -69,6 +69,19 @@ def _app(
 
         return StreamingResponse(body())
 
+    @app.get("/flow/{name}")
+    async def flow(name: str) -> StreamingResponse:
+        """A response that goes on working after it started, and steps aside on the way."""
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"started\n"
+            await event(name).wait()
+            await turns.step_aside()
+            app.state.log.append((name, "went on"))
+            yield b"ended\n"
+
+        return StreamingResponse(body())
+
     @app.post("/echo")
     async def echo(request: Request) -> dict[str, int]:
         return {"bytes": len(await request.body())}
@@ -151,6 +164,76 @@ async def test_a_request_held_up_past_its_lease_stops_holding_up_the_others() ->
         assert not held.done()
         events["a"].set()
         await held
+
+
+async def test_a_started_response_steps_aside_while_requests_wait_for_a_turn() -> None:
+    app, events = _app(slots=1)
+    async with _client(app) as client:
+        flowing = asyncio.create_task(client.get("/flow/s"))
+        await _started(flowing)  # its response started: it holds no turn
+        held = asyncio.create_task(client.get("/hold/a"))
+        await _started(held)
+        queued = asyncio.create_task(client.get("/work/b"))
+        await _started(queued)
+        events["s"].set()
+        await _started(flowing)  # it steps aside: a request waits for a turn
+        assert ("s", "went on") not in app.state.log
+        events["a"].set()
+        await asyncio.wait_for(asyncio.gather(held, queued, flowing), NEVER)
+        # It went on once nobody waited any more: the waiting request had its turn.
+        assert app.state.log.index(("b", 0)) < app.state.log.index(("s", "went on"))
+
+
+async def test_a_response_steps_aside_for_no_one_when_nobody_waits() -> None:
+    app, events = _app(slots=1)
+    async with _client(app) as client:
+        flowing = asyncio.create_task(client.get("/flow/s"))
+        await _started(flowing)
+        held = asyncio.create_task(client.get("/hold/a"))  # holds the turn; nobody waits
+        await _started(held)
+        events["s"].set()
+        assert (await asyncio.wait_for(flowing, NEVER)).text == "started\nended\n"
+        events["a"].set()
+        await held
+
+
+async def test_a_response_steps_aside_for_at_most_its_lease_in_all() -> None:
+    """A reply still flowing never stalls for long, however long the queue stays."""
+    gate = turns._Gate(2)
+    await gate.acquire()  # another request holds a turn throughout
+    await gate.acquire()
+    turn = turns.Turn(gate, lease_s=0.05)
+    waiting = [asyncio.create_task(gate.acquire()) for _ in range(2)]
+    await asyncio.sleep(0)
+    turn.give_back()  # its response started: one of the waiting takes its turn, one waits on
+    await asyncio.sleep(0)
+    assert gate.waiting == 1
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await asyncio.wait_for(turn.step_aside(), GUARD)
+    assert loop.time() - began >= 0.04
+    began = loop.time()
+    await turn.step_aside()  # its lease is spent: it goes on at once
+    assert loop.time() - began < 0.04
+    assert gate.waiting == 1
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    assert gate.waiting == 0
+
+
+async def test_a_request_holding_its_turn_never_steps_aside() -> None:
+    """It would hold up the very requests it waits for."""
+    gate = turns._Gate(1)
+    await gate.acquire()
+    turn = turns.Turn(gate, lease_s=NEVER)
+    waiting = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0)
+    assert gate.waiting == 1
+    await asyncio.wait_for(turn.step_aside(), GUARD / 10)
+    turn.give_back()
+    await waiting
+    await turns.step_aside()  # outside a request: nothing to do
 
 
 async def test_health_probes_answer_whatever_the_queue() -> None:

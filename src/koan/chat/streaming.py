@@ -199,6 +199,9 @@ class LiveReplyStream:
                         yield event
                     if self._stopped:
                         break
+                # The rest of the reply (reading it, and storing it at the end) waits while
+                # other questions wait for their turn to reach a first token (koan/turns.py).
+                await turns.step_aside()
                 item = await anext(self._items, None)
             async for event in self._conclude():
                 yield event
