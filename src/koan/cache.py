@@ -41,6 +41,7 @@ class Cache(Protocol):
         *,
         ttl_s: float | None = None,
         read: Sequence[str] = (),
+        delete: Sequence[str] = (),
     ) -> tuple[list[float | None], list[str | None]]: ...
     async def seed_and_add(
         self,
@@ -112,12 +113,16 @@ class MemoryCache:
         *,
         ttl_s: float | None = None,
         read: Sequence[str] = (),
+        delete: Sequence[str] = (),
     ) -> tuple[list[float | None], list[str | None]]:
         totals: list[float | None] = []
         for key, amount in amounts:
             present = self._live(key) is not None
             totals.append(await self.incr_float(key, amount, ttl_s=ttl_s) if present else None)
-        return totals, await self.get_many(read)
+        values = await self.get_many(read)
+        for key in delete:
+            await self.delete(key)
+        return totals, values
 
     async def seed_and_add(
         self,
@@ -158,15 +163,16 @@ return totals
 """
 
 
-# KEYS: the keys to add to, then the keys to read; ARGV: how many keys to add to, the TTL as
-# above, then one amount per key to add to.
+# KEYS: the keys to add to, the keys to read, then the keys to delete; ARGV: how many keys to
+# add to, how many to read, the TTL as above, then one amount per key to add to.
 _ADD_TO_EXISTING = """
 local n = tonumber(ARGV[1])
-local ttl = ARGV[2]
+local reads = n + tonumber(ARGV[2])
+local ttl = ARGV[3]
 local totals = {}
 for i = 1, n do
     if redis.call('EXISTS', KEYS[i]) == 1 then
-        totals[i] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[i + 2])
+        totals[i] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[i + 3])
         if ttl ~= '' then
             redis.call('EXPIRE', KEYS[i], ttl, 'NX')
         end
@@ -175,8 +181,11 @@ for i = 1, n do
     end
 end
 local values = {}
-for i = n + 1, #KEYS do
+for i = n + 1, reads do
     values[i - n] = redis.call('GET', KEYS[i])
+end
+for i = reads + 1, #KEYS do
+    redis.call('DEL', KEYS[i])
 end
 return {totals, values}
 """
@@ -261,11 +270,18 @@ class RedisCache:
         *,
         ttl_s: float | None = None,
         read: Sequence[str] = (),
+        delete: Sequence[str] = (),
     ) -> tuple[list[float | None], list[str | None]]:
-        """Add to each key that exists (None for a missing one, which stays missing) and read
-        the keys `read`: one round trip, atomically."""
-        keys = [self.prefix + key for key, _ in amounts] + [self.prefix + key for key in read]
-        args = [str(len(amounts)), "" if ttl_s is None else str(max(1, int(ttl_s)))]
+        """Add to each key that exists (None for a missing one, which stays missing), read the
+        keys `read`, then delete the keys `delete`: one round trip, atomically."""
+        keys = [self.prefix + key for key, _ in amounts]
+        keys += [self.prefix + key for key in read]
+        keys += [self.prefix + key for key in delete]
+        args = [
+            str(len(amounts)),
+            str(len(read)),
+            "" if ttl_s is None else str(max(1, int(ttl_s))),
+        ]
         args += [repr(float(amount)) for _, amount in amounts]
         totals, values = await self._add_to_existing(keys=keys, args=args)
         return (
@@ -385,10 +401,11 @@ class FallbackCache:
         *,
         ttl_s: float | None = None,
         read: Sequence[str] = (),
+        delete: Sequence[str] = (),
     ) -> tuple[list[float | None], list[str | None]]:
         return cast(
             "tuple[list[float | None], list[str | None]]",
-            await self._call("add_to_existing", amounts, ttl_s=ttl_s, read=read),
+            await self._call("add_to_existing", amounts, ttl_s=ttl_s, read=read, delete=delete),
         )
 
     async def seed_and_add(

@@ -8,14 +8,17 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as redis_asyncio
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.cache import RedisCache
 from koan.chat import streaming
 from koan.chat.admission import reply_lock_key
 from koan.models import ConversationMessage, User
 from koan.resources import Resources
 from koan.tutor_gateway.budgets import user_spend_key, utc_day
 from tests.chat.helpers import HeldReply, HoldingServer, ask, new_conversation, parse_sse
+from tests.conftest import REDIS_URL
 from tests.fixtures.factories import bearer, create_user
 
 Tutor = Callable[..., Resources]
@@ -134,3 +137,46 @@ async def test_a_rate_limited_question_gives_back_the_lock_and_the_budget(
     assert r.json()["error"] == "RateLimited"
     assert float(await resources.cache.get(spent_key) or 0) == 0
     assert await resources.cache.set_if_absent(reply_lock_key(learner.id), "1", ttl_s=60)
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="KOAN_TEST_REDIS_URL is not set (CI sets it)")
+async def test_a_streamed_reply_settles_its_budget_and_unlocks_in_one_round_trip(
+    client: httpx.AsyncClient,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+) -> None:
+    if not isinstance(resources.cache, RedisCache):
+        pytest.skip("this backend's cache is in process")
+    tutor()
+    conversation_id = await new_conversation(client, headers)
+    lock = reply_lock_key(learner.id)
+    assert (await ask(client, headers, conversation_id, "warm up", stream=True)).status_code == 200
+    watcher = redis_asyncio.Redis.from_url(REDIS_URL)
+    done = f"done-{learner.id}"
+    sent: list[tuple[str, str]] = []
+    try:
+        async with watcher.monitor() as monitor:
+
+            async def ask_then_mark() -> httpx.Response:
+                r = await ask(client, headers, conversation_id, "hello?", stream=True)
+                await resources.llm.streams.wait_idle()
+                await watcher.echo(done)
+                return r
+
+            asking = asyncio.create_task(ask_then_mark())
+            async for command in monitor.listen():
+                if done in command["command"]:
+                    break
+                if lock in command["command"]:
+                    sent.append((command["client_type"], command["command"].split()[0]))
+            r = await asking
+    finally:
+        await watcher.aclose()
+    assert parse_sse(r.text)[-1][0] == "done"
+    # Koan named the lock twice: taking it, then in the script that settles the budget and
+    # deletes it inside Redis.
+    assert [name for who, name in sent if who != "lua"] == ["SET", "EVALSHA"], sent
+    assert [name for who, name in sent if who == "lua"] == ["DEL"], sent
+    assert await resources.cache.get(lock) is None

@@ -50,6 +50,20 @@ async def test_add_to_existing_adds_only_to_present_keys_and_reads_others(
     assert await cache.add_to_existing([("spent", -0.75)]) == ([0.0], [])
 
 
+async def test_add_to_existing_deletes_keys_after_reading(resources: Resources) -> None:
+    cache = resources.cache
+    await cache.set("spent", "0.25")
+    await cache.set("lock", "1", ttl_s=60)
+
+    totals, values = await cache.add_to_existing(
+        [("spent", 0.5)], ttl_s=60, read=["lock"], delete=["lock", "never-there"]
+    )
+    assert (totals, values) == ([0.75], ["1"])  # read before it is deleted
+    assert await cache.get_many(["spent", "lock"]) == ["0.75", None]
+    assert await cache.add_to_existing([], delete=["spent"]) == ([], [])
+    assert await cache.get("spent") is None
+
+
 async def test_seed_and_add_seeds_only_missing_keys_adds_to_all_and_adds_one_more(
     resources: Resources,
 ) -> None:

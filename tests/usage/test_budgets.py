@@ -317,6 +317,23 @@ async def test_a_total_lost_while_a_call_runs_is_seeded_again_not_settled_into(
     assert await spent_in_cache(res, learner) == pytest.approx(0.42)
 
 
+async def test_settling_deletes_what_the_call_held_besides_whether_or_not_it_corrects(
+    session: AsyncSession, learner: User, tutor: Tutor
+) -> None:
+    """A streamed reply settles its budget and releases its lock together, once stored."""
+    res = tutor()
+    held = await budgets.reserve(session, res, learner.id, Decimal("0.05"))
+    await res.cache.set("held:a", "1", ttl_s=60)
+    await budgets.settle(res, held, Decimal("0.02"), delete=["held:a"])
+    assert await spent_in_cache(res, learner) == pytest.approx(0.02)
+    assert await res.cache.get("held:a") is None
+    # Settled already: nothing more is corrected, but what is to be deleted still is.
+    await res.cache.set("held:b", "1", ttl_s=60)
+    await budgets.settle(res, held, Decimal("0.04"), delete=["held:b"])
+    assert await spent_in_cache(res, learner) == pytest.approx(0.02)
+    assert await res.cache.get("held:b") is None
+
+
 async def _change_while_read(live: LiveApp, monkeypatch: pytest.MonkeyPatch, read: str) -> User:
     """Make the budget module's `read` (a query of the override) return what the row held,
     then let an administrator change the learner's budget to $9 and commit before the reader

@@ -229,10 +229,11 @@ class LiveReplyStream:
         return _Stored("".join(self._parts))
 
     async def _bill(self, *, prompt_read: bool = True) -> _Bill:
-        """What the model's call cost, with the budget held for it settled (once). A reply the
-        learner left before its first token still had its prompt read by the model, which is
-        billed; a provider that failed before writing anything (or a stream Koan gave up
-        before sending anything: `prompt_read` false) costs the learner nothing."""
+        """What the model's call cost (worked out once; the budget held for it is settled with
+        it by `_settle`). A reply the learner left before its first token still had its prompt
+        read by the model, which is billed; a provider that failed before writing anything (or
+        a stream Koan gave up before sending anything: `prompt_read` false) costs the learner
+        nothing."""
         if self._billed is not None:
             return self._billed
         res, prepared = self._res, self._prepared
@@ -252,14 +253,23 @@ class LiveReplyStream:
             used = estimate_usage([], "")
             cost = Decimal(0)
         self._billed = bill = _Bill(used, cost, model, provider)
-        await budgets.settle(res, self._reservation, cost)
         return bill
+
+    async def _settle(self, *, unlock: bool = False) -> None:
+        """Settle the budget held for the model's call at what it cost (once), and with
+        `unlock` release the learner's reply lock in the same round trip."""
+        lock = [self.reply_lock_key] if unlock else []
+        if self._billed is not None:
+            await budgets.settle(self._res, self._reservation, self._billed.cost, delete=lock)
+        elif unlock:  # no bill was worked out (it failed): nothing to settle it by
+            await release_reply_lock(self._res, self.reply_lock_key)
 
     async def _record_call(
         self, session: AsyncSession, *, outcome: str, leak_caught: bool = False
     ) -> None:
-        """The model's call on record (once)."""
+        """The model's call on record (once), its budget settled."""
         call = await self._call(outcome=outcome, leak_caught=leak_caught)
+        await self._settle()
         if call is not None:
             await calls.store(session, call)
 
@@ -280,8 +290,8 @@ class LiveReplyStream:
     async def _finish(
         self, *, error: KoanError | None = None, incomplete: bool = False, billed: bool = True
     ) -> _Outcome:
-        """Store the reply (complete or partial) and its call, settle the budget, unlock.
-        Runs once; later calls return the first outcome."""
+        """Store the reply (complete or partial) and its call, then settle the budget and
+        unlock (one round trip). Runs once; later calls return the first outcome."""
         if self._outcome is not None:
             return self._outcome
         self._outcome = outcome = _Outcome()
@@ -333,7 +343,13 @@ class LiveReplyStream:
         except Exception:
             log.exception("chat.stream_store_failed", conversation_id=str(prepared.conversation_id))
         finally:
-            await release_reply_lock(res, self.reply_lock_key)
+            try:
+                await self._settle(unlock=True)
+            except Exception:
+                log.exception(
+                    "chat.stream_settle_failed", conversation_id=str(prepared.conversation_id)
+                )
+                await release_reply_lock(res, self.reply_lock_key)
             res.llm.streams.end()
         message_id = outcome.message.id if outcome.message else None
         outcome.payload = (

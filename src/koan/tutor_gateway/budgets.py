@@ -317,21 +317,26 @@ def _budget_error(
     )
 
 
-async def settle(res: Resources, reservation: Reservation, actual: Decimal) -> None:
-    """Replace the held projection by the real cost (once; later calls do nothing).
+async def settle(
+    res: Resources, reservation: Reservation, actual: Decimal, *, delete: Sequence[str] = ()
+) -> None:
+    """Replace the held projection by the real cost (once; later calls do nothing), and delete
+    the cache keys `delete` (what the call held besides its budget: a reply's lock) in the
+    same round trip; they are deleted even when there is nothing to settle.
 
     Only totals the cache still keeps are corrected: one lost meanwhile (a flushed or
     restarted cache, an evicted key) is seeded again from the call records when next needed,
     whereas a correction written alone would stand as the day's whole total."""
-    if reservation.settled:
-        return
+    delta = 0.0 if reservation.settled else float(actual) - reservation.amount
     reservation.settled = True
-    delta = float(actual) - reservation.amount
     if delta and reservation.keys:
         until = reservation.until or resets_at(res.clock.now())
         await res.cache.add_to_existing(
-            [(key, delta) for key in reservation.keys], ttl_s=_ttl(res, until)
+            [(key, delta) for key in reservation.keys], ttl_s=_ttl(res, until), delete=delete
         )
+        return
+    for key in delete:
+        await res.cache.delete(key)
 
 
 async def release(res: Resources, reservation: Reservation) -> None:
