@@ -140,6 +140,7 @@ async def test_a_rate_limited_question_gives_back_the_lock_and_the_budget(
 
 
 @pytest.mark.skipif(not REDIS_URL, reason="KOAN_TEST_REDIS_URL is not set (CI sets it)")
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # Redis comes with it
 async def test_a_streamed_reply_settles_its_budget_and_unlocks_in_one_round_trip(
     client: httpx.AsyncClient,
     resources: Resources,
@@ -147,8 +148,7 @@ async def test_a_streamed_reply_settles_its_budget_and_unlocks_in_one_round_trip
     headers: dict[str, str],
     tutor: Tutor,
 ) -> None:
-    if not isinstance(resources.cache, RedisCache):
-        pytest.skip("this backend's cache is in process")
+    assert isinstance(resources.cache, RedisCache)
     tutor()
     conversation_id = await new_conversation(client, headers)
     lock = reply_lock_key(learner.id)
