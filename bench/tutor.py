@@ -66,7 +66,8 @@ REPLY = Reply(
     output_tokens=30,
 )
 QUESTION = "Why does my sum come out too big?"
-DATABASE = "koan_bench_tutor"  # with --database-url: created, then dropped
+# With --database-url: created, then dropped; the pid keeps two runs on one server apart.
+DATABASE = f"koan_bench_tutor_{os.getpid()}"
 
 
 def free_port() -> int:
@@ -163,7 +164,7 @@ def start_koan(
         "KOAN_LLM_CHAT_LIMIT": "1000000/minute",
         "KOAN_LLM_USER_DAILY_BUDGET_USD": "1000",
         "KOAN_REDIS_URL": redis_url,
-        "KOAN_CACHE_PREFIX": "koan-bench-tutor:",
+        "KOAN_CACHE_PREFIX": f"koan-bench-tutor-{os.getpid()}:",
         **(env or {}),
     }
     koan = Path(sys.executable).parent / "koan"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import shutil
 import statistics
@@ -86,7 +87,7 @@ async def start(
         url = f"sqlite+aiosqlite:///{tmp}/bench.db"
         await asyncio.to_thread(upgrade, url)
     tokens = await seed(url, learners)
-    env = {"KOAN_CACHE_PREFIX": f"koan-bench-ab-{name}:"}
+    env = {"KOAN_CACHE_PREFIX": f"koan-bench-ab-{os.getpid()}-{name}:"}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     port = free_port()
