@@ -320,19 +320,8 @@ async def test_a_request_that_ends_while_grading_leaves_an_error_not_pending(
     live: LiveApp,
 ) -> None:
     res = live.res
-    async with res.session_factory() as session, transactional(session):
-        user = await create_user(session, res, onboarded=True)
-        live.users.append(user.id)
-        exercise = await create_exercise(session, time_limit_s=2)
-        live.exercises.append(exercise.id)
-
-    async def run() -> None:
-        async with res.session_factory() as session, transactional(session):
-            learner = await session.get_one(User, user.id)
-            mine = await session.get_one(Exercise, exercise.id)
-            await submit_code(session, res, learner, mine, BUSY_LOOP)
-
-    grading = asyncio.create_task(run())
+    user, exercise = await learner_and_exercise(live, time_limit_s=2)
+    grading = submitting(res, user, exercise, BUSY_LOOP)
     while not await statuses(res, user.id):  # stored at its checkpoint: now it is grading
         await asyncio.sleep(0.01)
     grading.cancel()
@@ -348,11 +337,7 @@ async def test_a_request_that_ends_as_its_code_is_committed_leaves_an_error_not_
     # The request ends in the instant after the checkpoint's COMMIT reached the database and
     # before the request carried on from it: the code is stored, and no verdict will come.
     res = live.res
-    async with res.session_factory() as session, transactional(session):
-        user = await create_user(session, res, onboarded=True)
-        live.users.append(user.id)
-        exercise = await create_exercise(session)
-        live.exercises.append(exercise.id)
+    user, exercise = await learner_and_exercise(live)
     committed = asyncio.Event()
     real_checkpoint = submit_module.checkpoint
 
@@ -363,19 +348,34 @@ async def test_a_request_that_ends_as_its_code_is_committed_leaves_an_error_not_
             await asyncio.Event().wait()  # ended here, before the request goes on
 
     monkeypatch.setattr(submit_module, "checkpoint", checkpoint_then_wait)
-
-    async def run() -> None:
-        async with res.session_factory() as session, transactional(session):
-            learner = await session.get_one(User, user.id)
-            mine = await session.get_one(Exercise, exercise.id)
-            await submit_code(session, res, learner, mine, ADD_SOLUTION)
-
-    grading = asyncio.create_task(run())
+    grading = submitting(res, user, exercise, ADD_SOLUTION)
     await committed.wait()
     grading.cancel()
     with pytest.raises(asyncio.CancelledError):
         await grading
     assert await statuses(res, user.id) == [("error", INTERRUPTED)]
+
+
+async def learner_and_exercise(live: LiveApp, **exercise: Any) -> tuple[User, Exercise]:
+    """A learner and an exercise committed on the live app's database (removed after the test)."""
+    async with live.res.session_factory() as session, transactional(session):
+        user = await create_user(session, live.res, onboarded=True)
+        live.users.append(user.id)
+        made = await create_exercise(session, **exercise)
+        live.exercises.append(made.id)
+    return user, made
+
+
+def submitting(res: Resources, user: User, exercise: Exercise, code: str) -> asyncio.Task[None]:
+    """`code` submitted by `user` in a session of its own, as a request would, in a task."""
+
+    async def run() -> None:
+        async with res.session_factory() as session, transactional(session):
+            learner = await session.get_one(User, user.id)
+            mine = await session.get_one(Exercise, exercise.id)
+            await submit_code(session, res, learner, mine, code)
+
+    return asyncio.create_task(run())
 
 
 async def statuses(res: Resources, user_id: uuid.UUID) -> list[tuple[str, str]]:
