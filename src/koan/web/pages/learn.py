@@ -350,7 +350,7 @@ async def run_tests(
     request: Request, exercise_id: str, user: PageUser, session: WebSession, res: ResourcesDep
 ) -> Response:
     """Grade the code in the editor; HTMX swaps in the per-test results."""
-    exercise = await _exercise(session, exercise_id, user)
+    exercise, latest = await exercises.exercise_for_work(session, parse_uuid(exercise_id), user)
     code = (await form_data(request)).get("code", "").replace("\r\n", "\n")
     try:
         data = SubmissionIn(code=code)
@@ -361,7 +361,7 @@ async def run_tests(
             request, ctx, error=f"Your code {message[0].lower()}{message[1:]}", status_code=422
         )
     try:
-        graded = await submit(session, res, user, exercise, data.code)
+        graded = await submit(session, res, user, exercise, data.code, latest=latest)
     except KoanError as exc:
         if exc.code == "AccountDeleted":
             raise  # deleted while the code was graded: nothing is left to keep it in
@@ -396,11 +396,13 @@ async def hint(
     tailor: HintTailorDep,
 ) -> Response:
     """The next rung of the hint ladder."""
-    exercise = await _exercise(session, exercise_id, user)
+    exercise, latest = await exercises.exercise_for_work(
+        session, parse_uuid(exercise_id), user, code=tailor is not None
+    )
     error = None
     try:
         async with session.begin_nested():
-            await exercises.next_hint(session, res, user, exercise, tailor)
+            await exercises.next_hint(session, res, user, exercise, tailor, latest=latest)
     except KoanError as exc:
         error = exc.detail
     if error is None and not request.headers.get("HX-Request"):
