@@ -408,13 +408,9 @@ async def test_an_account_deleted_while_its_code_is_graded_gets_a_404_not_a_500(
     live: LiveApp,
 ) -> None:
     res = live.res
+    user, exercise = await learner_and_exercise(live, time_limit_s=5)
     async with res.session_factory() as session, transactional(session):
-        user = await create_user(session, res, onboarded=True)
-        live.users.append(user.id)
-        exercise = await create_exercise(session, time_limit_s=5)
-        live.exercises.append(exercise.id)
         headers = await bearer(session, res, user)
-
     answer = await delete_while_grading(
         live, user, submit(live.client, headers, exercise, SLOW_PASS)
     )
@@ -426,11 +422,7 @@ async def test_an_account_deleted_while_the_page_runs_its_code_gets_a_404_page(
     live: LiveApp,
 ) -> None:
     res = live.res
-    async with res.session_factory() as session, transactional(session):
-        user = await create_user(session, res, onboarded=True)
-        live.users.append(user.id)
-        exercise = await create_exercise(session, time_limit_s=5)
-        live.exercises.append(exercise.id)
+    user, exercise = await learner_and_exercise(live, time_limit_s=5)
     await log_in(live.client, user)
     token = csrf_from(await live.client.get(f"/exercises/{exercise.id}"))
     url = f"/exercises/{exercise.id}/run"
