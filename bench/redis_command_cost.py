@@ -13,8 +13,9 @@ client's instructions count; the Redis server's are its own.
 To compare versions of the client, install each into a scratch environment and run this file
 with its interpreter (the environment needs redis, hiredis and uvloop):
 
-    python3 -m venv --without-pip /tmp/r64 && .venv/bin/uv pip install --python /tmp/r64/bin/python \
-        redis==6.4.0 hiredis==3.5.0 uvloop && /tmp/r64/bin/python bench/redis_command_cost.py
+    python3 -m venv --without-pip /tmp/r64
+    .venv/bin/uv pip install --python /tmp/r64/bin/python redis==6.4.0 hiredis==3.5.0 uvloop
+    /tmp/r64/bin/python bench/redis_command_cost.py
 """
 
 from __future__ import annotations
