@@ -334,6 +334,10 @@ class WebRoute(APIRoute):
                     return redirect(request, "/onboarding")
                 if exc.code == "EmailNotVerified":
                     return redirect(request, "/check-email")
+                if not hasattr(request.state, "web_user"):
+                    # Refused before the route read the viewer (a NUL in the address): the
+                    # page still shows whose it is.
+                    await identify_viewer(request)
                 response = error_page(
                     request, exc.status_code, _TITLES.get(exc.status_code, "Error"), exc.detail
                 )
