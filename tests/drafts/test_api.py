@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.db import transactional
 from koan.models import Draft, Exercise, User
 from koan.resources import Resources
 from tests.fixtures.factories import PASSWORD, bearer, create_exercise, create_user
+from tests.fixtures.live import LiveApp, live, live_resources
+
+__all__ = ["live", "live_resources"]  # fixtures from tests/fixtures/live.py
 
 
 @pytest.fixture
@@ -242,3 +247,59 @@ async def test_a_stale_editor_cannot_overwrite_what_another_tab_saved_since_it_o
     # The same text is no conflict.
     same = await client.put(url, headers=headers, json={"code": "tab A\n", "base_ms": opened})
     assert same.status_code == 200
+
+
+async def _sessions_waiting_for_a_lock(res: Resources) -> int:
+    async with res.engine.connect() as connection:
+        waiting = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return int(waiting or 0)
+
+
+async def test_two_tabs_saving_over_the_same_draft_at_once_never_both_win(live: LiveApp) -> None:
+    """Two saves based on the same draft, sent at the same instant (each in a transaction of
+    its own, as in production): one is stored, the other refused with 409, none lost unseen."""
+    res = live.res
+    async with res.session_factory() as session, transactional(session):
+        user = await create_user(session, res, onboarded=True)
+        exercise = await create_exercise(session)
+        headers = await bearer(session, res, user)
+    live.users.append(user.id)
+    live.exercises.append(exercise.id)
+    url = f"/api/v1/drafts/{exercise.id}"
+    opened = await live.client.put(url, headers=headers, json={"code": "start\n", "base_ms": 0})
+    base = ms(opened.json()["updated_at"])
+    res.clock.advance(timedelta(seconds=30))
+
+    async with res.engine.connect() as holder:
+        # On PostgreSQL both saves read the draft before either writes: another transaction
+        # holds its row until both wait to write it. (SQLite's write transactions take the
+        # database's write lock when they begin, so there they run one after the other.)
+        hold = await holder.begin()
+        if res.engine.dialect.name == "postgresql":
+            row = select(Draft).where(Draft.user_id == user.id).with_for_update()
+            await holder.execute(row)
+        saves = asyncio.gather(
+            *(
+                live.client.put(url, headers=headers, json={"code": code, "base_ms": base})
+                for code in ("tab A\n", "tab B\n")
+            )
+        )
+        if res.engine.dialect.name == "postgresql":
+            for _ in range(500):  # bounded: until both saves wait for the row
+                if await _sessions_waiting_for_a_lock(res) >= 2:
+                    break
+                await asyncio.sleep(0.01)
+        await hold.rollback()
+        answers = await saves
+
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200, 409], [answer.text for answer in answers]
+    won = next(answer for answer in answers if answer.status_code == 200).json()["code"]
+    lost = next(answer for answer in answers if answer.status_code == 409)
+    assert lost.json()["error"] == "DraftConflict"
+    assert (await live.client.get(url, headers=headers)).json()["code"] == won

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
@@ -29,12 +29,18 @@ async def save_draft(
     at: datetime,
     written_at: datetime | None = None,
     device: str | None = None,
-) -> Draft:
+    based_before: datetime | None = None,
+) -> Draft | None:
     """Insert or replace in one statement: two tabs saving at once cannot collide. `at` is the
     server's time; a save timed by a device's clock (`written_at`, `device`) does not replace
     one that the same device wrote later, whatever order they arrive in. Saves of different
     clocks (another device, the server's own) follow their arrival: one device's clock says
-    nothing about another's."""
+    nothing about another's.
+
+    With `based_before`, only a stored draft saved before that time, or holding the same code,
+    is replaced; None when another was saved since. The condition is part of the statement, so
+    it holds of the row as it is written: on PostgreSQL a save waiting for another's row
+    decides on what that one committed, never on what it read before."""
     values = {
         "user_id": user_id, "exercise_id": exercise_id, "code": code, "updated_at": at,
         "written_at": written_at, "device": device,
@@ -45,6 +51,9 @@ async def save_draft(
     if device is not None and written_at is not None:
         # A stored device always has its time (the service sets both or neither).
         newer = or_(Draft.device.is_(None), Draft.device != device, Draft.written_at <= written_at)
+    if based_before is not None:
+        unchanged = or_(Draft.code == code, Draft.updated_at < based_before)
+        newer = unchanged if newer is None else and_(newer, unchanged)
     upsert: ReturningInsert[Draft]
     if session.get_bind().dialect.name == "postgresql":
         pg = postgresql.insert(Draft).values(**values)
@@ -57,12 +66,7 @@ async def save_draft(
             index_elements=keys, set_=changes, where=newer
         ).returning(Draft)
     result = await session.execute(upsert, execution_options={"populate_existing": True})
-    draft = result.scalar_one_or_none()
-    if draft is None:  # the same device wrote something later, which arrived first: it stays
-        kept = await draft_of(session, user_id, exercise_id)
-        assert kept is not None
-        return kept
-    return draft
+    return result.scalar_one_or_none()
 
 
 async def delete_draft(session: AsyncSession, user_id: uuid.UUID, exercise_id: uuid.UUID) -> bool:

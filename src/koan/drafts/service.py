@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,14 +41,6 @@ async def save(
     (docs/web.md, "Drafts")."""
     # Only for an exercise this learner may see (404 otherwise, as if it did not exist).
     await exercises.get_exercise(session, exercise_id, user)
-    if base_ms is not None:
-        stored = await repository.draft_of(session, user.id, exercise_id)
-        if stored is not None and stored.code != code and _ms(stored.updated_at) > base_ms:
-            raise Conflict(
-                "This code was changed in another tab or on another device since this editor "
-                "opened it.",
-                code="DraftConflict",
-            )
     now = res.clock.now()
     written_at = None
     if written_at_ms is not None:
@@ -57,9 +49,28 @@ async def save(
         device = device or ""
     else:
         device = None
-    return await repository.save_draft(
-        session, user.id, exercise_id, code, at=now, written_at=written_at, device=device
-    )
+    # The editor's base is whole milliseconds: a draft saved within or before that
+    # millisecond is the one it grew from, any later one was saved since.
+    based_before = None
+    if base_ms is not None:
+        based_before = datetime.fromtimestamp(base_ms / 1000, UTC) + timedelta(milliseconds=1)
+    saved = await repository.save_draft(
+        session, user.id, exercise_id, code, at=now, written_at=written_at, device=device,
+        based_before=based_before,
+    )  # fmt: skip
+    if saved is not None:
+        return saved
+    # Nothing was written: the draft stored now is newer than this save, by its device's own
+    # clock (it stays, and is the answer) or saved since the editor's base (a conflict).
+    stored = await repository.draft_of(session, user.id, exercise_id)
+    assert stored is not None
+    if base_ms is not None and stored.code != code and _ms(stored.updated_at) > base_ms:
+        raise Conflict(
+            "This code was changed in another tab or on another device since this editor "
+            "opened it.",
+            code="DraftConflict",
+        )
+    return stored
 
 
 def _ms(moment: datetime) -> int:
