@@ -176,7 +176,7 @@ async def test_deleting_a_conversation_removes_its_messages(
         ("", "at least 1 character"),
         ("   \n\t ", "is empty"),
         ("x" * 8001, "at most 8000 characters"),
-        ("null byte \x00 here", "control characters"),
+        ("null byte \x00 here", "NUL characters"),
         ("escape \x1b[31m", "control characters"),
     ],
 )

@@ -22,7 +22,7 @@ from koan.resources import Resources
 from koan.tutor_gateway import budgets
 from tests.chat.helpers import ask, new_conversation, record_attempt
 from tests.classes.helpers import Course, create_course
-from tests.fixtures.factories import bearer, create_exercise
+from tests.fixtures.factories import bearer, create_exercise, create_user
 from tests.fixtures.llm_server import FakeLLMServer, Reply
 
 Tutor = Callable[..., Resources]
@@ -81,6 +81,32 @@ async def test_a_class_sets_budgets_only_for_its_own_exercises(
     ]
     other = await create_exercise(session)
     assert await tutor_policy_for(session, learner, other.id, now=now) is None
+
+
+async def test_budgets_written_with_an_exponent_are_shown_in_plain_figures(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    # "1e3" is a number JSON and Decimal both read; echoed as Decimal writes it, it came back
+    # as "1E+3", which a spreadsheet or a person reads as text, not as a thousand dollars.
+    course, _ = await _course(client, session, resources)
+    url = f"/api/v1/classes/{course.id}"
+    budgets_in = {"learner_daily_budget_usd": "1e3", "class_daily_cap_usd": "25E-1"}
+    saved = await client.patch(
+        url, json={"tutor": budgets_in}, headers=course.headers["instructor"]
+    )
+    read = await client.get(url, headers=course.headers["instructor"])
+    for answer in (saved, read):
+        assert answer.status_code == 200, answer.text
+        tutor = answer.json()["tutor"]
+        assert tutor["learner_daily_budget_usd"] == "1000.000000"
+        assert tutor["class_daily_cap_usd"] == "2.500000"
+    admin = await create_user(session, resources, role="admin", onboarded=True)
+    own = await client.put(
+        f"/api/v1/admin/usage/users/{course.learners[0].id}/budget",
+        json={"daily_budget_usd": 1e2},
+        headers=await bearer(session, resources, admin),
+    )
+    assert own.json()["daily_budget_usd"] == "100.000000", own.text
 
 
 async def test_a_learner_over_the_class_budget_is_refused_on_its_exercises_only(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from koan.common.schemas import Input, Schema, clean_text
+from koan.common.schemas import Input, Money, Schema, clean_text
 
 MAX_MESSAGE_CHARS = 8000
 
@@ -49,7 +48,7 @@ class MessageOut(Schema):
     model: str | None
     input_tokens: int
     output_tokens: int
-    cost_usd: Decimal
+    cost_usd: Money
     created_at: datetime
 
 

@@ -25,6 +25,7 @@ from koan.chat.admission import release_reply_lock
 from koan.chat.context import hint_style_answer
 from koan.chat.hints import count_offline_rung
 from koan.chat.reply import Answer, Prepared, caught, remember_shown, replace_leak
+from koan.common.schemas import money_text
 from koan.errors import KoanError, TutorUnavailable
 from koan.llm import Completion, StreamEnd, StreamItem, Usage, holdback, patches
 from koan.llm.base import aclose_quietly
@@ -54,7 +55,7 @@ def done_payload(message: ConversationMessage | None, conversation_id: uuid.UUID
         "model": message.model if message else None,
         "input_tokens": message.input_tokens if message else 0,
         "output_tokens": message.output_tokens if message else 0,
-        "cost_usd": str(message.cost_usd) if message else "0",
+        "cost_usd": money_text(message.cost_usd if message else Decimal(0)),
         "incomplete": message.incomplete if message else True,
     }
 

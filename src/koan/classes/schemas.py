@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from koan.common.schemas import Input, Line, Moment, Schema, Text, TimeZoneName, clean_line
+from koan.common.schemas import Input, Line, Moment, Money, Schema, Text, TimeZoneName, clean_line
 
 Strictness = Literal["socratic", "hints", "open"]
 Role = Literal["instructor", "ta", "learner"]
@@ -84,8 +84,8 @@ class TutorOut(Schema):
     off_from: datetime | None
     off_until: datetime | None
     off_reason: str
-    learner_daily_budget_usd: Decimal | None
-    class_daily_cap_usd: Decimal | None
+    learner_daily_budget_usd: Money | None
+    class_daily_cap_usd: Money | None
 
 
 class ClassOut(Schema):
@@ -375,7 +375,7 @@ class ConversationDetail(Schema):
 
 class ClassUsage(Schema):
     day: str
-    spent_usd: Decimal
-    class_daily_cap_usd: Decimal | None
-    learner_daily_budget_usd: Decimal | None
-    by_learner: dict[str, Decimal]
+    spent_usd: Money
+    class_daily_cap_usd: Money | None
+    learner_daily_budget_usd: Money | None
+    by_learner: dict[str, Money]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date, datetime
+from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 from pydantic_core import PydanticCustomError
 
 # Control characters (NUL, escape sequences) and bidi overrides never belong in stored text.
@@ -105,3 +106,18 @@ Text = Annotated[str, AfterValidator(clean_text)]
 TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
 # A date and time someone sets (a class's dates, an assignment's, an exam window).
 Moment = Annotated[datetime, BeforeValidator(written_moment), AfterValidator(check_moment)]
+
+
+# Amounts of money are kept to the millionth of a dollar (the columns' scale).
+MONEY_PLACES = Decimal("0.000001")
+
+
+def money_text(value: Decimal) -> str:
+    """An amount as every answer shows it: plain figures to six places ("1000.000000"). Decimal
+    writes one as it was read, so a budget sent as "1e3" came back as "1E+3", and one just
+    saved had other places than the same one read back."""
+    return format(value.quantize(MONEY_PLACES), "f")
+
+
+# An amount of money in a response: a string of plain figures, never an exponent.
+Money = Annotated[Decimal, PlainSerializer(money_text, return_type=str, when_used="json")]

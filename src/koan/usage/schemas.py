@@ -8,20 +8,20 @@ from decimal import Decimal
 
 from pydantic import Field
 
-from koan.common.schemas import Input, Schema
+from koan.common.schemas import Input, Money, Schema
 
 
 class DaySpend(Schema):
     day: date
-    spent_usd: Decimal
+    spent_usd: Money
     calls: int
 
 
 class UsageOut(Schema):
     day: date = Field(description="Today (UTC): budgets are per UTC day.")
-    spent_usd: Decimal
-    budget_usd: Decimal
-    remaining_usd: Decimal
+    spent_usd: Money
+    budget_usd: Money
+    remaining_usd: Money
     resets_at: datetime
     calls_by_purpose: dict[str, int] = Field(description="Today's calls: chat, hint, generation.")
     last_30_days: list[DaySpend] = Field(description="Days with calls, newest first.")
@@ -36,14 +36,14 @@ class UsageRow(Schema):
     leaks_caught: int
     input_tokens: int
     output_tokens: int
-    cost_usd: Decimal
-    budget_usd: Decimal | None
+    cost_usd: Money
+    budget_usd: Money | None
 
 
 class UsagePage(Schema):
     items: list[UsageRow]
     next_cursor: str | None
-    total_cost_usd: Decimal = Field(description="Sum over the whole period, every page.")
+    total_cost_usd: Money = Field(description="Sum over the whole period, every page.")
 
 
 class BudgetIn(Input):
@@ -55,6 +55,6 @@ class BudgetIn(Input):
 
 class BudgetOut(Schema):
     user_id: uuid.UUID
-    daily_budget_usd: Decimal
+    daily_budget_usd: Money
     is_default: bool
-    spent_today_usd: Decimal
+    spent_today_usd: Money
