@@ -7,11 +7,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import Receive, Scope, Send
 
 from koan.config import Settings
 from koan.middleware import TrustedProxies
 from koan.resources import Resources
+from koan.web.pagekit import WebRoute
 from tests.fixtures.factories import PASSWORD, unique_email
 
 
@@ -114,3 +117,36 @@ async def test_an_api_get_route_answers_head_without_a_body(
 async def test_head_is_not_an_operation_of_the_api_schema(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/openapi.json")).json()
     assert all("head" not in operations for operations in schema["paths"].values())
+
+
+async def test_a_browser_is_answered_with_a_page_when_koan_fails_or_is_too_busy(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """What the layers around the pages answer (an error no page caught, every connection to
+    the database in use) is a page for a browser, as every other error of a page is, and the
+    API's JSON for a program."""
+
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    async def busy() -> None:
+        raise PoolTimeout("every connection in use")
+
+    app.add_api_route("/test-broken", broken)
+    app.add_api_route("/test-busy", busy)
+    app.router.add_api_route("/test-busy-page", busy, route_class_override=WebRoute)
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    for path, status in (("/test-broken", 500), ("/test-busy", 503), ("/test-busy-page", 503)):
+        page = await client.get(path, headers=browser)
+        assert page.status_code == status, path
+        assert page.headers["content-type"].startswith("text/html"), path
+        assert "<h1>" in page.text
+        assert "InternalError" not in page.text
+        assert "ServiceUnavailable" not in page.text
+        assert page.headers["x-frame-options"] == "DENY"  # inside the headers every answer has
+        if status == 503:
+            assert page.headers["retry-after"] == "5"
+            assert "try again" in page.text
+    program = await client.get("/test-busy", headers={"Accept": "application/json"})
+    assert (program.status_code, program.json()["error"]) == (503, "ServiceUnavailable")
+    assert (await client.get("/test-broken")).json()["error"] == "InternalError"

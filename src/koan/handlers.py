@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -17,7 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from koan.common.schemas import encodable
 from koan.db.refusals import refusal
-from koan.errors import BudgetExceeded, GraderBusy, KoanError, RateLimited
+from koan.errors import BudgetExceeded, GraderBusy, KoanError, RateLimited, ServiceUnavailable
+from koan.middleware import error_page, wants_page
 from koan.ops import metrics
 from koan.ops.request_log import REQUEST_ID_HEADER, current_request_id
 
@@ -109,44 +110,62 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+async def _database_down(request: Request, exc: Exception) -> Response:
     refused = refusal(exc)
     if refused is not None:
         log.warning("request.refused_by_database", error=refused.code, path=request.url.path)
         return await _koan_error(request, refused)
-    if (
-        isinstance(exc, DBAPIError)
-        and not exc.connection_invalidated
-        and not isinstance(exc, OperationalError | InterfaceError)
-    ):
+    down = unavailable(exc)
+    if down is None:  # a statement that failed for another reason: a fault of Koan's
         return await _unexpected(request, exc)
     log.error("database.unavailable", error=type(exc).__name__)
-    return JSONResponse(
-        error_body("ServiceUnavailable", "The database is unavailable; try again shortly."),
-        status_code=503,
-        headers={"Retry-After": "5"},
-    )
+    return _answer(request, down)
 
 
-async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
-    # Every pooled connection stayed in use past the pool's timeout: the server is overloaded,
-    # not broken, and the request can be tried again.
+async def _database_busy(request: Request, exc: Exception) -> Response:
     log.warning("database.pool_exhausted", path=request.url.path)
+    return _answer(request, unavailable(exc) or _TOO_BUSY)
+
+
+def _answer(request: Request, exc: KoanError) -> Response:
+    """`exc` as a page for a browser's navigation, else as the API's JSON body."""
+    if wants_page(request.scope):
+        return error_page(exc.status_code, exc.headers)
     return JSONResponse(
-        error_body("ServiceUnavailable", "Koan is too busy to answer just now; try again shortly."),
-        status_code=503,
-        headers={"Retry-After": "5"},
+        error_body(exc.code, exc.detail), status_code=exc.status_code, headers=exc.headers
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+_DATABASE_DOWN = ServiceUnavailable("The database is unavailable; try again shortly.")
+# Every pooled connection stayed in use past the pool's timeout: the server is overloaded, not
+# broken, and the request can be tried again.
+_TOO_BUSY = ServiceUnavailable("Koan is too busy to answer just now; try again shortly.")
+
+
+def unavailable(exc: BaseException) -> ServiceUnavailable | None:
+    """The 503 an error of the database's stands for (it is down, or every connection is in
+    use), or None for any other error."""
+    if isinstance(exc, PoolTimeout):
+        return _TOO_BUSY
+    if isinstance(exc, ConnectionError) or (
+        isinstance(exc, DBAPIError)
+        and (exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError))
+    ):
+        return _DATABASE_DOWN
+    return None
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("request.failed", path=request.url.path, error=type(exc).__name__)
+    # As a last resort this handler answers outside the request-log middleware (an error in
+    # the outer middleware), so it echoes the id itself.
+    headers = {REQUEST_ID_HEADER: request_id} if (request_id := current_request_id()) else None
+    if wants_page(request.scope):
+        return error_page(500, headers)
     return JSONResponse(
         error_body("InternalError", "Something went wrong on our side; it has been logged."),
         status_code=500,
-        # As a last resort this handler answers outside the request-log middleware (an error
-        # in the outer middleware), so it echoes the id itself.
-        headers={REQUEST_ID_HEADER: request_id} if (request_id := current_request_id()) else None,
+        headers=headers,
     )
 
 

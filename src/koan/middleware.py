@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
@@ -117,7 +118,7 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         headers = scope.get("headers", [])
-        page = _wants_page(headers)
+        page = wants_page(scope)
         if sum(len(name) + len(value) + 4 for name, value in headers) > self.max_header_bytes:
             await _refuse(send, 431, "HeadersTooLarge", "The request headers are too large.", page)
             return
@@ -182,9 +183,24 @@ class BodySizeLimit:
         await _refuse(send, 413, "PayloadTooLarge", detail, page)
 
 
-def _wants_page(headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    """A browser's navigation or form (it asks for HTML): refused with a page, as the pages
-    answer every other error, not with the API's JSON body."""
+# Addresses that only programs call: they keep the JSON error body even from a browser.
+MACHINE_PREFIXES = (
+    "/api/",
+    "/health/",
+    "/metrics",
+    "/static/",
+    "/openapi.json",
+    "/api-docs-assets/",
+)
+
+
+def wants_page(scope: Scope) -> bool:
+    """A browser's navigation or form (it asks for HTML) to an address outside the programs'
+    ones: what the layers around the pages refuse or fail it with is a page, as the pages
+    answer every other error, not the API's JSON body."""
+    if str(scope.get("path", "")).startswith(MACHINE_PREFIXES):
+        return False
+    headers: Sequence[tuple[bytes, bytes]] = scope.get("headers", [])
     return any(name == b"accept" and b"text/html" in value for name, value in headers)
 
 
@@ -196,7 +212,16 @@ _PAGE_WORDS = {
           "with a shorter one."),
     431: ("Too large", "Your browser sent more than Koan reads with a request. Clearing this "
           "site's cookies and logging in again mends it."),
+    500: ("Something went wrong", "Something went wrong on our side; it has been logged. "
+          "Please try again."),
+    503: ("Temporarily unavailable", "Koan cannot answer just now. Please try again in a few "
+          "seconds."),
 }  # fmt: skip
+
+
+def error_page(status: int, headers: Mapping[str, str] | None = None) -> Response:
+    """The page a browser is shown for an error answered outside the pages (500, 503)."""
+    return Response(_page(status), status, headers, media_type="text/html; charset=utf-8")
 
 
 def _page(status: int) -> bytes:

@@ -33,6 +33,7 @@ from koan.auth.deps import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, Auth, check_
 from koan.db.refusals import refusal
 from koan.deps import ResourcesDep, get_session
 from koan.errors import Forbidden, KoanError, NotFound
+from koan.handlers import unavailable
 from koan.models import User
 from koan.resources import Resources
 from koan.security import csrf_token_for, decode_access_token, same_token
@@ -369,6 +370,14 @@ class WebRoute(APIRoute):
                 if refused is not None:
                     title = _TITLES.get(refused.status_code, "Error")
                     return error_page(request, refused.status_code, title, refused.detail)
+                down = unavailable(exc)
+                if down is not None:  # as the API answers it: 503, try again shortly
+                    log.warning(
+                        "web.page_unavailable", path=request.url.path, error=type(exc).__name__
+                    )
+                    response = error_page(request, 503, _TITLES[503], down.detail)
+                    response.headers.update(down.headers)
+                    return response
                 log.exception("web.page_failed", path=request.url.path)
                 return error_page(
                     request,

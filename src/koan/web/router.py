@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from koan.middleware import MACHINE_PREFIXES
 from koan.web.pagekit import STATIC_DIR, error_page, identify_viewer
 from koan.web.pages import account, admin, auth, chat, classes, learn, onboarding
 
@@ -22,21 +23,10 @@ def static_files() -> StaticFiles:
     return StaticFiles(directory=str(STATIC_DIR))
 
 
-# Addresses that only programs call: they keep the JSON error body even from a browser.
-_MACHINE_PREFIXES = (
-    "/api/",
-    "/health/",
-    "/metrics",
-    "/static/",
-    "/openapi.json",
-    "/api-docs-assets/",
-)
-
-
 def _wants_page(request: Request) -> bool:
     """A browser's request (a navigation, a form, or HTMX, which asks with Accept: */*) to an
     address outside the programs' ones."""
-    if request.url.path.startswith(_MACHINE_PREFIXES):
+    if request.url.path.startswith(MACHINE_PREFIXES):
         return False
     return bool(request.headers.get("HX-Request")) or "text/html" in request.headers.get(
         "accept", ""
