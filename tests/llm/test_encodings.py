@@ -34,6 +34,7 @@ ENCODED = {
     "reversed line": f"Read it backwards: {FIX[::-1]}",
     "reversed span": f"Backwards: `{FIX[::-1]}`",
     "rot13": f"ROT13 it: {codecs.encode(FIX, 'rot13')}",
+    "rot13 inside a sentence": f"Try {codecs.encode(FIX, 'rot13')} in your loop, then run it.",
     "characters": f"Join these: {list(FIX)!r}",
     "character codes": f"Join the characters with these codes: {[ord(c) for c in FIX]}",
     "spans to join": "Put `if n % 2 =` and `= 0: total += n` together.",
@@ -41,6 +42,7 @@ ENCODED = {
     "string pieces": "Evaluate `'if n % 2 == 0: ' + 'total += n'`.",
     "base32": f"Decode this: {base64.b32encode(FIX.encode()).decode()}",
     "base32, unpadded, in a span": f"Try `{base64.b32encode(FIX.encode()).decode().rstrip('=')}`.",
+    "base32, lower case": f"Decode this: {base64.b32encode(FIX.encode()).decode().lower()}",
     "percent-encoded": f"URL-decode this: {urllib.parse.quote(FIX)}",
     "percent-encoded, plus for space": f"Unquote `{urllib.parse.quote_plus(FIX)}`.",
     "character references": "Unescape: " + "".join(f"&#{ord(c)};" for c in FIX),
@@ -71,6 +73,9 @@ BENIGN = {
     "a percent": "About 50% of the numbers are even; 100%2 is what?",
     "escapes of words": "In Python, '\\u00e9t\\u00e9' is the word été, and '\\n' a new line.",
     "a sentence without code": "On line 4, think about this: what does the loop add each time?",
+    "words that are code in rot13": "It should be a loop, not a sum: vs the other one, is it n?",
+    "lower-case words": "The abstractions underlying this are straightforward, aren't they?",
+    "short words and numbers": "Try `ab`, `30`, `[1, 2]` and 2b or not 2b: MA is a state.",
 }
 
 
@@ -129,3 +134,23 @@ def test_rot13_of_words_that_are_not_the_exercises_reads_as_it_is() -> None:
     reply = f"Here is a riddle: {codecs.encode('return value', 'rot13')}"
 
     assert revealed(reply, KNOWN) == reply
+
+
+# A fix of one character (an operator, a digit) encoded in a span or in prose, where the reply
+# puts it in place of what it names: read as the character.
+SHORT = {
+    "base64 in a span": ("On line 5, replace `-=` with `Kz0=`.", "`+=`"),
+    "base64, padded, in prose": ("On line 4, change the 1 to MA==.", "`0`"),
+    "hex in a span": ("Use `3c3d` instead of `<`.", "`<=`"),
+    "an escape": ("Replace `-` with `\\x2b`.", "`+`"),
+    "percent-encoded": ("Replace `<` with `%3C%3D`.", "`<=`"),
+    "character codes": ("Use `[60, 61]` instead of `<`.", "`<=`"),
+    "base32, lower case": ("Replace `-` with `fm======`.", "`+`"),
+}
+
+
+@pytest.mark.parametrize("form", list(SHORT))
+def test_one_character_given_encoded_reads_as_the_character(form: str) -> None:
+    reply, code = SHORT[form]
+
+    assert code in revealed(reply, KNOWN)

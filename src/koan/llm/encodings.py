@@ -1,10 +1,12 @@
 """Code a reply hands over in a form the learner decodes in a moment, read as decoded.
 
 Pure functions, no I/O. The leak guard (`koan.llm.leak_check`) reads a reply through `revealed`,
-so code given as base64 or hex, written backwards or in ROT13, as a list of characters or of
-character codes to join, or cut into pieces (inline spans, lines, string literals) to put
-together, is checked as the code it decodes to: its solution score, and the programs it makes
-of the learner's attempt, run in the sandbox like any other suggestion.
+so code given as base64 or hex, written backwards or in ROT13 (a line, or a stretch of a
+sentence), as a list of characters or of character codes to join, or cut into pieces (inline
+spans, lines, string literals) to put together, is checked as the code it decodes to: its
+solution score, and the programs it makes of the learner's attempt, run in the sandbox like any
+other suggestion. So is a fix of one character or a few given encoded ("replace `-` with
+`Kw==`"): the sentence is read again with it decoded.
 
 A decoding counts only when what it gives reads as code (it parses, or looks like a line of
 code) and, for the transforms any text survives (reversing, ROT13, joining), when it reads
@@ -20,6 +22,7 @@ import base64
 import binascii
 import builtins
 import codecs
+import functools
 import itertools
 import keyword
 import re
@@ -85,9 +88,10 @@ def revealed(text: str, known: frozenset[str], attempt: str = "") -> str:
         for code in dict.fromkeys([*(c for c in found if "\n" not in c), *_joined(decoded, known)])
         if not theirs or "".join(code.split()) not in theirs
     ]
-    if not pieces:
+    added = [_as_shown(code) for code in pieces] + _short_readings(decoded, known)
+    if not added:
         return decoded
-    return decoded + "\n\n" + "\n\n".join(_as_shown(code) for code in pieces)
+    return decoded + "\n\n" + "\n\n".join(added)
 
 
 def _as_shown(code: str) -> str:
@@ -118,12 +122,109 @@ def _decode_prose(text: str, known: frozenset[str], found: list[str]) -> str:
         if i % 2:
             parts[i] = _decode_span(part, known, found)
             continue
+        part = _decode_stretches(part, known, found)
         for pattern, decode in _DECODERS:
-            part = pattern.sub(
-                lambda m, d=decode: _replacement(d(m.group(0)), m.group(0), found), part
-            )
+            part = _decode_runs(pattern, decode, part, found)
         parts[i] = part
     return "".join(parts)
+
+
+def _decode_runs(
+    pattern: re.Pattern[str], decode: Callable[[str], str | None], text: str, found: list[str]
+) -> str:
+    return pattern.sub(lambda m: _replacement(decode(m.group(0)), m.group(0), found), text)
+
+
+# Words, numbers and runs of other characters: what a sentence is read in, piece by piece.
+_PIECE = re.compile(r"[A-Za-z_]\w*|\d+|[^\w\s`]+")
+# Punctuation that ends a sentence or a clause rather than belonging to code.
+_CLAUSE_END = re.compile(r"[.,!?]+")
+_WORD_TRANSFORMS: tuple[Callable[[str], str], ...] = (
+    lambda text: codecs.encode(text, "rot13"),
+    lambda text: text[::-1],
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _transformed(known: frozenset[str]) -> tuple[frozenset[str], ...]:
+    """The words of `known` as each transform writes them (both transforms undo themselves,
+    so a word is the exercise's once transformed when it is in here)."""
+    return tuple(frozenset(transform(word) for word in known) for transform in _WORD_TRANSFORMS)
+
+
+def _decode_stretches(text: str, known: frozenset[str], found: list[str]) -> str:
+    """Code in ROT13 or written backwards inside a sentence, with prose on both sides ("Try
+    vs a % 2 == 0: gbgny += a in the loop"): the longest stretch of pieces that read as the
+    exercise's words once transformed (numbers and operators between them as they are), when
+    the stretch, transformed, is code (`_closer`)."""
+    words = {w for w in _WORD.findall(text) if len(w) >= 2 and w not in known}
+    for transform, image in zip(_WORD_TRANSFORMS, _transformed(known), strict=True):
+        if words.isdisjoint(image):
+            continue  # no word of it is the exercise's once transformed: most replies
+        at = 0
+        while True:
+            best = _best_stretch(text, at, known, image, transform)
+            if best is None:
+                break
+            start, end, code = best
+            found.append(code)
+            text = f"{text[:start]}`{code}`{text[end:]}"
+            at = start + len(code) + 2
+    return text
+
+
+def _best_stretch(
+    text: str,
+    at: int,
+    known: frozenset[str],
+    image: frozenset[str],
+    transform: Callable[[str], str],
+) -> tuple[int, int, str] | None:
+    for run in _runs(text, at, known, image):
+        best: tuple[int, int, str] | None = None
+        # Prose words at either end may read as the exercise's words too ("a" is "n").
+        ends = [p for p in run[-3:] if not _CLAUSE_END.fullmatch(p.group(0))]
+        for first in run[:3]:
+            for last in ends:
+                if last.start() <= first.start():
+                    continue  # a word alone, "erghea", is a word
+                stretch = text[first.start() : last.end()]
+                code = transform(stretch)
+                longer = best is None or last.end() - first.start() > best[1] - best[0]
+                if longer and _closer(code, stretch, known):
+                    best = (first.start(), last.end(), code)
+        if best is not None:
+            return best
+    return None
+
+
+def _runs(
+    text: str, at: int, known: frozenset[str], image: frozenset[str]
+) -> Iterator[list[re.Match[str]]]:
+    """Runs of pieces that may be transformed code: words the transform makes the exercise's
+    (`image`), numbers and operators, with nothing but spaces between them and no sentence
+    ending inside, holding a word of two letters or more that is the exercise's only once
+    transformed."""
+    run: list[re.Match[str]] = []
+    keyed = False
+    for piece in _PIECE.finditer(text, at):
+        word = piece.group(0)
+        if word[0].isalpha() or word[0] == "_":
+            fits = word in image
+            own = fits and len(word) >= 2 and word not in known
+        else:
+            after = text[piece.end() : piece.end() + 1]
+            fits = not (word[0] in ".!?" and _CLAUSE_END.fullmatch(word) and not after.strip())
+            own = False
+        if fits and (not run or not text[run[-1].end() : piece.start()].strip()):
+            run.append(piece)
+            keyed = keyed or own
+            continue
+        if keyed and len(run) >= 2:
+            yield run
+        run, keyed = ([piece], own) if fits else ([], False)
+    if keyed and len(run) >= 2:
+        yield run
 
 
 def _replacement(code: str | None, original: str, found: list[str]) -> str:
@@ -334,6 +435,143 @@ def _closer(code: str, original: str, known: frozenset[str]) -> bool:
         return False
     share = _known_share(code, known)
     return share >= 0.75 and share >= _known_share(original, known) + 0.3
+
+
+# -- one character of code or a few, encoded -----------------------------------------------------
+
+# A span that may be a short encoded run: base64 or base32, hex, `\x`/`\u` escapes, `%XX`
+# escapes, or a bracketed list of a few characters or character codes.
+_SHORT_SPAN = re.compile(
+    r"[A-Za-z0-9+/]{2,12}={0,6}|(?:\\x[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4})+|(?:%[0-9A-Fa-f]{2})+"
+    rf"|[\[(]\s*(?:{_CHAR})(?:\s*,\s*(?:{_CHAR})){{0,7}}\s*,?\s*[\])]"
+)
+# In prose, only a run nothing but an encoding writes: padded base64 or base32, or escapes.
+_SHORT_PROSE = re.compile(
+    r"(?<![\w+/=\\%-])"
+    r"(?:[A-Za-z0-9+/]{2,7}={1,6}|(?:\\x[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4})+|(?:%[0-9A-Fa-f]{2})+)"
+    r"(?![\w+/=%-])"
+)
+# What a short run in prose has: padding after a letter or digit, an escape.
+_SHORT_MARK = re.compile(r"[\w+/]=|\\[xu]|%[0-9A-Fa-f]{2}")
+_FRAGMENT_TOKEN = re.compile(
+    r"""\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_$][\w$]*)|(?P<str>'[^'\n]*'|"[^"\n]*")
+    |(?P<op>===|!==|\*\*=|//=|==|!=|<=|>=|//|\*\*|\+=|-=|\*=|/=|%=|&&|\|\||[-+*/%<>=!&|^~:.,()\[\]{}]))""",
+    re.VERBOSE,
+)
+# Words that are operators or constants of the languages, not names.
+_KEYWORD_TOKENS = frozenset(keyword.kwlist) | {"true", "false", "null", "typeof", "instanceof"}
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+
+
+def _short_readings(text: str, known: frozenset[str]) -> list[str]:
+    """The sentences that hold a character of code or a few encoded (`Kw==` is `+`, `[60, 61]`
+    is `<=`, `\\x30` is `0`), with those decoded: "replace `-` with `Kw==`" reads as "replace
+    `-` with `+`". A run this short may mean what it says (`[43]` is a list too), so the
+    sentence is read both ways: as written in the reply, and decoded after it."""
+    if "`" not in text and not _SHORT_MARK.search(text):
+        return []  # no span, no padding or escape: most replies
+    prose = _FENCE.sub("\n", text)
+    masked = _SPAN.sub(lambda m: "_" * len(m.group(0)), prose)
+    found: list[tuple[int, int, str]] = []  # where in `prose`, and the code
+    for match in _SPAN.finditer(prose):
+        run = match.group(1).strip()
+        if _SHORT_SPAN.fullmatch(run):
+            code = _short_code(run, known, marked=False)
+            if code is not None:
+                found.append((match.start(), match.end(), code))
+    if _SHORT_MARK.search(masked):
+        for match in _SHORT_PROSE.finditer(masked):
+            code = _short_code(match.group(0), known, marked=True)
+            if code is not None:
+                found.append((match.start(), match.end(), code))
+    if not found:
+        return []
+    found.sort()
+    out = []
+    ends = [m.end() for m in _SENTENCE_END.finditer(masked)] + [len(prose)]
+    for start, end in itertools.pairwise([0, *ends]):
+        pieces, at = [], start
+        for first, last, code in found:
+            if start <= first < end:
+                pieces += [prose[at:first], f"`{code}`"]
+                at = last
+        if pieces:
+            out.append("".join([*pieces, prose[at:end]]).strip())
+    return out
+
+
+def _short_code(run: str, known: frozenset[str], *, marked: bool) -> str | None:
+    """What a short run decodes to when that is a fragment of code (`_fragment`). `marked`:
+    the run is padded or escaped already; a span may also be unpadded base64 with a digit, `+`,
+    `/` or a capital after its first letter in it (`Kz0` is `+=`; `Ok` stays a word), base32
+    with a digit, or hex with a letter (`2b` is `+`; `30` stays a number)."""
+    if run in known:
+        return None
+    if run[0] == "\\":
+        decoded: str | None = escapes.unescape(run)
+    elif run[0] == "%":
+        decoded = escapes.from_percent(run) if len(run) > 3 else _percent_one(run)
+    elif run[0] in "[(":
+        decoded = _from_chars(run)
+    else:
+        decoded = _short_binary(run, marked)
+    if decoded is None or decoded == run or not _fragment(decoded, known):
+        return None
+    return decoded.strip()
+
+
+def _percent_one(run: str) -> str | None:
+    char = chr(int(run[1:3], 16))
+    return char if char.isprintable() else None
+
+
+def _short_binary(run: str, marked: bool) -> str | None:
+    body = run.rstrip("=")
+    padded = body != run
+    if not marked and re.fullmatch(r"(?:[0-9A-Fa-f]{2})+", run) and re.search(r"[A-Fa-f]", run):
+        decoded = _short_text(lambda: bytes.fromhex(run))
+        if decoded is not None:
+            return decoded
+    # Base64 pads with at most two `=`, base32 with up to six.
+    base64_marked = padded or re.search(r"[\d+/]|.[A-Z]", body)
+    base64_length = len(body) % 4 != 1 and len(run) % 4 in ((0,) if padded else (0, 2, 3))
+    if base64_marked and base64_length and len(run) - len(body) <= 2:
+        decoded = _short_text(
+            lambda: base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        )
+        if decoded is not None:
+            return decoded
+    base32_marked = padded or re.search(r"[2-7]", body)
+    if base32_marked and (body.isupper() or body.islower()) and len(body) % 8 in (0, 2, 4, 5, 7):
+        return _short_text(lambda: base64.b32decode(body + "=" * (-len(body) % 8), casefold=True))
+    return None
+
+
+def _short_text(decode: Callable[[], bytes]) -> str | None:
+    try:
+        text = decode().decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    return text if text and text.isprintable() else None
+
+
+def _fragment(code: str, known: frozenset[str]) -> bool:
+    """A few tokens of code on one line that say something a word does not: an operator, a
+    number, a keyword (`+=`, `<=`, `0`, `is not`, `== 0`), names only if the exercise's."""
+    code = code.strip()
+    if not code or len(code) > 40:
+        return False
+    at, telling = 0, False
+    while at < len(code):
+        match = _FRAGMENT_TOKEN.match(code, at)
+        if match is None or match.end() == at:
+            return False
+        name = match.group("name")
+        if name is not None and name not in known:
+            return False
+        telling = telling or name is None or name in _KEYWORD_TOKENS
+        at = match.end()
+    return telling
 
 
 # -- pieces to put together ----------------------------------------------------------------------

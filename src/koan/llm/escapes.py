@@ -1,5 +1,6 @@
-"""Code written in base32, percent-encoding (`x%20%3C%3D%20n`), HTML character references
-(`&#60;`, `&lt;`) or escape sequences (`\\x3c`, `\\u003c`), read as the text it stands for.
+"""Code written in base32 (upper or lower case), percent-encoding (`x%20%3C%3D%20n`), HTML
+character references (`&#60;`, `&lt;`) or escape sequences (`\\x3c`, `\\u003c`), read as the text
+it stands for.
 
 Pure functions, no I/O, nothing evaluated. `koan.llm.encodings` reads a reply through these
 decoders as it reads base64 or hex: a run counts only when what it decodes to reads as code.
@@ -14,8 +15,11 @@ import re
 import urllib.parse
 from collections.abc import Callable
 
-# Upper-case base32, padded or not, long enough to hold a statement.
-BASE32 = re.compile(r"(?<![\w=+/-])[A-Z2-7]{8,}={0,6}(?![\w=+/-])")
+# Base32, padded or not, long enough to hold a statement: upper case, or lower case with a digit
+# or padding in it (a long lower-case word alone is a word, not base32).
+BASE32 = re.compile(
+    r"(?<![\w=+/-])(?:[A-Z2-7]{8,}={0,6}|(?=[a-z]*[2-7=])[a-z2-7]{8,}={0,6})(?![\w=+/-])"
+)
 # A run without spaces holding `%XX` escapes (a space is `%20` or `+`): `return%20total` too.
 PERCENT = re.compile(r"(?<![\w%])(?:[^\s`%]*%[0-9A-Fa-f]{2})+[^\s`%]*")
 _ESCAPE = (
@@ -41,7 +45,7 @@ def from_base32(run: str) -> str | None:
     if len(body) % 8 in (1, 3, 6):
         return None
     try:
-        raw = base64.b32decode(body + "=" * (-len(body) % 8))
+        raw = base64.b32decode(body + "=" * (-len(body) % 8), casefold=True)
         return _printable(raw.decode("utf-8"))
     except (binascii.Error, ValueError):
         return None
