@@ -18,6 +18,7 @@ COUNT = "def count_up(n):\n    out = []\n    i = 1\n    while i < n:\n        ou
         ("Replace the modulo with floor division.", "%", "//"),
         ("On line 4, change the 1 to a 0.", "1", "0"),
         ("Use greater than or equal to instead of greater than.", ">", ">="),
+        ("Change the minus on line 3 to a `+`.", "-", "+"),
     ],
 )
 def test_an_operator_or_number_named_in_words_is_read(reply: str, old: str, new: str) -> None:
@@ -102,6 +103,46 @@ def test_a_logical_operator_named_in_words_is_read(reply: str) -> None:
     assert [p for p, _ in programs(reply, RANGE)] == [RANGE.replace(" or ", " and ")]
 
 
+# Python's other keywords named in words: membership, identity, constants, loop control.
+KEYWORDS = {
+    "not in": (
+        "def odd(xs):\n    return [x for x in xs if x % 2 in (0,)]\n",
+        "Use not in instead of in in the condition.",
+        "x % 2 not in (0,)",
+    ),
+    "in": (
+        "def has(xs, x):\n    return x not in xs\n",
+        "Replace not in with in on line 2.",
+        "return x in xs",
+    ),
+    "is": ("def f(x):\n    return x == None\n", "Use is instead of == here.", "x is None"),
+    "is not": (
+        "def f(x):\n    return x is None\n",
+        "The is in the return should be an is not.",
+        "x is not None",
+    ),
+    "constants": (
+        "def f(xs):\n    if not xs:\n        return True\n",
+        "Return False instead of True on line 3.",
+        "return False",
+    ),
+    "loop control": (
+        "def f(xs):\n    for x in xs:\n        if x < 0:\n            break\n        print(x)\n",
+        "Use continue instead of break in the loop.",
+        "continue",
+    ),
+}
+
+
+@pytest.mark.parametrize("form", list(KEYWORDS))
+def test_a_keyword_named_in_words_is_read(form: str) -> None:
+    code, reply, fixed = KEYWORDS[form]
+
+    found = [p for p, _ in programs(reply, code)]
+
+    assert any(fixed in p for p in found), found
+
+
 def test_a_logical_operator_in_words_changes_its_javascript_spelling() -> None:
     code = "function inRange(x, lo, hi) {\n  return lo <= x || x <= hi;\n}\n"
 
@@ -143,8 +184,14 @@ def test_a_negation_in_javascript_wraps_the_condition_in_a_bang() -> None:
         "Change your approach and try a smaller input, or walk through it by hand.",
         "It is not in front of the loop that the problem is: check the condition.",
         "What does your condition check, and is it the one the test expects?",
+        "What is in the list when the loop ends, and is it true or false that none is even?",
+        "Change the loop so that it is in step with the list, or break it into two.",
+        "Make sure the value is not in the wrong place: if it is, use the debugger.",
     ],
 )
-def test_and_or_not_in_prose_are_no_change(reply: str) -> None:
+def test_keywords_in_prose_are_no_change(reply: str) -> None:
+    code = "def f(xs, x):\n    if x in xs and x is not None:\n        return True\n    return 0\n"
+
     assert list(programs(reply, RANGE)) == []
     assert list(programs(reply, COUNT)) == []
+    assert list(programs(reply, code)) == []

@@ -7,7 +7,9 @@ runs. A small set of forms, each applied literally to the attempt:
   3 to a plus", "use less-than-or-equal instead of less-than in the loop's condition", "the <
   in the while loop should be a <=";
 - a logical operator changed for another ("use and instead of or", "replace or with and",
-  "the || should be a &&"), in the attempt's spelling (`and` or `&&`);
+  "the || should be a &&"), in the attempt's spelling (`and` or `&&`); so is any keyword
+  that stands where another could ("use not in instead of in", "the is should be an is not",
+  "return False instead of True", "use continue instead of break", "elif instead of if");
 - a condition negated ("negate the check on line 3", "put not in front of the condition");
 - a number changed for another ("on line 4, change the 1 to a 0");
 - the two arguments of a call swapped ("swap the two arguments of the call on line 2", "swap
@@ -48,16 +50,29 @@ _NUMBER_WORDS = {
     )
 }
 _SYMBOL = r"<=|>=|==|!=|\+=|-=|\*=|//|&&|\|\||[<>+\-*/%]"
-# `and` and `or` are operators only where the words around them say so ("use or instead of
-# and", "the and", "replace or with and"), not in the prose they are most often part of.
-_LOGICAL_BEFORE = frozenset(
+# Keywords a fix can swap one for another, as a learner's code spells them (longest first).
+# Each is an operator only where the words around it say so ("use or instead of and", "the
+# is", "replace in with not in"), not in the prose these words are most often part of.
+_KEYWORDS = r"is\s+not|not\s+in|and|or|is|in|true|false|none|null|break|continue|elif|if|while"
+KEYWORD = re.compile(rf"(?i)\b(?:{_KEYWORDS})\b")
+BEFORE_KEYWORD = frozenset(
     re.findall(r"\w+", "the an a logical use using with of to into for replace change by than")
 )
-_LOGICAL_AFTER = frozenset(re.findall(r"\w+", "instead operator with to for rather here there"))
-# The same operator in Python's spelling and in JavaScript's.
-_SPELLINGS = {"and": "&&", "or": "||", "&&": "and", "||": "or"}
+AFTER_KEYWORD = frozenset(
+    re.findall(r"\w+", "instead operator keyword with to for rather here there")
+)
+# After these, the keyword names a construct ("the while loop", "the if statement").
+_CONSTRUCT = frozenset(
+    re.findall(r"\w+", "loop loops statement statements clause block branch body part line")
+)
+# The same operator or constant in Python's spelling and in JavaScript's.
+_SPELLINGS = {
+    "and": "&&", "or": "||", "&&": "and", "||": "or", "True": "true", "False": "false",
+    "None": "null",
+}  # fmt: skip
+_CONSTANTS = {"true": "True", "false": "False", "none": "None", "null": "None"}
 _MENTION = re.compile(
-    r"(?P<logic>\b(?:and|or)\b)|"
+    rf"(?P<logic>\b(?:{_KEYWORDS})\b)|"
     + "|".join(f"(?P<w{i}>\\b(?:{p})\\b)" for i, (p, _) in enumerate(_OPERATOR_WORDS))
     + rf"|(?P<sym>(?<![\w<>=!+\-*/%])(?:{_SYMBOL})(?![\w<>=!+\-*/%]))"
     + r"|(?P<num>(?<![\w.])\d+(?!\w|\.\d)|\b(?:"
@@ -66,7 +81,8 @@ _MENTION = re.compile(
     re.IGNORECASE,
 )
 _VERB = re.compile(
-    r"(?i)\b(?:change|replace|turn|switch|flip|use|make|should|must|needs?|write|put|add|negate|invert)\b"
+    r"(?i)\b(?:change|replace|turn|switch|flip|use|make|should|must|needs?|write|put|add|negate|"
+    r"invert|return|set)\b"
 )
 _NEGATE = re.compile(
     r"(?i)\b(?:negate|invert)\b"
@@ -89,9 +105,13 @@ _HINT = re.compile(
     r"(?i)\b(?:plus|minus|times|modulo|modulus|remainder|less|greater|equals?|slash|asterisk|"
     r"addition|subtraction|multiplication|division|swap|arguments|negate|invert)\b"
     r"|\bthe\s+\d+\b|\s(?:<=|>=|==|!=|&&|\|\||[<>+\-*/%])\s"
-    r"|\b(?:and|or)\s+(?:instead|with|to|for|rather)\b|\b(?:of|with|an?|the)\s+(?:and|or)\b"
+    rf"|\b(?:{_KEYWORDS})\s+(?:{'|'.join(AFTER_KEYWORD)})\b"
+    rf"|\b(?:{'|'.join(BEFORE_KEYWORD)})\s+(?:{_KEYWORDS})\b"
     r"|\b(?:put|add|insert|place)\s+(?:an?\s+)?not\b"
 )
+# A span holding one operator, number or keyword ("change the minus to a `+`") reads as the
+# word would.
+_LONE_SPAN = re.compile(rf"`\s*((?:{_SYMBOL}|\d+|(?i:{_KEYWORDS})))\s*`")
 
 _MAX_PLACES = 3
 
@@ -121,8 +141,10 @@ def changes(reply: str) -> list[Change]:
     found: list[Change] = []
     prose = re.sub(r"(?ms)^[ \t]*(`{3,}|~{3,}).*?^[ \t]*\1[ \t]*$", "\n", reply)
     for sentence in re.split(r"(?<=[.!?])\s+|\n", prose):
+        if "`" in sentence:
+            sentence = _LONE_SPAN.sub(r" \1 ", sentence)
         if "`" in sentence or not mentions_edit(sentence):
-            continue  # spans are read by `patches.prose_edits`
+            continue  # spans of code are read by `patches.prose_edits`
         where = _where(sentence)
         if _NEGATE.search(sentence):
             found.append(replace(where, negate=True))
@@ -165,8 +187,9 @@ def _mentions(text: str) -> list[tuple[int, str]]:
         kind = match.lastgroup or ""
         word = match.group(0)
         if kind == "logic":
-            if _logical(text, match):
-                out.append((match.start(), word.lower()))
+            if names_operator(text, match.start(), match.end()):
+                spelled = " ".join(word.lower().split())
+                out.append((match.start(), _CONSTANTS.get(spelled, spelled)))
         elif kind.startswith("w"):
             out.append((match.start(), _OPERATOR_WORDS[int(kind[1:])][1]))
         elif kind == "num":
@@ -176,15 +199,16 @@ def _mentions(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def _logical(text: str, match: re.Match[str]) -> bool:
-    """Whether the `and` or `or` matched names the operator: a word that introduces an
+def names_operator(text: str, start: int, end: int) -> bool:
+    """Whether the keyword at `text[start:end]` names the operator: a word that introduces an
     operator stands right before it, or one that follows an operator right after it."""
-    before = re.search(r"([A-Za-z]+)\s+$", text[: match.start()])
-    after = re.match(r"\s+([A-Za-z]+)", text[match.end() :])
-    return bool(
-        (before and before.group(1).lower() in _LOGICAL_BEFORE)
-        or (after and after.group(1).lower() in _LOGICAL_AFTER)
-    )
+    before = re.search(r"([A-Za-z]+)\s+$", text[max(0, start - 40) : start])
+    after = re.match(r"\s+([A-Za-z]+)", text[end : end + 40])
+    following = after.group(1).lower() if after else ""
+    if following in _CONSTRUCT:
+        return False
+    preceding = before.group(1).lower() if before else ""
+    return preceding in BEFORE_KEYWORD or following in AFTER_KEYWORD
 
 
 def _operator_change(sentence: str) -> tuple[str, str] | None:
@@ -246,6 +270,11 @@ def apply(attempt: str, change: Change) -> list[str]:
             edits.extend((index, *swap) for swap in swaps)
         else:
             edits.extend((index, *sub) for sub in _substitutions(lines[index], change))
+    if not edits and change.line is None and change.role is not None and not change.negate:
+        # "Use continue instead of break in the loop": the `break` is in the loop, not on the
+        # line that opens it. Where the kind of line named holds nothing to change, every line.
+        every = replace(change, role=None)
+        return apply(attempt, every) if _target_lines(lines, every) != targets else []
     results = []
     for edit in edits[:_MAX_PLACES]:
         results.append(_edited(lines, [edit]))
@@ -279,12 +308,22 @@ def _target_lines(lines: list[str], change: Change) -> list[int]:
 
 
 def _substitutions(line: str, change: Change) -> Iterator[tuple[int, int, str]]:
-    for match in _TOKEN.finditer(line):
+    if " " in change.old:  # `is not`, `not in`
+        pattern = r"\b" + r"\s+".join(change.old.split()) + r"\b"
+        for match in re.finditer(pattern, line):
+            yield match.start(), match.end(), change.new
+        return
+    tokens = list(_TOKEN.finditer(line))
+    for index, match in enumerate(tokens):
         token = match.group(0)
+        before = tokens[index - 1].group(0) if index else ""
+        after = tokens[index + 1].group(0) if index + 1 < len(tokens) else ""
+        if (token, before) == ("in", "not") or (token, after) == ("is", "not"):
+            continue  # the `in` of `not in` is not the `in` named, nor the `is` of `is not`
         if token == change.old:
             yield match.start(), match.end(), change.new
         elif change.old in _SPELLINGS and token == _SPELLINGS[change.old]:
-            # "use and instead of or" in JavaScript is `&&` for `||`.
+            # "use and instead of or" in JavaScript is `&&` for `||`, "false" is `false`.
             yield match.start(), match.end(), _SPELLINGS.get(change.new, change.new)
         elif change.old in "+-*/%" and change.new in "+-*/%" and token == change.old + "=":
             # "the minus" in `total -= n` is the minus of the augmented assignment.
