@@ -45,11 +45,15 @@ def free_text(pieces: list[tuple[str, str]]) -> str:
     return "".join(piece for kind, piece in pieces if kind == "free")
 
 
-def test_prose_goes_out_word_by_word_from_the_first_word() -> None:
-    reply = "Look closely at the loop. Which numbers does it add, and which should it add?"
-    pieces, checks = stream(reply)
+@pytest.mark.parametrize("size", [0, 3])
+def test_prose_goes_out_word_by_word_from_the_first_word(size: int) -> None:
+    reply = (
+        "Look closely at the loop. Which numbers does it add, and which should it add? "
+        "What is in the list, or is it empty? If so, what then?"
+    )
+    pieces, checks = stream(reply, size)
 
-    assert pieces[0] == ("free", "Look ")
+    assert pieces[0] == ("free", "Look ") or size
     assert len(pieces) > 10
     assert checks == []
 
@@ -148,8 +152,22 @@ def test_a_change_said_in_words_waits_from_the_operator_it_names() -> None:
         ("Decode this: if%20n%20%25%202%20%3D%3D%200 and you have it. Run it.", "if%20"),
         ("On line 6, decode: erghea gbgny. Then run the tests.", "erghea"),
         ("Negate the check on line 4. Then run the tests.", "Negate the check"),
+        ("On line 4, change the 1 to MA==. Then run the tests.", "MA"),
+        ("Try vs a % 2 == 0: gbgny += a in the loop. Then run the tests.", "vs a"),
+        ("Use and instead of or on line 2. Then run the tests.", "and"),
+        ("Write or instead of and in the return. Then run the tests.", "or"),
+        ("Use not in rather than in here. Then run the tests.", "not in"),
     ],
-    ids=["percent-encoded", "rot13 after a colon", "a negation"],
+    ids=[
+        "percent-encoded",
+        "rot13 after a colon",
+        "a negation",
+        "short base64",
+        "rot13 inside a sentence",
+        "and or in words",
+        "and or, the operator after",
+        "a keyword in words",
+    ],
 )
 def test_other_encodings_and_negations_wait_for_the_check(reply: str, word: str) -> None:
     pieces, checks = stream(reply, 3)

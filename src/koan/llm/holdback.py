@@ -13,7 +13,13 @@ reply up to its end:
 - a held sentence that ends with a colon introduces what follows: it waits with the block
   after it; and a colon inside a prose line followed by a word that begins code, as written or
   in ROT13 ("should read: return ...", "decode: erghea ..."), holds from there, as a trigger
-  does.
+  does;
+- in a prose line, from a word that may be encoded code (base64, base32, hex, `%XX`), a code
+  word in ROT13 ("vs a % 2 ..."), a word naming an operator ("minus"), or a keyword that the
+  words beside it name as one ("use and instead of or", `koan.llm.verbal.names_operator`), to
+  the end of that sentence. A keyword waits for the word after it, and the last word so far
+  waits while it may still become one of these, so no part of a fix said in words is shown
+  before the guard has read it.
 
 The text scanned is the reply as the learner reads it: the caller drops characters that take
 no room and folds look-alike letters (`koan.llm.patches.fold`), so `іf` with a Cyrillic і
@@ -29,9 +35,11 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from koan.llm.patches import looks_like_code, strip_markers, visible
+from koan.llm.verbal import KEYWORD, names_operator
 
 
 def _words(text: str) -> frozenset[str]:
@@ -96,7 +104,7 @@ def scan(text: str, start: int, *, final: bool = False) -> Scan:
         stop = len(text) if line_end < 0 else line_end + 1
         begin = max(pos, line_start)
         trigger = next((i for i in range(begin, stop) if text[i] in TRIGGERS), None)
-        for found in (_encoded_word, _operator_word):
+        for found in (_encoded_word, _operator_word, _keyword_word, _rot13_word):
             at = found(text, begin, stop if trigger is None else trigger, final)
             if at is not None:
                 trigger = at
@@ -118,28 +126,58 @@ def scan(text: str, start: int, *, final: bool = False) -> Scan:
         return Scan(trigger, end)
 
 
-# A word that may be code encoded (base64, hex): long, of their alphabet, with a digit or a
-# capital inside it; and the end of the text so far, which may still grow into one.
-_ENCODED = re.compile(r"(?<![\w+/])[A-Za-z0-9+/_-]{8,}=*(?=[\s.,;:!?)]|$)")
-_ENCODED_START = re.compile(r"(?<![\w+/])[A-Za-z0-9+/_-]+=*$")
+# A word that may be code encoded (base64, base32, hex, percent escapes): long, of their
+# alphabet, with a digit or a capital inside it, or short and padded (`Kw==` is `+`), or
+# holding a `%XX`; and the end of the text so far, which may still grow into one.
+_ENCODED = re.compile(
+    r"(?<![\w+/%])(?:[A-Za-z0-9+/_-]{8,}=*|[A-Za-z0-9+/]{2,}={1,6}|\S*%[0-9A-Fa-f]{2}\S*)"
+    r"(?=[\s.,;:!?)]|$)"
+)
+_ENCODED_START = re.compile(r"(?<![\w+/%])[A-Za-z0-9+/_%-]+=*$")
+# A name written in camel case ("sumOfEvens") is a name, not base64.
+_CAMEL = re.compile(r"[a-z]+(?:[A-Z][a-z]+)+|(?:[A-Z][a-z]+){2,}")
 
 
 def _looks_encoded(word: str, *, whole: bool = True) -> bool:
     # Still growing, a run of digits may yet be hex ("6966..."); whole, it is a number.
     digits = re.search(r"\d", word) and (not whole or re.search(r"[A-Za-z]", word))
-    return bool(digits or re.search(r"[a-z][A-Z]|[+/=]", word))
+    if digits or re.search(r"[+/=%]", word):
+        return True
+    if re.search(r"[a-z][A-Z]", word) and not (whole and _CAMEL.fullmatch(word)):
+        return True
+    # Still growing, a few capitals may be base64 or base32 of a character that padding will
+    # end ("MA==" is `0`, "Kw==" `+`).
+    return not whole and re.fullmatch(r"[A-Z][A-Za-z]{0,2}", word) is not None
+
+
+def _sentence_start(text: str, at: int) -> bool:
+    """Whether `at` begins a sentence: a line's first word, or the word after a `.`, `!`, `?`."""
+    line_start = text.rfind("\n", 0, at) + 1
+    if _MARKER.fullmatch(text, line_start, at) is not None:
+        return True
+    return re.search(r"[.!?][ \t]+$", text[max(line_start, at - 4) : at]) is not None
+
+
+def _starts(pattern: re.Pattern[str], text: str, begin: int, stop: int) -> Iterator[re.Match[str]]:
+    """Matches starting in [begin, stop), each read to its end even past `stop`."""
+    for match in pattern.finditer(text, begin):
+        if match.start() >= stop:
+            return
+        yield match
 
 
 def _encoded_word(text: str, begin: int, stop: int, final: bool) -> int | None:
     """In a prose line, where a word that may be encoded code starts (held to the end of its
     sentence like a span: the guard reads it decoded)."""
-    for match in _ENCODED.finditer(text, begin, stop):
+    for match in _starts(_ENCODED, text, begin, stop):
         if _looks_encoded(match.group(0)):
             return match.start()
     if not final and stop == len(text):
         tail = _ENCODED_START.search(text, begin, stop)
         if tail is not None and _looks_encoded(tail.group(0), whole=False):
-            return tail.start()
+            # The first word of a sentence goes out as it comes.
+            opening = tail.group(0).lower() in _OPENINGS and _sentence_start(text, tail.start())
+            return None if opening else tail.start()
     return None
 
 
@@ -175,6 +213,54 @@ def _operator_word(text: str, begin: int, stop: int, final: bool) -> int | None:
         tail = _WORD_END.search(text, begin, stop)
         if tail is not None and any(w.startswith(tail.group(0).lower()) for w in _OPERATOR_WORDS):
             return tail.start()
+    return None
+
+
+# Keywords a fix may be dictated in ("use and instead of or", "not in rather than in"), and
+# the start of one negating a condition ("put not in front of ...").
+_KEYWORD_PREFIXES = frozenset(
+    word[:n]
+    for word in ("and", "or", "is", "in", "not", "true", "false", "none", "null", "break",
+                 "continue", "elif", "if", "while")
+    for n in range(1, len(word) + 1)
+)  # fmt: skip
+_KEYWORD_WORD = re.compile(rf"{KEYWORD.pattern}|(?i:\bnot\b)")
+_NEGATING = re.compile(r"(?i)\b(?:put|add|insert|place)\s+(?:an?\s+)?$")
+
+
+def _keyword_word(text: str, begin: int, stop: int, final: bool) -> int | None:
+    """In a prose line, where a keyword naming an operator starts (the words around it say so,
+    as `koan.llm.verbal` reads them): held from there to the end of its sentence, so no part
+    of a fix said in words goes out unchecked. A keyword whose next word has not arrived, or a
+    word that may still become one, waits for it."""
+    for match in _starts(_KEYWORD_WORD, text, begin, stop):
+        if names_operator(text, match.start(), match.end()):
+            return match.start()
+        if _NEGATING.search(text, max(0, match.start() - 20), match.start()):
+            return match.start()
+        if not final and re.fullmatch(r"\s*[A-Za-z]*", text[match.end() :]):
+            return match.start()  # the word that decides is still to come
+    if not final and stop == len(text):
+        tail = _WORD_END.search(text, begin, stop)
+        if tail is not None and tail.group(0).lower() in _KEYWORD_PREFIXES:
+            return tail.start()
+    return None
+
+
+def _rot13_word(text: str, begin: int, stop: int, final: bool) -> int | None:
+    """In a prose line, where a word that is a code word in ROT13 starts ("vs" is `if`,
+    "erghea" is `return`): what follows may be code in ROT13 inside the sentence."""
+    for match in _starts(_WORD, text, begin, stop):
+        if match.end() == len(text) and not final:
+            break
+        if codecs.encode(match.group(0), "rot13") in _CODE_WORDS:
+            return match.start()
+    if not final and stop == len(text):
+        tail = _WORD_END.search(text, begin, stop)
+        if tail is not None:
+            rot = codecs.encode(tail.group(0), "rot13")
+            if len(rot) >= 2 and any(word.startswith(rot) for word in _CODE_WORDS):
+                return tail.start()
     return None
 
 
