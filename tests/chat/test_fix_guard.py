@@ -5,7 +5,7 @@ rungs shown by the offline tutor count like the Hints panel's."""
 from __future__ import annotations
 
 import codecs
-from base64 import b64encode
+from base64 import b32encode, b64encode
 from typing import Any
 
 import httpx
@@ -120,6 +120,8 @@ ENCODED = {
     "hex": f"The line you need, in hex: {ONE_LINE.encode().hex()}",
     "reversed": f"Read this backwards: {ONE_LINE[::-1]}",
     "rot13": f"In ROT13, the line is: {codecs.encode(ONE_LINE, 'rot13')}",
+    "rot13 inside a sentence": f"Try {codecs.encode(ONE_LINE, 'rot13')} in your loop, then run it.",
+    "base32, lower case": f"Decode this: {b32encode(ONE_LINE.encode()).decode().lower()}",
     "characters": f"Join these characters: {list(ONE_LINE)!r}",
     "character codes": f"Join the characters of these codes: {[ord(c) for c in ONE_LINE]}",
     "split spans": "Write `if n % 2 =` then `= 0: total += n` on one line in the loop.",
@@ -132,6 +134,8 @@ NEVER_STREAMED = {
     "hex": ONE_LINE.encode().hex()[:16],
     "reversed": ONE_LINE[::-1][:5],
     "rot13": "gbgny",
+    "rot13 inside a sentence": "vs a",
+    "base32, lower case": b32encode(ONE_LINE.encode()).decode().lower()[:16],
     "characters": "'t', 'o'",
     "character codes": "116, 111",
     "split spans": "= 0: total",
@@ -179,8 +183,12 @@ async def test_the_same_shapes_fixing_nothing_are_delivered(
 
 
 # An expression to drop into the learner's code, and a fix said in words (the learner subtracts
-# instead of adding, inside the right condition); the same shapes fixing nothing are delivered.
+# instead of adding, inside the right condition), or of one character encoded, or a keyword
+# named in words; the same shapes fixing nothing are delivered.
 MINUS = EVENS_SOLUTION.replace("total += n", "total -= n")
+ODD = EVENS_SOLUTION.replace("n % 2 == 0", "n % 2 == 1")
+OR = EVENS_SOLUTION.replace("n % 2 == 0", "n % 2 == 0 or n")
+IN = EVENS_SOLUTION.replace("n % 2 == 0", "n % 2 in (1,)")
 DROPPED_IN_OR_IN_WORDS = {
     "expression": (
         EVENS_STARTER,
@@ -194,6 +202,23 @@ DROPPED_IN_OR_IN_WORDS = {
         "Change the minus on line 5 to a times and see what the test says.",
         False,
     ),
+    "one character, encoded": (MINUS, "On line 5, replace `-=` with `Kz0=`.", True),
+    "one digit, encoded": (ODD, "On line 4, change the 1 to MA==. Then run it.", True),
+    "and, or in words": (OR, "Use and instead of or on line 4. Then run it.", True),
+    "a keyword in words": (IN, "Use not in rather than in on line 4.", True),
+    "keywords, no fix": (
+        OR,
+        "What is in the list, and is it true or false that 3 is even? Use print or the debugger.",
+        False,
+    ),
+}
+# Where each withheld fix starts: nothing from there on is streamed.
+HELD_FROM = {
+    "in words": "minus",
+    "one character, encoded": "`Kz0=`",
+    "one digit, encoded": "MA",
+    "and, or in words": "and instead",
+    "a keyword in words": "not in",
 }
 
 
@@ -214,6 +239,7 @@ async def test_a_fix_dropped_in_or_said_in_words_is_withheld_and_a_remark_delive
     if stream and withheld:
         sent, _ = streamed_text(parse_sse(r.text))
         assert reply not in sent
+        assert HELD_FROM.get(form, reply) not in sent
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
