@@ -83,7 +83,23 @@ class PayloadTooLarge(KoanError, status=413):
 
 
 class ValidationFailed(KoanError, status=422, code="ValidationError"):
-    pass
+    """422. `field`, when one field is at fault, is named in the answer's `fields` as request
+    validation names it, so a client reads every 422 the same way."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        field: str | None = None,
+        kind: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        keep_changes: bool | None = None,
+    ) -> None:
+        super().__init__(detail, code=code, headers=headers, keep_changes=keep_changes)
+        self.fields = (
+            [{"field": field, "message": detail, "type": kind}] if field is not None else []
+        )
 
 
 class RetryLater(KoanError):

@@ -17,7 +17,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from koan.common.schemas import encodable
 from koan.db.refusals import refusal
-from koan.errors import BudgetExceeded, GraderBusy, KoanError, RateLimited, ServiceUnavailable
+from koan.errors import (
+    BudgetExceeded,
+    GraderBusy,
+    KoanError,
+    RateLimited,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from koan.middleware import error_page, wants_page
 from koan.ops import metrics
 from koan.ops.request_log import REQUEST_ID_HEADER, current_request_id
@@ -65,8 +72,9 @@ async def _koan_error(request: Request, exc: Exception) -> JSONResponse:
         metrics.rejected("rate_limit")
     elif isinstance(exc, GraderBusy):
         metrics.rejected("grader_busy")
+    extra = {"fields": exc.fields} if isinstance(exc, ValidationFailed) and exc.fields else {}
     return JSONResponse(
-        error_body(exc.code, exc.detail), status_code=exc.status_code, headers=exc.headers
+        error_body(exc.code, exc.detail, **extra), status_code=exc.status_code, headers=exc.headers
     )
 
 
@@ -131,8 +139,9 @@ def _answer(request: Request, exc: KoanError) -> Response:
     """`exc` as a page for a browser's navigation, else as the API's JSON body."""
     if wants_page(request.scope):
         return error_page(exc.status_code, exc.headers)
+    extra = {"fields": exc.fields} if isinstance(exc, ValidationFailed) and exc.fields else {}
     return JSONResponse(
-        error_body(exc.code, exc.detail), status_code=exc.status_code, headers=exc.headers
+        error_body(exc.code, exc.detail, **extra), status_code=exc.status_code, headers=exc.headers
     )
 
 

@@ -81,4 +81,6 @@ async def refuse_nul(request: Request) -> None:
     where = "path" if NUL in request.scope.get("path", "") else None
     where = where or _in_query(request) or await _in_body(request)
     if where is not None:
-        raise ValidationFailed(f"'{where}': must not contain NUL characters")
+        raise ValidationFailed(
+            f"'{where}': must not contain NUL characters", field=where, kind="string_nul"
+        )
