@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager, suppress
 from functools import partial
 
 import structlog
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from koan import __version__
 from koan.auth.router import router as auth_router
@@ -19,7 +19,6 @@ from koan.chat.router import router as chat_router
 from koan.classes.router import router as classes_router
 from koan.classes.service import check_account_closable, open_assignment_exercises
 from koan.classes.tutor import tutor_policy_for
-from koan.common.nul import refuse_nul
 from koan.config import Settings
 from koan.db import transactional
 from koan.drafts.export import draft_records
@@ -108,8 +107,6 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         # Koan reports through its own Prometheus metrics and request log; FastAPI's native
         # OpenTelemetry would otherwise look for a configured provider on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
-        # Every route, the API's and the pages', refuses a NUL the same way on every backend.
-        dependencies=[Depends(refuse_nul)],
     )
     if resources is not None:
         # Usable without running the lifespan (e.g. ASGI transports in tests).

@@ -2,9 +2,10 @@
 
 PostgreSQL's text cannot hold a NUL and SQLite's can, so a NUL that reached a query was a 400
 on one backend and a 200, a 404 or a stored row on the other. Every route (the API's and the
-pages') depends on `refuse_nul`, which looks at the address, the query, a form and a JSON body
-before the route runs: a NUL anywhere is a 422 naming where it is, answered as each side
-answers any error (JSON for the API, a page or an HTMX fragment for the pages).
+pages') is a `koan.common.routing.CheckedRoute`, whose handler calls `refuse_nul` on the
+address, the query, a form and a JSON body before the route's own work: a NUL anywhere is a
+422 naming where it is, answered as each side answers any error (JSON for the API, a page or
+an HTMX fragment for the pages).
 """
 
 from __future__ import annotations

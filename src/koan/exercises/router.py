@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from koan.auth.deps import VerifiedUser
+from koan.common.routing import KoanRouter
 from koan.deps import ResourcesDep, SessionDep
 from koan.exercises import lifecycle, service
 from koan.exercises import submit as submitting
@@ -26,7 +27,7 @@ from koan.exercises.schemas import (
 )
 from koan.pagination import MAX_CURSOR_CHARS
 
-router = APIRouter(tags=["exercises"])
+router = KoanRouter(tags=["exercises"])
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
 Cursor = Annotated[

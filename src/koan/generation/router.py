@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import status
 
 from koan.auth.deps import AdminUser, VerifiedUser
+from koan.common.routing import KoanRouter
 from koan.deps import ResourcesDep, SessionDep
 from koan.exercises.schemas import ExerciseDetail
 from koan.exercises.service import detail
 from koan.generation import service
 from koan.generation.schemas import GenerateIn
 
-router = APIRouter(tags=["exercises"])
+router = KoanRouter(tags=["exercises"])
 
 
 @router.post(

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from pydantic import SecretStr
 
 from koan import __version__
+from koan.common.routing import KoanRouter
 from koan.config import Settings
 from koan.deps import ResourcesDep
 from koan.errors import InvalidToken, NotAuthenticated, NotFound
 from koan.ops.metrics import Metrics
 from koan.ops.request_log import RequestLog
 
-router = APIRouter(tags=["ops"])
+router = KoanRouter(tags=["ops"])
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="metrics"'}
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from koan.common.routing import KoanRouter
 from koan.deps import ResourcesDep
 
-router = APIRouter(prefix="/health", tags=["health"])
+router = KoanRouter(prefix="/health", tags=["health"])
 
 _CHECK_TIMEOUT_S = 2.0
 # States in which this worker still serves requests.

@@ -6,18 +6,19 @@ from collections.abc import AsyncIterator
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from fastapi.responses import StreamingResponse
 
 from koan.auth.deps import VerifiedUser
 from koan.common.download import attachment
+from koan.common.routing import KoanRouter
 from koan.deps import ResourcesDep, SessionDep, SessionOpenerDep
 from koan.progress import export as exporting
 from koan.progress import service
 from koan.progress.deps import ConversationExportDep, DraftExportDep, ShownCodeExportDep
 from koan.progress.schemas import AchievementsOut, HistoryOut, ProgressOut
 
-router = APIRouter(prefix="/progress", tags=["progress"])
+router = KoanRouter(prefix="/progress", tags=["progress"])
 
 
 @router.get("", response_model=ProgressOut)

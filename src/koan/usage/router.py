@@ -6,15 +6,16 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from koan.auth.deps import AdminUser, CurrentUser
+from koan.common.routing import KoanRouter
 from koan.deps import ResourcesDep, SessionDep
 from koan.pagination import MAX_CURSOR_CHARS
 from koan.usage import reports
 from koan.usage.schemas import BudgetIn, BudgetOut, UsageOut, UsagePage
 
-router = APIRouter(tags=["usage"])
+router = KoanRouter(tags=["usage"])
 
 
 @router.get("/users/me/usage", response_model=UsageOut)

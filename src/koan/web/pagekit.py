@@ -22,7 +22,6 @@ import structlog
 from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from koan.auth import snapshots
 from koan.auth.deps import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, Auth, check_owner
+from koan.common.routing import CheckedRoute
 from koan.db.refusals import refusal
 from koan.deps import ResourcesDep, get_session
 from koan.errors import Forbidden, KoanError, NotFound
@@ -291,7 +291,7 @@ def _without_bad_options(request: Request, exc: RequestValidationError) -> Reque
     return Request(scope, request.receive)
 
 
-class WebRoute(APIRoute):
+class WebRoute(CheckedRoute):
     """An APIRoute whose errors render as HTML pages (or HTMX fragments), never JSON.
 
     The session dependency has already rolled back a failed request's work (unless the error

@@ -5,16 +5,17 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from koan.common.routing import CheckedRoute, KoanRouter
 from koan.middleware import MACHINE_PREFIXES
 from koan.web.pagekit import STATIC_DIR, error_page, identify_viewer
 from koan.web.pages import account, admin, auth, chat, classes, learn, onboarding
 
-router = APIRouter(include_in_schema=False)
+router = KoanRouter(include_in_schema=False)
 for _pages in (auth, onboarding, learn, chat, classes, account, admin):
     router.include_router(_pages.router)
 
@@ -66,7 +67,9 @@ def _offline_api_docs(app: FastAPI) -> None:
                 swagger_favicon_url="/static/favicon.svg",
             )  # fmt: skip
 
-        app.add_api_route(docs, swagger_ui, include_in_schema=False)
+        app.router.add_api_route(
+            docs, swagger_ui, include_in_schema=False, route_class_override=CheckedRoute
+        )
     if redoc:
 
         async def redoc_page() -> HTMLResponse:
@@ -76,7 +79,9 @@ def _offline_api_docs(app: FastAPI) -> None:
                 redoc_favicon_url="/static/favicon.svg", with_google_fonts=False,
             )  # fmt: skip
 
-        app.add_api_route(redoc, redoc_page, include_in_schema=False)
+        app.router.add_api_route(
+            redoc, redoc_page, include_in_schema=False, route_class_override=CheckedRoute
+        )
 
 
 def mount_web(app: FastAPI) -> None:
