@@ -57,3 +57,20 @@ def tree_cpu_seconds(pid: int) -> float:
     except (OSError, ValueError):
         pass
     return total
+
+
+def callgrind_instructions(argv: list[str]) -> int:
+    """The instructions the command `argv` executes, counted by valgrind's callgrind (the same
+    count whatever else the machine runs)."""
+    import subprocess
+
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"callgrind printed no count:\n{done.stderr[-2000:]}")
+    return int(found.group(1))

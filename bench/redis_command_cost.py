@@ -21,9 +21,12 @@ with its interpreter (the environment needs redis, hiredis and uvloop):
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import callgrind_instructions  # noqa: E402
 
 WARMUP = 200
 
@@ -49,26 +52,9 @@ def client(url: str, commands: int) -> None:
 
 
 def instructions(url: str, commands: int) -> int:
-    done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            __file__,
-            "--client",
-            str(commands),
-            "--redis-url",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+    return callgrind_instructions(
+        [sys.executable, __file__, "--client", str(commands), "--redis-url", url]
     )
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if found is None:
-        raise SystemExit(f"callgrind printed no count:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
 
 
 def main() -> None:
