@@ -157,6 +157,8 @@ def test_a_change_said_in_words_waits_from_the_operator_it_names() -> None:
         ("Use and instead of or on line 2. Then run the tests.", "and"),
         ("Write or instead of and in the return. Then run the tests.", "or"),
         ("Use not in rather than in here. Then run the tests.", "not in"),
+        ("Use strict inequality rather than loose inequality. Then run the tests.", "strict"),
+        ("Use triple equals instead of double equals. Then run the tests.", "triple"),
     ],
     ids=[
         "percent-encoded",
@@ -167,6 +169,8 @@ def test_a_change_said_in_words_waits_from_the_operator_it_names() -> None:
         "and or in words",
         "and or, the operator after",
         "a keyword in words",
+        "a strict comparison in words",
+        "a strict comparison by its characters",
     ],
 )
 def test_other_encodings_and_negations_wait_for_the_check(reply: str, word: str) -> None:

@@ -19,6 +19,11 @@ COUNT = "def count_up(n):\n    out = []\n    i = 1\n    while i < n:\n        ou
         ("On line 4, change the 1 to a 0.", "1", "0"),
         ("Use greater than or equal to instead of greater than.", ">", ">="),
         ("Change the minus on line 3 to a `+`.", "-", "+"),
+        ("Use triple equals instead of double equals.", "==", "==="),
+        ("Change the loose equality on line 2 to a strict equality.", "==", "==="),
+        ("The == in the condition should be a ===.", "==", "==="),
+        ("Use strict inequality rather than not equals in the condition.", "!=", "!=="),
+        ("Replace the != on line 3 with not strictly equal.", "!=", "!=="),
     ],
 )
 def test_an_operator_or_number_named_in_words_is_read(reply: str, old: str, new: str) -> None:
@@ -69,6 +74,8 @@ def test_a_swap_of_arguments_swaps_a_call_not_a_definition() -> None:
         "What does the minus do when the list is empty?",
         "Your loop takes less time than you think. Which values reach it?",
         "Look at line 4: what is i when the loop stops?",
+        "Strict equality compares the type as well as the value, so you need to ask which one "
+        "your comparison means.",
     ],
 )
 def test_a_remark_is_no_change(reply: str) -> None:
@@ -149,6 +156,24 @@ def test_a_logical_operator_in_words_changes_its_javascript_spelling() -> None:
     [(program, _)] = programs("Use and instead of or in the return.", code)
 
     assert "lo <= x && x <= hi" in program
+
+
+SAME = "function same(a, b) {\n  if (a == b) {\n    return a != 0;\n  }\n  return false;\n}\n"
+
+
+@pytest.mark.parametrize(
+    ("reply", "fixed"),
+    [
+        ("Use triple equals instead of double equals in the condition.", "if (a === b) {"),
+        ("Change the not equals on line 3 to strictly not equal.", "return a !== 0;"),
+    ],
+)
+def test_javascript_strict_comparisons_named_in_words_are_read(reply: str, fixed: str) -> None:
+    found = [p for p, _ in programs(reply, SAME)]
+
+    assert any(fixed in p for p in found), found
+    # Python has no strict comparison: the same words make no program of Python code.
+    assert list(programs(reply, "def same(a, b):\n    if a == b:\n        return a != 0\n")) == []
 
 
 @pytest.mark.parametrize(

@@ -182,7 +182,7 @@ def _encoded_word(text: str, begin: int, stop: int, final: bool) -> int | None:
 
 
 # Words that name an operator or a swap: a change said in words ("change the minus on line 3
-# to a plus") waits from there, as a span does.
+# to a plus", "use strict equality instead of loose equality") waits from there, as a span does.
 _OPERATOR_WORDS = [
     "plus",
     "minus",
@@ -192,7 +192,16 @@ _OPERATOR_WORDS = [
     "remainder",
     "less",
     "greater",
+    "equal",
     "equals",
+    "equality",
+    "inequality",
+    "unequal",
+    "strict",
+    "strictly",
+    "loose",
+    "loosely",
+    "triple",
     "slash",
     "asterisk",
     "swap",

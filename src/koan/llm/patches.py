@@ -906,7 +906,7 @@ def candidates(
             combined = (apply_edit(combined, edit) or [combined])[0]
     if len(blocks) + len(edits) > 1:
         add([combined], "combined", reply)
-    for program, evidence in verbal.programs(reply, attempt):
+    for program, evidence in verbal.programs(reply, attempt, lang):
         add([program], "words", evidence)
     if earlier:
         # A fix handed out over several turns adds up: this reply on top of the earlier ones,

@@ -5,7 +5,8 @@ runs. A small set of forms, each applied literally to the attempt:
 
 - an operator named in words or written bare, changed for another: "change the minus on line
   3 to a plus", "use less-than-or-equal instead of less-than in the loop's condition", "the <
-  in the while loop should be a <=";
+  in the while loop should be a <=", and in JavaScript its strict comparisons ("use triple
+  equals instead of double equals", "strict inequality rather than not equals");
 - a logical operator changed for another ("use and instead of or", "replace or with and",
   "the || should be a &&"), in the attempt's spelling (`and` or `&&`); so is any keyword
   that stands where another could ("use not in instead of in", "the is should be an is not",
@@ -25,8 +26,27 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-# Longest first: "less-than-or-equal" before "less-than".
+# Longest first: "less-than-or-equal" before "less-than", "triple equals" before "equals".
+# JavaScript's strict comparisons are named by their strictness or their three characters;
+# the loose ones by their looseness as well.
 _OPERATOR_WORDS: tuple[tuple[str, str], ...] = (
+    (
+        r"not[- ]strictly[- ]equals?(?:[- ]to)?|strict(?:ly)?[- ](?:not[- ]equals?(?:[- ]to)?|"
+        r"inequality|unequal)|not[- ]triple[- ]equals?|"
+        r"bang[- ](?:double[- ]equals?|equals[- ]equals)",
+        "!==",
+    ),
+    (
+        r"strict(?:ly)?[- ]equal(?:s|ity)?(?:[- ]to)?|triple[- ]equals?(?:[- ]signs?)?|"
+        r"three[- ]equals?[- ]signs|equals[- ]equals[- ]equals",
+        "===",
+    ),
+    (
+        r"loose(?:ly)?[- ](?:inequality|unequal|not[- ]equals?(?:[- ]to)?)|"
+        r"not[- ]loosely[- ]equals?(?:[- ]to)?",
+        "!=",
+    ),
+    (r"loose(?:ly)?[- ]equal(?:s|ity)?(?:[- ]to)?|abstract[- ]equality", "=="),
     (r"less[- ]than[- ]or[- ]equal(?:[- ]to)?", "<="),
     (r"greater[- ]than[- ]or[- ]equal(?:[- ]to)?", ">="),
     (r"not[- ]equals?(?:[- ]to)?", "!="),
@@ -49,7 +69,7 @@ _NUMBER_WORDS = {
         ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
     )
 }
-_SYMBOL = r"<=|>=|==|!=|\+=|-=|\*=|//|&&|\|\||[<>+\-*/%]"
+_SYMBOL = r"===|!==|<=|>=|==|!=|\+=|-=|\*=|//|&&|\|\||[<>+\-*/%]"
 # Keywords a fix can swap one for another, as a learner's code spells them (longest first).
 # Each is an operator only where the words around it say so ("use or instead of and", "the
 # is", "replace in with not in"), not in the prose these words are most often part of.
@@ -103,8 +123,9 @@ _TOKEN = re.compile(
 # Words a reply names an operator or a swap with: a reply with none of them is not read here.
 _HINT = re.compile(
     r"(?i)\b(?:plus|minus|times|modulo|modulus|remainder|less|greater|equals?|slash|asterisk|"
-    r"addition|subtraction|multiplication|division|swap|arguments|negate|invert)\b"
-    r"|\bthe\s+\d+\b|\s(?:<=|>=|==|!=|&&|\|\||[<>+\-*/%])\s"
+    r"addition|subtraction|multiplication|division|swap|arguments|negate|invert|strict(?:ly)?|"
+    r"loose(?:ly)?|triple|equality|inequality)\b"
+    r"|\bthe\s+\d+\b|\s(?:===|!==|<=|>=|==|!=|&&|\|\||[<>+\-*/%])\s"
     rf"|\b(?:{_KEYWORDS})\s+(?:{'|'.join(AFTER_KEYWORD)})\b"
     rf"|\b(?:{'|'.join(BEFORE_KEYWORD)})\s+(?:{_KEYWORDS})\b"
     r"|\b(?:put|add|insert|place)\s+(?:an?\s+)?not\b"
@@ -114,6 +135,7 @@ _HINT = re.compile(
 _LONE_SPAN = re.compile(rf"`\s*((?:{_SYMBOL}|\d+|(?i:{_KEYWORDS})))\s*`")
 
 _MAX_PLACES = 3
+_STRICT = frozenset({"===", "!=="})
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,15 +266,18 @@ def _pair(old: str, new: str) -> tuple[str, str] | None:
 # -- applying them -------------------------------------------------------------------------------
 
 
-def programs(reply: str, attempt: str) -> Iterator[tuple[str, str]]:
-    """(program, evidence) for each change the reply states in words, most literal first."""
+def programs(reply: str, attempt: str, language: str | None = None) -> Iterator[tuple[str, str]]:
+    """(program, evidence) for each change the reply states in words, most literal first.
+    `language`: python or javascript; None reads it from the attempt."""
     for change in changes(reply):
-        for program in apply(attempt, change):
+        for program in apply(attempt, change, language):
             yield program, change.evidence
 
 
-def apply(attempt: str, change: Change) -> list[str]:
+def apply(attempt: str, change: Change, language: str | None = None) -> list[str]:
     """The programs a change can mean: each place on its own, then all of them."""
+    if _STRICT & {change.old, change.new} and not _javascript(attempt, language):
+        return []  # Python has no strict comparison: `===` there is no fix, only an error
     lines = attempt.splitlines()
     targets = _target_lines(lines, change)
     # "swap the arguments to pow": that call, when the attempt calls it.
@@ -281,6 +306,13 @@ def apply(attempt: str, change: Change) -> list[str]:
     if len(edits) > 1:
         results.append(_edited(lines, edits))
     return results
+
+
+def _javascript(attempt: str, language: str | None) -> bool:
+    if language is not None:
+        return language == "javascript"
+    # Braces and semicolons end JavaScript's lines, a colon or a name Python's.
+    return re.search(r"[{};]\s*$", attempt, re.MULTILINE) is not None
 
 
 def _edited(lines: list[str], edits: list[tuple[int, int, int, str]]) -> str:
