@@ -197,6 +197,7 @@ DROPPED_IN_OR_IN_WORDS = {
     ),
     "expression, no fix": (EVENS_STARTER, "What if the return were `sum(numbers) - 1`?", False),
     "in words": (MINUS, "Change the minus on line 5 to a plus.", True),
+    "in words, the right one first": (MINUS, "Line 5 should have a plus, not a minus.", True),
     "in words, no fix": (
         MINUS,
         "Change the minus on line 5 to a times and see what the test says.",

@@ -32,6 +32,23 @@ def test_an_operator_or_number_named_in_words_is_read(reply: str, old: str, new:
     assert (change.old, change.new) == (old, new)
 
 
+@pytest.mark.parametrize(
+    ("reply", "old", "new"),
+    [
+        ("The condition should be a plus, not a minus.", "-", "+"),
+        ("The loop's test should be less-than-or-equal, not less-than.", "<", "<="),
+        ("Make it <= and not < in the while loop.", "<", "<="),
+        ("The comparison should be strictly equal to, not double equals.", "==", "==="),
+        # The other reading stays: the words after "not" can name what to leave alone.
+        ("Change the minus to a plus, not the times.", "-", "+"),
+    ],
+)
+def test_the_right_operator_then_the_wrong_one_after_not_is_read(
+    reply: str, old: str, new: str
+) -> None:
+    assert (old, new) in [(change.old, change.new) for change in changes(reply)]
+
+
 def test_the_place_named_is_the_one_changed() -> None:
     [change] = changes("Use less-than-or-equal instead of less-than in the loop's condition.")
 

@@ -113,6 +113,8 @@ _SWAP = re.compile(
     r"(?i)\b(?:swap|switch|reverse|flip)\b[^.?!]*?\b(?P<what>arguments|args|parameters)\b"
 )
 _INSTEAD = re.compile(r"(?i)\b(?:instead\s+of|rather\s+than|in\s+place\s+of)\b")
+# "A, not B" or "A and not B": A is the one wanted.
+_CONTRAST = re.compile(r"(?i)(?:,\s*|\band\s+)not\s+(?:an?\s+|the\s+)?")
 _TO = re.compile(r"(?i)\b(?:to|with|into|for|should\s+be|must\s+be|needs\s+to\s+be|becomes?)\b")
 _LINE = re.compile(r"(?i)\bline\s+(?P<n>\d{1,4})\b")
 _TOKEN = re.compile(
@@ -177,9 +179,8 @@ def changes(reply: str) -> list[Change]:
             role = "definition" if swap.group("what").lower() == "parameters" else where.role
             found.append(replace(where, swap=True, role=role))
             continue
-        change = _operator_change(sentence)
-        if change is not None:
-            found.append(replace(where, old=change[0], new=change[1]))
+        for old, new in _operator_changes(sentence):
+            found.append(replace(where, old=old, new=new))
     return found
 
 
@@ -233,12 +234,32 @@ def names_operator(text: str, start: int, end: int) -> bool:
     return preceding in BEFORE_KEYWORD or following in AFTER_KEYWORD
 
 
-def _operator_change(sentence: str) -> tuple[str, str] | None:
-    """(old, new) named in the sentence, or None. Line numbers are places, not values."""
+def _operator_changes(sentence: str) -> list[tuple[str, str]]:
+    """Each (old, new) the sentence can mean, the likelier first. Line numbers are places, not
+    values. "Should be a plus, not a minus" names the right one first: read that way, and the
+    usual way too, since the words after "not" can also name what to leave alone ("change
+    the minus to a plus, not the times")."""
     masked = _LINE.sub(lambda m: " " * len(m.group(0)), sentence)
     mentions = _mentions(masked)
     if len(mentions) < 2 or not _VERB.search(sentence):
-        return None
+        return []
+    readings: list[tuple[str, str]] = []
+    contrast = _CONTRAST.search(masked)
+    if contrast is not None:
+        right = [m for m in mentions if m[0] < contrast.start()]
+        wrong = [m for m in mentions if m[0] >= contrast.end()]
+        if right and wrong and (pair := _pair(wrong[0][1], right[-1][1])) is not None:
+            readings.append(pair)
+        # The "not" itself is no operator here.
+        mentions = [m for m in mentions if not contrast.start() <= m[0] < contrast.end()]
+    usual = _operator_change(masked, mentions) if len(mentions) >= 2 else None
+    if usual is not None and usual not in readings:
+        readings.append(usual)
+    return readings
+
+
+def _operator_change(masked: str, mentions: list[tuple[int, str]]) -> tuple[str, str] | None:
+    """(old, new) read the usual way: "instead of", or "from ... to"."""
     instead = _INSTEAD.search(masked)
     if instead is not None:
         before = [m for m in mentions if m[0] < instead.start()]
