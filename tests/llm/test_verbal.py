@@ -24,6 +24,10 @@ COUNT = "def count_up(n):\n    out = []\n    i = 1\n    while i < n:\n        ou
         ("The == in the condition should be a ===.", "==", "==="),
         ("Use strict inequality rather than not equals in the condition.", "!=", "!=="),
         ("Replace the != on line 3 with not strictly equal.", "!=", "!=="),
+        # "in the if", "in the while": the statement is the place, not a keyword changed.
+        ("The == in the if should be a ===.", "==", "==="),
+        ("The < in the while should be a <=.", "<", "<="),
+        ("The if should be an elif.", "if", "elif"),
     ],
 )
 def test_an_operator_or_number_named_in_words_is_read(reply: str, old: str, new: str) -> None:

@@ -85,6 +85,9 @@ AFTER_KEYWORD = frozenset(
 _CONSTRUCT = frozenset(
     re.findall(r"\w+", "loop loops statement statements clause block branch body part line")
 )
+# Keywords that head a statement: "in the if" or "inside the while" names that statement.
+_BLOCK_KEYWORDS = frozenset({"if", "elif", "while"})
+_PLACE_BEFORE = re.compile(r"(?i)\b(?:in|inside|within|of)\s+(?:the|this|that|your)\s+$")
 # The same operator or constant in Python's spelling and in JavaScript's.
 _SPELLINGS = {
     "and": "&&", "or": "||", "&&": "and", "||": "or", "True": "true", "False": "false",
@@ -230,6 +233,10 @@ def names_operator(text: str, start: int, end: int) -> bool:
     following = after.group(1).lower() if after else ""
     if following in _CONSTRUCT:
         return False
+    if text[start:end].lower() in _BLOCK_KEYWORDS and _PLACE_BEFORE.search(
+        text[max(0, start - 30) : start]
+    ):
+        return False  # "the == in the if": the statement is where the change goes
     preceding = before.group(1).lower() if before else ""
     return preceding in BEFORE_KEYWORD or following in AFTER_KEYWORD
 
