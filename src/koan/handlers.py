@@ -72,6 +72,11 @@ async def _koan_error(request: Request, exc: Exception) -> JSONResponse:
         metrics.rejected("rate_limit")
     elif isinstance(exc, GraderBusy):
         metrics.rejected("grader_busy")
+    return _error_json(exc)
+
+
+def _error_json(exc: KoanError) -> JSONResponse:
+    """`exc` as the API answers it: {"error", "detail"}, and `fields` when a field is at fault."""
     extra = {"fields": exc.fields} if isinstance(exc, ValidationFailed) and exc.fields else {}
     return JSONResponse(
         error_body(exc.code, exc.detail, **extra), status_code=exc.status_code, headers=exc.headers
@@ -139,10 +144,7 @@ def _answer(request: Request, exc: KoanError) -> Response:
     """`exc` as a page for a browser's navigation, else as the API's JSON body."""
     if wants_page(request.scope):
         return error_page(exc.status_code, exc.headers)
-    extra = {"fields": exc.fields} if isinstance(exc, ValidationFailed) and exc.fields else {}
-    return JSONResponse(
-        error_body(exc.code, exc.detail, **extra), status_code=exc.status_code, headers=exc.headers
-    )
+    return _error_json(exc)
 
 
 _DATABASE_DOWN = ServiceUnavailable("The database is unavailable; try again shortly.")
