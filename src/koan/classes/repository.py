@@ -81,6 +81,29 @@ async def class_and_membership(
     return None if row is None else (row[0], row[1])
 
 
+async def hold_class(session: AsyncSession, class_id: uuid.UUID) -> None:
+    """Hold the class's row until the transaction ends, so that requests changing who is in
+    the class and in which role take turns: each sees the memberships the one before left (two
+    instructors leaving at once must not both count the other). FOR NO KEY UPDATE lets learners
+    join meanwhile (a membership's foreign key only shares the row). SQLite ignores it: its
+    write transactions run one at a time already."""
+    query = select(ClassRoom.id).where(ClassRoom.id == class_id).with_for_update(key_share=True)
+    await session.execute(query)
+
+
+async def hold_classes_taught_by(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """`hold_class` for every class `user_id` is an instructor of, in one order (by id) so that
+    two requests holding several never wait for each other."""
+    query = (
+        select(ClassRoom.id)
+        .join(ClassMembership, ClassMembership.class_id == ClassRoom.id)
+        .where(ClassMembership.user_id == user_id, ClassMembership.role == "instructor")
+        .order_by(ClassRoom.id)
+        .with_for_update(of=ClassRoom, key_share=True)
+    )
+    await session.execute(query)
+
+
 @dataclass(frozen=True)
 class Learner:
     """What the dashboards show of a learner's account."""

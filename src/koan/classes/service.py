@@ -461,6 +461,7 @@ async def leave(session: AsyncSession, member: Membership, user: User, *, now: d
             f"The class's tutor is off for an exam until {until}: you can leave after that.",
             code="ExamInProgress",
         )
+    await repository.hold_class(session, member.room.id)
     if member.role == "instructor":
         instructors = await repository.members(session, member.room.id, role="instructor")
         if len(instructors) <= 1:
@@ -475,6 +476,7 @@ async def leave(session: AsyncSession, member: Membership, user: User, *, now: d
 async def check_account_closable(session: AsyncSession, user: User) -> None:
     """An account may be deleted unless it is the only instructor of a class: like leaving,
     that would leave the class (its learners, its tutor's policy) with nobody to run it."""
+    await repository.hold_classes_taught_by(session, user.id)
     classes = await repository.sole_instructor_of(session, user.id)
     if classes:
         names = ", ".join(room.name for room in classes)
@@ -661,6 +663,7 @@ async def invites_of(session: AsyncSession, member: Membership) -> list[InviteOu
 
 
 async def remove_member(session: AsyncSession, member: Membership, target_id: uuid.UUID) -> None:
+    await repository.hold_class(session, member.room.id)
     target = await repository.membership(session, member.room.id, target_id)
     if target is None:
         raise NotFound("This account is not a member of the class.")
@@ -676,6 +679,7 @@ async def remove_member(session: AsyncSession, member: Membership, target_id: uu
 async def change_role(
     session: AsyncSession, member: Membership, target_id: uuid.UUID, role: str
 ) -> ClassMembership:
+    await repository.hold_class(session, member.room.id)
     target = await repository.membership(session, member.room.id, target_id)
     if target is None:
         raise NotFound("This account is not a member of the class.")

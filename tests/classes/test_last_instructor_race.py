@@ -1,0 +1,134 @@
+"""A class always keeps an instructor, even when its instructors leave or go at the same time.
+
+Each request runs in a transaction of its own, as in production (`live`): two instructors
+who both leave, remove each other, or one leaves while the other deletes their account, all
+at once, must not both succeed and leave the class with nobody to run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+
+import httpx
+import pytest
+from sqlalchemy import delete, func, select, text
+
+from koan.db import transactional
+from koan.models import ClassMembership, ClassRoom
+from koan.resources import Resources
+from tests.fixtures.factories import PASSWORD, bearer, create_user
+from tests.fixtures.live import LiveApp, live, live_resources
+
+__all__ = ["live", "live_resources"]  # fixtures from tests/fixtures/live.py
+
+
+async def _sessions_waiting_for_a_lock(res: Resources) -> int:
+    async with res.engine.connect() as connection:
+        waiting = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return int(waiting or 0)
+
+
+Departure = Callable[
+    [httpx.AsyncClient, uuid.UUID, uuid.UUID, dict[str, str]], Awaitable[httpx.Response]
+]
+
+
+async def _leave(
+    client: httpx.AsyncClient, class_id: uuid.UUID, other: uuid.UUID, headers: dict[str, str]
+) -> httpx.Response:
+    return await client.post(f"/api/v1/classes/{class_id}/leave", headers=headers)
+
+
+async def _remove_the_other(
+    client: httpx.AsyncClient, class_id: uuid.UUID, other: uuid.UUID, headers: dict[str, str]
+) -> httpx.Response:
+    return await client.delete(f"/api/v1/classes/{class_id}/members/{other}", headers=headers)
+
+
+async def _delete_account(
+    client: httpx.AsyncClient, class_id: uuid.UUID, other: uuid.UUID, headers: dict[str, str]
+) -> httpx.Response:
+    return await client.request(
+        "DELETE", "/api/v1/users/me", headers=headers, json={"password": PASSWORD}
+    )
+
+
+# The second to go is refused: LastInstructor, or, removed by the first already, no longer a
+# member of the class (404) when it comes to the class before the first has finished.
+LAST = {(409, "LastInstructor")}
+GONE = {(409, "LastInstructor"), (404, "NotFound")}
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "refusals"),
+    [
+        (_leave, _leave, LAST),
+        (_remove_the_other, _remove_the_other, GONE),
+        (_leave, _delete_account, LAST),
+    ],
+    ids=["both-leave", "each-removes-the-other", "one-leaves-one-deletes-the-account"],
+)
+async def test_two_instructors_going_at_once_leave_the_class_one(
+    live: LiveApp, first: Departure, second: Departure, refusals: set[tuple[int, str]]
+) -> None:
+    res = live.res
+    async with res.session_factory() as session, transactional(session):
+        ines = await create_user(session, res, name="Ines")
+        omar = await create_user(session, res, name="Omar")
+        ines_h = await bearer(session, res, ines)
+        omar_h = await bearer(session, res, omar)
+    live.users += [ines.id, omar.id]
+    made = await live.client.post("/api/v1/classes", json={"name": "Duo"}, headers=ines_h)
+    class_id = uuid.UUID(made.json()["id"])
+    try:
+        code = made.json()["join_code"]
+        await live.client.post("/api/v1/classes/join", json={"code": code}, headers=omar_h)
+        promoted = await live.client.patch(
+            f"/api/v1/classes/{class_id}/members/{omar.id}",
+            json={"role": "instructor"},
+            headers=ines_h,
+        )
+        assert promoted.status_code == 200, promoted.text
+
+        async with res.engine.connect() as holder:
+            # On PostgreSQL both requests count the instructors before either takes their
+            # membership away: another transaction holds the two memberships until both wait.
+            # (SQLite's write transactions run one after the other anyway.)
+            hold = await holder.begin()
+            postgres = res.engine.dialect.name == "postgresql"
+            if postgres:
+                rows = select(ClassMembership).where(ClassMembership.class_id == class_id)
+                await holder.execute(rows.with_for_update())
+            going = asyncio.gather(
+                first(live.client, class_id, omar.id, ines_h),
+                second(live.client, class_id, ines.id, omar_h),
+            )
+            if postgres:
+                for _ in range(500):  # bounded: until both requests wait
+                    if await _sessions_waiting_for_a_lock(res) >= 2:
+                        break
+                    await asyncio.sleep(0.01)
+            await hold.rollback()
+            answers = await going
+
+        done = [answer for answer in answers if answer.status_code == 200]
+        refused = [answer for answer in answers if answer.status_code != 200]
+        assert len(done) == 1, [answer.text for answer in answers]
+        assert (refused[0].status_code, refused[0].json()["error"]) in refusals, refused[0].text
+        async with res.session_factory() as session:
+            instructors = await session.scalar(
+                select(func.count()).where(
+                    ClassMembership.class_id == class_id, ClassMembership.role == "instructor"
+                )
+            )
+        assert instructors == 1
+    finally:
+        async with res.session_factory() as session, transactional(session):
+            await session.execute(delete(ClassRoom).where(ClassRoom.id == class_id))
