@@ -132,3 +132,69 @@ async def test_two_instructors_going_at_once_leave_the_class_one(
     finally:
         async with res.session_factory() as session, transactional(session):
             await session.execute(delete(ClassRoom).where(ClassRoom.id == class_id))
+
+
+async def _wait_for_lock_waiters(res: Resources, count: int) -> None:
+    for _ in range(500):  # bounded: until `count` requests wait
+        if await _sessions_waiting_for_a_lock(res) >= count:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def _leave_then_change_role_at_once(
+    live: LiveApp, class_id: uuid.UUID, leaver: dict[str, str], instructor: dict[str, str]
+) -> tuple[httpx.Response, httpx.Response]:
+    """On PostgreSQL: the leaving waits for the memberships (held by another transaction)
+    first, the role change second; then both go on in that order."""
+    res = live.res
+    leaver_id = (await live.client.get("/api/v1/users/me", headers=leaver)).json()["id"]
+    member = f"/api/v1/classes/{class_id}/members/{leaver_id}"
+    async with res.engine.connect() as holder:
+        hold = await holder.begin()
+        rows = select(ClassMembership).where(ClassMembership.class_id == class_id)
+        await holder.execute(rows.with_for_update())
+        leaving = asyncio.ensure_future(
+            live.client.post(f"/api/v1/classes/{class_id}/leave", headers=leaver)
+        )
+        await _wait_for_lock_waiters(res, 1)
+        changing = asyncio.ensure_future(
+            live.client.patch(member, json={"role": "instructor"}, headers=instructor)
+        )
+        await _wait_for_lock_waiters(res, 2)
+        await hold.rollback()
+        return await leaving, await changing
+
+
+async def test_a_role_changed_as_its_member_leaves_is_a_404_not_a_server_error(
+    live: LiveApp,
+) -> None:
+    """The TA leaves first; the instructor's change of their role, sent while the leaving is
+    under way, finds no member any more (404), instead of updating a row gone meanwhile."""
+    res = live.res
+    async with res.session_factory() as session, transactional(session):
+        ines = await create_user(session, res, name="Ines")
+        tara = await create_user(session, res, name="Tara")
+        ines_h = await bearer(session, res, ines)
+        tara_h = await bearer(session, res, tara)
+    live.users += [ines.id, tara.id]
+    made = await live.client.post("/api/v1/classes", json={"name": "Duo"}, headers=ines_h)
+    class_id = uuid.UUID(made.json()["id"])
+    member = f"/api/v1/classes/{class_id}/members/{tara.id}"
+    try:
+        code = made.json()["join_code"]
+        await live.client.post("/api/v1/classes/join", json={"code": code}, headers=tara_h)
+        made_ta = await live.client.patch(member, json={"role": "ta"}, headers=ines_h)
+        assert made_ta.status_code == 200, made_ta.text
+
+        if res.engine.dialect.name == "postgresql":
+            left, changed = await _leave_then_change_role_at_once(live, class_id, tara_h, ines_h)
+        else:  # SQLite's write transactions run one after the other
+            left = await live.client.post(f"/api/v1/classes/{class_id}/leave", headers=tara_h)
+            changed = await live.client.patch(member, json={"role": "instructor"}, headers=ines_h)
+
+        assert left.status_code == 200, left.text
+        assert changed.status_code == 404, changed.text
+        assert changed.json()["error"] == "NotFound"
+    finally:
+        async with res.session_factory() as session, transactional(session):
+            await session.execute(delete(ClassRoom).where(ClassRoom.id == class_id))
