@@ -1,8 +1,9 @@
 """What the database refuses of a client's input, or of two requests racing, is a 4xx.
 
 PostgreSQL refuses NUL in text, values past a column's size and numbers it cannot encode; two
-requests creating the same row at once meet a unique constraint. Every such refusal is the
-client's input or timing (`koan.db.refusals`): 400 or 409, never 500, on the API and the pages.
+requests creating the same row at once meet a unique constraint, or one changes a row the other
+deleted. Every such refusal is the client's input or timing (`koan.db.refusals`): 400 or 409,
+never 500, on the API and the pages.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from koan.classes import service as classes_service
 from koan.db.refusals import refusal
@@ -38,6 +40,8 @@ def test_refused_data_is_a_400_and_a_race_a_409_the_rest_stays_the_servers() -> 
     twice_lite = refusal(_db_error(IntegrityError, "UNIQUE constraint failed: users.email"))
     not_null = refusal(_db_error(IntegrityError, "null value in column", "23502"))
     by_zero = refusal(_db_error(DBAPIError, "division by zero", "22012"))
+    # An update or delete of a row another request deleted since it was read.
+    gone = refusal(StaleDataError("UPDATE statement on table 'classes' expected to update 1 row"))
 
     assert nul is not None
     assert (nul.status_code, nul.code) == (400, "BadValue")
@@ -47,6 +51,8 @@ def test_refused_data_is_a_400_and_a_race_a_409_the_rest_stays_the_servers() -> 
     assert (twice.status_code, twice.code) == (409, "Conflict")
     assert twice_lite is not None
     assert twice_lite.status_code == 409
+    assert gone is not None
+    assert (gone.status_code, gone.code) == (409, "Conflict")
     # The server's own mistakes stay 500s: they are bugs to see, not input to refuse.
     assert not_null is None
     assert by_zero is None

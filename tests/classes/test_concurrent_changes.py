@@ -1,8 +1,10 @@
-"""A class always keeps an instructor, even when its instructors leave or go at the same time.
+"""Requests that change a class at the same moment, each in a transaction of its own as in
+production (`live`).
 
-Each request runs in a transaction of its own, as in production (`live`): two instructors
-who both leave, remove each other, or one leaves while the other deletes their account, all
-at once, must not both succeed and leave the class with nobody to run it.
+A class always keeps an instructor: two instructors who both leave, remove each other, or one
+leaves while the other deletes their account, all at once, must not both succeed and leave the
+class with nobody to run it. A change to a member or a class that another request took away
+meanwhile is a client's 4xx, never a server error.
 """
 
 from __future__ import annotations
@@ -195,6 +197,55 @@ async def test_a_role_changed_as_its_member_leaves_is_a_404_not_a_server_error(
         assert left.status_code == 200, left.text
         assert changed.status_code == 404, changed.text
         assert changed.json()["error"] == "NotFound"
+    finally:
+        async with res.session_factory() as session, transactional(session):
+            await session.execute(delete(ClassRoom).where(ClassRoom.id == class_id))
+
+
+async def test_settings_saved_as_another_instructor_deletes_the_class_are_refused_not_a_500(
+    live: LiveApp,
+) -> None:
+    res = live.res
+    async with res.session_factory() as session, transactional(session):
+        ines = await create_user(session, res, name="Ines")
+        omar = await create_user(session, res, name="Omar")
+        ines_h = await bearer(session, res, ines)
+        omar_h = await bearer(session, res, omar)
+    live.users += [ines.id, omar.id]
+    made = await live.client.post("/api/v1/classes", json={"name": "Duo"}, headers=ines_h)
+    class_id = uuid.UUID(made.json()["id"])
+    url = f"/api/v1/classes/{class_id}"
+    try:
+        code = made.json()["join_code"]
+        await live.client.post("/api/v1/classes/join", json={"code": code}, headers=omar_h)
+        promoted = await live.client.patch(
+            f"{url}/members/{omar.id}", json={"role": "instructor"}, headers=ines_h
+        )
+        assert promoted.status_code == 200, promoted.text
+
+        if res.engine.dialect.name == "postgresql":
+            # The deletion waits for the class's row (held by another transaction) first, the
+            # settings second, both having read the class; then they go on in that order.
+            async with res.engine.connect() as holder:
+                hold = await holder.begin()
+                room = select(ClassRoom).where(ClassRoom.id == class_id).with_for_update()
+                await holder.execute(room)
+                deleting = asyncio.ensure_future(live.client.delete(url, headers=ines_h))
+                await _wait_for_lock_waiters(res, 1)
+                saving = asyncio.ensure_future(
+                    live.client.patch(url, json={"name": "Renamed"}, headers=omar_h)
+                )
+                await _wait_for_lock_waiters(res, 2)
+                await hold.rollback()
+                deleted, saved = await deleting, await saving
+            refusal = (409, "Conflict")
+        else:  # SQLite's write transactions run one after the other
+            deleted = await live.client.delete(url, headers=ines_h)
+            saved = await live.client.patch(url, json={"name": "Renamed"}, headers=omar_h)
+            refusal = (404, "NotFound")
+
+        assert deleted.status_code == 200, deleted.text
+        assert (saved.status_code, saved.json()["error"]) == refusal, saved.text
     finally:
         async with res.session_factory() as session, transactional(session):
             await session.execute(delete(ClassRoom).where(ClassRoom.id == class_id))
