@@ -440,3 +440,70 @@ async def test_the_same_shapes_that_fix_nothing_are_delivered(
 
 def test_a_remark_without_an_edit_in_words_costs_nothing() -> None:
     assert not needs_check("What does the minus do when the list is empty?", py_secrets())
+
+
+# A fix handed over in shapes a model writes without any word of the edit or any markup: HTML
+# code tags, Markdown's double backticks, a diff (fenced, bare, unified), a corrected line
+# named with no verb, a table's cells, two spans side by side, and code written plainly in a
+# sentence. Each is a leak...
+UNMARKED = [
+    "Change <code>n % 2 == 1</code> to <code>n % 2 == 0</code> on line 4.",
+    "The line should be:<pre><code>if n % 2 == 0:</code></pre>",
+    "Use ``if n % 2 == 0:`` on line 4.",
+    "```diff\n-        if n % 2 == 1:\n+        if n % 2 == 0:\n```",
+    "Apply this:\n\n-if n % 2 == 1:\n+if n % 2 == 0:\n",
+    "--- a/solution.py\n+++ b/solution.py\n@@ -4,1 +4,1 @@\n-        if n % 2 == 1:\n"
+    "+        if n % 2 == 0:\n",
+    "The correct version of that line is `if n % 2 == 0:`.",
+    "Before: `if n % 2 == 1:`\nAfter: `if n % 2 == 0:`",
+    "| yours | correct |\n|---|---|\n| `n % 2 == 1` | `n % 2 == 0` |",
+    "It's not `n % 2 == 1`, it's `n % 2 == 0`.",
+    "Line 4 should simply be if n % 2 == 0: and then the test passes.",
+    'Change line 4 to "if n % 2 == 0:".',
+    "| wrong | right |\n|---|---|\n| n % 2 == 1 | n % 2 == 0 |",
+    "Write n % 2 == 0 instead of n % 2 == 1.",
+]
+# ...and replies of the same shapes that fix nothing, or quote the learner's code, are not.
+UNMARKED_BENIGN = [
+    "Your line <code>if n % 2 == 1:</code> runs on every pass. Which numbers get past it?",
+    "```diff\n-        if n % 2 == 1:\n+        if n % 3 == 1:\n```",
+    "The line you have is `if n % 2 == 1:`. What does it do for 4?",
+    "| line | your code |\n|---|---|\n| 4 | `if n % 2 == 1:` |",
+    "What is the difference between `<` and `<=`, or `==` and `!=`?",
+    "Line 4 says if n % 2 == 1: so which numbers does the loop add?",
+    "A loop like this prints 0, 1 and 2:\n\n```python\nfor i in range(3):\n    print(i)\n```",
+    "It's not `n % 2 == 1`, maybe it's `n % 3 == 1`?",
+]
+
+
+@pytest.mark.parametrize("reply", UNMARKED)
+async def test_a_fix_without_markup_or_words_of_the_edit_is_a_leak(
+    sandbox: Sandbox, reply: str
+) -> None:
+    verdict = await check(reply, py_secrets(), runner(sandbox, "python", PY_TESTS, []))
+
+    assert verdict.leak
+    assert verdict.reason == "fix"
+
+
+@pytest.mark.parametrize("reply", UNMARKED_BENIGN)
+async def test_the_same_shapes_quoting_or_fixing_nothing_are_delivered(
+    sandbox: Sandbox, reply: str
+) -> None:
+    assert not (await check(reply, py_secrets(), runner(sandbox, "python", PY_TESTS, []))).leak
+
+
+async def test_a_javascript_fix_as_a_diff_or_in_html_is_a_leak(sandbox: Sandbox) -> None:
+    secrets = ExerciseSecrets(
+        solution=JS_SOLUTION,
+        starter="",
+        language="javascript",
+        attempt=Attempt(JS_ATTEMPT, frozenset({"last of three"})),
+    )
+    for reply in (
+        "```diff\n-  return items[items.length];\n+  return items[items.length - 1];\n```",
+        "<pre>return items[items.length - 1];</pre>",
+        "The last line should be return items[items.length - 1]; and that is all.",
+    ):
+        verdict = await check(reply, secrets, runner(sandbox, "javascript", JS_TESTS, []))
+        assert verdict.leak, reply

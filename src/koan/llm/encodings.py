@@ -129,6 +129,124 @@ def _decode_prose(text: str, known: frozenset[str], found: list[str]) -> str:
     return "".join(parts)
 
 
+# -- code written plainly in a sentence -----------------------------------------------------------
+
+# A sentence's pieces as code reads them: names, numbers, string literals, operators.
+_BARE_PIECE = re.compile(
+    r"""[A-Za-z_$][\w$]*|\d+(?:\.\d+)?|(?<!\w)'[^'\n]*'(?!\w)|(?<!\w)"[^"\n]*"(?!\w)
+    |===|!==|\*\*=|//=|==|!=|<=|>=|//|\*\*|\+=|-=|\*=|/=|%=|&&|\|\||=>|[!-/:-@\[-^{-~]""",
+    re.VERBOSE,
+)
+# A quotation in prose: what it holds may be code ("change it to "if n % 2 == 0:"").
+_QUOTED = re.compile(r"""(?<![\w`])(?:"(?P<d>[^"`\n]+)"|'(?P<s>[^'`\n]+)')(?![\w`])""")
+
+
+def bare_code(text: str, known: frozenset[str]) -> str:
+    """Code written in a sentence without any markup ("line 4 should be if n % 2 == 0: and
+    it passes", a quoted "total += n", a table's cells) put in an inline span, as the learner
+    reads it: the longest stretch of the exercise's words (`known`), numbers and operators,
+    holding an operator, that parses. Prose words end a stretch, so prose is never a span."""
+    if not _CODE_MARK.search(text):
+        return text  # no operator, no bracket: no code
+    out: list[str] = []
+    for line in text.split("\n"):
+        if line.lstrip().startswith("|"):
+            # A table row: each cell on its own (`|` is an operator too).
+            cells = line.split("|")
+            out.append("|".join(_bare_in(cell, known, cell=True) for cell in cells))
+        else:
+            out.append(_bare_in(line, known))
+    return "\n".join(out)
+
+
+def _bare_in(text: str, known: frozenset[str], *, cell: bool = False) -> str:
+    if not _CODE_MARK.search(text):
+        return text
+    parts = _SPAN.split(text)  # text, span, text, ...: spans are code already
+    for i in range(0, len(parts), 2):
+        parts[i] = _QUOTED.sub(lambda m: _quoted(m, known), parts[i])
+        alone = not cell and len(parts) == 1 and "`" not in parts[i]
+        parts[i] = "`".join(
+            piece if j % 2 else _bare_runs(piece, known, alone=alone)
+            for j, piece in enumerate(parts[i].split("`"))
+        )
+    return "".join(f"`{p}`" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _quoted(match: re.Match[str], known: frozenset[str]) -> str:
+    code = match.group("d") or match.group("s") or ""
+    if _CODE_MARK.search(code) and _all_known(code, known) and _reads_as_code(code):
+        return f"`{code.strip()}`"
+    return match.group(0)
+
+
+def _all_known(code: str, known: frozenset[str]) -> bool:
+    stripped = re.sub(r"'[^'\n]*'|\"[^\"\n]*\"", "''", code)
+    return all(word in known for word in _WORD.findall(stripped))
+
+
+# What may stand before a line of code: list, quote and line-number markers.
+_LINE_LEAD = re.compile(r"^\s*(?:(?:[-*+•>]|\d{1,4}[.):|])\s*)*")
+
+
+def _bare_runs(text: str, known: frozenset[str], *, alone: bool) -> str:
+    """`text` with its stretches of code in spans; `alone`: a whole line, where a stretch with
+    no word of prose beside it is a line of code (a list item, a quote, a line of a block),
+    read as one already."""
+    out: list[str] = []
+    at = 0
+    for run in _bare_pieces(text, known):
+        best: tuple[int, int] | None = None
+        for first in run[:4]:
+            for last in reversed(run[-4:]):
+                if last.end() <= first.start() or (
+                    best is not None and last.end() - first.start() <= best[1] - best[0]
+                ):
+                    continue
+                code = text[first.start() : last.end()]
+                # A name or keyword in it: `['2']` or `4 % 2` alone may be a value named.
+                if _CODE_MARK.search(code) and _WORD.search(code) and _reads_as_code(code):
+                    best = (first.start(), last.end())
+        if best is None:
+            continue
+        outside = _LINE_LEAD.sub("", text[: best[0]]) + text[best[1] :]
+        if alone and not re.search(r"[A-Za-z0-9]", outside):
+            continue
+        if best is not None and best[0] >= at:
+            out += [text[at : best[0]], f"`{text[best[0] : best[1]]}`"]
+            at = best[1]
+    out.append(text[at:])
+    return "".join(out)
+
+
+def _bare_pieces(text: str, known: frozenset[str]) -> Iterator[list[re.Match[str]]]:
+    """Runs of pieces with nothing but spaces between them, each a word of `known`, a number,
+    a string literal or an operator; a sentence's end ends a run. Runs of three pieces or more
+    holding an operator or a bracket."""
+    run: list[re.Match[str]] = []
+    for piece in _BARE_PIECE.finditer(text):
+        word = piece.group(0)
+        after = text[piece.end() : piece.end() + 1]
+        if word[0].isalpha() or word[0] in "_$":
+            fits = word in known
+        else:  # a number, a literal, an operator: not a full stop ending the sentence
+            fits = not (word in ".!?" and not after.strip())
+        if fits and run and text[run[-1].end() : piece.start()].strip():
+            yield from _kept(run)
+            run = []
+        if fits:
+            run.append(piece)
+        else:
+            yield from _kept(run)
+            run = []
+    yield from _kept(run)
+
+
+def _kept(run: list[re.Match[str]]) -> Iterator[list[re.Match[str]]]:
+    if len(run) >= 3 and any(_CODE_MARK.search(p.group(0)) for p in run):
+        yield run
+
+
 def _decode_runs(
     pattern: re.Pattern[str], decode: Callable[[str], str | None], text: str, found: list[str]
 ) -> str:

@@ -161,8 +161,12 @@ def _long_spans(text: str) -> list[str]:
 
 
 def needs_check(reply: str, secrets: ExerciseSecrets) -> bool:
-    """Whether the reply holds anything to check (prose alone costs nothing)."""
-    return patches.has_code(reply)
+    """Whether the reply holds anything to check (prose alone costs nothing; code written
+    plainly in it, in the exercise's words, is code)."""
+    if patches.has_code(reply):
+        return True
+    attempt = secrets.attempt.code if secrets.attempt else ""
+    return bool(attempt) and patches.bare_spans(reply, attempt) != reply
 
 
 async def check(

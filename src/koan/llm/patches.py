@@ -135,13 +135,45 @@ def strip_invisible(text: str) -> str:
     return "".join(c for c in text if not invisible(c))
 
 
+# HTML's code markup, which Markdown passes through: `<pre>` (with or without `<code>` inside)
+# is a block, `<code>`, `<kbd>`, `<samp>`, `<tt>` on one line a span.
+_PRE_TAG = re.compile(
+    r"<pre\b[^>]*>[ \t]*\n?(?:[ \t]*<code\b[^>]*>)?(?P<body>.*?)(?:</code>\s*)?</pre\s*>",
+    re.IGNORECASE | re.DOTALL,
+)
+_CODE_TAG = re.compile(
+    r"<(?P<tag>code|kbd|samp|tt)\b[^>]*>(?P<body>[^`\n]*?)</(?P=tag)\s*>", re.IGNORECASE
+)
+
+# Markdown's span between double backticks (``x``), shown as `x` is.
+_DOUBLE_SPAN = re.compile(r"(?<!`)``(?!`)([^`\n]+?)(?<!`)``(?!`)")
+
+
 def visible(text: str) -> str:
     """The text as a learner reads it: HTML character references decoded (the hint panel's
     Markdown shows `&#61;` as `=`), characters that take no room dropped, look-alikes folded
-    to ASCII. The guard reads this, so a reply cannot hide code from it in how it is spelt."""
+    to ASCII, and HTML's code markup read as Markdown's (`<code>x</code>` as a span, `<pre>`
+    as a fenced block). The guard reads this, so a reply cannot hide code from it in how it
+    is spelt."""
     if "&" in text:
         text = html.unescape(text)
+    if "<" in text:
+        text = html_code(text)
+    if "``" in text:
+        text = _DOUBLE_SPAN.sub(lambda m: f"`{m.group(1).strip()}`", text)
     return fold(strip_invisible(text))
+
+
+def html_code(text: str) -> str:
+    """The text with HTML code markup written as Markdown: a `<pre>` block fenced, a `<code>`
+    (`<kbd>`, `<samp>`, `<tt>`) span in backticks; tags inside a block dropped."""
+    text = _PRE_TAG.sub(
+        lambda m: (
+            "\n```\n" + re.sub(r"</?code\b[^>]*>", "", m.group("body")).strip("\n") + "\n```\n"
+        ),
+        text,
+    )
+    return _CODE_TAG.sub(lambda m: f"`{m.group('body')}`" if m.group("body").strip() else "", text)
 
 
 def normalize_language(language: str | None) -> str:
@@ -209,8 +241,88 @@ def looks_like_code(line: str) -> bool:
     return bool(_CODE_WORD.match(line) or _CODE_END.search(line))
 
 
+# A line of a diff: a header (`--- a/x`, `+++ b/x`, `@@ -3 +3 @@`), a removed or added line, or
+# (inside a hunk) a context line.
+_DIFF_HEADER = re.compile(r"^(?:---|\+\+\+)(?:[ \t].*)?$|^@@.*@@.*$|^diff[ \t]|^index[ \t]")
+_DIFF_CHANGE = re.compile(r"^[-+](?![-+]{2}(?:[ \t]|$))")
+
+
+def undiff(text: str) -> str:
+    """The text with each diff in it (a fenced block, or a run of lines, holding removed `-`
+    and added `+` lines, with or without unified headers) as the code it makes: the added
+    and context lines, in a fenced block. A diff's lines as they stand are the old and new
+    line both; applied, it is only the new."""
+    if "\n-" not in text and "\n+" not in text and not text.startswith(("-", "+")):
+        return text
+    out: list[str] = []
+    at = 0
+    for match in _FENCE.finditer(text):
+        out.append(_undiff_lines(text[at : match.start()]))
+        new = _new_side(match.group("body").splitlines())
+        out.append(match.group(0) if new is None else f"```\n{new}\n```\n")
+        at = match.end()
+    out.append(_undiff_lines(text[at:]))
+    return "".join(out)
+
+
+def _undiff_lines(text: str) -> str:
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if not (_DIFF_HEADER.match(lines[i]) or _DIFF_CHANGE.match(lines[i])):
+            out.append(lines[i])
+            i += 1
+            continue
+        end = i
+        # A hunk: headers, changes and the context lines between them (one space in front).
+        while end < len(lines) and (
+            _DIFF_HEADER.match(lines[end])
+            or _DIFF_CHANGE.match(lines[end])
+            or (lines[end].startswith(" ") and end + 1 < len(lines) and _in_hunk(lines, end))
+        ):
+            end += 1
+        new = _new_side(lines[i:end])
+        if new is None:
+            out.extend(lines[i:end])
+        else:
+            out.extend(["```", new, "```"])
+        i = max(end, i + 1)
+    return "\n".join(out)
+
+
+def _in_hunk(lines: Sequence[str], at: int) -> bool:
+    # A context line belongs to the hunk when a change follows it before any other line.
+    for line in lines[at:]:
+        if _DIFF_CHANGE.match(line) or _DIFF_HEADER.match(line):
+            return True
+        if not line.startswith(" "):
+            return False
+    return False
+
+
+def _new_side(lines: Sequence[str]) -> str | None:
+    """What a diff's lines make (added and context lines, their mark dropped), or None when
+    they are not a diff: one removed and one added line at least, every line a diff's."""
+    body = [ln for ln in lines if ln.strip()]
+    changes = [ln for ln in body if _DIFF_CHANGE.match(ln)]
+    if not any(ln[0] == "-" for ln in changes) or not any(ln[0] == "+" for ln in changes):
+        return None
+    new: list[str] = []
+    for line in body:
+        if _DIFF_HEADER.match(line) or line.startswith("-"):
+            continue
+        if not (line.startswith(("+", " ")) or line.startswith("\t")):
+            return None
+        new.append(line[1:] if line[0] in "+ " else line)
+    text = textwrap.dedent("\n".join(new)).strip("\n")
+    return text or None
+
+
 def code_blocks(reply: str) -> list[str]:
-    """Fenced blocks and runs of code-looking lines, markers and string wrapping removed."""
+    """Fenced blocks and runs of code-looking lines, markers and string wrapping removed; a
+    diff as the code it makes (`undiff`)."""
+    reply = undiff(reply)
     blocks: list[str] = []
     for match in _FENCE.finditer(reply):
         body = unwrap_string(strip_markers(match.group("body")))
@@ -330,7 +442,23 @@ def prose_edits(reply: str) -> list[Edit]:
             for span in spans:
                 if _codeish(span):
                     edits.append(Edit(new=span, evidence=sentence.strip(), role=slot_of(sentence)))
+        elif not found_pair:
+            edits.extend(_unsaid_edits(spans, sentence.strip()))
     return edits
+
+
+def _unsaid_edits(spans: Sequence[str], evidence: str) -> Iterator[Edit]:
+    """What spans suggest without a word saying so ("The correct line is `X`", "Before: `A`
+    After: `B`", a table's cells, "It's not `A`, it's `B`"): a whole statement in place of the
+    learner's line most like it (`role` "line"), and of two spans of a few tokens each, the
+    second in place of the first (`role` "alike"). Applied only where the learner's code is
+    alike (`apply_edit`), so a generic example or a lone operator named builds nothing."""
+    for span in spans:
+        if _STATEMENT.match(span) or (_CODE_WORD.match(span) and len(_tokens(span)) >= 3):
+            yield Edit(new=span, evidence=evidence, role="line")
+    for a, b in zip(spans, spans[1:], strict=False):
+        if a != b and min(len(_tokens(a)), len(_tokens(b))) >= 2:
+            yield Edit(new=b, old=a, evidence=evidence, role="alike")
 
 
 def _clean_span(span: str) -> str:
@@ -782,6 +910,8 @@ def _kind(token: str) -> str:
 
 def apply_edit(attempt: str, edit: Edit) -> list[str]:
     """Programs the edit can mean, most literal first."""
+    if edit.role in ("line", "alike"):
+        return _apply_unsaid(attempt, edit)
     results: list[str] = []
     lines = attempt.splitlines()
     if edit.line is not None and 1 <= edit.line <= len(lines):
@@ -823,6 +953,24 @@ def apply_edit(attempt: str, edit: Edit) -> list[str]:
         if edit.role is None:
             results.extend(dropped)
     return results
+
+
+def _apply_unsaid(attempt: str, edit: Edit) -> list[str]:
+    """An edit no word states (`_unsaid_edits`): only an edit of the learner's code, never a
+    quote of it; a statement in place of a line alike, the second span in place of the first
+    when the first is theirs and the second alike to it."""
+    if _flat(edit.new) in _flat(attempt):
+        return []
+    if edit.role == "line":
+        best = max(
+            (_similarity(line.strip(), edit.new.strip()) for line in attempt.splitlines()),
+            default=0.0,
+        )
+        return apply_lines(attempt, edit.new)[:2] if best >= _SIMILAR else []
+    old = edit.old or ""
+    if _flat(old) not in _flat(attempt) or _similarity(old, edit.new) < _SPAN_SIMILAR:
+        return []
+    return apply_edit(attempt, Edit(new=edit.new, old=old, evidence=edit.evidence))
 
 
 _RETURN_SLOT = re.compile(r"^(?P<head>\s*return\s+)(?P<expr>.*?)(?P<tail>;?\s*)$")
@@ -886,7 +1034,8 @@ def candidates(
             seen.add(key)
             found.append(Candidate(program, form, evidence))
 
-    edits = prose_edits(reply)
+    # Code written in prose without markup is read as spans are (`encodings.bare_code`).
+    edits = prose_edits(bare_spans(reply, attempt))
     blocks = code_blocks(reply)
     combined = attempt
     for block in blocks:
@@ -912,15 +1061,16 @@ def candidates(
         # A fix handed out over several turns adds up: this reply on top of the earlier ones,
         # when it changes what they made of the attempt (what they made alone is theirs, not
         # this reply's: they were let through, or shown while the tutor was open).
-        before = _stack(attempt, earlier, lang)
-        stacked = _stack(before, [reply], lang)
+        before = _stack(attempt, earlier, lang, attempt)
+        stacked = _stack(before, [reply], lang, attempt)
         if _shape(stacked) != _shape(before):
             add([stacked], "combined", reply)
     return found[:cap]
 
 
-def _stack(attempt: str, texts: Sequence[str], lang: str) -> str:
-    """The attempt with every block and prose edit of `texts` applied in turn."""
+def _stack(attempt: str, texts: Sequence[str], lang: str, original: str) -> str:
+    """The attempt with every block and prose edit of `texts` applied in turn (an edit no
+    word states that quotes the learner's `original` code is a quote, not an edit)."""
     stacked = attempt
     for text in texts:
         for block in code_blocks(text):
@@ -928,6 +1078,20 @@ def _stack(attempt: str, texts: Sequence[str], lang: str) -> str:
                 replace_functions(stacked, block, lang)
                 or (apply_lines(stacked, block) or [stacked])[0]
             )
-        for edit in prose_edits(text):
+        for edit in prose_edits(bare_spans(text, original)):
+            if edit.role in ("line", "alike") and _flat(edit.new) in _flat(original):
+                continue
             stacked = (apply_edit(stacked, edit) or [stacked])[0]
     return stacked
+
+
+def bare_spans(reply: str, attempt: str) -> str:
+    """The reply with code written plainly in its prose (outside fenced blocks) in spans."""
+    known = encodings.vocabulary(attempt)
+    out: list[str] = []
+    at = 0
+    for match in _FENCE.finditer(reply):
+        out += [encodings.bare_code(reply[at : match.start()], known), match.group(0)]
+        at = match.end()
+    out.append(encodings.bare_code(reply[at:], known))
+    return "".join(out)
