@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import EmailStr, Field, field_validator
 
-from koan.common.schemas import Input, Line, Schema
+from koan.common.schemas import Input, PersonName, Schema
 
 
 def normalize_email(value: str) -> str:
@@ -24,14 +24,7 @@ class EmailInput(Input):
 
 class RegisterInput(EmailInput):
     password: str = Field(min_length=1, max_length=1024)
-    name: Line = Field(min_length=1, max_length=100)
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, value: str) -> str:
-        if not value:
-            raise ValueError("must not be blank")
-        return value
+    name: PersonName
 
 
 class RegisterResult(Schema):

@@ -8,14 +8,15 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from koan.common.schemas import Input, Money, Schema, clean_text
+from koan.common.schemas import Input, Money, Schema, clean_text, visible
 
 MAX_MESSAGE_CHARS = 8000
 
 
 def _message_text(value: str) -> str:
     value = clean_text(value)
-    if not value.strip():
+    # Spaces, or invisible characters alone, ask nothing.
+    if not visible(value):
         raise ValueError("is empty: write a question for the tutor")
     return value
 

@@ -7,9 +7,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
-from koan.common.schemas import Input, Line, Moment, Money, Schema, Text, TimeZoneName, clean_line
+from koan.common.schemas import Input, Moment, Money, Schema, Text, TimeZoneName, clean_line
 
 Strictness = Literal["socratic", "hints", "open"]
 Role = Literal["instructor", "ta", "learner"]
@@ -17,7 +24,8 @@ ItemStatus = Literal["passed", "late", "attempted", "not_started"]
 AssignmentLanguage = Literal["python", "javascript"]
 
 
-# One line of text trimmed before its length is checked: a name of spaces alone is empty.
+# One line of text trimmed before its length is checked: a name of spaces alone is empty, and
+# one of invisible characters alone is refused as empty too (`clean_line`).
 ClassName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=120),
@@ -31,6 +39,10 @@ AssignmentTitle = Annotated[
 # One word or topic the tutor avoids (blank ones are dropped).
 AvoidWord = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(clean_line)
+]
+# Why the tutor is off, shown to learners (empty: no reason given).
+OffReason = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=300), AfterValidator(clean_line)
 ]
 
 # What a learner agrees to show before joining, in the words the join page uses.
@@ -48,11 +60,11 @@ class TutorSettings(Input):
     strictness: Strictness | None = None
     instructions: Text | None = Field(default=None, max_length=4000)
     avoid: list[AvoidWord] | None = Field(default=None, max_length=100)
-    off: bool | None = None
+    off: StrictBool | None = None
     # An exam window in the class's time zone (naive) or with an explicit offset.
     off_from: Moment | None = None
     off_until: Moment | None = None
-    off_reason: Line | None = Field(default=None, max_length=300)
+    off_reason: OffReason | None = None
     learner_daily_budget_usd: Decimal | None = Field(
         default=None, ge=0, le=1000, max_digits=12, decimal_places=6
     )
@@ -193,8 +205,8 @@ class ClassAssignmentCreate(Input):
     title: AssignmentTitle
     exercise_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=100)
     skill: str | None = Field(default=None, max_length=40, pattern=r"^[a-z0-9-]+$")
-    level: int | None = Field(default=None, ge=1, le=5)
-    count: int | None = Field(default=None, ge=1, le=20)
+    level: StrictInt | None = Field(default=None, ge=1, le=5)
+    count: StrictInt | None = Field(default=None, ge=1, le=20)
     language: AssignmentLanguage | None = None
     # In the class's time zone when naive.
     opens_at: Moment

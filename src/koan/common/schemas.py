@@ -10,7 +10,14 @@ from functools import lru_cache
 from typing import Annotated
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    StringConstraints,
+)
 from pydantic_core import PydanticCustomError
 
 # Control characters (NUL, escape sequences) and bidi overrides never belong in stored text.
@@ -24,7 +31,12 @@ class Schema(BaseModel):
 
 
 class Input(BaseModel):
-    """Base for request bodies: unknown fields are an error, not silently dropped."""
+    """Base for request bodies: unknown fields are an error, not silently dropped.
+
+    Whole numbers and yes/no fields are `StrictInt` and `StrictBool`: read leniently, `true`
+    was 1, "12" was 12 and "on" was yes, a client's bug taken for a value. A page that reads
+    a number from a form converts it first (`koan.web.pagekit.small_int`). Amounts of money
+    stay lenient: sent as strings, they keep every digit."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
@@ -39,11 +51,44 @@ def _has_surrogates(value: str) -> bool:
     return any(unicodedata.category(ch) == "Cs" for ch in value)
 
 
+# What shows nothing on its own: format characters (zero-width space, byte order mark, joiners,
+# bidi marks), spaces, line and paragraph separators, controls, and combining marks with no
+# letter to sit on.
+_UNSEEN_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp", "Cc", "Cs", "Mn", "Me"})
+# Characters of other categories that Unicode says to draw as nothing (the Hangul fillers, the
+# reserved default-ignorable ones) or that fonts draw blank (the empty Braille pattern).
+_UNSEEN = re.compile("[\u115f\u1160\u2065\u2800\u3164\uffa0\ufff0-\ufff8\U000e0000-\U000e0fff]")
+# Inside one line: controls (tab included), line and paragraph separators, surrogates.
+_NOT_IN_A_LINE = frozenset({"Cc", "Zl", "Zp", "Cs"})
+
+
+def visible(value: str) -> bool:
+    """Whether `value` shows anything: a text of invisible characters alone reads as blank."""
+    return any(
+        unicodedata.category(ch) not in _UNSEEN_CATEGORIES and not _UNSEEN.match(ch) for ch in value
+    )
+
+
+def blank_refusal() -> PydanticCustomError:
+    """What a text that shows nothing is told: empty, as a text of spaces alone is."""
+    return PydanticCustomError(
+        "string_too_short",
+        "String should have at least 1 visible character: invisible ones alone show as blank",
+        {"min_length": 1},
+    )
+
+
 def clean_line(value: str) -> str:
-    """One line of text: trimmed, no control or bidi-override characters."""
+    """One line of text someone will see: trimmed; no line breaks, tabs, control or
+    bidi-override characters; and, unless empty, something visible."""
     value = value.strip()
-    if _FORBIDDEN.search(value) or "\n" in value or "\r" in value or _has_surrogates(value):
-        raise ValueError("must not contain control characters or line breaks")
+    for ch in value:
+        if unicodedata.category(ch) in _NOT_IN_A_LINE:
+            raise ValueError("must be one line of text: no line breaks, tabs or control characters")
+    if _FORBIDDEN.search(value):
+        raise ValueError("must not contain control characters")
+    if value and not visible(value):
+        raise blank_refusal()
     return value
 
 
@@ -101,7 +146,13 @@ def check_moment(value: datetime) -> datetime:
     return value
 
 
-Line = Annotated[str, AfterValidator(clean_line)]
+# One line of text someone will see, trimmed before its length is checked (so spaces alone
+# are empty, `string_too_short`) and refused when it would show blank or span lines.
+PersonName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(clean_line),
+]
 Text = Annotated[str, AfterValidator(clean_text)]
 TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
 # A date and time someone sets (a class's dates, an assignment's, an exam window).

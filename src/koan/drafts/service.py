@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.drafts import repository
-from koan.errors import Conflict, NotFound
+from koan.drafts.schemas import MAX_DRAFT_BYTES
+from koan.errors import Conflict, NotFound, PayloadTooLarge
 from koan.exercises import service as exercises
 from koan.models import Draft, User
 from koan.resources import Resources
@@ -41,6 +42,9 @@ async def save(
     (docs/web.md, "Drafts")."""
     # Only for an exercise this learner may see (404 otherwise, as if it did not exist).
     await exercises.get_exercise(session, exercise_id, user)
+    # As a submission of the same code is refused (koan.exercises.submit).
+    if len(code.encode("utf-8")) > MAX_DRAFT_BYTES:
+        raise PayloadTooLarge(f"Code is limited to {MAX_DRAFT_BYTES // 1024} KB.")
     now = res.clock.now()
     written_at = None
     if written_at_ms is not None:

@@ -5,9 +5,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, Field, StrictInt, StringConstraints, field_validator
 
-from koan.common.schemas import Input, Schema, TimeZoneName, clean_text, encodable
+from koan.common.schemas import (
+    Input,
+    Schema,
+    TimeZoneName,
+    blank_refusal,
+    clean_text,
+    encodable,
+    visible,
+)
 from koan.onboarding.questions import MAX_INTERESTS, MAX_MINUTES, MIN_MINUTES
 
 Language = Literal["python", "javascript"]
@@ -43,7 +51,7 @@ class ProfileFields(Input):
     goals: Goals | None = None
     interests: list[str] | None = Field(default=None, max_length=MAX_INTERESTS)
     learning_style: LearningStyle | None = None
-    minutes_per_day: int | None = Field(default=None, ge=MIN_MINUTES, le=MAX_MINUTES)
+    minutes_per_day: StrictInt | None = Field(default=None, ge=MIN_MINUTES, le=MAX_MINUTES)
 
     @field_validator("interests")
     @classmethod
@@ -53,7 +61,13 @@ class ProfileFields(Input):
     @field_validator("goals")
     @classmethod
     def _goals(cls, value: str | None) -> str | None:
-        return None if value is None else value.strip()
+        if value is None:
+            return None
+        value = value.strip()
+        # Invisible characters alone read as no goals at all.
+        if value and not visible(value):
+            raise blank_refusal()
+        return value
 
 
 class AnswersInput(ProfileFields):

@@ -6,15 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 
-from koan.common.schemas import Input, Line, Schema, TimeZoneName
+from koan.common.schemas import Input, PersonName, Schema, TimeZoneName
 
 
 class Preferences(Input):
     theme: Literal["system", "light", "dark"] = "system"
-    editor_font_size: int = Field(default=14, ge=10, le=28)
-    email_reminders: bool = False
+    editor_font_size: StrictInt = Field(default=14, ge=10, le=28)
+    email_reminders: StrictBool = False
 
 
 class UserOut(Schema):
@@ -30,7 +30,7 @@ class UserOut(Schema):
 
 
 class UserUpdate(Input):
-    name: Line | None = Field(default=None, min_length=1, max_length=100)
+    name: PersonName | None = None
     timezone: TimeZoneName | None = None
     preferences: Preferences | None = None
 

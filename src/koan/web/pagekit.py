@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from koan.auth import snapshots
 from koan.auth.deps import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, Auth, check_owner
 from koan.common.routing import CheckedRoute
+from koan.common.schemas import visible
 from koan.db.refusals import refusal
 from koan.deps import ResourcesDep, get_session
 from koan.errors import Forbidden, KoanError, NotFound
@@ -64,6 +65,15 @@ def small_int(text: str) -> int | None:
     and `int()` refuses it) and a few of them (`int()` refuses thousands)."""
     text = text.strip()
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
+
+
+def form_number(text: str) -> int | str | None:
+    """A form's whole number as a schema takes it (the schemas take no number written as text):
+    the number, None when the field was left empty, or else the text itself, which the schema
+    refuses with its reason."""
+    text = text.strip()
+    whole = small_int(text)
+    return whole if whole is not None else (text or None)
 
 
 def in_zone(moment: datetime, zone: str) -> datetime:
@@ -600,7 +610,10 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
         if kind == "missing":
             message = "This is required."
         elif kind == "string_too_short":
-            message = "This is required." if error.get("input") == "" else message
+            # Blank to the eye (nothing, or invisible characters alone): as good as left out.
+            shown = error.get("input")
+            if isinstance(shown, str) and not visible(shown):
+                message = "This is required."
         elif name == "email" and kind == "value_error":
             message = "Enter a valid email address, like name@example.com."
         elif kind in _FRIENDLY:

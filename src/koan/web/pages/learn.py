@@ -13,7 +13,7 @@ from koan.classes import service as classes
 from koan.classes.tutor import tutor_policy_for
 from koan.deps import ResourcesDep
 from koan.drafts import service as drafts
-from koan.errors import KoanError
+from koan.errors import KoanError, PayloadTooLarge
 from koan.exercises import lifecycle
 from koan.exercises import service as exercises
 from koan.exercises.deps import DailyHooksDep, HintTailorDep
@@ -365,9 +365,10 @@ async def run_tests(
     except KoanError as exc:
         if exc.code == "AccountDeleted":
             raise  # deleted while the code was graded: nothing is left to keep it in
-        if not request.headers.get("HX-Request"):
+        if not request.headers.get("HX-Request") and not isinstance(exc, PayloadTooLarge):
             # Without script nothing else keeps the code: as the draft, it is what the page
-            # opens on after the learner resumes, reloads or comes back.
+            # opens on after the learner resumes, reloads or comes back. Code over the size
+            # limit is no draft either: the page below shows it back to be cut down.
             await drafts.save(session, res, user, exercise.id, data.code)
         # What the refusal left (a submission kept as an error) is committed with the page.
         ctx = await _exercise_context(session, res, user, exercise, code=code)

@@ -24,6 +24,7 @@ from koan.web.pagekit import (
     field_errors,
     form_data,
     form_lists,
+    form_number,
     in_zone,
     parse_uuid,
     redirect,
@@ -92,7 +93,7 @@ async def create_assignment(
     if values["kind"] == "adaptive":
         body.update(
             language=values["language"] or None, skill=values["skill"] or None,
-            level=values["level"] or None, count=values["count"] or None,
+            level=form_number(values["level"]), count=form_number(values["count"]),
         )  # fmt: skip
         for name, message in (("skill", "Choose a skill."), ("level", "Choose a level."),
                               ("count", "Say how many exercises.")):  # fmt: skip
