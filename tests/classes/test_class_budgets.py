@@ -35,7 +35,7 @@ async def _course(
     session: AsyncSession,
     resources: Resources,
     timezone: str = "UTC",
-    **tutor: str,
+    **tutor: str | bool,
 ) -> tuple[Course, Exercise]:
     course = await create_course(client, session, resources, learners=2, timezone=timezone)
     exercise = await create_exercise(session)
@@ -324,7 +324,7 @@ async def test_a_class_that_switched_the_tutor_off_gets_the_authored_hints(
     llm_server: FakeLLMServer,
 ) -> None:
     tutor()
-    course, exercise = await _course(client, session, resources, off="true")
+    course, exercise = await _course(client, session, resources, off=True)
     learner, h0 = course.learners[0], course.headers["learner0"]
     await record_attempt(session, resources, learner, exercise, code="def add(a, b):\n    pass\n")
     llm_server.script(EXPENSIVE)

@@ -311,6 +311,7 @@ async def test_the_assignment_form_still_sends_its_numbers_as_text(
         # Bytes, not characters: 32 K + 1 two-byte letters are over 64 KB.
         "é" * (32 * 1024 + 1),
     ],
+    ids=["ascii", "two-byte"],
 )
 async def test_code_over_the_limit_is_413_as_a_draft_and_as_a_submission(
     client: httpx.AsyncClient, setup: Setup, code: str
