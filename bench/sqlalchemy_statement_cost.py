@@ -12,7 +12,8 @@ step's cost without the start-up. The steps are the shapes Koan's requests are m
 
 - `orm-read`: a session, one ORM entity read by its key with a statement built once, COMMIT;
 - `core-read`: a session, one Core read of plain rows (three columns), COMMIT;
-- `orm-write`: a session, an entity read, one attribute changed, flushed as an UPDATE, COMMIT.
+- `orm-write`: a session, an entity read, one attribute changed, flushed as an UPDATE, COMMIT;
+- `autocommit-read`: `core-read` on a connection in autocommit (no BEGIN, no COMMIT sent).
 
 Only the client's instructions count; PostgreSQL's are its own. The table is a private one
 (`koan_bench_sa_<pid>`), dropped at the end.
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import callgrind_instructions  # noqa: E402
 
 WARMUP = 100
-STEPS = ("orm-read", "core-read", "orm-write")
+STEPS = ("orm-read", "core-read", "orm-write", "autocommit-read")
 
 
 def client(url: str, step: str, count: int, table: str) -> None:
@@ -72,11 +73,14 @@ def client(url: str, step: str, count: int, table: str) -> None:
         async with sessions() as session:
             session.add(Row(id=key, name="Ada", email="ada@example.com"))
             await session.commit()
+        autocommit = async_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
         for _ in range(count):
-            async with sessions() as session:
+            async with (autocommit if step == "autocommit-read" else sessions)() as session:
                 if step == "orm-read":
                     (await session.execute(by_id, {"id": key})).scalar_one()
-                elif step == "core-read":
+                elif step in ("core-read", "autocommit-read"):
                     (await session.execute(plain, {"id": key})).one()
                 else:
                     row = (await session.execute(by_id, {"id": key})).scalar_one()
