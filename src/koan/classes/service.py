@@ -670,10 +670,19 @@ async def remove_member(session: AsyncSession, member: Membership, target_id: uu
     if target.role in STAFF_ROLES and member.role != "instructor":
         raise Forbidden("Only instructors may remove an instructor or a TA.")
     if target.role == "instructor":
-        instructors = await repository.members(session, member.room.id, role="instructor")
-        if len(instructors) <= 1:
-            raise Conflict("A class keeps at least one instructor.", code="LastInstructor")
+        await _keep_an_instructor(session, member.room.id)
     await repository.remove_member(session, member.room.id, target_id)
+
+
+async def _keep_an_instructor(session: AsyncSession, class_id: uuid.UUID) -> None:
+    """Refuse to take the class's last instructor away (the class's row is held)."""
+    instructors = await repository.members(session, class_id, role="instructor")
+    if len(instructors) <= 1:
+        raise Conflict(
+            "A class keeps at least one instructor: make another member an instructor first, "
+            "or delete the class.",
+            code="LastInstructor",
+        )
 
 
 async def change_role(
@@ -693,8 +702,12 @@ async def change_role(
 async def add_member(
     session: AsyncSession, res: Resources, room: ClassRoom, user: User, role: str
 ) -> ClassMembership:
-    """Put an account in a class with a role (the command line's `koan classes add`)."""
+    """Put an account in a class with a role (the command line's `koan classes add`). The
+    class's only instructor keeps the role, as everywhere else (409 LastInstructor)."""
+    await repository.hold_class(session, room.id)
     found = await repository.membership(session, room.id, user.id)
+    if found is not None and found.role == "instructor" and role != "instructor":
+        await _keep_an_instructor(session, room.id)
     if found is None:
         found = ClassMembership(
             class_id=room.id, user_id=user.id, role=role, joined_at=res.clock.now()

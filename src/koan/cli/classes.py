@@ -37,12 +37,21 @@ def classes_create(
     timezone: Annotated[str, typer.Option(help="IANA time zone of the class.")] = "UTC",
 ) -> None:
     """Create a class with an instructor (administrators may create classes for anyone)."""
+    from pydantic import ValidationError
+
     from koan.classes import service
     from koan.classes.schemas import ClassCreate
 
+    try:
+        data = ClassCreate(name=name, timezone=timezone)
+    except ValidationError as exc:
+        # Said as the API says it (a blank name, a time zone that is not IANA's), not as
+        # a traceback.
+        error = exc.errors()[0]
+        raise typer.BadParameter(str(error["msg"]), param_hint=f"--{error['loc'][0]}") from exc
+
     async def work(session: Any, res: Any) -> None:
         user = await _class_user(session, instructor)
-        data = ClassCreate(name=name, timezone=timezone)
         settings = res.settings.model_copy(update={"class_creators": "anyone"})
         res.settings = settings
         room = await service.create_class(session, res, user, data)
@@ -120,11 +129,13 @@ def classes_remove(
     email: Annotated[str, typer.Argument(help="Email of the member to remove.")],
 ) -> None:
     """Take a member out of a class; their own work stays theirs."""
-    from koan.classes import repository as classes
+    from koan.classes import service
 
     async def work(session: Any, res: Any) -> None:
         room, user = await _class_and_user(session, code, email)
-        await classes.remove_member(session, room.id, user.id)
+        # As an instructor of the class would: a non-member and the class's only
+        # instructor are refused with the reason.
+        await service.remove_member(session, service.Membership(room, "instructor"), user.id)
         console.print(f"{user.email} has been removed from {room.name}.")
 
     asyncio.run(with_session(work, commit=True))
