@@ -509,3 +509,59 @@ async def test_each_dashboard_page_sends_as_many_queries_for_a_big_class_as_for_
         await _submit(client, course, n, exercise, WRONG if n % 2 else ADD_SOLUTION)
     assert await statements() == small
     assert {page: min(n, PAGE_STATEMENTS[page]) for page, n in small.items()} == small
+
+
+async def test_the_roster_and_needs_help_count_only_work_the_class_has_set_each_learner(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    # Learner 0 practised two exercises on their own: one the class sets only in an assignment
+    # that opens in years, one picked for learner 1 alone. Neither is the class's work of
+    # learner 0's: the roster counts as much as their submissions page shows.
+    course = await create_course(client, session, resources, learners=2)
+    skill = f"skill-{course.code.lower()}"
+    later = await create_exercise(session)
+    theirs = await create_exercise(session, skills=[skill], difficulty=2)
+    h0, teacher = course.headers["learner0"], course.headers["instructor"]
+    for exercise in (later, theirs):
+        for _ in range(2):
+            await _submit(client, course, 0, exercise, WRONG)
+        for _ in range(3):
+            hint = await client.post(f"/api/v1/exercises/{exercise.id}/hints", headers=h0)
+            assert hint.status_code == 200, hint.text
+        talk = await client.post(
+            "/api/v1/conversations", json={"exercise_id": str(exercise.id)}, headers=h0
+        )
+        asked = await client.post(
+            f"/api/v1/conversations/{talk.json()['id']}/messages",
+            json={"content": "is this right?"}, headers=h0,
+        )  # fmt: skip
+        assert asked.status_code == 201, asked.text
+    now = datetime.now(UTC)
+    made = [
+        await client.post(f"/api/v1/classes/{course.id}/assignments", json=body, headers=teacher)
+        for body in (
+            {"title": "Later", "exercise_ids": [str(later.id)],
+             "opens_at": "2199-01-01T00:00", "due_at": "2199-01-02T00:00"},
+            {"title": "Practice", "skill": skill, "level": 2, "count": 1,
+             "opens_at": (now - timedelta(hours=1)).isoformat(),
+             "due_at": (now + timedelta(days=1)).isoformat()},
+        )
+    ]  # fmt: skip
+    assert [r.status_code for r in made] == [201, 201], [r.text for r in made]
+    seen = await client.get("/api/v1/classes/assignments", headers=course.headers["learner1"])
+    assert seen.json()["items"][0]["items"][0]["exercise_id"] == str(theirs.id)
+
+    roster = await client.get(f"/api/v1/classes/{course.id}/dashboard/roster", headers=teacher)
+    helped = await client.get(f"/api/v1/classes/{course.id}/dashboard/needs-help", headers=teacher)
+    shown = await client.get(
+        f"/api/v1/classes/{course.id}/learners/{course.learners[0].id}/submissions",
+        headers=teacher,
+    )
+
+    assert [(e["name"], e["reason"]) for e in helped.json()["items"]] == []
+    first = roster.json()["items"][0]
+    assert first["name"] == "Learner 0"
+    assert shown.json()["items"] == []
+    counted_work = (first["attempts"], first["completed"], first["hints_used"])
+    assert (*counted_work, first["tutor_messages"]) == (0, 0, 0, 0)
+    assert first["last_active"] is not None  # they were active, on work of their own

@@ -10,6 +10,7 @@ from operator import itemgetter
 from typing import NamedTuple, cast
 
 from sqlalchemy import (
+    Subquery,
     Table,
     and_,
     bindparam,
@@ -27,6 +28,7 @@ from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefa
 
 from koan.auth.repository import LIVE_SESSION_AND_USER
 from koan.db import utcnow
+from koan.db.scope import set_for
 from koan.db.stats import json_rows
 from koan.models import (
     AuthSession,
@@ -341,10 +343,15 @@ async def messages_of(
 
 
 async def questions_by_learner(
-    session: AsyncSession, learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID]
+    session: AsyncSession,
+    learners: Sequence[uuid.UUID],
+    exercises: Sequence[uuid.UUID],
+    *,
+    pairs: Subquery | None = None,
 ) -> dict[uuid.UUID, int]:
-    """Learner -> messages they sent the tutor in conversations about `exercises`
-    (conversations by ix_conversations_user_updated, messages by their conversation key)."""
+    """Learner -> messages they sent the tutor in conversations about `exercises` (only those
+    `pairs` sets them, when given; conversations by ix_conversations_user_updated, messages
+    by their conversation key)."""
     if not learners or not exercises:
         return {}
     query = (
@@ -353,6 +360,7 @@ async def questions_by_learner(
         .where(
             Conversation.user_id.in_(list(learners)),
             Conversation.exercise_id.in_(list(exercises)),
+            set_for(pairs, Conversation.user_id, Conversation.exercise_id),
             ConversationMessage.role == "user",
         )
         .group_by(Conversation.user_id)

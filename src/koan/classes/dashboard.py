@@ -84,9 +84,12 @@ async def roster(
     done = await exercises.groups_done_by_learner(
         session, ids, exercise_ids, repository.work_set(class_id, opened_by=now)
     )
-    work = await exercises.work_by_learner(session, ids, exercise_ids)
-    hints = await exercises.hints_by_learner(session, ids, exercise_ids)
-    questions = await chat.questions_by_learner(session, ids, exercise_ids)
+    # Each learner's figures count the exercises set them in assignments already open, what
+    # their submissions page shows: not one picked for a classmate, nor one set later.
+    set_them = repository.work_set(class_id, opened_by=now)
+    work = await exercises.work_by_learner(session, ids, exercise_ids, pairs=set_them)
+    hints = await exercises.hints_by_learner(session, ids, exercise_ids, pairs=set_them)
+    questions = await chat.questions_by_learner(session, ids, exercise_ids, pairs=set_them)
     streaks = await progress.current_streaks(session, {u.id: u.timezone for u in learners}, now)
     rows = []
     for learner in learners:
@@ -184,10 +187,14 @@ async def needs_help(
     ids = [u.id for u in learners]
     names = {u.id: u.name for u in learners}
     exercise_ids = await repository.exercise_ids(session, class_id)
+    # Stuck on an exercise set them in an assignment already open: their work on others is
+    # their own.
+    set_them = repository.work_set(class_id, opened_by=now)
     failing = await exercises.failing_without_pass(
-        session, ids, exercise_ids, since=now - FAILING_WINDOW, at_least=FAILING_ATTEMPTS
-    )
-    ladders = await exercises.ladders_used_up(session, ids, exercise_ids)
+        session, ids, exercise_ids, since=now - FAILING_WINDOW, at_least=FAILING_ATTEMPTS,
+        pairs=set_them,
+    )  # fmt: skip
+    ladders = await exercises.ladders_used_up(session, ids, exercise_ids, pairs=set_them)
     titles = await exercises.titles(
         session, list({s.exercise_id for s in failing} | {s.exercise_id for s in ladders})
     )

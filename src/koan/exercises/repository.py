@@ -32,6 +32,7 @@ from sqlalchemy.orm import aliased, joinedload, make_transient_to_detached, sele
 from sqlalchemy.orm.attributes import set_committed_value
 
 from koan.db import memo
+from koan.db.scope import set_for
 from koan.db.stats import median, minutes_between
 from koan.exercises.schemas import CatalogueSort
 from koan.models import (
@@ -1145,13 +1146,21 @@ class LearnerWork:
 
 
 async def work_by_learner(
-    session: AsyncSession, learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID]
+    session: AsyncSession,
+    learners: Sequence[uuid.UUID],
+    exercises: Sequence[uuid.UUID],
+    *,
+    pairs: Subquery | None = None,
 ) -> dict[uuid.UUID, LearnerWork]:
-    """Learner -> submissions to `exercises`, how many of them they passed, and when they
-    last submitted anything."""
+    """Learner -> submissions to `exercises` (only to those `pairs` sets them, when given: see
+    `koan.db.scope.set_for`), how many of them they passed, and when they last submitted
+    anything."""
     if not learners:
         return {}
-    chosen = Submission.exercise_id.in_(list(exercises))
+    chosen = and_(
+        Submission.exercise_id.in_(list(exercises)),
+        set_for(pairs, Submission.user_id, Submission.exercise_id),
+    )
     passed = and_(chosen, Submission.status == "passed")
     query = (
         select(
@@ -1372,19 +1381,30 @@ def _as_uuid(value: object) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
-def _hints(learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID]) -> ColumnElement[bool]:
-    return and_(Assignment.user_id.in_(list(learners)), Assignment.exercise_id.in_(list(exercises)))
+def _hints(
+    learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID], pairs: Subquery | None = None
+) -> ColumnElement[bool]:
+    return and_(
+        Assignment.user_id.in_(list(learners)),
+        Assignment.exercise_id.in_(list(exercises)),
+        set_for(pairs, Assignment.user_id, Assignment.exercise_id),
+    )
 
 
 async def hints_by_learner(
-    session: AsyncSession, learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID]
+    session: AsyncSession,
+    learners: Sequence[uuid.UUID],
+    exercises: Sequence[uuid.UUID],
+    *,
+    pairs: Subquery | None = None,
 ) -> dict[uuid.UUID, int]:
-    """Learner -> hints taken on `exercises` (ix_assignments_user_exercise)."""
+    """Learner -> hints taken on `exercises` (only those `pairs` sets them, when given;
+    ix_assignments_user_exercise)."""
     if not learners or not exercises:
         return {}
     query = (
         select(Assignment.user_id, func.sum(Assignment.hints_used))
-        .where(_hints(learners, exercises))
+        .where(_hints(learners, exercises, pairs))
         .group_by(Assignment.user_id)
     )
     return {row[0]: int(row[1] or 0) for row in await session.execute(query)}
@@ -1430,9 +1450,10 @@ async def failing_without_pass(
     *,
     since: datetime,
     at_least: int,
+    pairs: Subquery | None = None,
 ) -> list[Stuck]:
-    """Learners with `at_least` failed submissions to one exercise since `since`, and no pass
-    of it ever."""
+    """Learners with `at_least` failed submissions to one exercise since `since` (one `pairs`
+    sets them, when given), and no pass of it ever."""
     if not learners or not exercises:
         return []
     query = (
@@ -1447,6 +1468,7 @@ async def failing_without_pass(
             Submission.exercise_id.in_(list(exercises)),
             Submission.created_at >= since,
             Submission.status.in_(NOT_PASSED),
+            set_for(pairs, Submission.user_id, Submission.exercise_id),
             _never_passed(Submission.user_id, Submission.exercise_id),
         )
         .group_by(Submission.user_id, Submission.exercise_id)
@@ -1456,10 +1478,14 @@ async def failing_without_pass(
 
 
 async def ladders_used_up(
-    session: AsyncSession, learners: Sequence[uuid.UUID], exercises: Sequence[uuid.UUID]
+    session: AsyncSession,
+    learners: Sequence[uuid.UUID],
+    exercises: Sequence[uuid.UUID],
+    *,
+    pairs: Subquery | None = None,
 ) -> list[Stuck]:
-    """Learners who took every hint of an exercise and have not passed it (`count`: the
-    hints, `since`: their latest submission to it)."""
+    """Learners who took every hint of an exercise (one `pairs` sets them, when given) and
+    have not passed it (`count`: the hints, `since`: their latest submission to it)."""
     if not learners or not exercises:
         return []
     used = (
@@ -1468,7 +1494,7 @@ async def ladders_used_up(
             Assignment.exercise_id,
             func.sum(Assignment.hints_used).label("used"),
         )
-        .where(_hints(learners, exercises), Assignment.hints_used > 0)
+        .where(_hints(learners, exercises, pairs), Assignment.hints_used > 0)
         .group_by(Assignment.user_id, Assignment.exercise_id)
         .subquery("used")
     )
