@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.models import ClassAssignment, Conversation, Exercise
+from koan.models import ClassAssignment, ClassMembership, Conversation, Exercise
 from koan.resources import Resources
 from tests.classes.helpers import Course, create_course
 from tests.conftest import Backend
@@ -56,6 +56,7 @@ async def _class_in_action(
     """Learner 0 fails three times, takes every hint and asks the tutor; learner 1 passes;
     learner 2 has done nothing since the assignment opened three days ago."""
     course = await create_course(client, session, resources, learners=3, ta=True)
+    await _joined_days_ago(session, course, 4)
     exercise = await create_exercise(session)
     assignment = await _assign(client, course, exercise)
     for _ in range(3):
@@ -82,6 +83,16 @@ async def _class_in_action(
     )
     await _submit(client, course, 1, exercise, ADD_SOLUTION)
     return course, exercise, assignment
+
+
+async def _joined_days_ago(session: AsyncSession, course: Course, days: int) -> None:
+    """The course's learners joined `days` ago (before an assignment that opened since)."""
+    await session.execute(
+        update(ClassMembership)
+        .where(ClassMembership.class_id == course.id, ClassMembership.role == "learner")
+        .values(joined_at=datetime.now(UTC) - timedelta(days=days))
+    )
+    await session.commit()
 
 
 async def test_the_roster_counts_each_learners_work_and_sorts_by_any_column(
@@ -297,6 +308,43 @@ async def test_needs_help_lists_who_is_stuck_and_why(
     assert failing["exercise_id"] == str(exercise.id)
     assert "all 3 hints" in ladder["why"]
     assert inactive["why"].startswith('no activity for 3 days while "Week 1" is open')
+
+
+async def test_needs_help_counts_a_late_joiners_quiet_days_from_when_they_joined(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    # The assignment opened five days ago; one learner was in the class then, the other
+    # joined an hour ago. Due times are said as the class's clocks show them.
+    course = await create_course(
+        client, session, resources, learners=2, timezone="America/Los_Angeles"
+    )
+    await session.execute(
+        update(ClassMembership)
+        .where(ClassMembership.user_id == course.learners[0].id)
+        .values(joined_at=datetime.now(UTC) - timedelta(days=6))
+    )
+    await session.execute(
+        update(ClassMembership)
+        .where(ClassMembership.user_id == course.learners[1].id)
+        .values(joined_at=datetime.now(UTC) - timedelta(hours=1))
+    )
+    await session.commit()
+    exercise = await create_exercise(session)
+    now = datetime.now(UTC)
+    await _assign(
+        client, course, exercise, opens_at=(now - timedelta(days=5)).isoformat(),
+        due_at="2099-12-10T23:59",
+    )  # fmt: skip
+
+    r = await client.get(
+        f"/api/v1/classes/{course.id}/dashboard/needs-help", headers=course.headers["instructor"]
+    )
+
+    assert r.status_code == 200, r.text
+    assert [(e["name"], e["reason"]) for e in r.json()["items"]] == [("Learner 0", "inactive")]
+    assert r.json()["items"][0]["why"] == (
+        'no activity for 5 days while "Week 1" is open (due 2099-12-10 23:59 (America/Los_Angeles))'
+    )
 
 
 async def test_per_exercise_figures(

@@ -37,7 +37,7 @@ from koan.classes.schemas import (
     Roster,
     RosterRow,
 )
-from koan.classes.service import Membership
+from koan.classes.service import Membership, local_label
 from koan.common.spreadsheet import safe_cell
 from koan.errors import BadRequest, NotFound
 from koan.exercises import repository as exercises
@@ -262,15 +262,18 @@ async def _inactive(
         if not unfinished:
             continue
         last = last_at[learner.id]
-        opened = min(a.opens_at for a in unfinished)
+        # Quiet since their last submission, or since the work was theirs to do: the
+        # assignment opened, or they joined the class after it did.
+        opened = max(min(a.opens_at for a in unfinished), learner.joined_at)
         quiet_since = last if last is not None and last > opened else opened
         if now - quiet_since >= INACTIVE_AFTER:
             first = unfinished[0]
+            due = local_label(first.due_at, member.room.timezone)
             entries.append(
                 NeedsHelpEntry(
                     user_id=learner.id, name=learner.name, reason="inactive",
                     why=(f"no activity for {(now - quiet_since).days} days while "
-                         f"\"{first.title}\" is open (due {first.due_at:%Y-%m-%d %H:%M} UTC)"),
+                         f"\"{first.title}\" is open (due {due})"),
                     exercise_id=None, exercise_title=None, since=last,
                 )
             )  # fmt: skip

@@ -112,13 +112,14 @@ class Learner:
     name: str
     email: str
     timezone: str
+    joined_at: datetime
 
 
 async def learners(session: AsyncSession, class_id: uuid.UUID) -> list[Learner]:
     """The class's learners by name (ix_class_memberships_class_role, then the accounts by
     primary key), without the columns the dashboards do not show."""
     query = (
-        select(User.id, User.name, User.email, User.timezone)
+        select(User.id, User.name, User.email, User.timezone, ClassMembership.joined_at)
         .join(ClassMembership, ClassMembership.user_id == User.id)
         .where(ClassMembership.class_id == class_id, ClassMembership.role == "learner")
         .order_by(User.name, User.email)
