@@ -133,12 +133,15 @@ async def test_the_roster_and_gradebook_export_as_csv(
     )
     assert roster.status_code == 200
     assert roster.headers["content-type"].startswith("text/csv")
+    # Saved under the class's name, as the pages' downloads are.
+    assert 'filename="cs-101-roster.csv"' in roster.headers["content-disposition"]
     rows = list(csv.reader(io.StringIO(roster.text)))
     assert rows[0][:4] == ["name", "email", "completed", "attempts"]
     assert len(rows) == 4
     book = await client.get(
         f"/api/v1/classes/{course.id}/dashboard/gradebook", params={"format": "csv"}, headers=h
     )
+    assert 'filename="cs-101-gradebook.csv"' in book.headers["content-disposition"]
     table = {row[0]: row[2] for row in csv.reader(io.StringIO(book.text))}
     assert table == {"name": "Week 1", "Learner 0": "attempted", "Learner 1": "passed",
                      "Learner 2": "not_started"}  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -66,6 +67,14 @@ def assignment_status(work: exercises.GroupWork | None) -> ItemStatus:
     if work.exercises and work.passed == work.exercises:
         return "passed" if work.on_time == work.exercises else "late"
     return "attempted" if work.attempted else "not_started"
+
+
+def csv_file_name(name: str, what: str) -> str:
+    """A download's name: the class's name in lower case, letters and digits of any script
+    kept and the rest hyphens ("Informática 1º" -> "informática-1º-roster.csv"), the same
+    from the API and the pages."""
+    slug = re.sub(r"[\W_]+", "-", name.lower()).strip("-")[:60].strip("-") or "class"
+    return f"{slug}-{what}.csv"
 
 
 # -- roster -------------------------------------------------------------------------------

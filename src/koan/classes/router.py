@@ -345,7 +345,9 @@ async def roster(
     member = await service.member_of(session, user, class_id, staff=True)
     table = await dashboard.roster(session, member, now=res.clock.now(), sort=sort, order=order)
     if format == "csv":
-        return csv_response(dashboard.roster_csv(table), "roster.csv")
+        return csv_response(
+            dashboard.roster_csv(table), dashboard.csv_file_name(member.room.name, "roster")
+        )
     return table
 
 
@@ -361,7 +363,9 @@ async def gradebook(
     member = await service.member_of(session, user, class_id, staff=True)
     book = await dashboard.gradebook(session, member)
     if format == "csv":
-        return csv_response(dashboard.gradebook_csv(book), "gradebook.csv")
+        return csv_response(
+            dashboard.gradebook_csv(book), dashboard.csv_file_name(member.room.name, "gradebook")
+        )
     return book
 
 

@@ -108,13 +108,6 @@ def money(value: str) -> Decimal | None:
     return Decimal(amount.group(1) + amount.group(2))
 
 
-def csv_file_name(name: str, what: str) -> str:
-    """The class's name in lower case, letters and digits of any script kept and the rest
-    hyphens ("Informática 1º" -> "informática-1º-roster.csv")."""
-    slug = re.sub(r"[\W_]+", "-", name.lower()).strip("-")[:60].strip("-") or "class"
-    return f"{slug}-{what}.csv"
-
-
 def csv_download(content: str, filename: str) -> Response:
     return Response(
         content,

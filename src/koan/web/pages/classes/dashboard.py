@@ -32,7 +32,6 @@ from koan.web.pages.classes.common import (
     ClassId,
     class_context,
     csv_download,
-    csv_file_name,
     membership,
 )
 
@@ -80,7 +79,9 @@ async def roster_csv(
 ) -> Response:
     member = await membership(session, user, class_id, staff=True)
     table = await _roster(session, member, res, sort, order)
-    return csv_download(dashboard.roster_csv(table), csv_file_name(member.room.name, "roster"))
+    return csv_download(
+        dashboard.roster_csv(table), dashboard.csv_file_name(member.room.name, "roster")
+    )
 
 
 @router.get("/classes/{class_id}/gradebook")
@@ -100,7 +101,9 @@ async def gradebook_csv(
 ) -> Response:
     member = await membership(session, user, class_id, staff=True)
     book = await dashboard.gradebook(session, member)
-    return csv_download(dashboard.gradebook_csv(book), csv_file_name(member.room.name, "gradebook"))
+    return csv_download(
+        dashboard.gradebook_csv(book), dashboard.csv_file_name(member.room.name, "gradebook")
+    )
 
 
 @router.get("/classes/{class_id}/needs-help")
