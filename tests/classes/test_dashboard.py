@@ -616,3 +616,33 @@ async def test_the_roster_and_needs_help_count_only_work_the_class_has_set_each_
     counted_work = (first["attempts"], first["completed"], first["hints_used"])
     assert (*counted_work, first["tutor_messages"]) == (0, 0, 0, 0)
     assert first["last_active"] is not None  # they were active, on work of their own
+
+
+async def test_per_exercise_figures_start_when_an_assignment_setting_the_exercise_opens(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    # A learner practised an exercise before the class set it, in an assignment that opens
+    # in years: the exercise is listed, with no figures yet.
+    course = await create_course(client, session, resources, learners=1)
+    exercise = await create_exercise(session)
+    await _submit(client, course, 0, exercise, WRONG)
+    await _submit(client, course, 0, exercise, ADD_SOLUTION)
+    hint = await client.post(
+        f"/api/v1/exercises/{exercise.id}/hints", headers=course.headers["learner0"]
+    )
+    assert hint.status_code == 200, hint.text
+    await _assign(client, course, exercise, opens_at="2199-01-01T00:00", due_at="2199-01-02T00:00")
+
+    r = await client.get(
+        f"/api/v1/classes/{course.id}/dashboard/exercises", headers=course.headers["instructor"]
+    )
+
+    assert r.status_code == 200, r.text
+    (row,) = r.json()["items"]
+    assert row["exercise_id"] == str(exercise.id)
+    figures = ("learners_attempted", "learners_passed", "pass_rate", "common_failure",
+               "common_failure_count", "hints_used")  # fmt: skip
+    assert {k: row[k] for k in figures} == {
+        "learners_attempted": 0, "learners_passed": 0, "pass_rate": None,
+        "common_failure": None, "common_failure_count": 0, "hints_used": 0,
+    }  # fmt: skip

@@ -299,13 +299,19 @@ def _title(
 # -- per exercise -------------------------------------------------------------------------
 
 
-async def exercise_stats(session: AsyncSession, member: Membership) -> list[ExerciseStats]:
+async def exercise_stats(
+    session: AsyncSession, member: Membership, *, now: datetime
+) -> list[ExerciseStats]:
+    """Each exercise the class sets, with its figures once an assignment setting it has
+    opened (before, what learners did on it was their own practice, not the class's)."""
     class_id = member.room.id
     learners = await repository.learner_ids(session, class_id)
-    ids = await repository.exercise_ids(session, class_id)
-    work = await exercises.work_by_exercise(session, learners, ids)
-    failures = await exercises.common_failures(session, learners, ids)
-    hints = await exercises.hints_by_exercise(session, learners, ids)
+    set_by_class = await repository.exercises_opened(session, class_id)
+    ids = [exercise_id for exercise_id, _ in set_by_class]
+    opened = [exercise_id for exercise_id, opens_at in set_by_class if opens_at <= now]
+    work = await exercises.work_by_exercise(session, learners, opened)
+    failures = await exercises.common_failures(session, learners, opened)
+    hints = await exercises.hints_by_exercise(session, learners, opened)
     titles = await exercises.titles(session, ids)
     out = []
     for exercise_id in ids:

@@ -391,9 +391,16 @@ async def exercise_ids(session: AsyncSession, class_id: uuid.UUID) -> list[uuid.
     """Every exercise the class sets, for everyone or picked for one of its members (not for
     somebody who has left), in the order the class meets them (earliest due first;
     ix_class_assignment_items_class_id)."""
+    return [exercise_id for exercise_id, _ in await exercises_opened(session, class_id)]
+
+
+async def exercises_opened(
+    session: AsyncSession, class_id: uuid.UUID
+) -> list[tuple[uuid.UUID, datetime]]:
+    """`exercise_ids`, each with when the first assignment setting it opens."""
     members = select(ClassMembership.user_id).where(ClassMembership.class_id == class_id)
     query = (
-        select(ClassAssignmentItem.exercise_id)
+        select(ClassAssignmentItem.exercise_id, func.min(ClassAssignment.opens_at))
         .join(ClassAssignment, ClassAssignment.id == ClassAssignmentItem.class_assignment_id)
         .where(
             ClassAssignmentItem.class_id == class_id,
@@ -406,7 +413,7 @@ async def exercise_ids(session: AsyncSession, class_id: uuid.UUID) -> list[uuid.
             ClassAssignmentItem.exercise_id,
         )
     )
-    return list((await session.execute(query)).scalars())
+    return [(row[0], row[1]) for row in await session.execute(query)]
 
 
 async def learner_exercise_ids(

@@ -124,7 +124,7 @@ async def exercises_page(
 ) -> Response:
     """Per exercise: pass rate, median attempts and time to pass, the commonest failure."""
     member = await membership(session, user, class_id, staff=True)
-    stats = await dashboard.exercise_stats(session, member)
+    stats = await dashboard.exercise_stats(session, member, now=res.clock.now())
     ctx = await class_context(session, res, member, user, "exercises", stats=stats)
     return render(request, "classes/exercises.html", ctx)
 
