@@ -13,6 +13,7 @@ from koan.pagination import (
     MAX_CURSOR_CHARS,
     BadCursor,
     decode_cursor,
+    decode_newest_first,
     encode_cursor,
     next_cursor,
 )
@@ -85,3 +86,15 @@ def test_the_longest_sort_key_makes_a_cursor_every_route_takes(letter: str) -> N
     cursor = encode_cursor(*key)
     assert len(cursor) <= MAX_CURSOR_CHARS
     assert decode_cursor(cursor, str, str) == key
+
+
+def test_a_newest_first_cursor_carries_the_id_and_takes_a_time_alone_too() -> None:
+    moment = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
+    item = uuid.uuid4()
+    assert decode_newest_first(encode_cursor(moment, item)) == (moment, item)
+    # As these lists' cursors were before they carried the id, and as a page address.
+    assert decode_newest_first(encode_cursor(moment)) == (moment, None)
+    assert decode_newest_first("2026-11-03T10:30:00+01:00") == (moment, None)
+    for bad in ("yesterday", "2026-11-03T09:30:00", encode_cursor("x", item), "x" * 3000):
+        with pytest.raises(BadCursor):
+            decode_newest_first(bad)

@@ -13,7 +13,9 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import ColumnElement, tuple_
 
 from koan.errors import BadRequest
 
@@ -91,16 +93,39 @@ def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
         raise BadCursor() from exc
 
 
-def decode_time_cursor(cursor: str) -> datetime:
-    """A page address that is a time itself (ISO 8601, with its time zone), in UTC; `BadCursor`
-    for anything else."""
+# The sort key of a list newest first: the last item's time, and its id, which orders the items
+# that share a time (several rows written at one instant). None: a cursor of the time alone.
+NewestFirstKey = tuple[datetime, uuid.UUID | None]
+
+
+def decode_newest_first(cursor: str) -> NewestFirstKey:
+    """The sort key a newest-first list's cursor carries; `BadCursor` for anything else. A
+    cursor of the time alone, as these lists gave before they carried the id (or a page address
+    that is an ISO 8601 time with its time zone), is taken too: the page then starts strictly
+    before that time."""
+    try:
+        moment, item_id = decode_cursor(cursor, datetime, uuid.UUID)
+        return moment, item_id
+    except BadCursor:
+        pass
+    try:
+        return decode_cursor(cursor, datetime)[0], None
+    except BadCursor:
+        pass
     try:
         if len(cursor) > MAX_CURSOR_CHARS:
             raise ValueError("cursor too long")
-        moment: datetime = _load(cursor, datetime)
+        return _load(cursor, datetime), None
     except (ValueError, OverflowError) as exc:
         raise BadCursor() from exc
-    return moment
+
+
+def older_than(moment: Any, item_id: Any, key: NewestFirstKey) -> ColumnElement[bool]:
+    """The rows after `key` in a list ordered by `moment` then `item_id`, both descending."""
+    before, last_id = key
+    if last_id is None:
+        return cast("ColumnElement[bool]", moment < before)
+    return tuple_(moment, item_id) < tuple_(before, last_id)
 
 
 def next_cursor(

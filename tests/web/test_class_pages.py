@@ -18,10 +18,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.mail.sender import Mailer
-from koan.models import ClassRoom, Exercise, User
+from koan.models import ClassRoom, Exercise, Submission, User
 from koan.resources import Resources
 from tests.fixtures.factories import ADD_SOLUTION, PASSWORD, bearer, create_exercise, create_user
 from tests.fixtures.smtp import SMTPServer, closed_port
@@ -830,6 +831,32 @@ async def test_older_submissions_are_a_page_away(
     bad = await course.teacher.get(base + "?before=yesterday")
     assert bad.status_code == 400
     assert "not valid" in bad.text
+
+
+async def test_submissions_made_at_one_moment_are_each_on_a_page(
+    course: Course, session: AsyncSession, resources: Resources, client: httpx.AsyncClient
+) -> None:
+    headers = await bearer(session, resources, course.learner.user)
+    for n in range(12):
+        r = await client.post(
+            f"/api/v1/exercises/{course.exercise.id}/submissions",
+            json={"code": f"def add(a, b):\n    return {n}\n"},
+            headers=headers,
+        )
+        assert r.status_code == 201, r.text
+    await session.execute(
+        update(Submission)
+        .where(Submission.user_id == course.learner.user.id)
+        .values(created_at=datetime(2026, 11, 3, 9, 30, tzinfo=UTC))
+    )
+    await session.commit()
+    base = f"/classes/{course.id}/learners/{course.learner.user.id}"
+    first = await course.teacher.get(base)
+    older = re.search(r'href="(\?before=[^"]+)">Older submissions', first.text)
+    assert older
+    second = await course.teacher.get(base + unescape(older.group(1)))
+    shown = re.findall(r"return (\d+)", first.text + second.text)
+    assert sorted(map(int, shown)) == list(range(12))
 
 
 async def test_the_instructor_shares_an_exercise_the_ai_wrote_for_a_learner_with_the_class(

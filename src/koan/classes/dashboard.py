@@ -43,6 +43,7 @@ from koan.common.spreadsheet import safe_cell
 from koan.errors import BadRequest, NotFound
 from koan.exercises import repository as exercises
 from koan.models import User
+from koan.pagination import NewestFirstKey, next_cursor
 from koan.progress import service as progress
 from koan.tutor_gateway import repository as gateway
 from koan.tutor_gateway.budgets import day_bounds, local_day
@@ -377,7 +378,7 @@ async def learner_submissions(
     member: Membership,
     user_id: uuid.UUID,
     *,
-    before: datetime | None,
+    before: NewestFirstKey | None,
     limit: int,
     now: datetime,
 ) -> LearnerSubmissions:
@@ -405,8 +406,9 @@ async def learner_submissions(
         )  # fmt: skip
         for s in rows[:limit]
     ]
-    next_cursor = rows[limit - 1].created_at.isoformat() if len(rows) > limit else None
-    return LearnerSubmissions(items=items, next_cursor=next_cursor)
+    return LearnerSubmissions(
+        items=items, next_cursor=next_cursor(rows, limit, lambda s: (s.created_at, s.id))
+    )
 
 
 async def learner_conversations(

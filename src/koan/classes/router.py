@@ -41,7 +41,7 @@ from koan.classes.schemas import (
 from koan.common.download import attachment
 from koan.common.routing import PrefixedRouter
 from koan.deps import ResourcesDep, SessionDep
-from koan.pagination import decode_time_cursor
+from koan.pagination import MAX_CURSOR_CHARS, decode_newest_first
 
 router = PrefixedRouter(prefix="/classes", tags=["classes"])
 
@@ -406,12 +406,12 @@ async def learner_submissions(
     session: SessionDep,
     res: ResourcesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> LearnerSubmissions:
     """One learner's submissions to the exercises the class has set them (code and results),
     newest first."""
     member = await service.member_of(session, user, class_id, staff=True)
-    before = decode_time_cursor(cursor) if cursor else None
+    before = decode_newest_first(cursor) if cursor else None
     return await dashboard.learner_submissions(
         session, member, user_id, before=before, limit=limit, now=res.clock.now()
     )

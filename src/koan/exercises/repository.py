@@ -44,6 +44,7 @@ from koan.models import (
     Submission,
 )
 from koan.models.exercise import OPEN_STATUSES
+from koan.pagination import NewestFirstKey, older_than
 
 
 def approved_for_classes_of(viewer: object) -> ColumnElement[bool]:
@@ -916,7 +917,7 @@ async def assignments(
     *,
     status: str | None,
     skipped_since: datetime,
-    before: datetime | None,
+    before: NewestFirstKey | None,
     limit: int,
 ) -> Sequence[Assignment]:
     query = (
@@ -931,7 +932,7 @@ async def assignments(
     if status == "skipped":
         query = query.where(Assignment.skipped_at >= skipped_since)
     if before:
-        query = query.where(Assignment.assigned_at < before)
+        query = query.where(older_than(Assignment.assigned_at, Assignment.id, before))
     return (await session.execute(query)).scalars().all()
 
 
@@ -953,7 +954,7 @@ async def submissions(
     user_id: uuid.UUID,
     exercise_id: uuid.UUID,
     *,
-    before: datetime | None,
+    before: NewestFirstKey | None,
     limit: int,
 ) -> Sequence[Submission]:
     query = (
@@ -963,7 +964,7 @@ async def submissions(
         .limit(limit)
     )
     if before:
-        query = query.where(Submission.created_at < before)
+        query = query.where(older_than(Submission.created_at, Submission.id, before))
     return (await session.execute(query)).scalars().all()
 
 
@@ -1521,7 +1522,7 @@ async def submissions_to(
     user_id: uuid.UUID,
     exercises: Sequence[uuid.UUID],
     *,
-    before: datetime | None,
+    before: NewestFirstKey | None,
     limit: int,
 ) -> Sequence[Submission]:
     """One learner's submissions to any of `exercises`, newest first."""
@@ -1531,6 +1532,6 @@ async def submissions_to(
         Submission.user_id == user_id, Submission.exercise_id.in_(list(exercises))
     )
     if before is not None:
-        query = query.where(Submission.created_at < before)
+        query = query.where(older_than(Submission.created_at, Submission.id, before))
     query = query.order_by(Submission.created_at.desc(), Submission.id.desc()).limit(limit)
     return (await session.execute(query)).scalars().all()

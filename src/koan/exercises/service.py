@@ -29,7 +29,7 @@ from koan.exercises.schemas import (
 )
 from koan.models import Assignment, Exercise, Submission, User
 from koan.onboarding import service as profiles
-from koan.pagination import decode_cursor, next_cursor
+from koan.pagination import NewestFirstKey, decode_cursor, decode_newest_first, next_cursor
 from koan.progress import service as progress
 from koan.progress import streaks
 from koan.resources import Resources
@@ -97,8 +97,8 @@ def assignment_out(assignment: Assignment) -> AssignmentOut:
     )
 
 
-def _time_cursor(cursor: str | None) -> datetime | None:
-    return decode_cursor(cursor, datetime)[0] if cursor else None
+def _newest_first(cursor: str | None) -> NewestFirstKey | None:
+    return decode_newest_first(cursor) if cursor else None
 
 
 def _sees_everything(user: User) -> bool:
@@ -337,21 +337,21 @@ async def assignments_page(
     await lifecycle.expire_skipped(session, res, user)
     rows = await repository.assignments(
         session, user.id, status=status, skipped_since=res.clock.now() - lifecycle.SKIP_KEEP,
-        before=_time_cursor(cursor), limit=limit + 1,
+        before=_newest_first(cursor), limit=limit + 1,
     )  # fmt: skip
     items = [assignment_out(a) for a in rows[:limit]]
-    return items, next_cursor(rows, limit, lambda a: (a.assigned_at,))
+    return items, next_cursor(rows, limit, lambda a: (a.assigned_at, a.id))
 
 
 async def submissions_page(
     session: AsyncSession, user: User, exercise: Exercise, *, limit: int, cursor: str | None
 ) -> SubmissionPage:
     rows = await repository.submissions(
-        session, user.id, exercise.id, before=_time_cursor(cursor), limit=limit + 1
+        session, user.id, exercise.id, before=_newest_first(cursor), limit=limit + 1
     )
     items = [SubmissionSummary.model_validate(s) for s in rows[:limit]]
     return SubmissionPage(
-        items=items, next_cursor=next_cursor(rows, limit, lambda s: (s.created_at,))
+        items=items, next_cursor=next_cursor(rows, limit, lambda s: (s.created_at, s.id))
     )
 
 

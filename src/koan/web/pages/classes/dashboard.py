@@ -17,7 +17,7 @@ from koan.classes.schemas import (
 from koan.classes.service import Membership
 from koan.deps import ResourcesDep
 from koan.errors import BadRequest, NotFound
-from koan.pagination import BadCursor, decode_time_cursor
+from koan.pagination import MAX_CURSOR_CHARS, BadCursor, decode_newest_first
 from koan.web.pagekit import (
     PageUser,
     WebRoute,
@@ -146,7 +146,7 @@ async def learner_page(
     user: PageUser,
     session: WebSession,
     res: ResourcesDep,
-    before: Annotated[str | None, Query(max_length=64)] = None,
+    before: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> Response:
     """One learner's submissions to the class's exercises (code and results) and their tutor
     conversations about them."""
@@ -155,7 +155,7 @@ async def learner_page(
     since = None
     if before:
         try:
-            since = decode_time_cursor(before)
+            since = decode_newest_first(before)
         except BadCursor as exc:
             raise BadRequest("This page address is not valid: go back to the first page.") from exc
     now = res.clock.now()
