@@ -294,7 +294,8 @@ async def test_a_learners_submissions_for_an_exercise_come_newest_first_from_the
         ),
     )
     assert_uses_index(plan, "submissions", {"ix_submissions_user_exercise_created"})
-    before = datetime.now(UTC)
+    # The next page: after the last one shown, by its time and id.
+    before = (datetime.now(UTC), uuid.uuid4())
     (paged,) = await explain_repository_call(
         explain_connection,
         lambda s: exercise_repository.submissions(
