@@ -195,14 +195,15 @@ async def skip(session: AsyncSession, res: Resources, user: User, exercise: Exer
     the learner solved its exercise before, nor when they gave it up before (in another
     assignment, or in this one before resuming it): that says nothing new about them, nor
     about it."""
+    # The learner's lock before the assignment is read, as for a verdict (see `attempted`): a
+    # pass recorded meanwhile is then seen, not overwritten with a skip.
+    await progress.lock_learner(session, user)
     latest = await repository.latest_assignment(session, user.id, exercise.id)
     if latest is None or latest.status not in OPEN_STATUSES:
         raise Conflict(
             "There is no open assignment of this exercise to skip.", code="NothingToSkip"
         )
     now = res.clock.now()
-    # The learner's lock first, as for a verdict (see `attempted`).
-    await progress.lock_learner(session, user)
     # An open assignment closed before was skipped, then resumed (`start`).
     skipped_before = latest.closed_at is not None
     latest.status = "skipped"
