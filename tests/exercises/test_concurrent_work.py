@@ -8,59 +8,17 @@ runs write transactions one after the other, so there the same requests run in t
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable
 
-import httpx
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from koan.db import transactional
 from koan.models import Assignment
 from koan.models.progress import LearnerProgress
-from koan.resources import Resources
 from tests.fixtures.factories import ADD_SOLUTION, bearer, create_exercise, create_user
-from tests.fixtures.live import LiveApp, live, live_resources
+from tests.fixtures.live import LiveApp, in_turn, live, live_resources
 
 __all__ = ["live", "live_resources"]  # fixtures from tests/fixtures/live.py
-
-
-async def _lock_waiters(res: Resources) -> int:
-    async with res.engine.connect() as connection:
-        waiting = await connection.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        )
-    return int(waiting or 0)
-
-
-async def _until_waiting(res: Resources, count: int) -> None:
-    for _ in range(3000):  # bounded: until `count` requests wait (grading comes first)
-        if await _lock_waiters(res) >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{count} requests never waited for the held row")
-
-
-async def _in_turn(
-    res: Resources, user_id: uuid.UUID, *calls: Awaitable[httpx.Response]
-) -> list[httpx.Response]:
-    """Send `calls` in this order; on PostgreSQL each reaches the learner's lock (held
-    meanwhile) before the next is sent, then all go on."""
-    if res.engine.dialect.name != "postgresql":
-        return [await call for call in calls]
-    async with res.engine.connect() as holder:
-        hold = await holder.begin()
-        row = select(LearnerProgress).where(LearnerProgress.user_id == user_id)
-        await holder.execute(row.with_for_update())
-        sent = []
-        for waiting, call in enumerate(calls, start=1):
-            sent.append(asyncio.ensure_future(call))
-            await _until_waiting(res, waiting)
-        await hold.rollback()
-        return list(await asyncio.gather(*sent))
 
 
 async def test_a_skip_sent_as_a_pass_is_recorded_leaves_the_assignment_completed(
@@ -79,9 +37,9 @@ async def test_a_skip_sent_as_a_pass_is_recorded_leaves_the_assignment_completed
     started = await live.client.post(f"{url}/start", headers=headers)
     assert started.status_code == 200, started.text
 
-    passed, skipped = await _in_turn(
+    passed, skipped = await in_turn(
         res,
-        user.id,
+        select(LearnerProgress).where(LearnerProgress.user_id == user.id),
         live.client.post(f"{url}/submissions", headers=headers, json={"code": ADD_SOLUTION}),
         live.client.post(f"{url}/skip", headers=headers),
     )

@@ -21,6 +21,22 @@ async def experience_of(session: AsyncSession, user_id: uuid.UUID) -> str | None
     return None if profile is None else profile.experience
 
 
+async def profile_to_change(session: AsyncSession, user_id: uuid.UUID) -> LearnerProfile | None:
+    """The profile, read afresh and held (FOR UPDATE, PostgreSQL) until the transaction ends:
+    the interview's answers are read, merged and written back, and two requests doing that at
+    once must take turns, or the second would write back answers without the first's. SQLite's
+    write transactions take turns already."""
+    query = (
+        select(LearnerProfile)
+        .where(LearnerProfile.user_id == user_id)
+        .with_for_update()
+        # The request may hold the profile already (read with the caller), as it was before
+        # this lock was granted.
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 def add_profile(session: AsyncSession, profile: LearnerProfile) -> None:
     session.add(profile)
 

@@ -61,8 +61,9 @@ async def experience_of(session: AsyncSession, user_id: uuid.UUID) -> str | None
 
 
 async def _profile_to_change(session: AsyncSession, user: User) -> LearnerProfile:
-    """The profile an answer or an edit changes, saved with it even if it had no row yet."""
-    profile = await repository.profile_of(session, user.id)
+    """The profile an answer or an edit changes, held until the transaction ends, and saved
+    with it even if it had no row yet."""
+    profile = await repository.profile_to_change(session, user.id)
     if profile is None:
         profile = await create_profile(session, user.id)
     return profile
@@ -107,7 +108,8 @@ async def save_answers(session: AsyncSession, user: User, data: AnswersInput) ->
 
 
 async def complete(session: AsyncSession, res: Resources, user: User) -> OnboardingStatus:
-    profile = await profile_of(session, user)
+    # Held, so answers saved meanwhile are either in the profile or refused as too late.
+    profile = await _profile_to_change(session, user)
     if profile.onboarding_completed:
         return status_of(profile, user)
     current = status_of(profile, user)
