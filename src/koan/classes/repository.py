@@ -11,12 +11,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Select,
     Subquery,
+    Table,
     and_,
     bindparam,
     delete,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import (
@@ -79,6 +81,30 @@ async def class_and_membership(
     )
     row = (await session.execute(query)).first()
     return None if row is None else (row[0], row[1])
+
+
+_MEMBERSHIPS = cast("Table", ClassMembership.__table__)
+# A membership unless the account has one in the class already (its primary key).
+_JOIN = {
+    "postgresql": postgresql.insert(_MEMBERSHIPS).on_conflict_do_nothing(
+        index_elements=[_MEMBERSHIPS.c.class_id, _MEMBERSHIPS.c.user_id]
+    ),
+    "sqlite": sqlite.insert(_MEMBERSHIPS).on_conflict_do_nothing(
+        index_elements=[_MEMBERSHIPS.c.class_id, _MEMBERSHIPS.c.user_id]
+    ),
+}
+
+
+async def join(
+    session: AsyncSession, class_id: uuid.UUID, user_id: uuid.UUID, *, role: str, at: datetime
+) -> ClassMembership:
+    """The account's membership of the class, added with `role` if it has none. Two requests
+    joining at once (a double click, the code and an invitation) are both answered with the
+    one membership: the database keeps the first, the second finds it (on PostgreSQL its
+    insert waits for the first's transaction) instead of failing on the primary key."""
+    values = {"class_id": class_id, "user_id": user_id, "role": role, "joined_at": at}
+    await session.execute(_JOIN[session.get_bind().dialect.name], values)
+    return await session.get_one(ClassMembership, (class_id, user_id))
 
 
 async def hold_class(session: AsyncSession, class_id: uuid.UUID) -> None:

@@ -378,10 +378,7 @@ async def _join(
     existing = await repository.membership(session, room.id, user.id)
     if existing is not None:
         return existing
-    joined = ClassMembership(class_id=room.id, user_id=user.id, role="learner", joined_at=now)
-    session.add(joined)
-    await session.flush()
-    return joined
+    return await repository.join(session, room.id, user.id, role="learner", at=now)
 
 
 async def join(session: AsyncSession, res: Resources, user: User, code: str) -> Membership:
