@@ -78,7 +78,7 @@ async def last_seen(session: AsyncSession, user: User) -> datetime | None:
 
 
 async def _keep_an_admin(session: AsyncSession, user: User, doing: str) -> None:
-    if user.is_admin and not user.disabled and await repository.enabled_admins(session) <= 1:
+    if user.is_admin and not user.disabled and await repository.hold_enabled_admins(session) <= 1:
         raise Conflict(
             f"{user.email} is the only administrator whose account is enabled: {doing} would "
             "leave nobody to administer Koan. Make another account an administrator first."

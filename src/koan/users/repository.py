@@ -71,5 +71,16 @@ async def count(
     return int((await session.execute(query)).scalar_one())
 
 
-async def enabled_admins(session: AsyncSession) -> int:
-    return await count(session, text=None, role="admin", disabled=False)
+async def hold_enabled_admins(session: AsyncSession) -> int:
+    """Count the enabled administrators, holding their accounts' rows (FOR NO KEY UPDATE,
+    PostgreSQL, in one order) until the transaction ends: two requests that each disable or
+    demote an administrator take turns, and the second counts what the first left (two
+    administrators disabling each other at once must not both succeed). SQLite's write
+    transactions take turns already."""
+    query = (
+        select(User.id)
+        .where(*_matching(None, "admin", False))
+        .order_by(User.id)
+        .with_for_update(key_share=True)
+    )
+    return len((await session.execute(query)).all())
