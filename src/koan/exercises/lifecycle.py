@@ -76,17 +76,26 @@ async def current_daily(
     open too long expires instead, and so does one not yet touched in another language than
     `language`, the learner's (they changed it since): the next is in theirs."""
     assignment, last_done = await repository.open_daily_and_last_done(session, user.id)
-    if assignment is None:
-        return None, last_done
+    if assignment is None or not _stale(assignment, now, language):
+        return assignment, last_done
+    # Expired under the learner's lock, read again: verdicts are counted under it (see
+    # `attempted`), and a pass recorded meanwhile must not be overwritten as expired.
+    await progress.lock_learner(session, user)
+    assignment, last_done = await repository.open_daily_and_last_done(session, user.id, fresh=True)
+    if assignment is None or not _stale(assignment, now, language):
+        return assignment, last_done
+    _expire(assignment, now)
+    await session.flush()
+    return None, last_done
+
+
+def _stale(assignment: Assignment, now: datetime, language: str) -> bool:
+    """Whether an open daily assignment is due to expire (see `current_daily`)."""
     untouched = assignment.status == "assigned" and not (
         assignment.hints_used or assignment.attempts
     )
     untouched_elsewhere = untouched and assignment.exercise.language != language
-    if assignment.assigned_at < now - DAILY_TTL or untouched_elsewhere:
-        _expire(assignment, now)
-        await session.flush()
-        return None, last_done
-    return assignment, last_done
+    return assignment.assigned_at < now - DAILY_TTL or untouched_elsewhere
 
 
 async def _open_practice(

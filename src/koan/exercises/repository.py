@@ -621,10 +621,14 @@ _OPEN_DAILY_AND_LAST_DONE = (
 
 
 async def open_daily_and_last_done(
-    session: AsyncSession, user_id: uuid.UUID
+    session: AsyncSession, user_id: uuid.UUID, *, fresh: bool = False
 ) -> tuple[Assignment | None, datetime | None]:
-    """The learner's open daily assignment, if any, and when they last completed a daily one."""
-    row = (await session.execute(_OPEN_DAILY_AND_LAST_DONE, {"user_id": user_id})).one()
+    """The learner's open daily assignment, if any, and when they last completed a daily one.
+    `fresh`: an assignment the session holds already takes the values read now."""
+    query = _OPEN_DAILY_AND_LAST_DONE
+    if fresh:
+        query = query.execution_options(populate_existing=True)
+    row = (await session.execute(query, {"user_id": user_id})).one()
     return row[0], row[1]
 
 
