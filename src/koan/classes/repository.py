@@ -107,14 +107,20 @@ async def join(
     return await session.get_one(ClassMembership, (class_id, user_id))
 
 
-async def hold_class(session: AsyncSession, class_id: uuid.UUID) -> None:
+async def hold_class(session: AsyncSession, class_id: uuid.UUID) -> ClassRoom | None:
     """Hold the class's row until the transaction ends, so that requests changing who is in
     the class and in which role take turns: each sees the memberships the one before left (two
     instructors leaving at once must not both count the other). FOR NO KEY UPDATE lets learners
     join meanwhile (a membership's foreign key only shares the row). SQLite ignores it: its
-    write transactions run one at a time already."""
-    query = select(ClassRoom.id).where(ClassRoom.id == class_id).with_for_update(key_share=True)
-    await session.execute(query)
+    write transactions run one at a time already. Returns the class as it is now (settings
+    saved while this waited included), None when it was deleted meanwhile."""
+    query = (
+        select(ClassRoom)
+        .where(ClassRoom.id == class_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def hold_classes_taught_by(session: AsyncSession, user_id: uuid.UUID) -> None:

@@ -452,13 +452,16 @@ async def leave(session: AsyncSession, member: Membership, user: User, *, now: d
     """Out of the roster and gradebook; the learner's own work and history stay. Not during an
     exam window: a learner out of the class is out of its tutor policy too, and could ask the
     tutor about the exam's exercises, then join again."""
-    if member.role == "learner" and exam_window_open(member.room, now):
-        until = local_label(member.room.tutor_off_until, member.room.timezone)  # type: ignore[arg-type]
+    # The class as it is once held: an exam saved as the learner leaves is seen.
+    room = await repository.hold_class(session, member.room.id)
+    if room is None:
+        raise NotFound(NO_CLASS)
+    if member.role == "learner" and exam_window_open(room, now):
+        until = local_label(room.tutor_off_until, room.timezone)  # type: ignore[arg-type]
         raise Conflict(
             f"The class's tutor is off for an exam until {until}: you can leave after that.",
             code="ExamInProgress",
         )
-    await repository.hold_class(session, member.room.id)
     if member.role == "instructor":
         instructors = await repository.members(session, member.room.id, role="instructor")
         if len(instructors) <= 1:

@@ -1,13 +1,17 @@
-"""Joining a class twice at the same moment (a double click, two tabs, the join code and the
-mailed invitation at once), each request in a transaction of its own as in production
-(`live`): joining is idempotent, so both are answered as a member, and the class counts the
-learner once."""
+"""A learner joining or leaving a class at the same moment as another request, each in a
+transaction of its own as in production (`live`).
+
+Joining is idempotent: two joins at once (a double click, two tabs, the join code and the
+mailed invitation) are both answered as a member, and the class counts the learner once. A
+learner cannot leave during an exam, even when the exam is set as they leave.
+"""
 
 from __future__ import annotations
 
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -90,6 +94,45 @@ async def test_joining_twice_at_once_joins_once_and_answers_both(
                 )
             )
         assert members == 1
+    finally:
+        async with res.session_factory() as session, transactional(session):
+            await session.execute(delete(ClassRoom).where(ClassRoom.id == class_id))
+
+
+async def test_a_learner_leaving_as_an_exam_is_set_is_refused(live: LiveApp) -> None:
+    """The exam window is saved first; the leaving, sent meanwhile, then sees it (409
+    ExamInProgress) instead of taking the learner out of the exam's tutor policy."""
+    res = live.res
+    async with res.session_factory() as session, transactional(session):
+        ines = await create_user(session, res, name="Ines")
+        lea = await create_user(session, res, name="Lea")
+        ines_h = await bearer(session, res, ines)
+        lea_h = await bearer(session, res, lea)
+    live.users += [ines.id, lea.id]
+    made = await live.client.post("/api/v1/classes", json={"name": "Duo"}, headers=ines_h)
+    class_id = uuid.UUID(made.json()["id"])
+    url = f"/api/v1/classes/{class_id}"
+    try:
+        code = made.json()["join_code"]
+        joined = await live.client.post("/api/v1/classes/join", json={"code": code}, headers=lea_h)
+        assert joined.status_code == 200, joined.text
+        now = res.clock.now()
+        exam = {"off_from": (now - timedelta(minutes=5)).isoformat(),
+                "off_until": (now + timedelta(hours=1)).isoformat()}  # fmt: skip
+
+        # On PostgreSQL the leaving reads the class before the exam is saved, and goes on
+        # after: the class's row is held until both wait for it.
+        saved, left = await in_turn(
+            res,
+            select(ClassRoom).where(ClassRoom.id == class_id),
+            live.client.patch(url, json={"tutor": exam}, headers=ines_h),
+            live.client.post(f"{url}/leave", headers=lea_h),
+            key_share=True,
+        )
+
+        assert saved.status_code == 200, saved.text
+        assert left.status_code == 409, left.text
+        assert left.json()["error"] == "ExamInProgress"
     finally:
         async with res.session_factory() as session, transactional(session):
             await session.execute(delete(ClassRoom).where(ClassRoom.id == class_id))
