@@ -102,6 +102,23 @@ async def last_seen(
     return {user_id: seen for user_id, seen in (await session.execute(query)).all()}
 
 
+async def replace_password_hash(session: AsyncSession, user: User, new_hash: str) -> bool:
+    """Store `new_hash` (the same password hashed again: new costs, or normalized) unless the
+    password changed since `user` was read: a login that checked the old password must not
+    write it back over a change or a reset made meanwhile. One conditional UPDATE (on
+    PostgreSQL it waits for a change in progress, then finds the hash changed)."""
+    statement = (
+        update(User)
+        .where(User.id == user.id, User.password_hash == user.password_hash)
+        .values(password_hash=new_hash)
+        .execution_options(synchronize_session=False, koan_changes_users=(user.id,))
+    )
+    replaced = bool(getattr(await session.execute(statement), "rowcount", 0))
+    if replaced:
+        set_committed_value(user, "password_hash", new_hash)
+    return replaced
+
+
 async def email_token_by_hash(session: AsyncSession, token_hash: str) -> EmailToken | None:
     query = select(EmailToken).where(EmailToken.token_hash == token_hash)
     return (await session.execute(query)).scalar_one_or_none()

@@ -286,7 +286,7 @@ async def login(
         raise AccountDisabled(DISABLED_DETAIL)
     await res.limiter.clear(counters.client[0], *counters.client[1])
     if rehash:
-        user.password_hash = await res.hasher.hash(data.password)
+        await repository.replace_password_hash(session, user, await res.hasher.hash(data.password))
     tokens = await open_session(session, res, user, user_agent=user_agent)
     # A device keeps its proof; one that had none (or one for another account) gets one.
     proof = device if trusted is not None and device else device_token(key, user.id)
