@@ -119,6 +119,19 @@ async def replace_password_hash(session: AsyncSession, user: User, new_hash: str
     return replaced
 
 
+async def hold_password(session: AsyncSession, user: User) -> bool:
+    """Whether the account's password is still the one `user` was read with, holding its row
+    (FOR SHARE, PostgreSQL) until the transaction ends: a password change in progress is
+    waited for and then seen, and one that starts later waits for this transaction, whose new
+    session it then ends with the others. SQLite's write transactions take turns already."""
+    query = (
+        select(User.id)
+        .where(User.id == user.id, User.password_hash == user.password_hash)
+        .with_for_update(read=True)
+    )
+    return (await session.execute(query)).first() is not None
+
+
 async def email_token_by_hash(session: AsyncSession, token_hash: str) -> EmailToken | None:
     query = select(EmailToken).where(EmailToken.token_hash == token_hash)
     return (await session.execute(query)).scalar_one_or_none()

@@ -284,9 +284,17 @@ async def login(
     if user.disabled:
         # Said only to whoever knows the password: nobody else learns the account exists.
         raise AccountDisabled(DISABLED_DETAIL)
-    await res.limiter.clear(counters.client[0], *counters.client[1])
+    # The password checked must still be the account's as the session opens: a change or a
+    # reset made meanwhile ends every session but its own, and this one must not escape it.
     if rehash:
-        await repository.replace_password_hash(session, user, await res.hasher.hash(data.password))
+        still = await repository.replace_password_hash(
+            session, user, await res.hasher.hash(data.password)
+        )
+    else:
+        still = await repository.hold_password(session, user)
+    if not still:
+        raise InvalidCredentials("The email or password is incorrect.")
+    await res.limiter.clear(counters.client[0], *counters.client[1])
     tokens = await open_session(session, res, user, user_agent=user_agent)
     # A device keeps its proof; one that had none (or one for another account) gets one.
     proof = device if trusted is not None and device else device_token(key, user.id)
@@ -539,6 +547,7 @@ async def confirm_password_reset(
     # Whoever can read the mailbox owns the address.
     if user.email_verified_at is None:
         user.email_verified_at = now
+    await session.flush()  # before the sessions end, as for a change (see `change_password`)
     await repository.revoke_sessions(session, user.id, now=now, reason="password_reset")
     await repository.retire_email_tokens(session, user.id, RESET, now=now)
     await session.flush()
@@ -580,6 +589,9 @@ async def change_password(
     )
     check_password(new_password, email=user.email, field="new_password")
     user.password_hash = await res.hasher.hash(new_password)
+    # Written before the other sessions are ended: a login checking the old password
+    # meanwhile then waits for this change and is refused (`repository.hold_password`).
+    await session.flush()
     now = res.clock.now()
     await repository.revoke_sessions(
         session, user.id, now=now, reason="password_change", except_session=current_session.id
