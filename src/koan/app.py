@@ -10,14 +10,16 @@ from functools import partial
 
 import structlog
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan import __version__
 from koan.auth.router import router as auth_router
 from koan.chat.export import conversation_records, shown_code_records
 from koan.chat.hints import tailored_hint
 from koan.chat.router import router as chat_router
+from koan.classes import service as classes
 from koan.classes.router import router as classes_router
-from koan.classes.service import check_account_closable, open_assignment_exercises
+from koan.classes.service import open_assignment_exercises
 from koan.classes.tutor import tutor_policy_for
 from koan.config import Settings
 from koan.db import transactional
@@ -30,6 +32,7 @@ from koan.generation.service import refill_scheduler
 from koan.handlers import UnexpectedErrors, install_error_handlers
 from koan.logs import configure_logging
 from koan.middleware import BodySizeLimit, HeadAsGet, SecurityHeaders, TrustedProxies
+from koan.models import User
 from koan.onboarding.router import router as onboarding_router
 from koan.ops import metrics
 from koan.ops.metrics import process_exiting
@@ -39,6 +42,7 @@ from koan.progress.router import router as progress_router
 from koan.resources import Resources
 from koan.turns import Turns
 from koan.usage.router import router as usage_router
+from koan.users import admin as accounts
 from koan.users import service as users_service
 from koan.users.router import admin_router as accounts_router
 from koan.users.router import router as users_router
@@ -66,6 +70,11 @@ async def _keep_recovering(res: Resources) -> None:
             await _recover(res)
         except Exception:  # the database away for a moment: the next sweep tries again
             log.warning("recovery.sweep_failed", exc_info=True)
+
+
+async def _check_account_closable(session: AsyncSession, user: User) -> None:
+    await accounts.check_account_closable(session, user)
+    await classes.check_account_closable(session, user)
 
 
 def create_app(settings: Settings | None = None, *, resources: Resources | None = None) -> FastAPI:
@@ -123,8 +132,9 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     app.state.shown_code_export = shown_code_records
     app.state.draft_export = draft_records
     app.state.account_maker = users_service.create_user
-    # Deleting an account asks classes first: a class must not lose its only instructor.
-    app.state.account_close_check = check_account_closable
+    # Deleting an account asks first: Koan must keep an administrator, and a class its only
+    # instructor.
+    app.state.account_close_check = _check_account_closable
     # FastAPI tries the routers in this order on every request, each route of each (a
     # PrefixedRouter whose prefix the path lacks is passed over at once): the probes, the
     # account every page asks for, then the learner's loop (exercises, progress, the tutor).

@@ -173,3 +173,29 @@ async def test_admin_dependency(
         r = await client.get("/admin-only", headers=await bearer(session, resources, admin))
         assert r.status_code == 200
         assert r.json() == {"hello": "Root"}
+
+
+async def test_the_only_enabled_administrator_cannot_delete_their_account(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """Koan keeps an administrator: as none can be disabled or demoted when it is the last,
+    the last cannot delete their account either (then nobody could make one again but from
+    the command line)."""
+    enabled_admins = select(User).where(User.role == "admin", User.disabled_at.is_(None))
+    for other in (await session.execute(enabled_admins)).scalars():
+        other.role = "learner"  # this test's Koan has no administrator yet
+    admin = await create_user(session, resources, name="Ada", role="admin")
+    headers = await bearer(session, resources, admin)
+    await session.commit()
+    delete = {"password": PASSWORD}
+
+    refused = await client.request("DELETE", "/api/v1/users/me", headers=headers, json=delete)
+
+    assert refused.status_code == 409, refused.text
+    assert "only administrator" in refused.json()["detail"]
+    assert await session.get(User, admin.id) is not None
+    # Another administrator first, and the account may go.
+    await create_user(session, resources, name="Bob", role="admin")
+    await session.commit()
+    r = await client.request("DELETE", "/api/v1/users/me", headers=headers, json=delete)
+    assert r.status_code == 200, r.text

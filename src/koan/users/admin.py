@@ -85,6 +85,12 @@ async def _keep_an_admin(session: AsyncSession, user: User, doing: str) -> None:
         )
 
 
+async def check_account_closable(session: AsyncSession, user: User) -> None:
+    """An account may be deleted unless it is the only enabled administrator (as it may not be
+    disabled or demoted then): nobody would be left to administer Koan."""
+    await _keep_an_admin(session, user, "deleting it")
+
+
 async def disable(
     session: AsyncSession, res: Resources, user: User, *, by: User | None = None
 ) -> bool:

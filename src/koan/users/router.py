@@ -75,8 +75,8 @@ async def delete_me(
     res: ResourcesDep,
     check: AccountCloseCheckDep,
 ) -> Message:
-    """Delete the account and everything it owns (needs the password); 409 LastInstructor
-    while it is the only instructor of a class."""
+    """Delete the account and everything it owns (needs the password); 409 while it is the
+    only instructor of a class (LastInstructor) or the only enabled administrator."""
     await auth_service.delete_account(
         session, res, auth.user, auth.session, data.password, check=check
     )
