@@ -25,8 +25,10 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     ),
 ]
 
-# The docs page loads its assets from a CDN; only it gets a looser policy.
-_DOCS_PATHS = ("/docs", "/redoc")
+# The API docs pages (Swagger UI, its OAuth2 redirect, ReDoc) start themselves with inline
+# script, so they alone go without the policy. Matched exactly: a prefix would also exempt any
+# other address that begins like them (a dead link's page, a page added later).
+_DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 # Files the same for everyone, which browsers may keep. Every other answer is someone's own
 # (their code, their learners' names, a form's CSRF token, a reset link's token) and is kept
 # by no cache: on a shared computer (a school's lab) the next person's Back button or a proxy
@@ -45,7 +47,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path = str(scope.get("path", ""))
-        is_docs = path.startswith(_DOCS_PATHS)
+        is_docs = path in _DOCS_PATHS
         shared = path.startswith(_SHARED_FILES)
 
         async def send_with_headers(message: Message) -> None:

@@ -89,6 +89,19 @@ async def test_public_pages_are_html_with_landmarks_and_no_inline_script(
     assert 'href="#main"' in response.text  # the skip link
 
 
+@pytest.mark.parametrize("path", ["/docsx", "/docs/no-such-page", "/redocument", "/redoc/x"])
+async def test_only_the_api_docs_pages_go_without_the_script_policy(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """The API docs pages need their inline script; any other address that merely starts
+    like them (a dead link, a page added later) keeps the policy that blocks inline script."""
+    response = await client.get(path, headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    policy = response.headers.get("content-security-policy", "")
+    assert "script-src 'self';" in policy
+    assert "frame-ancestors 'none'" in policy
+
+
 async def test_static_assets_are_served(client: httpx.AsyncClient) -> None:
     for path in ("/static/css/koan.css", "/static/js/koan.js", "/static/vendor/htmx.min.js"):
         response = await client.get(path)
