@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import timedelta
@@ -100,6 +101,28 @@ async def test_only_the_api_docs_pages_go_without_the_script_policy(
     policy = response.headers.get("content-security-policy", "")
     assert "script-src 'self';" in policy
     assert "frame-ancestors 'none'" in policy
+
+
+HX_HEADERS = re.compile(r"<body hx-headers='([^']*)'")
+
+
+@pytest.mark.parametrize("path", ["/login", "/register", "/forgot-password"])
+async def test_a_planted_csrf_cookie_adds_no_header_to_the_pages_requests(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """The page's HTMX requests send the headers the body names as JSON. A koan_csrf cookie
+    that Koan did not set (a sibling subdomain can plant one) must not reach that JSON as
+    more than a string, nor name another header (a bearer token of the planter's account)."""
+    planted = 'x", "Authorization": "Bearer planted'
+    response = await client.get(path, headers={"Cookie": f"koan_csrf={planted}"})
+    assert response.status_code == 200
+    match = HX_HEADERS.search(response.text)
+    assert match, "no hx-headers on the page"
+    sent = json.loads(unescape(match.group(1)))
+    assert sent == {"X-CSRF-Token": csrf_from(response)}
+    assert "planted" not in response.text
+    # The page gives the browser a token of its own, which its forms repeat.
+    assert response.cookies.get("koan_csrf") == csrf_from(response)
 
 
 async def test_static_assets_are_served(client: httpx.AsyncClient) -> None:

@@ -8,6 +8,7 @@ again with the message beside the field), never with a JSON body or a stack trac
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -195,12 +196,20 @@ class Viewer:
         )
 
 
+# What a CSRF token Koan issues looks like (URL-safe base64). A cookie of any other shape was
+# not set by Koan (a sibling subdomain or a network attacker can plant one): it is replaced,
+# never written into the page.
+_CSRF_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
 def csrf_token(request: Request) -> str:
     """The double-submit token for this browser, created on first use."""
     token: str | None = getattr(request.state, "csrf_token", None)
     if token:
         return token
-    token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    token = request.cookies.get(CSRF_COOKIE, "")
+    if not _CSRF_SHAPE.fullmatch(token):
+        token = secrets.token_urlsafe(24)
     request.state.csrf_token = token
     return token
 
