@@ -13,10 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.llm import Usage
 from koan.llm.offline import OFFLINE_NOTE
 from koan.models import ConversationMessage, LLMCall, User
 from koan.resources import Resources
-from koan.tutor_gateway.budgets import user_spend_key, utc_day
+from koan.tutor_gateway.budgets import usd, user_spend_key, utc_day
 from tests.chat.helpers import (
     EVENS_SOLUTION,
     EVENS_STARTER,
@@ -374,3 +375,43 @@ async def test_a_blank_reply_is_a_503_and_never_stored_as_the_answer(
     assert r.status_code in (200, 201), r.text
     if stream:
         assert parse_sse(r.text)[0] == ("token", {"delta": "\n\nWhich numbers does your loop add?"})
+
+
+async def test_a_fallback_cut_mid_reply_is_billed_at_the_fallback_models_price(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    llm_server: FakeLLMServer,
+) -> None:
+    res = tutor(
+        llm_fallback="openai",
+        llm_fallback_base_url=llm_server.openai_base_url,
+        llm_fallback_model="gpt-4o",
+        llm_user_daily_budget_usd=100,
+    )
+    # The primary fails three times before a word; the fallback writes two words, then breaks.
+    llm_server.script(
+        *[Reply.server_error()] * 3, Reply(text="one two three four five", drop_after_chunks=2)
+    )
+    conversation_id = await new_conversation(client, headers)
+    r = await ask(client, headers, conversation_id, "go", stream=True)
+    assert [n for n, _ in parse_sse(r.text)] == ["token", "token", "error"]
+    await res.llm.streams.wait_idle()
+
+    [call] = await calls_of(session, learner)
+    assert call.outcome == "incomplete"
+    # The words came from the fallback: its model is named, at its price, not the primary's.
+    assert call.model == "gpt-4o"
+    expected = res.llm.prices.cost_usd("gpt-4o", Usage(call.input_tokens, call.output_tokens, True))
+    assert call.cost_usd == usd(expected)
+    message = await session.get(
+        ConversationMessage, uuid.UUID(parse_sse(r.text)[-1][1]["message_id"])
+    )
+    assert message is not None
+    assert (message.model, message.cost_usd) == ("gpt-4o", call.cost_usd)
+    # The budget was settled at what was recorded.
+    spent = await res.cache.get(user_spend_key(utc_day(res.clock.now()), learner.id))
+    assert usd(float(spent or 0)) == call.cost_usd

@@ -149,6 +149,8 @@ class LiveReplyStream:
         self._items: AsyncIterator[StreamItem] = res.llm.provider.stream(prepared.request)
         self._pending: StreamItem | None = None
         self._parts: list[str] = []
+        # Who wrote the reply so far (model, provider): the chain may have fallen back.
+        self._writer: tuple[str, str] | None = None
         self._completion: Completion | None = None
         self._outcome: _Outcome | None = None
         self._stopped = False  # no more of the model's reply is wanted
@@ -195,6 +197,8 @@ class LiveReplyStream:
                     self._completion = item.completion
                     break
                 if item.delta:
+                    if item.model:
+                        self._writer = (item.model, item.provider)
                     self._parts.append(item.delta)
                     async for event in self._pass_on(item.delta):
                         yield event
@@ -245,8 +249,10 @@ class LiveReplyStream:
             used, cost = completion.usage, completion.cost_usd
             model, provider = completion.model, completion.provider
         elif generated or prompt_read:
-            # Billed for what the model read and wrote; the provider never sent its count.
-            model, provider = res.llm.model, res.llm.provider.name
+            # Billed for what the model read and wrote; the provider never sent its count. The
+            # model that wrote is priced (a fallback's may cost more); before its first word,
+            # the primary's.
+            model, provider = self._writer or (res.llm.model, res.llm.provider.name)
             used = estimate_usage(prepared.request.messages, generated)
             cost = res.llm.prices.cost_usd(model, used)
         else:
@@ -283,7 +289,8 @@ class LiveReplyStream:
         return calls.call_record(
             self._res, user_id=self._user_id, purpose="chat",
             day=self._reservation.day, usage=bill.used, cost_usd=bill.cost,
-            completion=self._completion, leak_caught=leak_caught, outcome=outcome,
+            completion=self._completion, model=bill.model, provider=bill.provider,
+            leak_caught=leak_caught, outcome=outcome,
             exercise_id=self._prepared.exercise_id,
             conversation_id=self._prepared.conversation_id,
         )  # fmt: skip

@@ -161,7 +161,7 @@ class AnthropicProvider(AsyncClosing):
                                 continue
                             if first_token_at is None:
                                 first_token_at = time.perf_counter()
-                            yield StreamChunk(shown)
+                            yield StreamChunk(shown, answered_model, self.name)
                     elif kind == "message_start":
                         message = event["message"]
                         answered_model = message.get("model") or answered_model

@@ -529,7 +529,9 @@ class OfflineProvider(AsyncClosing):
         text = offline_reply(req)
         words = re.findall(r"\S+\s*", text)
         for i in range(0, len(words), self._words_per_chunk):
-            yield StreamChunk("".join(words[i : i + self._words_per_chunk]))
+            yield StreamChunk(
+                "".join(words[i : i + self._words_per_chunk]), OFFLINE_MODEL, self.name
+            )
         yield StreamEnd(self._completion(req, text, started))
 
     def _completion(self, req: CompletionRequest, text: str, started: float) -> Completion:

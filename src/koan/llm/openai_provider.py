@@ -263,7 +263,7 @@ class OpenAIProvider(AsyncClosing):
                                 continue
                             if first_token_at is None:
                                 first_token_at = time.perf_counter()
-                            yield StreamChunk(shown)
+                            yield StreamChunk(shown, answered_model, self.name)
             finally:
                 await response.aclose()
         except ProviderError:

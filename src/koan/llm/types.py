@@ -111,9 +111,12 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class StreamChunk:
-    """A piece of reply text as it arrives."""
+    """A piece of reply text as it arrives, with the model and provider writing it (a stream
+    broken off before its end is billed to them: the chain may have fallen back to another)."""
 
     delta: str
+    model: str = ""
+    provider: str = ""
 
 
 @dataclass(frozen=True, slots=True)

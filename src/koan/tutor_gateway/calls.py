@@ -44,9 +44,12 @@ def call_record(
     outcome: str = "ok",
     exercise_id: uuid.UUID | None = None,
     conversation_id: uuid.UUID | None = None,
+    model: str | None = None,
+    provider: str | None = None,
 ) -> LLMCall:
     """The record of one call, not stored yet; the cost of a cache hit is 0, whatever the
-    original cost."""
+    original cost. `model` and `provider` name who answered when there is no `completion`
+    (a stream broken off: the chain may have fallen back); else the primary is named."""
     usage = usage or (completion.usage if completion else Usage(0, 0, True))
     cost = Decimal(0) if cache_hit else (cost_usd if cost_usd is not None else (
         completion.cost_usd if completion else Decimal(0)
@@ -54,8 +57,8 @@ def call_record(
     return LLMCall(
         user_id=user_id,
         purpose=purpose,
-        provider=(completion.provider if completion else res.llm.provider.name)[:64],
-        model=(completion.model if completion else res.llm.model)[:128],
+        provider=(completion.provider if completion else provider or res.llm.provider.name)[:64],
+        model=(completion.model if completion else model or res.llm.model)[:128],
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cost_usd=usd(cost),
