@@ -14,11 +14,13 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 
 from koan.models import Assignment, Exercise, LLMCall, Submission, User
 from koan.resources import Resources
 from tests.fixtures.factories import create_exercise
-from tests.fixtures.llm_server import FakeLLMServer, Reply
+from tests.fixtures.llm_server import Api, FakeLLMServer, Reply
 
 EVENS_SOLUTION = """\
 def sum_of_evens(numbers):
@@ -184,12 +186,14 @@ class HeldReply(Reply):
 
 
 class HoldingServer(FakeLLMServer):
-    """The fake provider, plus streamed replies that stall mid-way until released."""
+    """The fake provider, plus streamed replies that stall mid-way until released, and whole
+    replies held back, written, until released."""
 
     def __init__(self) -> None:
         super().__init__()
         self.reached = threading.Event()  # a held stream has stalled
         self.release = threading.Event()
+        self.last_reply: Reply | None = None
 
     def reset(self) -> None:
         super().reset()
@@ -207,6 +211,20 @@ class HoldingServer(FakeLLMServer):
                 self.reached.set()
                 while not self.release.is_set():  # polls in the server's thread, not the test's
                     await asyncio.sleep(0.01)
+
+    async def _handle(self, request: Request, api: Api) -> Response:
+        response = await super()._handle(request, api)
+        reply = self.last_reply
+        if isinstance(reply, HeldReply) and not isinstance(response, StreamingResponse):
+            self.reached.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.01)
+        return response
+
+    def _next(self) -> tuple[Reply, int]:
+        reply, generation = super()._next()
+        self.last_reply = reply
+        return reply, generation
 
     async def wait_until_held(self) -> None:
         """Return once a held reply has stalled (the test waits on an event, not a timer)."""

@@ -3,8 +3,10 @@ failures, streaming."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.chat import streaming
 from koan.llm import Usage
 from koan.llm.offline import OFFLINE_NOTE
 from koan.models import ConversationMessage, LLMCall, User
@@ -22,6 +25,8 @@ from tests.chat.helpers import (
     EVENS_SOLUTION,
     EVENS_STARTER,
     EvensChat,
+    HeldReply,
+    HoldingServer,
     ask,
     new_conversation,
     parse_sse,
@@ -415,3 +420,80 @@ async def test_a_fallback_cut_mid_reply_is_billed_at_the_fallback_models_price(
     # The budget was settled at what was recorded.
     spent = await res.cache.get(user_spend_key(utc_day(res.clock.now()), learner.id))
     assert usd(float(spent or 0)) == call.cost_usd
+
+
+async def test_a_reply_whose_conversation_was_deleted_meanwhile_stays_on_record(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    holding_server: HoldingServer,
+) -> None:
+    res = tutor(llm_base_url=holding_server.openai_base_url)
+    holding_server.script(
+        HeldReply(text="What does your loop add?", input_tokens=400, output_tokens=9)
+    )
+    conversation_id = await new_conversation(client, headers)
+    asking = asyncio.create_task(ask(client, headers, conversation_id, "why?"))
+    await holding_server.wait_until_held()  # the model has written its reply
+    url = f"/api/v1/conversations/{conversation_id}"
+    assert (await client.delete(url, headers=headers)).status_code == 204
+    holding_server.release.set()
+    r = await asking
+    assert r.status_code == 404, r.text
+
+    # The model was paid for: its call stays on record, as the budget counted it.
+    [call] = await calls_of(session, learner)
+    assert (call.outcome, call.input_tokens, call.output_tokens) == ("ok", 400, 9)
+    assert call.cost_usd > 0
+    spent = await res.cache.get(user_spend_key(utc_day(res.clock.now()), learner.id))
+    assert usd(float(spent or 0)) == call.cost_usd
+    usage = (await client.get("/api/v1/users/me/usage", headers=headers)).json()
+    assert Decimal(usage["spent_usd"]) == call.cost_usd
+    # The lock went with the request.
+    assert (await client.post("/api/v1/conversations", headers=headers, json={})).status_code == 201
+
+
+async def test_a_streamed_reply_whose_conversation_was_deleted_meanwhile_stays_on_record(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    holding_server: HoldingServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    res = tutor(llm_base_url=holding_server.openai_base_url)
+    holding_server.script(
+        HeldReply(text="What does your loop add?", input_tokens=400, output_tokens=9, hold_after=1)
+    )
+    conversation_id = await new_conversation(client, headers)
+    # The question is stored while the provider starts: wait for both before the deletion,
+    # which shares the test's one database connection.
+    stored = asyncio.Event()
+    store_while_starting = streaming.store_while_starting
+
+    async def noting_stored(*args: Any) -> ConversationMessage:
+        question = await store_while_starting(*args)
+        stored.set()
+        return question
+
+    monkeypatch.setattr(streaming, "store_while_starting", noting_stored)
+    asking = asyncio.create_task(ask(client, headers, conversation_id, "why?", stream=True))
+    await holding_server.wait_until_held()
+    await asyncio.wait_for(stored.wait(), timeout=10)
+    url = f"/api/v1/conversations/{conversation_id}"
+    assert (await client.delete(url, headers=headers)).status_code == 204
+    holding_server.release.set()
+    r = await asking
+    await res.llm.streams.wait_idle()
+    assert parse_sse(r.text)[-1][0] == "done"
+
+    [call] = await calls_of(session, learner)
+    assert (call.outcome, call.input_tokens, call.output_tokens) == ("ok", 400, 9)
+    assert call.conversation_id is None
+    spent = await res.cache.get(user_spend_key(utc_day(res.clock.now()), learner.id))
+    assert usd(float(spent or 0)) == call.cost_usd > 0

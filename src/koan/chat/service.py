@@ -240,7 +240,12 @@ async def ask(
         question = await checkpoint.commit()
         # Checked against the solution (and a fix proved by running it) before it is sent.
         result = await reply.answer(session, res, user, prepared)
-        answer = await store_answer(session, res, conversation, result)
+        try:
+            answer = await store_answer(session, res, conversation, result)
+        except NotFound as exc:
+            # Deleted while the model wrote: its calls were paid for, and stay on record.
+            exc.keep_changes = True
+            raise
         await reply.remember_shown(
             session, res, user.id, prepared, result.text, result.model,
             conversation_id=conversation.id,

@@ -13,23 +13,34 @@ from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
-from koan.models import LLMBudget, LLMCall
+from koan.models import Conversation, LLMBudget, LLMCall
 
 _CALLS = cast("Table", LLMCall.__table__)
 _CALL_COLUMNS = [column.key for column in _CALLS.columns]
+
+
+def _call_values(prefix: str) -> dict[str, Any]:
+    """The INSERT's values, bound as `<prefix><column>`. A call is paid for whether or not its
+    conversation is still there: one deleted while the model wrote (in another tab) leaves the
+    call on record unattached, as deleting it afterwards does, instead of failing its key."""
+    values: dict[str, Any] = {
+        name: bindparam(f"{prefix}{name}", type_=_CALLS.c[name].type) for name in _CALL_COLUMNS
+    }
+    values["conversation_id"] = (
+        select(Conversation.id)
+        .where(Conversation.id == values["conversation_id"])
+        .scalar_subquery()
+    )
+    return values
+
+
 # The table, not the mapped class: a plain Core INSERT, built once, no ORM flush around it.
-_ADD_CALL = insert(_CALLS).values(
-    {name: bindparam(name, type_=_CALLS.c[name].type) for name in _CALL_COLUMNS}
-)
+_ADD_CALL = insert(_CALLS).values(_call_values(""))
 
 
 # The same INSERT as a CTE, for a statement that stores a call together with what it
 # produced (a tutor's reply, on PostgreSQL) in one round trip; its values are named apart.
-ADD_CALL_CTE = (
-    insert(_CALLS)
-    .values({name: bindparam(f"call_{name}", type_=_CALLS.c[name].type) for name in _CALL_COLUMNS})
-    .cte("recorded_call")
-)
+ADD_CALL_CTE = insert(_CALLS).values(_call_values("call_")).cte("recorded_call")
 
 
 async def add_call(session: AsyncSession, call: LLMCall) -> LLMCall:
