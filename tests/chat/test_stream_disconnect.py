@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx
 import pytest_asyncio
 import uvicorn
@@ -23,9 +24,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.chat import service as chat_service
 from koan.chat.reply import ReplyTarget
-from koan.models import ConversationMessage, LLMCall, User
+from koan.models import ConversationMessage, Exercise, LLMCall, User
 from koan.resources import Resources
-from tests.chat.helpers import HeldReply, HoldingServer, new_conversation
+from koan.tutor_gateway.budgets import usd, user_spend_key, utc_day
+from tests.chat.helpers import (
+    LEAKING_REPLY,
+    HeldReply,
+    HoldingServer,
+    new_conversation,
+    record_attempt,
+)
 from tests.fixtures.llm_server import FakeLLMServer, Reply
 
 Tutor = Callable[..., Resources]
@@ -142,3 +150,73 @@ async def test_a_stream_left_before_its_first_token_is_billed_the_prompt_the_mod
     assert call.outcome == "incomplete"
     assert call.input_tokens > 0
     assert call.cost_usd > 0
+
+
+async def test_leaving_while_a_withheld_draft_is_rewritten_keeps_both_calls_on_record(
+    session: AsyncSession,
+    resources: Resources,
+    learner: User,
+    evens: Exercise,
+    tutor: Tutor,
+    holding_server: HoldingServer,
+) -> None:
+    # The streamed draft gives the solution away; the learner leaves while the model writes
+    # the draft that replaces it. Both calls were paid for.
+    res = tutor(llm_base_url=holding_server.openai_base_url, llm_user_daily_budget_usd=100)
+    await record_attempt(session, res, learner, evens)
+    holding_server.script(
+        Reply(text=LEAKING_REPLY, input_tokens=300, output_tokens=40),
+        HeldReply(text="Which numbers reach `total += n`?", input_tokens=320, output_tokens=8),
+    )
+    conversation = await chat_service.start(session, res, learner, evens.id)
+    target = ReplyTarget(learner, conversation, None)
+
+    @asynccontextmanager
+    async def open_session() -> AsyncIterator[AsyncSession]:
+        async with res.session_factory() as own:
+            yield own
+            await own.commit()
+
+    asked = await chat_service.ask(session, res, open_session, target, "code?", stream=True)
+    assert asked.events is not None
+    events = asked.events
+
+    async def read() -> None:
+        async for _ in events:
+            pass
+
+    # As Starlette does when the client goes away: the task sending the body is cancelled
+    # through its task group, then the body is closed.
+    async with anyio.create_task_group() as sending:
+        sending.start_soon(read)
+        await holding_server.wait_until_held()  # the replacement is being written
+        sending.cancel_scope.cancel()
+        holding_server.release.set()
+    await events.aclose()
+    await asyncio.wait_for(res.llm.streams.wait_idle(), timeout=30)
+
+    calls = (
+        (
+            await session.execute(
+                select(LLMCall).where(LLMCall.user_id == learner.id).order_by(LLMCall.created_at)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    # The draft was stopped once the guard saw the solution coming (its tokens estimated).
+    assert [c.leak_caught for c in calls] == [True, False]
+    assert calls[0].input_tokens > 0
+    assert calls[1].input_tokens == 320
+    spent = await res.cache.get(user_spend_key(utc_day(res.clock.now()), learner.id))
+    assert usd(float(spent or 0)) == sum(c.cost_usd for c in calls)
+    stored = (
+        await session.execute(
+            select(ConversationMessage.content).where(
+                ConversationMessage.conversation_id == conversation.id,
+                ConversationMessage.role == "assistant",
+            )
+        )
+    ).scalars()
+    # The replacement written after the learner left is there when they come back.
+    assert list(stored) == ["Which numbers reach `total += n`?"]

@@ -299,10 +299,20 @@ class LiveReplyStream:
         self, *, error: KoanError | None = None, incomplete: bool = False, billed: bool = True
     ) -> _Outcome:
         """Store the reply (complete or partial) and its call, then settle the budget and
-        unlock (one round trip). Runs once; later calls return the first outcome."""
+        unlock (one round trip). Runs once, to its end even when the learner leaves meanwhile
+        (a store or a settlement cut off half-way would lose the call, the budget or the
+        lock); later calls return the first outcome."""
         if self._outcome is not None:
             return self._outcome
         self._outcome = outcome = _Outcome()
+        with anyio.CancelScope(shield=True):
+            await self._store(outcome, error=error, incomplete=incomplete, billed=billed)
+        return outcome
+
+    async def _store(
+        self, outcome: _Outcome, *, error: KoanError | None, incomplete: bool, billed: bool
+    ) -> None:
+        """`_finish`'s work, filling in `outcome`."""
         res, prepared = self._res, self._prepared
         try:
             bill = await self._bill(prompt_read=billed and error is None)
@@ -365,7 +375,6 @@ class LiveReplyStream:
             if error is not None
             else done_payload(outcome.message, prepared.conversation_id)
         )
-        return outcome
 
 
 class GuardedReplyStream(LiveReplyStream):
@@ -458,12 +467,16 @@ class GuardedReplyStream(LiveReplyStream):
             self._withhold(verdict)
         assert self._verdict is not None
         replacement = Answer("", self._res.llm.model, self._res.llm.provider.name)
-        async with self._open_session() as session:
-            # The withheld draft's call goes on record before the one that replaces it.
-            await self._record_call(session, outcome="ok", leak_caught=True)
-            await replace_leak(
-                session, self._res, self._user_id, self._prepared, self._verdict, replacement
-            )
+        # Both calls are paid for whether or not the learner stays: the withheld draft's goes
+        # on record first, in a transaction of its own, and the replacement is written to its
+        # end even if the learner leaves meanwhile (it is stored for them, and on record).
+        with anyio.CancelScope(shield=True):
+            async with self._open_session() as session:
+                await self._record_call(session, outcome="ok", leak_caught=True)
+            async with self._open_session() as session:
+                await replace_leak(
+                    session, self._res, self._user_id, self._prepared, self._verdict, replacement
+                )
         self._replacement = replacement
         yield sse("replace", {"text": replacement.text})
 
