@@ -200,3 +200,26 @@ async def test_a_tailored_hint_is_asked_under_the_class_strictness_instructions_
     assert "## The teacher's instructions" in system
     assert "Speak of accumulators only." in system
     assert "Do not use or mention these words or topics: modulo." in system
+
+
+async def test_a_fallbacks_hint_is_not_cached_as_the_primary_models(
+    chat: EvensChat,
+) -> None:
+    # The primary is down: its fallback writes the hint. Once the primary is back, the next
+    # learner with the same code gets the primary's own hint, not the fallback's from the cache.
+    await chat.prepare(
+        *[Reply.server_error()] * 3,
+        Reply(text="The fallback's hint: which numbers does your loop add?"),
+        llm_fallback="openai",
+        llm_fallback_base_url=chat.llm.openai_base_url,
+        llm_fallback_model="gpt-4o-mini",
+    )
+    r = await hint(chat)
+    assert r.json()["hint"] == "The fallback's hint: which numbers does your loop add?"
+
+    other = await create_user(chat.session, chat.resources, onboarded=True)
+    await record_attempt(chat.session, chat.resources, other, chat.exercise)  # the same code
+    chat.llm.script(Reply(text=TAILORED))
+    r = await hint(chat, await bearer(chat.session, chat.resources, other))
+    assert r.json()["hint"] == TAILORED
+    assert not any(c.cache_hit for c in await hint_calls(chat.session))

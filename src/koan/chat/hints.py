@@ -105,7 +105,9 @@ async def tailored_hint(
         metrics.leak_caught()
         log.warning("tutor.leak_caught", purpose="hint", exercise_id=str(exercise.id))
         return authored
-    if not call.cache_hit:
+    if not call.cache_hit and res.llm.by_primary(call.completion):
+        # Keyed by the primary model: a fallback's hint would be served in its place for as
+        # long as the entry lives, the primary back or not.
         await calls.store_reply(res, key, call.completion)
     if code and call.completion.model != OFFLINE_MODEL:  # Koan's own tutor writes no code
         await chat_repository.add_shown(

@@ -9,6 +9,7 @@ from decimal import Decimal
 from koan.config import Settings
 from koan.llm import (
     DEFAULT_PRICES,
+    Completion,
     CompletionRequest,
     LLMProvider,
     PriceTable,
@@ -66,6 +67,10 @@ class TutorLLM:
     def model(self) -> str:
         """The primary model: what the cache key and the reports name."""
         return self.models[0]
+
+    def by_primary(self, completion: Completion) -> bool:
+        """Whether the primary provider wrote `completion` (not a fallback standing in)."""
+        return completion.provider == self.provider.name
 
     @property
     def offline_only(self) -> bool:
