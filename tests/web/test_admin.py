@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.exercises import admin as bank
-from koan.models import Exercise, User
+from koan.models import Exercise, LLMCall, User
 from koan.resources import Resources
 from koan.users import admin
 from tests.fixtures.factories import PASSWORD, bearer, create_exercise, create_user
@@ -350,3 +352,36 @@ async def test_every_admin_page_route_is_for_administrators_only(
     await session.refresh(bob)
     assert not bob.disabled
     assert await resources.cache.get(bank.JOB_KEY) is None
+
+
+async def test_the_usage_per_day_counts_every_learners_calls(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    # More learner-days than one page of the usage report holds: every one still counts.
+    ops = await create_user(session, resources, onboarded=True, role="admin", name="Ops")
+    today = datetime.now(UTC).date()
+    learners = [await create_user(session, resources) for _ in range(18)]
+    session.add_all(
+        LLMCall(
+            user_id=learner.id,
+            purpose="chat",
+            provider="openai",
+            model="tutor-test",
+            cost_usd=Decimal("0.010000"),
+            input_tokens=100,
+            output_tokens=10,
+            day=today - timedelta(days=days_ago),
+        )  # fmt: skip
+        for learner in learners
+        for days_ago in range(30)
+    )
+    await session.flush()
+    await log_in(client, ops)
+    page = (await client.get("/admin")).text
+    rows = re.findall(
+        r"<tr><td>(\d{4}-\d\d-\d\d)</td><td>(\d+)</td><td>(\d+)</td><td>\d+</td>"
+        r"<td>\$([\d.]+)</td></tr>",
+        page,
+    )
+    assert len(rows) == 30
+    assert all((calls, people, cost) == ("18", "18", "0.1800") for _, calls, people, cost in rows)

@@ -42,6 +42,15 @@ async def my_usage(session: AsyncSession, res: Resources, user: User) -> UsageOu
     )
 
 
+async def everyones_days(session: AsyncSession, res: Resources) -> list[repository.DayTotal]:
+    """Everyone's calls, learners, tokens and cost per UTC day over the last 30 days, newest
+    first (each day whole, whatever the number of learners)."""
+    today = utc_day(res.clock.now())
+    return await repository.everyones_days(
+        session, since=today - timedelta(days=HISTORY_DAYS - 1), until=today
+    )
+
+
 async def usage_page(
     session: AsyncSession,
     res: Resources,

@@ -37,6 +37,36 @@ async def daily_totals(
 
 
 @dataclass(frozen=True)
+class DayTotal:
+    day: date
+    calls: int
+    learners: int
+    tokens: int
+    cost_usd: Decimal
+
+
+async def everyones_days(session: AsyncSession, *, since: date, until: date) -> list[DayTotal]:
+    """Everyone's calls per day from `since` to `until`, newest first: one row a day, however
+    many learners called."""
+    rows = await session.execute(
+        select(
+            LLMCall.day,
+            func.count(),
+            func.count(func.distinct(LLMCall.user_id)),
+            func.coalesce(func.sum(LLMCall.input_tokens + LLMCall.output_tokens), 0),
+            func.coalesce(func.sum(LLMCall.cost_usd), 0),
+        )
+        .where(LLMCall.day >= since, LLMCall.day <= until)
+        .group_by(LLMCall.day)
+        .order_by(LLMCall.day.desc())
+    )
+    return [
+        DayTotal(day, int(calls), int(learners), int(tokens), Decimal(str(cost)))
+        for day, calls, learners, tokens, cost in rows.all()
+    ]
+
+
+@dataclass(frozen=True)
 class ReportRow:
     day: date
     user_id: uuid.UUID | None

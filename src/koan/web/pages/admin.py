@@ -4,8 +4,7 @@ the sandbox."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
@@ -13,7 +12,6 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from koan.deps import ResourcesDep
 from koan.exercises import admin as bank
 from koan.pagination import MAX_CURSOR_CHARS
-from koan.resources import Resources
 from koan.usage import reports as usage_reports
 from koan.users import admin as accounts
 from koan.web.pagekit import (
@@ -34,24 +32,6 @@ PAGE_SIZE = 50
 STATUSES = {"": None, "active": False, "disabled": True}
 Search = Annotated[str, Query(max_length=200)]
 Cursor = Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)]
-
-
-async def _llm_usage_by_day(session: WebSession, res: Resources) -> list[dict[str, Any]]:
-    """Calls, learners, tokens and cost per UTC day, newest first."""
-    page = await usage_reports.usage_page(
-        session, res, since=None, until=None, user_id=None, limit=500, cursor=None
-    )
-    days: dict[Any, dict[str, Any]] = {}
-    for row in page.items:
-        day = days.setdefault(
-            row.day,
-            {"day": row.day, "calls": 0, "learners": 0, "tokens": 0, "cost": Decimal(0)},
-        )
-        day["calls"] += row.calls
-        day["learners"] += 1
-        day["tokens"] += row.input_tokens + row.output_tokens
-        day["cost"] += row.cost_usd
-    return sorted(days.values(), key=lambda d: d["day"], reverse=True)
 
 
 def _address(params: dict[str, str], **changes: str | None) -> str:
@@ -109,7 +89,7 @@ async def admin_page(
             "job": await bank.bank_validation(res),
             "sandbox_tier": tier.name.lower() if tier else "unavailable",
             "sandbox_slots": res.sandbox.config.slots,
-            "usage": await _llm_usage_by_day(session, res),
+            "usage": await usage_reports.everyones_days(session, res),
         },
     )
 
