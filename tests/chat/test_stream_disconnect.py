@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.chat import service as chat_service
 from koan.chat.reply import ReplyTarget
+from koan.llm import Usage
 from koan.models import ConversationMessage, Exercise, LLMCall, User
 from koan.resources import Resources
 from koan.tutor_gateway.budgets import usd, user_spend_key, utc_day
@@ -122,13 +124,23 @@ async def test_leaving_mid_stream_stores_the_partial_reply_as_incomplete(
         ]
 
 
+@pytest.mark.parametrize("fallback", [False, True])
 async def test_a_stream_left_before_its_first_token_is_billed_the_prompt_the_model_read(
     session: AsyncSession, resources: Resources, learner: User, tutor: Tutor,
-    llm_server: FakeLLMServer,
+    llm_server: FakeLLMServer, fallback: bool,
 ) -> None:  # fmt: skip
     # A learner who closes the connection as the reply starts leaves no text behind, but the
     # model read the whole prompt: a call billed nothing would let questions cost nothing.
-    res = tutor()
+    # After a fallback, the fallback's model read it, and is billed at its price.
+    if fallback:
+        res = tutor(
+            llm_fallback="openai",
+            llm_fallback_base_url=llm_server.openai_base_url,
+            llm_fallback_model="gpt-4o",
+        )
+        llm_server.script(*[Reply.server_error()] * 3)
+    else:
+        res = tutor()
     llm_server.script(Reply(text="alpha beta gamma"))
     conversation = await chat_service.start(session, res, learner, None)
     target = ReplyTarget(learner, conversation, None)
@@ -150,6 +162,11 @@ async def test_a_stream_left_before_its_first_token_is_billed_the_prompt_the_mod
     assert call.outcome == "incomplete"
     assert call.input_tokens > 0
     assert call.cost_usd > 0
+    model = "gpt-4o" if fallback else res.llm.model
+    assert call.model == model
+    assert call.cost_usd == usd(
+        res.llm.prices.cost_usd(model, Usage(call.input_tokens, call.output_tokens))
+    )
 
 
 async def test_leaving_while_a_withheld_draft_is_rewritten_keeps_both_calls_on_record(

@@ -27,7 +27,7 @@ from koan.chat.hints import count_offline_rung
 from koan.chat.reply import Answer, Prepared, caught, remember_shown, replace_leak
 from koan.common.schemas import money_text
 from koan.errors import KoanError, TutorUnavailable
-from koan.llm import Completion, StreamEnd, StreamItem, Usage, holdback, patches
+from koan.llm import Completion, StreamChunk, StreamEnd, StreamItem, Usage, holdback, patches
 from koan.llm.base import aclose_quietly
 from koan.llm.leak_check import Verdict
 from koan.llm.offline import OFFLINE_MODEL
@@ -162,7 +162,9 @@ class LiveReplyStream:
     async def start(self) -> None:
         """Wait for the first token, so a provider failing before it answers is a plain 503.
         If this raises, the caller ends the stream with `fail` (or `aclose`)."""
-        self._pending = await anext(self._items, None)
+        self._pending = first = await anext(self._items, None)
+        if isinstance(first, StreamChunk) and first.model:
+            self._writer = (first.model, first.provider)  # it read the prompt, if nothing more
 
     async def fail(self, exc: BaseException) -> None:
         """End a stream whose start failed: record the call, give the budget and lock back."""
