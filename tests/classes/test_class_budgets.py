@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koan.classes.tutor import tutor_policy_for
+from koan.classes.tutor import class_spend, tutor_policy_for
 from koan.errors import BudgetExceeded
 from koan.models import Exercise, LLMCall, User
 from koan.resources import Resources
@@ -332,3 +332,31 @@ async def test_a_class_that_switched_the_tutor_off_gets_the_authored_hints(
     assert r.status_code == 200, r.text
     assert r.json()["hint"] == exercise.hints[0]
     assert llm_server.requests == []
+
+
+async def test_a_call_that_ran_over_midnight_counts_on_the_day_it_was_recorded(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    # Held (and so counted in the learner's budget) just before midnight UTC, recorded after
+    # it: the class's day it was recorded on counts it, as its budgets and the teacher see it.
+    course, exercise = await _course(client, session, resources)
+    learner = course.learners[0]
+    midnight = datetime.combine(resources.clock.now().date(), time(0), tzinfo=UTC)
+    session.add(
+        LLMCall(
+            user_id=learner.id,
+            purpose="chat",
+            provider="openai",
+            model="m",
+            cost_usd=Decimal("0.10"),
+            exercise_id=exercise.id,
+            day=(midnight - timedelta(seconds=5)).date(),
+            created_at=midnight + timedelta(seconds=3),
+        )  # fmt: skip
+    )
+    await session.flush()
+    today = midnight.date()
+    assert await class_spend(course.id, learner.id, "UTC", session, today) == Decimal("0.10")
+    assert await class_spend(course.id, None, "UTC", session, today) == Decimal("0.10")
+    yesterday = today - timedelta(days=1)
+    assert await class_spend(course.id, learner.id, "UTC", session, yesterday) == 0

@@ -128,12 +128,15 @@ async def spent_on_exercises(
     exercises: Sequence[uuid.UUID],
 ) -> dict[uuid.UUID, Decimal]:
     """Learner -> what the tutor's replies in their conversations about `exercises` cost
-    from `period[0]` to before `period[1]` (a day somewhere: the UTC days it spans narrow
-    the read to ix_llm_calls_user_day; learners who spent nothing are left out)."""
+    from `period[0]` to before `period[1]` (a day somewhere: the UTC days it spans, and the
+    one before, narrow the read to ix_llm_calls_user_day; learners who spent nothing are left
+    out). A call is counted under the UTC day it was held on, which for one that ran over
+    midnight is the day before the one it was recorded on."""
     if not learners or not exercises:
         return {}
     start, end = period
-    first, last = start.astimezone(UTC).date(), end.astimezone(UTC).date()
+    first = start.astimezone(UTC).date() - timedelta(days=1)
+    last = end.astimezone(UTC).date()
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     query = (
         select(LLMCall.user_id, func.sum(LLMCall.cost_usd))
