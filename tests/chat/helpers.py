@@ -183,6 +183,7 @@ async def ask(
 @dataclass
 class HeldReply(Reply):
     hold_after: int = 2  # text chunks streamed before the stream stalls
+    hold_again: int | None = None  # text chunks streamed before it stalls a second time
 
 
 class HoldingServer(FakeLLMServer):
@@ -207,10 +208,12 @@ class HoldingServer(FakeLLMServer):
         async for event in super()._openai_events(reply, model, include_usage):
             yield event
             sent += 1
-            if isinstance(reply, HeldReply) and sent == reply.hold_after:
+            if isinstance(reply, HeldReply) and sent in (reply.hold_after, reply.hold_again):
                 self.reached.set()
                 while not self.release.is_set():  # polls in the server's thread, not the test's
                     await asyncio.sleep(0.01)
+                if sent == reply.hold_after and reply.hold_again is not None:
+                    self.release.clear()  # released once: it stalls again further on
 
     async def _handle(self, request: Request, api: Api) -> Response:
         response = await super()._handle(request, api)

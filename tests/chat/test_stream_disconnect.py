@@ -12,6 +12,7 @@ import json
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -24,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.chat import service as chat_service
+from koan.chat.admission import reply_lock_key
 from koan.chat.reply import ReplyTarget
 from koan.llm import Usage
 from koan.models import ConversationMessage, Exercise, LLMCall, User
@@ -237,3 +239,54 @@ async def test_leaving_while_a_withheld_draft_is_rewritten_keeps_both_calls_on_r
     ).scalars()
     # The replacement written after the learner left is there when they come back.
     assert list(stored) == ["Which numbers reach `total += n`?"]
+
+
+async def test_a_reply_streaming_longer_than_the_locks_ttl_is_still_the_only_one(
+    live_url: str,
+    resources: Resources,
+    learner: User,
+    headers: dict[str, str],
+    tutor: Tutor,
+    holding_server: HoldingServer,
+) -> None:
+    # A slow model (a local one on a CPU) can write for longer than the reply lock lives: the
+    # lock is there for a crashed worker, not to let a second question in beside a live reply.
+    ttl = 60.0
+    res = tutor(llm_base_url=holding_server.openai_base_url, llm_reply_lock_ttl_s=ttl)
+    holding_server.script(HeldReply(text="alpha beta gamma delta", hold_after=1, hold_again=2))
+    lock = reply_lock_key(learner.id)
+
+    async with httpx.AsyncClient(base_url=live_url, timeout=30) as http:
+        conversation_id = await new_conversation(http, headers)
+        url = f"/api/v1/conversations/{conversation_id}/messages"
+        async with http.stream(
+            "POST", url, headers={**headers, "Accept": "text/event-stream"},
+            json={"content": "tell me slowly"},
+        ) as response:  # fmt: skip
+            assert response.status_code == 200
+            lines = response.aiter_lines()
+            events: list[dict[str, Any]] = []
+
+            async def next_event() -> dict[str, Any]:
+                async for line in lines:
+                    if line.startswith("data: "):
+                        events.append(json.loads(line[len("data: ") :]))
+                        return events[-1]
+                raise AssertionError("the stream ended")
+
+            assert (await next_event())["delta"] == "alpha "
+            # The model is slow: the lock's time runs out while it writes.
+            res.clock.advance(timedelta(seconds=ttl))
+            await res.cache.delete(lock)
+            holding_server.release.set()
+            assert (await next_event())["delta"] == "beta "
+
+            second = await http.post(url, headers=headers, json={"content": "are you there?"})
+            assert second.status_code == 409, second.text
+            assert second.json()["error"] == "ReplyInProgress"
+
+            holding_server.release.set()
+            while "message_id" not in await next_event():
+                pass
+        await asyncio.wait_for(res.llm.streams.wait_idle(), timeout=30)
+        assert await res.cache.get(lock) is None  # released with the reply

@@ -156,6 +156,7 @@ class LiveReplyStream:
         self._stopped = False  # no more of the model's reply is wanted
         self._billed: _Bill | None = None
         self._call_recorded = False
+        self._lock_kept_at = res.clock.now()  # the lock was taken just before
         self._events = self._generate()
         res.llm.streams.begin()
 
@@ -201,6 +202,7 @@ class LiveReplyStream:
                 if item.delta:
                     if item.model:
                         self._writer = (item.model, item.provider)
+                    await self._keep_lock()
                     self._parts.append(item.delta)
                     async for event in self._pass_on(item.delta):
                         yield event
@@ -221,6 +223,18 @@ class LiveReplyStream:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._finish(incomplete=True)
+
+    async def _keep_lock(self) -> None:
+        """Keep the learner's reply lock while the reply streams. Its TTL is there for a worker
+        that crashed; a slow model (a local one on a CPU) may write for longer, and a second
+        question must not be answered beside a reply still being written. Renewed with the first
+        token a third of its TTL after it was taken or last renewed."""
+        ttl = self._res.settings.llm_reply_lock_ttl_s
+        now = self._res.clock.now()
+        if (now - self._lock_kept_at).total_seconds() < ttl / 3:
+            return
+        self._lock_kept_at = now
+        await self._res.cache.set(self.reply_lock_key, "1", ttl_s=ttl)
 
     async def _pass_on(self, delta: str) -> AsyncIterator[bytes]:
         """The events for a piece of the reply: straight out."""
