@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 def utc_iso(value: datetime) -> str:
     """`value` in UTC as ISO 8601 with a `Z`, as exports and reports write times."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=512)
+def zone(name: str) -> tzinfo:
+    """The time zone called `name`; UTC if the name is unknown (never fail a learner's request)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
 
 
 class Clock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -255,6 +256,38 @@ def test_reason_for_steady_practice_names_the_skill_and_the_odds() -> None:
     reason = choose(ladder("loops"), skills).reason
     assert reason.startswith("loops at your level")
     assert "75%" in reason or "70%" in reason or "80%" in reason
+
+
+@pytest.mark.parametrize(
+    ("zone", "done", "now", "said"),
+    [
+        # Kiritimati is UTC+14: 23:00 and 01:00 there, two hours apart, are two dates.
+        ("Pacific/Kiritimati", "2025-03-01T09:00", "2025-03-01T11:00", "yesterday"),
+        ("Pacific/Kiritimati", "2025-03-01T09:00", "2025-03-02T11:00", "2 days ago"),
+        # 00:30 then 23:30 the same date there: 23 hours apart, still today.
+        ("Pacific/Kiritimati", "2025-02-28T10:30", "2025-03-01T09:30", "earlier today"),
+        # New York (UTC-5): 20:00 then 06:00 the next morning.
+        ("America/New_York", "2025-03-01T01:00", "2025-03-01T11:00", "yesterday"),
+        ("UTC", "2025-03-01T00:30", "2025-03-01T23:30", "earlier today"),
+    ],
+)
+def test_when_a_repeat_was_last_done_is_said_in_the_learners_calendar_days(
+    zone: str, done: str, now: str, said: str
+) -> None:
+    done_at = datetime.fromisoformat(done).replace(tzinfo=UTC)
+    now_at = datetime.fromisoformat(now).replace(tzinfo=UTC)
+    candidates = [
+        Candidate(c.id, c.skills, c.item, recently_done=True, last_done=done_at)
+        for c in ladder("loops")
+    ]
+    choice = choose_exercise(
+        candidates,
+        learner(loops=known(0.5)),
+        now=now_at,
+        rng=random.Random(1),
+        zone=ZoneInfo(zone),
+    )
+    assert choice.reason == f"another go at a loops exercise you did {said}"
 
 
 def test_reasons_are_readable_sentences() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -150,6 +151,34 @@ async def test_daily_pick_explains_itself_and_matches_the_level(
     assert daily["reason"]
     # A beginner is not thrown the hardest exercise on day one.
     assert daily["exercise"]["difficulty"] < 5
+
+
+async def test_a_repeat_offered_after_the_learners_midnight_says_it_was_yesterday(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    exercise = await create_exercise(session, skills=["zz-adding"])
+    # UTC+14 all year: the learner's midnight is 10:00 UTC.
+    zone = ZoneInfo("Pacific/Kiritimati")
+    user = await create_user(session, resources, onboarded=True, timezone=zone.key)
+    local = resources.clock.now().astimezone(zone)
+    late_evening = datetime.combine(local.date() + timedelta(days=1), time(23, 0), zone)
+    resources.clock.advance(late_evening - resources.clock.now())
+    headers = await bearer(session, resources, user)
+    daily = (await client.get("/api/v1/exercises/daily", headers=headers)).json()
+    assert daily["exercise"]["id"] == str(exercise.id)
+    passed = await client.post(
+        f"/api/v1/exercises/{exercise.id}/submissions",
+        headers=headers,
+        json={"code": ADD_SOLUTION},
+    )
+    assert passed.json()["status"] == "passed"
+
+    # Two hours later it is 01:00 the next day there, and the bank has nothing new.
+    resources.clock.advance(timedelta(hours=2))
+    headers = await bearer(session, resources, user)
+    again = (await client.get("/api/v1/exercises/daily", headers=headers)).json()
+    assert again["exercise"]["id"] == str(exercise.id)
+    assert again["reason"] == "another go at a zz adding exercise you did yesterday"
 
 
 async def _pass_in_own_unit(

@@ -6,7 +6,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 
 from koan.adaptive.model import (
     ItemRating,
@@ -74,8 +74,10 @@ def _days_between(earlier: datetime, later: datetime) -> float:
     return max((later - earlier).total_seconds() / 86400.0, 0.0)
 
 
-def _ago(days: float) -> str:
-    whole = int(days)
+def _ago(earlier: datetime, now: datetime, zone: tzinfo) -> str:
+    """When `earlier` was, as the learner says it: in calendar days on their own clock, so work
+    done at 23:00 is "yesterday" at 01:00, and "earlier today" means today's date."""
+    whole = max((now.astimezone(zone).date() - earlier.astimezone(zone).date()).days, 0)
     if whole < 1:
         return "earlier today"
     if whole == 1:
@@ -164,13 +166,13 @@ def _score(candidate: Candidate, view: _LearnerView, target: float, jitter: floa
     return _Scored(candidate, p, fit + closeness * (review + novelty) + repeat + jitter, review)
 
 
-def _reason(chosen: _Scored, skills: Mapping[str, SkillRating], now: datetime) -> str:
+def _reason(chosen: _Scored, skills: Mapping[str, SkillRating], now: datetime, zone: tzinfo) -> str:
     candidate = chosen.candidate
     main = candidate.skills[0]
     name = display_skill(main)
     rating = skills.get(main)
     if candidate.last_done is not None:
-        when = _ago(_days_between(candidate.last_done, now))
+        when = _ago(candidate.last_done, now, zone)
         return f"another go at a {name} exercise you did {when}"
     if rating is None or rating.attempts == 0:
         return f"new skill: {name}"
@@ -179,7 +181,7 @@ def _reason(chosen: _Scored, skills: Mapping[str, SkillRating], now: datetime) -
         and chosen.review >= _REVIEW_REASON_MIN_BONUS
         and _days_between(rating.last_practised, now) >= 2.0
     ):
-        when = _ago(_days_between(rating.last_practised, now))
+        when = _ago(rating.last_practised, now, zone)
         return f"practising {name}, which you last did {when}"
     recent = rating.recent[-2:]
     if len(recent) == 2 and min(recent) >= 0.999:
@@ -198,11 +200,13 @@ def choose_exercise(
     target: float = 0.75,
     rng: random.Random,
     experience: str | None = None,
+    zone: tzinfo = UTC,
 ) -> Choice:
     """Pick the exercise that best keeps the learner at the edge of what they can do.
 
     ``skills`` are the learner's ratings (missing skills get a prior from the others and
     ``experience``). Recently done candidates are excluded unless nothing else is left.
+    ``zone`` is the learner's time zone: the reason counts days on their calendar.
     Deterministic for a given ``rng`` state.
     """
     if not candidates:
@@ -221,6 +225,6 @@ def choose_exercise(
     return Choice(
         candidate=best.candidate,
         predicted_success=best.p,
-        reason=_reason(best, skills, now),
+        reason=_reason(best, skills, now, zone),
         score=best.score,
     )

@@ -22,6 +22,7 @@ from koan.adaptive.model import (
     update_skills,
 )
 from koan.adaptive.selection import Candidate, choose_exercise
+from koan.clock import zone
 from koan.db import after_commit, utcnow
 from koan.models import Assignment, Exercise, LearnerProfile, User
 from koan.models.progress import LearnerSkillRating
@@ -250,8 +251,9 @@ async def choose_daily(
     given = len(history) if given is None else given
     rng = random.Random(f"{user.id}:{now.date().isoformat()}:{given}")
     choice = choose_exercise(
-        candidates, ratings, now=now, target=target, rng=rng, experience=profile.experience
-    )
+        candidates, ratings, now=now, target=target, rng=rng, experience=profile.experience,
+        zone=zone(user.timezone),
+    )  # fmt: skip
     chosen = next(e for e in bank if str(e.id) == choice.candidate.id)
     return Pick(
         chosen,

@@ -9,20 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import date, datetime, timedelta
+
+from koan.clock import zone
 
 ONE_DAY = timedelta(days=1)
-
-
-@lru_cache(maxsize=512)
-def zone(name: str) -> tzinfo:
-    """The time zone called `name`; UTC if the name is unknown (never fail a learner's request)."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return UTC
 
 
 def local_time(instant: datetime, timezone: str) -> datetime:
