@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.adaptive import GENERAL
 from koan.db import locked_rows
+from koan.exercises import lifecycle
+from koan.exercises import service as exercises
 from koan.grading import service as grading
 from koan.grading.sandbox import GradeReport
 from koan.models.progress import (
@@ -26,7 +28,7 @@ from koan.progress import repository as progress_repository
 from koan.progress import service as progress
 from koan.progress.achievements import Completion
 from tests.fixtures.factories import create_exercise
-from tests.progress.conftest import WRONG, Learner, create_js_exercise
+from tests.progress.conftest import EPOCH, WRONG, Learner, create_js_exercise
 
 # A Monday in winter: Paris is UTC+1, New York UTC-5.
 MONDAY = date(2027, 1, 11)
@@ -225,6 +227,57 @@ async def test_comeback_after_a_week_away(learner: Learner) -> None:
     assert "comeback" not in (await learner.solve()).unlocked
     learner.travel(paris(MONDAY + timedelta(days=15), 12))  # seven days without
     assert "comeback" in (await learner.solve()).unlocked
+    await learner.check_consistent()
+
+
+async def test_an_exercise_given_up_before_is_not_solved_first_try_when_taken_up_again(
+    learner: Learner,
+) -> None:
+    """Hints seen and attempts failed on an exercise stay with it when the learner gives it up
+    (skipped, then expired) and starts it again: that pass is not a clean run, and the failed
+    attempts of both count toward never giving up."""
+    exercise = await create_exercise(learner.session)
+    await lifecycle.start(learner.session, learner.res, learner.user, exercise)
+    for _ in range(3):
+        await exercises.next_hint(learner.session, learner.res, learner.user, exercise)
+    for _ in range(3):
+        await learner.submit(exercise, WRONG)
+    await lifecycle.skip(learner.session, learner.res, learner.user, exercise)
+    learner.travel(EPOCH + timedelta(days=3))  # past the 48 hours: it expired
+    again = await lifecycle.start(learner.session, learner.res, learner.user, exercise)
+    assert again.hints_used == 0
+    for _ in range(2):
+        await learner.submit(exercise, WRONG)
+    passed = await learner.submit(exercise)
+    assert passed.assignment.id == again.id
+    assert passed.assignment.status == "completed"
+    # Five failed attempts on the exercise, then solved; three hints seen on the way.
+    assert passed.unlocked == ["first-exercise", "persistence"]
+
+    # Solved once more later, first try without hints: a pass again, not a first solve.
+    learner.travel(EPOCH + timedelta(days=4))
+    await lifecycle.start(learner.session, learner.res, learner.user, exercise)
+    assert (await learner.submit(exercise)).unlocked == []
+    # A new exercise passed first try without hints is a clean run.
+    assert (await learner.solve()).unlocked == ["first-try"]
+    await learner.check_consistent()
+
+
+async def test_a_hint_seen_before_giving_an_exercise_up_spoils_its_clean_run(
+    learner: Learner,
+) -> None:
+    exercise = await create_exercise(learner.session)
+    await lifecycle.start(learner.session, learner.res, learner.user, exercise)
+    await exercises.next_hint(learner.session, learner.res, learner.user, exercise)
+    await lifecycle.skip(learner.session, learner.res, learner.user, exercise)
+    learner.travel(EPOCH + timedelta(days=3))
+    await lifecycle.start(learner.session, learner.res, learner.user, exercise)
+    passed = await learner.submit(exercise)
+    assert passed.assignment.attempts == 1
+    assert passed.unlocked == ["first-exercise"]
+    listed = await progress.achievement_list(learner.session, learner.res, learner.user)
+    clean_runs = next(a for a in listed.locked if a.code == "first-try-10")
+    assert clean_runs.current == 0
     await learner.check_consistent()
 
 

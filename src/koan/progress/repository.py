@@ -17,6 +17,7 @@ from sqlalchemy import (
     Uuid,
     and_,
     bindparam,
+    case,
     func,
     literal,
     null,
@@ -230,17 +231,40 @@ async def entry(session: AsyncSession, submission_id: uuid.UUID) -> PracticeEntr
     return await session.get(PracticeEntry, submission_id)
 
 
+# An exercise given up (skipped, then maybe expired) before it was solved keeps its attempts
+# and hints: taken up again in a new assignment, its first solve counts them too.
+GIVEN_UP = ("skipped", "expired")
+
+
+def _given_up(column: Any, user_id: Any, exercise_id: Any, before: Any) -> Any:
+    """What the learner's assignments of the exercise given up before `before` add up to."""
+    return (
+        select(func.coalesce(func.sum(column), 0))
+        .where(
+            Assignment.user_id == user_id,
+            Assignment.exercise_id == exercise_id,
+            Assignment.status.in_(GIVEN_UP),
+            Assignment.closed_at < before,
+        )
+        .scalar_subquery()
+    )
+
+
 @dataclass(frozen=True)
 class Logged:
     """A verdict just written to the practice log."""
 
     completed: bool  # it completed its assignment (and is logged as the completion)
     exercise_completed_before: bool  # the learner had completed the same exercise before
+    # The attempts and hints of the learner's assignments of the exercise given up before it
+    # (what a first solve counts with its own).
+    given_up_attempts: int = 0
+    given_up_hints: int = 0
 
 
 def _log_statement(
     insert: Callable[..., postgresql.Insert | sqlite.Insert],
-) -> ReturningInsert[bool, bool]:
+) -> ReturningInsert[bool, bool, int, int]:
     log = PracticeEntry.__table__
     columns = log.c
     given = [
@@ -263,6 +287,11 @@ def _log_statement(
         )
         .exists()
     )
+    given_up_of: tuple[Any, Any, Any] = (
+        bindparam("user_id"),
+        bindparam("exercise_id"),
+        bindparam("at", type_=columns.at.type),
+    )
     source = select(
         *(bindparam(name, type_=columns[name].type) for name in given),
         # A verdict that completes its assignment is logged as the completion, unless the log
@@ -274,7 +303,12 @@ def _log_statement(
         insert(log)
         .from_select([*given, "completed"], source)
         .on_conflict_do_nothing(index_elements=[columns.submission_id])
-        .returning(columns.completed, exercise_done)
+        .returning(
+            columns.completed,
+            exercise_done,
+            _given_up(Assignment.attempts, *given_up_of),
+            _given_up(Assignment.hints_used, *given_up_of),
+        )
     )
 
 
@@ -301,8 +335,9 @@ async def log_verdict(
     hints_used: int,
 ) -> Logged | None:
     """Write a verdict to the practice log in one round trip: the entry, whether it is the
-    assignment's completion (`completes`, unless one is logged already), and whether the
-    learner had completed the exercise before. None: this submission was logged before."""
+    assignment's completion (`completes`, unless one is logged already), whether the learner
+    had completed the exercise before, and what their assignments of it given up before `at`
+    took. None: this submission was logged before."""
     params = {
         "submission_id": submission_id,
         "user_id": user_id,
@@ -318,7 +353,7 @@ async def log_verdict(
     }
     statement = _LOG[session.get_bind().dialect.name]
     row = (await session.execute(statement, params)).one_or_none()
-    return None if row is None else Logged(bool(row[0]), bool(row[1]))
+    return None if row is None else Logged(bool(row[0]), bool(row[1]), int(row[2]), int(row[3]))
 
 
 async def active_days(session: AsyncSession, user_id: uuid.UUID) -> Sequence[date]:
@@ -331,27 +366,53 @@ async def active_days(session: AsyncSession, user_id: uuid.UUID) -> Sequence[dat
     return (await session.execute(query)).scalars().all()
 
 
-_COMPLETIONS = (
-    select(
-        PracticeEntry.exercise_id,
-        PracticeEntry.at,
-        PracticeEntry.timezone,
-        PracticeEntry.day,
-        PracticeEntry.attempt,
-        PracticeEntry.hints_used,
-        Exercise.language,
-        Exercise.difficulty,
+def _completions_query() -> Any:
+    entry = PracticeEntry.__table__.c
+    earlier = PracticeEntry.__table__.alias("earlier").c
+    # The learner's first solve of an exercise (no completion of it before) counts what the
+    # assignments given up before it took; a later solve is judged on its own assignment.
+    first_solve = ~(
+        select(earlier.submission_id)
+        .where(
+            earlier.user_id == entry.user_id,
+            earlier.exercise_id == entry.exercise_id,
+            earlier.completed,
+            earlier.at < entry.at,
+        )
+        .exists()
     )
-    .join(Exercise, Exercise.id == PracticeEntry.exercise_id)
-    .where(PracticeEntry.user_id == bindparam("user_id"), PracticeEntry.completed)
-)
+
+    def with_given_up(own: Any, column: Any) -> Any:
+        added = _given_up(column, entry.user_id, entry.exercise_id, entry.at)
+        return own + case((first_solve, added), else_=0)
+
+    return (
+        select(
+            entry.exercise_id,
+            entry.at,
+            entry.timezone,
+            entry.day,
+            with_given_up(entry.attempt, Assignment.attempts),
+            with_given_up(entry.hints_used, Assignment.hints_used),
+            Exercise.language,
+            Exercise.difficulty,
+        )
+        .join(Exercise, Exercise.id == entry.exercise_id)
+        .where(entry.user_id == bindparam("user_id"), entry.completed)
+    )
+
+
+_COMPLETIONS = _completions_query()
 
 
 async def completions(session: AsyncSession, user_id: uuid.UUID) -> list[Completion]:
-    """The learner's completions with what the achievement rules need of their exercises."""
+    """The learner's completions with what the achievement rules need of their exercises; a
+    first solve's attempt and hints include those of the assignments given up before it."""
     rows = (await session.execute(_COMPLETIONS, {"user_id": user_id})).all()
     return [
-        Completion(str(exercise_id), at, timezone, day, attempt, hints, language, difficulty)
+        Completion(
+            str(exercise_id), at, timezone, day, int(attempt), int(hints), language, difficulty
+        )
         for exercise_id, at, timezone, day, attempt, hints, language, difficulty in rows
     ]
 

@@ -95,9 +95,14 @@ async def on_submission_graded(
         progress.exercises_completed += int(not logged.exercise_completed_before)
         progress.first_try_passes += int(assignment.attempts == 1)
         await _count_day(session, progress, day)
+        attempt, hints = assignment.attempts, assignment.hints_used
+        if not logged.exercise_completed_before:
+            # A first solve after giving the exercise up counts what those assignments took.
+            attempt += logged.given_up_attempts
+            hints += logged.given_up_hints
         completion = achievements.Completion(
-            str(exercise.id), at, user.timezone, day, assignment.attempts,
-            assignment.hints_used, exercise.language, exercise.difficulty,
+            str(exercise.id), at, user.timezone, day, attempt, hints, exercise.language,
+            exercise.difficulty,
         )  # fmt: skip
         kept = progress.achievement_summary
         summary = achievements.Summary.from_json(kept) if kept is not None else None
