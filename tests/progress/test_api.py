@@ -21,7 +21,13 @@ from koan.progress import export
 from koan.progress.export import CONVERSATION_CSV_COLUMNS, CSV_COLUMNS
 from koan.resources import Resources
 from tests.chat.helpers import ask, new_conversation
-from tests.fixtures.factories import ADD_SOLUTION, bearer, create_exercise, create_user
+from tests.fixtures.factories import (
+    ADD_SOLUTION,
+    ONBOARDING_ANSWERS,
+    bearer,
+    create_exercise,
+    create_user,
+)
 from tests.progress.conftest import WRONG, Learner
 from tests.progress.test_hook import MONDAY, paris
 
@@ -177,6 +183,21 @@ async def test_export_json_has_the_learners_own_data(
     assert assignment["submissions"][1]["code"] == ADD_SOLUTION
     assert assignment["completed_at"].endswith("Z")
     assert other.email not in r.text
+
+
+async def test_export_json_has_the_interview_answers_and_the_achievements_earned(
+    client: httpx.AsyncClient, learner: Learner
+) -> None:
+    await learner.solve()
+    r = await get(client, learner, "/export", format="json")
+    data = r.json()
+    profile = data["profile"]
+    assert profile["onboarding_completed"] is True
+    # What the learner told Koan about themselves, as their profile holds it now.
+    assert profile["answers"] == {**ONBOARDING_ANSWERS, "timezone": learner.user.timezone}
+    earned = data["achievements"]
+    assert [a["code"] for a in earned] == learner.unlocked == ["first-exercise", "first-try"]
+    assert all(a["earned_at"].endswith("Z") and a["title"] for a in earned)
 
 
 async def test_export_csv(

@@ -1,6 +1,6 @@
-"""The learner's own data as JSON (assignments, submissions with their code, drafts, tutor
-conversations and the code the tutor showed them) or as CSV (one file of the practice, one of
-the conversations)."""
+"""The learner's own data as JSON (interview answers, achievements earned, assignments,
+submissions with their code, drafts, tutor conversations and the code the tutor showed them)
+or as CSV (one file of the practice, one of the conversations)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koan.clock import utc_iso
 from koan.common.spreadsheet import safe_cell
 from koan.models import Assignment, Submission, User
+from koan.onboarding import service as onboarding
 from koan.pagination import keyset_pages
 from koan.progress import repository, streaks
 from koan.resources import Resources
@@ -225,6 +226,8 @@ async def stream(
             "name": user.name,
             "timezone": user.timezone,
         },
+        "profile": await _profile_record(session, user),
+        "achievements": await _achievement_records(session, user),
     }
     yield json.dumps(header)[:-1]
     sections: list[tuple[str, AsyncIterator[list[dict[str, Any]]]]] = [
@@ -242,6 +245,26 @@ async def stream(
                 first = False
         yield "]"
     yield "}"
+
+
+async def _profile_record(session: AsyncSession, user: User) -> dict[str, Any]:
+    """What the learner told Koan about themselves: the interview's answers, as the profile
+    holds them now once the interview is complete."""
+    status = onboarding.status_of(await onboarding.profile_of(session, user), user)
+    return {"onboarding_completed": status.completed, "answers": status.answers}
+
+
+async def _achievement_records(session: AsyncSession, user: User) -> list[dict[str, Any]]:
+    """The achievements the learner earned, oldest first."""
+    titles = {row.code: row.title for row in await repository.catalogue(session)}
+    return [
+        {
+            "code": row.achievement_code,
+            "title": titles.get(row.achievement_code, ""),
+            "earned_at": _iso(row.earned_at),
+        }
+        for row in await repository.earned(session, user.id)
+    ]
 
 
 async def _assignment_records(
