@@ -116,6 +116,23 @@ async def test_bad_answers_are_refused_and_nothing_is_lost(
     assert status["answers"] == {"language": "python"}
 
 
+async def test_a_time_zone_changed_in_the_settings_mid_interview_is_the_one_kept(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    answers = {**ONBOARDING_ANSWERS, "timezone": "Europe/Paris"}
+    r = await client.put("/api/v1/onboarding/answers", headers=headers, json=answers)
+    assert r.status_code == 200
+    # The learner travels, and sets their clock in the settings before finishing the interview.
+    moved = await client.patch("/api/v1/users/me", headers=headers, json={"timezone": "Asia/Tokyo"})
+    assert moved.json()["timezone"] == "Asia/Tokyo"
+    status = (await client.get("/api/v1/onboarding/status", headers=headers)).json()
+    assert status["answers"]["timezone"] == "Asia/Tokyo"
+    done = await client.post("/api/v1/onboarding/complete", headers=headers)
+    assert done.json()["answers"]["timezone"] == "Asia/Tokyo"
+    me = (await client.get("/api/v1/users/me", headers=headers)).json()
+    assert me["timezone"] == "Asia/Tokyo"
+
+
 async def test_profile_can_change_after_onboarding(
     client: httpx.AsyncClient, session: AsyncSession, resources: Resources
 ) -> None:

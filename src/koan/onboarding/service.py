@@ -130,6 +130,19 @@ async def complete(session: AsyncSession, res: Resources, user: User) -> Onboard
     return status_of(profile, user)
 
 
+async def follow_timezone(session: AsyncSession, user: User) -> None:
+    """The account's time zone just changed: an interview still open that answered the time
+    zone question takes the new one, so completing it later does not put the old one back."""
+    profile = await repository.profile_of(session, user.id)
+    if profile is None or profile.onboarding_completed:
+        return
+    answers = dict(profile.answers or {})
+    if "timezone" in answers and answers["timezone"] != user.timezone:
+        answers["timezone"] = user.timezone
+        profile.answers = answers  # a new dict, so the JSON column is seen as changed
+        await session.flush()
+
+
 async def update_profile(session: AsyncSession, user: User, data: ProfileUpdate) -> LearnerProfile:
     profile = await profile_of(session, user)
     if not profile.onboarding_completed:

@@ -68,6 +68,7 @@ async def update(session: AsyncSession, user: User, data: UserUpdate) -> UserOut
         if data.timezone is None:
             raise ValidationFailed("'timezone' cannot be cleared.")
         user.timezone = data.timezone
+        await profiles.follow_timezone(session, user)
     if "preferences" in changes:
         prefs = data.preferences or Preferences()
         user.preferences = prefs.model_dump()
