@@ -65,3 +65,29 @@ def test_every_time_a_page_writes_out_is_on_its_readers_clock() -> None:
                 if "|in_zone(" not in expression[: call.start()]:
                     bare.append(f"{path.relative_to(templates)}: {expression.strip()}")
     assert bare == []
+
+
+async def test_a_daily_still_open_on_a_later_day_says_when_it_was_chosen(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources
+) -> None:
+    """A daily's reason is worded as of the day it was chosen ("you did earlier today"): shown
+    on a later day of the learner's, it says which day that was."""
+    zone = ZoneInfo("Pacific/Kiritimati")
+    local_day = resources.clock.now().astimezone(zone).date() + timedelta(days=1)
+    late_evening = datetime.combine(local_day, time(23, 0), zone)
+    resources.clock.advance(late_evening - resources.clock.now())
+    user = await create_user(session, resources, onboarded=True, timezone=zone.key)
+    exercise = await create_exercise(session)
+    await log_in(client, user)
+    today = await client.get("/dashboard")
+    assert "Why this one:</strong>" in today.text
+    assert "(chosen" not in today.text
+    page = await client.get(f"/exercises/{exercise.id}")
+    assert "Why this one:</strong>" in page.text
+
+    # Two hours later it is the next day there; the same daily is still open.
+    resources.clock.advance(timedelta(hours=2))
+    await log_in(client, user)
+    chosen = f"Why this one (chosen {local_day:%a %d %b}):</strong>"
+    assert chosen in (await client.get("/dashboard")).text
+    assert chosen in (await client.get(f"/exercises/{exercise.id}")).text

@@ -79,6 +79,10 @@ class DailyOut(Schema):
     status: str
     hints_used: int
     reason: str
+    assigned_at: datetime = Field(
+        description='When it was chosen: `reason` is worded as of then ("you did it earlier '
+        'today").'
+    )
     extra: bool = Field(
         description="True when the learner already finished today's daily exercise (on their "
         "own clock) and this one is an extra they asked for; the next day it is that day's."

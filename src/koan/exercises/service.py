@@ -228,6 +228,7 @@ async def daily(
         status=assignment.status,
         hints_used=assignment.hints_used,
         reason=assignment.reason,
+        assigned_at=assignment.assigned_at,
         # An open daily is never the completed one: finishing today's makes this one more.
         extra=last_done is not None and await _done_today(session, user, last_done, now),
         exercise=detail(assignment.exercise),

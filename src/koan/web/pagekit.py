@@ -85,6 +85,13 @@ def in_zone(moment: datetime, zone: str) -> datetime:
         return moment
 
 
+def earlier_day(moment: datetime, zone: str, now: datetime) -> str | None:
+    """The learner's date of `moment` ("Mon 15 Mar") when it is before today on their clock:
+    what was worded as of that day ("earlier today") says which day it meant."""
+    then, today = in_zone(moment, zone), in_zone(now, zone)
+    return f"{then:%a %d %b}" if then.date() < today.date() else None
+
+
 templates.env.filters["in_zone"] = in_zone
 templates.env.filters["language"] = lambda value: LANGUAGE_NAMES.get(value, str(value).title())
 templates.env.globals["CSRF_FIELD"] = CSRF_FIELD

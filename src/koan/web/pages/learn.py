@@ -31,6 +31,7 @@ from koan.web.pagekit import (
     PageUser,
     WebRoute,
     WebSession,
+    earlier_day,
     field_errors,
     form_data,
     parse_uuid,
@@ -133,6 +134,9 @@ async def dashboard(
         {
             **_common(),
             "daily": daily,
+            "chosen_on": (
+                earlier_day(daily.assigned_at, user.timezone, res.clock.now()) if daily else None
+            ),
             "done_today": done_today,
             "no_exercises": no_exercises,
             "progress": progress,
@@ -278,6 +282,11 @@ async def _exercise_context(
         "tutor_off": tutor_off,
         "one_more": one_more,
         "restored": restored,
+        "chosen_on": (
+            earlier_day(assignment.assigned_at, user.timezone, res.clock.now())
+            if assignment is not None
+            else None
+        ),
     }
 
 
