@@ -450,3 +450,28 @@ async def test_code_run_on_an_exercise_skipped_in_another_tab_is_kept_for_the_re
     assert blocked.status_code == 409
     assert "POST /api" not in blocked.text
     assert f'action="/exercises/{exercise.id}/start"' in blocked.text
+
+
+@pytest.mark.parametrize("after", [timedelta(0), timedelta(days=3)])
+async def test_a_hint_asked_for_on_an_exercise_skipped_in_another_tab_says_so_in_the_pages_words(
+    client: httpx.AsyncClient, session: AsyncSession, resources: Resources, after: timedelta
+) -> None:
+    """Skipped (or expired since) in another tab, the page still offers a hint: asking says
+    what happened and how to go on as the page does, not by naming an API route."""
+    exercise, user, page = await on_exercise_page(client, session, resources)
+    token = csrf_from(page)
+    await client.post(f"/exercises/{exercise.id}/start", data={"csrf_token": token})
+    await client.post(f"/exercises/{exercise.id}/skip", data={"csrf_token": token})
+    resources.clock.advance(after)
+    if after:
+        await log_in(client, user)
+        token = csrf_from(await client.get(f"/exercises/{exercise.id}"))
+    # The page (409), then the hints panel HTMX swaps in place.
+    for headers, status in ((({}, 409)), ({"HX-Request": "true", **api_headers(client)}, 200)):
+        refused = await client.post(
+            f"/exercises/{exercise.id}/hint", data={"csrf_token": token}, headers=headers
+        )
+        assert refused.status_code == status, refused.headers.get("location")
+        assert "POST /api" not in refused.text
+        assert "no hint was shown" in refused.text
+        assert f'action="/exercises/{exercise.id}/start"' in refused.text

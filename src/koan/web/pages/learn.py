@@ -74,6 +74,13 @@ NOT_GRADED = {
         "Start it again",
     ),
 }
+# A hint refused for the same reason, in the page's words (the button is NOT_GRADED's).
+NOT_HINTED = {
+    "AssignmentSkipped": "You skipped this exercise, so no hint was shown. Resume it to see "
+    "the next one.",
+    "AssignmentExpired": "This exercise has expired, so no hint was shown. Start it again to "
+    "keep working on it.",
+}
 DIFFICULTY = {1: "Warm-up", 2: "Easy", 3: "Medium", 4: "Hard", 5: "Expert"}
 CATALOGUE_SORTS: dict[str, str] = {"difficulty": "Difficulty", "title": "Title", "skill": "Skill"}
 WORK_TEXT = {"solved": "Solved", "skipped": "Skipped", "in_progress": "In progress"}
@@ -410,16 +417,19 @@ async def hint(
         session, parse_uuid(exercise_id), user, code=tailor is not None
     )
     error = None
+    closed = None
     try:
         async with session.begin_nested():
             await exercises.next_hint(session, res, user, exercise, tailor, latest=latest)
     except KoanError as exc:
-        error = exc.detail
+        error = NOT_HINTED.get(exc.code, exc.detail)
+        closed = NOT_GRADED.get(exc.code)
     if error is None and not request.headers.get("HX-Request"):
         # POST-redirect-GET: a reload shows the hints instead of taking another one.
         return redirect(request, f"/exercises/{exercise.id}#hints-panel")
     ctx = await _exercise_context(session, res, user, exercise)
     ctx["hint_error"] = error
+    ctx["start_offer"] = closed[1] if closed else None
     if request.headers.get("HX-Request"):
         return render(request, "partials/hints.html", ctx)
     return render(request, "exercise.html", ctx, status_code=409)
