@@ -509,6 +509,21 @@ async def test_hint_ladder_then_no_more_hints(
     assert daily.json()["items"][0]["hints_used"] == 3
 
 
+async def test_past_the_last_hint_after_passing_the_learner_is_not_sent_to_a_failing_test(
+    client: httpx.AsyncClient, headers: dict[str, str], exercise: Exercise
+) -> None:
+    url = f"/api/v1/exercises/{exercise.id}/hints"
+    stuck = [await client.post(url, headers=headers) for _ in range(4)][-1]
+    assert "failing test" in stuck.json()["detail"]
+    passed = await submit(client, headers, exercise, exercise.solution)
+    assert passed.json()["status"] == "passed"
+    done = await client.post(url, headers=headers)
+    assert done.status_code == 409
+    assert done.json()["error"] == "NoMoreHints"
+    assert "failing test" not in done.json()["detail"]
+    assert "passed" in done.json()["detail"]
+
+
 async def test_a_hint_counted_late_never_lowers_the_count_another_request_raised(
     session: AsyncSession, resources: Resources, learner: User, exercise: Exercise
 ) -> None:

@@ -314,8 +314,10 @@ async def next_hint(
     total = len(exercise.hints)
     if assignment.hints_used >= total:
         raise Conflict(
-            "You have seen every hint for this exercise. Ask the tutor, or look again at the "
-            "failing test's message.",
+            "You have seen every hint for this exercise, and you have passed it."
+            if assignment.status == "completed"
+            else "You have seen every hint for this exercise. Ask the tutor, or look again at "
+            "the failing test's message.",
             code="NoMoreHints",
         )
     rung = assignment.hints_used
