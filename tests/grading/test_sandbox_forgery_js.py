@@ -170,3 +170,113 @@ module.exports = { add };
     assert report.status == "passed", report
     assert "strictEqual" not in report.stdout
     assert report.stdout.splitlines()[0] == "solution.js"
+
+
+# Tests that lean on the realm's built-ins, as the bank's do: a helper with Math.abs, a list of
+# cases walked with forEach, another with for ... of (the array iterator).
+BUILT_IN_TESTS = """\
+const assert = require('node:assert');
+const { add } = require('./solution.js');
+
+function assertClose(actual, expected) {
+  assert.strictEqual(typeof actual, 'number');
+  assert.ok(Math.abs(actual - expected) < 1e-9, `expected ${expected}, got ${actual}`);
+}
+
+test('close to the sum', () => {
+  assertClose(add(0.1, 0.2), 0.3);
+});
+
+test('each case with forEach', () => {
+  [[1, 2, 3], [2, 2, 4]].forEach(([a, b, sum]) => assert.strictEqual(add(a, b), sum));
+});
+
+test('each case with for ... of', () => {
+  for (const [a, b, sum] of [[1, 2, 3], [5, 5, 10]]) assert.strictEqual(add(a, b), sum);
+});
+"""
+
+BUILT_IN_ATTACKS = {
+    "replace Math.abs, forEach and the array iterator": """
+Math.abs = () => 0;
+Array.prototype.forEach = function () {};
+Object.getPrototypeOf([][Symbol.iterator]()).next = () => ({ done: true, value: undefined });
+""",
+    "redefine them instead of assigning": """
+Object.defineProperty(Math, 'abs', { value: () => 0 });
+Object.defineProperty(Array.prototype, 'forEach', { value() {} });
+Object.defineProperty(Array.prototype, Symbol.iterator, { value: function* () {} });
+""",
+    "replace the global bindings": """
+globalThis.Math = { abs: () => 0 };
+globalThis.Array = function Array() {};
+""",
+    "assign them from the tests' file name": """
+const vm = require('node:vm');
+vm.runInThisContext('Math.abs = () => 0; Array.prototype.forEach = function () {};',
+  { filename: require('node:path').join(__dirname, 'tests.js') });
+""",
+    "assign them from a file of its own named tests.js": """
+const fs = require('node:fs');
+const file = require('node:path').join(__dirname, 'tests.js');
+fs.writeFileSync(file, 'Math.abs = () => 0; Array.prototype.forEach = function () {};');
+require(file);
+""",
+    "call the built-in's setter and fake the call sites": """
+Error.prepareStackTrace = (error, sites) => [{ getScriptHash: () => 'x' }];
+const site = (() => { const prepare = Error.prepareStackTrace; Error.prepareStackTrace = (e, s) => s;
+  const h = {}; Error.captureStackTrace(h); const s = h.stack[0]; Error.prepareStackTrace = prepare;
+  return Object.getPrototypeOf(s); })();
+try { site.getScriptHash = () => 'x'; } catch {}
+const { set } = Object.getOwnPropertyDescriptor(Math, 'abs');
+try { set.call(Math, () => 0); } catch {}
+try { Reflect.set(Math, 'abs', () => 0); } catch {}
+try { Object.defineProperty(Error, 'prepareStackTrace', { get: () => () => [] }); } catch {}
+""",
+}
+
+
+@pytest.mark.parametrize("attack", list(BUILT_IN_ATTACKS), ids=list(BUILT_IN_ATTACKS))
+async def test_replacing_the_built_ins_the_tests_use_does_not_pass(
+    sandbox: Sandbox, attack: str
+) -> None:
+    code = "try {\n" + BUILT_IN_ATTACKS[attack] + "\n} catch {}\n" + WRONG
+
+    report = await grade_js(sandbox, code, BUILT_IN_TESTS)
+
+    assert report.passed == 0, report
+    assert (await grade_js(sandbox, SOLUTION, BUILT_IN_TESTS)).status == "passed"
+
+
+FORBIDDING_TESTS = """\
+const assert = require('node:assert');
+const { add } = require('./solution.js');
+
+function withoutReduce(fn) {
+  const original = Array.prototype.reduce;
+  Array.prototype.reduce = () => { throw new Error('reduce is not allowed here'); };
+  try {
+    return fn();
+  } finally {
+    Array.prototype.reduce = original;
+  }
+}
+
+test('adds without reduce', () => {
+  assert.strictEqual(withoutReduce(() => add(1, 2)), 3);
+  assert.strictEqual([1, 2].reduce((a, b) => a + b), 3, 'reduce is back');
+});
+"""
+
+
+async def test_the_tests_may_still_forbid_a_built_in_while_they_call_the_solution(
+    sandbox: Sandbox,
+) -> None:
+    uses_reduce = "module.exports = { add: (a, b) => [a, b].reduce((x, y) => x + y) };\n"
+    assigns = "this.name = 'x';\nconst o = {}; o.toString = () => 'o';\nclass E extends Error {}\n"
+    assigns += "const e = new E('m'); e.name = 'E'; e.message = 'n';\n"
+
+    assert (await grade_js(sandbox, assigns + SOLUTION, FORBIDDING_TESTS)).status == "passed"
+    report = await grade_js(sandbox, uses_reduce, FORBIDDING_TESTS)
+    assert report.status == "failed", report
+    assert "reduce is not allowed here" in report.tests[0].message
