@@ -224,9 +224,15 @@ require(file);
 """,
     "call the built-in's setter and fake the call sites": """
 Error.prepareStackTrace = (error, sites) => [{ getScriptHash: () => 'x' }];
-const site = (() => { const prepare = Error.prepareStackTrace; Error.prepareStackTrace = (e, s) => s;
-  const h = {}; Error.captureStackTrace(h); const s = h.stack[0]; Error.prepareStackTrace = prepare;
-  return Object.getPrototypeOf(s); })();
+const site = (() => {
+  const prepare = Error.prepareStackTrace;
+  Error.prepareStackTrace = (e, s) => s;
+  const h = {};
+  Error.captureStackTrace(h);
+  const s = h.stack[0];
+  Error.prepareStackTrace = prepare;
+  return Object.getPrototypeOf(s);
+})();
 try { site.getScriptHash = () => 'x'; } catch {}
 const { set } = Object.getOwnPropertyDescriptor(Math, 'abs');
 try { set.call(Math, () => 0); } catch {}

@@ -442,3 +442,91 @@ def add(a, b):
 
     assert report.status == "passed", report
     assert report.stdout == "refused: graded code may not install signal handlers\nrefused: 1\n"
+
+
+# Tests that call library code, as the bank's do: a function imported from a module, a seeded
+# random.Random, the module-level random functions, a library function and what it calls.
+LIBRARY_TESTS = """\
+import random
+import statistics
+from math import prod
+
+from solution import add
+
+
+def test_product():
+    assert prod([add(2, 3), 2]) == 10
+
+
+def test_seeded_cases():
+    rng = random.Random(7)
+    for _ in range(20):
+        a, b = rng.randint(1, 50), rng.randint(1, 50)
+        assert add(a, b) == a + b
+
+
+def test_module_random():
+    a, b = random.randint(1, 9), random.randint(1, 9)
+    assert add(a, b) == a + b
+
+
+def test_mean():
+    assert statistics.fmean([add(1, 2), add(4, 5)]) == 6
+"""
+
+LIBRARY_ATTACKS = {
+    "replace a function the tests import from a module": """
+import math
+math.prod = lambda *args, **kwargs: 10
+""",
+    "replace a method of a library class": """
+import random
+random.Random.randint = lambda self, a, b: 0
+""",
+    "replace a method on the module's own instance": """
+import random
+random._inst.randrange = lambda *args, **kwargs: 0
+random.randint = lambda a, b: 0
+""",
+    "give the module's instance a new __dict__": """
+import random
+random._inst.__dict__ = {"randrange": lambda *args, **kwargs: 0}
+""",
+    "replace a name the library function looks up": """
+import statistics
+statistics.fsum = lambda *args: 12.0
+""",
+    "hide the replacement behind a key that is not a string": """
+import math
+
+class Key(str):
+    def __hash__(self):
+        math.prod = lambda *args, **kwargs: 10
+        return str.__hash__(self)
+
+vars(math)[Key("x")] = 1
+math.prod = lambda *args, **kwargs: 10
+""",
+    "make the replacement from inside the call": """
+import math, random
+
+def add(a, b):
+    math.prod = lambda *args, **kwargs: 10
+    random.Random.randint = lambda self, a, b: 0
+    random.randint = lambda a, b: 0
+    return 0
+""",
+}
+
+
+@pytest.mark.parametrize("attack", list(LIBRARY_ATTACKS), ids=list(LIBRARY_ATTACKS))
+async def test_replacing_the_library_the_tests_call_does_not_pass(
+    sandbox: Sandbox, attack: str
+) -> None:
+    body = LIBRARY_ATTACKS[attack]
+    code = body if "def add" in body else body + WRONG
+
+    report = await grade_python(sandbox, code, LIBRARY_TESTS)
+
+    assert report.passed == 0, report
+    assert (await grade_python(sandbox, ADD_SOLUTION, LIBRARY_TESTS)).status == "passed"

@@ -6,12 +6,15 @@ import asyncio
 import json
 import signal
 import struct
+import sys
+import types
 
 import pytest
 
 from koan.errors import GraderBusy
 from koan.grading.sandbox import GradeReport, Limits, TestOutcome, Tier
 from koan.grading.sandbox.features import Features
+from koan.grading.sandbox.harness.run_python import library_state, restore_library
 from koan.grading.sandbox.limits import address_space_mb, cpu_rlimit
 from koan.grading.sandbox.pool import SlotPool
 from koan.grading.sandbox.seccomp_filter import SELF_PID_PLACEHOLDER, build_filters
@@ -336,3 +339,53 @@ def test_uid_claims_are_exclusive() -> None:
             release_all(second)
     finally:
         release_all(first)
+
+
+LIBRARY_MODULE = """
+class Counter:
+    def count(self, items, start=0):
+        return start + len(items)
+
+counter = Counter()
+
+
+def total(items):
+    return sum(items)
+"""
+
+
+def test_the_library_is_put_back_whatever_the_solution_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = types.ModuleType("koan_library_probe")
+    exec(LIBRARY_MODULE, vars(module))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    original = dict(vars(module))
+    count, total = module.Counter.count, module.total
+    state = library_state([module.__name__])
+
+    class Key(str):
+        def __hash__(self) -> int:
+            return str.__hash__(self)
+
+    del module.counter  # one name fewer, one more: the same length
+    module.len = lambda items: 0
+    module.total = lambda items: 42
+    module.Counter.count = lambda self, items, start=0: 42
+    module.Counter.extra = 1
+    total.__defaults__ = (1,)
+    original["counter"].__dict__ = {"count": lambda items: 42}
+    restore_library(state)
+
+    assert vars(module) == original
+    assert (module.Counter.count, module.total) == (count, total)
+    assert not hasattr(module.Counter, "extra")
+    assert total.__defaults__ is None
+    assert module.counter.count([1, 2]) == 2
+
+    vars(module)[Key("x")] = 1
+    module.total = lambda items: 42
+    restore_library(state)
+
+    assert vars(module) == original
+    assert all(type(key) is str for key in vars(module))

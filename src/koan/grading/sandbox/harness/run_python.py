@@ -74,8 +74,8 @@ def _snapshot() -> dict[str, Any]:
 
 
 # The tests as compiled for a run: (test names, code or None when they do not parse, the
-# syntax error's description, the tests' path).
-CompiledTests = tuple[list[str], types.CodeType | None, str, str]
+# syntax error's description, the tests' path, the modules they import).
+CompiledTests = tuple[list[str], types.CodeType | None, str, str, list[str]]
 
 
 def _compile(job: dict[str, Any], workdir: str) -> CompiledTests:
@@ -84,36 +84,37 @@ def _compile(job: dict[str, Any], workdir: str) -> CompiledTests:
     # The tests are not on disk (hidden tests stay hidden): tracebacks read their lines here.
     # (Not in linecache, which the solution can read.)
     TEST_LINES[tests_path] = source.splitlines()
-    names, code, broken = _precompiled(job) or parse_tests(source, tests_path)
+    names, code, broken, imports = _precompiled(job) or parse_tests(source, tests_path)
     if code is None:
-        return [], None, broken, tests_path
+        return [], None, broken, tests_path, []
     only = job.get("only")
     if only is not None:
         # A trial runs only the tests it asks about (the ones a learner's attempt failed).
         wanted = {str(name) for name in only}
         names = [name for name in names if name in wanted]
-    return names, bind_tests(code, tests_path), "", tests_path
+    return names, bind_tests(code, tests_path), "", tests_path, imports
 
 
-def _precompiled(job: dict[str, Any]) -> tuple[list[str], types.CodeType, str] | None:
+def _precompiled(job: dict[str, Any]) -> tuple[list[str], types.CodeType, str, list[str]] | None:
     """The tests as the server parsed and compiled them (`precompile`), when it sent them for
     this interpreter's bytecode; a forked run spends more on compiling than on most tests."""
     compiled = job.get("compiled")
     if not isinstance(compiled, dict) or compiled.get("magic") != BYTECODE:
         return None
     code = marshal.loads(binascii.a2b_base64(str(compiled["code"])))
-    return [str(name) for name in compiled["names"]], code, ""
+    imports = [str(name) for name in compiled.get("imports", ())]
+    return [str(name) for name in compiled["names"]], code, "", imports
 
 
 def precompile(source: str) -> dict[str, Any] | None:
     """What the server sends with a job so that the run need not parse and compile the tests:
     their names and code (marshalled, base64) for interpreters of this bytecode version. None
     for tests that do not parse: the run reports their syntax error itself."""
-    names, code, _ = parse_tests(source, "tests.py")
+    names, code, _, imports = parse_tests(source, "tests.py")
     if code is None:
         return None
     encoded = binascii.b2a_base64(marshal.dumps(code), newline=False).decode()
-    return {"magic": BYTECODE, "names": names, "code": encoded}
+    return {"magic": BYTECODE, "names": names, "code": encoded, "imports": imports}
 
 
 def _process(workdir: str) -> None:
@@ -128,7 +129,7 @@ def _process(workdir: str) -> None:
 
 def _run(tests: CompiledTests, solution: str, emit: Emit, workdir: str, native: bool) -> NoReturn:
     _process(workdir)
-    names, code, broken, tests_path = tests
+    names, code, broken, tests_path, imports = tests
     if code is None:
         # A broken exercise, not a broken submission: still a clean error for the author.
         emit({"t": "plan", "tests": ["tests.py"]})
@@ -143,10 +144,12 @@ def _run(tests: CompiledTests, solution: str, emit: Emit, workdir: str, native: 
     namespace = module.__dict__
     # Builtins of their own: the solution replacing builtins.all or .len does not reach them.
     namespace["__builtins__"] = dict(vars(builtins))
+    library = library_state(imports)
     guard = seal(native=native)
     try:
         guard[0] = True  # from here on, the learner's code may be running
         load_solution(solution, os.path.join(workdir, "solution.py"))
+        restore_library(library)
         exec(code, namespace)
     except BaseException as exc:  # noqa: B036 - SystemExit at import is the submission's error too
         failure = exc
@@ -165,6 +168,7 @@ def _run(tests: CompiledTests, solution: str, emit: Emit, workdir: str, native: 
             message = f"{name} is not a function"
             emit({"t": "test", "name": name, "status": "error", "message": message})
             continue
+        restore_library(library)
         emit(run_one(name, isolated(function, namespace, snapshot)))
     finish(emit, "tests")
 
@@ -223,11 +227,12 @@ def _trial(
     that passes every test.
     """
     _process(workdir)
-    names, code, broken, tests_path = tests
+    names, code, broken, tests_path, imports = tests
     programs = [str(program) for program in job["programs"]]
     stop = str(job.get("stop", "never"))
     wall_s = float(job.get("case_wall_s", 2.0))
     pristine = dict(vars(builtins))
+    library = library_state(imports)
     guard = seal(native=native)
     guard[0] = True  # from here on, the learner's code may be running
     for index, program in enumerate(programs):
@@ -235,7 +240,7 @@ def _trial(
         status = "import"
         if code is not None:
             status, passed = _try_program(program, code, names, pristine, tests_path, workdir,
-                                          wall_s, armed, first=stop == "any")  # fmt: skip
+                                          wall_s, armed, library, first=stop == "any")  # fmt: skip
         emit({"t": "case", "index": index, "status": status, "plan": names, "passed": passed})
         if (stop == "any" and passed) or (
             stop == "all" and status == "tests" and names and len(passed) == len(names)
@@ -253,6 +258,7 @@ def _try_program(
     workdir: str,
     wall_s: float,
     armed: list[bool],
+    library: LibraryState,
     *,
     first: bool = False,
 ) -> tuple[str, list[str]]:
@@ -269,6 +275,7 @@ def _try_program(
         namespace["__builtins__"] = dict(pristine)
         try:
             load_solution(program, os.path.join(workdir, "solution.py"), dict(pristine))
+            restore_library(library)
             exec(code, namespace)
         except _Deadline:
             raise
@@ -281,6 +288,7 @@ def _try_program(
             function = namespace.get(name)
             if not callable(function):
                 continue
+            restore_library(library)
             result = run_one(name, isolated(function, namespace, snapshot))
             if not armed[0]:
                 raise _Deadline
@@ -294,6 +302,136 @@ def _try_program(
         armed[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
     return status, passed
+
+
+# What a module's state is made of, as taken before the solution loads: (owner, its namespace,
+# the entries it had) for the modules and the objects of their classes they hold; (class,
+# entries) for the classes they define; (function, defaults, keyword defaults) for their
+# functions.
+Namespaces = list[tuple[Any, dict[str, Any], dict[str, Any]]]
+LibraryState = tuple[Namespaces, list[tuple[type, dict[str, Any]]], list[tuple[Any, Any, Any]]]
+LIBRARY_EXCLUDED = frozenset(
+    {"sys", "builtins", "solution", "__main__", "run_python", "zygote_main"}
+)
+
+
+def library_state(imports: list[str]) -> LibraryState:
+    """The state of the modules the tests import, before the solution loads (they are imported
+    here if they are not yet).
+
+    The tests call library code in the solution's interpreter (`from math import prod`,
+    `random.Random(2024)`, `inspect.isgenerator`): a solution that replaced `math.prod`, a
+    method of `random.Random` or `types.GeneratorType` would decide what they check.
+    `restore_library` puts back, before the tests load and before each test, the namespaces of
+    those modules and of the modules they name (`inspect.types`), and the classes, functions'
+    defaults and objects (`random._inst`) of the modules the tests import. Deeper than that,
+    what it costs to restore grows with the whole standard library; see docs/sandbox.md. `sys`
+    and `builtins` are left out: the tests have builtins of their own, and `sys` holds the
+    run's own streams.
+    """
+    direct: list[types.ModuleType] = []
+    for name in imports:
+        with contextlib.suppress(Exception):  # a module that is not there: the tests say so
+            module = importlib.import_module(name)
+            if name not in LIBRARY_EXCLUDED and module not in direct:
+                direct.append(module)
+    modules = list(direct)
+    for module in direct:
+        for key, value in list(vars(module).items()):
+            if key.startswith("__"):
+                continue
+            if not isinstance(value, types.ModuleType):
+                value = sys.modules.get(str(getattr(value, "__module__", "") or ""))
+            reached = getattr(value, "__name__", None)
+            if value is not None and reached not in LIBRARY_EXCLUDED and value not in modules:
+                modules.append(value)
+    namespaces: Namespaces = [(module, vars(module), dict(vars(module))) for module in modules]
+    classes: list[tuple[type, dict[str, Any]]] = []
+    functions: list[tuple[Any, Any, Any]] = []
+    for module in direct:
+        for value in list(vars(module).values()):
+            _library_value(value, module.__name__, classes, namespaces, functions)
+    return namespaces, classes, functions
+
+
+def _library_value(
+    value: Any,
+    module: str,
+    classes: list[tuple[type, dict[str, Any]]],
+    namespaces: Namespaces,
+    functions: list[tuple[Any, Any, Any]],
+) -> None:
+    if isinstance(value, types.FunctionType):
+        functions.append((value, value.__defaults__, value.__kwdefaults__))
+    elif isinstance(value, type):
+        # Classes written in Python (mutable); a C type's methods cannot be replaced.
+        if value.__module__ == module and not value.__flags__ & IMMUTABLE_TYPE:
+            classes.append((value, dict(vars(value))))
+            for attribute in list(vars(value).values()):
+                if isinstance(attribute, types.FunctionType):
+                    functions.append((attribute, attribute.__defaults__, attribute.__kwdefaults__))
+    elif type(value).__module__ == module and type(getattr(value, "__dict__", None)) is dict:
+        # An object the module keeps (random's `_inst`, whose methods are random.randint...).
+        namespaces.append((value, value.__dict__, dict(value.__dict__)))
+
+
+IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE
+
+
+def restore_library(
+    state: LibraryState,
+    _type: Any = type,
+    _str: Any = str,
+    _module: Any = types.ModuleType,
+    _setattr: Any = type.__setattr__,
+    _delattr: Any = type.__delattr__,
+    _get: Any = object.__getattribute__,
+    _set: Any = object.__setattr__,
+    _list: Any = list,
+    _len: Any = len,
+) -> None:
+    """Put back what the solution changed in the state taken by `library_state`.
+
+    Only identities are compared (no method of a value of the solution's runs), and a namespace
+    holding a key that is not exactly a `str` is rebuilt instead (its hash and `==` would be
+    the solution's). Entries added since are removed, except modules (a submodule imported
+    since is bound on its package; a module is no function or class to call in a built-in's
+    place).
+    """
+    namespaces, classes, functions = state
+    missing = object()
+    for cls, entries in classes:
+        current = cls.__dict__
+        for key in _list(current):
+            if key not in entries:
+                _delattr(cls, key)
+        for key, value in entries.items():
+            if current.get(key, missing) is not value:
+                _setattr(cls, key, value)
+    for owner, namespace, entries in namespaces:
+        if _type(owner) is not _module and _get(owner, "__dict__") is not namespace:
+            _set(owner, "__dict__", namespace)  # an object given a new __dict__ gets its own back
+        foreign = False
+        for key in _list(namespace):
+            if _type(key) is not _str:
+                foreign = True
+                break
+        if foreign:
+            namespace.clear()
+            namespace.update(entries)
+            continue
+        for key, value in entries.items():
+            if namespace.get(key, missing) is not value:
+                namespace[key] = value
+        if _len(namespace) != _len(entries):
+            for key in _list(namespace):
+                if key not in entries and _type(namespace[key]) is not _module:
+                    del namespace[key]
+    for function, defaults, kwdefaults in functions:
+        if function.__defaults__ is not defaults:
+            function.__defaults__ = defaults
+        if function.__kwdefaults__ is not kwdefaults:
+            function.__kwdefaults__ = kwdefaults
 
 
 def isolated(function: Any, namespace: dict[str, Any], snapshot: dict[str, Any]) -> Any:
@@ -452,20 +590,40 @@ def _hide_garbage() -> None:
     _imp.exec_builtin = private(_refused)
 
 
-def parse_tests(source: str, path: str) -> tuple[list[str], types.CodeType | None, str]:
-    """The tests' names and code, every comparison strict; the harness's functions are still
-    placeholders (`bind_tests`). No code, and the syntax error's description, when the tests do
-    not parse."""
+def parse_tests(source: str, path: str) -> tuple[list[str], types.CodeType | None, str, list[str]]:
+    """The tests' names and code, every comparison strict, and the modules they import; the
+    harness's functions are still placeholders (`bind_tests`). No code, and the syntax error's
+    description, when the tests do not parse."""
     import warnings
 
     try:
         tree = ast.parse(source, path)
     except SyntaxError as exc:
-        return [], None, describe(exc)
+        return [], None, describe(exc), []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "'str' object is not callable": the placeholders
         code = compile(rewrite_asserts(tree, source), path, "exec", dont_inherit=True)
-    return discover(tree), code, ""
+    return discover(tree), code, "", imported_modules(tree)
+
+
+def imported_modules(tree: ast.Module) -> list[str]:
+    """The absolute module names the tests import anywhere (`import a.b`, `from a import b`),
+    with their packages, except the solution."""
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found = [node.module]
+        else:
+            continue
+        for name in found:
+            parts = name.split(".")
+            for end in range(1, len(parts) + 1):
+                module = ".".join(parts[:end])
+                if parts[0] != "solution" and module not in names:
+                    names.append(module)
+    return names
 
 
 def bind_tests(code: types.CodeType, path: str) -> types.CodeType:
