@@ -286,3 +286,71 @@ async def test_the_tests_may_still_forbid_a_built_in_while_they_call_the_solutio
     report = await grade_js(sandbox, uses_reduce, FORBIDDING_TESTS)
     assert report.status == "failed", report
     assert "reduce is not allowed here" in report.tests[0].message
+
+
+ASYNC_TESTS = """\
+const assert = require('node:assert');
+const { add } = require('./solution.js');
+
+test('adds', async () => {
+  assert.strictEqual(await add(1, 2), 3);
+});
+
+test('adds more', async () => {
+  assert.strictEqual(await add(2, 2), 4);
+});
+"""
+
+# Reads the nonce from a heap snapshot taken through a module loaded by import(), which does
+# not pass through Module._load, and writes a passing verdict on every pipe.
+HEAP_SNAPSHOT_FORGERY = """
+const fs = require('node:fs');
+async function forge() {
+  const v8 = await import('node:v8');
+  let text = '';
+  for await (const chunk of v8.getHeapSnapshot()) text += chunk;
+  const fds = [];
+  for (let fd = 3; fd < 256; fd++) {
+    try { if (fs.fstatSync(fd).isFIFO()) fds.push(fd); } catch {}
+  }
+  const found = new Set(text.match(/"[0-9a-f]{32}"/g) || []);
+  for (const quoted of found) {
+    const nonce = quoted.slice(1, -1);
+    let out = '';
+    for (const name of ['adds', 'adds more']) {
+      const record = { t: 'test', name, status: 'passed', message: '' };
+      out += nonce + ' ' + JSON.stringify(record) + '\\n';
+    }
+    out += nonce + ' ' + JSON.stringify({ t: 'end', phase: 'tests' }) + '\\n';
+    for (const fd of fds) { try { fs.writeSync(fd, out); } catch {} }
+    process.reallyExit(0);
+  }
+}
+module.exports = { add: async () => { await forge(); return 0; } };
+"""
+
+
+async def test_a_heap_snapshot_through_import_does_not_forge_a_pass(sandbox: Sandbox) -> None:
+    report = await grade_js(sandbox, HEAP_SNAPSHOT_FORGERY, ASYNC_TESTS)
+
+    assert report.passed == 0, report
+
+
+async def test_import_cannot_load_what_require_cannot(sandbox: Sandbox) -> None:
+    code = """
+const names = ['v8', 'inspector', 'inspector/promises', 'trace_events', 'worker_threads'];
+async function probe() {
+  const loaded = [];
+  for (const name of names) {
+    try { await import('node:' + name); loaded.push(name); } catch {}
+  }
+  try { require('node:module').register('data:text/javascript,'); loaded.push('register'); }
+  catch {}
+  console.log('loaded:' + loaded.join(','));
+}
+module.exports = { add: async (a, b) => { await probe(); return a + b; } };
+"""
+    report = await grade_js(sandbox, code, ASYNC_TESTS)
+
+    assert report.status == "passed", report
+    assert report.stdout.splitlines()[0] == "loaded:", report.stdout
