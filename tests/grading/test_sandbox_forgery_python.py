@@ -492,6 +492,12 @@ random.randint = lambda a, b: 0
 import random
 random._inst.__dict__ = {"randrange": lambda *args, **kwargs: 0}
 """,
+    "put another module in sys.modules": """
+import sys, types
+fake = types.ModuleType("math")
+fake.prod = lambda *args, **kwargs: 10
+sys.modules["math"] = fake
+""",
     "replace a name the library function looks up": """
 import statistics
 statistics.fsum = lambda *args: 12.0

@@ -307,9 +307,14 @@ def _try_program(
 # What a module's state is made of, as taken before the solution loads: (owner, its namespace,
 # the entries it had) for the modules and the objects of their classes they hold; (class,
 # entries) for the classes they define; (function, defaults, keyword defaults) for their
-# functions.
+# functions; the modules by the names `import` finds them under (sys.modules).
 Namespaces = list[tuple[Any, dict[str, Any], dict[str, Any]]]
-LibraryState = tuple[Namespaces, list[tuple[type, dict[str, Any]]], list[tuple[Any, Any, Any]]]
+LibraryState = tuple[
+    Namespaces,
+    list[tuple[type, dict[str, Any]]],
+    list[tuple[Any, Any, Any]],
+    dict[str, types.ModuleType],
+]
 LIBRARY_EXCLUDED = frozenset(
     {"sys", "builtins", "solution", "__main__", "run_python", "zygote_main"}
 )
@@ -351,7 +356,10 @@ def library_state(imports: list[str]) -> LibraryState:
     for module in direct:
         for value in list(vars(module).values()):
             _library_value(value, module.__name__, classes, namespaces, functions)
-    return namespaces, classes, functions
+    names = {
+        module.__name__: module for module in modules if sys.modules.get(module.__name__) is module
+    }
+    return namespaces, classes, functions, names
 
 
 def _library_value(
@@ -389,6 +397,7 @@ def restore_library(
     _set: Any = object.__setattr__,
     _list: Any = list,
     _len: Any = len,
+    _modules: Any = sys.modules,
 ) -> None:
     """Put back what the solution changed in the state taken by `library_state`.
 
@@ -398,8 +407,19 @@ def restore_library(
     since is bound on its package; a module is no function or class to call in a built-in's
     place).
     """
-    namespaces, classes, functions = state
+    namespaces, classes, functions, names = state
     missing = object()
+    # `import math` in the tests finds what sys.modules holds (the interpreter's own dict,
+    # whatever the solution binds to sys.modules).
+    for key in _list(_modules):
+        if _type(key) is not _str:
+            kept = {key: value for key, value in _list(_modules.items()) if _type(key) is _str}
+            _modules.clear()
+            _modules.update(kept)
+            break
+    for key, module in names.items():
+        if _modules.get(key, missing) is not module:
+            _modules[key] = module
     for cls, entries in classes:
         current = cls.__dict__
         for key in _list(current):
