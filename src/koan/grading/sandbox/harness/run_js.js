@@ -12,7 +12,9 @@
 // `node:assert` the tests get (frozen, and handed to the tests by their own `require`, which
 // the solution never sees). Records are built from primitives, so no getter, `toJSON` or
 // `then` planted on a prototype takes part. The modules that read the heap (the nonce is on
-// it) or reach V8's internals (`v8`, `inspector`, `process.binding`) are not loadable.
+// it) or reach V8's internals (`v8`, `inspector`, worker threads, `process.binding`) are not
+// loadable, by `require` or `import()`. The standard built-ins the tests call (`Math.abs`,
+// `Array.prototype.forEach`) cannot be replaced by the solution.
 //
 // A trial (the job has `programs` instead of `code`: the tutor's guard trying the fixes a reply
 // suggests) loads each program in turn in this process and runs the tests against it, each
