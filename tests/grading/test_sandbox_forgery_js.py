@@ -354,3 +354,21 @@ module.exports = { add: async (a, b) => { await probe(); return a + b; } };
 
     assert report.status == "passed", report
     assert report.stdout.splitlines()[0] == "loaded:", report.stdout
+
+
+async def test_a_built_in_constructor_cannot_claim_every_error(sandbox: Sandbox) -> None:
+    tests = """\
+const assert = require('node:assert');
+const { add } = require('./solution.js');
+
+test('rejects strings with a TypeError', () => {
+  assert.throws(() => add('1', 2), TypeError);
+});
+"""
+    claims = "try { Object.defineProperty(TypeError, Symbol.hasInstance, { value: () => true }); }"
+    claims += " catch {}\nmodule.exports = { add: () => { throw new Error('wrong kind'); } };\n"
+    right = "class Strict extends TypeError { static [Symbol.hasInstance](x) { return !!x; } }\n"
+    right += "module.exports = { add: () => { throw new Strict('strings'); } };\n"
+
+    assert (await grade_js(sandbox, claims, tests)).passed == 0
+    assert (await grade_js(sandbox, right, tests)).status == "passed"

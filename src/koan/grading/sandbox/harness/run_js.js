@@ -216,8 +216,16 @@
       add(kind.prototype, kind.constructor.name + '.prototype');
       if (kind.prototype) add(ObjectGetPrototypeOf(kind.prototype), kind.constructor.name + ' Iterator');
     }
+    // `x instanceof RangeError` (node's assert.throws) asks the constructor for
+    // Symbol.hasInstance first: each built-in constructor gets Function.prototype's own, so
+    // the solution cannot add one that says yes.
+    const hasInstance = Function.prototype[Symbol.hasInstance];
     for (let i = 0; i < owners.length; i += 1) {
-      if (owners[i][0] !== ErrorCtor) lockProperties(owners[i][0], owners[i][1], ReflectOwnKeys(owners[i][0]));
+      const owner = owners[i][0];
+      if (typeof owner === 'function' && ReflectGetOwnPropertyDescriptor(owner, Symbol.hasInstance) === undefined) {
+        ObjectDefineProperty(owner, Symbol.hasInstance, { value: hasInstance, writable: false, enumerable: false, configurable: false });
+      }
+      if (owner !== ErrorCtor) lockProperties(owner, owners[i][1], ReflectOwnKeys(owner));
     }
     // The global bindings last: `Math = {...}` from the solution.
     lockProperties(globalThis, '', ObjectKeys(globals));
