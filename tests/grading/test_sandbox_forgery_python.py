@@ -185,6 +185,35 @@ class Sneaky(int):
 def add(a, b):
     return Sneaky(0)
 """,
+    "return a str subclass whose __str__ gives another one": """
+class Liar(str):
+    __hash__ = str.__hash__
+
+    def __eq__(self, other):
+        return True
+
+    def __str__(self):
+        return Liar("x")
+
+def add(a, b):
+    return Liar("0")
+""",
+    "return an object whose metaclass equals every built-in type": """
+class Meta(type):
+    __hash__ = type.__hash__
+
+    def __eq__(cls, other):
+        return True
+
+class Yes(metaclass=Meta):
+    __hash__ = object.__hash__
+
+    def __eq__(self, other):
+        return True
+
+def add(a, b):
+    return Yes()
+""",
     "replace AssertionError in builtins": """
 import builtins
 class Never(Exception):

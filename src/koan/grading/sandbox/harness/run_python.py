@@ -698,7 +698,14 @@ def strict_compare(
     _dict: Any = dict,
     _set: Any = set,
     _frozenset: Any = frozenset,
-    _bases: tuple[type, ...] = (bool, int, float, complex, str, bytes),
+    _bases: tuple[tuple[type, Any], ...] = (
+        (int, int.__int__),
+        (float, float.__float__),
+        (complex, complex.__complex__),
+        (str, str.__str__),
+        (bytes, bytes.__bytes__),
+    ),
+    _issubclass: Any = issubclass,
     _fail: Any = ValueError,
     _type_error: Any = TypeError,
 ) -> bool:
@@ -713,8 +720,10 @@ def strict_compare(
 
     def plain(value: Any, depth: int) -> Any:
         kind = _type(value)
-        if kind in _scalars:
-            return value
+        # By identity: `kind in _scalars` would ask a metaclass's __eq__ of the learner's.
+        for scalar in _scalars:
+            if kind is scalar:
+                return value
         if depth > 200:
             raise _fail("too deep")
         if kind is _list:
@@ -723,9 +732,12 @@ def strict_compare(
             return kind([plain(item, depth + 1) for item in value])
         if kind is _dict:
             return {plain(k, depth + 1): plain(v, depth + 1) for k, v in value.items()}
-        for base in _bases:
-            if _isinstance(value, base):
-                return base(value)
+        # The built-in type's own conversion: `str(value)` would call a __str__ of the
+        # subclass, which may return another instance of it (with an `__eq__` that says yes).
+        # By the real type, not `isinstance` (which believes a `__class__` property).
+        for base, convert in _bases:
+            if _issubclass(kind, base):
+                return convert(value)
         for base in (_list, _tuple, _dict, _set, _frozenset):
             if _isinstance(value, base):
                 return plain(base(value), depth + 1)
