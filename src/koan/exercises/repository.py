@@ -37,6 +37,7 @@ from koan.db.stats import median, minutes_between
 from koan.exercises.schemas import CatalogueSort
 from koan.models import (
     Assignment,
+    AssignmentHint,
     ClassExerciseReview,
     ClassMembership,
     Exercise,
@@ -538,6 +539,41 @@ async def count_hint_shown(session: AsyncSession, assignment: Assignment, shown:
     stored = int((await session.execute(_COUNT_HINT_SHOWN, params)).scalar_one())
     set_committed_value(assignment, "hints_used", stored)
     return stored
+
+
+_KEPT_HINTS = cast("Table", AssignmentHint.__table__)
+# The first tailored hint kept for a rung stays: two requests that raced for the same rung
+# each showed theirs, and the page goes on showing one of them.
+_KEEP_HINT = {
+    "postgresql": postgresql.insert(_KEPT_HINTS).on_conflict_do_nothing(
+        index_elements=[_KEPT_HINTS.c.assignment_id, _KEPT_HINTS.c.rung]
+    ),
+    "sqlite": sqlite.insert(_KEPT_HINTS).on_conflict_do_nothing(
+        index_elements=[_KEPT_HINTS.c.assignment_id, _KEPT_HINTS.c.rung]
+    ),
+}
+
+
+async def keep_hint(
+    session: AsyncSession, assignment_id: uuid.UUID, rung: int, text: str, *, now: datetime
+) -> None:
+    """Keep the hint the model tailored for rung `rung` (0-based) of the assignment."""
+    values = {"assignment_id": assignment_id, "rung": rung, "text": text, "created_at": now}
+    await session.execute(_KEEP_HINT[session.get_bind().dialect.name], values)
+
+
+_KEPT_HINTS_OF = (
+    select(_KEPT_HINTS.c.rung, _KEPT_HINTS.c.text)
+    .where(_KEPT_HINTS.c.assignment_id == bindparam("assignment_id"))
+    .order_by(_KEPT_HINTS.c.rung)
+)
+
+
+async def kept_hints(session: AsyncSession, assignment_id: uuid.UUID) -> dict[int, str]:
+    """Rung (0-based) -> the tailored hint kept for it, for the assignment's rungs the model
+    tailored (its primary key)."""
+    rows = await session.execute(_KEPT_HINTS_OF, {"assignment_id": assignment_id})
+    return {rung: text for rung, text in rows}
 
 
 _ASSIGNMENT_COLUMNS = [column.key for column in Assignment.__table__.columns]

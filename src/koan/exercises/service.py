@@ -48,6 +48,16 @@ class DailyHooks:
     class_work: ClassWork
 
 
+@dataclass(frozen=True)
+class TakenHint:
+    """A hint the learner has taken, as they were shown it."""
+
+    text: str
+    # Written by the tutor's model for their code (kept with the assignment), not authored:
+    # shown as the model's other text is, links off.
+    tailored: bool
+
+
 class HintTailor(Protocol):
     """Rewrites hint number `rung` (0-based) for the learner's latest code, or returns
     `authored`. The tutor provides it (chat sits above exercises); the app wires it in."""
@@ -325,7 +335,25 @@ async def next_hint(
     if tailor is not None:
         hint = await tailor(session, res, user, exercise, rung=rung, authored=hint)
     seen = await repository.count_hint_shown(session, assignment, rung + 1)
+    if hint != exercise.hints[rung]:
+        # What the learner was shown (and charged for) is what the page shows from now on.
+        await repository.keep_hint(session, assignment.id, rung, hint, now=res.clock.now())
     return HintOut(hint=hint, index=rung + 1, remaining=max(total - seen, 0))
+
+
+async def hints_taken(
+    session: AsyncSession, exercise: Exercise, assignment: Assignment | None
+) -> list[TakenHint]:
+    """The hints taken in the assignment, in order: each rung the model tailored as it was
+    shown, the others as authored. Nothing is read before a hint is taken."""
+    used = assignment.hints_used if assignment is not None else 0
+    if assignment is None or used == 0:
+        return []
+    kept = await repository.kept_hints(session, assignment.id)
+    return [
+        TakenHint(text=kept.get(rung, authored), tailored=rung in kept)
+        for rung, authored in enumerate(exercise.hints[:used])
+    ]
 
 
 async def assignments_page(

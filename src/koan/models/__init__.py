@@ -11,7 +11,7 @@ from koan.models.classes import (
     ClassRoom,
 )
 from koan.models.draft import Draft
-from koan.models.exercise import Assignment, Exercise, ExerciseSkill, Submission
+from koan.models.exercise import Assignment, AssignmentHint, Exercise, ExerciseSkill, Submission
 from koan.models.mail import OutboxMail
 from koan.models.progress import (
     Achievement,
@@ -32,6 +32,7 @@ __all__ = [
     "PracticeEntry",
     "UserAchievement",
     "Assignment",
+    "AssignmentHint",
     "AuthSession",
     "ClassAssignment",
     "ClassAssignmentItem",

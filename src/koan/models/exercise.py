@@ -100,6 +100,21 @@ class Assignment(UUIDPrimaryKey, Base):
     exercise: Mapped[Exercise] = relationship(lazy="raise")
 
 
+class AssignmentHint(Base):
+    """A hint the tutor's model tailored to the learner's code, kept with the assignment and
+    rung it was given for: the page shows it in place of the authored rung, as the learner was
+    shown it (and charged for it). A rung given as authored has no row."""
+
+    __tablename__ = "assignment_hints"
+
+    assignment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("assignments.id", ondelete="CASCADE"), primary_key=True
+    )
+    rung: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0-based, as hints_used counts
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Submission(UUIDPrimaryKey, Base):
     """Code a learner sent, stored before it is graded and kept whatever happens."""
 

@@ -1,6 +1,7 @@
 """The learner's own data as JSON (interview answers, achievements earned, assignments,
-submissions with their code, drafts, tutor conversations and the code the tutor showed them)
-or as CSV (one file of the practice, one of the conversations)."""
+submissions with their code, the hints the tutor's model tailored for them, drafts, tutor
+conversations and the code the tutor showed them) or as CSV (one file of the practice, one of
+the conversations)."""
 
 from __future__ import annotations
 
@@ -272,9 +273,17 @@ async def _assignment_records(
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """The learner's assignments with their submissions, in batches of JSON-ready records."""
     async for batch in _batches(session, user):
+        kept: dict[uuid.UUID, list[dict[str, Any]]] = {}
+        ids = [assignment.id for assignment, _ in batch if assignment.hints_used]
+        for hint in await repository.kept_hints_of(session, ids):
+            kept.setdefault(hint.assignment_id, []).append(
+                {"rung": hint.rung + 1, "text": hint.text, "created_at": _iso(hint.created_at)}
+            )
         records = []
         for assignment, submissions in batch:
             record = _assignment_record(assignment)
             record["submissions"] = [_submission_record(s) for s in submissions]
+            # The hints the tutor's model wrote for the learner's code, as they were shown.
+            record["tailored_hints"] = kept.get(assignment.id, [])
             records.append(record)
         yield records

@@ -34,7 +34,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.dml import ReturningInsert
 
 from koan.db import UTCDateTime, locked_rows, refresh_loaded, utcnow
-from koan.models import Assignment, Exercise, Submission
+from koan.models import Assignment, AssignmentHint, Exercise, Submission
 from koan.models.progress import (
     Achievement,
     LearnerProgress,
@@ -651,5 +651,19 @@ async def submissions_of(
         select(Submission)
         .where(Submission.assignment_id.in_(assignment_ids))
         .order_by(Submission.created_at, Submission.id)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def kept_hints_of(
+    session: AsyncSession, assignment_ids: Sequence[uuid.UUID]
+) -> Sequence[AssignmentHint]:
+    """The hints the model tailored for `assignment_ids` (kept as shown), by rung."""
+    if not assignment_ids:
+        return []
+    query = (
+        select(AssignmentHint)
+        .where(AssignmentHint.assignment_id.in_(assignment_ids))
+        .order_by(AssignmentHint.assignment_id, AssignmentHint.rung)
     )
     return (await session.execute(query)).scalars().all()

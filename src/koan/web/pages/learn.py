@@ -275,7 +275,7 @@ async def _exercise_context(
         **_common(),
         "exercise": exercises.detail(exercise),
         "assignment": assignment,
-        "hints": list(exercise.hints[:hints_used]),
+        "hints": await exercises.hints_taken(session, exercise, assignment),
         "hints_remaining": len(exercise.hints) - hints_used,
         "code": code,
         "saved_at_ms": int(saved_at.timestamp() * 1000) if saved_at else 0,
