@@ -40,8 +40,9 @@ CEILINGS: dict[str, int | dict[str, int]] = {
     "POST hints": 2,
     # The same, rewritten by the tutor's model for the learner's code (their latest submission
     # read with the exercise): the class policy, the day's spending and budget (the learner's
-    # first call of the day), and the call's record.
-    TAILORED: 5,
+    # first call of the day), the call's record, and the hint kept for the exercise page to
+    # show again (the learner paid for it; an authored rung is not written).
+    TAILORED: 6,
     "POST submissions (right)": {"sqlite": 13, "postgres": 12},
     # A question about no exercise, here: the learner's classes in an exam window are read (a
     # class's exam switches off every conversation of its learners).

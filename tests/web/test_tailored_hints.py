@@ -85,7 +85,9 @@ async def test_without_javascript_the_page_after_the_redirect_shows_the_tailored
     exercise, _ = await working_on(client, session, resources)
     page = await client.get(f"/exercises/{exercise.id}")
     llm_server.script(Reply(text=TAILORED))
-    taken = await client.post(f"/exercises/{exercise.id}/hint", data={"csrf_token": csrf_from(page)})
+    taken = await client.post(
+        f"/exercises/{exercise.id}/hint", data={"csrf_token": csrf_from(page)}
+    )
     assert taken.status_code == 303
     shown = await client.get(taken.headers["location"])
     [item] = hint_items(shown.text)
