@@ -81,3 +81,16 @@ def test_every_statement_names_what_the_tests_call() -> None:
         if missing:
             unnamed[spec.slug] = missing
     assert unnamed == {}
+
+
+async def test_a_sort_that_empties_its_input_fails_the_large_sort(sandbox: Sandbox) -> None:
+    """The expected order is worked out before the learner's function runs: a function that
+    empties the list it is given and returns the empty list must not match it afterwards."""
+    spec = next(s for s in SPECS if s.slug == "pyx-merge-sort")
+    vandal = "def merge_sort(items, key=lambda x: x):\n    items.clear()\n    return []\n"
+
+    report = await sandbox.grade(
+        language="python", code=vandal, tests=spec.tests, limits=server_limits(Settings())
+    )
+
+    assert {t.name: t.status for t in report.tests}["test_large_random"] != "passed"
