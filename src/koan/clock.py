@@ -12,6 +12,19 @@ def utc_iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def lasting(seconds: int) -> str:
+    """How long a link lasts, in words ("24 hours", "1 hour 30 minutes", "45 seconds"): the
+    whole hours and minutes of `seconds`, never more than it lasts."""
+    hours, rest = divmod(max(seconds, 0), 3600)
+    minutes, rest = divmod(rest, 60)
+    parts = [
+        f"{n} {unit}{'' if n == 1 else 's'}"
+        for n, unit in ((hours, "hour"), (minutes, "minute"))
+        if n
+    ]
+    return " ".join(parts) or f"{rest} second{'' if rest == 1 else 's'}"
+
+
 @lru_cache(maxsize=512)
 def zone(name: str) -> tzinfo:
     """The time zone called `name`; UTC if the name is unknown (never fail a learner's request)."""

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.clock import lasting
 from koan.models import EmailToken
 from koan.resources import Resources
 from tests.fixtures.factories import PASSWORD, bearer, create_user, unique_email
@@ -175,3 +176,30 @@ async def test_a_link_spent_by_another_request_meanwhile_is_refused(
         await service._spend_email_token(session, resources, token, service.RESET)
 
     assert refused.value.code == "InvalidToken"
+
+
+async def test_the_mails_and_the_page_give_the_links_lifetime_as_set(
+    client: httpx.AsyncClient,
+    smtp_server: SMTPServer,
+    session: AsyncSession,
+    resources: Resources,
+) -> None:
+    resources.settings = resources.settings.model_copy(
+        update={"verify_token_ttl_s": 90 * 60, "reset_token_ttl_s": 45}
+    )
+    email, _, _ = await registered(client, smtp_server)
+    assert "expires in 1 hour 30 minutes." in smtp_server.last_to(email).body
+    page = await client.get("/check-email", params={"email": email})
+    assert "expires in 1 hour 30 minutes." in page.text
+
+    user = await create_user(session, resources)
+    await session.commit()
+    await client.post("/api/v1/auth/password-reset", json={"email": user.email})
+    assert "expires in 45 seconds." in smtp_server.last_to(user.email).body
+
+
+def test_a_lifetime_in_words_never_says_more_than_it_lasts() -> None:
+    assert [lasting(s) for s in (86400, 3600, 5400, 3661, 120, 61, 59, 1, 0)] == [
+        "24 hours", "1 hour", "1 hour 30 minutes", "1 hour 1 minute", "2 minutes",
+        "1 minute", "59 seconds", "1 second", "0 seconds",
+    ]  # fmt: skip

@@ -129,7 +129,7 @@ async def send_verification(
         name=user.name,
         base_url=res.settings.base_url,
         token=token,
-        hours=res.settings.verify_token_ttl_s // 3600,
+        ttl_s=res.settings.verify_token_ttl_s,
     )
     mail.send(Mail(to=user.email, subject=subject, body=body))
 
@@ -524,7 +524,7 @@ class ResetLink:
             name=user.name,
             base_url=res.settings.base_url,
             token=token,
-            minutes=res.settings.reset_token_ttl_s // 60,
+            ttl_s=res.settings.reset_token_ttl_s,
         )
         return [Mail(to=user.email, subject=subject, body=body)]
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from koan.clock import lasting
+
 
 def _link(base_url: str, path: str, token: str) -> str:
     return f"{base_url.rstrip('/')}{path}?token={quote(token)}"
 
 
-def verification(*, name: str, base_url: str, token: str, hours: int) -> tuple[str, str]:
+def verification(*, name: str, base_url: str, token: str, ttl_s: int) -> tuple[str, str]:
     link = _link(base_url, "/verify-email", token)
     return (
         "Verify your email for Koan",
         f"Hello {name},\n\nWelcome to Koan! Confirm your email address by opening this link:\n\n"
-        f"{link}\n\nThe link works once and expires in {hours} hours. If you did not sign up, "
-        "ignore this mail.\n",
+        f"{link}\n\nThe link works once and expires in {lasting(ttl_s)}. If you did not sign "
+        "up, ignore this mail.\n",
     )
 
 
@@ -28,11 +30,12 @@ def already_registered(*, name: str, base_url: str) -> tuple[str, str]:
     )
 
 
-def password_reset(*, name: str, base_url: str, token: str, minutes: int) -> tuple[str, str]:
+def password_reset(*, name: str, base_url: str, token: str, ttl_s: int) -> tuple[str, str]:
     link = _link(base_url, "/reset-password", token)
     return (
         "Reset your Koan password",
         f"Hello {name},\n\nSomeone asked to reset the password of your Koan account. To choose a "
-        f"new one, open this link:\n\n{link}\n\nThe link works once and expires in {minutes} "
-        "minutes. If you did not ask for this, ignore this mail: your password is unchanged.\n",
+        f"new one, open this link:\n\n{link}\n\nThe link works once and expires in "
+        f"{lasting(ttl_s)}. If you did not ask for this, ignore this mail: your password is "
+        "unchanged.\n",
     )

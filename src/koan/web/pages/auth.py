@@ -14,6 +14,7 @@ from koan.auth.deps import CSRF_COOKIE, DEVICE_COOKIE, REFRESH_COOKIE, MailQueue
 from koan.auth.router import clear_auth_cookies, client_address, set_auth_cookies
 from koan.auth.schemas import EmailInput, LoginInput, RegisterInput
 from koan.classes import service as classes
+from koan.clock import lasting
 from koan.deps import ResourcesDep
 from koan.errors import KoanError
 from koan.security import password_problems, same_token
@@ -117,6 +118,7 @@ async def register(
 async def check_email(
     request: Request,
     auth: MaybeAuth,
+    res: ResourcesDep,
     email: Annotated[str | None, Query(max_length=320)] = None,
     sent: bool = False,
     resent: bool = False,
@@ -128,7 +130,12 @@ async def check_email(
     return render(
         request,
         "check_email.html",
-        {"email": address, "sent": sent, "resent": resent and auth is not None},
+        {
+            "email": address,
+            "sent": sent,
+            "resent": resent and auth is not None,
+            "lasting": lasting(res.settings.verify_token_ttl_s),
+        },
     )
 
 
