@@ -28,9 +28,9 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koan.db import insert_unless_present
 from koan.models import (
     ClassAssignment,
     ClassAssignmentItem,
@@ -85,14 +85,7 @@ async def class_and_membership(
 
 _MEMBERSHIPS = cast("Table", ClassMembership.__table__)
 # A membership unless the account has one in the class already (its primary key).
-_JOIN = {
-    "postgresql": postgresql.insert(_MEMBERSHIPS).on_conflict_do_nothing(
-        index_elements=[_MEMBERSHIPS.c.class_id, _MEMBERSHIPS.c.user_id]
-    ),
-    "sqlite": sqlite.insert(_MEMBERSHIPS).on_conflict_do_nothing(
-        index_elements=[_MEMBERSHIPS.c.class_id, _MEMBERSHIPS.c.user_id]
-    ),
-}
+_JOIN = insert_unless_present(_MEMBERSHIPS, _MEMBERSHIPS.c.class_id, _MEMBERSHIPS.c.user_id)
 
 
 async def join(

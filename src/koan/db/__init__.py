@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import Column, DateTime, MetaData, Table, event
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -71,6 +73,17 @@ def utcnow() -> datetime:
 
 
 PREPARED_STATEMENTS_KEPT = 2000
+
+
+def insert_unless_present(table: Table, *key: Column[Any]) -> dict[str, Any]:
+    """An INSERT of `table` that skips a row whose `key` (a unique index) is taken, by the
+    name of each database's dialect: built once, as the dialects write it differently."""
+    return {
+        "postgresql": postgresql_dialect.insert(table).on_conflict_do_nothing(
+            index_elements=list(key)
+        ),
+        "sqlite": sqlite_dialect.insert(table).on_conflict_do_nothing(index_elements=list(key)),
+    }
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

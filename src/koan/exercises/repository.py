@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, joinedload, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from koan.db import memo
+from koan.db import insert_unless_present, memo
 from koan.db.scope import set_for
 from koan.db.stats import median, minutes_between
 from koan.exercises.schemas import CatalogueSort
@@ -544,14 +544,7 @@ async def count_hint_shown(session: AsyncSession, assignment: Assignment, shown:
 _KEPT_HINTS = cast("Table", AssignmentHint.__table__)
 # The first tailored hint kept for a rung stays: two requests that raced for the same rung
 # each showed theirs, and the page goes on showing one of them.
-_KEEP_HINT = {
-    "postgresql": postgresql.insert(_KEPT_HINTS).on_conflict_do_nothing(
-        index_elements=[_KEPT_HINTS.c.assignment_id, _KEPT_HINTS.c.rung]
-    ),
-    "sqlite": sqlite.insert(_KEPT_HINTS).on_conflict_do_nothing(
-        index_elements=[_KEPT_HINTS.c.assignment_id, _KEPT_HINTS.c.rung]
-    ),
-}
+_KEEP_HINT = insert_unless_present(_KEPT_HINTS, _KEPT_HINTS.c.assignment_id, _KEPT_HINTS.c.rung)
 
 
 async def keep_hint(
