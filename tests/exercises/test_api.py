@@ -162,6 +162,7 @@ async def test_bad_cursor_and_unknown_exercise(
     for method, path in (
         ("GET", f"/api/v1/exercises/{missing}"),
         ("POST", f"/api/v1/exercises/{missing}/hints"),
+        ("GET", f"/api/v1/exercises/{missing}/hints"),
         ("POST", f"/api/v1/exercises/{missing}/skip"),
         ("GET", f"/api/v1/exercises/{missing}/submissions"),
     ):
@@ -186,6 +187,7 @@ async def test_learning_routes_need_a_verified_email(
         ("GET", "/api/v1/exercises/daily"),
         ("POST", f"/api/v1/exercises/{exercise.id}/submissions"),
         ("POST", f"/api/v1/exercises/{exercise.id}/hints"),
+        ("GET", f"/api/v1/exercises/{exercise.id}/hints"),
         ("GET", "/api/v1/assignments"),
     ):
         r = await client.request(method, path, headers=h, json={"code": "x"})
@@ -507,6 +509,67 @@ async def test_hint_ladder_then_no_more_hints(
     assert r.json()["error"] == "NoMoreHints"
     daily = await client.get("/api/v1/assignments", headers=headers)
     assert daily.json()["items"][0]["hints_used"] == 3
+
+
+async def test_the_hints_taken_are_read_back_in_order_without_taking_another(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    headers: dict[str, str],
+    exercise: Exercise,
+) -> None:
+    url = f"/api/v1/exercises/{exercise.id}/hints"
+    before = await client.get(url, headers=headers)
+    assert before.status_code == 200
+    assert before.json() == {"items": [], "remaining": 3}
+    listed = await client.get("/api/v1/assignments", headers=headers)
+    assert listed.json()["items"] == []  # reading opened no assignment
+    given = [(await client.post(url, headers=headers)).json()["hint"] for _ in range(2)]
+    expected = {
+        "items": [
+            {"index": 1, "text": given[0], "tailored": False},
+            {"index": 2, "text": given[1], "tailored": False},
+        ],
+        "remaining": 1,
+    }
+    for _ in range(2):  # a second device reads the same, and reading takes no rung
+        r = await client.get(url, headers=headers)
+        assert r.status_code == 200
+        assert r.json() == expected
+    assert given == ["Which operator adds?", "Use `+`."]
+    listed = await client.get("/api/v1/assignments", headers=headers)
+    assert listed.json()["items"][0]["hints_used"] == 2
+    third = await client.post(url, headers=headers)
+    assert third.json() == {"hint": "`return a + b`", "index": 3, "remaining": 0}
+    after = (await client.get(url, headers=headers)).json()
+    assert ([h["index"] for h in after["items"]], after["remaining"]) == ([1, 2, 3], 0)
+    # Another learner's read is of their own work: none.
+    other = await create_user(session, resources, onboarded=True)
+    theirs = await client.get(url, headers=await bearer(session, resources, other))
+    assert theirs.json() == {"items": [], "remaining": 3}
+
+
+async def test_the_hints_of_an_exercise_the_learner_cannot_see_are_not_found(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    resources: Resources,
+    headers: dict[str, str],
+    exercise: Exercise,
+) -> None:
+    """Another learner's generated exercise, not approved, is as if it did not exist, hints
+    taken on it or not."""
+    owner = await create_user(session, resources, onboarded=True)
+    owned = await bearer(session, resources, owner)
+    exercise.source, exercise.owner_id = "generated", owner.id
+    await session.flush()
+    url = f"/api/v1/exercises/{exercise.id}/hints"
+    assert (await client.post(url, headers=owned)).status_code == 200
+    r = await client.get(url, headers=headers)
+    assert r.status_code == 404
+    assert r.json()["error"] == "NotFound"
+    assert "Which operator adds?" not in r.text
+    mine = await client.get(url, headers=owned)
+    assert [h["text"] for h in mine.json()["items"]] == ["Which operator adds?"]
 
 
 async def test_past_the_last_hint_after_passing_the_learner_is_not_sent_to_a_failing_test(

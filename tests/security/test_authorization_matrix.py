@@ -114,6 +114,8 @@ ACCESS: dict[str, Rule] = {
     "POST /api/v1/exercises/{exercise_id}/submissions": Rule(V, {"code": ADD_SOLUTION}),
     "GET /api/v1/exercises/{exercise_id}/submissions": Rule(V),
     "POST /api/v1/exercises/{exercise_id}/hints": Rule(V),
+    # The hints the caller has taken on the exercise (their own assignment's, never another's).
+    "GET /api/v1/exercises/{exercise_id}/hints": Rule(V),
     "POST /api/v1/exercises/{exercise_id}/skip": Rule(V),
     "GET /api/v1/assignments": Rule(V),
     "GET /api/v1/assignments/{assignment_id}": Rule(V, owned_by_a=True),

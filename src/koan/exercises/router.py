@@ -24,6 +24,7 @@ from koan.exercises.schemas import (
     SubmissionIn,
     SubmissionOut,
     SubmissionPage,
+    TakenHintsOut,
 )
 from koan.pagination import MAX_CURSOR_CHARS
 
@@ -150,6 +151,13 @@ async def hint(
         session, exercise_id, user, code=tailor is not None
     )
     return await service.next_hint(session, res, user, exercise, tailor, latest=latest)
+
+
+@router.get("/exercises/{exercise_id}/hints", response_model=TakenHintsOut)
+async def hints(exercise_id: uuid.UUID, user: VerifiedUser, session: SessionDep) -> TakenHintsOut:
+    """The hints taken so far on your current assignment of this exercise, in order, as you
+    were shown them (a hint the tutor's model wrote for your code included)."""
+    return await service.taken_hints_out(session, exercise_id, user)
 
 
 @router.post("/exercises/{exercise_id}/skip", response_model=AssignmentOut)

@@ -146,3 +146,19 @@ class HintOut(Schema):
     hint: str
     index: int = Field(description="Which rung this is, from 1.")
     remaining: int
+
+
+class TakenHintOut(Schema):
+    index: int = Field(description="Which rung this is, from 1.")
+    text: str = Field(description="The hint as the learner was shown it.")
+    tailored: bool = Field(
+        description="Written by the tutor's model for the learner's code (not the authored rung)."
+    )
+
+
+class TakenHintsOut(Schema):
+    """The hints taken on the learner's current assignment of an exercise (an exercise has at
+    most five, so the list is whole, not paged)."""
+
+    items: list[TakenHintOut]
+    remaining: int = Field(description="Rungs not taken yet.")

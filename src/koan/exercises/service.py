@@ -25,6 +25,8 @@ from koan.exercises.schemas import (
     HintOut,
     SubmissionPage,
     SubmissionSummary,
+    TakenHintOut,
+    TakenHintsOut,
     WorkMark,
 )
 from koan.models import Assignment, Exercise, Submission, User
@@ -354,6 +356,23 @@ async def hints_taken(
         TakenHint(text=kept.get(rung, authored), tailored=rung in kept)
         for rung, authored in enumerate(exercise.hints[:used])
     ]
+
+
+async def taken_hints_out(
+    session: AsyncSession, exercise_id: uuid.UUID, user: User
+) -> TakenHintsOut:
+    """The hints taken on the learner's latest assignment of a visible exercise (the one a
+    hint is given in), as they were shown; 404 as `get_exercise`."""
+    exercise, latest = await exercise_for_work(session, exercise_id, user)
+    taken = await hints_taken(session, exercise, latest)
+    used = latest.hints_used if latest is not None else 0
+    return TakenHintsOut(
+        items=[
+            TakenHintOut(index=n, text=hint.text, tailored=hint.tailored)
+            for n, hint in enumerate(taken, 1)
+        ],
+        remaining=max(len(exercise.hints) - used, 0),
+    )
 
 
 async def assignments_page(
