@@ -13,10 +13,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koan.models import LLMCall
 from koan.web.markdown import render_markdown
-from tests.chat.helpers import EVENS_HINTS, LEAKING_REPLY, EvensChat, leaks_counted, record_attempt
+from tests.chat.helpers import (
+    EVENS_HINTS,
+    LEAKING_REPLY,
+    EvensChat,
+    leaks_counted,
+    new_conversation,
+    record_attempt,
+)
 from tests.classes.helpers import create_course
+from tests.conftest import Backend
 from tests.fixtures.factories import bearer, create_user
 from tests.fixtures.llm_server import Reply
+from tests.test_statement_counts import counted
 
 TAILORED = "Your loop adds every n. Which of them should it skip?"
 
@@ -223,3 +232,76 @@ async def test_a_fallbacks_hint_is_not_cached_as_the_primary_models(
     r = await hint(chat, await bearer(chat.session, chat.resources, other))
     assert r.json()["hint"] == TAILORED
     assert not any(c.cache_hit for c in await hint_calls(chat.session))
+
+
+async def test_an_api_client_reads_back_the_hints_as_the_model_wrote_them(
+    chat: EvensChat,
+) -> None:
+    # The model tailors rung 1; its rung 2 is the authored text word for word (nothing kept).
+    await chat.prepare(Reply(text=TAILORED), Reply(text=EVENS_HINTS[1]))
+    assert (await hint(chat)).json()["hint"] == TAILORED
+    assert (await hint(chat)).json()["hint"] == EVENS_HINTS[1]
+    asked = len(chat.llm.requests)
+    url = f"/api/v1/exercises/{chat.exercise.id}/hints"
+    r = await chat.client.get(url, headers=chat.headers)
+    assert r.status_code == 200
+    assert r.json() == {
+        "items": [
+            {"index": 1, "text": TAILORED, "tailored": True},
+            {"index": 2, "text": EVENS_HINTS[1], "tailored": False},
+        ],
+        "remaining": 1,
+    }
+    assert len(chat.llm.requests) == asked  # reading them back asks the model nothing
+
+
+def _hints_seen(system: str) -> str:
+    """The "hints already seen" section of a tutor's system prompt."""
+    return system.split("## Hints the learner has already seen\n", 1)[1].split("\n\n", 1)[0]
+
+
+async def test_the_tutor_in_chat_is_told_the_hints_as_the_learner_was_shown_them(
+    chat: EvensChat,
+) -> None:
+    await chat.prepare(
+        Reply(text=TAILORED), Reply(text=EVENS_HINTS[1]), Reply(text="Which numbers, then?")
+    )
+    await hint(chat)
+    await hint(chat)
+    conversation = await new_conversation(chat.client, chat.headers, chat.exercise)
+    r = await chat.ask(conversation, "What did my first hint mean?")
+    assert r.status_code == 201, r.text
+    system = chat.llm.requests[-1].body["messages"][0]["content"]
+    assert _hints_seen(system) == f"1. {TAILORED}\n2. {EVENS_HINTS[1]}"
+    assert EVENS_HINTS[0] not in system  # the rung the learner never saw worded so
+    assert EVENS_HINTS[2] not in system  # nor the one not taken yet
+
+
+async def test_the_tutor_in_chat_is_told_the_authored_hints_the_learner_took(
+    chat: EvensChat,
+) -> None:
+    # The model's hint was the authored rung word for word: nothing kept, the authored text told.
+    await chat.prepare(Reply(text=EVENS_HINTS[0]), Reply(text="Which numbers, then?"))
+    await hint(chat)
+    conversation = await new_conversation(chat.client, chat.headers, chat.exercise)
+    r = await chat.ask(conversation, "What did my first hint mean?")
+    assert r.status_code == 201, r.text
+    system = chat.llm.requests[-1].body["messages"][0]["content"]
+    assert _hints_seen(system) == f"1. {EVENS_HINTS[0]}"
+
+
+async def test_a_question_reads_the_kept_hints_only_once_a_hint_is_taken(
+    chat: EvensChat, backend: Backend
+) -> None:
+    await chat.prepare(
+        Reply(text="Where does your loop start?"), Reply(text=TAILORED), Reply(text="And so?")
+    )
+    conversation = await new_conversation(chat.client, chat.headers, chat.exercise)
+    with counted(backend) as sent:
+        assert (await chat.ask(conversation, "Where do I start?")).status_code == 201
+    assert not [statement for statement in sent if "assignment_hints" in statement]
+    await hint(chat)
+    with counted(backend) as sent:
+        assert (await chat.ask(conversation, "What now?")).status_code == 201
+    assert len([statement for statement in sent if "assignment_hints" in statement]) == 1
+    assert _hints_seen(chat.llm.requests[-1].body["messages"][0]["content"]) == f"1. {TAILORED}"

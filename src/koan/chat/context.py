@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koan.config import Settings
 from koan.errors import KoanError
 from koan.exercises import repository as exercises
+from koan.exercises import service as exercise_rules
 from koan.grading.limits import effective_limits
 from koan.grading.sandbox import Limits, Sandbox
 from koan.llm import FailingTest, LearnerBrief, TutorContext, leak_check
@@ -233,11 +234,19 @@ async def exercise_context(
     """The statement, the hints seen so far, the latest code and its failing tests (`known`:
     programs the guard has run before, so it need not run them again; `hints_used`: the
     hints the learner's latest assignment of the exercise has shown, when the caller has
-    just read it)."""
+    just read it).
+
+    Without `hints_used`, the hints taken are given as the learner was shown them: a rung the
+    model tailored in its kept text (read only once a hint is taken), so the tutor talks about
+    the wording the learner has. With it (a hint being tailored), the authored rungs: that
+    prompt holds nothing of one learner's, so learners with the same code share its reply."""
     submission = await exercises.latest_submission(session, user.id, exercise.id)
+    hints = list(exercise.hints)
     if hints_used is None:
         assignment = await exercises.latest_assignment(session, user.id, exercise.id)
         hints_used = assignment.hints_used if assignment is not None else 0
+        taken = await exercise_rules.hints_taken(session, exercise, assignment)
+        hints[: len(taken)] = [hint.text for hint in taken]
     failing: list[tuple[str, str]] = []
     if submission is not None:
         for test in submission.tests or []:
@@ -248,7 +257,7 @@ async def exercise_context(
             failing.append((submission.status, submission.stderr))
     context = TutorContext.build(
         exercise_statement=exercise.statement,
-        hints=list(exercise.hints),
+        hints=hints,
         hints_used=hints_used,
         latest_code=submission.code if submission is not None else None,
         failing_tests=failing,

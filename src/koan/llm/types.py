@@ -32,6 +32,8 @@ class TutorContext:
     """What the tutor knows about the exercise at hand; the offline tutor answers from it."""
 
     exercise_statement: str = ""
+    # The ladder: the `hints_used` rungs taken as the learner was shown them (a rung the model
+    # tailored in its text), the rest as authored.
     hints: tuple[str, ...] = ()
     hints_used: int = 0
     latest_code: str | None = None
