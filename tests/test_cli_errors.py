@@ -186,6 +186,12 @@ def test_a_pack_whose_path_is_not_utf8_is_still_read(
         ({"KOAN_LOG_LEVEL": "LOUD"}, "KOAN_LOG_LEVEL"),
         ({"KOAN_ENV": "prod"}, "KOAN_ENV"),
         ({"KOAN_ENV": "production", "KOAN_SECRET_KEY": "short"}, "KOAN_SECRET_KEY"),
+        ({"KOAN_REDIS_URL": "127.0.0.1:6379"}, "KOAN_REDIS_URL"),
+        ({"KOAN_SMTP_PORT": "70000"}, "KOAN_SMTP_PORT"),
+        ({"KOAN_SMTP_TIMEOUT_S": "0"}, "KOAN_SMTP_TIMEOUT_S"),
+        ({"KOAN_LLM_FALLBACK": "offline,openia"}, "KOAN_LLM_FALLBACK"),
+        ({"KOAN_LLM_PROVIDER": "openai"}, "KOAN_LLM_"),
+        ({"KOAN_LLM_PRICING_FILE": "/nonexistent/prices.yaml"}, "/nonexistent/prices.yaml"),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )

@@ -19,6 +19,8 @@ _MIN_SECRET_LENGTH = 32
 _ENV_PREFIX = "KOAN_"
 # What both structlog and uvicorn take for KOAN_LOG_LEVEL.
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_LLM_KINDS = ("openai", "anthropic", "offline")
 
 
 class Settings(BaseSettings):
@@ -61,11 +63,11 @@ class Settings(BaseSettings):
 
     # Mail: with no SMTP host, mail goes to the development outbox (`koan mail list`).
     smtp_host: str = ""
-    smtp_port: int = 587
+    smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_username: str = ""
     smtp_password: SecretStr = SecretStr("")
     smtp_starttls: bool = True
-    smtp_timeout_s: float = 10.0
+    smtp_timeout_s: float = Field(default=10.0, gt=0, le=600)
     mail_from: str = "Koan <koan@localhost>"
     # Mail goes out after the response; a failed delivery is tried this many times in all,
     # waiting the backoff (doubled each time) in between, then logged as mail.failed.
@@ -214,6 +216,22 @@ class Settings(BaseSettings):
                 f"{value!r} is not a rate such as '10/minute' or '5/minute;100/day' "
                 "(per second, minute, hour, day, month or year)"
             ) from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        # Read when the first cache or limiter is built: said here, not as a traceback.
+        if value.strip() and not value.strip().startswith(_REDIS_SCHEMES):
+            raise ValueError(f"must start with {', '.join(_REDIS_SCHEMES)} (or be empty)")
+        return value.strip()
+
+    @field_validator("llm_fallback")
+    @classmethod
+    def _known_fallbacks(cls, value: str) -> str:
+        for kind in (item.strip().lower() for item in value.split(",")):
+            if kind and kind not in _LLM_KINDS:
+                raise ValueError(f"{kind!r} is not one of {', '.join(_LLM_KINDS)}")
         return value
 
     @field_validator("trusted_proxies")

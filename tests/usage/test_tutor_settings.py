@@ -56,7 +56,7 @@ async def test_a_chain_with_fallbacks_and_a_pricing_file(tmp_path: Path) -> None
         {"llm_provider": "openai"},  # hosted OpenAI without a key
         {"llm_provider": "openai", "llm_base_url": "http://localhost:11434/v1"},  # no model
         {"llm_provider": "anthropic"},
-        {"llm_fallback": "cohere"},
+        {"llm_fallback": "anthropic"},  # a hosted fallback without a key
     ],
 )
 def test_a_configuration_that_cannot_work_is_refused_at_start_up(values: dict[str, str]) -> None:

@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from koan.cli import classes, db, exercises, mail, server, usage, users
 from koan.cli.common import fail
 from koan.config import Settings, settings_problem
+from koan.llm.errors import LLMConfigError
 
 
 class _Koan(TyperGroup):
@@ -38,6 +39,10 @@ class _Koan(TyperGroup):
             if exc.title != Settings.__name__:
                 raise
             fail(settings_problem(exc))
+        except LLMConfigError as exc:
+            # A tutor set up in a way that cannot work (no key, a missing price table) is
+            # found when the resources are built, which every command and worker does.
+            fail(f"Invalid settings: KOAN_LLM_*: {exc}.")
 
 
 app = typer.Typer(cls=_Koan, help="Koan: a self-hosted AI coding tutor.", no_args_is_help=True)

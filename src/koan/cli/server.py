@@ -27,6 +27,7 @@ def serve(
     import uvicorn
 
     settings = Settings()
+    _check_tutor(settings)
     _check_schema(settings.effective_database_url)
     if workers > 1:
         from koan.ops.metrics import MULTIPROCESS_ENV, prepare_multiprocess_dir
@@ -58,6 +59,16 @@ def serve(
     if workers > 1 and not reload and hasattr(socket, "SO_REUSEPORT"):
         raise typer.Exit(serve_reuseport(options, workers))
     uvicorn.run("koan.app:create_app", workers=workers, reload=reload, **options)
+
+
+def _check_tutor(settings: Settings) -> None:
+    """Build the tutor's model chain once, so a setup that cannot work (no key, a missing
+    price table) is said before the workers start, not as each worker's startup traceback."""
+    import asyncio
+
+    from koan.llm.tutor_llm import build_tutor_llm
+
+    asyncio.run(build_tutor_llm(settings).close())
 
 
 def _check_schema(database_url: str) -> None:
