@@ -61,6 +61,17 @@ def test_a_database_url_koan_cannot_use_is_named(
     assert said.startswith("KOAN_DATABASE_URL cannot be used")
 
 
+@pytest.mark.parametrize("args", [["users", "list"], ["db", "upgrade"], ["serve"]], ids=" ".join)
+def test_a_database_url_that_cannot_be_read_is_named_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    url = "postgresql://koan:hunter2-secret@127.0.0.1:5432x/koan"
+    said = run(tmp_path, monkeypatch, url, args)
+    assert "KOAN_DATABASE_URL" in said
+    assert len(said.strip().splitlines()) == 1, said
+    assert "hunter2" not in said
+
+
 def test_upgrading_to_a_revision_that_does_not_exist_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -187,6 +198,7 @@ def test_a_pack_whose_path_is_not_utf8_is_still_read(
         ({"KOAN_ENV": "prod"}, "KOAN_ENV"),
         ({"KOAN_ENV": "production", "KOAN_SECRET_KEY": "short"}, "KOAN_SECRET_KEY"),
         ({"KOAN_REDIS_URL": "127.0.0.1:6379"}, "KOAN_REDIS_URL"),
+        ({"KOAN_REDIS_URL": "redis://:pw@127.0.0.1:port/0"}, "KOAN_REDIS_URL"),
         ({"KOAN_SMTP_PORT": "70000"}, "KOAN_SMTP_PORT"),
         ({"KOAN_SMTP_TIMEOUT_S": "0"}, "KOAN_SMTP_TIMEOUT_S"),
         ({"KOAN_LLM_FALLBACK": "offline,openia"}, "KOAN_LLM_FALLBACK"),

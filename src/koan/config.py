@@ -220,11 +220,20 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        # Read when the first cache or limiter is built: said here, not as a traceback.
-        if value.strip() and not value.strip().startswith(_REDIS_SCHEMES):
-            raise ValueError(f"must start with {', '.join(_REDIS_SCHEMES)} (or be empty)")
-        return value.strip()
+    def _redis_url_parses(cls, value: str) -> str:
+        # Read when the first cache or limiter is built: said here, not as a traceback. The
+        # URL itself is never repeated: it may hold a password.
+        from redis.connection import parse_url
+
+        value = value.strip()
+        if value:
+            if not value.startswith(_REDIS_SCHEMES):
+                raise ValueError(f"must start with {', '.join(_REDIS_SCHEMES)} (or be empty)")
+            try:
+                parse_url(value)
+            except ValueError as exc:
+                raise ValueError(f"is not a Redis URL ({exc})") from None
+        return value
 
     @field_validator("llm_fallback")
     @classmethod
@@ -263,9 +272,11 @@ class Settings(BaseSettings):
     def _no_sync_drivers(cls, value: str) -> str:
         # Users paste the URL their other tools use; Koan needs the async drivers.
         if value.startswith("postgresql://") or value.startswith("postgres://"):
-            return "postgresql+asyncpg://" + value.split("://", 1)[1]
-        if value.startswith("sqlite:///"):
-            return "sqlite+aiosqlite:///" + value.split(":///", 1)[1]
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        elif value.startswith("sqlite:///"):
+            value = "sqlite+aiosqlite:///" + value.split(":///", 1)[1]
+        if value:
+            _check_database_url(value)
         return value
 
     @model_validator(mode="after")
@@ -331,6 +342,20 @@ class Settings(BaseSettings):
         path.write_text(key)
         path.chmod(0o600)
         return key
+
+
+def _check_database_url(value: str) -> None:
+    """Refuse a URL whose parts cannot be read (a port that is not a number), never repeating
+    it (it may hold a password); a driver Koan lacks is said when the engine is made."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(value)
+    except ArgumentError:
+        return
+    except ValueError as exc:
+        raise ValueError(f"cannot be read as a database URL ({exc})") from None
 
 
 def settings_problem(exc: ValidationError) -> str:
