@@ -90,6 +90,17 @@ def test_missing_path_is_a_clear_error(cli_env: Path) -> None:
     assert "--builtin" in result.output
 
 
+@pytest.mark.parametrize("command", ["import", "validate"])
+def test_a_pack_and_the_built_in_bank_at_once_are_refused(cli_env: Path, command: str) -> None:
+    # Which one was meant cannot be known: nothing is read rather than the other one.
+    pack = write_jsonl(cli_env / "mine.jsonl", [exercise_spec(slug="mine").model_dump()])
+    result = runner.invoke(app, ["exercises", command, str(pack), "--builtin"])
+    assert result.exit_code == 2, result.output
+    assert "not both" in result.output
+    listed = runner.invoke(app, ["exercises", "export", str(cli_env / "out.jsonl")])
+    assert "Exported 0 exercises" in listed.output
+
+
 def test_an_export_that_cannot_be_written_says_where(cli_env: Path) -> None:
     runner.invoke(
         app,

@@ -32,6 +32,8 @@ def _pack_path(path: Path | None, builtin: bool) -> Path:
     from koan.exercises.pack import builtin_pack_path
 
     if builtin:
+        if path is not None:
+            raise typer.BadParameter(f"give a PATH or --builtin, not both ({path} and --builtin)")
         return builtin_pack_path()
     if path is None:
         raise typer.BadParameter("give a PATH, or --builtin for the built-in bank")
