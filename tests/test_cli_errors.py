@@ -200,6 +200,8 @@ def test_a_pack_whose_path_is_not_utf8_is_still_read(
         ({"KOAN_REDIS_URL": "127.0.0.1:6379"}, "KOAN_REDIS_URL"),
         ({"KOAN_REDIS_URL": "redis://:pw@127.0.0.1:port/0"}, "KOAN_REDIS_URL"),
         ({"KOAN_SMTP_PORT": "70000"}, "KOAN_SMTP_PORT"),
+        ({"KOAN_BASE_URL": "koan.example.com"}, "KOAN_BASE_URL"),
+        ({"KOAN_LLM_BASE_URL": "localhost:11434/v1"}, "KOAN_LLM_BASE_URL"),
         ({"KOAN_SMTP_TIMEOUT_S": "0"}, "KOAN_SMTP_TIMEOUT_S"),
         ({"KOAN_LLM_FALLBACK": "offline,openia"}, "KOAN_LLM_FALLBACK"),
         ({"KOAN_LLM_PROVIDER": "openai"}, "KOAN_LLM_"),

@@ -8,6 +8,7 @@ from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from limits import parse_many
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -233,6 +234,18 @@ class Settings(BaseSettings):
                 parse_url(value)
             except ValueError as exc:
                 raise ValueError(f"is not a Redis URL ({exc})") from None
+        return value
+
+    @field_validator("base_url", "llm_base_url", "llm_fallback_base_url")
+    @classmethod
+    def _web_address(cls, value: str) -> str:
+        # Mailed links and model calls need a whole address: "koan.example.com" alone would
+        # mail links no client opens, and every tutor call would fail.
+        value = value.strip()
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an address such as https://koan.example.com")
         return value
 
     @field_validator("llm_fallback")
