@@ -231,7 +231,7 @@ class Settings(BaseSettings):
             if not value.startswith(_REDIS_SCHEMES):
                 raise ValueError(f"must start with {', '.join(_REDIS_SCHEMES)} (or be empty)")
             try:
-                parse_url(value)
+                parse_url(value)  # type: ignore[no-untyped-call]
             except ValueError as exc:
                 raise ValueError(f"is not a Redis URL ({exc})") from None
         return value
