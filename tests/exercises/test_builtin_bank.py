@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 
+import pytest
+
 from koan.config import Settings
-from koan.exercises.pack import SKILL_VOCABULARY, builtin_pack_path, check_unique, read_pack
+from koan.exercises.pack import (
+    SKILL_VOCABULARY,
+    ExerciseSpec,
+    builtin_pack_path,
+    check_unique,
+    read_pack,
+)
 from koan.exercises.validation import validate_all, validate_spec
 from koan.grading.limits import server_limits
 from koan.grading.sandbox import Sandbox
@@ -94,3 +103,121 @@ async def test_a_sort_that_empties_its_input_fails_the_large_sort(sandbox: Sandb
     )
 
     assert {t.name: t.status for t in report.tests}["test_large_random"] != "passed"
+
+
+# Exercises whose statement says the input is left as it was, with the test that checks it.
+UNCHANGED_INPUT_TESTS = {
+    "py-dictionaries-cart-total": "test_prices_unchanged",
+    "py-dictionaries-flatten-nested": "test_flatten_does_not_modify",
+    "py-lists-above-average": "test_does_not_modify_input",
+    "py-lists-chunk": "test_input_unchanged",
+    "py-lists-rotate": "test_new_list_and_input_unchanged",
+    "py-loops-spiral-order": "test_grid_unchanged",
+    "py-tuples-merge-intervals": "test_returns_tuples_and_leaves_input",
+    "pyx-find-all-positions": "test_does_not_modify_input",
+    "pyx-flatten-nested-list": "test_input_not_modified",
+    "pyx-merge-intervals": "test_input_not_modified",
+    "pyx-merge-sort": "test_does_not_modify_input",
+    "js-flatten-deep": "does not modify the input",
+    "js-group-by": "calls keyFn once per item and leaves the input alone",
+    "js-sort-by-keys": "returns a new array and leaves the input alone",
+    "js-sum-of-evens": "does not modify the input",
+}
+
+# The reference solution, then its list and dict arguments changed after the answer is worked
+# out: the answers stay right, only the promise to leave the input alone is broken.
+PY_MUTATIONS = {
+    "sorts": "x.sort(key=repr) if isinstance(x, list) else x.setdefault('extra', 0)",
+    "reverses": "x.reverse() if isinstance(x, list) else x.popitem()",
+}
+JS_MUTATIONS = {
+    "sorts": "x.sort((p, q) => (JSON.stringify(p) < JSON.stringify(q) ? -1 : 1))",
+    "reverses": "x.reverse()",
+}
+PY_AFTER_CALL = """
+
+import inspect as _inspect
+
+
+def _breaking_promises(func):
+    def wrapper(*args, **kwargs):
+        result = func(*args, **kwargs)
+        for x in args:
+            if isinstance(x, (list, dict)) and x:
+                {mutation}
+        return result
+    return wrapper
+
+
+for _name in {names!r}:
+    if _inspect.isfunction(globals()[_name]):
+        globals()[_name] = _breaking_promises(globals()[_name])
+"""
+JS_AFTER_CALL = """
+for (const name of {names}) {{
+  const func = module.exports[name];
+  module.exports[name] = (...args) => {{
+    const result = func(...args);
+    for (const x of args) if (Array.isArray(x) && x.length) {mutation};
+    return result;
+  }};
+}}
+"""
+
+
+def input_changing_solution(spec: ExerciseSpec, how: str) -> str:
+    names = solution_names(spec.tests, spec.language)
+    if spec.language == "python":
+        tail = PY_AFTER_CALL.format(names=names, mutation=PY_MUTATIONS[how])
+    else:
+        tail = JS_AFTER_CALL.format(names=json.dumps(names), mutation=JS_MUTATIONS[how])
+    return spec.solution + tail
+
+
+@pytest.mark.parametrize("how", ["sorts", "reverses"])
+async def test_a_solution_that_changes_its_input_fails_the_unchanged_input_test(
+    sandbox: Sandbox, how: str
+) -> None:
+    """Each input is one that sorting or reversing would change, and is built inside the test:
+    a module-level value that an earlier test's call already changed would compare equal."""
+    specs = {s.slug: s for s in SPECS}
+    survivors = []
+    for slug, test_name in UNCHANGED_INPUT_TESTS.items():
+        spec = specs[slug]
+        report = await sandbox.grade(
+            language=spec.language,
+            code=input_changing_solution(spec, how),
+            tests=spec.tests,
+            limits=server_limits(Settings(_env_file=None)),
+        )
+        if {t.name: t.status for t in report.tests}.get(test_name) == "passed":
+            survivors.append(slug)
+    assert survivors == []
+
+
+async def test_curry_refuses_a_third_argument_its_function_could_take(sandbox: Sandbox) -> None:
+    """A curry that calls the function once it has at least its arity passes the extra
+    arguments on; a function without defaults raises TypeError by itself, one with a default
+    takes them, and only the second shows the curry never refuses anything."""
+    spec = next(s for s in SPECS if s.slug == "pyx-curry-function")
+    eager = (
+        "import inspect\n\n"
+        "def curry(func):\n"
+        "    arity = sum(1 for p in inspect.signature(func).parameters.values()\n"
+        "                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)\n"
+        "                and p.default is p.empty)\n"
+        "    def waiting(collected):\n"
+        "        def curried(*args):\n"
+        "            so_far = collected + args\n"
+        "            return func(*so_far) if len(so_far) >= arity else waiting(so_far)\n"
+        "        return curried\n"
+        "    return waiting(())\n"
+    )
+
+    report = await sandbox.grade(
+        language="python", code=eager, tests=spec.tests, limits=server_limits(Settings())
+    )
+
+    assert [t.name for t in report.tests if t.status != "passed"] == [
+        "test_too_many_arguments_even_when_func_would_take_them"
+    ]
