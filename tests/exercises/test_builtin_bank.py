@@ -221,3 +221,48 @@ async def test_curry_refuses_a_third_argument_its_function_could_take(sandbox: S
     assert [t.name for t in report.tests if t.status != "passed"] == [
         "test_too_many_arguments_even_when_func_would_take_them"
     ]
+
+
+# Solutions that give every right answer with the library function their statement rules out,
+# and the test that must catch each.
+BORROWED_SOLUTIONS = {
+    "pyx-merge-sort": (
+        "def merge_sort(items, key=None):\n"
+        "    result = list(items)\n"
+        "    result.sort(key=key)\n"
+        "    return result\n",
+        "test_sorts_by_itself",
+    ),
+    "pyx-memoize-decorator": (
+        "from functools import lru_cache, wraps\n\n"
+        "def memoize(func):\n"
+        "    cached = lru_cache(maxsize=None)(func)\n"
+        "    return wraps(func)(lambda *args: cached(*args))\n",
+        "test_builds_its_own_cache",
+    ),
+    "pyx-reduce-from-scratch": (
+        "_MISSING = object()\n\n"
+        "def my_reduce(func, iterable, initial=_MISSING):\n"
+        "    import functools\n"
+        "    if initial is _MISSING:\n"
+        "        return functools.reduce(func, iterable)\n"
+        "    return functools.reduce(func, iterable, initial)\n",
+        "test_does_not_use_functools",
+    ),
+}
+
+
+@pytest.mark.parametrize("slug", sorted(BORROWED_SOLUTIONS))
+async def test_a_solution_that_borrows_the_forbidden_function_fails(
+    sandbox: Sandbox, slug: str
+) -> None:
+    """The learner's builtins are a copy of their own, so replacing `builtins.sorted` from the
+    tests never reaches them: the rule is checked where the solution can be seen."""
+    spec = next(s for s in SPECS if s.slug == slug)
+    code, catching_test = BORROWED_SOLUTIONS[slug]
+
+    report = await sandbox.grade(
+        language="python", code=code, tests=spec.tests, limits=server_limits(Settings())
+    )
+
+    assert [t.name for t in report.tests if t.status != "passed"] == [catching_test]
