@@ -223,9 +223,20 @@ async def test_curry_refuses_a_third_argument_its_function_could_take(sandbox: S
     ]
 
 
-# Solutions that give every right answer with the library function their statement rules out,
-# and the test that must catch each.
-BORROWED_SOLUTIONS = {
+# Solutions that give every right answer but break the rule their statement sets (a library
+# function it rules out, a count kept in a global), and the test that must catch each.
+RULE_BREAKING_SOLUTIONS = {
+    "pyx-counter-closure": (
+        "_counts = {}\n\n"
+        "def make_counter(start=0, step=1):\n"
+        "    key = object()\n"
+        "    _counts[key] = start - step\n"
+        "    def tick():\n"
+        "        _counts[key] += step\n"
+        "        return _counts[key]\n"
+        "    return tick\n",
+        "test_count_lives_in_the_closure",
+    ),
     "pyx-merge-sort": (
         "def merge_sort(items, key=None):\n"
         "    result = list(items)\n"
@@ -252,14 +263,14 @@ BORROWED_SOLUTIONS = {
 }
 
 
-@pytest.mark.parametrize("slug", sorted(BORROWED_SOLUTIONS))
-async def test_a_solution_that_borrows_the_forbidden_function_fails(
+@pytest.mark.parametrize("slug", sorted(RULE_BREAKING_SOLUTIONS))
+async def test_a_solution_that_breaks_the_statements_rule_fails(
     sandbox: Sandbox, slug: str
 ) -> None:
     """The learner's builtins are a copy of their own, so replacing `builtins.sorted` from the
-    tests never reaches them: the rule is checked where the solution can be seen."""
+    tests never reaches them: each rule is checked on the solution module itself."""
     spec = next(s for s in SPECS if s.slug == slug)
-    code, catching_test = BORROWED_SOLUTIONS[slug]
+    code, catching_test = RULE_BREAKING_SOLUTIONS[slug]
 
     report = await sandbox.grade(
         language="python", code=code, tests=spec.tests, limits=server_limits(Settings())
