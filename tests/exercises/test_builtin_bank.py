@@ -277,3 +277,48 @@ async def test_a_solution_that_breaks_the_statements_rule_fails(
     )
 
     assert [t.name for t in report.tests if t.status != "passed"] == [catching_test]
+
+
+# The reference solution with one slip a learner makes (a bound off by one, the wrong end of
+# a list), and the test that must catch it.
+SLIPS = {
+    "py-conditionals-letter-grade": (
+        ("score >= 80", "score >= 79"),
+        "test_decimals_are_not_rounded",
+    ),
+    "py-functions-final-price": (("discount > 100", "discount > 101"), "test_invalid_discount"),
+    "py-math-evaluate-expression": (
+        ("if b == 0:", "if b == 1:"),
+        "test_integer_division_toward_zero",
+    ),
+    "py-strings-longest-unique-run": (
+        (
+            "best_start, best_len = start, i - start + 1",
+            "best_start, best_len = start, i + start + 1",
+        ),
+        "test_restart_just_after_the_repeat",
+    ),
+    "py-tuples-merge-intervals": (
+        ("start <= merged[-1][1]", "start <= merged[0][1]"),
+        "test_merges_into_the_latest_slot",
+    ),
+    "pyx-config-exception-hierarchy": (("port <= 65535", "port <= 65536"), "test_invalid_values"),
+    "pyx-retry-on-failure": (("if attempts < 1:", "if attempts < 2:"), "test_one_attempt"),
+    "pyx-take-generator": (("if n <= 0:", "if n <= 1:"), "test_zero_and_negative"),
+}
+
+
+@pytest.mark.parametrize("slug", sorted(SLIPS))
+async def test_a_reference_with_one_slip_fails_the_test_meant_for_it(
+    sandbox: Sandbox, slug: str
+) -> None:
+    spec = next(s for s in SPECS if s.slug == slug)
+    (right, wrong), catching_test = SLIPS[slug]
+    assert spec.solution.count(right) == 1
+    slipped = spec.solution.replace(right, wrong)
+
+    report = await sandbox.grade(
+        language="python", code=slipped, tests=spec.tests, limits=server_limits(Settings())
+    )
+
+    assert [t.name for t in report.tests if t.status != "passed"] == [catching_test]
