@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import func, select, text
 
-from koan.db import transactional
 from koan.models import ClassMembership, ClassRoom
 from koan.resources import Resources
-from tests.fixtures.factories import PASSWORD, bearer, create_user
+from tests.classes.helpers import live_class
+from tests.fixtures.factories import PASSWORD
 from tests.fixtures.live import LiveApp, live, live_resources
 
 __all__ = ["live", "live_resources"]  # fixtures from tests/fixtures/live.py
@@ -81,16 +81,9 @@ async def test_two_instructors_going_at_once_leave_the_class_one(
     live: LiveApp, first: Departure, second: Departure, refusals: set[tuple[int, str]]
 ) -> None:
     res = live.res
-    async with res.session_factory() as session, transactional(session):
-        ines = await create_user(session, res, name="Ines")
-        omar = await create_user(session, res, name="Omar")
-        ines_h = await bearer(session, res, ines)
-        omar_h = await bearer(session, res, omar)
-    live.users += [ines.id, omar.id]
-    made = await live.client.post("/api/v1/classes", json={"name": "Duo"}, headers=ines_h)
-    class_id = uuid.UUID(made.json()["id"])
-    try:
-        code = made.json()["join_code"]
+    async with live_class(live, "Omar") as duo:
+        ines, omar, ines_h, omar_h = duo.owner, duo.other, duo.owner_headers, duo.other_headers
+        class_id, code = duo.id, duo.code
         await live.client.post("/api/v1/classes/join", json={"code": code}, headers=omar_h)
         promoted = await live.client.patch(
             f"/api/v1/classes/{class_id}/members/{omar.id}",
@@ -131,9 +124,6 @@ async def test_two_instructors_going_at_once_leave_the_class_one(
                 )
             )
         assert instructors == 1
-    finally:
-        async with res.session_factory() as session, transactional(session):
-            await session.execute(delete(ClassRoom).where(ClassRoom.id == class_id))
 
 
 async def _wait_for_lock_waiters(res: Resources, count: int) -> None:
@@ -173,17 +163,10 @@ async def test_a_role_changed_as_its_member_leaves_is_a_404_not_a_server_error(
     """The TA leaves first; the instructor's change of their role, sent while the leaving is
     under way, finds no member any more (404), instead of updating a row gone meanwhile."""
     res = live.res
-    async with res.session_factory() as session, transactional(session):
-        ines = await create_user(session, res, name="Ines")
-        tara = await create_user(session, res, name="Tara")
-        ines_h = await bearer(session, res, ines)
-        tara_h = await bearer(session, res, tara)
-    live.users += [ines.id, tara.id]
-    made = await live.client.post("/api/v1/classes", json={"name": "Duo"}, headers=ines_h)
-    class_id = uuid.UUID(made.json()["id"])
-    member = f"/api/v1/classes/{class_id}/members/{tara.id}"
-    try:
-        code = made.json()["join_code"]
+    async with live_class(live, "Tara") as duo:
+        tara, ines_h, tara_h = duo.other, duo.owner_headers, duo.other_headers
+        class_id, code = duo.id, duo.code
+        member = f"/api/v1/classes/{class_id}/members/{tara.id}"
         await live.client.post("/api/v1/classes/join", json={"code": code}, headers=tara_h)
         made_ta = await live.client.patch(member, json={"role": "ta"}, headers=ines_h)
         assert made_ta.status_code == 200, made_ta.text
@@ -197,26 +180,16 @@ async def test_a_role_changed_as_its_member_leaves_is_a_404_not_a_server_error(
         assert left.status_code == 200, left.text
         assert changed.status_code == 404, changed.text
         assert changed.json()["error"] == "NotFound"
-    finally:
-        async with res.session_factory() as session, transactional(session):
-            await session.execute(delete(ClassRoom).where(ClassRoom.id == class_id))
 
 
 async def test_settings_saved_as_another_instructor_deletes_the_class_are_refused_not_a_500(
     live: LiveApp,
 ) -> None:
     res = live.res
-    async with res.session_factory() as session, transactional(session):
-        ines = await create_user(session, res, name="Ines")
-        omar = await create_user(session, res, name="Omar")
-        ines_h = await bearer(session, res, ines)
-        omar_h = await bearer(session, res, omar)
-    live.users += [ines.id, omar.id]
-    made = await live.client.post("/api/v1/classes", json={"name": "Duo"}, headers=ines_h)
-    class_id = uuid.UUID(made.json()["id"])
-    url = f"/api/v1/classes/{class_id}"
-    try:
-        code = made.json()["join_code"]
+    async with live_class(live, "Omar") as duo:
+        omar, ines_h, omar_h = duo.other, duo.owner_headers, duo.other_headers
+        class_id, code = duo.id, duo.code
+        url = f"/api/v1/classes/{class_id}"
         await live.client.post("/api/v1/classes/join", json={"code": code}, headers=omar_h)
         promoted = await live.client.patch(
             f"{url}/members/{omar.id}", json={"role": "instructor"}, headers=ines_h
@@ -246,6 +219,3 @@ async def test_settings_saved_as_another_instructor_deletes_the_class_are_refuse
 
         assert deleted.status_code == 200, deleted.text
         assert (saved.status_code, saved.json()["error"]) == refusal, saved.text
-    finally:
-        async with res.session_factory() as session, transactional(session):
-            await session.execute(delete(ClassRoom).where(ClassRoom.id == class_id))

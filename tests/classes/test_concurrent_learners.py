@@ -9,18 +9,17 @@ learner cannot leave during an exam, even when the exam is set as they leave.
 from __future__ import annotations
 
 import secrets
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from koan.db import transactional
 from koan.models import ClassInvite, ClassMembership, ClassRoom
 from koan.security import hash_token
-from tests.fixtures.factories import bearer, create_user
+from tests.classes.helpers import live_class
 from tests.fixtures.live import LiveApp, in_turn, live, live_resources
 
 __all__ = ["live", "live_resources"]  # fixtures from tests/fixtures/live.py
@@ -51,15 +50,8 @@ async def test_joining_twice_at_once_joins_once_and_answers_both(
     live: LiveApp, first: Join, second: Join
 ) -> None:
     res = live.res
-    async with res.session_factory() as session, transactional(session):
-        ines = await create_user(session, res, name="Ines")
-        lea = await create_user(session, res, name="Lea")
-        ines_h = await bearer(session, res, ines)
-        lea_h = await bearer(session, res, lea)
-    live.users += [ines.id, lea.id]
-    made = await live.client.post("/api/v1/classes", json={"name": "Duo"}, headers=ines_h)
-    class_id = uuid.UUID(made.json()["id"])
-    try:
+    async with live_class(live, "Lea") as duo:
+        ines, lea, lea_h, class_id = duo.owner, duo.other, duo.other_headers, duo.id
         token = secrets.token_urlsafe(32)
         async with res.session_factory() as session, transactional(session):
             session.add(
@@ -72,7 +64,7 @@ async def test_joining_twice_at_once_joins_once_and_answers_both(
                     mail_status="sent",
                 )  # fmt: skip
             )
-        code = made.json()["join_code"]
+        code = duo.code
 
         # On PostgreSQL both find no membership before either adds one: the class's row is
         # held meanwhile (a membership's foreign key waits for it).
@@ -94,26 +86,16 @@ async def test_joining_twice_at_once_joins_once_and_answers_both(
                 )
             )
         assert members == 1
-    finally:
-        async with res.session_factory() as session, transactional(session):
-            await session.execute(delete(ClassRoom).where(ClassRoom.id == class_id))
 
 
 async def test_a_learner_leaving_as_an_exam_is_set_is_refused(live: LiveApp) -> None:
     """The exam window is saved first; the leaving, sent meanwhile, then sees it (409
     ExamInProgress) instead of taking the learner out of the exam's tutor policy."""
     res = live.res
-    async with res.session_factory() as session, transactional(session):
-        ines = await create_user(session, res, name="Ines")
-        lea = await create_user(session, res, name="Lea")
-        ines_h = await bearer(session, res, ines)
-        lea_h = await bearer(session, res, lea)
-    live.users += [ines.id, lea.id]
-    made = await live.client.post("/api/v1/classes", json={"name": "Duo"}, headers=ines_h)
-    class_id = uuid.UUID(made.json()["id"])
-    url = f"/api/v1/classes/{class_id}"
-    try:
-        code = made.json()["join_code"]
+    async with live_class(live, "Lea") as duo:
+        ines_h, lea_h = duo.owner_headers, duo.other_headers
+        class_id, code = duo.id, duo.code
+        url = f"/api/v1/classes/{class_id}"
         joined = await live.client.post("/api/v1/classes/join", json={"code": code}, headers=lea_h)
         assert joined.status_code == 200, joined.text
         now = res.clock.now()
@@ -133,6 +115,3 @@ async def test_a_learner_leaving_as_an_exam_is_set_is_refused(live: LiveApp) -> 
         assert saved.status_code == 200, saved.text
         assert left.status_code == 409, left.text
         assert left.json()["error"] == "ExamInProgress"
-    finally:
-        async with res.session_factory() as session, transactional(session):
-            await session.execute(delete(ClassRoom).where(ClassRoom.id == class_id))
