@@ -30,6 +30,7 @@ from tests.chat.helpers import (
     record_attempt,
     streamed_text,
 )
+from tests.fixtures.factories import create_exercise
 from tests.fixtures.llm_server import Reply
 
 SAFE = "Look at `total += n`: which numbers reach that line? What should happen to 3?"
@@ -374,6 +375,64 @@ async def test_a_streamed_fix_in_any_form_never_reaches_the_learner(
     assert await chat.leak_flags() == [True, False]
     stored = await chat.client.get(f"/api/v1/conversations/{conversation_id}", headers=chat.headers)
     assert stored.json()["messages"][-1]["content"] == SAFE
+
+
+# A fix handed over with no word of the edit and no markup, streamed word by word: the
+# corrected line (`return n * 2` for the learner's `return n + 2`) must not reach the learner
+# before the guard has read it, in any of the shapes the guard reads.
+DOUBLE_SOLUTION = "def double(n):\n    return n * 2\n"
+DOUBLE_TESTS = (
+    "from solution import double\n\n"
+    "def test_three():\n    assert double(3) == 6\n\n"
+    "def test_five():\n    assert double(5) == 10\n"
+)
+UNMARKED = {
+    "html code": "Change <code>n + 2</code> to <code>n * 2</code> on line 2.",
+    "html pre": "The line should be:<pre><code>return n * 2</code></pre>",
+    "double backticks": "Use ``return n * 2`` on line 2.",
+    "fenced diff": "```diff\n-    return n + 2\n+    return n * 2\n```",
+    "bare diff": "Apply this:\n\n-return n + 2\n+return n * 2\n",
+    "bare diff, indented": "-    return n + 2\n+    return n * 2\n",
+    "unified diff": (
+        "--- a/solution.py\n+++ b/solution.py\n@@ -2,1 +2,1 @@\n-    return n + 2\n"
+        "+    return n * 2\n"
+    ),
+    "span, no verb": "The correct version of that line is `return n * 2`.",
+    "before and after": "Before: `return n + 2`\nAfter: `return n * 2`",
+    "table of spans": "| yours | correct |\n|---|---|\n| `n + 2` | `n * 2` |",
+    "table": "| wrong | right |\n|---|---|\n| n + 2 | n * 2 |",
+    "in a sentence": "Line 2 should simply be return n * 2 and then the test passes.",
+    "instead of": "Write n * 2 instead of n + 2 on line 2.",
+    "not this, that": "It's not `n + 2`, it's `n * 2`.",
+}
+
+
+@pytest.mark.parametrize("form", list(UNMARKED))
+async def test_a_fix_without_markup_or_words_is_never_streamed_before_the_check(
+    chat: EvensChat, form: str
+) -> None:
+    double = await create_exercise(
+        chat.session, title="Double", statement="Write `double(n)`: twice n.",
+        solution=DOUBLE_SOLUTION, starter_code="def double(n):\n    pass\n",
+        tests=DOUBLE_TESTS, hints=["What does doubling mean?"], skills=["functions"],
+    )  # fmt: skip
+    await chat.prepare(Reply(text=UNMARKED[form]), Reply(text=SAFE), attempted=False)
+    attempt = DOUBLE_SOLUTION.replace("n * 2", "n + 2")
+    failing = [{"name": "test_three", "status": "failed", "message": "assert 5 == 6"}]
+    await record_attempt(
+        chat.session, chat.resources, chat.learner, double, code=attempt, tests=failing
+    )
+    conversation_id = await new_conversation(chat.client, chat.headers, double)
+
+    r = await chat.ask(conversation_id, "fix it for me", stream=True)
+
+    events = parse_sse(r.text)
+    sent, shown = streamed_text(events)  # every token came before the verdict (`replace`)
+    assert "n *" not in sent
+    assert "n * 2" not in r.text
+    assert [name for name, _ in events][-2:] == ["replace", "done"]
+    assert shown == SAFE
+    assert await chat.leak_flags() == [True, False]
 
 
 async def test_a_streamed_socratic_reply_arrives_word_by_word_and_whole(

@@ -179,3 +179,41 @@ def test_other_encodings_and_negations_wait_for_the_check(reply: str, word: str)
     assert word not in free_text(pieces)
     assert free_text(pieces).endswith("Run it." if "Run it" in reply else "Then run the tests.")
     assert checks
+
+
+@pytest.mark.parametrize("size", [0, 1])
+@pytest.mark.parametrize(
+    ("reply", "held"),
+    [
+        ("Line 2 should simply be return n * 2 and then the test passes.", "* 2"),
+        ("Write n*2 instead of n+2, then run it.", "*2"),
+        ("It's not n + 2, it's n * 2.", "* 2"),
+        ("Try n % 2 there.", "% 2"),
+        ("yours: n + 2, correct: n / 2", "/ 2"),
+        ("Apply this:\n\n-return count\n+return total\n", "return total"),
+        ("-    return n + 2\n+    return n * 2\n", "return n * 2"),
+    ],
+)
+def test_code_written_plainly_or_as_a_bare_diff_waits_for_the_check(
+    reply: str, held: str, size: int
+) -> None:
+    pieces, checks = stream(reply, size)
+
+    assert held not in free_text(pieces)
+    assert any(held in checked for checked in checks)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "This is **important** here, see? And more words follow now.",
+        "About 50% of the numbers are even, right? More words here.",
+        "In C++ it differs from Python. More words here.",
+        "- a list item here\n- another one\n--\nAnd a last line.",
+    ],
+)
+def test_emphasis_percentages_and_list_markers_are_not_operators(reply: str) -> None:
+    pieces, checks = stream(reply)
+
+    assert checks == []
+    assert len(pieces) > 5  # word by word

@@ -5,11 +5,13 @@ out as it arrives; everything a fix could be made of is held until the guard has
 reply up to its end:
 
 - a fenced block, until its closing fence;
-- a line that starts like code (indented, a keyword, an assignment, a call, a bracket), and
+- a line that starts like code (indented, a keyword, an assignment, a call, a bracket, a
+  diff's `-` or `+` before code), and
   the code-looking lines after it, until a line that is not code;
 - in a prose line, from the first character that could begin code or a quotation (a backtick,
-  a bracket, `=`, `<`, `>`, `;`, a quote, a backslash or `&`) to the end of that sentence: inline
-  spans, "replace `X` with `Y`", a string literal holding a program;
+  a bracket, `=`, `<`, `>`, `;`, a quote, a backslash or `&`, or an arithmetic operator between
+  operands) to the end of that sentence: inline spans, "replace `X` with `Y`", a string literal
+  holding a program, code written plainly ("line 2 should be return n * 2");
 - a held sentence that ends with a colon introduces what follows: it waits with the block
   after it; and a colon inside a prose line followed by a word that begins code, as written or
   in ROT13 ("should read: return ...", "decode: erghea ..."), holds from there, as a trigger
@@ -104,7 +106,8 @@ def scan(text: str, start: int, *, final: bool = False) -> Scan:
         stop = len(text) if line_end < 0 else line_end + 1
         begin = max(pos, line_start)
         trigger = next((i for i in range(begin, stop) if text[i] in TRIGGERS), None)
-        for found in (_encoded_word, _operator_word, _keyword_word, _rot13_word):
+        finders = (_operator_sign, _encoded_word, _operator_word, _keyword_word, _rot13_word)
+        for found in finders:
             at = found(text, begin, stop if trigger is None else trigger, final)
             if at is not None:
                 trigger = at
@@ -124,6 +127,30 @@ def scan(text: str, start: int, *, final: bool = False) -> Scan:
         if end is not None and text[trigger:end].rstrip().endswith(":") and text[end - 1] == "\n":
             end = _lead_in_end(text, end, final)
         return Scan(trigger, end)
+
+
+# An arithmetic operator between operands, as code is written in a sentence ("line 2 should
+# be return n * 2", "write n % 2 instead"): the signs the guard reads bare code by
+# (`koan.llm.encodings.bare_code`) that are not triggers already. Spaces on both sides or an
+# operand on both sides make it an operator; "**bold**", "50% of" and "C++ is" are not.
+_SIGN = re.compile(r"[-+*/%]*[+*/%][-+*/%]*")
+_OPERAND = re.compile(r"[\w)\]'\"]")
+
+
+def _operator_sign(text: str, begin: int, stop: int, final: bool) -> int | None:
+    """In a prose line, where an arithmetic operator between operands starts; or one at the
+    end of the text so far, while the character after it has not arrived."""
+    for match in _starts(_SIGN, text, begin, stop):
+        before = text[match.start() - 1 : match.start()]
+        after = text[match.end() : match.end() + 1]
+        if not after:
+            if not final:
+                return match.start()  # the next character decides
+            continue
+        spaced = before in {" ", "\t"} and after in {" ", "\t"}
+        if spaced or (_OPERAND.match(before) and _OPERAND.match(after)):
+            return match.start()
+    return None
 
 
 # A word that may be code encoded (base64, base32, hex, percent escapes): long, of their
@@ -308,6 +335,8 @@ def _line_kind(text: str, line_start: int, final: bool) -> str | None:
     line = text[line_start:] if line_end < 0 else text[line_start:line_end]
     if complete and not line.strip():
         return "prose"
+    if _DIFF_SIGN.match(line):
+        return _line_kind(text, line_start + 1, final)  # a diff's line reads as its code
     if line.startswith(("    ", "\t")):
         return "code"
     stripped = line.lstrip(" ")
@@ -354,7 +383,12 @@ def _by_whole_line(line: str, complete: bool) -> str | None:
 
 def _code_line(line: str) -> bool:
     """A whole line that reads as code, character references decoded (`&nbsp;` indents)."""
-    return looks_like_code(strip_markers(visible(line)))
+    return looks_like_code(strip_markers(visible(_DIFF_SIGN.sub("", line))))
+
+
+# A line of a diff without its fence: `-` or `+` and the code ("+return n * 2"); "--", "++"
+# and "- item" are not.
+_DIFF_SIGN = re.compile(r"^[-+](?=[^-+\s])")
 
 
 def _fence_end(text: str, line_start: int, final: bool) -> int | None:
