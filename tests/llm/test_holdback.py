@@ -189,6 +189,7 @@ def test_other_encodings_and_negations_wait_for_the_check(reply: str, word: str)
         ("Write n*2 instead of n+2, then run it.", "*2"),
         ("It's not n + 2, it's n * 2.", "* 2"),
         ("Try n % 2 there.", "% 2"),
+        ("Line 2 should be return n *2 instead.", "*2"),
         ("yours: n + 2, correct: n / 2", "/ 2"),
         ("Apply this:\n\n-return count\n+return total\n", "return total"),
         ("-    return n + 2\n+    return n * 2\n", "return n * 2"),

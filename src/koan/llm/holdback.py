@@ -131,8 +131,9 @@ def scan(text: str, start: int, *, final: bool = False) -> Scan:
 
 # An arithmetic operator between operands, as code is written in a sentence ("line 2 should
 # be return n * 2", "write n % 2 instead"): the signs the guard reads bare code by
-# (`koan.llm.encodings.bare_code`) that are not triggers already. Spaces on both sides or an
-# operand on both sides make it an operator; "**bold**", "50% of" and "C++ is" are not.
+# (`koan.llm.encodings.bare_code`) that are not triggers already. Spaces on both sides, an
+# operand on both sides, or a space before and a number after ("n *2") make it an operator;
+# "**bold**", "50% of" and "C++ is" are not.
 _SIGN = re.compile(r"[-+*/%]*[+*/%][-+*/%]*")
 _OPERAND = re.compile(r"[\w)\]'\"]")
 
@@ -147,7 +148,7 @@ def _operator_sign(text: str, begin: int, stop: int, final: bool) -> int | None:
             if not final:
                 return match.start()  # the next character decides
             continue
-        spaced = before in {" ", "\t"} and after in {" ", "\t"}
+        spaced = before in {" ", "\t"} and (after in {" ", "\t"} or after.isdigit())
         if spaced or (_OPERAND.match(before) and _OPERAND.match(after)):
             return match.start()
     return None
