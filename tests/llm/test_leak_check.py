@@ -462,6 +462,9 @@ UNMARKED = [
     'Change line 4 to "if n % 2 == 0:".',
     "| wrong | right |\n|---|---|\n| n % 2 == 1 | n % 2 == 0 |",
     "Write n % 2 == 0 instead of n % 2 == 1.",
+    # Plain code in the sentence's own grammar: its "not" and its commas are the sentence's.
+    "It's not n % 2 == 1, it's n % 2 == 0.",
+    "The check isn't n % 2 == 1, it is n % 2 == 0, and then the test passes.",
 ]
 # ...and replies of the same shapes that fix nothing, or quote the learner's code, are not.
 UNMARKED_BENIGN = [

@@ -185,6 +185,9 @@ def _all_known(code: str, known: frozenset[str]) -> bool:
     return all(word in known for word in _WORD.findall(stripped))
 
 
+# A verb "to be" just before a stretch's "not" ("it's not", "this is not"): the "not" is the
+# sentence's, which says what the code should not be.
+_COPULA_BEFORE = re.compile(r"(?i)(?:\b(?:is|are|was|were|be)|'s|’s)\s*$")
 # What may stand before a line of code: list, quote and line-number markers.
 _LINE_LEAD = re.compile(r"^\s*(?:(?:[-*+•>]|\d{1,4}[.):|])\s*)*")
 
@@ -198,7 +201,11 @@ def _bare_runs(text: str, known: frozenset[str], *, alone: bool) -> str:
     for run in _bare_pieces(text, known):
         best: tuple[int, int] | None = None
         for first in run[:4]:
+            if first.group(0) == "not" and _COPULA_BEFORE.search(text[: first.start()]):
+                continue  # "it's not X": the sentence's "not", not the code's
             for last in reversed(run[-4:]):
+                if last.group(0) == ",":
+                    continue  # a comma ending a stretch ends the sentence's clause
                 if last.end() <= first.start() or (
                     best is not None and last.end() - first.start() <= best[1] - best[0]
                 ):
