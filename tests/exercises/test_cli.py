@@ -120,6 +120,9 @@ def test_an_export_that_cannot_be_written_says_where(cli_env: Path) -> None:
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)
     assert f"Cannot write {taken}" in result.stderr
+    # What to give instead, not the system's "File exists".
+    assert "not a directory" in result.stderr
+    assert ".jsonl" in result.stderr
     assert taken.read_text() == "mine"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import re
@@ -209,6 +210,12 @@ def write_pack(specs: Iterable[ExerciseSpec], path: Path) -> int:
                 handle.write(json.dumps(_plain(spec), ensure_ascii=False) + "\n")
                 count += 1
         return count
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(
+            errno.ENOTDIR,
+            "it is not a directory (a pack is a directory to fill, or a file ending in .jsonl)",
+            str(path),
+        )
     path.mkdir(parents=True, exist_ok=True)
     for spec in specs:
         target = path / spec.language / f"{spec.slug}.yaml"
